@@ -1,0 +1,39 @@
+"""One JSON encoder and one decoder per payload type of the subject registry.
+
+Decoders are built once: constructing a msgspec decoder for a tagged union is the slow
+part, decoding with it is fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .subjects import SPECS, Family
+
+encoder = msgspec.json.Encoder()
+encode = encoder.encode
+
+_DECODERS: dict[Family, msgspec.json.Decoder] = {
+    family: msgspec.json.Decoder(spec.payload) for family, spec in SPECS.items() if spec.payload is not None
+}
+_REPLY_DECODERS: dict[Family, msgspec.json.Decoder] = {
+    family: msgspec.json.Decoder(spec.reply) for family, spec in SPECS.items() if spec.reply is not None
+}
+
+DecodeError = (msgspec.DecodeError, msgspec.ValidationError)
+
+
+def decoder(family: Family) -> msgspec.json.Decoder:
+    """The decoder of a subject family's payload (a tagged union: one decoder per subject)."""
+    return _DECODERS[family]
+
+
+def reply_decoder(family: Family) -> msgspec.json.Decoder:
+    return _REPLY_DECODERS[family]
+
+
+def decode(family: Family, data: bytes) -> Any:
+    """Decode a payload of `family`; raises msgspec.DecodeError / ValidationError."""
+    return _DECODERS[family].decode(data)

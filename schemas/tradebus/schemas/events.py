@@ -1,0 +1,194 @@
+"""Order lifecycle and account events, published by connectors (and by risk for rejections).
+
+Order events travel on `tradebus.evt.order.<venue>.<account>`, account events on
+`tradebus.evt.account.<venue>.<account>`. Every event has an `event_id` that is unique and
+stable across re-deliveries; it is the event's `Nats-Msg-Id`, so a re-published event is
+stored once.
+
+Lifecycle (see docs/contract.md for the state machine):
+submitted -> accepted -> [triggered] -> partially_filled* -> filled
+                                      -> cancelled | expired
+submitted -> rejected
+"""
+
+from __future__ import annotations
+
+import enum
+from decimal import Decimal
+from typing import Union
+
+from .values import (
+    AccountName,
+    CancelReason,
+    ClientOrderId,
+    LiquiditySide,
+    Message,
+    Nanos,
+    OrderType,
+    RejectReason,
+    RequestId,
+    Side,
+    Symbol,
+    Text,
+    TimeInForce,
+    VenueName,
+)
+
+
+class OrderEventBase(Message, frozen=True, kw_only=True):
+    event_id: str
+    client_order_id: ClientOrderId
+    venue: VenueName
+    account: AccountName
+    symbol: Symbol
+    venue_order_id: str | None = None
+    ts_event: Nanos
+    ts_recv: Nanos
+
+
+class OrderSubmitted(OrderEventBase, frozen=True, kw_only=True, tag="submitted"):
+    """The connector sent the order to the venue and awaits its answer."""
+
+
+class OrderAccepted(OrderEventBase, frozen=True, kw_only=True, tag="accepted"):
+    """The venue holds the order. Carries the order's terms so the event stream alone is
+    enough to rebuild every order's state."""
+
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce
+    expire_time: Nanos | None = None
+
+
+class OrderRejected(OrderEventBase, frozen=True, kw_only=True, tag="rejected"):
+    """The place command was refused (by risk or the venue). Terminal."""
+
+    reason: RejectReason
+    message: Text = ""
+
+
+class OrderTriggered(OrderEventBase, frozen=True, kw_only=True, tag="triggered"):
+    """A stop or stop-limit order's stop price was reached; it is now working."""
+
+
+class Fill(Message, frozen=True, kw_only=True, tag="fill"):
+    trade_id: str
+    side: Side
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_currency: str
+    liquidity: LiquiditySide
+
+
+class FillEventBase(OrderEventBase, frozen=True, kw_only=True):
+    fill: Fill
+    cum_quantity: Decimal
+    leaves_quantity: Decimal
+    avg_price: Decimal
+
+
+class OrderPartiallyFilled(FillEventBase, frozen=True, kw_only=True, tag="partially_filled"):
+    pass
+
+
+class OrderFilled(FillEventBase, frozen=True, kw_only=True, tag="filled"):
+    """The last fill: nothing is left open. Terminal."""
+
+
+class OrderModified(OrderEventBase, frozen=True, kw_only=True, tag="modified"):
+    modify_id: RequestId
+    quantity: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+
+class OrderCancelled(OrderEventBase, frozen=True, kw_only=True, tag="cancelled"):
+    """Terminal. `cum_quantity` is what filled before the cancel."""
+
+    reason: CancelReason
+    cum_quantity: Decimal
+
+
+class OrderExpired(OrderEventBase, frozen=True, kw_only=True, tag="expired"):
+    """A DAY or GTD order reached its end. Terminal."""
+
+    cum_quantity: Decimal
+
+
+class CommandAction(enum.Enum):
+    PLACE = "place"
+    MODIFY = "modify"
+    CANCEL = "cancel"
+    CANCEL_ALL = "cancel_all"
+    UNKNOWN = "unknown"  # the command could not be decoded far enough to tell
+
+
+class CommandRejected(Message, frozen=True, kw_only=True, tag="command_rejected"):
+    """A modify, cancel or cancel-all was refused, or a command could not be decoded at all.
+    The order it names (if any) keeps its state."""
+
+    event_id: str
+    action: CommandAction
+    venue: VenueName
+    account: AccountName
+    client_order_id: str | None = None
+    request_id: str | None = None
+    reason: RejectReason
+    message: Text = ""
+    ts_event: Nanos
+    ts_recv: Nanos
+
+
+OrderEvent = Union[
+    OrderSubmitted,
+    OrderAccepted,
+    OrderRejected,
+    OrderTriggered,
+    OrderPartiallyFilled,
+    OrderFilled,
+    OrderModified,
+    OrderCancelled,
+    OrderExpired,
+    CommandRejected,
+]
+
+TERMINAL_EVENTS = (OrderRejected, OrderFilled, OrderCancelled, OrderExpired)
+
+
+class Balance(Message, frozen=True, kw_only=True, tag="balance"):
+    currency: str
+    total: Decimal
+    available: Decimal
+
+
+class BalanceUpdate(Message, frozen=True, kw_only=True, tag="balances"):
+    """The account's balances in every currency that changed (or all, on a snapshot)."""
+
+    event_id: str
+    venue: VenueName
+    account: AccountName
+    balances: list[Balance]
+    snapshot: bool = False
+    ts_event: Nanos
+    ts_recv: Nanos
+
+
+class PositionUpdate(Message, frozen=True, kw_only=True, tag="position"):
+    """Net position in one instrument: `quantity` is signed (negative = short)."""
+
+    event_id: str
+    venue: VenueName
+    account: AccountName
+    symbol: Symbol
+    quantity: Decimal
+    avg_price: Decimal
+    realized_pnl: Decimal
+    ts_event: Nanos
+    ts_recv: Nanos
+
+
+AccountEvent = Union[BalanceUpdate, PositionUpdate]

@@ -1,0 +1,270 @@
+"""The subject registry: every subject of the fleet, its payload, who publishes and who
+consumes it, and builders/parsers that are the only place subject strings are made.
+
+Symbols are encoded into a single NATS token reversibly. Characters outside
+`[A-Za-z0-9_/:-]` (including `.`, `*`, `>`, white space, `~` and any non-ASCII) become
+`~XX`, the upper-case hex of each UTF-8 byte: `BRK.B` -> `BRK~2EB`, `M&M` -> `M~26M`,
+`BTC/USDT:USDT` stays as it is. The encoding is canonical, so each symbol has exactly one
+token and `decode_token(encode_token(s)) == s` for every string.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .commands import OrderCommand
+from .control import ServiceStatus, SubscriptionReply, SubscriptionRequest
+from .events import AccountEvent, OrderEvent
+from .market import MarketData
+from .values import MarketDataKind
+
+PREFIX = "tradebus"
+
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_/:-")
+_ESCAPE = "~"
+_HEX_UPPER = "0123456789ABCDEF"
+_NAME_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def encode_token(symbol: str) -> str:
+    """Encode a symbol into one subject token (see the module docstring)."""
+    if not symbol:
+        raise ValueError("a symbol cannot be empty")
+    out: list[str] = []
+    for char in symbol:
+        if char in _SAFE:
+            out.append(char)
+        else:
+            out.extend(f"{_ESCAPE}{byte:02X}" for byte in char.encode("utf-8"))
+    return "".join(out)
+
+
+def decode_token(token: str) -> str:
+    """Invert `encode_token`; refuse any token `encode_token` would not have produced."""
+    if not token:
+        raise ValueError("a token cannot be empty")
+    raw = bytearray()
+    i = 0
+    while i < len(token):
+        char = token[i]
+        if char in _SAFE:
+            raw.append(ord(char))
+            i += 1
+            continue
+        digits = token[i + 1 : i + 3]
+        if char != _ESCAPE or len(digits) != 2 or any(d not in _HEX_UPPER for d in digits):
+            raise ValueError(f"invalid symbol token {token!r} at position {i}")
+        byte = int(digits, 16)
+        if chr(byte) in _SAFE:
+            raise ValueError(f"symbol token {token!r} escapes a safe character")
+        raw.append(byte)
+        i += 3
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"symbol token {token!r} is not UTF-8") from exc
+
+
+def _name(token: str, what: str) -> str:
+    if not _NAME_TOKEN.match(token):
+        raise ValueError(f"invalid {what} {token!r}: use 1-32 of A-Z a-z 0-9 _ -")
+    return token
+
+
+class Family(enum.Enum):
+    COMMAND = "command"
+    ROUTE = "route"
+    ORDER_EVENT = "order_event"
+    ACCOUNT_EVENT = "account_event"
+    MARKET_DATA = "market_data"
+    MARKET_DATA_CONTROL = "market_data_control"
+    STATUS = "status"
+    PING = "ping"
+
+
+@dataclass(frozen=True)
+class SubjectSpec:
+    family: Family
+    pattern: str  # `{name}` marks a token parameter
+    payload: Any  # the msgspec type (usually a tagged union) of the message body
+    payload_name: str  # its name in the exported JSON Schema files and the docs
+    publishers: str
+    consumers: str
+    delivery: str
+    description: str
+    reply: Any = None  # payload type of the reply, for request/reply subjects
+    reply_name: str | None = None
+
+
+SUBJECTS: tuple[SubjectSpec, ...] = (
+    SubjectSpec(
+        Family.COMMAND,
+        f"{PREFIX}.cmd.{{venue}}.{{account}}",
+        OrderCommand,
+        "order-command",
+        "clients (any language)",
+        "risk",
+        "JetStream stream CMD, file storage; header Nats-Msg-Id = command_dedupe_id(command) "
+        "de-duplicates retries. A command whose publish was acked is never lost.",
+        "Order commands from clients, before the risk gate.",
+    ),
+    SubjectSpec(
+        Family.ROUTE,
+        f"{PREFIX}.route.{{venue}}.{{account}}",
+        OrderCommand,
+        "order-command",
+        "risk (only: enforced by bus permissions)",
+        "the venue's connector",
+        "JetStream stream ROUTE, file storage, de-duplicated like CMD; the connector acks a "
+        "command only after the venue's answer is published.",
+        "Risk-approved commands, unchanged, routed to the venue's connector.",
+    ),
+    SubjectSpec(
+        Family.ORDER_EVENT,
+        f"{PREFIX}.evt.order.{{venue}}.{{account}}",
+        OrderEvent,
+        "order-event",
+        "connectors; risk (rejections)",
+        "order manager, audit logger, clients",
+        "JetStream stream EVENTS, file storage; header Nats-Msg-Id = event_id.",
+        "The order lifecycle, fills and command rejections.",
+    ),
+    SubjectSpec(
+        Family.ACCOUNT_EVENT,
+        f"{PREFIX}.evt.account.{{venue}}.{{account}}",
+        AccountEvent,
+        "account-event",
+        "connectors",
+        "order manager, risk, audit logger, clients",
+        "JetStream stream EVENTS, file storage; header Nats-Msg-Id = event_id.",
+        "Balances and positions.",
+    ),
+    SubjectSpec(
+        Family.MARKET_DATA,
+        f"{PREFIX}.md.{{venue}}.{{kind}}.{{symbol}}",
+        MarketData,
+        "market-data",
+        "connectors",
+        "clients, risk (price collar), tradebus ticks",
+        "Core NATS, at most once. `seq` numbers each stream so a subscriber detects loss.",
+        "Normalized quotes, trades, bars, book snapshots/deltas and instrument definitions; "
+        "gap / reconnected markers inline in the stream they concern.",
+    ),
+    SubjectSpec(
+        Family.MARKET_DATA_CONTROL,
+        f"{PREFIX}.ctl.md.{{venue}}",
+        SubscriptionRequest,
+        "subscription-request",
+        "clients, tradebus ticks",
+        "the venue's connector",
+        "Core NATS request/reply; idempotent, safe to retry.",
+        "Subscribe / unsubscribe market-data streams, list instruments.",
+        reply=SubscriptionReply,
+        reply_name="subscription-reply",
+    ),
+    SubjectSpec(
+        Family.STATUS,
+        f"{PREFIX}.status.{{service}}.{{instance}}",
+        ServiceStatus,
+        "service-status",
+        "every service",
+        "tradebus up / status, monitoring",
+        "Core NATS, every heartbeat interval.",
+        "Service heartbeats with state and counters.",
+    ),
+    SubjectSpec(
+        Family.PING,
+        f"{PREFIX}.ctl.ping",
+        None,
+        "",
+        "tradebus status",
+        "every service",
+        "Core NATS request; every service replies with its ServiceStatus.",
+        "Ask every service for its status now (empty body).",
+        reply=ServiceStatus,
+        reply_name="service-status",
+    ),
+)
+
+SPECS: dict[Family, SubjectSpec] = {spec.family: spec for spec in SUBJECTS}
+
+
+def command(venue: str, account: str) -> str:
+    return f"{PREFIX}.cmd.{_name(venue, 'venue')}.{_name(account, 'account')}"
+
+
+def route(venue: str, account: str) -> str:
+    return f"{PREFIX}.route.{_name(venue, 'venue')}.{_name(account, 'account')}"
+
+
+def order_events(venue: str, account: str) -> str:
+    return f"{PREFIX}.evt.order.{_name(venue, 'venue')}.{_name(account, 'account')}"
+
+
+def account_events(venue: str, account: str) -> str:
+    return f"{PREFIX}.evt.account.{_name(venue, 'venue')}.{_name(account, 'account')}"
+
+
+def market_data(venue: str, kind: MarketDataKind, symbol: str) -> str:
+    return f"{PREFIX}.md.{_name(venue, 'venue')}.{kind.value}.{encode_token(symbol)}"
+
+
+def market_data_filter(venue: str | None = None, kind: MarketDataKind | None = None, symbol: str | None = None) -> str:
+    """A subscription subject; None means any (`*`)."""
+    venue_token = "*" if venue is None else _name(venue, "venue")
+    kind_token = "*" if kind is None else kind.value
+    symbol_token = "*" if symbol is None else encode_token(symbol)
+    return f"{PREFIX}.md.{venue_token}.{kind_token}.{symbol_token}"
+
+
+def market_data_control(venue: str) -> str:
+    return f"{PREFIX}.ctl.md.{_name(venue, 'venue')}"
+
+
+def status(service: str, instance: str) -> str:
+    return f"{PREFIX}.status.{_name(service, 'service')}.{_name(instance, 'instance')}"
+
+
+PING = f"{PREFIX}.ctl.ping"
+ALL_STATUS = f"{PREFIX}.status.>"
+
+
+@dataclass(frozen=True)
+class ParsedSubject:
+    family: Family
+    venue: str | None = None
+    account: str | None = None
+    kind: MarketDataKind | None = None
+    symbol: str | None = None
+    service: str | None = None
+    instance: str | None = None
+
+
+def parse(subject: str) -> ParsedSubject:
+    """Parse a concrete subject of the registry; raise ValueError for anything else."""
+    tokens = subject.split(".")
+    if not tokens or tokens[0] != PREFIX:
+        raise ValueError(f"not a {PREFIX} subject: {subject!r}")
+    match tokens[1:]:
+        case ["cmd", venue, account]:
+            return ParsedSubject(Family.COMMAND, venue=_name(venue, "venue"), account=_name(account, "account"))
+        case ["route", venue, account]:
+            return ParsedSubject(Family.ROUTE, venue=_name(venue, "venue"), account=_name(account, "account"))
+        case ["evt", "order", venue, account]:
+            return ParsedSubject(Family.ORDER_EVENT, venue=_name(venue, "venue"), account=_name(account, "account"))
+        case ["evt", "account", venue, account]:
+            return ParsedSubject(Family.ACCOUNT_EVENT, venue=_name(venue, "venue"), account=_name(account, "account"))
+        case ["md", venue, kind, symbol]:
+            return ParsedSubject(
+                Family.MARKET_DATA, venue=_name(venue, "venue"), kind=MarketDataKind(kind), symbol=decode_token(symbol)
+            )
+        case ["ctl", "md", venue]:
+            return ParsedSubject(Family.MARKET_DATA_CONTROL, venue=_name(venue, "venue"))
+        case ["status", service, instance]:
+            return ParsedSubject(Family.STATUS, service=_name(service, "service"), instance=_name(instance, "instance"))
+        case ["ctl", "ping"]:
+            return ParsedSubject(Family.PING)
+    raise ValueError(f"unknown subject {subject!r}")

@@ -1,0 +1,81 @@
+"""The `tradebus` command: argument parsing and dispatch; each command lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from tradebus.schemas.values import TICK_KINDS
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+SERVICES = ("connector",)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--nats-url", help=f"bus address (env TRADEBUS_NATS_URL; default {DEFAULT_NATS_URL})")
+    parser = argparse.ArgumentParser(prog="tradebus", description="A trading connector fleet on a message bus.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", parents=[common], help="run the whole fleet on an embedded NATS server")
+    up.add_argument("--nats-port", type=int, default=None, help="port of the embedded NATS server (default 4222)")
+    up.add_argument("--venue", action="append", help="venue connector to run (repeatable; default paper)")
+    up.add_argument("--config", help="settings file (TOML), passed to every service")
+    up.add_argument("--data-dir", help="where NATS keeps its streams and services their logs")
+
+    run = commands.add_parser("run", parents=[common], help="run one service in the foreground (what a container runs)")
+    run.add_argument("service", choices=SERVICES)
+    run.add_argument("--venue", default="paper", help="venue of a connector (default %(default)s)")
+    run.add_argument("--config", help="settings file (TOML)")
+
+    ticks = commands.add_parser("ticks", parents=[common], help="print normalized market data")
+    ticks.add_argument("--venue", help="only this venue")
+    ticks.add_argument("--symbol", help="only this symbol (asks the venue to publish it)")
+    ticks.add_argument("--kind", choices=[kind.value for kind in TICK_KINDS], help="only this kind")
+    ticks.add_argument("--count", type=int, help="stop after N messages")
+    ticks.add_argument("--json", action="store_true", help="one message per line, exactly the wire JSON")
+    ticks.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds without data")
+
+    status = commands.add_parser("status", parents=[common], help="show the services on the bus")
+    status.add_argument("--wait", type=float, default=1.0, help="seconds to collect answers (default %(default)s)")
+
+    schema = commands.add_parser("schema", help="the wire contract")
+    schema_commands = schema.add_subparsers(dest="schema_command", required=True)
+    export = schema_commands.add_parser("export", help="write the JSON Schema files")
+    export.add_argument("directory")
+    schema_commands.add_parser("doc", help="print the contract document (docs/contract.md)")
+    return parser
+
+
+def client_nats_url(args: argparse.Namespace) -> str:
+    """Where a client command connects: --nats-url, else TRADEBUS_NATS_URL, else local."""
+    return args.nats_url or os.environ.get("TRADEBUS_NATS_URL") or DEFAULT_NATS_URL
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "up":
+        from .up import up
+
+        return up(args)
+    if args.command == "run":
+        from .run import run
+
+        return run(args)
+    if args.command == "ticks":
+        from .ticks import ticks
+
+        return ticks(args)
+    if args.command == "status":
+        from .status import status
+
+        return status(args)
+    from .schema import export_schemas, print_contract
+
+    return export_schemas(args.directory) if args.schema_command == "export" else print_contract()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

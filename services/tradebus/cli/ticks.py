@@ -1,0 +1,111 @@
+"""`tradebus ticks`: print normalized market data from the bus."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import msgspec
+import nats
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import DecodeError, decoder, encode, reply_decoder
+from tradebus.schemas.control import Subscribe
+from tradebus.schemas.market import Bar, BookDelta, BookSnapshot, MarketData, Quote, StreamGap, StreamReconnected, Trade
+from tradebus.schemas.subjects import Family
+from tradebus.schemas.values import TICK_KINDS, MarketDataKind
+from tradebus.shared.sequence import SequenceTracker
+
+from .main import client_nats_url
+
+_decoder = decoder(Family.MARKET_DATA)
+
+
+def describe(message: MarketData) -> str:
+    """One readable line per message."""
+    head = f"{message.venue:<8} {message.symbol:<14} #{message.seq:<7}"
+    match message:
+        case Quote():
+            return f"{head} quote  {message.bid} x {message.bid_size}  |  {message.ask} x {message.ask_size}"
+        case Trade():
+            return f"{head} trade  {message.size} @ {message.price} ({message.aggressor.value})"
+        case Bar():
+            return (
+                f"{head} bar    {message.interval}s O {message.open} H {message.high} L {message.low} "
+                f"C {message.close} V {message.volume}"
+            )
+        case BookSnapshot():
+            best_bid = message.bids[0].price if message.bids else "-"
+            best_ask = message.asks[0].price if message.asks else "-"
+            return f"{head} book   snapshot {len(message.bids)}x{len(message.asks)} levels, {best_bid} / {best_ask}"
+        case BookDelta():
+            return f"{head} book   delta {len(message.changes)} changes"
+        case StreamGap():
+            return f"{head} GAP    {message.kind.value} stream lost upstream data: {message.reason}"
+        case StreamReconnected():
+            return f"{head} RECONNECTED {message.kind.value}: {message.reason}"
+    return f"{head} {type(message).__name__}"
+
+
+async def _request_stream(nc: nats.NATS, venue: str, symbol: str, kinds: list[MarketDataKind]) -> None:
+    """Ask the venue to publish the symbol; warn (don't fail) if nobody answers."""
+    try:
+        reply = await nc.request(subjects.market_data_control(venue), encode(Subscribe(symbols=[symbol], kinds=kinds)), timeout=2)
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        print(f"tradebus: no connector for venue {venue!r} answered the subscription request", file=sys.stderr)
+        return
+    answer = reply_decoder(Family.MARKET_DATA_CONTROL).decode(reply.data)
+    if not answer.ok:
+        print(f"tradebus: venue {venue!r} refused {symbol!r}: {answer.error or 'unknown symbol'}", file=sys.stderr)
+
+
+async def _ticks(args: argparse.Namespace) -> int:
+    kinds = [MarketDataKind(args.kind)] if args.kind else list(TICK_KINDS)
+    nc = await nats.connect(client_nats_url(args), name="tradebus-ticks", connect_timeout=5)
+    queue: asyncio.Queue[nats.aio.msg.Msg] = asyncio.Queue()
+
+    async def enqueue(msg: nats.aio.msg.Msg) -> None:
+        queue.put_nowait(msg)
+
+    for kind in kinds:
+        await nc.subscribe(subjects.market_data_filter(args.venue, kind, args.symbol), cb=enqueue)
+    if args.venue and args.symbol:
+        await _request_stream(nc, args.venue, args.symbol, kinds)
+    tracker = SequenceTracker()
+    printed = 0
+    out = sys.stdout
+    try:
+        while args.count is None or printed < args.count:
+            try:
+                msg = await asyncio.wait_for(queue.get(), timeout=args.timeout)
+            except asyncio.TimeoutError:
+                print(f"tradebus: no market data for {args.timeout:g}s", file=sys.stderr)
+                return 1
+            try:
+                message = _decoder.decode(msg.data)
+            except DecodeError as exc:
+                print(f"tradebus: undecodable message on {msg.subject}: {exc}", file=sys.stderr)
+                continue
+            lost = tracker.observe(msg.subject, message.seq)
+            if args.json:
+                out.write(msg.data.decode() + "\n")
+            else:
+                if lost:
+                    out.write(f"!! {lost} message(s) lost on {msg.subject}\n")
+                out.write(describe(message) + "\n")
+            out.flush()
+            printed += 1
+    finally:
+        await nc.close()
+    return 0
+
+
+def ticks(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_ticks(args))
+    except (OSError, nats.errors.NoServersError) as exc:
+        print(f"tradebus: cannot reach the bus at {client_nats_url(args)}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,64 @@
+"""The contract every venue implements. The connector service (service.py) owns the bus
+side: durable command intake, event publishing, subscription requests, heartbeats. A venue
+only translates between the wire contract and its venue.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import msgspec
+
+from tradebus.schemas.commands import OrderCommand
+from tradebus.schemas.events import AccountEvent, OrderEvent
+from tradebus.schemas.market import Instrument
+from tradebus.schemas.values import MarketDataKind
+
+from .marketdata import MarketDataPublisher
+
+VenueEvent = OrderEvent | AccountEvent
+EmitEvents = Callable[[Sequence[VenueEvent]], object]
+
+
+class VenueConnector(ABC):
+    """One venue, one process. `config_type` is the venue's section of the settings."""
+
+    config_type: ClassVar[type[msgspec.Struct]]
+
+    def __init__(self, *, venue: str, config: Any, market_data: MarketDataPublisher, emit: EmitEvents) -> None:
+        self.venue = venue
+        self.config = config
+        self.market_data = market_data
+        # For events the venue produces on its own (a resting order filled by the market).
+        # Call it synchronously right after the state change: it keeps events in order.
+        self.emit = emit
+
+    @property
+    @abstractmethod
+    def accounts(self) -> frozenset[str]:
+        """The venue accounts this connector trades."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect to the venue and start market-data feeds; return when ready to trade."""
+
+    async def stop(self) -> None:
+        """Stop feeds and close venue connections."""
+
+    @abstractmethod
+    def instruments(self) -> list[Instrument]:
+        """Definitions of every instrument the venue lists (seq/timestamps are refreshed on
+        publishing)."""
+
+    async def on_subscribed(self, symbol: str, kinds: list[MarketDataKind]) -> None:
+        """Called after streams become active, e.g. to send a fresh book snapshot."""
+
+    @abstractmethod
+    async def execute(self, command: OrderCommand) -> list[VenueEvent]:
+        """Carry out a routed command at the venue and return the resulting events.
+
+        Must be idempotent: a command re-delivered after a crash (same client order id /
+        modify id / request id) must not act twice at the venue.
+        """

@@ -1,0 +1,76 @@
+"""Ordered, durable publishing of venue events.
+
+Events come from two places: command execution and the venue's own activity (a resting
+order filled by the market). Both submit here synchronously, right after the venue state
+changed, so the order of submissions is the order of state changes; one writer task
+publishes them to JetStream in that order, pipelined, and resolves each submission's
+future once every ack is in. The command path acknowledges its commands only after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+
+from tradebus.schemas import subjects
+from tradebus.schemas.events import BalanceUpdate, PositionUpdate
+from tradebus.shared.bus import Bus
+from tradebus.shared.health import ServiceMetrics
+
+from .base import VenueEvent
+
+
+def event_subject(event: VenueEvent) -> str:
+    if isinstance(event, (BalanceUpdate, PositionUpdate)):
+        return subjects.account_events(event.venue, event.account)
+    return subjects.order_events(event.venue, event.account)
+
+
+class EventPublisher:
+    def __init__(self, bus: Bus, metrics: ServiceMetrics, *, max_batch: int = 500) -> None:
+        self._bus = bus
+        self._metrics = metrics
+        self._max_batch = max_batch
+        self._queue: deque[tuple[VenueEvent, asyncio.Future[None] | None]] = deque()
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def submit(self, events: Sequence[VenueEvent]) -> asyncio.Future[None]:
+        """Queue events in order; the future completes when all of them are stored."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not events:
+            done.set_result(None)
+            return done
+        for event in events[:-1]:
+            self._queue.append((event, None))
+        self._queue.append((events[-1], done))
+        self._idle.clear()
+        self._wakeup.set()
+        return done
+
+    async def run(self) -> None:
+        """The single writer. A publish failure fails the pending futures and the task (the
+        service then stops and its unacked commands are redelivered)."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+                try:
+                    await self._bus.publish_durable_many((event_subject(e), e, e.event_id) for e, _ in batch)
+                except BaseException as exc:
+                    for _, done in batch:
+                        if done is not None and not done.done():
+                            done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
+                    raise
+                self._metrics.published.labels(family="event").inc(len(batch))
+                for _, done in batch:
+                    if done is not None:
+                        done.set_result(None)
+            self._idle.set()
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is stored (used when stopping)."""
+        await self._idle.wait()

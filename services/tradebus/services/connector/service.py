@@ -1,0 +1,178 @@
+"""The connector service: hosts one venue connector on the bus.
+
+Command intake is durable and batched: a batch of routed commands is executed in order,
+all resulting events are published to JetStream (pipelined, every ack awaited), and only
+then are the commands acknowledged. A crash anywhere in between redelivers the commands;
+events carry stable ids, so re-published events are de-duplicated by the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import DecodeError, decoder, encode
+from tradebus.schemas.commands import OrderCommand
+from tradebus.schemas.control import (
+    ListInstruments,
+    StreamSubscription,
+    Subscribe,
+    SubscriptionReply,
+    SubscriptionRequest,
+)
+from tradebus.schemas.events import CommandAction, CommandRejected
+from tradebus.schemas.subjects import Family
+from tradebus.schemas.values import MarketDataKind, RejectReason
+from tradebus.shared.bus import consume_batches
+from tradebus.shared.service import RuntimeSettings, Service
+from tradebus.shared.topology import connector_consumer, ensure_consumer, ensure_streams
+
+from .base import VenueConnector, VenueEvent
+from .events import EventPublisher
+from .marketdata import MarketDataPublisher
+from .registry import connector_class
+
+log = logging.getLogger(__name__)
+
+_route_decoder = decoder(Family.ROUTE)
+_request_decoder = msgspec.json.Decoder(SubscriptionRequest)
+
+
+class ConnectorService(Service):
+    name = "connector"
+
+    def __init__(self, settings: RuntimeSettings, *, venue: str, venue_config: Any) -> None:
+        super().__init__(settings, instance=venue)
+        self.venue = venue
+        self.venue_config = venue_config
+        self.connector: VenueConnector | None = None
+        self.events: EventPublisher | None = None
+
+    async def start(self) -> None:
+        assert self.bus is not None
+        await ensure_streams(self.bus.js, self.settings.streams)
+        consumer = connector_consumer(self.venue)
+        await ensure_consumer(self.bus.js, consumer)
+        self.events = EventPublisher(self.bus, self.metrics)
+        self.spawn(self.events.run(), name="event-publisher")
+        market_data = MarketDataPublisher(self.bus, self.venue)
+        self.connector = connector_class(self.venue)(
+            venue=self.venue, config=self.venue_config, market_data=market_data, emit=self.events.submit
+        )
+        await self.connector.start()
+        await self.bus.nc.subscribe(subjects.market_data_control(self.venue), cb=self._on_control_request)
+        await self._publish_instruments(self.connector.instruments())
+        self.spawn(
+            consume_batches(
+                self.bus, stream=consumer.stream.name, durable=consumer.durable,
+                handler=self._on_commands, stopping=self.stopping,
+            ),
+            name="route-consumer",
+        )
+
+    async def stop(self) -> None:
+        if self.connector is not None:
+            await self.connector.stop()
+        if self.events is not None:
+            await self.events.flush()
+
+    def counters(self) -> dict[str, int]:
+        return {"market_data_published": self.connector.market_data.published if self.connector else 0}
+
+    # --- commands -------------------------------------------------------------------------
+    async def _on_commands(self, messages: list[Msg]) -> None:
+        assert self.events is not None
+        self.metrics.received.labels(family="route").inc(len(messages))
+        # Submit each command's events as soon as it executed (keeps them in order with the
+        # venue's own events), then wait for the whole batch to be stored before acking.
+        stored = [self.events.submit(await self._execute(msg)) for msg in messages]
+        await asyncio.gather(*stored)
+        for msg in messages:
+            await msg.ack()
+
+    async def _execute(self, msg: Msg) -> list[VenueEvent]:
+        """Decode and execute one routed command; a command that cannot be decoded is
+        answered with a rejection, never retried."""
+        assert self.connector is not None
+        try:
+            command: OrderCommand = _route_decoder.decode(msg.data)
+        except DecodeError as exc:
+            self.metrics.decode_errors.labels(family="route").inc()
+            log.warning("undecodable routed command", extra={"subject": msg.subject, "error": str(exc)})
+            return self._malformed(msg.subject, str(exc))
+        parsed = subjects.parse(msg.subject)
+        if (command.venue, command.account) != (parsed.venue, parsed.account):
+            return self._malformed(msg.subject, "venue/account in the body differ from the subject")
+        return await self.connector.execute(command)
+
+    def _malformed(self, subject: str, message: str) -> list[VenueEvent]:
+        try:
+            parsed = subjects.parse(subject)
+        except ValueError:
+            return []  # no venue/account to answer on; counted and logged by the caller
+        now = time.time_ns()
+        return [
+            CommandRejected(
+                event_id=f"{parsed.venue}.{parsed.account}.malformed.{now}",
+                action=CommandAction.UNKNOWN,
+                venue=parsed.venue,
+                account=parsed.account,
+                reason=RejectReason.MALFORMED,
+                message=message[:1024],
+                ts_event=now,
+                ts_recv=now,
+            )
+        ]
+
+    # --- market-data control --------------------------------------------------------------
+    async def _on_control_request(self, msg: Msg) -> None:
+        self.metrics.received.labels(family="md_control").inc()
+        try:
+            request = _request_decoder.decode(msg.data)
+            reply = await self._handle_control(request)
+        except DecodeError as exc:
+            self.metrics.decode_errors.labels(family="md_control").inc()
+            reply = SubscriptionReply(ok=False, subscriptions=self._subscriptions(), error=str(exc))
+        if msg.reply:
+            await msg.respond(encode(reply))
+
+    async def _handle_control(self, request: SubscriptionRequest) -> SubscriptionReply:
+        assert self.connector is not None
+        market_data = self.connector.market_data
+        listed = [instrument.symbol for instrument in self.connector.instruments()]
+        if isinstance(request, ListInstruments):
+            return SubscriptionReply(ok=True, subscriptions=self._subscriptions(), instruments=listed)
+        wanted = listed if "*" in request.symbols else request.symbols
+        known = [symbol for symbol in wanted if symbol in listed]
+        unknown = [symbol for symbol in wanted if symbol not in listed]
+        kinds = [kind for kind in request.kinds if kind is not MarketDataKind.INSTRUMENT]
+        market_data.set_active(known, kinds, isinstance(request, Subscribe))
+        if isinstance(request, Subscribe):
+            for symbol in known:
+                await self.connector.on_subscribed(symbol, kinds)
+        log.info("subscriptions changed", extra={"request": request.__struct_config__.tag, "symbols": known})
+        return SubscriptionReply(ok=not unknown, subscriptions=self._subscriptions(), unknown_symbols=unknown)
+
+    def _subscriptions(self) -> list[StreamSubscription]:
+        assert self.connector is not None
+        market_data = self.connector.market_data
+        return [
+            StreamSubscription(symbol=symbol, kinds=market_data.active_kinds(symbol))
+            for symbol in market_data.active_symbols()
+        ]
+
+    async def _publish_instruments(self, instruments: list[Any]) -> None:
+        assert self.connector is not None
+        market_data = self.connector.market_data
+        now = time.time_ns()
+        for instrument in instruments:
+            stream = market_data.stream(MarketDataKind.INSTRUMENT, instrument.symbol)
+            await market_data.send(
+                stream, msgspec.structs.replace(instrument, seq=stream.next_seq(), ts_event=now, ts_recv=now)
+            )

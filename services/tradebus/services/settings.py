@@ -1,0 +1,42 @@
+"""The fleet's settings: one model for every service, so one file can configure a whole
+fleet and an unknown key is an error wherever it appears.
+
+Loaded from a TOML file (`--config`, or TRADEBUS_CONFIG) and environment variables
+(`TRADEBUS_NATS_URL`, `TRADEBUS_PAPER__SEED`, ...); see docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from tradebus.shared.config import load_config
+from tradebus.shared.service import RuntimeSettings
+
+from .connector.venues.paper.config import PaperConfig
+
+
+def default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "tradebus")
+
+
+class Settings(RuntimeSettings, kw_only=True, forbid_unknown_fields=True):
+    data_dir: str = msgspec.field(default_factory=default_data_dir)
+    paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
+
+
+def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    return load_config(Settings, path=path or env.get("TRADEBUS_CONFIG"), env=env)
+
+
+def venue_config(settings: Settings, venue: str) -> msgspec.Struct:
+    """The settings section of a venue: `[paper]`, `[binance]`, ..."""
+    try:
+        return getattr(settings, venue)
+    except AttributeError:
+        raise ValueError(f"no settings section for venue {venue!r}") from None

@@ -1,0 +1,1 @@
+"""Runtime used by every tradebus service."""

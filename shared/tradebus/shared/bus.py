@@ -1,0 +1,144 @@
+"""The bus: one NATS connection per service, typed publishing and batched durable consumption.
+
+Hot paths use nats-py directly (see docs/architecture.md for the measured cost of framework
+layers). Everything a service sends goes through `Bus`, so encoding, dedupe headers and
+metrics live in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import PubAck
+from nats.js.client import JetStreamContext
+
+from tradebus.schemas.codecs import encode
+
+log = logging.getLogger(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+
+
+class Bus:
+    """A connected NATS client plus its JetStream context."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+
+    @classmethod
+    async def connect(cls, url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:
+        """Connect and keep reconnecting forever: a service outlives bus restarts, and
+        nats-py buffers publishes while it reconnects."""
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("bus error", extra={"error": repr(exc)})
+
+        async def on_disconnected() -> None:
+            log.warning("bus disconnected")
+
+        async def on_reconnected() -> None:
+            log.info("bus reconnected", extra={"server": str(nc.connected_url.netloc if nc.connected_url else "")})
+
+        nc = await nats.connect(
+            servers=[part.strip() for part in url.split(",")],
+            name=name,
+            connect_timeout=connect_timeout,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+        )
+        return cls(nc)
+
+    @property
+    def connected(self) -> bool:
+        return self.nc.is_connected
+
+    async def publish(self, subject: str, message: msgspec.Struct) -> None:
+        """Core NATS, at most once: market data, heartbeats."""
+        await self.nc.publish(subject, encode(message))
+
+    async def publish_raw(self, subject: str, payload: bytes, *, reply: str = "") -> None:
+        await self.nc.publish(subject, payload, reply=reply)
+
+    async def publish_durable(self, subject: str, message: msgspec.Struct, *, msg_id: str) -> PubAck:
+        """JetStream publish awaiting the stream's ack; `msg_id` de-duplicates retries."""
+        return await self.js.publish(subject, encode(message), headers={MSG_ID: msg_id})
+
+    async def publish_durable_many(self, items: Iterable[tuple[str, msgspec.Struct, str]]) -> list[PubAck]:
+        """Pipeline several JetStream publishes and wait for every ack (order preserved on
+        the wire; the acks arrive together, which is what makes batching fast)."""
+        futures = [
+            await self.js.publish_async(subject, encode(message), headers={MSG_ID: msg_id})
+            for subject, message, msg_id in items
+        ]
+        acks = await asyncio.gather(*futures)
+        for ack in acks:
+            if isinstance(ack, Exception):
+                raise ack
+        return list(acks)
+
+    async def request(self, subject: str, payload: bytes, *, timeout: float = 2.0) -> Msg:
+        return await self.nc.request(subject, payload, timeout=timeout)
+
+    async def drain(self) -> None:
+        """Stop receiving, finish in-flight handlers, flush what was published, close."""
+        if not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except Exception as exc:  # a broken connection cannot be drained; closing is all that is left
+                log.warning("bus drain failed", extra={"error": repr(exc)})
+                await self.nc.close()
+
+
+BatchHandler = Callable[[list[Msg]], Awaitable[None]]
+
+
+async def consume_batches(
+    bus: Bus,
+    *,
+    stream: str,
+    durable: str,
+    handler: BatchHandler,
+    batch: int = 100,
+    idle_wait: float = 1.0,
+    stopping: asyncio.Event,
+) -> None:
+    """Pull from a durable consumer in batches until `stopping` is set.
+
+    The handler owns acknowledgement: it acks each message only once its effects are
+    durable, so a crash redelivers whatever was not finished. An exception in the handler
+    leaves the batch unacked (it is redelivered after the consumer's ack_wait) and does not
+    stop consumption.
+    """
+    subscription = await bus.js.pull_subscribe_bind(durable=durable, stream=stream)
+    while not stopping.is_set():
+        try:
+            messages = await subscription.fetch(batch, timeout=idle_wait)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            continue
+        except nats.errors.ConnectionClosedError:
+            return
+        except Exception as exc:  # reconnecting, or the consumer is being re-created
+            log.warning("fetch failed", extra={"stream": stream, "durable": durable, "error": repr(exc)})
+            await asyncio.sleep(idle_wait)
+            continue
+        try:
+            await handler(messages)
+        except Exception:
+            log.exception("batch handler failed; messages will be redelivered", extra={"durable": durable})
+    await subscription.unsubscribe()
+
+
+def header(msg: Msg, name: str) -> Any:
+    return (msg.headers or {}).get(name)

@@ -1,0 +1,200 @@
+"""The service base: one lifecycle for every process of the fleet.
+
+start: connect to the bus, serve /metrics /healthz /readyz, answer pings, run the
+service's own start-up, then publish heartbeats until SIGTERM/SIGINT.
+stop:  mark not ready, let the service finish in-flight work, drain the bus (which
+flushes every pending publish), stop the HTTP server.
+
+A background task that dies takes the whole service down with a non-zero exit: a
+supervisor (tradebus up, Docker, Kubernetes) restarts it, and durable consumers redeliver
+whatever was not acknowledged. Crash-only is simpler and safer than limping on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Coroutine
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar
+
+import msgspec
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import encode
+from tradebus.schemas.control import ServiceStatus
+from tradebus.schemas.values import ServiceState
+from tradebus.shared.bus import Bus
+from tradebus.shared.health import HealthServer, ServiceMetrics
+from tradebus.shared.topology import StreamSettings
+
+log = logging.getLogger(__name__)
+
+try:
+    VERSION = version("tradebus")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    VERSION = "0+unknown"
+
+
+class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Settings every service has. Environment: TRADEBUS_NATS_URL, TRADEBUS_HTTP_PORT, ..."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    log_level: str = "INFO"
+    log_json: bool = True
+    http_host: str = "127.0.0.1"  # containers set 0.0.0.0
+    http_port: int = 0  # 0 = any free port (several services on one host)
+    heartbeat_interval: float = 1.0
+    instance: str = ""  # defaults to the service's own choice (venue name, host name)
+    streams: StreamSettings = msgspec.field(default_factory=StreamSettings)
+
+
+def default_instance() -> str:
+    """A subject-safe instance name for this host."""
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())
+    return (host or "local")[:32]
+
+
+class Service:
+    """Subclasses set `name` and implement `start` (and `stop` if they hold resources)."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: RuntimeSettings, *, instance: str) -> None:
+        self.settings = settings
+        self.instance = settings.instance or instance
+        self.metrics = ServiceMetrics(self.name)
+        self.state = ServiceState.STARTING
+        self.detail = ""
+        self.started_at = time.time_ns()
+        self.stopping = asyncio.Event()
+        self.bus: Bus | None = None
+        self.health: HealthServer | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._failure: BaseException | None = None
+
+    # --- what subclasses implement -------------------------------------------------------
+    async def start(self) -> None:
+        """Declare streams, subscribe, spawn workers. Return when ready to serve."""
+
+    async def stop(self) -> None:
+        """Finish in-flight work; the bus is still connected here."""
+
+    def counters(self) -> dict[str, int]:
+        """Service-specific totals added to every heartbeat."""
+        return {}
+
+    # --- helpers for subclasses ----------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        """Run a background task; if it fails, the service stops with an error."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        if self._failure is None:
+            self._failure = task.exception()
+            log.error("background task failed; stopping", exc_info=task.exception(), extra={"task": task.get_name()})
+        self.stopping.set()
+
+    def status(self) -> ServiceStatus:
+        return ServiceStatus(
+            service=self.name,
+            instance=self.instance,
+            state=self.state,
+            version=VERSION,
+            pid=os.getpid(),
+            started_at=self.started_at,
+            ts_event=time.time_ns(),
+            heartbeat_ms=round(self.settings.heartbeat_interval * 1000),
+            counters={**self.metrics.totals(), **self.counters()},
+            detail=self.detail,
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def serve(self) -> int:
+        """Run until asked to stop; return the process exit code."""
+        self.health = HealthServer(
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            registry=self.metrics.registry,
+            is_live=lambda: self._failure is None,
+            is_ready=lambda: self.state is ServiceState.READY and self.bus is not None and self.bus.connected,
+        )
+        await self.health.start()
+        self.bus = await Bus.connect(self.settings.nats_url, name=f"{self.name}.{self.instance}")
+        await self.bus.nc.subscribe(subjects.PING, cb=self._answer_ping)
+        log.info("starting", extra={"instance": self.instance, "http_port": self.health.port})
+        try:
+            await self.start()
+            if not self.stopping.is_set():
+                self.state = ServiceState.READY
+                log.info("ready")
+            heartbeat = asyncio.create_task(self._heartbeats(), name="heartbeats")
+            await self.stopping.wait()
+            heartbeat.cancel()
+        except Exception as exc:
+            log.exception("start-up failed")
+            self._failure = exc
+        await self._shutdown()
+        return 0 if self._failure is None else 1
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+
+    async def _shutdown(self) -> None:
+        self.state = ServiceState.STOPPING
+        log.info("stopping")
+        assert self.bus is not None and self.health is not None
+        try:
+            await self._publish_status()
+            await self.stop()
+        except Exception:
+            log.exception("error while stopping")
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.bus.drain()
+        await self.health.stop()
+        log.info("stopped")
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await self._publish_status()
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    async def _publish_status(self) -> None:
+        assert self.bus is not None
+        try:
+            await self.bus.publish(subjects.status(self.name, self.instance), self.status())
+        except Exception as exc:  # a heartbeat is best effort: never let it kill the service
+            log.warning("heartbeat not published", extra={"error": repr(exc)})
+
+    async def _answer_ping(self, msg: Any) -> None:
+        if msg.reply:
+            await msg.respond(encode(self.status()))
+
+
+def run_service(service: Service) -> int:
+    """Run a service in this process with SIGTERM/SIGINT wired to a clean drain."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, service.request_stop)
+        return await service.serve()
+
+    try:
+        import uvloop
+
+        return uvloop.run(main())
+    except ImportError:  # uvloop is optional (not on Windows)
+        return asyncio.run(main())

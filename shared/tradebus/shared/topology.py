@@ -1,0 +1,109 @@
+"""Every JetStream stream and durable consumer of the fleet, declared in one place.
+
+Streams hold what must never be lost: commands (CMD), risk-approved commands (ROUTE) and
+events (EVENTS). Market data and heartbeats stay on core NATS: they are superseded within
+milliseconds and replaying them would be wrong.
+
+Declaring is idempotent: every service declares what it uses on start-up, so the fleet can
+start in any order. For production, run the server with `sync_interval: always` and use
+`replicas: 3` (see deploy/nats/); the defaults below suit one embedded server.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import msgspec
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import BadRequestError, NotFoundError
+
+from tradebus.schemas.subjects import PREFIX
+
+log = logging.getLogger(__name__)
+
+DAY = 24 * 3600.0
+
+
+class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Operator-tunable parts of the topology (the `[streams]` config section)."""
+
+    replicas: int = 1
+    duplicate_window: float = 3600.0  # seconds a Nats-Msg-Id is remembered
+    command_max_age: float = 7 * DAY
+    event_max_age: float = 0.0  # 0 = keep forever: the OMS rebuilds from the event stream
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    subjects: tuple[str, ...]
+    description: str
+
+    def config(self, settings: StreamSettings) -> StreamConfig:
+        max_age = settings.event_max_age if self.name == EVENTS.name else settings.command_max_age
+        return StreamConfig(
+            name=self.name,
+            description=self.description,
+            subjects=list(self.subjects),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            num_replicas=settings.replicas,
+            duplicate_window=settings.duplicate_window,
+            max_age=max_age,
+            allow_direct=True,
+        )
+
+
+COMMANDS = Stream("CMD", (f"{PREFIX}.cmd.>",), "Order commands from clients, before risk.")
+ROUTE = Stream("ROUTE", (f"{PREFIX}.route.>",), "Risk-approved commands for connectors.")
+EVENTS = Stream("EVENTS", (f"{PREFIX}.evt.>",), "Order, fill and account events.")
+STREAMS = (COMMANDS, ROUTE, EVENTS)
+
+
+@dataclass(frozen=True)
+class Consumer:
+    stream: Stream
+    durable: str
+    filter_subject: str
+    ack_wait: float = 30.0
+    max_ack_pending: int = 10_000
+
+    def config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            filter_subject=self.filter_subject,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_ack_pending=self.max_ack_pending,
+            # Never give up on a command: a poison message is terminated by its handler
+            # (with a rejection event), not silently dropped after N tries.
+            max_deliver=-1,
+        )
+
+
+def connector_consumer(venue: str) -> Consumer:
+    """The connector of `venue` consumes every account's routed commands, in order."""
+    return Consumer(ROUTE, f"connector-{venue}", f"{PREFIX}.route.{venue}.>")
+
+
+async def ensure_streams(js: JetStreamContext, settings: StreamSettings) -> None:
+    for stream in STREAMS:
+        config = stream.config(settings)
+        try:
+            await js.stream_info(stream.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            log.info("stream created", extra={"stream": stream.name})
+            continue
+        try:
+            await js.update_stream(config)
+        except BadRequestError as exc:  # e.g. a replica change the server refuses: keep serving
+            log.warning("stream update refused", extra={"stream": stream.name, "error": str(exc)})
+
+
+async def ensure_consumer(js: JetStreamContext, consumer: Consumer) -> None:
+    await js.add_consumer(consumer.stream.name, consumer.config())

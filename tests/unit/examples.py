@@ -1,0 +1,67 @@
+"""One valid example of every wire message type (tests fail if a type has none)."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, PlaceOrder
+from tradebus.schemas.control import ListInstruments, ServiceStatus, StreamSubscription, Subscribe, SubscriptionReply, Unsubscribe
+from tradebus.schemas.events import (
+    Balance, BalanceUpdate, CommandAction, CommandRejected, Fill, OrderAccepted, OrderCancelled, OrderExpired,
+    OrderFilled, OrderModified, OrderPartiallyFilled, OrderRejected, OrderSubmitted, OrderTriggered, PositionUpdate,
+)
+from tradebus.schemas.market import (
+    Bar, BookChange, BookDelta, BookLevel, BookSnapshot, Instrument, Quote, StreamGap, StreamReconnected, Trade,
+)
+from tradebus.schemas.values import (
+    Aggressor, CancelReason, LiquiditySide, MarketDataKind, OrderType, RejectReason, ServiceState, Side, TimeInForce,
+)
+
+T = 1_700_000_000_000_000_000
+ORDER = dict(event_id="paper.demo.c1.1", client_order_id="c1", venue="paper", account="demo", symbol="BRK.B",
+             venue_order_id="P1", ts_event=T, ts_recv=T + 5)
+MD = dict(venue="paper", symbol="BTC/USDT:USDT", seq=7, ts_event=T, ts_recv=T + 1)
+FILL = Fill(trade_id="F1", side=Side.BUY, price=D("420.10"), quantity=D("2"), fee=D("0.084"), fee_currency="USD",
+            liquidity=LiquiditySide.TAKER)
+
+EXAMPLES = [
+    PlaceOrder(client_order_id="c1", venue="paper", account="demo", symbol="BTC/USDT", side=Side.BUY,
+               order_type=OrderType.STOP_LIMIT, quantity=D("0.5"), price=D("60000.10"), stop_price=D("59990"),
+               time_in_force=TimeInForce.GTD, expire_time=T),
+    ModifyOrder(client_order_id="c1", modify_id="m1", venue="paper", account="demo", price=D("1.5")),
+    CancelOrder(client_order_id="c1", venue="paper", account="demo"),
+    CancelAllOrders(request_id="r1", venue="paper", account="demo", symbol="M&M", side=Side.SELL),
+    OrderSubmitted(**ORDER),
+    OrderAccepted(**ORDER, side=Side.SELL, order_type=OrderType.LIMIT, quantity=D("3"), price=D("420.1"),
+                  time_in_force=TimeInForce.DAY),
+    OrderRejected(**ORDER, reason=RejectReason.TICK_SIZE, message="price 1.001 is not a multiple of 0.01"),
+    OrderTriggered(**ORDER),
+    OrderPartiallyFilled(**ORDER, fill=FILL, cum_quantity=D("2"), leaves_quantity=D("1"), avg_price=D("420.10")),
+    OrderFilled(**ORDER, fill=FILL, cum_quantity=D("3"), leaves_quantity=D("0"), avg_price=D("420.10")),
+    OrderModified(**ORDER, modify_id="m1", quantity=D("4"), price=D("421")),
+    OrderCancelled(**ORDER, reason=CancelReason.REQUESTED, cum_quantity=D("0")),
+    OrderExpired(**ORDER, cum_quantity=D("1")),
+    CommandRejected(event_id="e", action=CommandAction.CANCEL, venue="paper", account="demo", client_order_id="c1",
+                    reason=RejectReason.UNKNOWN_ORDER, ts_event=T, ts_recv=T),
+    BalanceUpdate(event_id="e2", venue="paper", account="demo", ts_event=T, ts_recv=T,
+                  balances=[Balance(currency="USD", total=D("100"), available=D("90"))]),
+    PositionUpdate(event_id="e3", venue="paper", account="demo", symbol="AAPL", quantity=D("-5"), avg_price=D("190"),
+                   realized_pnl=D("-1.5"), ts_event=T, ts_recv=T),
+    Quote(**MD, bid=D("1.1"), bid_size=D("2"), ask=D("1.2"), ask_size=D("3")),
+    Trade(**MD, price=D("1.15"), size=D("0.001"), aggressor=Aggressor.SELL, trade_id="T1"),
+    Bar(**MD, interval=60, start=T - 60 * 10**9, open=D("1"), high=D("2"), low=D("0.5"), close=D("1.5"),
+        volume=D("10"), trades=4),
+    BookSnapshot(**MD, bids=[BookLevel(price=D("1"), size=D("2"))], asks=[BookLevel(price=D("1.1"), size=D("1"))]),
+    BookDelta(**MD, changes=[BookChange(side=Side.BUY, price=D("1"), size=D("0"))]),
+    Instrument(**MD, venue_symbol="BTCUSDT", asset_class="crypto", base="BTC", quote="USDT", tick_size=D("0.01"),
+               lot_size=D("0.00001"), min_quantity=D("0.00001"), min_notional=D("5")),
+    StreamGap(**MD, kind=MarketDataKind.BOOK, gap_start=T - 10**9, reason="feed dropped"),
+    StreamReconnected(**MD, kind=MarketDataKind.TRADE, reason="feed back"),
+    ServiceStatus(service="connector", instance="paper", state=ServiceState.READY, version="1", pid=1, started_at=T,
+                  ts_event=T, heartbeat_ms=1000, counters={"received": 1}),
+    Subscribe(symbols=["*"]),
+    Unsubscribe(symbols=["AAPL"], kinds=[MarketDataKind.QUOTE]),
+    ListInstruments(),
+    SubscriptionReply(ok=False, subscriptions=[StreamSubscription(symbol="AAPL", kinds=[MarketDataKind.BAR])],
+                      unknown_symbols=["NOPE"]),
+]
