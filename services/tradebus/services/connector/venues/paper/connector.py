@@ -109,9 +109,10 @@ class PaperConnector(VenueConnector):
         return self.exchange.execute(command)
 
     async def on_subscribed(self, symbol: str, kinds: list[MarketDataKind]) -> None:
-        book = self._books.get(symbol)
-        if MarketDataKind.BOOK in kinds and book is not None:
-            await self._publish_snapshot(symbol, time.time_ns(), *book)
+        """A new subscriber needs a snapshot: make the next book message one. Sending it from
+        the feed, not from here, keeps snapshots and deltas in one consistent sequence."""
+        if MarketDataKind.BOOK in kinds:
+            self._published_books.pop(symbol, None)
 
     # --- the feed ---------------------------------------------------------------------------
     async def _run_feed(self) -> None:

@@ -55,7 +55,8 @@ Ledger
     exactly (maker or taker rate), charged in the quote currency and never in the pnl.
     Realized pnl accrues on reductions against the average entry price. Average prices are
     rounded to at most 12 decimal places. Each fill emits the fill event, a BalanceUpdate
-    of the quote currency and a PositionUpdate.
+    of the quote currency and a PositionUpdate. `available` moves with placements and
+    cancels too, which emit no BalanceUpdate: `balances()` is always current.
 
 Modify and cancel
     Only open orders: an unknown one gets CommandRejected(UNKNOWN_ORDER), a terminal one

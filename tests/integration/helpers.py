@@ -1,0 +1,97 @@
+"""Helpers for tests that run services in-process against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.msg import Msg
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import decoder, encode
+from tradebus.schemas.commands import OrderCommand, command_dedupe_id
+from tradebus.schemas.subjects import Family
+from tradebus.schemas.values import ServiceState
+from tradebus.services.connector.service import ConnectorService
+from tradebus.services.connector.venues.paper.config import PaperConfig
+from tradebus.services.settings import Settings
+
+market_decoder = decoder(Family.MARKET_DATA)
+event_decoder = decoder(Family.ORDER_EVENT)
+account_decoder = decoder(Family.ACCOUNT_EVENT)
+
+
+def paper_settings(nats_url: str, **paper: Any) -> Settings:
+    """Fast, deterministic paper venue settings for tests."""
+    config = {"seed": 7, "tick_interval": 0.02, **paper}
+    return Settings(nats_url=nats_url, heartbeat_interval=0.2, paper=msgspec.convert(config, PaperConfig, strict=False))
+
+
+@contextlib.asynccontextmanager
+async def running_connector(settings: Settings) -> AsyncIterator[ConnectorService]:
+    service = ConnectorService(settings, venue="paper", venue_config=settings.paper)
+    task = asyncio.create_task(service.serve())
+    deadline = time.monotonic() + 10
+    while service.state is not ServiceState.READY:
+        if task.done():
+            raise RuntimeError(f"connector exited during start-up with {task.result()}")
+        assert time.monotonic() < deadline, "connector not ready in 10 s"
+        await asyncio.sleep(0.01)
+    try:
+        yield service
+    finally:
+        service.request_stop()
+        assert await asyncio.wait_for(task, 15) == 0
+
+
+class Collector:
+    """Collects decoded messages of one subject filter."""
+
+    def __init__(self, decode: Callable[[bytes], Any]) -> None:
+        self.decode = decode
+        self.items: list[tuple[str, Any]] = []
+        self._changed = asyncio.Event()
+
+    async def receive(self, msg: Msg) -> None:
+        self.items.append((msg.subject, self.decode(msg.data)))
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[list[Any]], bool], timeout: float = 10.0) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.messages):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"condition not met in {timeout}s; have {len(self.items)} messages"
+            self._changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return self.messages
+
+    @property
+    def messages(self) -> list[Any]:
+        return [message for _, message in self.items]
+
+
+async def collect(nc: nats.NATS, subject: str, decode: Callable[[bytes], Any]) -> Collector:
+    collector = Collector(decode)
+    await nc.subscribe(subject, cb=collector.receive)
+    await nc.flush()
+    return collector
+
+
+async def route(nc: nats.NATS, command: OrderCommand) -> None:
+    """Publish a command where risk would: the connector's route subject, durably."""
+    js = nc.jetstream()
+    await js.publish(
+        subjects.route(command.venue, command.account), encode(command),
+        headers={"Nats-Msg-Id": command_dedupe_id(command)},
+    )
+
+
+def decimal(value: str) -> Decimal:
+    return Decimal(value)
