@@ -54,6 +54,20 @@ def client_nats_url(args: argparse.Namespace) -> str:
     return args.nats_url or os.environ.get("TRADEBUS_NATS_URL") or DEFAULT_NATS_URL
 
 
+async def connect_client(args: argparse.Namespace, name: str):  # noqa: ANN201 - nats.NATS
+    """A short-lived client connection: fail fast (about 3 s) when the bus is unreachable,
+    and let the caller report the error instead of nats-py printing tracebacks."""
+    import nats
+
+    async def quiet(exc: Exception) -> None:
+        pass
+
+    return await nats.connect(
+        client_nats_url(args), name=name, connect_timeout=2, max_reconnect_attempts=5, reconnect_time_wait=0.5,
+        error_cb=quiet,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "up":

@@ -14,7 +14,7 @@ from tradebus.schemas.codecs import DecodeError, reply_decoder
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.subjects import Family
 
-from .main import client_nats_url
+from .main import client_nats_url, connect_client
 
 _status_decoder = reply_decoder(Family.PING)
 
@@ -51,7 +51,7 @@ async def collect_statuses(nc: nats.NATS, wait: float) -> list[ServiceStatus]:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    nc = await nats.connect(client_nats_url(args), name="tradebus-status", connect_timeout=5)
+    nc = await connect_client(args, "tradebus-status")
     try:
         statuses = await collect_statuses(nc, args.wait)
     finally:

@@ -17,7 +17,7 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TICK_KINDS, MarketDataKind
 from tradebus.shared.sequence import SequenceTracker
 
-from .main import client_nats_url
+from .main import client_nats_url, connect_client
 
 _decoder = decoder(Family.MARKET_DATA)
 
@@ -62,7 +62,7 @@ async def _request_stream(nc: nats.NATS, venue: str, symbol: str, kinds: list[Ma
 
 async def _ticks(args: argparse.Namespace) -> int:
     kinds = [MarketDataKind(args.kind)] if args.kind else list(TICK_KINDS)
-    nc = await nats.connect(client_nats_url(args), name="tradebus-ticks", connect_timeout=5)
+    nc = await connect_client(args, "tradebus-ticks")
     queue: asyncio.Queue[nats.aio.msg.Msg] = asyncio.Queue()
 
     async def enqueue(msg: nats.aio.msg.Msg) -> None:

@@ -78,7 +78,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, localcontext
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -115,7 +115,7 @@ from .rules import BPS, DECIMAL_CONTEXT, FeeSchedule, InstrumentSpec, Violation,
 Level = tuple[Decimal, Decimal]
 """(price, size) of a displayed book level, or of a trade print."""
 
-Event = Union[OrderEvent, AccountEvent]
+Event = OrderEvent | AccountEvent
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 ZERO = Decimal(0)
@@ -176,7 +176,7 @@ class _Order(msgspec.Struct, kw_only=True):
 
     @property
     def is_market_like(self) -> bool:
-        """Takes without a price limit: a market order, or a stop once triggered."""
+        """Takes without a price limit once working: a market order, or a triggered stop."""
         return self.order_type is OrderType.MARKET or self.order_type is OrderType.STOP
 
 
@@ -265,7 +265,7 @@ class PaperExchange:
     @_exact
     def execute(self, command: OrderCommand) -> list[Event]:
         self._now = self._clock()
-        events: list[Event] = list(self._expire_due())
+        events = self._expire_due()
         if isinstance(command, PlaceOrder):
             events += self._place(command)
         elif isinstance(command, ModifyOrder):
@@ -283,7 +283,7 @@ class PaperExchange:
         """Replace the displayed book of `symbol` (KeyError if not an instrument of this venue)."""
         book = self._state.books[symbol]
         self._now = self._clock()
-        events: list[Event] = list(self._expire_due())
+        events = self._expire_due()
         book.bids = sorted((_BookLevel(p, s) for p, s in bids if s > 0), key=lambda lv: lv.price, reverse=True)
         book.asks = sorted((_BookLevel(p, s) for p, s in asks if s > 0), key=lambda lv: lv.price)
         # Taken before triggering: a stop-limit triggered by this update was not resting
@@ -300,6 +300,7 @@ class PaperExchange:
         state = self._state.accounts.get(account)
         return state is not None and client_order_id in state.orders
 
+    @_exact
     def open_orders(self, account: str) -> list[OpenOrder]:
         """The account's open orders, by symbol in acceptance order (none for an unknown account)."""
         return [
@@ -446,15 +447,7 @@ class PaperExchange:
         quantity = order.quantity if command.quantity is None else command.quantity
         price = order.price if command.price is None else command.price
         stop_price = order.stop_price if command.stop_price is None else command.stop_price
-        if command.price is not None and order.price is None:
-            violation = Violation(RejectReason.MALFORMED, f"a {order.order_type.value} order has no price")
-        elif command.stop_price is not None and order.stop_price is None:
-            violation = Violation(RejectReason.MALFORMED, f"a {order.order_type.value} order has no stop price")
-        elif quantity <= order.cum_quantity:
-            violation = Violation(RejectReason.LOT_SIZE, f"quantity must exceed the filled {order.cum_quantity}")
-        else:
-            spec = self._instruments[order.symbol]
-            violation = self._check_terms(spec, order, quantity=quantity, price=price, stop_price=stop_price)
+        violation = self._check_modify(command, order, quantity=quantity, price=price, stop_price=stop_price)
         if violation is not None:
             return [self._command_rejected(command, *violation)]
         # As on real venues, only a change that makes the order more aggressive or bigger
@@ -471,6 +464,24 @@ class PaperExchange:
             stop_price=stop_price,
         )
         return [modified, *self._work(order)]
+
+    def _check_modify(
+        self,
+        command: ModifyOrder,
+        order: _Order,
+        *,
+        quantity: Decimal,
+        price: Decimal | None,
+        stop_price: Decimal | None,
+    ) -> Violation | None:
+        if command.price is not None and order.price is None:
+            return Violation(RejectReason.MALFORMED, f"a {order.order_type.value} order has no price")
+        if command.stop_price is not None and order.stop_price is None:
+            return Violation(RejectReason.MALFORMED, f"a {order.order_type.value} order has no stop price")
+        if quantity <= order.cum_quantity:
+            return Violation(RejectReason.LOT_SIZE, f"quantity must exceed the filled {order.cum_quantity}")
+        spec = self._instruments[order.symbol]
+        return self._check_terms(spec, order, quantity=quantity, price=price, stop_price=stop_price)
 
     def _cancel_one(self, command: CancelOrder) -> list[Event]:
         order = self._find_open(command)
@@ -562,9 +573,9 @@ class PaperExchange:
         for order in sorted(resting, key=_price_time):
             assert order.price is not None
             crossing = self._crossing_levels(order, order.price)
-            through = trade is not None and (trade[0] < order.price if order.side is Side.BUY else trade[0] > order.price)
-            from_trade = trade_left[order.side] if through else ZERO
-            available = floor_to(sum((lv.size for lv in crossing), from_trade), self._instruments[order.symbol].lot_size)
+            from_trade = trade_left[order.side] if trade is not None and _through(order, trade[0]) else ZERO
+            lot = self._instruments[order.symbol].lot_size
+            available = floor_to(sum((lv.size for lv in crossing), from_trade), lot)
             if available == 0:
                 continue
             room = self._room(order)
@@ -587,10 +598,7 @@ class PaperExchange:
     def _stop_reached(self, order: _Order, trade: Level | None) -> bool:
         assert order.stop_price is not None
         book = self._state.books[order.symbol]
-        if order.side is Side.BUY:
-            prices = [lv.price for lv in book.asks[:1]]
-        else:
-            prices = [lv.price for lv in book.bids[:1]]
+        prices = [lv.price for lv in (book.asks if order.side is Side.BUY else book.bids)[:1]]
         if trade is not None:
             prices.append(trade[0])
         if order.side is Side.BUY:
@@ -655,12 +663,13 @@ class PaperExchange:
         return Balance(currency=currency, total=total, available=self._available(account, currency))
 
     def _available(self, account: str, currency: str, excluding: _Order | None = None) -> Decimal:
-        """Cash minus what the account's open buys in `currency` may spend."""
+        """Cash minus what the account's open buys in `currency` may spend. A market order is
+        open only while it takes, and has spent what it fills by then: it locks nothing."""
         locked = sum(
             (
                 self._locked_by(o, o.leaves, o.price, o.stop_price)
                 for o in self._open(account=account, side=Side.BUY, excluding=excluding)
-                if self._instruments[o.symbol].quote == currency
+                if o.order_type is not OrderType.MARKET and self._instruments[o.symbol].quote == currency
             ),
             ZERO,
         )
@@ -752,7 +761,9 @@ class PaperExchange:
         return self._order_event(event_type, order, **fields)
 
     def _cancel(self, order: _Order, reason: CancelReason) -> OrderCancelled:
-        cancelled: OrderCancelled = self._close_with(OrderCancelled, order, reason=reason, cum_quantity=order.cum_quantity)
+        cancelled: OrderCancelled = self._close_with(
+            OrderCancelled, order, reason=reason, cum_quantity=order.cum_quantity
+        )
         return cancelled
 
     def _rejected(self, order: _Order, violation: Violation) -> OrderRejected:
@@ -824,6 +835,13 @@ def _price_time(order: _Order) -> tuple[Decimal, int]:
     """Best price first (highest buy, lowest sell), then earliest."""
     assert order.price is not None
     return (-order.price if order.side is Side.BUY else order.price, order.priority)
+
+
+def _through(order: _Order, trade_price: Decimal) -> bool:
+    """Whether a print traded strictly better than a resting order's price, so the order,
+    quoting better, would have been the one filled."""
+    assert order.price is not None
+    return trade_price < order.price if order.side is Side.BUY else trade_price > order.price
 
 
 def _apply_fill(position: _Position, signed_quantity: Decimal, price: Decimal) -> None:

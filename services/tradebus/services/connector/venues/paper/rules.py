@@ -119,7 +119,5 @@ def check_order(
 ) -> Violation | None:
     """Tick size, then lot size, then min notional (valued at `notional_price`)."""
     return (
-        check_prices(spec, prices)
-        or check_quantity(spec, quantity)
-        or check_notional(spec, notional_price, quantity)
+        check_prices(spec, prices) or check_quantity(spec, quantity) or check_notional(spec, notional_price, quantity)
     )

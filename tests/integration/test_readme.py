@@ -1,0 +1,61 @@
+"""The README's quick start, run as written (on a free port instead of 4222)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import jsonschema
+
+from ..conftest import REPO
+from .test_cli import MARKET_DATA_SCHEMA, TRADEBUS, Fleet
+
+
+def _section(title: str) -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def _commands(section: str) -> list[list[str]]:
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    return [shlex.split(line) for block in blocks for line in block.splitlines() if line.startswith("tradebus ")]
+
+
+def test_the_quick_start_works_as_written(tmp_path: Path) -> None:
+    commands = _commands(_section("Quick start"))
+    assert commands[0] == ["tradebus", "up"], "the quick start begins with `tradebus up`"
+    fleet = Fleet(tmp_path)  # `tradebus up` with TRADEBUS_NATS_URL on a free port
+    try:
+        fleet.wait_ready()
+        for command in commands[1:]:
+            argv = [*TRADEBUS, *command[1:]]
+            if "--count" in command or command[1] != "ticks":
+                result = subprocess.run(argv, env=fleet.env, capture_output=True, text=True, timeout=60)
+                assert result.returncode == 0, f"{shlex.join(command)}: {result.stderr}"
+                output = result.stdout
+            else:  # a live view: watch it for a few seconds, then Ctrl-C
+                watcher = subprocess.Popen(argv, env=fleet.env, stdout=subprocess.PIPE, text=True)
+                time.sleep(3)
+                watcher.send_signal(signal.SIGINT)
+                output, _ = watcher.communicate(timeout=30)
+            assert output.strip(), f"{shlex.join(command)} printed nothing"
+            if "--json" in command:
+                for line in output.splitlines():
+                    jsonschema.Draft202012Validator(MARKET_DATA_SCHEMA).validate(json.loads(line))
+    finally:
+        assert fleet.stop() == 0
+
+
+def test_ci_installs_what_the_readme_installs_and_runs_the_readme_test_command() -> None:
+    install = _section("Install")
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "pip install -e '.[test]'" in install and "install --quiet -e '.[test]'" in ci
+    test_command = re.search(r"```sh\n(.*?)\n```", _section("Tests")).group(1)
+    assert test_command in ci
