@@ -621,16 +621,18 @@ def test_positions_realize_pnl_on_reductions_and_fees_go_to_cash() -> None:
 
 
 def test_event_ids_are_per_order_and_per_account_counters() -> None:
-    ex = exchange()
+    clock = Clock()
+    epoch = clock.now  # the venue's creation time: a fresh venue never reuses an account event id
+    ex = exchange(clock=clock)
     events = ex.execute(place("c1", Side.BUY, "1.5"))
     assert [e.event_id for e in events] == [
         "paper.a.c1.1",
         "paper.a.c1.2",
-        "paper.a.account.1",
-        "paper.a.account.2",
+        f"paper.a:account.{epoch}.1",
+        f"paper.a:account.{epoch}.2",
         "paper.a.c1.3",
-        "paper.a.account.3",
-        "paper.a.account.4",
+        f"paper.a:account.{epoch}.3",
+        f"paper.a:account.{epoch}.4",
     ]
     assert ex.execute(place("c1", Side.BUY, "1"))[0].event_id == "paper.a.c1.place.rejected.duplicate_client_order_id"
     assert {e.trade_id for e in (f.fill for f in fills(events))} == {"T1", "T2"}
@@ -876,12 +878,42 @@ def test_property_cash_moves_by_signed_notional_minus_fees(session: Session) -> 
 
 @PROPERTY_SETTINGS
 @given(sessions())
-def test_property_fok_fills_fully_or_not_at_all(session: Session) -> None:
+def test_property_fok_fills_fully_or_not_at_all_in_sessions(session: Session) -> None:
     for coid, events in order_events(session).items():
         command = session.commands[coid]
         if command.time_in_force is TimeInForce.FOK and command.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
             filled = sum((e.fill.quantity for e in fills(events)), D(0))
             assert filled in (0, command.quantity)
+
+
+@PROPERTY_SETTINGS
+@given(st.sampled_from(Side), prices, quantities, books())
+def test_property_fok_fills_fully_exactly_when_the_crossable_size_allows(
+    side: Side, price: D, quantity: D, book: dict[str, Any]
+) -> None:
+    ex = PaperExchange(
+        venue="paper", instruments=[SESSION_SPEC], accounts={"a": {"USDT": D("1000000")}}, fees=FEES, clock=Clock()
+    )
+    ex.on_market(BTC, **book)
+    opposite = book["asks"] if side is Side.BUY else book["bids"]
+    crossable = sum(
+        (floor_to(size, LOT) for at, size in opposite if (at <= price if side is Side.BUY else at >= price)), D(0)
+    )
+    fok = PlaceOrder(
+        client_order_id="c1",
+        venue="paper",
+        account="a",
+        symbol=BTC,
+        side=side,
+        order_type=OrderType.LIMIT,
+        quantity=quantity,
+        price=price,
+        time_in_force=TimeInForce.FOK,
+    )
+    events = ex.execute(fok)
+    filled = sum((e.fill.quantity for e in fills(events)), D(0))
+    assert filled == (quantity if crossable >= quantity else 0)
+    assert isinstance(events[-1], PositionUpdate if filled else OrderCancelled)
 
 
 @PROPERTY_SETTINGS

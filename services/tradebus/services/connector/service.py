@@ -119,7 +119,7 @@ class ConnectorService(Service):
         now = time.time_ns()
         return [
             CommandRejected(
-                event_id=f"{parsed.venue}.{parsed.account}.malformed.{now}",
+                event_id=f"{parsed.venue}.{parsed.account}:malformed.{now}",
                 action=CommandAction.UNKNOWN,
                 venue=parsed.venue,
                 account=parsed.account,

@@ -66,7 +66,8 @@ Modify and cancel
 
 Event ids
     Order events: `{venue}.{account}.{client_order_id}.{n}`, n counting that order's events.
-    Account events: `{venue}.{account}.account.{n}`. CommandRejected: the command's
+    Account events: `{venue}.{account}:account.{epoch}.{n}` (`:` cannot occur in a client order
+    id, so these never collide with order event ids; `epoch` is when the venue was created). CommandRejected: the command's
     dedupe id (action and modify/request id included) + `.rejected.{reason}`. Timestamps:
     one clock reading per call, as ts_event and ts_recv.
 
@@ -208,6 +209,9 @@ class _Book(msgspec.Struct, kw_only=True):
 
 
 class _State(msgspec.Struct, kw_only=True):
+    # When this venue's books were opened: part of account event ids, so that a fresh venue
+    # (a restarted, unpersisted paper venue) never reuses an id JetStream still remembers.
+    epoch: int
     accounts: dict[str, _Account]
     books: dict[str, _Book]
     open_orders: dict[str, list[tuple[str, str]]]  # symbol -> (account, client order id)
@@ -254,6 +258,7 @@ class PaperExchange:
         self._clock = clock
         self._now = 0  # the clock reading of the call in progress
         self._state = _State(
+            epoch=clock(),
             accounts={name: _Account(cash=dict(cash)) for name, cash in accounts.items()},
             books={symbol: _Book() for symbol in self._instruments},
             open_orders={symbol: [] for symbol in self._instruments},
@@ -815,7 +820,7 @@ class PaperExchange:
     def _account_event_id(self, account: str) -> str:
         state = self._state.accounts[account]
         state.event_count += 1
-        return f"{self.venue}.{account}.account.{state.event_count}"
+        return f"{self.venue}.{account}:account.{self._state.epoch}.{state.event_count}"
 
     def _position_event(self, account: str, symbol: str, position: _Position) -> PositionUpdate:
         return PositionUpdate(

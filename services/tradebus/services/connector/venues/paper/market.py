@@ -51,17 +51,55 @@ class MarketUpdate:
     bar: RecordedBar | None = None
 
 
+class _BookSide:
+    """One side of a simulated book: the touch, then deeper levels `step` ticks apart
+    (negative for bids: deeper is lower), best first.
+
+    A deeper level keeps its `Level` (the very same Decimal objects) while its price stays
+    on the book, so a step only creates the levels that appeared and slides the rest."""
+
+    __slots__ = ("step", "touch", "touch_lots", "touch_level", "first", "deeper")
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.touch = 0  # ticks
+        self.touch_lots = 0
+        self.touch_level: Level | None = None
+        self.first = 0  # ticks of deeper[0]
+        self.deeper: list[Level] = []
+
+    def holds(self, price: int) -> bool:
+        """Whether `price` (ticks) is on this side of the book."""
+        if price == self.touch and self.touch_level is not None:
+            return True
+        index, off_grid = divmod(price - self.first, self.step)
+        return not off_grid and 0 <= index < len(self.deeper)
+
+
 class _WalkState:
     """One instrument's random walk, in integer ticks and lots (cheap to step)."""
 
-    __slots__ = ("spec", "mid", "grid", "bid_sizes", "ask_sizes")
+    __slots__ = ("spec", "mid", "grid", "lots_per_level", "bids", "asks", "_prices")
 
-    def __init__(self, spec: InstrumentSpec) -> None:
+    def __init__(self, spec: InstrumentSpec, level_notional: Decimal) -> None:
         self.spec = spec
         self.mid = float(spec.initial_price / spec.tick_size)
         self.grid = max(1, round(self.mid / 10_000))  # deeper levels sit on a fixed ~1 bp grid
-        self.bid_sizes: dict[int, int] = {}
-        self.ask_sizes: dict[int, int] = {}
+        self.lots_per_level = float(level_notional / (spec.initial_price * spec.lot_size))
+        self.bids = _BookSide(-self.grid)
+        self.asks = _BookSide(self.grid)
+        self._prices: dict[int, Decimal] = {}  # ticks -> price, for the prices seen lately
+
+    def level(self, ticks: int, lots: int) -> Level:
+        price = self._prices.get(ticks)
+        if price is None:
+            if len(self._prices) >= _PRICE_CACHE:  # the walk drifts: forget old prices now and then
+                self._prices.clear()
+            price = self._prices[ticks] = self.spec.tick_size * ticks
+        return price, self.spec.lot_size * lots
+
+
+_PRICE_CACHE = 4096
 
 
 class RandomWalk:
@@ -72,45 +110,56 @@ class RandomWalk:
     def __init__(self, config: PaperConfig) -> None:
         self._config = config
         self._rng = random.Random(config.seed)
-        self._states = [_WalkState(spec) for spec in config.instruments]
+        self._states = [_WalkState(spec, config.level_notional) for spec in config.instruments]
         self._sigma = config.volatility_bps / 10_000
+        self._spread = max(1, config.spread_ticks)
+        self._deeper = config.book_depth - 1
 
     def advance(self, now: int) -> list[MarketUpdate]:
         return [self._step(state, now) for state in self._states]
 
     def _step(self, state: _WalkState, now: int) -> MarketUpdate:
-        config, rng, spec = self._config, self._rng, state.spec
+        rng, spread, grid = self._rng, self._spread, state.grid
         state.mid *= math.exp(rng.gauss(0.0, self._sigma))
-        spread = max(1, config.spread_ticks)
         best_bid = max(1, int(state.mid - spread / 2))
         best_ask = best_bid + spread
-        grid, deeper = state.grid, range(config.book_depth - 1)
-        below = (best_bid - 1) // grid * grid
-        above = (best_ask // grid + 1) * grid
-        lots_per_level = float(config.level_notional / (spec.initial_price * spec.lot_size))
-        bids = self._side(state.bid_sizes, [best_bid, *(below - i * grid for i in deeper)], lots_per_level)
-        asks = self._side(state.ask_sizes, [best_ask, *(above + i * grid for i in deeper)], lots_per_level)
-        update = MarketUpdate(spec.symbol, now, bids=self._levels(spec, bids), asks=self._levels(spec, asks))
-        if rng.random() < config.trade_probability:
+        bids = self._move(state, state.bids, best_bid, (best_bid - 1) // grid * grid)
+        asks = self._move(state, state.asks, best_ask, (best_ask // grid + 1) * grid)
+        update = MarketUpdate(state.spec.symbol, now, bids=bids, asks=asks)
+        if rng.random() < self._config.trade_probability:
             aggressor = Aggressor.BUY if rng.random() < 0.5 else Aggressor.SELL
-            price_ticks, top_lots = asks[0] if aggressor is Aggressor.BUY else bids[0]
-            lots = max(1, int(top_lots * rng.random() * 0.5))
-            update.trade = TradePrint(spec.tick_size * price_ticks, spec.lot_size * lots, aggressor)
+            touch = state.asks if aggressor is Aggressor.BUY else state.bids
+            lots = max(1, int(touch.touch_lots * rng.random() * 0.5))
+            update.trade = TradePrint(touch.touch_level[0], state.spec.lot_size * lots, aggressor)  # type: ignore[index]
         return update
 
-    def _side(self, sizes: dict[int, int], prices: list[int], lots_per_level: float) -> list[tuple[int, int]]:
-        """Levels keep their size while the price stays on the book (so deltas stay small);
-        the touch is refreshed every step, new levels get a fresh random size."""
-        rng = self._rng
-        fresh = {price: sizes.get(price) or max(1, int(lots_per_level * rng.uniform(0.5, 1.5))) for price in prices}
-        fresh[prices[0]] = max(1, int(lots_per_level * rng.uniform(0.2, 1.2)))
-        sizes.clear()
-        sizes.update(fresh)
-        return [(price, fresh[price]) for price in prices]
+    def _move(self, state: _WalkState, side: _BookSide, touch: int, first: int) -> list[Level]:
+        """Move a side to a new touch and first deeper price; return its levels. Levels keep
+        their size while their price stays on the book (so deltas stay small), the touch is
+        refreshed every step, new levels get a fresh random size. Random numbers are drawn
+        in book order: the touch if its price is new, each new deeper level, then the
+        touch's refresh."""
+        rng, lots_per_level, step, count = self._rng, state.lots_per_level, side.step, self._deeper
 
-    @staticmethod
-    def _levels(spec: InstrumentSpec, levels: list[tuple[int, int]]) -> list[Level]:
-        return [(spec.tick_size * price, spec.lot_size * lots) for price, lots in levels]
+        def new_level(price: int) -> Level:
+            if price == side.touch and side.touch_level is not None:
+                return side.touch_level  # the old touch, now a deeper level, keeps its size
+            return state.level(price, max(1, int(lots_per_level * rng.uniform(0.5, 1.5))))
+
+        if not side.holds(touch):
+            rng.uniform(0.5, 1.5)  # the draw for a new price, replaced at once by the refresh below
+        old = side.deeper
+        shift = (first - side.first) // step  # how many grid steps the deeper levels moved
+        if old and 0 <= shift < count:  # moving away from the touch: old levels slide up
+            deeper = old[shift:] + [new_level(first + i * step) for i in range(count - shift, count)]
+        elif old and -count < shift < 0:  # moving towards the touch: new levels come in on top
+            deeper = [new_level(first + i * step) for i in range(-shift)] + old[: count + shift]
+        else:
+            deeper = [new_level(first + i * step) for i in range(count)]
+        side.touch_lots = max(1, int(lots_per_level * rng.uniform(0.2, 1.2)))
+        side.touch, side.touch_level = touch, state.level(touch, side.touch_lots)
+        side.first, side.deeper = first, deeper
+        return [side.touch_level, *deeper]
 
 
 REPLAY_COLUMNS = (
