@@ -135,6 +135,8 @@ class Result(msgspec.Struct):
     messages: int
     rss_samples: list[int] = []
     cpu_percent: float = 0.0  # the publisher's CPU use while measuring (100 = one core)
+    subscriber_cpu: float = 0.0  # this process
+    server_cpu: float = 0.0  # nats-server
     published_rate: float | None = None  # what the publisher says it sent, when it says
 
 
@@ -151,11 +153,15 @@ async def subscriber(url: str) -> tuple[nats.NATS, Counter, list[str]]:
     return nc, counter, errors
 
 
-async def measure(counter: Counter, process: psutil.Process, warmup: float, seconds: float) -> Result:
+async def measure(
+    counter: Counter, process: psutil.Process, server: psutil.Process, warmup: float, seconds: float
+) -> Result:
     """Counts over `seconds` after `warmup`, sampling the publisher's RSS once a second."""
     await asyncio.wait_for(counter.first.wait(), 30)
     await asyncio.sleep(warmup)
-    process.cpu_percent()  # starts the CPU measurement interval
+    me = psutil.Process()
+    for p in (process, me, server):
+        p.cpu_percent()  # starts the CPU measurement interval
     start_messages, start_bytes, started = counter.messages, counter.bytes, time.perf_counter()
     rss: list[int] = []
     deadline = started + seconds
@@ -163,13 +169,18 @@ async def measure(counter: Counter, process: psutil.Process, warmup: float, seco
         await asyncio.sleep(min(1.0, left))
         rss.append(process.memory_info().rss)
     elapsed = time.perf_counter() - started
-    cpu = process.cpu_percent()
+    cpu, subscriber_cpu, server_cpu = (p.cpu_percent() for p in (process, me, server))
     messages = counter.messages - start_messages
     size = (counter.bytes - start_bytes) / messages if messages else 0.0
-    return Result(rate=messages / elapsed, avg_size=size, seconds=elapsed, messages=messages, rss_samples=rss, cpu_percent=cpu)
+    return Result(
+        rate=messages / elapsed, avg_size=size, seconds=elapsed, messages=messages, rss_samples=rss,
+        cpu_percent=cpu, subscriber_cpu=subscriber_cpu, server_cpu=server_cpu,
+    )
 
 
-async def run_connector(url: str, work: Path, children: Children, warmup: float, seconds: float) -> tuple[Result, int]:
+async def run_connector(
+    url: str, server: psutil.Process, work: Path, children: Children, warmup: float, seconds: float
+) -> tuple[Result, int]:
     config = work / "paper.toml"
     config.write_text(CONFIG)
     env = {
@@ -217,7 +228,7 @@ async def run_connector(url: str, work: Path, children: Children, warmup: float,
             status = await asyncio.wait_for(statuses.get(), 10)
             return time.perf_counter(), status.counters.get("market_data_published", 0)
 
-        measured = asyncio.create_task(measure(counter, process, warmup, seconds))
+        measured = asyncio.create_task(measure(counter, process, server, warmup, seconds))
         await asyncio.sleep(warmup + 0.5)
         t0, n0 = await published_total()
         result = await measured
@@ -231,12 +242,14 @@ async def run_connector(url: str, work: Path, children: Children, warmup: float,
     return result, rss_startup
 
 
-async def run_baseline(url: str, work: Path, children: Children, size: int, warmup: float, seconds: float) -> Result:
+async def run_baseline(
+    url: str, server: psutil.Process, work: Path, children: Children, size: int, warmup: float, seconds: float
+) -> Result:
     nc, counter, errors = await subscriber(url)
     command = [sys.executable, str(Path(__file__).resolve()), "--raw-publisher", url, "--size", str(size)]
     child = children.start(command, log=work / "raw-publisher.log")
     try:
-        result = await measure(counter, psutil.Process(child.pid), warmup, seconds)
+        result = await measure(counter, psutil.Process(child.pid), server, warmup, seconds)
     finally:
         await nc.close()
         children.stop(child)
@@ -267,6 +280,11 @@ async def raw_publisher(url: str, size: int) -> None:
 
 
 # --- report ---------------------------------------------------------------------------------
+def per_cpu(result: Result) -> float:
+    """Messages per second of the publisher's CPU time: steadier than the rate on a busy host."""
+    return result.rate / (result.cpu_percent / 100) if result.cpu_percent else 0.0
+
+
 def report(connector: Result, rss_startup: int, baseline: Result) -> dict[str, Any]:
     ratio = connector.rate / baseline.rate if baseline.rate else 0.0
     rss_load = max(connector.rss_samples, default=0)
@@ -277,6 +295,9 @@ def report(connector: Result, rss_startup: int, baseline: Result) -> dict[str, A
         ("avg payload bytes", f"{connector.avg_size:.0f}", f"{baseline.avg_size:.0f}"),
         ("MB/s", f"{connector.rate * connector.avg_size / MB:.1f}", f"{baseline.rate * baseline.avg_size / MB:.1f}"),
         ("publisher CPU %", f"{connector.cpu_percent:.0f}", f"{baseline.cpu_percent:.0f}"),
+        ("msg per publisher CPU-second", f"{per_cpu(connector):,.0f}", f"{per_cpu(baseline):,.0f}"),
+        ("subscriber CPU % (this process)", f"{connector.subscriber_cpu:.0f}", f"{baseline.subscriber_cpu:.0f}"),
+        ("nats-server CPU %", f"{connector.server_cpu:.0f}", f"{baseline.server_cpu:.0f}"),
         ("RSS at start-up MB", f"{rss_startup / MB:.1f}", "-"),
         ("RSS under load MB (max)", f"{rss_load / MB:.1f}", f"{max(baseline.rss_samples, default=0) / MB:.1f}"),
         ("measured s", f"{connector.seconds:.1f}", f"{baseline.seconds:.1f}"),
@@ -296,13 +317,17 @@ def report(connector: Result, rss_startup: int, baseline: Result) -> dict[str, A
         "rss_startup_mb": round(rss_startup / MB, 1),
         "rss_load_mb": round(rss_load / MB, 1),
         "published_msg_s": round(connector.published_rate or 0, 1),
+        "msg_per_cpu_s": round(per_cpu(connector), 1),
+        "connector_cpu_pct": round(connector.cpu_percent, 1),
         "cpus": os.cpu_count(),
     }
 
 
-async def bench(url: str, work: Path, children: Children, warmup: float, seconds: float) -> dict[str, Any]:
-    connector, rss_startup = await run_connector(url, work, children, warmup, seconds)
-    baseline = await run_baseline(url, work, children, round(connector.avg_size), warmup, seconds)
+async def bench(server: NatsServer, work: Path, children: Children, warmup: float, seconds: float) -> dict[str, Any]:
+    assert server.process is not None
+    url, process = server.url, psutil.Process(server.process.pid)
+    connector, rss_startup = await run_connector(url, process, work, children, warmup, seconds)
+    baseline = await run_baseline(url, process, work, children, round(connector.avg_size), warmup, seconds)
     return report(connector, rss_startup, baseline)
 
 
@@ -334,7 +359,7 @@ def main() -> int:
     try:
         with sigterm_as_interrupt():
             server.start()
-            summary = run(bench(server.url, work, children, args.warmup, args.seconds))
+            summary = run(bench(server, work, children, args.warmup, args.seconds))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

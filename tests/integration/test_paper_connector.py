@@ -18,7 +18,12 @@ from tradebus.schemas.codecs import decoder, encode, reply_decoder
 from tradebus.schemas.commands import CancelOrder, PlaceOrder
 from tradebus.schemas.control import ListInstruments, Subscribe, Unsubscribe
 from tradebus.schemas.events import (
-    BalanceUpdate, CommandRejected, OrderAccepted, OrderCancelled, OrderFilled, OrderPartiallyFilled, PositionUpdate,
+    BalanceUpdate,
+    CommandRejected,
+    OrderAccepted,
+    OrderCancelled,
+    OrderFilled,
+    PositionUpdate,
 )
 from tradebus.schemas.market import Bar, BookDelta, BookSnapshot, Instrument, Quote, StreamGap, StreamReconnected, Trade
 from tradebus.schemas.subjects import Family
@@ -164,7 +169,7 @@ async def test_events_are_stored_durably_before_the_command_is_acked(nats_server
     async with running_connector(paper_settings(nats_server.url)) as service:
         for n in range(50):
             await route(nc, _place(f"d-{n}", order_type=OrderType.LIMIT, price=Decimal("1000.00")))
-        consumer = f"connector-paper"
+        consumer = "connector-paper"
         for _ in range(200):
             info = await js.consumer_info("ROUTE", consumer)
             if info.num_ack_pending == 0 and info.num_pending == 0:
@@ -270,3 +275,20 @@ async def test_replay_of_a_parquet_recording(nats_server: NatsServer, tmp_path: 
     messages = await _replayed(nats_server, tmp_path / "aapl.parquet")
     assert [type(m).__name__ for m in messages] == ["Quote", "Trade", "Quote", "Bar"]
     assert messages[2].bid == Decimal("190.01")
+
+
+async def test_the_connector_rides_out_a_bus_restart(nats_server: NatsServer) -> None:
+    """SIGKILL the nats-server and start it again on the same port and store: the connector
+    reconnects by itself, market data resumes, and routed commands are processed."""
+    async with running_connector(paper_settings(nats_server.url)) as service:
+        nats_server.kill()
+        await asyncio.sleep(0.5)
+        nats_server.start()
+        nc = await nats.connect(nats_server.url)
+        quotes = await collect(nc, subjects.market_data_filter("paper", MarketDataKind.QUOTE), market_decoder.decode)
+        events = await collect(nc, subjects.order_events("paper", "demo"), event_decoder.decode)
+        await quotes.wait_for(lambda ms: len(ms) >= 5, timeout=20)
+        await route(nc, _place("after-restart"))
+        await events.wait_for(lambda ms: any(isinstance(e, OrderFilled) for e in ms), timeout=20)
+        assert service.state is ServiceState.READY
+        await nc.close()

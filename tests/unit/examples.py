@@ -5,16 +5,53 @@ from __future__ import annotations
 from decimal import Decimal as D
 
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, PlaceOrder
-from tradebus.schemas.control import ListInstruments, ServiceStatus, StreamSubscription, Subscribe, SubscriptionReply, Unsubscribe
+from tradebus.schemas.control import (
+    ListInstruments,
+    ServiceStatus,
+    StreamSubscription,
+    Subscribe,
+    SubscriptionReply,
+    Unsubscribe,
+)
 from tradebus.schemas.events import (
-    Balance, BalanceUpdate, CommandAction, CommandRejected, Fill, OrderAccepted, OrderCancelled, OrderExpired,
-    OrderFilled, OrderModified, OrderPartiallyFilled, OrderRejected, OrderSubmitted, OrderTriggered, PositionUpdate,
+    Balance,
+    BalanceUpdate,
+    CommandAction,
+    CommandRejected,
+    Fill,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderFilled,
+    OrderModified,
+    OrderPartiallyFilled,
+    OrderRejected,
+    OrderSubmitted,
+    OrderTriggered,
+    PositionUpdate,
 )
 from tradebus.schemas.market import (
-    Bar, BookChange, BookDelta, BookLevel, BookSnapshot, Instrument, Quote, StreamGap, StreamReconnected, Trade,
+    Bar,
+    BookChange,
+    BookDelta,
+    BookLevel,
+    BookSnapshot,
+    Instrument,
+    Quote,
+    StreamGap,
+    StreamReconnected,
+    Trade,
 )
 from tradebus.schemas.values import (
-    Aggressor, CancelReason, LiquiditySide, MarketDataKind, OrderType, RejectReason, ServiceState, Side, TimeInForce,
+    Aggressor,
+    CancelReason,
+    LiquiditySide,
+    MarketDataKind,
+    OrderType,
+    RejectReason,
+    ServiceState,
+    Side,
+    TimeInForce,
 )
 
 T = 1_700_000_000_000_000_000

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import sys
 
-import msgspec
 import nats
 
 from tradebus.schemas import subjects
@@ -79,7 +78,7 @@ async def _ticks(args: argparse.Namespace) -> int:
         while args.count is None or printed < args.count:
             try:
                 msg = await asyncio.wait_for(queue.get(), timeout=args.timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 print(f"tradebus: no market data for {args.timeout:g}s", file=sys.stderr)
                 return 1
             try:

@@ -119,7 +119,7 @@ async def _supervise(children: list[Child], env: dict[str, str], nats_url: str, 
             sys.stdout.flush()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     finally:
         await nc.close()

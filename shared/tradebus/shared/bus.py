@@ -125,7 +125,7 @@ async def consume_batches(
     while not stopping.is_set():
         try:
             messages = await subscription.fetch(batch, timeout=idle_wait)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             continue
         except nats.errors.ConnectionClosedError:
             return

@@ -20,7 +20,6 @@ from tradebus.schemas.values import MarketDataKind
 from tradebus.shared.bus import Bus
 
 
-
 class MarketStream:
     """One (venue, kind, symbol) stream: its subject, its sequence and whether anyone asked
     for it. Sequences keep counting across unsubscribe/subscribe so a subscriber never sees

@@ -11,7 +11,7 @@ import csv
 import math
 import random
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -175,7 +175,7 @@ def _timestamp(value: object) -> int:
         return int(text)
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp()) * 1_000_000_000 + parsed.microsecond * 1000
 
 
