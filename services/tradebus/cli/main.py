@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from tradebus.schemas.values import TICK_KINDS
 
@@ -68,6 +69,19 @@ async def connect_client(args: argparse.Namespace, name: str):  # noqa: ANN201 -
     )
 
 
+def run_client(command: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    """Run a client command; an unreachable bus is a one-line error, Ctrl-C a quiet exit."""
+    import nats
+
+    try:
+        return asyncio.run(command(args))
+    except (OSError, nats.errors.NoServersError) as exc:
+        print(f"tradebus: cannot reach the bus at {client_nats_url(args)}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "up":
@@ -81,11 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "ticks":
         from .ticks import ticks
 
-        return ticks(args)
+        return run_client(ticks, args)
     if args.command == "status":
         from .status import status
 
-        return status(args)
+        return run_client(status, args)
     from .schema import export_schemas, print_contract
 
     return export_schemas(args.directory) if args.schema_command == "export" else print_contract()

@@ -14,7 +14,7 @@ from tradebus.schemas.codecs import DecodeError, reply_decoder
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.subjects import Family
 
-from .main import client_nats_url, connect_client
+from .main import connect_client
 
 _status_decoder = reply_decoder(Family.PING)
 
@@ -50,7 +50,7 @@ async def collect_statuses(nc: nats.NATS, wait: float) -> list[ServiceStatus]:
     return list(answers.values())
 
 
-async def _status(args: argparse.Namespace) -> int:
+async def status(args: argparse.Namespace) -> int:
     nc = await connect_client(args, "tradebus-status")
     try:
         statuses = await collect_statuses(nc, args.wait)
@@ -62,10 +62,3 @@ async def _status(args: argparse.Namespace) -> int:
     print(status_table(statuses))
     return 0
 
-
-def status(args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(_status(args))
-    except (OSError, nats.errors.NoServersError) as exc:
-        print(f"tradebus: cannot reach the bus at {client_nats_url(args)}: {exc}", file=sys.stderr)
-        return 1

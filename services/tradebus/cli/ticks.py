@@ -16,7 +16,7 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TICK_KINDS, MarketDataKind
 from tradebus.shared.sequence import SequenceTracker
 
-from .main import client_nats_url, connect_client
+from .main import connect_client
 
 _decoder = decoder(Family.MARKET_DATA)
 
@@ -59,7 +59,7 @@ async def _request_stream(nc: nats.NATS, venue: str, symbol: str, kinds: list[Ma
         print(f"tradebus: venue {venue!r} refused {symbol!r}: {answer.error or 'unknown symbol'}", file=sys.stderr)
 
 
-async def _ticks(args: argparse.Namespace) -> int:
+async def ticks(args: argparse.Namespace) -> int:
     kinds = [MarketDataKind(args.kind)] if args.kind else list(TICK_KINDS)
     nc = await connect_client(args, "tradebus-ticks")
     queue: asyncio.Queue[nats.aio.msg.Msg] = asyncio.Queue()
@@ -99,12 +99,3 @@ async def _ticks(args: argparse.Namespace) -> int:
         await nc.close()
     return 0
 
-
-def ticks(args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(_ticks(args))
-    except (OSError, nats.errors.NoServersError) as exc:
-        print(f"tradebus: cannot reach the bus at {client_nats_url(args)}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
