@@ -25,7 +25,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
 from tradebus.schemas.subjects import PREFIX
 
@@ -103,6 +103,8 @@ async def ensure_streams(js: JetStreamContext, settings: StreamSettings) -> None
         config = stream.config(settings)
         try:
             await js.stream_info(stream.name)
+        except ServiceUnavailableError:
+            raise RuntimeError("JetStream is not enabled on the bus: start nats-server with -js") from None
         except NotFoundError:
             await js.add_stream(config)
             log.info("stream created", extra={"stream": stream.name})

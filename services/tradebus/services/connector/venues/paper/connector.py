@@ -154,7 +154,7 @@ class PaperConnector(VenueConnector):
         """After a feed outage: a gap and a reconnected marker on every active stream, then
         a fresh book snapshot."""
         log.warning("paper feed recovered from an outage", extra={"outage_ns": time.time_ns() - outage_start})
-        for (kind, symbol), stream in self._streams.items():
+        for (kind, _symbol), stream in self._streams.items():
             if stream.active and kind is not MarketDataKind.INSTRUMENT:
                 await self.market_data.gap(stream, gap_start=outage_start, reason="simulated feed outage")
                 await self.market_data.reconnected(stream, reason="simulated feed outage ended")

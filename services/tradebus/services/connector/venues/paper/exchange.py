@@ -206,6 +206,9 @@ class _BookLevel(msgspec.Struct):
 class _Book(msgspec.Struct, kw_only=True):
     bids: list[_BookLevel] = msgspec.field(default_factory=list)
     asks: list[_BookLevel] = msgspec.field(default_factory=list)
+    # The latest levels as given, not yet turned into `bids`/`asks`: building the book is
+    # most of the cost of a market update and is only needed when an order meets it.
+    pending: tuple[Sequence[Level], Sequence[Level]] | None = None
 
 
 class _State(msgspec.Struct, kw_only=True):
@@ -281,16 +284,24 @@ class PaperExchange:
             events += self._cancel_all(command)
         return events
 
-    @_exact
     def on_market(
         self, symbol: str, *, bids: Sequence[Level], asks: Sequence[Level], trade: Level | None = None
     ) -> list[Event]:
-        """Replace the displayed book of `symbol` (KeyError if not an instrument of this venue)."""
+        """Replace the displayed book of `symbol` (KeyError if not an instrument of this venue).
+
+        The exchange keeps the given sequences until the next update: don't mutate them.
+        """
         book = self._state.books[symbol]
+        book.pending = (bids, asks)  # the book is only built when an order meets it
+        if not any(self._state.open_orders.values()):  # nothing can fill, trigger or expire
+            return []
+        return self._work_open_orders(symbol, trade)
+
+    @_exact
+    def _work_open_orders(self, symbol: str, trade: Level | None) -> list[Event]:
         self._now = self._clock()
         events = self._expire_due()
-        book.bids = sorted((_BookLevel(p, s) for p, s in bids if s > 0), key=lambda lv: lv.price, reverse=True)
-        book.asks = sorted((_BookLevel(p, s) for p, s in asks if s > 0), key=lambda lv: lv.price)
+        book = self._book(symbol)
         # Taken before triggering: a stop-limit triggered by this update was not resting
         # when it happened, so it does not also fill as maker against it.
         resting = [o for o in self._open(symbol=symbol) if not self._is_pending_stop(o)]
@@ -602,13 +613,23 @@ class PaperExchange:
 
     def _stop_reached(self, order: _Order, trade: Level | None) -> bool:
         assert order.stop_price is not None
-        book = self._state.books[order.symbol]
+        book = self._book(order.symbol)
         prices = [lv.price for lv in (book.asks if order.side is Side.BUY else book.bids)[:1]]
         if trade is not None:
             prices.append(trade[0])
         if order.side is Side.BUY:
             return any(p >= order.stop_price for p in prices)
         return any(p <= order.stop_price for p in prices)
+
+    def _book(self, symbol: str) -> _Book:
+        """The displayed book of `symbol`, built from the latest levels if needed."""
+        book = self._state.books[symbol]
+        if book.pending is not None:
+            bids, asks = book.pending
+            book.pending = None
+            book.bids = sorted((_BookLevel(p, s) for p, s in bids if s > 0), key=lambda lv: lv.price, reverse=True)
+            book.asks = sorted((_BookLevel(p, s) for p, s in asks if s > 0), key=lambda lv: lv.price)
+        return book
 
     def _expire_due(self) -> list[Event]:
         return [
@@ -730,7 +751,7 @@ class PaperExchange:
         return order.order_type in _STOPS and not order.triggered
 
     def _opposite_levels(self, order: _Order) -> list[_BookLevel]:
-        book = self._state.books[order.symbol]
+        book = self._book(order.symbol)
         return book.asks if order.side is Side.BUY else book.bids
 
     def _crossing_levels(self, order: _Order, limit: Decimal) -> list[_BookLevel]:

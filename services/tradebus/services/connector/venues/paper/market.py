@@ -79,7 +79,7 @@ class _BookSide:
 class _WalkState:
     """One instrument's random walk, in integer ticks and lots (cheap to step)."""
 
-    __slots__ = ("spec", "mid", "grid", "lots_per_level", "bids", "asks", "_prices")
+    __slots__ = ("spec", "mid", "grid", "lots_per_level", "bids", "asks")
 
     def __init__(self, spec: InstrumentSpec, level_notional: Decimal) -> None:
         self.spec = spec
@@ -88,18 +88,9 @@ class _WalkState:
         self.lots_per_level = float(level_notional / (spec.initial_price * spec.lot_size))
         self.bids = _BookSide(-self.grid)
         self.asks = _BookSide(self.grid)
-        self._prices: dict[int, Decimal] = {}  # ticks -> price, for the prices seen lately
 
     def level(self, ticks: int, lots: int) -> Level:
-        price = self._prices.get(ticks)
-        if price is None:
-            if len(self._prices) >= _PRICE_CACHE:  # the walk drifts: forget old prices now and then
-                self._prices.clear()
-            price = self._prices[ticks] = self.spec.tick_size * ticks
-        return price, self.spec.lot_size * lots
-
-
-_PRICE_CACHE = 4096
+        return self.spec.tick_size * ticks, self.spec.lot_size * lots
 
 
 class RandomWalk:
@@ -137,7 +128,7 @@ class RandomWalk:
         """Move a side to a new touch and first deeper price; return its levels. Levels keep
         their size while their price stays on the book (so deltas stay small), the touch is
         refreshed every step, new levels get a fresh random size. Random numbers are drawn
-        in book order: the touch if its price is new, each new deeper level, then the
+        in book order: one if the touch's price is new, one per new deeper level, then the
         touch's refresh."""
         rng, lots_per_level, step, count = self._rng, state.lots_per_level, side.step, self._deeper
 
@@ -147,14 +138,16 @@ class RandomWalk:
             return state.level(price, max(1, int(lots_per_level * rng.uniform(0.5, 1.5))))
 
         if not side.holds(touch):
-            rng.uniform(0.5, 1.5)  # the draw for a new price, replaced at once by the refresh below
+            # Discarded (the refresh below sets the touch), but drawn so that a seeded market
+            # stays the one earlier versions produced.
+            rng.uniform(0.5, 1.5)
         old = side.deeper
-        shift = (first - side.first) // step  # how many grid steps the deeper levels moved
-        if old and 0 <= shift < count:  # moving away from the touch: old levels slide up
+        shift = (first - side.first) // step  # grid steps the deeper levels moved away from the touch
+        if old and 0 <= shift < count:  # old levels from `shift` on stay; new ones join at the far end
             deeper = old[shift:] + [new_level(first + i * step) for i in range(count - shift, count)]
-        elif old and -count < shift < 0:  # moving towards the touch: new levels come in on top
+        elif old and -count < shift < 0:  # new levels come in nearest the touch, then the old ones that stay
             deeper = [new_level(first + i * step) for i in range(-shift)] + old[: count + shift]
-        else:
+        else:  # first step, or a jump over the whole book
             deeper = [new_level(first + i * step) for i in range(count)]
         side.touch_lots = max(1, int(lots_per_level * rng.uniform(0.2, 1.2)))
         side.touch, side.touch_level = touch, state.level(touch, side.touch_lots)
