@@ -6,52 +6,22 @@ from decimal import Decimal as D
 
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, PlaceOrder
 from tradebus.schemas.control import (
-    ListInstruments,
-    ServiceStatus,
-    StreamSubscription,
-    Subscribe,
-    SubscriptionReply,
-    Unsubscribe,
+    AggregatePosition, GetOrder, GetPositions, GetTradingState, ListInstruments, ListOrders, OmsReply, Reconcile,
+    ReconcileReply, ServiceStatus, SetTradingState, StreamSubscription, Subscribe, SubscriptionReply,
+    TradingStateReply, Unsubscribe, VenuePosition,
 )
 from tradebus.schemas.events import (
-    Balance,
-    BalanceUpdate,
-    CommandAction,
-    CommandRejected,
-    Fill,
-    OrderAccepted,
-    OrderCancelled,
-    OrderExpired,
-    OrderFilled,
-    OrderModified,
-    OrderPartiallyFilled,
-    OrderRejected,
-    OrderSubmitted,
-    OrderTriggered,
-    PositionUpdate,
+    Balance, BalanceUpdate, CommandAction, CommandRejected, Fill, OrderAccepted, OrderCancelled, OrderExpired,
+    OrderFilled, OrderModified, OrderPartiallyFilled, OrderRejected, OrderSubmitted, OrderTriggered, PositionUpdate,
+    TradingStateChanged,
 )
+from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.market import (
-    Bar,
-    BookChange,
-    BookDelta,
-    BookLevel,
-    BookSnapshot,
-    Instrument,
-    Quote,
-    StreamGap,
-    StreamReconnected,
-    Trade,
+    Bar, BookChange, BookDelta, BookLevel, BookSnapshot, Instrument, Quote, StreamGap, StreamReconnected, Trade,
 )
 from tradebus.schemas.values import (
-    Aggressor,
-    CancelReason,
-    LiquiditySide,
-    MarketDataKind,
-    OrderType,
-    RejectReason,
-    ServiceState,
-    Side,
-    TimeInForce,
+    Aggressor, CancelReason, LiquiditySide, MarketDataKind, OrderStatus, OrderType, RejectReason, ServiceState, Side,
+    TimeInForce, TradingState,
 )
 
 T = 1_700_000_000_000_000_000
@@ -101,4 +71,19 @@ EXAMPLES = [
     ListInstruments(),
     SubscriptionReply(ok=False, subscriptions=[StreamSubscription(symbol="AAPL", kinds=[MarketDataKind.BAR])],
                       unknown_symbols=["NOPE"]),
+    TradingStateChanged(event_id="risk.1", account=None, state=TradingState.HALTED, reason="fat finger", ts_event=T),
+    GetOrder(venue="paper", account="demo", client_order_id="c1"),
+    ListOrders(open_only=True),
+    GetPositions(account="demo"),
+    OmsReply(ok=True, orders=[OrderRecord(client_order_id="c1", venue="paper", account="demo", symbol="AAPL",
+                                          status=OrderStatus.PARTIALLY_FILLED, side=Side.BUY, quantity=D("3"),
+                                          cum_quantity=D("1"), created_at=T, updated_at=T)],
+             positions=[AggregatePosition(account="demo", symbol="AAPL", quantity=D("1"), realized_pnl=D("0"),
+                                          venues=[VenuePosition(venue="paper", quantity=D("1"), avg_price=D("190"),
+                                                                realized_pnl=D("0"))])]),
+    Reconcile(account="demo", client_order_ids=["c1", "c2"]),
+    ReconcileReply(known=["c1"], unknown=["c2"]),
+    SetTradingState(account="demo", state=TradingState.REDUCING_ONLY, reason="drawdown"),
+    GetTradingState(),
+    TradingStateReply(ok=True, fleet=TradingState.ACTIVE, accounts={"demo": TradingState.HALTED}),
 ]

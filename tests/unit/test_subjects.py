@@ -65,6 +65,10 @@ def test_every_builder_parses_back_to_its_family() -> None:
         subjects.market_data_control("binance"): Family.MARKET_DATA_CONTROL,
         subjects.status("connector", "binance"): Family.STATUS,
         subjects.PING: Family.PING,
+        subjects.OMS_QUERY: Family.OMS_QUERY,
+        subjects.reconcile("binance"): Family.RECONCILE,
+        subjects.RISK_CONTROL: Family.RISK_CONTROL,
+        subjects.RISK_EVENTS: Family.RISK_EVENT,
     }
     for subject, family in built.items():
         parsed = subjects.parse(subject)
@@ -80,7 +84,8 @@ def test_every_registry_pattern_has_a_builder_that_matches_it() -> None:
                 .replace("{symbol}", "S").replace("{service}", "s").replace("{instance}", "i") for spec in subjects.SUBJECTS}
     built = {subjects.command("v", "a"), subjects.route("v", "a"), subjects.order_events("v", "a"),
              subjects.account_events("v", "a"), subjects.market_data("v", MarketDataKind.QUOTE, "S"),
-             subjects.market_data_control("v"), subjects.status("s", "i"), subjects.PING}
+             subjects.market_data_control("v"), subjects.status("s", "i"), subjects.PING, subjects.OMS_QUERY,
+             subjects.reconcile("v"), subjects.RISK_CONTROL, subjects.RISK_EVENTS}
     assert patterns == built
 
 

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Union
+from decimal import Decimal
+from typing import Annotated, Union
 
 import msgspec
 
-from .values import TICK_KINDS, MarketDataKind, Message, Nanos, ServiceState, StrictMessage, Symbol, Text
+from .lifecycle import OrderRecord
+from .values import (
+    TICK_KINDS,
+    AccountName,
+    ClientOrderId,
+    MarketDataKind,
+    Message,
+    Nanos,
+    ServiceState,
+    StrictMessage,
+    Symbol,
+    Text,
+    TradingState,
+    VenueName,
+)
 
 
 class ServiceStatus(Message, frozen=True, kw_only=True, tag="status"):
@@ -57,4 +72,87 @@ class SubscriptionReply(Message, frozen=True, kw_only=True, tag="subscription"):
     subscriptions: list[StreamSubscription]
     instruments: list[Symbol] = []
     unknown_symbols: list[str] = []
+    error: Text = ""
+
+
+# --- order manager queries (tradebus.ctl.oms) ---------------------------------------------
+class GetOrder(StrictMessage, frozen=True, kw_only=True, tag="get_order"):
+    venue: VenueName
+    account: AccountName
+    client_order_id: ClientOrderId
+
+
+class ListOrders(StrictMessage, frozen=True, kw_only=True, tag="list_orders"):
+    venue: VenueName | None = None
+    account: AccountName | None = None
+    open_only: bool = False
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+
+
+class GetPositions(StrictMessage, frozen=True, kw_only=True, tag="get_positions"):
+    account: AccountName | None = None
+
+
+OmsRequest = Union[GetOrder, ListOrders, GetPositions]
+
+
+class VenuePosition(Message, frozen=True, kw_only=True, tag="venue_position"):
+    venue: VenueName
+    quantity: Decimal
+    avg_price: Decimal
+    realized_pnl: Decimal
+
+
+class AggregatePosition(Message, frozen=True, kw_only=True, tag="aggregate_position"):
+    """One account's net position in one symbol across every venue that trades it."""
+
+    account: AccountName
+    symbol: Symbol
+    quantity: Decimal
+    realized_pnl: Decimal
+    venues: list[VenuePosition]
+
+
+class OmsReply(Message, frozen=True, kw_only=True, tag="oms_reply"):
+    ok: bool
+    orders: list[OrderRecord] = []
+    positions: list[AggregatePosition] = []
+    error: Text = ""
+
+
+# --- reconciliation (tradebus.ctl.reconcile.<venue>) --------------------------------------
+class Reconcile(StrictMessage, frozen=True, kw_only=True, tag="reconcile"):
+    """Ask a connector for the venue's view of these orders: it re-publishes each known
+    order's latest event (with its original event id, so nothing is doubled)."""
+
+    account: AccountName
+    client_order_ids: Annotated[list[ClientOrderId], msgspec.Meta(max_length=1000)]
+
+
+class ReconcileReply(Message, frozen=True, kw_only=True, tag="reconcile_reply"):
+    known: list[str]
+    unknown: list[str]
+    error: Text = ""
+
+
+# --- trading state (tradebus.ctl.risk) -----------------------------------------------------
+class SetTradingState(StrictMessage, frozen=True, kw_only=True, tag="set_trading_state"):
+    """Halt, restrict or resume one account, or the whole fleet when `account` is None."""
+
+    account: AccountName | None = None
+    state: TradingState
+    reason: Text = ""
+
+
+class GetTradingState(StrictMessage, frozen=True, kw_only=True, tag="get_trading_state"):
+    pass
+
+
+RiskRequest = Union[SetTradingState, GetTradingState]
+
+
+class TradingStateReply(Message, frozen=True, kw_only=True, tag="trading_state"):
+    ok: bool
+    fleet: TradingState
+    accounts: dict[str, TradingState] = {}
     error: Text = ""

@@ -31,6 +31,7 @@ from .values import (
     Symbol,
     Text,
     TimeInForce,
+    TradingState,
     VenueName,
 )
 
@@ -192,3 +193,18 @@ class PositionUpdate(Message, frozen=True, kw_only=True, tag="position"):
 
 
 AccountEvent = Union[BalanceUpdate, PositionUpdate]
+
+
+class TradingStateChanged(Message, frozen=True, kw_only=True, tag="trading_state_changed"):
+    """The risk gate's trading state changed for an account, or the fleet (`account` None).
+    Published on `tradebus.evt.risk` so the audit trail records every halt and resume."""
+
+    event_id: str
+    account: AccountName | None = None
+    state: TradingState
+    reason: Text = ""
+    changed_by: Text = ""
+    ts_event: Nanos
+
+
+RiskEvent = Union[TradingStateChanged]

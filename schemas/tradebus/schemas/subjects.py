@@ -16,8 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from .commands import OrderCommand
-from .control import ServiceStatus, SubscriptionReply, SubscriptionRequest
-from .events import AccountEvent, OrderEvent
+from .control import (
+    OmsReply,
+    OmsRequest,
+    Reconcile,
+    ReconcileReply,
+    RiskRequest,
+    ServiceStatus,
+    SubscriptionReply,
+    SubscriptionRequest,
+    TradingStateReply,
+)
+from .events import AccountEvent, OrderEvent, RiskEvent
 from .market import MarketData
 from .values import MarketDataKind
 
@@ -81,8 +91,12 @@ class Family(enum.Enum):
     ACCOUNT_EVENT = "account_event"
     MARKET_DATA = "market_data"
     MARKET_DATA_CONTROL = "market_data_control"
+    RISK_EVENT = "risk_event"
     STATUS = "status"
     PING = "ping"
+    OMS_QUERY = "oms_query"
+    RECONCILE = "reconcile"
+    RISK_CONTROL = "risk_control"
 
 
 @dataclass(frozen=True)
@@ -143,6 +157,16 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         "Balances and positions.",
     ),
     SubjectSpec(
+        Family.RISK_EVENT,
+        f"{PREFIX}.evt.risk",
+        RiskEvent,
+        "risk-event",
+        "risk; tradebus halt / resume",
+        "audit logger, clients",
+        "JetStream stream EVENTS, file storage; header Nats-Msg-Id = event_id.",
+        "Changes of the trading state (halt, reducing-only, resume) of an account or the fleet.",
+    ),
+    SubjectSpec(
         Family.MARKET_DATA,
         f"{PREFIX}.md.{{venue}}.{{kind}}.{{symbol}}",
         MarketData,
@@ -187,6 +211,42 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         reply=ServiceStatus,
         reply_name="service-status",
     ),
+    SubjectSpec(
+        Family.OMS_QUERY,
+        f"{PREFIX}.ctl.oms",
+        OmsRequest,
+        "oms-request",
+        "clients, tradebus orders / positions",
+        "order manager",
+        "Core NATS request/reply (a queue group: any order-manager instance answers).",
+        "Queries of one order, of orders (open or all), and of positions aggregated across venues.",
+        reply=OmsReply,
+        reply_name="oms-reply",
+    ),
+    SubjectSpec(
+        Family.RECONCILE,
+        f"{PREFIX}.ctl.reconcile.{{venue}}",
+        Reconcile,
+        "reconcile",
+        "order manager (orders stuck without a venue answer)",
+        "the venue's connector",
+        "Core NATS request/reply; the answer's events go to the event stream with their original ids.",
+        "Ask a connector to re-publish the venue's latest state of some orders.",
+        reply=ReconcileReply,
+        reply_name="reconcile-reply",
+    ),
+    SubjectSpec(
+        Family.RISK_CONTROL,
+        f"{PREFIX}.ctl.risk",
+        RiskRequest,
+        "risk-request",
+        "tradebus halt / resume, operators",
+        "risk",
+        "Core NATS request/reply; the state itself lives in the KV bucket tradebus_risk and survives restarts.",
+        "Set or read the trading state of an account or of the whole fleet (the kill switch).",
+        reply=TradingStateReply,
+        reply_name="trading-state",
+    ),
 )
 
 SPECS: dict[Family, SubjectSpec] = {spec.family: spec for spec in SUBJECTS}
@@ -228,8 +288,15 @@ def status(service: str, instance: str) -> str:
     return f"{PREFIX}.status.{_name(service, 'service')}.{_name(instance, 'instance')}"
 
 
+def reconcile(venue: str) -> str:
+    return f"{PREFIX}.ctl.reconcile.{_name(venue, 'venue')}"
+
+
 PING = f"{PREFIX}.ctl.ping"
 ALL_STATUS = f"{PREFIX}.status.>"
+OMS_QUERY = f"{PREFIX}.ctl.oms"
+RISK_CONTROL = f"{PREFIX}.ctl.risk"
+RISK_EVENTS = f"{PREFIX}.evt.risk"
 
 
 @dataclass(frozen=True)
@@ -267,4 +334,12 @@ def parse(subject: str) -> ParsedSubject:
             return ParsedSubject(Family.STATUS, service=_name(service, "service"), instance=_name(instance, "instance"))
         case ["ctl", "ping"]:
             return ParsedSubject(Family.PING)
+        case ["evt", "risk"]:
+            return ParsedSubject(Family.RISK_EVENT)
+        case ["ctl", "oms"]:
+            return ParsedSubject(Family.OMS_QUERY)
+        case ["ctl", "reconcile", venue]:
+            return ParsedSubject(Family.RECONCILE, venue=_name(venue, "venue"))
+        case ["ctl", "risk"]:
+            return ParsedSubject(Family.RISK_CONTROL)
     raise ValueError(f"unknown subject {subject!r}")

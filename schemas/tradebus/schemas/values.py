@@ -149,6 +149,30 @@ class MarketDataKind(enum.Enum):
 TICK_KINDS = (MarketDataKind.QUOTE, MarketDataKind.TRADE, MarketDataKind.BAR, MarketDataKind.BOOK)
 
 
+class OrderStatus(enum.Enum):
+    """An order's state in the order manager (see lifecycle.py for the legal transitions)."""
+
+    PENDING_NEW = "pending_new"  # approved by risk, no venue answer yet
+    ACCEPTED = "accepted"
+    TRIGGERED = "triggered"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+TERMINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
+
+
+class TradingState(enum.Enum):
+    """What the risk gate lets through for an account, or for the whole fleet."""
+
+    ACTIVE = "active"
+    REDUCING_ONLY = "reducing_only"  # only orders that shrink a position; cancels always pass
+    HALTED = "halted"  # nothing but cancels
+
+
 class ServiceState(enum.Enum):
     STARTING = "starting"
     READY = "ready"

@@ -25,7 +25,8 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
 
 from tradebus.schemas.subjects import PREFIX
 
@@ -93,6 +94,20 @@ class Consumer:
         )
 
 
+RISK_COMMANDS = Consumer(COMMANDS, "risk", f"{PREFIX}.cmd.>")
+OMS_ROUTES = Consumer(ROUTE, "oms-route", f"{PREFIX}.route.>")
+OMS_EVENTS = Consumer(EVENTS, "oms-events", f"{PREFIX}.evt.>")
+AUDIT_CONSUMERS = (
+    Consumer(COMMANDS, "audit-cmd", f"{PREFIX}.cmd.>"),
+    Consumer(ROUTE, "audit-route", f"{PREFIX}.route.>"),
+    Consumer(EVENTS, "audit-events", f"{PREFIX}.evt.>"),
+)
+
+# Key-value buckets (JetStream KV): readable by any client, kept across restarts.
+ORDERS_BUCKET = "tradebus_orders"  # the order manager's OrderRecord per `venue.account.client_order_id`
+RISK_BUCKET = "tradebus_risk"  # trading states: key `fleet` and `account.<name>`
+
+
 def connector_consumer(venue: str) -> Consumer:
     """The connector of `venue` consumes every account's routed commands, in order."""
     return Consumer(ROUTE, f"connector-{venue}", f"{PREFIX}.route.{venue}.>")
@@ -117,3 +132,12 @@ async def ensure_streams(js: JetStreamContext, settings: StreamSettings) -> None
 
 async def ensure_consumer(js: JetStreamContext, consumer: Consumer) -> None:
     await js.add_consumer(consumer.stream.name, consumer.config())
+
+
+async def ensure_bucket(js: JetStreamContext, bucket: str, settings: StreamSettings) -> KeyValue:
+    """Open a KV bucket, creating it (file storage, one value per key) if it is missing."""
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE,
+                                                        replicas=settings.replicas))

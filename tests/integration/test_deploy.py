@@ -1,0 +1,902 @@
+"""The deployment files.
+
+The production NATS profile (deploy/nats/nats-server.conf) runs on a real nats-server and
+its permissions are exercised with real clients: risk alone publishes routed commands, a
+client can send commands but never route or forge events, the paper connector runs with
+nothing but its own grants. docker-compose.yml, the Dockerfile and the Prometheus config
+are checked statically (no Docker engine here), and the pieces that can run without Docker
+do run: the image's health probe, the package build from the image's build context, the
+compose file through `docker compose config` when that tool is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+import nats.errors
+import pytest
+import yaml
+from nats.aio.client import Client as NATS
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import decoder, encode, reply_decoder
+from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
+from tradebus.schemas.control import ListInstruments
+from tradebus.schemas.events import OrderAccepted, OrderFilled
+from tradebus.schemas.subjects import Family
+from tradebus.schemas.values import OrderType, Side
+from tradebus.services.settings import load_settings
+from tradebus.shared.health import HealthServer, ServiceMetrics
+from tradebus.shared.natsserver import free_port, nats_server_binary, port_in_use
+from tradebus.shared.topology import StreamSettings, connector_consumer, ensure_consumer, ensure_streams
+
+from .helpers import collect, event_decoder, paper_settings, running_connector
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+NATS_CONF = DEPLOY / "nats" / "nats-server.conf"
+CLUSTER_EXAMPLE = DEPLOY / "nats" / "cluster-r3.conf.example"
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+DOCKERIGNORE = REPO / ".dockerignore"
+ENV_EXAMPLE = DEPLOY / "env.example"
+PROMETHEUS = DEPLOY / "prometheus.yml"
+README = DEPLOY / "README.md"
+
+NATS_SERVER = os.environ.get("NATS_SERVER_BIN") or nats_server_binary()
+"""The server under test; NATS_SERVER_BIN checks the profile against another release
+(e.g. the one the compose file's image ships)."""
+
+FLEET_SERVICES = ("connector", "risk", "oms", "audit")
+"""What `tradebus run SERVICE` runs (today or planned)."""
+ORDER_PATH = {"risk", "oms", "audit"}
+"""Compose services that do not exist yet: only under the `order-path` profile."""
+CONTAINER_ENV_OUTSIDE_TRADEBUS: frozenset[str] = frozenset()
+"""Container variables allowed without the TRADEBUS_ prefix (documented in deploy/README.md); none today."""
+
+
+# --- the NATS profile ----------------------------------------------------------------------
+
+
+def _conf_users() -> dict[str, str]:
+    """user -> the environment variable holding its password, as nats-server.conf declares them."""
+    users = dict(re.findall(r"\{\s*user:\s*([\w-]+),\s*password:\s*\$(\w+)", NATS_CONF.read_text()))
+    assert users, "no `{user: NAME, password: $VAR ...}` entries found in nats-server.conf"
+    return users
+
+
+USERS = _conf_users()
+
+
+def strong_password() -> str:
+    """What deploy/env.example tells operators to generate."""
+    return "p" + secrets.token_hex(24)
+
+
+PASSWORDS = {user: strong_password() for user in USERS}
+PASSWORD_ENV = {USERS[user]: password for user, password in PASSWORDS.items()}
+
+
+def _base_env() -> dict[str, str]:
+    """This process's environment without TRADEBUS_* (a developer's own settings must not leak in)."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("TRADEBUS_")}
+
+
+def config_test(conf: Path, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [NATS_SERVER, "-t", "-c", str(conf)], env=env, cwd=cwd, capture_output=True, text=True, timeout=30
+    )
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    port: int
+    monitor_port: int
+    log: Path
+
+    def url(self, user: str, password: str | None = None) -> str:
+        return f"nats://{user}:{PASSWORDS[user] if password is None else password}@127.0.0.1:{self.port}"
+
+    def monitor(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}{path}", timeout=5) as answer:
+            return json.loads(answer.read())
+
+    def violations(self) -> list[str]:
+        """Permission violations the server logged (one line each)."""
+        return [line for line in self.log.read_text(errors="replace").splitlines() if "Violation" in line]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(args: list[str], *, port: int, log: Path, env: dict[str, str], cwd: Path | None = None) -> RunningServer:
+    """nats-server with `args` (which must include `-p port`), waited for until it listens."""
+    monitor_port = int(args[args.index("-m") + 1])
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [NATS_SERVER, *args], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+            start_new_session=True,
+        )
+    server = RunningServer(process, port, monitor_port, log)
+    deadline = time.monotonic() + 15
+    while not port_in_use("127.0.0.1", port):
+        if process.poll() is not None:
+            raise AssertionError(f"nats-server exited with {process.returncode}:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            server.stop()
+            raise AssertionError(f"nats-server did not listen on {port}:\n{log.read_text()}")
+        time.sleep(0.05)
+    return server
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    """The production profile on free ports, JetStream in tmp_path, passwords in its environment."""
+    port, monitor_port = free_port(), free_port()
+    args = ["-c", str(NATS_CONF), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port), "-sd", str(tmp_path / "js")]
+    running = start_server(args, port=port, log=tmp_path / "nats-server.log", env={**_base_env(), **PASSWORD_ENV})
+    yield running
+    running.stop()
+
+
+@dataclass
+class Conn:
+    """A connection as one user, with the asynchronous errors the server sent it."""
+
+    user: str
+    nc: NATS
+    errors: list[Exception] = field(default_factory=list)
+
+    def permission_errors(self) -> list[str]:
+        return [str(error) for error in self.errors if "permissions violation" in str(error).lower()]
+
+    async def refused(self, kind: str, subject: str, timeout: float = 5.0) -> bool:
+        """Wait until the server refused `kind` ("publish"/"subscription") to `subject`."""
+        expected = f'permissions violation for {kind} to "{subject}"'.lower()  # nats-py lower-cases it
+        await self.nc.flush()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(expected in error.lower() for error in self.permission_errors()):
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+
+Connect = Callable[..., Awaitable[Conn]]
+
+
+@pytest.fixture
+async def connect(server: RunningServer) -> AsyncIterator[Connect]:
+    opened: list[Conn] = []
+
+    async def connect_as(user: str) -> Conn:
+        conn = Conn(user, nc=None)  # type: ignore[arg-type]
+
+        async def on_error(exc: Exception) -> None:
+            conn.errors.append(exc)
+
+        conn.nc = await nats.connect(server.url(user), error_cb=on_error, allow_reconnect=False, connect_timeout=5)
+        opened.append(conn)
+        return conn
+
+    yield connect_as
+    for conn in opened:
+        with contextlib.suppress(Exception):
+            await conn.nc.close()
+
+
+async def declare_streams(conn: Conn, replicas: int = 1) -> None:
+    """What every service does on start-up."""
+    await ensure_streams(conn.nc.jetstream(timeout=5), StreamSettings(replicas=replicas))
+
+
+async def quiet(*conns: Conn) -> None:
+    """Flush, give asynchronous -ERRs time to arrive, and assert none did."""
+    for conn in conns:
+        await conn.nc.flush()
+    await asyncio.sleep(0.3)
+    for conn in conns:
+        assert conn.permission_errors() == [], f"{conn.user}: {conn.permission_errors()}"
+
+
+async def request(conn: Conn, subject: str, payload: bytes, timeout: float = 5.0) -> Any:
+    """A request, retried while nobody listens yet (a service's SUB may still be in flight
+    when it reports ready)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await conn.nc.request(subject, payload, timeout=timeout)
+        except nats.errors.NoRespondersError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+def place(client_order_id: str) -> PlaceOrder:
+    return PlaceOrder(
+        client_order_id=client_order_id, venue="paper", account="demo", symbol="BTC/USDT", side=Side.BUY,
+        order_type=OrderType.MARKET, quantity=Decimal("0.01"),
+    )
+
+
+async def fetch_all(conn: Conn, stream: str, durable: str, *, expect: int) -> list[Any]:
+    subscription = await conn.nc.jetstream(timeout=5).pull_subscribe_bind(durable=durable, stream=stream)
+    messages: list[Any] = []
+    deadline = time.monotonic() + 10
+    while len(messages) < expect and time.monotonic() < deadline:
+        with contextlib.suppress(nats.errors.TimeoutError, asyncio.TimeoutError):
+            messages += await subscription.fetch(expect - len(messages), timeout=1)
+    for message in messages:
+        await message.ack_sync(timeout=5)
+    # Nothing more is waiting.
+    with contextlib.suppress(nats.errors.TimeoutError, asyncio.TimeoutError):
+        messages += await subscription.fetch(1, timeout=0.5)
+    await subscription.unsubscribe()
+    return messages
+
+
+def test_config_test_mode_accepts_the_profile_with_every_password_set() -> None:
+    result = config_test(NATS_CONF, {**_base_env(), **PASSWORD_ENV})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is valid" in result.stdout + result.stderr
+    # No store dir in the file: it comes from -sd, so a test or a container picks it.
+    assert not re.search(r"^\s*store_dir\s*:", NATS_CONF.read_text(), re.MULTILINE)
+
+
+def test_without_a_password_the_server_refuses_to_start() -> None:
+    for variable in PASSWORD_ENV:
+        env = {**_base_env(), **PASSWORD_ENV}
+        del env[variable]
+        result = config_test(NATS_CONF, env)
+        assert result.returncode != 0, variable
+        assert variable in result.stdout + result.stderr
+
+
+def test_the_documented_password_recipe_makes_passwords_the_server_accepts() -> None:
+    recipe = re.search(r"python3 -c '([^']+)'", ENV_EXAMPLE.read_text())
+    assert recipe, "deploy/env.example has no password recipe"
+    passwords = [
+        subprocess.run([sys.executable, "-c", recipe[1]], capture_output=True, text=True, check=True).stdout.strip()
+        for _ in range(len(USERS))
+    ]
+    for password in passwords:
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]{31,}", password), password
+    env = {**_base_env(), **dict(zip(PASSWORD_ENV, passwords, strict=True))}
+    result = config_test(NATS_CONF, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_running_profile_fsyncs_every_write_and_limits_payloads(server: RunningServer) -> None:
+    varz = server.monitor("/varz")
+    assert varz["jetstream"]["config"]["sync_always"] is True
+    assert varz["max_payload"] == 1024 * 1024
+    assert varz["auth_required"] is True
+    # What docker-compose.yml's health check asks.
+    assert server.monitor("/healthz") == {"status": "ok"}
+
+
+async def test_anonymous_unknown_users_and_wrong_passwords_are_refused(server: RunningServer) -> None:
+    async def ignore(exc: Exception) -> None:
+        pass
+
+    attempts = [
+        f"nats://127.0.0.1:{server.port}",
+        server.url("client", "wrong-password"),
+        server.url("client", PASSWORDS["risk"]),  # another user's password
+        f"nats://admin:{PASSWORDS['risk']}@127.0.0.1:{server.port}",
+    ]
+    for url in attempts:
+        with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+            await nats.connect(url, allow_reconnect=False, connect_timeout=3, error_cb=ignore)
+    ok = await nats.connect(server.url("client"), allow_reconnect=False, connect_timeout=3)
+    await ok.close()
+
+
+async def test_only_risk_may_publish_routed_commands(server: RunningServer, connect: Connect) -> None:
+    risk = await connect("risk")
+    await declare_streams(risk)
+    others = [await connect(user) for user in USERS if user != "risk"]
+    for conn in others:
+        await conn.nc.publish("tradebus.route.paper.demo", b"forged by " + conn.user.encode())
+        assert await conn.refused("publish", "tradebus.route.paper.demo"), f"{conn.user} published to route"
+    client = next(conn for conn in others if conn.user == "client")
+    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+        await client.nc.jetstream().publish("tradebus.route.paper.demo", b"forged", timeout=1)
+
+    ack = await risk.nc.jetstream().publish("tradebus.route.paper.demo", b"approved by risk", timeout=5)
+    assert (ack.stream, ack.seq) == ("ROUTE", 1)
+    info = await risk.nc.jetstream().stream_info("ROUTE")
+    assert info.state.messages == 1
+    # The paper connector's durable consumer gets risk's command and nothing else.
+    connector = await connect("connector-paper")
+    await ensure_consumer(connector.nc.jetstream(timeout=5), connector_consumer("paper"))
+    delivered = await fetch_all(connector, "ROUTE", "connector-paper", expect=1)
+    assert [message.data for message in delivered] == [b"approved by risk"]
+    await quiet(risk, connector)
+
+
+async def test_a_client_sends_commands_and_reads_what_the_fleet_publishes(
+    server: RunningServer, connect: Connect
+) -> None:
+    risk = await connect("risk")
+    await declare_streams(risk)
+    client = await connect("client")
+    command = place("c-1")
+    headers = {"Nats-Msg-Id": command_dedupe_id(command)}
+    ack = await client.nc.jetstream().publish(subjects.command("paper", "demo"), encode(command), headers=headers)
+    assert ack.stream == "CMD" and not ack.duplicate
+    again = await client.nc.jetstream().publish(subjects.command("paper", "demo"), encode(command), headers=headers)
+    assert again.duplicate  # a retried command is stored once
+    for subject in ("tradebus.md.>", "tradebus.evt.>", "tradebus.status.>", "_INBOX.client-test.>"):
+        await client.nc.subscribe(subject)
+    await client.nc.publish(subjects.market_data_control("paper"), encode(ListInstruments()))
+    await client.nc.publish(subjects.PING, b"")
+    await quiet(client)
+    assert server.violations() == []
+
+
+async def test_a_client_cannot_forge_events_touch_jetstream_or_listen_to_the_order_path(
+    server: RunningServer, connect: Connect
+) -> None:
+    risk = await connect("risk")
+    await declare_streams(risk)
+    client = await connect("client")
+    for subject in (
+        "tradebus.evt.order.paper.demo",
+        "tradebus.evt.account.paper.demo",
+        "tradebus.md.paper.quote.BTC/USDT",
+        "tradebus.status.connector.paper",
+        "$KV.oms.order",
+        "_INBOX.someone-else",
+    ):
+        await client.nc.publish(subject, b"{}")
+        assert await client.refused("publish", subject), subject
+    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+        await client.nc.jetstream(timeout=1).delete_stream("ROUTE")
+    assert await client.refused("publish", "$JS.API.STREAM.DELETE.ROUTE")
+    for subject in ("tradebus.route.>", "tradebus.cmd.>", "tradebus.ctl.md.paper", "tradebus.ctl.ping", "$JS.API.>", ">"):
+        await client.nc.subscribe(subject)
+        assert await client.refused("subscription", subject), subject
+    assert (await risk.nc.jetstream().stream_info("ROUTE")).state.messages == 0
+    assert (await risk.nc.jetstream().stream_info("EVENTS")).state.messages == 0
+
+
+async def test_the_paper_connector_runs_with_nothing_but_its_own_permissions(
+    server: RunningServer, connect: Connect, tmp_path: Path
+) -> None:
+    client = await connect("client")
+    orders = await collect(client.nc, subjects.order_events("paper", "demo"), event_decoder.decode)
+    quotes: list[str] = []
+
+    async def on_quote(msg: Any) -> None:
+        quotes.append(msg.subject)
+
+    await client.nc.subscribe("tradebus.md.paper.quote.>", cb=on_quote)
+    # The connector starts first: it declares the streams and its consumer as connector-paper.
+    async with running_connector(paper_settings(server.url("connector-paper"))):
+        answer = await request(client, subjects.market_data_control("paper"), encode(ListInstruments()))
+        listed = reply_decoder(Family.MARKET_DATA_CONTROL).decode(answer.data)
+        assert listed.ok and "BTC/USDT" in listed.instruments
+        pong = await request(client, subjects.PING, b"")
+        assert decoder(Family.STATUS).decode(pong.data).service == "connector"
+
+        risk = await connect("risk")
+        command = place("via-risk-1")
+        await risk.nc.jetstream().publish(
+            subjects.route("paper", "demo"), encode(command), headers={"Nats-Msg-Id": command_dedupe_id(command)}
+        )
+        await orders.wait_for(lambda ms: any(isinstance(m, OrderFilled) for m in ms), timeout=15)
+        assert isinstance(orders.messages[0], OrderAccepted)
+        deadline = time.monotonic() + 10
+        while not quotes and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert quotes, "no market data reached the client"
+        # The operator's view, as the `client` user.
+        env = {**_base_env(), "PYTHONUNBUFFERED": "1"}
+        status = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tradebus.cli.main", "status", "--nats-url", server.url("client"), "--wait", "1.5",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(status.communicate(), 30)
+        assert status.returncode == 0, err.decode()
+        assert "connector" in out.decode() and "paper" in out.decode()
+    # The connector acked the command only after its events were stored: nothing is pending.
+    connector = await connect("connector-paper")
+    info = await connector.nc.jetstream(timeout=5).consumer_info("ROUTE", "connector-paper")
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+    await quiet(client, risk, connector)
+    assert server.violations() == []
+
+
+async def test_the_order_path_roles_have_what_they_need_and_no_more(server: RunningServer, connect: Connect) -> None:
+    """risk, oms and audit are not written yet: this pins what the profile grants them."""
+    client, risk, oms, audit = [await connect(user) for user in ("client", "risk", "oms", "audit")]
+    await declare_streams(risk)
+    command = place("c-7")
+    await client.nc.jetstream().publish(
+        subjects.command("paper", "demo"), encode(command), headers={"Nats-Msg-Id": command_dedupe_id(command)}
+    )
+
+    # risk: a durable on CMD (new-style create, filter in the subject), then route and reject.
+    js = risk.nc.jetstream(timeout=5)
+    await js.add_consumer(
+        "CMD", ConsumerConfig(name="risk", durable_name="risk", filter_subject="tradebus.cmd.>", ack_policy=AckPolicy.EXPLICIT)
+    )
+    [received] = await fetch_all(risk, "CMD", "risk", expect=1)
+    assert received.subject == "tradebus.cmd.paper.demo"
+    assert (await js.publish("tradebus.route.paper.demo", received.data)).stream == "ROUTE"
+    assert (await js.publish("tradebus.evt.order.paper.demo", b"{}")).stream == "EVENTS"
+    await js.add_consumer("EVENTS", ConsumerConfig(durable_name="risk", ack_policy=AckPolicy.EXPLICIT))
+    assert len(await fetch_all(risk, "EVENTS", "risk", expect=1)) == 1
+    for subject in ("tradebus.cmd.paper.demo", "tradebus.evt.account.paper.demo"):
+        await risk.nc.publish(subject, b"{}")
+        assert await risk.refused("publish", subject), subject
+
+    # oms: reads every stream through its durable, keeps state in the KV bucket `oms`.
+    js = oms.nc.jetstream(timeout=5)
+    for stream in ("CMD", "ROUTE", "EVENTS"):
+        await js.add_consumer(stream, ConsumerConfig(durable_name="oms", ack_policy=AckPolicy.EXPLICIT))
+        assert len(await fetch_all(oms, stream, "oms", expect=1)) == 1, stream
+    kv = await js.create_key_value(bucket="oms", history=5)
+    await kv.put("paper.demo.c-7", b"accepted")
+    await kv.put("paper.demo.c-7", b"filled")
+    assert (await kv.get("paper.demo.c-7")).value == b"filled"
+    assert await kv.keys() == ["paper.demo.c-7"]
+    assert [entry.value for entry in await kv.history("paper.demo.c-7")] == [b"accepted", b"filled"]
+    await kv.delete("paper.demo.c-7")
+    for subject in ("tradebus.route.paper.demo", "tradebus.evt.order.paper.demo", "$KV.other.key"):
+        await oms.nc.publish(subject, b"{}")
+        assert await oms.refused("publish", subject), subject
+
+    # audit: reads every stream through its durable, publishes nothing but its heartbeat.
+    js = audit.nc.jetstream(timeout=5)
+    for stream in ("CMD", "ROUTE", "EVENTS"):
+        await js.add_consumer(stream, ConsumerConfig(durable_name="audit", ack_policy=AckPolicy.EXPLICIT))
+        assert len(await fetch_all(audit, stream, "audit", expect=1)) == 1, stream
+    await audit.nc.publish("tradebus.status.audit.main", b"{}")
+    for subject in ("tradebus.cmd.paper.demo", "tradebus.evt.order.paper.demo"):
+        await audit.nc.publish(subject, b"{}")
+        assert await audit.refused("publish", subject), subject
+    # Nobody but its owner may create another's durable.
+    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+        await audit.nc.jetstream(timeout=1).add_consumer("ROUTE", ConsumerConfig(durable_name="connector-paper"))
+
+    # Only the refusals asserted above happened.
+    unexpected = [
+        line for line in server.violations()
+        if not re.search(
+            r'user:(risk|oms|audit)" - Publish Violation - Subject "(tradebus\.(cmd|evt|route)\.|\$KV\.other|'
+            r'\$JS\.API\.CONSUMER\.DURABLE\.CREATE\.ROUTE\.connector-paper)',
+            line,
+        )
+    ]
+    assert unexpected == []
+
+
+async def test_the_cluster_example_runs_replicated_streams(tmp_path: Path) -> None:
+    """Three local nodes from cluster-r3.conf.example; streams with TRADEBUS_STREAMS__REPLICAS=3."""
+    shutil.copy(NATS_CONF, tmp_path / "nats-server.conf")
+    shutil.copy(CLUSTER_EXAMPLE, tmp_path / "cluster-r3.conf")
+    route_password = strong_password()
+    cluster_ports = [free_port() for _ in range(3)]
+    routes = ", ".join(f"nats://route:{route_password}@127.0.0.1:{port}" for port in cluster_ports)
+    env = {**_base_env(), **PASSWORD_ENV, "TRADEBUS_NATS_PASSWORD_ROUTE": route_password,
+           "TRADEBUS_NATS_ROUTES": f"[{routes}]"}
+    result = config_test(tmp_path / "cluster-r3.conf", {**env, "NATS_SERVER_NAME": "nats-1"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    servers: list[RunningServer] = []
+    try:
+        for index, cluster_port in enumerate(cluster_ports, start=1):
+            port, monitor_port = free_port(), free_port()
+            args = ["-c", "cluster-r3.conf", "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port),
+                    "-sd", str(tmp_path / f"js-{index}"), "--cluster", f"nats://127.0.0.1:{cluster_port}"]
+            servers.append(start_server(
+                args, port=port, log=tmp_path / f"nats-{index}.log", env={**env, "NATS_SERVER_NAME": f"nats-{index}"},
+                cwd=tmp_path,
+            ))
+        nc = await nats.connect(servers=[node.url("risk") for node in servers], connect_timeout=5)
+        try:
+            settings = msgspec.convert({"replicas": 3}, StreamSettings)
+            deadline = time.monotonic() + 60
+            while True:  # until the cluster has elected its JetStream meta leader
+                try:
+                    await ensure_streams(nc.jetstream(timeout=5), settings)
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.5)
+            info = await nc.jetstream().stream_info("ROUTE")
+            assert info.config.num_replicas == 3
+            assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+            ack = await nc.jetstream().publish("tradebus.route.paper.demo", b"replicated", timeout=5)
+            assert ack.stream == "ROUTE"
+        finally:
+            await nc.close()
+        assert all(node.monitor("/varz")["jetstream"]["config"]["sync_always"] for node in servers)
+    finally:
+        for node in servers:
+            node.stop()
+
+
+# --- docker-compose.yml -------------------------------------------------------------------
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def tradebus_services() -> dict[str, dict[str, Any]]:
+    """The compose services built from deploy/Dockerfile."""
+    return {name: spec for name, spec in compose()["services"].items() if "build" in spec}
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of deploy/Dockerfile, continuation lines joined, comments dropped."""
+    logical: list[str] = []
+    pending = ""
+    for line in DOCKERFILE.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        logical.append(pending + stripped)
+        pending = ""
+    assert not pending, "dangling line continuation"
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in logical]
+
+
+def final_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, (name, _) in enumerate(instructions) if name == "FROM")
+    return instructions[last_from:]
+
+
+def _exec_form(arguments: str) -> list[str]:
+    value = json.loads(arguments)
+    assert isinstance(value, list) and all(isinstance(item, str) for item in value), arguments
+    return value
+
+
+_VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error}."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        value = env.get(name)
+        if op in (":-", "-"):
+            return value if value else arg
+        if op in (":?", "?"):
+            assert value, f"compose would refuse to start: {name} unset ({arg})"
+        assert value is not None, f"{name} is unset and has no default"
+        return value
+
+    return _VARIABLE.sub(substitute, text)
+
+
+def env_example() -> dict[str, str]:
+    entries = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, line
+            entries[key.strip()] = value.strip()
+    return entries
+
+
+def test_compose_starts_only_nats_and_the_paper_connector_by_default() -> None:
+    services = compose()["services"]
+    default = {name for name, spec in services.items() if not spec.get("profiles")}
+    assert default == {"nats", "connector-paper"}
+    order_path = {name for name, spec in services.items() if "order-path" in spec.get("profiles", [])}
+    assert order_path == ORDER_PATH
+
+
+def test_every_tradebus_service_runs_tradebus_run_from_the_one_image() -> None:
+    entrypoint = _exec_form(dict(final_stage())["ENTRYPOINT"])
+    assert entrypoint == ["tradebus"]
+    services = tradebus_services()
+    assert set(services) == {"connector-paper"} | ORDER_PATH
+    for name, spec in services.items():
+        build = spec["build"]
+        assert (REPO / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE.resolve(), name
+        assert "entrypoint" not in spec, name
+        argv = entrypoint + spec["command"]
+        assert argv[:2] == ["tradebus", "run"] and argv[2] in FLEET_SERVICES, (name, argv)
+        if argv[2] == "connector":
+            assert argv[3:] == ["--venue", name.removeprefix("connector-")]
+        else:
+            assert name == argv[2]
+        assert spec["restart"] == "unless-stopped", name
+        assert spec["depends_on"]["nats"]["condition"] == "service_healthy", name
+        assert any("/healthz" in part for part in spec["healthcheck"]["test"]), name
+        assert spec["healthcheck"]["test"][0] == "CMD"
+
+
+def test_every_compose_service_has_a_health_check() -> None:
+    for name, spec in compose()["services"].items():
+        if name in ("nats-exporter", "prometheus"):
+            continue  # third-party monitoring images; nothing depends on them
+        assert spec.get("healthcheck", {}).get("test"), name
+
+
+def test_the_container_environment_is_valid_tradebus_settings() -> None:
+    values = {**env_example(), **PASSWORD_ENV}
+    for name, spec in tradebus_services().items():
+        environment = spec["environment"]
+        assert isinstance(environment, dict), f"{name}: write environment as a mapping"
+        assert "env_file" not in spec, f"{name}: an env file would hand it every password"
+        for key in environment:
+            assert key.startswith("TRADEBUS_") or key in CONTAINER_ENV_OUTSIDE_TRADEBUS, (name, key)
+        resolved = {key: interpolate(str(value), values) for key, value in environment.items()}
+        # Exactly what the service will do with them: unknown keys or bad values fail here.
+        settings = load_settings(env=resolved)
+        assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080), name
+        assert name in USERS, f"{name} has no NATS user in nats-server.conf"
+        assert settings.nats_url == f"nats://{name}:{PASSWORDS[name]}@nats:4222", name
+
+
+def test_the_compose_file_holds_no_secrets() -> None:
+    text = COMPOSE_FILE.read_text()
+    # Every credential in a URL is a variable.
+    for match in re.finditer(r"://([^:/@\s]+):([^@\s]+)@", text):
+        assert match[2].startswith("${TRADEBUS_NATS_PASSWORD_"), match[0]
+    services = compose()["services"]
+    for name, spec in services.items():
+        for key, value in (spec.get("environment") or {}).items():
+            if "PASSWORD" in key or "SECRET" in key or "TOKEN" in key:
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+(:\?[^}]*)?\}", str(value)), (name, key)
+    # And deploy/env.example ships none either.
+    for key, value in env_example().items():
+        if "PASSWORD" in key:
+            assert value == "", key
+
+
+def test_compose_variables_are_all_in_env_example_and_passwords_are_required() -> None:
+    example = env_example()
+    text = "\n".join(line for line in COMPOSE_FILE.read_text().splitlines() if not line.lstrip().startswith("#"))
+    used = {match["name"]: match["op"] for match in _VARIABLE.finditer(text)}
+    assert set(used) <= set(example), set(used) - set(example)
+    for name, op in used.items():
+        if name.startswith("TRADEBUS_NATS_PASSWORD_"):
+            assert op == ":?", f"{name} must be required (${{{name}:?...}})"
+        else:
+            assert op in (":-", "-"), f"{name} needs a default"
+    assert set(PASSWORD_ENV) <= set(used)
+
+
+def test_the_nats_service_runs_the_profile_with_a_persistent_store() -> None:
+    nats_service = compose()["services"]["nats"]
+    image, _, tag = nats_service["image"].partition(":")
+    assert image == "nats"
+    major, minor = (int(part) for part in re.match(r"(\d+)\.(\d+)", tag).groups())  # type: ignore[union-attr]
+    assert (major, minor) >= (2, 12)
+    command = nats_service["command"]
+    config_path = command[command.index("--config") + 1]
+    store_dir = command[command.index("--store_dir") + 1]
+    mounts = [volume.split(":") for volume in nats_service["volumes"]]
+    sources = {target: source for source, target, *_ in mounts}
+    assert (REPO / sources[config_path]).resolve() == NATS_CONF.resolve()
+    named = {target for source, target, *_ in mounts if source in compose()["volumes"]}
+    assert any(store_dir == target or store_dir.startswith(target.rstrip("/") + "/") for target in named)
+    assert set(nats_service["environment"]) == set(PASSWORD_ENV)
+    for value in nats_service["environment"].values():
+        assert str(value).startswith("${TRADEBUS_NATS_PASSWORD_")
+    for port in nats_service["ports"]:
+        assert str(port).startswith("127.0.0.1:"), port
+    assert "/healthz" in " ".join(nats_service["healthcheck"]["test"])
+
+
+def _compose_command() -> list[str] | None:
+    candidates = []
+    if shutil.which("docker"):
+        candidates.append(["docker", "compose"])
+    if shutil.which("docker-compose"):
+        candidates.append(["docker-compose"])
+    for command in candidates:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            if subprocess.run([*command, "version"], capture_output=True, timeout=30).returncode == 0:
+                return command
+    return None
+
+
+def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed here; the YAML checks above still ran")
+    env_file = tmp_path / "compose.env"
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in PASSWORD_ENV.items()))
+    base = [*command, "--project-directory", str(REPO), "-f", str(COMPOSE_FILE)]
+    env = _base_env()
+    result = subprocess.run([*base, "--env-file", str(env_file), "config"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    rendered = yaml.safe_load(result.stdout)
+    url = rendered["services"]["connector-paper"]["environment"]["TRADEBUS_NATS_URL"]
+    assert url == f"nats://connector-paper:{PASSWORDS['connector-paper']}@nats:4222"
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    missing = subprocess.run([*base, "--env-file", str(empty), "config"], capture_output=True, text=True,
+                             env=env, timeout=60)
+    assert missing.returncode != 0 and "TRADEBUS_NATS_PASSWORD_" in missing.stdout + missing.stderr
+
+
+# --- deploy/Dockerfile ----------------------------------------------------------------------
+
+
+def test_the_dockerfile_builds_one_non_root_image_for_every_service() -> None:
+    instructions = dockerfile_instructions()
+    args = dict(arg.split("=", 1) for name, arg in instructions if name == "ARG" and "=" in arg)
+    stages = [arg for name, arg in instructions if name == "FROM"]
+    for stage in stages:
+        image = stage.split()[0].replace("${PYTHON_VERSION}", args["PYTHON_VERSION"])
+        assert image == "python:3.11-slim", stage
+    assert "EXTRAS" in {arg.split("=", 1)[0] for name, arg in instructions if name == "ARG"}
+    final = final_stage()
+    users = [arg for name, arg in final if name == "USER"]
+    assert users, "the image must not run as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0"), user
+    assert _exec_form(dict(final)["ENTRYPOINT"]) == ["tradebus"]
+    assert _exec_form(dict(final)["CMD"]) == ["run", "connector", "--venue", "paper"]
+    healthcheck = dict(final)["HEALTHCHECK"]
+    assert "urllib" in healthcheck and "/healthz" in healthcheck
+    environment = " ".join(arg for name, arg in final if name == "ENV")
+    assert "TRADEBUS_HTTP_PORT=8080" in environment and "TRADEBUS_HTTP_HOST=0.0.0.0" in environment
+    settings_env = dict(re.findall(r"(TRADEBUS_\w+)=(\S+)", environment))
+    load_settings(env=settings_env)  # valid settings
+    assert any(name == "RUN" and "pip install" in arg for name, arg in instructions)
+
+
+def _healthcheck_argv() -> list[str]:
+    healthcheck = dict(final_stage())["HEALTHCHECK"]
+    return _exec_form(healthcheck[healthcheck.index("CMD") + len("CMD"):].strip())
+
+
+def test_the_image_and_compose_probe_the_same_way() -> None:
+    argv = _healthcheck_argv()
+    for name, spec in tradebus_services().items():
+        assert spec["healthcheck"]["test"] == ["CMD", *argv], name
+
+
+async def test_the_health_probe_passes_only_while_the_service_is_live() -> None:
+    live = True
+    health = HealthServer(host="127.0.0.1", port=0, registry=ServiceMetrics("probe").registry,
+                          is_live=lambda: live, is_ready=lambda: True)
+    await health.start()
+    argv = _healthcheck_argv()
+
+    async def probe(port: int) -> int:
+        process = await asyncio.create_subprocess_exec(
+            *argv, env={**_base_env(), "TRADEBUS_HTTP_PORT": str(port)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        return await asyncio.wait_for(process.wait(), 20)
+
+    try:
+        assert await probe(health.port) == 0
+        live = False
+        assert await probe(health.port) != 0  # 503
+    finally:
+        await health.stop()
+    assert await probe(health.port) != 0  # nothing listening
+
+
+def test_the_extras_build_argument_selects_optional_dependencies() -> None:
+    expression = re.search(r'"(\.\$\{EXTRAS:\+\[\$\{EXTRAS\}\]\})"', DOCKERFILE.read_text())
+    assert expression, "pip install target not found"
+    for extras, target in (("", "."), ("parquet", ".[parquet]"), ("parquet,bench", ".[parquet,bench]")):
+        out = subprocess.run(["sh", "-c", f'printf %s "{expression[1]}"'], env={"EXTRAS": extras},
+                             capture_output=True, text=True, check=True).stdout
+        assert out == target
+
+
+def _build_context_paths() -> list[str]:
+    """The allow-list of .dockerignore (`*` then `!path` lines)."""
+    lines = [line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert lines[0] == "*", ".dockerignore should exclude everything, then allow what the build needs"
+    return [line[1:].rstrip("/") for line in lines if line.startswith("!")]
+
+
+def test_the_build_context_holds_what_the_dockerfile_copies_and_no_secrets() -> None:
+    allowed = _build_context_paths()
+    for secret in (".env", ".git", ".venv", "deploy", "tests"):
+        assert secret not in allowed
+    copied = []
+    for name, arg in dockerfile_instructions():
+        if name == "COPY" and not arg.startswith("--from"):
+            copied += arg.split()[:-1]
+    assert copied
+    for source in copied:
+        assert (REPO / source).exists(), source
+        assert source.rstrip("/") in allowed, f"{source} is copied but excluded by .dockerignore"
+
+
+def test_the_package_builds_from_the_image_build_context(tmp_path: Path) -> None:
+    """What `pip install .` does in the image, with only the files .dockerignore lets through."""
+    pytest.importorskip("hatchling", reason="hatchling (the build backend) is not installed in this environment")
+    context = tmp_path / "context"
+    context.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
+    for path in _build_context_paths():
+        source = REPO / path
+        if source.is_dir():
+            shutil.copytree(source, context / path, ignore=ignore)
+        else:
+            shutil.copy(source, context / path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+         "-w", str(tmp_path / "wheel"), str(context)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [wheel] = (tmp_path / "wheel").glob("tradebus-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    for module in ("tradebus/cli/main.py", "tradebus/shared/service.py", "tradebus/schemas/subjects.py",
+                   "tradebus/services/connector/service.py"):
+        assert module in names
+    assert "tradebus = tradebus.cli.main:main" in entry_points
+
+
+# --- Prometheus, docs -----------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_every_tradebus_service_and_nats() -> None:
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    services = compose()["services"]
+    targets = [
+        target
+        for job in config["scrape_configs"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    ]
+    hosts = {target.split(":")[0]: int(target.split(":")[1]) for target in targets}
+    for name in tradebus_services():
+        assert hosts.get(name) == 8080, name
+    for host in hosts:
+        assert host in services, host
+    mounted = [volume.split(":")[0] for volume in services["prometheus"]["volumes"]]
+    assert (REPO / mounted[0]).resolve() == PROMETHEUS.resolve()
+
+
+def test_the_readme_documents_users_profiles_and_durability() -> None:
+    text = README.read_text()
+    for user in USERS:
+        assert f"`{user}`" in text, user
+    for needle in ("sync_interval: always", "TRADEBUS_STREAMS__REPLICAS=3", "order-path", "docker compose up",
+                   "deploy/env.example", "prometheus.yml"):
+        assert needle in text, needle
