@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from tradebus.schemas.values import TICK_KINDS
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-SERVICES = ("connector",)
+SERVICES = ("connector", "risk", "oms", "audit")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +41,21 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", parents=[common], help="show the services on the bus")
     status.add_argument("--wait", type=float, default=1.0, help="seconds to collect answers (default %(default)s)")
+
+    audit = commands.add_parser("audit", help="the audit trail")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_commands.add_parser("verify", parents=[common], help="check the hash chain; report the first broken link")
+    audit_show = audit_commands.add_parser("show", parents=[common], help="an order's full history")
+    audit_show.add_argument("client_order_id")
+    for audit_parser in audit_commands.choices.values():
+        audit_parser.add_argument("--config", help="settings file (TOML): where the audit store is")
+
+    oms = commands.add_parser("oms", help="the order manager")
+    oms_commands = oms.add_subparsers(dest="oms_command", required=True)
+    rebuild = oms_commands.add_parser(
+        "rebuild", parents=[common], help="rebuild order state from the streams and compare it with the live state"
+    )
+    rebuild.add_argument("--apply", action="store_true", help="write the rebuilt state over the live one")
 
     schema = commands.add_parser("schema", help="the wire contract")
     schema_commands = schema.add_subparsers(dest="schema_command", required=True)
@@ -100,6 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .status import status
 
         return run_client(status, args)
+    if args.command == "audit":
+        from .audit import audit_command
+
+        return audit_command(args)
+    if args.command == "oms":
+        from .oms import rebuild
+
+        return run_client(rebuild, args)
     from .schema import export_schemas, print_contract
 
     return export_schemas(args.directory) if args.schema_command == "export" else print_contract()

@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import import_module
 
 import msgspec
 
-from tradebus.services.settings import load_settings, venue_config
+from tradebus.services.settings import Settings, load_settings, venue_config
 from tradebus.shared.config import ConfigError
 from tradebus.shared.logs import setup_logging
-from tradebus.shared.service import run_service
+from tradebus.shared.service import Service, run_service
+
+# Every service but the connector is built from the settings alone; import paths keep each
+# service's dependencies out of the others' processes.
+SERVICES: dict[str, str] = {
+    "risk": "tradebus.services.risk.service:RiskService",
+    "oms": "tradebus.services.oms.service:OmsService",
+    "audit": "tradebus.services.audit.service:AuditService",
+}
+
+
+def build_service(name: str, settings: Settings, venue: str) -> Service:
+    if name == "connector":
+        from tradebus.services.connector.service import ConnectorService
+
+        return ConnectorService(settings, venue=venue, venue_config=venue_config(settings, venue))
+    module_name, class_name = SERVICES[name].split(":")
+    return getattr(import_module(module_name), class_name)(settings)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,12 +39,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.nats_url:  # the flag beats TRADEBUS_NATS_URL and the file
         settings = msgspec.structs.replace(settings, nats_url=args.nats_url)
-    service_name = args.service if args.service != "connector" else f"connector.{args.venue}"
-    setup_logging(service_name, level=settings.log_level, json=settings.log_json)
-    from tradebus.services.connector.service import ConnectorService
-
+    setup_logging(args.service if args.service != "connector" else f"connector.{args.venue}",
+                  level=settings.log_level, json=settings.log_json)
     try:
-        service = ConnectorService(settings, venue=args.venue, venue_config=venue_config(settings, args.venue))
+        service = build_service(args.service, settings, args.venue)
     except ValueError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 2
