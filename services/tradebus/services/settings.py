@@ -17,6 +17,8 @@ from tradebus.shared.config import load_config
 from tradebus.shared.service import RuntimeSettings
 
 from .connector.venues.paper.config import PaperConfig
+from .oms.config import OmsConfig
+from .risk.config import RiskConfig
 
 
 def default_data_dir() -> str:
@@ -27,6 +29,8 @@ def default_data_dir() -> str:
 class Settings(RuntimeSettings, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = msgspec.field(default_factory=default_data_dir)
     paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
+    oms: OmsConfig = msgspec.field(default_factory=OmsConfig)
+    risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
 
 
 def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:

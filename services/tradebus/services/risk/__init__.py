@@ -1,0 +1,1 @@
+"""The risk gate: the only service allowed to route commands to connectors."""

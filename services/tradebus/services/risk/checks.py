@@ -1,0 +1,148 @@
+"""The risk checks: a pure decision per command, so every rule is unit-testable.
+
+Cancels (and cancel-all) are never blocked by anything but an unknown venue: whatever state
+the fleet is in, it must always be possible to take risk off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, OrderCommand, PlaceOrder
+from tradebus.schemas.values import RejectReason, Side, TradingState
+
+from .config import LimitSet, RiskConfig, RiskLimits
+from .exposure import Exposure
+from .throttle import TokenBucket
+
+BPS = Decimal(10_000)
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: RejectReason
+    message: str
+
+@dataclass
+class Gate:
+    """Everything a decision depends on."""
+
+    config: RiskConfig
+    limits: RiskLimits
+    exposure: Exposure
+    fleet_state: TradingState = TradingState.ACTIVE
+    account_states: dict[str, TradingState] = field(default_factory=dict)
+    account_buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
+    venue_buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def account_state(self, account: str) -> TradingState:
+        return self.account_states.get(account) or self.limits.account_states.get(account, TradingState.ACTIVE)
+
+def check(command: OrderCommand, gate: Gate, *, now: int, clock: float) -> Rejection | None:
+    """None if the command may go to its venue; `now` is wall-clock ns, `clock` monotonic s."""
+    if command.venue not in gate.config.venues:
+        return Rejection(RejectReason.UNKNOWN_VENUE, f"no venue {command.venue!r} is configured")
+    if isinstance(command, (CancelOrder, CancelAllOrders)):
+        return None
+    if isinstance(command, ModifyOrder):
+        return _check_modify(command, gate, clock)
+    return _check_place(command, gate, now, clock)
+
+def _check_place(place: PlaceOrder, gate: Gate, now: int, clock: float) -> Rejection | None:
+    exposure = gate.exposure
+    reduces = _reduces(place, exposure)
+    halted = _halted(gate, place.account, reduces)
+    if halted:
+        return halted
+    limits = gate.limits.resolve(place.venue, place.account, place.symbol)
+    allowed = limits.allowed_symbols or []
+    if "*" not in allowed and place.symbol not in allowed:
+        return Rejection(RejectReason.INSTRUMENT_NOT_ALLOWED, f"{place.symbol} is not on the allow-list of {place.venue}")
+    if limits.max_quantity is not None and place.quantity > limits.max_quantity:
+        return Rejection(RejectReason.MAX_QUANTITY, f"quantity {place.quantity} exceeds {limits.max_quantity}")
+    mid = exposure.mid(place.venue, place.symbol)
+    price_checks = limits.max_notional is not None or limits.price_collar_bps is not None
+    reference = place.price or place.stop_price or mid
+    if price_checks and reference is None:
+        return Rejection(RejectReason.NO_REFERENCE_PRICE, f"no quote for {place.symbol} to check the order against")
+    if limits.max_notional is not None and reference is not None and place.quantity * reference > limits.max_notional:
+        return Rejection(RejectReason.MAX_NOTIONAL, f"notional {place.quantity * reference} exceeds {limits.max_notional}")
+    collar = _collar(place.price or place.stop_price, mid, limits, place.symbol)
+    if collar:
+        return collar
+    if limits.max_position is not None and not reduces:
+        signed = place.quantity if place.side is Side.BUY else -place.quantity
+        worst = exposure.position(place.venue, place.account, place.symbol) + signed
+        worst += exposure.working(place.venue, place.account, place.symbol, place.side) * (1 if place.side is Side.BUY else -1)
+        if abs(worst) > limits.max_position:
+            return Rejection(RejectReason.MAX_POSITION, f"position could reach {worst}, limit {limits.max_position}")
+    if limits.max_open_orders is not None and exposure.open_orders(place.venue, place.account) >= limits.max_open_orders:
+        return Rejection(RejectReason.MAX_OPEN_ORDERS, f"{limits.max_open_orders} orders are already open")
+    if limits.daily_loss_limit is not None and not reduces:
+        pnl = exposure.daily_pnl(place.account, now)
+        if pnl <= -limits.daily_loss_limit:
+            return Rejection(RejectReason.DAILY_LOSS_LIMIT, f"today's pnl {pnl} reached the loss limit {limits.daily_loss_limit}")
+    return _throttle(place.venue, place.account, gate, clock)
+
+def _check_modify(modify: ModifyOrder, gate: Gate, clock: float) -> Rejection | None:
+    order = gate.exposure.orders.get((modify.venue, modify.account, modify.client_order_id))
+    grows = order is None or (modify.quantity is not None and modify.quantity > order.quantity)
+    halted = _halted(gate, modify.account, reduces=not grows)
+    if halted:
+        return halted
+    if order is not None:  # an unknown order is the venue's to refuse
+        limits = gate.limits.resolve(modify.venue, modify.account, order.symbol)
+        if modify.quantity is not None and limits.max_quantity is not None and modify.quantity > limits.max_quantity:
+            return Rejection(RejectReason.MAX_QUANTITY, f"quantity {modify.quantity} exceeds {limits.max_quantity}")
+        mid = gate.exposure.mid(modify.venue, order.symbol)
+        collar = _collar(modify.price or modify.stop_price, mid, limits, order.symbol)
+        if collar:
+            return collar
+    return _throttle(modify.venue, modify.account, gate, clock)
+
+def _halted(gate: Gate, account: str, reduces: bool) -> Rejection | None:
+    if gate.fleet_state is TradingState.HALTED:
+        return Rejection(RejectReason.FLEET_HALTED, "the fleet is halted (tradebus resume lifts it)")
+    state = gate.account_state(account)
+    if state is TradingState.HALTED:
+        return Rejection(RejectReason.ACCOUNT_HALTED, f"account {account} is halted")
+    if TradingState.REDUCING_ONLY in (state, gate.fleet_state) and not reduces:
+        return Rejection(RejectReason.ACCOUNT_REDUCING_ONLY, f"account {account} may only reduce positions")
+    return None
+
+def _reduces(place: PlaceOrder, exposure: Exposure) -> bool:
+    """Whether the order, with the account's other orders on its side, only shrinks a position."""
+    position = exposure.position(place.venue, place.account, place.symbol)
+    if place.side is Side.SELL and position > 0:
+        room = position
+    elif place.side is Side.BUY and position < 0:
+        room = -position
+    else:
+        return False
+    return place.quantity + exposure.working(place.venue, place.account, place.symbol, place.side) <= room
+
+def _collar(price: Decimal | None, mid: Decimal | None, limits: LimitSet, symbol: str) -> Rejection | None:
+    if limits.price_collar_bps is None or price is None:
+        return None
+    if mid is None:
+        return Rejection(RejectReason.NO_REFERENCE_PRICE, f"no quote for {symbol} to check the price against")
+    distance = abs(price - mid) / mid * BPS
+    if distance > limits.price_collar_bps:
+        return Rejection(
+            RejectReason.PRICE_COLLAR,
+            f"price {price} is {distance:.0f} bps from the mid {mid}, collar {limits.price_collar_bps} bps",
+        )
+    return None
+
+def _throttle(venue: str, account: str, gate: Gate, clock: float) -> Rejection | None:
+    rate = gate.limits.rate
+    account_bucket = gate.account_buckets.setdefault((venue, account), TokenBucket(rate.per_account, rate.burst, clock))
+    venue_bucket = gate.venue_buckets.setdefault(venue, TokenBucket(rate.per_venue, rate.burst, clock))
+    if not account_bucket.available(clock):
+        return Rejection(RejectReason.RATE_LIMITED, f"account {account} exceeds {rate.per_account} orders/s")
+    if not venue_bucket.available(clock):
+        return Rejection(RejectReason.RATE_LIMITED, f"venue {venue} exceeds {rate.per_venue} orders/s")
+    account_bucket.take(clock)
+    venue_bucket.take(clock)
+    return None
+

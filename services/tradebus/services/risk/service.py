@@ -1,0 +1,286 @@
+"""The risk service: consumes client commands, routes the approved ones to their venue, and
+answers the refused ones with a rejection event.
+
+Start-up replays the ROUTE and EVENTS streams from their start (then follows them live) to
+rebuild what risk knows: working orders, positions, today's pnl, and the ledger of commands
+it already decided. Only then does it consume commands, so a command re-delivered after a
+crash finds its earlier decision instead of being decided (and possibly routed) again.
+
+Each batch of commands is decided in order, the decisions are published pipelined (routes
+with the command's dedupe id as Nats-Msg-Id, rejections with `risk:<dedupe id>` as event
+id), and the commands are acked only once every publication is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import DecodeError, decoder, encode
+from tradebus.schemas.commands import CancelAllOrders, OrderCommand, PlaceOrder, command_dedupe_id
+from tradebus.schemas.control import RiskRequest, SetTradingState, TradingStateReply
+from tradebus.schemas.events import CommandAction, CommandRejected, OrderRejected, PositionUpdate
+from tradebus.schemas.subjects import Family
+from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
+from tradebus.shared.bus import MSG_ID, consume_batches
+from tradebus.shared.service import Service
+from tradebus.shared.topology import (
+    COMMANDS,
+    EVENTS,
+    RISK_BUCKET,
+    RISK_COMMANDS,
+    ROUTE,
+    ensure_bucket,
+    ensure_consumer,
+    ensure_streams,
+)
+
+from .checks import Gate, Rejection, check
+from .config import load_limits_file
+from .exposure import RISK_EVENT_PREFIX, Exposure
+from .tradingstate import FLEET_KEY, decode_state, set_trading_state, state_key
+
+log = logging.getLogger(__name__)
+
+_command_decoder = decoder(Family.COMMAND)
+_event_decoder = decoder(Family.ORDER_EVENT)
+_account_decoder = decoder(Family.ACCOUNT_EVENT)
+_quote_decoder = decoder(Family.MARKET_DATA)
+_request_decoder = msgspec.json.Decoder(RiskRequest)
+_ACTION = {"place": CommandAction.PLACE, "modify": CommandAction.MODIFY, "cancel": CommandAction.CANCEL,
+           "cancel_all": CommandAction.CANCEL_ALL}
+
+
+class RiskService(Service):
+    name = "risk"
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings, instance=settings.instance or "main")
+        self.config = settings.risk
+        limits = load_limits_file(self.config.limits_file) if self.config.limits_file else self.config.limits
+        self.gate = Gate(config=self.config, limits=limits, exposure=Exposure())
+        self._limits_mtime = 0.0
+        self.decisions = self.metrics.counter(
+            "tradebus_risk_decisions_total", "Commands decided by risk", ["decision", "reason"]
+        )
+
+    async def start(self) -> None:
+        assert self.bus is not None
+        js = self.bus.js
+        await ensure_streams(js, self.settings.streams)
+        await ensure_consumer(js, RISK_COMMANDS)
+        self.bucket = await ensure_bucket(js, RISK_BUCKET, self.settings.streams)
+        await self.bus.nc.subscribe(subjects.market_data_filter(kind=MarketDataKind.QUOTE), cb=self._on_quote)
+        await self._follow_trading_states()
+        await self._replay_and_follow()
+        await self.bus.nc.subscribe(subjects.RISK_CONTROL, cb=self._on_control)
+        if self.config.limits_file:
+            self.spawn(self._reload_limits(), name="limits-reload")
+        self.spawn(
+            consume_batches(self.bus, stream=COMMANDS.name, durable=RISK_COMMANDS.durable, handler=self._on_commands,
+                            batch=self.config.batch_size, stopping=self.stopping),
+            name="command-consumer",
+        )
+
+    def counters(self) -> dict[str, int]:
+        return {"working_orders": len(self.gate.exposure.orders)}
+
+    # --- commands ---------------------------------------------------------------------------
+    async def _on_commands(self, messages: list[Msg]) -> None:
+        assert self.bus is not None
+        self.metrics.received.labels(family="command").inc(len(messages))
+        publications = [publication for msg in messages if (publication := self._decide(msg)) is not None]
+        futures = [await self.bus.js.publish_async(subject, payload, headers={MSG_ID: msg_id})
+                   for subject, payload, msg_id in publications]
+        for ack in await asyncio.gather(*futures):
+            if isinstance(ack, Exception):
+                raise ack
+        self.metrics.published.labels(family="decision").inc(len(publications))
+        for msg in messages:
+            await msg.ack()
+
+    def _decide(self, msg: Msg) -> tuple[str, bytes, str] | None:
+        """The publication that answers one command: (subject, payload, Nats-Msg-Id)."""
+        try:
+            parsed = subjects.parse(msg.subject)
+        except ValueError:
+            self.metrics.decode_errors.labels(family="command").inc()
+            log.warning("command on an unknown subject", extra={"subject": msg.subject})
+            return None  # nobody to answer: counted and acked
+        try:
+            command: OrderCommand = _command_decoder.decode(msg.data)
+        except DecodeError as exc:
+            self.metrics.decode_errors.labels(family="command").inc()
+            return self._malformed(msg, parsed.venue, parsed.account, str(exc))
+        if (command.venue, command.account) != (parsed.venue, parsed.account):
+            return self._malformed(msg, parsed.venue, parsed.account, "venue/account in the body differ from the subject")
+        dedupe_id = command_dedupe_id(command)
+        exposure = self.gate.exposure
+        if dedupe_id in exposure.decided:
+            self.decisions.labels(decision="duplicate", reason="").inc()
+            return None  # decided before (a redelivery or a retry): its publication is stored
+        exposure.decided.add(dedupe_id)
+        rejection = check(command, self.gate, now=time.time_ns(), clock=time.monotonic())
+        if rejection is None:
+            if isinstance(command, PlaceOrder):
+                exposure.on_routed(command)
+            self.decisions.labels(decision="routed", reason="").inc()
+            return subjects.route(command.venue, command.account), msg.data, dedupe_id
+        self.decisions.labels(decision="rejected", reason=rejection.reason.value).inc()
+        event = self._rejection(command, dedupe_id, rejection)
+        return subjects.order_events(command.venue, command.account), encode(event), event.event_id
+
+    def _rejection(self, command: OrderCommand, dedupe_id: str, rejection: Rejection) -> OrderRejected | CommandRejected:
+        now = time.time_ns()
+        event_id = f"{RISK_EVENT_PREFIX}{dedupe_id}"
+        if isinstance(command, PlaceOrder):
+            return OrderRejected(
+                event_id=event_id, client_order_id=command.client_order_id, venue=command.venue,
+                account=command.account, symbol=command.symbol, reason=rejection.reason, message=rejection.message,
+                ts_event=now, ts_recv=now,
+            )
+        return CommandRejected(
+            event_id=event_id, action=_ACTION[command.__struct_config__.tag], venue=command.venue,
+            account=command.account, reason=rejection.reason, message=rejection.message, ts_event=now, ts_recv=now,
+            client_order_id=None if isinstance(command, CancelAllOrders) else command.client_order_id,
+            request_id=command.request_id if isinstance(command, CancelAllOrders) else getattr(command, "modify_id", None),
+        )
+
+    def _malformed(self, msg: Msg, venue: str | None, account: str | None, why: str) -> tuple[str, bytes, str] | None:
+        """A command that can't be decided is answered with a `malformed` rejection whose id
+        derives from its stream position, so a redelivery doesn't answer it twice."""
+        if venue is None or account is None:
+            return None
+        sequence = msg.metadata.sequence.stream
+        now = time.time_ns()
+        event = CommandRejected(
+            event_id=f"{RISK_EVENT_PREFIX}{venue}.{account}:malformed.{sequence}", action=CommandAction.UNKNOWN,
+            venue=venue, account=account, reason=RejectReason.MALFORMED, message=why[:1024], ts_event=now, ts_recv=now,
+        )
+        self.decisions.labels(decision="rejected", reason=RejectReason.MALFORMED.value).inc()
+        log.warning("malformed command", extra={"subject": msg.subject, "error": why[:300]})
+        return subjects.order_events(venue, account), encode(event), event.event_id
+
+    # --- what risk knows ----------------------------------------------------------------------
+    async def _replay_and_follow(self) -> None:
+        """Follow ROUTE and EVENTS from their first message; return once caught up with
+        what they held when risk started."""
+        assert self.bus is not None
+        js = self.bus.js
+        caught_up: list[asyncio.Future[None]] = []
+        for stream, handler in ((ROUTE, self._on_route), (EVENTS, self._on_event)):
+            target = (await js.stream_info(stream.name)).state.last_seq
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if target == 0:
+                done.set_result(None)
+            caught_up.append(done)
+
+            async def follow(msg: Msg, handler=handler, target=target, done=done) -> None:
+                handler(msg)
+                if not done.done() and msg.metadata.sequence.stream >= target:
+                    done.set_result(None)
+
+            await js.subscribe(stream.subjects[0], ordered_consumer=True, deliver_policy=DeliverPolicy.ALL, cb=follow)
+        await asyncio.gather(*caught_up)
+        log.info("exposure rebuilt", extra={"working_orders": len(self.gate.exposure.orders),
+                                            "decided": len(self.gate.exposure.decided)})
+
+    def _on_route(self, msg: Msg) -> None:
+        dedupe_id = (msg.headers or {}).get(MSG_ID)
+        if dedupe_id:
+            self.gate.exposure.decided.add(dedupe_id)
+        try:
+            command = _command_decoder.decode(msg.data)
+        except DecodeError:
+            return  # risk only routes valid commands; anything else is not its own
+        if isinstance(command, PlaceOrder):
+            self.gate.exposure.on_routed(command)
+
+    def _on_event(self, msg: Msg) -> None:
+        try:
+            family = subjects.parse(msg.subject).family
+            if family is Family.ORDER_EVENT:
+                self.gate.exposure.on_order_event(_event_decoder.decode(msg.data))
+            elif family is Family.ACCOUNT_EVENT:
+                event = _account_decoder.decode(msg.data)
+                if isinstance(event, PositionUpdate):
+                    self.gate.exposure.on_position(event)
+        except (ValueError, *DecodeError):
+            self.metrics.decode_errors.labels(family="event").inc()
+
+    async def _on_quote(self, msg: Msg) -> None:
+        try:
+            quote = _quote_decoder.decode(msg.data)
+        except DecodeError:
+            self.metrics.decode_errors.labels(family="market_data").inc()
+            return
+        if quote.__struct_config__.tag == "quote":
+            self.gate.exposure.on_quote(quote)
+
+    # --- trading states -----------------------------------------------------------------------
+    async def _follow_trading_states(self) -> None:
+        """Apply the bucket's states now and every change after: `tradebus halt` writes there."""
+        watcher = await self.bucket.watchall()
+        ready = asyncio.get_running_loop().create_future()
+
+        async def follow() -> None:
+            async for entry in watcher:
+                if entry is None:  # the initial values are all in
+                    if not ready.done():
+                        ready.set_result(None)
+                    continue
+                self._apply_state(entry.key, entry.value)
+
+        self.spawn(follow(), name="trading-states")
+        await ready
+
+    def _apply_state(self, key: str, value: bytes | None) -> None:
+        state = decode_state(value).state if value else TradingState.ACTIVE
+        if key == FLEET_KEY:
+            self.gate.fleet_state = state
+        else:
+            self.gate.account_states[key.removeprefix("account.")] = state
+        self.detail = f"fleet {self.gate.fleet_state.value}"
+        log.warning("trading state changed", extra={"key": key, "state": state.value})
+
+    async def _on_control(self, msg: Msg) -> None:
+        assert self.bus is not None
+        try:
+            request = _request_decoder.decode(msg.data)
+        except DecodeError as exc:
+            self.metrics.decode_errors.labels(family="risk_control").inc()
+            await msg.respond(encode(self._state_reply(ok=False, error=str(exc))))
+            return
+        if isinstance(request, SetTradingState):
+            change = await set_trading_state(self.bus.js, self.bucket, account=request.account, state=request.state,
+                                             reason=request.reason, changed_by="risk control request")
+            self._apply_state(state_key(request.account), encode(change))  # don't wait for the watcher
+        if msg.reply:
+            await msg.respond(encode(self._state_reply(ok=True)))
+
+    def _state_reply(self, *, ok: bool, error: str = "") -> TradingStateReply:
+        return TradingStateReply(ok=ok, fleet=self.gate.fleet_state, accounts=dict(self.gate.account_states), error=error)
+
+    # --- limits -------------------------------------------------------------------------------
+    async def _reload_limits(self) -> None:
+        """Re-read the limits file when it changes; a bad file keeps the previous limits."""
+        path = self.config.limits_file
+        while True:
+            try:
+                mtime = os.stat(path).st_mtime
+                if mtime != self._limits_mtime:
+                    self.gate.limits = load_limits_file(path)
+                    if self._limits_mtime:
+                        log.warning("limits reloaded", extra={"file": path})
+                    self._limits_mtime = mtime
+            except (OSError, ValueError) as exc:
+                log.error("limits file not reloaded; keeping the previous limits", extra={"error": str(exc)})
+            await asyncio.sleep(self.config.reload_interval)
