@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", parents=[common], help="show the services on the bus")
     status.add_argument("--wait", type=float, default=1.0, help="seconds to collect answers (default %(default)s)")
 
+    from .halt import add_halt_commands
+    from .orders import add_order_commands
+
+    add_order_commands(commands, common)
+    add_halt_commands(commands, common)
+
     audit = commands.add_parser("audit", help="the audit trail")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     audit_commands.add_parser("verify", parents=[common], help="check the hash chain; report the first broken link")
@@ -115,6 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .status import status
 
         return run_client(status, args)
+    if args.command in ("order", "orders", "positions"):
+        from . import orders
+
+        return run_client(getattr(orders, "order" if args.command == "order" else args.command), args)
+    if args.command in ("halt", "resume"):
+        from .halt import set_state
+
+        return run_client(set_state, args)
     if args.command == "audit":
         from .audit import audit_command
 

@@ -79,10 +79,15 @@ def _nats_port(args: argparse.Namespace) -> int:
     return (urlparse(url).port if url else None) or 4222
 
 
+ORDER_PATH = ("risk", "oms", "audit")
+
+
 def _children(args: argparse.Namespace, log_dir: Path, nats_url: str) -> list[Child]:
+    """The order path (risk, order manager, audit logger) and one connector per venue."""
     run = [sys.executable, "-m", "tradebus.cli.main", "run"]
     config = ["--config", args.config] if args.config else []
-    return [
+    services = [Child(name, [*run, name, "--nats-url", nats_url, *config], log_dir / f"{name}.log") for name in ORDER_PATH]
+    return services + [
         Child(f"connector.{venue}", [*run, "connector", "--venue", venue, "--nats-url", nats_url, *config],
               log_dir / f"connector.{venue}.log")
         for venue in (args.venue or ["paper"])
