@@ -1,0 +1,83 @@
+"""The fleet as real processes (`tradebus run ...`), for tests that kill and restart them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nats
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import decoder
+from tradebus.schemas.subjects import Family
+from tradebus.schemas.values import ServiceState
+
+_status = decoder(Family.STATUS)
+
+
+class ProcessFleet:
+    """Services as subprocesses on one bus, each with its own log file."""
+
+    def __init__(self, nats_url: str, work: Path, *, env: dict[str, str] | None = None) -> None:
+        self.nats_url = nats_url
+        self.work = work
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith("TRADEBUS_")}
+        self.env.update(TRADEBUS_NATS_URL=nats_url, TRADEBUS_DATA_DIR=str(work / "data"), TRADEBUS_LOG_JSON="false",
+                        TRADEBUS_HEARTBEAT_INTERVAL="0.2", PYTHONUNBUFFERED="1", **(env or {}))
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        """Start `name` ("risk", "oms", "audit" or "connector.<venue>") and wait until it is ready."""
+        argv = [sys.executable, "-m", "tradebus.cli.main", "run"]
+        argv += ["connector", "--venue", name.split(".", 1)[1]] if name.startswith("connector.") else [name]
+        with open(self.work / f"{name}.log", "ab") as log:
+            self.processes[name] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_ready(name)
+
+    def wait_ready(self, name: str, timeout: float = 60) -> None:
+        """Wait for a READY heartbeat from this very process (matched by pid)."""
+        service = name.split(".", 1)[0]
+        process = self.processes[name]
+
+        async def ready() -> None:
+            nc = await nats.connect(self.nats_url)
+            heartbeats = await nc.subscribe(f"{subjects.PREFIX}.status.{service}.*")
+            try:
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    assert process.poll() is None, f"{name} exited:\n{self.log(name)}"
+                    try:
+                        status = _status.decode((await heartbeats.next_msg(timeout=0.5)).data)
+                    except nats.errors.TimeoutError:
+                        continue
+                    if status.pid == process.pid and status.state is ServiceState.READY:
+                        return
+                raise AssertionError(f"{name} not ready in {timeout}s:\n{self.log(name)}")
+            finally:
+                await nc.close()
+
+        asyncio.run(ready())
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no drain, no goodbye, as in a crash."""
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def alive(self) -> dict[str, bool]:
+        return {name: process.poll() is None for name, process in self.processes.items()}
+
+    def log(self, name: str) -> str:
+        path = self.work / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop_all(self) -> dict[str, int]:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        return {name: process.wait(20) for name, process in self.processes.items()}
