@@ -1,0 +1,175 @@
+"""The audit logger service: every command, routing decision and event, stored durably.
+
+One durable consumer per stream (CMD, ROUTE, EVENTS) pulls batches; each batch becomes
+records (payload as received, registered secrets masked), is committed to the store in one
+transaction, and only then acknowledged. A crash before the commit redelivers the batch; a
+crash between commit and ack redelivers messages the store already has, and the store
+skips them by (stream, stream_seq), so nothing is lost and nothing is stored twice.
+Appends are serialized by the store, so the hash chain is one line whatever the streams'
+interleaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+from prometheus_client import Counter
+
+from tradebus.schemas.codecs import DecodeError
+from tradebus.shared.bus import MSG_ID, consume_batches, header
+from tradebus.shared.logs import redact
+from tradebus.shared.service import Service, default_instance
+from tradebus.shared.topology import AUDIT_CONSUMERS, Consumer, ensure_consumer, ensure_streams
+
+from ..settings import Settings
+from .chain import AuditRecord
+from .store import AuditStore, open_store
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 10.0
+"""Seconds a stopping service waits for the batches being committed."""
+RETRY_DELAY = 1.0
+"""Seconds before a batch whose commit failed is redelivered (instead of the consumer's ack_wait)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _Keys(msgspec.Struct):
+    """The few payload fields the audit trail indexes; anything else is ignored."""
+
+    type: Any = None
+    client_order_id: Any = None
+    request_id: Any = None
+
+
+_keys_decoder = msgspec.json.Decoder(_Keys)
+
+
+def build_record(msg: Msg) -> tuple[AuditRecord, bool]:
+    """The record of one JetStream message, and whether a secret was masked in it.
+
+    Undecodable payloads are stored too (they are part of what happened); surrogateescape
+    keeps their bytes exactly while the text is searched for secrets.
+    """
+    metadata = msg.metadata
+    text = msg.data.decode("utf-8", "surrogateescape")
+    scrubbed = redact.redact(text)
+    payload = scrubbed.encode("utf-8", "surrogateescape") if scrubbed != text else msg.data
+    try:
+        keys = _keys_decoder.decode(payload)
+    except DecodeError:
+        keys = _Keys()
+    record = AuditRecord(
+        stream=metadata.stream,
+        stream_seq=metadata.sequence.stream,
+        subject=msg.subject,
+        msg_id=header(msg, MSG_ID),
+        ts=(metadata.timestamp - _EPOCH) // timedelta(microseconds=1) * 1000,  # nats-py parses to µs
+        msg_type=_text(keys.type),
+        order_key=_text(keys.client_order_id) or _text(keys.request_id),
+        payload=payload,
+    )
+    return record, scrubbed != text
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+class AuditService(Service):
+    name = "audit"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, instance=default_instance())
+        self.config = settings.audit
+        self.data_dir = settings.data_dir
+        self.store: AuditStore | None = None
+        self._consumers: list[asyncio.Task[Any]] = []
+        self._stored = self.metrics.counter(
+            "tradebus_audit_records_stored_total", "Messages committed to the audit store.", ("stream",)
+        )
+        self._duplicates = self.metrics.counter(
+            "tradebus_audit_duplicates_total", "Redelivered messages the store already had.", ("stream",)
+        )
+        self._redacted = self.metrics.counter(
+            "tradebus_audit_payloads_redacted_total", "Payloads stored with a secret value masked."
+        )
+        self._commit_failures = self.metrics.counter(
+            "tradebus_audit_commit_failures_total", "Batches whose commit failed (redelivered)."
+        )
+        self._commit_seconds = self.metrics.histogram(
+            "tradebus_audit_commit_seconds", "Time to commit one batch to the audit store."
+        )
+
+    async def start(self) -> None:
+        assert self.bus is not None
+        # Open the store first: a service that cannot store must not start consuming.
+        self.store = await open_store(self.config, self.data_dir)
+        await ensure_streams(self.bus.js, self.settings.streams)
+        for consumer in AUDIT_CONSUMERS:
+            await ensure_consumer(self.bus.js, consumer)
+            self._consumers.append(self.spawn(self._consume(consumer), name=f"consume-{consumer.durable}"))
+        log.info("audit store open", extra={"store": self.config.store})
+
+    async def stop(self) -> None:
+        # Each consumer finishes (commits and acks) its current batch and returns; only then
+        # may the store close. Set `stopping` here too: start-up may have failed halfway.
+        self.stopping.set()
+        if self._consumers:
+            _, busy = await asyncio.wait(self._consumers, timeout=STOP_TIMEOUT)
+            if busy:
+                # A commit hangs (database unreachable): its batch stays unacknowledged and is
+                # redelivered; the database rolls it back, or keeps it, when the process exits.
+                log.warning("commit still running at stop; its batch will be redelivered",
+                            extra={"consumers": sorted(task.get_name() for task in busy)})
+                return
+        if self.store is not None:
+            await self.store.close()
+
+    def counters(self) -> dict[str, int]:
+        return {"stored": _total(self._stored), "duplicates": _total(self._duplicates),
+                "redacted": _total(self._redacted), "commit_failures": _total(self._commit_failures)}
+
+    async def _consume(self, consumer: Consumer) -> None:
+        assert self.bus is not None
+        stream = consumer.stream.name
+
+        async def handle(messages: list[Msg]) -> None:
+            await self._on_batch(stream, messages)
+
+        await consume_batches(self.bus, stream=stream, durable=consumer.durable, handler=handle,
+                              batch=self.config.batch_size, stopping=self.stopping)
+
+    async def _on_batch(self, stream: str, messages: list[Msg]) -> None:
+        assert self.store is not None
+        self.metrics.received.labels(family=stream).inc(len(messages))
+        records = []
+        for msg in messages:
+            record, redacted = build_record(msg)
+            records.append(record)
+            if redacted:
+                self._redacted.inc()
+        started = time.perf_counter()
+        try:
+            stored = await self.store.append(records)
+        except Exception:
+            self._commit_failures.inc()
+            for msg in messages:
+                await msg.nak(delay=RETRY_DELAY)
+            raise  # consume_batches logs it and goes on with the next batch
+        self._commit_seconds.observe(time.perf_counter() - started)
+        self._stored.labels(stream=stream).inc(stored)
+        self._duplicates.labels(stream=stream).inc(len(records) - stored)
+        for msg in messages:
+            await msg.ack()
+
+
+def _total(counter: Counter) -> int:
+    return int(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))
