@@ -2,8 +2,9 @@
 
 The production NATS profile (deploy/nats/nats-server.conf) runs on a real nats-server and
 its permissions are exercised with real clients: risk alone publishes routed commands, a
-client can send commands but never route or forge events, the paper connector runs with
-nothing but its own grants. docker-compose.yml, the Dockerfile and the Prometheus config
+client can send commands but never route, forge events or pull the kill switch, and the
+whole fleet (connector, risk, oms, audit, each as its own user) plus the CLI as client and
+operator runs without a single permission violation in the server's log. docker-compose.yml, the Dockerfile and the Prometheus config
 are checked statically (no Docker engine here), and the pieces that can run without Docker
 do run: the image's health probe, the package build from the image's build context, the
 compose file through `docker compose config` when that tool is installed.
@@ -37,16 +38,19 @@ import yaml
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from tradebus.cli.run import build_service
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode, reply_decoder
 from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
-from tradebus.schemas.control import ListInstruments
+from tradebus.schemas.control import ListInstruments, SetTradingState
 from tradebus.schemas.events import OrderAccepted, OrderFilled
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import OrderType, Side
-from tradebus.services.settings import load_settings
+from tradebus.schemas.values import OrderType, ServiceState, Side, TradingState
+from tradebus.services.connector.service import ConnectorService
+from tradebus.services.settings import Settings, load_settings
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.natsserver import free_port, nats_server_binary, port_in_use
+from tradebus.shared.service import Service
 from tradebus.shared.topology import StreamSettings, connector_consumer, ensure_consumer, ensure_streams
 
 from .helpers import collect, event_decoder, paper_settings, running_connector
@@ -69,7 +73,7 @@ NATS_SERVER = os.environ.get("NATS_SERVER_BIN") or nats_server_binary()
 FLEET_SERVICES = ("connector", "risk", "oms", "audit")
 """What `tradebus run SERVICE` runs (today or planned)."""
 ORDER_PATH = {"risk", "oms", "audit"}
-"""Compose services that do not exist yet: only under the `order-path` profile."""
+"""Compose services of the order path: opt-in, under the `order-path` profile."""
 CONTAINER_ENV_OUTSIDE_TRADEBUS: frozenset[str] = frozenset()
 """Container variables allowed without the TRADEBUS_ prefix (documented in deploy/README.md); none today."""
 
@@ -434,69 +438,135 @@ async def test_the_paper_connector_runs_with_nothing_but_its_own_permissions(
     assert server.violations() == []
 
 
-async def test_the_order_path_roles_have_what_they_need_and_no_more(server: RunningServer, connect: Connect) -> None:
-    """risk, oms and audit are not written yet: this pins what the profile grants them."""
-    client, risk, oms, audit = [await connect(user) for user in ("client", "risk", "oms", "audit")]
+async def cli(url: str, *argv: str, timeout: float = 60) -> tuple[int, str]:
+    """`tradebus ARGV --nats-url URL` as a user would run it: (exit code, stdout + stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tradebus.cli.main", *argv, "--nats-url", url,
+        env={**_base_env(), "PYTHONUNBUFFERED": "1"}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+@contextlib.asynccontextmanager
+async def running_fleet(services: list[Service]) -> AsyncIterator[None]:
+    """Serve every service in this process; stop them all together."""
+    tasks = [asyncio.create_task(service.serve(), name=service.name) for service in services]
+    deadline = time.monotonic() + 30
+    for service, task in zip(services, tasks, strict=True):
+        while service.state is not ServiceState.READY:
+            assert not task.done(), f"{service.name} exited during start-up"
+            assert time.monotonic() < deadline, f"{service.name} not ready"
+            await asyncio.sleep(0.02)
+    try:
+        yield
+    finally:
+        for service in services:
+            service.request_stop()
+        assert await asyncio.wait_for(asyncio.gather(*tasks), 60) == [0] * len(services)
+
+
+async def test_the_whole_fleet_and_its_operators_run_with_nothing_but_their_own_permissions(
+    server: RunningServer, connect: Connect, tmp_path: Path
+) -> None:
+    """connector-paper, risk, oms and audit, each as its own user; a client trades through
+    the CLI, an operator pulls the kill switch and checks the order manager."""
+
+    def settings(user: str) -> Settings:
+        return msgspec.structs.replace(paper_settings(server.url(user)), data_dir=str(tmp_path / user))
+
+    connector_settings = settings("connector-paper")
+    connector = ConnectorService(connector_settings, venue="paper", venue_config=connector_settings.paper)
+    risk, oms, audit = (build_service(name, settings(name), "paper") for name in ("risk", "oms", "audit"))
+    client_url, operator_url = server.url("client"), server.url("operator")
+    async with running_fleet([connector, risk, oms, audit]):
+        code, out = await cli(client_url, "order", "place", "--symbol", "BTC/USDT", "--side", "buy", "--qty", "0.01",
+                              "--client-order-id", "e2e-1")
+        assert code == 0 and "filled" in out.lower(), out
+        code, out = await cli(client_url, "orders")
+        assert code == 0 and "e2e-1" in out, out
+        code, out = await cli(client_url, "status", "--wait", "1.5")
+        assert code == 0 and all(name in out for name in ("connector", "risk", "oms", "audit")), out
+
+        # The kill switch is the operator's, not a client's.
+        code, out = await cli(client_url, "halt", "--reason", "not mine to pull", timeout=90)
+        assert code != 0, out
+        assert risk.gate.fleet_state is TradingState.ACTIVE
+        code, out = await cli(operator_url, "halt", "--reason", "deploy test")
+        assert code == 0, out
+        deadline = time.monotonic() + 10
+        while risk.gate.fleet_state is not TradingState.HALTED:
+            assert time.monotonic() < deadline, "risk did not see the halt"
+            await asyncio.sleep(0.05)
+        code, out = await cli(client_url, "order", "place", "--symbol", "BTC/USDT", "--side", "buy", "--qty", "0.01",
+                              "--client-order-id", "e2e-2")
+        assert code == 1 and "halted" in out.lower(), out
+        operator = await connect("operator")
+        answer = await request(operator, subjects.RISK_CONTROL, encode(SetTradingState(state=TradingState.ACTIVE)))
+        assert reply_decoder(Family.RISK_CONTROL).decode(answer.data).fleet is TradingState.ACTIVE
+        code, out = await cli(operator_url, "halt", "--reducing-only")
+        assert code == 0, out
+        code, out = await cli(operator_url, "resume", "--reason", "done")
+        assert code == 0, out
+
+        deadline = time.monotonic() + 20
+        while True:  # the order manager catches up with the events, then a rebuild agrees with it
+            code, out = await cli(operator_url, "oms", "rebuild")
+            if code == 0 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert code == 0 and "no differences" in out, out
+
+    refused = [line for line in server.violations() if '"$G/user:client"' not in line]
+    assert refused == [], "\n".join(refused)
+    assert any("KV_tradebus_risk" in line for line in server.violations()), "the client's halt was not refused"
+
+
+async def test_no_service_can_take_over_or_delete_another_ones_consumer(server: RunningServer, connect: Connect) -> None:
+    risk, oms, audit, operator = [await connect(user) for user in ("risk", "oms", "audit", "operator")]
     await declare_streams(risk)
-    command = place("c-7")
-    await client.nc.jetstream().publish(
-        subjects.command("paper", "demo"), encode(command), headers={"Nats-Msg-Id": command_dedupe_id(command)}
-    )
-
-    # risk: a durable on CMD (new-style create, filter in the subject), then route and reject.
-    js = risk.nc.jetstream(timeout=5)
-    await js.add_consumer(
-        "CMD", ConsumerConfig(name="risk", durable_name="risk", filter_subject="tradebus.cmd.>", ack_policy=AckPolicy.EXPLICIT)
-    )
-    [received] = await fetch_all(risk, "CMD", "risk", expect=1)
-    assert received.subject == "tradebus.cmd.paper.demo"
-    assert (await js.publish("tradebus.route.paper.demo", received.data)).stream == "ROUTE"
-    assert (await js.publish("tradebus.evt.order.paper.demo", b"{}")).stream == "EVENTS"
-    await js.add_consumer("EVENTS", ConsumerConfig(durable_name="risk", ack_policy=AckPolicy.EXPLICIT))
-    assert len(await fetch_all(risk, "EVENTS", "risk", expect=1)) == 1
-    for subject in ("tradebus.cmd.paper.demo", "tradebus.evt.account.paper.demo"):
-        await risk.nc.publish(subject, b"{}")
-        assert await risk.refused("publish", subject), subject
-
-    # oms: reads every stream through its durable, keeps state in the KV bucket `oms`.
-    js = oms.nc.jetstream(timeout=5)
-    for stream in ("CMD", "ROUTE", "EVENTS"):
-        await js.add_consumer(stream, ConsumerConfig(durable_name="oms", ack_policy=AckPolicy.EXPLICIT))
-        assert len(await fetch_all(oms, stream, "oms", expect=1)) == 1, stream
-    kv = await js.create_key_value(bucket="oms", history=5)
-    await kv.put("paper.demo.c-7", b"accepted")
-    await kv.put("paper.demo.c-7", b"filled")
-    assert (await kv.get("paper.demo.c-7")).value == b"filled"
-    assert await kv.keys() == ["paper.demo.c-7"]
-    assert [entry.value for entry in await kv.history("paper.demo.c-7")] == [b"accepted", b"filled"]
-    await kv.delete("paper.demo.c-7")
-    for subject in ("tradebus.route.paper.demo", "tradebus.evt.order.paper.demo", "$KV.other.key"):
-        await oms.nc.publish(subject, b"{}")
-        assert await oms.refused("publish", subject), subject
-
-    # audit: reads every stream through its durable, publishes nothing but its heartbeat.
-    js = audit.nc.jetstream(timeout=5)
-    for stream in ("CMD", "ROUTE", "EVENTS"):
-        await js.add_consumer(stream, ConsumerConfig(durable_name="audit", ack_policy=AckPolicy.EXPLICIT))
-        assert len(await fetch_all(audit, stream, "audit", expect=1)) == 1, stream
-    await audit.nc.publish("tradebus.status.audit.main", b"{}")
-    for subject in ("tradebus.cmd.paper.demo", "tradebus.evt.order.paper.demo"):
-        await audit.nc.publish(subject, b"{}")
-        assert await audit.refused("publish", subject), subject
-    # Nobody but its owner may create another's durable.
+    connector = await connect("connector-paper")
+    await ensure_consumer(connector.nc.jetstream(timeout=5), connector_consumer("paper"))
+    # The connector's durable, re-created with a filter that would hand it every venue's commands.
+    hijack = ConsumerConfig(durable_name="connector-paper", filter_subject="tradebus.route.>", ack_policy=AckPolicy.EXPLICIT)
+    for conn in (risk, oms, audit):
+        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+            await conn.nc.jetstream(timeout=1).add_consumer("ROUTE", hijack)
+        assert await conn.refused("publish", "$JS.API.CONSUMER.DURABLE.CREATE.ROUTE.connector-paper")
+        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+            await conn.nc.jetstream(timeout=1).delete_consumer("ROUTE", "connector-paper")
+        assert await conn.refused("publish", "$JS.API.CONSUMER.DELETE.ROUTE.connector-paper")
+    # risk may create unnamed (ordered) consumers on ROUTE; naming one in the request body
+    # does not get around it: the server refuses a name on that API.
+    body = json.dumps({"stream_name": "ROUTE", "config": {"name": "connector-paper", "durable_name": "connector-paper",
+                                                          "filter_subject": "tradebus.route.>", "ack_policy": "explicit",
+                                                          "deliver_policy": "all"}}).encode()
+    answer = json.loads((await risk.nc.request("$JS.API.CONSUMER.CREATE.ROUTE", body, timeout=5)).data)
+    assert "error" in answer, answer
+    # Users that may make throw-away consumers with any name (the connector's journal on
+    # EVENTS, the operator's `oms rebuild` on ROUTE and EVENTS) still cannot touch a durable.
+    named = ConsumerConfig(name="connector-paper", durable_name="connector-paper", filter_subject="tradebus.route.>")
     with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-        await audit.nc.jetstream(timeout=1).add_consumer("ROUTE", ConsumerConfig(durable_name="connector-paper"))
-
-    # Only the refusals asserted above happened.
-    unexpected = [
-        line for line in server.violations()
-        if not re.search(
-            r'user:(risk|oms|audit)" - Publish Violation - Subject "(tradebus\.(cmd|evt|route)\.|\$KV\.other|'
-            r'\$JS\.API\.CONSUMER\.DURABLE\.CREATE\.ROUTE\.connector-paper)',
-            line,
-        )
-    ]
-    assert unexpected == []
+        await operator.nc.jetstream(timeout=1).add_consumer("ROUTE", named)
+    assert await operator.refused("publish", "$JS.API.CONSUMER.CREATE.ROUTE.connector-paper.tradebus.route.>")
+    for conn, stream, durable in ((operator, "ROUTE", "connector-paper"), (operator, "EVENTS", "oms-events"),
+                                  (connector, "EVENTS", "oms-events"), (connector, "EVENTS", "audit-events")):
+        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+            await conn.nc.jetstream(timeout=1).delete_consumer(stream, durable)
+        assert await conn.refused("publish", f"$JS.API.CONSUMER.DELETE.{stream}.{durable}"), (conn.user, durable)
+    info = await connector.nc.jetstream(timeout=5).consumer_info("ROUTE", "connector-paper")
+    assert info.config.filter_subject == "tradebus.route.paper.>"
+    # Nobody may delete or purge a stream, the operator included.
+    for conn in (risk, oms, audit, operator, connector):
+        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+            await conn.nc.jetstream(timeout=1).purge_stream("ROUTE")
+        assert await conn.refused("publish", "$JS.API.STREAM.PURGE.ROUTE"), conn.user
+    # And nobody but risk routes, the operator included.
+    for conn in (oms, audit, operator, connector):
+        await conn.nc.publish("tradebus.route.paper.demo", b"{}")
+        assert await conn.refused("publish", "tradebus.route.paper.demo"), conn.user
+    assert (await risk.nc.jetstream().stream_info("ROUTE")).state.messages == 0
 
 
 async def test_the_cluster_example_runs_replicated_streams(tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ class Bus:
             log.warning("bus disconnected")
 
         async def on_reconnected() -> None:
-            log.info("bus reconnected", extra={"server": str(nc.connected_url.netloc if nc.connected_url else "")})
+            url = nc.connected_url  # never its netloc: that holds user:password
+            log.info("bus reconnected", extra={"server": f"{url.hostname}:{url.port}" if url else ""})
 
         nc = await nats.connect(
             servers=[part.strip() for part in url.split(",")],
@@ -122,22 +123,27 @@ async def consume_batches(
     stop consumption.
     """
     subscription = await bus.js.pull_subscribe_bind(durable=durable, stream=stream)
-    while not stopping.is_set():
-        try:
-            messages = await subscription.fetch(batch, timeout=idle_wait)
-        except (TimeoutError, nats.errors.TimeoutError):
-            continue
-        except nats.errors.ConnectionClosedError:
-            return
-        except Exception as exc:  # reconnecting, or the consumer is being re-created
-            log.warning("fetch failed", extra={"stream": stream, "durable": durable, "error": repr(exc)})
-            await asyncio.sleep(idle_wait)
-            continue
-        try:
-            await handler(messages)
-        except Exception:
-            log.exception("batch handler failed; messages will be redelivered", extra={"durable": durable})
-    await subscription.unsubscribe()
+    try:
+        while not stopping.is_set():
+            try:
+                messages = await subscription.fetch(batch, timeout=idle_wait)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except nats.errors.ConnectionClosedError:
+                return
+            except Exception as exc:  # reconnecting, or the consumer is being re-created
+                log.warning("fetch failed", extra={"stream": stream, "durable": durable, "error": repr(exc)})
+                await asyncio.sleep(idle_wait)
+                continue
+            try:
+                await handler(messages)
+            except Exception:
+                log.exception("batch handler failed; messages will be redelivered", extra={"durable": durable})
+    finally:
+        # Also when cancelled mid-fetch (service shutdown): a subscription left behind gets
+        # the server's late answer to the open pull request, and the bus drain then waits
+        # for it to be consumed until the drain times out (about 15 s).
+        await subscription.unsubscribe()
 
 
 def header(msg: Msg, name: str) -> Any:
