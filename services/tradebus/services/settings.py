@@ -16,6 +16,7 @@ import msgspec
 from tradebus.shared.config import load_config
 from tradebus.shared.service import RuntimeSettings
 
+from .audit.config import AuditConfig
 from .connector.venues.paper.config import PaperConfig
 from .oms.config import OmsConfig
 from .risk.config import RiskConfig
@@ -29,6 +30,7 @@ def default_data_dir() -> str:
 class Settings(RuntimeSettings, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = msgspec.field(default_factory=default_data_dir)
     paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
+    audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
     oms: OmsConfig = msgspec.field(default_factory=OmsConfig)
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
 

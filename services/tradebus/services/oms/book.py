@@ -1,0 +1,234 @@
+"""The order manager's state: one `OrderRecord` per order and the latest `PositionUpdate`
+per venue account and symbol, fed by routed commands and events. Pure (no I/O): the service
+and `tradebus oms rebuild` run exactly this code over the same messages.
+
+Every change is stamped with `ts`, the JetStream time of the message that caused it, never
+the wall clock. The service reads ROUTE and EVENTS with two independent consumers, so a
+record may hear of its place command before or after its first event, and a rebuild
+interleaves the two streams differently again. The state is therefore made independent of
+that interleaving: `created_at` is the earliest and `updated_at` the latest time seen, and
+a place command arriving after events fills only the terms the events did not give.
+
+Keys are the keys of the KV bucket: `order.<venue>.<account>.<client order id>` and
+`position.<venue>.<account>.<encoded symbol>`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import DecodeError, decoder, encode
+from tradebus.schemas.commands import OrderCommand, PlaceOrder
+from tradebus.schemas.control import (
+    AggregatePosition,
+    GetOrder,
+    GetPositions,
+    ListOrders,
+    OmsReply,
+    OmsRequest,
+    VenuePosition,
+)
+from tradebus.schemas.events import CommandRejected, OrderEventBase, PositionUpdate
+from tradebus.schemas.lifecycle import OPEN_STATUSES, OrderRecord, apply_event, new_record, record_key
+from tradebus.schemas.subjects import Family, encode_token
+from tradebus.schemas.values import OrderStatus
+
+ORDER_PREFIX = "order."
+POSITION_PREFIX = "position."
+
+# The order's terms: what a place command says and `OrderAccepted` / `OrderModified` restate.
+TERMS = ("side", "order_type", "quantity", "price", "stop_price", "time_in_force")
+
+_route_decoder = decoder(Family.ROUTE)
+_order_event_decoder = decoder(Family.ORDER_EVENT)
+_account_event_decoder = decoder(Family.ACCOUNT_EVENT)
+_record_decoder = msgspec.json.Decoder(OrderRecord)
+_position_decoder = msgspec.json.Decoder(PositionUpdate)
+
+
+class Undecodable(ValueError):
+    """A message or stored value the order manager cannot read."""
+
+
+def order_key(venue: str, account: str, client_order_id: str) -> str:
+    return ORDER_PREFIX + record_key(venue, account, client_order_id)
+
+
+def position_key(venue: str, account: str, symbol: str) -> str:
+    return f"{POSITION_PREFIX}{venue}.{account}.{encode_token(symbol)}"
+
+
+def decode_route(subject: str, data: bytes) -> OrderCommand:
+    """A routed command, refused (like the connector refuses it) when its body names another
+    venue or account than its subject: the connector never executes such a command."""
+    try:
+        command: OrderCommand = _route_decoder.decode(data)
+        parsed = subjects.parse(subject)
+    except (*DecodeError, ValueError) as exc:
+        raise Undecodable(str(exc)) from exc
+    if (command.venue, command.account) != (parsed.venue, parsed.account):
+        raise Undecodable("venue/account in the body differ from the subject")
+    return command
+
+
+def decode_event(subject: str, data: bytes) -> object | None:
+    """An order or account event; None for the other events of the stream (risk's)."""
+    try:
+        family = subjects.parse(subject).family
+        if family is Family.ORDER_EVENT:
+            return _order_event_decoder.decode(data)
+        if family is Family.ACCOUNT_EVENT:
+            return _account_event_decoder.decode(data)
+    except (*DecodeError, ValueError) as exc:
+        raise Undecodable(str(exc)) from exc
+    return None
+
+
+class OmsState:
+    def __init__(self) -> None:
+        self.orders: dict[str, OrderRecord] = {}
+        self.positions: dict[str, PositionUpdate] = {}
+        self.anomalies = 0  # illegal transitions applied to this state (not those loaded)
+        self._pending: set[str] = set()  # keys of orders in pending_new: stuck-order candidates
+
+    # --- feeding: each returns the key it changed, or None -------------------------------
+    def apply_route_message(self, subject: str, data: bytes, ts: int) -> str | None:
+        """Raises Undecodable. Only a place command makes news: the others reach the order
+        manager through the events the venue answers them with."""
+        command = decode_route(subject, data)
+        return self.apply_routed(command, ts) if isinstance(command, PlaceOrder) else None
+
+    def apply_event_message(self, subject: str, data: bytes, ts: int) -> str | None:
+        """Raises Undecodable."""
+        return self.apply_event(decode_event(subject, data), ts)
+
+    def apply_routed(self, place: PlaceOrder, ts: int) -> str | None:
+        """Create the order's record; a record that events already created keeps its status
+        and terms, and only learns the terms it lacks and an earlier creation time."""
+        key = order_key(place.venue, place.account, place.client_order_id)
+        previous = self.orders.get(key)
+        if previous is None:
+            return self._store_order(key, None, new_record(place, ts))
+        missing = {name: getattr(place, name) for name in TERMS if getattr(previous, name) is None}
+        return self._store_order(key, previous, _stamped(msgspec.structs.replace(previous, **missing), previous, ts))
+
+    def apply_event(self, event: object, ts: int) -> str | None:
+        """Order events go through the state machine, position updates replace the venue's
+        previous one; anything else (balances, risk events) is not the order manager's."""
+        if isinstance(event, PositionUpdate):
+            return self._store_position(event)
+        if not isinstance(event, (OrderEventBase, CommandRejected)) or event.client_order_id is None:
+            return None
+        key = order_key(event.venue, event.account, event.client_order_id)
+        previous = self.orders.get(key)
+        if previous is None and isinstance(event, CommandRejected):
+            return None  # names an order this manager never heard of: nothing to annotate
+        updated = apply_event(previous, event, ts)
+        if updated is previous:  # an event the record already saw
+            return None
+        return self._store_order(key, previous, _stamped(updated, previous, ts))
+
+    def _store_order(self, key: str, previous: OrderRecord | None, record: OrderRecord) -> str | None:
+        if record == previous:
+            return None
+        if record.anomalies[-1:] != (previous.anomalies[-1:] if previous else []):
+            self.anomalies += 1  # anomaly texts name their event, so a new last one is a new anomaly
+        self._put_order(key, record)
+        return key
+
+    def _put_order(self, key: str, record: OrderRecord) -> None:
+        self.orders[key] = record
+        if record.status is OrderStatus.PENDING_NEW:
+            self._pending.add(key)
+        else:
+            self._pending.discard(key)
+
+    def _store_position(self, update: PositionUpdate) -> str | None:
+        key = position_key(update.venue, update.account, update.symbol)
+        current = self.positions.get(key)
+        # A re-published older update (reconciliation) must never replace a newer one.
+        if current is not None and (update == current or update.ts_event < current.ts_event):
+            return None
+        self.positions[key] = update
+        return key
+
+    # --- the bucket ----------------------------------------------------------------------
+    def load(self, key: str, value: bytes) -> None:
+        """Take one stored entry as it is. Raises Undecodable."""
+        try:
+            if key.startswith(ORDER_PREFIX):
+                self._put_order(key, _record_decoder.decode(value))
+                return
+            if key.startswith(POSITION_PREFIX):
+                self.positions[key] = _position_decoder.decode(value)
+                return
+        except DecodeError as exc:
+            raise Undecodable(f"{key}: {exc}") from exc
+        raise Undecodable(f"{key}: not an order manager key")
+
+    def encoded(self, key: str) -> bytes:
+        return encode(self.positions[key] if key.startswith(POSITION_PREFIX) else self.orders[key])
+
+    def entries(self) -> dict[str, OrderRecord | PositionUpdate]:
+        """Everything the bucket should hold, by key."""
+        return {**self.orders, **self.positions}
+
+    # --- queries -------------------------------------------------------------------------
+    def answer(self, request: OmsRequest) -> OmsReply:
+        match request:
+            case GetOrder():
+                record = self.orders.get(order_key(request.venue, request.account, request.client_order_id))
+                return OmsReply(ok=True, orders=[] if record is None else [record])
+            case ListOrders():
+                orders = self.list_orders(venue=request.venue, account=request.account, open_only=request.open_only)
+                return OmsReply(ok=True, orders=orders[: request.limit])
+            case GetPositions():
+                return OmsReply(ok=True, positions=self.aggregate_positions(request.account))
+
+    def list_orders(self, *, venue: str | None = None, account: str | None = None,
+                    open_only: bool = False) -> list[OrderRecord]:
+        """Newest first (by creation time)."""
+        selected = [
+            record for record in self.orders.values()
+            if (venue is None or record.venue == venue) and (account is None or record.account == account)
+            and (not open_only or record.status in OPEN_STATUSES)
+        ]
+        return sorted(selected, key=lambda r: (r.created_at, r.venue, r.account, r.client_order_id), reverse=True)
+
+    def aggregate_positions(self, account: str | None = None) -> list[AggregatePosition]:
+        """One net position per account and symbol, summed over the venues that hold it."""
+        groups: dict[tuple[str, str], list[PositionUpdate]] = {}
+        for update in self.positions.values():
+            if account is None or update.account == account:
+                groups.setdefault((update.account, update.symbol), []).append(update)
+        return [_aggregate(held_account, symbol, updates) for (held_account, symbol), updates in sorted(groups.items())]
+
+    def stuck_orders(self, last_update_before: int) -> dict[str, OrderRecord]:
+        """Orders still in pending_new whose last news is older than `last_update_before`, by key."""
+        return {key: record for key in self._pending if (record := self.orders[key]).updated_at < last_update_before}
+
+
+def _stamped(record: OrderRecord, previous: OrderRecord | None, ts: int) -> OrderRecord:
+    """`record` with the earliest and latest times seen, whatever order they arrived in."""
+    if previous is None:
+        return record
+    created_at, updated_at = min(previous.created_at, ts), max(previous.updated_at, ts)
+    if (record.created_at, record.updated_at) == (created_at, updated_at):
+        return record
+    return msgspec.structs.replace(record, created_at=created_at, updated_at=updated_at)
+
+
+def _aggregate(account: str, symbol: str, updates: list[PositionUpdate]) -> AggregatePosition:
+    venues = sorted(
+        (VenuePosition(venue=u.venue, quantity=u.quantity, avg_price=u.avg_price, realized_pnl=u.realized_pnl)
+         for u in updates),
+        key=lambda position: position.venue,
+    )
+    return AggregatePosition(
+        account=account, symbol=symbol, venues=venues,
+        quantity=sum((v.quantity for v in venues), Decimal(0)),
+        realized_pnl=sum((v.realized_pnl for v in venues), Decimal(0)),
+    )

@@ -1,0 +1,268 @@
+"""The order manager service: the state of every order, in the KV bucket `tradebus_orders`.
+
+Start-up loads the bucket, then two durable consumers feed the state: ROUTE (a place
+command creates its order's record) and EVENTS (order events drive the state machine,
+position updates the positions). Each batch is applied, every record it changed is written
+to the bucket (puts pipelined), and only then are its messages acknowledged, so a crash
+redelivers whatever the bucket may lack. Re-applying a message is harmless: records
+remember the events they saw, and times come from the messages, not from the clock.
+
+Queries are answered from memory on `tradebus.ctl.oms`. Orders left in pending_new without
+a venue answer for `stuck_after` seconds are named in a `Reconcile` request to their venue's
+connector, with a growing pause per order so that a dead connector is not hammered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+from nats.js.client import JetStreamContext
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import DecodeError, encode, reply_decoder
+from tradebus.schemas.control import OmsReply, OmsRequest, Reconcile, ReconcileReply
+from tradebus.schemas.lifecycle import OrderRecord
+from tradebus.schemas.subjects import Family
+from tradebus.services.settings import Settings
+from tradebus.shared.bus import consume_batches
+from tradebus.shared.service import Service, default_instance
+from tradebus.shared.topology import (
+    OMS_EVENTS,
+    OMS_ROUTES,
+    ORDERS_BUCKET,
+    Consumer,
+    ensure_bucket,
+    ensure_consumer,
+    ensure_streams,
+)
+
+from .book import OmsState, Undecodable
+
+log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+RECONCILE_TIMEOUT = 2.0  # seconds a connector has to answer a reconcile request
+MAX_RECONCILE_PAUSE = 60.0  # seconds; the longest wait between two requests about one order
+MAX_RECONCILE_IDS = 1000  # what one Reconcile may carry (the contract's limit)
+READ_TIMEOUT = 5.0  # seconds to wait for the next entry of the bucket
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_query_decoder = msgspec.json.Decoder(OmsRequest)
+_reconcile_reply_decoder = reply_decoder(Family.RECONCILE)
+
+Apply = Callable[[str, bytes, int], str | None]  # OmsState.apply_*_message
+
+
+def message_time(msg: Msg) -> int:
+    """When JetStream stored the message, in ns: the same on every delivery, so live state
+    and a rebuild stamp records alike (nats-py parses it to microseconds)."""
+    return (msg.metadata.timestamp - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+async def read_bucket(js: JetStreamContext, bucket: str) -> list[tuple[str, bytes]]:
+    """Every (key, value) of a KV bucket, as of now: the latest message of each key in the
+    bucket's stream, through an ordered consumer. Not nats-py's key watcher: it can announce
+    "no more values" before values that arrive quickly."""
+    stream = f"KV_{bucket}"
+    if (await js.stream_info(stream)).state.messages == 0:
+        return []
+    prefix = f"$KV.{bucket}."
+    entries: dict[str, bytes] = {}
+    subscription = await js.subscribe(f"{prefix}>", stream=stream, ordered_consumer=True,
+                                      deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
+    try:
+        while True:
+            msg = await subscription.next_msg(timeout=READ_TIMEOUT)
+            key = msg.subject.removeprefix(prefix)
+            if (msg.headers or {}).get(KV_OP) in (KV_DEL, KV_PURGE):
+                entries.pop(key, None)
+            else:
+                entries[key] = msg.data
+            if msg.metadata.num_pending == 0:
+                return list(entries.items())
+    finally:
+        await subscription.unsubscribe()
+
+
+async def put_entries(kv: KeyValue, state: OmsState, keys: Iterable[str]) -> None:
+    """Write these keys' current values, pipelined. Position keys carry `~` and `:` from the
+    symbol encoding, which nats-py's key check refuses although the server accepts them."""
+    await asyncio.gather(*(kv.put(key, state.encoded(key), validate_keys=False) for key in keys))
+
+
+class OmsService(Service):
+    name = "oms"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, instance=default_instance())
+        self.config = settings.oms
+        self.book = OmsState()
+        self.kv: KeyValue | None = None
+        # Applying a batch and writing it happen under one lock: the two consumers touch the
+        # same records, and the bucket must never receive an older value after a newer one.
+        self._write_lock = asyncio.Lock()
+        self._unwritten: set[str] = set()  # changed in memory, not yet in the bucket (a put failed)
+        self._next_reconcile: dict[str, tuple[int, int]] = {}  # order key -> (requests sent, not before ns)
+        self._stuck = 0
+        self._reconcile_sent = 0
+        self._reconcile_requests = self.metrics.counter(
+            "tradebus_oms_reconcile_requests_total", "Reconcile requests sent to connectors.", ("venue", "result")
+        )
+        self._stuck_gauge = self.metrics.gauge(
+            "tradebus_oms_stuck_orders", "Orders in pending_new without a venue answer for longer than stuck_after."
+        )
+        self._anomalies = self.metrics.counter(
+            "tradebus_oms_anomalies_total", "Illegal order transitions seen (recorded on the order, never applied)."
+        )
+
+    async def start(self) -> None:
+        assert self.bus is not None
+        js = self.bus.js
+        await ensure_streams(js, self.settings.streams)
+        for consumer in (OMS_ROUTES, OMS_EVENTS):
+            await ensure_consumer(js, consumer)
+        self.kv = await ensure_bucket(js, ORDERS_BUCKET, self.settings.streams)
+        await self._load()
+        await self.bus.nc.subscribe(subjects.OMS_QUERY, queue="oms", cb=self._on_query)
+        self._consume(OMS_ROUTES, "route", self.book.apply_route_message)
+        self._consume(OMS_EVENTS, "event", self.book.apply_event_message)
+        self.spawn(self._watch_stuck_orders(), name="stuck-orders")
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "orders": len(self.book.orders),
+            "stuck_orders": self._stuck,
+            "anomalies": self.book.anomalies,
+            "reconcile_requests": self._reconcile_sent,
+        }
+
+    async def _load(self) -> None:
+        assert self.bus is not None
+        for key, value in await read_bucket(self.bus.js, ORDERS_BUCKET):
+            try:
+                self.book.load(key, value)
+            except Undecodable as exc:  # `tradebus oms rebuild --apply` repairs it from the streams
+                self.metrics.decode_errors.labels(family="kv").inc()
+                log.error("unreadable entry in the orders bucket; skipped", extra={"error": str(exc)})
+        log.info("state loaded", extra={"orders": len(self.book.orders), "positions": len(self.book.positions)})
+
+    # --- the streams ---------------------------------------------------------------------
+    def _consume(self, consumer: Consumer, family: str, apply: Apply) -> None:
+        async def handler(messages: list[Msg]) -> None:
+            await self._apply_batch(messages, family, apply)
+
+        self.spawn(
+            consume_batches(
+                self.bus, stream=consumer.stream.name, durable=consumer.durable, handler=handler,
+                batch=self.config.batch_size, stopping=self.stopping,
+            ),
+            name=f"{family}-consumer",
+        )
+
+    async def _apply_batch(self, messages: list[Msg], family: str, apply: Apply) -> None:
+        """Apply, write every changed record, then ack. A failed write raises before the acks
+        (the batch is redelivered) and keeps its keys in `_unwritten` for the next attempt,
+        since re-applying the same messages changes nothing and would not write them again."""
+        assert self.kv is not None
+        self.metrics.received.labels(family=family).inc(len(messages))
+        async with self._write_lock:
+            anomalies_before = self.book.anomalies
+            for msg in messages:
+                key = self._apply_one(msg, family, apply)
+                if key is not None:
+                    self._unwritten.add(key)
+            self._anomalies.inc(self.book.anomalies - anomalies_before)
+            writing = set(self._unwritten)
+            await put_entries(self.kv, self.book, writing)
+            self._unwritten -= writing
+        for msg in messages:
+            await msg.ack()
+
+    def _apply_one(self, msg: Msg, family: str, apply: Apply) -> str | None:
+        try:
+            return apply(msg.subject, msg.data, message_time(msg))
+        except Undecodable as exc:  # acked with its batch: a poison message is never retried
+            self.metrics.decode_errors.labels(family=family).inc()
+            log.warning("undecodable message skipped", extra={"subject": msg.subject, "error": str(exc)})
+            return None
+
+    # --- queries -------------------------------------------------------------------------
+    async def _on_query(self, msg: Msg) -> None:
+        assert self.bus is not None
+        self.metrics.received.labels(family="oms_query").inc()
+        try:
+            reply = self.book.answer(_query_decoder.decode(msg.data))
+        except DecodeError as exc:
+            self.metrics.decode_errors.labels(family="oms_query").inc()
+            reply = OmsReply(ok=False, error=str(exc)[:1024])
+        if not msg.reply:
+            return
+        payload = encode(reply)
+        if len(payload) > self.bus.nc.max_payload:
+            payload = encode(OmsReply(ok=False, error=f"reply of {len(payload)} bytes exceeds the bus limit; "
+                                                      "ask for fewer orders (limit)"))
+        await msg.respond(payload)
+
+    # --- stuck orders --------------------------------------------------------------------
+    async def _watch_stuck_orders(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reconcile_interval)
+            await self._reconcile_stuck(time.time_ns())
+
+    async def _reconcile_stuck(self, now: int) -> None:
+        stuck = self.book.stuck_orders(now - round(self.config.stuck_after * NS))
+        self._stuck = len(stuck)
+        self._stuck_gauge.set(len(stuck))
+        # Forget the pauses of orders that got their answer.
+        self._next_reconcile = {key: pause for key, pause in self._next_reconcile.items() if key in stuck}
+        due: dict[tuple[str, str], list[OrderRecord]] = {}
+        for key, record in stuck.items():
+            if self._next_reconcile.get(key, (0, 0))[1] <= now:
+                due.setdefault((record.venue, record.account), []).append(record)
+                self._pause(key, now)
+        await asyncio.gather(*(
+            self._request_reconcile(venue, account, [r.client_order_id for r in records[i : i + MAX_RECONCILE_IDS]])
+            for (venue, account), records in due.items()
+            for i in range(0, len(records), MAX_RECONCILE_IDS)
+        ))
+
+    def _pause(self, key: str, now: int) -> None:
+        """Double the wait before the next request about this order, up to a ceiling."""
+        sent = self._next_reconcile.get(key, (0, 0))[0] + 1
+        pause = min(self.config.stuck_after * 2**sent, MAX_RECONCILE_PAUSE)
+        self._next_reconcile[key] = (sent, now + round(pause * NS))
+
+    async def _request_reconcile(self, venue: str, account: str, client_order_ids: list[str]) -> None:
+        """Ask; never raise: no connector, a slow one or a garbled answer is logged and counted."""
+        assert self.bus is not None
+        request = Reconcile(account=account, client_order_ids=client_order_ids)
+        try:
+            answer = await self.bus.request(subjects.reconcile(venue), encode(request), timeout=RECONCILE_TIMEOUT)
+            reply: ReconcileReply = _reconcile_reply_decoder.decode(answer.data)
+        except nats.errors.NoRespondersError:
+            result = "no_responders"
+        except (TimeoutError, nats.errors.TimeoutError):
+            result = "timeout"
+        except nats.errors.Error as exc:  # e.g. reconnecting: the next round asks again
+            log.warning("reconcile request failed", extra={"venue": venue, "error": repr(exc)})
+            result = "bus_error"
+        except DecodeError:
+            result = "bad_reply"
+        else:
+            result = "error" if reply.error else "ok"
+            if reply.unknown or reply.error:
+                log.warning("connector could not reconcile every order", extra={
+                    "venue": venue, "account": account, "unknown": reply.unknown, "error": reply.error})
+        self._reconcile_sent += 1
+        self._reconcile_requests.labels(venue=venue, result=result).inc()
+        log.info("reconcile requested", extra={"venue": venue, "account": account, "orders": len(client_order_ids),
+                                               "result": result})

@@ -1,0 +1,204 @@
+"""The order manager's state, without a bus."""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal as D
+
+import msgspec
+import pytest
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import encode
+from tradebus.schemas.commands import CancelOrder, PlaceOrder
+from tradebus.schemas.control import GetOrder, GetPositions, ListOrders
+from tradebus.schemas.events import (
+    BalanceUpdate,
+    CommandAction,
+    CommandRejected,
+    Fill,
+    OrderAccepted,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderTriggered,
+    PositionUpdate,
+)
+from tradebus.schemas.values import CancelReason, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
+from tradebus.services.oms.book import OmsState, Undecodable
+
+T = 1_700_000_000_000_000_000
+S = 1_000_000_000
+
+
+def place(cid: str, *, venue: str = "paper", quantity: str = "3") -> PlaceOrder:
+    return PlaceOrder(client_order_id=cid, venue=venue, account="demo", symbol="AAPL", side=Side.BUY,
+                      order_type=OrderType.LIMIT, quantity=D(quantity), price=D("190"))
+
+
+def event_base(cid: str, n: int, venue: str = "paper") -> dict[str, object]:
+    return dict(event_id=f"{cid}.{n}", client_order_id=cid, venue=venue, account="demo", symbol="AAPL",
+                ts_event=T, ts_recv=T)
+
+
+def accepted(cid: str, n: int = 1) -> OrderAccepted:
+    return OrderAccepted(**event_base(cid, n), venue_order_id=f"V-{cid}", side=Side.BUY, order_type=OrderType.LIMIT,
+                         quantity=D("3"), price=D("190"), time_in_force=TimeInForce.GTC)
+
+
+def filled(cid: str, n: int) -> OrderFilled:
+    fill = Fill(trade_id=f"t{n}", side=Side.BUY, price=D("190"), quantity=D("3"), fee=D("0"), fee_currency="USD",
+                liquidity=LiquiditySide.TAKER)
+    return OrderFilled(**event_base(cid, n), fill=fill, cum_quantity=D("3"), leaves_quantity=D("0"), avg_price=D("190"))
+
+
+def position(venue: str, symbol: str, quantity: str, pnl: str = "0", *, ts: int = T, account: str = "demo") -> PositionUpdate:
+    return PositionUpdate(event_id=f"{venue}.{symbol}.{ts}", venue=venue, account=account, symbol=symbol,
+                          quantity=D(quantity), avg_price=D("100"), realized_pnl=D(pnl), ts_event=ts, ts_recv=ts)
+
+
+def test_a_routed_place_creates_a_pending_record_that_events_advance() -> None:
+    state = OmsState()
+    key = state.apply_routed(place("c1"), T)
+    assert key == "order.paper.demo.c1"
+    assert state.orders[key].status is OrderStatus.PENDING_NEW
+    assert state.apply_event(accepted("c1"), T + S) == key
+    assert state.apply_event(filled("c1", 2), T + 2 * S) == key
+    record = state.orders[key]
+    assert (record.status, record.cum_quantity, record.created_at, record.updated_at) == (
+        OrderStatus.FILLED, D("3"), T, T + 2 * S)
+
+
+def test_routed_after_accepted_leaves_the_record_alone() -> None:
+    state = OmsState()
+    key = state.apply_event(accepted("c1"), T)
+    before = state.orders[key]
+    assert state.apply_routed(place("c1", quantity="9"), T) is None
+    assert state.orders[key] == before  # neither the status nor the accepted terms move
+    # Only its (earlier) time counts: the order was created when it was routed.
+    state.apply_routed(place("c1", quantity="9"), T - S)
+    assert state.orders[key] == msgspec.structs.replace(before, created_at=T - S)
+
+
+def test_the_result_does_not_depend_on_how_routes_and_events_interleave() -> None:
+    """The service's two consumers, and a rebuild, may see a place before or after its events."""
+    rejected = OrderRejected(**event_base("c1", 1), reason=RejectReason.TICK_SIZE)
+    steps = [("route", place("c1"), T), ("event", rejected, T + S)]
+    results = []
+    for order in itertools.permutations(steps):
+        state = OmsState()
+        for kind, message, ts in order:
+            state.apply_routed(message, ts) if kind == "route" else state.apply_event(message, ts)
+        results.append(state.orders["order.paper.demo.c1"])
+    assert results[0] == results[1]
+    assert (results[0].status, results[0].quantity, results[0].created_at, results[0].updated_at) == (
+        OrderStatus.REJECTED, D("3"), T, T + S)
+
+
+def test_a_redelivered_event_changes_nothing() -> None:
+    state = OmsState()
+    state.apply_event(accepted("c1"), T)
+    assert state.apply_event(accepted("c1"), T) is None
+
+
+def test_illegal_transitions_are_counted_as_anomalies() -> None:
+    state = OmsState()
+    state.apply_event(accepted("c1"), T)
+    state.apply_event(OrderCancelled(**event_base("c1", 2), reason=CancelReason.REQUESTED, cum_quantity=D(0)), T)
+    state.apply_event(filled("c1", 3), T)
+    state.apply_event(OrderTriggered(**event_base("c2", 1)), T)  # pending_new -> triggered
+    assert state.anomalies == 2
+    assert state.orders["order.paper.demo.c1"].status is OrderStatus.CANCELLED
+
+
+def test_command_rejections_annotate_known_orders_only() -> None:
+    state = OmsState()
+    rejection = dict(action=CommandAction.CANCEL, venue="paper", account="demo", reason=RejectReason.ORDER_NOT_OPEN,
+                     message="already filled", ts_event=T, ts_recv=T)
+    assert state.apply_event(CommandRejected(event_id="r1", client_order_id="nope", **rejection), T) is None
+    assert state.apply_event(CommandRejected(event_id="r2", client_order_id=None, **rejection), T) is None
+    state.apply_routed(place("c1"), T)
+    assert state.apply_event(CommandRejected(event_id="r3", client_order_id="c1", **rejection), T + S)
+    assert state.orders["order.paper.demo.c1"].last_message == "order_not_open: already filled"
+
+
+def test_positions_are_aggregated_per_account_and_symbol_across_venues() -> None:
+    state = OmsState()
+    state.apply_event(position("paper", "BTC/USDT", "1", "5"), T)
+    state.apply_event(position("binance", "BTC/USDT", "-0.25", "-2"), T)
+    state.apply_event(position("paper", "BTC/USDT", "2", "6", ts=T + S), T + S)  # replaces paper's first
+    state.apply_event(position("paper", "BTC/USDT", "7", "0", ts=T - S), T + 2 * S)  # older: ignored
+    state.apply_event(position("paper", "BRK.B", "10"), T)
+    state.apply_event(position("paper", "BTC/USDT", "4", account="other"), T)
+    assert "position.paper.demo.BRK~2EB" in state.positions
+    mine = state.answer(GetPositions(account="demo")).positions
+    assert [(p.symbol, p.quantity, p.realized_pnl) for p in mine] == [("BRK.B", D("10"), D("0")),
+                                                                      ("BTC/USDT", D("1.75"), D("4"))]
+    assert [(v.venue, v.quantity) for v in mine[1].venues] == [("binance", D("-0.25")), ("paper", D("2"))]
+    assert len(state.answer(GetPositions()).positions) == 3
+
+
+def test_balances_and_other_events_are_ignored() -> None:
+    state = OmsState()
+    balances = BalanceUpdate(event_id="b", venue="paper", account="demo", balances=[], ts_event=T, ts_recv=T)
+    assert state.apply_event(balances, T) is None
+    assert state.apply_route_message(subjects.route("paper", "demo"),
+                                     encode(CancelOrder(client_order_id="c1", venue="paper", account="demo")), T) is None
+    assert state.entries() == {}
+
+
+def test_queries_and_the_open_only_filter() -> None:
+    state = OmsState()
+    for n, cid in enumerate(["a", "b", "c"]):
+        state.apply_routed(place(cid), T + n * S)
+    state.apply_routed(place("z", venue="other"), T + 9 * S)
+    state.apply_event(accepted("a"), T + 5 * S)
+    state.apply_event(filled("a", 2), T + 5 * S)
+    state.apply_event(OrderCancelled(**event_base("b", 1), reason=CancelReason.REQUESTED, cum_quantity=D(0)), T)
+
+    def ids(**query: object) -> list[str]:
+        return [r.client_order_id for r in state.answer(ListOrders(**query)).orders]
+
+    assert ids() == ["z", "c", "b", "a"]  # newest first
+    assert ids(venue="paper") == ["c", "b", "a"]
+    assert ids(venue="paper", open_only=True) == ["c"]
+    assert ids(limit=2) == ["z", "c"]
+    found = state.answer(GetOrder(venue="paper", account="demo", client_order_id="a"))
+    assert found.ok and found.orders[0].status is OrderStatus.FILLED
+    assert state.answer(GetOrder(venue="paper", account="demo", client_order_id="nope")).orders == []
+
+
+def test_stuck_orders_are_pending_ones_without_news() -> None:
+    state = OmsState()
+    state.apply_routed(place("old"), T)
+    state.apply_routed(place("new"), T + 10 * S)
+    state.apply_routed(place("done"), T)
+    state.apply_event(accepted("done"), T + S)
+    assert list(state.stuck_orders(T + 5 * S)) == ["order.paper.demo.old"]
+
+
+def test_entries_round_trip_through_the_bucket_encoding() -> None:
+    state = OmsState()
+    state.apply_routed(place("c1"), T)
+    state.apply_event(position("paper", "BRK.B", "3"), T)
+    loaded = OmsState()
+    for key in state.entries():
+        loaded.load(key, state.encoded(key))
+    assert loaded.entries() == state.entries()
+    assert list(loaded.stuck_orders(T + 1)) == ["order.paper.demo.c1"]
+    with pytest.raises(Undecodable):
+        loaded.load("order.paper.demo.x", b"{")
+    with pytest.raises(Undecodable):
+        loaded.load("something.else", b"{}")
+
+
+def test_undecodable_messages_raise_undecodable() -> None:
+    state = OmsState()
+    route = subjects.route("paper", "demo")
+    with pytest.raises(Undecodable):
+        state.apply_route_message(route, b"{", T)
+    with pytest.raises(Undecodable):  # the connector refuses it too: it names another venue
+        state.apply_route_message(route, encode(place("c1", venue="other")), T)
+    with pytest.raises(Undecodable):
+        state.apply_event_message(subjects.order_events("paper", "demo"), b'{"type":"accepted"}', T)
+    assert state.apply_event_message(subjects.RISK_EVENTS, b"anything", T) is None
