@@ -92,6 +92,18 @@ def limits_file(tmp_path: Path) -> Path:
     return path
 
 
+async def until(condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def risk_has_quotes(risk: RiskService) -> None:
+    """Risk refuses orders it cannot price (no_reference_price) until its first quotes."""
+    await until(lambda: risk.gate.exposure.mid("paper", "BTC/USDT") is not None, "risk to see a quote")
+
+
 async def mid_price(nc: nats.NATS, symbol: str) -> Decimal:
     quotes = await collect(nc, subjects.market_data("paper", MarketDataKind.QUOTE, symbol), market_decoder.decode)
     quote = (await quotes.wait_for(lambda ms: len(ms) >= 1))[0]
@@ -113,7 +125,8 @@ async def test_every_risk_reject_reason_is_reachable(nats_server: NatsServer, li
     settings = risk_settings(nats_server.url, limits_file)
     nc = await nats.connect(nats_server.url)
     events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
-    async with running_connector(settings), running(RiskService(settings)):
+    async with running_connector(settings), running(RiskService(settings)) as risk:
+        await risk_has_quotes(risk)
         mid = await mid_price(nc, "BTC/USDT")
         far = (mid * Decimal("0.5")).quantize(Decimal("0.01"))
         cases = {
@@ -148,6 +161,7 @@ async def test_every_risk_reject_reason_is_reachable(nats_server: NatsServer, li
         # A loss today: buy high, the market is lower -> the loser account is blocked, reducing is still allowed.
         await send(nc, place("loser-buy", account="loser"))
         assert isinstance(await outcome(events, "loser-buy"), OrderFilled)
+        await until(lambda: risk.gate.exposure.position("paper", "loser", "BTC/USDT") > 0, "risk to see the position")
         await send(nc, place("loser-more", account="loser"))
         assert (await outcome(events, "loser-more")).reason is RejectReason.DAILY_LOSS_LIMIT
         await send(nc, place("loser-exit", account="loser", side=Side.SELL))
@@ -161,6 +175,7 @@ async def test_the_same_command_three_times_is_routed_once(nats_server: NatsServ
     events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
     routed = await collect(nc, "tradebus.route.>", bytes)
     async with running_connector(settings), running(RiskService(settings)) as risk:
+        await risk_has_quotes(risk)
         order = place("thrice")
         for _ in range(3):
             await send(nc, order)
@@ -181,7 +196,8 @@ async def test_halt_blocks_new_orders_not_cancels_and_survives_a_restart(nats_se
     events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
     control = reply_decoder(Family.RISK_CONTROL)
     async with running_connector(settings):
-        async with running(RiskService(settings)):
+        async with running(RiskService(settings)) as risk:
+            await risk_has_quotes(risk)
             mid = await mid_price(nc, "BTC/USDT")
             resting = place("resting", order_type=OrderType.LIMIT, price=(mid * Decimal("0.97")).quantize(Decimal("0.01")))
             await send(nc, resting)
@@ -190,7 +206,8 @@ async def test_halt_blocks_new_orders_not_cancels_and_survives_a_restart(nats_se
             assert control.decode(reply.data).fleet is TradingState.HALTED
             await send(nc, place("while-halted"))
             assert (await outcome(events, "while-halted")).reason is RejectReason.FLEET_HALTED
-        async with running(RiskService(settings)):  # a restarted risk is still halted
+        async with running(RiskService(settings)) as risk:  # a restarted risk is still halted
+            await risk_has_quotes(risk)
             state = control.decode((await nc.request(subjects.RISK_CONTROL, encode(GetTradingState()), timeout=5)).data)
             assert state.fleet is TradingState.HALTED
             await send(nc, place("after-restart"))
@@ -213,6 +230,7 @@ async def test_limits_change_without_a_restart(nats_server: NatsServer, limits_f
     nc = await nats.connect(nats_server.url)
     events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
     async with running_connector(settings), running(RiskService(settings)) as risk:
+        await risk_has_quotes(risk)
         await send(nc, place("before", quantity=Decimal("2")))
         assert isinstance(await outcome(events, "before"), OrderFilled)
         limits_file.write_text(LIMITS.replace('max_quantity = "100"', 'max_quantity = "1"'))

@@ -135,6 +135,7 @@ class Service:
         log.info("starting", extra={"instance": self.instance, "http_port": self.health.port})
         try:
             await self.start()
+            await self.bus.nc.flush()  # subscriptions are registered at the server before READY
             if not self.stopping.is_set():
                 self.state = ServiceState.READY
                 log.info("ready")

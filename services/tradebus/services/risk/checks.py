@@ -61,12 +61,12 @@ def _check_place(place: PlaceOrder, gate: Gate, now: int, clock: float) -> Rejec
     if limits.max_quantity is not None and place.quantity > limits.max_quantity:
         return Rejection(RejectReason.MAX_QUANTITY, f"quantity {place.quantity} exceeds {limits.max_quantity}")
     mid = exposure.mid(place.venue, place.symbol)
-    price_checks = limits.max_notional is not None or limits.price_collar_bps is not None
-    reference = place.price or place.stop_price or mid
-    if price_checks and reference is None:
-        return Rejection(RejectReason.NO_REFERENCE_PRICE, f"no quote for {place.symbol} to check the order against")
-    if limits.max_notional is not None and reference is not None and place.quantity * reference > limits.max_notional:
-        return Rejection(RejectReason.MAX_NOTIONAL, f"notional {place.quantity * reference} exceeds {limits.max_notional}")
+    if limits.max_notional is not None:
+        reference = place.price or place.stop_price or mid  # a market order is worth what the market says
+        if reference is None:
+            return Rejection(RejectReason.NO_REFERENCE_PRICE, f"no quote for {place.symbol} to value the order")
+        if place.quantity * reference > limits.max_notional:
+            return Rejection(RejectReason.MAX_NOTIONAL, f"notional {place.quantity * reference} exceeds {limits.max_notional}")
     collar = _collar(place.price or place.stop_price, mid, limits, place.symbol)
     if collar:
         return collar
