@@ -52,6 +52,17 @@ class Fleet:
             time.sleep(0.2)
         raise AssertionError(f"fleet not ready:\n{self.output.read_text()}")
 
+    def wait_services(self, names: tuple[str, ...], timeout: float = 60) -> None:
+        """Wait until `tradebus status` shows every one of `names` ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = tradebus("status", env=self.env).stdout.splitlines()
+            ready = {row.split()[0] for row in rows[1:] if " ready " in row}
+            if all(any(key.startswith(name) for key in ready) for name in names):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"services not ready: {names}\n{self.output.read_text()}")
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(30)

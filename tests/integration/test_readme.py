@@ -34,6 +34,7 @@ def test_the_quick_start_works_as_written(tmp_path: Path) -> None:
     fleet = Fleet(tmp_path)  # `tradebus up` with TRADEBUS_NATS_URL on a free port
     try:
         fleet.wait_ready()
+        fleet.wait_services(("risk", "oms", "audit", "connector.paper"))
         for command in commands[1:]:
             argv = [*TRADEBUS, *command[1:]]
             if "--count" in command or command[1] != "ticks":

@@ -1,0 +1,64 @@
+"""The order path as a new user tries it: `tradebus up`, then the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tradebus.schemas.codecs import decoder
+from tradebus.schemas.subjects import Family
+
+from .test_cli import Fleet, tradebus
+
+PLACE = ["order", "place", "--venue", "paper", "--account", "demo", "--symbol", "BTC/USDT", "--side", "buy",
+         "--qty", "0.5", "--json", "--client-order-id", "readme-1"]
+
+
+@pytest.fixture
+def fleet(tmp_path: Path):
+    running = Fleet(tmp_path)
+    try:
+        running.wait_ready()
+        running.wait_services(("risk", "oms", "audit", "connector.paper"))
+        yield running
+    finally:
+        if running.process.poll() is None:
+            assert running.stop() == 0
+
+
+def test_place_retry_list_and_audit(fleet: Fleet) -> None:
+    first = tradebus(*PLACE, env=fleet.env)
+    assert first.returncode == 0, first.stderr
+    events = [decoder(Family.ORDER_EVENT).decode(line) for line in first.stdout.splitlines()]
+    assert events[0].__struct_config__.tag == "accepted" and events[-1].__struct_config__.tag == "filled"
+
+    again = tradebus(*PLACE, env=fleet.env)
+    assert again.returncode == 0, again.stderr
+    assert "already received" in again.stderr
+    record = json.loads(again.stdout)
+    assert record["status"] == "filled" and record["client_order_id"] == "readme-1"
+
+    listed = tradebus("orders", env=fleet.env)
+    assert listed.returncode == 0 and "readme-1" in listed.stdout and "filled" in listed.stdout
+    assert [line for line in listed.stdout.splitlines() if "readme-1" in line].__len__() == 1
+
+    positions = tradebus("positions", env=fleet.env)
+    assert positions.returncode == 0 and "BTC/USDT" in positions.stdout and "0.5" in positions.stdout
+
+    history = tradebus("audit", "show", "readme-1", env=fleet.env)
+    assert history.returncode == 0, history.stderr
+    for step in ("place", "accepted", "filled"):
+        assert step in history.stdout
+    verified = tradebus("audit", "verify", env=fleet.env)
+    assert verified.returncode == 0 and "ok" in verified.stdout, verified.stdout + verified.stderr
+
+
+def test_halt_and_resume_from_the_cli(fleet: Fleet) -> None:
+    assert tradebus("halt", "--reason", "test", env=fleet.env).returncode == 0
+    refused = tradebus(*PLACE[:-1], "halted-1", env=fleet.env)
+    assert refused.returncode == 1 and "fleet_halted" in refused.stdout
+    assert tradebus("resume", env=fleet.env).returncode == 0
+    accepted = tradebus(*PLACE[:-1], "resumed-1", env=fleet.env)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr

@@ -1,0 +1,147 @@
+"""kill -9 of risk, of the order manager and of the audit logger in the middle of a stream of
+1,000 orders (every service a real process on a real nats-server).
+
+After the victim restarts: every order reaches exactly one final state, the venue never
+received a duplicate, the order manager holds every order in its final state, and the audit
+store holds every message of the three streams exactly once with a chain that verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import decoder, encode, reply_decoder
+from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
+from tradebus.schemas.control import ListOrders
+from tradebus.schemas.events import TERMINAL_EVENTS, OrderAccepted, OrderRejected
+from tradebus.schemas.subjects import Family
+from tradebus.schemas.values import TERMINAL_STATUSES, OrderType, Side, TimeInForce
+from tradebus.shared.natsserver import NatsServer, free_port
+
+from .processes import ProcessFleet
+
+ORDERS = 1000
+SERVICES = ("risk", "oms", "audit", "connector.paper")
+LIMITS = """
+[risk.limits.rate]
+per_account = 100000
+per_venue = 100000
+burst = 100000
+[risk.limits.defaults]
+allowed_symbols = ["*"]
+max_open_orders = 100000
+"""
+_event = decoder(Family.ORDER_EVENT)
+_oms = reply_decoder(Family.OMS_QUERY)
+
+
+def orders() -> list[PlaceOrder]:
+    """Market orders (filled) and IOC limits that cannot cross (cancelled): all end at once."""
+    made = []
+    for n in range(ORDERS):
+        side = Side.BUY if n % 2 else Side.SELL
+        if n % 3:
+            made.append(PlaceOrder(client_order_id=f"f{n}", venue="paper", account="demo", symbol="ETH/USDT", side=side,
+                                   order_type=OrderType.MARKET, quantity=Decimal("0.01")))
+        else:
+            price = Decimal("2800.00") if side is Side.BUY else Decimal("3200.00")  # far from the ~3000 market
+            made.append(PlaceOrder(client_order_id=f"f{n}", venue="paper", account="demo", symbol="ETH/USDT", side=side,
+                                   order_type=OrderType.LIMIT, quantity=Decimal("0.01"), price=price,
+                                   time_in_force=TimeInForce.IOC))
+    return made
+
+
+async def read_stream(js: nats.js.JetStreamContext, stream: str, subject: str) -> list[nats.aio.msg.Msg]:
+    """Every message of a stream on `subject`, in order."""
+    sub = await js.pull_subscribe(subject, stream=stream, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE))
+    messages: list[nats.aio.msg.Msg] = []
+    while True:
+        try:
+            messages += await sub.fetch(500, timeout=2)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            break  # no more messages on this subject
+    await sub.unsubscribe()
+    return messages
+
+
+async def settle(nc: nats.NATS, timeout: float = 90) -> None:
+    """Wait until every durable consumer of the fleet has nothing pending."""
+    js = nc.jetstream()
+    consumers = [("CMD", "risk"), ("ROUTE", "connector-paper"), ("ROUTE", "oms-route"), ("EVENTS", "oms-events"),
+                 ("CMD", "audit-cmd"), ("ROUTE", "audit-route"), ("EVENTS", "audit-events")]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        infos = [await js.consumer_info(stream, durable) for stream, durable in consumers]
+        if all(info.num_pending == 0 and info.num_ack_pending == 0 for info in infos):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError({durable: (i.num_pending, i.num_ack_pending) for (_, durable), i in zip(consumers, infos, strict=True)})
+
+
+async def run_with_a_crash(fleet: ProcessFleet, victim: str) -> None:
+    nc = await nats.connect(fleet.nats_url)
+    js = nc.jetstream()
+    commands = orders()
+    for n, command in enumerate(commands):
+        await js.publish(subjects.command("paper", "demo"), encode(command), headers={"Nats-Msg-Id": command_dedupe_id(command)})
+        if n == ORDERS // 2:
+            await asyncio.to_thread(fleet.kill, victim)
+    await asyncio.to_thread(fleet.start, victim)
+    await settle(nc)
+    await nc.close()
+
+
+def check_outcome(fleet: ProcessFleet) -> None:
+    async def gather() -> tuple[list, list, int, object]:
+        nc = await nats.connect(fleet.nats_url)
+        js = nc.jetstream()
+        events = [_event.decode(m.data) for m in await read_stream(js, "EVENTS", "tradebus.evt.order.>")]
+        records = _oms.decode((await nc.request(subjects.OMS_QUERY, encode(ListOrders(limit=10_000)), timeout=10)).data)
+        totals = sum([(await js.stream_info(name)).state.messages for name in ("CMD", "ROUTE", "EVENTS")])
+        await nc.close()
+        return events, records.orders, totals, records
+
+    events, records, stream_total, _ = asyncio.run(gather())
+    expected = {f"f{n}" for n in range(ORDERS)}
+    answered = Counter(e.client_order_id for e in events if isinstance(e, (OrderAccepted, OrderRejected)))
+    finished = Counter(e.client_order_id for e in events if isinstance(e, TERMINAL_EVENTS))
+    missing = sorted(expected - set(answered))
+    statuses = {r.client_order_id: (r.status.value, r.last_message) for r in records if r.client_order_id in missing[:5]}
+    assert not missing, f"{len(missing)} orders without a venue answer, e.g. {statuses}"
+    assert max(answered.values()) == 1, "the venue saw an order twice"
+    assert set(finished) == expected and max(finished.values()) == 1, "an order did not end exactly once"
+    assert not any(isinstance(e, OrderRejected) for e in events), "no order of this test should be refused"
+    assert {r.client_order_id for r in records} == expected
+    assert all(r.status in TERMINAL_STATUSES and not r.anomalies for r in records)
+
+    verify = subprocess.run([sys.executable, "-m", "tradebus.cli.main", "audit", "verify"], env=fleet.env,
+                            capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert f"ok: {stream_total} records" in verify.stdout, (stream_total, verify.stdout)
+
+
+@pytest.mark.parametrize("victim", ["risk", "oms", "audit"])
+def test_kill_9_in_the_middle_of_1000_orders(victim: str, tmp_path: Path) -> None:
+    config = tmp_path / "tradebus.toml"
+    config.write_text(LIMITS)
+    with NatsServer(store_dir=tmp_path / "nats", port=free_port()) as server:
+        fleet = ProcessFleet(server.url, tmp_path, env={"TRADEBUS_CONFIG": str(config)})
+        try:
+            for name in SERVICES:
+                fleet.start(name)
+            asyncio.run(run_with_a_crash(fleet, victim))
+            check_outcome(fleet)
+        finally:
+            codes = fleet.stop_all()
+        assert codes == dict.fromkeys(SERVICES, 0), {name: fleet.log(name) for name, code in codes.items() if code}
