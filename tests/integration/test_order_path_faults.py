@@ -69,7 +69,7 @@ async def read_stream(js: nats.js.JetStreamContext, stream: str, subject: str) -
     while True:
         try:
             messages += await sub.fetch(500, timeout=2)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             break  # no more messages on this subject
     await sub.unsubscribe()
     return messages
