@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, OrderCommand, PlaceOrder
 from tradebus.schemas.events import (
+    TERMINAL_EVENTS,
     BalanceUpdate,
     CommandAction,
     CommandRejected,
@@ -657,6 +658,136 @@ def test_state_is_plain_data_that_round_trips() -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# Journal: restore, re-delivered commands, reconcile
+
+
+def restored(journal: list[Any], clock: Clock | None = None) -> tuple[PaperExchange, list[Any]]:
+    """A fresh venue like `exchange()`'s, rebuilt from `journal`, and what it still owes."""
+    venue = exchange(book=False, clock=clock or Clock(T0 + NS))
+    return venue, venue.restore(journal)
+
+
+def test_restore_rebuilds_the_venue_and_continues_every_counter() -> None:
+    clock = Clock()
+    ex = exchange(clock=clock)
+    journal = ex.execute(place("filled", Side.BUY, "1.5"))  # 1 @ 101, 0.5 @ 102
+    journal += ex.execute(place("resting", Side.BUY, "1", "100"))
+    journal += ex.execute(modify("resting", price="99.5"))
+    journal += ex.execute(place("refused", Side.BUY, "1", "100.001"))
+    journal += ex.execute(place("day", Side.SELL, "1", "110", time_in_force=TimeInForce.DAY))
+    clock.now += 3600 * NS  # the restarted venue is younger than the journal's epoch
+    copy, owed = restored(journal, clock)
+    assert owed == []
+    for account in ("a", "b"):
+        assert copy.open_orders(account) == ex.open_orders(account)
+        assert copy.balances(account) == ex.balances(account)
+        assert copy.positions(account) == ex.positions(account)
+    assert command_rejected(copy, place("refused", Side.BUY, "1", "100")) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+    ex.on_market(BTC, **BOOK)
+    copy.on_market(BTC, **BOOK)
+    events = copy.execute(place("next", Side.SELL, "1"))
+    assert events == ex.execute(place("next", Side.SELL, "1"))
+    assert (events[0].venue_order_id, fills(events)[0].fill.trade_id) == ("P4", "T3")
+    assert [e.event_id for e in events[2:4]] == [f"paper.a:account.{T0}.5", f"paper.a:account.{T0}.6"]
+    clock.now = MIDNIGHT  # the DAY order still expires at the first midnight after its acceptance
+    assert [e.client_order_id for e in copy.execute(cancel("nope")) if isinstance(e, OrderExpired)] == ["day"]
+
+
+def test_restore_ignores_other_producers_and_republished_events() -> None:
+    ex = exchange()
+    journal = ex.execute(place("c1", Side.BUY, "1.5")) + ex.execute(place("c2", Side.BUY, "1", "100"))
+    by_risk = OrderRejected(
+        event_id="risk:paper.a.c3.place",
+        client_order_id="c3",
+        venue="paper",
+        account="a",
+        symbol=BTC,
+        reason=RejectReason.MAX_NOTIONAL,
+        ts_event=T0,
+        ts_recv=T0,
+    )
+    republished, _ = ex.reconcile("a", ["c1", "c2"])
+    copy, owed = restored([*journal, by_risk, *republished])
+    reference, _ = restored(journal)
+    assert owed == [] and copy._state == reference._state
+    assert not copy.knows("a", "c3")
+
+
+def test_restore_drops_the_orders_of_accounts_and_instruments_no_longer_configured() -> None:
+    ex = exchange()
+    journal = ex.execute(place("btc", Side.BUY, "1", "100"))
+    journal += ex.execute(place("eth", Side.BUY, "1", "100", symbol=ETH))
+    journal += ex.execute(place("b", Side.BUY, "1", "100", account="b"))
+    copy = PaperExchange(
+        venue="paper", instruments=[spec()], accounts={"a": {"USDT": D("1000000")}}, fees=FEES, clock=Clock()
+    )
+    assert copy.restore(journal) == []
+    assert [o.client_order_id for o in copy.open_orders("a")] == ["btc"] and copy.open_orders("b") == []
+
+
+def test_what_a_crash_cut_off_the_journal_is_owed_by_the_restored_venue() -> None:
+    ex = exchange()
+    journal = ex.execute(place("c1", Side.BUY, "1.5"))
+    assert kinds(journal[:3]) == [OrderAccepted, OrderPartiallyFilled, BalanceUpdate]
+    copy, owed = restored(journal[:3])  # the first fill's PositionUpdate and the rest are lost
+    assert kinds(owed) == [PositionUpdate, OrderCancelled]
+    position, cancelled = owed
+    assert (position.event_id, position.quantity, position.avg_price) == (f"paper.a:account.{T0}.2", D("1"), D("101"))
+    assert (cancelled.event_id, cancelled.reason, cancelled.cum_quantity) == (
+        "paper.a.c1.3",
+        CancelReason.VENUE,
+        D("1"),
+    )
+    assert copy.balances("a")[0].total == journal[2].balances[0].total
+    assert copy.open_orders("a") == []
+    again, nothing = restored(journal[:3] + owed)
+    assert nothing == [] and again._state == copy._state
+
+
+def test_executed_tells_a_redelivered_command_from_a_new_one() -> None:
+    ex = exchange()
+    journal = ex.execute(place("open", Side.BUY, "1", "100"))
+    journal += ex.execute(place("refused", Side.BUY, "1", "100.001"))
+    journal += ex.execute(place("done", Side.BUY, "1", "100"))
+    journal += ex.execute(modify("open", "m1", price="99"))
+    journal += ex.execute(modify("open", "m2", price="99.001"))  # refused: tick size
+    journal += ex.execute(cancel("done"))
+    copy, _ = restored(journal)
+    answers = [
+        (place("open", Side.BUY, "1", "100"), True),
+        (place("refused", Side.BUY, "1", "100"), True),
+        (place("new", Side.BUY, "1", "100"), False),
+        (place("new", Side.BUY, "1", "100", account="nobody"), False),
+        (modify("open", "m1", price="99"), True),
+        (modify("open", "m2", price="99"), True),
+        (modify("open", "m3", price="99"), False),
+        (cancel("open"), False),
+        (cancel("done"), True),
+        (cancel("refused"), True),
+        (cancel("new"), False),
+        (CancelAllOrders(request_id="r1", venue="paper", account="a"), False),
+    ]
+    for command, answer in answers:
+        assert ex.executed(command) is answer and copy.executed(command) is answer, command
+    # Asking changes nothing: a genuine retry still meets the used client order id.
+    assert command_rejected(copy, place("open", Side.BUY, "1", "100")) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+
+
+def test_reconcile_gives_the_latest_event_of_each_known_order() -> None:
+    ex = exchange()
+    filled = ex.execute(place("filled", Side.BUY, "1.5"))
+    refused = ex.execute(place("refused", Side.BUY, "1", "100.001"))
+    resting = ex.execute(place("resting", Side.BUY, "1", "100"))
+    [last_fill] = [e for e in filled if isinstance(e, OrderFilled)]
+    events, unknown = ex.reconcile("a", ["resting", "nope", "filled", "refused"])
+    assert events == [resting[0], last_fill, refused[0]] and unknown == ["nope"]
+    assert ex.reconcile("b", ["filled"]) == ([], ["filled"])
+    assert ex.reconcile("nobody", ["filled"]) == ([], ["filled"])
+    copy, _ = restored(filled + refused + resting)
+    assert copy.reconcile("a", ["resting", "nope", "filled", "refused"]) == (events, unknown)
+
+
+# ---------------------------------------------------------------------------------------
 # Rules
 
 
@@ -690,6 +821,7 @@ def test_rule_helpers() -> None:
 TICK = D("0.5")
 LOT = D("0.1")
 SESSION_SPEC = spec(tick_size=TICK, lot_size=LOT, min_quantity=LOT, min_notional=D("1"))
+SESSION_CASH = {"a": {"USDT": D("1000000")}, "b": {"USDT": D("2000")}}
 prices = st.integers(180, 220).map(lambda n: n * TICK)  # 90 .. 110
 quantities = st.integers(1, 40).map(lambda n: n * LOT)
 sizes = st.integers(1, 300).map(lambda n: D(n) / 100)  # not always a lot multiple
@@ -722,20 +854,24 @@ def placements(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-# Placements twice: they are what makes the rest happen.
-commands = st.one_of(
-    st.tuples(st.just("place"), placements()),
-    st.tuples(st.just("place"), placements()),
-    st.tuples(st.just("duplicate"), st.integers(0, 3)),
-    st.tuples(st.just("cancel"), st.integers(0, 3)),
-    st.tuples(st.just("modify"), st.tuples(st.integers(0, 3), st.none() | quantities, st.none() | prices)),
-)
+def commands() -> st.SearchStrategy[tuple[str, Any]]:
+    # Placements twice: they are what makes the rest happen.
+    place = st.tuples(st.just("place"), placements())
+    return st.one_of(
+        place,
+        place,
+        st.tuples(st.just("duplicate"), st.integers(0, 3)),
+        st.tuples(st.just("cancel"), st.integers(0, 3)),
+        st.tuples(st.just("modify"), st.tuples(st.integers(0, 3), st.none() | quantities, st.none() | prices)),
+    )
 
 
 @dataclass
 class Session:
     fees: FeeSchedule
     ex: PaperExchange
+    clock: Clock
+    config: dict[str, Any]  # the exchange's settings but its clock: to build a replica
     commands: dict[str, PlaceOrder] = field(default_factory=dict)
     events: list[Any] = field(default_factory=list)
     duplicates: list[list[Any]] = field(default_factory=list)  # what each retried placement returned
@@ -748,19 +884,19 @@ def sessions(draw: st.DrawFn) -> Session:
         taker_bps=draw(st.sampled_from([D("0"), D("5"), D("7.5")])),
     )
     clock = Clock(MIDNIGHT - 3600 * NS)
-    ex = PaperExchange(
-        venue="paper",
-        instruments=[SESSION_SPEC],
-        accounts={"a": {"USDT": D("1000000")}, "b": {"USDT": D("2000")}},
-        fees=fees,
-        slippage_bps=draw(st.sampled_from([D("0"), D("3"), D("25")])),
-        allow_short=draw(st.booleans()),
-        clock=clock,
-    )
-    session = Session(fees, ex)
+    config = {
+        "venue": "paper",
+        "instruments": [SESSION_SPEC],
+        "accounts": SESSION_CASH,
+        "fees": fees,
+        "slippage_bps": draw(st.sampled_from([D("0"), D("3"), D("25")])),
+        "allow_short": draw(st.booleans()),
+    }
+    ex = PaperExchange(**config, clock=clock)
+    session = Session(fees, ex, clock, config)
     session.events += ex.on_market(BTC, **draw(books()))
     # Each step: a command, then (mostly) a new book that may fill what rests.
-    steps = st.tuples(commands, st.none() | books(), st.integers(0, 900))
+    steps = st.tuples(commands(), st.none() | books(), st.integers(0, 900))
     for step, ((kind, arg), book, seconds) in enumerate(draw(st.lists(steps, min_size=8, max_size=20))):
         clock.now += seconds * NS
         coids = list(session.commands)
@@ -800,8 +936,12 @@ def sessions(draw: st.DrawFn) -> Session:
 
 
 def order_events(session: Session) -> dict[str, list[Any]]:
+    return events_by_order(session.events)
+
+
+def events_by_order(events: list[Any]) -> dict[str, list[Any]]:
     by_order: dict[str, list[Any]] = defaultdict(list)
-    for event in session.events:
+    for event in events:
         if not isinstance(event, (CommandRejected, BalanceUpdate, PositionUpdate)):
             by_order[event.client_order_id].append(event)
     return by_order
@@ -974,3 +1114,69 @@ def test_property_a_resting_limit_fills_as_maker_at_its_price_within_what_crosse
         got = sum((e.fill.quantity for e in events), D(0))
         assert got == min(quantity - filled, floor_to(crossing, LOT))
         filled += got
+
+
+RESTING = (TimeInForce.GTC, TimeInForce.DAY, TimeInForce.GTD)
+
+
+def replica(session: Session) -> PaperExchange:
+    """A fresh venue with the session's settings, created when the session's was, its clock
+    now where the session's is."""
+    clock = Clock(session.ex._state.epoch)
+    venue = PaperExchange(**session.config, clock=clock)
+    clock.now = session.clock.now
+    return venue
+
+
+def without_books(venue: PaperExchange) -> Any:
+    """The venue's state but its books, which the market, not the journal, brings back."""
+    return msgspec.structs.replace(venue._state, books={})
+
+
+@PROPERTY_SETTINGS
+@given(sessions(), books(), placements())
+def test_property_a_venue_restored_from_its_events_is_the_same_venue(
+    session: Session, book: dict[str, Any], placement: dict[str, Any]
+) -> None:
+    live = session.ex
+    republished = [e for account in ("a", "b") for e in live.reconcile(account, list(session.commands))[0]]
+    for journal in (session.events, session.events + republished):
+        copy = replica(session)
+        assert copy.restore(journal) == []
+        assert without_books(copy) == without_books(live)
+    for account in ("a", "b"):
+        assert copy.open_orders(account) == live.open_orders(account)
+        assert copy.balances(account) == live.balances(account)
+        assert copy.positions(account) == live.positions(account)
+    assert copy.on_market(BTC, **book) == live.on_market(BTC, **book)
+    command = PlaceOrder(client_order_id="next", venue="paper", symbol=BTC, **placement)
+    assert copy.execute(command) == live.execute(command)
+
+
+@PROPERTY_SETTINGS
+@given(sessions(), st.data())
+def test_property_a_journal_cut_anywhere_restores_a_consistent_venue(session: Session, data: st.DataObject) -> None:
+    prefix = session.events[: data.draw(st.integers(0, len(session.events)), label="cut")]
+    copy = replica(session)
+    owed = copy.restore(prefix)
+    published = prefix + owed
+    assert not {e.event_id for e in owed} & {e.event_id for e in prefix}
+    for events in events_by_order(published).values():
+        ends = [i for i, event in enumerate(events) if isinstance(event, TERMINAL_EVENTS)]
+        assert ends in ([], [len(events) - 1])  # at most one end, and nothing after it
+    cash = {account: balances["USDT"] for account, balances in SESSION_CASH.items()}
+    for event in fills(prefix):
+        notional = event.fill.price * event.fill.quantity
+        cash[event.account] += (-notional if event.fill.side is Side.BUY else notional) - event.fill.fee
+    for account in ("a", "b"):
+        for order in copy.open_orders(account):  # nothing left working that may not rest
+            pending_stop = order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and not order.triggered
+            assert pending_stop or (order.order_type is not OrderType.STOP and order.time_in_force in RESTING)
+        # What is published says what the venue holds.
+        assert copy.balances(account)[0].total == cash[account]
+        reported = [e for e in published if isinstance(e, BalanceUpdate) and e.account == account]
+        assert not reported or reported[-1].balances[0].total == cash[account]
+        positions = {e.symbol: e for e in published if isinstance(e, PositionUpdate) and e.account == account}
+        assert {p.symbol: p for p in copy.positions(account)} == positions
+    again = replica(session)
+    assert again.restore(published) == [] and without_books(again) == without_books(copy)

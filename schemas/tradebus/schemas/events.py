@@ -62,6 +62,8 @@ class OrderAccepted(OrderEventBase, frozen=True, kw_only=True, tag="accepted"):
     stop_price: Decimal | None = None
     time_in_force: TimeInForce
     expire_time: Nanos | None = None
+    post_only: bool = False
+    reduce_only: bool = False
 
 
 class OrderRejected(OrderEventBase, frozen=True, kw_only=True, tag="rejected"):

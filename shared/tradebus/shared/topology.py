@@ -110,8 +110,12 @@ RISK_BUCKET = "tradebus_risk"  # trading states: key `fleet` and `account.<name>
 
 
 def connector_consumer(venue: str) -> Consumer:
-    """The connector of `venue` consumes every account's routed commands, in order."""
-    return Consumer(ROUTE, f"connector-{venue}", f"{PREFIX}.route.{venue}.>")
+    """The connector of `venue` consumes every account's routed commands, in order.
+
+    A restarted connector waits `ack_wait` for the commands its predecessor held (see the
+    connector service), so it is kept short; a batch is done well within it.
+    """
+    return Consumer(ROUTE, f"connector-{venue}", f"{PREFIX}.route.{venue}.>", ack_wait=10.0)
 
 
 async def ensure_streams(js: JetStreamContext, settings: StreamSettings) -> None:

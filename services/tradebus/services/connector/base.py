@@ -6,7 +6,7 @@ only translates between the wire contract and its venue.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 import msgspec
@@ -20,6 +20,7 @@ from .marketdata import MarketDataPublisher
 
 VenueEvent = OrderEvent | AccountEvent
 EmitEvents = Callable[[Sequence[VenueEvent]], object]
+ReadJournal = Callable[[], Awaitable[list[VenueEvent]]]
 
 
 class VenueConnector(ABC):
@@ -27,13 +28,24 @@ class VenueConnector(ABC):
 
     config_type: ClassVar[type[msgspec.Struct]]
 
-    def __init__(self, *, venue: str, config: Any, market_data: MarketDataPublisher, emit: EmitEvents) -> None:
+    def __init__(
+        self,
+        *,
+        venue: str,
+        config: Any,
+        market_data: MarketDataPublisher,
+        emit: EmitEvents,
+        read_journal: ReadJournal,
+    ) -> None:
         self.venue = venue
         self.config = config
         self.market_data = market_data
         # For events the venue produces on its own (a resting order filled by the market).
         # Call it synchronously right after the state change: it keeps events in order.
         self.emit = emit
+        # Every event stored on this venue's event subjects, oldest first (see journal.py):
+        # a venue that keeps no state elsewhere rebuilds itself from it in `start`.
+        self.read_journal = read_journal
 
     @property
     @abstractmethod
@@ -42,7 +54,8 @@ class VenueConnector(ABC):
 
     @abstractmethod
     async def start(self) -> None:
-        """Connect to the venue and start market-data feeds; return when ready to trade."""
+        """Connect to the venue and start market-data feeds; return when ready to trade.
+        Commands are consumed only after this returns."""
 
     async def stop(self) -> None:
         """Stop feeds and close venue connections."""
@@ -60,5 +73,18 @@ class VenueConnector(ABC):
         """Carry out a routed command at the venue and return the resulting events.
 
         Must be idempotent: a command re-delivered after a crash (same client order id /
-        modify id / request id) must not act twice at the venue.
+        modify id / request id) must not act twice at the venue. The service skips those
+        `executed` says were carried out; the others reach here.
         """
+
+    async def executed(self, command: OrderCommand) -> bool:
+        """Whether the venue already carried out `command`. Asked only of a re-delivered
+        command (a crash came between executing and acknowledging it); True skips it, its
+        events being stored already. The default lets `execute` handle every re-delivery."""
+        return False
+
+    @abstractmethod
+    async def reconcile(self, account: str, client_order_ids: list[str]) -> tuple[list[VenueEvent], list[str]]:
+        """The venue's latest state event of each order it knows, with its original event
+        id (re-publishing it stores nothing new, or fills a hole in the stream), and the
+        client order ids the venue does not know."""

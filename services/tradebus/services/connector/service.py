@@ -3,12 +3,19 @@
 Command intake is durable and batched: a batch of routed commands is executed in order,
 all resulting events are published to JetStream (pipelined, every ack awaited), and only
 then are the commands acknowledged. A crash anywhere in between redelivers the commands;
-events carry stable ids, so re-published events are de-duplicated by the stream.
+events carry stable ids, so re-published events are de-duplicated by the stream, and a
+re-delivered command the venue says it executed already is skipped (the venue may have
+rebuilt itself from its stored events, see journal.py). Commands a crashed process left
+unacknowledged are redelivered before any newer one runs.
+
+`tradebus.ctl.reconcile.<venue>` requests are answered by re-publishing each named order's
+latest event with its original id, then replying which orders the venue knows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -21,6 +28,8 @@ from tradebus.schemas.codecs import DecodeError, decoder, encode
 from tradebus.schemas.commands import OrderCommand
 from tradebus.schemas.control import (
     ListInstruments,
+    Reconcile,
+    ReconcileReply,
     StreamSubscription,
     Subscribe,
     SubscriptionReply,
@@ -31,10 +40,11 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, RejectReason
 from tradebus.shared.bus import consume_batches
 from tradebus.shared.service import RuntimeSettings, Service
-from tradebus.shared.topology import connector_consumer, ensure_consumer, ensure_streams
+from tradebus.shared.topology import Consumer, connector_consumer, ensure_consumer, ensure_streams
 
 from .base import VenueConnector, VenueEvent
 from .events import EventPublisher
+from .journal import journal_subjects, read_events
 from .marketdata import MarketDataPublisher
 from .registry import connector_class
 
@@ -42,6 +52,7 @@ log = logging.getLogger(__name__)
 
 _route_decoder = decoder(Family.ROUTE)
 _request_decoder = msgspec.json.Decoder(SubscriptionRequest)
+_reconcile_decoder = decoder(Family.RECONCILE)
 
 
 class ConnectorService(Service):
@@ -53,6 +64,7 @@ class ConnectorService(Service):
         self.venue_config = venue_config
         self.connector: VenueConnector | None = None
         self.events: EventPublisher | None = None
+        self.skipped_redeliveries = 0
 
     async def start(self) -> None:
         assert self.bus is not None
@@ -63,18 +75,14 @@ class ConnectorService(Service):
         self.spawn(self.events.run(), name="event-publisher")
         market_data = MarketDataPublisher(self.bus, self.venue)
         self.connector = connector_class(self.venue)(
-            venue=self.venue, config=self.venue_config, market_data=market_data, emit=self.events.submit
+            venue=self.venue, config=self.venue_config, market_data=market_data, emit=self.events.submit,
+            read_journal=functools.partial(read_events, self.bus, journal_subjects(self.venue)),
         )
         await self.connector.start()
         await self.bus.nc.subscribe(subjects.market_data_control(self.venue), cb=self._on_control_request)
+        await self.bus.nc.subscribe(subjects.reconcile(self.venue), cb=self._on_reconcile)
         await self._publish_instruments(self.connector.instruments())
-        self.spawn(
-            consume_batches(
-                self.bus, stream=consumer.stream.name, durable=consumer.durable,
-                handler=self._on_commands, stopping=self.stopping,
-            ),
-            name="route-consumer",
-        )
+        self.spawn(self._consume_commands(consumer), name="route-consumer")
 
     async def stop(self) -> None:
         if self.connector is not None:
@@ -83,9 +91,29 @@ class ConnectorService(Service):
             await self.events.flush()
 
     def counters(self) -> dict[str, int]:
-        return {"market_data_published": self.connector.market_data.published if self.connector else 0}
+        return {
+            "market_data_published": self.connector.market_data.published if self.connector else 0,
+            "skipped_redeliveries": self.skipped_redeliveries,
+        }
 
     # --- commands -------------------------------------------------------------------------
+    async def _consume_commands(self, consumer: Consumer) -> None:
+        assert self.bus is not None
+        info = await self.bus.js.consumer_info(consumer.stream.name, consumer.durable)
+        if info.num_ack_pending:
+            # A previous process died holding these commands; JetStream gives them out again
+            # only after ack_wait, and running newer commands first could put a client's
+            # cancel before its place.
+            log.warning(
+                "waiting for the commands a previous process left unacknowledged",
+                extra={"commands": info.num_ack_pending, "seconds": consumer.ack_wait},
+            )
+            await asyncio.sleep(consumer.ack_wait)
+        await consume_batches(
+            self.bus, stream=consumer.stream.name, durable=consumer.durable,
+            handler=self._on_commands, stopping=self.stopping,
+        )
+
     async def _on_commands(self, messages: list[Msg]) -> None:
         assert self.events is not None
         self.metrics.received.labels(family="route").inc(len(messages))
@@ -109,6 +137,12 @@ class ConnectorService(Service):
         parsed = subjects.parse(msg.subject)
         if (command.venue, command.account) != (parsed.venue, parsed.account):
             return self._malformed(msg.subject, "venue/account in the body differ from the subject")
+        # Only a re-delivery can have been executed before: a client's genuine retry arrives
+        # as a new message and gets the venue's own answer (a duplicate client order id).
+        if msg.metadata.num_delivered > 1 and await self.connector.executed(command):
+            self.skipped_redeliveries += 1
+            log.info("re-delivered command was executed already", extra={"subject": msg.subject})
+            return []
         return await self.connector.execute(command)
 
     def _malformed(self, subject: str, message: str) -> list[VenueEvent]:
@@ -129,6 +163,28 @@ class ConnectorService(Service):
                 ts_recv=now,
             )
         ]
+
+    # --- reconcile ---------------------------------------------------------------------------
+    async def _on_reconcile(self, msg: Msg) -> None:
+        self.metrics.received.labels(family="reconcile").inc()
+        try:
+            request: Reconcile = _reconcile_decoder.decode(msg.data)
+        except DecodeError as exc:
+            self.metrics.decode_errors.labels(family="reconcile").inc()
+            reply = ReconcileReply(known=[], unknown=[], error=str(exc))
+        else:
+            reply = await self._reconcile(request)
+        if msg.reply:
+            await msg.respond(encode(reply))
+
+    async def _reconcile(self, request: Reconcile) -> ReconcileReply:
+        """Re-publish the venue's latest event of each order with its original id: the
+        stream keeps one copy of what it has and stores what it lacks. Reply once stored."""
+        assert self.connector is not None and self.events is not None
+        events, unknown = await self.connector.reconcile(request.account, request.client_order_ids)
+        await self.events.submit(events)
+        missing = set(unknown)
+        return ReconcileReply(known=[c for c in request.client_order_ids if c not in missing], unknown=unknown)
 
     # --- market-data control --------------------------------------------------------------
     async def _on_control_request(self, msg: Msg) -> None:

@@ -4,6 +4,9 @@ contract as every real venue.
 A feed task advances the market (random walk or replay), lets the matching engine react
 (resting orders fill, stops trigger, orders expire) and publishes quotes, trades, bars and
 books for the subscribed streams. Commands go straight to the matching engine.
+
+The venue keeps its orders, cash and positions nowhere but in its events: on start it
+rebuilds the matching engine from its journal (stream EVENTS) before the first command.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class PaperConnector(VenueConnector):
         ]
 
     async def start(self) -> None:
+        await self._restore()
         listed = [spec.symbol for spec in self.config.instruments]
         symbols = listed if "*" in self.config.subscribe else [s for s in self.config.subscribe if s in listed]
         kinds = [kind for kind in MarketDataKind if kind is not MarketDataKind.INSTRUMENT]
@@ -109,6 +113,25 @@ class PaperConnector(VenueConnector):
         if self.config.latency:
             await asyncio.sleep(self.config.latency)
         return self.exchange.execute(command)
+
+    async def executed(self, command: OrderCommand) -> bool:
+        return self.exchange.executed(command)
+
+    async def reconcile(self, account: str, client_order_ids: list[str]) -> tuple[list[VenueEvent], list[str]]:
+        return self.exchange.reconcile(account, client_order_ids)
+
+    async def _restore(self) -> None:
+        """Rebuild the venue from its journal; what a crash kept it from publishing goes out
+        first, before any command or market update."""
+        journal = await self.read_journal()
+        owed = self.exchange.restore(journal)
+        if owed:
+            self.emit(owed)
+        open_orders = sum(len(self.exchange.open_orders(account)) for account in self.accounts)
+        log.info(
+            "paper venue restored from its journal",
+            extra={"events": len(journal), "open_orders": open_orders, "owed_events": len(owed)},
+        )
 
     async def on_subscribed(self, symbol: str, kinds: list[MarketDataKind]) -> None:
         """A new subscriber needs a snapshot: make the next book message one. Sending it from

@@ -67,9 +67,36 @@ Modify and cancel
 Event ids
     Order events: `{venue}.{account}.{client_order_id}.{n}`, n counting that order's events.
     Account events: `{venue}.{account}:account.{epoch}.{n}` (`:` cannot occur in a client order
-    id, so these never collide with order event ids; `epoch` is when the venue was created). CommandRejected: the command's
-    dedupe id (action and modify/request id included) + `.rejected.{reason}`. Timestamps:
-    one clock reading per call, as ts_event and ts_recv.
+    id, so these never collide with order event ids; `epoch` is when the venue was first
+    created, kept across restores). CommandRejected: the command's dedupe id (action and
+    modify/request id included) + `.rejected.{reason}`. Timestamps: one clock reading per
+    call, as ts_event and ts_recv.
+
+Journal
+    The events this exchange returns, stored in order by the connector, are its journal:
+    `restore` rebuilds a fresh exchange from them. Orders come back from OrderAccepted (their
+    terms), fills (cumulative quantity and notional), OrderModified (terms, and time
+    priority exactly as a live modify moves it), OrderTriggered and terminal events;
+    rejected placements from OrderRejected (their client order ids stay used); cash from
+    BalanceUpdate totals, positions from PositionUpdate. Venue order ids, trade ids and event
+    ids continue after the highest seen, account event ids in the journal's epoch. Events
+    this venue did not give (risk's rejections on the same subjects) and order events whose
+    number was already applied (re-published by `reconcile`) change nothing; orders of
+    accounts or instruments no longer configured are dropped. Books are not restored: the
+    next `on_market` brings them.
+    A crash can cut the journal inside one call's events. `restore` then returns what the
+    venue still owes: the BalanceUpdate and PositionUpdate of a fill stored without them,
+    and a cancel (reason VENUE) of every order whose work was cut short and may not rest
+    (market, triggered stop, IOC, FOK).
+
+Re-delivered commands
+    A command re-delivered after a crash may have been executed already. `executed` answers
+    from state the journal restores: a place whose client order id is used, a modify its
+    (known) order recorded, applied or refused, a cancel of an order that is no longer open
+    (whatever closed it, executing the cancel again could only add an ORDER_NOT_OPEN
+    rejection). A cancel-all never counts as executed: running it again cancels only what is
+    still open. `execute` itself never consults it, so a client's genuine retry of a place
+    still gets DUPLICATE_CLIENT_ORDER_ID.
 
 All state lives in `self._state`, plain msgspec Structs, so it can be snapshotted.
 """
@@ -77,7 +104,7 @@ All state lives in `self._state`, plain msgspec Structs, so it can be snapshotte
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import Any, TypeVar
 
@@ -170,6 +197,8 @@ class _Order(msgspec.Struct, kw_only=True):
     cum_quantity: Decimal = ZERO
     cum_notional: Decimal = ZERO
     event_count: int = 0
+    last_event: OrderEvent | None = None  # what `reconcile` re-publishes
+    modify_ids: list[str] = msgspec.field(default_factory=list)  # modifies answered, applied or refused
 
     @property
     def leaves(self) -> Decimal:
@@ -179,6 +208,11 @@ class _Order(msgspec.Struct, kw_only=True):
     def is_market_like(self) -> bool:
         """Takes without a price limit once working: a market order, or a triggered stop."""
         return self.order_type is OrderType.MARKET or self.order_type is OrderType.STOP
+
+    @property
+    def cannot_rest(self) -> bool:
+        """Once working, cancels whatever it did not take at once."""
+        return self.is_market_like or self.time_in_force in _NEVER_REST
 
 
 class _Position(msgspec.Struct, kw_only=True):
@@ -194,7 +228,8 @@ class _Position(msgspec.Struct, kw_only=True):
 class _Account(msgspec.Struct, kw_only=True):
     cash: dict[str, Decimal]
     positions: dict[str, _Position] = msgspec.field(default_factory=dict)
-    orders: dict[str, _Order] = msgspec.field(default_factory=dict)  # every order ever placed
+    orders: dict[str, _Order] = msgspec.field(default_factory=dict)  # every order ever accepted
+    rejected: dict[str, OrderRejected] = msgspec.field(default_factory=dict)  # refused placements
     event_count: int = 0
 
 
@@ -212,8 +247,8 @@ class _Book(msgspec.Struct, kw_only=True):
 
 
 class _State(msgspec.Struct, kw_only=True):
-    # When this venue's books were opened: part of account event ids, so that a fresh venue
-    # (a restarted, unpersisted paper venue) never reuses an id JetStream still remembers.
+    # When this venue's books were first opened: part of account event ids, so that a fresh
+    # venue (one without a journal) never reuses an id JetStream still remembers.
     epoch: int
     accounts: dict[str, _Account]
     books: dict[str, _Book]
@@ -221,6 +256,15 @@ class _State(msgspec.Struct, kw_only=True):
     order_count: int = 0
     priority_count: int = 0
     trade_count: int = 0
+
+
+class _Replay(msgspec.Struct):
+    """What `restore` tracks while it reads the journal, besides the state itself."""
+
+    account_ids: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)  # highest (epoch, n) seen
+    # Fills whose BalanceUpdate / PositionUpdate are not in the journal (dicts: ordered sets).
+    unreported_cash: dict[tuple[str, str], None] = msgspec.field(default_factory=dict)  # (account, currency)
+    unreported_positions: dict[tuple[str, str], None] = msgspec.field(default_factory=dict)  # (account, symbol)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -314,7 +358,33 @@ class PaperExchange:
     def knows(self, account: str, client_order_id: str) -> bool:
         """Whether `account` ever placed `client_order_id` (rejected orders included)."""
         state = self._state.accounts.get(account)
-        return state is not None and client_order_id in state.orders
+        return state is not None and _used(state, client_order_id)
+
+    def executed(self, command: OrderCommand) -> bool:
+        """Whether the venue already answered `command` (see "Re-delivered commands")."""
+        account = self._state.accounts.get(command.account)
+        if account is None or isinstance(command, CancelAllOrders):
+            return False
+        order = account.orders.get(command.client_order_id)
+        if isinstance(command, PlaceOrder):
+            return _used(account, command.client_order_id)
+        if isinstance(command, ModifyOrder):
+            return order is not None and command.modify_id in order.modify_ids
+        return command.client_order_id in account.rejected or (order is not None and not order.is_open)
+
+    def reconcile(self, account: str, client_order_ids: Sequence[str]) -> tuple[list[Event], list[str]]:
+        """The latest event of each order the account placed (its original event id), and the
+        client order ids it never placed."""
+        state = self._state.accounts.get(account)
+        latest: list[Event] = []
+        unknown: list[str] = []
+        for client_order_id in client_order_ids:
+            event = None if state is None else _latest_event(state, client_order_id)
+            if event is None:
+                unknown.append(client_order_id)
+            else:
+                latest.append(event)
+        return latest, unknown
 
     @_exact
     def open_orders(self, account: str) -> list[OpenOrder]:
@@ -353,6 +423,119 @@ class PaperExchange:
         return [self._position_event(account, symbol, position) for symbol, position in state.positions.items()]
 
     # -----------------------------------------------------------------------------------
+    # Journal
+
+    @_exact
+    def restore(self, journal: Iterable[Event]) -> list[Event]:
+        """Rebuild this fresh exchange from the events it returned before, oldest first, and
+        return the events it still owes (see "Journal")."""
+        replay = _Replay()
+        for event in journal:
+            if isinstance(event, (BalanceUpdate, PositionUpdate)):
+                self._replay_account_event(event, replay)
+            elif isinstance(event, CommandRejected):
+                self._replay_command_rejected(event)
+            else:
+                self._replay_order_event(event, replay)
+        self._continue_account_ids(replay)
+        # A crash may have cut the journal inside one call: settle what that call still owed.
+        self._now = self._clock()
+        owed: list[Event] = [self._balance_update(account, currency) for account, currency in replay.unreported_cash]
+        owed += [self._report_position(account, symbol) for account, symbol in replay.unreported_positions]
+        owed += [
+            self._cancel(order, CancelReason.VENUE)
+            for order in self._open()
+            if order.cannot_rest and not self._is_pending_stop(order)
+        ]
+        return owed
+
+    def _replay_order_event(self, event: OrderEvent, replay: _Replay) -> None:
+        account = self._state.accounts.get(event.account)
+        number = self._order_event_number(event)
+        if account is None or number is None:
+            return  # another producer's event (risk's rejections), or an account no longer configured
+        if isinstance(event, OrderRejected):
+            account.rejected.setdefault(event.client_order_id, event)
+            return
+        listed = event.symbol in self._instruments  # an order of an instrument no longer listed is dropped
+        if isinstance(event, OrderAccepted) and listed and event.client_order_id not in account.orders:
+            account.orders[event.client_order_id] = _accepted_order(event)
+        order = account.orders.get(event.client_order_id)
+        if order is None or number <= order.event_count:
+            return  # re-published, or its order's acceptance is no longer in the stream
+        order.event_count, order.last_event = number, event
+        self._now = event.ts_event
+        self._replay_on_order(order, event, replay)
+
+    def _replay_on_order(self, order: _Order, event: OrderEvent, replay: _Replay) -> None:
+        """What the event did to its order, as the live path does it."""
+        state = self._state
+        match event:
+            case OrderAccepted():
+                self._open_order(order, str(event.venue_order_id))
+                state.order_count = max(state.order_count, _number(str(event.venue_order_id), "P"))
+            case OrderModified():
+                self._remember_modify(order.account, order.client_order_id, event.modify_id)
+                self._change_terms(order, event.quantity, event.price, event.stop_price)
+            case OrderTriggered():
+                order.triggered = True
+            case OrderPartiallyFilled() | OrderFilled():
+                self._settle(order, event.fill)
+                state.trade_count = max(state.trade_count, _number(event.fill.trade_id, "T"))
+                replay.unreported_cash[order.account, self._instruments[order.symbol].quote] = None
+                replay.unreported_positions[order.account, order.symbol] = None
+            case OrderCancelled() | OrderExpired():
+                self._close(order)
+
+    def _replay_command_rejected(self, event: CommandRejected) -> None:
+        """A refused modify of a known order counts as answered."""
+        if event.action is CommandAction.MODIFY and event.event_id.startswith(f"{self.venue}.{event.account}."):
+            self._remember_modify(event.account, str(event.client_order_id), str(event.request_id))
+
+    def _replay_account_event(self, event: BalanceUpdate | PositionUpdate, replay: _Replay) -> None:
+        account = self._state.accounts.get(event.account)
+        number = self._account_event_number(event)
+        if account is None or number is None:
+            return
+        replay.account_ids[event.account] = max(number, replay.account_ids.get(event.account, number))
+        if isinstance(event, BalanceUpdate):
+            for balance in event.balances:
+                account.cash[balance.currency] = balance.total
+                replay.unreported_cash.pop((event.account, balance.currency), None)
+            return
+        account.positions[event.symbol] = _Position(
+            quantity=event.quantity,
+            avg_price=event.avg_price,
+            realized_pnl=event.realized_pnl,
+            event_id=event.event_id,
+            ts=event.ts_event,
+        )
+        replay.unreported_positions.pop((event.account, event.symbol), None)
+
+    def _continue_account_ids(self, replay: _Replay) -> None:
+        """New account event ids follow the journal's: its latest epoch, numbers after the
+        highest each account used in it."""
+        if not replay.account_ids:
+            return  # none published yet: the fresh epoch is as good
+        self._state.epoch = max(epoch for epoch, _ in replay.account_ids.values())
+        for name, (epoch, number) in replay.account_ids.items():
+            self._state.accounts[name].event_count = number if epoch == self._state.epoch else 0
+
+    def _order_event_number(self, event: OrderEvent) -> int | None:
+        """n of an order event id this venue gave (`{venue}.{account}.{client_order_id}.{n}`)."""
+        prefix = f"{self.venue}.{event.account}.{event.client_order_id}."
+        number = event.event_id.removeprefix(prefix)
+        return int(number) if event.event_id.startswith(prefix) and number.isdecimal() else None
+
+    def _account_event_number(self, event: BalanceUpdate | PositionUpdate) -> tuple[int, int] | None:
+        """(epoch, n) of an account event id this venue gave (`{venue}.{account}:account.{epoch}.{n}`)."""
+        prefix = f"{self.venue}.{event.account}:account."
+        epoch, _, number = event.event_id.removeprefix(prefix).partition(".")
+        if event.event_id.startswith(prefix) and epoch.isdecimal() and number.isdecimal():
+            return int(epoch), int(number)
+        return None
+
+    # -----------------------------------------------------------------------------------
     # Commands
 
     def _place(self, command: PlaceOrder) -> list[Event]:
@@ -375,14 +558,16 @@ class PaperExchange:
             # Not recorded: there is no account to record it in. Its one event has the
             # same id on every retry, so the bus stores the rejection once.
             return [self._rejected(order, violation)]
-        orders = self._state.accounts[command.account].orders
-        if command.client_order_id in orders:
+        account = self._state.accounts[command.account]
+        if _used(account, command.client_order_id):
             reason = RejectReason.DUPLICATE_CLIENT_ORDER_ID
             return [self._command_rejected(command, reason, "client order id already used")]
-        orders[order.client_order_id] = order
         violation = self._check_place(order)
         if violation is not None:
-            return [self._rejected(order, violation)]
+            rejected = self._rejected(order, violation)
+            account.rejected[order.client_order_id] = rejected
+            return [rejected]
+        account.orders[order.client_order_id] = order
         return self._accept(order)
 
     def _check_place(self, order: _Order) -> Violation | None:
@@ -433,16 +618,8 @@ class PaperExchange:
         return None
 
     def _accept(self, order: _Order) -> list[Event]:
-        state = self._state
-        state.order_count += 1
-        order.venue_order_id = f"P{state.order_count}"
-        order.is_open = True
-        order.priority = self._next_priority()
-        if order.time_in_force is TimeInForce.DAY:
-            order.expires_at = (self._now // NS_PER_DAY + 1) * NS_PER_DAY
-        elif order.time_in_force is TimeInForce.GTD:
-            order.expires_at = order.expire_time
-        state.open_orders[order.symbol].append((order.account, order.client_order_id))
+        self._state.order_count += 1
+        self._open_order(order, f"P{self._state.order_count}")
         accepted = self._order_event(
             OrderAccepted,
             order,
@@ -453,10 +630,24 @@ class PaperExchange:
             stop_price=order.stop_price,
             time_in_force=order.time_in_force,
             expire_time=order.expire_time,
+            post_only=order.post_only,
+            reduce_only=order.reduce_only,
         )
         return [accepted, *self._work(order)]
 
+    def _open_order(self, order: _Order, venue_order_id: str) -> None:
+        """Put an order accepted at `self._now` on the book."""
+        order.venue_order_id = venue_order_id
+        order.is_open = True
+        order.priority = self._next_priority()
+        if order.time_in_force is TimeInForce.DAY:
+            order.expires_at = (self._now // NS_PER_DAY + 1) * NS_PER_DAY
+        elif order.time_in_force is TimeInForce.GTD:
+            order.expires_at = order.expire_time
+        self._state.open_orders[order.symbol].append((order.account, order.client_order_id))
+
     def _modify(self, command: ModifyOrder) -> list[Event]:
+        self._remember_modify(command.account, command.client_order_id, command.modify_id)
         order = self._find_open(command)
         if isinstance(order, CommandRejected):
             return [order]
@@ -466,11 +657,7 @@ class PaperExchange:
         violation = self._check_modify(command, order, quantity=quantity, price=price, stop_price=stop_price)
         if violation is not None:
             return [self._command_rejected(command, *violation)]
-        # As on real venues, only a change that makes the order more aggressive or bigger
-        # sends it to the back of its price level.
-        if price != order.price or quantity > order.quantity:
-            order.priority = self._next_priority()
-        order.quantity, order.price, order.stop_price = quantity, price, stop_price
+        self._change_terms(order, quantity, price, stop_price)
         modified = self._order_event(
             OrderModified,
             order,
@@ -480,6 +667,22 @@ class PaperExchange:
             stop_price=stop_price,
         )
         return [modified, *self._work(order)]
+
+    def _remember_modify(self, account: str, client_order_id: str, modify_id: str) -> None:
+        """Record that the venue answered this modify of a known order (see `executed`)."""
+        state = self._state.accounts.get(account)
+        order = None if state is None else state.orders.get(client_order_id)
+        if order is not None and modify_id not in order.modify_ids:
+            order.modify_ids.append(modify_id)
+
+    def _change_terms(
+        self, order: _Order, quantity: Decimal, price: Decimal | None, stop_price: Decimal | None
+    ) -> None:
+        # As on real venues, only a change that makes the order more aggressive or bigger
+        # sends it to the back of its price level.
+        if price != order.price or quantity > order.quantity:
+            order.priority = self._next_priority()
+        order.quantity, order.price, order.stop_price = quantity, price, stop_price
 
     def _check_modify(
         self,
@@ -518,10 +721,11 @@ class PaperExchange:
         violation = self._unknown_account(command)
         if violation is not None:
             return self._command_rejected(command, *violation)
-        order = self._state.accounts[command.account].orders.get(command.client_order_id)
-        if order is None:
+        account = self._state.accounts[command.account]
+        order = account.orders.get(command.client_order_id)
+        if order is None and command.client_order_id not in account.rejected:
             return self._command_rejected(command, RejectReason.UNKNOWN_ORDER, "no such order")
-        if not order.is_open:
+        if order is None or not order.is_open:
             return self._command_rejected(command, RejectReason.ORDER_NOT_OPEN, "the order is no longer open")
         return order
 
@@ -548,7 +752,7 @@ class PaperExchange:
             if order.time_in_force is TimeInForce.FOK and self._fillable(order, order.price) < order.leaves:
                 return [self._cancel(order, CancelReason.FOK_UNFILLABLE)]
             events = self._take(order, limit=order.price)
-        if order.is_open and (order.is_market_like or order.time_in_force in _NEVER_REST):
+        if order.is_open and order.cannot_rest:
             events.append(self._cancel(order, CancelReason.IOC_REMAINDER))
         return events
 
@@ -643,46 +847,62 @@ class PaperExchange:
 
     def _fill(self, order: _Order, price: Decimal, quantity: Decimal, liquidity: LiquiditySide) -> list[Event]:
         spec = self._instruments[order.symbol]
-        account = self._state.accounts[order.account]
-        notional = price * quantity
-        fee = self._fees.fee(notional, liquidity)
-        order.cum_quantity += quantity
-        order.cum_notional += notional
         self._state.trade_count += 1
         fill = Fill(
             trade_id=f"T{self._state.trade_count}",
             side=order.side,
             price=price,
             quantity=quantity,
-            fee=fee,
+            fee=self._fees.fee(price * quantity, liquidity),
             fee_currency=spec.quote,
             liquidity=liquidity,
         )
-        terms: dict[str, Any] = {
-            "fill": fill,
-            "cum_quantity": order.cum_quantity,
-            "leaves_quantity": order.leaves,
-            "avg_price": _round_price(order.cum_notional / order.cum_quantity),
-        }
+        self._settle(order, fill)
+        fill_event = self._order_event(
+            OrderPartiallyFilled if order.is_open else OrderFilled,
+            order,
+            fill=fill,
+            cum_quantity=order.cum_quantity,
+            leaves_quantity=order.leaves,
+            avg_price=_round_price(order.cum_notional / order.cum_quantity),
+        )
+        return [
+            fill_event,
+            self._balance_update(order.account, spec.quote),
+            self._report_position(order.account, order.symbol),
+        ]
+
+    def _settle(self, order: _Order, fill: Fill) -> None:
+        """What a fill changes: the order's cumulative terms (it closes once nothing is left),
+        the quote currency's cash and the position."""
+        account = self._state.accounts[order.account]
+        quote = self._instruments[order.symbol].quote
+        notional = fill.price * fill.quantity
+        order.cum_quantity += fill.quantity
+        order.cum_notional += notional
         if order.leaves == 0:
-            fill_event: Event = self._close_with(OrderFilled, order, **terms)
-        else:
-            fill_event = self._order_event(OrderPartiallyFilled, order, **terms)
-        cash_change = -(notional + fee) if order.side is Side.BUY else notional - fee
-        account.cash[spec.quote] = account.cash.get(spec.quote, ZERO) + cash_change
-        balances = BalanceUpdate(
-            event_id=self._account_event_id(order.account),
+            self._close(order)
+        buy = order.side is Side.BUY
+        account.cash[quote] = account.cash.get(quote, ZERO) + (-(notional + fill.fee) if buy else notional - fill.fee)
+        position = account.positions.setdefault(order.symbol, _Position())
+        _apply_fill(position, fill.quantity if buy else -fill.quantity, fill.price)
+
+    def _balance_update(self, account: str, currency: str) -> BalanceUpdate:
+        return BalanceUpdate(
+            event_id=self._account_event_id(account),
             venue=self.venue,
-            account=order.account,
-            balances=[self._balance(order.account, spec.quote)],
+            account=account,
+            balances=[self._balance(account, currency)],
             ts_event=self._now,
             ts_recv=self._now,
         )
-        position = account.positions.setdefault(order.symbol, _Position())
-        _apply_fill(position, quantity if order.side is Side.BUY else -quantity, price)
-        position.event_id = self._account_event_id(order.account)
+
+    def _report_position(self, account: str, symbol: str) -> PositionUpdate:
+        """A PositionUpdate of the position as it is now, under a new event id."""
+        position = self._state.accounts[account].positions[symbol]
+        position.event_id = self._account_event_id(account)
         position.ts = self._now
-        return [fill_event, balances, self._position_event(order.account, order.symbol, position)]
+        return self._position_event(account, symbol, position)
 
     def _balance(self, account: str, currency: str) -> Balance:
         total = self._state.accounts[account].cash.get(currency, ZERO)
@@ -782,9 +1002,12 @@ class PaperExchange:
 
     def _close_with(self, event_type: type[Any], order: _Order, **fields: Any) -> Any:
         """Take the order off the book, and emit its terminal event."""
+        self._close(order)
+        return self._order_event(event_type, order, **fields)
+
+    def _close(self, order: _Order) -> None:
         order.is_open = False
         self._state.open_orders[order.symbol].remove((order.account, order.client_order_id))
-        return self._order_event(event_type, order, **fields)
 
     def _cancel(self, order: _Order, reason: CancelReason) -> OrderCancelled:
         cancelled: OrderCancelled = self._close_with(
@@ -800,7 +1023,7 @@ class PaperExchange:
 
     def _order_event(self, event_type: type[Any], order: _Order, **fields: Any) -> Any:
         order.event_count += 1
-        return event_type(
+        order.last_event = event_type(
             event_id=f"{self.venue}.{order.account}.{order.client_order_id}.{order.event_count}",
             client_order_id=order.client_order_id,
             venue=self.venue,
@@ -811,6 +1034,7 @@ class PaperExchange:
             ts_recv=self._now,
             **fields,
         )
+        return order.last_event
 
     def _command_rejected(self, command: OrderCommand, reason: RejectReason, message: str) -> CommandRejected:
         client_order_id: str | None = None
@@ -855,6 +1079,39 @@ class PaperExchange:
             ts_event=position.ts,
             ts_recv=position.ts,
         )
+
+
+def _used(account: _Account, client_order_id: str) -> bool:
+    """Whether the account placed this client order id, accepted or rejected."""
+    return client_order_id in account.orders or client_order_id in account.rejected
+
+
+def _latest_event(account: _Account, client_order_id: str) -> OrderEvent | None:
+    order = account.orders.get(client_order_id)
+    return order.last_event if order is not None else account.rejected.get(client_order_id)
+
+
+def _accepted_order(event: OrderAccepted) -> _Order:
+    """An order as its acceptance describes it, before it is put on the book."""
+    return _Order(
+        account=event.account,
+        client_order_id=event.client_order_id,
+        symbol=event.symbol,
+        side=event.side,
+        order_type=event.order_type,
+        quantity=event.quantity,
+        price=event.price,
+        stop_price=event.stop_price,
+        time_in_force=event.time_in_force,
+        expire_time=event.expire_time,
+        post_only=event.post_only,
+        reduce_only=event.reduce_only,
+    )
+
+
+def _number(identifier: str, prefix: str) -> int:
+    """The counter in a venue order id (`P{n}`) or a trade id (`T{n}`)."""
+    return int(identifier.removeprefix(prefix))
 
 
 def _price_time(order: _Order) -> tuple[Decimal, int]:

@@ -1,0 +1,71 @@
+"""Reading a venue's own events back from stream EVENTS.
+
+A connector acknowledges a routed command only once every event it caused is stored, and
+the venue's own events (a resting order filled by the market) go through the same ordered
+writer, so what EVENTS holds on a venue's subjects is that venue's journal: everything it
+did, in order, up to at most the last events before a crash. A venue that keeps its state
+nowhere else (the paper venue) rebuilds itself from it on start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import DecodeError, decoder
+from tradebus.schemas.subjects import PREFIX, Family
+from tradebus.shared.bus import Bus
+from tradebus.shared.topology import EVENTS
+
+from .base import VenueEvent
+
+log = logging.getLogger(__name__)
+
+_VENUE_EVENT_FAMILIES = (Family.ORDER_EVENT, Family.ACCOUNT_EVENT)
+
+
+def journal_subjects(venue: str) -> list[str]:
+    """Every account's order and account events of `venue`."""
+    return [f"{PREFIX}.evt.order.{venue}.>", f"{PREFIX}.evt.account.{venue}.>"]
+
+
+async def read_events(bus: Bus, filter_subjects: Sequence[str], *, batch: int = 1000) -> list[VenueEvent]:
+    """The order and account events stored in EVENTS on `filter_subjects` when the call
+    starts, oldest first. Whoever published them: callers tell their own by event id."""
+    config = ConsumerConfig(
+        filter_subjects=list(filter_subjects),
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.NONE,
+        mem_storage=True,
+    )
+    subscription = await bus.js.pull_subscribe("", stream=EVENTS.name, config=config)
+    info = await subscription.consumer_info()
+    try:
+        # What the filter matched when the consumer was made: events stored later are not
+        # part of this read.
+        remaining = info.num_pending
+        events: list[VenueEvent] = []
+        while remaining:
+            messages = await subscription.fetch(min(batch, remaining))
+            remaining -= len(messages)
+            events.extend(event for event in map(_decode, messages) if event is not None)
+        return events
+    finally:
+        await subscription.unsubscribe()
+        await bus.js.delete_consumer(EVENTS.name, info.name)
+
+
+def _decode(msg: Msg) -> VenueEvent | None:
+    """An order or account event; None for anything else (logged if unreadable)."""
+    try:
+        family = subjects.parse(msg.subject).family
+        if family in _VENUE_EVENT_FAMILIES:
+            event: VenueEvent = decoder(family).decode(msg.data)
+            return event
+    except (ValueError, *DecodeError) as exc:
+        log.warning("unreadable event in the journal", extra={"subject": msg.subject, "error": str(exc)})
+    return None
