@@ -10,12 +10,27 @@ from hypothesis import strategies as st
 
 from tradebus.schemas.commands import PlaceOrder
 from tradebus.schemas.events import (
-    CommandAction, CommandRejected, Fill, OrderAccepted, OrderCancelled, OrderExpired, OrderFilled, OrderModified,
-    OrderPartiallyFilled, OrderRejected, OrderTriggered,
+    CommandAction,
+    CommandRejected,
+    Fill,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderFilled,
+    OrderModified,
+    OrderPartiallyFilled,
+    OrderRejected,
+    OrderTriggered,
 )
 from tradebus.schemas.lifecycle import TERMINAL_STATUSES, apply_event, new_record
 from tradebus.schemas.values import (
-    CancelReason, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce,
+    CancelReason,
+    LiquiditySide,
+    OrderStatus,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
 )
 
 T = 1_700_000_000_000_000_000
