@@ -30,7 +30,7 @@ from .processes import ProcessFleet
 COMMANDS = subjects.command("paper", "demo")
 _command = decoder(Family.COMMAND)
 _event = decoder(Family.ORDER_EVENT)
-SERVICES = ("risk", "connector.paper")
+SERVICES = ("risk", "oms", "audit", "connector.paper")
 
 VALID = {"type": "place", "venue": "paper", "account": "demo", "symbol": "BTC/USDT", "side": "buy",
          "order_type": "market", "quantity": "0.001"}

@@ -44,6 +44,9 @@ max_position = "10"
 [accounts.loser]
 daily_loss_limit = "0.0001"
 
+[account_states]
+frozen = "halted"
+
 [rate]
 per_account = 1000
 per_venue = 1000
@@ -136,6 +139,7 @@ async def test_every_risk_reject_reason_is_reachable(nats_server: NatsServer, li
             "too-big": (place("too-big", quantity=Decimal("50")), RejectReason.MAX_NOTIONAL),
             "fat-finger": (place("fat-finger", order_type=OrderType.LIMIT, price=far), RejectReason.PRICE_COLLAR),
             "position": (place("position", symbol="AAPL", quantity=Decimal("11")), RejectReason.MAX_POSITION),
+            "frozen": (place("frozen", account="frozen"), RejectReason.ACCOUNT_HALTED),
         }
         for command, _ in cases.values():
             await send(nc, command)
