@@ -146,6 +146,15 @@ class CommandRejected(Message, frozen=True, kw_only=True, tag="command_rejected"
     ts_recv: Nanos
 
 
+def malformed_command(*, venue: str, account: str, stream_seq: int, message: str, now: int, issuer: str = "") -> CommandRejected:
+    """The answer to a command that could not be decoded. Its id names the command's stream
+    position (and the issuer, e.g. `risk:`), so a re-delivery is not answered twice."""
+    return CommandRejected(
+        event_id=f"{issuer}{venue}.{account}:malformed.{stream_seq}", action=CommandAction.UNKNOWN, venue=venue,
+        account=account, reason=RejectReason.MALFORMED, message=message[:1024], ts_event=now, ts_recv=now,
+    )
+
+
 OrderEvent = Union[
     OrderSubmitted,
     OrderAccepted,

@@ -35,9 +35,9 @@ from tradebus.schemas.control import (
     SubscriptionReply,
     SubscriptionRequest,
 )
-from tradebus.schemas.events import CommandAction, CommandRejected
+from tradebus.schemas.events import malformed_command
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import MarketDataKind, RejectReason
+from tradebus.schemas.values import MarketDataKind
 from tradebus.shared.bus import consume_batches
 from tradebus.shared.service import RuntimeSettings, Service
 from tradebus.shared.topology import Consumer, connector_consumer, ensure_consumer, ensure_streams
@@ -133,10 +133,10 @@ class ConnectorService(Service):
         except DecodeError as exc:
             self.metrics.decode_errors.labels(family="route").inc()
             log.warning("undecodable routed command", extra={"subject": msg.subject, "error": str(exc)})
-            return self._malformed(msg.subject, str(exc))
+            return self._malformed(msg, str(exc))
         parsed = subjects.parse(msg.subject)
         if (command.venue, command.account) != (parsed.venue, parsed.account):
-            return self._malformed(msg.subject, "venue/account in the body differ from the subject")
+            return self._malformed(msg, "venue/account in the body differ from the subject")
         # Only a re-delivery can have been executed before: a client's genuine retry arrives
         # as a new message and gets the venue's own answer (a duplicate client order id).
         if msg.metadata.num_delivered > 1 and await self.connector.executed(command):
@@ -145,24 +145,13 @@ class ConnectorService(Service):
             return []
         return await self.connector.execute(command)
 
-    def _malformed(self, subject: str, message: str) -> list[VenueEvent]:
+    def _malformed(self, msg: Msg, message: str) -> list[VenueEvent]:
         try:
-            parsed = subjects.parse(subject)
+            parsed = subjects.parse(msg.subject)
         except ValueError:
             return []  # no venue/account to answer on; counted and logged by the caller
-        now = time.time_ns()
-        return [
-            CommandRejected(
-                event_id=f"{parsed.venue}.{parsed.account}:malformed.{now}",
-                action=CommandAction.UNKNOWN,
-                venue=parsed.venue,
-                account=parsed.account,
-                reason=RejectReason.MALFORMED,
-                message=message[:1024],
-                ts_event=now,
-                ts_recv=now,
-            )
-        ]
+        return [malformed_command(venue=parsed.venue, account=parsed.account, stream_seq=msg.metadata.sequence.stream,
+                                  message=message, now=time.time_ns())]
 
     # --- reconcile ---------------------------------------------------------------------------
     async def _on_reconcile(self, msg: Msg) -> None:

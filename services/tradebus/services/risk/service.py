@@ -27,7 +27,7 @@ from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder, encode
 from tradebus.schemas.commands import CancelAllOrders, OrderCommand, PlaceOrder, command_dedupe_id
 from tradebus.schemas.control import RiskRequest, SetTradingState, TradingStateReply
-from tradebus.schemas.events import CommandAction, CommandRejected, OrderRejected, PositionUpdate
+from tradebus.schemas.events import CommandAction, CommandRejected, OrderRejected, PositionUpdate, malformed_command
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
 from tradebus.shared.bus import MSG_ID, consume_batches
@@ -155,16 +155,11 @@ class RiskService(Service):
         )
 
     def _malformed(self, msg: Msg, venue: str | None, account: str | None, why: str) -> tuple[str, bytes, str] | None:
-        """A command that can't be decided is answered with a `malformed` rejection whose id
-        derives from its stream position, so a redelivery doesn't answer it twice."""
+        """A command that can't be decided is answered with a `malformed` rejection."""
         if venue is None or account is None:
             return None
-        sequence = msg.metadata.sequence.stream
-        now = time.time_ns()
-        event = CommandRejected(
-            event_id=f"{RISK_EVENT_PREFIX}{venue}.{account}:malformed.{sequence}", action=CommandAction.UNKNOWN,
-            venue=venue, account=account, reason=RejectReason.MALFORMED, message=why[:1024], ts_event=now, ts_recv=now,
-        )
+        event = malformed_command(venue=venue, account=account, stream_seq=msg.metadata.sequence.stream, message=why,
+                                  now=time.time_ns(), issuer=RISK_EVENT_PREFIX)
         self.decisions.labels(decision="rejected", reason=RejectReason.MALFORMED.value).inc()
         log.warning("malformed command", extra={"subject": msg.subject, "error": why[:300]})
         return subjects.order_events(venue, account), encode(event), event.event_id
