@@ -21,6 +21,7 @@ from tradebus.schemas.values import ServiceState
 from tradebus.services.connector.service import ConnectorService
 from tradebus.services.connector.venues.paper.config import PaperConfig
 from tradebus.services.settings import Settings
+from tradebus.shared.service import Service
 
 market_decoder = decoder(Family.MARKET_DATA)
 event_decoder = decoder(Family.ORDER_EVENT)
@@ -34,20 +35,32 @@ def paper_settings(nats_url: str, **paper: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_connector(settings: Settings) -> AsyncIterator[ConnectorService]:
-    service = ConnectorService(settings, venue="paper", venue_config=settings.paper)
+async def running_service(service: Service) -> AsyncIterator[Any]:
+    """Serve in this process until the block ends; then stop it as SIGTERM would and
+    require a clean exit."""
     task = asyncio.create_task(service.serve())
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
     while service.state is not ServiceState.READY:
         if task.done():
-            raise RuntimeError(f"connector exited during start-up with {task.result()}")
-        assert time.monotonic() < deadline, "connector not ready in 10 s"
+            raise RuntimeError(f"{service.name} exited during start-up with {task.result()}")
+        assert time.monotonic() < deadline, f"{service.name} not ready in 15 s"
         await asyncio.sleep(0.01)
     try:
         yield service
     finally:
         service.request_stop()
         assert await asyncio.wait_for(task, 15) == 0
+
+
+def running_connector(settings: Settings) -> contextlib.AbstractAsyncContextManager[ConnectorService]:
+    return running_service(ConnectorService(settings, venue="paper", venue_config=settings.paper))
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        await asyncio.sleep(0.005)
 
 
 class Collector:

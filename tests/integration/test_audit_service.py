@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from tradebus.schemas import subjects
 from tradebus.schemas.codecs import encode
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, OrderCommand, PlaceOrder, command_dedupe_id
 from tradebus.schemas.events import Balance, BalanceUpdate, Fill, OrderAccepted, OrderFilled
-from tradebus.schemas.values import LiquiditySide, OrderType, ServiceState, Side, TimeInForce
+from tradebus.schemas.values import LiquiditySide, OrderType, Side, TimeInForce
 from tradebus.services.audit import store as audit_store
 from tradebus.services.audit.config import AuditConfig
 from tradebus.services.audit.service import AuditService
@@ -31,38 +29,15 @@ from tradebus.services.audit.store import PostgresAuditStore, SqliteAuditStore
 from tradebus.services.settings import Settings
 from tradebus.shared.config import Secret
 from tradebus.shared.natsserver import NatsServer
-from tradebus.shared.service import Service
 from tradebus.shared.topology import StreamSettings, ensure_streams
+
+from .helpers import running_service, wait_until
 
 TRADEBUS = [sys.executable, "-m", "tradebus.cli.main"]
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 NOW = time.time_ns()
 ORDER = dict(client_order_id="o-A", venue="paper", account="demo", symbol="BTC/USDT")
 EVENT = dict(**ORDER, venue_order_id="P1", ts_event=NOW, ts_recv=NOW)
-
-
-@contextlib.asynccontextmanager
-async def running_service(service: Service) -> AsyncIterator[Service]:
-    """Serve in this process; on exit stop it as SIGTERM would and require a clean exit."""
-    task = asyncio.create_task(service.serve())
-    deadline = time.monotonic() + 10
-    while service.state is not ServiceState.READY:
-        if task.done():
-            raise RuntimeError(f"{service.name} exited during start-up with {task.result()}")
-        assert time.monotonic() < deadline, f"{service.name} not ready in 10 s"
-        await asyncio.sleep(0.01)
-    try:
-        yield service
-    finally:
-        service.request_stop()
-        assert await asyncio.wait_for(task, 15) == 0
-
-
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        await asyncio.sleep(0.005)
 
 
 def audit_settings(server: NatsServer, tmp_path: Path, **audit: Any) -> Settings:

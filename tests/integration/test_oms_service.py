@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
@@ -28,7 +28,7 @@ from tradebus.services.settings import Settings
 from tradebus.shared.natsserver import NatsServer
 from tradebus.shared.topology import ORDERS_BUCKET
 
-from .helpers import paper_settings, route, running_connector
+from .helpers import paper_settings, route, running_connector, running_service
 
 oms_reply = reply_decoder(Family.OMS_QUERY)
 reconcile_request = decoder(Family.RECONCILE)
@@ -39,21 +39,8 @@ def oms_settings(nats_url: str) -> Settings:
     return msgspec.structs.replace(paper_settings(nats_url), oms=OmsConfig(stuck_after=0.3, reconcile_interval=0.05))
 
 
-@contextlib.asynccontextmanager
-async def running_oms(settings: Settings) -> AsyncIterator[OmsService]:
-    service = OmsService(settings)
-    task = asyncio.create_task(service.serve())
-    deadline = time.monotonic() + 10
-    while service.state is not ServiceState.READY:
-        if task.done():
-            raise RuntimeError(f"order manager exited during start-up with {task.result()}")
-        assert time.monotonic() < deadline, "order manager not ready in 10 s"
-        await asyncio.sleep(0.01)
-    try:
-        yield service
-    finally:
-        service.request_stop()
-        assert await asyncio.wait_for(task, 15) == 0
+def running_oms(settings: Settings) -> contextlib.AbstractAsyncContextManager[OmsService]:
+    return running_service(OmsService(settings))
 
 
 def place(client_order_id: str, venue: str = "paper", **terms: object) -> PlaceOrder:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,13 +17,20 @@ from tradebus.schemas.commands import CancelOrder, ModifyOrder, OrderCommand, Pl
 from tradebus.schemas.control import GetTradingState, SetTradingState
 from tradebus.schemas.events import CommandRejected, OrderAccepted, OrderCancelled, OrderFilled, OrderRejected
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import MarketDataKind, OrderType, RejectReason, ServiceState, Side, TradingState
+from tradebus.schemas.values import MarketDataKind, OrderType, RejectReason, Side, TradingState
 from tradebus.services.risk.config import RiskConfig
 from tradebus.services.risk.service import RiskService
 from tradebus.shared.natsserver import NatsServer
-from tradebus.shared.service import Service
 
-from .helpers import collect, event_decoder, market_decoder, paper_settings, running_connector
+from .helpers import (
+    collect,
+    event_decoder,
+    market_decoder,
+    paper_settings,
+    running_connector,
+    running_service,
+    wait_until,
+)
 
 LIMITS = """
 [defaults]
@@ -54,21 +59,6 @@ burst = 1000
 """
 
 
-@contextlib.asynccontextmanager
-async def running(service: Service) -> AsyncIterator[Service]:
-    task = asyncio.create_task(service.serve())
-    deadline = time.monotonic() + 15
-    while service.state is not ServiceState.READY:
-        assert not task.done(), f"{service.name} exited during start-up"
-        assert time.monotonic() < deadline, f"{service.name} not ready"
-        await asyncio.sleep(0.01)
-    try:
-        yield service
-    finally:
-        service.request_stop()
-        assert await asyncio.wait_for(task, 15) == 0
-
-
 def risk_settings(url: str, limits_file: Path, **risk: object):
     settings = paper_settings(url, accounts={"demo": {"USDT": "1000000", "USD": "1000000"},
                                              "loser": {"USDT": "1000000", "USD": "1000000"}})
@@ -95,16 +85,9 @@ def limits_file(tmp_path: Path) -> Path:
     return path
 
 
-async def until(condition, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
-
-
 async def risk_has_quotes(risk: RiskService) -> None:
     """Risk refuses orders it cannot price (no_reference_price) until its first quotes."""
-    await until(lambda: risk.gate.exposure.mid("paper", "BTC/USDT") is not None, "risk to see a quote")
+    await wait_until(lambda: risk.gate.exposure.mid("paper", "BTC/USDT") is not None, "risk to see a quote")
 
 
 async def mid_price(nc: nats.NATS, symbol: str) -> Decimal:
@@ -128,7 +111,7 @@ async def test_every_risk_reject_reason_is_reachable(nats_server: NatsServer, li
     settings = risk_settings(nats_server.url, limits_file)
     nc = await nats.connect(nats_server.url)
     events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
-    async with running_connector(settings), running(RiskService(settings)) as risk:
+    async with running_connector(settings), running_service(RiskService(settings)) as risk:
         await risk_has_quotes(risk)
         mid = await mid_price(nc, "BTC/USDT")
         far = (mid * Decimal("0.5")).quantize(Decimal("0.01"))
@@ -165,7 +148,7 @@ async def test_every_risk_reject_reason_is_reachable(nats_server: NatsServer, li
         # A loss today: buy high, the market is lower -> the loser account is blocked, reducing is still allowed.
         await send(nc, place("loser-buy", account="loser"))
         assert isinstance(await outcome(events, "loser-buy"), OrderFilled)
-        await until(lambda: risk.gate.exposure.position("paper", "loser", "BTC/USDT") > 0, "risk to see the position")
+        await wait_until(lambda: risk.gate.exposure.position("paper", "loser", "BTC/USDT") > 0, "risk to see the position")
         await send(nc, place("loser-more", account="loser"))
         assert (await outcome(events, "loser-more")).reason is RejectReason.DAILY_LOSS_LIMIT
         await send(nc, place("loser-exit", account="loser", side=Side.SELL))
@@ -178,7 +161,7 @@ async def test_the_same_command_three_times_is_routed_once(nats_server: NatsServ
     nc = await nats.connect(nats_server.url)
     events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
     routed = await collect(nc, "tradebus.route.>", bytes)
-    async with running_connector(settings), running(RiskService(settings)) as risk:
+    async with running_connector(settings), running_service(RiskService(settings)) as risk:
         await risk_has_quotes(risk)
         order = place("thrice")
         for _ in range(3):
@@ -200,7 +183,7 @@ async def test_halt_blocks_new_orders_not_cancels_and_survives_a_restart(nats_se
     events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
     control = reply_decoder(Family.RISK_CONTROL)
     async with running_connector(settings):
-        async with running(RiskService(settings)) as risk:
+        async with running_service(RiskService(settings)) as risk:
             await risk_has_quotes(risk)
             mid = await mid_price(nc, "BTC/USDT")
             resting = place("resting", order_type=OrderType.LIMIT, price=(mid * Decimal("0.97")).quantize(Decimal("0.01")))
@@ -210,7 +193,7 @@ async def test_halt_blocks_new_orders_not_cancels_and_survives_a_restart(nats_se
             assert control.decode(reply.data).fleet is TradingState.HALTED
             await send(nc, place("while-halted"))
             assert (await outcome(events, "while-halted")).reason is RejectReason.FLEET_HALTED
-        async with running(RiskService(settings)) as risk:  # a restarted risk is still halted
+        async with running_service(RiskService(settings)) as risk:  # a restarted risk is still halted
             await risk_has_quotes(risk)
             state = control.decode((await nc.request(subjects.RISK_CONTROL, encode(GetTradingState()), timeout=5)).data)
             assert state.fleet is TradingState.HALTED
@@ -233,7 +216,7 @@ async def test_limits_change_without_a_restart(nats_server: NatsServer, limits_f
     settings = risk_settings(nats_server.url, limits_file)
     nc = await nats.connect(nats_server.url)
     events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
-    async with running_connector(settings), running(RiskService(settings)) as risk:
+    async with running_connector(settings), running_service(RiskService(settings)) as risk:
         await risk_has_quotes(risk)
         await send(nc, place("before", quantity=Decimal("2")))
         assert isinstance(await outcome(events, "before"), OrderFilled)
