@@ -1,35 +1,30 @@
 """`tradebus order place|modify|cancel|cancel-all`, `tradebus orders`, `tradebus positions`.
 
-A command is published exactly as any client would: durably, to the command subject, with
-its dedupe id as `Nats-Msg-Id`. The order's events are read from the event subject, which
-the CLI subscribes to before publishing so it cannot miss the answer. Sending the same
-command again (same client order id) creates nothing: JetStream reports the duplicate and
-the CLI shows the order's current state from the order manager instead.
+Built on the Python client (`tradebus.client`): a command is published durably with its
+dedupe id as `Nats-Msg-Id`, and its events are read from the event subject. Sending the
+same command again (same client order id) creates nothing: JetStream reports the duplicate
+and the CLI shows the order's current state from the order manager instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 import uuid
 from decimal import Decimal, InvalidOperation
 
 import msgspec
-import nats
 
-from tradebus.schemas import subjects
-from tradebus.schemas.codecs import DecodeError, decoder, encode, reply_decoder
+from tradebus.client import Client, OrderTicket, QueryError
+from tradebus.schemas.codecs import encode
 from tradebus.schemas.commands import (
     CancelAllOrders,
     CancelOrder,
     ModifyOrder,
     OrderCommand,
     PlaceOrder,
-    command_dedupe_id,
 )
-from tradebus.schemas.control import GetOrder, GetPositions, ListOrders, OmsReply
 from tradebus.schemas.events import (
     CommandRejected,
     FillEventBase,
@@ -40,14 +35,10 @@ from tradebus.schemas.events import (
     OrderRejected,
 )
 from tradebus.schemas.lifecycle import OrderRecord
-from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import OrderType, Side, TimeInForce
-from tradebus.shared.bus import MSG_ID
 
 from .main import connect_client
 
-_event_decoder = decoder(Family.ORDER_EVENT)
-_oms_reply = reply_decoder(Family.OMS_QUERY)
 RESTING_GRACE = 0.5  # seconds to wait for immediate fills after a limit order rests
 
 
@@ -133,26 +124,6 @@ def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _answers(command: OrderCommand, event: OrderEvent) -> bool:
-    """Whether an event on the account's subject belongs to this command."""
-    if isinstance(command, CancelAllOrders):
-        return isinstance(event, OrderCancelled) or (isinstance(event, CommandRejected) and event.request_id == command.request_id)
-    return getattr(event, "client_order_id", None) == command.client_order_id
-
-
-def _finished(command: OrderCommand, event: OrderEvent) -> bool:
-    """Whether `event` ends what the command asked for (resting counts as an end for place)."""
-    if isinstance(event, CommandRejected):
-        return True
-    if isinstance(command, PlaceOrder):
-        return isinstance(event, (OrderRejected, OrderCancelled)) or event.__struct_config__.tag in ("filled", "expired")
-    if isinstance(command, ModifyOrder):
-        return isinstance(event, OrderModified) and event.modify_id == command.modify_id
-    if isinstance(command, CancelOrder):
-        return isinstance(event, OrderCancelled)
-    return False  # cancel-all: as many cancellations as there were open orders
-
-
 def describe(event: OrderEvent) -> str:
     tag = event.__struct_config__.tag
     if isinstance(event, CommandRejected):
@@ -180,67 +151,48 @@ async def order(args: argparse.Namespace) -> int:
     except msgspec.ValidationError as exc:
         print(f"tradebus: invalid order: {exc}", file=sys.stderr)
         return 2
-    nc = await connect_client(args, "tradebus-order")
+    client = Client(await connect_client(args, "tradebus-order"))
     try:
-        return await _send_and_follow(nc, command, args)
+        return await _follow(client, await client.send(command), args)
     finally:
-        await nc.close()
+        await client.close()
 
 
-async def _send_and_follow(nc: nats.NATS, command: OrderCommand, args: argparse.Namespace) -> int:
-    events: asyncio.Queue[tuple[bytes, OrderEvent]] = asyncio.Queue()
-
-    async def on_event(msg: nats.aio.msg.Msg) -> None:
-        try:
-            event = _event_decoder.decode(msg.data)
-        except DecodeError:
-            return
-        if _answers(command, event):
-            events.put_nowait((msg.data, event))
-
-    await nc.subscribe(subjects.order_events(command.venue, command.account), cb=on_event)
-    ack = await nc.jetstream().publish(subjects.command(command.venue, command.account), encode(command),
-                                       headers={MSG_ID: command_dedupe_id(command)})
-    if ack.duplicate:
+async def _follow(client: Client, ticket: OrderTicket, args: argparse.Namespace) -> int:
+    """Print the command's events until it is answered (a working limit or stop order counts
+    as answered once it rests and its immediate fills, if any, are shown)."""
+    command = ticket.command
+    if ticket.duplicate:
         print("tradebus: this command was already received; nothing new was sent", file=sys.stderr)
-        return await _show_current(nc, command, args)
-    deadline = time.monotonic() + args.timeout
+        return await _show_record(client, ticket, args)
     rested = False
     while True:
-        remaining = min(deadline - time.monotonic(), RESTING_GRACE if rested else args.timeout)
         try:
-            raw, event = await asyncio.wait_for(events.get(), max(remaining, 0.001))
+            event = await ticket.next_event(RESTING_GRACE if rested else args.timeout)
         except TimeoutError:
             if rested or isinstance(command, CancelAllOrders):
                 return 0
             print(f"tradebus: no answer from venue {command.venue!r} within {args.timeout:g}s", file=sys.stderr)
-            return await _show_current(nc, command, args) or 1
-        print(raw.decode() if args.json else describe(event), flush=True)
-        if _finished(command, event):
+            return await _show_record(client, ticket, args) or 1
+        print(encode(event).decode() if args.json else describe(event), flush=True)
+        if ticket.is_answer(event):
             return 1 if isinstance(event, (OrderRejected, CommandRejected)) else 0
         if isinstance(command, PlaceOrder) and isinstance(event, OrderAccepted) and command.order_type is not OrderType.MARKET:
-            rested = True  # a working limit/stop order: show immediate fills, then return
+            rested = True
 
 
-async def _show_current(nc: nats.NATS, command: OrderCommand, args: argparse.Namespace) -> int:
+async def _show_record(client: Client, ticket: OrderTicket, args: argparse.Namespace) -> int:
     """Print the order manager's record of the order the command is about."""
-    if isinstance(command, CancelAllOrders):
-        return 0
-    reply = await _query(nc, GetOrder(venue=command.venue, account=command.account, client_order_id=command.client_order_id))
-    if reply is None or not reply.orders:
+    try:
+        record = await ticket.record()
+    except QueryError as exc:
+        print(f"tradebus: {exc}", file=sys.stderr)
+        return 1
+    if record is None:
         print("tradebus: the order manager has no record of it (yet)", file=sys.stderr)
         return 1
-    record = reply.orders[0]
     print(encode(record).decode() if args.json else _record_line(record), flush=True)
     return 0
-
-
-async def _query(nc: nats.NATS, request: msgspec.Struct) -> OmsReply | None:
-    try:
-        return _oms_reply.decode((await nc.request(subjects.OMS_QUERY, encode(request), timeout=5)).data)
-    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-        print("tradebus: the order manager did not answer (is `oms` running?)", file=sys.stderr)
-        return None
 
 
 def _record_line(record: OrderRecord) -> str:
@@ -252,27 +204,29 @@ def _record_line(record: OrderRecord) -> str:
 
 
 async def orders(args: argparse.Namespace) -> int:
-    nc = await connect_client(args, "tradebus-orders")
+    client = Client(await connect_client(args, "tradebus-orders"))
     try:
-        reply = await _query(nc, ListOrders(venue=args.venue, account=args.account, open_only=args.open))
-    finally:
-        await nc.close()
-    if reply is None or not reply.ok:
+        records = await client.orders(venue=args.venue, account=args.account, open_only=args.open)
+    except QueryError as exc:
+        print(f"tradebus: {exc}", file=sys.stderr)
         return 1
-    for record in reply.orders:
+    finally:
+        await client.close()
+    for record in records:
         print(encode(record).decode() if args.json else _record_line(record))
     return 0
 
 
 async def positions(args: argparse.Namespace) -> int:
-    nc = await connect_client(args, "tradebus-positions")
+    client = Client(await connect_client(args, "tradebus-positions"))
     try:
-        reply = await _query(nc, GetPositions(account=args.account))
-    finally:
-        await nc.close()
-    if reply is None or not reply.ok:
+        held = await client.positions(account=args.account)
+    except QueryError as exc:
+        print(f"tradebus: {exc}", file=sys.stderr)
         return 1
-    for position in reply.positions:
+    finally:
+        await client.close()
+    for position in held:
         if args.json:
             print(encode(position).decode())
             continue

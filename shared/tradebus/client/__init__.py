@@ -1,0 +1,12 @@
+"""The Python client of a tradebus fleet (asyncio): place, modify and cancel orders and
+follow their lifecycle, stream typed market data, query orders and positions.
+
+    async with await Client.connect("nats://127.0.0.1:4222") as client:
+        ticket = await client.place(PlaceOrder(...))
+        async for event in ticket.events():
+            print(event)
+"""
+
+from .client import Client, OrderTicket, QueryError
+
+__all__ = ["Client", "OrderTicket", "QueryError"]
