@@ -26,8 +26,14 @@ async def main() -> int:
             if isinstance(event, OrderRejected):
                 print("rejected:", event.reason.value, event.message)
                 return 1
+        # The order manager follows the event stream a few milliseconds behind.
         record = await ticket.record()
-        print("order manager:", record.status.value if record else "no record yet")
+        for _ in range(100):
+            if record is not None and record.status.value == "filled":
+                break
+            await asyncio.sleep(0.05)
+            record = await ticket.record()
+        print("order manager:", record.status.value if record else "no record")
         positions = await client.positions(account="demo")
         print("positions:", {p.symbol: str(p.quantity) for p in positions})
         return 0 if isinstance(event, OrderFilled) else 1
