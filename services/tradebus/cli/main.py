@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     export = schema_commands.add_parser("export", help="write the JSON Schema files")
     export.add_argument("directory")
     schema_commands.add_parser("doc", help="print the contract document (docs/contract.md)")
+    schema_commands.add_parser("asyncapi", help="write the AsyncAPI 3.0 document (schemas/asyncapi.json)").add_argument("file")
+    schema_commands.add_parser("html", help="write the AsyncAPI HTML page (docs/asyncapi.html)").add_argument("file")
     return parser
 
 
@@ -137,8 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .oms import rebuild
 
         return run_client(rebuild, args)
-    from .schema import export_schemas, print_contract
+    from .schema import export_schemas, print_contract, write_asyncapi, write_html
 
+    if args.schema_command == "asyncapi":
+        return write_asyncapi(args.file)
+    if args.schema_command == "html":
+        return write_html(args.file)
     return export_schemas(args.directory) if args.schema_command == "export" else print_contract()
 
 

@@ -1,10 +1,11 @@
-"""`tradebus schema export DIR` and `tradebus schema doc`: the contract, for other languages."""
+"""`tradebus schema export DIR`, `doc`, `asyncapi FILE` and `html FILE`: the contract, for
+other languages and for people."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tradebus.schemas import contractdoc
+from tradebus.schemas import asyncapi, asyncapi_html, contractdoc
 from tradebus.schemas.jsonschema import json_schemas, render
 
 
@@ -20,3 +21,21 @@ def export_schemas(directory: str) -> int:
 def print_contract() -> int:
     print(contractdoc.render(), end="")
     return 0
+
+
+def _write(file: str, data: bytes) -> int:
+    target = Path(file)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    print(target)
+    return 0
+
+
+def write_asyncapi(file: str) -> int:
+    """The AsyncAPI 3.0 document (committed as schemas/asyncapi.json)."""
+    return _write(file, render(asyncapi.asyncapi()))
+
+
+def write_html(file: str) -> int:
+    """The HTML page of the AsyncAPI document (committed as docs/asyncapi.html)."""
+    return _write(file, asyncapi_html.render(asyncapi.asyncapi()).encode("utf-8"))
