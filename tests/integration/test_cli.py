@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -66,6 +68,19 @@ class Fleet:
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(30)
+
+
+@contextlib.contextmanager
+def whole_fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """`tradebus up` with the order path and the paper venue all ready; stopped cleanly after."""
+    running = Fleet(tmp_path)
+    try:
+        running.wait_ready()
+        running.wait_services(("risk", "oms", "audit", "connector.paper"))
+        yield running
+    finally:
+        if running.process.poll() is None:
+            assert running.stop() == 0
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ..conftest import REPO
-from .test_cli import Fleet
+from .test_cli import Fleet, whole_fleet
 
 EXAMPLE = REPO / "examples" / "node"
 
@@ -43,14 +44,9 @@ def node_example() -> Path:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory):
-    running = Fleet(tmp_path_factory.mktemp("node"))
-    try:
-        running.wait_ready()
-        running.wait_services(("risk", "oms", "audit", "connector.paper"))
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with whole_fleet(tmp_path_factory.mktemp("node")) as running:
         yield running
-    finally:
-        assert running.stop() == 0
 
 
 def test_place_and_watch_places_an_order_and_validates_ticks(node_example: Path, fleet: Fleet) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,22 +11,16 @@ import pytest
 from tradebus.schemas.codecs import decoder
 from tradebus.schemas.subjects import Family
 
-from .test_cli import Fleet, tradebus
+from .test_cli import Fleet, tradebus, whole_fleet
 
 PLACE = ["order", "place", "--venue", "paper", "--account", "demo", "--symbol", "BTC/USDT", "--side", "buy",
          "--qty", "0.5", "--json", "--client-order-id", "readme-1"]
 
 
 @pytest.fixture
-def fleet(tmp_path: Path):
-    running = Fleet(tmp_path)
-    try:
-        running.wait_ready()
-        running.wait_services(("risk", "oms", "audit", "connector.paper"))
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    with whole_fleet(tmp_path) as running:
         yield running
-    finally:
-        if running.process.poll() is None:
-            assert running.stop() == 0
 
 
 def test_place_retry_list_and_audit(fleet: Fleet) -> None:

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ..conftest import REPO
-from .test_cli import Fleet
+from .test_cli import Fleet, whole_fleet
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory):
-    running = Fleet(tmp_path_factory.mktemp("examples"))
-    try:
-        running.wait_ready()
-        running.wait_services(("risk", "oms", "audit", "connector.paper"))
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with whole_fleet(tmp_path_factory.mktemp("examples")) as running:
         yield running
-    finally:
-        assert running.stop() == 0
 
 
 def run_example(fleet: Fleet, name: str) -> str:
