@@ -53,12 +53,10 @@ import asyncio
 import collections
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -80,7 +78,7 @@ from tradebus.schemas.control import ListOrders, OmsReply
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, OrderType, ServiceState, Side, TimeInForce
 from tradebus.shared.bus import MSG_ID
-from tradebus.shared.natsserver import NatsServer, free_port
+from tradebus.shared.natsserver import NatsServer
 from tradebus.shared.topology import (
     AUDIT_CONSUMERS,
     COMMANDS,
@@ -97,7 +95,7 @@ from tradebus.shared.topology import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ticks import Children, event_loop_runner, sigterm_as_interrupt  # noqa: E402  (the bench's shared helpers)
+from harness import Children, event_loop_runner, run_benchmark  # noqa: E402 - bench/ is the script directory
 
 VENUE, ACCOUNT, SYMBOL = "paper", "demo", "BTC/USDT"
 QUANTITY = Decimal("0.001")  # ~60 USDT: above the 5 USDT minimum notional wherever the walk goes
@@ -1010,26 +1008,7 @@ def main() -> int:
         run(raw_forwarder(args.raw_forwarder, args.stage))
         return 0
 
-    work = Path(tempfile.mkdtemp(prefix="tradebus-bench-orders-"))
-    children = Children()
-    server = NatsServer(store_dir=work / "nats", port=free_port())
-    try:
-        with sigterm_as_interrupt():
-            server.start()
-            summary = run(bench(server, work, children, args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        children.stop_all()
-        server.stop()
-        if args.keep:
-            print(f"logs in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(summary))
-    return 0
-
+    return run_benchmark("orders", lambda server, work, children: bench(server, work, children, args), keep=args.keep)
 
 if __name__ == "__main__":
     sys.exit(main())

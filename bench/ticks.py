@@ -24,29 +24,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import nats
 import psutil
+from harness import Children, event_loop_runner, run_benchmark  # noqa: E402 - bench/ is the script directory
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import encode, reply_decoder
 from tradebus.schemas.control import ServiceStatus, Subscribe
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TICK_KINDS, ServiceState
-from tradebus.shared.natsserver import NatsServer, free_port
+from tradebus.shared.natsserver import NatsServer
 
 VENUE = "paper"
 FIREHOSE = f"tradebus.md.{VENUE}.>"
@@ -90,45 +86,6 @@ def write_recording(path: Path, rows: int = 20_000) -> None:
                 out.writerow([ts, symbol, "trade", "", "", "", "", f"{bid + 0.01:.2f}", rng.randint(1, 9), "buy"])
             else:
                 out.writerow([ts, symbol, "quote", f"{bid:.2f}", rng.randint(1, 50), f"{bid + 0.02:.2f}", rng.randint(1, 50)])
-
-
-def event_loop_runner() -> Callable[[Coroutine[Any, Any, Any]], Any]:
-    try:
-        import uvloop
-
-        return uvloop.run
-    except ImportError:
-        return asyncio.run
-
-
-# --- child processes ------------------------------------------------------------------------
-class Children:
-    """Subprocesses that are always torn down: SIGTERM, then SIGKILL after a grace period."""
-
-    def __init__(self) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self, command: list[str], *, env: dict[str, str] | None = None, log: Path) -> subprocess.Popen[bytes]:
-        with open(log, "ab") as out:
-            # Own session: a Ctrl-C in the terminal reaches only the bench, which stops them.
-            process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.processes.append(process)
-        return process
-
-    @staticmethod
-    def stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-        if process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def stop_all(self) -> None:
-        for process in reversed(self.processes):
-            self.stop(process)
 
 
 def tradebus_command() -> list[str]:
@@ -376,15 +333,6 @@ async def bench(server: NatsServer, work: Path, children: Children, warmup: floa
     return report(replay, rss_startup, replay_baseline, walk, walk_baseline)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measuring time of each run (default 8)")
@@ -398,26 +346,8 @@ def main() -> int:
         run(raw_publisher(args.raw_publisher, args.size))
         return 0
 
-    work = Path(tempfile.mkdtemp(prefix="tradebus-bench-ticks-"))
-    children = Children()
-    server = NatsServer(store_dir=work / "nats", port=free_port())
-    try:
-        with sigterm_as_interrupt():
-            server.start()
-            summary = run(bench(server, work, children, args.warmup, args.seconds))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        children.stop_all()
-        server.stop()
-        if args.keep:
-            print(f"logs in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(summary))
-    return 0
-
+    return run_benchmark("ticks", lambda server, work, children: bench(server, work, children, args.warmup, args.seconds),
+                         keep=args.keep)
 
 if __name__ == "__main__":
     sys.exit(main())
