@@ -60,8 +60,10 @@ burst = 1000
 
 
 def risk_settings(url: str, limits_file: Path, **risk: object):
-    settings = paper_settings(url, accounts={"demo": {"USDT": "1000000", "USD": "1000000"},
-                                             "loser": {"USDT": "1000000", "USD": "1000000"}})
+    # A still market with a wide spread: a buy at the ask is a loss at the mid, for certain.
+    settings = paper_settings(url, volatility_bps=0.0, spread_ticks=20,
+                              accounts={"demo": {"USDT": "1000000", "USD": "1000000"},
+                                        "loser": {"USDT": "1000000", "USD": "1000000"}})
     config = msgspec.convert({"limits_file": str(limits_file), "reload_interval": 0.1, **risk}, RiskConfig)
     return msgspec.structs.replace(settings, risk=config)
 
