@@ -136,7 +136,7 @@ class Service:
         try:
             await self.start()
             await self.bus.nc.flush()  # subscriptions are registered at the server before READY
-            if not self.stopping.is_set():
+            if not self.stopping.is_set() and self.state is ServiceState.STARTING:  # start may report DEGRADED
                 self.state = ServiceState.READY
                 log.info("ready")
             heartbeat = asyncio.create_task(self._heartbeats(), name="heartbeats")

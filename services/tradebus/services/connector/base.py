@@ -14,19 +14,35 @@ import msgspec
 from tradebus.schemas.commands import OrderCommand
 from tradebus.schemas.events import AccountEvent, OrderEvent
 from tradebus.schemas.market import Instrument
-from tradebus.schemas.values import MarketDataKind
+from tradebus.schemas.values import MarketDataKind, OrderType, ServiceState, TimeInForce
 
 from .marketdata import MarketDataPublisher
 
 VenueEvent = OrderEvent | AccountEvent
 EmitEvents = Callable[[Sequence[VenueEvent]], object]
 ReadJournal = Callable[[], Awaitable[list[VenueEvent]]]
+ReportStatus = Callable[[ServiceState, str], None]
+
+
+def _not_reported(state: ServiceState, detail: str) -> None:
+    """For a connector built outside a service (unit tests)."""
+
+
+class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
+    """What a venue supports; the conformance suite tests these and expects anything else
+    to be refused with UNSUPPORTED_ORDER_TYPE / UNSUPPORTED_TIME_IN_FORCE."""
+
+    order_types: frozenset[OrderType]
+    time_in_force: frozenset[TimeInForce]
+    modify: bool  # ModifyOrder (natively or as the venue's atomic cancel-replace)
+    market_data: frozenset[MarketDataKind]
 
 
 class VenueConnector(ABC):
     """One venue, one process. `config_type` is the venue's section of the settings."""
 
     config_type: ClassVar[type[msgspec.Struct]]
+    capabilities: Capabilities  # set by each venue (class attribute, or in __init__ when it depends on config)
 
     def __init__(
         self,
@@ -36,6 +52,7 @@ class VenueConnector(ABC):
         market_data: MarketDataPublisher,
         emit: EmitEvents,
         read_journal: ReadJournal,
+        report_status: ReportStatus = _not_reported,
     ) -> None:
         self.venue = venue
         self.config = config
@@ -46,6 +63,9 @@ class VenueConnector(ABC):
         # Every event stored on this venue's event subjects, oldest first (see journal.py):
         # a venue that keeps no state elsewhere rebuilds itself from it in `start`.
         self.read_journal = read_journal
+        # The venue's health as the service's status shows it: DEGRADED with a reason
+        # ("auth_failed: ...") while the venue cannot be traded, READY once it can again.
+        self.report_status = report_status
 
     @property
     @abstractmethod

@@ -32,20 +32,22 @@ class EventPublisher:
         self._bus = bus
         self._metrics = metrics
         self._max_batch = max_batch
-        self._queue: deque[tuple[VenueEvent, asyncio.Future[None] | None]] = deque()
+        # (event, future resolved once it is stored); an event of None only marks a point
+        self._queue: deque[tuple[VenueEvent | None, asyncio.Future[None] | None]] = deque()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
 
     def submit(self, events: Sequence[VenueEvent]) -> asyncio.Future[None]:
-        """Queue events in order; the future completes when all of them are stored."""
+        """Queue events in order; the future completes when all of them, and everything
+        submitted before, are stored (so `submit([])` waits for what is in flight)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not events:
+        if not events and not self._queue and self._idle.is_set():
             done.set_result(None)
             return done
         for event in events[:-1]:
             self._queue.append((event, None))
-        self._queue.append((events[-1], done))
+        self._queue.append((events[-1] if events else None, done))
         self._idle.clear()
         self._wakeup.set()
         return done
@@ -59,13 +61,15 @@ class EventPublisher:
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
                 try:
-                    await self._bus.publish_durable_many((event_subject(e), e, e.event_id) for e, _ in batch)
+                    await self._bus.publish_durable_many(
+                        (event_subject(e), e, e.event_id) for e, _ in batch if e is not None
+                    )
                 except BaseException as exc:
                     for _, done in batch:
                         if done is not None and not done.done():
                             done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
                     raise
-                self._metrics.published.labels(family="event").inc(len(batch))
+                self._metrics.published.labels(family="event").inc(sum(e is not None for e, _ in batch))
                 for _, done in batch:
                     if done is not None:
                         done.set_result(None)

@@ -12,6 +12,9 @@ from .base import VenueConnector
 
 VENUES: dict[str, str] = {
     "paper": "tradebus.services.connector.venues.paper.connector:PaperConnector",
+    "binance": "tradebus.services.connector.venues.ccxt.connector:CcxtConnector",
+    "bybit": "tradebus.services.connector.venues.ccxt.connector:CcxtConnector",
+    "alpaca": "tradebus.services.connector.venues.alpaca.connector:AlpacaConnector",
 }
 
 

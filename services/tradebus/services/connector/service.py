@@ -37,7 +37,7 @@ from tradebus.schemas.control import (
 )
 from tradebus.schemas.events import malformed_command
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import MarketDataKind
+from tradebus.schemas.values import MarketDataKind, ServiceState
 from tradebus.shared.bus import consume_batches
 from tradebus.shared.service import RuntimeSettings, Service
 from tradebus.shared.topology import Consumer, connector_consumer, ensure_consumer, ensure_streams
@@ -77,6 +77,7 @@ class ConnectorService(Service):
         self.connector = connector_class(self.venue)(
             venue=self.venue, config=self.venue_config, market_data=market_data, emit=self.events.submit,
             read_journal=functools.partial(read_events, self.bus, journal_subjects(self.venue)),
+            report_status=self._venue_status,
         )
         await self.connector.start()
         await self.bus.nc.subscribe(subjects.market_data_control(self.venue), cb=self._on_control_request)
@@ -89,6 +90,12 @@ class ConnectorService(Service):
             await self.connector.stop()
         if self.events is not None:
             await self.events.flush()
+
+    def _venue_status(self, state: ServiceState, detail: str) -> None:
+        """The venue's health becomes the service's: heartbeats carry it to `tradebus status`."""
+        if self.state is not ServiceState.STOPPING:
+            self.state = state
+        self.detail = detail
 
     def counters(self) -> dict[str, int]:
         return {

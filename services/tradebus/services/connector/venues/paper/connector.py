@@ -18,9 +18,9 @@ from decimal import Decimal
 
 from tradebus.schemas.commands import OrderCommand
 from tradebus.schemas.market import Bar, BookChange, BookDelta, BookLevel, BookSnapshot, Instrument, Quote, Trade
-from tradebus.schemas.values import MarketDataKind, Side
+from tradebus.schemas.values import MarketDataKind, OrderType, Side, TimeInForce
 
-from ...base import VenueConnector, VenueEvent
+from ...base import Capabilities, VenueConnector, VenueEvent
 from .config import PaperConfig
 from .exchange import PaperExchange
 from .market import Level, MarketUpdate, RandomWalk, RecordedBar, Replay, TradePrint
@@ -60,6 +60,10 @@ class _BarBuilder:
 
 class PaperConnector(VenueConnector):
     config_type = PaperConfig
+    capabilities = Capabilities(
+        order_types=frozenset(OrderType), time_in_force=frozenset(TimeInForce), modify=True,
+        market_data=frozenset(MarketDataKind) - {MarketDataKind.INSTRUMENT},
+    )
     config: PaperConfig
 
     def __init__(self, **kwargs: object) -> None:

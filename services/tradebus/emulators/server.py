@@ -1,0 +1,233 @@
+"""What every emulator shares: the HTTP/websocket server, fault injection, the venue's own
+request limit, and the control API under `/__emulator/`.
+
+A venue's emulator subclasses `Emulator`, adds its REST and websocket routes in `routes`,
+and says how the venue words an error (`error_response`). Every REST handler goes through
+`handle(request, operation, work)`, which records the request, enforces the venue's
+request limit, injects armed faults and turns `Refused` into the venue's error payload.
+
+Control API (JSON; the conformance suite and users' CI drive emulators through it):
+    GET    /__emulator/orders[?account=KEY]   every order the venue holds
+    POST   /__emulator/orders                 place an order directly (as another tool would)
+    POST   /__emulator/faults                 arm a fault (see faults.py)
+    DELETE /__emulator/faults                 disarm all faults
+    POST   /__emulator/drop-streams           close every websocket connection
+    POST   /__emulator/revoke                 {"api_key": ...}: the key now fails auth
+    GET    /__emulator/stats                  requests per operation, limit hits, open sockets
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import msgspec
+from aiohttp import web
+
+from tradebus.schemas.values import OrderType, RejectReason, Side, TimeInForce
+
+from .faults import Fault, FaultKind
+from .venue import EmulatedVenue, Refused
+
+log = logging.getLogger(__name__)
+
+
+class DirectOrder(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An order placed through the control API, as if by another tool on the same account."""
+
+    account: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType = OrderType.LIMIT
+    quantity: Decimal
+    price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+
+
+class Revoke(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    api_key: str
+
+
+class RequestLimit:
+    """The venue's documented request limit, enforced as the venue would: requests beyond
+    `per_second` within any one-second window are refused with the rate-limit response."""
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self._recent: deque[float] = deque()
+        self.hits = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        while self._recent and now - self._recent[0] >= 1.0:
+            self._recent.popleft()
+        if len(self._recent) >= self.per_second:
+            self.hits += 1
+            return False
+        self._recent.append(now)
+        return True
+
+
+class Emulator(ABC):
+    """One emulated venue served over HTTP and websockets on one port."""
+
+    name: ClassVar[str]  # the venue it emulates, as the connector names it (`binance`)
+    requests_per_second: ClassVar[int]  # the venue's documented REST limit (per API key, simplified)
+
+    def __init__(self, venue: EmulatedVenue) -> None:
+        self.venue = venue
+        self.limit = RequestLimit(self.requests_per_second)
+        self.sockets: set[web.WebSocketResponse] = set()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # --- what a venue implements ------------------------------------------------------------
+    @abstractmethod
+    def routes(self, app: web.Application) -> None:
+        """Add the venue's REST and websocket routes."""
+
+    @abstractmethod
+    def connector_config(self, *, account: str, api_key: str, api_secret: str) -> dict[str, Any]:
+        """The `[venues.<name>]` settings table that points this venue's connector at this
+        emulator (every REST and websocket URL overridden), trading `account` with these
+        credentials. Used by `tradebus up --emulate` and by the conformance suite."""
+
+    @abstractmethod
+    def error_response(self, reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
+        """The venue's error payload and HTTP status for `reason` (RATE_LIMITED and
+        VENUE_UNAVAILABLE included)."""
+
+    # --- serving ----------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve; return the base URL (http://host:port)."""
+        app = web.Application()
+        self._control_routes(app)
+        self.routes(app)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+        self.url = f"http://{host}:{bound[1]}"
+        self.venue.start()
+        log.info("emulator listening", extra={"venue": self.name, "url": self.url})
+        return self.url
+
+    async def stop(self) -> None:
+        await self.drop_streams()
+        await self.venue.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def drop_streams(self) -> None:
+        for socket in list(self.sockets):
+            await socket.close()
+        self.sockets.clear()
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """Accept a websocket and track it (so drop-streams can close it)."""
+        socket = web.WebSocketResponse(heartbeat=None)
+        await socket.prepare(request)
+        self.sockets.add(socket)
+        socket_closed = socket.close
+
+        async def close(**kwargs: object) -> bool:
+            self.sockets.discard(socket)
+            return await socket_closed(**kwargs)  # type: ignore[arg-type]
+
+        socket.close = close  # type: ignore[method-assign]
+        return socket
+
+    async def handle(
+        self, request: web.Request, operation: str, work: Callable[[], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Run one REST request of `operation` the way the venue would, faults included."""
+        self.venue.record(operation)
+        fault = self.venue.faults.take(operation)
+        if not self.limit.allow():
+            return self.error_response(RejectReason.RATE_LIMITED, "too many requests", retry_after=1.0)
+        if fault is not None and fault.kind is FaultKind.RATE_LIMIT:
+            return self.error_response(RejectReason.RATE_LIMITED, "too many requests", retry_after=fault.retry_after)
+        if fault is not None and fault.kind is FaultKind.SERVER_ERROR:
+            return self.error_response(RejectReason.VENUE_UNAVAILABLE, "internal error")
+        if fault is not None and fault.kind is FaultKind.AUTH:
+            return self.error_response(RejectReason.AUTH_FAILED, "invalid API key")
+        if fault is not None and fault.kind is FaultKind.LOST:
+            await self._drop(request, fault)
+        try:
+            response = await work()
+        except Refused as exc:
+            response = self.error_response(exc.reason, exc.message)
+        if fault is not None and fault.kind is FaultKind.TIMEOUT:
+            await self._drop(request, fault)  # carried out, but the client never hears of it
+        return response
+
+    @staticmethod
+    async def _drop(request: web.Request, fault: Fault) -> None:
+        await asyncio.sleep(fault.delay)
+        if request.transport is not None:
+            request.transport.close()
+        raise asyncio.CancelledError  # aiohttp ends the handler without writing a response
+
+    # --- control API --------------------------------------------------------------------------
+    def _control_routes(self, app: web.Application) -> None:
+        app.router.add_get("/__emulator/orders", self._list_orders)
+        app.router.add_post("/__emulator/orders", self._place_direct)
+        app.router.add_post("/__emulator/faults", self._arm_fault)
+        app.router.add_delete("/__emulator/faults", self._clear_faults)
+        app.router.add_post("/__emulator/drop-streams", self._drop_streams)
+        app.router.add_post("/__emulator/revoke", self._revoke)
+        app.router.add_get("/__emulator/stats", self._stats)
+
+    async def _list_orders(self, request: web.Request) -> web.Response:
+        account = request.query.get("account")
+        orders = [o for o in self.venue.orders.values() if account in (None, o.account)]
+        return _json(orders)
+
+    async def _place_direct(self, request: web.Request) -> web.Response:
+        order = msgspec.json.decode(await request.read(), type=DirectOrder)
+        try:
+            placed = self.venue.place(
+                order.account, client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
+                order_type=order.order_type, quantity=order.quantity, price=order.price,
+                time_in_force=order.time_in_force,
+            )
+        except Refused as exc:
+            return _json({"reason": exc.reason, "message": exc.message}, status=400)
+        return _json(placed)
+
+    async def _arm_fault(self, request: web.Request) -> web.Response:
+        fault = msgspec.json.decode(await request.read(), type=Fault)
+        self.venue.faults.arm(fault)
+        return _json(fault)
+
+    async def _clear_faults(self, request: web.Request) -> web.Response:
+        self.venue.faults.clear()
+        return _json({})
+
+    async def _drop_streams(self, request: web.Request) -> web.Response:
+        count = len(self.sockets)
+        await self.drop_streams()
+        return _json({"closed": count})
+
+    async def _revoke(self, request: web.Request) -> web.Response:
+        self.venue.revoked.add(msgspec.json.decode(await request.read(), type=Revoke).api_key)
+        return _json({})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return _json({
+            "requests": Counter(operation for _, operation in self.venue.requests),
+            "limit_hits": self.limit.hits,
+            "sockets": len(self.sockets),
+        })
+
+
+def _json(value: object, *, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(value), status=status, content_type="application/json")

@@ -1,0 +1,308 @@
+"""The engine behind every venue emulator: the paper venue's matching engine and simulated
+market, plus the order records a venue's API reports.
+
+An emulator (binance/, bybit/, alpaca/, ...) is a thin translation layer: it decodes the
+venue's wire requests into `PlaceOrder` / `ModifyOrder` / `CancelOrder` commands, runs them
+here, and renders `EmulatedOrder` records and market updates in the venue's own payload
+shapes. Matching, fees, balances and the random-walk market are the paper venue's, so every
+emulator trades the same way and behaves like a real market (resting orders fill later,
+partial fills happen, stops trigger).
+
+Listeners are called synchronously right after each change, in order: a websocket session
+queues the rendered frame, so private-stream updates reach clients in venue order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+import msgspec
+
+from tradebus.schemas.commands import CancelOrder, ModifyOrder, OrderCommand, PlaceOrder
+from tradebus.schemas.events import (
+    CommandRejected,
+    OrderAccepted,
+    OrderCancelled,
+    OrderEvent,
+    OrderExpired,
+    OrderFilled,
+    OrderModified,
+    OrderPartiallyFilled,
+    OrderRejected,
+    OrderTriggered,
+)
+from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side, TimeInForce
+from tradebus.services.connector.venues.paper.config import PaperConfig
+from tradebus.services.connector.venues.paper.exchange import PaperExchange
+from tradebus.services.connector.venues.paper.market import MarketUpdate, RandomWalk
+from tradebus.services.connector.venues.paper.rules import InstrumentSpec
+
+from .faults import FaultPlan
+
+ZERO = Decimal(0)
+ENGINE_VENUE = "emulated"  # the engine's own name; emulators never show it to clients
+
+
+class Refused(Exception):
+    """The venue refused a request; nothing changed. Emulators map `reason` to the venue's
+    own error code and HTTP status."""
+
+    def __init__(self, reason: RejectReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class EmulatedFill(msgspec.Struct, frozen=True, kw_only=True):
+    trade_id: int
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_currency: str
+    maker: bool
+    ts: int  # ns
+
+
+class EmulatedOrder(msgspec.Struct, kw_only=True):
+    """One order as the venue reports it. Mutated in place as the order works."""
+
+    order_id: int  # the venue's order id, increasing
+    client_order_id: str
+    account: str
+    symbol: str  # the engine's symbol (unified, e.g. BTC/USDT); emulators render their own
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    quantity: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    post_only: bool = False
+    status: OrderStatus = OrderStatus.ACCEPTED
+    filled: Decimal = ZERO
+    cost: Decimal = ZERO  # sum of price x quantity of the fills (quote currency)
+    fills: list[EmulatedFill] = msgspec.field(default_factory=list)
+    triggered: bool = False
+    created_ns: int = 0
+    updated_ns: int = 0
+    reject_reason: RejectReason | None = None
+    reject_message: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.TRIGGERED)
+
+    @property
+    def average_price(self) -> Decimal:
+        return self.cost / self.filled if self.filled else ZERO
+
+
+OrderListener = Callable[[EmulatedOrder, EmulatedFill | None], None]
+MarketListener = Callable[[MarketUpdate], None]
+
+
+class EmulatedVenue:
+    """Accounts are named by the API key that trades them (`credentials` maps key -> secret);
+    a key the venue does not know, or one revoked through the control API, fails auth."""
+
+    def __init__(
+        self,
+        *,
+        credentials: dict[str, str],
+        instruments: list[InstrumentSpec] | None = None,
+        cash: dict[str, Decimal] | None = None,
+        seed: int | None = 1,
+        tick_interval: float = 0.1,
+    ) -> None:
+        paper = PaperConfig(seed=seed, tick_interval=tick_interval)
+        if instruments is not None:
+            paper = msgspec.structs.replace(paper, instruments=instruments)
+        self.instruments = {spec.symbol: spec for spec in paper.instruments}
+        self.credentials = dict(credentials)
+        self.revoked: set[str] = set()
+        opening_cash = cash or {"USDT": Decimal("1000000"), "USD": Decimal("1000000")}
+        self.exchange = PaperExchange(
+            venue=ENGINE_VENUE, instruments=paper.instruments, accounts={key: opening_cash for key in credentials},
+            fees=paper.fees, clock=time.time_ns,
+        )
+        self.faults = FaultPlan()
+        self.orders: dict[int, EmulatedOrder] = {}
+        self._by_client_id: dict[tuple[str, str], EmulatedOrder] = {}
+        self._order_ids = itertools.count(1_000_001)
+        self._trade_ids = itertools.count(5_000_001)
+        self._order_listeners: list[OrderListener] = []
+        self._market_listeners: list[MarketListener] = []
+        self._walk = RandomWalk(paper)
+        self._tick_interval = tick_interval
+        self.last_market: dict[str, MarketUpdate] = {}
+        self._feed: asyncio.Task[None] | None = None
+        self.requests: list[tuple[float, str]] = []  # (monotonic time, operation): what the control API reports
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._advance()  # a book exists before the first request
+        self._feed = asyncio.create_task(self._run_feed(), name="emulated-market")
+
+    async def stop(self) -> None:
+        if self._feed is not None:
+            self._feed.cancel()
+            await asyncio.gather(self._feed, return_exceptions=True)
+
+    # --- auth and bookkeeping -------------------------------------------------------------
+    def authenticate(self, api_key: str | None) -> str:
+        """The account of `api_key`; Refused(AUTH_FAILED) if unknown or revoked."""
+        if not api_key or api_key not in self.credentials or api_key in self.revoked:
+            raise Refused(RejectReason.AUTH_FAILED, "invalid or expired API key")
+        return api_key
+
+    def record(self, operation: str) -> None:
+        self.requests.append((time.monotonic(), operation))
+
+    # --- listeners ------------------------------------------------------------------------
+    def on_order(self, listener: OrderListener) -> Callable[[], None]:
+        """Call `listener` on every order change; returns a function that removes it."""
+        self._order_listeners.append(listener)
+        return lambda: self._order_listeners.remove(listener)
+
+    def on_market(self, listener: MarketListener) -> Callable[[], None]:
+        self._market_listeners.append(listener)
+        return lambda: self._market_listeners.remove(listener)
+
+    # --- trading --------------------------------------------------------------------------
+    def place(
+        self,
+        account: str,
+        *,
+        client_order_id: str,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        quantity: Decimal,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+        post_only: bool = False,
+    ) -> EmulatedOrder:
+        """Place an order; Refused if the venue refuses it outright. An order the engine
+        accepts and then cancels at once (IOC remainder, FOK) is returned, not refused."""
+        if (account, client_order_id) in self._by_client_id:
+            raise Refused(RejectReason.DUPLICATE_CLIENT_ORDER_ID, "duplicate client order id")
+        if symbol not in self.instruments:
+            raise Refused(RejectReason.UNKNOWN_INSTRUMENT, f"unknown symbol {symbol}")
+        try:
+            command = PlaceOrder(
+                client_order_id=client_order_id, venue=ENGINE_VENUE, account=account, symbol=symbol, side=side,
+                order_type=order_type, quantity=quantity, price=price, stop_price=stop_price,
+                time_in_force=time_in_force, post_only=post_only,
+            )
+        except (ValueError, TypeError) as exc:  # terms the wire contract refuses (e.g. a price on a market order)
+            raise Refused(RejectReason.MALFORMED, str(exc)) from None
+        now = time.time_ns()
+        order = EmulatedOrder(
+            order_id=next(self._order_ids), client_order_id=client_order_id, account=account, symbol=symbol,
+            side=side, order_type=order_type, time_in_force=time_in_force, quantity=quantity, price=price,
+            stop_price=stop_price, post_only=post_only, created_ns=now, updated_ns=now,
+        )
+        events = self.exchange.execute(command)
+        rejected = next((e for e in events if isinstance(e, OrderRejected)), None)
+        if rejected is not None:
+            raise Refused(rejected.reason, rejected.message)
+        self.orders[order.order_id] = order
+        self._by_client_id[account, client_order_id] = order
+        self._apply(events)
+        return order
+
+    def modify(self, order: EmulatedOrder, *, quantity: Decimal | None = None, price: Decimal | None = None,
+               stop_price: Decimal | None = None) -> EmulatedOrder:
+        command = ModifyOrder(
+            client_order_id=order.client_order_id, modify_id=f"m{next(self._order_ids)}", venue=ENGINE_VENUE,
+            account=order.account, quantity=quantity, price=price, stop_price=stop_price,
+        )
+        self._run(command)
+        return order
+
+    def cancel(self, order: EmulatedOrder) -> EmulatedOrder:
+        if not order.is_open:
+            raise Refused(RejectReason.ORDER_NOT_OPEN, "order is not open")
+        self._run(CancelOrder(client_order_id=order.client_order_id, venue=ENGINE_VENUE, account=order.account))
+        return order
+
+    def find(self, account: str, *, order_id: int | None = None, client_order_id: str | None = None) -> EmulatedOrder:
+        order = self.orders.get(order_id) if order_id is not None else self._by_client_id.get((account, client_order_id or ""))
+        if order is None or order.account != account:
+            raise Refused(RejectReason.UNKNOWN_ORDER, "order does not exist")
+        return order
+
+    def open_orders(self, account: str, symbol: str | None = None) -> list[EmulatedOrder]:
+        return [o for o in self.orders.values() if o.account == account and o.is_open and symbol in (None, o.symbol)]
+
+    def fills(self, account: str, symbol: str | None = None) -> list[tuple[EmulatedOrder, EmulatedFill]]:
+        return [
+            (order, fill)
+            for order in self.orders.values() if order.account == account and symbol in (None, order.symbol)
+            for fill in order.fills
+        ]
+
+    def balances(self, account: str) -> dict[str, tuple[Decimal, Decimal]]:
+        """currency -> (free, locked)"""
+        return {b.currency: (b.available, b.total - b.available) for b in self.exchange.balances(account)}
+
+    def _run(self, command: OrderCommand) -> None:
+        events = self.exchange.execute(command)
+        refused = next((e for e in events if isinstance(e, CommandRejected)), None)
+        if refused is not None:
+            raise Refused(refused.reason, refused.message)
+        self._apply(events)
+
+    # --- the engine's events -> order records -------------------------------------------------
+    def _apply(self, events: list) -> None:  # type: ignore[type-arg]
+        for event in events:
+            order = self._by_client_id.get((getattr(event, "account", ""), getattr(event, "client_order_id", "")))
+            if order is None:
+                continue  # account events, or an order placed before this process (none: no journal)
+            fill = self._apply_order_event(order, event)
+            order.updated_ns = event.ts_event
+            for listener in list(self._order_listeners):
+                listener(order, fill)
+
+    def _apply_order_event(self, order: EmulatedOrder, event: OrderEvent) -> EmulatedFill | None:
+        if isinstance(event, (OrderPartiallyFilled, OrderFilled)):
+            fill = EmulatedFill(
+                trade_id=next(self._trade_ids), price=event.fill.price, quantity=event.fill.quantity,
+                fee=event.fill.fee, fee_currency=event.fill.fee_currency,
+                maker=event.fill.liquidity.value == "maker", ts=event.ts_event,
+            )
+            order.fills.append(fill)
+            order.filled += fill.quantity
+            order.cost += fill.price * fill.quantity
+            order.status = OrderStatus.FILLED if isinstance(event, OrderFilled) else OrderStatus.PARTIALLY_FILLED
+            return fill
+        if isinstance(event, OrderAccepted):
+            order.status = OrderStatus.ACCEPTED
+        elif isinstance(event, OrderTriggered):
+            order.triggered = True
+            order.status = OrderStatus.TRIGGERED if not order.filled else order.status
+        elif isinstance(event, OrderModified):
+            order.quantity, order.price, order.stop_price = event.quantity, event.price, event.stop_price
+        elif isinstance(event, OrderCancelled):
+            order.status = OrderStatus.CANCELLED
+        elif isinstance(event, OrderExpired):
+            order.status = OrderStatus.EXPIRED
+        return None
+
+    # --- the market -------------------------------------------------------------------------
+    async def _run_feed(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_interval)
+            self._advance()
+
+    def _advance(self) -> None:
+        for update in self._walk.advance(time.time_ns()):
+            self.last_market[update.symbol] = update
+            trade = (update.trade.price, update.trade.size) if update.trade else None
+            self._apply(self.exchange.on_market(update.symbol, bids=update.bids or [], asks=update.asks or [], trade=trade))
+            for listener in list(self._market_listeners):
+                listener(update)

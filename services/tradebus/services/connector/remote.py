@@ -1,0 +1,431 @@
+"""The execution policy of every venue reached over a network, written once.
+
+A venue adapter (ccxt, alpaca, ...) implements a handful of primitives in venue terms:
+connect, submit / amend / cancel / look up an order, list open orders, watch the private
+order stream, watch one market-data stream. Each raises only the errors of errors.py.
+`RemoteVenueConnector` turns them into the connector contract with the guarantees the
+order path relies on:
+
+- Start-up: connect, rebuild the published order state from the journal, reconcile it
+  with the venue (its open orders, and every order we think is still working), publish
+  what changed while we were away; only then are commands consumed.
+- Place: a refusal becomes `rejected`; a busy venue is retried after its retry-after (the
+  venue did nothing); an unknown outcome is resolved by looking the order up by client
+  order id, repeatedly, and the place is re-sent only once the venue has confirmed it does
+  not know the order; if it stays unknown the order is left pending for reconciliation,
+  never re-sent blindly.
+- Private-stream loss: commands wait (up to `command_wait`) while the connector reconnects
+  and reconciles; market streams publish a gap and then a reconnected marker.
+- Auth failure: the connector reports DEGRADED with the reason on its status subject and
+  answers commands with AUTH_FAILED until the credentials work again.
+- Every request goes through one rate limiter: the venue's documented rate proactively,
+  and a shared penalty box when the venue says "too many requests".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, OrderCommand, PlaceOrder
+from tradebus.schemas.events import CommandAction, CommandRejected
+from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, RejectReason, ServiceState
+
+from .base import VenueConnector, VenueEvent
+from .errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
+from .marketdata import MarketStream
+from .ratelimit import RateLimiter
+from .tracking import OrderSnapshot, OrderTracker
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MarketMessage = msgspec.Struct  # a market.py message with seq=0; the base numbers it
+
+
+class RemoteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Resilience settings every remote venue's config embeds as `[<venue>.resilience]`."""
+
+    requests_per_second: float | None = None  # None: the venue adapter's documented default
+    busy_retries: int = 5  # attempts on a busy venue before answering VENUE_UNAVAILABLE
+    lookup_attempts: int = 5  # look-ups of an order whose place had an unknown outcome
+    lookup_interval: float = 0.5  # seconds between them (doubling)
+    command_wait: float = 20.0  # seconds a command waits for a reconnect before it is refused
+    reconnect_delay: float = 0.5  # first back-off after a stream drop (doubling, capped at 30 s)
+    poll_interval: float = 5.0  # seconds between reconciliations of working orders (safety net)
+
+
+class RemoteVenueConnector(VenueConnector):
+    """Subclasses implement the venue primitives below; `account` is the one venue account
+    this process trades (one connector process per venue and account)."""
+
+    default_requests_per_second: float = 5.0
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.account: str = self.config.account
+        self.settings: RemoteSettings = self.config.resilience
+        self.tracker = OrderTracker(venue=self.venue, account=self.account)
+        self.limiter = RateLimiter(self.settings.requests_per_second or self.default_requests_per_second)
+        self._ready = asyncio.Event()  # connected and reconciled: commands may run
+        self._auth_error: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watched: set[tuple[MarketDataKind, str]] = set()
+
+    # --- venue primitives (all raise only errors.py errors) ----------------------------------
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open sessions, load instruments, verify the credentials (AuthFailed if refused)."""
+
+    @abstractmethod
+    async def disconnect(self) -> None:
+        """Close every session; called once on stop."""
+
+    @abstractmethod
+    async def submit(self, command: PlaceOrder) -> OrderSnapshot:
+        """Send a new order with `command.client_order_id` as the venue's client order id."""
+
+    @abstractmethod
+    async def amend(self, command: ModifyOrder, venue_order_id: str | None) -> OrderSnapshot:
+        """Change an open order (OrderRefused(UNSUPPORTED_ORDER_TYPE) where the venue cannot)."""
+
+    @abstractmethod
+    async def cancel(self, client_order_id: str, symbol: str, venue_order_id: str | None) -> OrderSnapshot | None:
+        """Cancel an order; the resulting snapshot if the venue returns one."""
+
+    @abstractmethod
+    async def lookup(self, client_order_id: str, symbol: str) -> OrderSnapshot | None:
+        """The order with this client order id, or None if the venue has never seen it."""
+
+    @abstractmethod
+    async def open_orders(self) -> list[OrderSnapshot]:
+        """Every working order of the account at the venue."""
+
+    @abstractmethod
+    def watch_orders(self) -> AsyncIterator[OrderSnapshot]:
+        """The private order stream: yields each order update; raises VenueBusy (or
+        AuthFailed) when the stream is lost. Reconnects when iterated again."""
+
+    @abstractmethod
+    def watch_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
+        """One market-data stream: yields normalized messages (seq 0) as they arrive;
+        raises VenueBusy when the stream is lost. The first batch after (re)connecting a
+        book stream is a BookSnapshot."""
+
+    # --- the connector contract ----------------------------------------------------------------
+    @property
+    def accounts(self) -> frozenset[str]:
+        return frozenset({self.account})
+
+    async def start(self) -> None:
+        self.tracker.restore(await self.read_journal())
+        await self._connect_and_reconcile()
+        self._spawn(self._follow_orders(), "private-stream")
+        self._spawn(self._poll_working_orders(), "reconcile-poll")
+        kinds = [kind for kind in MarketDataKind if kind is not MarketDataKind.INSTRUMENT]
+        listed = {instrument.symbol for instrument in self.instruments()}
+        symbols = sorted(listed) if "*" in self.config.subscribe else [s for s in self.config.subscribe if s in listed]
+        self.market_data.set_active(symbols, kinds, True)
+        for symbol in symbols:
+            await self.on_subscribed(symbol, kinds)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.disconnect()
+
+    async def on_subscribed(self, symbol: str, kinds: list[MarketDataKind]) -> None:
+        for kind in kinds:
+            if (kind, symbol) not in self._watched:
+                self._watched.add((kind, symbol))
+                self._spawn(self._follow_market(self.market_data.stream(kind, symbol)), f"md-{kind.value}-{symbol}")
+
+    async def executed(self, command: OrderCommand) -> bool:
+        """A re-delivered command: the journal says whether it ran; for a place the journal
+        does not show, the venue is asked (a crash may have come between sending and storing)."""
+        if isinstance(command, PlaceOrder):
+            if self.tracker.knows(command.client_order_id):
+                return True
+            snapshot = await self._call(lambda: self.lookup(command.client_order_id, command.symbol))
+            if snapshot is None:
+                return False
+            self.emit(self.tracker.update(snapshot, time.time_ns()))
+            return True
+        if isinstance(command, ModifyOrder):
+            return self.tracker.modified(command.client_order_id, command.modify_id)
+        if isinstance(command, CancelOrder):
+            return self.tracker.knows(command.client_order_id) and not self.tracker.is_open(command.client_order_id)
+        return False
+
+    async def execute(self, command: OrderCommand) -> list[VenueEvent]:
+        refusal = await self._trading_refusal()
+        try:
+            if refusal is not None:
+                raise refusal
+            if isinstance(command, PlaceOrder):
+                return await self._place(command)
+            if isinstance(command, ModifyOrder):
+                return await self._modify(command)
+            if isinstance(command, CancelOrder):
+                return await self._cancel(command.client_order_id)
+            return await self._cancel_all(command)
+        except AuthFailed as exc:
+            self._auth_failed(exc)
+            return self._refused(command, RejectReason.AUTH_FAILED, exc.message)
+        except OrderRefused as exc:
+            return self._refused(command, exc.reason, exc.message)
+        except (VenueBusy, OutcomeUnknown) as exc:
+            return self._refused(command, RejectReason.VENUE_UNAVAILABLE, exc.message)
+
+    async def reconcile(self, account: str, client_order_ids: list[str]) -> tuple[list[VenueEvent], list[str]]:
+        latest: list[VenueEvent] = []
+        unknown: list[str] = []
+        for coid in client_order_ids:
+            if account != self.account:
+                unknown.append(coid)
+                continue
+            if not self.tracker.knows(coid) or self.tracker.is_open(coid):
+                symbol = self.tracker.symbol(coid) if self.tracker.knows(coid) else ""
+                with contextlib.suppress(VenueError):
+                    snapshot = await self._call(lambda c=coid, s=symbol: self.lookup(c, s))  # type: ignore[misc]
+                    if snapshot is not None:
+                        self.emit(self.tracker.update(snapshot, time.time_ns()))
+            event = self.tracker.latest(coid)
+            if event is None:
+                unknown.append(coid)
+            else:
+                latest.append(event)
+        return latest, unknown
+
+    # --- commands --------------------------------------------------------------------------------
+    async def _place(self, command: PlaceOrder) -> list[VenueEvent]:
+        if self.tracker.knows(command.client_order_id):
+            return self._refused(command, RejectReason.DUPLICATE_CLIENT_ORDER_ID, "client order id already used")
+        self.tracker.submitting(command)
+        try:
+            snapshot = await self._call(lambda: self.submit(command))
+        except OrderRefused as exc:
+            return list(self.tracker.rejected(command, exc.reason, exc.message, time.time_ns()))
+        except AuthFailed as exc:
+            return list(self.tracker.rejected(command, RejectReason.AUTH_FAILED, exc.message, time.time_ns()))
+        except VenueBusy as exc:
+            self.tracker.forget(command.client_order_id)
+            return list(self.tracker.rejected(command, RejectReason.VENUE_UNAVAILABLE, exc.message, time.time_ns()))
+        except OutcomeUnknown:
+            return await self._resolve_unknown_place(command)
+        return list(self.tracker.update(snapshot, time.time_ns()))
+
+    async def _resolve_unknown_place(self, command: PlaceOrder) -> list[VenueEvent]:
+        """The place may or may not have reached the venue: ask, and re-send only after the
+        venue has said it does not know the order (it refuses a duplicate client order id,
+        so even a late arrival of the first request cannot make a second order)."""
+        log.warning("place outcome unknown; looking the order up", extra={"client_order_id": command.client_order_id})
+        delay = self.settings.lookup_interval
+        for _ in range(self.settings.lookup_attempts):
+            await asyncio.sleep(delay)
+            delay *= 2
+            with contextlib.suppress(VenueBusy, OutcomeUnknown):
+                snapshot = await self._call(lambda: self.lookup(command.client_order_id, command.symbol))
+                if snapshot is not None:
+                    return list(self.tracker.update(snapshot, time.time_ns()))
+                try:
+                    snapshot = await self._call(lambda: self.submit(command))
+                except OrderRefused as exc:
+                    if exc.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID:
+                        continue  # the first request arrived meanwhile: look it up again
+                    return list(self.tracker.rejected(command, exc.reason, exc.message, time.time_ns()))
+                return list(self.tracker.update(snapshot, time.time_ns()))
+        log.error("place outcome still unknown; left for reconciliation", extra={"client_order_id": command.client_order_id})
+        return []
+
+    async def _modify(self, command: ModifyOrder) -> list[VenueEvent]:
+        coid = command.client_order_id
+        if not self.tracker.knows(coid):
+            raise OrderRefused(RejectReason.UNKNOWN_ORDER, "no such order")
+        if not self.tracker.is_open(coid):
+            raise OrderRefused(RejectReason.ORDER_NOT_OPEN, "order is not open")
+        snapshot = await self._call(lambda: self.amend(command, self.tracker.venue_order_id(coid)))
+        return list(self.tracker.modify_applied(command, snapshot, time.time_ns()))
+
+    async def _cancel(self, coid: str) -> list[VenueEvent]:
+        if not self.tracker.knows(coid):
+            raise OrderRefused(RejectReason.UNKNOWN_ORDER, "no such order")
+        if not self.tracker.is_open(coid):
+            raise OrderRefused(RejectReason.ORDER_NOT_OPEN, "order is not open")
+        self.tracker.cancelling(coid)
+        symbol = self.tracker.symbol(coid)
+        try:
+            snapshot = await self._call(lambda: self.cancel(coid, symbol, self.tracker.venue_order_id(coid)))
+        except OrderRefused as exc:
+            if exc.reason not in (RejectReason.UNKNOWN_ORDER, RejectReason.ORDER_NOT_OPEN):
+                raise
+            snapshot = None  # it finished meanwhile: the look-up below says how
+        if snapshot is None or snapshot.status not in TERMINAL_STATUSES:
+            snapshot = await self._call(lambda: self.lookup(coid, symbol))
+        events = list(self.tracker.update(snapshot, time.time_ns())) if snapshot is not None else []
+        if not events and not self.tracker.is_open(coid):
+            raise OrderRefused(RejectReason.ORDER_NOT_OPEN, "order finished before the cancel arrived")
+        return events
+
+    async def _cancel_all(self, command: CancelAllOrders) -> list[VenueEvent]:
+        events: list[VenueEvent] = []
+        for coid in self.tracker.open_orders():
+            if command.symbol not in (None, self.tracker.symbol(coid)) or command.side not in (None, self.tracker.side(coid)):
+                continue
+            if self.tracker.status(coid) is None:
+                continue  # never heard of at the venue: nothing to cancel yet
+            with contextlib.suppress(OrderRefused):
+                events += await self._cancel(coid)
+        return events
+
+    def _refused(self, command: OrderCommand, reason: RejectReason, message: str) -> list[VenueEvent]:
+        now = time.time_ns()
+        if isinstance(command, PlaceOrder):
+            if self.tracker.knows(command.client_order_id):  # a genuine duplicate: the order keeps its state
+                return [self._command_rejected(command, CommandAction.PLACE, reason, message, now)]
+            return list(self.tracker.rejected(command, reason, message, now))
+        action = {ModifyOrder: CommandAction.MODIFY, CancelOrder: CommandAction.CANCEL}.get(type(command), CommandAction.CANCEL_ALL)
+        return [self._command_rejected(command, action, reason, message, now)]
+
+    def _command_rejected(self, command: OrderCommand, action: CommandAction, reason: RejectReason, message: str,
+                          now: int) -> CommandRejected:
+        key = getattr(command, "modify_id", None) or getattr(command, "request_id", None) or "cmd"
+        coid = getattr(command, "client_order_id", None)
+        return CommandRejected(
+            event_id=f"{self.venue}.{self.account}.{coid or 'all'}.{action.value}.{key}.rejected.{now}",
+            action=action, venue=self.venue, account=self.account, client_order_id=coid,
+            request_id=getattr(command, "request_id", None), reason=reason, message=message[:1024],
+            ts_event=now, ts_recv=now,
+        )
+
+    # --- calls, readiness and health ---------------------------------------------------------------
+    async def _call(self, request: Callable[[], Awaitable[T]]) -> T:
+        """One venue request through the rate limiter; a busy venue is retried."""
+        for attempt in range(self.settings.busy_retries):
+            await self.limiter.acquire()
+            try:
+                result = await request()
+            except VenueBusy as exc:
+                if attempt + 1 == self.settings.busy_retries:
+                    raise
+                wait = exc.retry_after if exc.retry_after is not None else 0.5 * 2**attempt
+                self.limiter.penalize(wait)
+                log.warning("venue busy; backing off", extra={"seconds": wait, "error": exc.message})
+                continue
+            except AuthFailed as exc:
+                self._auth_failed(exc)
+                raise
+            if self._auth_error is not None:
+                self._auth_error = None
+                self.report_status(ServiceState.READY, "")
+            return result
+        raise AssertionError("unreachable")
+
+    async def _trading_refusal(self) -> VenueError | None:
+        """None when commands may run; waits a while for a reconnect first."""
+        if self._auth_error is not None:
+            return AuthFailed(self._auth_error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), self.settings.command_wait)
+            return None
+        return VenueBusy("venue connection lost; not reconciled yet")
+
+    def _auth_failed(self, exc: AuthFailed) -> None:
+        if self._auth_error is None:
+            log.error("venue refused the credentials", extra={"error": exc.message})
+        self._auth_error = exc.message
+        self.report_status(ServiceState.DEGRADED, f"auth_failed: {exc.message}")
+
+    async def _connect_and_reconcile(self) -> None:
+        """Connect (retrying a busy venue), then publish what the venue has that we lack."""
+        delay = self.settings.reconnect_delay
+        while True:
+            try:
+                await self._call(self.connect)
+                await self._reconcile_all()
+                break
+            except AuthFailed:
+                break  # reported; commands are refused until the credentials work
+            except (VenueBusy, OutcomeUnknown) as exc:
+                self.report_status(ServiceState.DEGRADED, f"venue unavailable: {exc.message}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        if self._auth_error is None:
+            self.report_status(ServiceState.READY, "")
+        self._ready.set()
+
+    async def _reconcile_all(self) -> None:
+        now = time.time_ns()
+        events: list[VenueEvent] = []
+        open_at_venue = await self._call(self.open_orders)
+        for snapshot in open_at_venue:
+            events += self.tracker.update(snapshot, now)
+        seen = {snapshot.client_order_id for snapshot in open_at_venue}
+        for coid in self.tracker.open_orders():
+            if coid not in seen:
+                snapshot = await self._call(lambda c=coid: self.lookup(c, self.tracker.symbol(c)))  # type: ignore[misc]
+                if snapshot is not None:
+                    events += self.tracker.update(snapshot, now)
+        if events:
+            log.info("reconciled with the venue", extra={"events": len(events)})
+            self.emit(events)
+
+    # --- streams -------------------------------------------------------------------------------------
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _follow_orders(self) -> None:
+        delay = self.settings.reconnect_delay
+        while True:
+            try:
+                async for snapshot in self.watch_orders():
+                    delay = self.settings.reconnect_delay
+                    events = self.tracker.update(snapshot, time.time_ns())
+                    if events:
+                        self.emit(events)
+            except (VenueBusy, OutcomeUnknown, AuthFailed) as exc:
+                log.warning("private stream lost; reconciling before trading again", extra={"error": exc.message})
+            self._ready.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            await self._connect_and_reconcile()
+
+    async def _poll_working_orders(self) -> None:
+        """What a stream can miss (an update during a reconnect) the venue still knows."""
+        while True:
+            await asyncio.sleep(self.settings.poll_interval)
+            if self._ready.is_set() and self.tracker.open_orders():
+                with contextlib.suppress(VenueError):
+                    await self._reconcile_all()
+
+    async def _follow_market(self, stream: MarketStream) -> None:
+        delay = self.settings.reconnect_delay
+        lost_at: int | None = None
+        while stream.active:
+            try:
+                async for messages in self.watch_market(stream.kind, stream.symbol):
+                    if lost_at is not None:
+                        await self.market_data.reconnected(stream, reason="venue stream reconnected")
+                        lost_at, delay = None, self.settings.reconnect_delay
+                    if not stream.active:
+                        break
+                    for message in messages:
+                        await self.market_data.send(stream, msgspec.structs.replace(message, seq=stream.next_seq()))
+            except (VenueBusy, OutcomeUnknown) as exc:
+                if lost_at is None:
+                    lost_at = time.time_ns()
+                    await self.market_data.gap(stream, gap_start=lost_at, reason=f"venue stream lost: {exc.message}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        self._watched.discard((stream.kind, stream.symbol))
+
