@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from tradebus.shared.config import load_config
+from tradebus.shared.config import ENV_PREFIX, load_config
 from tradebus.shared.service import RuntimeSettings
 
 from .audit.config import AuditConfig
+from .connector.registry import connector_class
 from .connector.venues.paper.config import PaperConfig
 from .oms.config import OmsConfig
 from .risk.config import RiskConfig
@@ -33,6 +35,9 @@ class Settings(RuntimeSettings, kw_only=True, forbid_unknown_fields=True):
     audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
     oms: OmsConfig = msgspec.field(default_factory=OmsConfig)
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
+    # `[venues.<venue>]` tables: checked against the venue's own config type by the process
+    # that runs the venue (each venue's SDK is an optional extra, not imported here).
+    venues: dict[str, dict[str, Any]] = {}
 
 
 def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -40,9 +45,13 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
     return load_config(Settings, path=path or env.get("TRADEBUS_CONFIG"), env=env)
 
 
-def venue_config(settings: Settings, venue: str) -> msgspec.Struct:
-    """The settings section of a venue: `[paper]`, `[binance]`, ..."""
-    try:
-        return getattr(settings, venue)
-    except AttributeError:
-        raise ValueError(f"no settings section for venue {venue!r}") from None
+def venue_config(settings: Settings, venue: str, env: Mapping[str, str] | None = None) -> msgspec.Struct:
+    """The settings of a venue: `[paper]`, or `[venues.<venue>]` overridden by environment
+    variables `TRADEBUS_VENUES__<VENUE>__<KEY>` (e.g. TRADEBUS_VENUES__BINANCE__TESTNET)."""
+    if venue == "paper":
+        return settings.paper
+    config_type = connector_class(venue).config_type
+    return load_config(
+        config_type, table=(f"[venues.{venue}]", settings.venues.get(venue, {})), env=env,
+        prefix=f"{ENV_PREFIX}VENUES__{venue.upper()}__",
+    )

@@ -12,6 +12,7 @@ redactor the moment they are loaded.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hmac
 import os
@@ -84,10 +85,12 @@ def load_config(
     model: type[T],
     *,
     path: str | os.PathLike[str] | None = None,
+    table: tuple[str, Mapping[str, Any]] | None = None,
     env: Mapping[str, str] | None = None,
     prefix: str = ENV_PREFIX,
 ) -> T:
-    """Build `model` from the TOML file at `path` (if any) overridden by `prefix`-ed variables of `env`.
+    """Build `model` from the TOML file at `path`, or from an already read `table` given as
+    (where it came from, contents), overridden by `prefix`-ed variables of `env`.
 
     `env=None` reads `os.environ`. Raises ConfigError for unknown keys, malformed values and
     missing required settings.
@@ -100,6 +103,9 @@ def load_config(
     if path is not None:
         raw = _read_toml(path)
         _check_table(raw, schema, (), f"in {os.fspath(path)}", sources)
+    elif table is not None:
+        raw = copy.deepcopy(dict(table[1]))
+        _check_table(raw, schema, (), f"in {table[0]}", sources)
     _apply_env(raw, schema, os.environ if env is None else env, prefix, sources)
     try:
         return msgspec.convert(raw, model, strict=False, dec_hook=_dec_hook)
