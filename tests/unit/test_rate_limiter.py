@@ -6,6 +6,7 @@ on a loaded machine too."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -20,7 +21,7 @@ async def test_a_burst_is_spread_to_the_rate() -> None:
         await limiter.acquire()
         stamps.append(time.monotonic())
     assert stamps[-1] - stamps[0] >= 5 / 20 - 1e-3
-    assert all(later - earlier >= 1 / 20 - 1e-3 for earlier, later in zip(stamps, stamps[1:]))
+    assert all(later - earlier >= 1 / 20 - 1e-3 for earlier, later in itertools.pairwise(stamps))
 
 
 async def test_concurrent_callers_share_the_rate() -> None:

@@ -31,6 +31,8 @@ import msgspec
 from aiohttp import web
 
 from tradebus.schemas.values import OrderType, RejectReason, Side, TimeInForce
+from tradebus.services.connector.venues.paper.config import default_instruments
+from tradebus.services.connector.venues.paper.rules import InstrumentSpec
 
 from .faults import Fault, FaultKind
 from .venue import EmulatedVenue, Refused
@@ -80,6 +82,18 @@ class Emulator(ABC):
 
     name: ClassVar[str]  # the venue it emulates, as the connector names it (`binance`)
     requests_per_second: ClassVar[int]  # the venue's documented REST limit (per API key, simplified)
+
+    @classmethod
+    def listed_instruments(cls) -> list[InstrumentSpec]:
+        """What the emulated venue lists (by default: the paper venue's crypto pairs)."""
+        return [spec for spec in default_instruments() if spec.asset_class == "crypto"]
+
+    @classmethod
+    def create(cls, *, credentials: dict[str, str], seed: int | None = 1, tick_interval: float = 0.1) -> Emulator:
+        """An emulator of this venue with its own market and accounts (named by API key)."""
+        venue = EmulatedVenue(credentials=credentials, instruments=cls.listed_instruments(), seed=seed,
+                              tick_interval=tick_interval)
+        return cls(venue)
 
     def __init__(self, venue: EmulatedVenue) -> None:
         self.venue = venue

@@ -34,7 +34,14 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, OrderCommand, PlaceOrder
+from tradebus.schemas.commands import (
+    CancelAllOrders,
+    CancelOrder,
+    ModifyOrder,
+    OrderCommand,
+    PlaceOrder,
+    command_dedupe_id,
+)
 from tradebus.schemas.events import CommandAction, CommandRejected
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, RejectReason, ServiceState
 
@@ -73,7 +80,8 @@ class RemoteVenueConnector(VenueConnector):
         self.account: str = self.config.account
         self.settings: RemoteSettings = self.config.resilience
         self.tracker = OrderTracker(venue=self.venue, account=self.account)
-        self.limiter = RateLimiter(self.settings.requests_per_second or self.default_requests_per_second)
+        # 10% under the documented rate: our clock and the venue's windows never line up exactly
+        self.limiter = RateLimiter(self.settings.requests_per_second or 0.9 * self.default_requests_per_second)
         self._ready = asyncio.Event()  # connected and reconciled: commands may run
         self._auth_error: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -144,7 +152,7 @@ class RemoteVenueConnector(VenueConnector):
 
     async def on_subscribed(self, symbol: str, kinds: list[MarketDataKind]) -> None:
         for kind in kinds:
-            if (kind, symbol) not in self._watched:
+            if kind in self.capabilities.market_data and (kind, symbol) not in self._watched:
                 self._watched.add((kind, symbol))
                 self._spawn(self._follow_market(self.market_data.stream(kind, symbol)), f"md-{kind.value}-{symbol}")
 
@@ -297,13 +305,12 @@ class RemoteVenueConnector(VenueConnector):
 
     def _command_rejected(self, command: OrderCommand, action: CommandAction, reason: RejectReason, message: str,
                           now: int) -> CommandRejected:
-        key = getattr(command, "modify_id", None) or getattr(command, "request_id", None) or "cmd"
-        coid = getattr(command, "client_order_id", None)
         return CommandRejected(
-            event_id=f"{self.venue}.{self.account}.{coid or 'all'}.{action.value}.{key}.rejected.{now}",
-            action=action, venue=self.venue, account=self.account, client_order_id=coid,
-            request_id=getattr(command, "request_id", None), reason=reason, message=message[:1024],
-            ts_event=now, ts_recv=now,
+            # named after the command (as the paper venue does): a re-delivery is answered once
+            event_id=f"{command_dedupe_id(command)}.rejected.{reason.value}", action=action, venue=self.venue,
+            account=self.account, client_order_id=getattr(command, "client_order_id", None),
+            request_id=getattr(command, "modify_id", None) or getattr(command, "request_id", None), reason=reason,
+            message=message[:1024], ts_event=now, ts_recv=now,
         )
 
     # --- calls, readiness and health ---------------------------------------------------------------

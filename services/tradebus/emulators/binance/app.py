@@ -1,0 +1,356 @@
+"""An emulated Binance spot venue: enough of Binance's REST API, market streams and
+WebSocket-API user data stream to run the unmodified ccxt SDK against it.
+
+Served (paths as on api.binance.com / stream.binance.com / ws-api.binance.com):
+    GET  /api/v3/ping, /time, /exchangeInfo, /depth, /ticker/bookTicker
+    GET  /api/v3/account, /order, /openOrders, /myTrades          (signed)
+    POST /api/v3/order        LIMIT, LIMIT_MAKER, MARKET, STOP_LOSS_LIMIT; GTC, IOC, FOK
+    DELETE /api/v3/order, /openOrders                              (signed)
+    WS   /ws        SUBSCRIBE to <symbol>@bookTicker, @trade, @depth / @depth@100ms
+    WS   /ws-api/v3 userDataStream.subscribe.signature -> executionReport events
+Signed requests are checked as Binance checks them: X-MBX-APIKEY header, HMAC-SHA256 of
+the query (or form body) with the API secret, errors -2015 / -1022 with HTTP 401.
+
+Not emulated: margin, futures, order lists (OCO), cancel-replace and amend (Binance spot
+has no in-place modify of price), weights per endpoint (one request = one unit against
+`requests_per_second`), listenKey streams, klines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import WSMsgType, web
+
+from tradebus.schemas.values import RejectReason, TimeInForce
+from tradebus.services.connector.venues.paper.market import Level, MarketUpdate
+
+from ..server import Emulator
+from ..venue import EmulatedFill, EmulatedOrder, Refused
+from . import render
+
+BOOK_LEVELS = 10
+
+
+class _Socket:
+    """One websocket with an ordered outbox: listeners are synchronous, sends are not."""
+
+    def __init__(self, socket: web.WebSocketResponse) -> None:
+        self.socket = socket
+        self.streams: set[str] = set()
+        self.outbox: asyncio.Queue[str] = asyncio.Queue()
+
+    def send(self, payload: dict[str, Any]) -> None:
+        self.outbox.put_nowait(json.dumps(payload))
+
+    async def write(self) -> None:
+        while not self.socket.closed:
+            text = await self.outbox.get()
+            try:
+                await self.socket.send_str(text)
+            except ConnectionError:
+                return
+
+
+class BinanceEmulator(Emulator):
+    name = "binance"
+    requests_per_second = 20  # Binance spot: 6,000 request weight per minute per IP, simplified
+
+    def __init__(self, venue: Any) -> None:
+        super().__init__(venue)
+        self._market_sockets: list[_Socket] = []
+        self._user_sockets: dict[str, list[_Socket]] = {}  # api key -> sockets
+        self._by_venue_symbol = {render.venue_symbol(symbol): symbol for symbol in venue.instruments}
+        self._book_ids = dict.fromkeys(venue.instruments, 1)
+        self._books: dict[str, tuple[list[Level], list[Level]]] = {}
+        self._subscription_ids = itertools.count()
+        venue.on_market(self._on_market)
+        venue.on_order(self._on_order)
+
+    def connector_config(self, *, account: str, api_key: str, api_secret: str) -> dict[str, Any]:
+        host = self.url.removeprefix("http://")
+        return {
+            "account": account, "exchange": "binance", "api_key": api_key, "api_secret": api_secret,
+            "rebase": {"rest": self.url, "ws": f"ws://{host}"},
+            "options": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}, "fetchMargins": False,
+                        "fetchCurrencies": False},
+            "subscribe": ["*"],
+        }
+
+    def error_response(self, reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
+        return render.error(reason, message, retry_after=retry_after)
+
+    def routes(self, app: web.Application) -> None:
+        get, post, delete = app.router.add_get, app.router.add_post, app.router.add_delete
+        get("/api/v3/ping", lambda r: self.handle(r, "ping", _empty))
+        get("/api/v3/time", lambda r: self.handle(r, "time", _server_time))
+        get("/api/v3/exchangeInfo", lambda r: self.handle(r, "markets", self._exchange_info))
+        get("/api/v3/depth", lambda r: self.handle(r, "depth", lambda: self._depth(r)))
+        get("/api/v3/ticker/bookTicker", lambda r: self.handle(r, "quote", lambda: self._book_ticker(r)))
+        get("/api/v3/account", lambda r: self.handle(r, "balance", lambda: self._signed(r, self._account)))
+        post("/api/v3/order", lambda r: self.handle(r, "place", lambda: self._signed(r, self._place)))
+        get("/api/v3/order", lambda r: self.handle(r, "lookup", lambda: self._signed(r, self._lookup)))
+        delete("/api/v3/order", lambda r: self.handle(r, "cancel", lambda: self._signed(r, self._cancel)))
+        get("/api/v3/openOrders", lambda r: self.handle(r, "open_orders", lambda: self._signed(r, self._open_orders)))
+        delete("/api/v3/openOrders", lambda r: self.handle(r, "cancel_all", lambda: self._signed(r, self._cancel_all)))
+        get("/api/v3/myTrades", lambda r: self.handle(r, "trades", lambda: self._signed(r, self._my_trades)))
+        get("/ws", self._market_stream)
+        get("/ws/{connection}", self._market_stream)  # ccxt numbers its connections: /ws/0, /ws/1, ...
+        get("/ws-api/v3", self._user_stream)
+
+    # --- signing ------------------------------------------------------------------------------
+    async def _signed(self, request: web.Request, work: Any) -> web.Response:
+        """Check the API key and signature, then run `work(account, params)`."""
+        payload = request.query_string if request.method in ("GET", "DELETE") else (await request.text())
+        signed, _, signature = payload.rpartition("&signature=")
+        account = self.venue.authenticate(request.headers.get("X-MBX-APIKEY"))
+        if not _valid_signature(self.venue.credentials[account], signed, signature):
+            return web.json_response({"code": -1022, "msg": "Signature for this request is not valid."}, status=401)
+        result = work(account, dict(parse_qsl(signed, keep_blank_values=True)))
+        return web.json_response(result)
+
+    # --- public -------------------------------------------------------------------------------
+    async def _exchange_info(self) -> web.Response:
+        symbols = []
+        for symbol, spec in self.venue.instruments.items():
+            symbols.append({
+                "symbol": render.venue_symbol(symbol), "status": "TRADING", "baseAsset": spec.base,
+                "baseAssetPrecision": 8, "quoteAsset": spec.quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT"], "icebergAllowed": False,
+                "ocoAllowed": False, "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
+                "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": render.number(spec.tick_size), "maxPrice": "1000000.00000000",
+                     "tickSize": render.number(spec.tick_size)},
+                    {"filterType": "LOT_SIZE", "minQty": render.number(spec.min_quantity), "maxQty": "9000.00000000",
+                     "stepSize": render.number(spec.lot_size)},
+                    {"filterType": "NOTIONAL", "minNotional": render.number(spec.min_notional),
+                     "applyMinToMarket": True, "maxNotional": "9000000.00000000", "applyMaxToMarket": False},
+                ],
+            })
+        return web.json_response({"timezone": "UTC", "serverTime": _now_ms(), "rateLimits": [], "symbols": symbols})
+
+    async def _depth(self, request: web.Request) -> web.Response:
+        symbol = self._symbol(request.query.get("symbol", ""))
+        bids, asks = self._books.get(symbol, ([], []))
+        return web.json_response({
+            "lastUpdateId": self._book_ids[symbol],
+            "bids": [[render.number(p), render.number(s)] for p, s in bids],
+            "asks": [[render.number(p), render.number(s)] for p, s in asks],
+        })
+
+    async def _book_ticker(self, request: web.Request) -> web.Response:
+        symbol = self._symbol(request.query.get("symbol", ""))
+        return web.json_response(self._book_ticker_frame(symbol))
+
+    # --- trading --------------------------------------------------------------------------------
+    def _place(self, account: str, params: dict[str, str]) -> dict[str, Any]:
+        kind = params.get("type", "")
+        if kind not in render.ORDER_TYPES:
+            raise Refused(RejectReason.UNSUPPORTED_ORDER_TYPE, kind)
+        time_in_force = TimeInForce.GTC
+        if "timeInForce" in params:
+            if params["timeInForce"] not in render.TIME_IN_FORCE:
+                raise Refused(RejectReason.UNSUPPORTED_TIME_IN_FORCE, params["timeInForce"])
+            time_in_force = render.TIME_IN_FORCE[params["timeInForce"]]
+        order = self.venue.place(
+            account, client_order_id=params.get("newClientOrderId") or f"emu{time.time_ns()}",
+            symbol=self._symbol(params.get("symbol", "")), side=render.side(params.get("side", "")),
+            order_type=render.ORDER_TYPES[kind], quantity=_decimal(params, "quantity"),
+            price=_decimal(params, "price") if "price" in params else None,
+            stop_price=_decimal(params, "stopPrice") if "stopPrice" in params else None,
+            time_in_force=time_in_force, post_only=kind == "LIMIT_MAKER",
+        )
+        return render.order_result(order)
+
+    def _find(self, account: str, params: dict[str, str]) -> EmulatedOrder:
+        if "orderId" in params:
+            return self.venue.find(account, order_id=int(params["orderId"]))
+        return self.venue.find(account, client_order_id=params.get("origClientOrderId", ""))
+
+    def _lookup(self, account: str, params: dict[str, str]) -> dict[str, Any]:
+        return render.order(self._find(account, params))
+
+    def _cancel(self, account: str, params: dict[str, str]) -> dict[str, Any]:
+        order = self._find(account, params)
+        if not order.is_open:
+            raise Refused(RejectReason.ORDER_NOT_OPEN, "Unknown order sent.")
+        body = render.order(self.venue.cancel(order))
+        body["origClientOrderId"] = order.client_order_id
+        return body
+
+    def _open_orders(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        symbol = self._symbol(params["symbol"]) if "symbol" in params else None
+        return [render.order(o) for o in self.venue.open_orders(account, symbol)]
+
+    def _cancel_all(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        return [render.order(self.venue.cancel(o)) for o in self.venue.open_orders(account, self._symbol(params.get("symbol", "")))]
+
+    def _my_trades(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        symbol = self._symbol(params.get("symbol", ""))
+        return [
+            {"symbol": render.venue_symbol(symbol), "id": fill.trade_id, "orderId": order.order_id, "orderListId": -1,
+             "price": render.number(fill.price), "qty": render.number(fill.quantity),
+             "quoteQty": render.number(fill.price * fill.quantity), "commission": render.number(fill.fee),
+             "commissionAsset": fill.fee_currency, "time": fill.ts // 1_000_000, "isBuyer": order.side.value == "buy",
+             "isMaker": fill.maker, "isBestMatch": True}
+            for order, fill in self.venue.fills(account, symbol)
+        ]
+
+    def _account(self, account: str, params: dict[str, str]) -> dict[str, Any]:
+        return {
+            "makerCommission": 10, "takerCommission": 10, "canTrade": True, "canWithdraw": False, "canDeposit": False,
+            "updateTime": _now_ms(), "accountType": "SPOT", "permissions": ["SPOT"],
+            "balances": [
+                {"asset": currency, "free": render.number(free), "locked": render.number(locked)}
+                for currency, (free, locked) in self.venue.balances(account).items()
+            ],
+        }
+
+    def _symbol(self, venue_symbol: str) -> str:
+        try:
+            return self._by_venue_symbol[venue_symbol]
+        except KeyError:
+            raise Refused(RejectReason.UNKNOWN_INSTRUMENT, "Invalid symbol.") from None
+
+    # --- streams ------------------------------------------------------------------------------------
+    async def _market_stream(self, request: web.Request) -> web.WebSocketResponse:
+        socket = await self.websocket(request)
+        session = _Socket(socket)
+        self._market_sockets.append(session)
+        writer = asyncio.create_task(session.write())
+        try:
+            async for message in socket:
+                if message.type is not WSMsgType.TEXT:
+                    continue
+                request_body = json.loads(message.data)
+                if request_body.get("method") == "SUBSCRIBE":
+                    session.streams.update(request_body.get("params", []))
+                elif request_body.get("method") == "UNSUBSCRIBE":
+                    session.streams.difference_update(request_body.get("params", []))
+                session.send({"result": None, "id": request_body.get("id")})
+        finally:
+            self._market_sockets.remove(session)
+            writer.cancel()
+        return socket
+
+    async def _user_stream(self, request: web.Request) -> web.WebSocketResponse:
+        socket = await self.websocket(request)
+        session = _Socket(socket)
+        writer = asyncio.create_task(session.write())
+        api_key: str | None = None
+        try:
+            async for message in socket:
+                if message.type is not WSMsgType.TEXT:
+                    continue
+                call = json.loads(message.data)
+                if call.get("method") != "userDataStream.subscribe.signature":
+                    session.send({"id": call.get("id"), "status": 400,
+                                  "error": {"code": -1100, "msg": "Unsupported method in this emulator."}})
+                    continue
+                params = dict(call.get("params", {}))
+                signature = str(params.pop("signature", ""))
+                signed = "&".join(f"{key}={params[key]}" for key in sorted(params))
+                try:
+                    api_key = self.venue.authenticate(str(params.get("apiKey", "")))
+                except Refused:
+                    session.send({"id": call.get("id"), "status": 401,
+                                  "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}})
+                    continue
+                if not _valid_signature(self.venue.credentials[api_key], signed, signature):
+                    session.send({"id": call.get("id"), "status": 401,
+                                  "error": {"code": -1022, "msg": "Signature for this request is not valid."}})
+                    continue
+                session.streams.add(str(next(self._subscription_ids)))
+                self._user_sockets.setdefault(api_key, []).append(session)
+                session.send({"id": call.get("id"), "status": 200, "result": {"subscriptionId": int(max(session.streams))}})
+        finally:
+            if api_key is not None and session in self._user_sockets.get(api_key, []):
+                self._user_sockets[api_key].remove(session)
+            writer.cancel()
+        return socket
+
+    def _on_order(self, order: EmulatedOrder, fill: EmulatedFill | None) -> None:
+        event = render.execution_report(order, fill, execution=render.execution_type(order, fill))
+        for session in self._user_sockets.get(order.account, []):
+            for subscription in session.streams:
+                session.send({"subscriptionId": int(subscription), "event": event})
+
+    def _on_market(self, update: MarketUpdate) -> None:
+        symbol = update.symbol
+        stream = render.venue_symbol(symbol).lower()
+        previous = self._books.get(symbol)
+        if update.bids is not None and update.asks is not None:
+            self._books[symbol] = (update.bids[:BOOK_LEVELS], update.asks[:BOOK_LEVELS])
+            self._book_ids[symbol] += 1
+        frames: dict[str, dict[str, Any]] = {}
+        if update.bids is not None:
+            frames[f"{stream}@bookTicker"] = self._book_ticker_frame(symbol)
+            frames[f"{stream}@depth"] = self._depth_update(symbol, previous)
+        if update.trade is not None:
+            now = _now_ms()
+            frames[f"{stream}@trade"] = {
+                "e": "trade", "E": now, "s": render.venue_symbol(symbol), "t": next(self._subscription_ids),
+                "p": render.number(update.trade.price), "q": render.number(update.trade.size), "T": now,
+                "m": update.trade.aggressor.value == "sell", "M": True,
+            }
+        for session in self._market_sockets:
+            for name, frame in frames.items():
+                if name in session.streams or (name.endswith("@depth") and f"{name}@100ms" in session.streams):
+                    session.send(frame)
+
+    def _book_ticker_frame(self, symbol: str) -> dict[str, Any]:
+        bids, asks = self._books.get(symbol, ([], []))
+        (bid, bid_size), (ask, ask_size) = bids[0], asks[0]
+        return {"u": self._book_ids[symbol], "s": render.venue_symbol(symbol), "b": render.number(bid),
+                "B": render.number(bid_size), "a": render.number(ask), "A": render.number(ask_size)}
+
+    def _depth_update(self, symbol: str, previous: tuple[list[Level], list[Level]] | None) -> dict[str, Any]:
+        bids, asks = self._books[symbol]
+        update_id = self._book_ids[symbol]
+        return {
+            "e": "depthUpdate", "E": _now_ms(), "s": render.venue_symbol(symbol), "U": update_id, "u": update_id,
+            "b": _level_changes(previous[0] if previous else [], bids),
+            "a": _level_changes(previous[1] if previous else [], asks),
+        }
+
+
+def _level_changes(before: list[Level], after: list[Level]) -> list[list[str]]:
+    """Binance diff depth: changed levels with their new size, removed levels with size 0."""
+    old = dict(before)
+    changes = [[render.number(p), render.number(s)] for p, s in after if old.get(p) != s]
+    prices = {p for p, _ in after}
+    changes += [[render.number(p), "0.00000000"] for p, _ in before if p not in prices]
+    return changes
+
+
+def _valid_signature(secret: str, payload: str, signature: str) -> bool:
+    expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+def _decimal(params: dict[str, str], name: str) -> Decimal:
+    try:
+        return Decimal(params[name])
+    except (KeyError, InvalidOperation):
+        raise Refused(RejectReason.MALFORMED, f"Parameter '{name}' was empty or malformed.") from None
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def _empty() -> web.Response:
+    return web.json_response({})
+
+
+async def _server_time() -> web.Response:
+    return web.json_response({"serverTime": _now_ms()})

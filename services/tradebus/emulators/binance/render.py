@@ -1,0 +1,119 @@
+"""Binance spot payloads: the emulator's orders, fills and errors in Binance's own shapes
+and codes (Binance spot API documentation: REST "Trading endpoints", user data stream
+"executionReport", "Error codes"). Everything venue-specific the emulator says is here.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side, TimeInForce
+
+from ..venue import EmulatedFill, EmulatedOrder
+
+ORDER_TYPES = {"LIMIT": OrderType.LIMIT, "MARKET": OrderType.MARKET, "STOP_LOSS_LIMIT": OrderType.STOP_LIMIT,
+               "STOP_LOSS": OrderType.STOP, "LIMIT_MAKER": OrderType.LIMIT}
+TIME_IN_FORCE = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
+STATUS = {
+    OrderStatus.ACCEPTED: "NEW", OrderStatus.TRIGGERED: "NEW", OrderStatus.PARTIALLY_FILLED: "PARTIALLY_FILLED",
+    OrderStatus.FILLED: "FILLED", OrderStatus.CANCELLED: "CANCELED", OrderStatus.EXPIRED: "EXPIRED",
+    OrderStatus.REJECTED: "REJECTED",
+}
+
+# (HTTP status, Binance code, message) per reason. Binance answers most order refusals with
+# -2010 "NEW_ORDER_REJECTED" and a reason text, filter failures with -1013.
+ERRORS: dict[RejectReason, tuple[int, int, str]] = {
+    RejectReason.AUTH_FAILED: (401, -2015, "Invalid API-key, IP, or permissions for action."),
+    RejectReason.RATE_LIMITED: (429, -1003, "Too many requests; current limit is exceeded."),
+    RejectReason.VENUE_UNAVAILABLE: (503, -1001, "Internal error; unable to process your request. Please try again."),
+    RejectReason.UNKNOWN_ORDER: (400, -2013, "Order does not exist."),
+    RejectReason.ORDER_NOT_OPEN: (400, -2011, "Unknown order sent."),
+    RejectReason.DUPLICATE_CLIENT_ORDER_ID: (400, -2010, "Duplicate order sent."),
+    RejectReason.INSUFFICIENT_FUNDS: (400, -2010, "Account has insufficient balance for requested action."),
+    RejectReason.UNKNOWN_INSTRUMENT: (400, -1121, "Invalid symbol."),
+    RejectReason.TICK_SIZE: (400, -1013, "Filter failure: PRICE_FILTER"),
+    RejectReason.LOT_SIZE: (400, -1013, "Filter failure: LOT_SIZE"),
+    RejectReason.MIN_NOTIONAL: (400, -1013, "Filter failure: NOTIONAL"),
+    RejectReason.POST_ONLY_WOULD_TAKE: (400, -2010, "Order would immediately match and take."),
+    RejectReason.UNSUPPORTED_ORDER_TYPE: (400, -1116, "Invalid orderType."),
+    RejectReason.UNSUPPORTED_TIME_IN_FORCE: (400, -1115, "Invalid timeInForce."),
+    RejectReason.MALFORMED: (400, -1102, "Mandatory parameter was not sent, was empty/null, or malformed."),
+    RejectReason.NO_LIQUIDITY: (400, -2010, "Order would not be filled: no liquidity."),
+}
+DEFAULT_ERROR = (400, -2010, "Order rejected.")
+
+
+def error(reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
+    status, code, text = ERRORS.get(reason, DEFAULT_ERROR)
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+    body = {"code": code, "msg": text if reason in ERRORS else message or text}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def venue_symbol(symbol: str) -> str:
+    """BTC/USDT -> BTCUSDT"""
+    return symbol.replace("/", "")
+
+
+def number(value: Decimal | None) -> str:
+    return "0.00000000" if value is None else format(value, "f")
+
+
+def order(o: EmulatedOrder) -> dict[str, Any]:
+    """GET /api/v3/order and openOrders shape."""
+    return {
+        "symbol": venue_symbol(o.symbol), "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_order_id,
+        "price": number(o.price), "origQty": number(o.quantity), "executedQty": number(o.filled),
+        "cummulativeQuoteQty": number(o.cost), "status": STATUS[o.status], "timeInForce": o.time_in_force.value,
+        "type": order_type(o), "side": o.side.value.upper(), "stopPrice": number(o.stop_price), "icebergQty": "0.00000000",
+        "time": o.created_ns // 1_000_000, "updateTime": o.updated_ns // 1_000_000, "isWorking": o.is_open,
+        "workingTime": o.created_ns // 1_000_000, "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "NONE",
+    }
+
+
+def order_result(o: EmulatedOrder) -> dict[str, Any]:
+    """POST /api/v3/order with newOrderRespType=FULL."""
+    body = order(o)
+    body["transactTime"] = o.created_ns // 1_000_000
+    body["fills"] = [
+        {"price": number(f.price), "qty": number(f.quantity), "commission": number(f.fee),
+         "commissionAsset": f.fee_currency, "tradeId": f.trade_id}
+        for f in o.fills
+    ]
+    return body
+
+
+def order_type(o: EmulatedOrder) -> str:
+    if o.order_type is OrderType.LIMIT:
+        return "LIMIT_MAKER" if o.post_only else "LIMIT"
+    return {OrderType.MARKET: "MARKET", OrderType.STOP_LIMIT: "STOP_LOSS_LIMIT", OrderType.STOP: "STOP_LOSS"}[o.order_type]
+
+
+def execution_report(o: EmulatedOrder, fill: EmulatedFill | None, *, execution: str) -> dict[str, Any]:
+    """The user data stream's order update."""
+    return {
+        "e": "executionReport", "E": o.updated_ns // 1_000_000, "s": venue_symbol(o.symbol), "c": o.client_order_id,
+        "S": o.side.value.upper(), "o": order_type(o), "f": o.time_in_force.value, "q": number(o.quantity),
+        "p": number(o.price), "P": number(o.stop_price), "F": "0.00000000", "g": -1, "C": "", "x": execution,
+        "X": STATUS[o.status], "r": "NONE", "i": o.order_id, "l": number(fill.quantity if fill else Decimal(0)),
+        "z": number(o.filled), "L": number(fill.price if fill else Decimal(0)), "n": number(fill.fee if fill else Decimal(0)),
+        "N": fill.fee_currency if fill else None, "T": (fill.ts if fill else o.updated_ns) // 1_000_000,
+        "t": fill.trade_id if fill else -1, "w": o.is_open, "m": bool(fill and fill.maker), "M": False,
+        "O": o.created_ns // 1_000_000, "Z": number(o.cost),
+        "Y": number(fill.price * fill.quantity if fill else Decimal(0)), "Q": "0.00000000",
+    }
+
+
+def execution_type(o: EmulatedOrder, fill: EmulatedFill | None) -> str:
+    if fill is not None:
+        return "TRADE"
+    return {OrderStatus.CANCELLED: "CANCELED", OrderStatus.EXPIRED: "EXPIRED", OrderStatus.REJECTED: "REJECTED"}.get(
+        o.status, "NEW"
+    )
+
+
+def side(text: str) -> Side:
+    return Side(text.lower())

@@ -1,0 +1,234 @@
+"""Any ccxt exchange as a venue: REST through `ccxt.async_support`, streams through ccxt's
+websocket (`pro`) classes, which serve both. One process per exchange and account.
+
+Endpoints: `rebase` points every REST and websocket URL at one host (emulator, proxy);
+`urls` overrides single keys; otherwise `testnet` selects the exchange's sandbox. Sandbox
+mode is never switched on over overridden URLs: ccxt would copy its test URLs over them.
+
+Orders: market and limit, GTC / IOC / FOK, post-only; client order ids are ccxt's unified
+`clientOrderId`. Modify uses ccxt's `editOrder` where it amends the order in place; where
+an exchange implements it as cancel-and-replace under a new client order id (Binance spot),
+modify is not offered: the order's identity would change under the order manager.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import ccxt.pro as ccxt_pro
+import msgspec
+from ccxt.base.errors import ArgumentsRequired, BaseError
+
+from tradebus.schemas.commands import ModifyOrder, PlaceOrder
+from tradebus.schemas.market import Instrument
+from tradebus.schemas.values import MarketDataKind, OrderType, RejectReason, TimeInForce
+
+from ...base import Capabilities
+from ...credentials import venue_credentials
+from ...errors import OrderRefused
+from ...remote import MarketMessage, RemoteVenueConnector
+from ...tracking import OrderSnapshot
+from . import parsing
+from .config import CcxtConfig
+
+T = TypeVar("T")
+
+# Exchanges whose ccxt editOrder cancels and re-places under a new client order id.
+CANCEL_REPLACE_EDITS = frozenset({"binance"})
+ORDER_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
+TIME_IN_FORCE = frozenset({TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK})
+
+
+def rebased(urls: dict[str, Any], rest: str, ws: str) -> dict[str, Any]:
+    """Every URL of ccxt's urls['api'] tree moved to `rest` / `ws`, keeping its path."""
+    moved: dict[str, Any] = {}
+    for key, value in urls.items():
+        if isinstance(value, dict):
+            moved[key] = rebased(value, rest, ws)
+        elif isinstance(value, str):
+            scheme, _, remainder = value.partition("://")
+            path = remainder[remainder.find("/"):] if "/" in remainder else ""
+            moved[key] = (ws if scheme.startswith("ws") else rest).rstrip("/") + path
+        else:
+            moved[key] = value
+    return moved
+
+
+def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in overrides.items():
+        result[key] = merged(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) else value
+    return result
+
+
+class CcxtConnector(RemoteVenueConnector):
+    config_type = CcxtConfig
+    config: CcxtConfig
+
+    def __init__(self, **kwargs: Any) -> None:
+        config: CcxtConfig = kwargs["config"]
+        venue: str = kwargs["venue"]
+        self.exchange_id = config.exchange or venue
+        credentials = venue_credentials(venue, api_key=config.api_key, api_secret=config.api_secret,
+                                        passphrase=config.passphrase)
+        exchange_class = getattr(ccxt_pro, self.exchange_id)
+        self.exchange = exchange_class({
+            "apiKey": credentials.api_key.reveal(), "secret": credentials.api_secret.reveal(),
+            "password": credentials.passphrase.reveal() if credentials.passphrase else None,
+            "enableRateLimit": True,
+            "options": {"warnOnFetchOpenOrdersWithoutSymbol": False, **config.options},
+        })
+        if config.rebase is not None:
+            self.exchange.urls["api"] = rebased(self.exchange.urls["api"], config.rebase.rest, config.rebase.ws)
+        if config.urls:
+            self.exchange.urls["api"] = merged(self.exchange.urls["api"], config.urls)
+        elif config.rebase is None and config.use_testnet(venue):
+            self.exchange.set_sandbox_mode(True)
+        self.default_requests_per_second = 1000 / self.exchange.rateLimit
+        super().__init__(**kwargs)
+        has = self.exchange.has
+        streams = {MarketDataKind.QUOTE: "watchBidsAsks", MarketDataKind.TRADE: "watchTrades",
+                   MarketDataKind.BOOK: "watchOrderBook"}
+        self.capabilities = Capabilities(
+            order_types=ORDER_TYPES, time_in_force=TIME_IN_FORCE,
+            modify=bool(has.get("editOrder")) and self.exchange_id not in CANCEL_REPLACE_EDITS,
+            market_data=frozenset(kind for kind, feature in streams.items() if has.get(feature)),
+        )
+        self._instruments: list[Instrument] = []
+
+    # --- symbology --------------------------------------------------------------------------
+    def instruments(self) -> list[Instrument]:
+        return self._instruments
+
+    def venue_symbol(self, symbol: str) -> str:
+        return str(self.exchange.market(symbol)["id"])
+
+    def unified_symbol(self, venue_symbol: str) -> str:
+        return str(self.exchange.safe_symbol(venue_symbol))
+
+    # --- primitives -----------------------------------------------------------------------------
+    async def connect(self) -> None:
+        markets = await self._request(self.exchange.load_markets(), changes_state=False)
+        wanted = self.config.symbols or sorted(markets)
+        self._instruments = [
+            parsing.instrument(self.venue, markets[symbol], self.exchange.precisionMode) for symbol in wanted if symbol in markets
+        ]
+        await self._request(self.exchange.fetch_balance(), changes_state=False)  # proves the credentials
+
+    async def disconnect(self) -> None:
+        await self.exchange.close()
+
+    async def submit(self, command: PlaceOrder) -> OrderSnapshot:
+        if command.order_type not in self.capabilities.order_types:
+            raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, f"{command.order_type.value} orders are not supported")
+        if command.time_in_force not in self.capabilities.time_in_force:
+            raise OrderRefused(RejectReason.UNSUPPORTED_TIME_IN_FORCE, f"{command.time_in_force.value} is not supported")
+        params: dict[str, Any] = {"clientOrderId": command.client_order_id}
+        if command.time_in_force is not TimeInForce.GTC:
+            params["timeInForce"] = command.time_in_force.value
+        if command.post_only:
+            params["postOnly"] = True
+        if command.reduce_only:
+            params["reduceOnly"] = True
+        order = await self._request(self.exchange.create_order(
+            command.symbol, command.order_type.value, command.side.value, float(command.quantity),
+            float(command.price) if command.price is not None else None, params,
+        ), changes_state=True)
+        return self._completed(parsing.order_snapshot(order), command)
+
+    async def amend(self, command: ModifyOrder, venue_order_id: str | None) -> OrderSnapshot:
+        if not self.capabilities.modify:
+            raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, f"{self.exchange_id} cannot modify an order in place")
+        current = await self.lookup(command.client_order_id, self.tracker.symbol(command.client_order_id))
+        if current is None:
+            raise OrderRefused(RejectReason.UNKNOWN_ORDER, "no such order")
+        quantity = command.quantity if command.quantity is not None else current.quantity
+        price = command.price if command.price is not None else current.price
+        order = await self._request(self.exchange.edit_order(
+            venue_order_id or current.venue_order_id, current.symbol, current.order_type.value, current.side.value,
+            float(quantity), float(price) if price is not None else None,
+        ), changes_state=True)
+        snapshot = parsing.order_snapshot(order)
+        return self._completed(snapshot, None, current)
+
+    async def cancel(self, client_order_id: str, symbol: str, venue_order_id: str | None) -> OrderSnapshot | None:
+        params = {} if venue_order_id else {"clientOrderId": client_order_id}
+        order = await self._request(self.exchange.cancel_order(venue_order_id, symbol, params), changes_state=True)
+        snapshot = parsing.order_snapshot(order)
+        return snapshot if snapshot.client_order_id == client_order_id and snapshot.quantity else None
+
+    async def lookup(self, client_order_id: str, symbol: str) -> OrderSnapshot | None:
+        for candidate in [symbol] if symbol else [i.symbol for i in self._instruments]:
+            try:
+                order = await self._request(
+                    self.exchange.fetch_order(None, candidate, {"clientOrderId": client_order_id}), changes_state=False
+                )
+            except OrderRefused as exc:
+                if exc.reason is RejectReason.UNKNOWN_ORDER:
+                    continue
+                raise
+            return parsing.order_snapshot(order)
+        return None
+
+    async def open_orders(self) -> list[OrderSnapshot]:
+        try:
+            orders = await self._request(self.exchange.fetch_open_orders(), changes_state=False)
+        except ArgumentsRequired:  # exchanges that list open orders one symbol at a time
+            orders = []
+            for instrument in self._instruments:
+                orders += await self._request(self.exchange.fetch_open_orders(instrument.symbol), changes_state=False)
+        return [parsing.order_snapshot(order) for order in orders if order.get("clientOrderId")]
+
+    async def watch_orders(self) -> AsyncIterator[OrderSnapshot]:
+        while True:
+            orders = await self._request(self.exchange.watch_orders(), changes_state=False)
+            for order in orders:
+                if order.get("clientOrderId"):
+                    yield parsing.order_snapshot(order)
+
+    async def watch_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
+        while True:
+            if kind is MarketDataKind.QUOTE:
+                tickers = await self._request(self.exchange.watch_bids_asks([symbol]), changes_state=False)
+                quote = parsing.quote(self.venue, symbol, tickers.get(symbol, {}), time.time_ns())
+                yield [quote] if quote is not None else []
+            elif kind is MarketDataKind.TRADE:
+                trades = await self._request(self.exchange.watch_trades(symbol), changes_state=False)
+                now = time.time_ns()
+                yield [parsing.trade(self.venue, symbol, trade, now) for trade in trades]
+            else:
+                book = await self._request(self.exchange.watch_order_book(symbol), changes_state=False)
+                yield [parsing.book(self.venue, symbol, book, self.config.book_depth, time.time_ns())]
+
+    # --- helpers ----------------------------------------------------------------------------------
+    async def _request(self, call: Awaitable[T], *, changes_state: bool) -> T:
+        """Await one ccxt call; its exceptions become the taxonomy's."""
+        try:
+            return await call
+        except ArgumentsRequired:  # a usage answer ("needs a symbol") the caller handles
+            raise
+        except BaseError as exc:
+            raise parsing.venue_error(exc, changes_state=changes_state, retry_after=self._retry_after()) from None
+
+    def _retry_after(self) -> float | None:
+        headers = self.exchange.last_response_headers or {}
+        value = headers.get("Retry-After") or headers.get("retry-after")
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _completed(snapshot: OrderSnapshot, command: PlaceOrder | None, current: OrderSnapshot | None = None) -> OrderSnapshot:
+        """Some exchanges answer a place or edit with little more than the ids: the terms
+        not in the answer are the ones requested."""
+        if snapshot.quantity and snapshot.symbol:
+            return snapshot
+        source: Any = command or current
+        return msgspec.structs.replace(
+            snapshot, symbol=snapshot.symbol or source.symbol, side=source.side, order_type=source.order_type,
+            quantity=snapshot.quantity or source.quantity, price=snapshot.price if snapshot.price is not None else source.price,
+            client_order_id=snapshot.client_order_id or source.client_order_id,
+        )

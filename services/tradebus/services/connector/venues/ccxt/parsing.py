@@ -1,0 +1,198 @@
+"""ccxt's unified structures (dicts of floats) to the shared types, and ccxt's exceptions
+to the connector's error taxonomy. ccxt dicts never leave this folder.
+
+Numbers: ccxt reports floats; each is converted through its shortest repr (`str`), which
+gives back the decimal the exchange sent for every price and size an exchange quotes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+import ccxt.async_support as ccxt
+
+from tradebus.schemas.market import BookLevel, BookSnapshot, Instrument, Quote, Trade
+from tradebus.schemas.values import Aggressor, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
+
+from ...errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
+from ...tracking import OrderSnapshot, TradeReport
+
+ZERO = Decimal(0)
+MS = 1_000_000
+_TIME_IN_FORCE = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK, "PO": TimeInForce.GTC}
+_URL = re.compile(r"(?:https?|wss?)://\S+")
+
+
+def decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def nanos(milliseconds: Any) -> int:
+    return int(milliseconds) * MS if milliseconds else 0
+
+
+# --- orders --------------------------------------------------------------------------------
+def order_snapshot(order: dict[str, Any]) -> OrderSnapshot:
+    filled = decimal(order.get("filled")) or ZERO
+    trigger = decimal(order.get("triggerPrice") or order.get("stopPrice"))
+    price = decimal(order.get("price"))
+    order_type = _order_type(order.get("type"), trigger, price)
+    trades = order.get("trades") or []
+    return OrderSnapshot(
+        client_order_id=order.get("clientOrderId") or "",
+        venue_order_id=str(order["id"]),
+        symbol=order["symbol"],
+        side=Side(order["side"]),
+        order_type=order_type,
+        quantity=decimal(order.get("amount")) or ZERO,
+        status=_status(order.get("status"), filled, trigger),
+        # a market order's "price" is its average fill price in ccxt: not a limit
+        price=price if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
+        stop_price=trigger,
+        time_in_force=_TIME_IN_FORCE.get(order.get("timeInForce") or "GTC", TimeInForce.GTC),
+        post_only=bool(order.get("postOnly")),
+        reduce_only=bool(order.get("reduceOnly")),
+        filled=filled,
+        average_price=decimal(order.get("average")),
+        last_trade=trade_report(trades[-1]) if trades else None,
+        ts=nanos(order.get("lastUpdateTimestamp") or order.get("lastTradeTimestamp") or order.get("timestamp")),
+    )
+
+
+def _order_type(kind: str | None, trigger: Decimal | None, price: Decimal | None) -> OrderType:
+    if trigger is not None:
+        return OrderType.STOP_LIMIT if price is not None and kind != "market" else OrderType.STOP
+    return OrderType.MARKET if kind == "market" else OrderType.LIMIT
+
+
+def _status(status: str | None, filled: Decimal, trigger: Decimal | None) -> OrderStatus:
+    if status == "closed":
+        return OrderStatus.FILLED
+    if status == "canceled":
+        return OrderStatus.CANCELLED
+    if status == "expired":
+        return OrderStatus.EXPIRED
+    if status == "rejected":
+        return OrderStatus.REJECTED
+    return OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
+
+
+def trade_report(trade: dict[str, Any]) -> TradeReport:
+    fee = trade.get("fee") or {}
+    return TradeReport(
+        trade_id=str(trade.get("id")),
+        price=decimal(trade["price"]) or ZERO,
+        quantity=decimal(trade["amount"]) or ZERO,
+        fee=decimal(fee.get("cost")) or ZERO,
+        fee_currency=fee.get("currency") or "",
+        liquidity=LiquiditySide.MAKER if trade.get("takerOrMaker") == "maker" else LiquiditySide.TAKER,
+    )
+
+
+# --- market data ---------------------------------------------------------------------------------
+def instrument(venue: str, market: dict[str, Any], precision_mode: int) -> Instrument:
+    precision, limits = market.get("precision", {}), market.get("limits", {})
+    return Instrument(
+        venue=venue, symbol=market["symbol"], seq=0, ts_event=0, ts_recv=0, venue_symbol=market["id"],
+        asset_class="crypto", base=market["base"], quote=market["quote"],
+        tick_size=_step(precision.get("price"), precision_mode),
+        lot_size=_step(precision.get("amount"), precision_mode),
+        min_quantity=decimal((limits.get("amount") or {}).get("min")) or ZERO,
+        min_notional=decimal((limits.get("cost") or {}).get("min")) or ZERO,
+    )
+
+
+def _step(precision: Any, precision_mode: int) -> Decimal:
+    """ccxt gives a step either as a tick size or as a number of decimal places."""
+    if precision is None:
+        return Decimal("1e-8")
+    if precision_mode == ccxt.TICK_SIZE:
+        return Decimal(str(precision))
+    return Decimal(1).scaleb(-int(precision))
+
+
+def quote(venue: str, symbol: str, ticker: dict[str, Any], now: int) -> Quote | None:
+    bid, ask = decimal(ticker.get("bid")), decimal(ticker.get("ask"))
+    if bid is None or ask is None:
+        return None
+    return Quote(
+        venue=venue, symbol=symbol, seq=0, ts_event=nanos(ticker.get("timestamp")) or now, ts_recv=now,
+        bid=bid, bid_size=decimal(ticker.get("bidVolume")) or ZERO, ask=ask, ask_size=decimal(ticker.get("askVolume")) or ZERO,
+    )
+
+
+def trade(venue: str, symbol: str, raw: dict[str, Any], now: int) -> Trade:
+    side = raw.get("side")
+    return Trade(
+        venue=venue, symbol=symbol, seq=0, ts_event=nanos(raw.get("timestamp")) or now, ts_recv=now,
+        price=decimal(raw["price"]) or ZERO, size=decimal(raw["amount"]) or ZERO,
+        aggressor=Aggressor(side) if side in ("buy", "sell") else Aggressor.UNKNOWN, trade_id=str(raw.get("id") or ""),
+    )
+
+
+def book(venue: str, symbol: str, raw: dict[str, Any], depth: int, now: int) -> BookSnapshot:
+    return BookSnapshot(
+        venue=venue, symbol=symbol, seq=0, ts_event=nanos(raw.get("timestamp")) or now, ts_recv=now,
+        bids=[BookLevel(price=Decimal(str(p)), size=Decimal(str(s))) for p, s, *_ in raw["bids"][:depth]],
+        asks=[BookLevel(price=Decimal(str(p)), size=Decimal(str(s))) for p, s, *_ in raw["asks"][:depth]],
+    )
+
+
+# --- errors ------------------------------------------------------------------------------------------
+def venue_error(exc: Exception, *, changes_state: bool, retry_after: float | None = None) -> VenueError:
+    """The taxonomy error for a ccxt exception. `changes_state`: the request could have
+    acted at the venue (a place or cancel), so a timeout leaves its outcome unknown.
+    `retry_after`: the venue's Retry-After, when its response carried one."""
+    message, code = safe_message(exc)
+    if isinstance(exc, ccxt.AuthenticationError):
+        return AuthFailed(message, venue_code=code)
+    if isinstance(exc, ccxt.InsufficientFunds):
+        return OrderRefused(RejectReason.INSUFFICIENT_FUNDS, message, venue_code=code)
+    if isinstance(exc, ccxt.OrderNotFound):
+        return OrderRefused(RejectReason.UNKNOWN_ORDER, message, venue_code=code)
+    if isinstance(exc, ccxt.DuplicateOrderId):
+        return OrderRefused(RejectReason.DUPLICATE_CLIENT_ORDER_ID, message, venue_code=code)
+    if isinstance(exc, ccxt.BadSymbol):
+        return OrderRefused(RejectReason.UNKNOWN_INSTRUMENT, message, venue_code=code)
+    if isinstance(exc, ccxt.RateLimitExceeded | ccxt.DDoSProtection | ccxt.ExchangeNotAvailable):
+        return VenueBusy(message, retry_after=retry_after, venue_code=code)
+    if isinstance(exc, ccxt.RequestTimeout | ccxt.NetworkError):
+        return OutcomeUnknown(message, venue_code=code) if changes_state else VenueBusy(message, venue_code=code)
+    if isinstance(exc, ccxt.NotSupported):
+        return OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, message, venue_code=code)
+    if isinstance(exc, ccxt.ExchangeError):  # InvalidOrder, BadRequest, ...: the venue's text tells which rule
+        return OrderRefused(_order_rule(message), message, venue_code=code)
+    return OutcomeUnknown(message) if changes_state else VenueBusy(message)
+
+
+def _order_rule(message: str) -> RejectReason:
+    text = message.lower()
+    if "price_filter" in text or "tick" in text or "price precision" in text:
+        return RejectReason.TICK_SIZE
+    if "lot_size" in text or "amount precision" in text or "minimum amount" in text or "step" in text:
+        return RejectReason.LOT_SIZE
+    if "notional" in text or "minimum cost" in text:
+        return RejectReason.MIN_NOTIONAL
+    if "would immediately match" in text or "post only" in text or "postonly" in text:
+        return RejectReason.POST_ONLY_WOULD_TAKE
+    return RejectReason.VENUE_REJECTED
+
+
+def safe_message(exc: Exception) -> tuple[str, str | None]:
+    """(a message fit for logs, the venue's code): the venue's own error text when the
+    exception carries its JSON body, never the URL (its query holds the signature)."""
+    text = str(exc)
+    body = text[text.find("{"):] if "{" in text else ""
+    try:
+        payload = json.loads(body) if body else {}
+    except ValueError:
+        payload = {}
+    if isinstance(payload, dict) and payload:
+        venue_text = payload.get("msg") or payload.get("retMsg") or payload.get("message") or ""
+        code = payload.get("code", payload.get("retCode"))
+        return f"{type(exc).__name__}: {venue_text}"[:500], None if code is None else str(code)
+    return f"{type(exc).__name__}: {_URL.sub('<url>', text)}"[:500], None
+
