@@ -9,6 +9,7 @@ request limit, injects armed faults and turns `Refused` into the venue's error p
 Control API (JSON; the conformance suite and users' CI drive emulators through it):
     GET    /__emulator/orders[?account=KEY]   every order the venue holds
     POST   /__emulator/orders                 place an order directly (as another tool would)
+    POST   /__emulator/cancel                 {"account", "client_order_id"}: the venue cancels it
     POST   /__emulator/faults                 arm a fault (see faults.py)
     DELETE /__emulator/faults                 disarm all faults
     POST   /__emulator/drop-streams           close every websocket connection
@@ -55,6 +56,11 @@ class DirectOrder(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 class Revoke(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     api_key: str
+
+
+class DirectCancel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    account: str
+    client_order_id: str
 
 
 class RequestLimit:
@@ -159,13 +165,26 @@ class Emulator(ABC):
         socket.close = close  # type: ignore[method-assign]
         return socket
 
+    def endpoint(
+        self, operation: str, work: Callable[[web.Request], Awaitable[web.StreamResponse]], *, keyed: bool = True
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """An aiohttp handler running `work(request)` through `handle`."""
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            return await self.handle(request, operation, lambda: work(request), keyed=keyed)
+
+        return serve
+
     async def handle(
-        self, request: web.Request, operation: str, work: Callable[[], Awaitable[web.StreamResponse]]
+        self, request: web.Request, operation: str, work: Callable[[], Awaitable[web.StreamResponse]],
+        *, keyed: bool = True,
     ) -> web.StreamResponse:
-        """Run one REST request of `operation` the way the venue would, faults included."""
+        """Run one REST request of `operation` the way the venue would, faults included.
+        `keyed` requests (account and order endpoints) count against the per-key limit;
+        public market data does not."""
         self.venue.record(operation)
         fault = self.venue.faults.take(operation)
-        if not self.limit.allow():
+        if keyed and not self.limit.allow():
             return self.error_response(RejectReason.RATE_LIMITED, "too many requests", retry_after=1.0)
         if fault is not None and fault.kind is FaultKind.RATE_LIMIT:
             return self.error_response(RejectReason.RATE_LIMITED, "too many requests", retry_after=fault.retry_after)
@@ -194,6 +213,7 @@ class Emulator(ABC):
     def _control_routes(self, app: web.Application) -> None:
         app.router.add_get("/__emulator/orders", self._list_orders)
         app.router.add_post("/__emulator/orders", self._place_direct)
+        app.router.add_post("/__emulator/cancel", self._cancel_direct)
         app.router.add_post("/__emulator/faults", self._arm_fault)
         app.router.add_delete("/__emulator/faults", self._clear_faults)
         app.router.add_post("/__emulator/drop-streams", self._drop_streams)
@@ -216,6 +236,14 @@ class Emulator(ABC):
         except Refused as exc:
             return _json({"reason": exc.reason, "message": exc.message}, status=400)
         return _json(placed)
+
+    async def _cancel_direct(self, request: web.Request) -> web.Response:
+        target = msgspec.json.decode(await request.read(), type=DirectCancel)
+        try:
+            order = self.venue.cancel(self.venue.find(target.account, client_order_id=target.client_order_id))
+        except Refused as exc:
+            return _json({"reason": exc.reason, "message": exc.message}, status=400)
+        return _json(order)
 
     async def _arm_fault(self, request: web.Request) -> web.Response:
         fault = msgspec.json.decode(await request.read(), type=Fault)

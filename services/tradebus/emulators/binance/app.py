@@ -24,6 +24,7 @@ import hmac
 import itertools
 import json
 import time
+from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
@@ -89,36 +90,39 @@ class BinanceEmulator(Emulator):
         return render.error(reason, message, retry_after=retry_after)
 
     def routes(self, app: web.Application) -> None:
-        get, post, delete = app.router.add_get, app.router.add_post, app.router.add_delete
-        get("/api/v3/ping", lambda r: self.handle(r, "ping", _empty))
-        get("/api/v3/time", lambda r: self.handle(r, "time", _server_time))
-        get("/api/v3/exchangeInfo", lambda r: self.handle(r, "markets", self._exchange_info))
-        get("/api/v3/depth", lambda r: self.handle(r, "depth", lambda: self._depth(r)))
-        get("/api/v3/ticker/bookTicker", lambda r: self.handle(r, "quote", lambda: self._book_ticker(r)))
-        get("/api/v3/account", lambda r: self.handle(r, "balance", lambda: self._signed(r, self._account)))
-        post("/api/v3/order", lambda r: self.handle(r, "place", lambda: self._signed(r, self._place)))
-        get("/api/v3/order", lambda r: self.handle(r, "lookup", lambda: self._signed(r, self._lookup)))
-        delete("/api/v3/order", lambda r: self.handle(r, "cancel", lambda: self._signed(r, self._cancel)))
-        get("/api/v3/openOrders", lambda r: self.handle(r, "open_orders", lambda: self._signed(r, self._open_orders)))
-        delete("/api/v3/openOrders", lambda r: self.handle(r, "cancel_all", lambda: self._signed(r, self._cancel_all)))
-        get("/api/v3/myTrades", lambda r: self.handle(r, "trades", lambda: self._signed(r, self._my_trades)))
+        get, post, delete, endpoint = app.router.add_get, app.router.add_post, app.router.add_delete, self.endpoint
+        get("/api/v3/ping", endpoint("ping", _empty, keyed=False))
+        get("/api/v3/time", endpoint("time", _server_time, keyed=False))
+        get("/api/v3/exchangeInfo", endpoint("markets", self._exchange_info, keyed=False))
+        get("/api/v3/depth", endpoint("depth", self._depth, keyed=False))
+        get("/api/v3/ticker/bookTicker", endpoint("quote", self._book_ticker, keyed=False))
+        get("/api/v3/account", endpoint("balance", self._signed(self._account)))
+        post("/api/v3/order", endpoint("place", self._signed(self._place)))
+        get("/api/v3/order", endpoint("lookup", self._signed(self._lookup)))
+        delete("/api/v3/order", endpoint("cancel", self._signed(self._cancel)))
+        get("/api/v3/openOrders", endpoint("open_orders", self._signed(self._open_orders)))
+        delete("/api/v3/openOrders", endpoint("cancel_all", self._signed(self._cancel_all)))
+        get("/api/v3/myTrades", endpoint("trades", self._signed(self._my_trades)))
         get("/ws", self._market_stream)
         get("/ws/{connection}", self._market_stream)  # ccxt numbers its connections: /ws/0, /ws/1, ...
         get("/ws-api/v3", self._user_stream)
 
     # --- signing ------------------------------------------------------------------------------
-    async def _signed(self, request: web.Request, work: Any) -> web.Response:
-        """Check the API key and signature, then run `work(account, params)`."""
-        payload = request.query_string if request.method in ("GET", "DELETE") else (await request.text())
-        signed, _, signature = payload.rpartition("&signature=")
-        account = self.venue.authenticate(request.headers.get("X-MBX-APIKEY"))
-        if not _valid_signature(self.venue.credentials[account], signed, signature):
-            return web.json_response({"code": -1022, "msg": "Signature for this request is not valid."}, status=401)
-        result = work(account, dict(parse_qsl(signed, keep_blank_values=True)))
-        return web.json_response(result)
+    def _signed(self, work: Callable[[str, dict[str, str]], Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A handler that checks the API key and signature, then answers `work(account, params)`."""
+
+        async def signed(request: web.Request) -> web.Response:
+            payload = request.query_string if request.method in ("GET", "DELETE") else (await request.text())
+            signed_part, _, signature = payload.rpartition("&signature=")
+            account = self.venue.authenticate(request.headers.get("X-MBX-APIKEY"))
+            if not _valid_signature(self.venue.credentials[account], signed_part, signature):
+                return web.json_response({"code": -1022, "msg": "Signature for this request is not valid."}, status=401)
+            return web.json_response(work(account, dict(parse_qsl(signed_part, keep_blank_values=True))))
+
+        return signed
 
     # --- public -------------------------------------------------------------------------------
-    async def _exchange_info(self) -> web.Response:
+    async def _exchange_info(self, request: web.Request) -> web.Response:
         symbols = []
         for symbol, spec in self.venue.instruments.items():
             symbols.append({
@@ -348,9 +352,9 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def _empty() -> web.Response:
+async def _empty(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
-async def _server_time() -> web.Response:
+async def _server_time(request: web.Request) -> web.Response:
     return web.json_response({"serverTime": _now_ms()})

@@ -85,6 +85,14 @@ class VenueConnector(ABC):
         """Definitions of every instrument the venue lists (seq/timestamps are refreshed on
         publishing)."""
 
+    def venue_symbol(self, symbol: str) -> str:
+        """The venue's own name of a unified symbol (the same unless the venue says otherwise)."""
+        return symbol
+
+    def unified_symbol(self, venue_symbol: str) -> str:
+        """The unified symbol of a venue's instrument name: the inverse of `venue_symbol`."""
+        return venue_symbol
+
     async def on_subscribed(self, symbol: str, kinds: list[MarketDataKind]) -> None:
         """Called after streams become active, e.g. to send a fresh book snapshot."""
 

@@ -217,6 +217,9 @@ class RemoteVenueConnector(VenueConnector):
     async def _place(self, command: PlaceOrder) -> list[VenueEvent]:
         if self.tracker.knows(command.client_order_id):
             return self._refused(command, RejectReason.DUPLICATE_CLIENT_ORDER_ID, "client order id already used")
+        violation = self._instrument_violation(command)
+        if violation is not None:
+            return list(self.tracker.rejected(command, violation[0], violation[1], time.time_ns()))
         self.tracker.submitting(command)
         try:
             snapshot = await self._call(lambda: self.submit(command))
@@ -230,6 +233,25 @@ class RemoteVenueConnector(VenueConnector):
         except OutcomeUnknown:
             return await self._resolve_unknown_place(command)
         return list(self.tracker.update(snapshot, time.time_ns()))
+
+    def _instrument_violation(self, command: PlaceOrder) -> tuple[RejectReason, str] | None:
+        """The instrument's rules, checked before sending: SDKs round prices and sizes to
+        the venue's precision on their own, which would trade other terms than requested."""
+        instrument = next((i for i in self.instruments() if i.symbol == command.symbol), None)
+        if instrument is None:
+            return RejectReason.UNKNOWN_INSTRUMENT, f"{self.venue} does not list {command.symbol}"
+        for name in ("price", "stop_price"):
+            value = getattr(command, name)
+            if value is not None and value % instrument.tick_size:
+                return RejectReason.TICK_SIZE, f"{name} {value} is not a multiple of the tick size {instrument.tick_size}"
+        if command.quantity % instrument.lot_size or command.quantity < instrument.min_quantity:
+            return RejectReason.LOT_SIZE, (
+                f"quantity {command.quantity} is not a multiple of {instrument.lot_size} of at least {instrument.min_quantity}"
+            )
+        reference = command.price or command.stop_price
+        if reference is not None and reference * command.quantity < instrument.min_notional:
+            return RejectReason.MIN_NOTIONAL, f"notional below the venue's minimum of {instrument.min_notional}"
+        return None
 
     async def _resolve_unknown_place(self, command: PlaceOrder) -> list[VenueEvent]:
         """The place may or may not have reached the venue: ask, and re-send only after the
