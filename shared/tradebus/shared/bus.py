@@ -24,6 +24,7 @@ from tradebus.schemas.codecs import encode
 log = logging.getLogger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
+PUBLISH_TIMEOUT = 10.0  # seconds to wait for the acks of pipelined JetStream publishes
 
 
 class Bus:
@@ -77,17 +78,10 @@ class Bus:
         return await self.js.publish(subject, encode(message), headers={MSG_ID: msg_id})
 
     async def publish_durable_many(self, items: Iterable[tuple[str, msgspec.Struct, str]]) -> list[PubAck]:
-        """Pipeline several JetStream publishes and wait for every ack (order preserved on
-        the wire; the acks arrive together, which is what makes batching fast)."""
-        futures = [
-            await self.js.publish_async(subject, encode(message), headers={MSG_ID: msg_id})
-            for subject, message, msg_id in items
-        ]
-        acks = await asyncio.gather(*futures)
-        for ack in acks:
-            if isinstance(ack, Exception):
-                raise ack
-        return list(acks)
+        """Pipeline several JetStream publishes and wait for every ack."""
+        return await publish_pipelined(
+            self.js, ((subject, encode(message), {MSG_ID: msg_id}) for subject, message, msg_id in items)
+        )
 
     async def request(self, subject: str, payload: bytes, *, timeout: float = 2.0) -> Msg:
         return await self.nc.request(subject, payload, timeout=timeout)
@@ -100,6 +94,19 @@ class Bus:
             except Exception as exc:  # a broken connection cannot be drained; closing is all that is left
                 log.warning("bus drain failed", extra={"error": repr(exc)})
                 await self.nc.close()
+
+
+async def publish_pipelined(js: JetStreamContext, items: Iterable[tuple[str, bytes, dict[str, str] | None]], *,
+                            timeout: float = PUBLISH_TIMEOUT) -> list[PubAck]:
+    """Publish (subject, payload, headers) to JetStream without waiting in between, then
+    wait for every ack: order is preserved on the wire and the acks arrive together, which
+    is what makes batching fast (one request/reply per message costs a round trip, a fresh
+    inbox and a timer each). Raises the first failure, or TimeoutError: nats-py's futures
+    never time out by themselves, and a lost ack must fail the batch, not hang it."""
+    futures = [await js.publish_async(subject, payload, headers=headers) for subject, payload, headers in items]
+    if not futures:
+        return []
+    return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
 
 
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]

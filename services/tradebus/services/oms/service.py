@@ -33,7 +33,7 @@ from tradebus.schemas.control import OmsReply, OmsRequest, Reconcile, ReconcileR
 from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.subjects import Family
 from tradebus.services.settings import Settings
-from tradebus.shared.bus import consume_batches
+from tradebus.shared.bus import consume_batches, publish_pipelined
 from tradebus.shared.service import Service, default_instance
 from tradebus.shared.topology import (
     OMS_EVENTS,
@@ -94,9 +94,13 @@ async def read_bucket(js: JetStreamContext, bucket: str) -> list[tuple[str, byte
 
 
 async def put_entries(kv: KeyValue, state: OmsState, keys: Iterable[str]) -> None:
-    """Write these keys' current values, pipelined. Position keys carry `~` and `:` from the
-    symbol encoding, which nats-py's key check refuses although the server accepts them."""
-    await asyncio.gather(*(kv.put(key, state.encoded(key), validate_keys=False) for key in keys))
+    """Write these keys' current values: a KV put is a JetStream publish to the key's
+    subject, so they go out pipelined with their acks awaited together (`kv.put` would be a
+    request/reply round trip each). nats-py's KeyValue has no public handle on its subject
+    prefix and context. No key check: position keys carry `~` and `:` from the symbol
+    encoding, which nats-py's check refuses although the server accepts them."""
+    prefix = kv._pre  # "$KV.<bucket>."
+    await publish_pipelined(kv._js, [(prefix + key, state.encoded(key), None) for key in keys])
 
 
 class OmsService(Service):
@@ -107,10 +111,11 @@ class OmsService(Service):
         self.config = settings.oms
         self.book = OmsState()
         self.kv: KeyValue | None = None
-        # Applying a batch and writing it happen under one lock: the two consumers touch the
-        # same records, and the bucket must never receive an older value after a newer one.
+        # One write to the bucket at a time, each taking every record's value as it is then:
+        # the two consumers touch the same records, and the bucket must never receive an
+        # older value after a newer one.
         self._write_lock = asyncio.Lock()
-        self._unwritten: set[str] = set()  # changed in memory, not yet in the bucket (a put failed)
+        self._unwritten: set[str] = set()  # changed in memory, not yet in the bucket
         self._next_reconcile: dict[str, tuple[int, int]] = {}  # order key -> (requests sent, not before ns)
         self._stuck = 0
         self._reconcile_sent = 0
@@ -169,23 +174,35 @@ class OmsService(Service):
         )
 
     async def _apply_batch(self, messages: list[Msg], family: str, apply: Apply) -> None:
-        """Apply, write every changed record, then ack. A failed write raises before the acks
-        (the batch is redelivered) and keeps its keys in `_unwritten` for the next attempt,
-        since re-applying the same messages changes nothing and would not write them again."""
-        assert self.kv is not None
+        """Apply (no await in between, so no other batch interleaves), have every changed
+        record written, then ack. A failed write raises before the acks: the batch is
+        redelivered, and its keys stay in `_unwritten`, since re-applying the same messages
+        changes nothing and would not name them again."""
         self.metrics.received.labels(family=family).inc(len(messages))
-        async with self._write_lock:
-            anomalies_before = self.book.anomalies
-            for msg in messages:
-                key = self._apply_one(msg, family, apply)
-                if key is not None:
-                    self._unwritten.add(key)
-            self._anomalies.inc(self.book.anomalies - anomalies_before)
-            writing = set(self._unwritten)
-            await put_entries(self.kv, self.book, writing)
-            self._unwritten -= writing
+        anomalies_before = self.book.anomalies
+        for msg in messages:
+            key = self._apply_one(msg, family, apply)
+            if key is not None:
+                self._unwritten.add(key)
+        self._anomalies.inc(self.book.anomalies - anomalies_before)
+        await self._write()
         for msg in messages:
             await msg.ack()
+
+    async def _write(self) -> None:
+        """Return once every change applied so far is in the bucket. Batches that arrive
+        while a write runs share the next one, so under load one put carries several changes
+        of a key (an order's route and its events, its accepted and cancelled events)."""
+        assert self.kv is not None
+        async with self._write_lock:
+            if not self._unwritten:  # the write that held the lock took our changes too
+                return
+            writing, self._unwritten = self._unwritten, set()
+            try:
+                await put_entries(self.kv, self.book, writing)
+            except BaseException:
+                self._unwritten |= writing
+                raise
 
     def _apply_one(self, msg: Msg, family: str, apply: Apply) -> str | None:
         try:
