@@ -57,7 +57,7 @@ class VenueUnderTest:
         self.emulator = emulator
         if emulator is None:
             self.account = "demo"
-            self.settings: Settings = paper_settings(nats_server.url)
+            self.settings: Settings = paper_settings(nats_server.url, bar_interval=1)
         else:
             self.account = "main"
             table = emulator.connector_config(account=self.account, api_key=API_KEY, api_secret=API_SECRET)

@@ -3,7 +3,7 @@ WebSocket-API user data stream to run the unmodified ccxt SDK against it.
 
 Served (paths as on api.binance.com / stream.binance.com / ws-api.binance.com):
     GET  /api/v3/ping, /time, /exchangeInfo, /depth, /ticker/bookTicker
-    GET  /api/v3/account, /order, /openOrders, /myTrades          (signed)
+    GET  /api/v3/account, /order, /openOrders, /allOrders, /myTrades (signed)
     POST /api/v3/order        LIMIT, LIMIT_MAKER, MARKET, STOP_LOSS_LIMIT; GTC, IOC, FOK
     DELETE /api/v3/order, /openOrders                              (signed)
     WS   /ws        SUBSCRIBE to <symbol>@bookTicker, @trade, @depth / @depth@100ms
@@ -101,6 +101,7 @@ class BinanceEmulator(Emulator):
         get("/api/v3/order", endpoint("lookup", self._signed(self._lookup)))
         delete("/api/v3/order", endpoint("cancel", self._signed(self._cancel)))
         get("/api/v3/openOrders", endpoint("open_orders", self._signed(self._open_orders)))
+        get("/api/v3/allOrders", endpoint("history", self._signed(self._all_orders)))
         delete("/api/v3/openOrders", endpoint("cancel_all", self._signed(self._cancel_all)))
         get("/api/v3/myTrades", endpoint("trades", self._signed(self._my_trades)))
         get("/ws", self._market_stream)
@@ -194,6 +195,12 @@ class BinanceEmulator(Emulator):
     def _open_orders(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
         symbol = self._symbol(params["symbol"]) if "symbol" in params else None
         return [render.order(o) for o in self.venue.open_orders(account, symbol)]
+
+    def _all_orders(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        symbol = self._symbol(params.get("symbol", ""))
+        since = int(params.get("startTime", 0)) * 1_000_000
+        return [render.order(o) for o in self.venue.orders.values()
+                if o.account == account and o.symbol == symbol and o.updated_ns >= since]
 
     def _cancel_all(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
         return [render.order(self.venue.cancel(o)) for o in self.venue.open_orders(account, self._symbol(params.get("symbol", "")))]

@@ -67,6 +67,7 @@ class RemoteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     command_wait: float = 20.0  # seconds a command waits for a reconnect before it is refused
     reconnect_delay: float = 0.5  # first back-off after a stream drop (doubling, capped at 30 s)
     poll_interval: float = 5.0  # seconds between reconciliations of working orders (safety net)
+    reconcile_lookback: float = 86_400.0  # seconds of venue order history read at start and after reconnects
 
 
 class RemoteVenueConnector(VenueConnector):
@@ -115,6 +116,11 @@ class RemoteVenueConnector(VenueConnector):
     @abstractmethod
     async def open_orders(self) -> list[OrderSnapshot]:
         """Every working order of the account at the venue."""
+
+    @abstractmethod
+    async def recent_orders(self, since_ns: int) -> list[OrderSnapshot]:
+        """The account's orders created or updated since `since_ns`, finished ones included
+        (what happened at the venue while this connector was not listening)."""
 
     @abstractmethod
     def watch_orders(self) -> AsyncIterator[OrderSnapshot]:
@@ -379,7 +385,7 @@ class RemoteVenueConnector(VenueConnector):
         while True:
             try:
                 await self._call(self.connect)
-                await self._reconcile_all()
+                await self._reconcile_all(history=True)
                 break
             except AuthFailed:
                 break  # reported; commands are refused until the credentials work
@@ -391,13 +397,18 @@ class RemoteVenueConnector(VenueConnector):
             self.report_status(ServiceState.READY, "")
         self._ready.set()
 
-    async def _reconcile_all(self) -> None:
+    async def _reconcile_all(self, *, history: bool = False) -> None:
+        """Publish what the venue knows and we did not: its open orders, every order we
+        think is still working and, with `history`, the orders of the lookback window."""
         now = time.time_ns()
         events: list[VenueEvent] = []
-        open_at_venue = await self._call(self.open_orders)
-        for snapshot in open_at_venue:
+        at_venue = await self._call(self.open_orders)
+        if history:
+            since = now - int(self.settings.reconcile_lookback * 1e9)
+            at_venue += await self._call(lambda: self.recent_orders(since))
+        for snapshot in at_venue:
             events += self.tracker.update(snapshot, now)
-        seen = {snapshot.client_order_id for snapshot in open_at_venue}
+        seen = {snapshot.client_order_id for snapshot in at_venue}
         for coid in self.tracker.open_orders():
             if coid not in seen:
                 snapshot = await self._call(lambda c=coid: self.lookup(c, self.tracker.symbol(c)))  # type: ignore[misc]

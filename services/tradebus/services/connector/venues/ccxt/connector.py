@@ -181,6 +181,16 @@ class CcxtConnector(RemoteVenueConnector):
                 orders += await self._request(self.exchange.fetch_open_orders(instrument.symbol), changes_state=False)
         return [parsing.order_snapshot(order) for order in orders if order.get("clientOrderId")]
 
+    async def recent_orders(self, since_ns: int) -> list[OrderSnapshot]:
+        since = since_ns // 1_000_000
+        try:
+            orders = await self._request(self.exchange.fetch_orders(None, since), changes_state=False)
+        except ArgumentsRequired:  # exchanges that list order history one symbol at a time
+            orders = []
+            for instrument in self._instruments:
+                orders += await self._request(self.exchange.fetch_orders(instrument.symbol, since), changes_state=False)
+        return [parsing.order_snapshot(order) for order in orders if order.get("clientOrderId")]
+
     async def watch_orders(self) -> AsyncIterator[OrderSnapshot]:
         while True:
             orders = await self._request(self.exchange.watch_orders(), changes_state=False)

@@ -24,6 +24,11 @@ ZERO = Decimal(0)
 MS = 1_000_000
 _TIME_IN_FORCE = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK, "PO": TimeInForce.GTC}
 _URL = re.compile(r"(?:https?|wss?)://\S+")
+# Venue codes that mean "these credentials may not do this", whatever exception ccxt chose:
+# ccxt raises DDoSProtection for Binance's -2015 once a key has worked before (guessing a
+# temporary ban), but -2015 is what a revoked key, a removed IP or a lost permission gives,
+# and all of those need an operator.
+_AUTH_CODES = frozenset({"-2014", "-2015", "-1022"})
 
 
 def decimal(value: Any) -> Decimal | None:
@@ -147,7 +152,7 @@ def venue_error(exc: Exception, *, changes_state: bool, retry_after: float | Non
     acted at the venue (a place or cancel), so a timeout leaves its outcome unknown.
     `retry_after`: the venue's Retry-After, when its response carried one."""
     message, code = safe_message(exc)
-    if isinstance(exc, ccxt.AuthenticationError):
+    if isinstance(exc, ccxt.AuthenticationError) or code in _AUTH_CODES:
         return AuthFailed(message, venue_code=code)
     if isinstance(exc, ccxt.InsufficientFunds):
         return OrderRefused(RejectReason.INSUFFICIENT_FUNDS, message, venue_code=code)
@@ -157,9 +162,11 @@ def venue_error(exc: Exception, *, changes_state: bool, retry_after: float | Non
         return OrderRefused(RejectReason.DUPLICATE_CLIENT_ORDER_ID, message, venue_code=code)
     if isinstance(exc, ccxt.BadSymbol):
         return OrderRefused(RejectReason.UNKNOWN_INSTRUMENT, message, venue_code=code)
-    if isinstance(exc, ccxt.RateLimitExceeded | ccxt.DDoSProtection | ccxt.ExchangeNotAvailable):
+    if isinstance(exc, ccxt.RateLimitExceeded | ccxt.DDoSProtection):  # refused for its rate: nothing done
         return VenueBusy(message, retry_after=retry_after, venue_code=code)
-    if isinstance(exc, ccxt.RequestTimeout | ccxt.NetworkError):
+    if isinstance(exc, ccxt.NetworkError):
+        # Timeouts, dropped connections and 5xx answers alike: the request may have been
+        # carried out (Binance documents its 503 as "execution status unknown").
         return OutcomeUnknown(message, venue_code=code) if changes_state else VenueBusy(message, venue_code=code)
     if isinstance(exc, ccxt.NotSupported):
         return OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, message, venue_code=code)

@@ -1,0 +1,174 @@
+"""Failure paths through the real SDK against the venue's emulator: reconciliation at start
+and after reconnects, lost responses, rate limits and refused credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import decoder
+from tradebus.schemas.control import ServiceStatus
+from tradebus.schemas.market import StreamGap, StreamReconnected
+from tradebus.schemas.subjects import Family
+from tradebus.schemas.values import CancelReason, MarketDataKind, OrderType, RejectReason, ServiceState
+
+from ..integration.helpers import collect, market_decoder
+from .testbed import API_KEY, API_SECRET, VenueUnderTest, new_id, tag
+
+
+def venue_market(remote: VenueUnderTest) -> tuple[str, Decimal]:
+    """A symbol and its best bid, read from the emulated venue itself (before any connector runs)."""
+    assert remote.emulator is not None
+    symbol = sorted(remote.emulator.venue.instruments)[0]
+    bids = remote.emulator.venue.last_market[symbol].bids
+    assert bids
+    return symbol, bids[0][0]
+
+
+async def place_directly(remote: VenueUnderTest, symbol: str, **terms: Any) -> str:
+    """An order another tool places on the same account."""
+    client_order_id = new_id("ext")
+    await remote.control("POST", "orders", {"account": API_KEY, "client_order_id": client_order_id, "symbol": symbol,
+                                            "side": "buy", **terms})
+    return client_order_id
+
+
+async def poll_stats(remote: VenueUnderTest, condition: Any, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        stats: dict[str, Any] = await remote.control("GET", "stats")
+        if condition(stats):
+            return stats
+        assert time.monotonic() < deadline, f"emulator stats never met the condition: {stats}"
+        await asyncio.sleep(0.05)
+
+
+async def test_start_up_publishes_what_the_venue_holds_before_any_command(remote: VenueUnderTest) -> None:
+    symbol, bid = venue_market(remote)
+    resting = await place_directly(remote, symbol, order_type="limit", quantity="0.01", price=str((bid * Decimal("0.95")).quantize(Decimal("0.01"))))
+    filled = await place_directly(remote, symbol, order_type="market", quantity="0.01")
+    async with remote.connector():
+        instrument = remote.instrument()
+        early = remote.place(instrument, quantity=Decimal("0.01"), price=(bid * Decimal("0.9")).quantize(instrument.tick_size))
+        await remote.send(early)
+        await remote.until(resting, "accepted")
+        assert [tag(e) for e in await remote.finished(filled)] == ["accepted", "filled"]
+        await remote.until(early.client_order_id, "accepted")
+        assert remote.events is not None
+        order = [getattr(e, "client_order_id", None) for e in remote.events.messages]
+        # reconciliation comes first: commands are consumed only once the venue's state is published
+        assert order.index(early.client_order_id) > max(order.index(resting), order.index(filled))
+
+    # While the connector is down the venue cancels one order; the next start says so, once.
+    await remote.control("POST", "cancel", {"account": API_KEY, "client_order_id": resting})
+    async with remote.connector():
+        events = await remote.finished(resting)
+        assert [tag(e) for e in events] == ["accepted", "cancelled"] and events[-1].reason is CancelReason.VENUE
+        assert remote.events is not None
+        ids = [e.event_id for e in remote.events.messages]
+        assert len(ids) == len(set(ids)), "an event was published twice"
+
+
+async def test_a_dropped_connection_is_marked_reconciled_and_trading_resumes(remote: VenueUnderTest) -> None:
+    markers = await collect(remote.nc, subjects.market_data_filter(remote.venue, MarketDataKind.QUOTE), market_decoder.decode)
+    async with remote.connector():
+        instrument = remote.instrument()
+        quote = await remote.quote(instrument.symbol)
+        price = remote.price(instrument, quote.bid, "0.95")
+        order = remote.place(instrument, quantity=remote.quantity(instrument, price), price=price)
+        await remote.send(order)
+        await remote.until(order.client_order_id, "accepted")
+        await remote.control("POST", "drop-streams")
+        await remote.control("POST", "cancel", {"account": API_KEY, "client_order_id": order.client_order_id})
+        events = await remote.finished(order.client_order_id, timeout=30)
+        assert [tag(e) for e in events] == ["accepted", "cancelled"]
+        stream = [m for m in markers.messages if m.symbol == instrument.symbol]
+        await markers.wait_for(lambda _: any(isinstance(m, StreamReconnected) for m in markers.messages if m.symbol == instrument.symbol), timeout=30)
+        stream = [m for m in markers.messages if m.symbol == instrument.symbol]
+        gap = next(i for i, m in enumerate(stream) if isinstance(m, StreamGap))
+        assert any(isinstance(m, StreamReconnected) for m in stream[gap:])
+        assert [m.seq for m in stream] == list(range(stream[0].seq, stream[0].seq + len(stream)))
+        after = remote.place(instrument, quantity=remote.quantity(instrument, price), price=price)
+        await remote.send(after)
+        await remote.until(after.client_order_id, "accepted", timeout=30)
+
+
+@pytest.mark.parametrize("fault", ["timeout", "lost"])
+async def test_a_place_without_answer_is_looked_up_never_doubled(remote: VenueUnderTest, fault: str) -> None:
+    async with remote.connector():
+        instrument = remote.instrument()
+        quote = await remote.quote(instrument.symbol)
+        price = remote.price(instrument, quote.bid, "0.95")
+        await remote.control("POST", "faults", {"kind": fault, "operation": "place", "delay": 1.0})
+        order = remote.place(instrument, quantity=remote.quantity(instrument, price), price=price)
+        await remote.send(order)
+        await remote.until(order.client_order_id, "accepted", timeout=30)
+        # the accepted event may come from the private stream first: wait for the look-up too
+        stats = await poll_stats(remote, lambda stats: stats["requests"].get("lookup", 0) >= 1)
+        # carried out but unanswered: found by look-up, not re-sent; never received: re-sent once
+        assert stats["requests"]["place"] == (1 if fault == "timeout" else 2)
+        assert len(await remote.venue_orders(order.client_order_id)) == 1
+        await remote.send(remote.cancel(order.client_order_id))
+        assert [tag(e) for e in await remote.finished(order.client_order_id)] == ["accepted", "cancelled"]
+
+
+async def test_rate_limits_are_respected_and_waited_out(remote: VenueUnderTest) -> None:
+    async with remote.connector():
+        instrument = remote.instrument()
+        quote = await remote.quote(instrument.symbol)
+        price = remote.price(instrument, quote.bid, "0.95")
+        await remote.control("POST", "faults", {"kind": "rate_limit", "operation": "place", "count": 2, "retry_after": 1})
+        first = remote.place(instrument, quantity=remote.quantity(instrument, price), price=price)
+        await remote.send(first)
+        assert [tag(e) for e in await remote.until(first.client_order_id, "accepted", timeout=30)] == ["accepted"]
+        assert (await remote.control("GET", "stats"))["requests"]["place"] == 3
+        assert remote.emulator is not None
+        burst = [remote.place(instrument, quantity=remote.quantity(instrument, price), price=price)
+                 for _ in range(2 * remote.emulator.requests_per_second)]
+        for order in burst:
+            await remote.send(order)
+        for order in burst:
+            await remote.until(order.client_order_id, "accepted", timeout=30)
+        stats = await remote.control("GET", "stats")
+        assert stats["limit_hits"] == 0, "the connector went over the venue's documented limit"
+        assert len(await remote.control("GET", f"orders?account={API_KEY}")) == len(burst) + 1
+
+
+async def test_refused_credentials_are_reported_and_never_printed(remote: VenueUnderTest, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    statuses = await collect(remote.nc, subjects.status("connector", remote.venue), decoder(Family.STATUS).decode)
+    everything = await collect(remote.nc, "tradebus.>", bytes)
+    async with remote.connector():
+        instrument = remote.instrument()
+        quote = await remote.quote(instrument.symbol)
+        price = remote.price(instrument, quote.bid, "0.95")
+        await remote.control("POST", "revoke", {"api_key": API_KEY})
+        order = remote.place(instrument, quantity=remote.quantity(instrument, price), price=price)
+        await remote.send(order)
+        (rejected,) = await remote.finished(order.client_order_id)
+        assert rejected.reason is RejectReason.AUTH_FAILED
+        degraded = await statuses.wait_for(
+            lambda messages: any(isinstance(s, ServiceStatus) and s.state is ServiceState.DEGRADED for s in messages)
+        )
+        status = next(s for s in degraded if s.state is ServiceState.DEGRADED)
+        assert "auth" in status.detail
+    assert API_SECRET not in caplog.text
+    assert not any(API_SECRET.encode() in raw for raw in everything.messages)
+    assert any("credentials" in record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR)
+
+
+async def test_market_orders_need_no_price_and_fill_at_the_venue(remote: VenueUnderTest) -> None:
+    async with remote.connector():
+        instrument = remote.instrument()
+        quote = await remote.quote(instrument.symbol)
+        order = remote.place(instrument, order_type=OrderType.MARKET, quantity=remote.quantity(instrument, quote.ask))
+        await remote.send(order)
+        await remote.finished(order.client_order_id)
+        (held,) = await remote.venue_orders(order.client_order_id)
+        assert held["status"] == "filled" and Decimal(held["filled"]) == order.quantity
