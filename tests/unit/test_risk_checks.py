@@ -7,9 +7,9 @@ from decimal import Decimal as D
 import msgspec
 
 from tradebus.schemas.commands import CancelOrder, PlaceOrder
-from tradebus.schemas.events import PositionUpdate
+from tradebus.schemas.events import OrderCancelled, PositionUpdate
 from tradebus.schemas.market import Quote
-from tradebus.schemas.values import OrderType, RejectReason, Side, TradingState
+from tradebus.schemas.values import CancelReason, OrderType, RejectReason, Side, TradingState
 from tradebus.services.risk.checks import Gate, check
 from tradebus.services.risk.config import LimitSet, RateLimits, RiskConfig, RiskLimits
 from tradebus.services.risk.exposure import NS_PER_DAY, Exposure
@@ -114,3 +114,25 @@ def test_the_throttle_refuses_and_does_not_charge_refused_orders() -> None:
     assert check(place(), g, now=NOW, clock=0.0) is None  # the refused order did not use the token
     assert check(place(), g, now=NOW, clock=0.1).reason is RejectReason.RATE_LIMITED
     assert check(place(), g, now=NOW, clock=1.1) is None
+
+
+def test_open_orders_are_counted_per_account_until_their_terminal_event() -> None:
+    exposure = Exposure()
+    for n in range(3):
+        exposure.on_routed(place(client_order_id=f"o{n}"))
+    exposure.on_routed(place(client_order_id="o0"))  # a route seen twice is one order
+    exposure.on_routed(place(client_order_id="x", account="other"))
+    assert (exposure.open_orders("paper", "demo"), exposure.open_orders("paper", "other")) == (3, 1)
+    for _ in range(2):  # a terminal event seen twice closes one order
+        exposure.on_order_event(OrderCancelled(event_id="e1", client_order_id="o1", venue="paper", account="demo",
+                                               symbol="BTC/USDT", reason=CancelReason.REQUESTED, cum_quantity=D("0"),
+                                               ts_event=NOW, ts_recv=NOW))
+    assert exposure.open_orders("paper", "demo") == 2
+
+
+def test_resolved_limits_follow_a_reload() -> None:
+    checked = gate(max_quantity="2")
+    assert check(place(quantity=D("1")), checked, now=NOW, clock=0) is None
+    checked.limits = msgspec.structs.replace(checked.limits, defaults=LimitSet(allowed_symbols=["*"],
+                                                                              max_quantity=D("0.5")))
+    assert check(place(quantity=D("1")), checked, now=NOW, clock=0).reason is RejectReason.MAX_QUANTITY

@@ -35,8 +35,22 @@ class Gate:
     account_buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
     venue_buckets: dict[str, TokenBucket] = field(default_factory=dict)
 
+    # Resolved limits per (venue, account, symbol), valid for the `limits` they came from:
+    # resolving merges four levels field by field, and a reload replaces `limits` whole.
+    _resolved: dict[tuple[str, str, str], LimitSet] = field(default_factory=dict, repr=False)
+    _resolved_from: RiskLimits | None = field(default=None, repr=False)
+
     def account_state(self, account: str) -> TradingState:
         return self.account_states.get(account) or self.limits.account_states.get(account, TradingState.ACTIVE)
+
+    def limits_for(self, venue: str, account: str, symbol: str) -> LimitSet:
+        if self._resolved_from is not self.limits:
+            self._resolved, self._resolved_from = {}, self.limits
+        key = (venue, account, symbol)
+        limits = self._resolved.get(key)
+        if limits is None:
+            limits = self._resolved[key] = self.limits.resolve(venue, account, symbol)
+        return limits
 
 def check(command: OrderCommand, gate: Gate, *, now: int, clock: float) -> Rejection | None:
     """None if the command may go to its venue; `now` is wall-clock ns, `clock` monotonic s."""
@@ -54,7 +68,7 @@ def _check_place(place: PlaceOrder, gate: Gate, now: int, clock: float) -> Rejec
     halted = _halted(gate, place.account, reduces)
     if halted:
         return halted
-    limits = gate.limits.resolve(place.venue, place.account, place.symbol)
+    limits = gate.limits_for(place.venue, place.account, place.symbol)
     allowed = limits.allowed_symbols or []
     if "*" not in allowed and place.symbol not in allowed:
         return Rejection(RejectReason.INSTRUMENT_NOT_ALLOWED, f"{place.symbol} is not on the allow-list of {place.venue}")
@@ -91,7 +105,7 @@ def _check_modify(modify: ModifyOrder, gate: Gate, clock: float) -> Rejection | 
     if halted:
         return halted
     if order is not None:  # an unknown order is the venue's to refuse
-        limits = gate.limits.resolve(modify.venue, modify.account, order.symbol)
+        limits = gate.limits_for(modify.venue, modify.account, order.symbol)
         if modify.quantity is not None and limits.max_quantity is not None and modify.quantity > limits.max_quantity:
             return Rejection(RejectReason.MAX_QUANTITY, f"quantity {modify.quantity} exceeds {limits.max_quantity}")
         mid = gate.exposure.mid(modify.venue, order.symbol)

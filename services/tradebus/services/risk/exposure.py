@@ -56,11 +56,15 @@ class Exposure:
         self.holdings: dict[tuple[str, str, str], Holding] = {}  # (venue, account, symbol)
         self.quotes: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}  # (venue, symbol) -> (bid, ask)
         self.decided: set[str] = set()  # command dedupe ids risk routed or rejected
+        self._open: dict[tuple[str, str], int] = {}  # (venue, account) -> how many of `orders`
 
     # --- feeding ---------------------------------------------------------------------------
     def on_routed(self, place: PlaceOrder) -> None:
         key = (place.venue, place.account, place.client_order_id)
-        self.orders.setdefault(key, WorkingOrder(place.symbol, place.side, place.quantity))
+        if key not in self.orders:
+            self.orders[key] = WorkingOrder(place.symbol, place.side, place.quantity)
+            account = (place.venue, place.account)
+            self._open[account] = self._open.get(account, 0) + 1
 
     def on_order_event(self, event: OrderEvent) -> None:
         if event.event_id.startswith(RISK_EVENT_PREFIX):
@@ -69,7 +73,8 @@ class Exposure:
             return
         key = (event.venue, event.account, event.client_order_id)
         if isinstance(event, (*TERMINAL_EVENTS, OrderRejected)):
-            self.orders.pop(key, None)
+            if self.orders.pop(key, None) is not None:
+                self._open[(event.venue, event.account)] -= 1
             return
         order = self.orders.get(key)
         if order is None:
@@ -99,7 +104,7 @@ class Exposure:
         return None if quote is None else (quote[0] + quote[1]) / 2
 
     def open_orders(self, venue: str, account: str) -> int:
-        return sum(1 for (v, a, _) in self.orders if v == venue and a == account)
+        return self._open.get((venue, account), 0)  # counted, not scanned: asked for every order
 
     def position(self, venue: str, account: str, symbol: str) -> Decimal:
         held = self.holdings.get((venue, account, symbol))

@@ -1,10 +1,12 @@
 """The risk service: consumes client commands, routes the approved ones to their venue, and
 answers the refused ones with a rejection event.
 
-Start-up replays the ROUTE and EVENTS streams from their start (then follows them live) to
-rebuild what risk knows: working orders, positions, today's pnl, and the ledger of commands
-it already decided. Only then does it consume commands, so a command re-delivered after a
-crash finds its earlier decision instead of being decided (and possibly routed) again.
+Start-up replays the ROUTE and EVENTS streams from their start to rebuild what risk knows:
+working orders, positions, today's pnl, and the ledger of commands it already decided. Only
+then does it consume commands, so a command re-delivered after a crash finds its earlier
+decision instead of being decided (and possibly routed) again. EVENTS is followed live
+after that (the venues' answers); ROUTE is not: risk is its only writer and records each
+route as it decides it.
 
 Each batch of commands is decided in order, the decisions are published pipelined (routes
 with the command's dedupe id as Nats-Msg-Id, rejections with `risk:<dedupe id>` as event
@@ -30,7 +32,7 @@ from tradebus.schemas.control import RiskRequest, SetTradingState, TradingStateR
 from tradebus.schemas.events import CommandAction, CommandRejected, OrderRejected, PositionUpdate, malformed_command
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
-from tradebus.shared.bus import MSG_ID, consume_batches
+from tradebus.shared.bus import MSG_ID, consume_batches, publish_pipelined
 from tradebus.shared.service import Service
 from tradebus.shared.topology import (
     COMMANDS,
@@ -98,11 +100,15 @@ class RiskService(Service):
         assert self.bus is not None
         self.metrics.received.labels(family="command").inc(len(messages))
         publications = [publication for msg in messages if (publication := self._decide(msg)) is not None]
-        futures = [await self.bus.js.publish_async(subject, payload, headers={MSG_ID: msg_id})
-                   for subject, payload, msg_id in publications]
-        for ack in await asyncio.gather(*futures):
-            if isinstance(ack, Exception):
-                raise ack
+        try:
+            await publish_pipelined(self.bus.js, [(subject, payload, {MSG_ID: msg_id})
+                                                  for subject, payload, msg_id in publications])
+        except BaseException:
+            # Not decided after all: the redelivered commands are decided again (a route
+            # that was stored anyway is de-duplicated by its Nats-Msg-Id), never skipped.
+            self.gate.exposure.decided.difference_update(
+                msg_id.removeprefix(RISK_EVENT_PREFIX) for _, _, msg_id in publications)
+            raise
         self.metrics.published.labels(family="decision").inc(len(publications))
         for msg in messages:
             await msg.ack()
@@ -166,11 +172,12 @@ class RiskService(Service):
 
     # --- what risk knows ----------------------------------------------------------------------
     async def _replay_and_follow(self) -> None:
-        """Follow ROUTE and EVENTS from their first message; return once caught up with
-        what they held when risk started."""
+        """Read ROUTE and EVENTS from their first message; return once caught up with what
+        they held when risk started, still following EVENTS."""
         assert self.bus is not None
         js = self.bus.js
         caught_up: list[asyncio.Future[None]] = []
+        subscriptions = []
         for stream, handler in ((ROUTE, self._on_route), (EVENTS, self._on_event)):
             target = (await js.stream_info(stream.name)).state.last_seq
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -183,8 +190,12 @@ class RiskService(Service):
                 if not done.done() and msg.metadata.sequence.stream >= target:
                     done.set_result(None)
 
-            await js.subscribe(stream.subjects[0], ordered_consumer=True, deliver_policy=DeliverPolicy.ALL, cb=follow)
+            subscriptions.append(await js.subscribe(stream.subjects[0], ordered_consumer=True,
+                                                    deliver_policy=DeliverPolicy.ALL, cb=follow))
         await asyncio.gather(*caught_up)
+        # Decoding every route again would cost as much as deciding it. Routes that arrive
+        # before the unsubscribe were decided by a previous instance, or are this one's own.
+        await subscriptions[0].unsubscribe()
         log.info("exposure rebuilt", extra={"working_orders": len(self.gate.exposure.orders),
                                             "decided": len(self.gate.exposure.decided)})
 
