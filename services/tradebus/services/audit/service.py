@@ -5,8 +5,9 @@ records (payload as received, registered secrets masked), is committed to the st
 transaction, and only then acknowledged. A crash before the commit redelivers the batch; a
 crash between commit and ack redelivers messages the store already has, and the store
 skips them by (stream, stream_seq), so nothing is lost and nothing is stored twice.
-Appends are serialized by the store, so the hash chain is one line whatever the streams'
-interleaving.
+Commits are serialized, so the hash chain is one line whatever the streams' interleaving,
+and the batches that arrive while one commit runs share the next: a commit's fixed cost
+(a transaction, an fsync) is paid once for all three streams.
 """
 
 from __future__ import annotations
@@ -92,11 +93,14 @@ class AuditService(Service):
         self.data_dir = settings.data_dir
         self.store: AuditStore | None = None
         self._consumers: list[asyncio.Task[Any]] = []
+        self._commit_lock = asyncio.Lock()
+        self._waiting: list[tuple[list[AuditRecord], asyncio.Future[None]]] = []  # batches for the next commit
+        # Not per stream: one commit holds several streams' batches and the store counts what was new.
         self._stored = self.metrics.counter(
-            "tradebus_audit_records_stored_total", "Messages committed to the audit store.", ("stream",)
+            "tradebus_audit_records_stored_total", "Messages committed to the audit store."
         )
         self._duplicates = self.metrics.counter(
-            "tradebus_audit_duplicates_total", "Redelivered messages the store already had.", ("stream",)
+            "tradebus_audit_duplicates_total", "Redelivered messages the store already had."
         )
         self._redacted = self.metrics.counter(
             "tradebus_audit_payloads_redacted_total", "Payloads stored with a secret value masked."
@@ -156,19 +160,39 @@ class AuditService(Service):
             records.append(record)
             if redacted:
                 self._redacted.inc()
-        started = time.perf_counter()
         try:
-            stored = await self.store.append(records)
+            await self._commit(records)
         except Exception:
-            self._commit_failures.inc()
             for msg in messages:
                 await msg.nak(delay=RETRY_DELAY)
             raise  # consume_batches logs it and goes on with the next batch
-        self._commit_seconds.observe(time.perf_counter() - started)
-        self._stored.labels(stream=stream).inc(stored)
-        self._duplicates.labels(stream=stream).inc(len(records) - stored)
         for msg in messages:
             await msg.ack()
+
+    async def _commit(self, records: list[AuditRecord]) -> None:
+        """Return once `records` are committed. The batches waiting when the lock frees are
+        committed together, in the order they arrived; a failure fails each of them."""
+        assert self.store is not None
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((records, waiter))
+        async with self._commit_lock:
+            if waiter.done():  # an earlier holder of the lock committed it (or failed: raises)
+                return waiter.result()
+            group, self._waiting = self._waiting, []
+            started = time.perf_counter()
+            try:
+                stored = await self.store.append([record for batch, _ in group for record in batch])
+            except BaseException as exc:
+                self._commit_failures.inc()
+                for _, other in group:
+                    if other is not waiter:
+                        other.set_exception(exc if isinstance(exc, Exception) else RuntimeError("commit cancelled"))
+                raise
+            self._commit_seconds.observe(time.perf_counter() - started)
+            self._stored.inc(stored)
+            self._duplicates.inc(sum(len(batch) for batch, _ in group) - stored)
+            for _, other in group:
+                other.set_result(None)
 
 
 def _total(counter: Counter) -> int:
