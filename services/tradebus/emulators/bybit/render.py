@@ -1,0 +1,150 @@
+"""Bybit v5 payloads: the emulator's orders, executions and errors in Bybit's own shapes and
+codes (Bybit v5 API documentation: "Place Order", "Get Open & Closed Orders", "Get Trade
+History", websocket "Order" / "Execution", "Error Codes"). Everything venue-specific the
+emulator says is here, including the one mapping between Bybit ids and unified symbols.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side, TimeInForce
+
+from ..venue import EmulatedFill, EmulatedOrder
+
+CATEGORY = "spot"
+TIME_IN_FORCE = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK, "PostOnly": TimeInForce.GTC}
+
+# (HTTP status, retCode, retMsg) per reason. Bybit answers business errors with HTTP 200 and
+# a retCode; authentication failures with HTTP 401; the per-UID request limit with 10006
+# "Too many visits!" (its IP limit would be HTTP 403, which one key never reaches here).
+ERRORS: dict[RejectReason, tuple[int, int, str]] = {
+    RejectReason.AUTH_FAILED: (401, 10003, "API key is invalid."),
+    RejectReason.RATE_LIMITED: (200, 10006, "Too many visits!"),
+    RejectReason.VENUE_UNAVAILABLE: (503, 10016, "Server error."),
+    RejectReason.UNKNOWN_ORDER: (200, 110001, "Order does not exist."),
+    RejectReason.ORDER_NOT_OPEN: (200, 170213, "Order does not exist."),
+    RejectReason.DUPLICATE_CLIENT_ORDER_ID: (200, 170141, "Duplicate clientOrderId."),
+    RejectReason.INSUFFICIENT_FUNDS: (200, 170131, "Insufficient balance."),
+    RejectReason.UNKNOWN_INSTRUMENT: (200, 170121, "Invalid symbol."),
+    RejectReason.TICK_SIZE: (200, 170134, "Order price has too many decimals (tick size)."),
+    RejectReason.LOT_SIZE: (200, 170137, "Order quantity has too many decimals (lot_size step)."),
+    RejectReason.MIN_NOTIONAL: (200, 170140, "Order value exceeded lower limit (minimum notional)."),
+    RejectReason.POST_ONLY_WOULD_TAKE: (200, 170218, "The LIMIT-MAKER order is rejected: post only would take."),
+    RejectReason.UNSUPPORTED_ORDER_TYPE: (200, 170116, "Invalid orderType."),
+    RejectReason.UNSUPPORTED_TIME_IN_FORCE: (200, 170115, "Invalid timeInForce."),
+    RejectReason.MALFORMED: (200, 10001, "Request parameter error."),
+    RejectReason.NO_LIQUIDITY: (200, 170210, "New order rejected: no liquidity."),
+    RejectReason.FOK_UNFILLABLE: (200, 170210, "New order rejected: FOK order cannot be filled."),
+}
+DEFAULT_ERROR = (200, 170210, "New order rejected.")
+BAD_SIGNATURE = (401, 10004, "error sign! Signature for this request is not valid.")
+STALE_TIMESTAMP = (200, 10002, "invalid request, please check your server timestamp or recv_window param")
+
+STATUS = {
+    OrderStatus.ACCEPTED: "New", OrderStatus.TRIGGERED: "New", OrderStatus.PARTIALLY_FILLED: "PartiallyFilled",
+    OrderStatus.FILLED: "Filled", OrderStatus.CANCELLED: "Cancelled", OrderStatus.EXPIRED: "Cancelled",
+    OrderStatus.REJECTED: "Rejected",
+}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def envelope(result: Any, *, code: int = 0, message: str = "OK") -> dict[str, Any]:
+    return {"retCode": code, "retMsg": message, "result": result, "retExtInfo": {}, "time": now_ms()}
+
+
+def ok(result: Any) -> web.Response:
+    return web.json_response(envelope(result))
+
+
+def error(reason: RejectReason, message: str, *, limit: int, retry_after: float | None = None) -> web.Response:
+    status, code, text = ERRORS.get(reason, DEFAULT_ERROR)
+    headers = None
+    if reason is RejectReason.RATE_LIMITED:  # Bybit's documented limit headers; the reset is when to retry
+        reset = now_ms() + round(1000 * (retry_after if retry_after is not None else 1.0))
+        headers = {"X-Bapi-Limit": str(limit), "X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": str(reset)}
+    return web.json_response(envelope({}, code=code, message=text if reason in ERRORS else message or text),
+                             status=status, headers=headers)
+
+
+def refusal(answer: tuple[int, int, str]) -> web.Response:
+    status, code, text = answer
+    return web.json_response(envelope({}, code=code, message=text), status=status)
+
+
+def venue_symbol(symbol: str) -> str:
+    """BTC/USDT -> BTCUSDT (the reverse is the emulator's table of listed instruments)."""
+    return symbol.replace("/", "")
+
+
+def number(value: Decimal | None) -> str:
+    return "0" if value is None else format(value, "f")
+
+
+def side(o: EmulatedOrder) -> str:
+    return "Buy" if o.side is Side.BUY else "Sell"
+
+
+def order_status(o: EmulatedOrder) -> str:
+    if o.stop_price is not None and not o.triggered and o.is_open:
+        return "Untriggered"
+    if o.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED) and o.filled:
+        return "PartiallyFilledCanceled"
+    return STATUS[o.status]
+
+
+def order_type(o: EmulatedOrder) -> str:
+    return "Market" if o.order_type in (OrderType.MARKET, OrderType.STOP) else "Limit"
+
+
+def time_in_force(o: EmulatedOrder) -> str:
+    return "PostOnly" if o.post_only else o.time_in_force.value
+
+
+def order(o: EmulatedOrder) -> dict[str, Any]:
+    """One order as /v5/order/realtime, /v5/order/history and the `order` topic show it."""
+    leaves = o.quantity - o.filled if o.is_open else Decimal(0)
+    return {
+        "category": CATEGORY, "orderId": str(o.order_id), "orderLinkId": o.client_order_id, "blockTradeId": "",
+        "symbol": venue_symbol(o.symbol), "price": number(o.price), "qty": number(o.quantity), "side": side(o),
+        "isLeverage": "0", "positionIdx": 0, "orderStatus": order_status(o),
+        "cancelType": "UNKNOWN", "rejectReason": "EC_NoError", "avgPrice": number(o.average_price) if o.filled else "",
+        "leavesQty": number(leaves), "leavesValue": number(leaves * o.price if o.price is not None else Decimal(0)),
+        "cumExecQty": number(o.filled), "cumExecValue": number(o.cost),
+        "cumExecFee": number(sum((f.fee for f in o.fills), Decimal(0))), "timeInForce": time_in_force(o),
+        "orderType": order_type(o), "stopOrderType": "Stop" if o.stop_price is not None else "",
+        "orderIv": "", "marketUnit": "baseCoin" if o.order_type is OrderType.MARKET else "",
+        "triggerPrice": number(o.stop_price), "takeProfit": "", "stopLoss": "", "tpTriggerBy": "", "slTriggerBy": "",
+        "triggerDirection": 0, "triggerBy": "LastPrice" if o.stop_price is not None else "", "lastPriceOnCreated": "",
+        "reduceOnly": False, "closeOnTrigger": False, "smpType": "None", "smpGroup": 0, "smpOrderId": "",
+        "tpslMode": "", "tpLimitPrice": "", "slLimitPrice": "", "placeType": "",
+        "createdTime": str(o.created_ns // 1_000_000), "updatedTime": str(o.updated_ns // 1_000_000),
+    }
+
+
+def order_ids(o: EmulatedOrder) -> dict[str, str]:
+    """What create / amend / cancel answer: the ids only (the rest comes by query or stream)."""
+    return {"orderId": str(o.order_id), "orderLinkId": o.client_order_id}
+
+
+def execution(o: EmulatedOrder, fill: EmulatedFill) -> dict[str, Any]:
+    """One fill as /v5/execution/list and the `execution` topic show it."""
+    value = fill.price * fill.quantity
+    return {
+        "category": CATEGORY, "symbol": venue_symbol(o.symbol), "orderId": str(o.order_id),
+        "orderLinkId": o.client_order_id, "side": side(o), "orderPrice": number(o.price), "orderQty": number(o.quantity),
+        "leavesQty": number(o.quantity - o.filled if o.is_open else Decimal(0)), "createType": "CreateByUser",
+        "orderType": order_type(o), "stopOrderType": "", "execFee": number(fill.fee), "feeCurrency": fill.fee_currency,
+        "execId": str(fill.trade_id), "execPrice": number(fill.price), "execQty": number(fill.quantity),
+        "execType": "Trade", "execValue": number(value), "execTime": str(fill.ts // 1_000_000), "isMaker": fill.maker,
+        "feeRate": number(fill.fee / value if value else Decimal(0)), "tradeIv": "", "markIv": "", "markPrice": "",
+        "indexPrice": "", "underlyingPrice": "", "blockTradeId": "", "closedSize": "", "seq": fill.trade_id,
+        "isLeverage": "0",
+    }
