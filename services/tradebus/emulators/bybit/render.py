@@ -120,7 +120,7 @@ def order(o: EmulatedOrder) -> dict[str, Any]:
         "cumExecQty": number(o.filled), "cumExecValue": number(o.cost),
         "cumExecFee": number(sum((f.fee for f in o.fills), Decimal(0))), "timeInForce": time_in_force(o),
         "orderType": order_type(o), "stopOrderType": "Stop" if o.stop_price is not None else "",
-        "orderIv": "", "marketUnit": "baseCoin" if o.order_type is OrderType.MARKET else "",
+        "orderIv": "",
         "triggerPrice": number(o.stop_price), "takeProfit": "", "stopLoss": "", "tpTriggerBy": "", "slTriggerBy": "",
         "triggerDirection": 0, "triggerBy": "LastPrice" if o.stop_price is not None else "", "lastPriceOnCreated": "",
         "reduceOnly": False, "closeOnTrigger": False, "smpType": "None", "smpGroup": 0, "smpOrderId": "",

@@ -47,8 +47,10 @@ class Session:
         self.outbox.put_nowait(json.dumps(payload))
 
     def answer(self, request: dict[str, Any], *, success: bool = True, message: str = "") -> None:
-        self.send({"success": success, "ret_msg": message, "conn_id": self.conn_id,
-                   "req_id": request.get("req_id", ""), "op": request.get("op")})
+        reply = {"success": success, "ret_msg": message, "conn_id": self.conn_id, "op": request.get("op")}
+        if "req_id" in request:  # echoed only when given: clients match answers by it
+            reply["req_id"] = request["req_id"]
+        self.send(reply)
 
     async def write(self) -> None:
         while not self.socket.closed:
@@ -82,6 +84,10 @@ class BybitStreams:
         self._sequence = itertools.count(1)
         venue.on_market(self._on_market)
         venue.on_order(self._on_order)
+
+    def subscribers(self, topic: str) -> int:
+        """How many connections (public or private) are subscribed to `topic`."""
+        return sum(topic in session.topics for session in self._public + self._private)
 
     # --- serving ----------------------------------------------------------------------------
     async def serve_public(self, socket: web.WebSocketResponse) -> None:
