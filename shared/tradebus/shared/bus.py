@@ -8,6 +8,7 @@ metrics live in one place.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -16,6 +17,7 @@ import msgspec
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js import api
 from nats.js.api import PubAck
 from nats.js.client import JetStreamContext
 
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
 PUBLISH_TIMEOUT = 10.0  # seconds to wait for the acks of pipelined JetStream publishes
+REQUEST_GRACE = 2.0  # seconds past its expiry before a pull request with no answer counts as lost
 
 
 class Bus:
@@ -124,32 +127,71 @@ async def consume_batches(
 ) -> None:
     """Pull from a durable consumer in batches until `stopping` is set.
 
+    One pull request for up to `batch` messages is kept open; whatever it has delivered
+    is handed to the handler at once, and the next request goes out when it is used up or
+    expires (after `idle_wait`). Not nats-py's `fetch`: that costs a task, a uuid and a
+    timer per call and per message, and it sends a new request per batch, so a burst's
+    messages wait for each round trip.
+
     The handler owns acknowledgement: it acks each message only once its effects are
     durable, so a crash redelivers whatever was not finished. An exception in the handler
     leaves the batch unacked (it is redelivered after the consumer's ack_wait) and does not
     stop consumption.
     """
-    subscription = await bus.js.pull_subscribe_bind(durable=durable, stream=stream)
+    nc = bus.nc
+    arrived: list[Msg] = []
+    wake = asyncio.Event()
+
+    async def on_message(msg: Msg) -> None:
+        arrived.append(msg)
+        wake.set()
+
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(inbox, cb=on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
+    request = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+    pull = json.dumps({"batch": batch, "expires": int(idle_wait * 1e9)}).encode()
+    open_for = 0  # messages the open pull request may still deliver
     try:
         while not stopping.is_set():
             try:
-                messages = await subscription.fetch(batch, timeout=idle_wait)
-            except (TimeoutError, nats.errors.TimeoutError):
+                if open_for <= 0:
+                    await nc.publish(request, pull, reply=inbox)
+                    open_for = batch
+                if not arrived:
+                    wake.clear()
+                    # The server ends an idle request after `idle_wait` (status 408); no word
+                    # at all by then means it was lost (a reconnect): ask again.
+                    await asyncio.wait_for(wake.wait(), idle_wait + REQUEST_GRACE)
+            except TimeoutError:
+                open_for = 0
                 continue
             except nats.errors.ConnectionClosedError:
                 return
-            except Exception as exc:  # reconnecting, or the consumer is being re-created
-                log.warning("fetch failed", extra={"stream": stream, "durable": durable, "error": repr(exc)})
-                await asyncio.sleep(idle_wait)
+            messages, arrived[:] = arrived[:], []
+            work = []
+            for msg in messages:
+                status = JetStreamContext.is_status_msg(msg)
+                if status is None:
+                    work.append(msg)
+                    open_for -= 1
+                    continue
+                open_for = 0  # any status ends the request: 408 expired, 409 consumer gone or changed
+                if status not in (api.StatusCode.REQUEST_TIMEOUT, api.StatusCode.NO_MESSAGES):
+                    log.warning("pull request ended", extra={"stream": stream, "durable": durable, "status": status,
+                                                             "error": (msg.headers or {}).get("Description", "")})
+                    await asyncio.sleep(idle_wait)  # the consumer is being re-created, or the server is moving it
+            if not work:
                 continue
             try:
-                await handler(messages)
+                await handler(work)
             except Exception:
                 log.exception("batch handler failed; messages will be redelivered", extra={"durable": durable})
     finally:
-        # Also when cancelled mid-fetch (service shutdown): a subscription left behind gets
-        # the server's late answer to the open pull request, and the bus drain then waits
-        # for it to be consumed until the drain times out (about 15 s).
+        # Also when cancelled (service shutdown): what arrived unhandled goes back at once,
+        # instead of after the consumer's ack_wait.
+        for msg in arrived:
+            if JetStreamContext.is_status_msg(msg) is None and not nc.is_closed:
+                await msg.nak()
         await subscription.unsubscribe()
 
 
