@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import ccxt.pro as ccxt_pro
+import nats
 import pytest
 from ccxt.base.errors import (
     AuthenticationError,
@@ -22,10 +23,18 @@ from ccxt.base.errors import (
 )
 
 from tradebus.emulators.bybit import BybitEmulator
+from tradebus.schemas import subjects
+from tradebus.schemas.commands import PlaceOrder
+from tradebus.schemas.events import OrderFilled
+from tradebus.schemas.market import Quote
+from tradebus.schemas.values import MarketDataKind, OrderType, Side, TimeInForce
+from tradebus.services.connector.service import ConnectorService
 from tradebus.services.connector.venues.ccxt.connector import rebased
 from tradebus.services.connector.venues.paper.market import Level, MarketUpdate
+from tradebus.services.settings import Settings, venue_config
+from tradebus.shared.natsserver import NatsServer
 
-from .helpers import wait_until
+from .helpers import collect, event_decoder, market_decoder, route, running_service, wait_until
 
 API_KEY, API_SECRET = "bybit-test-key", "bybit-test-secret-9a2e"
 SYMBOL = "BTC/USDT"
@@ -127,6 +136,22 @@ async def test_a_market_buy_with_a_price_is_sent_as_a_quote_coin_cost(bybit: Any
     assert order["status"] == "closed" and 0.009 <= order["filled"] <= 0.01
 
 
+async def test_conditional_and_post_only_orders(bybit: Any) -> None:
+    ask = float((await bybit.fetch_order_book(SYMBOL, 1))["asks"][0][0])
+    stop = await bybit.create_order(SYMBOL, "limit", "buy", 0.01, round(ask * 1.2, 2),
+                                    {"clientOrderId": "stop-1", "triggerPrice": round(ask * 1.1, 2)})
+    assert json.loads(bybit.last_request_body)["orderFilter"] == "StopOrder"
+    waiting = await bybit.fetch_open_order(stop["id"], SYMBOL, {"trigger": True})
+    assert (waiting["info"]["orderStatus"], waiting["triggerPrice"]) == ("Untriggered", round(ask * 1.1, 2))
+    await bybit.cancel_order(stop["id"], SYMBOL, {"trigger": True})
+
+    resting = await bybit.create_order(SYMBOL, "limit", "buy", 0.01, round(ask * 0.5, 2),
+                                       {"clientOrderId": "maker-1", "postOnly": True})
+    assert (await bybit.fetch_open_order(resting["id"], SYMBOL))["postOnly"] is True
+    with pytest.raises(InvalidOrder, match="170218"):  # would take: refused, as PostOnly is
+        await bybit.create_order(SYMBOL, "limit", "buy", 0.01, round(ask * 1.1, 2), {"clientOrderId": "maker-2", "postOnly": True})
+
+
 async def test_the_order_book_stays_in_sync_across_deltas(emulator: BybitEmulator, bybit: Any) -> None:
     books: dict[int, tuple[list[Level], list[Level]]] = {}
 
@@ -197,3 +222,33 @@ async def test_a_bad_key_or_signature_raises_authentication_error(emulator: Bybi
     finally:
         await unknown_key.close()
         await wrong_secret.close()
+
+
+@pytest.mark.xfail(reason="the ccxt connector does not yet handle Bybit: no fetchOrders for recent orders, "
+                          "client-id look-up needs orderLinkId, create/amend/cancel answer ids only", strict=False)
+async def test_the_ccxt_connector_trades_bybit_through_the_bus(emulator: BybitEmulator, nats_server: NatsServer) -> None:
+    """ConnectorService(venue="bybit") with the table `connector_config()` gives: a
+    marketable order fills and quotes stream onto the bus."""
+    table = emulator.connector_config(account="main", api_key=API_KEY, api_secret=API_SECRET)
+    settings = Settings(nats_url=nats_server.url, heartbeat_interval=0.2, venues={"bybit": table})
+    service = ConnectorService(settings, venue="bybit", venue_config=venue_config(settings, "bybit", env={}))
+    nc = await nats.connect(nats_server.url)
+    try:
+        events = await collect(nc, subjects.order_events("bybit", "main"), event_decoder.decode)
+        quotes = await collect(nc, subjects.market_data_filter("bybit", MarketDataKind.QUOTE), market_decoder.decode)
+        async with running_service(service):
+            quote = (await quotes.wait_for(lambda items: any(isinstance(q, Quote) for q in items), timeout=15))[0]
+            assert quote.symbol in ("BTC/USDT", "ETH/USDT", "SOL/USDT") and quote.bid < quote.ask
+            await route(nc, PlaceOrder(
+                client_order_id="bus-1", venue="bybit", account="main", symbol=SYMBOL, side=Side.BUY,
+                order_type=OrderType.LIMIT, quantity=Decimal("0.01"), price=(Decimal(str(best_ask(emulator))) * 2).quantize(Decimal("0.01")),
+                time_in_force=TimeInForce.IOC,
+            ))
+            await events.wait_for(lambda items: any(isinstance(e, OrderFilled) and e.client_order_id == "bus-1" for e in items), timeout=15)
+        assert emulator.venue.find(API_KEY, client_order_id="bus-1").filled == Decimal("0.01")
+    finally:
+        await nc.close()
+
+
+def best_ask(emulator: BybitEmulator) -> Decimal:
+    return emulator.streams.books[SYMBOL].asks[0][0]

@@ -86,11 +86,17 @@ class BybitEmulator(Emulator):
         post("/v5/order/amend", endpoint("amend", self._signed(self._amend)))
         post("/v5/order/cancel", endpoint("cancel", self._signed(self._cancel)))
         post("/v5/order/cancel-all", endpoint("cancel_all", self._signed(self._cancel_all)))
-        get("/v5/order/realtime", endpoint("lookup", self._signed(self._realtime)))
+        get("/v5/order/realtime", self._realtime_endpoint)
         get("/v5/order/history", endpoint("history", self._signed(self._history)))
         get("/v5/execution/list", endpoint("trades", self._signed(self._executions)))
         get("/v5/public/spot", self._public_stream)
         get("/v5/private", self._private_stream)
+
+    async def _realtime_endpoint(self, request: web.Request) -> web.StreamResponse:
+        """One path, two operations for fault injection: a look-up by id, or the open orders."""
+        by_id = bool(request.query.get("orderId") or request.query.get("orderLinkId"))
+        realtime = self._signed(self._realtime)
+        return await self.handle(request, "lookup" if by_id else "open_orders", lambda: realtime(request))
 
     # --- signing ------------------------------------------------------------------------------
     def _signed(self, work: Callable[[str, Params], Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
