@@ -252,3 +252,18 @@ async def test_the_ccxt_connector_trades_bybit_through_the_bus(emulator: BybitEm
 
 def best_ask(emulator: BybitEmulator) -> Decimal:
     return emulator.streams.books[SYMBOL].asks[0][0]
+
+
+async def test_pings_are_answered_as_bybit_does(emulator: BybitEmulator) -> None:
+    """ccxt sends {"op": "ping", "req_id"} on both streams and takes the public answer by
+    its ret_msg "pong", the private one by its op "pong"."""
+    ws_url = emulator.url.replace("http://", "ws://")
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{ws_url}/v5/public/spot") as public:
+            await public.send_json({"op": "ping", "req_id": "7"})
+            answer = await public.receive_json()
+            assert (answer["success"], answer["ret_msg"], answer["op"], answer["req_id"]) == (True, "pong", "ping", "7")
+        async with http.ws_connect(f"{ws_url}/v5/private") as private:
+            await private.send_json({"op": "ping", "req_id": "8"})
+            answer = await private.receive_json()
+            assert (answer["op"], answer["req_id"]) == ("pong", "8") and answer["args"][0].isdigit()
