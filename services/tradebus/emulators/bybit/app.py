@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
@@ -177,12 +178,13 @@ class BybitEmulator(Emulator):
 
     # --- account --------------------------------------------------------------------------------
     def _api_key_info(self, account: str, params: Params) -> dict[str, Any]:
+        user_id = zlib.crc32(account.encode()) % 10**8  # stable per key, as a Bybit UID is
         return {
-            "id": str(abs(hash(account)) % 10**8), "note": "emulated", "apiKey": account, "readOnly": 0, "secret": "",
+            "id": str(user_id), "note": "emulated", "apiKey": account, "readOnly": 0, "secret": "",
             "permissions": {"Spot": ["SpotTrade"], "Wallet": ["AccountTransfer"], "ContractTrade": [], "Options": [],
                             "Derivatives": [], "CopyTrading": [], "BlockTrade": [], "Exchange": [], "NFT": []},
             "ips": ["*"], "type": 1, "deadlineDay": -1, "expiredAt": "", "createdAt": "", "unified": 0, "uta": 1,
-            "userID": abs(hash(account)) % 10**8, "inviterID": 0, "vipLevel": "No VIP", "mktMakerLevel": "0",
+            "userID": user_id, "inviterID": 0, "vipLevel": "No VIP", "mktMakerLevel": "0",
             "affiliateID": 0, "rsaPublicKey": "", "isMaster": True,
         }
 
