@@ -42,7 +42,7 @@ from ..integration.helpers import (
     wait_until,
 )
 
-REMOTE_VENUES = ["binance"]
+REMOTE_VENUES = ["binance", "bybit", "alpaca"]
 API_KEY, API_SECRET = "conformance-key", "conformance-secret-5f1c"
 _ids = itertools.count(1)
 

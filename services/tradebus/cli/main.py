@@ -25,6 +25,17 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--venue", action="append", help="venue connector to run (repeatable; default paper)")
     up.add_argument("--config", help="settings file (TOML), passed to every service")
     up.add_argument("--data-dir", help="where NATS keeps its streams and services their logs")
+    up.add_argument("--emulate", action="store_true",
+                    help="run each --venue against its local emulator (offline: demo credentials, simulated market)")
+
+    emulate = commands.add_parser("emulate", help="serve a venue's emulator (its REST and websocket API) locally")
+    emulate.add_argument("venue", help="venue to emulate (binance, ...)")
+    emulate.add_argument("--host", default="127.0.0.1")
+    emulate.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
+    emulate.add_argument("--account", default="demo", help="account name for the printed connector settings")
+    emulate.add_argument("--api-key", help="the API key it accepts (default: <VENUE>_API_KEY or a demo key)")
+    emulate.add_argument("--api-secret", help="its secret (default: <VENUE>_API_SECRET or a demo secret)")
+    emulate.add_argument("--seed", type=int, default=None, help="fix the simulated market's random walk")
 
     run = commands.add_parser("run", parents=[common], help="run one service in the foreground (what a container runs)")
     run.add_argument("service", choices=SERVICES)
@@ -111,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .up import up
 
         return up(args)
+    if args.command == "emulate":
+        from .emulate import emulate
+
+        return emulate(args)
     if args.command == "run":
         from .run import run
 

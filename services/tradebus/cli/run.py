@@ -13,6 +13,8 @@ from tradebus.shared.config import ConfigError
 from tradebus.shared.logs import setup_logging
 from tradebus.shared.service import Service, run_service
 
+from .emulatedfleet import missing_dependency
+
 # Every service but the connector is built from the settings alone; import paths keep each
 # service's dependencies out of the others' processes.
 SERVICES: dict[str, str] = {
@@ -43,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
                   level=settings.log_level, json=settings.log_json)
     try:
         service = build_service(args.service, settings, args.venue)
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:  # an unknown venue, a bad [venues.<venue>] table, no credentials
         print(f"tradebus: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:  # the venue's SDK is an optional extra
+        print(missing_dependency(args.venue, exc), file=sys.stderr)
         return 2
     return run_service(service)

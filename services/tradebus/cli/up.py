@@ -29,6 +29,7 @@ from tradebus.services.settings import load_settings
 from tradebus.shared.config import ConfigError
 from tradebus.shared.natsserver import NatsServer, NatsServerError
 
+from .emulatedfleet import EMULATED_ACCOUNT, EmulatedVenues
 from .status import status_table
 
 _status_decoder = decoder(Family.STATUS)
@@ -46,10 +47,11 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     restart_at: float = 0.0
+    own_env: dict[str, str] = field(default_factory=dict)  # this child's alone (an emulated venue's credentials)
 
     def start(self, env: dict[str, str]) -> None:
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env={**env, **self.own_env})
 
     def exited(self) -> int | None:
         return None if self.process is None else self.process.poll()
@@ -82,14 +84,15 @@ def _nats_port(args: argparse.Namespace) -> int:
 ORDER_PATH = ("risk", "oms", "audit")
 
 
-def _children(args: argparse.Namespace, log_dir: Path, nats_url: str) -> list[Child]:
+def _children(args: argparse.Namespace, log_dir: Path, nats_url: str, config_path: str | None,
+              venue_env: dict[str, dict[str, str]]) -> list[Child]:
     """The order path (risk, order manager, audit logger) and one connector per venue."""
     run = [sys.executable, "-m", "tradebus.cli.main", "run"]
-    config = ["--config", args.config] if args.config else []
+    config = ["--config", config_path] if config_path else []
     services = [Child(name, [*run, name, "--nats-url", nats_url, *config], log_dir / f"{name}.log") for name in ORDER_PATH]
     return services + [
         Child(f"connector.{venue}", [*run, "connector", "--venue", venue, "--nats-url", nats_url, *config],
-              log_dir / f"connector.{venue}.log")
+              log_dir / f"connector.{venue}.log", own_env=venue_env.get(venue, {}))
         for venue in (args.venue or ["paper"])
     ]
 
@@ -174,6 +177,12 @@ async def _up(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or settings.data_dir)
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    fleet = EmulatedVenues(args.config or os.environ.get("TRADEBUS_CONFIG"))
+    if args.emulate:
+        refusal = fleet.create([venue for venue in (args.venue or []) if venue != "paper"])
+        if refusal is not None:
+            print(refusal, file=sys.stderr)
+            return 2
     server = NatsServer(store_dir=data_dir / "nats", port=_nats_port(args), log_file=log_dir / "nats-server.log")
     try:
         server.start()
@@ -182,18 +191,23 @@ async def _up(args: argparse.Namespace) -> int:
         return 2
     print(f"tradebus up: NATS at {server.url}, data in {data_dir}, service logs in {log_dir}", flush=True)
     env = {**os.environ, "TRADEBUS_NATS_URL": server.url}
-    children = _children(args, log_dir, server.url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    children: list[Child] = []
     try:
+        config_path = await fleet.start(data_dir) if fleet.emulators else args.config
+        for venue, url in fleet.urls().items():
+            print(f"tradebus up: {venue} emulated at {url} (account {EMULATED_ACCOUNT})", flush=True)
+        children = _children(args, log_dir, server.url, config_path, fleet.credential_env)
         for child in children:
             child.start(env)
         await _supervise(children, env, server.url, stop)
     finally:
         print("tradebus up: stopping", flush=True)
         _stop_children(children)
+        await fleet.stop()
         server.stop()
         print("tradebus up: stopped", flush=True)
     return 0
