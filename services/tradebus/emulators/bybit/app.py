@@ -312,9 +312,12 @@ class BybitEmulator(Emulator):
         return {"list": [render.order(o) for o in orders], "nextPageCursor": "", "category": render.CATEGORY}
 
     def _orders(self, account: str, params: Params) -> list[EmulatedOrder]:
-        """The account's orders matching the query's symbol, newest first, at most `limit`."""
+        """The account's orders matching the query's symbol and creation window (startTime,
+        endTime in ms), newest first, at most `limit`."""
         symbol = self._symbol(str(params["symbol"])) if params.get("symbol") else None
-        orders = [o for o in self.venue.orders.values() if o.account == account and symbol in (None, o.symbol)]
+        start, end = _integer(params, "startTime", 0), _integer(params, "endTime", render.now_ms())
+        orders = [o for o in self.venue.orders.values()
+                  if o.account == account and symbol in (None, o.symbol) and start <= o.created_ns // 1_000_000 <= end]
         orders.sort(key=lambda o: o.order_id, reverse=True)
         return orders[:_integer(params, "limit", 50)]
 
