@@ -202,3 +202,20 @@ def test_undecodable_messages_raise_undecodable() -> None:
     with pytest.raises(Undecodable):
         state.apply_event_message(subjects.order_events("paper", "demo"), b'{"type":"accepted"}', T)
     assert state.apply_event_message(subjects.RISK_EVENTS, b"anything", T) is None
+
+
+@pytest.mark.parametrize("ns", [1763740000123456789, 1763740000123456500, 1763740000999999999, 1600000000000000000])
+def test_message_time_reads_the_ack_subject_as_nats_py_reads_its_metadata(ns: int) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from nats.aio.msg import Msg
+
+    from tradebus.services.oms.service import message_time
+    from tradebus.shared.bus import stored_position
+
+    for reply in (f"$JS.ACK.EVENTS.oms-events.1.42.40.{ns}.0", f"$JS.ACK.hub.ACCHASH.EVENTS.oms-events.1.42.40.{ns}.0.x"):
+        msg = Msg(None, subject="tradebus.evt.order.paper.demo", reply=reply, data=b"")
+        metadata = Msg(None, subject=msg.subject, reply=reply, data=b"").metadata
+        expected = (metadata.timestamp - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+        assert message_time(msg) == expected
+        assert stored_position(msg) == ("EVENTS", 42, expected)

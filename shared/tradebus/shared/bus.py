@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
 PUBLISH_TIMEOUT = 10.0  # seconds to wait for the acks of pipelined JetStream publishes
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 REQUEST_GRACE = 2.0  # seconds past its expiry before a pull request with no answer counts as lost
 
 
@@ -193,6 +197,20 @@ async def consume_batches(
             if JetStreamContext.is_status_msg(msg) is None and not nc.is_closed:
                 await msg.nak()
         await subscription.unsubscribe()
+
+
+def stored_position(msg: Msg) -> tuple[str, int, int]:
+    """(stream, stream sequence, when the stream stored it in ns) of a JetStream message,
+    read from its ack subject. `msg.metadata` reads the same but builds a dataclass and a
+    datetime per message, a tenth of what a consumer spends on it. The time is kept exactly
+    as nats-py gives it (float seconds rounded half-even to the µs), so records stamped
+    before and after this shortcut agree."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) != 9 or tokens[0] != "$JS" or tokens[1] != "ACK":  # not the v1 form: domain or account token
+        metadata = msg.metadata
+        return metadata.stream, metadata.sequence.stream, (metadata.timestamp - _EPOCH) // _MICROSECOND * 1000
+    fraction, seconds = math.modf(int(tokens[7]) / 1e9)
+    return tokens[2], int(tokens[5]), (int(seconds) * 1_000_000 + round(fraction * 1e6)) * 1000
 
 
 def header(msg: Msg, name: str) -> Any:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -23,7 +22,7 @@ from nats.aio.msg import Msg
 from prometheus_client import Counter
 
 from tradebus.schemas.codecs import DecodeError
-from tradebus.shared.bus import MSG_ID, consume_batches, header
+from tradebus.shared.bus import MSG_ID, consume_batches, header, stored_position
 from tradebus.shared.logs import redact
 from tradebus.shared.service import Service, default_instance
 from tradebus.shared.topology import AUDIT_CONSUMERS, Consumer, ensure_consumer, ensure_streams
@@ -39,7 +38,6 @@ STOP_TIMEOUT = 10.0
 RETRY_DELAY = 1.0
 """Seconds before a batch whose commit failed is redelivered (instead of the consumer's ack_wait)."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _Keys(msgspec.Struct):
@@ -59,7 +57,7 @@ def build_record(msg: Msg) -> tuple[AuditRecord, bool]:
     Undecodable payloads are stored too (they are part of what happened); surrogateescape
     keeps their bytes exactly while the text is searched for secrets.
     """
-    metadata = msg.metadata
+    stream, stream_seq, ts = stored_position(msg)
     text = msg.data.decode("utf-8", "surrogateescape")
     scrubbed = redact.redact(text)
     payload = scrubbed.encode("utf-8", "surrogateescape") if scrubbed != text else msg.data
@@ -68,11 +66,11 @@ def build_record(msg: Msg) -> tuple[AuditRecord, bool]:
     except DecodeError:
         keys = _Keys()
     record = AuditRecord(
-        stream=metadata.stream,
-        stream_seq=metadata.sequence.stream,
+        stream=stream,
+        stream_seq=stream_seq,
         subject=msg.subject,
         msg_id=header(msg, MSG_ID),
-        ts=(metadata.timestamp - _EPOCH) // timedelta(microseconds=1) * 1000,  # nats-py parses to µs
+        ts=ts,
         msg_type=_text(keys.type),
         order_key=_text(keys.client_order_id) or _text(keys.request_id),
         payload=payload,

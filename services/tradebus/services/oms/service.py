@@ -18,7 +18,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
 
 import msgspec
 import nats.errors
@@ -33,7 +32,7 @@ from tradebus.schemas.control import OmsReply, OmsRequest, Reconcile, ReconcileR
 from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.subjects import Family
 from tradebus.services.settings import Settings
-from tradebus.shared.bus import consume_batches, publish_pipelined
+from tradebus.shared.bus import consume_batches, publish_pipelined, stored_position
 from tradebus.shared.service import Service, default_instance
 from tradebus.shared.topology import (
     OMS_EVENTS,
@@ -54,7 +53,6 @@ RECONCILE_TIMEOUT = 2.0  # seconds a connector has to answer a reconcile request
 MAX_RECONCILE_PAUSE = 60.0  # seconds; the longest wait between two requests about one order
 MAX_RECONCILE_IDS = 1000  # what one Reconcile may carry (the contract's limit)
 READ_TIMEOUT = 5.0  # seconds to wait for the next entry of the bucket
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _query_decoder = msgspec.json.Decoder(OmsRequest)
 _reconcile_reply_decoder = reply_decoder(Family.RECONCILE)
@@ -64,8 +62,8 @@ Apply = Callable[[str, bytes, int], str | None]  # OmsState.apply_*_message
 
 def message_time(msg: Msg) -> int:
     """When JetStream stored the message, in ns: the same on every delivery, so live state
-    and a rebuild stamp records alike (nats-py parses it to microseconds)."""
-    return (msg.metadata.timestamp - _EPOCH) // timedelta(microseconds=1) * 1000
+    and a rebuild stamp records alike (to the microsecond, as nats-py parses it)."""
+    return stored_position(msg)[2]
 
 
 async def read_bucket(js: JetStreamContext, bucket: str) -> list[tuple[str, bytes]]:
