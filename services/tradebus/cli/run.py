@@ -26,9 +26,13 @@ SERVICES: dict[str, str] = {
 
 def build_service(name: str, settings: Settings, venue: str) -> Service:
     if name == "connector":
+        from tradebus.services.connector.credentials import venue_credentials
         from tradebus.services.connector.service import ConnectorService
 
-        return ConnectorService(settings, venue=venue, venue_config=venue_config(settings, venue))
+        config = venue_config(settings, venue)
+        if venue != "paper":  # missing credentials: refused here, not after connecting to the bus
+            venue_credentials(venue, api_key=getattr(config, "api_key", None), api_secret=getattr(config, "api_secret", None))
+        return ConnectorService(settings, venue=venue, venue_config=config)
     module_name, class_name = SERVICES[name].split(":")
     return getattr(import_module(module_name), class_name)(settings)
 
