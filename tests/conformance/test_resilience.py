@@ -85,9 +85,13 @@ async def test_a_dropped_connection_is_marked_reconciled_and_trading_resumes(rem
         await remote.send(order)
         await remote.until(order.client_order_id, "accepted")
         await remote.control("POST", "drop-streams")
+        # while the streams are down: the order is cancelled and another one fills at the venue
         await remote.control("POST", "cancel", {"account": API_KEY, "client_order_id": order.client_order_id})
+        elsewhere = await place_directly(remote, instrument.symbol,
+                                         order_type="market", quantity=str(remote.quantity(instrument, quote.ask)))
         events = await remote.finished(order.client_order_id, timeout=30)
         assert [tag(e) for e in events] == ["accepted", "cancelled"]
+        assert [tag(e) for e in await remote.finished(elsewhere, timeout=30)] == ["accepted", "filled"]
         stream = [m for m in markers.messages if m.symbol == instrument.symbol]
         await markers.wait_for(lambda _: any(isinstance(m, StreamReconnected) for m in markers.messages if m.symbol == instrument.symbol), timeout=30)
         stream = [m for m in markers.messages if m.symbol == instrument.symbol]
