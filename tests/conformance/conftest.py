@@ -1,5 +1,3 @@
-# TEAM NOTE (lead, 18:27 UTC): this file is built, committed and passing; the helper who was
-# assigned it should extend it in place (str_replace), not rewrite it. Note removed before landing.
 """The venues under test: paper (no emulator) and every emulated remote venue."""
 
 from __future__ import annotations

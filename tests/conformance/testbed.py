@@ -1,5 +1,3 @@
-# TEAM NOTE (lead, 18:27 UTC): this file is built, committed and passing; the helper who was
-# assigned it should extend it in place (str_replace), not rewrite it. Note removed before landing.
 """One venue under test: its connector as a service on a real nats-server and, for a remote
 venue, its emulator driven through the real SDK and the emulator's control API.
 

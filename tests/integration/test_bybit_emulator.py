@@ -225,8 +225,6 @@ async def test_a_bad_key_or_signature_raises_authentication_error(emulator: Bybi
         await wrong_secret.close()
 
 
-@pytest.mark.xfail(reason="the ccxt connector does not yet handle Bybit: Bybit's "
-                          "create / amend / cancel answer ids only, which its order parsing refuses", strict=False)
 async def test_the_ccxt_connector_trades_bybit_through_the_bus(
     emulator: BybitEmulator, nats_server: NatsServer, caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -15,6 +15,7 @@ Control API (JSON; the conformance suite and users' CI drive emulators through i
     POST   /__emulator/drop-streams           close every websocket connection
     POST   /__emulator/revoke                 {"api_key": ...}: the key now fails auth
     GET    /__emulator/stats                  requests per operation, limit hits, open sockets
+    GET    /__emulator/connector-settings?account=NAME   the [venues.<venue>] table for a connector
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ class Emulator(ABC):
         app.router.add_post("/__emulator/drop-streams", self._drop_streams)
         app.router.add_post("/__emulator/revoke", self._revoke)
         app.router.add_get("/__emulator/stats", self._stats)
+        app.router.add_get("/__emulator/connector-settings", self._connector_settings)
 
     async def _list_orders(self, request: web.Request) -> web.Response:
         account = request.query.get("account")
@@ -262,6 +264,11 @@ class Emulator(ABC):
     async def _revoke(self, request: web.Request) -> web.Response:
         self.venue.revoked.add(msgspec.json.decode(await request.read(), type=Revoke).api_key)
         return _json({})
+
+    async def _connector_settings(self, request: web.Request) -> web.Response:
+        """Credentials excluded: connectors read them from <VENUE>_API_KEY / _API_SECRET."""
+        table = self.connector_config(account=request.query.get("account", "demo"), api_key="", api_secret="")
+        return _json({key: value for key, value in table.items() if key not in ("api_key", "api_secret")})
 
     async def _stats(self, request: web.Request) -> web.Response:
         return _json({

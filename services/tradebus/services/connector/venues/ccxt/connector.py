@@ -23,7 +23,7 @@ from ccxt.base.errors import ArgumentsRequired, BaseError
 
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
 from tradebus.schemas.market import Instrument
-from tradebus.schemas.values import MarketDataKind, OrderType, RejectReason, TimeInForce
+from tradebus.schemas.values import MarketDataKind, OrderStatus, OrderType, RejectReason, TimeInForce
 
 from ...base import Capabilities
 from ...credentials import venue_credentials
@@ -37,6 +37,9 @@ T = TypeVar("T")
 
 # Exchanges whose ccxt editOrder cancels and re-places under a new client order id.
 CANCEL_REPLACE_EDITS = frozenset({"binance"})
+# Exchanges that find an order by client order id only in their order lists, under their
+# own parameter name (ccxt's unified `clientOrderId` works for fetchOrder elsewhere).
+LISTED_CLIENT_IDS = {"bybit": "orderLinkId"}
 ORDER_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
 TIME_IN_FORCE = frozenset({TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK})
 
@@ -136,7 +139,13 @@ class CcxtConnector(RemoteVenueConnector):
             command.symbol, command.order_type.value, command.side.value, float(command.quantity),
             float(command.price) if command.price is not None else None, params,
         ), changes_state=True)
-        return self._completed(parsing.order_snapshot(order), command)
+        requested = OrderSnapshot(
+            client_order_id=command.client_order_id, venue_order_id="", symbol=command.symbol, side=command.side,
+            order_type=command.order_type, quantity=command.quantity, status=OrderStatus.ACCEPTED, price=command.price,
+            stop_price=command.stop_price, time_in_force=command.time_in_force, post_only=command.post_only,
+            reduce_only=command.reduce_only,
+        )
+        return parsing.order_snapshot(order, requested)
 
     async def amend(self, command: ModifyOrder, venue_order_id: str | None) -> OrderSnapshot:
         if not self.capabilities.modify:
@@ -150,26 +159,40 @@ class CcxtConnector(RemoteVenueConnector):
             venue_order_id or current.venue_order_id, current.symbol, current.order_type.value, current.side.value,
             float(quantity), float(price) if price is not None else None,
         ), changes_state=True)
-        snapshot = parsing.order_snapshot(order)
-        return self._completed(snapshot, None, current)
+        return parsing.order_snapshot(order, msgspec.structs.replace(current, quantity=quantity, price=price))
 
     async def cancel(self, client_order_id: str, symbol: str, venue_order_id: str | None) -> OrderSnapshot | None:
         params = {} if venue_order_id else {"clientOrderId": client_order_id}
         order = await self._request(self.exchange.cancel_order(venue_order_id, symbol, params), changes_state=True)
+        if order.get("side") is None:  # an answer with ids only: the caller looks the order up
+            return None
         snapshot = parsing.order_snapshot(order)
-        return snapshot if snapshot.client_order_id == client_order_id and snapshot.quantity else None
+        return snapshot if snapshot.client_order_id == client_order_id else None
 
     async def lookup(self, client_order_id: str, symbol: str) -> OrderSnapshot | None:
         for candidate in [symbol] if symbol else [i.symbol for i in self._instruments]:
+            order = await self._find(client_order_id, candidate)
+            if order is not None:
+                return parsing.order_snapshot(order)
+        return None
+
+    async def _find(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
+        list_parameter = LISTED_CLIENT_IDS.get(self.exchange_id)
+        if list_parameter is None:
             try:
-                order = await self._request(
-                    self.exchange.fetch_order(None, candidate, {"clientOrderId": client_order_id}), changes_state=False
+                return await self._request(
+                    self.exchange.fetch_order(None, symbol, {"clientOrderId": client_order_id}), changes_state=False
                 )
             except OrderRefused as exc:
                 if exc.reason is RejectReason.UNKNOWN_ORDER:
-                    continue
+                    return None
                 raise
-            return parsing.order_snapshot(order)
+        query = {list_parameter: client_order_id}
+        for listing in (self.exchange.fetch_open_orders, self.exchange.fetch_canceled_and_closed_orders):
+            orders = await self._request(listing(symbol, None, None, query), changes_state=False)
+            found = [order for order in orders if order.get("clientOrderId") == client_order_id]
+            if found:
+                return found[0]
         return None
 
     async def open_orders(self) -> list[OrderSnapshot]:
@@ -183,12 +206,16 @@ class CcxtConnector(RemoteVenueConnector):
 
     async def recent_orders(self, since_ns: int) -> list[OrderSnapshot]:
         since = since_ns // 1_000_000
-        try:
-            orders = await self._request(self.exchange.fetch_orders(None, since), changes_state=False)
-        except ArgumentsRequired:  # exchanges that list order history one symbol at a time
-            orders = []
-            for instrument in self._instruments:
-                orders += await self._request(self.exchange.fetch_orders(instrument.symbol, since), changes_state=False)
+        listings = [self.exchange.fetch_orders] if self.exchange.has.get("fetchOrders") else [
+            self.exchange.fetch_open_orders, self.exchange.fetch_canceled_and_closed_orders,
+        ]
+        orders: list[dict[str, Any]] = []
+        for listing in listings:
+            try:
+                orders += await self._request(listing(None, since), changes_state=False)
+            except ArgumentsRequired:  # exchanges that list orders one symbol at a time
+                for instrument in self._instruments:
+                    orders += await self._request(listing(instrument.symbol, since), changes_state=False)
         return [parsing.order_snapshot(order) for order in orders if order.get("clientOrderId")]
 
     async def watch_orders(self) -> AsyncIterator[OrderSnapshot]:
@@ -229,16 +256,3 @@ class CcxtConnector(RemoteVenueConnector):
             return float(value) if value is not None else None
         except ValueError:
             return None
-
-    @staticmethod
-    def _completed(snapshot: OrderSnapshot, command: PlaceOrder | None, current: OrderSnapshot | None = None) -> OrderSnapshot:
-        """Some exchanges answer a place or edit with little more than the ids: the terms
-        not in the answer are the ones requested."""
-        if snapshot.quantity and snapshot.symbol:
-            return snapshot
-        source: Any = command or current
-        return msgspec.structs.replace(
-            snapshot, symbol=snapshot.symbol or source.symbol, side=source.side, order_type=source.order_type,
-            quantity=snapshot.quantity or source.quantity, price=snapshot.price if snapshot.price is not None else source.price,
-            client_order_id=snapshot.client_order_id or source.client_order_id,
-        )

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import ccxt.async_support as ccxt
+import msgspec
 
 from tradebus.schemas.market import BookLevel, BookSnapshot, Instrument, Quote, Trade
 from tradebus.schemas.values import Aggressor, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
@@ -40,8 +41,15 @@ def nanos(milliseconds: Any) -> int:
 
 
 # --- orders --------------------------------------------------------------------------------
-def order_snapshot(order: dict[str, Any]) -> OrderSnapshot:
+def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None) -> OrderSnapshot:
+    """`requested`: the terms just sent, for exchanges (Bybit) that answer a place or an
+    amend with the order's ids only; the order's state then comes from later updates."""
+    if requested is not None and order.get("side") is None:
+        return msgspec.structs.replace(
+            requested, venue_order_id=str(order["id"]), client_order_id=order.get("clientOrderId") or requested.client_order_id
+        )
     filled = decimal(order.get("filled")) or ZERO
+    quantity = decimal(order.get("amount")) or ZERO
     trigger = decimal(order.get("triggerPrice") or order.get("stopPrice"))
     price = decimal(order.get("price"))
     order_type = _order_type(order.get("type"), trigger, price)
@@ -52,8 +60,8 @@ def order_snapshot(order: dict[str, Any]) -> OrderSnapshot:
         symbol=order["symbol"],
         side=Side(order["side"]),
         order_type=order_type,
-        quantity=decimal(order.get("amount")) or ZERO,
-        status=_status(order.get("status"), filled, trigger),
+        quantity=quantity,
+        status=_status(order.get("status"), filled, quantity),
         # a market order's "price" is its average fill price in ccxt: not a limit
         price=price if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
         stop_price=trigger,
@@ -73,9 +81,11 @@ def _order_type(kind: str | None, trigger: Decimal | None, price: Decimal | None
     return OrderType.MARKET if kind == "market" else OrderType.LIMIT
 
 
-def _status(status: str | None, filled: Decimal, trigger: Decimal | None) -> OrderStatus:
+def _status(status: str | None, filled: Decimal, quantity: Decimal) -> OrderStatus:
     if status == "closed":
-        return OrderStatus.FILLED
+        # ccxt also says "closed" for an order cancelled after a partial fill (Bybit's
+        # PartiallyFilledCanceled): only a complete fill is FILLED
+        return OrderStatus.FILLED if filled >= quantity else OrderStatus.CANCELLED
     if status == "canceled":
         return OrderStatus.CANCELLED
     if status == "expired":
