@@ -206,7 +206,9 @@ async def _up(args: argparse.Namespace) -> int:
         await _supervise(children, env, server.url, stop)
     finally:
         print("tradebus up: stopping", flush=True)
-        _stop_children(children)
+        # in a thread: the emulated venues served from this loop must keep answering while
+        # their connectors close their connections
+        await asyncio.to_thread(_stop_children, children)
         await fleet.stop()
         server.stop()
         print("tradebus up: stopped", flush=True)
