@@ -21,6 +21,7 @@ Control API (JSON; the conformance suite and users' CI drive emulators through i
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -62,6 +63,27 @@ class Revoke(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 class DirectCancel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     account: str
     client_order_id: str
+
+
+class StreamSession:
+    """One websocket client with its subscribed topics and an ordered outbox: the venue's
+    listeners are synchronous and sends are not, so frames are queued and written in order."""
+
+    def __init__(self, socket: web.WebSocketResponse) -> None:
+        self.socket = socket
+        self.topics: set[str] = set()
+        self.outbox: asyncio.Queue[str] = asyncio.Queue()
+
+    def send(self, payload: Any) -> None:
+        self.outbox.put_nowait(json.dumps(payload))
+
+    async def write(self) -> None:
+        while not self.socket.closed:
+            text = await self.outbox.get()
+            try:
+                await self.socket.send_str(text)
+            except ConnectionError:
+                return
 
 
 class RequestLimit:

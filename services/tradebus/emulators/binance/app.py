@@ -34,31 +34,11 @@ from aiohttp import WSMsgType, web
 from tradebus.schemas.values import RejectReason, TimeInForce
 from tradebus.services.connector.venues.paper.market import Level, MarketUpdate
 
-from ..server import Emulator
+from ..server import Emulator, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, Refused
 from . import render
 
 BOOK_LEVELS = 10
-
-
-class _Socket:
-    """One websocket with an ordered outbox: listeners are synchronous, sends are not."""
-
-    def __init__(self, socket: web.WebSocketResponse) -> None:
-        self.socket = socket
-        self.streams: set[str] = set()
-        self.outbox: asyncio.Queue[str] = asyncio.Queue()
-
-    def send(self, payload: dict[str, Any]) -> None:
-        self.outbox.put_nowait(json.dumps(payload))
-
-    async def write(self) -> None:
-        while not self.socket.closed:
-            text = await self.outbox.get()
-            try:
-                await self.socket.send_str(text)
-            except ConnectionError:
-                return
 
 
 class BinanceEmulator(Emulator):
@@ -67,12 +47,13 @@ class BinanceEmulator(Emulator):
 
     def __init__(self, venue: Any) -> None:
         super().__init__(venue)
-        self._market_sockets: list[_Socket] = []
-        self._user_sockets: dict[str, list[_Socket]] = {}  # api key -> sockets
+        self._market_sockets: list[StreamSession] = []
+        self._user_sockets: dict[str, list[StreamSession]] = {}  # api key -> sockets
         self._by_venue_symbol = {render.venue_symbol(symbol): symbol for symbol in venue.instruments}
         self._book_ids = dict.fromkeys(venue.instruments, 1)
         self._books: dict[str, tuple[list[Level], list[Level]]] = {}
         self._subscription_ids = itertools.count()
+        self._market_trade_ids = itertools.count(1)
         venue.on_market(self._on_market)
         venue.on_order(self._on_order)
 
@@ -235,7 +216,7 @@ class BinanceEmulator(Emulator):
     # --- streams ------------------------------------------------------------------------------------
     async def _market_stream(self, request: web.Request) -> web.WebSocketResponse:
         socket = await self.websocket(request)
-        session = _Socket(socket)
+        session = StreamSession(socket)
         self._market_sockets.append(session)
         writer = asyncio.create_task(session.write())
         try:
@@ -244,9 +225,9 @@ class BinanceEmulator(Emulator):
                     continue
                 request_body = json.loads(message.data)
                 if request_body.get("method") == "SUBSCRIBE":
-                    session.streams.update(request_body.get("params", []))
+                    session.topics.update(request_body.get("params", []))
                 elif request_body.get("method") == "UNSUBSCRIBE":
-                    session.streams.difference_update(request_body.get("params", []))
+                    session.topics.difference_update(request_body.get("params", []))
                 session.send({"result": None, "id": request_body.get("id")})
         finally:
             self._market_sockets.remove(session)
@@ -255,7 +236,7 @@ class BinanceEmulator(Emulator):
 
     async def _user_stream(self, request: web.Request) -> web.WebSocketResponse:
         socket = await self.websocket(request)
-        session = _Socket(socket)
+        session = StreamSession(socket)
         writer = asyncio.create_task(session.write())
         api_key: str | None = None
         try:
@@ -280,9 +261,9 @@ class BinanceEmulator(Emulator):
                     session.send({"id": call.get("id"), "status": 401,
                                   "error": {"code": -1022, "msg": "Signature for this request is not valid."}})
                     continue
-                session.streams.add(str(next(self._subscription_ids)))
+                session.topics.add(str(next(self._subscription_ids)))
                 self._user_sockets.setdefault(api_key, []).append(session)
-                session.send({"id": call.get("id"), "status": 200, "result": {"subscriptionId": int(max(session.streams))}})
+                session.send({"id": call.get("id"), "status": 200, "result": {"subscriptionId": int(max(session.topics))}})
         finally:
             if api_key is not None and session in self._user_sockets.get(api_key, []):
                 self._user_sockets[api_key].remove(session)
@@ -292,7 +273,7 @@ class BinanceEmulator(Emulator):
     def _on_order(self, order: EmulatedOrder, fill: EmulatedFill | None) -> None:
         event = render.execution_report(order, fill, execution=render.execution_type(order, fill))
         for session in self._user_sockets.get(order.account, []):
-            for subscription in session.streams:
+            for subscription in session.topics:
                 session.send({"subscriptionId": int(subscription), "event": event})
 
     def _on_market(self, update: MarketUpdate) -> None:
@@ -309,13 +290,13 @@ class BinanceEmulator(Emulator):
         if update.trade is not None:
             now = _now_ms()
             frames[f"{stream}@trade"] = {
-                "e": "trade", "E": now, "s": render.venue_symbol(symbol), "t": next(self._subscription_ids),
+                "e": "trade", "E": now, "s": render.venue_symbol(symbol), "t": next(self._market_trade_ids),
                 "p": render.number(update.trade.price), "q": render.number(update.trade.size), "T": now,
                 "m": update.trade.aggressor.value == "sell", "M": True,
             }
         for session in self._market_sockets:
             for name, frame in frames.items():
-                if name in session.streams or (name.endswith("@depth") and f"{name}@100ms" in session.streams):
+                if name in session.topics or (name.endswith("@depth") and f"{name}@100ms" in session.topics):
                     session.send(frame)
 
     def _book_ticker_frame(self, symbol: str) -> dict[str, Any]:

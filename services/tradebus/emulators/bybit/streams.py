@@ -25,6 +25,7 @@ from aiohttp import WSMsgType, web
 
 from tradebus.services.connector.venues.paper.market import Level, MarketUpdate
 
+from ..server import StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, EmulatedVenue, Refused
 from . import render
 from .candles import INTERVALS, Candles
@@ -32,33 +33,19 @@ from .candles import INTERVALS, Candles
 BOOK_DEPTHS = (1, 50, 200, 1000)  # what Bybit spot offers
 
 
-class Session:
-    """One websocket with its topics and an ordered outbox: listeners are synchronous,
-    sends are not."""
+class Session(StreamSession):
+    """A Bybit stream client: its connection id and, once authenticated, its account."""
 
     def __init__(self, socket: web.WebSocketResponse) -> None:
-        self.socket = socket
+        super().__init__(socket)
         self.conn_id = str(uuid.uuid4())
-        self.topics: set[str] = set()
         self.account: str | None = None
-        self.outbox: asyncio.Queue[str] = asyncio.Queue()
-
-    def send(self, payload: dict[str, Any]) -> None:
-        self.outbox.put_nowait(json.dumps(payload))
 
     def answer(self, request: dict[str, Any], *, success: bool = True, message: str = "") -> None:
         reply = {"success": success, "ret_msg": message, "conn_id": self.conn_id, "op": request.get("op")}
         if "req_id" in request:  # echoed only when given: clients match answers by it
             reply["req_id"] = request["req_id"]
         self.send(reply)
-
-    async def write(self) -> None:
-        while not self.socket.closed:
-            text = await self.outbox.get()
-            try:
-                await self.socket.send_str(text)
-            except ConnectionError:
-                return
 
 
 class Book:
