@@ -18,9 +18,23 @@ VENUES: dict[str, str] = {
 }
 
 
+CCXT_CONNECTOR = VENUES["binance"]
+
+
 def connector_class(venue: str) -> type[VenueConnector]:
-    try:
-        module_name, class_name = VENUES[venue].split(":")
-    except KeyError:
-        raise ValueError(f"unknown venue {venue!r}; known venues: {', '.join(sorted(VENUES))}") from None
+    """The connector of `venue`; any other ccxt exchange id runs on the ccxt connector."""
+    entry = VENUES.get(venue) or (CCXT_CONNECTOR if _is_ccxt_exchange(venue) else None)
+    if entry is None:
+        raise ValueError(
+            f"unknown venue {venue!r}; known venues: {', '.join(sorted(VENUES))} or any ccxt exchange id"
+        )
+    module_name, class_name = entry.split(":")
     return getattr(import_module(module_name), class_name)
+
+
+def _is_ccxt_exchange(venue: str) -> bool:
+    try:
+        import ccxt
+    except ImportError:  # the ccxt extra is not installed
+        return False
+    return venue in ccxt.exchanges
