@@ -5,13 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 import ccxt.async_support as ccxt
+import msgspec
 import pytest
 
 from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side
 from tradebus.services.connector.errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy
 from tradebus.services.connector.tracking import OrderSnapshot
 from tradebus.services.connector.venues.ccxt import parsing
-from tradebus.services.connector.venues.ccxt.connector import rebased
+from tradebus.services.connector.venues.ccxt.config import CcxtConfig
+from tradebus.services.connector.venues.ccxt.connector import CcxtConnector, rebased
+from tradebus.shared.config import Secret
 
 ORDER = {
     "id": "1001", "clientOrderId": "c1", "symbol": "BTC/USDT", "side": "buy", "type": "limit", "amount": 0.3,
@@ -77,3 +80,16 @@ def test_rebasing_moves_every_url_and_keeps_paths() -> None:
     moved = rebased(urls, "http://127.0.0.1:8900", "ws://127.0.0.1:8900")
     assert moved == {"public": "http://127.0.0.1:8900/api/v3", "ws": {"spot": "ws://127.0.0.1:8900/ws",
                                                                        "ws-api": {"spot": "ws://127.0.0.1:8900/ws-api/v3"}}}
+
+
+def _connector(**config: object) -> CcxtConnector:
+    settings = msgspec.convert({"api_key": "k", "api_secret": "s", **config}, CcxtConfig, dec_hook=lambda t, v: Secret(v))
+    return CcxtConnector(venue="binance", config=settings, market_data=None, emit=lambda events: None,
+                         read_journal=None)  # type: ignore[arg-type]
+
+
+def test_testnet_switches_to_the_sandbox_unless_urls_are_overridden() -> None:
+    assert "testnet" in _connector(testnet=True).exchange.urls["api"]["public"]
+    assert "testnet" not in _connector(testnet=False).exchange.urls["api"]["public"]
+    rebased_one = _connector(testnet=True, rebase={"rest": "http://127.0.0.1:1", "ws": "ws://127.0.0.1:1"})
+    assert rebased_one.exchange.urls["api"]["public"] == "http://127.0.0.1:1/api/v3"
