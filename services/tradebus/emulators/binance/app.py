@@ -67,6 +67,10 @@ class BinanceEmulator(Emulator):
             "subscribe": ["*"],
         }
 
+    def user_stream_subscribed(self, api_key: str) -> bool:
+        """Whether a client of this key holds a user data stream subscription (tests wait on it)."""
+        return bool(self._user_sockets.get(api_key))
+
     def error_response(self, reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
         return render.error(reason, message, retry_after=retry_after)
 
