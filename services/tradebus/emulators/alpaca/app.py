@@ -1,0 +1,316 @@
+"""An emulated Alpaca venue: enough of Alpaca's trading API v2 and its trade_updates
+stream to run the unmodified alpaca-py TradingClient / TradingStream against it.
+
+Served (paths as on paper-api.alpaca.markets):
+    GET    /v2/account, /v2/clock, /v2/assets, /v2/positions
+    POST   /v2/orders                      market, limit, stop, stop_limit; day, gtc, ioc, fok
+    GET    /v2/orders, /v2/orders/{id}, /v2/orders:by_client_order_id
+    PATCH  /v2/orders/{id}                 replace: the order gets a new id (as on Alpaca)
+    DELETE /v2/orders/{id}
+    WS     /stream                         authenticate, listen trade_updates (JSON frames)
+Auth: headers APCA-API-KEY-ID / APCA-API-SECRET-KEY; bad keys get 401 {"code": 40110000}.
+
+Simplifications: the market never closes (equities trade 24/7 here, so the conformance
+suite can run at any hour); opg / cls, notional orders, trailing stops, brackets and
+extended hours are refused with 422; positions are the account's non-cash balances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tradebus.schemas.values import RejectReason, Side
+from tradebus.services.connector.venues.paper.rules import InstrumentSpec
+
+from ..server import Emulator, StreamSession
+from ..venue import EmulatedFill, EmulatedOrder, Refused
+from . import render
+
+
+def _equity(symbol: str, price: str) -> InstrumentSpec:
+    return InstrumentSpec(symbol=symbol, base=symbol, quote="USD", tick_size=Decimal("0.01"), lot_size=Decimal(1),
+                          min_quantity=Decimal(1), min_notional=Decimal(1), initial_price=Decimal(price),
+                          asset_class="equity")
+
+
+class AlpacaEmulator(Emulator):
+    name = "alpaca"
+    requests_per_second = 10  # Alpaca: 200 requests per minute per key, enforced per second here
+
+    @classmethod
+    def listed_instruments(cls) -> list[InstrumentSpec]:
+        return [
+            _equity("AAPL", "190.00"), _equity("BRK.B", "410.00"),
+            InstrumentSpec(symbol="BTC/USD", base="BTC", quote="USD", tick_size=Decimal("0.01"),
+                           lot_size=Decimal("0.0001"), min_quantity=Decimal("0.0001"), min_notional=Decimal(1),
+                           initial_price=Decimal("60000")),
+        ]
+
+    def __init__(self, venue: Any) -> None:
+        super().__init__(venue)
+        self._generation: dict[int, int] = {}  # engine order id -> times replaced
+        self._by_uuid: dict[str, int] = {}  # every id ever shown -> engine order id
+        self._trade_sockets: dict[str, list[StreamSession]] = {}  # api key -> listening sockets
+        venue.on_order(self._on_order)
+
+    def connector_config(self, *, account: str, api_key: str, api_secret: str) -> dict[str, Any]:
+        ws = self.url.replace("http://", "ws://")
+        return {
+            "account": account, "api_key": api_key, "api_secret": api_secret, "paper": True,
+            "trading_url": self.url, "data_url": self.url, "trading_stream_url": f"{ws}/stream",
+            "stock_stream_url": f"{ws}/v2", "crypto_stream_url": f"{ws}/v1beta3/crypto/us",
+            "symbols": sorted(self.venue.instruments), "subscribe": ["*"],
+        }
+
+    def error_response(self, reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
+        return render.error(reason, message, retry_after=retry_after)
+
+    def trade_stream_listening(self, api_key: str) -> bool:
+        """Whether a client of this key listens to trade_updates (tests wait on it)."""
+        return bool(self._trade_sockets.get(api_key))
+
+    def routes(self, app: web.Application) -> None:
+        get, post, endpoint = app.router.add_get, app.router.add_post, self.endpoint
+        get("/v2/account", endpoint("balance", self._authed(self._account)))
+        get("/v2/clock", endpoint("clock", self._authed(self._clock)))
+        get("/v2/assets", endpoint("markets", self._authed(self._assets)))
+        get("/v2/positions", endpoint("positions", self._authed(self._positions)))
+        post("/v2/orders", endpoint("place", self._authed(self._place)))
+        get("/v2/orders", endpoint("open_orders", self._authed(self._orders)))
+        get("/v2/orders:by_client_order_id", endpoint("lookup", self._authed(self._by_client_id)))
+        get("/v2/orders/{order_id}", endpoint("lookup", self._authed(self._lookup)))
+        app.router.add_patch("/v2/orders/{order_id}", endpoint("amend", self._authed(self._replace)))
+        app.router.add_delete("/v2/orders/{order_id}", endpoint("cancel", self._authed(self._cancel)))
+        get("/stream", self._trade_stream)
+
+    # --- auth -------------------------------------------------------------------------------
+    def _authed(self, work: Any) -> Any:
+        """A handler that checks Alpaca's key headers, then answers `await work(account, request)`."""
+
+        async def authed(request: web.Request) -> web.Response:
+            account = self._authenticate(request.headers.get("APCA-API-KEY-ID"),
+                                         request.headers.get("APCA-API-SECRET-KEY"))
+            result = await work(account, request)
+            return result if isinstance(result, web.Response) else web.json_response(result)
+
+        return authed
+
+    def _authenticate(self, key: str | None, secret: str | None) -> str:
+        account = self.venue.authenticate(key)
+        if self.venue.credentials[account] != secret:
+            raise Refused(RejectReason.AUTH_FAILED, "request is not authorized")
+        return account
+
+    # --- rendering --------------------------------------------------------------------------
+    def _id(self, record: EmulatedOrder) -> str:
+        order_id = render.order_uuid(record.order_id, self._generation.get(record.order_id, 0))
+        self._by_uuid[order_id] = record.order_id
+        return order_id
+
+    def _render(self, record: EmulatedOrder, **extra: Any) -> dict[str, Any]:
+        generation = self._generation.get(record.order_id, 0)
+        replaces = render.order_uuid(record.order_id, generation - 1) if generation else None
+        asset_class = "crypto" if self.venue.instruments[record.symbol].asset_class == "crypto" else "us_equity"
+        return render.order(record, order_id=self._id(record), asset_class=asset_class, replaces=replaces, **extra)
+
+    def _find(self, account: str, order_id: str) -> EmulatedOrder:
+        if order_id not in self._by_uuid:
+            raise Refused(RejectReason.UNKNOWN_ORDER, "order not found")
+        return self.venue.find(account, order_id=self._by_uuid[order_id])
+
+    # --- account ----------------------------------------------------------------------------
+    async def _account(self, account: str, request: web.Request) -> dict[str, Any]:
+        cash = render.number(self.venue.balances(account).get("USD", (Decimal(0), Decimal(0)))[0]) or "0"
+        return {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"alpaca-emulator/account/{account}")),
+            "account_number": "PA0000000000", "status": "ACTIVE", "crypto_status": "ACTIVE", "currency": "USD",
+            "buying_power": cash, "regt_buying_power": cash, "daytrading_buying_power": cash,
+            "non_marginable_buying_power": cash, "cash": cash, "portfolio_value": cash, "equity": cash,
+            "last_equity": cash, "long_market_value": "0", "short_market_value": "0", "initial_margin": "0",
+            "maintenance_margin": "0", "last_maintenance_margin": "0", "sma": "0", "daytrade_count": 0,
+            "multiplier": "1", "pattern_day_trader": False, "trading_blocked": False, "transfers_blocked": False,
+            "account_blocked": False, "trade_suspended_by_user": False, "shorting_enabled": False,
+            "created_at": render.timestamp(0),
+        }
+
+    async def _clock(self, account: str, request: web.Request) -> dict[str, Any]:
+        now = render.timestamp(time.time_ns())
+        return {"timestamp": now, "is_open": True, "next_open": now, "next_close": now}
+
+    async def _assets(self, account: str, request: web.Request) -> list[dict[str, Any]]:
+        return [
+            {"id": render.asset_uuid(symbol), "class": "crypto" if spec.asset_class == "crypto" else "us_equity",
+             "exchange": "CRYPTO" if spec.asset_class == "crypto" else "NYSE", "symbol": symbol, "name": symbol,
+             "status": "active", "tradable": True, "marginable": False, "shortable": False, "easy_to_borrow": False,
+             "fractionable": spec.asset_class == "crypto", "min_order_size": render.number(spec.min_quantity),
+             "min_trade_increment": render.number(spec.lot_size), "price_increment": render.number(spec.tick_size)}
+            for symbol, spec in sorted(self.venue.instruments.items())
+        ]
+
+    async def _positions(self, account: str, request: web.Request) -> list[dict[str, Any]]:
+        by_base = {spec.base: (symbol, spec) for symbol, spec in self.venue.instruments.items()}
+        positions = []
+        for currency, (free, locked) in self.venue.balances(account).items():
+            if currency not in by_base or not free + locked:
+                continue
+            symbol, spec = by_base[currency]
+            qty = render.number(free + locked)
+            positions.append({
+                "asset_id": render.asset_uuid(symbol), "symbol": symbol.replace("/", ""),
+                "exchange": "CRYPTO" if spec.asset_class == "crypto" else "NYSE",
+                "asset_class": "crypto" if spec.asset_class == "crypto" else "us_equity", "qty": qty,
+                "qty_available": render.number(free), "side": "long", "avg_entry_price": "0", "market_value": "0",
+                "cost_basis": "0", "unrealized_pl": "0", "unrealized_plpc": "0", "unrealized_intraday_pl": "0",
+                "unrealized_intraday_plpc": "0", "current_price": "0", "lastday_price": "0", "change_today": "0",
+            })
+        return positions
+
+    # --- orders -------------------------------------------------------------------------------
+    async def _place(self, account: str, request: web.Request) -> dict[str, Any]:
+        body = await _body(request)
+        kind, tif = str(body.get("type", "")), str(body.get("time_in_force", ""))
+        if kind not in render.ORDER_TYPES:
+            raise Refused(RejectReason.UNSUPPORTED_ORDER_TYPE, f"invalid order type {kind}")
+        if tif not in render.TIME_IN_FORCE:
+            raise Refused(RejectReason.UNSUPPORTED_TIME_IN_FORCE, f"invalid time_in_force {tif}")
+        if body.get("notional") is not None or body.get("extended_hours"):
+            raise Refused(RejectReason.MALFORMED, "notional and extended hours orders are not emulated")
+        symbol = str(body.get("symbol", ""))
+        if symbol not in self.venue.instruments:
+            raise Refused(RejectReason.UNKNOWN_INSTRUMENT, f"asset {symbol} not found")
+        record = self.venue.place(
+            account, client_order_id=str(body.get("client_order_id") or uuid.uuid4()), symbol=symbol,
+            side=Side.BUY if body.get("side") == "buy" else Side.SELL, order_type=render.ORDER_TYPES[kind],
+            quantity=_decimal(body, "qty"), price=_optional_decimal(body, "limit_price"),
+            stop_price=_optional_decimal(body, "stop_price"), time_in_force=render.TIME_IN_FORCE[tif],
+        )
+        return self._render(record)
+
+    async def _orders(self, account: str, request: web.Request) -> list[dict[str, Any]]:
+        status = request.query.get("status", "open")
+        records = [o for o in self.venue.orders.values() if o.account == account
+                   and (status == "all" or o.is_open == (status == "open"))]
+        records.sort(key=lambda o: o.created_ns, reverse=request.query.get("direction", "desc") == "desc")
+        return [self._render(o) for o in records[: int(request.query.get("limit", 50))]]
+
+    async def _by_client_id(self, account: str, request: web.Request) -> dict[str, Any]:
+        return self._render(self.venue.find(account, client_order_id=request.query.get("client_order_id", "")))
+
+    async def _lookup(self, account: str, request: web.Request) -> dict[str, Any]:
+        record = self._find(account, request.match_info["order_id"])
+        if self._id(record) != request.match_info["order_id"]:
+            return self._render(record, status="replaced")  # an id a replace superseded
+        return self._render(record)
+
+    async def _replace(self, account: str, request: web.Request) -> dict[str, Any]:
+        record = self._find(account, request.match_info["order_id"])
+        if not record.is_open or self._id(record) != request.match_info["order_id"]:
+            raise Refused(RejectReason.ORDER_NOT_OPEN, "order is not open")
+        body = await _body(request)
+        old = self._render(record, status="replaced")
+        self._generation[record.order_id] = self._generation.get(record.order_id, 0) + 1
+        try:
+            self.venue.modify(record, quantity=_optional_decimal(body, "qty"),
+                              price=_optional_decimal(body, "limit_price"),
+                              stop_price=_optional_decimal(body, "stop_price"))
+        except Refused:
+            self._generation[record.order_id] -= 1
+            raise
+        old["replaced_by"] = self._id(record)
+        self._publish(account, "replaced", old)
+        return self._render(record)
+
+    async def _cancel(self, account: str, request: web.Request) -> web.Response:
+        record = self._find(account, request.match_info["order_id"])
+        if not record.is_open:
+            raise Refused(RejectReason.ORDER_NOT_OPEN, "order is not cancelable")
+        self.venue.cancel(record)
+        return web.Response(status=204)
+
+    # --- trade_updates stream ---------------------------------------------------------------------
+    async def _trade_stream(self, request: web.Request) -> web.WebSocketResponse:
+        socket = await self.websocket(request)
+        session = StreamSession(socket)
+        writer = asyncio.create_task(session.write())
+        api_key: str | None = None
+        try:
+            async for message in socket:
+                if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    continue
+                frame = json.loads(message.data)
+                data = frame.get("data") or {}
+                if frame.get("action") in ("authenticate", "auth"):
+                    try:
+                        api_key = self._authenticate(data.get("key_id"), data.get("secret_key"))
+                        status = "authorized"
+                    except Refused:
+                        api_key, status = None, "unauthorized"
+                    session.send({"stream": "authorization", "data": {"action": "authenticate", "status": status}})
+                elif frame.get("action") == "listen" and api_key is not None:
+                    streams = [s for s in data.get("streams", []) if s == "trade_updates"]
+                    if streams and session not in self._trade_sockets.setdefault(api_key, []):
+                        self._trade_sockets[api_key].append(session)
+                    session.send({"stream": "listening", "data": {"streams": streams}})
+                else:
+                    session.send({"stream": "listening", "data": {"error": "unauthorized or unknown action"}})
+        finally:
+            if api_key is not None and session in self._trade_sockets.get(api_key, []):
+                self._trade_sockets[api_key].remove(session)
+            writer.cancel()
+        return socket
+
+    def _on_order(self, record: EmulatedOrder, fill: EmulatedFill | None) -> None:
+        event = _event(record, fill)
+        if event is None:
+            return
+        extra: dict[str, Any] = {}
+        if fill is not None:
+            extra = {"execution_id": str(uuid.UUID(int=fill.trade_id)), "price": render.number(fill.price),
+                     "qty": render.number(fill.quantity), "position_qty": render.number(record.filled)}
+        self._publish(record.account, event, self._render(record), **extra)
+
+    def _publish(self, account: str, event: str, order: dict[str, Any], **extra: Any) -> None:
+        frame = {"stream": "trade_updates",
+                 "data": {"event": event, "timestamp": render.timestamp(time.time_ns()), "order": order, **extra}}
+        for session in self._trade_sockets.get(account, []):
+            session.send(frame)
+
+
+def _event(record: EmulatedOrder, fill: EmulatedFill | None) -> str | None:
+    if fill is not None:
+        return "fill" if record.filled >= record.quantity else "partial_fill"
+    return {"new": "new", "canceled": "canceled", "expired": "expired", "rejected": "rejected"}.get(
+        render.STATUS[record.status])
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except ValueError:
+        raise Refused(RejectReason.MALFORMED, "request body format is invalid") from None
+    if not isinstance(body, dict):
+        raise Refused(RejectReason.MALFORMED, "request body format is invalid")
+    return body
+
+
+def _decimal(body: dict[str, Any], name: str) -> Decimal:
+    value = _optional_decimal(body, name)
+    if value is None:
+        raise Refused(RejectReason.MALFORMED, f"{name} is required")
+    return value
+
+
+def _optional_decimal(body: dict[str, Any], name: str) -> Decimal | None:
+    if body.get(name) is None:
+        return None
+    try:
+        return Decimal(str(body[name]))
+    except InvalidOperation:
+        raise Refused(RejectReason.MALFORMED, f"invalid {name}") from None
