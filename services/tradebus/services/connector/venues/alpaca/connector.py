@@ -1,0 +1,216 @@
+"""Alpaca (US equities and crypto) as a venue, through alpaca-py.
+
+REST: alpaca-py's TradingClient is synchronous (requests): every call runs in a worker
+thread (`asyncio.to_thread`), never on the event loop. raw_data=True gives Alpaca's JSON
+as dicts, parsed in parsing.py. The SDK's own retry of 429/504 is switched off: the base
+class owns retries and back-off, and a silent SDK sleep would hold a command.
+
+trade_updates: alpaca-py's TradingStream.run() starts its own event loop and reconnects
+silently after a drop, which would hide the gap from the base class. So the connector
+drives the stream's coroutines on our loop instead: `_start_ws()` (connect, authenticate,
+listen) once per `watch_orders` iteration, then receives frames itself; a closed socket
+raises VenueBusy, and the base publishes gap / reconnected markers and reconciles before
+iterating again. No thread, no hidden reconnect.
+
+Orders: market, limit, stop, stop_limit (crypto: no plain stop); DAY / GTC / IOC / FOK for
+equities, GTC / IOC for crypto (Alpaca's rules); post-only and reduce-only are refused.
+Capabilities are the intersection over the configured symbols; a submit is checked
+against its own symbol's asset class before anything is sent.
+
+Modify: Alpaca's replace (PATCH /v2/orders/{id}, sent with exact decimal strings) creates a new order with a new id that
+`replaces` the old one. The connector keeps our client order id for the new order (the
+tracker's identity does not change): the replace sends no client_order_id, and any id
+Alpaca gives the replacement is mapped back to ours (`_ours`). A look-up that lands on a
+replaced order follows `replaced_by` to the live one.
+
+Market data: not streamed yet (Capabilities.market_data is empty); see the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
+from alpaca.trading.stream import TradingStream
+from websockets.exceptions import ConnectionClosed
+
+from tradebus.schemas.commands import ModifyOrder, PlaceOrder
+from tradebus.schemas.market import Instrument
+from tradebus.schemas.values import MarketDataKind, RejectReason
+
+from ...base import Capabilities
+from ...credentials import venue_credentials
+from ...errors import AuthFailed, OrderRefused, VenueBusy
+from ...remote import MarketMessage, RemoteVenueConnector
+from ...tracking import OrderSnapshot
+from . import parsing
+from .config import AlpacaConfig
+
+T = TypeVar("T")
+LISTING_LIMIT = 500  # Alpaca's maximum orders per listing
+
+
+class AlpacaConnector(RemoteVenueConnector):
+    config_type = AlpacaConfig
+    config: AlpacaConfig
+    default_requests_per_second = 200 / 60  # Alpaca: 200 requests per minute per key
+
+    def __init__(self, **kwargs: Any) -> None:
+        config: AlpacaConfig = kwargs["config"]
+        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.api_secret)
+        self._key, self._secret = credentials.api_key.reveal(), credentials.api_secret.reveal()
+        self.client = TradingClient(self._key, self._secret, paper=config.paper, raw_data=True,
+                                    url_override=config.trading_url)
+        self.client._retry = 0  # retries belong to the base class (see the module docstring)
+        super().__init__(**kwargs)
+        self.capabilities = self._capabilities_for(["us_equity", "crypto"])
+        self._instruments: list[Instrument] = []
+        self._asset_class: dict[str, str] = {}  # symbol -> Alpaca's asset class
+        self._ours: dict[str, str] = {}  # client order id Alpaca gave a replacement -> ours
+
+    @staticmethod
+    def _capabilities_for(classes: list[str]) -> Capabilities:
+        return Capabilities(
+            order_types=frozenset.intersection(*(parsing.ORDER_TYPES[c] for c in classes)),
+            time_in_force=frozenset.intersection(*(parsing.TIME_IN_FORCE_BY_CLASS[c] for c in classes)),
+            modify=True, market_data=frozenset(),
+        )
+
+    # --- symbology (Alpaca's symbols are ours: see parsing.py) --------------------------------
+    def instruments(self) -> list[Instrument]:
+        return self._instruments
+
+    def venue_symbol(self, symbol: str) -> str:
+        return symbol
+
+    def unified_symbol(self, venue_symbol: str) -> str:
+        return venue_symbol
+
+    # --- primitives -----------------------------------------------------------------------------
+    async def connect(self) -> None:
+        await self._sdk(self.client.get_account, changes_state=False)  # proves the credentials
+        assets = await self._sdk(self.client.get_all_assets, changes_state=False)
+        wanted = set(self.config.symbols)
+        listed = sorted((a for a in assets if a.get("tradable") and (not wanted or a["symbol"] in wanted)),
+                        key=lambda a: a["symbol"])
+        self._asset_class = {a["symbol"]: a["class"] for a in listed}
+        self._instruments = [parsing.instrument(self.venue, a) for a in listed]
+        if self._asset_class:
+            self.capabilities = self._capabilities_for(sorted(set(self._asset_class.values())))
+
+    async def disconnect(self) -> None:
+        """Nothing held open: REST sessions close with the process, streams with their iteration."""
+
+    async def submit(self, command: PlaceOrder) -> OrderSnapshot:
+        asset_class = self._asset_class.get(command.symbol)
+        if asset_class is None:
+            raise OrderRefused(RejectReason.UNKNOWN_INSTRUMENT, f"{command.symbol} is not listed")
+        if command.order_type not in parsing.ORDER_TYPES[asset_class] or command.post_only or command.reduce_only:
+            raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, f"Alpaca does not take this {asset_class} order")
+        if command.time_in_force not in parsing.TIME_IN_FORCE_BY_CLASS[asset_class]:
+            raise OrderRefused(RejectReason.UNSUPPORTED_TIME_IN_FORCE,
+                               f"{command.time_in_force.value} is not offered for {asset_class}")
+        body: dict[str, Any] = {
+            "symbol": command.symbol, "qty": str(command.quantity), "side": command.side.value,
+            "type": command.order_type.value, "time_in_force": parsing.TIME_IN_FORCE[command.time_in_force],
+            "client_order_id": command.client_order_id,
+        }
+        if command.price is not None:
+            body["limit_price"] = str(command.price)
+        if command.stop_price is not None:
+            body["stop_price"] = str(command.stop_price)
+        # posted as JSON with exact decimals: the SDK's request models would turn them into floats
+        order = await self._sdk(self.client.post, "/orders", body, changes_state=True)
+        return parsing.order_snapshot(order)
+
+    async def amend(self, command: ModifyOrder, venue_order_id: str | None) -> OrderSnapshot:
+        current = await self.lookup(command.client_order_id, "")
+        if current is None:
+            raise OrderRefused(RejectReason.UNKNOWN_ORDER, "no such order")
+        changes = {"qty": command.quantity, "limit_price": command.price, "stop_price": command.stop_price}
+        body = {name: str(value) for name, value in changes.items() if value is not None}
+        order = await self._sdk(self.client.patch, f"/orders/{current.venue_order_id}", body, changes_state=True)
+        if order["client_order_id"] != command.client_order_id:
+            self._ours[order["client_order_id"]] = command.client_order_id
+        return self._snapshot(order)
+
+    async def cancel(self, client_order_id: str, symbol: str, venue_order_id: str | None) -> OrderSnapshot | None:
+        if venue_order_id is None:
+            current = await self.lookup(client_order_id, symbol)
+            if current is None:
+                raise OrderRefused(RejectReason.UNKNOWN_ORDER, "no such order")
+            venue_order_id = current.venue_order_id
+        await self._sdk(self.client.cancel_order_by_id, venue_order_id, changes_state=True)
+        return None  # Alpaca answers 204: the caller looks the order up
+
+    async def lookup(self, client_order_id: str, symbol: str) -> OrderSnapshot | None:
+        try:
+            order = await self._sdk(self.client.get_order_by_client_id, client_order_id, changes_state=False)
+            while order.get("status") == "replaced" and order.get("replaced_by"):
+                order = await self._sdk(self.client.get_order_by_id, str(order["replaced_by"]), changes_state=False)
+        except OrderRefused as exc:
+            if exc.reason is RejectReason.UNKNOWN_ORDER:
+                return None
+            raise
+        return parsing.order_snapshot(order, client_order_id=client_order_id)
+
+    async def open_orders(self) -> list[OrderSnapshot]:
+        return await self._orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=LISTING_LIMIT))
+
+    async def recent_orders(self, since_ns: int) -> list[OrderSnapshot]:
+        after = datetime.fromtimestamp(since_ns / 1e9, tz=UTC)
+        return await self._orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=LISTING_LIMIT, after=after))
+
+    async def _orders(self, query: GetOrdersRequest) -> list[OrderSnapshot]:
+        orders = await self._sdk(self.client.get_orders, query, changes_state=False)
+        return [self._snapshot(o) for o in orders if o.get("status") != "replaced"]
+
+    async def watch_orders(self) -> AsyncIterator[OrderSnapshot]:
+        stream = TradingStream(self._key, self._secret, paper=self.config.paper, raw_data=True,
+                               url_override=self.config.trading_stream_url)
+        stream._trade_updates_handler = _listen  # makes _start_ws send the `listen` action
+        try:
+            await stream._start_ws()
+        except ValueError:
+            raise AuthFailed("trade_updates stream: authentication refused") from None
+        except (TimeoutError, OSError, ConnectionClosed) as exc:
+            raise VenueBusy(f"trade_updates stream: {type(exc).__name__}") from None
+        try:
+            while True:
+                try:
+                    frame = json.loads(await stream._ws.recv())
+                except ConnectionClosed as exc:
+                    raise VenueBusy(f"trade_updates stream closed ({exc.code})") from None
+                update = frame.get("data") or {}
+                if frame.get("stream") != "trade_updates" or not isinstance(update.get("order"), dict):
+                    continue
+                if update["order"].get("status") == "replaced":
+                    continue  # the superseded order; its replacement's own events follow
+                yield self._snapshot(update["order"], trade=parsing.fill(update))
+        finally:
+            await stream._ws.close()
+
+    async def watch_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
+        raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, "market data is not offered by this connector yet")
+        yield []  # an async generator, as the base iterates it
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def _snapshot(self, order: dict[str, Any], **extra: Any) -> OrderSnapshot:
+        return parsing.order_snapshot(order, client_order_id=self._ours.get(order["client_order_id"]), **extra)
+
+    async def _sdk(self, call: Callable[..., T], *args: Any, changes_state: bool) -> T:
+        """Run one synchronous SDK call in a worker thread; its exceptions become the taxonomy's."""
+        try:
+            return await asyncio.to_thread(call, *args)
+        except Exception as exc:  # noqa: BLE001 -- every SDK failure is mapped, none escapes
+            raise parsing.venue_error(exc, changes_state=changes_state) from None
+
+
+async def _listen(update: object) -> None:
+    """A placeholder trade_updates handler: frames are read by `watch_orders` itself."""

@@ -1,0 +1,132 @@
+"""Alpaca's JSON (alpaca-py with raw_data=True: plain dicts) to the shared types, and
+alpaca-py's exceptions to the connector's error taxonomy. Alpaca dicts never leave this folder.
+
+Symbology: Alpaca names equities by ticker (AAPL, BRK.B: the dot stays, subject tokens
+encode it) and crypto pairs as BASE/QUOTE (BTC/USD), which are our unified symbols as
+they are. Positions name crypto without the slash (BTCUSD); `Symbology` maps it back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from alpaca.common.exceptions import APIError
+
+from tradebus.schemas.market import Instrument
+from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side, TimeInForce
+
+from ...errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
+from ...tracking import OrderSnapshot, TradeReport
+
+ZERO = Decimal(0)
+TIME_IN_FORCE = {TimeInForce.DAY: "day", TimeInForce.GTC: "gtc", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok"}
+_TIME_IN_FORCE = {value: key for key, value in TIME_IN_FORCE.items()}
+# What Alpaca accepts per asset class (its orders documentation).
+ORDER_TYPES = {
+    "us_equity": frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT}),
+    "crypto": frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_LIMIT}),
+}
+TIME_IN_FORCE_BY_CLASS = {
+    "us_equity": frozenset({TimeInForce.DAY, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK}),
+    "crypto": frozenset({TimeInForce.GTC, TimeInForce.IOC}),
+}
+_FINISHED = {"filled": OrderStatus.FILLED, "canceled": OrderStatus.CANCELLED, "expired": OrderStatus.EXPIRED,
+             "done_for_day": OrderStatus.EXPIRED, "rejected": OrderStatus.REJECTED}
+# Alpaca codes: 40310000 insufficient buying power, 40410000 not found, 42210000 invalid.
+_BY_STATUS = {403: RejectReason.INSUFFICIENT_FUNDS, 404: RejectReason.UNKNOWN_ORDER, 422: RejectReason.VENUE_REJECTED}
+
+
+def decimal(value: Any) -> Decimal | None:
+    return None if value is None or value == "" else Decimal(str(value))
+
+
+def nanos(timestamp: Any) -> int:
+    if not timestamp:
+        return 0
+    if isinstance(timestamp, datetime):
+        return int(timestamp.timestamp() * 1e9)
+    return int(datetime.fromisoformat(str(timestamp).replace("Z", "+00:00")).timestamp() * 1e9)
+
+
+def order_snapshot(order: dict[str, Any], *, client_order_id: str | None = None,
+                   trade: TradeReport | None = None) -> OrderSnapshot:
+    """`client_order_id`: ours, when a replace gave the order another one at Alpaca."""
+    filled = decimal(order.get("filled_qty")) or ZERO
+    status = _FINISHED.get(order.get("status") or "")
+    if status is None:
+        status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
+    kind = order.get("type") or order.get("order_type") or "market"
+    return OrderSnapshot(
+        client_order_id=client_order_id or order["client_order_id"], venue_order_id=str(order["id"]),
+        symbol=order["symbol"], side=Side(order["side"]), order_type=OrderType(kind),
+        quantity=decimal(order.get("qty")) or ZERO, status=status,
+        price=decimal(order.get("limit_price")), stop_price=decimal(order.get("stop_price")),
+        time_in_force=_TIME_IN_FORCE.get(order.get("time_in_force") or "", TimeInForce.GTC),
+        filled=filled, average_price=decimal(order.get("filled_avg_price")), last_trade=trade,
+        ts=nanos(order.get("updated_at") or order.get("created_at")),
+    )
+
+
+def fill(update: dict[str, Any]) -> TradeReport | None:
+    """The fill a trade_updates event reports (fill / partial_fill), if it reports one."""
+    if update.get("event") not in ("fill", "partial_fill") or update.get("price") is None:
+        return None
+    return TradeReport(trade_id=str(update.get("execution_id") or update.get("timestamp")),
+                       price=decimal(update["price"]) or ZERO, quantity=decimal(update.get("qty")) or ZERO)
+
+
+def instrument(venue: str, asset: dict[str, Any]) -> Instrument:
+    crypto = asset.get("class") == "crypto"
+    symbol = asset["symbol"]
+    base, _, quote = symbol.partition("/") if crypto else (symbol, "", "USD")
+    lot = decimal(asset.get("min_trade_increment")) or (Decimal("0.000000001") if asset.get("fractionable") else Decimal(1))
+    return Instrument(
+        venue=venue, symbol=symbol, seq=0, ts_event=0, ts_recv=0, venue_symbol=symbol,
+        asset_class="crypto" if crypto else "equity", base=base, quote=quote or "USD",
+        tick_size=decimal(asset.get("price_increment")) or Decimal("0.01"), lot_size=lot,
+        min_quantity=decimal(asset.get("min_order_size")) or lot, min_notional=ZERO,
+    )
+
+
+# --- errors ------------------------------------------------------------------------------------
+def venue_error(exc: Exception, *, changes_state: bool) -> VenueError:
+    """The taxonomy error for an alpaca-py exception. `changes_state`: the request could
+    have acted at Alpaca (place, replace, cancel), so a timeout leaves its outcome unknown."""
+    if isinstance(exc, APIError):
+        status, code, message = exc.status_code, _code(exc), _message(exc)
+        if status == 401 or (status == 403 and code != "40310000"):
+            return AuthFailed(message, venue_code=code)
+        if status == 429:
+            return VenueBusy(message, retry_after=_retry_after(exc), venue_code=code)
+        if status is not None and status >= 500:
+            return OutcomeUnknown(message, venue_code=code) if changes_state else VenueBusy(message, venue_code=code)
+        return OrderRefused(_BY_STATUS.get(status or 0, RejectReason.VENUE_REJECTED), message, venue_code=code)
+    # requests' timeouts and dropped connections (and anything unforeseen): the request may
+    # have been carried out. Only the type is kept: requests' texts carry the URL.
+    message = type(exc).__name__
+    return OutcomeUnknown(message) if changes_state else VenueBusy(message)
+
+
+def _code(exc: APIError) -> str | None:
+    try:
+        return str(exc.code)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _message(exc: APIError) -> str:
+    try:
+        return f"APIError: {exc.message}"[:500]
+    except (ValueError, KeyError, TypeError):
+        return f"APIError: HTTP {exc.status_code}"
+
+
+def _retry_after(exc: APIError) -> float | None:
+    response = exc.response
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
