@@ -8,6 +8,7 @@ Served (paths as on paper-api.alpaca.markets):
     PATCH  /v2/orders/{id}                 replace: the order gets a new id (as on Alpaca)
     DELETE /v2/orders/{id}
     WS     /stream                         authenticate, listen trade_updates (JSON frames)
+    WS     /v2/{feed}, /v1beta3/crypto/us  market data (msgpack): auth, subscribe quotes / trades
 Auth: headers APCA-API-KEY-ID / APCA-API-SECRET-KEY; bad keys get 401 {"code": 40110000}.
 
 Simplifications: the market never closes (equities trade 24/7 here, so the conformance
@@ -24,9 +25,11 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import msgpack
 from aiohttp import WSMsgType, web
 
 from tradebus.schemas.values import RejectReason, Side
+from tradebus.services.connector.venues.paper.market import MarketUpdate
 from tradebus.services.connector.venues.paper.rules import InstrumentSpec
 
 from ..server import Emulator, StreamSession
@@ -58,7 +61,9 @@ class AlpacaEmulator(Emulator):
         self._generation: dict[int, int] = {}  # engine order id -> times replaced
         self._by_uuid: dict[str, int] = {}  # every id ever shown -> engine order id
         self._trade_sockets: dict[str, list[StreamSession]] = {}  # api key -> listening sockets
+        self._data_sockets: list[tuple[web.WebSocketResponse, dict[str, set[str]]]] = []  # socket, channel -> symbols
         venue.on_order(self._on_order)
+        venue.on_market(self._on_market)
 
     def connector_config(self, *, account: str, api_key: str, api_secret: str) -> dict[str, Any]:
         ws = self.url.replace("http://", "ws://")
@@ -89,6 +94,8 @@ class AlpacaEmulator(Emulator):
         app.router.add_patch("/v2/orders/{order_id}", endpoint("amend", self._authed(self._replace)))
         app.router.add_delete("/v2/orders/{order_id}", endpoint("cancel", self._authed(self._cancel)))
         get("/stream", self._trade_stream)
+        get("/v2/{feed}", self._data_stream)
+        get("/v1beta3/crypto/us", self._data_stream)
 
     # --- auth -------------------------------------------------------------------------------
     def _authed(self, work: Any) -> Any:
@@ -281,6 +288,52 @@ class AlpacaEmulator(Emulator):
                  "data": {"event": event, "timestamp": render.timestamp(time.time_ns()), "order": order, **extra}}
         for session in self._trade_sockets.get(account, []):
             session.send(frame)
+
+
+    # --- market data streams (msgpack) ------------------------------------------------------------
+    async def _data_stream(self, request: web.Request) -> web.WebSocketResponse:
+        socket = await self.websocket(request)
+        channels: dict[str, set[str]] = {"quotes": set(), "trades": set()}
+        await socket.send_bytes(msgpack.packb([{"T": "success", "msg": "connected"}]))
+        authed = False
+        try:
+            async for message in socket:
+                if message.type is not WSMsgType.BINARY:
+                    continue
+                frame = msgpack.unpackb(message.data)
+                if frame.get("action") == "auth":
+                    try:
+                        self._authenticate(frame.get("key"), frame.get("secret"))
+                        authed = True
+                        await socket.send_bytes(msgpack.packb([{"T": "success", "msg": "authenticated"}]))
+                    except Refused:
+                        await socket.send_bytes(msgpack.packb([{"T": "error", "code": 402, "msg": "auth failed"}]))
+                elif frame.get("action") == "subscribe" and authed:
+                    for channel, symbols in channels.items():
+                        symbols.update(frame.get(channel) or [])
+                    if (socket, channels) not in self._data_sockets:
+                        self._data_sockets.append((socket, channels))
+                    await socket.send_bytes(msgpack.packb([{"T": "subscription", "quotes": sorted(channels["quotes"]),
+                                                            "trades": sorted(channels["trades"]), "bars": []}]))
+        finally:
+            if (socket, channels) in self._data_sockets:
+                self._data_sockets.remove((socket, channels))
+        return socket
+
+    def _on_market(self, update: MarketUpdate) -> None:
+        now = msgpack.Timestamp.from_unix_nano(time.time_ns())
+        frames: dict[str, dict[str, Any]] = {}
+        if update.bids and update.asks:
+            (bid, bid_size), (ask, ask_size) = update.bids[0], update.asks[0]
+            frames["quotes"] = {"T": "q", "S": update.symbol, "bp": float(bid), "bs": float(bid_size),
+                                "ap": float(ask), "as": float(ask_size), "t": now}
+        if update.trade is not None:
+            frames["trades"] = {"T": "t", "S": update.symbol, "p": float(update.trade.price),
+                                "s": float(update.trade.size), "t": now, "i": time.time_ns()}
+        for socket, channels in self._data_sockets:
+            for channel, frame in frames.items():
+                if update.symbol in channels[channel] and not socket.closed:
+                    asyncio.get_running_loop().create_task(socket.send_bytes(msgpack.packb([frame])))
 
 
 def _event(record: EmulatedOrder, fill: EmulatedFill | None) -> str | None:

@@ -23,17 +23,25 @@ tracker's identity does not change): the replace sends no client_order_id, and a
 Alpaca gives the replacement is mapped back to ours (`_ours`). A look-up that lands on a
 replaced order follows `replaced_by` to the live one.
 
-Market data: not streamed yet (Capabilities.market_data is empty); see the report.
+Market data: quotes and trades through StockDataStream (feed iex / sip) or
+CryptoDataStream, one websocket per stream, msgpack frames; driven on our loop the same
+way as trade_updates (`_start_ws`, then frames read here), so a drop is a VenueBusy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import msgpack
+from alpaca.data.enums import DataFeed
+from alpaca.data.live.crypto import CryptoDataStream
+from alpaca.data.live.stock import StockDataStream
+from alpaca.data.live.websocket import DataStream
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
@@ -53,6 +61,8 @@ from . import parsing
 from .config import AlpacaConfig
 
 T = TypeVar("T")
+CHANNELS = {MarketDataKind.QUOTE: "quotes", MarketDataKind.TRADE: "trades"}
+MESSAGE_TYPES = {MarketDataKind.QUOTE: "q", MarketDataKind.TRADE: "t"}
 LISTING_LIMIT = 500  # Alpaca's maximum orders per listing
 
 
@@ -79,7 +89,7 @@ class AlpacaConnector(RemoteVenueConnector):
         return Capabilities(
             order_types=frozenset.intersection(*(parsing.ORDER_TYPES[c] for c in classes)),
             time_in_force=frozenset.intersection(*(parsing.TIME_IN_FORCE_BY_CLASS[c] for c in classes)),
-            modify=True, market_data=frozenset(),
+            modify=True, market_data=frozenset(CHANNELS),
         )
 
     # --- symbology (Alpaca's symbols are ours: see parsing.py) --------------------------------
@@ -197,8 +207,38 @@ class AlpacaConnector(RemoteVenueConnector):
             await stream._ws.close()
 
     async def watch_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
-        raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, "market data is not offered by this connector yet")
-        yield []  # an async generator, as the base iterates it
+        crypto = self._asset_class.get(symbol) == "crypto"
+        stream: DataStream = (
+            CryptoDataStream(self._key, self._secret, raw_data=True, url_override=self.config.crypto_stream_url)
+            if crypto else
+            StockDataStream(self._key, self._secret, raw_data=True, feed=DataFeed(self.config.feed.value),
+                            url_override=self._stock_stream_url())
+        )
+        channel = CHANNELS[kind]
+        try:
+            await stream._start_ws()  # connect (welcome frame) and authenticate, on our loop
+            await stream._ws.send(msgpack.packb({"action": "subscribe", channel: [symbol]}))
+        except ValueError:
+            raise AuthFailed("market data stream: authentication refused") from None
+        except (TimeoutError, OSError, ConnectionClosed) as exc:
+            raise VenueBusy(f"market data stream: {type(exc).__name__}") from None
+        try:
+            while True:
+                try:
+                    frames = msgpack.unpackb(await stream._ws.recv())
+                except ConnectionClosed as exc:
+                    raise VenueBusy(f"market data stream closed ({exc.code})") from None
+                now = time.time_ns()
+                messages = [parsing.market_message(self.venue, frame, now) for frame in frames
+                            if frame.get("S") == symbol and frame.get("T") == MESSAGE_TYPES[kind]]
+                if messages:
+                    yield messages
+        finally:
+            await stream._ws.close()
+
+    def _stock_stream_url(self) -> str | None:
+        base = self.config.stock_stream_url
+        return f"{base.rstrip('/')}/{self.config.feed.value}" if base else None
 
     # --- helpers ----------------------------------------------------------------------------------
     def _snapshot(self, order: dict[str, Any], **extra: Any) -> OrderSnapshot:

@@ -14,8 +14,8 @@ from typing import Any
 
 from alpaca.common.exceptions import APIError
 
-from tradebus.schemas.market import Instrument
-from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side, TimeInForce
+from tradebus.schemas.market import Instrument, Quote, Trade
+from tradebus.schemas.values import Aggressor, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
 from ...errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
 from ...tracking import OrderSnapshot, TradeReport
@@ -88,6 +88,18 @@ def instrument(venue: str, asset: dict[str, Any]) -> Instrument:
         tick_size=decimal(asset.get("price_increment")) or Decimal("0.01"), lot_size=lot,
         min_quantity=decimal(asset.get("min_order_size")) or lot, min_notional=ZERO,
     )
+
+
+def market_message(venue: str, frame: dict[str, Any], now: int) -> Quote | Trade:
+    """A data stream frame (`T` "q" quote or "t" trade) as a shared message."""
+    stamp = frame.get("t")
+    ts = stamp.to_unix_nano() if hasattr(stamp, "to_unix_nano") else nanos(stamp) or now
+    if frame["T"] == "q":
+        return Quote(venue=venue, symbol=frame["S"], seq=0, ts_event=ts, ts_recv=now,
+                     bid=decimal(frame["bp"]) or ZERO, bid_size=decimal(frame.get("bs")) or ZERO,
+                     ask=decimal(frame["ap"]) or ZERO, ask_size=decimal(frame.get("as")) or ZERO)
+    return Trade(venue=venue, symbol=frame["S"], seq=0, ts_event=ts, ts_recv=now, price=decimal(frame["p"]) or ZERO,
+                 size=decimal(frame.get("s")) or ZERO, aggressor=Aggressor.UNKNOWN, trade_id=str(frame.get("i") or ""))
 
 
 # --- errors ------------------------------------------------------------------------------------
