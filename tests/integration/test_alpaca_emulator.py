@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import pytest
 from alpaca.common.exceptions import APIError
+from alpaca.data.live.crypto import CryptoDataStream
+from alpaca.data.live.stock import StockDataStream
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
 from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest, ReplaceOrderRequest
@@ -91,3 +93,25 @@ async def test_errors_map_to_alpaca_codes(emulator: AlpacaEmulator) -> None:
             symbol="AAPL", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY, limit_price=100))
     assert limited.value.status_code == 429 and limited.value.code == 42910000
 
+
+
+@pytest.mark.parametrize(("stream_type", "path", "symbol"), [
+    (StockDataStream, "/v2/iex", "BRK.B"), (CryptoDataStream, "/v1beta3/crypto/us", "BTC/USD"),
+])
+async def test_data_streams_deliver_quotes(emulator: AlpacaEmulator, stream_type: type, path: str, symbol: str) -> None:
+    loop = asyncio.get_running_loop()
+    quotes: asyncio.Queue[object] = asyncio.Queue()
+
+    async def on_quote(quote: object) -> None:
+        loop.call_soon_threadsafe(quotes.put_nowait, quote)
+
+    stream = stream_type(API_KEY, API_SECRET, url_override=f"{emulator.url.replace('http', 'ws')}{path}")
+    stream.subscribe_quotes(on_quote, symbol)
+    runner = asyncio.create_task(asyncio.to_thread(stream.run))  # run() owns a loop of its own, in its thread
+    try:
+        quote = await asyncio.wait_for(quotes.get(), 10)
+        assert quote.symbol == symbol and quote.ask_price >= quote.bid_price > 0
+    finally:
+        stream.stop()
+        await emulator.drop_streams()
+        await asyncio.wait_for(runner, 10)
