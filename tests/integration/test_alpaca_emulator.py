@@ -4,9 +4,11 @@ real HTTP and websockets on 127.0.0.1 (the SDK is synchronous: calls run in thre
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
+import nats
 import pytest
 from alpaca.common.exceptions import APIError
 from alpaca.data.live.crypto import CryptoDataStream
@@ -18,6 +20,17 @@ from alpaca.trading.stream import TradingStream
 
 from tradebus.emulators.alpaca import AlpacaEmulator
 from tradebus.emulators.faults import Fault, FaultKind
+from tradebus.schemas import subjects
+from tradebus.schemas.commands import PlaceOrder
+from tradebus.schemas.events import OrderFilled
+from tradebus.schemas.market import Quote
+from tradebus.schemas.values import MarketDataKind, OrderType, Side
+from tradebus.schemas.values import TimeInForce as OurTimeInForce
+from tradebus.services.connector.service import ConnectorService
+from tradebus.services.settings import Settings, venue_config
+from tradebus.shared.natsserver import NatsServer
+
+from .helpers import collect, event_decoder, market_decoder, route, running_service
 
 API_KEY, API_SECRET = "alpaca-key", "alpaca-secret"
 
@@ -115,3 +128,32 @@ async def test_data_streams_deliver_quotes(emulator: AlpacaEmulator, stream_type
         stream.stop()
         await emulator.drop_streams()
         await asyncio.wait_for(runner, 10)
+
+
+async def test_the_alpaca_connector_trades_through_the_bus(
+    emulator: AlpacaEmulator, nats_server: NatsServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """ConnectorService(venue="alpaca") with the table `connector_config()` gives: quotes
+    stream onto the bus and a marketable order fills."""
+    table = emulator.connector_config(account="main", api_key=API_KEY, api_secret=API_SECRET)
+    settings = Settings(nats_url=nats_server.url, heartbeat_interval=0.2, venues={"alpaca": table})
+    service = ConnectorService(settings, venue="alpaca", venue_config=venue_config(settings, "alpaca", env={}))
+    nc = await nats.connect(nats_server.url)
+    try:
+        events = await collect(nc, subjects.order_events("alpaca", "main"), event_decoder.decode)
+        quotes = await collect(nc, subjects.market_data_filter("alpaca", MarketDataKind.QUOTE), market_decoder.decode)
+        async with running_service(service):
+            seen = await quotes.wait_for(
+                lambda items: any(isinstance(q, Quote) and q.symbol == "BRK.B" for q in items), timeout=15)
+            quote = next(q for q in seen if isinstance(q, Quote) and q.symbol == "BRK.B")
+            await route(nc, PlaceOrder(
+                client_order_id="bus-1", venue="alpaca", account="main", symbol="BRK.B", side=Side.BUY,
+                order_type=OrderType.LIMIT, quantity=Decimal(1), price=(quote.ask * 2).quantize(Decimal("0.01")),
+                time_in_force=OurTimeInForce.DAY,
+            ))
+            await events.wait_for(
+                lambda items: any(isinstance(e, OrderFilled) and e.client_order_id == "bus-1" for e in items), timeout=15)
+        assert emulator.venue.find(API_KEY, client_order_id="bus-1").filled == Decimal(1)
+        assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    finally:
+        await nc.close()
