@@ -34,8 +34,9 @@ def venue_market(remote: VenueUnderTest) -> tuple[str, Decimal]:
 async def place_directly(remote: VenueUnderTest, symbol: str, **terms: Any) -> str:
     """An order another tool places on the same account."""
     client_order_id = new_id("ext")
-    await remote.control("POST", "orders", {"account": API_KEY, "client_order_id": client_order_id, "symbol": symbol,
-                                            "side": "buy", **terms})
+    placed = await remote.control("POST", "orders", {"account": API_KEY, "client_order_id": client_order_id,
+                                                     "symbol": symbol, "side": "buy", **terms})
+    assert "reason" not in placed, f"the venue refused the direct order: {placed}"
     return client_order_id
 
 
