@@ -185,18 +185,10 @@ class AlpacaConnector(RemoteVenueConnector):
         stream = TradingStream(self._key, self._secret, paper=self.config.paper, raw_data=True,
                                url_override=self.config.trading_stream_url)
         stream._trade_updates_handler = _listen  # makes _start_ws send the `listen` action
-        try:
-            await stream._start_ws()
-        except ValueError:
-            raise AuthFailed("trade_updates stream: authentication refused") from None
-        except (TimeoutError, OSError, ConnectionClosed) as exc:
-            raise VenueBusy(f"trade_updates stream: {type(exc).__name__}") from None
+        await _open(stream, "trade_updates stream")
         try:
             while True:
-                try:
-                    frame = json.loads(await stream._ws.recv())
-                except ConnectionClosed as exc:
-                    raise VenueBusy(f"trade_updates stream closed ({exc.code})") from None
+                frame = json.loads(await _receive(stream, "trade_updates stream"))
                 update = frame.get("data") or {}
                 if frame.get("stream") != "trade_updates" or not isinstance(update.get("order"), dict):
                     continue
@@ -214,20 +206,10 @@ class AlpacaConnector(RemoteVenueConnector):
             StockDataStream(self._key, self._secret, raw_data=True, feed=DataFeed(self.config.feed.value),
                             url_override=self._stock_stream_url())
         )
-        channel = CHANNELS[kind]
-        try:
-            await stream._start_ws()  # connect (welcome frame) and authenticate, on our loop
-            await stream._ws.send(msgpack.packb({"action": "subscribe", channel: [symbol]}))
-        except ValueError:
-            raise AuthFailed("market data stream: authentication refused") from None
-        except (TimeoutError, OSError, ConnectionClosed) as exc:
-            raise VenueBusy(f"market data stream: {type(exc).__name__}") from None
+        await _open(stream, "market data stream", subscribe=msgpack.packb({"action": "subscribe", CHANNELS[kind]: [symbol]}))
         try:
             while True:
-                try:
-                    frames = msgpack.unpackb(await stream._ws.recv())
-                except ConnectionClosed as exc:
-                    raise VenueBusy(f"market data stream closed ({exc.code})") from None
+                frames = msgpack.unpackb(await _receive(stream, "market data stream"))
                 now = time.time_ns()
                 messages = [parsing.market_message(self.venue, frame, now) for frame in frames
                             if frame.get("S") == symbol and frame.get("T") == MESSAGE_TYPES[kind]]
@@ -254,3 +236,24 @@ class AlpacaConnector(RemoteVenueConnector):
 
 async def _listen(update: object) -> None:
     """A placeholder trade_updates handler: frames are read by `watch_orders` itself."""
+
+
+async def _open(stream: Any, what: str, *, subscribe: bytes | None = None) -> None:
+    """Connect and authenticate an SDK stream on our loop (its run() would use its own
+    thread and hide reconnects), then subscribe."""
+    try:
+        await stream._start_ws()
+        if subscribe is not None:
+            await stream._ws.send(subscribe)
+    except ValueError:
+        raise AuthFailed(f"{what}: authentication refused") from None
+    except (TimeoutError, OSError, ConnectionClosed) as exc:
+        raise VenueBusy(f"{what}: {type(exc).__name__}") from None
+
+
+async def _receive(stream: Any, what: str) -> Any:
+    """The next frame; a closed socket is a lost stream (the base reconnects and reconciles)."""
+    try:
+        return await stream._ws.recv()
+    except ConnectionClosed as exc:
+        raise VenueBusy(f"{what} closed ({exc.code})") from None
