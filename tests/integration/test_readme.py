@@ -57,6 +57,7 @@ def test_the_quick_start_works_as_written(tmp_path: Path) -> None:
 def test_ci_installs_what_the_readme_installs_and_runs_the_readme_test_command() -> None:
     install = _section("Install")
     ci = (REPO / ".ci" / "run").read_text()
-    assert "pip install -e '.[test]'" in install and "install --quiet -e '.[test]'" in ci
+    assert "pip install -c constraints.txt -e '.[test]'" in install
+    assert "install --quiet -c constraints.txt -e '.[test]'" in ci
     test_command = re.search(r"```sh\n(.*?)\n```", _section("Tests")).group(1)
     assert test_command in ci

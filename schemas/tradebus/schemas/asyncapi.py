@@ -35,6 +35,7 @@ import msgspec
 
 from . import CONTRACT_VERSION
 from .commands import OrderCommand
+from .jsonschema import normalize_text
 from .subjects import SUBJECTS, SubjectSpec
 from .values import MarketDataKind
 
@@ -166,7 +167,7 @@ def _components_schemas(named: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"payload name {name!r} collides with a type name")
         schemas[name] = {"title": name, **root}
     schemas.update(defs)
-    return _as_asyncapi_schema(schemas)
+    return _as_asyncapi_schema(normalize_text(schemas))
 
 
 def _delivery(spec: SubjectSpec) -> dict[str, Any]:

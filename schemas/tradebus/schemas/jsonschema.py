@@ -27,12 +27,30 @@ def payloads() -> dict[str, Any]:
     return named
 
 
+def normalize_text(node: Any) -> Any:
+    """`node` with every description reflowed: paragraphs kept, each on one line.
+
+    msgspec copies class docstrings into descriptions, and how it dedents them differs
+    between msgspec (and Python) versions; reflowing makes the generated files depend on
+    the code alone, not on the library that renders it.
+    """
+    if isinstance(node, list):
+        return [normalize_text(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: normalize_text(value) for key, value in node.items()}
+    description = out.get("description")
+    if isinstance(description, str):
+        out["description"] = "\n\n".join(" ".join(part.split()) for part in description.strip().split("\n\n"))
+    return out
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema document."""
     documents: dict[str, dict[str, Any]] = {}
     for name, payload in sorted(payloads().items()):
         file_name = f"{name}.json"
-        schema = msgspec.json.schema(payload)
+        schema = normalize_text(msgspec.json.schema(payload))
         documents[file_name] = {
             "$schema": SCHEMA_DIALECT,
             "$id": f"urn:tradebus:schema:v{CONTRACT_VERSION}:{file_name}",
