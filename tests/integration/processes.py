@@ -33,11 +33,16 @@ class ProcessFleet:
 
     def start(self, name: str) -> None:
         """Start `name` ("risk", "oms", "audit" or "connector.<venue>") and wait until it is ready."""
+        self.launch(name)
+        self.wait_ready(name)
+
+    def launch(self, name: str) -> subprocess.Popen[bytes]:
+        """Start `name` without waiting for anything."""
         argv = [sys.executable, "-m", "tradebus.cli.main", "run"]
         argv += ["connector", "--venue", name.split(".", 1)[1]] if name.startswith("connector.") else [name]
         with open(self.work / f"{name}.log", "ab") as log:
             self.processes[name] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.wait_ready(name)
+        return self.processes[name]
 
     def wait_ready(self, name: str, timeout: float = 60) -> None:
         """Wait for a READY heartbeat from this very process (matched by pid)."""
@@ -68,6 +73,19 @@ class ProcessFleet:
         process = self.processes[name]
         process.send_signal(signal.SIGKILL)
         process.wait(10)
+
+    def terminate(self, name: str, timeout: float = 60) -> tuple[int, float]:
+        """SIGTERM, as a supervisor stops a service: (exit code, seconds it took to exit)."""
+        process = self.processes[name]
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"{name} ignored SIGTERM for {timeout}s:\n{self.log(name)}") from None
+        return code, time.monotonic() - started
 
     def alive(self) -> dict[str, bool]:
         return {name: process.poll() is None for name, process in self.processes.items()}

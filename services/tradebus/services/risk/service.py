@@ -48,7 +48,7 @@ from tradebus.shared.topology import (
 from .checks import Gate, Rejection, check
 from .config import load_limits_file
 from .exposure import RISK_EVENT_PREFIX, Exposure
-from .tradingstate import FLEET_KEY, decode_state, set_trading_state, state_key
+from .tradingstate import ACCOUNT_KEY_PREFIX, FLEET_KEY, check_key, decode_state, set_trading_state, state_key
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class RiskService(Service):
     async def _on_commands(self, messages: list[Msg]) -> None:
         assert self.bus is not None
         self.metrics.received.labels(family="command").inc(len(messages))
-        publications = [publication for msg in messages if (publication := self._decide(msg)) is not None]
+        publications = [publication for msg in messages if (publication := self._decide_or_refuse(msg)) is not None]
         try:
             await publish_pipelined(self.bus.js, [(subject, payload, {MSG_ID: msg_id})
                                                   for subject, payload, msg_id in publications])
@@ -113,18 +113,29 @@ class RiskService(Service):
         for msg in messages:
             await msg.ack()
 
+    def _decide_or_refuse(self, msg: Msg) -> tuple[str, bytes, str] | None:
+        """`_decide`; a command that breaks it is quarantined and refused as malformed, so that
+        it neither stops the batch (redelivered for ever) nor goes unanswered."""
+        try:
+            return self._decide(msg)
+        except Exception as exc:
+            self.metrics.handler_errors.labels(family="command").inc()
+            log.exception("command could not be decided", extra={"subject": msg.subject})
+            self.quarantine.hold("command", msg.subject, msg.data, repr(exc))
+            parsed = subjects.parse(msg.subject)  # `_decide` parsed it before it could fail
+            return self._malformed(msg, parsed.venue, parsed.account, f"could not be decided: {exc!r}")
+
     def _decide(self, msg: Msg) -> tuple[str, bytes, str] | None:
         """The publication that answers one command: (subject, payload, Nats-Msg-Id)."""
         try:
             parsed = subjects.parse(msg.subject)
-        except ValueError:
-            self.metrics.decode_errors.labels(family="command").inc()
-            log.warning("command on an unknown subject", extra={"subject": msg.subject})
-            return None  # nobody to answer: counted and acked
+        except ValueError as exc:
+            self.quarantine.hold("command", msg.subject, msg.data, exc)
+            return None  # nobody to answer: quarantined and acked
         try:
             command: OrderCommand = _command_decoder.decode(msg.data)
         except DecodeError as exc:
-            self.metrics.decode_errors.labels(family="command").inc()
+            self.quarantine.hold("command", msg.subject, msg.data, exc)
             return self._malformed(msg, parsed.venue, parsed.account, str(exc))
         if (command.venue, command.account) != (parsed.venue, parsed.account):
             return self._malformed(msg, parsed.venue, parsed.account, "venue/account in the body differ from the subject")
@@ -186,7 +197,10 @@ class RiskService(Service):
             caught_up.append(done)
 
             async def follow(msg: Msg, handler=handler, target=target, done=done) -> None:
-                handler(msg)
+                try:
+                    handler(msg)
+                except Exception as exc:  # a message that breaks the exposure must not stall the replay
+                    self.quarantine.hold("replay", msg.subject, msg.data, repr(exc))
                 if not done.done() and msg.metadata.sequence.stream >= target:
                     done.set_result(None)
 
@@ -205,8 +219,9 @@ class RiskService(Service):
             self.gate.exposure.decided.add(dedupe_id)
         try:
             command = _command_decoder.decode(msg.data)
-        except DecodeError:
-            return  # risk only routes valid commands; anything else is not its own
+        except DecodeError as exc:  # risk only routes valid commands: this one is not its own
+            self.quarantine.hold("route", msg.subject, msg.data, exc)
+            return
         if isinstance(command, PlaceOrder):
             self.gate.exposure.on_routed(command)
 
@@ -219,14 +234,14 @@ class RiskService(Service):
                 event = _account_decoder.decode(msg.data)
                 if isinstance(event, PositionUpdate):
                     self.gate.exposure.on_position(event)
-        except (ValueError, *DecodeError):
-            self.metrics.decode_errors.labels(family="event").inc()
+        except (ValueError, *DecodeError) as exc:
+            self.quarantine.hold("event", msg.subject, msg.data, exc)
 
     async def _on_quote(self, msg: Msg) -> None:
         try:
             quote = _quote_decoder.decode(msg.data)
-        except DecodeError:
-            self.metrics.decode_errors.labels(family="market_data").inc()
+        except DecodeError as exc:
+            self.quarantine.hold("market_data", msg.subject, msg.data, exc)
             return
         if quote.__struct_config__.tag == "quote":
             self.gate.exposure.on_quote(quote)
@@ -238,22 +253,38 @@ class RiskService(Service):
         ready = asyncio.get_running_loop().create_future()
 
         async def follow() -> None:
-            async for entry in watcher:
-                if entry is None:  # the initial values are all in
-                    if not ready.done():
-                        ready.set_result(None)
-                    continue
-                self._apply_state(entry.key, entry.value)
+            try:
+                async for entry in watcher:
+                    if entry is None:  # the initial values are all in
+                        if not ready.done():
+                            ready.set_result(None)
+                        continue
+                    self._apply_stored_state(entry.key, entry.value)
+            finally:  # start-up must not wait for a watcher that has ended
+                if not ready.done():
+                    ready.set_exception(RuntimeError("the trading-state watcher ended before the initial values"))
 
         self.spawn(follow(), name="trading-states")
         await ready
 
-    def _apply_state(self, key: str, value: bytes | None) -> None:
-        state = decode_state(value).state if value else TradingState.ACTIVE
+    def _apply_stored_state(self, key: str, value: bytes | None) -> None:
+        """An entry that is not a trading state is quarantined and changes nothing: the key
+        keeps the state it had (active, if it never had a readable one). Failing closed
+        instead would let any garbage halt the fleet; `tradebus halt` still overwrites it."""
+        try:
+            check_key(key)
+            state = decode_state(value).state if value else TradingState.ACTIVE
+        except (ValueError, *DecodeError) as exc:
+            if value:  # else the deletion of a key that is no trading state: nothing to apply
+                self.quarantine.hold("trading_state", f"$KV.{RISK_BUCKET}.{key}", value, exc)
+            return
+        self._apply_state(key, state)
+
+    def _apply_state(self, key: str, state: TradingState) -> None:
         if key == FLEET_KEY:
             self.gate.fleet_state = state
         else:
-            self.gate.account_states[key.removeprefix("account.")] = state
+            self.gate.account_states[key.removeprefix(ACCOUNT_KEY_PREFIX)] = state
         self.detail = f"fleet {self.gate.fleet_state.value}"
         log.warning("trading state changed", extra={"key": key, "state": state.value})
 
@@ -262,13 +293,13 @@ class RiskService(Service):
         try:
             request = _request_decoder.decode(msg.data)
         except DecodeError as exc:
-            self.metrics.decode_errors.labels(family="risk_control").inc()
+            self.quarantine.hold("risk_control", msg.subject, msg.data, exc)
             await msg.respond(encode(self._state_reply(ok=False, error=str(exc))))
             return
         if isinstance(request, SetTradingState):
             change = await set_trading_state(self.bus.js, self.bucket, account=request.account, state=request.state,
                                              reason=request.reason, changed_by="risk control request")
-            self._apply_state(state_key(request.account), encode(change))  # don't wait for the watcher
+            self._apply_state(state_key(request.account), change.state)  # don't wait for the watcher
         if msg.reply:
             await msg.respond(encode(self._state_reply(ok=True)))
 
