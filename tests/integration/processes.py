@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import nats
@@ -16,6 +18,7 @@ from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import ServiceState
+from tradebus.shared.natsserver import NatsServer, free_port
 
 _status = decoder(Family.STATUS)
 
@@ -99,3 +102,20 @@ class ProcessFleet:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         return {name: process.wait(20) for name, process in self.processes.items()}
+
+
+@contextlib.contextmanager
+def process_fleet(work: Path, services: Sequence[str], *, env: dict[str, str] | None = None) -> Iterator[ProcessFleet]:
+    """A nats-server of its own and `services` as processes, all ready; when the block ends,
+    SIGTERM must stop every service with exit code 0."""
+    server = NatsServer(store_dir=work / "nats", port=free_port())
+    server.start()
+    fleet = ProcessFleet(server.url, work, env=env)
+    try:
+        for name in services:
+            fleet.start(name)
+        yield fleet
+    finally:
+        codes = fleet.stop_all()
+        server.stop()
+    assert codes == dict.fromkeys(services, 0), {name: fleet.log(name) for name, code in codes.items() if code}

@@ -16,6 +16,7 @@ from decimal import Decimal
 import nats
 import pytest
 from nats.aio.msg import Msg
+from nats.js.kv import KeyValue
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode, reply_decoder
@@ -24,10 +25,9 @@ from tradebus.schemas.control import GetOrder
 from tradebus.schemas.events import OrderAccepted, OrderCancelled
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, OrderStatus, OrderType, Side
-from tradebus.shared.natsserver import NatsServer, free_port
-from tradebus.shared.quarantine import ORIGIN_HEADER, SIZE_HEADER
+from tradebus.shared.quarantine import HEADER_ROOM, ORIGIN_HEADER, SIZE_HEADER
 
-from .processes import ProcessFleet
+from .processes import ProcessFleet, process_fleet
 
 SERVICES = ("risk", "oms", "audit", "connector.paper")
 LIMITS = """
@@ -44,17 +44,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessFleet]:
     work = tmp_path_factory.mktemp("poison")
     config = work / "tradebus.toml"
     config.write_text(LIMITS)
-    server = NatsServer(store_dir=work / "nats", port=free_port())
-    server.start()
-    processes = ProcessFleet(server.url, work, env={"TRADEBUS_CONFIG": str(config)})
-    try:
-        for name in SERVICES:
-            processes.start(name)
+    with process_fleet(work, SERVICES, env={"TRADEBUS_CONFIG": str(config)}) as processes:
         yield processes
-    finally:
-        codes = processes.stop_all()
-        server.stop()
-    assert codes == dict.fromkeys(SERVICES, 0), {name: processes.log(name) for name, code in codes.items() if code}
 
 
 class DeadLetters:
@@ -81,8 +72,6 @@ class DeadLetters:
         while missing := wanted - self.seen():
             assert time.monotonic() < deadline, f"no dead letter for {sorted(missing)}; got {sorted(self.seen())}"
             await asyncio.sleep(0.05)
-        for letter in self.letters:
-            assert letter.headers is not None and letter.headers[SIZE_HEADER] == str(len(letter.data))
 
     def seen(self) -> set[tuple[str, str, bytes]]:
         return {(m.subject, (m.headers or {}).get(ORIGIN_HEADER, ""), m.data) for m in self.letters}
@@ -141,19 +130,27 @@ def assert_all_serving(fleet: ProcessFleet) -> None:
         fleet.wait_ready(name, timeout=30)
 
 
+async def poison_bucket(nc: nats.NATS, bucket: str, garbage: dict[str, bytes]) -> KeyValue:
+    kv = await nc.jetstream().key_value(bucket)
+    for key, value in garbage.items():
+        await kv.put(key, value)
+    return kv
+
+
+def bucket_letters(service: str, source: str, bucket: str, garbage: dict[str, bytes]) -> set[tuple[str, str, bytes]]:
+    return {(subjects.dead_letter(service, source), f"$KV.{bucket}.{key}", value) for key, value in garbage.items()}
+
+
 def test_a_garbage_trading_state_is_quarantined_and_risk_restarts_over_it(fleet: ProcessFleet) -> None:
     garbage = {"fleet": b"\xff\xfe not a trading state",
                "account.demo": b'{"type":"trading_state_changed","state":"nonsense"}',
                "no-such-key": b"{}"}
+    wanted = bucket_letters("risk", "trading_state", "tradebus_risk", garbage)
 
     async def scenario() -> None:
         nc = await nats.connect(fleet.nats_url)
-        kv = await nc.jetstream().key_value("tradebus_risk")
-        wanted = {(subjects.dead_letter("risk", "trading_state"), f"$KV.tradebus_risk.{key}", value)
-                  for key, value in garbage.items()}
-        async with DeadLetters(nc) as letters:
-            for key, value in garbage.items():
-                await kv.put(key, value)
+        async with DeadLetters(nc) as letters:  # risk watches its bucket
+            kv = await poison_bucket(nc, "tradebus_risk", garbage)
             await letters.expect(wanted)
             await asyncio.to_thread(assert_all_serving, fleet)
             await place_and_cancel(nc, "poison-state-1")
@@ -176,13 +173,10 @@ def test_a_garbage_order_record_is_quarantined_and_the_order_manager_restarts_ov
 
     async def scenario() -> None:
         nc = await nats.connect(fleet.nats_url)
-        kv = await nc.jetstream().key_value("tradebus_orders")
-        for key, value in garbage.items():
-            await kv.put(key, value)
+        await poison_bucket(nc, "tradebus_orders", garbage)
         async with DeadLetters(nc) as letters:
             await asyncio.to_thread(restart, fleet, "oms")  # the order manager reads its bucket on start-up
-            await letters.expect({(subjects.dead_letter("oms", "orders_bucket"), f"$KV.tradebus_orders.{key}", value)
-                                  for key, value in garbage.items()})
+            await letters.expect(bucket_letters("oms", "orders_bucket", "tradebus_orders", garbage))
         await asyncio.to_thread(assert_all_serving, fleet)
         await place_and_cancel(nc, "poison-record")
         await nc.close()
@@ -240,6 +234,29 @@ def test_unreadable_messages_on_every_consumed_subject_are_quarantined(fleet: Pr
                                        account_events: ["risk.event", "connector.journal"]}))
         await asyncio.to_thread(assert_all_serving, fleet)
         await place_and_cancel(nc, "poison-messages-2")
+        await nc.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_dead_letter_too_big_for_the_bus_is_cut_short(fleet: ProcessFleet) -> None:
+    """The dead letter adds headers to a message that may already fill the bus's limit: its
+    body is cut, and the size header keeps the original length."""
+
+    async def scenario() -> None:
+        nc = await nats.connect(fleet.nats_url)
+        huge = b"\xff" + b"x" * (nc.max_payload - 1000)
+        async with DeadLetters(nc) as dead:
+            await nc.jetstream().publish(subjects.command("paper", "demo"), huge)
+            deadline = time.monotonic() + 60
+            while not dead.letters:
+                assert time.monotonic() < deadline, "no dead letter"
+                await asyncio.sleep(0.05)
+        [letter] = dead.letters
+        assert letter.subject == subjects.dead_letter("risk", "command")
+        assert letter.data == huge[: nc.max_payload - HEADER_ROOM]
+        assert letter.headers is not None and letter.headers[SIZE_HEADER] == str(len(huge))
+        await asyncio.to_thread(assert_all_serving, fleet)
         await nc.close()
 
     asyncio.run(scenario())
