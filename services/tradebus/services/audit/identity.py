@@ -12,8 +12,8 @@ a consumer or acknowledges anything.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -83,6 +83,10 @@ class _StreamInfo(msgspec.Struct):
 _info_decoder = msgspec.json.Decoder(_StreamInfo)
 
 
+class StreamUnavailable(RuntimeError):
+    """The bus has no usable information on a stream (missing, JetStream off)."""
+
+
 class StoreMismatch(StartRefused):
     """The store holds (or lacks) records in a way that shows it is not this bus's store."""
 
@@ -94,7 +98,7 @@ async def read_bus_stream(nc: NATS, name: str) -> BusStream:
     info = _info_decoder.decode(reply.data)
     if info.error is not None or info.state is None or not info.created:
         reason = info.error.description if info.error is not None else "no creation time"
-        raise RuntimeError(f"stream info of {name} unusable: {reason}")
+        raise StreamUnavailable(f"no usable stream info for {name}: {reason}")
     return BusStream(name=name, created=info.created, first_seq=info.state.first_seq, last_seq=info.state.last_seq)
 
 
