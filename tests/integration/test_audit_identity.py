@@ -37,10 +37,8 @@ POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 @pytest.fixture
 def other_bus(tmp_path: Path) -> Iterator[NatsServer]:
     """A second fleet's bus: its streams start at sequence 1 too."""
-    server = NatsServer(store_dir=tmp_path / "other-nats", port=free_port())
-    server.start()
-    yield server
-    server.stop()
+    with NatsServer(store_dir=tmp_path / "other-nats", port=free_port()) as server:
+        yield server
 
 
 def settings_for(server: NatsServer, data_dir: Path, **audit: Any) -> Settings:
@@ -96,8 +94,7 @@ async def postgres_table() -> AsyncIterator[str]:
         yield table
     finally:
         admin = await asyncpg.connect(POSTGRES_DSN)
-        await admin.execute(f"DROP TABLE IF EXISTS {table}")
-        await admin.execute(f"DROP TABLE IF EXISTS {table}_streams")
+        await admin.execute(f"DROP TABLE IF EXISTS {table}, {table}_streams")
         await admin.close()
 
 
@@ -163,8 +160,10 @@ async def test_an_empty_store_is_refused_when_the_bus_acked_to_another_one(
     text = refusal_text(caplog)
     assert "holds no record of stream CMD" in text and "acknowledged messages up to seq 3" in text, text
     assert "nats consumer rm CMD audit-cmd" in text
-    assert not (tmp_path / "elsewhere" / "audit.sqlite").exists() or sqlite3.connect(
-        tmp_path / "elsewhere" / "audit.sqlite").execute(f"SELECT count(*) FROM {SQLITE_TABLE}").fetchone() == (0,)
+    db = sqlite3.connect(tmp_path / "elsewhere" / "audit.sqlite")
+    assert db.execute(f"SELECT count(*) FROM {SQLITE_TABLE}").fetchone() == (0,)
+    assert db.execute(f"SELECT count(*) FROM {SQLITE_STREAMS}").fetchone() == (0,)  # not bound either
+    db.close()
 
 
 def unbind(path: Path) -> None:

@@ -42,13 +42,13 @@ def running(pid: int) -> bool:
         return False
 
 
-def place(fleet: Fleet, client_order_id: str) -> None:
+def trade_and_verify(fleet: Fleet, data_dir: Path, client_order_id: str) -> str:
+    """Once the fleet is ready, place an order; then the audit report of `data_dir`."""
+    fleet.wait_ready()
+    fleet.wait_services(ORDER_PATH)
     placed = tradebus("order", "place", "--venue", "paper", "--account", "demo", "--symbol", "BTC/USDT", "--side",
                       "buy", "--qty", "0.5", "--client-order-id", client_order_id, env=fleet.env)
     assert placed.returncode == 0, placed.stdout + placed.stderr
-
-
-def verify(fleet: Fleet, data_dir: Path) -> str:
     verified = tradebus("audit", "verify", "--data-dir", str(data_dir), "--wait", "20", env=fleet.env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     return verified.stdout
@@ -59,10 +59,7 @@ def test_a_fleet_keeps_every_record_in_its_data_dir_and_the_dir_serves_one_fleet
     default_dir = tmp_path / "xdg" / "tradebus"
     first = DataDirFleet(tmp_path, data_dir, "first")
     try:
-        first.wait_ready()
-        first.wait_services(ORDER_PATH)
-        place(first, "dd-1")
-        report = verify(first, data_dir)
+        report = trade_and_verify(first, data_dir, "dd-1")
         assert "CMD: complete, 1 records (seq 1-1)" in report and "EVENTS: complete" in report, report
         assert (data_dir / "audit.sqlite").exists() and not default_dir.exists()
 
@@ -87,10 +84,7 @@ def test_a_fleet_keeps_every_record_in_its_data_dir_and_the_dir_serves_one_fleet
             time.sleep(0.1)
         third = DataDirFleet(tmp_path, data_dir, "third")
         try:
-            third.wait_ready()
-            third.wait_services(ORDER_PATH)
-            place(third, "dd-2")
-            report = verify(third, data_dir)
+            report = trade_and_verify(third, data_dir, "dd-2")
             assert "CMD: complete, 2 records (seq 1-2)" in report, report
         finally:
             assert third.stop() == 0
