@@ -61,11 +61,17 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="the audit trail")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
-    audit_commands.add_parser("verify", parents=[common], help="check the hash chain; report the first broken link")
+    verify = audit_commands.add_parser(
+        "verify", parents=[common],
+        help="check the hash chain and that the store holds every message of the streams on the bus")
+    verify.add_argument("--chain-only", action="store_true", help="check the hash chain alone (no bus needed)")
+    verify.add_argument("--wait", type=float, default=5.0,
+                        help="seconds to let the audit logger store messages still on their way (default %(default)s)")
     audit_show = audit_commands.add_parser("show", parents=[common], help="an order's full history")
     audit_show.add_argument("client_order_id")
     for audit_parser in audit_commands.choices.values():
         audit_parser.add_argument("--config", help="settings file (TOML): where the audit store is")
+        audit_parser.add_argument("--data-dir", help="the fleet's data dir (as given to `tradebus up`)")
 
     oms = commands.add_parser("oms", help="the order manager")
     oms_commands = oms.add_subparsers(dest="oms_command", required=True)

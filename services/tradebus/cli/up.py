@@ -3,7 +3,8 @@
 Starts an embedded nats-server with JetStream, then every service as its own process
 (exactly what `tradebus run` would start in a container), restarts a service that dies,
 shows a live status table fed by the services' heartbeats, and stops everything cleanly
-on Ctrl-C / SIGTERM.
+on Ctrl-C / SIGTERM. The fleet lives in one data dir, locked for its life (datadirlock.py),
+and every service gets it (TRADEBUS_DATA_DIR): the audit store is the fleet's own.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tradebus.services.settings import load_settings
 from tradebus.shared.config import ConfigError
 from tradebus.shared.natsserver import NatsServer, NatsServerError
 
+from .datadirlock import DataDirInUse, DataDirLock
 from .emulatedfleet import EMULATED_ACCOUNT, EmulatedVenues
 from .status import status_table
 
@@ -174,23 +176,39 @@ async def _up(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 2
-    data_dir = Path(args.data_dir or settings.data_dir)
+    data_dir = Path(args.data_dir or settings.data_dir).absolute()
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = DataDirLock.acquire(data_dir)
+    except DataDirInUse as exc:
+        print(f"tradebus: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return await _up_locked(args, data_dir, log_dir, lock)
+    finally:
+        lock.release()
+
+
+async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lock: DataDirLock) -> int:
     fleet = EmulatedVenues(args.config or os.environ.get("TRADEBUS_CONFIG"))
     if args.emulate:
         refusal = fleet.create([venue for venue in (args.venue or []) if venue != "paper"])
         if refusal is not None:
             print(refusal, file=sys.stderr)
             return 2
-    server = NatsServer(store_dir=data_dir / "nats", port=_nats_port(args), log_file=log_dir / "nats-server.log")
+    server = NatsServer(store_dir=data_dir / "nats", port=_nats_port(args), log_file=log_dir / "nats-server.log",
+                        pass_fds=(lock.fd,))
     try:
         server.start()
     except NatsServerError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 2
+    assert server.process is not None
+    lock.describe(f"tradebus up, pid {os.getpid()}; its nats-server, pid {server.process.pid}, at {server.url}")
     print(f"tradebus up: NATS at {server.url}, data in {data_dir}, service logs in {log_dir}", flush=True)
-    env = {**os.environ, "TRADEBUS_NATS_URL": server.url}
+    # The data dir wins over TRADEBUS_DATA_DIR and the file's data_dir in every service.
+    env = {**os.environ, "TRADEBUS_NATS_URL": server.url, "TRADEBUS_DATA_DIR": str(data_dir)}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

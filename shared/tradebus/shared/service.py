@@ -40,6 +40,16 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     VERSION = "0+unknown"
 
 
+EXIT_REFUSED = 2
+"""Exit code of a process that refused to start because of how it is configured (bad
+settings, missing credentials, a store bound to another bus): restarting it cannot help."""
+
+
+class StartRefused(Exception):
+    """Raised by `Service.start` when running would be wrong; the message says why and what
+    to change. The service exits with EXIT_REFUSED without a traceback."""
+
+
 class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Settings every service has. Environment: TRADEBUS_NATS_URL, TRADEBUS_HTTP_PORT, ..."""
 
@@ -142,11 +152,16 @@ class Service:
             heartbeat = asyncio.create_task(self._heartbeats(), name="heartbeats")
             await self.stopping.wait()
             heartbeat.cancel()
+        except StartRefused as exc:
+            log.error("start-up refused: %s", exc)
+            self._failure = exc
         except Exception as exc:
             log.exception("start-up failed")
             self._failure = exc
         await self._shutdown()
-        return 0 if self._failure is None else 1
+        if self._failure is None:
+            return 0
+        return EXIT_REFUSED if isinstance(self._failure, StartRefused) else 1
 
     def request_stop(self) -> None:
         self.stopping.set()
