@@ -16,6 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from tradebus.shared.config import EXIT_CONFIG
 from tradebus.shared.natsserver import NatsServer, free_port
 
 from ..conftest import REPO
@@ -158,13 +159,13 @@ def test_a_config_with_an_unknown_key_is_refused_before_anything_starts(tmp_path
     config.write_text('[paper]\nsede = 3\n')
     for command in (["up", "--config", str(config)], ["run", "connector", "--config", str(config)]):
         result = tradebus(*command, env=clean_env(tmp_path), timeout=30)
-        assert result.returncode == 2
+        assert result.returncode == EXIT_CONFIG
         assert "sede" in result.stderr and "seed" in result.stderr
 
 
 def test_run_refuses_an_unknown_venue(tmp_path: Path) -> None:
     result = tradebus("run", "connector", "--venue", "nope", env=clean_env(tmp_path), timeout=30)
-    assert result.returncode == 2 and "nope" in result.stderr
+    assert result.returncode == EXIT_CONFIG and "nope" in result.stderr
 
 
 def test_client_commands_explain_an_unreachable_bus(tmp_path: Path) -> None:

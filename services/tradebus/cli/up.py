@@ -26,7 +26,7 @@ from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.subjects import Family
 from tradebus.services.settings import load_settings
-from tradebus.shared.config import ConfigError
+from tradebus.shared.config import EXIT_CONFIG, ConfigError
 from tradebus.shared.natsserver import NatsServer, NatsServerError
 
 from .emulatedfleet import EMULATED_ACCOUNT, EmulatedVenues
@@ -173,7 +173,7 @@ async def _up(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)  # refuse a bad config before starting anything
     except ConfigError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     data_dir = Path(args.data_dir or settings.data_dir)
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)

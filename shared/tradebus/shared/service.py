@@ -19,7 +19,6 @@ import signal
 import socket
 import time
 from collections.abc import Coroutine
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 import msgspec
@@ -30,21 +29,17 @@ from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.values import ServiceState
 from tradebus.shared.bus import Bus
 from tradebus.shared.health import HealthServer, ServiceMetrics
+from tradebus.shared.logs import LogLevel
 from tradebus.shared.topology import StreamSettings
+from tradebus.shared.version import VERSION
 
 log = logging.getLogger(__name__)
-
-try:
-    VERSION = version("tradebus")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    VERSION = "0+unknown"
-
 
 class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Settings every service has. Environment: TRADEBUS_NATS_URL, TRADEBUS_HTTP_PORT, ..."""
 
     nats_url: str = "nats://127.0.0.1:4222"
-    log_level: str = "INFO"
+    log_level: LogLevel = LogLevel.INFO
     log_json: bool = True
     http_host: str = "127.0.0.1"  # containers set 0.0.0.0
     http_port: int = 0  # 0 = any free port (several services on one host)
