@@ -112,6 +112,7 @@ class Service:
             heartbeat_ms=round(self.settings.heartbeat_interval * 1000),
             counters={**self.metrics.totals(), **self.counters()},
             detail=self.detail,
+            http_port=self.health.port if self.health is not None else None,
         )
 
     # --- lifecycle -----------------------------------------------------------------------
