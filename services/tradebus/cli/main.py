@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     ticks.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds without data")
 
     status = commands.add_parser("status", parents=[common], help="show the services on the bus")
-    status.add_argument("--wait", type=float, default=1.0, help="seconds to collect answers (default %(default)s)")
+    status.add_argument("--wait", type=float, default=1.0,
+                        help="seconds to collect ping answers and heartbeats (default %(default)s)")
 
     from .halt import add_halt_commands
     from .orders import add_order_commands
