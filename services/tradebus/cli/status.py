@@ -1,7 +1,7 @@
 """`tradebus status`: every service the bus has heard of lately, judged by its heartbeats.
 
-Three sources, the newest word per service wins: answers to a ping (services alive now),
-heartbeats during the observation window, and the STATUS stream, which keeps each
+Three sources: answers to a ping and heartbeats during the observation window (services
+alive now, whatever their host's clock says), and the STATUS stream, which keeps each
 instance's last heartbeat for an hour. The stream is what lets a service that died or hung
 before this command started keep its row, marked `down` with the age of its last heartbeat.
 """
@@ -11,16 +11,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 
+import msgspec
 import nats
 from nats.js.errors import NotFoundError
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder, reply_decoder
+from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.subjects import Family
 from tradebus.shared.topology import STATUS
 
-from .liveness import DOWN, Watch, status_table
+from .liveness import DOWN, Watch, service_key, status_table
 from .main import connect_client
 
 _ping_decoder = reply_decoder(Family.PING)
@@ -32,17 +35,22 @@ async def collect_statuses(nc: nats.NATS, wait: float) -> Watch:
     """Ping the fleet, listen to heartbeats for `wait` seconds and read the last known ones."""
     watch = Watch()
 
-    def observe(data: bytes, status_decoder) -> None:  # noqa: ANN001 - a msgspec decoder
+    def heard(data: bytes, status_decoder) -> ServiceStatus | None:  # noqa: ANN001 - a msgspec decoder
         try:
-            watch.observe(status_decoder.decode(data))
+            return status_decoder.decode(data)
         except DecodeError:
-            pass  # not a heartbeat we understand: not evidence either way
+            return None  # not a heartbeat we understand: not evidence either way
+
+    def observe_live(data: bytes, status_decoder) -> None:  # noqa: ANN001
+        status = heard(data, status_decoder)
+        if status is not None:  # alive now, whatever its host's clock says: stamped with ours
+            watch.observe(msgspec.structs.replace(status, ts_event=time.time_ns()))
 
     async def on_answer(msg: nats.aio.msg.Msg) -> None:
-        observe(msg.data, _ping_decoder)
+        observe_live(msg.data, _ping_decoder)
 
     async def on_heartbeat(msg: nats.aio.msg.Msg) -> None:
-        observe(msg.data, _heartbeat_decoder)
+        observe_live(msg.data, _heartbeat_decoder)
 
     inbox = nc.new_inbox()
     answers = await nc.subscribe(inbox, cb=on_answer)
@@ -50,7 +58,9 @@ async def collect_statuses(nc: nats.NATS, wait: float) -> Watch:
     await nc.publish(subjects.PING, b"", reply=inbox)
     history, _ = await asyncio.gather(_last_heartbeats(nc), asyncio.sleep(wait))
     for data in history:
-        observe(data, _heartbeat_decoder)
+        status = heard(data, _heartbeat_decoder)
+        if status is not None and service_key(status) not in watch.latest:  # silent since: judged by its age
+            watch.observe(status)
     await answers.unsubscribe()
     await heartbeats.unsubscribe()
     return watch
