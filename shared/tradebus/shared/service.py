@@ -35,6 +35,7 @@ from tradebus.shared.version import VERSION
 
 log = logging.getLogger(__name__)
 
+
 class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Settings every service has. Environment: TRADEBUS_NATS_URL, TRADEBUS_HTTP_PORT, ..."""
 
