@@ -421,14 +421,15 @@ async def test_the_paper_connector_runs_with_nothing_but_its_own_permissions(
         while not quotes and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert quotes, "no market data reached the client"
-        # The operator's view, as the `client` user.
+        # The operator's view, heartbeat history included (a `client` sees only live answers:
+        # the whole-fleet test below runs it as `client`).
         env = {**_base_env(), "PYTHONUNBUFFERED": "1"}
         status = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tradebus.cli.main", "status", "--nats-url", server.url("client"), "--wait", "1.5",
+            sys.executable, "-m", "tradebus.cli.main", "status", "--nats-url", server.url("operator"), "--wait", "1.5",
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(status.communicate(), 30)
-        assert status.returncode == 0, err.decode()
+        assert status.returncode == 0 and not err, err.decode()
         assert "connector" in out.decode() and "paper" in out.decode()
     # The connector acked the command only after its events were stored: nothing is pending.
     connector = await connect("connector-paper")
@@ -488,6 +489,10 @@ async def test_the_whole_fleet_and_its_operators_run_with_nothing_but_their_own_
         assert code == 0 and "e2e-1" in out, out
         code, out = await cli(client_url, "status", "--wait", "1.5")
         assert code == 0 and all(name in out for name in ("connector", "risk", "oms", "audit")), out
+        # the operator also reads the heartbeat history (services that stopped beating keep their row)
+        code, out = await cli(operator_url, "status", "--wait", "1.5")
+        assert code == 0 and all(name in out for name in ("connector", "risk", "oms", "audit")), out
+        assert "no heartbeat history" not in out, out
 
         # The kill switch is the operator's, not a client's.
         code, out = await cli(client_url, "halt", "--reason", "not mine to pull", timeout=90)

@@ -39,6 +39,7 @@ class ServiceStatus(Message, frozen=True, kw_only=True, tag="status"):
     heartbeat_ms: int  # a watcher may call a service lost after missing a few
     counters: dict[str, int] = {}
     detail: Text = ""
+    http_port: int | None = None  # its /metrics, /healthz and /readyz on its host; None: not serving yet
 
 
 class Subscribe(StrictMessage, frozen=True, kw_only=True, tag="subscribe"):

@@ -196,8 +196,8 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         "service-status",
         "every service",
         "tradebus up / status, monitoring",
-        "Core NATS, every heartbeat interval.",
-        "Service heartbeats with state and counters.",
+        "Core NATS, every heartbeat interval; the STATUS stream keeps each instance's latest one (in memory, one hour).",
+        "Service heartbeats with state and counters. A service silent for three intervals is down.",
     ),
     SubjectSpec(
         Family.PING,

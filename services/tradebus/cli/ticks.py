@@ -17,6 +17,7 @@ from tradebus.schemas.values import TICK_KINDS, MarketDataKind
 from tradebus.shared.sequence import SequenceTracker
 
 from .main import connect_client
+from .numbers import plain
 
 _decoder = decoder(Family.MARKET_DATA)
 
@@ -26,17 +27,18 @@ def describe(message: MarketData) -> str:
     head = f"{message.venue:<8} {message.symbol:<14} #{message.seq:<7}"
     match message:
         case Quote():
-            return f"{head} quote  {message.bid} x {message.bid_size}  |  {message.ask} x {message.ask_size}"
+            return (f"{head} quote  {plain(message.bid)} x {plain(message.bid_size)}  |  "
+                    f"{plain(message.ask)} x {plain(message.ask_size)}")
         case Trade():
-            return f"{head} trade  {message.size} @ {message.price} ({message.aggressor.value})"
+            return f"{head} trade  {plain(message.size)} @ {plain(message.price)} ({message.aggressor.value})"
         case Bar():
             return (
-                f"{head} bar    {message.interval}s O {message.open} H {message.high} L {message.low} "
-                f"C {message.close} V {message.volume}"
+                f"{head} bar    {message.interval}s O {plain(message.open)} H {plain(message.high)} "
+                f"L {plain(message.low)} C {plain(message.close)} V {plain(message.volume)}"
             )
         case BookSnapshot():
-            best_bid = message.bids[0].price if message.bids else "-"
-            best_ask = message.asks[0].price if message.asks else "-"
+            best_bid = plain(message.bids[0].price) if message.bids else "-"
+            best_ask = plain(message.asks[0].price) if message.asks else "-"
             return f"{head} book   snapshot {len(message.bids)}x{len(message.asks)} levels, {best_bid} / {best_ask}"
         case BookDelta():
             return f"{head} book   delta {len(message.changes)} changes"

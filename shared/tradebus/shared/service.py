@@ -19,7 +19,6 @@ import signal
 import socket
 import time
 from collections.abc import Coroutine
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 import msgspec
@@ -29,20 +28,19 @@ from tradebus.schemas.codecs import encode
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.values import ServiceState
 from tradebus.shared.bus import Bus
+from tradebus.shared.config import EXIT_CONFIG
 from tradebus.shared.health import HealthServer, ServiceMetrics
+from tradebus.shared.logs import LogLevel
 from tradebus.shared.topology import StreamSettings
+from tradebus.shared.version import VERSION
 
 log = logging.getLogger(__name__)
 
-try:
-    VERSION = version("tradebus")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    VERSION = "0+unknown"
 
-
-EXIT_REFUSED = 2
+EXIT_REFUSED = EXIT_CONFIG
 """Exit code of a process that refused to start because of how it is configured (bad
-settings, missing credentials, a store bound to another bus): restarting it cannot help."""
+settings, missing credentials, a store bound to another bus): restarting it cannot help, so
+supervisors (`tradebus up`) do not restart it."""
 
 
 class StartRefused(Exception):
@@ -54,7 +52,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Settings every service has. Environment: TRADEBUS_NATS_URL, TRADEBUS_HTTP_PORT, ..."""
 
     nats_url: str = "nats://127.0.0.1:4222"
-    log_level: str = "INFO"
+    log_level: LogLevel = LogLevel.INFO
     log_json: bool = True
     http_host: str = "127.0.0.1"  # containers set 0.0.0.0
     http_port: int = 0  # 0 = any free port (several services on one host)
@@ -127,6 +125,7 @@ class Service:
             heartbeat_ms=round(self.settings.heartbeat_interval * 1000),
             counters={**self.metrics.totals(), **self.counters()},
             detail=self.detail,
+            http_port=self.health.port if self.health is not None else None,
         )
 
     # --- lifecycle -----------------------------------------------------------------------
