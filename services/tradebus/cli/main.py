@@ -54,8 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--wait", type=float, default=1.0, help="seconds to collect answers (default %(default)s)")
 
     from .halt import add_halt_commands
+    from .instruments import add_instruments_command
     from .orders import add_order_commands
 
+    add_instruments_command(commands, common)
     add_order_commands(commands, common)
     add_halt_commands(commands, common)
 
@@ -134,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .ticks import ticks
 
         return run_client(ticks, args)
+    if args.command == "instruments":
+        from .instruments import instruments
+
+        return run_client(instruments, args)
     if args.command == "status":
         from .status import status
 
