@@ -31,7 +31,7 @@ from tradebus.services.connector.venues.paper.rules import InstrumentSpec
 from tradebus.services.settings import Settings
 from tradebus.shared.natsserver import NatsServer
 
-from .helpers import Collector, collect, market_decoder, paper_settings, running_connector, wait_until
+from .helpers import collect, flowing, market_decoder, paper_settings, running_connector, stopped, wait_until
 
 BRK = "BRK.B"
 QUOTE = [MarketDataKind.QUOTE]
@@ -48,20 +48,6 @@ def on_demand(nats_url: str, lease: float = 60.0) -> Settings:
 async def control(nc: nats.NATS, request: msgspec.Struct | bytes) -> SubscriptionReply:
     data = request if isinstance(request, bytes) else encode(request)
     return _subscription_reply.decode((await nc.request(subjects.market_data_control("paper"), data, timeout=5)).data)
-
-
-async def flowing(collector: Collector, symbol: str = BRK, count: int = 3, timeout: float = 10) -> None:
-    """`count` more messages of `symbol` arrive."""
-    seen = sum(m.symbol == symbol for m in collector.messages)
-    await collector.wait_for(lambda ms: sum(m.symbol == symbol for m in ms) >= seen + count, timeout=timeout)
-
-
-async def stopped(collector: Collector, quiet: float = 0.5) -> None:
-    """Nothing arrives for `quiet` seconds (after what was in flight landed)."""
-    await asyncio.sleep(0.2)
-    before = len(collector.items)
-    await asyncio.sleep(quiet)
-    assert len(collector.items) == before, f"{len(collector.items) - before} messages after the stream should have stopped"
 
 
 # --- reference data ---------------------------------------------------------------------------
@@ -163,13 +149,13 @@ async def test_one_subscriber_leaving_does_not_stop_the_stream_for_another(nats_
         quotes = await collect(nc, subjects.market_data("paper", MarketDataKind.QUOTE, BRK), market_decoder.decode)
         assert (await control(nc, Subscribe(symbols=[BRK], kinds=QUOTE, subscriber="alice"))).ok
         assert (await control(nc, Subscribe(symbols=[BRK], kinds=QUOTE, subscriber="bob"))).ok
-        await flowing(quotes)
+        await flowing(quotes, BRK)
 
         reply = await control(nc, Unsubscribe(symbols=[BRK], kinds=QUOTE, subscriber="alice"))
         assert [(s.symbol, s.kinds) for s in reply.subscriptions] == [(BRK, QUOTE)]
         await control(nc, Unsubscribe(symbols=[BRK], kinds=QUOTE))  # the anonymous subscriber never held it
         await control(nc, Unsubscribe(symbols=[BRK], kinds=QUOTE, subscriber="alice"))  # twice
-        await flowing(quotes, count=5)
+        await flowing(quotes, BRK, count=5)
         assert service.counters()["subscription_leases"] == 1
 
         reply = await control(nc, Unsubscribe(symbols=[BRK], kinds=QUOTE, subscriber="bob"))
@@ -200,12 +186,12 @@ async def test_interest_not_renewed_expires_and_the_stream_stops(nats_server: Na
             await asyncio.sleep(3 * lease)
             assert renewing.renewals >= 5
             assert service.counters()["subscription_leases"] == 1
-            await flowing(quotes)
+            await flowing(quotes, BRK)
         # the renewing subscriber released on leaving: nobody is left
         await stopped(quotes)
 
         await control(nc, Subscribe(symbols=[BRK], kinds=QUOTE, subscriber="crashes"))
-        await flowing(quotes)
+        await flowing(quotes, BRK)
         started = time.monotonic()
         await wait_until(lambda: service.counters()["subscription_leases"] == 0, "the lease expired", timeout=5 * lease)
         assert time.monotonic() - started >= lease * 0.5
@@ -248,7 +234,7 @@ async def test_a_killed_client_process_stops_pinning_its_stream(nats_server: Nat
         try:
             await wait_until(lambda: service.counters()["subscription_leases"] == 1, "ticks subscribed", timeout=20)
             await asyncio.sleep(3 * lease)
-            await flowing(quotes)  # renewed past three leases
+            await flowing(quotes, BRK)  # renewed past three leases
             ticks.send_signal(signal.SIGKILL)
             await ticks.wait()
             await wait_until(lambda: service.counters()["subscription_leases"] == 0, "the lease expired", timeout=5 * lease)
