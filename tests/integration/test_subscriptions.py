@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import sys
 import time
@@ -28,10 +29,21 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind
 from tradebus.services.connector.config import ConnectorConfig
 from tradebus.services.connector.venues.paper.rules import InstrumentSpec
+from tradebus.services.risk.service import RiskService
 from tradebus.services.settings import Settings
 from tradebus.shared.natsserver import NatsServer
 
-from .helpers import collect, flowing, market_decoder, paper_settings, running_connector, stopped, wait_until
+from ..conftest import REPO
+from .helpers import (
+    collect,
+    flowing,
+    market_decoder,
+    paper_settings,
+    running_connector,
+    running_service,
+    stopped,
+    wait_until,
+)
 
 BRK = "BRK.B"
 QUOTE = [MarketDataKind.QUOTE]
@@ -244,3 +256,25 @@ async def test_a_killed_client_process_stops_pinning_its_stream(nats_server: Nat
                 ticks.kill()
                 await ticks.wait()
         await nc.close()
+
+
+async def test_the_raw_protocol_python_snippet_renews_and_releases_its_lease(
+    nats_server: NatsServer, cli_env: dict[str, str]
+) -> None:
+    """docs/raw-protocol.md teaches other languages the lease: its snippet, run as written."""
+    (snippet,) = re.findall(r"^```python\n(.*?)^```", (REPO / "docs" / "raw-protocol.md").read_text(), flags=re.S | re.M)
+    lease = 1.0
+    settings = on_demand(nats_server.url, lease=lease)  # BRK.B on demand; BTC/USDT quoted for risk
+    settings = msgspec.structs.replace(settings, paper=msgspec.structs.replace(settings.paper, subscribe=["BTC/USDT"]))
+    async with running_connector(settings) as service, running_service(RiskService(settings)):
+        pinned = service.counters()["subscription_leases"]
+        client = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", snippet, env=cli_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        await wait_until(lambda: service.counters()["subscription_leases"] == pinned + 1, "the snippet subscribed", 30)
+        await asyncio.sleep(2 * lease)
+        assert service.counters()["subscription_leases"] == pinned + 1, "renewed past two leases"
+        out, err = await asyncio.wait_for(client.communicate(), 30)
+        assert client.returncode == 0, err.decode()
+        assert service.counters()["subscription_leases"] == pinned, "released on leaving, before the lease ran out"
+    assert "stored as CMD" in out.decode() and "BRK.B" in out.decode()
