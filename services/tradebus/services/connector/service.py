@@ -24,7 +24,7 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from tradebus.schemas import subjects
-from tradebus.schemas.codecs import DecodeError, decoder, encode
+from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.commands import OrderCommand
 from tradebus.schemas.control import Reconcile, ReconcileReply
 from tradebus.schemas.events import malformed_command
@@ -32,6 +32,7 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import ServiceState
 from tradebus.services.settings import Settings
 from tradebus.shared.bus import consume_batches
+from tradebus.shared.requests import answer_request
 from tradebus.shared.service import Service
 from tradebus.shared.topology import Consumer, connector_consumer, ensure_consumer, ensure_streams
 
@@ -58,6 +59,7 @@ class ConnectorService(Service):
         self.subscription_lease = settings.connector.subscription_lease
         self.connector: VenueConnector | None = None
         self.subscriptions: SubscriptionDesk | None = None
+        self._answering = False  # subscribed to its request subjects
         self.events: EventPublisher | None = None
         self.skipped_redeliveries = 0
 
@@ -79,6 +81,8 @@ class ConnectorService(Service):
         await self.bus.nc.subscribe(subjects.market_data_control(self.venue), cb=self.subscriptions.on_subscription_request)
         await self.bus.nc.subscribe(subjects.instruments(self.venue), cb=self.subscriptions.on_instruments_request)
         await self.bus.nc.subscribe(subjects.reconcile(self.venue), cb=self._on_reconcile)
+        await self.bus.nc.flush()  # registered at the server: requests get answers from now on
+        self._answering = True
         await self.subscriptions.publish_instruments(self.connector.instruments())
         self.spawn(self.subscriptions.expire_leases(), name="subscription-leases")
         self.spawn(self._consume_commands(consumer), name="route-consumer")
@@ -90,8 +94,14 @@ class ConnectorService(Service):
             await self.events.flush()
 
     def _venue_status(self, state: ServiceState, detail: str) -> None:
-        """The venue's health becomes the service's: heartbeats carry it to `tradebus status`."""
-        if self.state is not ServiceState.STOPPING:
+        """The venue's health becomes the service's: heartbeats carry it to `tradebus status`.
+        A venue ready before `start` returned leaves the service STARTING: it is ready only
+        once its request subjects are subscribed (the service base promotes it then)."""
+        if self.state is ServiceState.STOPPING:
+            pass
+        elif state is ServiceState.READY and not self._answering:
+            self.state = ServiceState.STARTING
+        else:
             self.state = state
         self.detail = detail
 
@@ -161,16 +171,8 @@ class ConnectorService(Service):
 
     # --- reconcile ---------------------------------------------------------------------------
     async def _on_reconcile(self, msg: Msg) -> None:
-        self.metrics.received.labels(family="reconcile").inc()
-        try:
-            request: Reconcile = _reconcile_decoder.decode(msg.data)
-        except DecodeError as exc:
-            self.metrics.decode_errors.labels(family="reconcile").inc()
-            reply = ReconcileReply(known=[], unknown=[], error=str(exc))
-        else:
-            reply = await self._reconcile(request)
-        if msg.reply:
-            await msg.respond(encode(reply))
+        await answer_request(msg, metrics=self.metrics, family="reconcile", decoder=_reconcile_decoder,
+                             handle=self._reconcile, refuse=lambda error: ReconcileReply(known=[], unknown=[], error=error))
 
     async def _reconcile(self, request: Reconcile) -> ReconcileReply:
         """Re-publish the venue's latest event of each order with its original id: the

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import msgspec
 from nats.aio.msg import Msg
 
-from tradebus.schemas.codecs import DecodeError, decoder, encode
+from tradebus.schemas.codecs import decoder
 from tradebus.schemas.control import (
     GetInstruments,
     InstrumentsReply,
@@ -31,6 +31,7 @@ from tradebus.schemas.market import Instrument
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind
 from tradebus.shared.health import ServiceMetrics
+from tradebus.shared.requests import answer_request
 
 from .base import VenueConnector
 from .interest import StreamKey, TooManyLeases
@@ -50,16 +51,8 @@ class SubscriptionDesk:
 
     # --- subscriptions --------------------------------------------------------------------
     async def on_subscription_request(self, msg: Msg) -> None:
-        self.metrics.received.labels(family="md_control").inc()
-        try:
-            request: SubscriptionRequest = _request_decoder.decode(msg.data)
-        except DecodeError as exc:
-            self.metrics.decode_errors.labels(family="md_control").inc()
-            reply = self._reply(ok=False, error=str(exc))
-        else:
-            reply = await self._handle(request)
-        if msg.reply:
-            await msg.respond(encode(reply))
+        await answer_request(msg, metrics=self.metrics, family="md_control", decoder=_request_decoder,
+                             handle=self._handle, refuse=lambda error: self._reply(ok=False, error=error))
 
     async def _handle(self, request: SubscriptionRequest) -> SubscriptionReply:
         listed = [instrument.symbol for instrument in self.connector.instruments()]
@@ -120,18 +113,10 @@ class SubscriptionDesk:
             )
 
     async def on_instruments_request(self, msg: Msg) -> None:
-        self.metrics.received.labels(family="instruments").inc()
-        try:
-            request: GetInstruments = _instruments_decoder.decode(msg.data)
-        except DecodeError as exc:
-            self.metrics.decode_errors.labels(family="instruments").inc()
-            reply = InstrumentsReply(ok=False, error=str(exc))
-        else:
-            reply = self._instruments(request)
-        if msg.reply:
-            await msg.respond(encode(reply))
+        await answer_request(msg, metrics=self.metrics, family="instruments", decoder=_instruments_decoder,
+                             handle=self._instruments, refuse=lambda error: InstrumentsReply(ok=False, error=error))
 
-    def _instruments(self, request: GetInstruments) -> InstrumentsReply:
+    async def _instruments(self, request: GetInstruments) -> InstrumentsReply:
         listed = {instrument.symbol: instrument for instrument in self.connector.instruments()}
         known, unknown = _split(request.symbols or list(listed), list(listed))
         now = time.time_ns()
