@@ -97,6 +97,20 @@ async def collect(nc: nats.NATS, subject: str, decode: Callable[[bytes], Any]) -
     return collector
 
 
+async def flowing(collector: Collector, symbol: str, count: int = 3, timeout: float = 10) -> None:
+    """`count` more messages of `symbol` arrive."""
+    seen = sum(m.symbol == symbol for m in collector.messages)
+    await collector.wait_for(lambda ms: sum(m.symbol == symbol for m in ms) >= seen + count, timeout=timeout)
+
+
+async def stopped(collector: Collector, quiet: float = 0.5) -> None:
+    """Nothing arrives for `quiet` seconds (after what was in flight landed)."""
+    await asyncio.sleep(0.2)
+    before = len(collector.items)
+    await asyncio.sleep(quiet)
+    assert len(collector.items) == before, f"{len(collector.items) - before} messages after the stream should have stopped"
+
+
 async def route(nc: nats.NATS, command: OrderCommand) -> None:
     """Publish a command where risk would: the connector's route subject, durably."""
     js = nc.jetstream()

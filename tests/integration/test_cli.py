@@ -200,7 +200,7 @@ def test_run_refuses_an_unknown_venue(tmp_path: Path) -> None:
 
 def test_client_commands_explain_an_unreachable_bus(tmp_path: Path) -> None:
     env = clean_env(tmp_path, TRADEBUS_NATS_URL=f"nats://127.0.0.1:{free_port()}")
-    for command in (["status"], ["ticks", "--count", "1"]):
+    for command in (["status"], ["ticks", "--count", "1"], ["instruments", "--venue", "paper"]):
         result = tradebus(*command, env=env, timeout=30)
         assert result.returncode == 1 and "cannot reach the bus" in result.stderr
 

@@ -42,7 +42,7 @@ from tradebus.cli.run import build_service
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode, reply_decoder
 from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
-from tradebus.schemas.control import ListInstruments, SetTradingState
+from tradebus.schemas.control import GetInstruments, ListInstruments, SetTradingState
 from tradebus.schemas.events import OrderAccepted, OrderFilled
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import OrderType, ServiceState, Side, TradingState
@@ -384,7 +384,8 @@ async def test_a_client_cannot_forge_events_touch_jetstream_or_listen_to_the_ord
     with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
         await client.nc.jetstream(timeout=1).delete_stream("ROUTE")
     assert await client.refused("publish", "$JS.API.STREAM.DELETE.ROUTE")
-    for subject in ("tradebus.route.>", "tradebus.cmd.>", "tradebus.ctl.md.paper", "tradebus.ctl.ping", "$JS.API.>", ">"):
+    for subject in ("tradebus.route.>", "tradebus.cmd.>", "tradebus.ctl.md.paper", "tradebus.ctl.instruments.paper",
+                    "tradebus.ctl.ping", "$JS.API.>", ">"):
         await client.nc.subscribe(subject)
         assert await client.refused("subscription", subject), subject
     assert (await risk.nc.jetstream().stream_info("ROUTE")).state.messages == 0
@@ -407,6 +408,8 @@ async def test_the_paper_connector_runs_with_nothing_but_its_own_permissions(
         answer = await request(client, subjects.market_data_control("paper"), encode(ListInstruments()))
         listed = reply_decoder(Family.MARKET_DATA_CONTROL).decode(answer.data)
         assert listed.ok and "BTC/USDT" in listed.instruments
+        answer = await request(client, subjects.instruments("paper"), encode(GetInstruments(symbols=["BTC/USDT"])))
+        assert [i.symbol for i in reply_decoder(Family.INSTRUMENTS).decode(answer.data).instruments] == ["BTC/USDT"]
         pong = await request(client, subjects.PING, b"")
         assert decoder(Family.STATUS).decode(pong.data).service == "connector"
 

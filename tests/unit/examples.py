@@ -6,8 +6,8 @@ from decimal import Decimal as D
 
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, PlaceOrder
 from tradebus.schemas.control import (
-    AggregatePosition, GetOrder, GetPositions, GetTradingState, ListInstruments, ListOrders, OmsReply, Reconcile,
-    ReconcileReply, ServiceStatus, SetTradingState, StreamSubscription, Subscribe, SubscriptionReply,
+    AggregatePosition, GetInstruments, GetOrder, GetPositions, GetTradingState, ListInstruments, ListOrders, OmsReply, Reconcile,
+    InstrumentsReply, ReconcileReply, ServiceStatus, SetTradingState, StreamSubscription, Subscribe, SubscriptionReply,
     TradingStateReply, Unsubscribe, VenuePosition,
 )
 from tradebus.schemas.events import (
@@ -67,10 +67,17 @@ EXAMPLES = [
     ServiceStatus(service="connector", instance="paper", state=ServiceState.READY, version="1", pid=1, started_at=T,
                   ts_event=T, heartbeat_ms=1000, counters={"received": 1}),
     Subscribe(symbols=["*"]),
-    Unsubscribe(symbols=["AAPL"], kinds=[MarketDataKind.QUOTE]),
+    Subscribe(symbols=["BRK.B"], kinds=[MarketDataKind.INSTRUMENT], subscriber="5f0c2b7e-strategy-1"),
+    Unsubscribe(symbols=["AAPL"], kinds=[MarketDataKind.QUOTE], subscriber="5f0c2b7e-strategy-1"),
     ListInstruments(),
     SubscriptionReply(ok=False, subscriptions=[StreamSubscription(symbol="AAPL", kinds=[MarketDataKind.BAR])],
-                      unknown_symbols=["NOPE"]),
+                      unknown_symbols=["NOPE"], lease_ms=60_000),
+    GetInstruments(symbols=["BTC/USDT"]),
+    GetInstruments(),
+    InstrumentsReply(ok=True, instruments=[
+        Instrument(**MD, venue_symbol="BTCUSDT", asset_class="crypto", base="BTC", quote="USDT", tick_size=D("0.01"),
+                   lot_size=D("0.00001"), min_quantity=D("0.00001"), min_notional=D("5"))]),
+    InstrumentsReply(ok=False, unknown_symbols=["NOPE"]),
     TradingStateChanged(event_id="risk.1", account=None, state=TradingState.HALTED, reason="fat finger", ts_event=T),
     GetOrder(venue="paper", account="demo", client_order_id="c1"),
     ListOrders(open_only=True),

@@ -274,6 +274,8 @@ def test_a_version_1_message_still_decodes(example: Message) -> None:
     """Today's example, minus the fields version 1 did not know, is a v1 message: it must
     validate against the baseline schema and decode with today's types, unchanged."""
     name, payload = payload_of(type(example))
+    if not (BASELINE_DIR / f"{name}.json").exists():
+        return  # the payload of a subject version 1 did not have: no v1 message to decode
     baseline = json.loads((BASELINE_DIR / f"{name}.json").read_text())
     wire = json.loads(encode(example))
     tag = wire["type"]

@@ -17,6 +17,8 @@ from typing import Any
 
 from .commands import OrderCommand
 from .control import (
+    GetInstruments,
+    InstrumentsReply,
     OmsReply,
     OmsRequest,
     Reconcile,
@@ -91,6 +93,7 @@ class Family(enum.Enum):
     ACCOUNT_EVENT = "account_event"
     MARKET_DATA = "market_data"
     MARKET_DATA_CONTROL = "market_data_control"
+    INSTRUMENTS = "instruments"
     RISK_EVENT = "risk_event"
     STATUS = "status"
     PING = "ping"
@@ -184,10 +187,27 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         "subscription-request",
         "clients, tradebus ticks",
         "the venue's connector",
-        "Core NATS request/reply; idempotent, safe to retry.",
-        "Subscribe / unsubscribe market-data streams, list instruments.",
+        "Core NATS request/reply; idempotent, safe to retry. A subscribe is a lease of the "
+        "subscriber's interest (`lease_ms` in the reply, 60 s by default): repeat it every third "
+        "of the lease to keep the streams, or the interest expires; a stream stops when no "
+        "subscriber holds it.",
+        "Subscribe / unsubscribe market-data streams (interest counted per subscriber), list "
+        "instruments. Subscribing to the `instrument` kind publishes the current definitions.",
         reply=SubscriptionReply,
         reply_name="subscription-reply",
+    ),
+    SubjectSpec(
+        Family.INSTRUMENTS,
+        f"{PREFIX}.ctl.instruments.{{venue}}",
+        GetInstruments,
+        "instruments-request",
+        "clients, tradebus instruments",
+        "the venue's connector",
+        "Core NATS request/reply; read-only, safe to retry.",
+        "Reference data on demand: the venue's instrument definitions (tick size, lot size, "
+        "minimum quantity and notional), all or those of some symbols.",
+        reply=InstrumentsReply,
+        reply_name="instruments-reply",
     ),
     SubjectSpec(
         Family.STATUS,
@@ -284,6 +304,10 @@ def market_data_control(venue: str) -> str:
     return f"{PREFIX}.ctl.md.{_name(venue, 'venue')}"
 
 
+def instruments(venue: str) -> str:
+    return f"{PREFIX}.ctl.instruments.{_name(venue, 'venue')}"
+
+
 def status(service: str, instance: str) -> str:
     return f"{PREFIX}.status.{_name(service, 'service')}.{_name(instance, 'instance')}"
 
@@ -330,6 +354,8 @@ def parse(subject: str) -> ParsedSubject:
             )
         case ["ctl", "md", venue]:
             return ParsedSubject(Family.MARKET_DATA_CONTROL, venue=_name(venue, "venue"))
+        case ["ctl", "instruments", venue]:
+            return ParsedSubject(Family.INSTRUMENTS, venue=_name(venue, "venue"))
         case ["status", service, instance]:
             return ParsedSubject(Family.STATUS, service=_name(service, "service"), instance=_name(instance, "instance"))
         case ["ctl", "ping"]:

@@ -57,8 +57,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds to collect ping answers and heartbeats (default %(default)s)")
 
     from .halt import add_halt_commands
+    from .instruments import add_instruments_command
     from .orders import add_order_commands
 
+    add_instruments_command(commands, common)
     add_order_commands(commands, common)
     add_halt_commands(commands, common)
 
@@ -157,6 +159,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .ticks import ticks
 
         return run_client(ticks, args)
+    if args.command == "instruments":
+        from .instruments import instruments
+
+        return run_client(instruments, args)
     if args.command == "status":
         from .status import status
 

@@ -8,9 +8,9 @@ import sys
 
 import nats
 
+from tradebus.client.leases import StreamLease
 from tradebus.schemas import subjects
-from tradebus.schemas.codecs import DecodeError, decoder, encode, reply_decoder
-from tradebus.schemas.control import Subscribe
+from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.market import Bar, BookDelta, BookSnapshot, MarketData, Quote, StreamGap, StreamReconnected, Trade
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TICK_KINDS, MarketDataKind
@@ -49,16 +49,16 @@ def describe(message: MarketData) -> str:
     return f"{head} {type(message).__name__}"
 
 
-async def _request_stream(nc: nats.NATS, venue: str, symbol: str, kinds: list[MarketDataKind]) -> None:
-    """Ask the venue to publish the symbol; warn (don't fail) if nobody answers."""
-    try:
-        reply = await nc.request(subjects.market_data_control(venue), encode(Subscribe(symbols=[symbol], kinds=kinds)), timeout=2)
-    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+async def _hold_stream(nc: nats.NATS, venue: str, symbol: str, kinds: list[MarketDataKind]) -> StreamLease:
+    """Ask the venue to publish the symbol for as long as we print it; warn (don't fail) if
+    nobody answers: the lease keeps asking, so the stream starts once the connector is up."""
+    lease = StreamLease(nc, venue, [symbol], kinds)
+    answer = await lease.open()
+    if answer is None:
         print(f"tradebus: no connector for venue {venue!r} answered the subscription request", file=sys.stderr)
-        return
-    answer = reply_decoder(Family.MARKET_DATA_CONTROL).decode(reply.data)
-    if not answer.ok:
+    elif not answer.ok:
         print(f"tradebus: venue {venue!r} refused {symbol!r}: {answer.error or 'unknown symbol'}", file=sys.stderr)
+    return lease
 
 
 async def ticks(args: argparse.Namespace) -> int:
@@ -71,8 +71,7 @@ async def ticks(args: argparse.Namespace) -> int:
 
     for kind in kinds:
         await nc.subscribe(subjects.market_data_filter(args.venue, kind, args.symbol), cb=enqueue)
-    if args.venue and args.symbol:
-        await _request_stream(nc, args.venue, args.symbol, kinds)
+    lease = await _hold_stream(nc, args.venue, args.symbol, kinds) if args.venue and args.symbol else None
     tracker = SequenceTracker()
     printed = 0
     out = sys.stdout
@@ -98,6 +97,8 @@ async def ticks(args: argparse.Namespace) -> int:
             out.flush()
             printed += 1
     finally:
+        if lease is not None:
+            await lease.close()
         await nc.close()
     return 0
 
