@@ -19,7 +19,7 @@ COLUMNS = ("symbol", "venue_symbol", "asset_class", "base", "quote", "tick_size"
 
 def add_instruments_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser("instruments", parents=[common], help="show a venue's instruments and trading rules")
-    parser.add_argument("--venue", required=True)
+    parser.add_argument("--venue", required=True, help="venue whose connector answers (paper, binance, ...)")
     parser.add_argument("--symbol", action="append", help="only this symbol (repeatable; default every instrument)")
     parser.add_argument("--json", action="store_true", help="one instrument per line, exactly the wire JSON")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the connector (default 5)")
