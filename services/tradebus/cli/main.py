@@ -55,9 +55,11 @@ def _parser() -> argparse.ArgumentParser:
 
     from .halt import add_halt_commands
     from .orders import add_order_commands
+    from .risk import add_risk_commands
 
     add_order_commands(commands, common)
     add_halt_commands(commands, common)
+    add_risk_commands(commands, common)
 
     audit = commands.add_parser("audit", help="the audit trail")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
@@ -146,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .halt import set_state
 
         return run_client(set_state, args)
+    if args.command == "risk":
+        from .risk import show_limits
+
+        return run_client(show_limits, args)
     if args.command == "audit":
         from .audit import audit_command
 
