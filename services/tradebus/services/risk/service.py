@@ -221,21 +221,22 @@ class RiskService(Service):
             self.metrics.decode_errors.labels(family="event").inc()
 
     async def _on_quote(self, msg: Msg) -> None:
-        try:
-            quote = _quote_decoder.decode(msg.data)
-        except DecodeError:
-            self.metrics.decode_errors.labels(family="market_data").inc()
-            return
-        if quote.__struct_config__.tag == "quote":
+        quote = self._decoded(_quote_decoder, msg, "market_data")
+        if quote is not None and quote.__struct_config__.tag == "quote":
             self.gate.exposure.on_quote(quote)
 
     async def _on_connector_status(self, msg: Msg) -> None:
+        status = self._decoded(_status_decoder, msg, "status")
+        if status is not None:
+            self.gate.liveness.on_status(status, time.monotonic())
+
+    def _decoded(self, decoder: msgspec.json.Decoder, msg: Msg, family: str) -> Any:
+        """The message's payload; None (counted) if it does not decode: core NATS, nobody to answer."""
         try:
-            status = _status_decoder.decode(msg.data)
+            return decoder.decode(msg.data)
         except DecodeError:
-            self.metrics.decode_errors.labels(family="status").inc()
-            return
-        self.gate.liveness.on_status(status, time.monotonic())
+            self.metrics.decode_errors.labels(family=family).inc()
+            return None
 
     # --- trading states -----------------------------------------------------------------------
     async def _follow_trading_states(self) -> None:
