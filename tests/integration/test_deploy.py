@@ -440,6 +440,10 @@ async def test_the_paper_connector_runs_with_nothing_but_its_own_permissions(
     assert info.num_ack_pending == 0 and info.num_pending == 0
     await quiet(client, risk, connector)
     assert server.violations() == []
+    # Its heartbeats tell risk the paper venue is alive; it cannot vouch for another venue.
+    connector = await connect("connector-paper")
+    await connector.nc.publish(subjects.status("connector", "binance"), b"{}")
+    assert await connector.refused("publish", "tradebus.status.connector.binance")
 
 
 async def cli(url: str, *argv: str, timeout: float = 60) -> tuple[int, str]:
@@ -517,6 +521,8 @@ async def test_the_whole_fleet_and_its_operators_run_with_nothing_but_their_own_
         assert code == 0, out
         code, out = await cli(operator_url, "resume", "--reason", "done")
         assert code == 0, out
+        code, out = await cli(operator_url, "risk", "limits")  # risk reads connector heartbeats to answer orders
+        assert code == 0 and "[defaults]" in out, out
 
         deadline = time.monotonic() + 20
         while True:  # the order manager catches up with the events, then a rebuild agrees with it

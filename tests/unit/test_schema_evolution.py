@@ -279,8 +279,12 @@ def test_a_version_1_message_still_decodes(example: Message) -> None:
     baseline = json.loads((BASELINE_DIR / f"{name}.json").read_text())
     wire = json.loads(encode(example))
     tag = wire["type"]
-    mapping = baseline.get("discriminator", {}).get("mapping") or {tag: baseline["$ref"]}
-    assert tag in mapping, f"`{tag}` is a new message type: fine, nothing to check against v1"
+    mapping = baseline.get("discriminator", {}).get("mapping") or {  # a single message type: its own tag
+        v1_tag: baseline["$ref"]
+        for v1_tag in baseline["$defs"][baseline["$ref"].removeprefix("#/$defs/")]["properties"]["type"]["enum"]
+    }
+    if tag not in mapping:
+        pytest.skip(f"`{tag}` is a message type added after version 1: there is no v1 form of it to check")
     known = baseline["$defs"][mapping[tag].removeprefix("#/$defs/")]["properties"]
     v1_message = {key: value for key, value in wire.items() if key in known}
     jsonschema.Draft202012Validator(baseline).validate(v1_message)

@@ -194,7 +194,47 @@ class GetTradingState(StrictMessage, frozen=True, kw_only=True, tag="get_trading
     pass
 
 
-RiskRequest = Union[SetTradingState, GetTradingState]
+class GetRiskLimits(StrictMessage, frozen=True, kw_only=True, tag="get_risk_limits"):
+    """Ask risk for the limits it applies now (answered with a `risk_limits` reply)."""
+
+
+RiskRequest = Union[SetTradingState, GetTradingState, GetRiskLimits]
+
+
+class RiskLimitLevel(Message, frozen=True, kw_only=True, tag="limit_level"):
+    """One level of risk limits (defaults, a venue, an account or an instrument). A null
+    field inherits from the level below: instrument over account over venue over defaults."""
+
+    max_quantity: Decimal | None = None
+    max_notional: Decimal | None = None
+    max_position: Decimal | None = None  # absolute net position, open orders included
+    max_open_orders: int | None = None
+    price_collar_bps: Decimal | None = None  # limit/stop prices within this distance of the mid
+    daily_loss_limit: Decimal | None = None  # loss (positive number) since UTC midnight that halts new risk
+    allowed_symbols: list[str] | None = None  # ["*"] = any
+
+
+class RiskRateLimits(Message, frozen=True, kw_only=True, tag="rate_limits"):
+    """Orders per second routed per account and per venue; `burst` orders may go at once."""
+
+    per_account: Decimal = Decimal(50)
+    per_venue: Decimal = Decimal(200)
+    burst: int = 20
+
+
+class RiskLimitsReply(Message, frozen=True, kw_only=True, tag="risk_limits"):
+    """The limits risk applies: `defaults` already merged over the built-in defaults, the
+    other levels as configured. `source` says where they were read from."""
+
+    ok: bool
+    source: Text = ""
+    defaults: RiskLimitLevel = msgspec.field(default_factory=RiskLimitLevel)
+    venues: dict[str, RiskLimitLevel] = {}
+    accounts: dict[str, RiskLimitLevel] = {}
+    instruments: dict[str, RiskLimitLevel] = {}  # key "venue:symbol"
+    account_states: dict[str, TradingState] = {}
+    rate: RiskRateLimits = msgspec.field(default_factory=RiskRateLimits)
+    error: Text = ""
 
 
 class TradingStateReply(Message, frozen=True, kw_only=True, tag="trading_state"):
@@ -202,3 +242,6 @@ class TradingStateReply(Message, frozen=True, kw_only=True, tag="trading_state")
     fleet: TradingState
     accounts: dict[str, TradingState] = {}
     error: Text = ""
+
+
+RiskReply = Union[TradingStateReply, RiskLimitsReply]

@@ -23,11 +23,11 @@ from .control import (
     OmsRequest,
     Reconcile,
     ReconcileReply,
+    RiskReply,
     RiskRequest,
     ServiceStatus,
     SubscriptionReply,
     SubscriptionRequest,
-    TradingStateReply,
 )
 from .events import AccountEvent, OrderEvent, RiskEvent
 from .market import MarketData
@@ -136,7 +136,8 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         "risk (only: enforced by bus permissions)",
         "the venue's connector",
         "JetStream stream ROUTE, file storage, de-duplicated like CMD; the connector acks a "
-        "command only after the venue's answer is published.",
+        "command only after the venue's answer is published. Header Tradebus-Deadline (unix ns) on a "
+        "place or modify: after it the connector refuses the command (`deadline_exceeded`).",
         "Risk-approved commands, unchanged, routed to the venue's connector.",
     ),
     SubjectSpec(
@@ -260,11 +261,13 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         f"{PREFIX}.ctl.risk",
         RiskRequest,
         "risk-request",
-        "tradebus halt / resume, operators",
+        "tradebus risk limits, operators",
         "risk",
         "Core NATS request/reply; the state itself lives in the KV bucket tradebus_risk and survives restarts.",
-        "Set or read the trading state of an account or of the whole fleet (the kill switch).",
-        reply=TradingStateReply,
+        "Set or read the trading state of an account or of the whole fleet (the kill switch); read the "
+        "risk limits in force.",
+        # The name of version 1, when trading states were the only reply.
+        reply=RiskReply,
         reply_name="trading-state",
     ),
 )
@@ -310,6 +313,11 @@ def instruments(venue: str) -> str:
 
 def status(service: str, instance: str) -> str:
     return f"{PREFIX}.status.{_name(service, 'service')}.{_name(instance, 'instance')}"
+
+
+def status_filter(service: str) -> str:
+    """The heartbeats of every instance of one service (a connector's instance is its venue)."""
+    return f"{PREFIX}.status.{_name(service, 'service')}.*"
 
 
 def reconcile(venue: str) -> str:

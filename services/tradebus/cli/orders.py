@@ -42,6 +42,7 @@ from .main import connect_client
 from .numbers import derived, plain
 
 RESTING_GRACE = 0.5  # seconds to wait for immediate fills after a limit order rests
+TTL_HELP = "refuse it if the venue cannot get it within this many ms (default: the fleet's risk.command_ttl)"
 
 
 def add_order_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -67,6 +68,7 @@ def add_order_commands(commands: argparse._SubParsersAction, common: argparse.Ar
     place.add_argument("--post-only", action="store_true", help="refuse the order rather than take liquidity")
     place.add_argument("--reduce-only", action="store_true", help="refuse the order if it would grow the position")
     place.add_argument("--client-order-id", help="default: a new random id; reuse one to retry safely")
+    place.add_argument("--ttl-ms", type=int, help=TTL_HELP)
 
     modify = order_commands.add_parser("modify", parents=[target], help="change an open order")
     modify.add_argument("client_order_id", help="the order to change")
@@ -74,6 +76,7 @@ def add_order_commands(commands: argparse._SubParsersAction, common: argparse.Ar
     modify.add_argument("--price", type=_decimal, help="new limit price")
     modify.add_argument("--stop-price", type=_decimal, help="new trigger price")
     modify.add_argument("--modify-id", help="default: a new random id")
+    modify.add_argument("--ttl-ms", type=int, help=TTL_HELP)
 
     cancel = order_commands.add_parser("cancel", parents=[target], help="cancel an open order")
     cancel.add_argument("client_order_id", help="the order to cancel")
@@ -112,12 +115,13 @@ def build_command(args: argparse.Namespace) -> OrderCommand:
             client_order_id=args.client_order_id or _new_id(), symbol=args.symbol, side=args.side,
             order_type=args.order_type, quantity=str(args.qty), time_in_force=args.tif, post_only=args.post_only,
             reduce_only=args.reduce_only, price=_text(args.price), stop_price=_text(args.stop_price),
-            expire_time=args.expire_time, **common,
+            expire_time=args.expire_time, ttl_ms=args.ttl_ms, **common,
         )
         return msgspec.convert(fields, PlaceOrder)
     if args.order_command == "modify":
         fields = dict(client_order_id=args.client_order_id, modify_id=args.modify_id or _new_id(),
-                      quantity=_text(args.qty), price=_text(args.price), stop_price=_text(args.stop_price), **common)
+                      quantity=_text(args.qty), price=_text(args.price), stop_price=_text(args.stop_price),
+                      ttl_ms=args.ttl_ms, **common)
         return msgspec.convert(fields, ModifyOrder)
     if args.order_command == "cancel":
         return msgspec.convert(dict(client_order_id=args.client_order_id, **common), CancelOrder)

@@ -6,7 +6,9 @@ then are the commands acknowledged. A crash anywhere in between redelivers the c
 events carry stable ids, so re-published events are de-duplicated by the stream, and a
 re-delivered command the venue says it executed already is skipped (the venue may have
 rebuilt itself from its stored events, see journal.py). Commands a crashed process left
-unacknowledged are redelivered before any newer one runs.
+unacknowledged are redelivered before any newer one runs. A routed place or modify whose
+deadline has passed (shared/deadline.py) is refused with `deadline_exceeded` and never
+reaches the venue; cancels run however late they are.
 
 `tradebus.ctl.reconcile.<venue>` requests are answered by re-publishing each named order's
 latest event with its original id, then replying which orders the venue knows. Market-data
@@ -25,13 +27,14 @@ from nats.aio.msg import Msg
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder
-from tradebus.schemas.commands import OrderCommand
+from tradebus.schemas.commands import ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
 from tradebus.schemas.control import Reconcile, ReconcileReply
-from tradebus.schemas.events import malformed_command
+from tradebus.schemas.events import command_refused, malformed_command
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import ServiceState
+from tradebus.schemas.values import RejectReason, ServiceState
 from tradebus.services.settings import Settings
 from tradebus.shared.bus import consume_batches
+from tradebus.shared.deadline import late_message, routed_deadline
 from tradebus.shared.requests import answer_request
 from tradebus.shared.service import Service
 from tradebus.shared.topology import Consumer, connector_consumer, ensure_consumer, ensure_streams
@@ -54,7 +57,12 @@ class ConnectorService(Service):
 
     def __init__(self, settings: Settings, *, venue: str, venue_config: Any) -> None:
         super().__init__(settings, instance=venue)
+        # Always the venue, whatever `instance` says: risk tells from the heartbeats on
+        # tradebus.status.connector.<venue> whether the venue's connector is alive.
+        self.instance = venue
         self.venue = venue
+        # For routes without a deadline, i.e. routed by a risk service older than deadlines.
+        self.default_ttl_ns = settings.risk.time_to_live_ns(None)
         self.venue_config = venue_config
         self.subscription_lease = settings.connector.subscription_lease
         self.connector: VenueConnector | None = None
@@ -159,6 +167,14 @@ class ConnectorService(Service):
             self.skipped_redeliveries += 1
             log.info("re-delivered command was executed already", extra={"subject": msg.subject})
             return []
+        if isinstance(command, (PlaceOrder, ModifyOrder)):
+            now = time.time_ns()
+            deadline = routed_deadline(msg, self.default_ttl_ns)
+            if now > deadline:
+                log.warning("routed command past its deadline refused", extra={"subject": msg.subject})
+                return [command_refused(
+                    command, event_id=f"{command_dedupe_id(command)}.rejected.{RejectReason.DEADLINE_EXCEEDED.value}",
+                    reason=RejectReason.DEADLINE_EXCEEDED, message=late_message(now, deadline), now=now)]
         return await self.connector.execute(command)
 
     def _malformed(self, msg: Msg, message: str) -> list[VenueEvent]:
