@@ -37,10 +37,9 @@ import nats
 import psutil
 from harness import Children, event_loop_runner, run_benchmark  # noqa: E402 - bench/ is the script directory
 
+from tradebus.client.leases import StreamLease
 from tradebus.schemas import subjects
-from tradebus.schemas.codecs import encode, reply_decoder
-from tradebus.schemas.control import ServiceStatus, Subscribe
-from tradebus.schemas.subjects import Family
+from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.values import TICK_KINDS, ServiceState
 from tradebus.shared.natsserver import NatsServer
 
@@ -199,12 +198,11 @@ async def run_connector(
                 break
         rss_startup = process.memory_info().rss  # idle: no stream is active yet
 
-        reply = await nc.request(
-            subjects.market_data_control(VENUE), encode(Subscribe(symbols=["*"], kinds=list(TICK_KINDS))), timeout=10
-        )
-        answer = reply_decoder(Family.MARKET_DATA_CONTROL).decode(reply.data)
-        if not answer.ok:
-            raise RuntimeError(f"subscribe refused: {answer}")
+        # Held (renewed) for the whole run: a run longer than the lease must not lose its streams.
+        lease = StreamLease(nc, VENUE, ["*"], TICK_KINDS)
+        answer = await lease.open()
+        if answer is None or not answer.ok:
+            raise RuntimeError(f"subscribe refused or unanswered: {answer}")
 
         async def published_total() -> tuple[float, int]:
             while not statuses.empty():
@@ -218,6 +216,7 @@ async def run_connector(
         result = await measured
         t1, n1 = await published_total()
         result.published_rate = (n1 - n0) / (t1 - t0) if t1 > t0 else None
+        await lease.close()
     finally:
         await nc.close()
         children.stop(child)

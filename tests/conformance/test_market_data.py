@@ -8,11 +8,15 @@ from decimal import Decimal
 
 import pytest
 
+from tradebus.client import Client
 from tradebus.schemas import subjects
+from tradebus.schemas.codecs import encode, reply_decoder
+from tradebus.schemas.control import Subscribe, Unsubscribe
 from tradebus.schemas.market import Bar, BookDelta, BookSnapshot, Instrument, Quote, Trade
+from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind
 
-from ..integration.helpers import collect, market_decoder
+from ..integration.helpers import collect, flowing, market_decoder, stopped, wait_until
 from .testbed import VenueUnderTest, tag
 
 # The message types of each stream kind; a book stream starts with a snapshot.
@@ -33,6 +37,52 @@ async def test_instruments_map_back_to_their_unified_symbols(testbed: VenueUnder
             assert connector.venue_symbol(instrument.symbol) == instrument.venue_symbol
             assert instrument.tick_size > 0 and instrument.lot_size > 0 and instrument.min_quantity > 0
         assert {i.symbol for i in published.messages} == {i.symbol for i in listed}
+
+
+async def test_a_late_client_learns_the_instruments_by_query_and_on_subscribe(testbed: VenueUnderTest) -> None:
+    testbed.on_demand(lease=60)
+    async with testbed.connector() as connector:
+        listed = {i.symbol: i for i in connector.instruments()}
+        client = Client(testbed.nc)  # not closed here: the connection is the testbed's
+        assert {i.symbol: i.tick_size for i in await client.instruments(testbed.venue)} == \
+            {symbol: i.tick_size for symbol, i in listed.items()}
+        instrument = testbed.instrument()
+        (answered,) = await client.instruments(testbed.venue, [instrument.symbol])
+        assert (answered.tick_size, answered.lot_size, answered.min_quantity, answered.min_notional) == \
+            (instrument.tick_size, instrument.lot_size, instrument.min_quantity, instrument.min_notional)
+
+        published = await collect(testbed.nc, subjects.market_data(testbed.venue, MarketDataKind.INSTRUMENT, instrument.symbol),
+                                  market_decoder.decode)
+        request = Subscribe(symbols=[instrument.symbol], kinds=[MarketDataKind.INSTRUMENT], subscriber="late-client")
+        await testbed.nc.request(subjects.market_data_control(testbed.venue), encode(request), timeout=5)
+        (definition,) = await published.wait_for(lambda messages: len(messages) >= 1)
+        assert definition.symbol == instrument.symbol and definition.tick_size == instrument.tick_size
+
+
+async def test_a_stream_runs_while_any_subscriber_holds_it(testbed: VenueUnderTest) -> None:
+    """Interest is counted per subscriber: one leaving keeps the stream for the other; a
+    subscriber that stops renewing loses its interest when the lease runs out."""
+    lease = 1.5
+    testbed.on_demand(lease=lease)
+    async with testbed.connector():
+        symbol = testbed.instrument().symbol
+        quotes = await collect(testbed.nc, subjects.market_data(testbed.venue, MarketDataKind.QUOTE, symbol),
+                               market_decoder.decode)
+
+        async def control(request: Subscribe | Unsubscribe) -> None:
+            reply = await testbed.nc.request(subjects.market_data_control(testbed.venue), encode(request), timeout=5)
+            assert reply_decoder(Family.MARKET_DATA_CONTROL).decode(reply.data).ok
+
+        await stopped(quotes)  # on demand: nothing before anyone asks
+        for subscriber in ("alice", "bob"):
+            await control(Subscribe(symbols=[symbol], kinds=[MarketDataKind.QUOTE], subscriber=subscriber))
+        await flowing(quotes, symbol, timeout=20)
+        await control(Unsubscribe(symbols=[symbol], kinds=[MarketDataKind.QUOTE], subscriber="alice"))
+        await flowing(quotes, symbol, timeout=20)
+        # bob never renews
+        interest = testbed.connector_instance.market_data.interest
+        await wait_until(lambda: interest.leases() == 0, "bob's lease expired", timeout=5 * lease)
+        await stopped(quotes, quiet=1.0)
 
 
 async def test_an_order_on_a_dotted_symbol_is_placed_and_cancelled(testbed: VenueUnderTest) -> None:

@@ -25,6 +25,7 @@ from tradebus.schemas.events import CommandRejected, OrderEvent
 from tradebus.schemas.market import Instrument, Quote
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType, Side, TimeInForce
 from tradebus.services.connector.base import VenueConnector
+from tradebus.services.connector.config import ConnectorConfig
 from tradebus.services.connector.service import ConnectorService
 from tradebus.services.settings import Settings, venue_config
 from tradebus.shared.natsserver import NatsServer
@@ -66,6 +67,18 @@ class VenueUnderTest:
         self.service: ConnectorService | None = None
         self.events: Collector | None = None
         self.quotes: dict[str, Quote] = {}
+
+    def on_demand(self, *, lease: float) -> None:
+        """Configure the connector to publish no stream until a subscriber asks, and to drop
+        interest not renewed within `lease` seconds."""
+        if self.emulator is None:
+            paper = msgspec.structs.replace(self.settings.paper, subscribe=[])
+            self.settings = msgspec.structs.replace(self.settings, paper=paper)
+        else:
+            venues = {self.venue: {**self.settings.venues[self.venue], "subscribe": []}}
+            self.settings = msgspec.structs.replace(self.settings, venues=venues)
+        self.settings = msgspec.structs.replace(self.settings, connector=ConnectorConfig(subscription_lease=lease))
+        self.config = venue_config(self.settings, self.venue, env={})
 
     # --- running the connector --------------------------------------------------------------
     @contextlib.asynccontextmanager

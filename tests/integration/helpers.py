@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode
 from tradebus.schemas.commands import OrderCommand, command_dedupe_id
+from tradebus.schemas.events import OrderCancelled, OrderFilled, OrderRejected
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import ServiceState
 from tradebus.services.connector.service import ConnectorService
@@ -97,6 +98,20 @@ async def collect(nc: nats.NATS, subject: str, decode: Callable[[bytes], Any]) -
     return collector
 
 
+async def flowing(collector: Collector, symbol: str, count: int = 3, timeout: float = 10) -> None:
+    """`count` more messages of `symbol` arrive."""
+    seen = sum(m.symbol == symbol for m in collector.messages)
+    await collector.wait_for(lambda ms: sum(m.symbol == symbol for m in ms) >= seen + count, timeout=timeout)
+
+
+async def stopped(collector: Collector, quiet: float = 0.5) -> None:
+    """Nothing arrives for `quiet` seconds (after what was in flight landed)."""
+    await asyncio.sleep(0.2)
+    before = len(collector.items)
+    await asyncio.sleep(quiet)
+    assert len(collector.items) == before, f"{len(collector.items) - before} messages after the stream should have stopped"
+
+
 async def route(nc: nats.NATS, command: OrderCommand) -> None:
     """Publish a command where risk would: the connector's route subject, durably."""
     js = nc.jetstream()
@@ -104,6 +119,23 @@ async def route(nc: nats.NATS, command: OrderCommand) -> None:
         subjects.route(command.venue, command.account), encode(command),
         headers={"Nats-Msg-Id": command_dedupe_id(command)},
     )
+
+
+async def send(nc: nats.NATS, command: OrderCommand) -> None:
+    """What a client does: publish the command durably (to risk) with its dedupe id."""
+    await nc.jetstream().publish(subjects.command(command.venue, command.account), encode(command),
+                                 headers={"Nats-Msg-Id": command_dedupe_id(command)})
+
+
+FINAL = (OrderRejected, OrderFilled, OrderCancelled)
+
+
+async def outcome(events: Collector, client_order_id: str, kinds: tuple[type, ...] = FINAL, timeout: float = 10.0) -> Any:
+    """The first event of one of `kinds` for an order (by default: how it ended)."""
+    def mine(m: object) -> bool:
+        return getattr(m, "client_order_id", None) == client_order_id and isinstance(m, kinds)
+
+    return next(filter(mine, await events.wait_for(lambda ms: any(map(mine, ms)), timeout)))
 
 
 def decimal(value: str) -> Decimal:

@@ -257,5 +257,5 @@ async def test_the_postgres_store_through_the_service(
         assert verified.stdout.startswith("ok: 3 records, chain intact"), verified.stdout + verified.stderr
     finally:
         admin = await asyncpg.connect(POSTGRES_DSN)
-        await admin.execute(f"DROP TABLE IF EXISTS {table}")
+        await admin.execute(f"DROP TABLE IF EXISTS {table}, {table}_streams")
         await admin.close()

@@ -11,11 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from tradebus.shared.config import EXIT_CONFIG
 from tradebus.shared.natsserver import NatsServer, free_port
 
 from ..conftest import REPO
@@ -37,9 +39,9 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 class Fleet:
     """`tradebus up` in the background, stopped with SIGTERM like a user's Ctrl-C."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
         self.port = free_port()
-        self.env = clean_env(tmp_path, TRADEBUS_NATS_URL=f"nats://127.0.0.1:{self.port}")
+        self.env = clean_env(tmp_path, TRADEBUS_NATS_URL=f"nats://127.0.0.1:{self.port}", **env)
         self.output = tmp_path / "up.log"
         self.process = subprocess.Popen(
             [*TRADEBUS, "up", *args], env=self.env, stdout=self.output.open("w"), stderr=subprocess.STDOUT
@@ -131,7 +133,13 @@ def test_up_restarts_a_service_that_dies(fleet: Fleet) -> None:
         time.sleep(0.5)
     else:
         raise AssertionError("the connector was not restarted")
-    assert "restarting" in fleet.output.read_text()
+    output = fleet.output.read_text()
+    assert "connector.paper exited (killed by SIGKILL)" in output and "restarting in" in output
+    # the table said so while it was down, and counts the restart since
+    assert any(line.startswith("connector.paper") and " restarting " in line and "killed by SIGKILL" in line
+               for line in output.splitlines()), output
+    table_rows = [line for line in output.splitlines() if line.startswith("connector.paper")]
+    assert " ready " in table_rows[-1] and "last exit: killed by SIGKILL" in table_rows[-1]
 
 
 def test_up_stops_everything_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -158,18 +166,41 @@ def test_a_config_with_an_unknown_key_is_refused_before_anything_starts(tmp_path
     config.write_text('[paper]\nsede = 3\n')
     for command in (["up", "--config", str(config)], ["run", "connector", "--config", str(config)]):
         result = tradebus(*command, env=clean_env(tmp_path), timeout=30)
-        assert result.returncode == 2
+        assert result.returncode == EXIT_CONFIG
         assert "sede" in result.stderr and "seed" in result.stderr
+
+
+def test_run_refuses_an_unknown_log_level_with_a_suggestion(tmp_path: Path) -> None:
+    result = tradebus("run", "risk", env=clean_env(tmp_path, TRADEBUS_LOG_LEVEL="DEBGU"), timeout=30)
+    assert result.returncode == EXIT_CONFIG and "Traceback" not in result.stderr
+    assert "'log_level'" in result.stderr and "did you mean 'DEBUG'?" in result.stderr
+
+
+def test_version_names_the_installed_release(tmp_path: Path) -> None:
+    result = tradebus("--version", env=clean_env(tmp_path))
+    assert result.returncode == 0 and result.stdout.strip() == f"tradebus {version('tradebus')}"
+
+
+def test_ticks_into_a_pipe_closed_by_its_reader_ends_quietly(fleet: Fleet) -> None:
+    """`tradebus ticks | head -3`: once head has its lines, ticks ends with 0 and no traceback."""
+    ticks = subprocess.Popen([*TRADEBUS, "ticks", "--venue", "paper"], env=fleet.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    lines = [ticks.stdout.readline() for _ in range(3)]
+    ticks.stdout.close()  # what head does after its third line
+    assert all(line.startswith("paper ") for line in lines), lines
+    assert ticks.wait(30) == 0
+    stderr = ticks.stderr.read()
+    assert "Traceback" not in stderr and "Broken pipe" not in stderr and "BrokenPipe" not in stderr, stderr
 
 
 def test_run_refuses_an_unknown_venue(tmp_path: Path) -> None:
     result = tradebus("run", "connector", "--venue", "nope", env=clean_env(tmp_path), timeout=30)
-    assert result.returncode == 2 and "nope" in result.stderr
+    assert result.returncode == EXIT_CONFIG and "nope" in result.stderr
 
 
 def test_client_commands_explain_an_unreachable_bus(tmp_path: Path) -> None:
     env = clean_env(tmp_path, TRADEBUS_NATS_URL=f"nats://127.0.0.1:{free_port()}")
-    for command in (["status"], ["ticks", "--count", "1"]):
+    for command in (["status"], ["ticks", "--count", "1"], ["instruments", "--venue", "paper"]):
         result = tradebus(*command, env=env, timeout=30)
         assert result.returncode == 1 and "cannot reach the bus" in result.stderr
 

@@ -42,7 +42,7 @@ from tradebus.cli.run import build_service
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode, reply_decoder
 from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
-from tradebus.schemas.control import ListInstruments, SetTradingState
+from tradebus.schemas.control import GetInstruments, ListInstruments, SetTradingState
 from tradebus.schemas.events import OrderAccepted, OrderFilled
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import OrderType, ServiceState, Side, TradingState
@@ -384,7 +384,8 @@ async def test_a_client_cannot_forge_events_touch_jetstream_or_listen_to_the_ord
     with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
         await client.nc.jetstream(timeout=1).delete_stream("ROUTE")
     assert await client.refused("publish", "$JS.API.STREAM.DELETE.ROUTE")
-    for subject in ("tradebus.route.>", "tradebus.cmd.>", "tradebus.ctl.md.paper", "tradebus.ctl.ping", "$JS.API.>", ">"):
+    for subject in ("tradebus.route.>", "tradebus.cmd.>", "tradebus.ctl.md.paper", "tradebus.ctl.instruments.paper",
+                    "tradebus.ctl.ping", "$JS.API.>", ">"):
         await client.nc.subscribe(subject)
         assert await client.refused("subscription", subject), subject
     assert (await risk.nc.jetstream().stream_info("ROUTE")).state.messages == 0
@@ -407,6 +408,8 @@ async def test_the_paper_connector_runs_with_nothing_but_its_own_permissions(
         answer = await request(client, subjects.market_data_control("paper"), encode(ListInstruments()))
         listed = reply_decoder(Family.MARKET_DATA_CONTROL).decode(answer.data)
         assert listed.ok and "BTC/USDT" in listed.instruments
+        answer = await request(client, subjects.instruments("paper"), encode(GetInstruments(symbols=["BTC/USDT"])))
+        assert [i.symbol for i in reply_decoder(Family.INSTRUMENTS).decode(answer.data).instruments] == ["BTC/USDT"]
         pong = await request(client, subjects.PING, b"")
         assert decoder(Family.STATUS).decode(pong.data).service == "connector"
 
@@ -421,14 +424,15 @@ async def test_the_paper_connector_runs_with_nothing_but_its_own_permissions(
         while not quotes and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert quotes, "no market data reached the client"
-        # The operator's view, as the `client` user.
+        # The operator's view, heartbeat history included (a `client` sees only live answers:
+        # the whole-fleet test below runs it as `client`).
         env = {**_base_env(), "PYTHONUNBUFFERED": "1"}
         status = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tradebus.cli.main", "status", "--nats-url", server.url("client"), "--wait", "1.5",
+            sys.executable, "-m", "tradebus.cli.main", "status", "--nats-url", server.url("operator"), "--wait", "1.5",
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(status.communicate(), 30)
-        assert status.returncode == 0, err.decode()
+        assert status.returncode == 0 and not err, err.decode()
         assert "connector" in out.decode() and "paper" in out.decode()
     # The connector acked the command only after its events were stored: nothing is pending.
     connector = await connect("connector-paper")
@@ -436,6 +440,10 @@ async def test_the_paper_connector_runs_with_nothing_but_its_own_permissions(
     assert info.num_ack_pending == 0 and info.num_pending == 0
     await quiet(client, risk, connector)
     assert server.violations() == []
+    # Its heartbeats tell risk the paper venue is alive; it cannot vouch for another venue.
+    connector = await connect("connector-paper")
+    await connector.nc.publish(subjects.status("connector", "binance"), b"{}")
+    assert await connector.refused("publish", "tradebus.status.connector.binance")
 
 
 async def cli(url: str, *argv: str, timeout: float = 60) -> tuple[int, str]:
@@ -488,6 +496,10 @@ async def test_the_whole_fleet_and_its_operators_run_with_nothing_but_their_own_
         assert code == 0 and "e2e-1" in out, out
         code, out = await cli(client_url, "status", "--wait", "1.5")
         assert code == 0 and all(name in out for name in ("connector", "risk", "oms", "audit")), out
+        # the operator also reads the heartbeat history (services that stopped beating keep their row)
+        code, out = await cli(operator_url, "status", "--wait", "1.5")
+        assert code == 0 and all(name in out for name in ("connector", "risk", "oms", "audit")), out
+        assert "no heartbeat history" not in out, out
 
         # The kill switch is the operator's, not a client's.
         code, out = await cli(client_url, "halt", "--reason", "not mine to pull", timeout=90)
@@ -509,6 +521,8 @@ async def test_the_whole_fleet_and_its_operators_run_with_nothing_but_their_own_
         assert code == 0, out
         code, out = await cli(operator_url, "resume", "--reason", "done")
         assert code == 0, out
+        code, out = await cli(operator_url, "risk", "limits")  # risk reads connector heartbeats to answer orders
+        assert code == 0 and "[defaults]" in out, out
 
         deadline = time.monotonic() + 20
         while True:  # the order manager catches up with the events, then a rebuild agrees with it

@@ -13,6 +13,7 @@ import psutil
 
 from tradebus.schemas.codecs import decoder
 from tradebus.schemas.subjects import Family
+from tradebus.shared.config import EXIT_CONFIG
 
 from .test_cli import TRADEBUS, Fleet, clean_env, tradebus
 
@@ -68,8 +69,8 @@ def test_run_connector_explains_bad_venue_settings(tmp_path: Path) -> None:
     config = tmp_path / "tradebus.toml"
     config.write_text('[venues.binance]\nexchange = "binance"\nsymbolz = ["BTC/USDT"]\n')
     result = tradebus("run", "connector", "--venue", "binance", "--config", str(config), env=clean_env(tmp_path), timeout=60)
-    assert result.returncode == 2 and "symbolz" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == EXIT_CONFIG and "symbolz" in result.stderr and "Traceback" not in result.stderr
 
     config.write_text('[venues.binance]\nexchange = "binance"\n')
     result = tradebus("run", "connector", "--venue", "binance", "--config", str(config), env=clean_env(tmp_path), timeout=60)
-    assert result.returncode == 2 and "BINANCE_API_KEY" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == EXIT_CONFIG and "BINANCE_API_KEY" in result.stderr and "Traceback" not in result.stderr

@@ -7,13 +7,14 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import jsonschema
 
 from ..conftest import REPO
-from .test_cli import MARKET_DATA_SCHEMA, TRADEBUS, Fleet
+from .test_cli import MARKET_DATA_SCHEMA, TRADEBUS, Fleet, whole_fleet
 
 
 def _section(title: str) -> str:
@@ -52,6 +53,20 @@ def test_the_quick_start_works_as_written(tmp_path: Path) -> None:
                     jsonschema.Draft202012Validator(MARKET_DATA_SCHEMA).validate(json.loads(line))
     finally:
         assert fleet.stop() == 0
+
+
+def test_the_python_snippet_runs_as_a_script(tmp_path: Path) -> None:
+    snippets = re.findall(r"```python\n(.*?)```", _section("From your own code"), flags=re.S)
+    assert len(snippets) == 1
+    script = tmp_path / "snippet.py"
+    script.write_text(snippets[0])
+    with whole_fleet(tmp_path) as fleet:  # TRADEBUS_NATS_URL points the snippet at it
+        result = subprocess.run([sys.executable, str(script)], env=fleet.env, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("OrderAccepted(") and any(line.startswith("OrderFilled(") for line in lines)
+    quotes = [line.split(" ") for line in lines[-5:]]
+    assert all(len(quote) == 3 and float(quote[1]) < float(quote[2]) for quote in quotes), lines  # symbol bid ask
 
 
 def test_ci_installs_what_the_readme_installs_and_runs_the_readme_test_command() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import encode, reply_decoder
-from tradebus.schemas.commands import CancelOrder, ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
+from tradebus.schemas.commands import CancelOrder, ModifyOrder, PlaceOrder
 from tradebus.schemas.control import GetTradingState, SetTradingState
 from tradebus.schemas.events import CommandRejected, OrderAccepted, OrderCancelled, OrderFilled, OrderRejected
 from tradebus.schemas.subjects import Family
@@ -26,9 +26,11 @@ from .helpers import (
     collect,
     event_decoder,
     market_decoder,
+    outcome,
     paper_settings,
     running_connector,
     running_service,
+    send,
     wait_until,
 )
 
@@ -68,12 +70,6 @@ def risk_settings(url: str, limits_file: Path, **risk: object):
     return msgspec.structs.replace(settings, risk=config)
 
 
-async def send(nc: nats.NATS, command: OrderCommand) -> None:
-    """What a client does: publish the command durably with its dedupe id."""
-    await nc.jetstream().publish(subjects.command(command.venue, command.account), encode(command),
-                                 headers={"Nats-Msg-Id": command_dedupe_id(command)})
-
-
 def place(client_order_id: str, **terms: object) -> PlaceOrder:
     values = dict(venue="paper", account="demo", symbol="BTC/USDT", side=Side.BUY, order_type=OrderType.MARKET,
                   quantity=Decimal("0.01"))
@@ -96,17 +92,6 @@ async def mid_price(nc: nats.NATS, symbol: str) -> Decimal:
     quotes = await collect(nc, subjects.market_data("paper", MarketDataKind.QUOTE, symbol), market_decoder.decode)
     quote = (await quotes.wait_for(lambda ms: len(ms) >= 1))[0]
     return (quote.bid + quote.ask) / 2
-
-
-FINAL = (OrderRejected, OrderFilled, OrderCancelled)
-
-
-async def outcome(events, client_order_id: str, kinds: tuple[type, ...] = FINAL) -> object:
-    """The first event of one of `kinds` for an order (by default: how it ended)."""
-    def mine(m: object) -> bool:
-        return getattr(m, "client_order_id", None) == client_order_id and isinstance(m, kinds)
-
-    return next(filter(mine, await events.wait_for(lambda ms: any(map(mine, ms)))))
 
 
 async def test_every_risk_reject_reason_is_reachable(nats_server: NatsServer, limits_file: Path) -> None:

@@ -6,9 +6,10 @@ from decimal import Decimal as D
 
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, PlaceOrder
 from tradebus.schemas.control import (
-    AggregatePosition, GetOrder, GetPositions, GetTradingState, ListInstruments, ListOrders, OmsReply, Reconcile,
-    ReconcileReply, ServiceStatus, SetTradingState, StreamSubscription, Subscribe, SubscriptionReply,
-    TradingStateReply, Unsubscribe, VenuePosition,
+    AggregatePosition, GetInstruments, GetOrder, GetPositions, GetRiskLimits, GetTradingState, InstrumentsReply,
+    ListInstruments, ListOrders, OmsReply, Reconcile, ReconcileReply, RiskLimitLevel, RiskLimitsReply, RiskRateLimits,
+    ServiceStatus, SetTradingState, StreamSubscription, Subscribe, SubscriptionReply, TradingStateReply, Unsubscribe,
+    VenuePosition,
 )
 from tradebus.schemas.events import (
     Balance, BalanceUpdate, CommandAction, CommandRejected, Fill, OrderAccepted, OrderCancelled, OrderExpired,
@@ -34,8 +35,8 @@ FILL = Fill(trade_id="F1", side=Side.BUY, price=D("420.10"), quantity=D("2"), fe
 EXAMPLES = [
     PlaceOrder(client_order_id="c1", venue="paper", account="demo", symbol="BTC/USDT", side=Side.BUY,
                order_type=OrderType.STOP_LIMIT, quantity=D("0.5"), price=D("60000.10"), stop_price=D("59990"),
-               time_in_force=TimeInForce.GTD, expire_time=T),
-    ModifyOrder(client_order_id="c1", modify_id="m1", venue="paper", account="demo", price=D("1.5")),
+               time_in_force=TimeInForce.GTD, expire_time=T, ttl_ms=5000),
+    ModifyOrder(client_order_id="c1", modify_id="m1", venue="paper", account="demo", price=D("1.5"), ttl_ms=2000),
     CancelOrder(client_order_id="c1", venue="paper", account="demo"),
     CancelAllOrders(request_id="r1", venue="paper", account="demo", symbol="M&M", side=Side.SELL),
     OrderSubmitted(**ORDER),
@@ -67,10 +68,17 @@ EXAMPLES = [
     ServiceStatus(service="connector", instance="paper", state=ServiceState.READY, version="1", pid=1, started_at=T,
                   ts_event=T, heartbeat_ms=1000, counters={"received": 1}),
     Subscribe(symbols=["*"]),
-    Unsubscribe(symbols=["AAPL"], kinds=[MarketDataKind.QUOTE]),
+    Subscribe(symbols=["BRK.B"], kinds=[MarketDataKind.INSTRUMENT], subscriber="5f0c2b7e-strategy-1"),
+    Unsubscribe(symbols=["AAPL"], kinds=[MarketDataKind.QUOTE], subscriber="5f0c2b7e-strategy-1"),
     ListInstruments(),
     SubscriptionReply(ok=False, subscriptions=[StreamSubscription(symbol="AAPL", kinds=[MarketDataKind.BAR])],
-                      unknown_symbols=["NOPE"]),
+                      unknown_symbols=["NOPE"], lease_ms=60_000),
+    GetInstruments(symbols=["BTC/USDT"]),
+    GetInstruments(),
+    InstrumentsReply(ok=True, instruments=[
+        Instrument(**MD, venue_symbol="BTCUSDT", asset_class="crypto", base="BTC", quote="USDT", tick_size=D("0.01"),
+                   lot_size=D("0.00001"), min_quantity=D("0.00001"), min_notional=D("5"))]),
+    InstrumentsReply(ok=False, unknown_symbols=["NOPE"]),
     TradingStateChanged(event_id="risk.1", account=None, state=TradingState.HALTED, reason="fat finger", ts_event=T),
     GetOrder(venue="paper", account="demo", client_order_id="c1"),
     ListOrders(open_only=True),
@@ -86,4 +94,9 @@ EXAMPLES = [
     SetTradingState(account="demo", state=TradingState.REDUCING_ONLY, reason="drawdown"),
     GetTradingState(),
     TradingStateReply(ok=True, fleet=TradingState.ACTIVE, accounts={"demo": TradingState.HALTED}),
+    GetRiskLimits(),
+    RiskLimitsReply(ok=True, source="limits file /etc/tradebus/limits.toml",
+                    defaults=RiskLimitLevel(allowed_symbols=["*"], max_quantity=D("5"), max_open_orders=1000),
+                    instruments={"paper:AAPL": RiskLimitLevel(max_position=D("10"))},
+                    account_states={"demo": TradingState.REDUCING_ONLY}, rate=RiskRateLimits(per_account=D("10"))),
 ]

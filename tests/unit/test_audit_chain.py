@@ -24,7 +24,8 @@ from tradebus.services.audit.chain import (
     record_hash,
 )
 from tradebus.services.audit.config import AuditConfig
-from tradebus.services.audit.store import SQLITE_TABLE, AuditStore, PostgresAuditStore, SqliteAuditStore
+from tradebus.services.audit.identity import StreamBinding
+from tradebus.services.audit.store import SQLITE_STREAMS, SQLITE_TABLE, AuditStore, PostgresAuditStore, SqliteAuditStore
 from tradebus.services.settings import load_settings
 from tradebus.shared.config import ConfigError
 
@@ -156,7 +157,7 @@ async def postgres_backend() -> AsyncIterator[Backend]:
         finally:
             await backend.store.close()
     finally:
-        await admin.execute(f"DROP TABLE IF EXISTS {table}")
+        await admin.execute(f"DROP TABLE IF EXISTS {table}, {table}_streams")
         await admin.close()
 
 
@@ -207,16 +208,19 @@ async def test_a_failing_append_stores_nothing(backend: Backend) -> None:
 
 async def test_updates_and_deletes_are_refused(backend: Backend) -> None:
     await backend.store.append([record(1)])
+    await backend.store.bind([StreamBinding(stream="CMD", created="2026-01-01T00:00:00Z", first_seq=1, bound_at=1)])
     table = backend.table
     if isinstance(backend.store, SqliteAuditStore):
         db = sqlite3.connect(backend.store.path)
-        for statement in (f"UPDATE {table} SET payload = x'00'", f"DELETE FROM {table}"):
+        for statement in (f"UPDATE {table} SET payload = x'00'", f"DELETE FROM {table}",
+                          f"UPDATE {SQLITE_STREAMS} SET created = ''", f"DELETE FROM {SQLITE_STREAMS}"):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 db.execute(statement)
         db.close()
     else:
         db = await asyncpg.connect(POSTGRES_DSN)
-        for statement in (f"UPDATE {table} SET payload = '\\x00'", f"DELETE FROM {table}", f"TRUNCATE {table}"):
+        for statement in (f"UPDATE {table} SET payload = '\\x00'", f"DELETE FROM {table}", f"TRUNCATE {table}",
+                          f"UPDATE {table}_streams SET created = ''", f"DELETE FROM {table}_streams"):
             with pytest.raises(asyncpg.RaiseError, match="append-only"):
                 await db.execute(statement)
         await db.close()
@@ -260,6 +264,32 @@ async def test_verify_names_the_first_of_two_swapped_records(backend: Backend) -
     assert result.first_broken is not None
     assert (result.first_broken.id, result.first_broken.stream_seq) == (2, 4)
     assert "moved" in result.first_broken.reason
+
+
+async def test_coverage_names_the_holes_of_a_stream(backend: Backend) -> None:
+    await backend.store.append([record(seq) for seq in (2, 3, 5, 9, 10)] + [record(4, stream="ROUTE")])
+    coverage = await backend.store.coverage("CMD", 1, 12)
+    assert (coverage.count, coverage.lowest, coverage.highest) == (5, 2, 10)
+    assert coverage.gaps == [(4, 4), (6, 8)]  # ROUTE's 4 is another stream's
+    assert coverage.missing_ranges(1, 12) == [(1, 1), (4, 4), (6, 8), (11, 12)]
+    assert (await backend.store.coverage("CMD", 4, 8)).count == 1
+    empty = await backend.store.coverage("EVENTS", 1, 3)
+    assert empty.count == 0 and empty.missing_ranges(1, 3) == [(1, 3)] and empty.missing_ranges(4, 3) == []
+    [nine] = [r for r in await backend.store.history("o-1") if (r.stream, r.stream_seq) == ("CMD", 9)]
+    assert await backend.store.record_at("CMD", 9) == nine
+    assert await backend.store.record_at("CMD", 4) is None
+
+
+async def test_a_stream_binding_is_written_once(backend: Backend) -> None:
+    assert await backend.store.bindings() == {}
+    first = StreamBinding(stream="CMD", created="2026-01-01T00:00:00.123456789Z", first_seq=1, bound_at=1)
+    other = StreamBinding(stream="CMD", created="2026-02-02T00:00:00Z", first_seq=1, bound_at=2)
+    route = StreamBinding(stream="ROUTE", created="2026-02-02T00:00:00Z", first_seq=7, bound_at=2)
+    assert await backend.store.bind([first]) == {"CMD": first}
+    # A later bind (another instance, racing) never replaces a binding.
+    assert await backend.store.bind([other, route]) == {"CMD": first, "ROUTE": route}
+    await backend.reopen()
+    assert await backend.store.bindings() == {"CMD": first, "ROUTE": route}
 
 
 # --- configuration -----------------------------------------------------------------------------

@@ -358,3 +358,19 @@ def test_malformed_secrets_line_names_line_not_content(tmp_path: Path, line: str
 def test_missing_secrets_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"cannot read secrets file .*absent.env"):
         load_secrets_file(tmp_path / "absent.env")
+
+
+def test_a_log_level_outside_the_known_ones_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    from tradebus.services.settings import load_settings
+
+    path = tmp_path / "tradebus.toml"
+    path.write_text('log_level = "debgu"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(str(path), env={})
+    assert str(caught.value) == (
+        f"invalid setting 'log_level' in {path}: Invalid enum value 'debgu' (did you mean 'DEBUG'?); "
+        "valid values: DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    )
+    with pytest.raises(ConfigError, match=r"TRADEBUS_LOG_LEVEL: Invalid enum value 'LOUD'; valid values: DEBUG, "):
+        load_settings(env={"TRADEBUS_LOG_LEVEL": "LOUD"})
+    assert load_settings(env={"TRADEBUS_LOG_LEVEL": "warning"}).log_level == "WARNING"  # any case is fine

@@ -31,7 +31,11 @@ def _closure(root: str, extras: set[str]) -> set[str]:
     todo: list[tuple[str, set[str]]] = [(root, extras)]
     while todo:
         name, wanted = todo.pop()
-        for text in metadata.requires(name) or []:
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:  # an extra not installed here (bench): its own pin is checked
+            continue
+        for text in requires:
             requirement = Requirement(text)
             environment = [{"extra": extra} for extra in wanted] or [{"extra": ""}]
             if requirement.marker and not any(requirement.marker.evaluate(env) for env in environment):

@@ -80,7 +80,7 @@ def test_the_doc_shows_every_step_of_the_walkthrough() -> None:
         "place", "cancel", "modify", "cancel_all",  # order-command.json
         "accepted", "partially_filled", "filled", "rejected", "cancelled", "command_rejected",  # order-event.json
         "quote", "trade", "bar", "book_snapshot", "book_delta", "instrument", "gap", "reconnected",  # market-data.json
-        "subscribe", "list_instruments", "subscription", "get_order", "list_orders", "get_positions", "oms_reply",
+        "subscribe", "unsubscribe", "list_instruments", "subscription", "get_instruments", "instruments", "get_order", "list_orders", "get_positions", "oms_reply",
     }
     assert wanted <= set(shown), f"missing examples: {sorted(wanted - set(shown))}"
 

@@ -63,6 +63,7 @@ def test_every_builder_parses_back_to_its_family() -> None:
         subjects.order_events("binance", "acct-1"): Family.ORDER_EVENT,
         subjects.account_events("binance", "acct-1"): Family.ACCOUNT_EVENT,
         subjects.market_data_control("binance"): Family.MARKET_DATA_CONTROL,
+        subjects.instruments("binance"): Family.INSTRUMENTS,
         subjects.status("connector", "binance"): Family.STATUS,
         subjects.PING: Family.PING,
         subjects.OMS_QUERY: Family.OMS_QUERY,
@@ -85,8 +86,9 @@ def test_every_registry_pattern_has_a_builder_that_matches_it() -> None:
                 .replace("{symbol}", "S").replace("{service}", "s").replace("{instance}", "i").replace("{source}", "f") for spec in subjects.SUBJECTS}
     built = {subjects.command("v", "a"), subjects.route("v", "a"), subjects.order_events("v", "a"),
              subjects.account_events("v", "a"), subjects.market_data("v", MarketDataKind.QUOTE, "S"),
-             subjects.market_data_control("v"), subjects.status("s", "i"), subjects.PING, subjects.OMS_QUERY,
-             subjects.reconcile("v"), subjects.RISK_CONTROL, subjects.RISK_EVENTS, subjects.dead_letter("s", "f")}
+             subjects.market_data_control("v"), subjects.instruments("v"), subjects.status("s", "i"), subjects.PING,
+             subjects.OMS_QUERY, subjects.reconcile("v"), subjects.RISK_CONTROL, subjects.RISK_EVENTS,
+             subjects.dead_letter("s", "f")}
     assert patterns == built
 
 

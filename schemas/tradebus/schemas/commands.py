@@ -1,13 +1,16 @@
 """Order commands: what a client asks a venue account to do.
 
 Commands travel on `tradebus.cmd.<venue>.<account>` (client to risk) and, once approved,
-unchanged on `tradebus.route.<venue>.<account>` (risk to connector).
+unchanged on `tradebus.route.<venue>.<account>` (risk to connector). A place or modify has
+a deadline (`ttl_ms` after intake); cancels have none, taking risk off is never too late.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Union
+from typing import Annotated, Union
+
+import msgspec
 
 from .values import (
     AccountName,
@@ -22,6 +25,17 @@ from .values import (
     VenueName,
     check_decimal,
 )
+
+TimeToLive = Annotated[
+    int,
+    msgspec.Meta(
+        ge=1,
+        le=3_600_000,
+        description="Milliseconds from intake (the command's store time in the CMD stream) after which the fleet "
+        "refuses to send the command to the venue (`deadline_exceeded`). Default: the fleet's `risk.command_ttl`; "
+        "capped at `risk.max_command_ttl`.",
+    ),
+]
 
 
 class PlaceOrder(StrictMessage, frozen=True, kw_only=True, tag="place"):
@@ -42,6 +56,7 @@ class PlaceOrder(StrictMessage, frozen=True, kw_only=True, tag="place"):
     post_only: bool = False
     reduce_only: bool = False
     ts_created: Nanos = 0
+    ttl_ms: TimeToLive | None = None
 
     def __post_init__(self) -> None:
         check_decimal("quantity", self.quantity)
@@ -77,6 +92,7 @@ class ModifyOrder(StrictMessage, frozen=True, kw_only=True, tag="modify"):
     price: Decimal | None = None
     stop_price: Decimal | None = None
     ts_created: Nanos = 0
+    ttl_ms: TimeToLive | None = None
 
     def __post_init__(self) -> None:
         if self.quantity is None and self.price is None and self.stop_price is None:

@@ -8,6 +8,7 @@ from typing import Annotated, Union
 import msgspec
 
 from .lifecycle import OrderRecord
+from .market import Instrument
 from .values import (
     TICK_KINDS,
     AccountName,
@@ -39,18 +40,42 @@ class ServiceStatus(Message, frozen=True, kw_only=True, tag="status"):
     heartbeat_ms: int  # a watcher may call a service lost after missing a few
     counters: dict[str, int] = {}
     detail: Text = ""
+    http_port: int | None = None  # its /metrics, /healthz and /readyz on its host; None: not serving yet
+
+
+# A market-data subscriber names itself so that its interest is counted apart from every
+# other subscriber's: a stream stops only when nobody holds it. Anyone who knows the id can
+# release its interest, so a client picks an unguessable one (a random UUID).
+SubscriberId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9_.:-]{0,64}$",
+        description="Who holds the interest (0-64 of `A-Z a-z 0-9 _ . : -`; a random UUID is a good choice). "
+        "Empty: the anonymous subscriber, one holder shared by everyone who names none.",
+    ),
+]
 
 
 class Subscribe(StrictMessage, frozen=True, kw_only=True, tag="subscribe"):
-    """Ask a connector to publish these streams. `["*"]` means every instrument it lists."""
+    """Ask a connector to publish these streams. `["*"]` means every instrument it lists.
+
+    The interest is a lease held by `subscriber` for the connector's lease time (the reply's
+    `lease_ms`): send the same request again well within it (every third of it) to renew,
+    or the interest expires. A stream stops once no subscriber holds it. Naming the
+    `instrument` kind publishes the current definitions of the symbols at once, on their
+    instrument streams (on a first subscribe; a renewal sends nothing new)."""
 
     symbols: list[Symbol]
     kinds: list[MarketDataKind] = msgspec.field(default_factory=lambda: list(TICK_KINDS))
+    subscriber: SubscriberId = ""
 
 
 class Unsubscribe(StrictMessage, frozen=True, kw_only=True, tag="unsubscribe"):
+    """Release `subscriber`'s interest in these streams; other subscribers keep theirs."""
+
     symbols: list[Symbol]
     kinds: list[MarketDataKind] = msgspec.field(default_factory=lambda: list(TICK_KINDS))
+    subscriber: SubscriberId = ""
 
 
 class ListInstruments(StrictMessage, frozen=True, kw_only=True, tag="list_instruments"):
@@ -66,11 +91,32 @@ class StreamSubscription(Message, frozen=True, kw_only=True, tag="stream"):
 
 
 class SubscriptionReply(Message, frozen=True, kw_only=True, tag="subscription"):
-    """The connector's subscriptions after the request; `unknown_symbols` were refused."""
+    """The connector's subscriptions after the request; `unknown_symbols` were refused.
+    `lease_ms`: how long an interest lasts without renewal (0 from connectors older than
+    leases)."""
 
     ok: bool
     subscriptions: list[StreamSubscription]
     instruments: list[Symbol] = []
+    unknown_symbols: list[str] = []
+    error: Text = ""
+    lease_ms: int = 0
+
+
+# --- reference data (tradebus.ctl.instruments.<venue>) ------------------------------------
+class GetInstruments(StrictMessage, frozen=True, kw_only=True, tag="get_instruments"):
+    """Ask a connector for its instrument definitions: those of `symbols`, or every
+    instrument it lists when `symbols` is empty."""
+
+    symbols: Annotated[list[Symbol], msgspec.Meta(max_length=10_000)] = []
+
+
+class InstrumentsReply(Message, frozen=True, kw_only=True, tag="instruments"):
+    """The definitions as the connector holds them now (`seq` 0: not a stream message;
+    `ts_event` is when the reply was made). `unknown_symbols` the venue does not list."""
+
+    ok: bool
+    instruments: list[Instrument] = []
     unknown_symbols: list[str] = []
     error: Text = ""
 
@@ -148,7 +194,47 @@ class GetTradingState(StrictMessage, frozen=True, kw_only=True, tag="get_trading
     pass
 
 
-RiskRequest = Union[SetTradingState, GetTradingState]
+class GetRiskLimits(StrictMessage, frozen=True, kw_only=True, tag="get_risk_limits"):
+    """Ask risk for the limits it applies now (answered with a `risk_limits` reply)."""
+
+
+RiskRequest = Union[SetTradingState, GetTradingState, GetRiskLimits]
+
+
+class RiskLimitLevel(Message, frozen=True, kw_only=True, tag="limit_level"):
+    """One level of risk limits (defaults, a venue, an account or an instrument). A null
+    field inherits from the level below: instrument over account over venue over defaults."""
+
+    max_quantity: Decimal | None = None
+    max_notional: Decimal | None = None
+    max_position: Decimal | None = None  # absolute net position, open orders included
+    max_open_orders: int | None = None
+    price_collar_bps: Decimal | None = None  # limit/stop prices within this distance of the mid
+    daily_loss_limit: Decimal | None = None  # loss (positive number) since UTC midnight that halts new risk
+    allowed_symbols: list[str] | None = None  # ["*"] = any
+
+
+class RiskRateLimits(Message, frozen=True, kw_only=True, tag="rate_limits"):
+    """Orders per second routed per account and per venue; `burst` orders may go at once."""
+
+    per_account: Decimal = Decimal(50)
+    per_venue: Decimal = Decimal(200)
+    burst: int = 20
+
+
+class RiskLimitsReply(Message, frozen=True, kw_only=True, tag="risk_limits"):
+    """The limits risk applies: `defaults` already merged over the built-in defaults, the
+    other levels as configured. `source` says where they were read from."""
+
+    ok: bool
+    source: Text = ""
+    defaults: RiskLimitLevel = msgspec.field(default_factory=RiskLimitLevel)
+    venues: dict[str, RiskLimitLevel] = {}
+    accounts: dict[str, RiskLimitLevel] = {}
+    instruments: dict[str, RiskLimitLevel] = {}  # key "venue:symbol"
+    account_states: dict[str, TradingState] = {}
+    rate: RiskRateLimits = msgspec.field(default_factory=RiskRateLimits)
+    error: Text = ""
 
 
 class TradingStateReply(Message, frozen=True, kw_only=True, tag="trading_state"):
@@ -156,3 +242,6 @@ class TradingStateReply(Message, frozen=True, kw_only=True, tag="trading_state")
     fleet: TradingState
     accounts: dict[str, TradingState] = {}
     error: Text = ""
+
+
+RiskReply = Union[TradingStateReply, RiskLimitsReply]

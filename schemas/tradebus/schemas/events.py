@@ -17,6 +17,7 @@ import enum
 from decimal import Decimal
 from typing import Union
 
+from .commands import CancelAllOrders, OrderCommand, PlaceOrder
 from .values import (
     AccountName,
     CancelReason,
@@ -144,6 +145,24 @@ class CommandRejected(Message, frozen=True, kw_only=True, tag="command_rejected"
     message: Text = ""
     ts_event: Nanos
     ts_recv: Nanos
+
+
+def command_refused(command: OrderCommand, *, event_id: str, reason: RejectReason, message: str,
+                    now: int) -> OrderRejected | CommandRejected:
+    """The answer to a decoded command the fleet refuses before the venue sees it: a place
+    becomes a rejected order, anything else a rejected command (the order keeps its state)."""
+    if isinstance(command, PlaceOrder):
+        return OrderRejected(
+            event_id=event_id, client_order_id=command.client_order_id, venue=command.venue, account=command.account,
+            symbol=command.symbol, reason=reason, message=message[:1024], ts_event=now, ts_recv=now,
+        )
+    cancel_all = isinstance(command, CancelAllOrders)
+    return CommandRejected(
+        event_id=event_id, action=CommandAction(command.__struct_config__.tag), venue=command.venue,
+        account=command.account, reason=reason, message=message[:1024], ts_event=now, ts_recv=now,
+        client_order_id=None if cancel_all else command.client_order_id,
+        request_id=command.request_id if cancel_all else getattr(command, "modify_id", None),
+    )
 
 
 def malformed_command(*, venue: str, account: str, stream_seq: int, message: str, now: int, issuer: str = "") -> CommandRejected:

@@ -17,15 +17,17 @@ from typing import Any
 
 from .commands import OrderCommand
 from .control import (
+    GetInstruments,
+    InstrumentsReply,
     OmsReply,
     OmsRequest,
     Reconcile,
     ReconcileReply,
+    RiskReply,
     RiskRequest,
     ServiceStatus,
     SubscriptionReply,
     SubscriptionRequest,
-    TradingStateReply,
 )
 from .events import AccountEvent, OrderEvent, RiskEvent
 from .market import MarketData
@@ -91,6 +93,7 @@ class Family(enum.Enum):
     ACCOUNT_EVENT = "account_event"
     MARKET_DATA = "market_data"
     MARKET_DATA_CONTROL = "market_data_control"
+    INSTRUMENTS = "instruments"
     RISK_EVENT = "risk_event"
     STATUS = "status"
     PING = "ping"
@@ -135,7 +138,8 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         "risk (only: enforced by bus permissions)",
         "the venue's connector",
         "JetStream stream ROUTE, file storage, de-duplicated like CMD; the connector acks a "
-        "command only after the venue's answer is published.",
+        "command only after the venue's answer is published. Header Tradebus-Deadline (unix ns) on a "
+        "place or modify: after it the connector refuses the command (`deadline_exceeded`).",
         "Risk-approved commands, unchanged, routed to the venue's connector.",
     ),
     SubjectSpec(
@@ -186,10 +190,27 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         "subscription-request",
         "clients, tradebus ticks",
         "the venue's connector",
-        "Core NATS request/reply; idempotent, safe to retry.",
-        "Subscribe / unsubscribe market-data streams, list instruments.",
+        "Core NATS request/reply; idempotent, safe to retry. A subscribe is a lease of the "
+        "subscriber's interest (`lease_ms` in the reply, 60 s by default): repeat it every third "
+        "of the lease to keep the streams, or the interest expires; a stream stops when no "
+        "subscriber holds it.",
+        "Subscribe / unsubscribe market-data streams (interest counted per subscriber), list "
+        "instruments. Subscribing to the `instrument` kind publishes the current definitions.",
         reply=SubscriptionReply,
         reply_name="subscription-reply",
+    ),
+    SubjectSpec(
+        Family.INSTRUMENTS,
+        f"{PREFIX}.ctl.instruments.{{venue}}",
+        GetInstruments,
+        "instruments-request",
+        "clients, tradebus instruments",
+        "the venue's connector",
+        "Core NATS request/reply; read-only, safe to retry.",
+        "Reference data on demand: the venue's instrument definitions (tick size, lot size, "
+        "minimum quantity and notional), all or those of some symbols.",
+        reply=InstrumentsReply,
+        reply_name="instruments-reply",
     ),
     SubjectSpec(
         Family.STATUS,
@@ -198,8 +219,8 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         "service-status",
         "every service",
         "tradebus up / status, monitoring",
-        "Core NATS, every heartbeat interval.",
-        "Service heartbeats with state and counters.",
+        "Core NATS, every heartbeat interval; the STATUS stream keeps each instance's latest one (in memory, one hour).",
+        "Service heartbeats with state and counters. A service silent for three intervals is down.",
     ),
     SubjectSpec(
         Family.PING,
@@ -242,11 +263,13 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         f"{PREFIX}.ctl.risk",
         RiskRequest,
         "risk-request",
-        "tradebus halt / resume, operators",
+        "tradebus risk limits, operators",
         "risk",
         "Core NATS request/reply; the state itself lives in the KV bucket tradebus_risk and survives restarts.",
-        "Set or read the trading state of an account or of the whole fleet (the kill switch).",
-        reply=TradingStateReply,
+        "Set or read the trading state of an account or of the whole fleet (the kill switch); read the "
+        "risk limits in force.",
+        # The name of version 1, when trading states were the only reply.
+        reply=RiskReply,
         reply_name="trading-state",
     ),
     SubjectSpec(
@@ -302,8 +325,17 @@ def market_data_control(venue: str) -> str:
     return f"{PREFIX}.ctl.md.{_name(venue, 'venue')}"
 
 
+def instruments(venue: str) -> str:
+    return f"{PREFIX}.ctl.instruments.{_name(venue, 'venue')}"
+
+
 def status(service: str, instance: str) -> str:
     return f"{PREFIX}.status.{_name(service, 'service')}.{_name(instance, 'instance')}"
+
+
+def status_filter(service: str) -> str:
+    """The heartbeats of every instance of one service (a connector's instance is its venue)."""
+    return f"{PREFIX}.status.{_name(service, 'service')}.*"
 
 
 def reconcile(venue: str) -> str:
@@ -353,6 +385,8 @@ def parse(subject: str) -> ParsedSubject:
             )
         case ["ctl", "md", venue]:
             return ParsedSubject(Family.MARKET_DATA_CONTROL, venue=_name(venue, "venue"))
+        case ["ctl", "instruments", venue]:
+            return ParsedSubject(Family.INSTRUMENTS, venue=_name(venue, "venue"))
         case ["status", service, instance]:
             return ParsedSubject(Family.STATUS, service=_name(service, "service"), instance=_name(instance, "instance"))
         case ["ctl", "ping"]:

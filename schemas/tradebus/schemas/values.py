@@ -109,6 +109,7 @@ class RejectReason(enum.Enum):
     FOK_UNFILLABLE = "fok_unfillable"
     NO_LIQUIDITY = "no_liquidity"
     EXPIRED_ON_ARRIVAL = "expired_on_arrival"
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # a place/modify older than its time to live (risk or connector)
     # Risk gate
     INSTRUMENT_NOT_ALLOWED = "instrument_not_allowed"
     MAX_QUANTITY = "max_quantity"

@@ -1,4 +1,10 @@
-"""`tradebus audit verify|show`: read the audit store directly (no bus needed)."""
+"""`tradebus audit verify|show`: read the audit store directly.
+
+`show` needs only the store. `verify` checks the hash chain, then completeness against the
+streams on the bus (every message the store should hold is there); `--chain-only` skips the
+bus. Exit codes of verify: 0 intact and complete, 1 a defect found (the report says which),
+2 nothing could be checked (no store, an unreachable database or bus).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,18 @@ import time
 from typing import Any
 
 import msgspec
+import nats
 
 from tradebus.services.audit.chain import StoredRecord
+from tradebus.services.audit.completeness import StreamReport, check_completeness
+from tradebus.services.audit.identity import StreamUnavailable, read_bus_stream
 from tradebus.services.audit.store import AuditStore, StoreNotFound, open_store
 from tradebus.services.settings import Settings, load_settings
 from tradebus.shared.config import ConfigError
 from tradebus.shared.logs import redact
+from tradebus.shared.topology import AUDIT_CONSUMERS
+
+from .main import client_nats_url, connect_client
 
 # What `show` prints of a payload, when present: enough to follow an order at a glance.
 SUMMARY_FIELDS = ("side", "order_type", "quantity", "price", "stop_price", "time_in_force", "venue_order_id",
@@ -27,6 +39,8 @@ def audit_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 2
+    if args.data_dir:  # the flag beats TRADEBUS_DATA_DIR and the file, as for `tradebus up`
+        settings = msgspec.structs.replace(settings, data_dir=args.data_dir)
     return asyncio.run(_with_store(settings, args))
 
 
@@ -42,22 +56,75 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     try:
         if args.audit_command == "verify":
-            return await _verify(store)
+            return await _verify(store, args)
         return await _show(store, args.client_order_id)
     finally:
         await store.close()
 
 
-async def _verify(store: AuditStore) -> int:
+async def _verify(store: AuditStore, args: argparse.Namespace) -> int:
     result = await store.verify()
     if result.first_broken is None:
         print(f"ok: {result.count} records, chain intact")
         print(f"head: {result.head}")
-        return 0
-    broken = result.first_broken
-    print(f"BROKEN at record {broken.id} (stream {broken.stream}, seq {broken.stream_seq}): {broken.reason}")
-    print(f"{result.count} records before it are intact; last intact hash {result.head}")
+    else:
+        broken = result.first_broken
+        print(f"BROKEN at record {broken.id} (stream {broken.stream}, seq {broken.stream_seq}): {broken.reason}")
+        print(f"{result.count} records before it are intact; last intact hash {result.head}")
+    if args.chain_only:
+        print("completeness not checked (--chain-only)")
+        return 0 if result.ok else 1
+    try:
+        reports = await _completeness(store, args)
+    except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
+        print(f"tradebus: cannot check completeness: the bus at {client_nats_url(args)} is unreachable ({exc!r}); "
+              "--chain-only checks the chain alone", file=sys.stderr)
+        return 2
+    except StreamUnavailable as exc:
+        print(f"INCOMPLETE: the bus at {client_nats_url(args)} cannot vouch for this store: {exc}")
+        return 1
+    for report in reports:
+        print(_describe(report))
+    if all(report.complete for report in reports):
+        print(f"complete: every message of {', '.join(r.stream for r in reports)} is stored")
+        return 0 if result.ok else 1
+    print(f"INCOMPLETE: the store does not hold every message of the streams on the bus at {client_nats_url(args)}")
     return 1
+
+
+async def _completeness(store: AuditStore, args: argparse.Namespace) -> list[StreamReport]:
+    """Check against the streams as they are now; while the only shortfall is messages the
+    audit logger has not acknowledged yet (on their way), re-check for up to --wait seconds."""
+    nc = await connect_client(args, "tradebus-audit-verify")
+    try:
+        streams = {c.stream.name: await read_bus_stream(nc, c.stream.name) for c in AUDIT_CONSUMERS}
+        deadline = time.monotonic() + args.wait
+        while True:
+            reports = await check_completeness(store, nc, AUDIT_CONSUMERS, streams, bus=client_nats_url(args))
+            settled = all(r.complete for r in reports) or any(r.problem or r.lost for r in reports)
+            if settled or time.monotonic() >= deadline:
+                return reports
+            await asyncio.sleep(0.5)
+    finally:
+        await nc.close()
+
+
+def _describe(report: StreamReport) -> str:
+    if report.problem:
+        return f"{report.stream}: NOT VERIFIABLE: {report.problem}"
+    if report.complete:
+        span = f"seq {report.first_seq}-{report.last_seq}" if report.last_seq >= report.first_seq else "no messages yet"
+        return f"{report.stream}: complete, {report.stored} records ({span})"
+    ranges = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in report.missing_ranges)
+    more = ", ..." if sum(b - a + 1 for a, b in report.missing_ranges) < report.missing else ""  # holes cut short
+    expected = report.last_seq - report.first_seq + 1
+    why = []
+    if report.lost:
+        why.append(f"{report.lost} acknowledged by the audit logger yet absent: lost from the store")
+    if report.missing > report.lost:
+        why.append(f"{report.missing - report.lost} not stored yet: is the audit logger running?")
+    return (f"{report.stream}: INCOMPLETE, {report.missing} of {expected} messages missing (seq {ranges}{more}); "
+            + "; ".join(why))
 
 
 async def _show(store: AuditStore, client_order_id: str) -> int:

@@ -24,7 +24,7 @@ def add_halt_commands(commands: argparse._SubParsersAction, common: argparse.Arg
     halt.add_argument("--reason", default="", help="why: recorded in the audit trail")
     resume = commands.add_parser("resume", parents=[common], help="lift a halt")
     resume.add_argument("--account", help="only this account (default: the whole fleet)")
-    resume.add_argument("--reason", default="")
+    resume.add_argument("--reason", default="", help="why: recorded in the audit trail")
 
 
 async def set_state(args: argparse.Namespace) -> int:

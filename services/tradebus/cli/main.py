@@ -9,6 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from tradebus.schemas.values import TICK_KINDS
+from tradebus.shared.version import VERSION
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 SERVICES = ("connector", "risk", "oms", "audit")
@@ -18,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--nats-url", help=f"bus address (env TRADEBUS_NATS_URL; default {DEFAULT_NATS_URL})")
     parser = argparse.ArgumentParser(prog="tradebus", description="A trading connector fleet on a message bus.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", parents=[common], help="run the whole fleet on an embedded NATS server")
@@ -30,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
 
     emulate = commands.add_parser("emulate", help="serve a venue's emulator (its REST and websocket API) locally")
     emulate.add_argument("venue", help="venue to emulate (binance, ...)")
-    emulate.add_argument("--host", default="127.0.0.1")
+    emulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     emulate.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     emulate.add_argument("--account", default="demo", help="account name for the printed connector settings")
     emulate.add_argument("--api-key", help="the API key it accepts (default: <VENUE>_API_KEY or a demo key)")
@@ -38,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     emulate.add_argument("--seed", type=int, default=None, help="fix the simulated market's random walk")
 
     run = commands.add_parser("run", parents=[common], help="run one service in the foreground (what a container runs)")
-    run.add_argument("service", choices=SERVICES)
+    run.add_argument("service", choices=SERVICES, help="which service: %(choices)s")
     run.add_argument("--venue", default="paper", help="venue of a connector (default %(default)s)")
     run.add_argument("--config", help="settings file (TOML)")
 
@@ -51,21 +53,32 @@ def _parser() -> argparse.ArgumentParser:
     ticks.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds without data")
 
     status = commands.add_parser("status", parents=[common], help="show the services on the bus")
-    status.add_argument("--wait", type=float, default=1.0, help="seconds to collect answers (default %(default)s)")
+    status.add_argument("--wait", type=float, default=1.0,
+                        help="seconds to collect ping answers and heartbeats (default %(default)s)")
 
     from .halt import add_halt_commands
+    from .instruments import add_instruments_command
     from .orders import add_order_commands
+    from .risk import add_risk_commands
 
+    add_instruments_command(commands, common)
     add_order_commands(commands, common)
     add_halt_commands(commands, common)
+    add_risk_commands(commands, common)
 
     audit = commands.add_parser("audit", help="the audit trail")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
-    audit_commands.add_parser("verify", parents=[common], help="check the hash chain; report the first broken link")
+    verify = audit_commands.add_parser(
+        "verify", parents=[common],
+        help="check the hash chain and that the store holds every message of the streams on the bus")
+    verify.add_argument("--chain-only", action="store_true", help="check the hash chain alone (no bus needed)")
+    verify.add_argument("--wait", type=float, default=5.0,
+                        help="seconds to let the audit logger store messages still on their way (default %(default)s)")
     audit_show = audit_commands.add_parser("show", parents=[common], help="an order's full history")
-    audit_show.add_argument("client_order_id")
+    audit_show.add_argument("client_order_id", help="the order's client order id")
     for audit_parser in audit_commands.choices.values():
         audit_parser.add_argument("--config", help="settings file (TOML): where the audit store is")
+        audit_parser.add_argument("--data-dir", help="the fleet's data dir (as given to `tradebus up`)")
 
     oms = commands.add_parser("oms", help="the order manager")
     oms_commands = oms.add_subparsers(dest="oms_command", required=True)
@@ -77,10 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="the wire contract")
     schema_commands = schema.add_subparsers(dest="schema_command", required=True)
     export = schema_commands.add_parser("export", help="write the JSON Schema files")
-    export.add_argument("directory")
+    export.add_argument("directory", help="where to write them (created if missing)")
     schema_commands.add_parser("doc", help="print the contract document (docs/contract.md)")
-    schema_commands.add_parser("asyncapi", help="write the AsyncAPI 3.0 document (schemas/asyncapi.json)").add_argument("file")
-    schema_commands.add_parser("html", help="write the AsyncAPI HTML page (docs/asyncapi.html)").add_argument("file")
+    schema_commands.add_parser("asyncapi", help="write the AsyncAPI 3.0 document (schemas/asyncapi.json)").add_argument(
+        "file", help="the JSON file to write")
+    schema_commands.add_parser("html", help="write the AsyncAPI HTML page (docs/asyncapi.html)").add_argument(
+        "file", help="the HTML file to write")
     return parser
 
 
@@ -109,6 +124,8 @@ def run_client(command: Callable[[argparse.Namespace], Awaitable[int]], args: ar
 
     try:
         return asyncio.run(command(args))
+    except BrokenPipeError:
+        raise  # the reader of our output went away: main() ends quietly
     except (OSError, nats.errors.NoServersError) as exc:
         print(f"tradebus: cannot reach the bus at {client_nats_url(args)}: {exc}", file=sys.stderr)
         return 1
@@ -118,6 +135,16 @@ def run_client(command: Callable[[argparse.Namespace], Awaitable[int]], args: ar
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:
+        # `tradebus ticks | head`: the reader has all it wanted. Point stdout at /dev/null so
+        # the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
         from .up import up
 
@@ -134,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .ticks import ticks
 
         return run_client(ticks, args)
+    if args.command == "instruments":
+        from .instruments import instruments
+
+        return run_client(instruments, args)
     if args.command == "status":
         from .status import status
 
@@ -146,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .halt import set_state
 
         return run_client(set_state, args)
+    if args.command == "risk":
+        from .risk import show_limits
+
+        return run_client(show_limits, args)
     if args.command == "audit":
         from .audit import audit_command
 

@@ -27,6 +27,7 @@ from tradebus.schemas.commands import (
 )
 from tradebus.schemas.events import (
     CommandRejected,
+    Fill,
     FillEventBase,
     OrderAccepted,
     OrderCancelled,
@@ -38,55 +39,61 @@ from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.values import OrderType, Side, TimeInForce
 
 from .main import connect_client
+from .numbers import derived, plain
 
 RESTING_GRACE = 0.5  # seconds to wait for immediate fills after a limit order rests
+TTL_HELP = "refuse it if the venue cannot get it within this many ms (default: the fleet's risk.command_ttl)"
 
 
 def add_order_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     order = commands.add_parser("order", help="place, modify and cancel orders")
     order_commands = order.add_subparsers(dest="order_command", required=True)
     target = argparse.ArgumentParser(add_help=False, parents=[common])
-    target.add_argument("--venue", default="paper")
-    target.add_argument("--account", default="demo")
+    target.add_argument("--venue", default="paper", help="venue whose connector executes it (default %(default)s)")
+    target.add_argument("--account", default="demo", help="account at the venue (default %(default)s)")
     target.add_argument("--json", action="store_true", help="print each event as its wire JSON")
     target.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the venue (default 10)")
 
     place = order_commands.add_parser("place", parents=[target], help="place an order and follow it")
-    place.add_argument("--symbol", required=True)
-    place.add_argument("--side", required=True, choices=[side.value for side in Side])
-    place.add_argument("--qty", required=True, type=_decimal)
-    place.add_argument("--type", default="market", choices=[kind.value for kind in OrderType], dest="order_type")
-    place.add_argument("--price", type=_decimal)
-    place.add_argument("--stop-price", type=_decimal)
-    place.add_argument("--tif", default="GTC", choices=[tif.value for tif in TimeInForce])
+    place.add_argument("--symbol", required=True, help="instrument, in the venue's unified symbology (BTC/USDT, AAPL)")
+    place.add_argument("--side", required=True, choices=[side.value for side in Side], help="%(choices)s")
+    place.add_argument("--qty", required=True, type=_decimal, help="quantity, in units of the instrument")
+    place.add_argument("--type", default="market", choices=[kind.value for kind in OrderType], dest="order_type",
+                       help="%(choices)s (default %(default)s)")
+    place.add_argument("--price", type=_decimal, help="limit price (limit and stop-limit orders)")
+    place.add_argument("--stop-price", type=_decimal, help="trigger price (stop and stop-limit orders)")
+    place.add_argument("--tif", default="GTC", choices=[tif.value for tif in TimeInForce],
+                       help="time in force: %(choices)s (default %(default)s)")
     place.add_argument("--expire-time", type=int, help="GTD expiry, Unix nanoseconds")
-    place.add_argument("--post-only", action="store_true")
-    place.add_argument("--reduce-only", action="store_true")
+    place.add_argument("--post-only", action="store_true", help="refuse the order rather than take liquidity")
+    place.add_argument("--reduce-only", action="store_true", help="refuse the order if it would grow the position")
     place.add_argument("--client-order-id", help="default: a new random id; reuse one to retry safely")
+    place.add_argument("--ttl-ms", type=int, help=TTL_HELP)
 
     modify = order_commands.add_parser("modify", parents=[target], help="change an open order")
-    modify.add_argument("client_order_id")
-    modify.add_argument("--qty", type=_decimal)
-    modify.add_argument("--price", type=_decimal)
-    modify.add_argument("--stop-price", type=_decimal)
+    modify.add_argument("client_order_id", help="the order to change")
+    modify.add_argument("--qty", type=_decimal, help="new total quantity")
+    modify.add_argument("--price", type=_decimal, help="new limit price")
+    modify.add_argument("--stop-price", type=_decimal, help="new trigger price")
     modify.add_argument("--modify-id", help="default: a new random id")
+    modify.add_argument("--ttl-ms", type=int, help=TTL_HELP)
 
     cancel = order_commands.add_parser("cancel", parents=[target], help="cancel an open order")
-    cancel.add_argument("client_order_id")
+    cancel.add_argument("client_order_id", help="the order to cancel")
 
     cancel_all = order_commands.add_parser("cancel-all", parents=[target], help="cancel every open order of the account")
-    cancel_all.add_argument("--symbol")
-    cancel_all.add_argument("--side", choices=[side.value for side in Side])
+    cancel_all.add_argument("--symbol", help="only orders in this instrument")
+    cancel_all.add_argument("--side", choices=[side.value for side in Side], help="only orders on this side")
 
     orders = commands.add_parser("orders", parents=[common], help="orders known to the order manager")
     orders.add_argument("--open", action="store_true", help="only open orders")
-    orders.add_argument("--venue")
-    orders.add_argument("--account")
-    orders.add_argument("--json", action="store_true")
+    orders.add_argument("--venue", help="only this venue's orders")
+    orders.add_argument("--account", help="only this account's orders")
+    orders.add_argument("--json", action="store_true", help="one order record per line, as wire JSON")
 
     positions = commands.add_parser("positions", parents=[common], help="positions aggregated across venues")
-    positions.add_argument("--account")
-    positions.add_argument("--json", action="store_true")
+    positions.add_argument("--account", help="only this account")
+    positions.add_argument("--json", action="store_true", help="one position per line, as wire JSON")
 
 
 def _decimal(text: str) -> Decimal:
@@ -108,12 +115,13 @@ def build_command(args: argparse.Namespace) -> OrderCommand:
             client_order_id=args.client_order_id or _new_id(), symbol=args.symbol, side=args.side,
             order_type=args.order_type, quantity=str(args.qty), time_in_force=args.tif, post_only=args.post_only,
             reduce_only=args.reduce_only, price=_text(args.price), stop_price=_text(args.stop_price),
-            expire_time=args.expire_time, **common,
+            expire_time=args.expire_time, ttl_ms=args.ttl_ms, **common,
         )
         return msgspec.convert(fields, PlaceOrder)
     if args.order_command == "modify":
         fields = dict(client_order_id=args.client_order_id, modify_id=args.modify_id or _new_id(),
-                      quantity=_text(args.qty), price=_text(args.price), stop_price=_text(args.stop_price), **common)
+                      quantity=_text(args.qty), price=_text(args.price), stop_price=_text(args.stop_price),
+                      ttl_ms=args.ttl_ms, **common)
         return msgspec.convert(fields, ModifyOrder)
     if args.order_command == "cancel":
         return msgspec.convert(dict(client_order_id=args.client_order_id, **common), CancelOrder)
@@ -124,25 +132,40 @@ def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def describe(event: OrderEvent) -> str:
+def describe(event: OrderEvent, command: OrderCommand | None = None) -> str:
+    """One readable line; `command` (the one this CLI sent) supplies the terms a rejection lacks."""
     tag = event.__struct_config__.tag
     if isinstance(event, CommandRejected):
         return f"{tag:<17} {event.action.value} refused: {event.reason.value} {event.message}"
     head = f"{tag:<17} {event.client_order_id}"
     if isinstance(event, OrderAccepted):
-        price = f" @ {event.price}" if event.price is not None else ""
-        return f"{head} {event.side.value} {event.quantity} {event.symbol} {event.order_type.value}{price} (venue id {event.venue_order_id})"
+        return (f"{head} {_terms(event.side, event.quantity, event.symbol, event.order_type, event.price)} "
+                f"(venue id {event.venue_order_id})")
     if isinstance(event, OrderRejected):
-        return f"{head} {event.reason.value}: {event.message}"
+        sent = command if isinstance(command, PlaceOrder) and command.client_order_id == event.client_order_id else None
+        terms = _terms(sent.side, sent.quantity, sent.symbol, sent.order_type, sent.price) + " " if sent else ""
+        return f"{head} {terms}{event.reason.value}: {event.message}"
     if isinstance(event, FillEventBase):
         fill = event.fill
-        return (f"{head} {fill.quantity} @ {fill.price} ({fill.liquidity.value}, fee {fill.fee} {fill.fee_currency}); "
-                f"filled {event.cum_quantity}, left {event.leaves_quantity}, avg {event.avg_price}")
+        return (f"{head} {plain(fill.quantity)} @ {plain(fill.price)} ({fill.liquidity.value}, fee {_fee(fill)}); "
+                f"filled {plain(event.cum_quantity)}, left {plain(event.leaves_quantity)}, avg {derived(event.avg_price)}")
     if isinstance(event, OrderModified):
-        return f"{head} now {event.quantity} @ {event.price}"
+        return f"{head} now {plain(event.quantity)} @ {plain(event.price)}"
     if isinstance(event, OrderCancelled):
-        return f"{head} {event.reason.value}, filled {event.cum_quantity}"
+        return f"{head} {event.reason.value}, filled {plain(event.cum_quantity)}"
     return head
+
+
+def _terms(side: Side | None, quantity: Decimal | None, symbol: str, order_type: OrderType | None,
+           price: Decimal | None) -> str:
+    """`buy 0.5 BTC/USDT limit @ 58000`; `?` for what nobody knows."""
+    kind = f" {order_type.value}" if order_type else ""
+    at = f" @ {plain(price)}" if price is not None else ""
+    return f"{side.value if side else '?'} {plain(quantity) if quantity is not None else '?'} {symbol}{kind}{at}"
+
+
+def _fee(fill: Fill) -> str:
+    return f"{plain(fill.fee)} {fill.fee_currency}" if fill.fee_currency else f"{plain(fill.fee)} (currency not reported)"
 
 
 async def order(args: argparse.Namespace) -> int:
@@ -174,7 +197,7 @@ async def _follow(client: Client, ticket: OrderTicket, args: argparse.Namespace)
                 return 0
             print(f"tradebus: no answer from venue {command.venue!r} within {args.timeout:g}s", file=sys.stderr)
             return await _show_record(client, ticket, args) or 1
-        print(encode(event).decode() if args.json else describe(event), flush=True)
+        print(encode(event).decode() if args.json else describe(event, command), flush=True)
         if ticket.is_answer(event):
             return 1 if isinstance(event, (OrderRejected, CommandRejected)) else 0
         if isinstance(command, PlaceOrder) and isinstance(event, OrderAccepted) and command.order_type is not OrderType.MARKET:
@@ -191,16 +214,23 @@ async def _show_record(client: Client, ticket: OrderTicket, args: argparse.Names
     if record is None:
         print("tradebus: the order manager has no record of it (yet)", file=sys.stderr)
         return 1
-    print(encode(record).decode() if args.json else _record_line(record), flush=True)
+    if args.json:
+        print(encode(record).decode(), flush=True)
+    else:
+        print(_record_line(record, ticket.command if isinstance(ticket.command, PlaceOrder) else None), flush=True)
     return 0
 
 
-def _record_line(record: OrderRecord) -> str:
-    terms = f"{record.side.value if record.side else '?'} {record.quantity or '?'} {record.symbol}"
-    price = f" @ {record.price}" if record.price is not None else ""
+def _record_line(record: OrderRecord, sent: PlaceOrder | None = None) -> str:
+    """The order manager keeps no terms for an order it only saw rejected: the place command
+    this CLI sent (`sent`) knows them."""
+    if sent is not None and sent.client_order_id == record.client_order_id and record.side is None:
+        record = msgspec.structs.replace(record, side=sent.side, quantity=sent.quantity, order_type=sent.order_type,
+                                         price=sent.price)
     reason = f" ({record.reject_reason.value})" if record.reject_reason else ""
     return (f"{record.venue:<8} {record.account:<10} {record.client_order_id:<26} {record.status.value:<17}{reason} "
-            f"{terms}{price}, filled {record.cum_quantity}")
+            f"{_terms(record.side, record.quantity, record.symbol, record.order_type, record.price)}, "
+            f"filled {plain(record.cum_quantity)}")
 
 
 async def orders(args: argparse.Namespace) -> int:
@@ -230,6 +260,7 @@ async def positions(args: argparse.Namespace) -> int:
         if args.json:
             print(encode(position).decode())
             continue
-        venues = ", ".join(f"{v.venue} {v.quantity} @ {v.avg_price}" for v in position.venues)
-        print(f"{position.account:<10} {position.symbol:<14} {position.quantity:>14}  pnl {position.realized_pnl}  ({venues})")
+        venues = ", ".join(f"{v.venue} {plain(v.quantity)} @ {derived(v.avg_price)}" for v in position.venues)
+        print(f"{position.account:<10} {position.symbol:<14} {plain(position.quantity):>14}  "
+              f"pnl {derived(position.realized_pnl)}  ({venues})")
     return 0

@@ -1,4 +1,8 @@
-"""`tradebus run SERVICE`: one service in the foreground, as a container runs it."""
+"""`tradebus run SERVICE`: one service in the foreground, as a container runs it.
+
+A configuration it refuses (a bad setting, an unknown venue, missing credentials, a venue SDK
+that is not installed) exits with EXIT_CONFIG (78), so a supervisor can tell it from a crash
+and stop restarting it."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from importlib import import_module
 import msgspec
 
 from tradebus.services.settings import Settings, load_settings, venue_config
-from tradebus.shared.config import ConfigError
+from tradebus.shared.config import EXIT_CONFIG, ConfigError
 from tradebus.shared.logs import setup_logging
 from tradebus.shared.service import Service, run_service
 
@@ -42,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     if args.nats_url:  # the flag beats TRADEBUS_NATS_URL and the file
         settings = msgspec.structs.replace(settings, nats_url=args.nats_url)
     setup_logging(args.service if args.service != "connector" else f"connector.{args.venue}",
@@ -51,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         service = build_service(args.service, settings, args.venue)
     except (ValueError, ConfigError) as exc:  # an unknown venue, a bad [venues.<venue>] table, no credentials
         print(f"tradebus: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     except ImportError as exc:  # the venue's SDK is an optional extra
         print(missing_dependency(args.venue, exc), file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     return run_service(service)

@@ -1,4 +1,10 @@
-"""`tradebus status`: ask every service on the bus for its status."""
+"""`tradebus status`: every service the bus has heard of lately, judged by its heartbeats.
+
+Three sources: answers to a ping and heartbeats during the observation window (services
+alive now, whatever their host's clock says), and the STATUS stream, which keeps each
+instance's last heartbeat for an hour. The stream is what lets a service that died or hung
+before this command started keep its row, marked `down` with the age of its last heartbeat.
+"""
 
 from __future__ import annotations
 
@@ -7,58 +13,83 @@ import asyncio
 import sys
 import time
 
+import msgspec
 import nats
+from nats.js.errors import NotFoundError
 
 from tradebus.schemas import subjects
-from tradebus.schemas.codecs import DecodeError, reply_decoder
+from tradebus.schemas.codecs import DecodeError, decoder, reply_decoder
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.subjects import Family
+from tradebus.shared.topology import STATUS
 
+from .liveness import DOWN, Watch, service_key, status_table
 from .main import connect_client
 
-_status_decoder = reply_decoder(Family.PING)
+_ping_decoder = reply_decoder(Family.PING)
+_heartbeat_decoder = decoder(Family.STATUS)
+HISTORY_TIMEOUT = 2.0
 
 
-def status_table(statuses: list[ServiceStatus], *, rates: dict[str, float] | None = None) -> str:
-    """A fixed-width table of services; `rates` (messages/s) by service key when known."""
-    now = time.time_ns()
-    lines = [f"{'SERVICE':<22} {'STATE':<9} {'PID':>7} {'HEARTBEAT':>10} {'MSG/S':>9}  DETAIL"]
-    for status in sorted(statuses, key=lambda s: (s.service, s.instance)):
-        key = f"{status.service}.{status.instance}"
-        age = (now - status.ts_event) / 1e9
-        rate = f"{rates[key]:,.0f}" if rates and key in rates else "-"
-        lines.append(f"{key:<22} {status.state.value:<9} {status.pid:>7} {age:>9.1f}s {rate:>9}  {status.detail}")
-    return "\n".join(lines)
+async def collect_statuses(nc: nats.NATS, wait: float) -> Watch:
+    """Ping the fleet, listen to heartbeats for `wait` seconds and read the last known ones."""
+    watch = Watch()
 
+    def heard(data: bytes, status_decoder) -> ServiceStatus | None:  # noqa: ANN001 - a msgspec decoder
+        try:
+            return status_decoder.decode(data)
+        except DecodeError:
+            return None  # not a heartbeat we understand: not evidence either way
 
-async def collect_statuses(nc: nats.NATS, wait: float) -> list[ServiceStatus]:
-    """Ping the fleet and gather every answer that arrives within `wait` seconds."""
-    inbox = nc.new_inbox()
-    answers: dict[str, ServiceStatus] = {}
+    def observe_live(data: bytes, status_decoder) -> None:  # noqa: ANN001
+        status = heard(data, status_decoder)
+        if status is not None:  # alive now, whatever its host's clock says: stamped with ours
+            watch.observe(msgspec.structs.replace(status, ts_event=time.time_ns()))
 
     async def on_answer(msg: nats.aio.msg.Msg) -> None:
-        try:
-            status = _status_decoder.decode(msg.data)
-        except DecodeError:
-            return
-        answers[f"{status.service}.{status.instance}"] = status
+        observe_live(msg.data, _ping_decoder)
 
-    subscription = await nc.subscribe(inbox, cb=on_answer)
+    async def on_heartbeat(msg: nats.aio.msg.Msg) -> None:
+        observe_live(msg.data, _heartbeat_decoder)
+
+    inbox = nc.new_inbox()
+    answers = await nc.subscribe(inbox, cb=on_answer)
+    heartbeats = await nc.subscribe(subjects.ALL_STATUS, cb=on_heartbeat)
     await nc.publish(subjects.PING, b"", reply=inbox)
-    await asyncio.sleep(wait)
-    await subscription.unsubscribe()
-    return list(answers.values())
+    history, _ = await asyncio.gather(_last_heartbeats(nc), asyncio.sleep(wait))
+    for data in history:
+        status = heard(data, _heartbeat_decoder)
+        if status is not None and service_key(status) not in watch.latest:  # silent since: judged by its age
+            watch.observe(status)
+    await answers.unsubscribe()
+    await heartbeats.unsubscribe()
+    return watch
+
+
+async def _last_heartbeats(nc: nats.NATS) -> list[bytes]:
+    """Each instance's last heartbeat from the STATUS stream; none if this identity may not
+    read it (the deployed `client` user) or the fleet is older than the stream."""
+    js = nc.jetstream(timeout=HISTORY_TIMEOUT)
+    try:
+        info = await js.stream_info(STATUS.name, subjects_filter=">")
+        return [(await js.get_last_msg(STATUS.name, subject)).data or b"" for subject in (info.state.subjects or {})]
+    except NotFoundError:
+        return []
+    except (nats.errors.Error, TimeoutError) as exc:
+        print(f"tradebus: no heartbeat history ({type(exc).__name__}): services that stopped are not listed",
+              file=sys.stderr)
+        return []
 
 
 async def status(args: argparse.Namespace) -> int:
     nc = await connect_client(args, "tradebus-status")
     try:
-        statuses = await collect_statuses(nc, args.wait)
+        watch = await collect_statuses(nc, args.wait)
     finally:
         await nc.close()
-    if not statuses:
+    if not watch.latest:
         print("no service answered", file=sys.stderr)
         return 1
-    print(status_table(statuses))
-    return 0
-
+    rows = watch.rows()
+    print(status_table(rows))
+    return 1 if any(row.state == DOWN for row in rows) else 0

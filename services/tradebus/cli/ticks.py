@@ -8,15 +8,16 @@ import sys
 
 import nats
 
+from tradebus.client.leases import StreamLease
 from tradebus.schemas import subjects
-from tradebus.schemas.codecs import DecodeError, decoder, encode, reply_decoder
-from tradebus.schemas.control import Subscribe
+from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.market import Bar, BookDelta, BookSnapshot, MarketData, Quote, StreamGap, StreamReconnected, Trade
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TICK_KINDS, MarketDataKind
 from tradebus.shared.sequence import SequenceTracker
 
 from .main import connect_client
+from .numbers import plain
 
 _decoder = decoder(Family.MARKET_DATA)
 
@@ -26,17 +27,18 @@ def describe(message: MarketData) -> str:
     head = f"{message.venue:<8} {message.symbol:<14} #{message.seq:<7}"
     match message:
         case Quote():
-            return f"{head} quote  {message.bid} x {message.bid_size}  |  {message.ask} x {message.ask_size}"
+            return (f"{head} quote  {plain(message.bid)} x {plain(message.bid_size)}  |  "
+                    f"{plain(message.ask)} x {plain(message.ask_size)}")
         case Trade():
-            return f"{head} trade  {message.size} @ {message.price} ({message.aggressor.value})"
+            return f"{head} trade  {plain(message.size)} @ {plain(message.price)} ({message.aggressor.value})"
         case Bar():
             return (
-                f"{head} bar    {message.interval}s O {message.open} H {message.high} L {message.low} "
-                f"C {message.close} V {message.volume}"
+                f"{head} bar    {message.interval}s O {plain(message.open)} H {plain(message.high)} "
+                f"L {plain(message.low)} C {plain(message.close)} V {plain(message.volume)}"
             )
         case BookSnapshot():
-            best_bid = message.bids[0].price if message.bids else "-"
-            best_ask = message.asks[0].price if message.asks else "-"
+            best_bid = plain(message.bids[0].price) if message.bids else "-"
+            best_ask = plain(message.asks[0].price) if message.asks else "-"
             return f"{head} book   snapshot {len(message.bids)}x{len(message.asks)} levels, {best_bid} / {best_ask}"
         case BookDelta():
             return f"{head} book   delta {len(message.changes)} changes"
@@ -47,16 +49,16 @@ def describe(message: MarketData) -> str:
     return f"{head} {type(message).__name__}"
 
 
-async def _request_stream(nc: nats.NATS, venue: str, symbol: str, kinds: list[MarketDataKind]) -> None:
-    """Ask the venue to publish the symbol; warn (don't fail) if nobody answers."""
-    try:
-        reply = await nc.request(subjects.market_data_control(venue), encode(Subscribe(symbols=[symbol], kinds=kinds)), timeout=2)
-    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+async def _hold_stream(nc: nats.NATS, venue: str, symbol: str, kinds: list[MarketDataKind]) -> StreamLease:
+    """Ask the venue to publish the symbol for as long as we print it; warn (don't fail) if
+    nobody answers: the lease keeps asking, so the stream starts once the connector is up."""
+    lease = StreamLease(nc, venue, [symbol], kinds)
+    answer = await lease.open()
+    if answer is None:
         print(f"tradebus: no connector for venue {venue!r} answered the subscription request", file=sys.stderr)
-        return
-    answer = reply_decoder(Family.MARKET_DATA_CONTROL).decode(reply.data)
-    if not answer.ok:
+    elif not answer.ok:
         print(f"tradebus: venue {venue!r} refused {symbol!r}: {answer.error or 'unknown symbol'}", file=sys.stderr)
+    return lease
 
 
 async def ticks(args: argparse.Namespace) -> int:
@@ -69,8 +71,7 @@ async def ticks(args: argparse.Namespace) -> int:
 
     for kind in kinds:
         await nc.subscribe(subjects.market_data_filter(args.venue, kind, args.symbol), cb=enqueue)
-    if args.venue and args.symbol:
-        await _request_stream(nc, args.venue, args.symbol, kinds)
+    lease = await _hold_stream(nc, args.venue, args.symbol, kinds) if args.venue and args.symbol else None
     tracker = SequenceTracker()
     printed = 0
     out = sys.stdout
@@ -96,6 +97,8 @@ async def ticks(args: argparse.Namespace) -> int:
             out.flush()
             printed += 1
     finally:
+        if lease is not None:
+            await lease.close()
         await nc.close()
     return 0
 

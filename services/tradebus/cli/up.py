@@ -1,9 +1,11 @@
 """`tradebus up`: the whole fleet on one machine.
 
 Starts an embedded nats-server with JetStream, then every service as its own process
-(exactly what `tradebus run` would start in a container), restarts a service that dies,
-shows a live status table fed by the services' heartbeats, and stops everything cleanly
-on Ctrl-C / SIGTERM.
+(exactly what `tradebus run` would start in a container), supervises them (supervisor.py),
+shows a live status table judged from the services' heartbeats and processes, with the
+supervisor's messages above it, and stops everything cleanly on Ctrl-C / SIGTERM. The fleet
+lives in one data dir, locked for its life (datadirlock.py), and every service gets it
+(TRADEBUS_DATA_DIR): the audit store is the fleet's own.
 """
 
 from __future__ import annotations
@@ -12,10 +14,7 @@ import argparse
 import asyncio
 import os
 import signal
-import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,54 +22,17 @@ import nats
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder
-from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.subjects import Family
 from tradebus.services.settings import load_settings
-from tradebus.shared.config import ConfigError
+from tradebus.shared.config import EXIT_CONFIG, ConfigError
 from tradebus.shared.natsserver import NatsServer, NatsServerError
 
+from .datadirlock import DataDirInUse, DataDirLock
 from .emulatedfleet import EMULATED_ACCOUNT, EmulatedVenues
-from .status import status_table
+from .liveness import Watch, status_table
+from .supervisor import Child, Notes, Supervisor, stop_all
 
 _status_decoder = decoder(Family.STATUS)
-STOP_GRACE = 10.0
-MAX_RESTART_DELAY = 30.0
-
-
-@dataclass
-class Child:
-    """One supervised service process."""
-
-    name: str
-    argv: list[str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    restart_at: float = 0.0
-    own_env: dict[str, str] = field(default_factory=dict)  # this child's alone (an emulated venue's credentials)
-
-    def start(self, env: dict[str, str]) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env={**env, **self.own_env})
-
-    def exited(self) -> int | None:
-        return None if self.process is None else self.process.poll()
-
-
-@dataclass
-class Watch:
-    """The latest heartbeat of every service, and message rates derived from two of them."""
-
-    latest: dict[str, ServiceStatus] = field(default_factory=dict)
-    rates: dict[str, float] = field(default_factory=dict)
-
-    def observe(self, status: ServiceStatus) -> None:
-        key = f"{status.service}.{status.instance}"
-        previous = self.latest.get(key)
-        if previous is not None and status.ts_event > previous.ts_event and status.pid == previous.pid:
-            moved = sum(status.counters.values()) - sum(previous.counters.values())
-            self.rates[key] = max(0.0, moved / ((status.ts_event - previous.ts_event) / 1e9))
-        self.latest[key] = status
 
 
 def _nats_port(args: argparse.Namespace) -> int:
@@ -97,11 +59,7 @@ def _children(args: argparse.Namespace, log_dir: Path, nats_url: str, config_pat
     ]
 
 
-def _restart_delay(restarts: int) -> float:
-    return min(MAX_RESTART_DELAY, 2.0 ** min(restarts, 5))
-
-
-async def _supervise(children: list[Child], env: dict[str, str], nats_url: str, stop: asyncio.Event) -> None:
+async def _supervise(supervisor: Supervisor, nats_url: str, stop: asyncio.Event) -> None:
     watch = Watch()
     nc = await nats.connect(nats_url, name="tradebus-up")
 
@@ -112,18 +70,18 @@ async def _supervise(children: list[Child], env: dict[str, str], nats_url: str, 
             pass
 
     await nc.subscribe(subjects.ALL_STATUS, cb=on_status)
-    interactive = sys.stdout.isatty()
     last_printed = ""
     try:
         while not stop.is_set():
-            _restart_dead(children, env)
-            table = status_table(list(watch.latest.values()), rates=watch.rates)
-            states = [(s.service, s.instance, s.state) for s in watch.latest.values()]
-            if interactive:
-                sys.stdout.write("\x1b[H\x1b[2J" + _banner(nats_url) + table + "\n")
-            elif str(states) != last_printed:  # a log-friendly line only when states change
+            supervisor.tick(watch)
+            rows = supervisor.rows(watch)
+            table = status_table(rows, supervised=True)
+            states = str([(row.key, row.state) for row in rows])
+            if not supervisor.notes.echo:  # a terminal: redraw the messages and the table
+                sys.stdout.write("\x1b[H\x1b[2J" + _banner(nats_url) + supervisor.notes.render() + table + "\n")
+            elif states != last_printed:  # a log-friendly table only when states change
                 print(table, flush=True)
-                last_printed = str(states)
+                last_printed = states
             sys.stdout.flush()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
@@ -133,39 +91,8 @@ async def _supervise(children: list[Child], env: dict[str, str], nats_url: str, 
         await nc.close()
 
 
-def _restart_dead(children: list[Child], env: dict[str, str]) -> None:
-    now = time.monotonic()
-    for child in children:
-        code = child.exited()
-        if code is None:
-            continue
-        if child.restart_at == 0.0:
-            child.restart_at = now + _restart_delay(child.restarts)
-            print(f"{child.name} exited with {code}; restarting (log: {child.log_path})", file=sys.stderr)
-        elif now >= child.restart_at:
-            child.restarts += 1
-            child.restart_at = 0.0
-            child.start(env)
-
-
 def _banner(nats_url: str) -> str:
     return f"tradebus up: NATS at {nats_url}. Ctrl-C stops the fleet.\n\n"
-
-
-def _stop_children(children: list[Child]) -> None:
-    for child in children:
-        if child.exited() is None and child.process is not None:
-            child.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE
-    for child in children:
-        if child.process is None:
-            continue
-        try:
-            child.process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"{child.name} did not stop in {STOP_GRACE:g}s; killing it", file=sys.stderr)
-            child.process.kill()
-            child.process.wait()
 
 
 async def _up(args: argparse.Namespace) -> int:
@@ -173,24 +100,40 @@ async def _up(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)  # refuse a bad config before starting anything
     except ConfigError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
-        return 2
-    data_dir = Path(args.data_dir or settings.data_dir)
+        return EXIT_CONFIG
+    data_dir = Path(args.data_dir or settings.data_dir).absolute()
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = DataDirLock.acquire(data_dir)
+    except DataDirInUse as exc:
+        print(f"tradebus: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return await _up_locked(args, data_dir, log_dir, lock)
+    finally:
+        lock.release()
+
+
+async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lock: DataDirLock) -> int:
     fleet = EmulatedVenues(args.config or os.environ.get("TRADEBUS_CONFIG"))
     if args.emulate:
         refusal = fleet.create([venue for venue in (args.venue or []) if venue != "paper"])
         if refusal is not None:
             print(refusal, file=sys.stderr)
             return 2
-    server = NatsServer(store_dir=data_dir / "nats", port=_nats_port(args), log_file=log_dir / "nats-server.log")
+    server = NatsServer(store_dir=data_dir / "nats", port=_nats_port(args), log_file=log_dir / "nats-server.log",
+                        pass_fds=(lock.fd,))
     try:
         server.start()
     except NatsServerError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 2
+    assert server.process is not None
+    lock.describe(f"tradebus up, pid {os.getpid()}; its nats-server, pid {server.process.pid}, at {server.url}")
     print(f"tradebus up: NATS at {server.url}, data in {data_dir}, service logs in {log_dir}", flush=True)
-    env = {**os.environ, "TRADEBUS_NATS_URL": server.url}
+    # The data dir wins over TRADEBUS_DATA_DIR and the file's data_dir in every service.
+    env = {**os.environ, "TRADEBUS_NATS_URL": server.url, "TRADEBUS_DATA_DIR": str(data_dir)}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -201,14 +144,14 @@ async def _up(args: argparse.Namespace) -> int:
         for venue, url in fleet.urls().items():
             print(f"tradebus up: {venue} emulated at {url} (account {EMULATED_ACCOUNT})", flush=True)
         children = _children(args, log_dir, server.url, config_path, fleet.credential_env)
-        for child in children:
-            child.start(env)
-        await _supervise(children, env, server.url, stop)
+        supervisor = Supervisor(children, env, Notes(echo=not sys.stdout.isatty()))
+        supervisor.start()
+        await _supervise(supervisor, server.url, stop)
     finally:
         print("tradebus up: stopping", flush=True)
         # in a thread: the emulated venues served from this loop must keep answering while
         # their connectors close their connections
-        await asyncio.to_thread(_stop_children, children)
+        await asyncio.to_thread(stop_all, children)
         await fleet.stop()
         server.stop()
         print("tradebus up: stopped", flush=True)

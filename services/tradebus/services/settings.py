@@ -18,6 +18,7 @@ from tradebus.shared.config import ENV_PREFIX, load_config
 from tradebus.shared.service import RuntimeSettings
 
 from .audit.config import AuditConfig
+from .connector.config import ConnectorConfig
 from .connector.registry import connector_class
 from .connector.venues.paper.config import PaperConfig
 from .oms.config import OmsConfig
@@ -31,6 +32,7 @@ def default_data_dir() -> str:
 
 class Settings(RuntimeSettings, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = msgspec.field(default_factory=default_data_dir)
+    connector: ConnectorConfig = msgspec.field(default_factory=ConnectorConfig)
     paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
     audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
     oms: OmsConfig = msgspec.field(default_factory=OmsConfig)

@@ -1,5 +1,6 @@
 """The Python client of a tradebus fleet (asyncio): place, modify and cancel orders and
-follow their lifecycle, stream typed market data, query orders and positions.
+follow their lifecycle, stream typed market data (holding subscription leases), query
+orders, positions and instrument definitions.
 
     async with await Client.connect("nats://127.0.0.1:4222") as client:
         ticket = await client.place(PlaceOrder(...))
@@ -8,5 +9,6 @@ follow their lifecycle, stream typed market data, query orders and positions.
 """
 
 from .client import Client, OrderTicket, QueryError
+from .leases import StreamLease
 
-__all__ = ["Client", "OrderTicket", "QueryError"]
+__all__ = ["Client", "OrderTicket", "QueryError", "StreamLease"]

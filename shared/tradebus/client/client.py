@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
@@ -22,22 +23,25 @@ from tradebus.schemas.commands import (
     PlaceOrder,
     command_dedupe_id,
 )
-from tradebus.schemas.control import AggregatePosition, GetOrder, GetPositions, ListOrders, OmsReply
+from tradebus.schemas.control import AggregatePosition, GetInstruments, GetOrder, GetPositions, ListOrders, OmsReply
 from tradebus.schemas.events import TERMINAL_EVENTS, CommandRejected, OrderCancelled, OrderEvent
 from tradebus.schemas.lifecycle import OrderRecord
-from tradebus.schemas.market import MarketData
+from tradebus.schemas.market import Instrument, MarketData
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import MarketDataKind
+from tradebus.schemas.values import TICK_KINDS, MarketDataKind
 from tradebus.shared.bus import MSG_ID
 from tradebus.shared.sequence import SequenceTracker
+
+from .leases import StreamLease
 
 _events = decoder(Family.ORDER_EVENT)
 _market_data = decoder(Family.MARKET_DATA)
 _oms_reply = reply_decoder(Family.OMS_QUERY)
+_instruments_reply = reply_decoder(Family.INSTRUMENTS)
 
 
 class QueryError(RuntimeError):
-    """The order manager refused a query or did not answer."""
+    """A service (the order manager, a venue's connector) refused a request or did not answer."""
 
 
 def new_id() -> str:
@@ -115,6 +119,7 @@ class Client:
         self.nc = nc
         self.js = nc.jetstream()
         self._watchers: dict[str, list[tuple[OrderCommand, asyncio.Queue[OrderEvent]]]] = {}
+        self._leases: set[StreamLease] = set()
 
     @classmethod
     async def connect(cls, url: str = "nats://127.0.0.1:4222", *, name: str = "tradebus-client", **options: Any) -> Client:
@@ -124,6 +129,8 @@ class Client:
         return cls(await nats.connect(url, name=name, **options))
 
     async def close(self) -> None:
+        for lease in list(self._leases):  # released now rather than left to expire
+            await lease.close()
         await self.nc.drain()
 
     async def __aenter__(self) -> Client:
@@ -181,14 +188,33 @@ class Client:
         return await self.send(command)
 
     # --- market data ----------------------------------------------------------------------
+    def subscription(self, venue: str, symbols: Sequence[str], kinds: Sequence[MarketDataKind] = TICK_KINDS) -> StreamLease:
+        """Interest in some streams of a venue, held while the `async with` block runs: the
+        connector publishes them (to this and every other subscriber) until every holder
+        has released them or stopped renewing."""
+        return StreamLease(self.nc, venue, symbols, kinds)
+
     async def market_data(
         self, *, venue: str | None = None, kind: MarketDataKind | None = None, symbol: str | None = None,
         tracker: SequenceTracker | None = None,
     ) -> AsyncIterator[MarketData]:
         """Typed market data matching the filters (None = any). Pass a SequenceTracker to
-        count messages lost on the way (core NATS is at most once)."""
+        count messages lost on the way (core NATS is at most once).
+
+        With both `venue` and `symbol`, the venue is also asked to publish the symbol's
+        streams (`kind`, or quote, trade, bar and book) for as long as the iteration runs:
+        the subscription is renewed in the background and released when the iteration ends
+        (or the client closes). QueryError if the venue does not list the symbol. Without
+        them, this only listens to what is being published."""
         subscription = await self.nc.subscribe(subjects.market_data_filter(venue, kind, symbol))
+        lease = None
         try:
+            if venue is not None and symbol is not None:
+                lease = StreamLease(self.nc, venue, [symbol], [kind] if kind else TICK_KINDS)
+                self._leases.add(lease)
+                reply = await lease.open()
+                if reply is not None and not reply.ok:
+                    raise QueryError(reply.error or f"venue {venue!r} does not list {reply.unknown_symbols}")
             async for msg in subscription.messages:
                 try:
                     message = _market_data.decode(msg.data)
@@ -198,17 +224,37 @@ class Client:
                     tracker.observe(msg.subject, message.seq)
                 yield message
         finally:
-            await subscription.unsubscribe()
+            if lease is not None:
+                self._leases.discard(lease)
+                await lease.close()
+            with contextlib.suppress(nats.errors.Error):  # the client may be closed already
+                await subscription.unsubscribe()
+
+    async def instruments(self, venue: str, symbols: Sequence[str] = (), *, timeout: float = 5.0) -> list[Instrument]:
+        """The venue's instrument definitions (tick size, lot size, minimums), as its
+        connector holds them now: every instrument it lists, or those of `symbols`.
+        QueryError if the connector does not answer or does not list one of `symbols`."""
+        reply = await self._request(subjects.instruments(venue), GetInstruments(symbols=list(symbols)),
+                                    _instruments_reply, f"no connector of venue {venue!r} answered", timeout)
+        return reply.instruments
 
     # --- queries --------------------------------------------------------------------------
-    async def _query(self, request: msgspec.Struct, timeout: float = 5.0) -> OmsReply:
+    async def _request(self, subject: str, request: msgspec.Struct, reply_type: msgspec.json.Decoder,
+                       unanswered: str, timeout: float) -> Any:
         try:
-            reply = _oms_reply.decode((await self.nc.request(subjects.OMS_QUERY, encode(request), timeout=timeout)).data)
+            reply = reply_type.decode((await self.nc.request(subject, encode(request), timeout=timeout)).data)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-            raise QueryError("the order manager did not answer (is `oms` running?)") from exc
+            raise QueryError(unanswered) from exc
         if not reply.ok:
+            unknown = getattr(reply, "unknown_symbols", None)
+            if unknown and not reply.error:
+                raise QueryError(f"not listed by the venue: {', '.join(unknown)}")
             raise QueryError(reply.error)
         return reply
+
+    async def _query(self, request: msgspec.Struct, timeout: float = 5.0) -> OmsReply:
+        return await self._request(subjects.OMS_QUERY, request, _oms_reply,
+                                   "the order manager did not answer (is `oms` running?)", timeout)
 
     async def order(self, venue: str, account: str, client_order_id: str) -> OrderRecord | None:
         reply = await self._query(GetOrder(venue=venue, account=account, client_order_id=client_order_id))

@@ -34,10 +34,16 @@ RESERVED_ENV_NAMES = ("CONFIG", "SECRETS_FILE")
 
 _SEQUENCE_TYPES = (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType, mi.TupleType)
 _MISSING_FIELD = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+_INVALID_ENUM = re.compile(r"^Invalid enum value '?(?P<value>.*?)'?$")
 _DOTENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 KeyPath = tuple[str, ...]
 """A setting's position: ('paper', 'seed') is `seed` in the `[paper]` section."""
+
+
+EXIT_CONFIG = 78
+"""Exit code of a process that refused its configuration (EX_CONFIG of sysexits.h): a
+supervisor restarting it would only see the same refusal again."""
 
 
 class ConfigError(Exception):
@@ -110,7 +116,7 @@ def load_config(
     try:
         return msgspec.convert(raw, model, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
-        raise _validation_error(exc, sources, prefix) from None
+        raise _validation_error(exc, schema, sources, prefix) from None
 
 
 def load_secrets_file(path: str | os.PathLike[str]) -> dict[str, Secret]:
@@ -283,7 +289,9 @@ def _dec_hook(type_: type, obj: Any) -> Any:
     raise NotImplementedError(f"config fields of type {type_!r} are not supported")
 
 
-def _validation_error(exc: msgspec.ValidationError, sources: dict[KeyPath, str], prefix: str) -> ConfigError:
+def _validation_error(
+    exc: msgspec.ValidationError, schema: mi.StructType, sources: dict[KeyPath, str], prefix: str
+) -> ConfigError:
     """Rephrase msgspec's "... - at `$.paper.seed`" in terms of settings and where they came from."""
     problem, _, location = str(exc).partition(" - at `$")
     location = location.rstrip("`").lstrip(".")
@@ -295,4 +303,23 @@ def _validation_error(exc: msgspec.ValidationError, sources: dict[KeyPath, str],
     parts = tuple(re.split(r"\.|\[", location))
     source = next((sources[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in sources), None)
     where = f" {source}" if source else ""
-    return ConfigError(f"invalid setting {location!r}{where}: {problem}")
+    return ConfigError(f"invalid setting {location!r}{where}: {problem}{_choices(schema, parts, problem)}")
+
+
+def _choices(schema: mi.StructType, path: KeyPath, problem: str) -> str:
+    """For a value outside an enum: the closest valid value and the list of valid ones."""
+    invalid = _INVALID_ENUM.match(problem)
+    type_: mi.Type = schema
+    for part in path:
+        struct = _section(type_)
+        if invalid is None or struct is None or part not in _fields(struct):
+            return ""
+        type_ = _fields(struct)[part]
+    enum_type = _unwrap_optional(type_)
+    if not isinstance(enum_type, mi.EnumType):
+        return ""
+    valid = [str(member.value) for member in enum_type.cls]
+    by_lower = {value.lower(): value for value in valid}
+    close = difflib.get_close_matches(invalid["value"].lower(), list(by_lower), n=1)
+    hint = f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+    return f"{hint}; valid values: {', '.join(valid)}"

@@ -8,6 +8,7 @@ themselves), which also catches a secret copied into a message or an exception.
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 import sys
@@ -27,6 +28,20 @@ _SECRET_NAME = re.compile(
 _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 NOISY_LOGGERS = ("nats", "urllib3", "websockets", "aiohttp", "httpx", "httpcore")
 """Third-party loggers that chatter at INFO; setup_logging raises them to at least WARNING."""
+
+
+class LogLevel(enum.StrEnum):
+    """The levels a service logs at; `debug` is read as `DEBUG`."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+    @classmethod
+    def _missing_(cls, value: object) -> LogLevel | None:
+        return cls.__members__.get(value.upper()) if isinstance(value, str) else None
 
 
 class Redactor:

@@ -58,12 +58,14 @@ class NatsServer:
         host: str = "127.0.0.1",
         log_file: str | os.PathLike[str] | None = None,
         config_file: str | os.PathLike[str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.host = host
         self.port = port
         self.store_dir = Path(store_dir)
         self.log_file = Path(log_file) if log_file else self.store_dir / "nats-server.log"
         self.config_file = config_file
+        self.pass_fds = pass_fds  # held open by the server for its life (a lock on its data dir)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,7 +84,8 @@ class NatsServer:
             command += ["-c", str(self.config_file)]
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            pass_fds=self.pass_fds)
         deadline = time.monotonic() + timeout
         while not port_in_use(self.host, self.port):
             if self.process.poll() is not None:

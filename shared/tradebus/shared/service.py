@@ -28,7 +28,6 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Coroutine
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 import msgspec
@@ -38,23 +37,32 @@ from tradebus.schemas.codecs import encode
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.values import ServiceState
 from tradebus.shared.bus import Bus
+from tradebus.shared.config import EXIT_CONFIG
 from tradebus.shared.health import HealthServer, ServiceMetrics
+from tradebus.shared.logs import LogLevel
 from tradebus.shared.quarantine import Quarantine
 from tradebus.shared.topology import StreamSettings
+from tradebus.shared.version import VERSION
 
 log = logging.getLogger(__name__)
 
-try:
-    VERSION = version("tradebus")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    VERSION = "0+unknown"
+
+EXIT_REFUSED = EXIT_CONFIG
+"""Exit code of a process that refused to start because of how it is configured (bad
+settings, missing credentials, a store bound to another bus): restarting it cannot help, so
+supervisors (`tradebus up`) do not restart it."""
+
+
+class StartRefused(Exception):
+    """Raised by `Service.start` when running would be wrong; the message says why and what
+    to change. The service exits with EXIT_REFUSED without a traceback."""
 
 
 class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Settings every service has. Environment: TRADEBUS_NATS_URL, TRADEBUS_HTTP_PORT, ..."""
 
     nats_url: str = "nats://127.0.0.1:4222"
-    log_level: str = "INFO"
+    log_level: LogLevel = LogLevel.INFO
     log_json: bool = True
     http_host: str = "127.0.0.1"  # containers set 0.0.0.0
     http_port: int = 0  # 0 = any free port (several services on one host)
@@ -129,6 +137,7 @@ class Service:
             heartbeat_ms=round(self.settings.heartbeat_interval * 1000),
             counters={**self.metrics.totals(), **self.counters()},
             detail=self.detail,
+            http_port=self.health.port if self.health is not None else None,
         )
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -154,6 +163,9 @@ class Service:
             log.warning("stop requested during start-up")
             starting.cancel()
             await deadline.run("start-up", starting)
+        elif isinstance(starting.exception(), StartRefused):
+            log.error("start-up refused: %s", starting.exception())
+            self._failure = starting.exception()
         elif starting.exception() is not None:
             log.error("start-up failed", exc_info=starting.exception())
             self._failure = starting.exception()
@@ -163,7 +175,9 @@ class Service:
             log.error("stopped without finishing, at the end of the grace period",
                       extra={"abandoned": deadline.abandoned, "grace": self.settings.shutdown_grace})
             return 1
-        return 0 if self._failure is None else 1
+        if self._failure is None:
+            return 0
+        return EXIT_REFUSED if isinstance(self._failure, StartRefused) else 1
 
     async def _start_up(self) -> None:
         self.bus = await Bus.connect(self.settings.nats_url, name=f"{self.name}.{self.instance}")

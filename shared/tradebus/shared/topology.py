@@ -2,7 +2,10 @@
 
 Streams hold what must never be lost: commands (CMD), risk-approved commands (ROUTE) and
 events (EVENTS). Market data and heartbeats stay on core NATS: they are superseded within
-milliseconds and replaying them would be wrong.
+milliseconds and replaying them would be wrong. The one exception is STATUS: it keeps only
+the latest heartbeat of each service instance, in memory, for an hour, so that a watcher
+started after a service went silent (`tradebus status`) still sees it and how long ago it
+was last heard of, instead of silently not listing it.
 
 Declaring is idempotent: every service declares what it uses on start-up, so the fleet can
 start in any order. For production, run the server with `sync_interval: always` and use
@@ -50,19 +53,25 @@ class Stream:
     name: str
     subjects: tuple[str, ...]
     description: str
+    latest_only_for: float | None = None  # seconds to keep only each subject's latest message, in memory
 
     def config(self, settings: StreamSettings) -> StreamConfig:
-        max_age = settings.event_max_age if self.name == EVENTS.name else settings.command_max_age
+        if self.latest_only_for is not None:
+            max_age, storage, per_subject = self.latest_only_for, StorageType.MEMORY, 1
+        else:
+            max_age = settings.event_max_age if self.name == EVENTS.name else settings.command_max_age
+            storage, per_subject = StorageType.FILE, -1
         return StreamConfig(
             name=self.name,
             description=self.description,
             subjects=list(self.subjects),
             retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
+            storage=storage,
             discard=DiscardPolicy.OLD,
             num_replicas=settings.replicas,
-            duplicate_window=settings.duplicate_window,
+            duplicate_window=min(settings.duplicate_window, max_age) if max_age else settings.duplicate_window,
             max_age=max_age,
+            max_msgs_per_subject=per_subject,
             allow_direct=True,
         )
 
@@ -70,7 +79,9 @@ class Stream:
 COMMANDS = Stream("CMD", (f"{PREFIX}.cmd.>",), "Order commands from clients, before risk.")
 ROUTE = Stream("ROUTE", (f"{PREFIX}.route.>",), "Risk-approved commands for connectors.")
 EVENTS = Stream("EVENTS", (f"{PREFIX}.evt.>",), "Order, fill and account events.")
-STREAMS = (COMMANDS, ROUTE, EVENTS)
+STATUS = Stream("STATUS", (f"{PREFIX}.status.>",), "The latest heartbeat of every service instance seen lately.",
+                latest_only_for=3600.0)
+STREAMS = (COMMANDS, ROUTE, EVENTS, STATUS)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ import msgspec
 from tradebus.shared.config import Secret
 
 # The table name is spliced into SQL (identifiers cannot be query parameters): allow only
-# plain identifiers, within PostgreSQL's 63-byte limit.
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# plain identifiers short enough that the names derived from it (`<table>_order_key`,
+# `<table>_streams`) stay within PostgreSQL's 63-byte limit instead of being cut short.
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,52}$")
 
 
 class AuditConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -26,7 +27,7 @@ class AuditConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         if self.store == "postgres" and self.postgres_dsn is None:
             raise ValueError("store = 'postgres' needs postgres_dsn")
         if not _IDENTIFIER.match(self.postgres_table):
-            raise ValueError(f"postgres_table {self.postgres_table!r} is not a plain SQL identifier")
+            raise ValueError(f"postgres_table {self.postgres_table!r} is not a plain SQL identifier of at most 53 characters")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {self.batch_size}")
 

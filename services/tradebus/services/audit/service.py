@@ -4,7 +4,9 @@ One durable consumer per stream (CMD, ROUTE, EVENTS) pulls batches; each batch b
 records (payload as received, registered secrets masked), is committed to the store in one
 transaction, and only then acknowledged. A crash before the commit redelivers the batch; a
 crash between commit and ack redelivers messages the store already has, and the store
-skips them by (stream, stream_seq), so nothing is lost and nothing is stored twice.
+skips them by (stream, stream_seq), so nothing is lost and nothing is stored twice. That
+holds only for the streams the store was made for: on start the store is checked against
+the bus (identity.py), and another fleet's store is refused before anything is consumed.
 Commits are serialized, so the hash chain is one line whatever the streams' interleaving,
 and the batches that arrive while one commit runs share the next: a commit's fixed cost
 (a transaction, an fsync) is paid once for all three streams.
@@ -29,6 +31,7 @@ from tradebus.shared.topology import AUDIT_CONSUMERS, Consumer, ensure_consumer,
 
 from ..settings import Settings
 from .chain import AuditRecord
+from .identity import bind_store
 from .store import AuditStore, open_store
 
 log = logging.getLogger(__name__)
@@ -114,10 +117,12 @@ class AuditService(Service):
         # Open the store first: a service that cannot store must not start consuming.
         self.store = await open_store(self.config, self.data_dir)
         await ensure_streams(self.bus.js, self.settings.streams)
+        # Before any consumer exists: a store that is not this bus's acknowledges nothing.
+        await bind_store(self.store, self.bus.nc, AUDIT_CONSUMERS, bus=self.settings.nats_url)
         for consumer in AUDIT_CONSUMERS:
             await ensure_consumer(self.bus.js, consumer)
             self._consumers.append(self.spawn(self._consume(consumer), name=f"consume-{consumer.durable}"))
-        log.info("audit store open", extra={"store": self.config.store})
+        log.info("audit store open", extra={"store": self.store.location})
 
     async def stop(self) -> None:
         # Each consumer finishes (commits and acks) its current batch and returns; only then

@@ -6,21 +6,28 @@ UPDATE and DELETE (the chain catches whoever gets around them). Each `append` is
 transaction that reads the chain's head, links the new records to it and inserts them;
 appends are serialized (one connection per store, and in PostgreSQL a table lock that
 also keeps a second audit instance from forking the chain).
+
+Beside it, a table of stream bindings (see identity.py), written once per stream and
+guarded by the same triggers. SQL shared by both stores numbers its parameters `?1, ?2`
+(SQLite's syntax; PostgreSQL's `$1` after one replace).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from .chain import GENESIS, AuditRecord, ChainVerifier, StoredRecord, VerifyResult, link, new_records
+from .completeness import MAX_RANGES, Coverage
 from .config import AuditConfig
+from .identity import StreamBinding
 
 T = TypeVar("T")
 
@@ -28,6 +35,9 @@ COLUMNS = ("id", "stream", "stream_seq", "subject", "msg_id", "ts", "msg_type", 
            "prev_hash", "hash")
 _COLUMN_LIST = ", ".join(COLUMNS)
 SQLITE_TABLE = "audit_log"
+SQLITE_STREAMS = "audit_streams"
+BINDING_COLUMNS = ("stream", "created", "first_seq", "bound_at")
+_BINDING_LIST = ", ".join(BINDING_COLUMNS)
 SQLITE_BUSY_TIMEOUT = 5.0  # seconds to wait for another process's write lock before failing
 
 
@@ -36,6 +46,8 @@ class StoreNotFound(Exception):
 
 
 class AuditStore(Protocol):
+    location: str  # where the store is, for messages (never a password)
+
     async def append(self, records: Sequence[AuditRecord]) -> int:
         """Store the records not stored yet, in ONE transaction; return how many were new."""
         ...
@@ -45,6 +57,21 @@ class AuditStore(Protocol):
     async def history(self, client_order_id: str) -> list[StoredRecord]:
         """Every record of an order (or cancel-all request), in bus time order."""
         ...
+
+    async def bindings(self) -> dict[str, StreamBinding]:
+        """The streams the store follows, by name (none for a store written before bindings)."""
+        ...
+
+    async def bind(self, bindings: Sequence[StreamBinding]) -> dict[str, StreamBinding]:
+        """Record the bindings of streams not bound yet (a bound stream keeps its first
+        binding); return every binding the store now has."""
+        ...
+
+    async def coverage(self, stream: str, first: int, last: int) -> Coverage:
+        """What the store holds of `stream` between sequences `first` and `last`."""
+        ...
+
+    async def record_at(self, stream: str, stream_seq: int) -> StoredRecord | None: ...
 
     async def close(self) -> None: ...
 
@@ -63,6 +90,26 @@ def _row(values: Sequence[Any]) -> StoredRecord:
 
 def _values(record: StoredRecord) -> tuple[Any, ...]:
     return tuple(getattr(record, column) for column in COLUMNS)
+
+
+def _binding(values: Sequence[Any]) -> StreamBinding:
+    return StreamBinding(**dict(zip(BINDING_COLUMNS, values, strict=True)))
+
+
+def _binding_values(binding: StreamBinding) -> tuple[Any, ...]:
+    return tuple(getattr(binding, column) for column in BINDING_COLUMNS)
+
+
+def _coverage_sql(table: str) -> tuple[str, str]:
+    """(count, lowest, highest) and the holes between them, of stream ?1 within [?2, ?3]."""
+    where = f"FROM {table} WHERE stream = ?1 AND stream_seq BETWEEN ?2 AND ?3"
+    return (f"SELECT count(*), coalesce(min(stream_seq), 0), coalesce(max(stream_seq), 0) {where}",
+            f"SELECT prev + 1, stream_seq - 1 FROM (SELECT stream_seq, lag(stream_seq) OVER (ORDER BY stream_seq) "
+            f"AS prev {where}) AS s WHERE stream_seq - prev > 1 ORDER BY stream_seq LIMIT {MAX_RANGES}")
+
+
+def _record_at_sql(table: str) -> str:
+    return f"SELECT {_COLUMN_LIST} FROM {table} WHERE stream = ?1 AND stream_seq = ?2"
 
 
 def _json_keys(records: Sequence[AuditRecord]) -> str:
@@ -92,7 +139,18 @@ CREATE TRIGGER IF NOT EXISTS {SQLITE_TABLE}_no_update BEFORE UPDATE ON {SQLITE_T
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS {SQLITE_TABLE}_no_delete BEFORE DELETE ON {SQLITE_TABLE}
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS {SQLITE_STREAMS} (
+    stream TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    bound_at INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS {SQLITE_STREAMS}_no_update BEFORE UPDATE ON {SQLITE_STREAMS}
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS {SQLITE_STREAMS}_no_delete BEFORE DELETE ON {SQLITE_STREAMS}
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
+_SQLITE_COVERAGE = _coverage_sql(SQLITE_TABLE)
 
 
 class SqliteAuditStore:
@@ -105,6 +163,7 @@ class SqliteAuditStore:
 
     def __init__(self, path: str, executor: ThreadPoolExecutor, connection: sqlite3.Connection) -> None:
         self.path = path
+        self.location = path
         self._executor = executor
         self._db = connection
 
@@ -143,11 +202,22 @@ class SqliteAuditStore:
     async def append(self, records: Sequence[AuditRecord]) -> int:
         return await self._run(self._append, records)
 
-    def _append(self, records: Sequence[AuditRecord]) -> int:
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE takes the write lock at once, so what it reads
+        first (the chain's head, the bindings) is still true at its commit."""
         db = self._db
-        # IMMEDIATE takes the write lock now, so the head read below stays the head.
         db.execute("BEGIN IMMEDIATE")
         try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # a failed COMMIT may already have rolled back
+                db.execute("ROLLBACK")
+            raise
+
+    def _append(self, records: Sequence[AuditRecord]) -> int:
+        with self._write() as db:
             stored = {
                 (stream, seq) for stream, seq in db.execute(
                     # CROSS JOIN keeps this order: one unique-index probe per key.
@@ -163,11 +233,6 @@ class SqliteAuditStore:
                 f"INSERT INTO {SQLITE_TABLE} ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(COLUMNS))})",
                 map(_values, rows),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # a failed COMMIT may already have rolled back
-                db.execute("ROLLBACK")
-            raise
         return len(rows)
 
     async def verify(self) -> VerifyResult:
@@ -187,6 +252,41 @@ class SqliteAuditStore:
     def _history(self, client_order_id: str) -> list[StoredRecord]:
         query = f"SELECT {_COLUMN_LIST} FROM {SQLITE_TABLE} WHERE order_key = ? ORDER BY ts, id"
         return [_row(values) for values in self._db.execute(query, (client_order_id,))]
+
+    async def bindings(self) -> dict[str, StreamBinding]:
+        return await self._run(self._bindings)
+
+    def _bindings(self) -> dict[str, StreamBinding]:
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                            (SQLITE_STREAMS,)).fetchone() is None:
+            return {}  # opened read-only, written before bindings existed
+        rows = self._db.execute(f"SELECT {_BINDING_LIST} FROM {SQLITE_STREAMS}")
+        return {binding.stream: binding for binding in map(_binding, rows)}
+
+    async def bind(self, bindings: Sequence[StreamBinding]) -> dict[str, StreamBinding]:
+        return await self._run(self._bind, bindings)
+
+    def _bind(self, bindings: Sequence[StreamBinding]) -> dict[str, StreamBinding]:
+        with self._write() as db:
+            db.executemany(f"INSERT OR IGNORE INTO {SQLITE_STREAMS} ({_BINDING_LIST}) VALUES (?, ?, ?, ?)",
+                           map(_binding_values, bindings))
+        return self._bindings()
+
+    async def coverage(self, stream: str, first: int, last: int) -> Coverage:
+        return await self._run(self._coverage, stream, first, last)
+
+    def _coverage(self, stream: str, first: int, last: int) -> Coverage:
+        totals, holes = _SQLITE_COVERAGE
+        count, lowest, highest = self._db.execute(totals, (stream, first, last)).fetchone()
+        gaps = [(start, end) for start, end in self._db.execute(holes, (stream, first, last))]
+        return Coverage(count=count, lowest=lowest, highest=highest, gaps=gaps)
+
+    async def record_at(self, stream: str, stream_seq: int) -> StoredRecord | None:
+        return await self._run(self._record_at, stream, stream_seq)
+
+    def _record_at(self, stream: str, stream_seq: int) -> StoredRecord | None:
+        values = self._db.execute(_record_at_sql(SQLITE_TABLE), (stream, stream_seq)).fetchone()
+        return None if values is None else _row(values)
 
     async def close(self) -> None:
         await self._run(self._db.close)
@@ -217,14 +317,29 @@ CREATE OR REPLACE FUNCTION tradebus_audit_append_only() RETURNS trigger LANGUAGE
 BEGIN RAISE EXCEPTION 'the audit log is append-only: % refused', TG_OP; END $$;
 CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
 FOR EACH STATEMENT EXECUTE FUNCTION tradebus_audit_append_only();
+CREATE TABLE IF NOT EXISTS {table}_streams (
+    stream TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    first_seq BIGINT NOT NULL,
+    bound_at BIGINT NOT NULL
+);
+CREATE OR REPLACE TRIGGER {table}_streams_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}_streams
+FOR EACH STATEMENT EXECUTE FUNCTION tradebus_audit_append_only();
 """
+
+
+def _numbered(sql: str) -> str:
+    return sql.replace("?", "$")
 
 
 class PostgresAuditStore:
     """PostgreSQL through asyncpg (the `postgres` extra), on one connection."""
 
-    def __init__(self, connection: Any, table: str) -> None:
+    def __init__(self, connection: Any, table: str, database: str) -> None:
         self.table = table
+        self.location = f"PostgreSQL table {table} in database {database}"
+        self._streams = f"{table}_streams"
+        self._coverage_sql = tuple(map(_numbered, _coverage_sql(table)))
         self._db = connection
         self._lock = asyncio.Lock()  # one connection runs one operation at a time
 
@@ -241,10 +356,11 @@ class PostgresAuditStore:
                     await connection.execute(_postgres_schema(table))
             elif await connection.fetchval("SELECT to_regclass($1)", table) is None:
                 raise StoreNotFound(f"no audit table {table!r} in the PostgreSQL database")
+            database = await connection.fetchval("SELECT current_database()")
         except BaseException:
             await connection.close()
             raise
-        return cls(connection, table)
+        return cls(connection, table, database)
 
     async def append(self, records: Sequence[AuditRecord]) -> int:
         async with self._lock, self._db.transaction():
@@ -277,6 +393,35 @@ class PostgresAuditStore:
                 f"SELECT {_COLUMN_LIST} FROM {self.table} WHERE order_key = $1 ORDER BY ts, id", client_order_id
             )
         return [_row(values) for values in rows]
+
+    async def bindings(self) -> dict[str, StreamBinding]:
+        async with self._lock:
+            return await self._bindings()
+
+    async def _bindings(self) -> dict[str, StreamBinding]:
+        if await self._db.fetchval("SELECT to_regclass($1)", self._streams) is None:
+            return {}  # opened read-only, written before bindings existed
+        rows = await self._db.fetch(f"SELECT {_BINDING_LIST} FROM {self._streams}")
+        return {binding.stream: binding for binding in map(_binding, rows)}
+
+    async def bind(self, bindings: Sequence[StreamBinding]) -> dict[str, StreamBinding]:
+        async with self._lock:
+            await self._db.executemany(
+                f"INSERT INTO {self._streams} ({_BINDING_LIST}) VALUES ($1, $2, $3, $4) ON CONFLICT (stream) DO NOTHING",
+                list(map(_binding_values, bindings)))
+            return await self._bindings()
+
+    async def coverage(self, stream: str, first: int, last: int) -> Coverage:
+        totals, holes = self._coverage_sql
+        async with self._lock, self._db.transaction(isolation="repeatable_read", readonly=True):
+            count, lowest, highest = await self._db.fetchrow(totals, stream, first, last)
+            gaps = [(start, end) for start, end in await self._db.fetch(holes, stream, first, last)]
+        return Coverage(count=count, lowest=lowest, highest=highest, gaps=gaps)
+
+    async def record_at(self, stream: str, stream_seq: int) -> StoredRecord | None:
+        async with self._lock:
+            values = await self._db.fetchrow(_numbered(_record_at_sql(self.table)), stream, stream_seq)
+        return None if values is None else _row(values)
 
     async def close(self) -> None:
         async with self._lock:

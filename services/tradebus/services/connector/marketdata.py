@@ -1,5 +1,6 @@
-"""Market-data publishing shared by every connector: subscriptions, per-stream sequence
-numbers and gap / reconnected markers.
+"""Market-data publishing shared by every connector: which streams are active (from the
+interest subscribers hold, see interest.py), per-stream sequence numbers and gap /
+reconnected markers.
 
 The hot path is `stream.active` + `stream.next_seq()` + one publish of pre-computed subject:
 no dictionary look-up of subjects, no re-encoding of symbols per message, and nats-py's
@@ -19,10 +20,12 @@ from tradebus.schemas.market import StreamGap, StreamReconnected
 from tradebus.schemas.values import MarketDataKind
 from tradebus.shared.bus import Bus
 
+from .interest import Interest, StreamKey
+
 
 class MarketStream:
-    """One (venue, kind, symbol) stream: its subject, its sequence and whether anyone asked
-    for it. Sequences keep counting across unsubscribe/subscribe so a subscriber never sees
+    """One (venue, kind, symbol) stream: its subject, its sequence and whether anyone holds
+    interest in it. Sequences keep counting across unsubscribe/subscribe so a subscriber never sees
     a number twice."""
 
     __slots__ = ("kind", "symbol", "subject", "seq", "active")
@@ -44,7 +47,8 @@ class MarketDataPublisher:
         self.bus = bus
         self.venue = venue
         self._publish = bus.nc.publish
-        self._streams: dict[tuple[MarketDataKind, str], MarketStream] = {}
+        self._streams: dict[StreamKey, MarketStream] = {}
+        self.interest = Interest()
         self.published = 0
 
     def stream(self, kind: MarketDataKind, symbol: str) -> MarketStream:
@@ -59,10 +63,37 @@ class MarketDataPublisher:
         self.published += 1
         await self._publish(stream.subject, encode(message))
 
-    def set_active(self, symbols: Iterable[str], kinds: Iterable[MarketDataKind], active: bool) -> None:
-        for symbol in symbols:
-            for kind in kinds:
-                self.stream(kind, symbol).active = active
+    def pin(self, symbols: Iterable[str], kinds: Iterable[MarketDataKind]) -> None:
+        """Publish these streams for as long as the connector runs (its configuration's
+        `subscribe`)."""
+        keys = _keys(symbols, kinds)
+        self.interest.pin(keys)
+        self._refresh(keys)
+
+    def hold(self, subscriber: str, symbols: Iterable[str], kinds: Iterable[MarketDataKind], lease: float) -> list[StreamKey]:
+        """Grant or renew a subscriber's lease; return the streams new to it (see Interest.hold)."""
+        keys = _keys(symbols, kinds)
+        new = self.interest.hold(subscriber, keys, lease)
+        self._refresh(keys)
+        return new
+
+    def release(self, subscriber: str, symbols: Iterable[str], kinds: Iterable[MarketDataKind]) -> list[StreamKey]:
+        """Drop a subscriber's interest; return the streams that stopped."""
+        stopped = self.interest.release(subscriber, _keys(symbols, kinds))
+        self._refresh(stopped)
+        return stopped
+
+    def expire(self) -> list[StreamKey]:
+        """Drop leases that ran out; return the streams that stopped."""
+        stopped = self.interest.expire()
+        self._refresh(stopped)
+        return stopped
+
+    def _refresh(self, keys: Iterable[StreamKey]) -> None:
+        # Instrument definitions are sent on demand, never streamed: nothing to switch on.
+        for kind, symbol in keys:
+            if kind is not MarketDataKind.INSTRUMENT:
+                self.stream(kind, symbol).active = self.interest.held((kind, symbol))
 
     def active_kinds(self, symbol: str) -> list[MarketDataKind]:
         return [kind for kind in MarketDataKind if (kind, symbol) in self._streams and self._streams[kind, symbol].active]
@@ -90,3 +121,8 @@ class MarketDataPublisher:
                 kind=stream.kind, reason=reason,
             ),
         )
+
+
+def _keys(symbols: Iterable[str], kinds: Iterable[MarketDataKind]) -> list[StreamKey]:
+    kinds = list(kinds)
+    return [(kind, symbol) for symbol in symbols for kind in kinds]

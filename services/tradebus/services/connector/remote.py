@@ -146,7 +146,7 @@ class RemoteVenueConnector(VenueConnector):
         kinds = [kind for kind in MarketDataKind if kind is not MarketDataKind.INSTRUMENT]
         listed = {instrument.symbol for instrument in self.instruments()}
         symbols = sorted(listed) if "*" in self.config.subscribe else [s for s in self.config.subscribe if s in listed]
-        self.market_data.set_active(symbols, kinds, True)
+        self.market_data.pin(symbols, kinds)
         for symbol in symbols:
             await self.on_subscribed(symbol, kinds)
 

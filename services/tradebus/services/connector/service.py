@@ -6,10 +6,13 @@ then are the commands acknowledged. A crash anywhere in between redelivers the c
 events carry stable ids, so re-published events are de-duplicated by the stream, and a
 re-delivered command the venue says it executed already is skipped (the venue may have
 rebuilt itself from its stored events, see journal.py). Commands a crashed process left
-unacknowledged are redelivered before any newer one runs.
+unacknowledged are redelivered before any newer one runs. A routed place or modify whose
+deadline has passed (shared/deadline.py) is refused with `deadline_exceeded` and never
+reaches the venue; cancels run however late they are.
 
 `tradebus.ctl.reconcile.<venue>` requests are answered by re-publishing each named order's
-latest event with its original id, then replying which orders the venue knows.
+latest event with its original id, then replying which orders the venue knows. Market-data
+subscriptions and instrument queries are subscriptions.py's.
 """
 
 from __future__ import annotations
@@ -20,26 +23,20 @@ import logging
 import time
 from typing import Any
 
-import msgspec
 from nats.aio.msg import Msg
 
 from tradebus.schemas import subjects
-from tradebus.schemas.codecs import DecodeError, decoder, encode
-from tradebus.schemas.commands import OrderCommand
-from tradebus.schemas.control import (
-    ListInstruments,
-    Reconcile,
-    ReconcileReply,
-    StreamSubscription,
-    Subscribe,
-    SubscriptionReply,
-    SubscriptionRequest,
-)
-from tradebus.schemas.events import malformed_command
+from tradebus.schemas.codecs import DecodeError, decoder
+from tradebus.schemas.commands import ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
+from tradebus.schemas.control import Reconcile, ReconcileReply
+from tradebus.schemas.events import command_refused, malformed_command
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import MarketDataKind, ServiceState
+from tradebus.schemas.values import RejectReason, ServiceState
+from tradebus.services.settings import Settings
 from tradebus.shared.bus import consume_batches
-from tradebus.shared.service import RuntimeSettings, Service
+from tradebus.shared.deadline import late_message, routed_deadline
+from tradebus.shared.requests import answer_request
+from tradebus.shared.service import Service
 from tradebus.shared.topology import Consumer, connector_consumer, ensure_consumer, ensure_streams
 
 from .base import VenueConnector, VenueEvent
@@ -47,22 +44,30 @@ from .events import EventPublisher
 from .journal import journal_subjects, read_events
 from .marketdata import MarketDataPublisher
 from .registry import connector_class
+from .subscriptions import SubscriptionDesk
 
 log = logging.getLogger(__name__)
 
 _route_decoder = decoder(Family.ROUTE)
-_request_decoder = msgspec.json.Decoder(SubscriptionRequest)
 _reconcile_decoder = decoder(Family.RECONCILE)
 
 
 class ConnectorService(Service):
     name = "connector"
 
-    def __init__(self, settings: RuntimeSettings, *, venue: str, venue_config: Any) -> None:
+    def __init__(self, settings: Settings, *, venue: str, venue_config: Any) -> None:
         super().__init__(settings, instance=venue)
+        # Always the venue, whatever `instance` says: risk tells from the heartbeats on
+        # tradebus.status.connector.<venue> whether the venue's connector is alive.
+        self.instance = venue
         self.venue = venue
+        # For routes without a deadline, i.e. routed by a risk service older than deadlines.
+        self.default_ttl_ns = settings.risk.time_to_live_ns(None)
         self.venue_config = venue_config
+        self.subscription_lease = settings.connector.subscription_lease
         self.connector: VenueConnector | None = None
+        self.subscriptions: SubscriptionDesk | None = None
+        self._answering = False  # subscribed to its request subjects
         self.events: EventPublisher | None = None
         self.skipped_redeliveries = 0
 
@@ -81,9 +86,14 @@ class ConnectorService(Service):
             report_status=self._venue_status,
         )
         await self.connector.start()
-        await self.bus.nc.subscribe(subjects.market_data_control(self.venue), cb=self._on_control_request)
+        self.subscriptions = SubscriptionDesk(self.connector, self.quarantine, lease=self.subscription_lease)
+        await self.bus.nc.subscribe(subjects.market_data_control(self.venue), cb=self.subscriptions.on_subscription_request)
+        await self.bus.nc.subscribe(subjects.instruments(self.venue), cb=self.subscriptions.on_instruments_request)
         await self.bus.nc.subscribe(subjects.reconcile(self.venue), cb=self._on_reconcile)
-        await self._publish_instruments(self.connector.instruments())
+        await self.bus.nc.flush()  # registered at the server: requests get answers from now on
+        self._answering = True
+        await self.subscriptions.publish_instruments(self.connector.instruments())
+        self.spawn(self.subscriptions.expire_leases(), name="subscription-leases")
         self.spawn(self._consume_commands(consumer), name="route-consumer")
 
     async def stop(self) -> None:
@@ -93,14 +103,21 @@ class ConnectorService(Service):
             await self.events.flush()
 
     def _venue_status(self, state: ServiceState, detail: str) -> None:
-        """The venue's health becomes the service's: heartbeats carry it to `tradebus status`."""
-        if self.state is not ServiceState.STOPPING:
+        """The venue's health becomes the service's: heartbeats carry it to `tradebus status`.
+        A venue ready before `start` returned leaves the service STARTING: it is ready only
+        once its request subjects are subscribed (the service base promotes it then)."""
+        if self.state is ServiceState.STOPPING:
+            pass
+        elif state is ServiceState.READY and not self._answering:
+            self.state = ServiceState.STARTING
+        else:
             self.state = state
         self.detail = detail
 
     def counters(self) -> dict[str, int]:
         return {
             "market_data_published": self.connector.market_data.published if self.connector else 0,
+            "subscription_leases": self.connector.market_data.interest.leases() if self.connector else 0,
             "skipped_redeliveries": self.skipped_redeliveries,
         }
 
@@ -154,6 +171,14 @@ class ConnectorService(Service):
             self.skipped_redeliveries += 1
             log.info("re-delivered command was executed already", extra={"subject": msg.subject})
             return []
+        if isinstance(command, (PlaceOrder, ModifyOrder)):
+            now = time.time_ns()
+            deadline = routed_deadline(msg, self.default_ttl_ns)
+            if now > deadline:
+                log.warning("routed command past its deadline refused", extra={"subject": msg.subject})
+                return [command_refused(
+                    command, event_id=f"{command_dedupe_id(command)}.rejected.{RejectReason.DEADLINE_EXCEEDED.value}",
+                    reason=RejectReason.DEADLINE_EXCEEDED, message=late_message(now, deadline), now=now)]
         return await self.connector.execute(command)
 
     def _malformed(self, msg: Msg, venue: str | None, account: str | None, message: str) -> list[VenueEvent]:
@@ -163,16 +188,8 @@ class ConnectorService(Service):
 
     # --- reconcile ---------------------------------------------------------------------------
     async def _on_reconcile(self, msg: Msg) -> None:
-        self.metrics.received.labels(family="reconcile").inc()
-        try:
-            request: Reconcile = _reconcile_decoder.decode(msg.data)
-        except DecodeError as exc:
-            self.quarantine.hold("reconcile", msg.subject, msg.data, exc)
-            reply = ReconcileReply(known=[], unknown=[], error=str(exc))
-        else:
-            reply = await self._reconcile(request)
-        if msg.reply:
-            await msg.respond(encode(reply))
+        await answer_request(msg, quarantine=self.quarantine, family="reconcile", decoder=_reconcile_decoder,
+                             handle=self._reconcile, refuse=lambda error: ReconcileReply(known=[], unknown=[], error=error))
 
     async def _reconcile(self, request: Reconcile) -> ReconcileReply:
         """Re-publish the venue's latest event of each order with its original id: the
@@ -182,50 +199,3 @@ class ConnectorService(Service):
         await self.events.submit(events)
         missing = set(unknown)
         return ReconcileReply(known=[c for c in request.client_order_ids if c not in missing], unknown=unknown)
-
-    # --- market-data control --------------------------------------------------------------
-    async def _on_control_request(self, msg: Msg) -> None:
-        self.metrics.received.labels(family="md_control").inc()
-        try:
-            request = _request_decoder.decode(msg.data)
-            reply = await self._handle_control(request)
-        except DecodeError as exc:
-            self.quarantine.hold("md_control", msg.subject, msg.data, exc)
-            reply = SubscriptionReply(ok=False, subscriptions=self._subscriptions(), error=str(exc))
-        if msg.reply:
-            await msg.respond(encode(reply))
-
-    async def _handle_control(self, request: SubscriptionRequest) -> SubscriptionReply:
-        assert self.connector is not None
-        market_data = self.connector.market_data
-        listed = [instrument.symbol for instrument in self.connector.instruments()]
-        if isinstance(request, ListInstruments):
-            return SubscriptionReply(ok=True, subscriptions=self._subscriptions(), instruments=listed)
-        wanted = listed if "*" in request.symbols else request.symbols
-        known = [symbol for symbol in wanted if symbol in listed]
-        unknown = [symbol for symbol in wanted if symbol not in listed]
-        kinds = [kind for kind in request.kinds if kind is not MarketDataKind.INSTRUMENT]
-        market_data.set_active(known, kinds, isinstance(request, Subscribe))
-        if isinstance(request, Subscribe):
-            for symbol in known:
-                await self.connector.on_subscribed(symbol, kinds)
-        log.info("subscriptions changed", extra={"request": request.__struct_config__.tag, "symbols": known})
-        return SubscriptionReply(ok=not unknown, subscriptions=self._subscriptions(), unknown_symbols=unknown)
-
-    def _subscriptions(self) -> list[StreamSubscription]:
-        assert self.connector is not None
-        market_data = self.connector.market_data
-        return [
-            StreamSubscription(symbol=symbol, kinds=market_data.active_kinds(symbol))
-            for symbol in market_data.active_symbols()
-        ]
-
-    async def _publish_instruments(self, instruments: list[Any]) -> None:
-        assert self.connector is not None
-        market_data = self.connector.market_data
-        now = time.time_ns()
-        for instrument in instruments:
-            stream = market_data.stream(MarketDataKind.INSTRUMENT, instrument.symbol)
-            await market_data.send(
-                stream, msgspec.structs.replace(instrument, seq=stream.next_seq(), ts_event=now, ts_recv=now)
-            )

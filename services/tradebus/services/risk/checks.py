@@ -1,7 +1,8 @@
 """The risk checks: a pure decision per command, so every rule is unit-testable.
 
 Cancels (and cancel-all) are never blocked by anything but an unknown venue: whatever state
-the fleet is in, it must always be possible to take risk off.
+the fleet is in, and however late, it must always be possible to take risk off. A place or
+modify is refused after its deadline and while its venue's connector is silent.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from decimal import Decimal
 
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, OrderCommand, PlaceOrder
 from tradebus.schemas.values import RejectReason, Side, TradingState
+from tradebus.shared.deadline import late_message
 
 from .config import LimitSet, RiskConfig, RiskLimits
 from .exposure import Exposure
+from .liveness import VenueLiveness
 from .throttle import TokenBucket
 
 BPS = Decimal(10_000)
@@ -30,6 +33,7 @@ class Gate:
     config: RiskConfig
     limits: RiskLimits
     exposure: Exposure
+    liveness: VenueLiveness
     fleet_state: TradingState = TradingState.ACTIVE
     account_states: dict[str, TradingState] = field(default_factory=dict)
     account_buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
@@ -52,12 +56,18 @@ class Gate:
             limits = self._resolved[key] = self.limits.resolve(venue, account, symbol)
         return limits
 
-def check(command: OrderCommand, gate: Gate, *, now: int, clock: float) -> Rejection | None:
-    """None if the command may go to its venue; `now` is wall-clock ns, `clock` monotonic s."""
+def check(command: OrderCommand, gate: Gate, *, now: int, clock: float, deadline: int) -> Rejection | None:
+    """None if the command may go to its venue; `now` and `deadline` are wall-clock ns,
+    `clock` monotonic s."""
     if command.venue not in gate.config.venues:
         return Rejection(RejectReason.UNKNOWN_VENUE, f"no venue {command.venue!r} is configured")
     if isinstance(command, (CancelOrder, CancelAllOrders)):
         return None
+    if now > deadline:
+        return Rejection(RejectReason.DEADLINE_EXCEEDED, late_message(now, deadline))
+    unavailable = gate.liveness.unavailable(command.venue, clock)
+    if unavailable:
+        return Rejection(RejectReason.VENUE_UNAVAILABLE, unavailable)
     if isinstance(command, ModifyOrder):
         return _check_modify(command, gate, clock)
     return _check_place(command, gate, now, clock)
@@ -150,8 +160,8 @@ def _collar(price: Decimal | None, mid: Decimal | None, limits: LimitSet, symbol
 
 def _throttle(venue: str, account: str, gate: Gate, clock: float) -> Rejection | None:
     rate = gate.limits.rate
-    account_bucket = gate.account_buckets.setdefault((venue, account), TokenBucket(rate.per_account, rate.burst, clock))
-    venue_bucket = gate.venue_buckets.setdefault(venue, TokenBucket(rate.per_venue, rate.burst, clock))
+    account_bucket = gate.account_buckets.setdefault((venue, account), TokenBucket(float(rate.per_account), rate.burst, clock))
+    venue_bucket = gate.venue_buckets.setdefault(venue, TokenBucket(float(rate.per_venue), rate.burst, clock))
     if not account_bucket.available(clock):
         return Rejection(RejectReason.RATE_LIMITED, f"account {account} exceeds {rate.per_account} orders/s")
     if not venue_bucket.available(clock):

@@ -1,4 +1,5 @@
-"""Risk limits and their resolution: instrument over account over venue over defaults.
+"""Risk limits and their resolution: instrument over account over venue over defaults over
+the built-in defaults, field by field.
 
 Limits live in the `[risk.limits]` settings section or, to change them without a restart, in
 the TOML file named by `risk.limits_file`, which the risk service re-reads when it changes:
@@ -20,56 +21,58 @@ from __future__ import annotations
 import tomllib
 from decimal import Decimal
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
+from tradebus.schemas.control import RiskLimitLevel, RiskRateLimits
 from tradebus.schemas.values import TradingState
 
 
-class LimitSet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One level of limits; None means "inherit from the level below"."""
-
-    max_quantity: Decimal | None = None
-    max_notional: Decimal | None = None
-    max_position: Decimal | None = None  # absolute net position, open orders included
-    max_open_orders: int | None = None
-    price_collar_bps: Decimal | None = None  # limit/stop prices within this distance of the mid
-    daily_loss_limit: Decimal | None = None  # loss (positive number) since UTC midnight that halts new risk
-    allowed_symbols: list[str] | None = None  # ["*"] = any
+class LimitSet(RiskLimitLevel, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One level of limits; None means "inherit from the level below" (the wire type, strict)."""
 
 
-class RateLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Orders per second routed per account and per venue; `burst` orders may go at once."""
+class RateLimits(RiskRateLimits, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Orders per second routed per account and per venue (the wire type, strict)."""
 
-    per_account: float = 50.0
-    per_venue: float = 200.0
-    burst: int = 20
+
+# Below every configured level: any symbol, a 10% fat-finger collar, at most 1,000 open
+# orders per account. A configured level overrides these field by field, never wholesale:
+# setting one default must not silently drop the others. Quantity, notional, position and
+# loss limits are the operator's to set.
+BUILT_IN_DEFAULTS = LimitSet(allowed_symbols=["*"], price_collar_bps=Decimal("1000"), max_open_orders=1000)
+
+
+def merged(levels: list[LimitSet | None]) -> LimitSet:
+    """Field by field, the first level (most specific first) that sets a value."""
+    values = {
+        field: next((getattr(level, field) for level in levels if level and getattr(level, field) is not None), None)
+        for field in LimitSet.__struct_fields__
+    }
+    return LimitSet(**values)
 
 
 class RiskLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    # Out of the box: any symbol, a 10% fat-finger collar, at most 1,000 open orders per
-    # account. Quantity, notional, position and loss limits are the operator's to set.
-    defaults: LimitSet = msgspec.field(
-        default_factory=lambda: LimitSet(allowed_symbols=["*"], price_collar_bps=Decimal("1000"), max_open_orders=1000)
-    )
+    defaults: LimitSet = msgspec.field(default_factory=LimitSet)  # over BUILT_IN_DEFAULTS
     venues: dict[str, LimitSet] = {}
     accounts: dict[str, LimitSet] = {}
     instruments: dict[str, LimitSet] = {}  # key "venue:symbol"
     account_states: dict[str, TradingState] = {}  # initial states; `tradebus halt/resume` override them
     rate: RateLimits = msgspec.field(default_factory=RateLimits)
 
+    def effective_defaults(self) -> LimitSet:
+        return merged([self.defaults, BUILT_IN_DEFAULTS])
+
     def resolve(self, venue: str, account: str, symbol: str) -> LimitSet:
         """The limits that apply to one order: the most specific level that sets a field wins."""
-        levels = [
+        return merged([
             self.instruments.get(f"{venue}:{symbol}"),
             self.accounts.get(account),
             self.venues.get(venue),
             self.defaults,
-        ]
-        merged: dict[str, object] = {}
-        for field in LimitSet.__struct_fields__:
-            merged[field] = next((getattr(level, field) for level in levels if level and getattr(level, field) is not None), None)
-        return LimitSet(**merged)  # type: ignore[arg-type]
+            BUILT_IN_DEFAULTS,
+        ])
 
 
 class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -78,6 +81,18 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     limits_file: str = ""  # overrides `limits`; re-read when it changes
     reload_interval: float = 1.0
     batch_size: int = 200
+    # Seconds from intake a place/modify may take to reach its venue (a command's `ttl_ms`
+    # overrides it, up to `max_command_ttl`); after that risk and the connector refuse it.
+    command_ttl: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    max_command_ttl: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    # Seconds without a heartbeat from a venue's connector (at least 3 of its heartbeat
+    # intervals) after which risk refuses new orders for the venue: venue_unavailable.
+    venue_heartbeat_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+
+    def time_to_live_ns(self, requested_ms: int | None) -> int:
+        """A command's time to live: what it asks for, within the fleet's maximum."""
+        seconds = self.command_ttl if requested_ms is None else requested_ms / 1000
+        return round(min(seconds, self.max_command_ttl) * 1e9)
 
 
 def load_limits_file(path: str) -> RiskLimits:

@@ -11,6 +11,9 @@ route as it decides it.
 Each batch of commands is decided in order, the decisions are published pipelined (routes
 with the command's dedupe id as Nats-Msg-Id, rejections with `risk:<dedupe id>` as event
 id), and the commands are acked only once every publication is stored.
+
+A routed place or modify carries its deadline (shared/deadline.py) to the connector. Risk
+follows the connectors' heartbeats (liveness.py) to refuse orders for a venue nobody serves.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from nats.js.api import DeliverPolicy
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder, encode
-from tradebus.schemas.commands import CancelAllOrders, OrderCommand, PlaceOrder, command_dedupe_id
-from tradebus.schemas.control import RiskRequest, SetTradingState, TradingStateReply
-from tradebus.schemas.events import CommandAction, CommandRejected, OrderRejected, PositionUpdate, malformed_command
+from tradebus.schemas.commands import CancelAllOrders, CancelOrder, OrderCommand, PlaceOrder, command_dedupe_id
+from tradebus.schemas.control import GetRiskLimits, RiskLimitsReply, RiskRequest, SetTradingState, TradingStateReply
+from tradebus.schemas.events import PositionUpdate, command_refused, malformed_command
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
 from tradebus.shared.bus import MSG_ID, consume_batches, publish_pipelined
+from tradebus.shared.deadline import DEADLINE, stored_at
 from tradebus.shared.service import Service
 from tradebus.shared.topology import (
     COMMANDS,
@@ -45,9 +49,10 @@ from tradebus.shared.topology import (
     ensure_streams,
 )
 
-from .checks import Gate, Rejection, check
+from .checks import Gate, check
 from .config import load_limits_file
 from .exposure import RISK_EVENT_PREFIX, Exposure
+from .liveness import VenueLiveness
 from .tradingstate import ACCOUNT_KEY_PREFIX, FLEET_KEY, check_key, decode_state, set_trading_state, state_key
 
 log = logging.getLogger(__name__)
@@ -56,9 +61,9 @@ _command_decoder = decoder(Family.COMMAND)
 _event_decoder = decoder(Family.ORDER_EVENT)
 _account_decoder = decoder(Family.ACCOUNT_EVENT)
 _quote_decoder = decoder(Family.MARKET_DATA)
+_status_decoder = decoder(Family.STATUS)
 _request_decoder = msgspec.json.Decoder(RiskRequest)
-_ACTION = {"place": CommandAction.PLACE, "modify": CommandAction.MODIFY, "cancel": CommandAction.CANCEL,
-           "cancel_all": CommandAction.CANCEL_ALL}
+Publication = tuple[str, bytes, dict[str, str]]  # subject, payload, headers (Nats-Msg-Id always)
 
 
 class RiskService(Service):
@@ -68,8 +73,10 @@ class RiskService(Service):
         super().__init__(settings, instance=settings.instance or "main")
         self.config = settings.risk
         limits = load_limits_file(self.config.limits_file) if self.config.limits_file else self.config.limits
-        self.gate = Gate(config=self.config, limits=limits, exposure=Exposure())
+        liveness = VenueLiveness(timeout=self.config.venue_heartbeat_timeout, started=time.monotonic())
+        self.gate = Gate(config=self.config, limits=limits, exposure=Exposure(), liveness=liveness)
         self._limits_mtime = 0.0
+        self._limits_failure = ""  # the reload error last logged: each distinct one is logged once
         self.decisions = self.metrics.counter(
             "tradebus_risk_decisions_total", "Commands decided by risk", ["decision", "reason"]
         )
@@ -81,6 +88,8 @@ class RiskService(Service):
         await ensure_consumer(js, RISK_COMMANDS)
         self.bucket = await ensure_bucket(js, RISK_BUCKET, self.settings.streams)
         await self.bus.nc.subscribe(subjects.market_data_filter(kind=MarketDataKind.QUOTE), cb=self._on_quote)
+        await self.bus.nc.subscribe(subjects.status_filter("connector"), cb=self._on_connector_status)
+        self.gate.liveness.started = time.monotonic()  # the grace window starts when heartbeats can arrive
         await self._follow_trading_states()
         await self._replay_and_follow()
         await self.bus.nc.subscribe(subjects.RISK_CONTROL, cb=self._on_control)
@@ -101,19 +110,18 @@ class RiskService(Service):
         self.metrics.received.labels(family="command").inc(len(messages))
         publications = [publication for msg in messages if (publication := self._decide_or_refuse(msg)) is not None]
         try:
-            await publish_pipelined(self.bus.js, [(subject, payload, {MSG_ID: msg_id})
-                                                  for subject, payload, msg_id in publications])
+            await publish_pipelined(self.bus.js, publications)
         except BaseException:
             # Not decided after all: the redelivered commands are decided again (a route
             # that was stored anyway is de-duplicated by its Nats-Msg-Id), never skipped.
             self.gate.exposure.decided.difference_update(
-                msg_id.removeprefix(RISK_EVENT_PREFIX) for _, _, msg_id in publications)
+                headers[MSG_ID].removeprefix(RISK_EVENT_PREFIX) for _, _, headers in publications)
             raise
         self.metrics.published.labels(family="decision").inc(len(publications))
         for msg in messages:
             await msg.ack()
 
-    def _decide_or_refuse(self, msg: Msg) -> tuple[str, bytes, str] | None:
+    def _decide_or_refuse(self, msg: Msg) -> Publication | None:
         """`_decide`; a command that breaks it is quarantined and refused as malformed, so that
         it neither stops the batch (redelivered for ever) nor goes unanswered."""
         try:
@@ -125,8 +133,8 @@ class RiskService(Service):
             parsed = subjects.parse(msg.subject)  # `_decide` parsed it before it could fail
             return self._malformed(msg, parsed.venue, parsed.account, f"could not be decided: {exc!r}")
 
-    def _decide(self, msg: Msg) -> tuple[str, bytes, str] | None:
-        """The publication that answers one command: (subject, payload, Nats-Msg-Id)."""
+    def _decide(self, msg: Msg) -> Publication | None:
+        """The publication that answers one command: its route, or its rejection."""
         try:
             parsed = subjects.parse(msg.subject)
         except ValueError as exc:
@@ -145,33 +153,23 @@ class RiskService(Service):
             self.decisions.labels(decision="duplicate", reason="").inc()
             return None  # decided before (a redelivery or a retry): its publication is stored
         exposure.decided.add(dedupe_id)
-        rejection = check(command, self.gate, now=time.time_ns(), clock=time.monotonic())
+        now = time.time_ns()
+        deadline = stored_at(msg) + self.config.time_to_live_ns(getattr(command, "ttl_ms", None))
+        rejection = check(command, self.gate, now=now, clock=time.monotonic(), deadline=deadline)
         if rejection is None:
             if isinstance(command, PlaceOrder):
                 exposure.on_routed(command)
             self.decisions.labels(decision="routed", reason="").inc()
-            return subjects.route(command.venue, command.account), msg.data, dedupe_id
+            headers = {MSG_ID: dedupe_id}
+            if not isinstance(command, (CancelOrder, CancelAllOrders)):
+                headers[DEADLINE] = str(deadline)
+            return subjects.route(command.venue, command.account), msg.data, headers
         self.decisions.labels(decision="rejected", reason=rejection.reason.value).inc()
-        event = self._rejection(command, dedupe_id, rejection)
-        return subjects.order_events(command.venue, command.account), encode(event), event.event_id
+        event = command_refused(command, event_id=f"{RISK_EVENT_PREFIX}{dedupe_id}", reason=rejection.reason,
+                                message=rejection.message, now=now)
+        return subjects.order_events(command.venue, command.account), encode(event), {MSG_ID: event.event_id}
 
-    def _rejection(self, command: OrderCommand, dedupe_id: str, rejection: Rejection) -> OrderRejected | CommandRejected:
-        now = time.time_ns()
-        event_id = f"{RISK_EVENT_PREFIX}{dedupe_id}"
-        if isinstance(command, PlaceOrder):
-            return OrderRejected(
-                event_id=event_id, client_order_id=command.client_order_id, venue=command.venue,
-                account=command.account, symbol=command.symbol, reason=rejection.reason, message=rejection.message,
-                ts_event=now, ts_recv=now,
-            )
-        return CommandRejected(
-            event_id=event_id, action=_ACTION[command.__struct_config__.tag], venue=command.venue,
-            account=command.account, reason=rejection.reason, message=rejection.message, ts_event=now, ts_recv=now,
-            client_order_id=None if isinstance(command, CancelAllOrders) else command.client_order_id,
-            request_id=command.request_id if isinstance(command, CancelAllOrders) else getattr(command, "modify_id", None),
-        )
-
-    def _malformed(self, msg: Msg, venue: str | None, account: str | None, why: str) -> tuple[str, bytes, str] | None:
+    def _malformed(self, msg: Msg, venue: str | None, account: str | None, why: str) -> Publication | None:
         """A command that can't be decided is answered with a `malformed` rejection."""
         if venue is None or account is None:
             return None
@@ -179,7 +177,7 @@ class RiskService(Service):
                                   now=time.time_ns(), issuer=RISK_EVENT_PREFIX)
         self.decisions.labels(decision="rejected", reason=RejectReason.MALFORMED.value).inc()
         log.warning("malformed command", extra={"subject": msg.subject, "error": why[:300]})
-        return subjects.order_events(venue, account), encode(event), event.event_id
+        return subjects.order_events(venue, account), encode(event), {MSG_ID: event.event_id}
 
     # --- what risk knows ----------------------------------------------------------------------
     async def _replay_and_follow(self) -> None:
@@ -238,13 +236,22 @@ class RiskService(Service):
             self.quarantine.hold("event", msg.subject, msg.data, exc)
 
     async def _on_quote(self, msg: Msg) -> None:
-        try:
-            quote = _quote_decoder.decode(msg.data)
-        except DecodeError as exc:
-            self.quarantine.hold("market_data", msg.subject, msg.data, exc)
-            return
-        if quote.__struct_config__.tag == "quote":
+        quote = self._decoded(_quote_decoder, msg, "market_data")
+        if quote is not None and quote.__struct_config__.tag == "quote":
             self.gate.exposure.on_quote(quote)
+
+    async def _on_connector_status(self, msg: Msg) -> None:
+        status = self._decoded(_status_decoder, msg, "status")
+        if status is not None:
+            self.gate.liveness.on_status(status, time.monotonic())
+
+    def _decoded(self, decoder: msgspec.json.Decoder, msg: Msg, family: str) -> Any:
+        """The message's payload; None (quarantined) if it does not decode: core NATS, nobody to answer."""
+        try:
+            return decoder.decode(msg.data)
+        except DecodeError as exc:
+            self.quarantine.hold(family, msg.subject, msg.data, exc)
+            return None
 
     # --- trading states -----------------------------------------------------------------------
     async def _follow_trading_states(self) -> None:
@@ -301,23 +308,34 @@ class RiskService(Service):
                                              reason=request.reason, changed_by="risk control request")
             self._apply_state(state_key(request.account), change.state)  # don't wait for the watcher
         if msg.reply:
-            await msg.respond(encode(self._state_reply(ok=True)))
+            reply = self._limits_reply() if isinstance(request, GetRiskLimits) else self._state_reply(ok=True)
+            await msg.respond(encode(reply))
 
     def _state_reply(self, *, ok: bool, error: str = "") -> TradingStateReply:
         return TradingStateReply(ok=ok, fleet=self.gate.fleet_state, accounts=dict(self.gate.account_states), error=error)
 
+    def _limits_reply(self) -> RiskLimitsReply:
+        limits = self.gate.limits
+        source = f"limits file {self.config.limits_file}" if self.config.limits_file else "settings [risk.limits]"
+        return RiskLimitsReply(ok=True, source=source, defaults=limits.effective_defaults(), venues=limits.venues,
+                               accounts=limits.accounts, instruments=limits.instruments,
+                               account_states=limits.account_states, rate=limits.rate)
+
     # --- limits -------------------------------------------------------------------------------
     async def _reload_limits(self) -> None:
-        """Re-read the limits file when it changes; a bad file keeps the previous limits."""
+        """Re-read the limits file when it changes; a bad file keeps the previous limits.
+        Each distinct failure is logged once (not every interval), and so is the recovery."""
         path = self.config.limits_file
         while True:
             try:
                 mtime = os.stat(path).st_mtime
                 if mtime != self._limits_mtime:
                     self.gate.limits = load_limits_file(path)
-                    if self._limits_mtime:
+                    if self._limits_mtime or self._limits_failure:
                         log.warning("limits reloaded", extra={"file": path})
-                    self._limits_mtime = mtime
+                    self._limits_mtime, self._limits_failure = mtime, ""
             except (OSError, ValueError) as exc:
-                log.error("limits file not reloaded; keeping the previous limits", extra={"error": str(exc)})
+                if str(exc) != self._limits_failure:
+                    log.error("limits file not reloaded; keeping the previous limits", extra={"error": str(exc)})
+                    self._limits_failure = str(exc)
             await asyncio.sleep(self.config.reload_interval)

@@ -105,7 +105,7 @@ class PaperConnector(VenueConnector):
         listed = [spec.symbol for spec in self.config.instruments]
         symbols = listed if "*" in self.config.subscribe else [s for s in self.config.subscribe if s in listed]
         kinds = [kind for kind in MarketDataKind if kind is not MarketDataKind.INSTRUMENT]
-        self.market_data.set_active(symbols, kinds, True)
+        self.market_data.pin(symbols, kinds)
         self._feed = asyncio.create_task(self._run_feed(), name="paper-feed")
 
     async def stop(self) -> None:

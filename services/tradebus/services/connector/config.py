@@ -1,0 +1,14 @@
+"""Settings every connector shares, whatever its venue (the `[connector]` section; env
+`TRADEBUS_CONNECTOR__<KEY>`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+
+class ConnectorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Seconds a market-data subscriber's interest lasts without renewal; clients renew every
+    # third of it. Short: a crashed client's streams stop sooner; long: fewer renewals.
+    subscription_lease: Annotated[float, msgspec.Meta(ge=0.1, le=86_400)] = 60.0
