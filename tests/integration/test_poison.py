@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode, reply_decoder
 from tradebus.schemas.commands import CancelOrder, OrderCommand, PlaceOrder, command_dedupe_id
-from tradebus.schemas.control import GetOrder
+from tradebus.schemas.control import GetOrder, Subscribe
 from tradebus.schemas.events import OrderAccepted, OrderCancelled
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, OrderStatus, OrderType, Side
@@ -82,8 +82,19 @@ async def send_command(js: nats.js.JetStreamContext, command: OrderCommand) -> N
                      headers={"Nats-Msg-Id": command_dedupe_id(command)})
 
 
+async def quotes_flowing(nc: nats.NATS) -> None:
+    """Subscribe to ETH/USDT quotes (or renew the subscription) and wait for one: risk
+    checks a limit price against the last quote."""
+    quotes = await nc.subscribe(subjects.market_data("paper", MarketDataKind.QUOTE, "ETH/USDT"))
+    subscribe = Subscribe(symbols=["ETH/USDT"], kinds=[MarketDataKind.QUOTE])
+    await nc.request(subjects.market_data_control("paper"), encode(subscribe), timeout=10)
+    await quotes.next_msg(timeout=30)
+    await quotes.unsubscribe()
+
+
 async def place_and_cancel(nc: nats.NATS, client_order_id: str) -> None:
     """A resting limit order is accepted, then cancelled, and the order manager knows it."""
+    await quotes_flowing(nc)
     js = nc.jetstream()
     events: list[object] = []
 
@@ -101,7 +112,7 @@ async def place_and_cancel(nc: nats.NATS, client_order_id: str) -> None:
     subscription = await nc.subscribe(subjects.order_events("paper", "demo"), cb=on_event)
     await send_command(js, PlaceOrder(client_order_id=client_order_id, venue="paper", account="demo",
                                       symbol="ETH/USDT", side=Side.BUY, order_type=OrderType.LIMIT,
-                                      quantity=Decimal("0.01"), price=Decimal("2000")))  # far below the ~3000 market
+                                      quantity=Decimal("0.01"), price=Decimal("2800")))  # below the ~3000 market, within the collar
     await wait_for(OrderAccepted)
     await send_command(js, CancelOrder(client_order_id=client_order_id, venue="paper", account="demo"))
     await wait_for(OrderCancelled)
