@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import nats
@@ -16,6 +18,7 @@ from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import ServiceState
+from tradebus.shared.natsserver import NatsServer, free_port
 
 _status = decoder(Family.STATUS)
 
@@ -33,11 +36,16 @@ class ProcessFleet:
 
     def start(self, name: str) -> None:
         """Start `name` ("risk", "oms", "audit" or "connector.<venue>") and wait until it is ready."""
+        self.launch(name)
+        self.wait_ready(name)
+
+    def launch(self, name: str) -> subprocess.Popen[bytes]:
+        """Start `name` without waiting for anything."""
         argv = [sys.executable, "-m", "tradebus.cli.main", "run"]
         argv += ["connector", "--venue", name.split(".", 1)[1]] if name.startswith("connector.") else [name]
         with open(self.work / f"{name}.log", "ab") as log:
             self.processes[name] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.wait_ready(name)
+        return self.processes[name]
 
     def wait_ready(self, name: str, timeout: float = 60) -> None:
         """Wait for a READY heartbeat from this very process (matched by pid)."""
@@ -69,6 +77,19 @@ class ProcessFleet:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
 
+    def terminate(self, name: str, timeout: float = 60) -> tuple[int, float]:
+        """SIGTERM, as a supervisor stops a service: (exit code, seconds it took to exit)."""
+        process = self.processes[name]
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"{name} ignored SIGTERM for {timeout}s:\n{self.log(name)}") from None
+        return code, time.monotonic() - started
+
     def alive(self) -> dict[str, bool]:
         return {name: process.poll() is None for name, process in self.processes.items()}
 
@@ -81,3 +102,20 @@ class ProcessFleet:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         return {name: process.wait(20) for name, process in self.processes.items()}
+
+
+@contextlib.contextmanager
+def process_fleet(work: Path, services: Sequence[str], *, env: dict[str, str] | None = None) -> Iterator[ProcessFleet]:
+    """A nats-server of its own and `services` as processes, all ready; when the block ends,
+    SIGTERM must stop every service with exit code 0."""
+    server = NatsServer(store_dir=work / "nats", port=free_port())
+    server.start()
+    fleet = ProcessFleet(server.url, work, env=env)
+    try:
+        for name in services:
+            fleet.start(name)
+        yield fleet
+    finally:
+        codes = fleet.stop_all()
+        server.stop()
+    assert codes == dict.fromkeys(services, 0), {name: fleet.log(name) for name, code in codes.items() if code}

@@ -23,9 +23,8 @@ from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
 from tradebus.schemas.events import OrderAccepted, OrderFilled, OrderRejected
 from tradebus.schemas.subjects import Family
-from tradebus.shared.natsserver import NatsServer, free_port
 
-from .processes import ProcessFleet
+from .processes import ProcessFleet, process_fleet
 
 COMMANDS = subjects.command("paper", "demo")
 _command = decoder(Family.COMMAND)
@@ -63,18 +62,8 @@ def hostile_payload(draw: st.DrawFn, n: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessFleet]:
-    work = tmp_path_factory.mktemp("hostile")
-    server = NatsServer(store_dir=work / "nats", port=free_port())
-    server.start()
-    processes = ProcessFleet(server.url, work)
-    try:
-        for name in SERVICES:
-            processes.start(name)
+    with process_fleet(tmp_path_factory.mktemp("hostile"), SERVICES) as processes:
         yield processes
-    finally:
-        codes = processes.stop_all()
-        server.stop()
-    assert codes == dict.fromkeys(SERVICES, 0), "a service did not stop cleanly"
 
 
 def expected_answer(payload: bytes, sequence: int, seen: set[str]) -> tuple[str, str] | None:

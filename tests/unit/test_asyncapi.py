@@ -108,7 +108,8 @@ def test_every_registry_subject_is_a_channel_with_its_parameters(doc: dict[str, 
 def test_every_payload_is_a_message_with_its_schema(doc: dict[str, Any]) -> None:
     messages = doc["components"]["messages"]
     by_name = {message["name"]: message for message in messages.values()}
-    assert set(by_name) == set(payloads()) | {PING_MESSAGE}
+    raw = {spec.payload_name for spec in SUBJECTS if spec.raw_body}
+    assert set(by_name) == set(payloads()) | {PING_MESSAGE} | raw
     for name, payload in payloads().items():
         message = by_name[name]
         assert message["payload"] == {"$ref": f"#/components/schemas/{name}"}
@@ -117,7 +118,7 @@ def test_every_payload_is_a_message_with_its_schema(doc: dict[str, Any]) -> None
         if len(members) > 1:
             assert [lookup(doc, m["$ref"])["title"] for m in schema["oneOf"]] == [m.__name__ for m in members]
             assert set(schema["x-discriminator"]["mapping"]) == {m.__struct_config__.tag for m in members}
-    assert "payload" not in by_name[PING_MESSAGE]
+    assert all("payload" not in by_name[name] for name in raw | {PING_MESSAGE})
 
 
 def test_operations_send_or_receive_every_subject_with_replies(doc: dict[str, Any]) -> None:

@@ -70,6 +70,7 @@ def test_every_builder_parses_back_to_its_family() -> None:
         subjects.reconcile("binance"): Family.RECONCILE,
         subjects.RISK_CONTROL: Family.RISK_CONTROL,
         subjects.RISK_EVENTS: Family.RISK_EVENT,
+        subjects.dead_letter("risk", "trading_state"): Family.DEAD_LETTER,
     }
     for subject, family in built.items():
         parsed = subjects.parse(subject)
@@ -82,11 +83,12 @@ def test_every_builder_parses_back_to_its_family() -> None:
 
 def test_every_registry_pattern_has_a_builder_that_matches_it() -> None:
     patterns = {spec.pattern.replace("{venue}", "v").replace("{account}", "a").replace("{kind}", "quote")
-                .replace("{symbol}", "S").replace("{service}", "s").replace("{instance}", "i") for spec in subjects.SUBJECTS}
+                .replace("{symbol}", "S").replace("{service}", "s").replace("{instance}", "i").replace("{source}", "f") for spec in subjects.SUBJECTS}
     built = {subjects.command("v", "a"), subjects.route("v", "a"), subjects.order_events("v", "a"),
              subjects.account_events("v", "a"), subjects.market_data("v", MarketDataKind.QUOTE, "S"),
-             subjects.market_data_control("v"), subjects.instruments("v"), subjects.status("s", "i"), subjects.PING, subjects.OMS_QUERY,
-             subjects.reconcile("v"), subjects.RISK_CONTROL, subjects.RISK_EVENTS}
+             subjects.market_data_control("v"), subjects.instruments("v"), subjects.status("s", "i"), subjects.PING,
+             subjects.OMS_QUERY, subjects.reconcile("v"), subjects.RISK_CONTROL, subjects.RISK_EVENTS,
+             subjects.dead_letter("s", "f")}
     assert patterns == built
 
 

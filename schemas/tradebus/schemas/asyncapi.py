@@ -75,6 +75,11 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "else the host name unless configured).",
         "examples": ["paper"],
     },
+    "source": {
+        "description": "What the quarantined input was: the family of its subject (`command`, `route`, "
+        "`order_event`, ...) or the bucket it was read from (`trading_state`, `orders_bucket`).",
+        "examples": ["command", "order_event", "trading_state"],
+    },
 }
 
 _PARAM = re.compile(r"\{(\w+)\}")
@@ -234,12 +239,20 @@ def asyncapi() -> dict[str, Any]:
         "summary": "Empty body.",
         "description": "A ping has no body: every service answers with its ServiceStatus.",
     }
+    for spec in SUBJECTS:
+        if spec.raw_body:
+            messages[message_id(spec.payload_name)] = {
+                "name": spec.payload_name,
+                "title": spec.payload_name,
+                "summary": "Raw bytes.",
+                "description": spec.raw_body,
+            }
 
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for spec in SUBJECTS:
         cid = channel_id(spec)
-        mid = message_id(spec.payload_name) if spec.payload is not None else PING_MESSAGE
+        mid = message_id(spec.payload_name) if spec.payload is not None or spec.raw_body else PING_MESSAGE
         channel: dict[str, Any] = {
             "address": spec.pattern,
             "title": spec.family.value.replace("_", " ").capitalize(),

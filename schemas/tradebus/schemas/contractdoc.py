@@ -44,6 +44,8 @@ def _subject_section(spec: SubjectSpec) -> list[str]:
     ]
     if spec.payload is not None:
         lines.append(f"- **Payload:** `{spec.payload_name}` (JSON Schema: `schemas/json-schema/{spec.payload_name}.json`)")
+    elif spec.raw_body:
+        lines.append(f"- **Payload:** {spec.raw_body}")
     else:
         lines.append("- **Payload:** empty")
     if spec.reply is not None:

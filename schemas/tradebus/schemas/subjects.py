@@ -100,6 +100,7 @@ class Family(enum.Enum):
     OMS_QUERY = "oms_query"
     RECONCILE = "reconcile"
     RISK_CONTROL = "risk_control"
+    DEAD_LETTER = "dead_letter"
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class SubjectSpec:
     description: str
     reply: Any = None  # payload type of the reply, for request/reply subjects
     reply_name: str | None = None
+    raw_body: str = ""  # for a payload of None: what the body is, if it is not empty
 
 
 SUBJECTS: tuple[SubjectSpec, ...] = (
@@ -270,6 +272,22 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         reply=RiskReply,
         reply_name="trading-state",
     ),
+    SubjectSpec(
+        Family.DEAD_LETTER,
+        f"{PREFIX}.dlq.{{service}}.{{source}}",
+        None,
+        "dead-letter",
+        "every service",
+        "operators (e.g. `nats sub 'tradebus.dlq.>'`)",
+        "Core NATS, at most once, best effort: nothing is stored, and a service drops a dead letter rather than "
+        "wait for the bus. Headers: Tradebus-Origin (the subject, or `$KV.<bucket>.<key>` of a bucket entry), "
+        "Tradebus-Error (why it was unreadable), Tradebus-Size (the original length: a body longer than the "
+        "bus allows is cut short).",
+        "Quarantined input: a message or bucket entry a service could not decode. The service logged it, counted "
+        "it in tradebus_decode_errors_total{family} and went on; `source` is that family (e.g. `command`, "
+        "`order_event`, `trading_state`).",
+        raw_body="The unreadable message's bytes exactly as the service received them (any content, not JSON).",
+    ),
 )
 
 SPECS: dict[Family, SubjectSpec] = {spec.family: spec for spec in SUBJECTS}
@@ -324,6 +342,10 @@ def reconcile(venue: str) -> str:
     return f"{PREFIX}.ctl.reconcile.{_name(venue, 'venue')}"
 
 
+def dead_letter(service: str, source: str) -> str:
+    return f"{PREFIX}.dlq.{_name(service, 'service')}.{_name(source, 'source')}"
+
+
 PING = f"{PREFIX}.ctl.ping"
 ALL_STATUS = f"{PREFIX}.status.>"
 OMS_QUERY = f"{PREFIX}.ctl.oms"
@@ -340,6 +362,7 @@ class ParsedSubject:
     symbol: str | None = None
     service: str | None = None
     instance: str | None = None
+    source: str | None = None
 
 
 def parse(subject: str) -> ParsedSubject:
@@ -376,4 +399,6 @@ def parse(subject: str) -> ParsedSubject:
             return ParsedSubject(Family.RECONCILE, venue=_name(venue, "venue"))
         case ["ctl", "risk"]:
             return ParsedSubject(Family.RISK_CONTROL)
+        case ["dlq", service, source]:
+            return ParsedSubject(Family.DEAD_LETTER, service=_name(service, "service"), source=_name(source, "source"))
     raise ValueError(f"unknown subject {subject!r}")

@@ -94,7 +94,10 @@ class Bus:
         return await self.nc.request(subject, payload, timeout=timeout)
 
     async def drain(self) -> None:
-        """Stop receiving, finish in-flight handlers, flush what was published, close."""
+        """Stop receiving, finish in-flight handlers, flush what was published, close. On a
+        dead or frozen bus this can wait for a long time (nats-py flushes and waits for a
+        PONG, and swallows its cancellation while draining): the service bounds it with its
+        grace period and abandons it (see service.py)."""
         if not self.nc.is_closed:
             try:
                 await self.nc.drain()
@@ -108,12 +111,24 @@ async def publish_pipelined(js: JetStreamContext, items: Iterable[tuple[str, byt
     """Publish (subject, payload, headers) to JetStream without waiting in between, then
     wait for every ack: order is preserved on the wire and the acks arrive together, which
     is what makes batching fast (one request/reply per message costs a round trip, a fresh
-    inbox and a timer each). Raises the first failure, or TimeoutError: nats-py's futures
-    never time out by themselves, and a lost ack must fail the batch, not hang it."""
-    futures = [await js.publish_async(subject, payload, headers=headers) for subject, payload, headers in items]
-    if not futures:
-        return []
-    return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+    inbox and a timer each). Raises the first failure, or TimeoutError after `timeout` for
+    the whole batch: nats-py's ack futures never time out by themselves, and its publishing
+    can wait without end too (for a free slot among its pending acks, for room in a full
+    write buffer); a lost ack must fail the batch, not hang it. On failure the acks still
+    awaited are cancelled, which frees their slots."""
+    futures: list[asyncio.Future[PubAck]] = []
+
+    async def publish_all() -> list[PubAck]:
+        for subject, payload, headers in items:
+            futures.append(await js.publish_async(subject, payload, headers=headers))
+        return list(await asyncio.gather(*futures))
+
+    try:
+        return await asyncio.wait_for(publish_all(), timeout)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
 
 
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]

@@ -42,7 +42,9 @@ class ServiceMetrics:
             "tradebus_messages_published_total", "Messages published to the bus.", ("family",)
         )
         self.decode_errors = self.counter(
-            "tradebus_decode_errors_total", "Received messages that could not be decoded.", ("family",)
+            "tradebus_decode_errors_total",
+            "Received messages and stored entries that could not be decoded (quarantined: tradebus.dlq.<service>.<family>).",
+            ("family",),
         )
         self.handler_errors = self.counter(
             "tradebus_handler_errors_total", "Received messages whose handler raised.", ("family",)

@@ -8,6 +8,14 @@ flushes every pending publish), stop the HTTP server.
 A background task that dies takes the whole service down with a non-zero exit: a
 supervisor (tradebus up, Docker, Kubernetes) restarts it, and durable consumers redeliver
 whatever was not acknowledged. Crash-only is simpler and safer than limping on.
+
+Every stop is bounded by `shutdown_grace`, also one requested while the service is still
+starting (connecting to a bus that is down, replaying a stream): a step that has not
+finished by then is abandoned, logged by name, and the process exits with status 1. A dead
+or frozen bus can make any await wait forever (a flush waits for a PONG that never comes),
+so no step of a stop is trusted to end by itself. `run_service` adds a last resort for what
+the event loop cannot bound (a thread that never returns, a task that swallows its
+cancellation): the process is ended with os._exit when the grace period is over.
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, ClassVar
 
 import msgspec
@@ -31,6 +40,7 @@ from tradebus.shared.bus import Bus
 from tradebus.shared.config import EXIT_CONFIG
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.logs import LogLevel
+from tradebus.shared.quarantine import Quarantine
 from tradebus.shared.topology import StreamSettings
 from tradebus.shared.version import VERSION
 
@@ -58,6 +68,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     http_port: int = 0  # 0 = any free port (several services on one host)
     heartbeat_interval: float = 1.0
     instance: str = ""  # defaults to the service's own choice (venue name, host name)
+    shutdown_grace: float = 10.0  # seconds from SIGTERM to exit, whatever still runs then
     streams: StreamSettings = msgspec.field(default_factory=StreamSettings)
 
 
@@ -82,6 +93,7 @@ class Service:
         self.stopping = asyncio.Event()
         self.bus: Bus | None = None
         self.health: HealthServer | None = None
+        self.quarantine = Quarantine(self.name, self.metrics)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failure: BaseException | None = None
 
@@ -139,46 +151,65 @@ class Service:
             is_ready=lambda: self.state is ServiceState.READY and self.bus is not None and self.bus.connected,
         )
         await self.health.start()
-        self.bus = await Bus.connect(self.settings.nats_url, name=f"{self.name}.{self.instance}")
-        await self.bus.nc.subscribe(subjects.PING, cb=self._answer_ping)
-        log.info("starting", extra={"instance": self.instance, "http_port": self.health.port})
-        try:
-            await self.start()
-            await self.bus.nc.flush()  # subscriptions are registered at the server before READY
-            if not self.stopping.is_set() and self.state is ServiceState.STARTING:  # start may report DEGRADED
-                self.state = ServiceState.READY
-                log.info("ready")
+        starting = asyncio.create_task(self._start_up(), name="start-up")
+        stop_requested = asyncio.create_task(self.stopping.wait(), name="stop-requested")
+        await asyncio.wait((starting, stop_requested), return_when=asyncio.FIRST_COMPLETED)
+        if starting.done() and not starting.exception():
             heartbeat = asyncio.create_task(self._heartbeats(), name="heartbeats")
-            await self.stopping.wait()
+            await stop_requested
             heartbeat.cancel()
-        except StartRefused as exc:
-            log.error("start-up refused: %s", exc)
-            self._failure = exc
-        except Exception as exc:
-            log.exception("start-up failed")
-            self._failure = exc
-        await self._shutdown()
+        deadline = ShutdownDeadline(self.settings.shutdown_grace)
+        if not starting.done():
+            log.warning("stop requested during start-up")
+            starting.cancel()
+            await deadline.run("start-up", starting)
+        elif isinstance(starting.exception(), StartRefused):
+            log.error("start-up refused: %s", starting.exception())
+            self._failure = starting.exception()
+        elif starting.exception() is not None:
+            log.error("start-up failed", exc_info=starting.exception())
+            self._failure = starting.exception()
+        stop_requested.cancel()
+        await self._shutdown(deadline)
+        if deadline.abandoned:
+            log.error("stopped without finishing, at the end of the grace period",
+                      extra={"abandoned": deadline.abandoned, "grace": self.settings.shutdown_grace})
+            return 1
         if self._failure is None:
             return 0
         return EXIT_REFUSED if isinstance(self._failure, StartRefused) else 1
 
+    async def _start_up(self) -> None:
+        self.bus = await Bus.connect(self.settings.nats_url, name=f"{self.name}.{self.instance}")
+        self.quarantine.bus = self.bus
+        await self.bus.nc.subscribe(subjects.PING, cb=self._answer_ping)
+        assert self.health is not None
+        log.info("starting", extra={"instance": self.instance, "http_port": self.health.port})
+        await self.start()
+        await self.bus.nc.flush()  # subscriptions are registered at the server before READY
+        if not self.stopping.is_set() and self.state is ServiceState.STARTING:  # start may report DEGRADED
+            self.state = ServiceState.READY
+            log.info("ready")
+
     def request_stop(self) -> None:
         self.stopping.set()
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, deadline: ShutdownDeadline) -> None:
+        """Each step gets what is left of the grace period; one that overruns it is abandoned."""
         self.state = ServiceState.STOPPING
         log.info("stopping")
-        assert self.bus is not None and self.health is not None
-        try:
-            await self._publish_status()
-            await self.stop()
-        except Exception:
-            log.exception("error while stopping")
+        assert self.health is not None
+        if self.bus is not None:  # else start-up never reached the service's own start
+            await deadline.run("status publish", self._publish_status())
+            await deadline.run("service stop", self.stop())
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.bus.drain()
-        await self.health.stop()
+        if self._tasks:
+            await deadline.run("background tasks", asyncio.gather(*self._tasks, return_exceptions=True))
+        self.quarantine.cancel()
+        if self.bus is not None:
+            await deadline.run("bus drain", self.bus.drain())
+        await deadline.run("health server", self.health.stop())
         log.info("stopped")
 
     async def _heartbeats(self) -> None:
@@ -198,14 +229,42 @@ class Service:
             await msg.respond(encode(self.status()))
 
 
+class ShutdownDeadline:
+    """The grace period of one stop, shared by its steps in turn."""
+
+    def __init__(self, grace: float) -> None:
+        # A little of the grace is kept for the interpreter's own exit, so that the process
+        # is gone within `grace` of the stop request.
+        self.at = time.monotonic() + grace - min(1.0, grace * 0.2)
+        self.abandoned: list[str] = []
+
+    async def run(self, step: str, awaitable: Awaitable[Any]) -> None:
+        """Await `awaitable` until the deadline. A failure is logged (the stop goes on); a
+        step still running at the deadline is cancelled and left behind, never awaited
+        again: nats-py's drain, for one, swallows its cancellation and goes on flushing."""
+        task = asyncio.ensure_future(awaitable)
+        done, _ = await asyncio.wait((task,), timeout=max(0.0, self.at - time.monotonic()))
+        if not done:
+            task.cancel()
+            self.abandoned.append(step)
+            log.error("shutdown step abandoned: the grace period is over", extra={"step": step})
+        elif not task.cancelled() and task.exception() is not None:
+            log.error("shutdown step failed", exc_info=task.exception(), extra={"step": step})
+
+
 def run_service(service: Service) -> int:
-    """Run a service in this process with SIGTERM/SIGINT wired to a clean drain."""
+    """Run a service in this process with SIGTERM/SIGINT wired to a clean drain, and the
+    process ended anyway once the grace period after the stop request is over."""
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, service.request_stop)
-        return await service.serve()
+        arm = asyncio.create_task(_exit_when_overdue(service), name="exit-when-overdue")
+        try:
+            return await service.serve()
+        finally:
+            arm.cancel()
 
     try:
         import uvloop
@@ -213,3 +272,22 @@ def run_service(service: Service) -> int:
         return uvloop.run(main())
     except ImportError:  # uvloop is optional (not on Windows)
         return asyncio.run(main())
+
+
+async def _exit_when_overdue(service: Service) -> None:
+    """From the stop request on, a timer thread ends the process at the end of the grace
+    period: it runs even when the event loop cannot (blocked, or tearing down tasks that
+    ignore their cancellation), and when the interpreter waits at exit for a thread stuck in
+    a venue call. A daemon thread, so a process that exits in time never waits for it."""
+    await service.stopping.wait()
+    grace = service.settings.shutdown_grace
+
+    def overdue() -> None:
+        log.critical("still running at the end of the grace period; exiting", extra={"grace": grace})
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(1)
+
+    timer = threading.Timer(grace, overdue)
+    timer.daemon = True
+    timer.start()

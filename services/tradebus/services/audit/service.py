@@ -36,8 +36,6 @@ from .store import AuditStore, open_store
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT = 10.0
-"""Seconds a stopping service waits for the batches being committed."""
 RETRY_DELAY = 1.0
 """Seconds before a batch whose commit failed is redelivered (instead of the consumer's ack_wait)."""
 
@@ -82,7 +80,8 @@ def build_record(msg: Msg) -> tuple[AuditRecord, bool]:
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    # Not a text holding NUL: PostgreSQL's TEXT refuses it, and the batch would fail for ever.
+    return value if isinstance(value, str) and value and "\x00" not in value else None
 
 
 class AuditService(Service):
@@ -128,9 +127,10 @@ class AuditService(Service):
     async def stop(self) -> None:
         # Each consumer finishes (commits and acks) its current batch and returns; only then
         # may the store close. Set `stopping` here too: start-up may have failed halfway.
+        # Half the grace period for the commits leaves the other half to close the store.
         self.stopping.set()
         if self._consumers:
-            _, busy = await asyncio.wait(self._consumers, timeout=STOP_TIMEOUT)
+            _, busy = await asyncio.wait(self._consumers, timeout=self.settings.shutdown_grace / 2)
             if busy:
                 # A commit hangs (database unreachable): its batch stays unacknowledged and is
                 # redelivered; the database rolls it back, or keeps it, when the process exits.

@@ -5,6 +5,11 @@ order filled by the market). Both submit here synchronously, right after the ven
 changed, so the order of submissions is the order of state changes; one writer task
 publishes them to JetStream in that order, pipelined, and resolves each submission's
 future once every ack is in. The command path acknowledges its commands only after that.
+
+When the writer stops (a publish failed or timed out, e.g. the bus died; or shutdown), every
+submission still waiting fails with it and later ones fail at once: nothing waits for a
+writer that is gone (a connector once hung for good in `flush`). The commands behind those
+events are not acknowledged and are redelivered.
 """
 
 from __future__ import annotations
@@ -37,11 +42,15 @@ class EventPublisher:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._stopped: BaseException | None = None  # why the writer ended, once it has
 
     def submit(self, events: Sequence[VenueEvent]) -> asyncio.Future[None]:
         """Queue events in order; the future completes when all of them, and everything
         submitted before, are stored (so `submit([])` waits for what is in flight)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._stopped is not None:
+            done.set_exception(_writer_stopped(self._stopped))
+            return done
         if not events and not self._queue and self._idle.is_set():
             done.set_result(None)
             return done
@@ -55,26 +64,43 @@ class EventPublisher:
     async def run(self) -> None:
         """The single writer. A publish failure fails the pending futures and the task (the
         service then stops and its unacked commands are redelivered)."""
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-                try:
-                    await self._bus.publish_durable_many(
-                        (event_subject(e), e, e.event_id) for e, _ in batch if e is not None
-                    )
-                except BaseException as exc:
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._queue:
+                    batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+                    try:
+                        await self._bus.publish_durable_many(
+                            (event_subject(e), e, e.event_id) for e, _ in batch if e is not None
+                        )
+                    except BaseException:
+                        self._queue.extendleft(reversed(batch))  # failed below, with the rest
+                        raise
+                    self._metrics.published.labels(family="event").inc(sum(e is not None for e, _ in batch))
                     for _, done in batch:
-                        if done is not None and not done.done():
-                            done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
-                    raise
-                self._metrics.published.labels(family="event").inc(sum(e is not None for e, _ in batch))
-                for _, done in batch:
-                    if done is not None:
-                        done.set_result(None)
-            self._idle.set()
+                        if done is not None:
+                            done.set_result(None)
+                self._idle.set()
+        except BaseException as exc:
+            self._stop(exc)
+            raise
+
+    def _stop(self, why: BaseException) -> None:
+        self._stopped = why
+        while self._queue:
+            _, done = self._queue.popleft()
+            if done is not None and not done.done():
+                done.set_exception(_writer_stopped(why))
+        self._idle.set()
 
     async def flush(self) -> None:
-        """Wait until everything submitted so far is stored (used when stopping)."""
+        """Wait until everything submitted so far is stored, or failed with the writer
+        (used when stopping; the service bounds the wait with its grace period)."""
         await self._idle.wait()
+
+
+def _writer_stopped(why: BaseException) -> Exception:
+    if isinstance(why, Exception):
+        return why
+    return RuntimeError("the event writer stopped")

@@ -9,8 +9,7 @@ nowhere else (the paper venue) rebuilds itself from it on start.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -23,9 +22,10 @@ from tradebus.shared.topology import EVENTS
 
 from .base import VenueEvent
 
-log = logging.getLogger(__name__)
-
 _VENUE_EVENT_FAMILIES = (Family.ORDER_EVENT, Family.ACCOUNT_EVENT)
+
+OnUnreadable = Callable[[str, str, bytes, Exception], None]
+"""(family, subject, raw bytes, error): a Quarantine's `hold`."""
 
 
 def journal_subjects(venue: str) -> list[str]:
@@ -33,9 +33,11 @@ def journal_subjects(venue: str) -> list[str]:
     return [f"{PREFIX}.evt.order.{venue}.>", f"{PREFIX}.evt.account.{venue}.>"]
 
 
-async def read_events(bus: Bus, filter_subjects: Sequence[str], *, batch: int = 1000) -> list[VenueEvent]:
+async def read_events(bus: Bus, filter_subjects: Sequence[str], *, batch: int = 1000,
+                      on_unreadable: OnUnreadable) -> list[VenueEvent]:
     """The order and account events stored in EVENTS on `filter_subjects` when the call
-    starts, oldest first. Whoever published them: callers tell their own by event id."""
+    starts, oldest first. Whoever published them: callers tell their own by event id. An
+    event that cannot be read is handed to `on_unreadable` and left out."""
     config = ConsumerConfig(
         filter_subjects=list(filter_subjects),
         deliver_policy=DeliverPolicy.ALL,
@@ -52,20 +54,20 @@ async def read_events(bus: Bus, filter_subjects: Sequence[str], *, batch: int = 
         while remaining:
             messages = await subscription.fetch(min(batch, remaining))
             remaining -= len(messages)
-            events.extend(event for event in map(_decode, messages) if event is not None)
+            events.extend(event for msg in messages if (event := _decode(msg, on_unreadable)) is not None)
         return events
     finally:
         await subscription.unsubscribe()
         await bus.js.delete_consumer(EVENTS.name, info.name)
 
 
-def _decode(msg: Msg) -> VenueEvent | None:
-    """An order or account event; None for anything else (logged if unreadable)."""
+def _decode(msg: Msg, on_unreadable: OnUnreadable) -> VenueEvent | None:
+    """An order or account event; None for anything else."""
     try:
         family = subjects.parse(msg.subject).family
         if family in _VENUE_EVENT_FAMILIES:
             event: VenueEvent = decoder(family).decode(msg.data)
             return event
     except (ValueError, *DecodeError) as exc:
-        log.warning("unreadable event in the journal", extra={"subject": msg.subject, "error": str(exc)})
+        on_unreadable("journal", msg.subject, msg.data, exc)
     return None

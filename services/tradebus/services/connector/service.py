@@ -81,11 +81,12 @@ class ConnectorService(Service):
         market_data = MarketDataPublisher(self.bus, self.venue)
         self.connector = connector_class(self.venue)(
             venue=self.venue, config=self.venue_config, market_data=market_data, emit=self.events.submit,
-            read_journal=functools.partial(read_events, self.bus, journal_subjects(self.venue)),
+            read_journal=functools.partial(read_events, self.bus, journal_subjects(self.venue),
+                                           on_unreadable=self.quarantine.hold),
             report_status=self._venue_status,
         )
         await self.connector.start()
-        self.subscriptions = SubscriptionDesk(self.connector, self.metrics, lease=self.subscription_lease)
+        self.subscriptions = SubscriptionDesk(self.connector, self.quarantine, lease=self.subscription_lease)
         await self.bus.nc.subscribe(subjects.market_data_control(self.venue), cb=self.subscriptions.on_subscription_request)
         await self.bus.nc.subscribe(subjects.instruments(self.venue), cb=self.subscriptions.on_instruments_request)
         await self.bus.nc.subscribe(subjects.reconcile(self.venue), cb=self._on_reconcile)
@@ -150,17 +151,20 @@ class ConnectorService(Service):
 
     async def _execute(self, msg: Msg) -> list[VenueEvent]:
         """Decode and execute one routed command; a command that cannot be decoded is
-        answered with a rejection, never retried."""
+        quarantined and answered with a rejection, never retried."""
         assert self.connector is not None
+        try:
+            parsed = subjects.parse(msg.subject)
+        except ValueError as exc:  # nobody to answer: quarantined, and acked with its batch
+            self.quarantine.hold("route", msg.subject, msg.data, exc)
+            return []
         try:
             command: OrderCommand = _route_decoder.decode(msg.data)
         except DecodeError as exc:
-            self.metrics.decode_errors.labels(family="route").inc()
-            log.warning("undecodable routed command", extra={"subject": msg.subject, "error": str(exc)})
-            return self._malformed(msg, str(exc))
-        parsed = subjects.parse(msg.subject)
+            self.quarantine.hold("route", msg.subject, msg.data, exc)
+            return self._malformed(msg, parsed.venue, parsed.account, str(exc))
         if (command.venue, command.account) != (parsed.venue, parsed.account):
-            return self._malformed(msg, "venue/account in the body differ from the subject")
+            return self._malformed(msg, parsed.venue, parsed.account, "venue/account in the body differ from the subject")
         # Only a re-delivery can have been executed before: a client's genuine retry arrives
         # as a new message and gets the venue's own answer (a duplicate client order id).
         if msg.metadata.num_delivered > 1 and await self.connector.executed(command):
@@ -177,17 +181,14 @@ class ConnectorService(Service):
                     reason=RejectReason.DEADLINE_EXCEEDED, message=late_message(now, deadline), now=now)]
         return await self.connector.execute(command)
 
-    def _malformed(self, msg: Msg, message: str) -> list[VenueEvent]:
-        try:
-            parsed = subjects.parse(msg.subject)
-        except ValueError:
-            return []  # no venue/account to answer on; counted and logged by the caller
-        return [malformed_command(venue=parsed.venue, account=parsed.account, stream_seq=msg.metadata.sequence.stream,
+    def _malformed(self, msg: Msg, venue: str | None, account: str | None, message: str) -> list[VenueEvent]:
+        assert venue is not None and account is not None  # a route subject names both
+        return [malformed_command(venue=venue, account=account, stream_seq=msg.metadata.sequence.stream,
                                   message=message, now=time.time_ns())]
 
     # --- reconcile ---------------------------------------------------------------------------
     async def _on_reconcile(self, msg: Msg) -> None:
-        await answer_request(msg, metrics=self.metrics, family="reconcile", decoder=_reconcile_decoder,
+        await answer_request(msg, quarantine=self.quarantine, family="reconcile", decoder=_reconcile_decoder,
                              handle=self._reconcile, refuse=lambda error: ReconcileReply(known=[], unknown=[], error=error))
 
     async def _reconcile(self, request: Reconcile) -> ReconcileReply:

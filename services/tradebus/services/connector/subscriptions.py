@@ -30,7 +30,7 @@ from tradebus.schemas.control import (
 from tradebus.schemas.market import Instrument
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind
-from tradebus.shared.health import ServiceMetrics
+from tradebus.shared.quarantine import Quarantine
 from tradebus.shared.requests import answer_request
 
 from .base import VenueConnector
@@ -43,15 +43,15 @@ _instruments_decoder = decoder(Family.INSTRUMENTS)
 
 
 class SubscriptionDesk:
-    def __init__(self, connector: VenueConnector, metrics: ServiceMetrics, *, lease: float) -> None:
+    def __init__(self, connector: VenueConnector, quarantine: Quarantine, *, lease: float) -> None:
         self.connector = connector
         self.market_data = connector.market_data
-        self.metrics = metrics
+        self.quarantine = quarantine
         self.lease = lease
 
     # --- subscriptions --------------------------------------------------------------------
     async def on_subscription_request(self, msg: Msg) -> None:
-        await answer_request(msg, metrics=self.metrics, family="md_control", decoder=_request_decoder,
+        await answer_request(msg, quarantine=self.quarantine, family="md_control", decoder=_request_decoder,
                              handle=self._handle, refuse=lambda error: self._reply(ok=False, error=error))
 
     async def _handle(self, request: SubscriptionRequest) -> SubscriptionReply:
@@ -113,7 +113,7 @@ class SubscriptionDesk:
             )
 
     async def on_instruments_request(self, msg: Msg) -> None:
-        await answer_request(msg, metrics=self.metrics, family="instruments", decoder=_instruments_decoder,
+        await answer_request(msg, quarantine=self.quarantine, family="instruments", decoder=_instruments_decoder,
                              handle=self._instruments, refuse=lambda error: InstrumentsReply(ok=False, error=error))
 
     async def _instruments(self, request: GetInstruments) -> InstrumentsReply:

@@ -154,8 +154,7 @@ class OmsService(Service):
             try:
                 self.book.load(key, value)
             except Undecodable as exc:  # `tradebus oms rebuild --apply` repairs it from the streams
-                self.metrics.decode_errors.labels(family="kv").inc()
-                log.error("unreadable entry in the orders bucket; skipped", extra={"error": str(exc)})
+                self.quarantine.hold("orders_bucket", f"$KV.{ORDERS_BUCKET}.{key}", value, exc)
         log.info("state loaded", extra={"orders": len(self.book.orders), "positions": len(self.book.positions)})
 
     # --- the streams ---------------------------------------------------------------------
@@ -203,12 +202,18 @@ class OmsService(Service):
                 raise
 
     def _apply_one(self, msg: Msg, family: str, apply: Apply) -> str | None:
+        """The key `msg` changed. Poison is quarantined and acked with its batch, never
+        retried: an unreadable message, or one the state cannot take (which is a bug, but
+        must not hold up every later message)."""
         try:
             return apply(msg.subject, msg.data, message_time(msg))
-        except Undecodable as exc:  # acked with its batch: a poison message is never retried
-            self.metrics.decode_errors.labels(family=family).inc()
-            log.warning("undecodable message skipped", extra={"subject": msg.subject, "error": str(exc)})
-            return None
+        except Undecodable as exc:
+            self.quarantine.hold(family, msg.subject, msg.data, exc)
+        except Exception as exc:
+            self.metrics.handler_errors.labels(family=family).inc()
+            log.exception("message could not be applied", extra={"subject": msg.subject})
+            self.quarantine.hold(family, msg.subject, msg.data, repr(exc))
+        return None
 
     # --- queries -------------------------------------------------------------------------
     async def _on_query(self, msg: Msg) -> None:
@@ -217,7 +222,7 @@ class OmsService(Service):
         try:
             reply = self.book.answer(_query_decoder.decode(msg.data))
         except DecodeError as exc:
-            self.metrics.decode_errors.labels(family="oms_query").inc()
+            self.quarantine.hold("oms_query", msg.subject, msg.data, exc)
             reply = OmsReply(ok=False, error=str(exc)[:1024])
         if not msg.reply:
             return
@@ -270,7 +275,8 @@ class OmsService(Service):
         except nats.errors.Error as exc:  # e.g. reconnecting: the next round asks again
             log.warning("reconcile request failed", extra={"venue": venue, "error": repr(exc)})
             result = "bus_error"
-        except DecodeError:
+        except DecodeError as exc:
+            self.quarantine.hold("reconcile_reply", subjects.reconcile(venue), answer.data, exc)
             result = "bad_reply"
         else:
             result = "error" if reply.error else "ok"

@@ -53,7 +53,7 @@ from .checks import Gate, check
 from .config import load_limits_file
 from .exposure import RISK_EVENT_PREFIX, Exposure
 from .liveness import VenueLiveness
-from .tradingstate import FLEET_KEY, decode_state, set_trading_state, state_key
+from .tradingstate import ACCOUNT_KEY_PREFIX, FLEET_KEY, check_key, decode_state, set_trading_state, state_key
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class RiskService(Service):
     async def _on_commands(self, messages: list[Msg]) -> None:
         assert self.bus is not None
         self.metrics.received.labels(family="command").inc(len(messages))
-        publications = [publication for msg in messages if (publication := self._decide(msg)) is not None]
+        publications = [publication for msg in messages if (publication := self._decide_or_refuse(msg)) is not None]
         try:
             await publish_pipelined(self.bus.js, publications)
         except BaseException:
@@ -121,18 +121,29 @@ class RiskService(Service):
         for msg in messages:
             await msg.ack()
 
+    def _decide_or_refuse(self, msg: Msg) -> Publication | None:
+        """`_decide`; a command that breaks it is quarantined and refused as malformed, so that
+        it neither stops the batch (redelivered for ever) nor goes unanswered."""
+        try:
+            return self._decide(msg)
+        except Exception as exc:
+            self.metrics.handler_errors.labels(family="command").inc()
+            log.exception("command could not be decided", extra={"subject": msg.subject})
+            self.quarantine.hold("command", msg.subject, msg.data, repr(exc))
+            parsed = subjects.parse(msg.subject)  # `_decide` parsed it before it could fail
+            return self._malformed(msg, parsed.venue, parsed.account, f"could not be decided: {exc!r}")
+
     def _decide(self, msg: Msg) -> Publication | None:
         """The publication that answers one command: its route, or its rejection."""
         try:
             parsed = subjects.parse(msg.subject)
-        except ValueError:
-            self.metrics.decode_errors.labels(family="command").inc()
-            log.warning("command on an unknown subject", extra={"subject": msg.subject})
-            return None  # nobody to answer: counted and acked
+        except ValueError as exc:
+            self.quarantine.hold("command", msg.subject, msg.data, exc)
+            return None  # nobody to answer: quarantined and acked
         try:
             command: OrderCommand = _command_decoder.decode(msg.data)
         except DecodeError as exc:
-            self.metrics.decode_errors.labels(family="command").inc()
+            self.quarantine.hold("command", msg.subject, msg.data, exc)
             return self._malformed(msg, parsed.venue, parsed.account, str(exc))
         if (command.venue, command.account) != (parsed.venue, parsed.account):
             return self._malformed(msg, parsed.venue, parsed.account, "venue/account in the body differ from the subject")
@@ -184,7 +195,10 @@ class RiskService(Service):
             caught_up.append(done)
 
             async def follow(msg: Msg, handler=handler, target=target, done=done) -> None:
-                handler(msg)
+                try:
+                    handler(msg)
+                except Exception as exc:  # a message that breaks the exposure must not stall the replay
+                    self.quarantine.hold("replay", msg.subject, msg.data, repr(exc))
                 if not done.done() and msg.metadata.sequence.stream >= target:
                     done.set_result(None)
 
@@ -203,8 +217,9 @@ class RiskService(Service):
             self.gate.exposure.decided.add(dedupe_id)
         try:
             command = _command_decoder.decode(msg.data)
-        except DecodeError:
-            return  # risk only routes valid commands; anything else is not its own
+        except DecodeError as exc:  # risk only routes valid commands: this one is not its own
+            self.quarantine.hold("route", msg.subject, msg.data, exc)
+            return
         if isinstance(command, PlaceOrder):
             self.gate.exposure.on_routed(command)
 
@@ -217,8 +232,8 @@ class RiskService(Service):
                 event = _account_decoder.decode(msg.data)
                 if isinstance(event, PositionUpdate):
                     self.gate.exposure.on_position(event)
-        except (ValueError, *DecodeError):
-            self.metrics.decode_errors.labels(family="event").inc()
+        except (ValueError, *DecodeError) as exc:
+            self.quarantine.hold("event", msg.subject, msg.data, exc)
 
     async def _on_quote(self, msg: Msg) -> None:
         quote = self._decoded(_quote_decoder, msg, "market_data")
@@ -231,11 +246,11 @@ class RiskService(Service):
             self.gate.liveness.on_status(status, time.monotonic())
 
     def _decoded(self, decoder: msgspec.json.Decoder, msg: Msg, family: str) -> Any:
-        """The message's payload; None (counted) if it does not decode: core NATS, nobody to answer."""
+        """The message's payload; None (quarantined) if it does not decode: core NATS, nobody to answer."""
         try:
             return decoder.decode(msg.data)
-        except DecodeError:
-            self.metrics.decode_errors.labels(family=family).inc()
+        except DecodeError as exc:
+            self.quarantine.hold(family, msg.subject, msg.data, exc)
             return None
 
     # --- trading states -----------------------------------------------------------------------
@@ -245,22 +260,38 @@ class RiskService(Service):
         ready = asyncio.get_running_loop().create_future()
 
         async def follow() -> None:
-            async for entry in watcher:
-                if entry is None:  # the initial values are all in
-                    if not ready.done():
-                        ready.set_result(None)
-                    continue
-                self._apply_state(entry.key, entry.value)
+            try:
+                async for entry in watcher:
+                    if entry is None:  # the initial values are all in
+                        if not ready.done():
+                            ready.set_result(None)
+                        continue
+                    self._apply_stored_state(entry.key, entry.value)
+            finally:  # start-up must not wait for a watcher that has ended
+                if not ready.done():
+                    ready.set_exception(RuntimeError("the trading-state watcher ended before the initial values"))
 
         self.spawn(follow(), name="trading-states")
         await ready
 
-    def _apply_state(self, key: str, value: bytes | None) -> None:
-        state = decode_state(value).state if value else TradingState.ACTIVE
+    def _apply_stored_state(self, key: str, value: bytes | None) -> None:
+        """An entry that is not a trading state is quarantined and changes nothing: the key
+        keeps the state it had (active, if it never had a readable one). Failing closed
+        instead would let any garbage halt the fleet; `tradebus halt` still overwrites it."""
+        try:
+            check_key(key)
+            state = decode_state(value).state if value else TradingState.ACTIVE
+        except (ValueError, *DecodeError) as exc:
+            if value:  # else the deletion of a key that is no trading state: nothing to apply
+                self.quarantine.hold("trading_state", f"$KV.{RISK_BUCKET}.{key}", value, exc)
+            return
+        self._apply_state(key, state)
+
+    def _apply_state(self, key: str, state: TradingState) -> None:
         if key == FLEET_KEY:
             self.gate.fleet_state = state
         else:
-            self.gate.account_states[key.removeprefix("account.")] = state
+            self.gate.account_states[key.removeprefix(ACCOUNT_KEY_PREFIX)] = state
         self.detail = f"fleet {self.gate.fleet_state.value}"
         log.warning("trading state changed", extra={"key": key, "state": state.value})
 
@@ -269,13 +300,13 @@ class RiskService(Service):
         try:
             request = _request_decoder.decode(msg.data)
         except DecodeError as exc:
-            self.metrics.decode_errors.labels(family="risk_control").inc()
+            self.quarantine.hold("risk_control", msg.subject, msg.data, exc)
             await msg.respond(encode(self._state_reply(ok=False, error=str(exc))))
             return
         if isinstance(request, SetTradingState):
             change = await set_trading_state(self.bus.js, self.bucket, account=request.account, state=request.state,
                                              reason=request.reason, changed_by="risk control request")
-            self._apply_state(state_key(request.account), encode(change))  # don't wait for the watcher
+            self._apply_state(state_key(request.account), change.state)  # don't wait for the watcher
         if msg.reply:
             reply = self._limits_reply() if isinstance(request, GetRiskLimits) else self._state_reply(ok=True)
             await msg.respond(encode(reply))

@@ -21,11 +21,18 @@ from tradebus.schemas.values import TradingState
 from tradebus.shared.bus import MSG_ID
 
 FLEET_KEY = "fleet"
+ACCOUNT_KEY_PREFIX = "account."
 _decoder = msgspec.json.Decoder(TradingStateChanged)
 
 
 def state_key(account: str | None) -> str:
-    return FLEET_KEY if account is None else f"account.{account}"
+    return FLEET_KEY if account is None else f"{ACCOUNT_KEY_PREFIX}{account}"
+
+
+def check_key(key: str) -> None:
+    """Raise ValueError unless `key` is one `state_key` makes."""
+    if key != FLEET_KEY and not (key.startswith(ACCOUNT_KEY_PREFIX) and len(key) > len(ACCOUNT_KEY_PREFIX)):
+        raise ValueError(f"not a trading-state key: {key!r}")
 
 
 def decode_state(value: bytes) -> TradingStateChanged:
