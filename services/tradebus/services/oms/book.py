@@ -2,12 +2,17 @@
 per venue account and symbol, fed by routed commands and events. Pure (no I/O): the service
 and `tradebus oms rebuild` run exactly this code over the same messages.
 
-Every change is stamped with `ts`, the JetStream time of the message that caused it, never
-the wall clock. The service reads ROUTE and EVENTS with two independent consumers, so a
-record may hear of its place command before or after its first event, and a rebuild
-interleaves the two streams differently again. The state is therefore made independent of
-that interleaving: `created_at` is the earliest and `updated_at` the latest time seen, and
-a place command arriving after events fills only the terms the events did not give.
+The state is a function of the two streams, each in stream order, and of nothing else:
+- every message comes with its stream sequence, and a record ignores a message at or below
+  the last sequence it applied from that stream (`route_seq`, `event_seq`), so redelivery
+  (after a crash, a failed bucket write, a nats-server restart) changes nothing;
+- the service reads ROUTE and EVENTS with two independent consumers, so a record may hear
+  of its place command before or after its events, and a rebuild reads all of ROUTE first.
+  Applying a place command and an event commutes: the place decides only the terms no event
+  stated, a refused command is noted only on a record order events made (see lifecycle),
+  `created_at` is the earliest and `updated_at` the latest time seen;
+- every change is stamped with `ts`, the JetStream time of the message that caused it, never
+  the wall clock.
 
 Keys are the keys of the KV bucket: `order.<venue>.<account>.<client order id>` and
 `position.<venue>.<account>.<encoded symbol>`.
@@ -32,15 +37,19 @@ from tradebus.schemas.control import (
     VenuePosition,
 )
 from tradebus.schemas.events import CommandRejected, OrderEventBase, PositionUpdate
-from tradebus.schemas.lifecycle import OPEN_STATUSES, OrderRecord, apply_event, new_record, record_key
+from tradebus.schemas.lifecycle import (
+    OPEN_STATUSES,
+    OrderRecord,
+    apply_event,
+    new_record,
+    record_key,
+    undecided_terms,
+)
 from tradebus.schemas.subjects import Family, encode_token
 from tradebus.schemas.values import OrderStatus
 
 ORDER_PREFIX = "order."
 POSITION_PREFIX = "position."
-
-# The order's terms: what a place command says and `OrderAccepted` / `OrderModified` restate.
-TERMS = ("side", "order_type", "quantity", "price", "stop_price", "time_in_force")
 
 _route_decoder = decoder(Family.ROUTE)
 _order_event_decoder = decoder(Family.ORDER_EVENT)
@@ -94,28 +103,32 @@ class OmsState:
         self.anomalies = 0  # illegal transitions applied to this state (not those loaded)
         self._pending: set[str] = set()  # keys of orders in pending_new: stuck-order candidates
 
-    # --- feeding: each returns the key it changed, or None -------------------------------
-    def apply_route_message(self, subject: str, data: bytes, ts: int) -> str | None:
+    # --- feeding: each takes a message with its stream sequence and time, and returns the
+    # --- key it changed, or None
+    def apply_route_message(self, subject: str, data: bytes, seq: int, ts: int) -> str | None:
         """Raises Undecodable. Only a place command makes news: the others reach the order
         manager through the events the venue answers them with."""
         command = decode_route(subject, data)
-        return self.apply_routed(command, ts) if isinstance(command, PlaceOrder) else None
+        return self.apply_routed(command, seq, ts) if isinstance(command, PlaceOrder) else None
 
-    def apply_event_message(self, subject: str, data: bytes, ts: int) -> str | None:
+    def apply_event_message(self, subject: str, data: bytes, seq: int, ts: int) -> str | None:
         """Raises Undecodable."""
-        return self.apply_event(decode_event(subject, data), ts)
+        return self.apply_event(decode_event(subject, data), seq, ts)
 
-    def apply_routed(self, place: PlaceOrder, ts: int) -> str | None:
+    def apply_routed(self, place: PlaceOrder, seq: int, ts: int) -> str | None:
         """Create the order's record; a record that events already created keeps its status
-        and terms, and only learns the terms it lacks and an earlier creation time."""
+        and the terms they stated, and learns the rest and an earlier creation time."""
         key = order_key(place.venue, place.account, place.client_order_id)
         previous = self.orders.get(key)
         if previous is None:
-            return self._store_order(key, None, new_record(place, ts))
-        missing = {name: getattr(place, name) for name in TERMS if getattr(previous, name) is None}
-        return self._store_order(key, previous, _stamped(msgspec.structs.replace(previous, **missing), previous, ts))
+            return self._store_order(key, None, msgspec.structs.replace(new_record(place, ts), route_seq=seq))
+        if seq <= previous.route_seq:
+            return None
+        terms = {name: getattr(place, name) for name in undecided_terms(previous)}
+        record = msgspec.structs.replace(previous, symbol=place.symbol, route_seq=seq, **terms)
+        return self._store_order(key, previous, _stamped(record, previous, ts))
 
-    def apply_event(self, event: object, ts: int) -> str | None:
+    def apply_event(self, event: object, seq: int, ts: int) -> str | None:
         """Order events go through the state machine, position updates replace the venue's
         previous one; anything else (balances, risk events) is not the order manager's."""
         if isinstance(event, PositionUpdate):
@@ -125,11 +138,13 @@ class OmsState:
         key = order_key(event.venue, event.account, event.client_order_id)
         previous = self.orders.get(key)
         if previous is None and isinstance(event, CommandRejected):
-            return None  # names an order this manager never heard of: nothing to annotate
-        updated = apply_event(previous, event, ts)
-        if updated is previous:  # an event the record already saw
+            return None  # names an order no order event made: nothing to annotate
+        if previous is not None and seq <= previous.event_seq:
             return None
-        return self._store_order(key, previous, _stamped(updated, previous, ts))
+        updated = apply_event(previous, event, ts)
+        if updated is previous:  # an event the record already saw, or a refusal it does not note
+            return None
+        return self._store_order(key, previous, _stamped(msgspec.structs.replace(updated, event_seq=seq), previous, ts))
 
     def _store_order(self, key: str, previous: OrderRecord | None, record: OrderRecord) -> str | None:
         if record == previous:
