@@ -102,6 +102,10 @@ class OmsState:
         self.positions: dict[str, PositionUpdate] = {}
         self.anomalies = 0  # illegal transitions applied to this state (not those loaded)
         self._pending: set[str] = set()  # keys of orders in pending_new: stuck-order candidates
+        # EVENTS sequence of each position's update, as far as this process applied it: the
+        # bucket holds the venue's PositionUpdate as published. After a restart, the
+        # service's catch-up re-applies in order whatever could be redelivered.
+        self._position_seqs: dict[str, int] = {}
 
     # --- feeding: each takes a message with its stream sequence and time, and returns the
     # --- key it changed, or None
@@ -132,7 +136,7 @@ class OmsState:
         """Order events go through the state machine, position updates replace the venue's
         previous one; anything else (balances, risk events) is not the order manager's."""
         if isinstance(event, PositionUpdate):
-            return self._store_position(event)
+            return self._store_position(event, seq)
         if not isinstance(event, (OrderEventBase, CommandRejected)) or event.client_order_id is None:
             return None
         key = order_key(event.venue, event.account, event.client_order_id)
@@ -161,13 +165,16 @@ class OmsState:
         else:
             self._pending.discard(key)
 
-    def _store_position(self, update: PositionUpdate) -> str | None:
+    def _store_position(self, update: PositionUpdate, seq: int) -> str | None:
         key = position_key(update.venue, update.account, update.symbol)
         current = self.positions.get(key)
-        # A re-published older update (reconciliation) must never replace a newer one.
-        if current is not None and (update == current or update.ts_event < current.ts_event):
+        # A re-published older update (reconciliation) must never replace a newer one, nor
+        # a redelivered one a later one of the same time.
+        if current is not None and (update == current or update.ts_event < current.ts_event
+                                    or seq <= self._position_seqs.get(key, 0)):
             return None
         self.positions[key] = update
+        self._position_seqs[key] = seq
         return key
 
     # --- the bucket ----------------------------------------------------------------------
