@@ -69,6 +69,13 @@ class ProcessFleet:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
 
+    def freeze(self, name: str) -> None:
+        """SIGSTOP: the process holds whatever the bus delivers to it, answering nothing."""
+        self.processes[name].send_signal(signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        self.processes[name].send_signal(signal.SIGCONT)
+
     def alive(self) -> dict[str, bool]:
         return {name: process.poll() is None for name, process in self.processes.items()}
 
