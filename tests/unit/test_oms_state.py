@@ -219,7 +219,7 @@ def test_message_time_reads_the_ack_subject_as_nats_py_reads_its_metadata(ns: in
 
     from nats.aio.msg import Msg
 
-    from tradebus.shared.bus import stored_message, stored_position
+    from tradebus.shared.bus import _header_time, stored_message, stored_position
 
     for reply in (f"$JS.ACK.EVENTS.oms-events.1.42.40.{ns}.0", f"$JS.ACK.hub.ACCHASH.EVENTS.oms-events.1.42.40.{ns}.0.x"):
         msg = Msg(None, subject="tradebus.evt.order.paper.demo", reply=reply, data=b"")
@@ -227,3 +227,9 @@ def test_message_time_reads_the_ack_subject_as_nats_py_reads_its_metadata(ns: in
         expected = (metadata.timestamp - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
         assert stored_message(msg).time == expected
         assert stored_position(msg) == ("EVENTS", 42, expected)
+    # A direct get gives the time as the `Nats-Time-Stamp` header (Go's RFC 3339 with ns,
+    # trailing zeros cut): read alike, so a catch-up stamps records as a consumer would.
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp += (f".{nanos:09d}".rstrip("0") if nanos else "") + "Z"
+    assert _header_time(stamp) == expected
