@@ -177,6 +177,23 @@ def test_queries_and_the_open_only_filter() -> None:
     assert state.answer(GetOrder(venue="paper", account="demo", client_order_id="nope")).orders == []
 
 
+def test_a_listing_pages_by_cursor_and_stops_short_of_the_byte_limit() -> None:
+    state = OmsState()
+    for n in range(10):  # creation times shared by pairs: the key breaks the tie
+        state.apply_routed(place(f"c{n}"), next(SEQ), T + n // 2)
+    every = [r.client_order_id for r in state.list_orders()]
+    assert every[:4] == ["c9", "c8", "c7", "c6"]
+    first = state.answer(ListOrders(limit=4))
+    assert ([r.client_order_id for r in first.orders], first.total, first.more) == (every[:4], 10, True)
+    rest = state.answer(ListOrders(limit=100, after=first.next_cursor))
+    assert ([r.client_order_id for r in rest.orders], rest.more, rest.next_cursor) == (every[4:], False, None)
+    one_record = len(encode(state.orders["order.paper.demo.c0"]))
+    small = state.answer(ListOrders(), max_bytes=1024 + 3 * one_record + 3)
+    assert [r.client_order_id for r in small.orders] == every[:3] and small.more
+    tiny = state.answer(ListOrders(), max_bytes=10)  # one order per page, however big: the service refuses it then
+    assert len(tiny.orders) == 1 and tiny.more
+
+
 def test_stuck_orders_are_pending_ones_without_news() -> None:
     state = OmsState()
     state.apply_routed(place("old"), next(SEQ), T)

@@ -50,6 +50,8 @@ from tradebus.schemas.values import OrderStatus
 
 ORDER_PREFIX = "order."
 POSITION_PREFIX = "position."
+DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default max_payload
+REPLY_ENVELOPE = 1024  # bytes of an OmsReply besides its orders (tags, flags, the cursor), with room to spare
 
 _route_decoder = decoder(Family.ROUTE)
 _order_event_decoder = decoder(Family.ORDER_EVENT)
@@ -199,26 +201,43 @@ class OmsState:
         return {**self.orders, **self.positions}
 
     # --- queries -------------------------------------------------------------------------
-    def answer(self, request: OmsRequest) -> OmsReply:
+    def answer(self, request: OmsRequest, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> OmsReply:
+        """`max_bytes`: the bus's limit on one message; a page of orders stops short of it."""
         match request:
             case GetOrder():
                 record = self.orders.get(order_key(request.venue, request.account, request.client_order_id))
                 return OmsReply(ok=True, orders=[] if record is None else [record])
             case ListOrders():
-                orders = self.list_orders(venue=request.venue, account=request.account, open_only=request.open_only)
-                return OmsReply(ok=True, orders=orders[: request.limit])
+                return self._page_of_orders(request, max_bytes)
             case GetPositions():
                 return OmsReply(ok=True, positions=self.aggregate_positions(request.account))
 
+    def _page_of_orders(self, request: ListOrders, max_bytes: int) -> OmsReply:
+        matching = self.list_orders(venue=request.venue, account=request.account, open_only=request.open_only)
+        following = matching
+        if request.after is not None:
+            after = _cursor_position(request.after)
+            following = [record for record in matching if _listing_position(record) < after]
+        page: list[OrderRecord] = []
+        size = REPLY_ENVELOPE
+        for record in following[: request.limit]:
+            size += len(encode(record)) + 1  # and a comma
+            if size > max_bytes and page:
+                break
+            page.append(record)
+        more = len(page) < len(following)
+        return OmsReply(ok=True, orders=page, total=len(matching), more=more,
+                        next_cursor=_cursor(page[-1]) if more and page else None)
+
     def list_orders(self, *, venue: str | None = None, account: str | None = None,
                     open_only: bool = False) -> list[OrderRecord]:
-        """Newest first (by creation time)."""
+        """Newest first (by creation time, then key)."""
         selected = [
             record for record in self.orders.values()
             if (venue is None or record.venue == venue) and (account is None or record.account == account)
             and (not open_only or record.status in OPEN_STATUSES)
         ]
-        return sorted(selected, key=lambda r: (r.created_at, r.venue, r.account, r.client_order_id), reverse=True)
+        return sorted(selected, key=_listing_position, reverse=True)
 
     def aggregate_positions(self, account: str | None = None) -> list[AggregatePosition]:
         """One net position per account and symbol, summed over the venues that hold it."""
@@ -231,6 +250,20 @@ class OmsState:
     def stuck_orders(self, last_update_before: int) -> dict[str, OrderRecord]:
         """Orders still in pending_new whose last news is older than `last_update_before`, by key."""
         return {key: record for key in self._pending if (record := self.orders[key]).updated_at < last_update_before}
+
+
+def _listing_position(record: OrderRecord) -> tuple[int, str, str, str]:
+    return record.created_at, record.venue, record.account, record.client_order_id
+
+
+def _cursor(record: OrderRecord) -> str:
+    """The `OrderCursor` after `record`: its listing position (all four parts are token-safe)."""
+    return ".".join(map(str, _listing_position(record)))
+
+
+def _cursor_position(cursor: str) -> tuple[int, str, str, str]:
+    created_at, venue, account, client_order_id = cursor.split(".", 3)  # the contract checked its form
+    return int(created_at), venue, account, client_order_id
 
 
 def _stamped(record: OrderRecord, previous: OrderRecord | None, ts: int) -> OrderRecord:

@@ -256,16 +256,15 @@ class OmsService(Service):
         assert self.bus is not None
         self.metrics.received.labels(family="oms_query").inc()
         try:
-            reply = self.book.answer(_query_decoder.decode(msg.data))
+            reply = self.book.answer(_query_decoder.decode(msg.data), self.bus.nc.max_payload)
         except DecodeError as exc:
             self.metrics.decode_errors.labels(family="oms_query").inc()
             reply = OmsReply(ok=False, error=str(exc)[:1024])
         if not msg.reply:
             return
         payload = encode(reply)
-        if len(payload) > self.bus.nc.max_payload:
-            payload = encode(OmsReply(ok=False, error=f"reply of {len(payload)} bytes exceeds the bus limit; "
-                                                      "ask for fewer orders (limit)"))
+        if len(payload) > self.bus.nc.max_payload:  # a page holds at least one order, however big
+            payload = encode(OmsReply(ok=False, error=f"reply of {len(payload)} bytes exceeds the bus limit"))
         await msg.respond(payload)
 
     # --- stuck orders --------------------------------------------------------------------
