@@ -233,7 +233,7 @@ class Client:
             after = reply.next_cursor
 
     async def orders(self, *, venue: str | None = None, account: str | None = None, open_only: bool = False,
-                     limit: int = 1000, all: bool = False) -> list[OrderRecord]:  # noqa: A002 (reads well at the call)
+                     limit: int = 1000, all: bool = False) -> list[OrderRecord]:
         """The newest `limit` orders, or with `all=True` every one (paged through)."""
         found: list[OrderRecord] = []
         async for page in self.order_pages(venue=venue, account=account, open_only=open_only,
