@@ -90,6 +90,13 @@ class ProcessFleet:
             raise AssertionError(f"{name} ignored SIGTERM for {timeout}s:\n{self.log(name)}") from None
         return code, time.monotonic() - started
 
+    def freeze(self, name: str) -> None:
+        """SIGSTOP: the process holds whatever the bus delivers to it, answering nothing."""
+        self.processes[name].send_signal(signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        self.processes[name].send_signal(signal.SIGCONT)
+
     def alive(self) -> dict[str, bool]:
         return {name: process.poll() is None for name, process in self.processes.items()}
 

@@ -48,6 +48,7 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import OrderType, ServiceState, Side, TradingState
 from tradebus.services.connector.service import ConnectorService
 from tradebus.services.settings import Settings, load_settings
+from tradebus.shared.bus import Bus, read_stored
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.natsserver import free_port, nats_server_binary, port_in_use
 from tradebus.shared.service import Service
@@ -581,6 +582,22 @@ async def test_no_service_can_take_over_or_delete_another_ones_consumer(server: 
         await conn.nc.publish("tradebus.route.paper.demo", b"{}")
         assert await conn.refused("publish", "tradebus.route.paper.demo"), conn.user
     assert (await risk.nc.jetstream().stream_info("ROUTE")).state.messages == 0
+
+
+async def test_the_order_manager_reads_route_and_events_by_direct_get_and_a_client_cannot(
+        server: RunningServer, connect: Connect) -> None:
+    """The order manager's start-up catch-up reads what its durables delivered unacknowledged."""
+    risk, oms, client = [await connect(user) for user in ("risk", "oms", "client")]
+    await declare_streams(risk)
+    ack = await risk.nc.jetstream(timeout=5).publish("tradebus.route.paper.demo", encode(place("direct-1")))
+    read = [m async for m in read_stored(Bus(oms.nc), "ROUTE", "tradebus.route.>", 1, ack.seq)]
+    assert [(m.subject, m.seq, msgspec.json.decode(m.data)["client_order_id"]) for m in read] == [
+        ("tradebus.route.paper.demo", ack.seq, "direct-1")]
+    assert [m async for m in read_stored(Bus(oms.nc), "EVENTS", "tradebus.evt.>", 1, 10)] == []
+    await quiet(oms)
+    with pytest.raises(TimeoutError):
+        [m async for m in read_stored(Bus(client.nc), "ROUTE", "tradebus.route.>", 1, ack.seq, timeout=1)]
+    assert await client.refused("publish", "$JS.API.DIRECT.GET.ROUTE")
 
 
 async def test_the_cluster_example_runs_replicated_streams(tmp_path: Path) -> None:

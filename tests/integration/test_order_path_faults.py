@@ -81,11 +81,13 @@ async def read_stream(js: nats.js.JetStreamContext, stream: str, subject: str) -
     return messages
 
 
-async def settle(nc: nats.NATS, timeout: float = 90) -> None:
-    """Wait until every durable consumer of the fleet has nothing pending."""
+FLEET_CONSUMERS = (("CMD", "risk"), ("ROUTE", "connector-paper"), ("ROUTE", "oms-route"), ("EVENTS", "oms-events"),
+                   ("CMD", "audit-cmd"), ("ROUTE", "audit-route"), ("EVENTS", "audit-events"))
+
+
+async def settle(nc: nats.NATS, timeout: float = 90, consumers: tuple[tuple[str, str], ...] = FLEET_CONSUMERS) -> None:
+    """Wait until these durable consumers (stream, name) have nothing pending."""
     js = nc.jetstream()
-    consumers = [("CMD", "risk"), ("ROUTE", "connector-paper"), ("ROUTE", "oms-route"), ("EVENTS", "oms-events"),
-                 ("CMD", "audit-cmd"), ("ROUTE", "audit-route"), ("EVENTS", "audit-events")]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         infos = [await js.consumer_info(stream, durable) for stream, durable in consumers]

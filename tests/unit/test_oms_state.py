@@ -29,6 +29,7 @@ from tradebus.services.oms.book import OmsState, Undecodable
 
 T = 1_700_000_000_000_000_000
 S = 1_000_000_000
+SEQ = itertools.count(1)  # stream sequences: increasing, as each stream delivers them
 
 
 def place(cid: str, *, venue: str = "paper", quantity: str = "3") -> PlaceOrder:
@@ -59,25 +60,27 @@ def position(venue: str, symbol: str, quantity: str, pnl: str = "0", *, ts: int 
 
 def test_a_routed_place_creates_a_pending_record_that_events_advance() -> None:
     state = OmsState()
-    key = state.apply_routed(place("c1"), T)
+    key = state.apply_routed(place("c1"), next(SEQ), T)
     assert key == "order.paper.demo.c1"
     assert state.orders[key].status is OrderStatus.PENDING_NEW
-    assert state.apply_event(accepted("c1"), T + S) == key
-    assert state.apply_event(filled("c1", 2), T + 2 * S) == key
+    assert state.apply_event(accepted("c1"), next(SEQ), T + S) == key
+    assert state.apply_event(filled("c1", 2), next(SEQ), T + 2 * S) == key
     record = state.orders[key]
     assert (record.status, record.cum_quantity, record.created_at, record.updated_at) == (
         OrderStatus.FILLED, D("3"), T, T + 2 * S)
 
 
-def test_routed_after_accepted_leaves_the_record_alone() -> None:
+def test_routed_after_accepted_keeps_the_status_and_the_accepted_terms() -> None:
     state = OmsState()
-    key = state.apply_event(accepted("c1"), T)
+    key = state.apply_event(accepted("c1"), 7, T)
     before = state.orders[key]
-    assert state.apply_routed(place("c1", quantity="9"), T) is None
-    assert state.orders[key] == before  # neither the status nor the accepted terms move
-    # Only its (earlier) time counts: the order was created when it was routed.
-    state.apply_routed(place("c1", quantity="9"), T - S)
-    assert state.orders[key] == msgspec.structs.replace(before, created_at=T - S)
+    assert state.apply_routed(place("c1", quantity="9"), 3, T) == key
+    # Neither the status nor the accepted terms move; the place is remembered by its sequence.
+    assert state.orders[key] == msgspec.structs.replace(before, route_seq=3)
+    assert state.apply_routed(place("c1", quantity="9"), 3, T - S) is None  # a redelivery: the same sequence
+    # Only the (earlier) time of a later place counts: the order was created when it was routed.
+    state.apply_routed(place("c1", quantity="9"), 4, T - S)
+    assert state.orders[key] == msgspec.structs.replace(before, route_seq=4, created_at=T - S)
 
 
 def test_the_result_does_not_depend_on_how_routes_and_events_interleave() -> None:
@@ -88,7 +91,7 @@ def test_the_result_does_not_depend_on_how_routes_and_events_interleave() -> Non
     for order in itertools.permutations(steps):
         state = OmsState()
         for kind, message, ts in order:
-            state.apply_routed(message, ts) if kind == "route" else state.apply_event(message, ts)
+            state.apply_routed(message, 1, ts) if kind == "route" else state.apply_event(message, 1, ts)
         results.append(state.orders["order.paper.demo.c1"])
     assert results[0] == results[1]
     assert (results[0].status, results[0].quantity, results[0].created_at, results[0].updated_at) == (
@@ -97,39 +100,45 @@ def test_the_result_does_not_depend_on_how_routes_and_events_interleave() -> Non
 
 def test_a_redelivered_event_changes_nothing() -> None:
     state = OmsState()
-    state.apply_event(accepted("c1"), T)
-    assert state.apply_event(accepted("c1"), T) is None
+    state.apply_event(accepted("c1"), next(SEQ), T)
+    assert state.apply_event(accepted("c1"), next(SEQ), T) is None
 
 
 def test_illegal_transitions_are_counted_as_anomalies() -> None:
     state = OmsState()
-    state.apply_event(accepted("c1"), T)
-    state.apply_event(OrderCancelled(**event_base("c1", 2), reason=CancelReason.REQUESTED, cum_quantity=D(0)), T)
-    state.apply_event(filled("c1", 3), T)
-    state.apply_event(OrderTriggered(**event_base("c2", 1)), T)  # pending_new -> triggered
+    state.apply_event(accepted("c1"), next(SEQ), T)
+    state.apply_event(OrderCancelled(**event_base("c1", 2), reason=CancelReason.REQUESTED, cum_quantity=D(0)), next(SEQ), T)
+    state.apply_event(filled("c1", 3), next(SEQ), T)
+    state.apply_event(OrderTriggered(**event_base("c2", 1)), next(SEQ), T)  # pending_new -> triggered
     assert state.anomalies == 2
     assert state.orders["order.paper.demo.c1"].status is OrderStatus.CANCELLED
 
 
-def test_command_rejections_annotate_known_orders_only() -> None:
+def test_command_rejections_annotate_orders_that_order_events_made() -> None:
+    """Only a record made by order events: whether the place command was read yet depends on
+    which stream the order manager read first, and its state must not."""
     state = OmsState()
     rejection = dict(action=CommandAction.CANCEL, venue="paper", account="demo", reason=RejectReason.ORDER_NOT_OPEN,
                      message="already filled", ts_event=T, ts_recv=T)
-    assert state.apply_event(CommandRejected(event_id="r1", client_order_id="nope", **rejection), T) is None
-    assert state.apply_event(CommandRejected(event_id="r2", client_order_id=None, **rejection), T) is None
-    state.apply_routed(place("c1"), T)
-    assert state.apply_event(CommandRejected(event_id="r3", client_order_id="c1", **rejection), T + S)
-    assert state.orders["order.paper.demo.c1"].last_message == "order_not_open: already filled"
+    assert state.apply_event(CommandRejected(event_id="r1", client_order_id="nope", **rejection), 1, T) is None
+    assert state.apply_event(CommandRejected(event_id="r2", client_order_id=None, **rejection), 2, T) is None
+    state.apply_routed(place("c1"), 1, T)
+    assert state.apply_event(CommandRejected(event_id="r3", client_order_id="c1", **rejection), 3, T + S) is None
+    assert state.orders["order.paper.demo.c1"].last_message == ""
+    state.apply_event(accepted("c1"), 4, T + S)
+    assert state.apply_event(CommandRejected(event_id="r4", client_order_id="c1", **rejection), 5, T + 2 * S)
+    record = state.orders["order.paper.demo.c1"]
+    assert (record.last_message, record.event_seq, record.updated_at) == ("order_not_open: already filled", 5, T + 2 * S)
 
 
 def test_positions_are_aggregated_per_account_and_symbol_across_venues() -> None:
     state = OmsState()
-    state.apply_event(position("paper", "BTC/USDT", "1", "5"), T)
-    state.apply_event(position("binance", "BTC/USDT", "-0.25", "-2"), T)
-    state.apply_event(position("paper", "BTC/USDT", "2", "6", ts=T + S), T + S)  # replaces paper's first
-    state.apply_event(position("paper", "BTC/USDT", "7", "0", ts=T - S), T + 2 * S)  # older: ignored
-    state.apply_event(position("paper", "BRK.B", "10"), T)
-    state.apply_event(position("paper", "BTC/USDT", "4", account="other"), T)
+    state.apply_event(position("paper", "BTC/USDT", "1", "5"), next(SEQ), T)
+    state.apply_event(position("binance", "BTC/USDT", "-0.25", "-2"), next(SEQ), T)
+    state.apply_event(position("paper", "BTC/USDT", "2", "6", ts=T + S), next(SEQ), T + S)  # replaces paper's first
+    state.apply_event(position("paper", "BTC/USDT", "7", "0", ts=T - S), next(SEQ), T + 2 * S)  # older: ignored
+    state.apply_event(position("paper", "BRK.B", "10"), next(SEQ), T)
+    state.apply_event(position("paper", "BTC/USDT", "4", account="other"), next(SEQ), T)
     assert "position.paper.demo.BRK~2EB" in state.positions
     mine = state.answer(GetPositions(account="demo")).positions
     assert [(p.symbol, p.quantity, p.realized_pnl) for p in mine] == [("BRK.B", D("10"), D("0")),
@@ -141,20 +150,20 @@ def test_positions_are_aggregated_per_account_and_symbol_across_venues() -> None
 def test_balances_and_other_events_are_ignored() -> None:
     state = OmsState()
     balances = BalanceUpdate(event_id="b", venue="paper", account="demo", balances=[], ts_event=T, ts_recv=T)
-    assert state.apply_event(balances, T) is None
+    assert state.apply_event(balances, next(SEQ), T) is None
     assert state.apply_route_message(subjects.route("paper", "demo"),
-                                     encode(CancelOrder(client_order_id="c1", venue="paper", account="demo")), T) is None
+                                     encode(CancelOrder(client_order_id="c1", venue="paper", account="demo")), next(SEQ), T) is None
     assert state.entries() == {}
 
 
 def test_queries_and_the_open_only_filter() -> None:
     state = OmsState()
     for n, cid in enumerate(["a", "b", "c"]):
-        state.apply_routed(place(cid), T + n * S)
-    state.apply_routed(place("z", venue="other"), T + 9 * S)
-    state.apply_event(accepted("a"), T + 5 * S)
-    state.apply_event(filled("a", 2), T + 5 * S)
-    state.apply_event(OrderCancelled(**event_base("b", 1), reason=CancelReason.REQUESTED, cum_quantity=D(0)), T)
+        state.apply_routed(place(cid), next(SEQ), T + n * S)
+    state.apply_routed(place("z", venue="other"), next(SEQ), T + 9 * S)
+    state.apply_event(accepted("a"), next(SEQ), T + 5 * S)
+    state.apply_event(filled("a", 2), next(SEQ), T + 5 * S)
+    state.apply_event(OrderCancelled(**event_base("b", 1), reason=CancelReason.REQUESTED, cum_quantity=D(0)), next(SEQ), T)
 
     def ids(**query: object) -> list[str]:
         return [r.client_order_id for r in state.answer(ListOrders(**query)).orders]
@@ -168,19 +177,36 @@ def test_queries_and_the_open_only_filter() -> None:
     assert state.answer(GetOrder(venue="paper", account="demo", client_order_id="nope")).orders == []
 
 
+def test_a_listing_pages_by_cursor_and_stops_short_of_the_byte_limit() -> None:
+    state = OmsState()
+    for n in range(10):  # creation times shared by pairs: the key breaks the tie
+        state.apply_routed(place(f"c{n}"), next(SEQ), T + n // 2)
+    every = [r.client_order_id for r in state.list_orders()]
+    assert every[:4] == ["c9", "c8", "c7", "c6"]
+    first = state.answer(ListOrders(limit=4))
+    assert ([r.client_order_id for r in first.orders], first.total, first.more) == (every[:4], 10, True)
+    rest = state.answer(ListOrders(limit=100, after=first.next_cursor))
+    assert ([r.client_order_id for r in rest.orders], rest.more, rest.next_cursor) == (every[4:], False, None)
+    one_record = len(encode(state.orders["order.paper.demo.c0"]))
+    small = state.answer(ListOrders(), max_bytes=1024 + 3 * one_record + 3)
+    assert [r.client_order_id for r in small.orders] == every[:3] and small.more
+    tiny = state.answer(ListOrders(), max_bytes=10)  # one order per page, however big: the service refuses it then
+    assert len(tiny.orders) == 1 and tiny.more
+
+
 def test_stuck_orders_are_pending_ones_without_news() -> None:
     state = OmsState()
-    state.apply_routed(place("old"), T)
-    state.apply_routed(place("new"), T + 10 * S)
-    state.apply_routed(place("done"), T)
-    state.apply_event(accepted("done"), T + S)
+    state.apply_routed(place("old"), next(SEQ), T)
+    state.apply_routed(place("new"), next(SEQ), T + 10 * S)
+    state.apply_routed(place("done"), next(SEQ), T)
+    state.apply_event(accepted("done"), next(SEQ), T + S)
     assert list(state.stuck_orders(T + 5 * S)) == ["order.paper.demo.old"]
 
 
 def test_entries_round_trip_through_the_bucket_encoding() -> None:
     state = OmsState()
-    state.apply_routed(place("c1"), T)
-    state.apply_event(position("paper", "BRK.B", "3"), T)
+    state.apply_routed(place("c1"), next(SEQ), T)
+    state.apply_event(position("paper", "BRK.B", "3"), next(SEQ), T)
     loaded = OmsState()
     for key in state.entries():
         loaded.load(key, state.encoded(key))
@@ -196,12 +222,12 @@ def test_undecodable_messages_raise_undecodable() -> None:
     state = OmsState()
     route = subjects.route("paper", "demo")
     with pytest.raises(Undecodable):
-        state.apply_route_message(route, b"{", T)
+        state.apply_route_message(route, b"{", next(SEQ), T)
     with pytest.raises(Undecodable):  # the connector refuses it too: it names another venue
-        state.apply_route_message(route, encode(place("c1", venue="other")), T)
+        state.apply_route_message(route, encode(place("c1", venue="other")), next(SEQ), T)
     with pytest.raises(Undecodable):
-        state.apply_event_message(subjects.order_events("paper", "demo"), b'{"type":"accepted"}', T)
-    assert state.apply_event_message(subjects.RISK_EVENTS, b"anything", T) is None
+        state.apply_event_message(subjects.order_events("paper", "demo"), b'{"type":"accepted"}', next(SEQ), T)
+    assert state.apply_event_message(subjects.RISK_EVENTS, b"anything", next(SEQ), T) is None
 
 
 @pytest.mark.parametrize("ns", [1763740000123456789, 1763740000123456500, 1763740000999999999, 1600000000000000000])
@@ -210,12 +236,17 @@ def test_message_time_reads_the_ack_subject_as_nats_py_reads_its_metadata(ns: in
 
     from nats.aio.msg import Msg
 
-    from tradebus.services.oms.service import message_time
-    from tradebus.shared.bus import stored_position
+    from tradebus.shared.bus import _header_time, stored_message, stored_position
 
     for reply in (f"$JS.ACK.EVENTS.oms-events.1.42.40.{ns}.0", f"$JS.ACK.hub.ACCHASH.EVENTS.oms-events.1.42.40.{ns}.0.x"):
         msg = Msg(None, subject="tradebus.evt.order.paper.demo", reply=reply, data=b"")
         metadata = Msg(None, subject=msg.subject, reply=reply, data=b"").metadata
         expected = (metadata.timestamp - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
-        assert message_time(msg) == expected
+        assert stored_message(msg).time == expected
         assert stored_position(msg) == ("EVENTS", 42, expected)
+    # A direct get gives the time as the `Nats-Time-Stamp` header (Go's RFC 3339 with ns,
+    # trailing zeros cut): read alike, so a catch-up stamps records as a consumer would.
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp += (f".{nanos:09d}".rstrip("0") if nanos else "") + "Z"
+    assert _header_time(stamp) == expected

@@ -128,11 +128,22 @@ class GetOrder(StrictMessage, frozen=True, kw_only=True, tag="get_order"):
     client_order_id: ClientOrderId
 
 
+OrderCursor = Annotated[str, msgspec.Meta(
+    pattern=r"^[0-9]{1,20}\.[a-z0-9_]{1,32}\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{1,36}$",
+    description="Where a listing of orders goes on: the `next_cursor` of the previous page.")]
+
+
 class ListOrders(StrictMessage, frozen=True, kw_only=True, tag="list_orders"):
+    """Orders newest first (by creation time, then venue, account, client order id), a page
+    at a time: at most `limit`, fewer when more would not fit in one bus message. Pass the
+    reply's `next_cursor` as `after` for the next page; orders created meanwhile sort before
+    it, so paging goes on where it stopped."""
+
     venue: VenueName | None = None
     account: AccountName | None = None
     open_only: bool = False
     limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    after: OrderCursor | None = None
 
 
 class GetPositions(StrictMessage, frozen=True, kw_only=True, tag="get_positions"):
@@ -164,6 +175,11 @@ class OmsReply(Message, frozen=True, kw_only=True, tag="oms_reply"):
     orders: list[OrderRecord] = []
     positions: list[AggregatePosition] = []
     error: Text = ""
+    # ListOrders: how many orders match the query (on every page), whether more follow this
+    # page, and the `after` that asks for them.
+    total: int | None = None
+    more: bool = False
+    next_cursor: OrderCursor | None = None
 
 
 # --- reconciliation (tradebus.ctl.reconcile.<venue>) --------------------------------------

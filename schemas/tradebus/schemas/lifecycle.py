@@ -13,16 +13,24 @@ Legal transitions (anything else is recorded as an anomaly and not applied):
     any open status   --cancelled-->        cancelled           (terminal)
     any open status   --expired-->          expired             (terminal)
     any open status   --modified-->         (status unchanged, new terms)
-    submitted, command_rejected            (status unchanged)
+    submitted                              (status unchanged)
+    command_rejected                       (status unchanged; noted only once an order event was seen)
 
 "Open" is pending_new, accepted, triggered or partially_filled: a fill, cancel or expiry may
 arrive before the venue's acknowledgement on venues that report asynchronously. An event
 whose `event_id` the record already saw is ignored, so re-delivery is harmless.
+
+A record is the result of two streams, the routed place command (ROUTE) and the order's
+events (EVENTS, in stream order), and must not depend on which of the two was read first:
+so a refused command is noted only on a record that order events made (whether the place
+command was read already says nothing about the stream), and the place command decides
+only the terms no event has stated (`undecided_terms`).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated
 
 import msgspec
 
@@ -57,7 +65,10 @@ from .values import (
     VenueName,
 )
 
+StreamSeq = Annotated[int, msgspec.Meta(ge=0, description="A JetStream stream sequence number.")]
 OPEN_STATUSES = frozenset(OrderStatus) - TERMINAL_STATUSES
+# The order's terms: what a place command says and `OrderAccepted` / `OrderModified` restate.
+TERMS = ("side", "order_type", "quantity", "price", "stop_price", "time_in_force")
 MAX_ANOMALIES = 20  # keep the record small even if a venue misbehaves for a long time
 
 
@@ -84,6 +95,11 @@ class OrderRecord(Message, frozen=True, kw_only=True, tag="order"):
     anomalies: list[str] = []  # illegal transitions seen, never applied
     created_at: Nanos
     updated_at: Nanos
+    # The stream sequences of the last routed command and the last event applied to this
+    # record (0: none yet, or a record written before they were kept). The order manager
+    # ignores a message at or below them: a redelivery, or one it already applied.
+    route_seq: StreamSeq = 0
+    event_seq: StreamSeq = 0
 
     @property
     def is_open(self) -> bool:
@@ -107,6 +123,17 @@ def new_record(command: PlaceOrder, now: int) -> OrderRecord:
         order_type=command.order_type, quantity=command.quantity, price=command.price,
         stop_price=command.stop_price, time_in_force=command.time_in_force, created_at=now, updated_at=now,
     )
+
+
+def undecided_terms(record: OrderRecord) -> tuple[str, ...]:
+    """The terms of `record` that its place command still decides: those no event stated.
+    `OrderAccepted` states all six and is the only event that sets `side`; `OrderModified`
+    states quantity, price and stop price, and its quantity is never None."""
+    if record.side is not None:  # accepted, or the place command was applied already
+        return ()
+    if record.quantity is not None:  # modified only
+        return ("side", "order_type", "time_in_force")
+    return TERMS
 
 
 def _target(event: OrderEvent) -> OrderStatus | None:
@@ -150,6 +177,8 @@ def apply_event(record: OrderRecord | None, event: OrderEvent, now: int) -> Orde
     """Advance `record` (None: first news of this order) by one order event."""
     if isinstance(event, CommandRejected):
         assert record is not None, "a command rejection without an order is not an order event"
+        if not record.seen_event_ids:
+            return record
         return msgspec.structs.replace(record, last_message=f"{event.reason.value}: {event.message}", updated_at=now)
     if record is None:
         record = OrderRecord(

@@ -2,8 +2,9 @@
 compare it with the live state in the KV bucket.
 
 ROUTE and EVENTS are replayed from their first message up to their last sequence as of the
-start, each in stream order (the order the service's consumers read them in), through the
-same `OmsState` code the service runs, with the same message times. Everything is compared:
+start, each in stream order (the order the service applies them in), through the same
+`OmsState` code the service runs, with the same message sequences and times; ROUTE whole
+before EVENTS, which gives the same records as any interleaving (see the state's module). Everything is compared:
 every field of every order record (status, terms, fills, seen event ids, anomalies,
 created/updated times) and every venue position, plus keys present on one side only.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import msgspec
@@ -30,7 +31,8 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from tradebus.services.oms.book import OmsState, Undecodable
-from tradebus.services.oms.service import message_time, put_entries, read_bucket
+from tradebus.services.oms.service import Apply, put_entries, read_bucket
+from tradebus.shared.bus import stored_message
 from tradebus.shared.topology import OMS_EVENTS, OMS_ROUTES, ORDERS_BUCKET, Consumer
 
 from .main import connect_client
@@ -96,15 +98,16 @@ async def _apply(kv: KeyValue, rebuilt: OmsState, differing: list[str]) -> int:
     return 0 if len(fixable) == len(differing) else 1
 
 
-async def _replay(js: JetStreamContext, consumer: Consumer, apply: Callable[[str, bytes, int], object]) -> Replayed:
+async def _replay(js: JetStreamContext, consumer: Consumer, apply: Apply) -> Replayed:
     """Feed one stream, with the live consumer's filter, to `apply` in stream order."""
     replayed = Replayed(consumer.stream.name)
     try:
         async for msg in _messages(js, consumer.stream.name, consumer.filter_subject):
+            message = stored_message(msg)
             replayed.messages += 1
-            replayed.last_seq = msg.metadata.sequence.stream
+            replayed.last_seq = message.seq
             try:
-                apply(msg.subject, msg.data, message_time(msg))
+                apply(*message)
             except Undecodable:
                 replayed.undecodable += 1  # the service skips it too
     except NotFoundError:

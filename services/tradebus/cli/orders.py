@@ -43,6 +43,7 @@ from .numbers import derived, plain
 
 RESTING_GRACE = 0.5  # seconds to wait for immediate fills after a limit order rests
 TTL_HELP = "refuse it if the venue cannot get it within this many ms (default: the fleet's risk.command_ttl)"
+DEFAULT_LISTING = 1000  # orders `tradebus orders` shows without --limit / --all
 
 
 def add_order_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -90,6 +91,10 @@ def add_order_commands(commands: argparse._SubParsersAction, common: argparse.Ar
     orders.add_argument("--venue", help="only this venue's orders")
     orders.add_argument("--account", help="only this account's orders")
     orders.add_argument("--json", action="store_true", help="one order record per line, as wire JSON")
+    size = orders.add_mutually_exclusive_group()
+    size.add_argument("--limit", type=_positive, default=DEFAULT_LISTING,
+                      help=f"the newest N orders (default {DEFAULT_LISTING:,})")
+    size.add_argument("--all", action="store_true", help="every order (paged through)")
 
     positions = commands.add_parser("positions", parents=[common], help="positions aggregated across venues")
     positions.add_argument("--account", help="only this account")
@@ -101,6 +106,12 @@ def _decimal(text: str) -> Decimal:
         return Decimal(text)
     except InvalidOperation:
         raise argparse.ArgumentTypeError(f"not a decimal number: {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return int(text)
 
 
 def _new_id() -> str:
@@ -234,16 +245,26 @@ def _record_line(record: OrderRecord, sent: PlaceOrder | None = None) -> str:
 
 
 async def orders(args: argparse.Namespace) -> int:
+    """Print page by page as the order manager answers; say on stderr when --limit cut the
+    listing (stdout stays one order per line, also with --json)."""
     client = Client(await connect_client(args, "tradebus-orders"))
+    shown, total = 0, 0
     try:
-        records = await client.orders(venue=args.venue, account=args.account, open_only=args.open)
+        async for page in client.order_pages(venue=args.venue, account=args.account, open_only=args.open,
+                                             page_size=1000 if args.all else min(args.limit, 10_000)):
+            total = page.total or 0
+            for record in page.orders if args.all else page.orders[: args.limit - shown]:
+                print(encode(record).decode() if args.json else _record_line(record))
+                shown += 1
+            if not args.all and shown >= args.limit:
+                break
     except QueryError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 1
     finally:
         await client.close()
-    for record in records:
-        print(encode(record).decode() if args.json else _record_line(record))
+    if not args.all and shown < total:
+        print(f"tradebus: showing {shown:,} of {total:,}; --all for everything", file=sys.stderr)
     return 0
 
 

@@ -260,8 +260,34 @@ class Client:
         reply = await self._query(GetOrder(venue=venue, account=account, client_order_id=client_order_id))
         return reply.orders[0] if reply.orders else None
 
-    async def orders(self, *, venue: str | None = None, account: str | None = None, open_only: bool = False) -> list[OrderRecord]:
-        return (await self._query(ListOrders(venue=venue, account=account, open_only=open_only))).orders
+    async def order_pages(self, *, venue: str | None = None, account: str | None = None, open_only: bool = False,
+                          page_size: int = 1000) -> AsyncIterator[OmsReply]:
+        """The orders the manager knows, newest first, one reply (a page) at a time, until
+        none remain; each reply's `total` counts every matching order. Orders created while
+        paging are not included; each other order comes exactly once (one whose creation time
+        moved back, a place read after its events, would sort again behind the cursor)."""
+        seen: set[tuple[str, str, str]] = set()
+        after = None
+        while True:
+            reply = await self._query(ListOrders(venue=venue, account=account, open_only=open_only, limit=page_size,
+                                                 after=after))
+            fresh = [r for r in reply.orders if (r.venue, r.account, r.client_order_id) not in seen]
+            seen.update((r.venue, r.account, r.client_order_id) for r in fresh)
+            yield msgspec.structs.replace(reply, orders=fresh)
+            if not reply.more:
+                return
+            after = reply.next_cursor
+
+    async def orders(self, *, venue: str | None = None, account: str | None = None, open_only: bool = False,
+                     limit: int = 1000, all: bool = False) -> list[OrderRecord]:
+        """The newest `limit` orders, or with `all=True` every one (paged through)."""
+        found: list[OrderRecord] = []
+        async for page in self.order_pages(venue=venue, account=account, open_only=open_only,
+                                           page_size=1000 if all else min(limit, 10_000)):
+            found += page.orders
+            if not all and len(found) >= limit:
+                return found[:limit]
+        return found
 
     async def positions(self, *, account: str | None = None) -> list[AggregatePosition]:
         return (await self._query(GetPositions(account=account))).positions

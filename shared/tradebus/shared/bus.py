@@ -11,9 +11,10 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import nats
@@ -22,6 +23,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.api import PubAck
 from nats.js.client import JetStreamContext
+from nats.js.errors import APIError
 
 from tradebus.schemas.codecs import encode
 
@@ -214,6 +216,15 @@ async def consume_batches(
         await subscription.unsubscribe()
 
 
+class StoredMessage(NamedTuple):
+    """A JetStream message as its stream holds it, whichever way it was read."""
+
+    subject: str
+    data: bytes
+    seq: int  # stream sequence
+    time: int  # when the stream stored it, in ns (see `stored_position`)
+
+
 def stored_position(msg: Msg) -> tuple[str, int, int]:
     """(stream, stream sequence, when the stream stored it in ns) of a JetStream message,
     read from its ack subject. `msg.metadata` reads the same but builds a dataclass and a
@@ -224,8 +235,63 @@ def stored_position(msg: Msg) -> tuple[str, int, int]:
     if len(tokens) != 9 or tokens[0] != "$JS" or tokens[1] != "ACK":  # not the v1 form: domain or account token
         metadata = msg.metadata
         return metadata.stream, metadata.sequence.stream, (metadata.timestamp - _EPOCH) // _MICROSECOND * 1000
-    fraction, seconds = math.modf(int(tokens[7]) / 1e9)
-    return tokens[2], int(tokens[5]), (int(seconds) * 1_000_000 + round(fraction * 1e6)) * 1000
+    return tokens[2], int(tokens[5]), _as_nats_py_time(int(tokens[7]))
+
+
+def stored_message(msg: Msg) -> StoredMessage:
+    _, seq, time = stored_position(msg)
+    return StoredMessage(msg.subject, msg.data, seq, time)
+
+
+def _as_nats_py_time(ns: int) -> int:
+    fraction, seconds = math.modf(ns / 1e9)
+    return (int(seconds) * 1_000_000 + round(fraction * 1e6)) * 1000
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
+
+
+def _header_time(text: str) -> int:
+    """A `Nats-Time-Stamp` header (RFC 3339, up to ns, trailing zeros cut) in ns, rounded
+    like `stored_position`."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a JetStream time stamp: {text!r}")
+    whole, fraction, zone = match.groups()
+    seconds = (datetime.fromisoformat(whole + zone.replace("Z", "+00:00")) - _EPOCH) // timedelta(seconds=1)
+    return _as_nats_py_time(seconds * 1_000_000_000 + int((fraction or "").ljust(9, "0")))
+
+
+async def read_stored(bus: Bus, stream: str, subject_filter: str, first: int, last: int, *, batch: int = 500,
+                      timeout: float = 5.0) -> AsyncIterator[StoredMessage]:
+    """The messages of `stream` on `subject_filter` with sequences `first`..`last`, in
+    stream order, through batched direct gets (the stream allows direct access): read
+    only, no consumer to create, bind or clean up. Messages gone from the stream meanwhile
+    are skipped. Raises TimeoutError when the server stops answering."""
+    nc = bus.nc
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(inbox, pending_msgs_limit=-1, pending_bytes_limit=-1)
+    try:
+        while first <= last:
+            request = {"seq": first, "next_by_subj": subject_filter, "batch": min(batch, last - first + 1)}
+            await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox)
+            start = first
+            while True:  # the batch, then an end-of-batch (204) or not-found (404) status
+                msg = await subscription.next_msg(timeout=timeout)
+                headers = msg.headers or {}
+                if "Status" in headers:
+                    break
+                seq = int(headers["Nats-Sequence"])
+                if seq > last:
+                    return
+                yield StoredMessage(headers["Nats-Subject"], msg.data, seq, _header_time(headers["Nats-Time-Stamp"]))
+                first = seq + 1
+            if headers["Status"] not in ("204", "404"):
+                raise APIError.from_msg(msg)
+            if headers["Status"] == "404" or first == start or int(headers.get("Nats-Num-Pending", 0)) == 0:
+                return  # nothing (more) on the subject
+    finally:
+        await subscription.unsubscribe()
 
 
 def header(msg: Msg, name: str) -> Any:

@@ -2,12 +2,17 @@
 per venue account and symbol, fed by routed commands and events. Pure (no I/O): the service
 and `tradebus oms rebuild` run exactly this code over the same messages.
 
-Every change is stamped with `ts`, the JetStream time of the message that caused it, never
-the wall clock. The service reads ROUTE and EVENTS with two independent consumers, so a
-record may hear of its place command before or after its first event, and a rebuild
-interleaves the two streams differently again. The state is therefore made independent of
-that interleaving: `created_at` is the earliest and `updated_at` the latest time seen, and
-a place command arriving after events fills only the terms the events did not give.
+The state is a function of the two streams, each in stream order, and of nothing else:
+- every message comes with its stream sequence, and a record ignores a message at or below
+  the last sequence it applied from that stream (`route_seq`, `event_seq`), so redelivery
+  (after a crash, a failed bucket write, a nats-server restart) changes nothing;
+- the service reads ROUTE and EVENTS with two independent consumers, so a record may hear
+  of its place command before or after its events, and a rebuild reads all of ROUTE first.
+  Applying a place command and an event commutes: the place decides only the terms no event
+  stated, a refused command is noted only on a record order events made (see lifecycle),
+  `created_at` is the earliest and `updated_at` the latest time seen;
+- every change is stamped with `ts`, the JetStream time of the message that caused it, never
+  the wall clock.
 
 Keys are the keys of the KV bucket: `order.<venue>.<account>.<client order id>` and
 `position.<venue>.<account>.<encoded symbol>`.
@@ -32,15 +37,21 @@ from tradebus.schemas.control import (
     VenuePosition,
 )
 from tradebus.schemas.events import CommandRejected, OrderEventBase, PositionUpdate
-from tradebus.schemas.lifecycle import OPEN_STATUSES, OrderRecord, apply_event, new_record, record_key
+from tradebus.schemas.lifecycle import (
+    OPEN_STATUSES,
+    OrderRecord,
+    apply_event,
+    new_record,
+    record_key,
+    undecided_terms,
+)
 from tradebus.schemas.subjects import Family, encode_token
 from tradebus.schemas.values import OrderStatus
 
 ORDER_PREFIX = "order."
 POSITION_PREFIX = "position."
-
-# The order's terms: what a place command says and `OrderAccepted` / `OrderModified` restate.
-TERMS = ("side", "order_type", "quantity", "price", "stop_price", "time_in_force")
+DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default max_payload
+REPLY_ENVELOPE = 1024  # bytes of an OmsReply besides its orders (tags, flags, the cursor), with room to spare
 
 _route_decoder = decoder(Family.ROUTE)
 _order_event_decoder = decoder(Family.ORDER_EVENT)
@@ -93,43 +104,53 @@ class OmsState:
         self.positions: dict[str, PositionUpdate] = {}
         self.anomalies = 0  # illegal transitions applied to this state (not those loaded)
         self._pending: set[str] = set()  # keys of orders in pending_new: stuck-order candidates
+        # EVENTS sequence of each position's update, as far as this process applied it: the
+        # bucket holds the venue's PositionUpdate as published. After a restart, the
+        # service's catch-up re-applies in order whatever could be redelivered.
+        self._position_seqs: dict[str, int] = {}
 
-    # --- feeding: each returns the key it changed, or None -------------------------------
-    def apply_route_message(self, subject: str, data: bytes, ts: int) -> str | None:
+    # --- feeding: each takes a message with its stream sequence and time, and returns the
+    # --- key it changed, or None
+    def apply_route_message(self, subject: str, data: bytes, seq: int, ts: int) -> str | None:
         """Raises Undecodable. Only a place command makes news: the others reach the order
         manager through the events the venue answers them with."""
         command = decode_route(subject, data)
-        return self.apply_routed(command, ts) if isinstance(command, PlaceOrder) else None
+        return self.apply_routed(command, seq, ts) if isinstance(command, PlaceOrder) else None
 
-    def apply_event_message(self, subject: str, data: bytes, ts: int) -> str | None:
+    def apply_event_message(self, subject: str, data: bytes, seq: int, ts: int) -> str | None:
         """Raises Undecodable."""
-        return self.apply_event(decode_event(subject, data), ts)
+        return self.apply_event(decode_event(subject, data), seq, ts)
 
-    def apply_routed(self, place: PlaceOrder, ts: int) -> str | None:
+    def apply_routed(self, place: PlaceOrder, seq: int, ts: int) -> str | None:
         """Create the order's record; a record that events already created keeps its status
-        and terms, and only learns the terms it lacks and an earlier creation time."""
+        and the terms they stated, and learns the rest and an earlier creation time."""
         key = order_key(place.venue, place.account, place.client_order_id)
         previous = self.orders.get(key)
         if previous is None:
-            return self._store_order(key, None, new_record(place, ts))
-        missing = {name: getattr(place, name) for name in TERMS if getattr(previous, name) is None}
-        return self._store_order(key, previous, _stamped(msgspec.structs.replace(previous, **missing), previous, ts))
+            return self._store_order(key, None, msgspec.structs.replace(new_record(place, ts), route_seq=seq))
+        if seq <= previous.route_seq:
+            return None
+        terms = {name: getattr(place, name) for name in undecided_terms(previous)}
+        record = msgspec.structs.replace(previous, symbol=place.symbol, route_seq=seq, **terms)
+        return self._store_order(key, previous, _stamped(record, previous, ts))
 
-    def apply_event(self, event: object, ts: int) -> str | None:
+    def apply_event(self, event: object, seq: int, ts: int) -> str | None:
         """Order events go through the state machine, position updates replace the venue's
         previous one; anything else (balances, risk events) is not the order manager's."""
         if isinstance(event, PositionUpdate):
-            return self._store_position(event)
+            return self._store_position(event, seq)
         if not isinstance(event, (OrderEventBase, CommandRejected)) or event.client_order_id is None:
             return None
         key = order_key(event.venue, event.account, event.client_order_id)
         previous = self.orders.get(key)
         if previous is None and isinstance(event, CommandRejected):
-            return None  # names an order this manager never heard of: nothing to annotate
-        updated = apply_event(previous, event, ts)
-        if updated is previous:  # an event the record already saw
+            return None  # names an order no order event made: nothing to annotate
+        if previous is not None and seq <= previous.event_seq:
             return None
-        return self._store_order(key, previous, _stamped(updated, previous, ts))
+        updated = apply_event(previous, event, ts)
+        if updated is previous:  # an event the record already saw, or a refusal it does not note
+            return None
+        return self._store_order(key, previous, _stamped(msgspec.structs.replace(updated, event_seq=seq), previous, ts))
 
     def _store_order(self, key: str, previous: OrderRecord | None, record: OrderRecord) -> str | None:
         if record == previous:
@@ -146,13 +167,16 @@ class OmsState:
         else:
             self._pending.discard(key)
 
-    def _store_position(self, update: PositionUpdate) -> str | None:
+    def _store_position(self, update: PositionUpdate, seq: int) -> str | None:
         key = position_key(update.venue, update.account, update.symbol)
         current = self.positions.get(key)
-        # A re-published older update (reconciliation) must never replace a newer one.
-        if current is not None and (update == current or update.ts_event < current.ts_event):
+        # A re-published older update (reconciliation) must never replace a newer one, nor
+        # a redelivered one a later one of the same time.
+        if current is not None and (update == current or update.ts_event < current.ts_event
+                                    or seq <= self._position_seqs.get(key, 0)):
             return None
         self.positions[key] = update
+        self._position_seqs[key] = seq
         return key
 
     # --- the bucket ----------------------------------------------------------------------
@@ -177,26 +201,43 @@ class OmsState:
         return {**self.orders, **self.positions}
 
     # --- queries -------------------------------------------------------------------------
-    def answer(self, request: OmsRequest) -> OmsReply:
+    def answer(self, request: OmsRequest, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> OmsReply:
+        """`max_bytes`: the bus's limit on one message; a page of orders stops short of it."""
         match request:
             case GetOrder():
                 record = self.orders.get(order_key(request.venue, request.account, request.client_order_id))
                 return OmsReply(ok=True, orders=[] if record is None else [record])
             case ListOrders():
-                orders = self.list_orders(venue=request.venue, account=request.account, open_only=request.open_only)
-                return OmsReply(ok=True, orders=orders[: request.limit])
+                return self._page_of_orders(request, max_bytes)
             case GetPositions():
                 return OmsReply(ok=True, positions=self.aggregate_positions(request.account))
 
+    def _page_of_orders(self, request: ListOrders, max_bytes: int) -> OmsReply:
+        matching = self.list_orders(venue=request.venue, account=request.account, open_only=request.open_only)
+        following = matching
+        if request.after is not None:
+            after = _cursor_position(request.after)
+            following = [record for record in matching if _listing_position(record) < after]
+        page: list[OrderRecord] = []
+        size = REPLY_ENVELOPE
+        for record in following[: request.limit]:
+            size += len(encode(record)) + 1  # and a comma
+            if size > max_bytes and page:
+                break
+            page.append(record)
+        more = len(page) < len(following)
+        return OmsReply(ok=True, orders=page, total=len(matching), more=more,
+                        next_cursor=_cursor(page[-1]) if more and page else None)
+
     def list_orders(self, *, venue: str | None = None, account: str | None = None,
                     open_only: bool = False) -> list[OrderRecord]:
-        """Newest first (by creation time)."""
+        """Newest first (by creation time, then key)."""
         selected = [
             record for record in self.orders.values()
             if (venue is None or record.venue == venue) and (account is None or record.account == account)
             and (not open_only or record.status in OPEN_STATUSES)
         ]
-        return sorted(selected, key=lambda r: (r.created_at, r.venue, r.account, r.client_order_id), reverse=True)
+        return sorted(selected, key=_listing_position, reverse=True)
 
     def aggregate_positions(self, account: str | None = None) -> list[AggregatePosition]:
         """One net position per account and symbol, summed over the venues that hold it."""
@@ -209,6 +250,20 @@ class OmsState:
     def stuck_orders(self, last_update_before: int) -> dict[str, OrderRecord]:
         """Orders still in pending_new whose last news is older than `last_update_before`, by key."""
         return {key: record for key in self._pending if (record := self.orders[key]).updated_at < last_update_before}
+
+
+def _listing_position(record: OrderRecord) -> tuple[int, str, str, str]:
+    return record.created_at, record.venue, record.account, record.client_order_id
+
+
+def _cursor(record: OrderRecord) -> str:
+    """The `OrderCursor` after `record`: its listing position (all four parts are token-safe)."""
+    return ".".join(map(str, _listing_position(record)))
+
+
+def _cursor_position(cursor: str) -> tuple[int, str, str, str]:
+    created_at, venue, account, client_order_id = cursor.split(".", 3)  # the contract checked its form
+    return int(created_at), venue, account, client_order_id
 
 
 def _stamped(record: OrderRecord, previous: OrderRecord | None, ts: int) -> OrderRecord:

@@ -5,7 +5,15 @@ command creates its order's record) and EVENTS (order events drive the state mac
 position updates the positions). Each batch is applied, every record it changed is written
 to the bucket (puts pipelined), and only then are its messages acknowledged, so a crash
 redelivers whatever the bucket may lack. Re-applying a message is harmless: records
-remember the events they saw, and times come from the messages, not from the clock.
+remember the last stream sequence they applied, and times come from the messages, not from
+the clock.
+
+Each stream is applied in stream order, as `tradebus oms rebuild` replays it. JetStream
+redelivers an unacknowledged message only after the consumer's ack_wait, behind newer
+ones: so before consuming, start-up applies itself, in order, what the consumer delivered
+to a predecessor that did not acknowledge it (`_catch_up`); the redeliveries then find
+their records past them. Within one run a batch whose bucket write failed is already in
+memory, so its redelivery is ignored the same way.
 
 Queries are answered from memory on `tradebus.ctl.oms`. Orders left in pending_new without
 a venue answer for `stuck_after` seconds are named in a `Reconcile` request to their venue's
@@ -22,7 +30,7 @@ from collections.abc import Callable, Iterable
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerInfo, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
@@ -32,7 +40,13 @@ from tradebus.schemas.control import OmsReply, OmsRequest, Reconcile, ReconcileR
 from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.subjects import Family
 from tradebus.services.settings import Settings
-from tradebus.shared.bus import consume_batches, publish_pipelined, stored_position
+from tradebus.shared.bus import (
+    StoredMessage,
+    consume_batches,
+    publish_pipelined,
+    read_stored,
+    stored_message,
+)
 from tradebus.shared.service import Service, default_instance
 from tradebus.shared.topology import (
     OMS_EVENTS,
@@ -53,17 +67,12 @@ RECONCILE_TIMEOUT = 2.0  # seconds a connector has to answer a reconcile request
 MAX_RECONCILE_PAUSE = 60.0  # seconds; the longest wait between two requests about one order
 MAX_RECONCILE_IDS = 1000  # what one Reconcile may carry (the contract's limit)
 READ_TIMEOUT = 5.0  # seconds to wait for the next entry of the bucket
+CATCH_UP_ROUNDS = 5  # looks at a consumer's delivered position before consuming (see _catch_up)
 
 _query_decoder = msgspec.json.Decoder(OmsRequest)
 _reconcile_reply_decoder = reply_decoder(Family.RECONCILE)
 
-Apply = Callable[[str, bytes, int], str | None]  # OmsState.apply_*_message
-
-
-def message_time(msg: Msg) -> int:
-    """When JetStream stored the message, in ns: the same on every delivery, so live state
-    and a rebuild stamp records alike (to the microsecond, as nats-py parses it)."""
-    return stored_position(msg)[2]
+Apply = Callable[[str, bytes, int, int], str | None]  # OmsState.apply_*_message
 
 
 async def read_bucket(js: JetStreamContext, bucket: str) -> list[tuple[str, bytes]]:
@@ -135,9 +144,13 @@ class OmsService(Service):
             await ensure_consumer(js, consumer)
         self.kv = await ensure_bucket(js, ORDERS_BUCKET, self.settings.streams)
         await self._load()
+        feeds = ((OMS_ROUTES, "route", self.book.apply_route_message),
+                 (OMS_EVENTS, "event", self.book.apply_event_message))
+        for feed in feeds:
+            await self._catch_up(*feed)
         await self.bus.nc.subscribe(subjects.OMS_QUERY, queue="oms", cb=self._on_query)
-        self._consume(OMS_ROUTES, "route", self.book.apply_route_message)
-        self._consume(OMS_EVENTS, "event", self.book.apply_event_message)
+        for feed in feeds:
+            self._consume(*feed)
         self.spawn(self._watch_stuck_orders(), name="stuck-orders")
 
     def counters(self) -> dict[str, int]:
@@ -158,9 +171,35 @@ class OmsService(Service):
         log.info("state loaded", extra={"orders": len(self.book.orders), "positions": len(self.book.positions)})
 
     # --- the streams ---------------------------------------------------------------------
+    async def _catch_up(self, consumer: Consumer, family: str, apply: Apply) -> None:
+        """Apply, in stream order, the messages between the consumer's ack floor and its
+        last delivery: those a predecessor received and may not have written (killed
+        mid-batch). Looked at again afterwards, since a pull request of a killed
+        predecessor may still be delivering for a moment."""
+        assert self.bus is not None
+        applied = 0
+        for _ in range(CATCH_UP_ROUNDS):
+            info: ConsumerInfo = await self.bus.js.consumer_info(consumer.stream.name, consumer.durable)
+            assert info.ack_floor is not None and info.delivered is not None
+            first, last = max(info.ack_floor.stream_seq, applied) + 1, info.delivered.stream_seq
+            if first > last:
+                break
+            chunk: list[StoredMessage] = []
+            async for message in read_stored(self.bus, consumer.stream.name, consumer.filter_subject, first, last):
+                chunk.append(message)
+                if len(chunk) == self.config.batch_size:
+                    await self._apply(chunk, family, apply)
+                    chunk = []
+            await self._apply(chunk, family, apply)
+            log.info("caught up with unacknowledged deliveries", extra={"stream": consumer.stream.name,
+                                                                       "from_seq": first, "to_seq": last})
+            applied = last
+
     def _consume(self, consumer: Consumer, family: str, apply: Apply) -> None:
         async def handler(messages: list[Msg]) -> None:
-            await self._apply_batch(messages, family, apply)
+            await self._apply([stored_message(msg) for msg in messages], family, apply)
+            for msg in messages:
+                await msg.ack()
 
         self.spawn(
             consume_batches(
@@ -170,21 +209,17 @@ class OmsService(Service):
             name=f"{family}-consumer",
         )
 
-    async def _apply_batch(self, messages: list[Msg], family: str, apply: Apply) -> None:
-        """Apply (no await in between, so no other batch interleaves), have every changed
-        record written, then ack. A failed write raises before the acks: the batch is
-        redelivered, and its keys stay in `_unwritten`, since re-applying the same messages
-        changes nothing and would not name them again."""
+    async def _apply(self, messages: list[StoredMessage], family: str, apply: Apply) -> None:
+        """Apply (no await in between, so no other batch interleaves), then have every
+        changed record written. A failed write raises (the caller does not ack): the batch
+        is redelivered, and its keys stay in `_unwritten`, since re-applying the same
+        messages changes nothing and would not name them again."""
         self.metrics.received.labels(family=family).inc(len(messages))
-        anomalies_before = self.book.anomalies
-        for msg in messages:
-            key = self._apply_one(msg, family, apply)
+        for message in messages:
+            key = self._apply_one(message, family, apply)
             if key is not None:
                 self._unwritten.add(key)
-        self._anomalies.inc(self.book.anomalies - anomalies_before)
         await self._write()
-        for msg in messages:
-            await msg.ack()
 
     async def _write(self) -> None:
         """Return once every change applied so far is in the bucket. Batches that arrive
@@ -201,35 +236,41 @@ class OmsService(Service):
                 self._unwritten |= writing
                 raise
 
-    def _apply_one(self, msg: Msg, family: str, apply: Apply) -> str | None:
-        """The key `msg` changed. Poison is quarantined and acked with its batch, never
+    def _apply_one(self, message: StoredMessage, family: str, apply: Apply) -> str | None:
+        """The key `message` changed. Poison is quarantined and acked with its batch, never
         retried: an unreadable message, or one the state cannot take (which is a bug, but
         must not hold up every later message)."""
+        anomalies_before = self.book.anomalies
         try:
-            return apply(msg.subject, msg.data, message_time(msg))
+            key = apply(message.subject, message.data, message.seq, message.time)
         except Undecodable as exc:
-            self.quarantine.hold(family, msg.subject, msg.data, exc)
+            self.quarantine.hold(family, message.subject, message.data, exc)
+            return None
         except Exception as exc:
             self.metrics.handler_errors.labels(family=family).inc()
-            log.exception("message could not be applied", extra={"subject": msg.subject})
-            self.quarantine.hold(family, msg.subject, msg.data, repr(exc))
-        return None
+            log.exception("message could not be applied", extra={"subject": message.subject})
+            self.quarantine.hold(family, message.subject, message.data, repr(exc))
+            return None
+        if self.book.anomalies > anomalies_before and key is not None:
+            self._anomalies.inc()
+            log.warning("illegal order transition recorded, not applied", extra={
+                "order": key, "anomaly": self.book.orders[key].anomalies[-1], "seq": message.seq})
+        return key
 
     # --- queries -------------------------------------------------------------------------
     async def _on_query(self, msg: Msg) -> None:
         assert self.bus is not None
         self.metrics.received.labels(family="oms_query").inc()
         try:
-            reply = self.book.answer(_query_decoder.decode(msg.data))
+            reply = self.book.answer(_query_decoder.decode(msg.data), self.bus.nc.max_payload)
         except DecodeError as exc:
             self.quarantine.hold("oms_query", msg.subject, msg.data, exc)
             reply = OmsReply(ok=False, error=str(exc)[:1024])
         if not msg.reply:
             return
         payload = encode(reply)
-        if len(payload) > self.bus.nc.max_payload:
-            payload = encode(OmsReply(ok=False, error=f"reply of {len(payload)} bytes exceeds the bus limit; "
-                                                      "ask for fewer orders (limit)"))
+        if len(payload) > self.bus.nc.max_payload:  # a page holds at least one order, however big
+            payload = encode(OmsReply(ok=False, error=f"reply of {len(payload)} bytes exceeds the bus limit"))
         await msg.respond(payload)
 
     # --- stuck orders --------------------------------------------------------------------
