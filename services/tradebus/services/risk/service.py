@@ -27,9 +27,9 @@ from nats.js.api import DeliverPolicy
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder, encode
-from tradebus.schemas.commands import CancelAllOrders, OrderCommand, PlaceOrder, command_dedupe_id
+from tradebus.schemas.commands import OrderCommand, PlaceOrder, command_dedupe_id
 from tradebus.schemas.control import RiskRequest, SetTradingState, TradingStateReply
-from tradebus.schemas.events import CommandAction, CommandRejected, OrderRejected, PositionUpdate, malformed_command
+from tradebus.schemas.events import CommandRejected, OrderRejected, PositionUpdate, command_identity, malformed_command
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
 from tradebus.shared.bus import MSG_ID, consume_batches, publish_pipelined
@@ -57,8 +57,6 @@ _event_decoder = decoder(Family.ORDER_EVENT)
 _account_decoder = decoder(Family.ACCOUNT_EVENT)
 _quote_decoder = decoder(Family.MARKET_DATA)
 _request_decoder = msgspec.json.Decoder(RiskRequest)
-_ACTION = {"place": CommandAction.PLACE, "modify": CommandAction.MODIFY, "cancel": CommandAction.CANCEL,
-           "cancel_all": CommandAction.CANCEL_ALL}
 
 
 class RiskService(Service):
@@ -153,11 +151,11 @@ class RiskService(Service):
                 account=command.account, symbol=command.symbol, reason=rejection.reason, message=rejection.message,
                 ts_event=now, ts_recv=now,
             )
+        action, client_order_id, request_id = command_identity(command)
         return CommandRejected(
-            event_id=event_id, action=_ACTION[command.__struct_config__.tag], venue=command.venue,
-            account=command.account, reason=rejection.reason, message=rejection.message, ts_event=now, ts_recv=now,
-            client_order_id=None if isinstance(command, CancelAllOrders) else command.client_order_id,
-            request_id=command.request_id if isinstance(command, CancelAllOrders) else getattr(command, "modify_id", None),
+            event_id=event_id, action=action, venue=command.venue, account=command.account,
+            client_order_id=client_order_id, request_id=request_id, reason=rejection.reason, message=rejection.message,
+            ts_event=now, ts_recv=now,
         )
 
     def _malformed(self, msg: Msg, venue: str | None, account: str | None, why: str) -> tuple[str, bytes, str] | None:
@@ -165,7 +163,7 @@ class RiskService(Service):
         if venue is None or account is None:
             return None
         event = malformed_command(venue=venue, account=account, stream_seq=msg.metadata.sequence.stream, message=why,
-                                  now=time.time_ns(), issuer=RISK_EVENT_PREFIX)
+                                  now=time.time_ns(), payload=msg.data, issuer=RISK_EVENT_PREFIX)
         self.decisions.labels(decision="rejected", reason=RejectReason.MALFORMED.value).inc()
         log.warning("malformed command", extra={"subject": msg.subject, "error": why[:300]})
         return subjects.order_events(venue, account), encode(event), event.event_id

@@ -128,6 +128,7 @@ from tradebus.schemas.events import (
     OrderAccepted,
     OrderCancelled,
     OrderEvent,
+    OrderEventBase,
     OrderExpired,
     OrderFilled,
     OrderModified,
@@ -435,7 +436,7 @@ class PaperExchange:
                 self._replay_account_event(event, replay)
             elif isinstance(event, CommandRejected):
                 self._replay_command_rejected(event)
-            else:
+            elif isinstance(event, OrderEventBase):  # not a cancel_all_done: nothing to rebuild from it
                 self._replay_order_event(event, replay)
         self._continue_account_ids(replay)
         # A crash may have cut the journal inside one call: settle what that call still owed.
