@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import typing
 from decimal import Decimal
 
@@ -146,3 +147,13 @@ def test_dedupe_ids_are_stable_and_distinguish_actions() -> None:
 
 def test_route_and_command_subjects_share_one_payload() -> None:
     assert SPECS[Family.COMMAND].payload is SPECS[Family.ROUTE].payload
+
+
+def test_a_megabyte_of_digits_is_refused_in_linear_time() -> None:
+    """The decimal patterns leave a backtracking engine one way to match each character: an
+    ambiguous one took seconds on 8,000 digits and grows with the square."""
+    hostile = json.dumps({**PLACE, "quantity": "1" * 1_000_000 + "x"}).encode()
+    started = time.perf_counter()
+    with pytest.raises(msgspec.ValidationError, match="quantity"):
+        decode(Family.COMMAND, hostile)
+    assert time.perf_counter() - started < 5
