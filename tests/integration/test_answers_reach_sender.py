@@ -5,8 +5,10 @@ with one to another command of the same order), and a cancel-all ends with
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 import nats
@@ -24,8 +26,12 @@ from tradebus.schemas.events import (
     OrderModified,
 )
 from tradebus.schemas.values import OrderType, RejectReason, Side
+from tradebus.services.audit.service import AuditService
+from tradebus.services.audit.store import SqliteAuditStore
+from tradebus.services.oms.service import OmsService
 from tradebus.services.risk.service import RiskService
 from tradebus.shared.natsserver import NatsServer
+from tradebus.shared.topology import AUDIT_CONSUMERS, OMS_EVENTS
 
 from .helpers import collect, event_decoder, paper_settings, running_connector, running_service, wait_until
 
@@ -151,3 +157,27 @@ async def test_cancel_all_ends_with_cancel_all_done(nats_server: NatsServer) -> 
         answers = [e async for e in everything.events(timeout=20)]
         assert sorted(e.client_order_id for e in answers[:-1] if isinstance(e, OrderCancelled)) == ["all-1", "all-2"]
         assert isinstance(answers[-1], CancelAllDone) and answers[-1].cancelled == 2
+
+
+async def test_the_order_manager_risk_and_the_audit_take_cancel_all_done_in_stride(
+        nats_server: NatsServer, tmp_path: Path) -> None:
+    """A new event type: no anomaly, no decode error; the audit files it under its request id."""
+    settings = msgspec.structs.replace(paper_settings(nats_server.url), data_dir=str(tmp_path / "data"))
+    async with running_connector(settings), running_service(RiskService(settings)) as risk, \
+            running_service(OmsService(settings)) as oms, running_service(AuditService(settings)), \
+            await Client.connect(nats_server.url) as client:
+        ticket = await client.cancel_all("paper", "demo")
+        assert isinstance(await ticket.next_event(timeout=20), CancelAllDone)
+
+        async with asyncio.timeout(30):
+            for consumer in (OMS_EVENTS, *AUDIT_CONSUMERS):  # everything stored so far taken and acked
+                while (info := await client.js.consumer_info(consumer.stream.name, consumer.durable)).num_pending \
+                        or info.num_ack_pending:
+                    await asyncio.sleep(0.05)
+        assert oms.book.anomalies == 0 and oms.metrics.totals()["decode_errors"] == 0
+        assert risk.metrics.totals()["decode_errors"] == 0
+        request_id = ticket.command.request_id
+    reader = await SqliteAuditStore.open(str(tmp_path / "data" / "audit.sqlite"), create=False)
+    history = [(record.stream, record.msg_type) for record in await reader.history(request_id)]
+    await reader.close()
+    assert history == [("CMD", "cancel_all"), ("ROUTE", "cancel_all"), ("EVENTS", "cancel_all_done")]
