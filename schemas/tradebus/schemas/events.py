@@ -134,8 +134,10 @@ class CommandAction(enum.Enum):
 
 
 class CommandRejected(Message, frozen=True, kw_only=True, tag="command_rejected"):
-    """A modify, cancel or cancel-all was refused, or a command could not be decoded at all.
-    The order it names (if any) keeps its state."""
+    """A modify, cancel or cancel-all was refused, or a command broke its schema (`malformed`:
+    `action` and the ids then say what its JSON still told, `unknown` / null when nothing).
+    `action`, `client_order_id` and `request_id` (a modify's `modify_id`) name the command it
+    answers. The order it names (if any) keeps its state."""
 
     event_id: str
     action: CommandAction
