@@ -19,7 +19,7 @@ from typing import Any, Union
 
 import msgspec
 
-from .commands import CancelAllOrders, ModifyOrder, OrderCommand, PlaceOrder
+from .commands import CancelAllOrders, ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
 from .values import (
     AccountName,
     CancelReason,
@@ -152,8 +152,10 @@ class CommandRejected(Message, frozen=True, kw_only=True, tag="command_rejected"
 
 
 class CancelAllDone(Message, frozen=True, kw_only=True, tag="cancel_all_done"):
-    """A cancel-all was carried out: `cancelled` orders were cancelled by it (0 when none
-    was open). Follows the `cancelled` events it caused; a refused cancel-all gets a
+    """A cancel-all was carried out: the venue cancelled (or accepted to cancel) `cancelled`
+    open orders, 0 when none was open. Each of those orders has its own `cancelled` event:
+    before this one on a venue that answers a cancel at once (paper), possibly after it on
+    one that confirms cancels on its own stream. A refused cancel-all gets a
     `command_rejected` instead."""
 
     event_id: str
@@ -163,6 +165,15 @@ class CancelAllDone(Message, frozen=True, kw_only=True, tag="cancel_all_done"):
     cancelled: int
     ts_event: Nanos
     ts_recv: Nanos
+
+
+def cancel_all_done(command: CancelAllOrders, cancelled: int, now: int) -> CancelAllDone:
+    """What a venue emits once it carried out `command`. Named after the command: a
+    re-delivered cancel-all is answered once."""
+    return CancelAllDone(
+        event_id=f"{command_dedupe_id(command)}.done", venue=command.venue, account=command.account,
+        request_id=command.request_id, cancelled=cancelled, ts_event=now, ts_recv=now,
+    )
 
 
 class _CommandIds(msgspec.Struct):

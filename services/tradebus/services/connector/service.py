@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder, encode
-from tradebus.schemas.commands import CancelAllOrders, OrderCommand, command_dedupe_id
+from tradebus.schemas.commands import OrderCommand
 from tradebus.schemas.control import (
     ListInstruments,
     Reconcile,
@@ -35,14 +35,7 @@ from tradebus.schemas.control import (
     SubscriptionReply,
     SubscriptionRequest,
 )
-from tradebus.schemas.events import (
-    CancelAllDone,
-    CommandRejected,
-    OrderCancelled,
-    answer_identity,
-    command_identity,
-    malformed_command,
-)
+from tradebus.schemas.events import malformed_command
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, ServiceState
 from tradebus.shared.bus import consume_batches
@@ -157,10 +150,7 @@ class ConnectorService(Service):
             self.skipped_redeliveries += 1
             log.info("re-delivered command was executed already", extra={"subject": msg.subject})
             return []
-        events = await self.connector.execute(command)
-        if isinstance(command, CancelAllOrders):
-            events += _cancel_all_done(command, events)
-        return events
+        return await self.connector.execute(command)
 
     def _malformed(self, msg: Msg, message: str) -> list[VenueEvent]:
         try:
@@ -238,18 +228,3 @@ class ConnectorService(Service):
             await market_data.send(
                 stream, msgspec.structs.replace(instrument, seq=stream.next_seq(), ts_event=now, ts_recv=now)
             )
-
-
-def _cancel_all_done(command: CancelAllOrders, events: list[VenueEvent]) -> list[VenueEvent]:
-    """The event that ends a cancel-all (after the cancellations it caused), so its sender
-    knows it is done even when nothing was open; none when the venue refused it. Named after
-    the command: a re-delivered cancel-all is answered once."""
-    identity = command_identity(command)
-    if any(isinstance(event, CommandRejected) and answer_identity(event) == identity for event in events):
-        return []
-    now = time.time_ns()
-    return [CancelAllDone(
-        event_id=f"{command_dedupe_id(command)}.done", venue=command.venue, account=command.account,
-        request_id=command.request_id, cancelled=sum(isinstance(event, OrderCancelled) for event in events),
-        ts_event=now, ts_recv=now,
-    )]

@@ -136,6 +136,7 @@ from tradebus.schemas.events import (
     OrderRejected,
     OrderTriggered,
     PositionUpdate,
+    cancel_all_done,
 )
 from tradebus.schemas.values import CancelReason, LiquiditySide, OrderType, RejectReason, Side, TimeInForce
 
@@ -713,10 +714,11 @@ class PaperExchange:
         violation = self._unknown_account(command)
         if violation is not None:
             return [self._command_rejected(command, *violation)]
-        return [
+        cancelled = [
             self._cancel(order, CancelReason.REQUESTED)
             for order in self._open(account=command.account, symbol=command.symbol, side=command.side)
         ]
+        return [*cancelled, cancel_all_done(command, len(cancelled), self._now)]
 
     def _find_open(self, command: ModifyOrder | CancelOrder) -> _Order | CommandRejected:
         violation = self._unknown_account(command)
