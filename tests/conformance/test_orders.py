@@ -95,9 +95,18 @@ async def test_cancel_all_cancels_every_open_order_of_the_scope(testbed: VenueUn
             await testbed.send(orders[-1])
         for order in orders:
             await testbed.until(order.client_order_id, "accepted")
-        await testbed.send(testbed.cancel_all(symbol=instrument.symbol))
+        cancel_all = testbed.cancel_all(symbol=instrument.symbol)
+        await testbed.send(cancel_all)
         for order in orders:
             assert tag((await testbed.finished(order.client_order_id))[-1]) == "cancelled"
+        assert (await testbed.cancel_all_done(cancel_all.request_id)).cancelled == 2
+
+
+async def test_cancel_all_with_nothing_open_says_so(testbed: VenueUnderTest) -> None:
+    async with testbed.connector():
+        cancel_all = testbed.cancel_all()
+        await testbed.send(cancel_all)
+        assert (await testbed.cancel_all_done(cancel_all.request_id)).cancelled == 0
 
 
 async def test_order_types_and_time_in_force_outside_the_capabilities_are_refused(testbed: VenueUnderTest) -> None:

@@ -21,7 +21,7 @@ from tradebus.emulators.server import Emulator
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import encode
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, OrderCommand, PlaceOrder
-from tradebus.schemas.events import CommandRejected, OrderEvent
+from tradebus.schemas.events import CancelAllDone, CommandRejected, OrderEvent
 from tradebus.schemas.market import Instrument, Quote
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType, Side, TimeInForce
 from tradebus.services.connector.base import VenueConnector
@@ -161,6 +161,16 @@ class VenueUnderTest:
         wanted = set(tags)
         await self.events.wait_for(lambda _: wanted <= {tag(e) for e in self.of(client_order_id)}, timeout=timeout)
         return self.of(client_order_id)
+
+    async def cancel_all_done(self, request_id: str, timeout: float = 15.0) -> CancelAllDone:
+        """Wait for the event that ends a cancel-all."""
+        assert self.events is not None
+
+        def mine(event: object) -> bool:
+            return isinstance(event, CancelAllDone) and event.request_id == request_id
+
+        messages = await self.events.wait_for(lambda ms: any(map(mine, ms)), timeout=timeout)
+        return next(filter(mine, messages))
 
     async def finished(self, client_order_id: str, timeout: float = 15.0) -> list[OrderEvent]:
         """Wait for the order's final event."""

@@ -101,7 +101,7 @@ async def _exercise(fleet: ProcessFleet, payloads: list[bytes], valid_id: str) -
     async def on_event(msg: nats.aio.msg.Msg) -> None:
         event = _event.decode(msg.data)
         answers.setdefault(event.event_id, event)
-        if getattr(event, "client_order_id", None):
+        if isinstance(event, (OrderRejected, OrderAccepted)):  # a malformed command names its order too
             answers.setdefault(f"order:{event.client_order_id}", event)
 
     await nc.subscribe("tradebus.evt.order.>", cb=on_event)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tradebus.schemas.codecs import decoder
+from tradebus.schemas.events import CancelAllDone
 from tradebus.schemas.subjects import Family
 
 from .test_cli import Fleet, tradebus, whole_fleet
@@ -57,3 +59,14 @@ def test_halt_and_resume_from_the_cli(fleet: Fleet) -> None:
     assert tradebus("resume", env=fleet.env).returncode == 0
     accepted = tradebus(*PLACE[:-1], "resumed-1", env=fleet.env)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+
+
+def test_cancel_all_on_an_empty_account_completes_at_once(fleet: Fleet) -> None:
+    """Without a completion event the CLI could only wait out its timeout (60 s here)."""
+    started = time.monotonic()
+    result = tradebus("order", "cancel-all", "--venue", "paper", "--account", "demo", "--timeout", "60", "--json",
+                      env=fleet.env, timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started < 30
+    [done] = [decoder(Family.ORDER_EVENT).decode(line) for line in result.stdout.splitlines()]
+    assert isinstance(done, CancelAllDone) and done.cancelled == 0

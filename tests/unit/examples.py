@@ -12,7 +12,7 @@ from tradebus.schemas.control import (
     VenuePosition,
 )
 from tradebus.schemas.events import (
-    Balance, BalanceUpdate, CommandAction, CommandRejected, Fill, OrderAccepted, OrderCancelled, OrderExpired,
+    Balance, BalanceUpdate, CancelAllDone, CommandAction, CommandRejected, Fill, OrderAccepted, OrderCancelled, OrderExpired,
     OrderFilled, OrderModified, OrderPartiallyFilled, OrderRejected, OrderSubmitted, OrderTriggered, PositionUpdate,
     TradingStateChanged,
 )
@@ -51,6 +51,7 @@ EXAMPLES = [
     OrderExpired(**ORDER, cum_quantity=D("1")),
     CommandRejected(event_id="e", action=CommandAction.CANCEL, venue="paper", account="demo", client_order_id="c1",
                     reason=RejectReason.UNKNOWN_ORDER, ts_event=T, ts_recv=T),
+    CancelAllDone(event_id="e4", venue="paper", account="demo", request_id="r1", cancelled=2, ts_event=T, ts_recv=T),
     BalanceUpdate(event_id="e2", venue="paper", account="demo", ts_event=T, ts_recv=T,
                   balances=[Balance(currency="USD", total=D("100"), available=D("90"))]),
     PositionUpdate(event_id="e3", venue="paper", account="demo", symbol="AAPL", quantity=D("-5"), avg_price=D("190"),

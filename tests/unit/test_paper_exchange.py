@@ -17,6 +17,7 @@ from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder,
 from tradebus.schemas.events import (
     TERMINAL_EVENTS,
     BalanceUpdate,
+    CancelAllDone,
     CommandAction,
     CommandRejected,
     FillEventBase,
@@ -588,11 +589,15 @@ def test_cancel_all_filters_by_symbol_and_side() -> None:
     ex.execute(place("buy-eth", Side.BUY, "1", "100", symbol=ETH))
     ex.execute(place("other", Side.BUY, "1", "100", account="b"))
 
-    def cancel_all(request_id: str, **filters: Any) -> list[Any]:
-        return ex.execute(CancelAllOrders(request_id=request_id, venue="paper", account="a", **filters))
+    def cancel_all(request_id: str, **filters: Any) -> list[str]:
+        """The orders cancelled, after checking the cancel-all's own answer comes last."""
+        *events, done = ex.execute(CancelAllOrders(request_id=request_id, venue="paper", account="a", **filters))
+        assert isinstance(done, CancelAllDone) and (done.request_id, done.cancelled) == (request_id, len(events))
+        assert all(isinstance(e, OrderCancelled) for e in events)
+        return sorted(e.client_order_id for e in events)
 
-    assert [e.client_order_id for e in cancel_all("r1", symbol=BTC, side=Side.BUY)] == ["buy-btc"]
-    assert sorted(e.client_order_id for e in cancel_all("r2")) == ["buy-eth", "sell-btc"]
+    assert cancel_all("r1", symbol=BTC, side=Side.BUY) == ["buy-btc"]
+    assert cancel_all("r2") == ["buy-eth", "sell-btc"]
     assert cancel_all("r3") == []
     assert [o.client_order_id for o in ex.open_orders("b")] == ["other"]
     refusal = only(ex.execute(CancelAllOrders(request_id="r5", venue="paper", account="nobody")), CommandRejected)

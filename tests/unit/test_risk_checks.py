@@ -8,11 +8,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tradebus.schemas.codecs import encode
+from tradebus.schemas.codecs import decode, encode
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, PlaceOrder
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.events import OrderCancelled, PositionUpdate
 from tradebus.schemas.market import Quote
+from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import CancelReason, OrderType, RejectReason, ServiceState, Side, TradingState
 from tradebus.services.risk.checks import Gate, check
 from tradebus.services.risk.config import (
@@ -174,7 +175,7 @@ def test_a_command_gets_the_fleet_time_to_live_or_its_own_within_the_maximum() -
     assert config.time_to_live_ns(500) == 500 * 10**6
     assert config.time_to_live_ns(3_600_000) == 60 * 10**9
     with pytest.raises(msgspec.ValidationError):  # a ttl_ms out of the contract's bounds is malformed
-        msgspec.json.decode(encode(place()).replace(b'"ts_created"', b'"ttl_ms":0,"ts_created"'), type=PlaceOrder)
+        decode(Family.COMMAND, encode(place()).replace(b'"ts_created"', b'"ttl_ms":0,"ts_created"'))
 
 
 # --- venue liveness -------------------------------------------------------------------------

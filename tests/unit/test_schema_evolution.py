@@ -4,7 +4,8 @@
    (`schemas/json-schema/baseline-v1/`): no payload, message tag, field or enum value
    disappears, no field changes type, becomes required or gets a tighter constraint or a
    different default, and no new field is required. New optional fields and new message
-   types are fine.
+   types are fine, and so is stating the grammar of a `format: decimal` string (the
+   decimal patterns of values.py: what the fleet always meant by a decimal string).
 2. Messages of the previous contract version still decode with today's types.
 3. Events, market data and replies (`Message`) ignore unknown fields; commands and requests
    (`StrictMessage`) refuse them. Checked for every message type of the registry.
@@ -23,9 +24,9 @@ import msgspec
 import pytest
 
 from tradebus.schemas.codecs import encode
-from tradebus.schemas.jsonschema import json_schemas
+from tradebus.schemas.jsonschema import json_schemas, portable
 from tradebus.schemas.subjects import SUBJECTS, Family
-from tradebus.schemas.values import Message, StrictMessage
+from tradebus.schemas.values import DECIMAL_PATTERN, POSITIVE_DECIMAL_PATTERN, Message, StrictMessage, decode_hook
 
 from ..conftest import REPO
 from .examples import EXAMPLES
@@ -42,6 +43,8 @@ CONSTRAINT_BOUNDS = {  # keyword -> True when a larger value is looser
     "minLength": False, "minimum": False, "exclusiveMinimum": False, "minItems": False,
 }
 Schema = dict[str, Any]
+# The decimal grammars as exported: allowed on a `format: decimal` string that had no pattern.
+DECIMAL_GRAMMARS = {portable({"pattern": pattern})["pattern"] for pattern in (DECIMAL_PATTERN, POSITIVE_DECIMAL_PATTERN)}
 
 
 # --- the comparator ------------------------------------------------------------------------
@@ -117,7 +120,7 @@ class Compat:
                 self.problems.append(f"{where}: became an enum {new['enum']!r}")
             elif lost:
                 self.problems.append(f"{where}: enum lost value(s) {lost!r}")
-        if old.get("pattern") != new.get("pattern") and "pattern" in new:
+        if "pattern" in new and old.get("pattern") != new["pattern"] and not self._states_decimal_grammar(old, new):
             self.problems.append(f"{where}: pattern changed from {old.get('pattern')!r} to {new['pattern']!r}")
         for key, larger_is_looser in CONSTRAINT_BOUNDS.items():
             if key not in new:
@@ -165,6 +168,10 @@ class Compat:
                 self.problems.append(f"{where}.{name}: new field is required (add it as optional, with a default)")
         if old.get("additionalProperties") is not False and new.get("additionalProperties") is False:
             self.problems.append(f"{where}: now refuses unknown fields")
+
+    @staticmethod
+    def _states_decimal_grammar(old: Schema, new: Schema) -> bool:
+        return old.get("format") == "decimal" and "pattern" not in old and new["pattern"] in DECIMAL_GRAMMARS
 
     @staticmethod
     def _describe(schema: Any) -> str:
@@ -236,6 +243,8 @@ def mutate(path: str, change: typing.Callable[[Schema], None]) -> dict[str, Sche
         ("market-data.json", lambda d: d["$defs"]["Quote"].update(additionalProperties=False), "refuses unknown"),
         ("market-data.json", lambda d: d["$defs"]["Instrument"]["properties"]["venue_symbol"].update(maxLength=8),
          "tightened"),
+        ("order-event.json", lambda d: d["$defs"]["Fill"]["properties"]["fee"].update(pattern="^[0-9]+$"),
+         "pattern changed"),
     ],
 )
 def test_the_comparator_catches_breaking_changes(file: str, change: Any, expected: str) -> None:
@@ -302,7 +311,7 @@ def test_a_version_1_message_still_decodes(example: Message) -> None:
     baseline, definition = v1_definition(example) or ({}, {})
     v1_message = {key: value for key, value in json.loads(encode(example)).items() if key in definition["properties"]}
     jsonschema.Draft202012Validator(baseline).validate(v1_message)
-    decoded = msgspec.json.decode(json.dumps(v1_message), type=payload)
+    decoded = msgspec.json.decode(json.dumps(v1_message), type=payload, dec_hook=decode_hook)
     assert type(decoded) is type(example)
 
 
@@ -355,10 +364,10 @@ def test_unknown_fields_are_tolerated_by_events_and_refused_by_commands(name: st
     if strict:
         assert issubclass(cls, StrictMessage), f"{cls.__name__} is a command/request ({name}): base it on StrictMessage"
         with pytest.raises(msgspec.ValidationError, match="field_from_a_newer_producer"):
-            msgspec.json.decode(json.dumps(wire), type=payload)
+            msgspec.json.decode(json.dumps(wire), type=payload, dec_hook=decode_hook)
     else:
         assert issubclass(cls, Message) and not issubclass(cls, StrictMessage), (
             f"{cls.__name__} ({name}) is an event, market data or a reply: base it on Message, not StrictMessage")
-        assert msgspec.json.decode(json.dumps(wire), type=payload) == example
+        assert msgspec.json.decode(json.dumps(wire), type=payload, dec_hook=decode_hook) == example
         for nested in nested_structs(cls):  # nested structs of tolerant messages tolerate too
             assert not nested.__struct_config__.forbid_unknown_fields, f"{nested.__name__} inside {cls.__name__}"

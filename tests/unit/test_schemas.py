@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import typing
 from decimal import Decimal
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from tradebus.schemas.codecs import decode, encode
 from tradebus.schemas.commands import CancelOrder, ModifyOrder, PlaceOrder, command_dedupe_id
 from tradebus.schemas.subjects import SPECS, SUBJECTS, Family
-from tradebus.schemas.values import OrderType, Side, TimeInForce
+from tradebus.schemas.values import OrderType, Side, TimeInForce, decode_hook
 
 from .examples import EXAMPLES, T
 
@@ -36,7 +37,8 @@ def test_every_message_type_has_an_example() -> None:
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: type(e).__name__)
 def test_examples_round_trip_through_their_subject_decoder(example: msgspec.Struct) -> None:
     spec = next(s for s in SUBJECTS if type(example) in _members(s.payload) | _members(s.reply))
-    decoder = msgspec.json.Decoder(spec.payload if type(example) in _members(spec.payload) else spec.reply)
+    decoder = msgspec.json.Decoder(spec.payload if type(example) in _members(spec.payload) else spec.reply,
+                                   dec_hook=decode_hook)
     assert decoder.decode(encode(example)) == example
 
 
@@ -77,11 +79,12 @@ def test_any_valid_limit_order_round_trips_exactly(quantity, price, side, tif, c
     assert decoded.quantity == quantity and str(decoded.price) == str(price)
 
 
-def test_a_json_number_is_parsed_exactly_never_through_a_binary_float() -> None:
-    # 0.1 + 0.2 in binary floating point is 0.30000000000000004
-    raw = json.dumps({**PLACE, "quantity": "X"}).replace('"X"', "0.300000000000000001")
-    order = decode(Family.COMMAND, raw.encode())
-    assert order.quantity == Decimal("0.300000000000000001")
+def test_a_json_number_is_refused_where_a_command_has_a_decimal() -> None:
+    """The schema says string; msgspec alone would read a number into the Decimal."""
+    for field in ("quantity", "price"):
+        raw = json.dumps({**PLACE, field: "X"}).replace('"X"', "0.300000000000000001")
+        with pytest.raises(msgspec.ValidationError, match=rf"got a number .* - at `\$.{field}`"):
+            decode(Family.COMMAND, raw.encode())
 
 
 @pytest.mark.parametrize(
@@ -89,8 +92,14 @@ def test_a_json_number_is_parsed_exactly_never_through_a_binary_float() -> None:
     [
         ({"quantity": "NaN"}, "finite"),
         ({"quantity": "Infinity"}, "finite"),
+        ({"quantity": " 1"}, "finite decimal"),
+        ({"quantity": "1_000"}, "finite decimal"),
+        ({"quantity": "\u0661"}, "finite decimal"),  # ARABIC-INDIC DIGIT ONE: Decimal() would read it
+        ({"quantity": 1}, "got a number"),
+        ({"quantity": True}, "got a boolean"),
         ({"quantity": "-1"}, "greater than zero"),
         ({"quantity": "0"}, "greater than zero"),
+        ({"quantity": "0.000e5"}, "greater than zero"),
         ({"quantity": "1e30"}, "exceeds"),
         ({"quantity": "0.0000000000000000001"}, "decimal places"),
         ({"price": None}, "price is required"),
@@ -104,7 +113,8 @@ def test_a_json_number_is_parsed_exactly_never_through_a_binary_float() -> None:
         ({"pirce": "1"}, "unknown field `pirce`"),
         ({"side": "long"}, "side"),
         ({"type": "teleport"}, "Invalid value 'teleport'"),
-        ({"quantity": "abc"}, "Invalid decimal"),
+        ({"quantity": "abc"}, "finite decimal"),
+        ({"client_order_id": "c1\n"}, "client_order_id"),  # Python's `$` alone would let the newline through
     ],
 )
 def test_invalid_commands_are_refused_with_a_reason(change: dict, message: str) -> None:
@@ -137,3 +147,13 @@ def test_dedupe_ids_are_stable_and_distinguish_actions() -> None:
 
 def test_route_and_command_subjects_share_one_payload() -> None:
     assert SPECS[Family.COMMAND].payload is SPECS[Family.ROUTE].payload
+
+
+def test_a_megabyte_of_digits_is_refused_in_linear_time() -> None:
+    """The decimal patterns leave a backtracking engine one way to match each character: an
+    ambiguous one took seconds on 8,000 digits and grows with the square."""
+    hostile = json.dumps({**PLACE, "quantity": "1" * 1_000_000 + "x"}).encode()
+    started = time.perf_counter()
+    with pytest.raises(msgspec.ValidationError, match="quantity"):
+        decode(Family.COMMAND, hostile)
+    assert time.perf_counter() - started < 5

@@ -35,7 +35,7 @@ import msgspec
 
 from . import CONTRACT_VERSION
 from .commands import OrderCommand
-from .jsonschema import normalize_text
+from .jsonschema import add_field_rules, portable, schema_hook
 from .subjects import SUBJECTS, SubjectSpec
 from .values import MarketDataKind
 
@@ -165,14 +165,17 @@ def _first_paragraph(cls: type) -> str:
 
 def _components_schemas(named: dict[str, Any]) -> dict[str, Any]:
     names = sorted(named)
-    roots, defs = msgspec.json.schema_components([named[n] for n in names], ref_template=SCHEMA_REF)
+    roots, defs = msgspec.json.schema_components([named[n] for n in names], ref_template=SCHEMA_REF,
+                                                 schema_hook=schema_hook)
     schemas: dict[str, Any] = {}
     for name, root in zip(names, roots, strict=True):
         if name in defs:
             raise ValueError(f"payload name {name!r} collides with a type name")
         schemas[name] = {"title": name, **root}
     schemas.update(defs)
-    return _as_asyncapi_schema(normalize_text(schemas))
+    schemas = portable(schemas)
+    add_field_rules(schemas, named.values())
+    return _as_asyncapi_schema(schemas)
 
 
 def _delivery(spec: SubjectSpec) -> dict[str, Any]:

@@ -1,26 +1,32 @@
 """One JSON encoder and one decoder per payload type of the subject registry.
 
 Decoders are built once: constructing a msgspec decoder for a tagged union is the slow
-part, decoding with it is fast.
+part, decoding with it is fast. Every decoder (and `convert`) takes the contract's
+`decode_hook`, which reads the commands' PositiveDecimal fields from JSON strings only.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from .subjects import SPECS, Family
+from .values import decode_hook
 
 encoder = msgspec.json.Encoder()
 encode = encoder.encode
 
 _DECODERS: dict[Family, msgspec.json.Decoder] = {
-    family: msgspec.json.Decoder(spec.payload) for family, spec in SPECS.items() if spec.payload is not None
+    family: msgspec.json.Decoder(spec.payload, dec_hook=decode_hook)
+    for family, spec in SPECS.items() if spec.payload is not None
 }
 _REPLY_DECODERS: dict[Family, msgspec.json.Decoder] = {
-    family: msgspec.json.Decoder(spec.reply) for family, spec in SPECS.items() if spec.reply is not None
+    family: msgspec.json.Decoder(spec.reply, dec_hook=decode_hook)
+    for family, spec in SPECS.items() if spec.reply is not None
 }
+
+T = TypeVar("T")
 
 DecodeError = (msgspec.DecodeError, msgspec.ValidationError)
 
@@ -32,6 +38,12 @@ def decoder(family: Family) -> msgspec.json.Decoder:
 
 def reply_decoder(family: Family) -> msgspec.json.Decoder:
     return _REPLY_DECODERS[family]
+
+
+def convert(value: Any, kind: type[T]) -> T:
+    """`msgspec.convert` with the contract's hook: build a message from Python values
+    (decimals as Decimal or as decimal strings)."""
+    return msgspec.convert(value, kind, dec_hook=decode_hook)
 
 
 def decode(family: Family, data: bytes) -> Any:

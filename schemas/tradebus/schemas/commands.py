@@ -7,16 +7,17 @@ a deadline (`ttl_ms` after intake); cancels have none, taking risk off is never 
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Annotated, Union
+from typing import Annotated, ClassVar, Union
 
 import msgspec
 
+from .rules import AnySet, FieldRule, SetWhen, check_field_rules
 from .values import (
     AccountName,
     ClientOrderId,
     Nanos,
     OrderType,
+    PositiveDecimal,
     RequestId,
     Side,
     StrictMessage,
@@ -38,6 +39,14 @@ TimeToLive = Annotated[
 ]
 
 
+def _check_decimals(command: PlaceOrder | ModifyOrder) -> None:
+    """Bounds the wire pattern cannot state (see check_decimal)."""
+    for name in ("quantity", "price", "stop_price"):
+        value = getattr(command, name)
+        if value is not None:
+            check_decimal(name, value)
+
+
 class PlaceOrder(StrictMessage, frozen=True, kw_only=True, tag="place"):
     """A new order. `price` is required for limit and stop-limit, `stop_price` for stop and
     stop-limit; `expire_time` for GTD. Market orders carry no price."""
@@ -48,9 +57,9 @@ class PlaceOrder(StrictMessage, frozen=True, kw_only=True, tag="place"):
     symbol: Symbol
     side: Side
     order_type: OrderType
-    quantity: Decimal
-    price: Decimal | None = None
-    stop_price: Decimal | None = None
+    quantity: PositiveDecimal
+    price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
     time_in_force: TimeInForce = TimeInForce.GTC
     expire_time: Nanos | None = None
     post_only: bool = False
@@ -58,26 +67,16 @@ class PlaceOrder(StrictMessage, frozen=True, kw_only=True, tag="place"):
     ts_created: Nanos = 0
     ttl_ms: TimeToLive | None = None
 
+    field_rules: ClassVar[tuple[FieldRule, ...]] = (
+        SetWhen("price", "order_type", (OrderType.LIMIT, OrderType.STOP_LIMIT)),
+        SetWhen("stop_price", "order_type", (OrderType.STOP, OrderType.STOP_LIMIT)),
+        SetWhen("expire_time", "time_in_force", (TimeInForce.GTD,)),
+        SetWhen("post_only", "order_type", (OrderType.LIMIT,), required=False),
+    )
+
     def __post_init__(self) -> None:
-        check_decimal("quantity", self.quantity)
-        needs_price = self.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-        needs_stop = self.order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
-        if needs_price and self.price is None:
-            raise ValueError(f"price is required for {self.order_type.value} orders")
-        if not needs_price and self.price is not None:
-            raise ValueError(f"price is not allowed on {self.order_type.value} orders")
-        if needs_stop and self.stop_price is None:
-            raise ValueError(f"stop_price is required for {self.order_type.value} orders")
-        if not needs_stop and self.stop_price is not None:
-            raise ValueError(f"stop_price is not allowed on {self.order_type.value} orders")
-        if self.price is not None:
-            check_decimal("price", self.price)
-        if self.stop_price is not None:
-            check_decimal("stop_price", self.stop_price)
-        if (self.time_in_force is TimeInForce.GTD) != (self.expire_time is not None):
-            raise ValueError("expire_time is required with GTD and only allowed with GTD")
-        if self.post_only and self.order_type is not OrderType.LIMIT:
-            raise ValueError("post_only is only allowed on limit orders")
+        check_field_rules(self)
+        _check_decimals(self)
 
 
 class ModifyOrder(StrictMessage, frozen=True, kw_only=True, tag="modify"):
@@ -88,19 +87,17 @@ class ModifyOrder(StrictMessage, frozen=True, kw_only=True, tag="modify"):
     modify_id: RequestId
     venue: VenueName
     account: AccountName
-    quantity: Decimal | None = None
-    price: Decimal | None = None
-    stop_price: Decimal | None = None
+    quantity: PositiveDecimal | None = None
+    price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
     ts_created: Nanos = 0
     ttl_ms: TimeToLive | None = None
 
+    field_rules: ClassVar[tuple[FieldRule, ...]] = (AnySet(("quantity", "price", "stop_price")),)
+
     def __post_init__(self) -> None:
-        if self.quantity is None and self.price is None and self.stop_price is None:
-            raise ValueError("a modify must change at least one of quantity, price, stop_price")
-        for name in ("quantity", "price", "stop_price"):
-            value = getattr(self, name)
-            if value is not None:
-                check_decimal(name, value)
+        check_field_rules(self)
+        _check_decimals(self)
 
 
 class CancelOrder(StrictMessage, frozen=True, kw_only=True, tag="cancel"):

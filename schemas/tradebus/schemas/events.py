@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import enum
 from decimal import Decimal
-from typing import Union
+from typing import Any, Union
 
-from .commands import CancelAllOrders, OrderCommand, PlaceOrder
+import msgspec
+
+from .commands import CancelAllOrders, ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
 from .values import (
     AccountName,
     CancelReason,
@@ -132,8 +134,10 @@ class CommandAction(enum.Enum):
 
 
 class CommandRejected(Message, frozen=True, kw_only=True, tag="command_rejected"):
-    """A modify, cancel or cancel-all was refused, or a command could not be decoded at all.
-    The order it names (if any) keeps its state."""
+    """A modify, cancel or cancel-all was refused, or a command broke its schema (`malformed`:
+    `action` and the ids then say what its JSON still told, `unknown` / null when nothing).
+    `action`, `client_order_id` and `request_id` (a modify's `modify_id`) name the command it
+    answers. The order it names (if any) keeps its state."""
 
     event_id: str
     action: CommandAction
@@ -147,6 +151,106 @@ class CommandRejected(Message, frozen=True, kw_only=True, tag="command_rejected"
     ts_recv: Nanos
 
 
+class CancelAllDone(Message, frozen=True, kw_only=True, tag="cancel_all_done"):
+    """A cancel-all was carried out: the venue cancelled (or accepted to cancel) `cancelled`
+    open orders, 0 when none was open. Each of those orders has its own `cancelled` event:
+    before this one on a venue that answers a cancel at once (paper), possibly after it on
+    one that confirms cancels on its own stream. A refused cancel-all gets a
+    `command_rejected` instead."""
+
+    event_id: str
+    venue: VenueName
+    account: AccountName
+    request_id: RequestId
+    cancelled: int
+    ts_event: Nanos
+    ts_recv: Nanos
+
+
+def cancel_all_done(command: CancelAllOrders, cancelled: int, now: int) -> CancelAllDone:
+    """What a venue emits once it carried out `command`. Named after the command: a
+    re-delivered cancel-all is answered once."""
+    return CancelAllDone(
+        event_id=f"{command_dedupe_id(command)}.done", venue=command.venue, account=command.account,
+        request_id=command.request_id, cancelled=cancelled, ts_event=now, ts_recv=now,
+    )
+
+
+class _CommandIds(msgspec.Struct):
+    """What a command that broke the schema may still tell about itself: read leniently (any
+    JSON value, unknown fields ignored) and kept only if it passes its own field's check."""
+
+    type: Any = None
+    client_order_id: Any = None
+    modify_id: Any = None
+    request_id: Any = None
+
+
+_ids_decoder = msgspec.json.Decoder(_CommandIds)
+_ACTIONS = {action.value: action for action in CommandAction if action is not CommandAction.UNKNOWN}
+
+
+def _valid(value: Any, kind: Any) -> str | None:
+    try:
+        return str(msgspec.convert(value, kind))
+    except msgspec.ValidationError:
+        return None
+
+
+def _command_ids(payload: bytes) -> tuple[CommandAction, str | None, str | None]:
+    """(action, client order id, modify or request id) of a command that failed to decode, as
+    far as its JSON tells them; ids are checked by the same patterns as in a valid command, so
+    a hostile value never reaches a subject or a key."""
+    try:
+        ids = _ids_decoder.decode(payload)
+    except msgspec.DecodeError:  # not a JSON object
+        return CommandAction.UNKNOWN, None, None
+    action = _ACTIONS.get(ids.type, CommandAction.UNKNOWN) if isinstance(ids.type, str) else CommandAction.UNKNOWN
+    # Only the ids the action has (as in command_identity): a place that is malformed because
+    # it carries a `request_id` must still be recognized as that place.
+    client_order_id = None if action is CommandAction.CANCEL_ALL else _valid(ids.client_order_id, ClientOrderId)
+    if action is CommandAction.MODIFY:
+        request_id = _valid(ids.modify_id, RequestId)
+    elif action in (CommandAction.CANCEL_ALL, CommandAction.UNKNOWN):
+        request_id = _valid(ids.request_id, RequestId)
+    else:
+        request_id = None
+    return action, client_order_id, request_id
+
+
+def malformed_command(*, venue: str, account: str, stream_seq: int, message: str, now: int, payload: bytes = b"",
+                      issuer: str = "") -> CommandRejected:
+    """The answer to a command that could not be decoded. Its id names the command's stream
+    position (and the issuer, e.g. `risk:`), so a re-delivery is not answered twice. It names
+    the action and ids `payload` still tells, so the sender's ticket gets its answer."""
+    action, client_order_id, request_id = _command_ids(payload)
+    return CommandRejected(
+        event_id=f"{issuer}{venue}.{account}:malformed.{stream_seq}", action=action, venue=venue, account=account,
+        client_order_id=client_order_id, request_id=request_id, reason=RejectReason.MALFORMED,
+        message=message[:1024], ts_event=now, ts_recv=now,
+    )
+
+
+CommandIdentity = tuple[CommandAction, Union[str, None], Union[str, None]]
+
+
+def command_identity(command: OrderCommand) -> CommandIdentity:
+    """(action, client order id, modify or request id): what a `command_rejected` (or a
+    `cancel_all_done`) answering `command` carries."""
+    if isinstance(command, CancelAllOrders):
+        return CommandAction.CANCEL_ALL, None, command.request_id
+    if isinstance(command, ModifyOrder):
+        return CommandAction.MODIFY, command.client_order_id, command.modify_id
+    return CommandAction.PLACE if isinstance(command, PlaceOrder) else CommandAction.CANCEL, command.client_order_id, None
+
+
+def answer_identity(event: CommandRejected | CancelAllDone) -> CommandIdentity:
+    """The `command_identity` of the command `event` answers."""
+    if isinstance(event, CancelAllDone):
+        return CommandAction.CANCEL_ALL, None, event.request_id
+    return event.action, event.client_order_id, event.request_id
+
+
 def command_refused(command: OrderCommand, *, event_id: str, reason: RejectReason, message: str,
                     now: int) -> OrderRejected | CommandRejected:
     """The answer to a decoded command the fleet refuses before the venue sees it: a place
@@ -156,21 +260,11 @@ def command_refused(command: OrderCommand, *, event_id: str, reason: RejectReaso
             event_id=event_id, client_order_id=command.client_order_id, venue=command.venue, account=command.account,
             symbol=command.symbol, reason=reason, message=message[:1024], ts_event=now, ts_recv=now,
         )
-    cancel_all = isinstance(command, CancelAllOrders)
+    action, client_order_id, request_id = command_identity(command)
     return CommandRejected(
-        event_id=event_id, action=CommandAction(command.__struct_config__.tag), venue=command.venue,
-        account=command.account, reason=reason, message=message[:1024], ts_event=now, ts_recv=now,
-        client_order_id=None if cancel_all else command.client_order_id,
-        request_id=command.request_id if cancel_all else getattr(command, "modify_id", None),
-    )
-
-
-def malformed_command(*, venue: str, account: str, stream_seq: int, message: str, now: int, issuer: str = "") -> CommandRejected:
-    """The answer to a command that could not be decoded. Its id names the command's stream
-    position (and the issuer, e.g. `risk:`), so a re-delivery is not answered twice."""
-    return CommandRejected(
-        event_id=f"{issuer}{venue}.{account}:malformed.{stream_seq}", action=CommandAction.UNKNOWN, venue=venue,
-        account=account, reason=RejectReason.MALFORMED, message=message[:1024], ts_event=now, ts_recv=now,
+        event_id=event_id, action=action, venue=command.venue, account=command.account,
+        client_order_id=client_order_id, request_id=request_id, reason=reason, message=message[:1024],
+        ts_event=now, ts_recv=now,
     )
 
 
@@ -185,6 +279,7 @@ OrderEvent = Union[
     OrderCancelled,
     OrderExpired,
     CommandRejected,
+    CancelAllDone,
 ]
 
 TERMINAL_EVENTS = (OrderRejected, OrderFilled, OrderCancelled, OrderExpired)

@@ -1,15 +1,22 @@
 """Domain values shared by every message: identifiers, enums and exact decimals.
 
-Prices and quantities are `decimal.Decimal` and travel as JSON strings. A JSON number is
-also accepted on input: msgspec parses it from its text, so it never passes through a binary
-float, but strings are the canonical form and what the exported JSON Schema documents.
+Prices and quantities are `decimal.Decimal` and travel as JSON strings of `DECIMAL_PATTERN`.
+In commands they are `PositiveDecimal`: a JSON number, white space, `_` or a non-ASCII digit
+there is refused on decoding, exactly as the exported JSON Schema refuses it (see
+`decode_hook`).
+
+Patterns end in `\\Z` (end of text): Python's `$` also matches before a final newline, so
+`"abc\\n"` would pass `^...$` here while it fails the same pattern in a JSON Schema validator
+(ECMA-262 `$`). The exported schemas say `$` (jsonschema.py translates).
 """
 
 from __future__ import annotations
 
+import abc
 import enum
+import re
 from decimal import Decimal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
@@ -17,11 +24,11 @@ import msgspec
 # alphabet is restricted to characters that are safe in both. 36 characters is the tightest
 # client-order-id limit among supported venues (Binance), and fits a UUID.
 ClientOrderId = Annotated[
-    str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,36}$", description="Client order id, unique per venue account.")
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,36}\Z", description="Client order id, unique per venue account.")
 ]
-RequestId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,36}$")]
-VenueName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]{1,32}$", description="Venue name, e.g. `paper`, `binance`.")]
-AccountName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+RequestId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,36}\Z")]
+VenueName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]{1,32}\Z", description="Venue name, e.g. `paper`, `binance`.")]
+AccountName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}\Z")]
 Symbol = Annotated[
     str,
     msgspec.Meta(
@@ -37,6 +44,54 @@ Nanos = Annotated[int, msgspec.Meta(ge=0, description="Unix time in integer nano
 # Bounds that keep a hostile value from becoming an expensive or absurd Decimal.
 MAX_MAGNITUDE = Decimal("1e15")
 MAX_DECIMAL_PLACES = 18
+
+
+# What a decimal string looks like on the wire: what `str(Decimal)` writes for a finite
+# value, and what Python's Decimal reads minus white space, `_`, non-ASCII digits, NaN and
+# Infinity. JSON Schema (and so every client) can check it; magnitude and decimal places
+# (check_decimal) are beyond a pattern.
+DECIMAL_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\Z"
+# The same, greater than zero: no minus sign, and a non-zero digit before any exponent.
+# Written so that every character has one way to match: a backtracking engine (Python's,
+# most validators') stays linear on a hostile megabyte of digits.
+POSITIVE_DECIMAL_PATTERN = r"^\+?0*([1-9][0-9]*(\.[0-9]*)?|\.0*[1-9][0-9]*)([eE][+-]?[0-9]+)?\Z"
+_DECIMAL = re.compile(DECIMAL_PATTERN)
+_POSITIVE_DECIMAL = re.compile(POSITIVE_DECIMAL_PATTERN)
+
+if TYPE_CHECKING:
+    PositiveDecimal = Decimal
+else:
+
+    class PositiveDecimal(abc.ABC):  # noqa: B024 (no methods: Decimal is registered, never a subclass)
+        """A price or quantity of a command: a plain `Decimal` in Python, a JSON string of
+        POSITIVE_DECIMAL_PATTERN on the wire. msgspec reads a `Decimal` field from a JSON
+        number too, so command fields use this type instead: msgspec hands the raw JSON value
+        to `decode_hook`, which takes only strings. (An ABC with Decimal registered, so a
+        Decimal passes msgspec's type check and everything else sees a Decimal.)"""
+
+    PositiveDecimal.register(Decimal)
+
+
+def decode_hook(kind: type, value: Any) -> Any:
+    """msgspec `dec_hook` of every decoder of messages holding a PositiveDecimal."""
+    if kind is not PositiveDecimal:
+        raise NotImplementedError(kind)
+    if isinstance(value, str) and _POSITIVE_DECIMAL.match(value):
+        return Decimal(value)
+    if isinstance(value, Decimal):  # msgspec.convert of a value built in Python
+        return value
+    # Named without echoing a hostile value into logs and answers.
+    if not isinstance(value, str):
+        raise ValueError(f"expected a decimal string like \"0.5\", got {_JSON_KINDS.get(type(value), 'another type')} "
+                         "(decimals travel as JSON strings)")
+    if _DECIMAL.match(value):
+        raise ValueError("must be greater than zero")
+    raise ValueError("expected a decimal string like \"0.5\", got a string that is not a finite decimal "
+                     "(no white space, `_`, non-ASCII digits, NaN or Infinity)")
+
+
+_JSON_KINDS = {bool: "a boolean", int: "a number", float: "a number", list: "an array", dict: "an object",
+               type(None): "null"}
 
 
 def check_decimal(name: str, value: Decimal, *, positive: bool = True) -> None:

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 import msgspec
 
 from tradebus.client import Client, OrderTicket, QueryError
-from tradebus.schemas.codecs import encode
+from tradebus.schemas.codecs import convert, encode
 from tradebus.schemas.commands import (
     CancelAllOrders,
     CancelOrder,
@@ -26,6 +26,7 @@ from tradebus.schemas.commands import (
     PlaceOrder,
 )
 from tradebus.schemas.events import (
+    CancelAllDone,
     CommandRejected,
     Fill,
     FillEventBase,
@@ -128,15 +129,15 @@ def build_command(args: argparse.Namespace) -> OrderCommand:
             reduce_only=args.reduce_only, price=_text(args.price), stop_price=_text(args.stop_price),
             expire_time=args.expire_time, ttl_ms=args.ttl_ms, **common,
         )
-        return msgspec.convert(fields, PlaceOrder)
+        return convert(fields, PlaceOrder)
     if args.order_command == "modify":
         fields = dict(client_order_id=args.client_order_id, modify_id=args.modify_id or _new_id(),
                       quantity=_text(args.qty), price=_text(args.price), stop_price=_text(args.stop_price),
                       ttl_ms=args.ttl_ms, **common)
-        return msgspec.convert(fields, ModifyOrder)
+        return convert(fields, ModifyOrder)
     if args.order_command == "cancel":
-        return msgspec.convert(dict(client_order_id=args.client_order_id, **common), CancelOrder)
-    return msgspec.convert(dict(request_id=_new_id(), symbol=args.symbol, side=args.side, **common), CancelAllOrders)
+        return convert(dict(client_order_id=args.client_order_id, **common), CancelOrder)
+    return convert(dict(request_id=_new_id(), symbol=args.symbol, side=args.side, **common), CancelAllOrders)
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -148,6 +149,8 @@ def describe(event: OrderEvent, command: OrderCommand | None = None) -> str:
     tag = event.__struct_config__.tag
     if isinstance(event, CommandRejected):
         return f"{tag:<17} {event.action.value} refused: {event.reason.value} {event.message}"
+    if isinstance(event, CancelAllDone):
+        return f"{tag:<17} {event.cancelled} order(s) cancelled"
     head = f"{tag:<17} {event.client_order_id}"
     if isinstance(event, OrderAccepted):
         return (f"{head} {_terms(event.side, event.quantity, event.symbol, event.order_type, event.price)} "
@@ -204,9 +207,11 @@ async def _follow(client: Client, ticket: OrderTicket, args: argparse.Namespace)
         try:
             event = await ticket.next_event(RESTING_GRACE if rested else args.timeout)
         except TimeoutError:
-            if rested or isinstance(command, CancelAllOrders):
+            if rested:
                 return 0
             print(f"tradebus: no answer from venue {command.venue!r} within {args.timeout:g}s", file=sys.stderr)
+            if isinstance(command, CancelAllOrders):
+                return 1  # no single order to look up
             return await _show_record(client, ticket, args) or 1
         print(encode(event).decode() if args.json else describe(event, command), flush=True)
         if ticket.is_answer(event):

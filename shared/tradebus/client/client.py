@@ -14,7 +14,7 @@ import nats
 from nats.aio.msg import Msg
 
 from tradebus.schemas import subjects
-from tradebus.schemas.codecs import DecodeError, decoder, encode, reply_decoder
+from tradebus.schemas.codecs import DecodeError, convert, decoder, encode, reply_decoder
 from tradebus.schemas.commands import (
     CancelAllOrders,
     CancelOrder,
@@ -24,7 +24,15 @@ from tradebus.schemas.commands import (
     command_dedupe_id,
 )
 from tradebus.schemas.control import AggregatePosition, GetInstruments, GetOrder, GetPositions, ListOrders, OmsReply
-from tradebus.schemas.events import TERMINAL_EVENTS, CommandRejected, OrderCancelled, OrderEvent
+from tradebus.schemas.events import (
+    TERMINAL_EVENTS,
+    CancelAllDone,
+    CommandRejected,
+    OrderCancelled,
+    OrderEvent,
+    answer_identity,
+    command_identity,
+)
 from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.market import Instrument, MarketData
 from tradebus.schemas.subjects import Family
@@ -77,7 +85,8 @@ class OrderTicket:
 
     async def events(self, *, timeout: float = 30.0) -> AsyncIterator[OrderEvent]:
         """This command's events, until the one that answers it: a final event of a placed
-        order, the modify's `modified`, the cancel's `cancelled`, or a refusal. Raises
+        order, the modify's `modified`, the cancel's `cancelled`, the cancel-all's
+        `cancel_all_done`, or this command's own refusal (malformed ones included). Raises
         TimeoutError when nothing arrives for `timeout` seconds."""
         while True:
             event = await self.next_event(timeout)
@@ -97,20 +106,23 @@ class OrderTicket:
 
 
 def _answers_fully(command: OrderCommand, event: OrderEvent) -> bool:
-    if isinstance(event, CommandRejected):
-        return True
+    if isinstance(event, (CommandRejected, CancelAllDone)):
+        return True  # _belongs let only this command's own answer through
     if isinstance(command, PlaceOrder):
         return isinstance(event, TERMINAL_EVENTS)
     if isinstance(command, ModifyOrder):
         return getattr(event, "modify_id", None) == command.modify_id
-    if isinstance(command, CancelOrder):
-        return isinstance(event, OrderCancelled)
-    return False  # a cancel-all: as many cancellations as there were open orders
+    return isinstance(command, CancelOrder) and isinstance(event, OrderCancelled)
 
 
 def _belongs(command: OrderCommand, event: OrderEvent) -> bool:
+    """Whether the ticket of `command` shows `event`: the events of its order (a cancel-all:
+    cancellations), and of the answers to commands only the one to `command` itself, matched
+    by action and id, so a refused cancel never ends the order's place ticket."""
+    if isinstance(event, (CommandRejected, CancelAllDone)):
+        return answer_identity(event) == command_identity(command)
     if isinstance(command, CancelAllOrders):
-        return isinstance(event, OrderCancelled) or (isinstance(event, CommandRejected) and event.request_id == command.request_id)
+        return isinstance(event, OrderCancelled)
     return getattr(event, "client_order_id", None) == command.client_order_id
 
 
@@ -174,8 +186,8 @@ class Client:
         return await self.send(command)
 
     async def modify(self, venue: str, account: str, client_order_id: str, **changes: Any) -> OrderTicket:
-        command = msgspec.convert({"venue": venue, "account": account, "client_order_id": client_order_id,
-                                   "modify_id": new_id(), "ts_created": time.time_ns(), **changes}, ModifyOrder)
+        command = convert({"venue": venue, "account": account, "client_order_id": client_order_id,
+                           "modify_id": new_id(), "ts_created": time.time_ns(), **changes}, ModifyOrder)
         return await self.send(command)
 
     async def cancel(self, venue: str, account: str, client_order_id: str) -> OrderTicket:
@@ -183,8 +195,8 @@ class Client:
                                            ts_created=time.time_ns()))
 
     async def cancel_all(self, venue: str, account: str, **filters: Any) -> OrderTicket:
-        command = msgspec.convert({"venue": venue, "account": account, "request_id": new_id(),
-                                   "ts_created": time.time_ns(), **filters}, CancelAllOrders)
+        command = convert({"venue": venue, "account": account, "request_id": new_id(),
+                           "ts_created": time.time_ns(), **filters}, CancelAllOrders)
         return await self.send(command)
 
     # --- market data ----------------------------------------------------------------------

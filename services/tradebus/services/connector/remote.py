@@ -42,8 +42,8 @@ from tradebus.schemas.commands import (
     PlaceOrder,
     command_dedupe_id,
 )
-from tradebus.schemas.events import CommandAction, CommandRejected
-from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, RejectReason, ServiceState
+from tradebus.schemas.events import CommandAction, CommandRejected, cancel_all_done
+from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderStatus, RejectReason, ServiceState
 
 from .base import VenueConnector, VenueEvent
 from .errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
@@ -313,14 +313,19 @@ class RemoteVenueConnector(VenueConnector):
 
     async def _cancel_all(self, command: CancelAllOrders) -> list[VenueEvent]:
         events: list[VenueEvent] = []
+        cancelled = 0
         for coid in self.tracker.open_orders():
             if command.symbol not in (None, self.tracker.symbol(coid)) or command.side not in (None, self.tracker.side(coid)):
                 continue
             if self.tracker.status(coid) is None:
                 continue  # never heard of at the venue: nothing to cancel yet
-            with contextlib.suppress(OrderRefused):
+            try:
                 events += await self._cancel(coid)
-        return events
+            except OrderRefused:
+                if self.tracker.status(coid) is not OrderStatus.CANCELLED:
+                    continue  # filled before the cancel arrived, or the venue refused to cancel it
+            cancelled += 1  # its `cancelled` event may come later, on the venue's own stream
+        return [*events, cancel_all_done(command, cancelled, time.time_ns())]
 
     def _refused(self, command: OrderCommand, reason: RejectReason, message: str) -> list[VenueEvent]:
         now = time.time_ns()

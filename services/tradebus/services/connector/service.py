@@ -184,7 +184,7 @@ class ConnectorService(Service):
     def _malformed(self, msg: Msg, venue: str | None, account: str | None, message: str) -> list[VenueEvent]:
         assert venue is not None and account is not None  # a route subject names both
         return [malformed_command(venue=venue, account=account, stream_seq=msg.metadata.sequence.stream,
-                                  message=message, now=time.time_ns())]
+                                  message=message, now=time.time_ns(), payload=msg.data)]
 
     # --- reconcile ---------------------------------------------------------------------------
     async def _on_reconcile(self, msg: Msg) -> None:

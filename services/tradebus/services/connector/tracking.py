@@ -27,11 +27,11 @@ import msgspec
 
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
 from tradebus.schemas.events import (
-    CommandRejected,
     Fill,
     OrderAccepted,
     OrderCancelled,
     OrderEvent,
+    OrderEventBase,
     OrderExpired,
     OrderFilled,
     OrderModified,
@@ -234,8 +234,8 @@ class OrderTracker:
     def restore(self, journal: Iterable[object]) -> None:
         """Rebuild from the events this venue and account published before (oldest first)."""
         for event in journal:
-            if not isinstance(event, OrderEvent.__args__) or isinstance(event, CommandRejected):  # type: ignore[attr-defined]
-                continue
+            if not isinstance(event, OrderEventBase):
+                continue  # account events, and answers to commands (command_rejected, cancel_all_done)
             if not event.event_id.startswith(self._prefix):
                 continue  # another producer's (risk's rejections never reached the venue)
             self._replay(event)

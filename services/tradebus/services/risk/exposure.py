@@ -12,6 +12,7 @@ from decimal import Decimal
 from tradebus.schemas.commands import PlaceOrder
 from tradebus.schemas.events import (
     TERMINAL_EVENTS,
+    CancelAllDone,
     CommandRejected,
     FillEventBase,
     OrderEvent,
@@ -69,8 +70,8 @@ class Exposure:
     def on_order_event(self, event: OrderEvent) -> None:
         if event.event_id.startswith(RISK_EVENT_PREFIX):
             self.decided.add(event.event_id.removeprefix(RISK_EVENT_PREFIX))
-        if isinstance(event, CommandRejected):
-            return
+        if isinstance(event, (CommandRejected, CancelAllDone)):
+            return  # answers to commands; the orders they concern have events of their own
         key = (event.venue, event.account, event.client_order_id)
         if isinstance(event, (*TERMINAL_EVENTS, OrderRejected)):
             if self.orders.pop(key, None) is not None:

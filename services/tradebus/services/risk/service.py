@@ -174,7 +174,7 @@ class RiskService(Service):
         if venue is None or account is None:
             return None
         event = malformed_command(venue=venue, account=account, stream_seq=msg.metadata.sequence.stream, message=why,
-                                  now=time.time_ns(), issuer=RISK_EVENT_PREFIX)
+                                  now=time.time_ns(), payload=msg.data, issuer=RISK_EVENT_PREFIX)
         self.decisions.labels(decision="rejected", reason=RejectReason.MALFORMED.value).inc()
         log.warning("malformed command", extra={"subject": msg.subject, "error": why[:300]})
         return subjects.order_events(venue, account), encode(event), {MSG_ID: event.event_id}

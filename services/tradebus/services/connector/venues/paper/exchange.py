@@ -128,6 +128,7 @@ from tradebus.schemas.events import (
     OrderAccepted,
     OrderCancelled,
     OrderEvent,
+    OrderEventBase,
     OrderExpired,
     OrderFilled,
     OrderModified,
@@ -135,6 +136,7 @@ from tradebus.schemas.events import (
     OrderRejected,
     OrderTriggered,
     PositionUpdate,
+    cancel_all_done,
 )
 from tradebus.schemas.values import CancelReason, LiquiditySide, OrderType, RejectReason, Side, TimeInForce
 
@@ -435,7 +437,7 @@ class PaperExchange:
                 self._replay_account_event(event, replay)
             elif isinstance(event, CommandRejected):
                 self._replay_command_rejected(event)
-            else:
+            elif isinstance(event, OrderEventBase):  # not a cancel_all_done: nothing to rebuild from it
                 self._replay_order_event(event, replay)
         self._continue_account_ids(replay)
         # A crash may have cut the journal inside one call: settle what that call still owed.
@@ -712,10 +714,11 @@ class PaperExchange:
         violation = self._unknown_account(command)
         if violation is not None:
             return [self._command_rejected(command, *violation)]
-        return [
+        cancelled = [
             self._cancel(order, CancelReason.REQUESTED)
             for order in self._open(account=command.account, symbol=command.symbol, side=command.side)
         ]
+        return [*cancelled, cancel_all_done(command, len(cancelled), self._now)]
 
     def _find_open(self, command: ModifyOrder | CancelOrder) -> _Order | CommandRejected:
         violation = self._unknown_account(command)
