@@ -125,6 +125,7 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "side": _enum(Side), "order_type": _enum(OrderType), "time_in_force": _enum(TimeInForce),
     "quantity": DECIMALS, "price": DECIMALS, "stop_price": DECIMALS,
     "expire_time": NANOS, "ts_created": NANOS,
+    "ttl_ms": st.one_of(st.integers(-1, 3_600_001), st.sampled_from([0, 1, 3_600_000]), JUNK),
     "post_only": FLAGS, "reduce_only": FLAGS,
 }
 FIELDS = {cls.__struct_config__.tag: [field.name for field in msgspec.structs.fields(cls)]
@@ -149,7 +150,8 @@ def valid_command(draw: st.DrawFn) -> dict[str, Any]:
     if tag == "modify":
         changes = draw(st.fixed_dictionaries({}, optional={name: decimal_text() for name in ("quantity", "price", "stop_price")})
                        .filter(bool))
-        return {"type": tag, "client_order_id": coid, "modify_id": draw(VALID_ID), **common, **changes}
+        ttl = draw(st.fixed_dictionaries({}, optional={"ttl_ms": st.integers(1, 3_600_000)}))
+        return {"type": tag, "client_order_id": coid, "modify_id": draw(VALID_ID), **common, **changes, **ttl}
     order_type = draw(st.sampled_from(OrderType))
     tif = draw(st.sampled_from(TimeInForce))
     place: dict[str, Any] = {"type": tag, "client_order_id": coid, **common, "symbol": draw(st.text(min_size=1, max_size=64)),
@@ -167,6 +169,8 @@ def valid_command(draw: st.DrawFn) -> dict[str, Any]:
         place["post_only"] = draw(st.booleans())
     if draw(st.booleans()):
         place["reduce_only"] = draw(st.booleans())
+    if draw(st.booleans()):
+        place["ttl_ms"] = draw(st.integers(1, 3_600_000))
     return place
 
 
