@@ -12,3 +12,7 @@ class ConnectorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     # Seconds a market-data subscriber's interest lasts without renewal; clients renew every
     # third of it. Short: a crashed client's streams stop sooner; long: fewer renewals.
     subscription_lease: Annotated[float, msgspec.Meta(ge=0.1, le=86_400)] = 60.0
+    # Seconds a cancel that arrived before its place is held for it (heldcancels.py); then
+    # it is answered `unknown_order`. Unset: `risk.max_command_ttl`, the longest a place
+    # sent before the cancel may still execute.
+    cancel_hold: Annotated[float, msgspec.Meta(gt=0)] | None = None

@@ -38,6 +38,7 @@ from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
 from tradebus.shared.bus import MSG_ID, consume_batches, publish_pipelined
 from tradebus.shared.deadline import DEADLINE, stored_at
 from tradebus.shared.service import Service
+from tradebus.shared.takeover import take_over
 from tradebus.shared.topology import (
     COMMANDS,
     EVENTS,
@@ -86,6 +87,8 @@ class RiskService(Service):
         js = self.bus.js
         await ensure_streams(js, self.settings.streams)
         await ensure_consumer(js, RISK_COMMANDS)
+        # Before rebuilding the view: a live predecessor would keep routing unseen meanwhile.
+        await take_over(js, RISK_COMMANDS, heartbeats=subjects.status_filter(self.name), stopping=self.stopping)
         self.bucket = await ensure_bucket(js, RISK_BUCKET, self.settings.streams)
         await self.bus.nc.subscribe(subjects.market_data_filter(kind=MarketDataKind.QUOTE), cb=self._on_quote)
         await self.bus.nc.subscribe(subjects.status_filter("connector"), cb=self._on_connector_status)
