@@ -18,7 +18,6 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode, reply_decoder
@@ -29,6 +28,7 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType, Side, TimeInForce
 from tradebus.shared.natsserver import NatsServer, free_port
 
+from .helpers import read_stream
 from .processes import ProcessFleet
 
 ORDERS = 1000
@@ -66,19 +66,6 @@ def orders() -> list[PlaceOrder]:
                                    order_type=OrderType.LIMIT, quantity=Decimal("0.01"), price=price,
                                    time_in_force=TimeInForce.IOC))
     return made
-
-
-async def read_stream(js: nats.js.JetStreamContext, stream: str, subject: str) -> list[nats.aio.msg.Msg]:
-    """Every message of a stream on `subject`, in order."""
-    sub = await js.pull_subscribe(subject, stream=stream, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE))
-    messages: list[nats.aio.msg.Msg] = []
-    while True:
-        try:
-            messages += await sub.fetch(500, timeout=2)
-        except (TimeoutError, nats.errors.TimeoutError):
-            break  # no more messages on this subject
-    await sub.unsubscribe()
-    return messages
 
 
 async def settle(nc: nats.NATS, timeout: float = 90) -> None:
