@@ -33,9 +33,8 @@ from .processes import ProcessFleet
 
 ORDERS = 1000
 SERVICES = ("risk", "oms", "audit", "connector.paper")
-# The commands a killed risk held come back only after its consumer's ack wait (30 s), when
-# the default time to live (30 s) has passed: they would be refused, rightly, as stale. This
-# test is about losing and doubling nothing, so its commands may wait longer.
+# This test is about losing and doubling nothing, not about time (test_command_order.py is):
+# its commands may wait longer than the default time to live on this shared machine.
 LIMITS = """
 [risk]
 command_ttl = 300

@@ -141,9 +141,9 @@ class RiskService(Service):
         assert self.bus is not None and self.events is not None and self.references is not None
         self.metrics.received.labels(family="command").inc(len(messages))
         if not self.events.complete.is_set():  # a reconnect: what the venues said meanwhile is not read yet
-            self.detail = "catching up with EVENTS after a reconnect"
+            detail, self.detail = self.detail, "catching up with EVENTS after a reconnect"
             await self.events.complete.wait()
-            self.detail = ""
+            self.detail = detail
         readings = [self._read(msg) for msg in messages]
         await self.references.wait_for({key for reading in readings
                                         if isinstance(reading, Command) and (key := unpriced(reading.command, self.gate))})
