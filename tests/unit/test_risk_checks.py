@@ -14,7 +14,7 @@ from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.events import OrderCancelled, PositionUpdate
 from tradebus.schemas.market import Quote
 from tradebus.schemas.values import CancelReason, OrderType, RejectReason, ServiceState, Side, TradingState
-from tradebus.services.risk.checks import Gate, check
+from tradebus.services.risk.checks import Gate, check, unpriced
 from tradebus.services.risk.config import (
     BUILT_IN_DEFAULTS,
     LimitSet,
@@ -230,3 +230,22 @@ def test_a_configured_level_overrides_a_built_in_default() -> None:
     assert limits.effective_defaults().price_collar_bps == D("100000")
     assert limits.resolve("paper", "demo", "BTC/USDT").allowed_symbols == ["AAPL"]
     assert limits.resolve("paper", "demo", "BTC/USDT").max_open_orders == 1000
+
+
+def test_only_orders_whose_checks_need_a_missing_quote_wait_for_one() -> None:
+    unquoted = gate(price_collar_bps="500", max_notional="1000000")
+    unquoted.exposure.quotes.clear()
+    key = ("paper", "BTC/USDT")
+    assert unpriced(place(order_type=OrderType.LIMIT, price=D("100")), unquoted) == key  # collar
+    assert unpriced(place(), unquoted) == key  # a market order's notional
+    assert unpriced(place(venue="nowhere"), unquoted) is None  # refused as unknown_venue anyway
+    assert unpriced(CancelOrder(client_order_id="c1", venue="paper", account="demo"), unquoted) is None
+    modify = ModifyOrder(client_order_id="c1", modify_id="m1", venue="paper", account="demo", price=D("100"))
+    assert unpriced(modify, unquoted) is None  # an order risk does not know: nothing to price
+    unquoted.exposure.on_routed(place(order_type=OrderType.LIMIT, price=D("100")))
+    assert unpriced(modify, unquoted) == key
+    assert unpriced(place(), gate(price_collar_bps="500")) is None  # quoted
+    assert unpriced(place(), gate(price_collar_bps="500", allowed_symbols=["ETH/USDT"])) is None  # not allowed anyway
+    no_notional = gate()
+    no_notional.exposure.quotes.clear()
+    assert unpriced(place(), no_notional) is None  # a market order with no notional limit needs no price

@@ -72,6 +72,7 @@ _quote_decoder = decoder(Family.MARKET_DATA)
 _status_decoder = decoder(Family.STATUS)
 _request_decoder = msgspec.json.Decoder(RiskRequest)
 Publication = tuple[str, bytes, dict[str, str]]  # subject, payload, headers (Nats-Msg-Id always)
+CATCHING_UP = "catching up with EVENTS after a reconnect"
 
 
 class Command(NamedTuple):
@@ -141,9 +142,10 @@ class RiskService(Service):
         assert self.bus is not None and self.events is not None and self.references is not None
         self.metrics.received.labels(family="command").inc(len(messages))
         if not self.events.complete.is_set():  # a reconnect: what the venues said meanwhile is not read yet
-            detail, self.detail = self.detail, "catching up with EVENTS after a reconnect"
+            detail, self.detail = self.detail, CATCHING_UP
             await self.events.complete.wait()
-            self.detail = detail
+            if self.detail == CATCHING_UP:  # else a trading state changed meanwhile and said so
+                self.detail = detail
         readings = [self._read(msg) for msg in messages]
         await self.references.wait_for({key for reading in readings
                                         if isinstance(reading, Command) and (key := unpriced(reading.command, self.gate))})
