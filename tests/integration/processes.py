@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -81,3 +83,32 @@ class ProcessFleet:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         return {name: process.wait(20) for name, process in self.processes.items()}
+
+
+# Limits that refuse nothing a test sends by the thousand: no throttle, no open-order cap.
+UNTHROTTLED = """
+[risk.limits.rate]
+per_account = 100000
+per_venue = 100000
+burst = 100000
+"""
+UNLIMITED = UNTHROTTLED + """
+[risk.limits.defaults]
+allowed_symbols = ["*"]
+max_open_orders = 100000
+"""
+
+
+@contextlib.asynccontextmanager
+async def process_fleet(nats_url: str, work: Path, config: str, *names: str) -> AsyncIterator[ProcessFleet]:
+    """A fleet configured by `config` (TOML), `names` started in order; every process still
+    running at the end must stop cleanly on SIGTERM."""
+    (work / "tradebus.toml").write_text(config)
+    fleet = ProcessFleet(nats_url, work, env={"TRADEBUS_CONFIG": str(work / "tradebus.toml")})
+    try:
+        for name in names:
+            await asyncio.to_thread(fleet.start, name)
+        yield fleet
+    finally:
+        codes = fleet.stop_all()
+    assert all(code == 0 for code in codes.values()), {name: fleet.log(name) for name in codes}

@@ -39,20 +39,11 @@ from .helpers import (
     send,
     wait_until,
 )
-from .processes import ProcessFleet
+from .processes import UNLIMITED, ProcessFleet, process_fleet
 
 _event = decoder(Family.ORDER_EVENT)
 _route = decoder(Family.ROUTE)
 PAIRS = 100  # place + cancel of a resting order, and a market order: 300 commands
-LIMITS = """
-[risk.limits.rate]
-per_account = 100000
-per_venue = 100000
-burst = 100000
-[risk.limits.defaults]
-allowed_symbols = ["*"]
-max_open_orders = 100000
-"""
 
 
 def flow(mid: Decimal) -> list[OrderCommand]:
@@ -124,14 +115,10 @@ async def all_answered(events, timeout: float) -> float:  # noqa: ANN001 - a Col
 
 async def test_a_killed_risk_is_taken_over_at_once_keeping_each_accounts_command_order(
         nats_server: NatsServer, tmp_path: Path) -> None:
-    config = tmp_path / "tradebus.toml"
-    config.write_text(LIMITS)  # the default 30 s time to live: equal to risk's ack wait
-    fleet = ProcessFleet(nats_server.url, tmp_path, env={"TRADEBUS_CONFIG": str(config)})
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    try:
-        for name in ("connector.paper", "risk"):
-            await asyncio.to_thread(fleet.start, name)
+    # The default 30 s time to live: as long as risk's ack wait.
+    async with process_fleet(nats_server.url, tmp_path, UNLIMITED, "connector.paper", "risk") as fleet:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
         events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
         publishing = asyncio.create_task(publish_paced(js, flow(await a_quote(nc)), pause=0.01))
         await events.wait_for(lambda ms: len(ms) >= 20, timeout=30)
@@ -142,22 +129,15 @@ async def test_a_killed_risk_is_taken_over_at_once_keeping_each_accounts_command
         assert await all_answered(events, timeout=60) < 15, "the restarted risk did not resume at once"
         await check_order_kept(js)
         assert "taking the consumer over" in fleet.log("risk"), held
-    finally:
         await nc.close()
-        codes = fleet.stop_all()
-    assert all(code == 0 for code in codes.values()), {name: fleet.log(name) for name in codes}
 
 
 async def test_a_killed_connector_is_taken_over_at_once_keeping_each_accounts_command_order(
         nats_server: NatsServer, tmp_path: Path) -> None:
-    config = tmp_path / "tradebus.toml"
-    config.write_text(LIMITS + "\n[paper]\nlatency = 0.01\n")  # a venue slow enough to die mid-batch
-    fleet = ProcessFleet(nats_server.url, tmp_path, env={"TRADEBUS_CONFIG": str(config)})
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    try:
-        for name in ("connector.paper", "risk"):
-            await asyncio.to_thread(fleet.start, name)
+    slow_venue = UNLIMITED + "\n[paper]\nlatency = 0.01\n"  # slow enough to die mid-batch
+    async with process_fleet(nats_server.url, tmp_path, slow_venue, "connector.paper", "risk") as fleet:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
         events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
         await publish_paced(js, flow(await a_quote(nc)), pause=0)
         await events.wait_for(lambda ms: len(ms) >= 30, timeout=30)
@@ -169,10 +149,7 @@ async def test_a_killed_connector_is_taken_over_at_once_keeping_each_accounts_co
         assert time.monotonic() - started < 5, "the restarted connector waited for its consumer's ack wait (10 s)"
         await all_answered(events, timeout=60)
         await check_order_kept(js)
-    finally:
         await nc.close()
-        codes = fleet.stop_all()
-    assert all(code == 0 for code in codes.values()), {name: fleet.log(name) for name in codes}
 
 
 async def test_a_second_risk_stands_by_while_the_first_is_alive_and_takes_over_when_it_stops(

@@ -29,7 +29,7 @@ from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType
 from tradebus.shared.natsserver import NatsServer, free_port
 
 from .helpers import read_stream
-from .processes import ProcessFleet
+from .processes import UNLIMITED, ProcessFleet
 
 ORDERS = 1000
 SERVICES = ("risk", "oms", "audit", "connector.paper")
@@ -38,15 +38,7 @@ SERVICES = ("risk", "oms", "audit", "connector.paper")
 LIMITS = """
 [risk]
 command_ttl = 300
-
-[risk.limits.rate]
-per_account = 100000
-per_venue = 100000
-burst = 100000
-[risk.limits.defaults]
-allowed_symbols = ["*"]
-max_open_orders = 100000
-"""
+""" + UNLIMITED
 _event = decoder(Family.ORDER_EVENT)
 _oms = reply_decoder(Family.OMS_QUERY)
 

@@ -22,26 +22,16 @@ from tradebus.schemas.values import MarketDataKind, OrderType, RejectReason, Sid
 from tradebus.shared.natsserver import NatsServer, free_port
 
 from .helpers import FINAL, a_quote, collect, event_decoder, market_decoder, outcome, send, stopped
-from .processes import ProcessFleet
-
-RATE = """
-[risk.limits.rate]
-per_account = 100000
-per_venue = 100000
-burst = 100000
-"""
+from .processes import UNTHROTTLED, process_fleet
 
 
 async def test_a_restarted_risk_leases_the_quotes_its_backlog_needs_and_waits_for_them(
         nats_server: NatsServer, tmp_path: Path) -> None:
-    config = tmp_path / "tradebus.toml"
     # No stream is published unless someone leases it; a symbol the venue does not list
     # never gets a quote: its order is refused, after a bounded wait.
-    config.write_text(RATE + "[paper]\nsubscribe = []\n[risk]\nreference_price_wait = 2.0\n")
-    fleet = ProcessFleet(nats_server.url, tmp_path, env={"TRADEBUS_CONFIG": str(config)})
-    nc = await nats.connect(nats_server.url)
-    try:
-        await asyncio.to_thread(fleet.start, "connector.paper")
+    config = UNTHROTTLED + "[paper]\nsubscribe = []\n[risk]\nreference_price_wait = 2.0\n"
+    async with process_fleet(nats_server.url, tmp_path, config, "connector.paper") as fleet:
+        nc = await nats.connect(nats_server.url)
         quotes = await collect(nc, subjects.market_data("paper", MarketDataKind.QUOTE, "ETH/USDT"), market_decoder.decode)
         await stopped(quotes, quiet=1.0)
         assert not quotes.messages, "quotes flow without a lease: this test would prove nothing"
@@ -64,10 +54,7 @@ async def test_a_restarted_risk_leases_the_quotes_its_backlog_needs_and_waits_fo
         assert refused == {("unlisted", RejectReason.NO_REFERENCE_PRICE): 1}, refused
         assert time.monotonic() - started < 30
         assert quotes.messages, "risk's lease did not start the quote stream"
-    finally:
         await nc.close()
-        codes = fleet.stop_all()
-    assert all(code == 0 for code in codes.values()), {name: fleet.log(name) for name in codes}
 
 
 async def send_until_stored(nc: nats.NATS, command: OrderCommand, timeout: float = 30) -> None:
@@ -85,15 +72,21 @@ async def send_until_stored(nc: nats.NATS, command: OrderCommand, timeout: float
 
 async def test_no_false_max_open_orders_refusals_after_a_nats_server_crash(tmp_path: Path) -> None:
     limit, kept, step = 20, 15, 5  # keep 15 of at most 20 orders open; replace 5 at a time
-    config = tmp_path / "tradebus.toml"
-    config.write_text(RATE + f"[risk.limits.defaults]\nmax_open_orders = {limit}\n")
+    config = UNTHROTTLED + f"[risk.limits.defaults]\nmax_open_orders = {limit}\n"
     server = NatsServer(store_dir=tmp_path / "nats", port=free_port())
     server.start()
-    fleet = ProcessFleet(server.url, tmp_path, env={"TRADEBUS_CONFIG": str(config)})
+    try:
+        async with process_fleet(server.url, tmp_path, config, "connector.paper", "risk"):
+            await keep_orders_open_across_a_crash(server, kept, step)
+    finally:
+        server.stop()
+
+
+async def keep_orders_open_across_a_crash(server: NatsServer, kept: int, step: int) -> None:
+    """Keep `kept` orders open: cancel `step`, see them cancelled, place `step` new ones;
+    nats-server is SIGKILLed and restarted on the same store in the middle."""
     nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     try:
-        for name in ("connector.paper", "risk"):
-            await asyncio.to_thread(fleet.start, name)
         events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
         price = (await a_quote(nc) * Decimal("0.95")).quantize(Decimal("0.01"))  # rests: never fills
         names = (f"o{n}" for n in range(10_000))
@@ -138,6 +131,3 @@ async def test_no_false_max_open_orders_refusals_after_a_nats_server_crash(tmp_p
         assert len(open_orders) == kept
     finally:
         await nc.close()
-        codes = fleet.stop_all()
-        server.stop()
-    assert all(code == 0 for code in codes.values()), {name: fleet.log(name) for name in codes}
