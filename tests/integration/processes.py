@@ -100,7 +100,7 @@ max_open_orders = 100000
 
 
 @contextlib.asynccontextmanager
-async def process_fleet(nats_url: str, work: Path, config: str, *names: str) -> AsyncIterator[ProcessFleet]:
+async def configured_fleet(nats_url: str, work: Path, config: str, *names: str) -> AsyncIterator[ProcessFleet]:
     """A fleet configured by `config` (TOML), `names` started in order; every process still
     running at the end must stop cleanly on SIGTERM."""
     (work / "tradebus.toml").write_text(config)

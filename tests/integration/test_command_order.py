@@ -39,7 +39,7 @@ from .helpers import (
     send,
     wait_until,
 )
-from .processes import UNLIMITED, ProcessFleet, process_fleet
+from .processes import UNLIMITED, ProcessFleet, configured_fleet
 
 _event = decoder(Family.ORDER_EVENT)
 _route = decoder(Family.ROUTE)
@@ -116,7 +116,7 @@ async def all_answered(events, timeout: float) -> float:  # noqa: ANN001 - a Col
 async def test_a_killed_risk_is_taken_over_at_once_keeping_each_accounts_command_order(
         nats_server: NatsServer, tmp_path: Path) -> None:
     # The default 30 s time to live: as long as risk's ack wait.
-    async with process_fleet(nats_server.url, tmp_path, UNLIMITED, "connector.paper", "risk") as fleet:
+    async with configured_fleet(nats_server.url, tmp_path, UNLIMITED, "connector.paper", "risk") as fleet:
         nc = await nats.connect(nats_server.url)
         js = nc.jetstream()
         events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
@@ -135,7 +135,7 @@ async def test_a_killed_risk_is_taken_over_at_once_keeping_each_accounts_command
 async def test_a_killed_connector_is_taken_over_at_once_keeping_each_accounts_command_order(
         nats_server: NatsServer, tmp_path: Path) -> None:
     slow_venue = UNLIMITED + "\n[paper]\nlatency = 0.01\n"  # slow enough to die mid-batch
-    async with process_fleet(nats_server.url, tmp_path, slow_venue, "connector.paper", "risk") as fleet:
+    async with configured_fleet(nats_server.url, tmp_path, slow_venue, "connector.paper", "risk") as fleet:
         nc = await nats.connect(nats_server.url)
         js = nc.jetstream()
         events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)

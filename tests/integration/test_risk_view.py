@@ -11,6 +11,7 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import nats
 import nats.errors
 
@@ -19,10 +20,23 @@ from tradebus.schemas.codecs import encode
 from tradebus.schemas.commands import CancelOrder, OrderCommand, PlaceOrder, command_dedupe_id
 from tradebus.schemas.events import OrderAccepted, OrderCancelled, OrderRejected
 from tradebus.schemas.values import MarketDataKind, OrderType, RejectReason, Side, TimeInForce
+from tradebus.services.risk.service import RiskService
 from tradebus.shared.natsserver import NatsServer, free_port
 
-from .helpers import FINAL, a_quote, collect, event_decoder, market_decoder, outcome, send, stopped
-from .processes import UNTHROTTLED, process_fleet
+from .helpers import (
+    FINAL,
+    a_quote,
+    collect,
+    event_decoder,
+    market_decoder,
+    outcome,
+    paper_settings,
+    running_connector,
+    running_service,
+    send,
+    stopped,
+)
+from .processes import UNTHROTTLED, configured_fleet
 
 
 async def test_a_restarted_risk_leases_the_quotes_its_backlog_needs_and_waits_for_them(
@@ -30,7 +44,7 @@ async def test_a_restarted_risk_leases_the_quotes_its_backlog_needs_and_waits_fo
     # No stream is published unless someone leases it; a symbol the venue does not list
     # never gets a quote: its order is refused, after a bounded wait.
     config = UNTHROTTLED + "[paper]\nsubscribe = []\n[risk]\nreference_price_wait = 2.0\n"
-    async with process_fleet(nats_server.url, tmp_path, config, "connector.paper") as fleet:
+    async with configured_fleet(nats_server.url, tmp_path, config, "connector.paper") as fleet:
         nc = await nats.connect(nats_server.url)
         quotes = await collect(nc, subjects.market_data("paper", MarketDataKind.QUOTE, "ETH/USDT"), market_decoder.decode)
         await stopped(quotes, quiet=1.0)
@@ -76,7 +90,7 @@ async def test_no_false_max_open_orders_refusals_after_a_nats_server_crash(tmp_p
     server = NatsServer(store_dir=tmp_path / "nats", port=free_port())
     server.start()
     try:
-        async with process_fleet(server.url, tmp_path, config, "connector.paper", "risk"):
+        async with configured_fleet(server.url, tmp_path, config, "connector.paper", "risk"):
             await keep_orders_open_across_a_crash(server, kept, step)
     finally:
         server.stop()
@@ -131,3 +145,21 @@ async def keep_orders_open_across_a_crash(server: NatsServer, kept: int, step: i
         assert len(open_orders) == kept
     finally:
         await nc.close()
+
+
+async def test_orders_for_a_symbol_the_venue_does_not_list_do_not_make_risk_wait(nats_server: NatsServer) -> None:
+    """A client sending orders for made-up symbols cannot stall risk for everyone: the venue
+    says it does not list the symbol, and risk stops waiting for its quote at once."""
+    settings = paper_settings(nats_server.url)
+    settings = msgspec.structs.replace(settings, risk=msgspec.structs.replace(settings.risk, reference_price_wait=20.0))
+    nc = await nats.connect(nats_server.url)
+    events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+    async with running_connector(settings), running_service(RiskService(settings)):
+        for n in range(3):
+            started = time.monotonic()
+            await send(nc, PlaceOrder(client_order_id=f"made-up{n}", venue="paper", account="demo", symbol=f"MADE{n}/UP",
+                                      side=Side.BUY, order_type=OrderType.LIMIT, quantity=Decimal("1"), price=Decimal("10")))
+            refused = await outcome(events, f"made-up{n}", timeout=30)
+            assert refused.reason is RejectReason.NO_REFERENCE_PRICE
+            assert time.monotonic() - started < 5, "risk waited its 20 s for a quote that cannot come"
+    await nc.close()

@@ -236,16 +236,17 @@ def test_only_orders_whose_checks_need_a_missing_quote_wait_for_one() -> None:
     unquoted = gate(price_collar_bps="500", max_notional="1000000")
     unquoted.exposure.quotes.clear()
     key = ("paper", "BTC/USDT")
-    assert unpriced(place(order_type=OrderType.LIMIT, price=D("100")), unquoted) == key  # collar
-    assert unpriced(place(), unquoted) == key  # a market order's notional
-    assert unpriced(place(venue="nowhere"), unquoted) is None  # refused as unknown_venue anyway
-    assert unpriced(CancelOrder(client_order_id="c1", venue="paper", account="demo"), unquoted) is None
+    assert unpriced(place(order_type=OrderType.LIMIT, price=D("100")), unquoted, 0.0) == key  # collar
+    assert unpriced(place(), unquoted, 0.0) == key  # a market order's notional
+    assert unpriced(place(venue="nowhere"), unquoted, 0.0) is None  # refused as unknown_venue anyway
+    assert unpriced(place(), unquoted, 100.0) is None  # no connector heard of: venue_unavailable anyway
+    assert unpriced(CancelOrder(client_order_id="c1", venue="paper", account="demo"), unquoted, 0.0) is None
     modify = ModifyOrder(client_order_id="c1", modify_id="m1", venue="paper", account="demo", price=D("100"))
-    assert unpriced(modify, unquoted) is None  # an order risk does not know: nothing to price
+    assert unpriced(modify, unquoted, 0.0) is None  # an order risk does not know: nothing to price
     unquoted.exposure.on_routed(place(order_type=OrderType.LIMIT, price=D("100")))
-    assert unpriced(modify, unquoted) == key
-    assert unpriced(place(), gate(price_collar_bps="500")) is None  # quoted
-    assert unpriced(place(), gate(price_collar_bps="500", allowed_symbols=["ETH/USDT"])) is None  # not allowed anyway
+    assert unpriced(modify, unquoted, 0.0) == key
+    assert unpriced(place(), gate(price_collar_bps="500"), 0.0) is None  # quoted
+    assert unpriced(place(), gate(price_collar_bps="500", allowed_symbols=["ETH/USDT"]), 0.0) is None  # not allowed anyway
     no_notional = gate()
     no_notional.exposure.quotes.clear()
-    assert unpriced(place(), no_notional) is None  # a market order with no notional limit needs no price
+    assert unpriced(place(), no_notional, 0.0) is None  # a market order with no notional limit needs no price

@@ -46,6 +46,8 @@ async def take_over(js: JetStreamContext, consumer: Consumer, *, heartbeats: str
     commands unacknowledged. Returns the highest stream sequence the predecessor was given
     (0 if none was pending): messages up to it may have been handled before."""
     await _stand_by(js, heartbeats, stopping)
+    if stopping.is_set():  # asked to stop while standing by: the consumer is not ours
+        return 0
     try:
         info = await js.consumer_info(consumer.stream.name, consumer.durable)
     except NotFoundError:

@@ -107,10 +107,13 @@ def _check_place(place: PlaceOrder, gate: Gate, now: int, clock: float) -> Rejec
             return Rejection(RejectReason.DAILY_LOSS_LIMIT, f"today's pnl {pnl} reached the loss limit {limits.daily_loss_limit}")
     return _throttle(place.venue, place.account, gate, clock)
 
-def unpriced(command: OrderCommand, gate: Gate) -> tuple[str, str] | None:
+def unpriced(command: OrderCommand, gate: Gate, clock: float) -> tuple[str, str] | None:
     """(venue, symbol) of the quote `command`'s checks would need and risk does not have yet:
-    a price to hold against the collar, or a market order to value against a notional limit."""
+    a price to hold against the collar, or a market order to value against a notional limit.
+    None for a command refused before its price matters (unknown or unavailable venue)."""
     if not isinstance(command, (PlaceOrder, ModifyOrder)) or command.venue not in gate.config.venues:
+        return None
+    if gate.liveness.unavailable(command.venue, clock):
         return None
     if isinstance(command, PlaceOrder):
         symbol = command.symbol

@@ -91,7 +91,10 @@ class StreamFollower:
         _, sequence, _ = stored_position(msg)
         if sequence <= self.applied:
             return  # seen before: a consumer restarted behind what was applied
-        self.apply(msg)
+        try:
+            self.apply(msg)
+        except Exception:  # one message that breaks the view must not stall following the stream
+            log.exception("message not applied", extra={"stream": self.stream.name, "stream_seq": sequence})
         self.applied = sequence
         if sequence >= self._target:
             self._reached.set()

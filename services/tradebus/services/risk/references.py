@@ -6,8 +6,9 @@ interest.py), so risk leases the quote stream of every symbol it has seen an ord
 one subscriber id per risk instance (a restarted risk renews the same leases). A command
 whose checks need a quote risk does not have yet makes its batch wait up to
 `risk.reference_price_wait` for one (the batch, not the command: commands are decided in
-order); only then is it refused. A symbol that had no quote after such a wait is not waited
-for again within NO_QUOTE_RETRY, so a venue without quotes cannot slow every batch down.
+order); only then is it refused. A symbol that had no quote after such a wait, or that the
+venue says it does not list, is not waited for again within NO_QUOTE_RETRY: neither a venue
+without quotes nor a client sending orders for made-up symbols can slow every batch down.
 """
 
 from __future__ import annotations
@@ -46,13 +47,35 @@ class ReferencePrices:
     def hold(self, venue: str, symbol: str) -> None:
         """Lease the quotes of `symbol` (from now on, renewed until `close`)."""
         key = (venue, symbol)
-        if key in self._leases or len(self._leases) >= MAX_LEASES:
+        if key in self._leases or len(self._leases) >= MAX_LEASES or self._gave_up_on(key, time.monotonic()):
             return
         lease = self._leases[key] = StreamLease(self.nc, venue, [symbol], [MarketDataKind.QUOTE],
                                                 subscriber=self.subscriber)
-        task = asyncio.create_task(lease.open(), name=f"quote-lease-{venue}")
+        task = asyncio.create_task(self._open(key, lease), name=f"quote-lease-{venue}")
         self._opening.add(task)
         task.add_done_callback(self._opening.discard)
+
+    async def _open(self, key: Key, lease: StreamLease) -> None:
+        reply = await lease.open()
+        if reply is not None and key[1] in reply.unknown_symbols:
+            # The venue does not list it: no quote will come, nobody waits for one, and a
+            # client sending orders for made-up symbols holds no lease.
+            self._leases.pop(key, None)
+            await lease.close()
+            self._no_quote([key])
+            self._arrived.set()
+
+    def _no_quote(self, keys: Iterable[Key]) -> None:
+        now = time.monotonic()
+        if len(self._gave_up) > 10 * MAX_LEASES:  # forget what is due for a retry anyway
+            self._gave_up = {key: when for key, when in self._gave_up.items() if now - when < NO_QUOTE_RETRY}
+        self._gave_up.update(dict.fromkeys(keys, now))
+
+    def _gave_up_on(self, key: Key, now: float) -> bool:
+        return now - self._gave_up.get(key, -NO_QUOTE_RETRY) < NO_QUOTE_RETRY
+
+    def _waiting_for(self, key: Key, now: float) -> bool:
+        return not self.has_quote(*key) and not self._gave_up_on(key, now)
 
     def quoted(self, venue: str, symbol: str) -> None:
         """A quote arrived (risk's quote subscription calls this)."""
@@ -62,7 +85,7 @@ class ReferencePrices:
     async def wait_for(self, keys: Iterable[Key]) -> None:
         """Lease each (venue, symbol) and wait up to `wait` until each has a quote."""
         now = time.monotonic()
-        missing = {key for key in keys if not self.has_quote(*key) and now - self._gave_up.get(key, -NO_QUOTE_RETRY) >= NO_QUOTE_RETRY}
+        missing = {key for key in keys if self._waiting_for(key, now)}
         if not missing:
             return
         for key in missing:
@@ -74,13 +97,13 @@ class ReferencePrices:
                 self._arrived.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._arrived.wait(), left)
-                missing = {key for key in missing if not self.has_quote(*key)}
+                missing = {key for key in missing if self._waiting_for(key, now)}
         finally:
             self._wanted = set()
         if missing:
             log.warning("no quote in time: orders needing one are refused", extra={
                 "symbols": sorted(f"{venue}:{symbol}" for venue, symbol in missing), "waited_s": self.wait})
-            self._gave_up.update(dict.fromkeys(missing, time.monotonic()))
+            self._no_quote(missing)
         log.info("waited for reference prices", extra={"seconds": round(time.monotonic() - now, 3)})
 
     async def close(self) -> None:

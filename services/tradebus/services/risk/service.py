@@ -147,8 +147,9 @@ class RiskService(Service):
             if self.detail == CATCHING_UP:  # else a trading state changed meanwhile and said so
                 self.detail = detail
         readings = [self._read(msg) for msg in messages]
-        await self.references.wait_for({key for reading in readings
-                                        if isinstance(reading, Command) and (key := unpriced(reading.command, self.gate))})
+        clock = time.monotonic()
+        await self.references.wait_for({key for reading in readings if isinstance(reading, Command)
+                                        and (key := unpriced(reading.command, self.gate, clock))})
         publications = [publication for reading in readings
                         if (publication := reading.publication if isinstance(reading, Answer) else self._decide(reading))
                         is not None]
