@@ -45,6 +45,7 @@ class StreamFollower:
         self._reached: asyncio.Event = asyncio.Event()
         self._subscription: nats.js.JetStreamContext.PushSubscription | None = None
         self._restarting: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def catch_up(self) -> None:
         """(Re)start following after the last message applied; return once everything the
@@ -63,14 +64,16 @@ class StreamFollower:
         self.complete.set()
 
     def on_connection(self, connected: bool) -> None:
-        """Bus listener: incomplete from a disconnect until caught up after the reconnect."""
+        """Bus listener (added once the first `catch_up` is done): incomplete from a
+        disconnect until caught up after the reconnect."""
         self.complete.clear()
-        if connected and self._subscription is not None:
+        if connected and not self._stopped:
             if self._restarting is not None:
                 self._restarting.cancel()
             self._restarting = asyncio.create_task(self._catch_up_again(), name=f"follow-{self.stream.name}")
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._restarting is not None:
             self._restarting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
