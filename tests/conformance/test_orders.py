@@ -149,7 +149,7 @@ async def test_venue_refusals_map_to_the_shared_reasons(testbed: VenueUnderTest)
         assert (await testbed.finished(broke.client_order_id))[-1].reason is RejectReason.INSUFFICIENT_FUNDS
         assert (await testbed.finished(off_tick.client_order_id))[-1].reason is RejectReason.TICK_SIZE
         assert (await testbed.finished(off_lot.client_order_id))[-1].reason is RejectReason.LOT_SIZE
-        await testbed.send(testbed.cancel("never-placed"))
+        await testbed.send(testbed.cancel("never-placed"))  # held for its place first (CANCEL_HOLD)
         (unknown,) = await testbed.until("never-placed", "command_rejected")
         assert unknown.reason is RejectReason.UNKNOWN_ORDER
         good = testbed.place(instrument, quantity=testbed.quantity(instrument, price), price=price)

@@ -50,6 +50,8 @@ def new_id(prefix: str = "cf") -> str:
     return f"{prefix}{next(_ids)}"
 
 
+CANCEL_HOLD = 1.0  # seconds (`connector.cancel_hold`), short for the suite
+
 class VenueUnderTest:
     def __init__(self, venue: str, nats_server: NatsServer, nc: nats.NATS, emulator: Emulator | None) -> None:
         self.venue = venue
@@ -63,6 +65,8 @@ class VenueUnderTest:
             self.account = "main"
             table = emulator.connector_config(account=self.account, api_key=API_KEY, api_secret=API_SECRET)
             self.settings = Settings(nats_url=nats_server.url, heartbeat_interval=0.2, venues={venue: table})
+        # A cancel for an order the venue does not know waits this long for its place.
+        self.settings = msgspec.structs.replace(self.settings, connector=ConnectorConfig(cancel_hold=CANCEL_HOLD))
         self.config = venue_config(self.settings, venue, env={})
         self.service: ConnectorService | None = None
         self.events: Collector | None = None
@@ -77,7 +81,8 @@ class VenueUnderTest:
         else:
             venues = {self.venue: {**self.settings.venues[self.venue], "subscribe": []}}
             self.settings = msgspec.structs.replace(self.settings, venues=venues)
-        self.settings = msgspec.structs.replace(self.settings, connector=ConnectorConfig(subscription_lease=lease))
+        connector = msgspec.structs.replace(self.settings.connector, subscription_lease=lease)
+        self.settings = msgspec.structs.replace(self.settings, connector=connector)
         self.config = venue_config(self.settings, self.venue, env={})
 
     # --- running the connector --------------------------------------------------------------

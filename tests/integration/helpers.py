@@ -12,13 +12,14 @@ from typing import Any
 import msgspec
 import nats
 from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode
 from tradebus.schemas.commands import OrderCommand, command_dedupe_id
 from tradebus.schemas.events import OrderCancelled, OrderFilled, OrderRejected
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import ServiceState
+from tradebus.schemas.values import MarketDataKind, ServiceState
 from tradebus.services.connector.service import ConnectorService
 from tradebus.services.connector.venues.paper.config import PaperConfig
 from tradebus.services.settings import Settings
@@ -140,3 +141,24 @@ async def outcome(events: Collector, client_order_id: str, kinds: tuple[type, ..
 
 def decimal(value: str) -> Decimal:
     return Decimal(value)
+
+
+async def a_quote(nc: nats.NATS, symbol: str = "ETH/USDT") -> Decimal:
+    """The mid of the next paper quote: once the test sees one, so does risk (same core subject)."""
+    quotes = await collect(nc, subjects.market_data("paper", MarketDataKind.QUOTE, symbol), market_decoder.decode)
+    quote = (await quotes.wait_for(lambda ms: len(ms) >= 2, timeout=30))[-1]
+    return (quote.bid + quote.ask) / 2
+
+
+async def read_stream(js: nats.js.JetStreamContext, stream: str, subject: str) -> list[Msg]:
+    """Every message of a stream on `subject`, in order."""
+    sub = await js.pull_subscribe(subject, stream=stream, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL,
+                                                                                  ack_policy=AckPolicy.NONE))
+    messages: list[Msg] = []
+    while True:
+        try:
+            messages += await sub.fetch(500, timeout=2)
+        except (TimeoutError, nats.errors.TimeoutError):
+            break  # no more messages on this subject
+    await sub.unsubscribe()
+    return messages

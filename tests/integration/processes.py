@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import nats
@@ -126,3 +126,32 @@ def process_fleet(work: Path, services: Sequence[str], *, env: dict[str, str] | 
         codes = fleet.stop_all()
         server.stop()
     assert codes == dict.fromkeys(services, 0), {name: fleet.log(name) for name, code in codes.items() if code}
+
+
+# Limits that refuse nothing a test sends by the thousand: no throttle, no open-order cap.
+UNTHROTTLED = """
+[risk.limits.rate]
+per_account = 100000
+per_venue = 100000
+burst = 100000
+"""
+UNLIMITED = UNTHROTTLED + """
+[risk.limits.defaults]
+allowed_symbols = ["*"]
+max_open_orders = 100000
+"""
+
+
+@contextlib.asynccontextmanager
+async def configured_fleet(nats_url: str, work: Path, config: str, *names: str) -> AsyncIterator[ProcessFleet]:
+    """A fleet configured by `config` (TOML), `names` started in order; every process still
+    running at the end must stop cleanly on SIGTERM."""
+    (work / "tradebus.toml").write_text(config)
+    fleet = ProcessFleet(nats_url, work, env={"TRADEBUS_CONFIG": str(work / "tradebus.toml")})
+    try:
+        for name in names:
+            await asyncio.to_thread(fleet.start, name)
+        yield fleet
+    finally:
+        codes = fleet.stop_all()
+    assert all(code == 0 for code in codes.values()), {name: fleet.log(name) for name in codes}

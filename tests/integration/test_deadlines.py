@@ -33,7 +33,7 @@ from tradebus.schemas.events import (
     OrderSubmitted,
 )
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import MarketDataKind, OrderStatus, OrderType, RejectReason, Side
+from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side
 from tradebus.services.risk.config import RiskConfig, load_limits_file
 from tradebus.services.risk.service import RiskService
 from tradebus.services.settings import load_settings
@@ -41,9 +41,9 @@ from tradebus.shared.natsserver import NatsServer
 
 from ..conftest import REPO
 from .helpers import (
+    a_quote,
     collect,
     event_decoder,
-    market_decoder,
     outcome,
     paper_settings,
     running_connector,
@@ -66,13 +66,6 @@ def place(client_order_id: str, **terms: object) -> PlaceOrder:
 
 def about(client_order_id: str, events) -> list[object]:
     return [m for m in events.messages if getattr(m, "client_order_id", None) == client_order_id]
-
-
-async def a_quote(nc: nats.NATS, symbol: str = "ETH/USDT") -> Decimal:
-    """The mid of the next quote: once the test sees one, so does risk (same core subject)."""
-    quotes = await collect(nc, subjects.market_data("paper", MarketDataKind.QUOTE, symbol), market_decoder.decode)
-    quote = (await quotes.wait_for(lambda ms: len(ms) >= 2, timeout=30))[-1]
-    return (quote.bid + quote.ask) / 2
 
 
 def risk_settings(url: str, **risk: object):

@@ -42,7 +42,7 @@ from tradebus.cli.run import build_service
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode, reply_decoder
 from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
-from tradebus.schemas.control import GetInstruments, ListInstruments, SetTradingState
+from tradebus.schemas.control import GetInstruments, ListInstruments, ServiceStatus, SetTradingState
 from tradebus.schemas.events import OrderAccepted, OrderFilled
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import OrderType, ServiceState, Side, TradingState
@@ -52,7 +52,13 @@ from tradebus.shared.bus import Bus, read_stored
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.natsserver import free_port, nats_server_binary, port_in_use
 from tradebus.shared.service import Service
-from tradebus.shared.topology import StreamSettings, connector_consumer, ensure_consumer, ensure_streams
+from tradebus.shared.topology import (
+    RISK_COMMANDS,
+    StreamSettings,
+    connector_consumer,
+    ensure_consumer,
+    ensure_streams,
+)
 
 from .helpers import collect, event_decoder, paper_settings, running_connector
 
@@ -538,6 +544,52 @@ async def test_the_whole_fleet_and_its_operators_run_with_nothing_but_their_own_
     assert any("KV_tradebus_risk" in line for line in server.violations()), "the client's halt was not refused"
 
 
+async def test_risk_and_the_connector_take_their_consumers_over_with_nothing_but_their_own_permissions(
+    server: RunningServer, connect: Connect, tmp_path: Path
+) -> None:
+    """A predecessor that died holding a command (pulled, never acknowledged) after its last
+    heartbeat: its successor reads that heartbeat, re-creates the durable from its ack floor
+    and handles the command at once, not after the ack wait."""
+
+    def settings(user: str) -> Settings:
+        return msgspec.structs.replace(paper_settings(server.url(user)), data_dir=str(tmp_path / user))
+
+    client, router = await connect("client"), await connect("risk")
+    for user, service, stream, durable in (("connector-paper", "connector", "ROUTE", "connector-paper"),
+                                           ("risk", "risk", "CMD", "risk")):
+        predecessor = await connect(user)
+        await declare_streams(predecessor)
+        js = predecessor.nc.jetstream(timeout=5)
+        await ensure_consumer(js, connector_consumer("paper") if durable == "connector-paper" else RISK_COMMANDS)
+        killed = time.time_ns() - 10 * 10**9  # its last heartbeat, 10 s ago
+        gone = ServiceStatus(service=service, instance="paper" if service == "connector" else "main",
+                             state=ServiceState.READY, version="test", pid=1, started_at=killed, ts_event=killed,
+                             heartbeat_ms=200)
+        await predecessor.nc.publish(subjects.status(gone.service, gone.instance), encode(gone))
+        if stream == "ROUTE":
+            await router.nc.jetstream(timeout=5).publish(
+                subjects.route("paper", "demo"), encode(place("held-by-connector")),
+                headers={"Nats-Msg-Id": command_dedupe_id(place("held-by-connector"))})
+        else:
+            await client.nc.jetstream(timeout=5).publish(subjects.command("paper", "demo"), encode(place("held-by-risk")),
+                                                         headers={"Nats-Msg-Id": command_dedupe_id(place("held-by-risk"))})
+        pulled = await (await js.pull_subscribe_bind(durable=durable, stream=stream)).fetch(1, timeout=5)
+        assert len(pulled) == 1
+        await quiet(predecessor)
+        await predecessor.nc.close()
+
+    events = await collect(client.nc, "tradebus.evt.order.paper.>", event_decoder.decode)
+    connector_settings = settings("connector-paper")
+    connector = ConnectorService(connector_settings, venue="paper", venue_config=connector_settings.paper)
+    started = time.monotonic()
+    async with running_fleet([connector, build_service("risk", settings("risk"), "paper")]):
+        await events.wait_for(lambda ms: {m.client_order_id for m in ms if isinstance(m, OrderFilled)}
+                              >= {"held-by-connector", "held-by-risk"}, timeout=20)
+        assert time.monotonic() - started < 10, "a held command waited for its consumer's ack wait"
+    refused = [line for line in server.violations() if '"$G/user:client"' not in line]
+    assert refused == [], "\n".join(refused)
+
+
 async def test_no_service_can_take_over_or_delete_another_ones_consumer(server: RunningServer, connect: Connect) -> None:
     risk, oms, audit, operator = [await connect(user) for user in ("risk", "oms", "audit", "operator")]
     await declare_streams(risk)
@@ -566,6 +618,8 @@ async def test_no_service_can_take_over_or_delete_another_ones_consumer(server: 
         await operator.nc.jetstream(timeout=1).add_consumer("ROUTE", named)
     assert await operator.refused("publish", "$JS.API.CONSUMER.CREATE.ROUTE.connector-paper.tradebus.route.>")
     for conn, stream, durable in ((operator, "ROUTE", "connector-paper"), (operator, "EVENTS", "oms-events"),
+                                  (connector, "CMD", "risk"), (oms, "CMD", "risk"), (audit, "CMD", "risk"),
+                                  (risk, "ROUTE", "connector-paper"),
                                   (connector, "EVENTS", "oms-events"), (connector, "EVENTS", "audit-events")):
         with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
             await conn.nc.jetstream(timeout=1).delete_consumer(stream, durable)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode, reply_decoder
@@ -29,25 +28,17 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType, Side, TimeInForce
 from tradebus.shared.natsserver import NatsServer, free_port
 
-from .processes import ProcessFleet
+from .helpers import read_stream
+from .processes import UNLIMITED, ProcessFleet
 
 ORDERS = 1000
 SERVICES = ("risk", "oms", "audit", "connector.paper")
-# The commands a killed risk held come back only after its consumer's ack wait (30 s), when
-# the default time to live (30 s) has passed: they would be refused, rightly, as stale. This
-# test is about losing and doubling nothing, so its commands may wait longer.
+# This test is about losing and doubling nothing, not about time (test_command_order.py is):
+# its commands may wait longer than the default time to live on this shared machine.
 LIMITS = """
 [risk]
 command_ttl = 300
-
-[risk.limits.rate]
-per_account = 100000
-per_venue = 100000
-burst = 100000
-[risk.limits.defaults]
-allowed_symbols = ["*"]
-max_open_orders = 100000
-"""
+""" + UNLIMITED
 _event = decoder(Family.ORDER_EVENT)
 _oms = reply_decoder(Family.OMS_QUERY)
 
@@ -66,19 +57,6 @@ def orders() -> list[PlaceOrder]:
                                    order_type=OrderType.LIMIT, quantity=Decimal("0.01"), price=price,
                                    time_in_force=TimeInForce.IOC))
     return made
-
-
-async def read_stream(js: nats.js.JetStreamContext, stream: str, subject: str) -> list[nats.aio.msg.Msg]:
-    """Every message of a stream on `subject`, in order."""
-    sub = await js.pull_subscribe(subject, stream=stream, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE))
-    messages: list[nats.aio.msg.Msg] = []
-    while True:
-        try:
-            messages += await sub.fetch(500, timeout=2)
-        except (TimeoutError, nats.errors.TimeoutError):
-            break  # no more messages on this subject
-    await sub.unsubscribe()
-    return messages
 
 
 FLEET_CONSUMERS = (("CMD", "risk"), ("ROUTE", "connector-paper"), ("ROUTE", "oms-route"), ("EVENTS", "oms-events"),

@@ -266,7 +266,12 @@ async def test_the_raw_protocol_python_snippet_renews_and_releases_its_lease(
     lease = 1.0
     settings = on_demand(nats_server.url, lease=lease)  # BRK.B on demand; BTC/USDT quoted for risk
     settings = msgspec.structs.replace(settings, paper=msgspec.structs.replace(settings.paper, subscribe=["BTC/USDT"]))
-    async with running_connector(settings) as service, running_service(RiskService(settings)):
+    async with running_connector(settings) as service, running_service(RiskService(settings)) as risk:
+        # Risk leases the quotes of what it routes (the snippet's BTC/USDT order): held first,
+        # so that the count below moves with the snippet's own lease only.
+        before = service.counters()["subscription_leases"]
+        risk.references.hold("paper", "BTC/USDT")
+        await wait_until(lambda: service.counters()["subscription_leases"] == before + 1, "risk's quote lease", 30)
         pinned = service.counters()["subscription_leases"]
         client = await asyncio.create_subprocess_exec(
             sys.executable, "-c", snippet, env=cli_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

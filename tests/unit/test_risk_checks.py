@@ -15,7 +15,7 @@ from tradebus.schemas.events import OrderCancelled, PositionUpdate
 from tradebus.schemas.market import Quote
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import CancelReason, OrderType, RejectReason, ServiceState, Side, TradingState
-from tradebus.services.risk.checks import Gate, check
+from tradebus.services.risk.checks import Gate, check, unpriced
 from tradebus.services.risk.config import (
     BUILT_IN_DEFAULTS,
     LimitSet,
@@ -231,3 +231,23 @@ def test_a_configured_level_overrides_a_built_in_default() -> None:
     assert limits.effective_defaults().price_collar_bps == D("100000")
     assert limits.resolve("paper", "demo", "BTC/USDT").allowed_symbols == ["AAPL"]
     assert limits.resolve("paper", "demo", "BTC/USDT").max_open_orders == 1000
+
+
+def test_only_orders_whose_checks_need_a_missing_quote_wait_for_one() -> None:
+    unquoted = gate(price_collar_bps="500", max_notional="1000000")
+    unquoted.exposure.quotes.clear()
+    key = ("paper", "BTC/USDT")
+    assert unpriced(place(order_type=OrderType.LIMIT, price=D("100")), unquoted, 0.0) == key  # collar
+    assert unpriced(place(), unquoted, 0.0) == key  # a market order's notional
+    assert unpriced(place(venue="nowhere"), unquoted, 0.0) is None  # refused as unknown_venue anyway
+    assert unpriced(place(), unquoted, 100.0) is None  # no connector heard of: venue_unavailable anyway
+    assert unpriced(CancelOrder(client_order_id="c1", venue="paper", account="demo"), unquoted, 0.0) is None
+    modify = ModifyOrder(client_order_id="c1", modify_id="m1", venue="paper", account="demo", price=D("100"))
+    assert unpriced(modify, unquoted, 0.0) is None  # an order risk does not know: nothing to price
+    unquoted.exposure.on_routed(place(order_type=OrderType.LIMIT, price=D("100")))
+    assert unpriced(modify, unquoted, 0.0) == key
+    assert unpriced(place(), gate(price_collar_bps="500"), 0.0) is None  # quoted
+    assert unpriced(place(), gate(price_collar_bps="500", allowed_symbols=["ETH/USDT"]), 0.0) is None  # not allowed anyway
+    no_notional = gate()
+    no_notional.exposure.quotes.clear()
+    assert unpriced(place(), no_notional, 0.0) is None  # a market order with no notional limit needs no price

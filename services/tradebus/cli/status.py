@@ -21,7 +21,7 @@ from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder, reply_decoder
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.subjects import Family
-from tradebus.shared.topology import STATUS
+from tradebus.shared.topology import last_heartbeats
 
 from .liveness import DOWN, Watch, service_key, status_table
 from .main import connect_client
@@ -71,8 +71,7 @@ async def _last_heartbeats(nc: nats.NATS) -> list[bytes]:
     read it (the deployed `client` user) or the fleet is older than the stream."""
     js = nc.jetstream(timeout=HISTORY_TIMEOUT)
     try:
-        info = await js.stream_info(STATUS.name, subjects_filter=">")
-        return [(await js.get_last_msg(STATUS.name, subject)).data or b"" for subject in (info.state.subjects or {})]
+        return [message.data or b"" for message in await last_heartbeats(js, subjects.ALL_STATUS)]
     except NotFoundError:
         return []
     except (nats.errors.Error, TimeoutError) as exc:

@@ -42,6 +42,9 @@ class Bus:
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
+        # Called with False on a disconnect and True on a reconnect (a service whose view of
+        # a stream must be complete re-reads what it missed).
+        self.connection_listeners: list[Callable[[bool], None]] = []
 
     @classmethod
     async def connect(cls, url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:
@@ -53,10 +56,14 @@ class Bus:
 
         async def on_disconnected() -> None:
             log.warning("bus disconnected")
+            for listener in bus.connection_listeners:
+                listener(False)
 
         async def on_reconnected() -> None:
             url = nc.connected_url  # never its netloc: that holds user:password
             log.info("bus reconnected", extra={"server": f"{url.hostname}:{url.port}" if url else ""})
+            for listener in bus.connection_listeners:
+                listener(True)
 
         nc = await nats.connect(
             servers=[part.strip() for part in url.split(",")],
@@ -69,7 +76,8 @@ class Bus:
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
         )
-        return cls(nc)
+        bus = cls(nc)
+        return bus
 
     @property
     def connected(self) -> bool:

@@ -24,6 +24,7 @@ from nats.js.api import (
     DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
+    RawStreamMsg,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -92,11 +93,13 @@ class Consumer:
     ack_wait: float = 30.0
     max_ack_pending: int = 10_000
 
-    def config(self) -> ConsumerConfig:
+    def config(self, *, start_seq: int | None = None) -> ConsumerConfig:
+        """`start_seq`: deliver from that stream sequence on (a takeover, see takeover.py)."""
         return ConsumerConfig(
             durable_name=self.durable,
             filter_subject=self.filter_subject,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.ALL if start_seq is None else DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start_seq,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
             max_ack_pending=self.max_ack_pending,
@@ -123,8 +126,8 @@ RISK_BUCKET = "tradebus_risk"  # trading states: key `fleet` and `account.<name>
 def connector_consumer(venue: str) -> Consumer:
     """The connector of `venue` consumes every account's routed commands, in order.
 
-    A restarted connector waits `ack_wait` for the commands its predecessor held (see the
-    connector service), so it is kept short; a batch is done well within it.
+    A restarted connector takes the consumer over from its ack floor at once (takeover.py);
+    `ack_wait` is kept short for the rare case it cannot (another instance looked alive).
     """
     return Consumer(ROUTE, f"connector-{venue}", f"{PREFIX}.route.{venue}.>", ack_wait=10.0)
 
@@ -147,7 +150,22 @@ async def ensure_streams(js: JetStreamContext, settings: StreamSettings) -> None
 
 
 async def ensure_consumer(js: JetStreamContext, consumer: Consumer) -> None:
-    await js.add_consumer(consumer.stream.name, consumer.config())
+    """Create the durable, or update it to `consumer`'s settings. A durable re-created from
+    its ack floor by a takeover keeps its start sequence: the server refuses to change a
+    deliver policy."""
+    try:
+        info = await js.consumer_info(consumer.stream.name, consumer.durable)
+    except NotFoundError:
+        await js.add_consumer(consumer.stream.name, consumer.config())
+        return
+    started_at = info.config.opt_start_seq if info.config.deliver_policy is DeliverPolicy.BY_START_SEQUENCE else None
+    await js.add_consumer(consumer.stream.name, consumer.config(start_seq=started_at))
+
+
+async def last_heartbeats(js: JetStreamContext, subject_filter: str) -> list[RawStreamMsg]:
+    """The latest heartbeat the STATUS stream keeps of each instance matching `subject_filter`."""
+    info = await js.stream_info(STATUS.name, subjects_filter=subject_filter)
+    return [await js.get_last_msg(STATUS.name, subject) for subject in (info.state.subjects or {})]
 
 
 async def ensure_bucket(js: JetStreamContext, bucket: str, settings: StreamSettings) -> KeyValue:

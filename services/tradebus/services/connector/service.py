@@ -6,7 +6,7 @@ then are the commands acknowledged. A crash anywhere in between redelivers the c
 events carry stable ids, so re-published events are de-duplicated by the stream, and a
 re-delivered command the venue says it executed already is skipped (the venue may have
 rebuilt itself from its stored events, see journal.py). Commands a crashed process left
-unacknowledged are redelivered before any newer one runs. A routed place or modify whose
+unacknowledged are redelivered at once, before any newer one runs (takeover.py). A routed place or modify whose
 deadline has passed (shared/deadline.py) is refused with `deadline_exceeded` and never
 reaches the venue; cancels run however late they are.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import time
 from typing import Any
@@ -27,7 +28,7 @@ from nats.aio.msg import Msg
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder
-from tradebus.schemas.commands import ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
+from tradebus.schemas.commands import CancelOrder, ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
 from tradebus.schemas.control import Reconcile, ReconcileReply
 from tradebus.schemas.events import command_refused, malformed_command
 from tradebus.schemas.subjects import Family
@@ -37,10 +38,12 @@ from tradebus.shared.bus import consume_batches
 from tradebus.shared.deadline import late_message, routed_deadline
 from tradebus.shared.requests import answer_request
 from tradebus.shared.service import Service
+from tradebus.shared.takeover import take_over
 from tradebus.shared.topology import Consumer, connector_consumer, ensure_consumer, ensure_streams
 
 from .base import VenueConnector, VenueEvent
 from .events import EventPublisher
+from .heldcancels import HeldCancels, unknown_order
 from .journal import journal_subjects, read_events
 from .marketdata import MarketDataPublisher
 from .registry import connector_class
@@ -65,17 +68,22 @@ class ConnectorService(Service):
         self.default_ttl_ns = settings.risk.time_to_live_ns(None)
         self.venue_config = venue_config
         self.subscription_lease = settings.connector.subscription_lease
+        self.held_cancels = HeldCancels(hold=settings.connector.cancel_hold)
+        self._executing = asyncio.Lock()  # command batches and held-cancel expiry take turns at the venue
         self.connector: VenueConnector | None = None
         self.subscriptions: SubscriptionDesk | None = None
         self._answering = False  # subscribed to its request subjects
         self.events: EventPublisher | None = None
         self.skipped_redeliveries = 0
+        self.redelivered_through = 0  # stream sequences up to it were given to a predecessor (takeover.py)
 
     async def start(self) -> None:
         assert self.bus is not None
         await ensure_streams(self.bus.js, self.settings.streams)
         consumer = connector_consumer(self.venue)
         await ensure_consumer(self.bus.js, consumer)
+        self.redelivered_through = await take_over(self.bus.js, consumer, heartbeats=subjects.status(self.name, self.venue),
+                                                   stopping=self.stopping)
         self.events = EventPublisher(self.bus, self.metrics)
         self.spawn(self.events.run(), name="event-publisher")
         market_data = MarketDataPublisher(self.bus, self.venue)
@@ -95,6 +103,7 @@ class ConnectorService(Service):
         await self.subscriptions.publish_instruments(self.connector.instruments())
         self.spawn(self.subscriptions.expire_leases(), name="subscription-leases")
         self.spawn(self._consume_commands(consumer), name="route-consumer")
+        self.spawn(self._tend_held_cancels(consumer), name="held-cancels")
 
     async def stop(self) -> None:
         if self.connector is not None:
@@ -119,72 +128,109 @@ class ConnectorService(Service):
             "market_data_published": self.connector.market_data.published if self.connector else 0,
             "subscription_leases": self.connector.market_data.interest.leases() if self.connector else 0,
             "skipped_redeliveries": self.skipped_redeliveries,
+            "held_cancels": len(self.held_cancels),
         }
 
     # --- commands -------------------------------------------------------------------------
     async def _consume_commands(self, consumer: Consumer) -> None:
         assert self.bus is not None
-        info = await self.bus.js.consumer_info(consumer.stream.name, consumer.durable)
-        if info.num_ack_pending:
-            # A previous process died holding these commands; JetStream gives them out again
-            # only after ack_wait, and running newer commands first could put a client's
-            # cancel before its place.
-            log.warning(
-                "waiting for the commands a previous process left unacknowledged",
-                extra={"commands": info.num_ack_pending, "seconds": consumer.ack_wait},
-            )
-            await asyncio.sleep(consumer.ack_wait)
         await consume_batches(
             self.bus, stream=consumer.stream.name, durable=consumer.durable,
             handler=self._on_commands, stopping=self.stopping,
         )
 
     async def _on_commands(self, messages: list[Msg]) -> None:
-        assert self.events is not None
+        assert self.events is not None and self.connector is not None
         self.metrics.received.labels(family="route").inc(len(messages))
-        # Submit each command's events as soon as it executed (keeps them in order with the
-        # venue's own events), then wait for the whole batch to be stored before acking.
-        stored = [self.events.submit(await self._execute(msg)) for msg in messages]
+        async with self._executing:
+            # Submit each command's events as soon as it executed (keeps them in order with the
+            # venue's own events), then wait for the whole batch to be stored before acking.
+            # A held cancel is acknowledged once it is answered.
+            stored, answered = [], []
+            for msg in messages:
+                command, events, held = await self._execute(msg)
+                stored.append(self.events.submit(events))
+                if not held:
+                    answered.append(msg)
+                if isinstance(command, PlaceOrder):
+                    cancel = self.held_cancels.release(command.account, command.client_order_id)
+                    if cancel is not None:
+                        log.info("held cancel executed after its place", extra={"client_order_id": command.client_order_id})
+                        stored.append(self.events.submit(await self.connector.execute(cancel.command)))
+                        answered.append(cancel.msg)
+            await self._store_and_ack(stored, answered)
+
+    @staticmethod
+    async def _store_and_ack(stored: list[asyncio.Future[None]], answered: list[Msg]) -> None:
         await asyncio.gather(*stored)
-        for msg in messages:
+        for msg in answered:
             await msg.ack()
 
-    async def _execute(self, msg: Msg) -> list[VenueEvent]:
-        """Decode and execute one routed command; a command that cannot be decoded is
-        quarantined and answered with a rejection, never retried."""
+    async def _execute(self, msg: Msg) -> tuple[OrderCommand | None, list[VenueEvent], bool]:
+        """Decode and execute one routed command: (the command, its events, whether it is a
+        cancel held for its place). A command that cannot be decoded is answered with a
+        rejection, never retried."""
         assert self.connector is not None
         try:
             parsed = subjects.parse(msg.subject)
         except ValueError as exc:  # nobody to answer: quarantined, and acked with its batch
             self.quarantine.hold("route", msg.subject, msg.data, exc)
-            return []
+            return None, [], False
         try:
             command: OrderCommand = _route_decoder.decode(msg.data)
         except DecodeError as exc:
             self.quarantine.hold("route", msg.subject, msg.data, exc)
-            return self._malformed(msg, parsed.venue, parsed.account, str(exc))
+            return None, self._malformed(msg, parsed.venue, parsed.account, str(exc)), False
         if (command.venue, command.account) != (parsed.venue, parsed.account):
-            return self._malformed(msg, parsed.venue, parsed.account, "venue/account in the body differ from the subject")
+            return None, self._malformed(msg, parsed.venue, parsed.account,
+                                         "venue/account in the body differ from the subject"), False
         # Only a re-delivery can have been executed before: a client's genuine retry arrives
         # as a new message and gets the venue's own answer (a duplicate client order id).
-        if msg.metadata.num_delivered > 1 and await self.connector.executed(command):
+        # After a takeover, a re-delivery comes as a first delivery of the new consumer.
+        metadata = msg.metadata
+        redelivered = metadata.num_delivered > 1 or metadata.sequence.stream <= self.redelivered_through
+        if redelivered and await self.connector.executed(command):
             self.skipped_redeliveries += 1
             log.info("re-delivered command was executed already", extra={"subject": msg.subject})
-            return []
+            return command, [], False
         if isinstance(command, (PlaceOrder, ModifyOrder)):
             now = time.time_ns()
             deadline = routed_deadline(msg, self.default_ttl_ns)
             if now > deadline:
                 log.warning("routed command past its deadline refused", extra={"subject": msg.subject})
-                return [command_refused(
+                return command, [command_refused(
                     command, event_id=f"{command_dedupe_id(command)}.rejected.{RejectReason.DEADLINE_EXCEEDED.value}",
-                    reason=RejectReason.DEADLINE_EXCEEDED, message=late_message(now, deadline), now=now)]
-        return await self.connector.execute(command)
+                    reason=RejectReason.DEADLINE_EXCEEDED, message=late_message(now, deadline), now=now)], False
+        events = await self.connector.execute(command)
+        if isinstance(command, CancelOrder):
+            refusal = unknown_order(events, command)
+            if refusal is not None and self.held_cancels.hold(msg, command):
+                log.info("cancel held for its place", extra={"client_order_id": command.client_order_id})
+                return command, [event for event in events if event is not refusal], True
+        return command, events, False
 
     def _malformed(self, msg: Msg, venue: str | None, account: str | None, message: str) -> list[VenueEvent]:
         assert venue is not None and account is not None  # a route subject names both
         return [malformed_command(venue=venue, account=account, stream_seq=msg.metadata.sequence.stream,
                                   message=message, now=time.time_ns(), payload=msg.data)]
+
+    async def _tend_held_cancels(self, consumer: Consumer) -> None:
+        """Forever: answer the held cancels whose place did not come in time with what the
+        venue says now (`unknown_order`, unless it learned of the order meanwhile), and keep
+        the server from redelivering the others."""
+        assert self.connector is not None and self.events is not None
+        progress_every = max(1, int(consumer.ack_wait / 3))
+        for tick in itertools.count(1):
+            await asyncio.sleep(1.0)
+            async with self._executing:
+                expired = self.held_cancels.expired()
+                stored = [self.events.submit(await self.connector.execute(held.command)) for held in expired]
+                await self._store_and_ack(stored, [held.msg for held in expired])
+                if expired:
+                    log.warning("held cancels answered: their place never came", extra={"cancels": len(expired)})
+                if tick % progress_every == 0:
+                    for msg in self.held_cancels.messages():
+                        await msg.in_progress()
 
     # --- reconcile ---------------------------------------------------------------------------
     async def _on_reconcile(self, msg: Msg) -> None:

@@ -79,8 +79,7 @@ def _check_place(place: PlaceOrder, gate: Gate, now: int, clock: float) -> Rejec
     if halted:
         return halted
     limits = gate.limits_for(place.venue, place.account, place.symbol)
-    allowed = limits.allowed_symbols or []
-    if "*" not in allowed and place.symbol not in allowed:
+    if not _allowed(limits, place.symbol):
         return Rejection(RejectReason.INSTRUMENT_NOT_ALLOWED, f"{place.symbol} is not on the allow-list of {place.venue}")
     if limits.max_quantity is not None and place.quantity > limits.max_quantity:
         return Rejection(RejectReason.MAX_QUANTITY, f"quantity {place.quantity} exceeds {limits.max_quantity}")
@@ -107,6 +106,34 @@ def _check_place(place: PlaceOrder, gate: Gate, now: int, clock: float) -> Rejec
         if pnl <= -limits.daily_loss_limit:
             return Rejection(RejectReason.DAILY_LOSS_LIMIT, f"today's pnl {pnl} reached the loss limit {limits.daily_loss_limit}")
     return _throttle(place.venue, place.account, gate, clock)
+
+def unpriced(command: OrderCommand, gate: Gate, clock: float) -> tuple[str, str] | None:
+    """(venue, symbol) of the quote `command`'s checks would need and risk does not have yet:
+    a price to hold against the collar, or a market order to value against a notional limit.
+    None for a command refused before its price matters (unknown or unavailable venue)."""
+    if not isinstance(command, (PlaceOrder, ModifyOrder)) or command.venue not in gate.config.venues:
+        return None
+    if gate.liveness.unavailable(command.venue, clock):
+        return None
+    if isinstance(command, PlaceOrder):
+        symbol = command.symbol
+    elif (order := gate.exposure.orders.get((command.venue, command.account, command.client_order_id))) is not None:
+        symbol = order.symbol
+    else:
+        return None  # an unknown order: the venue's to refuse, nothing to price
+    if gate.exposure.mid(command.venue, symbol) is not None:
+        return None
+    limits = gate.limits_for(command.venue, command.account, symbol)
+    if not _allowed(limits, symbol):
+        return None
+    price = command.price or command.stop_price
+    collared = limits.price_collar_bps is not None and price is not None
+    valued = isinstance(command, PlaceOrder) and limits.max_notional is not None and price is None
+    return (command.venue, symbol) if collared or valued else None
+
+def _allowed(limits: LimitSet, symbol: str) -> bool:
+    allowed = limits.allowed_symbols or []
+    return "*" in allowed or symbol in allowed
 
 def _check_modify(modify: ModifyOrder, gate: Gate, clock: float) -> Rejection | None:
     order = gate.exposure.orders.get((modify.venue, modify.account, modify.client_order_id))

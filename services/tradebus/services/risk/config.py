@@ -88,6 +88,9 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # Seconds without a heartbeat from a venue's connector (at least 3 of its heartbeat
     # intervals) after which risk refuses new orders for the venue: venue_unavailable.
     venue_heartbeat_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    # Seconds a batch waits for the first quote of a symbol an order in it needs a reference
+    # price for (price collar, notional of a market order) before refusing it no_reference_price.
+    reference_price_wait: Annotated[float, msgspec.Meta(ge=0)] = 3.0
 
     def time_to_live_ns(self, requested_ms: int | None) -> int:
         """A command's time to live: what it asks for, within the fleet's maximum."""

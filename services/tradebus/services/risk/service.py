@@ -14,6 +14,12 @@ id), and the commands are acked only once every publication is stored.
 
 A routed place or modify carries its deadline (shared/deadline.py) to the connector. Risk
 follows the connectors' heartbeats (liveness.py) to refuse orders for a venue nobody serves.
+
+Risk decides only on a complete view: after a bus reconnect it waits until it has read what
+EVENTS received meanwhile (follower.py), and a batch with an order that needs a quote risk
+has not seen yet waits a bounded time for one (references.py). One instance consumes at a
+time; a restarted one takes the consumer over from its killed predecessor at once
+(shared/takeover.py).
 """
 
 from __future__ import annotations
@@ -22,11 +28,10 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder, encode
@@ -38,6 +43,7 @@ from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
 from tradebus.shared.bus import MSG_ID, consume_batches, publish_pipelined
 from tradebus.shared.deadline import DEADLINE, stored_at
 from tradebus.shared.service import Service
+from tradebus.shared.takeover import take_over
 from tradebus.shared.topology import (
     COMMANDS,
     EVENTS,
@@ -49,10 +55,12 @@ from tradebus.shared.topology import (
     ensure_streams,
 )
 
-from .checks import Gate, check
+from .checks import Gate, check, unpriced
 from .config import load_limits_file
 from .exposure import RISK_EVENT_PREFIX, Exposure
+from .follower import StreamFollower
 from .liveness import VenueLiveness
+from .references import ReferencePrices
 from .tradingstate import ACCOUNT_KEY_PREFIX, FLEET_KEY, check_key, decode_state, set_trading_state, state_key
 
 log = logging.getLogger(__name__)
@@ -64,6 +72,18 @@ _quote_decoder = decoder(Family.MARKET_DATA)
 _status_decoder = decoder(Family.STATUS)
 _request_decoder = msgspec.json.Decoder(RiskRequest)
 Publication = tuple[str, bytes, dict[str, str]]  # subject, payload, headers (Nats-Msg-Id always)
+CATCHING_UP = "catching up with EVENTS after a reconnect"
+
+
+class Command(NamedTuple):
+    msg: Msg
+    command: OrderCommand
+
+
+class Answer(NamedTuple):
+    """What a message that holds no decidable command gets: a rejection, or nothing."""
+
+    publication: Publication | None
 
 
 class RiskService(Service):
@@ -77,6 +97,8 @@ class RiskService(Service):
         self.gate = Gate(config=self.config, limits=limits, exposure=Exposure(), liveness=liveness)
         self._limits_mtime = 0.0
         self._limits_failure = ""  # the reload error last logged: each distinct one is logged once
+        self.events: StreamFollower | None = None
+        self.references: ReferencePrices | None = None
         self.decisions = self.metrics.counter(
             "tradebus_risk_decisions_total", "Commands decided by risk", ["decision", "reason"]
         )
@@ -86,7 +108,12 @@ class RiskService(Service):
         js = self.bus.js
         await ensure_streams(js, self.settings.streams)
         await ensure_consumer(js, RISK_COMMANDS)
+        # Before rebuilding the view: a live predecessor would keep routing unseen meanwhile.
+        await take_over(js, RISK_COMMANDS, heartbeats=subjects.status_filter(self.name), stopping=self.stopping)
         self.bucket = await ensure_bucket(js, RISK_BUCKET, self.settings.streams)
+        self.events = StreamFollower(js, EVENTS, self._on_event)
+        self.references = ReferencePrices(self.bus.nc, subscriber=f"risk.{self.instance}", wait=self.config.reference_price_wait,
+                                          has_quote=lambda venue, symbol: self.gate.exposure.mid(venue, symbol) is not None)
         await self.bus.nc.subscribe(subjects.market_data_filter(kind=MarketDataKind.QUOTE), cb=self._on_quote)
         await self.bus.nc.subscribe(subjects.status_filter("connector"), cb=self._on_connector_status)
         self.gate.liveness.started = time.monotonic()  # the grace window starts when heartbeats can arrive
@@ -101,14 +128,31 @@ class RiskService(Service):
             name="command-consumer",
         )
 
+    async def stop(self) -> None:
+        if self.references is not None:
+            await self.references.close()
+        if self.events is not None:
+            await self.events.stop()
+
     def counters(self) -> dict[str, int]:
         return {"working_orders": len(self.gate.exposure.orders)}
 
     # --- commands ---------------------------------------------------------------------------
     async def _on_commands(self, messages: list[Msg]) -> None:
-        assert self.bus is not None
+        assert self.bus is not None and self.events is not None and self.references is not None
         self.metrics.received.labels(family="command").inc(len(messages))
-        publications = [publication for msg in messages if (publication := self._decide_or_refuse(msg)) is not None]
+        if not self.events.complete.is_set():  # a reconnect: what the venues said meanwhile is not read yet
+            detail, self.detail = self.detail, CATCHING_UP
+            await self.events.complete.wait()
+            if self.detail == CATCHING_UP:  # else a trading state changed meanwhile and said so
+                self.detail = detail
+        readings = [self._read(msg) for msg in messages]
+        clock = time.monotonic()
+        await self.references.wait_for({key for reading in readings if isinstance(reading, Command)
+                                        and (key := unpriced(reading.command, self.gate, clock))})
+        publications = [publication for reading in readings
+                        if (publication := reading.publication if isinstance(reading, Answer) else self._decide_or_refuse(reading))
+                        is not None]
         try:
             await publish_pipelined(self.bus.js, publications)
         except BaseException:
@@ -121,32 +165,37 @@ class RiskService(Service):
         for msg in messages:
             await msg.ack()
 
-    def _decide_or_refuse(self, msg: Msg) -> Publication | None:
-        """`_decide`; a command that breaks it is quarantined and refused as malformed, so that
-        it neither stops the batch (redelivered for ever) nor goes unanswered."""
-        try:
-            return self._decide(msg)
-        except Exception as exc:
-            self.metrics.handler_errors.labels(family="command").inc()
-            log.exception("command could not be decided", extra={"subject": msg.subject})
-            self.quarantine.hold("command", msg.subject, msg.data, repr(exc))
-            parsed = subjects.parse(msg.subject)  # `_decide` parsed it before it could fail
-            return self._malformed(msg, parsed.venue, parsed.account, f"could not be decided: {exc!r}")
-
-    def _decide(self, msg: Msg) -> Publication | None:
-        """The publication that answers one command: its route, or its rejection."""
+    def _read(self, msg: Msg) -> Command | Answer:
+        """The command a message holds, or the answer to one that holds none."""
         try:
             parsed = subjects.parse(msg.subject)
         except ValueError as exc:
             self.quarantine.hold("command", msg.subject, msg.data, exc)
-            return None  # nobody to answer: quarantined and acked
+            return Answer(None)  # nobody to answer: quarantined and acked
         try:
             command: OrderCommand = _command_decoder.decode(msg.data)
         except DecodeError as exc:
             self.quarantine.hold("command", msg.subject, msg.data, exc)
-            return self._malformed(msg, parsed.venue, parsed.account, str(exc))
+            return Answer(self._malformed(msg, parsed.venue, parsed.account, str(exc)))
         if (command.venue, command.account) != (parsed.venue, parsed.account):
-            return self._malformed(msg, parsed.venue, parsed.account, "venue/account in the body differ from the subject")
+            return Answer(self._malformed(msg, parsed.venue, parsed.account, "venue/account in the body differ from the subject"))
+        return Command(msg, command)
+
+    def _decide_or_refuse(self, reading: Command) -> Publication | None:
+        """`_decide`; a command that breaks it is quarantined and refused as malformed, so that
+        it neither stops the batch (redelivered for ever) nor goes unanswered."""
+        msg = reading.msg
+        try:
+            return self._decide(reading)
+        except Exception as exc:
+            self.metrics.handler_errors.labels(family="command").inc()
+            log.exception("command could not be decided", extra={"subject": msg.subject})
+            self.quarantine.hold("command", msg.subject, msg.data, repr(exc))
+            return self._malformed(msg, reading.command.venue, reading.command.account, f"could not be decided: {exc!r}")
+
+    def _decide(self, reading: Command) -> Publication | None:
+        """The publication that answers one command: its route, or its rejection."""
+        msg, command = reading.msg, reading.command
         dedupe_id = command_dedupe_id(command)
         exposure = self.gate.exposure
         if dedupe_id in exposure.decided:
@@ -159,6 +208,7 @@ class RiskService(Service):
         if rejection is None:
             if isinstance(command, PlaceOrder):
                 exposure.on_routed(command)
+                self.references.hold(command.venue, command.symbol)
             self.decisions.labels(decision="routed", reason="").inc()
             headers = {MSG_ID: dedupe_id}
             if not isinstance(command, (CancelOrder, CancelAllOrders)):
@@ -182,32 +232,17 @@ class RiskService(Service):
     # --- what risk knows ----------------------------------------------------------------------
     async def _replay_and_follow(self) -> None:
         """Read ROUTE and EVENTS from their first message; return once caught up with what
-        they held when risk started, still following EVENTS."""
-        assert self.bus is not None
-        js = self.bus.js
-        caught_up: list[asyncio.Future[None]] = []
-        subscriptions = []
-        for stream, handler in ((ROUTE, self._on_route), (EVENTS, self._on_event)):
-            target = (await js.stream_info(stream.name)).state.last_seq
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if target == 0:
-                done.set_result(None)
-            caught_up.append(done)
-
-            async def follow(msg: Msg, handler=handler, target=target, done=done) -> None:
-                try:
-                    handler(msg)
-                except Exception as exc:  # a message that breaks the exposure must not stall the replay
-                    self.quarantine.hold("replay", msg.subject, msg.data, repr(exc))
-                if not done.done() and msg.metadata.sequence.stream >= target:
-                    done.set_result(None)
-
-            subscriptions.append(await js.subscribe(stream.subjects[0], ordered_consumer=True,
-                                                    deliver_policy=DeliverPolicy.ALL, cb=follow))
-        await asyncio.gather(*caught_up)
+        they held when risk started, still following EVENTS (and catching up again after
+        every reconnect, see follower.py)."""
+        assert self.bus is not None and self.events is not None and self.references is not None
+        routes = StreamFollower(self.bus.js, ROUTE, self._on_route)
+        await asyncio.gather(routes.catch_up(), self.events.catch_up())
         # Decoding every route again would cost as much as deciding it. Routes that arrive
         # before the unsubscribe were decided by a previous instance, or are this one's own.
-        await subscriptions[0].unsubscribe()
+        await routes.stop()
+        self.bus.connection_listeners.append(self.events.on_connection)
+        for (venue, _, _), order in self.gate.exposure.orders.items():  # their quotes, from now on
+            self.references.hold(venue, order.symbol)
         log.info("exposure rebuilt", extra={"working_orders": len(self.gate.exposure.orders),
                                             "decided": len(self.gate.exposure.decided)})
 
@@ -239,6 +274,7 @@ class RiskService(Service):
         quote = self._decoded(_quote_decoder, msg, "market_data")
         if quote is not None and quote.__struct_config__.tag == "quote":
             self.gate.exposure.on_quote(quote)
+            self.references.quoted(quote.venue, quote.symbol)
 
     async def _on_connector_status(self, msg: Msg) -> None:
         status = self._decoded(_status_decoder, msg, "status")

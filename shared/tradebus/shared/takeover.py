@@ -1,0 +1,100 @@
+"""Taking a durable consumer over from a dead predecessor at once.
+
+Risk and each connector consume their commands in order from one durable consumer, and
+run as a single instance. When one is killed, JetStream still counts the commands it was
+given as pending and hands them out again only after the consumer's ack wait (30 s for
+risk), behind newer ones: a client's cancel could overtake its place. So a starting
+instance that finds commands pending acknowledgement re-creates the durable (same
+settings) from its ack floor: everything after the last command acknowledged in order is
+delivered again, in stream order, at once. The service's ledger recognizes what was done
+already (risk's decisions rebuilt from ROUTE and EVENTS, the venue's `executed`).
+
+Single instance: a durable is taken over only when no other instance of the service is
+alive, judged by the heartbeats the STATUS stream keeps (`tradebus.status.<service>.<instance>`).
+A starting instance that sees a live heartbeat stands by until that instance stops beating
+for three of its own heartbeat intervals (or says it is stopping), then takes over. So two
+instances never consume at once (a rolling restart hands over cleanly); an instance that
+hangs that long loses its consumer to its successor, and whatever it acknowledges after
+that is delivered to the successor too, which recognizes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from nats.js.api import RawStreamMsg
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from tradebus.schemas.codecs import DecodeError, decoder
+from tradebus.schemas.subjects import Family
+from tradebus.schemas.values import ServiceState
+
+from .topology import Consumer, last_heartbeats
+
+log = logging.getLogger(__name__)
+
+_status_decoder = decoder(Family.STATUS)
+HEARTBEATS_MISSED = 3  # an instance silent for this many of its own heartbeat intervals is gone
+
+
+async def take_over(js: JetStreamContext, consumer: Consumer, *, heartbeats: str, stopping: asyncio.Event) -> int:
+    """Wait until no other instance publishing heartbeats on `heartbeats` (a subject or a
+    wildcard) is alive, then re-create the durable from its ack floor if a predecessor left
+    commands unacknowledged. Returns the highest stream sequence the predecessor was given
+    (0 if none was pending): messages up to it may have been handled before."""
+    await _stand_by(js, heartbeats, stopping)
+    if stopping.is_set():  # asked to stop while standing by: the consumer is not ours
+        return 0
+    try:
+        info = await js.consumer_info(consumer.stream.name, consumer.durable)
+    except NotFoundError:
+        return 0
+    if not info.num_ack_pending:
+        return 0
+    floor = info.ack_floor.stream_seq if info.ack_floor else 0
+    delivered = info.delivered.stream_seq if info.delivered else floor
+    log.warning("taking the consumer over from a previous instance", extra={
+        "durable": consumer.durable, "unacknowledged": info.num_ack_pending, "from_stream_seq": floor + 1})
+    await js.delete_consumer(consumer.stream.name, consumer.durable)
+    await js.add_consumer(consumer.stream.name, consumer.config(start_seq=floor + 1))
+    return delivered
+
+
+async def _stand_by(js: JetStreamContext, heartbeats: str, stopping: asyncio.Event) -> None:
+    """Return once no heartbeat on `heartbeats` shows a live instance. A heartbeat is judged
+    by its age when it is young enough by this host's clock; otherwise by whether it is
+    still the latest one a heartbeat interval later, which no clock skew can fool."""
+    waiting_for: dict[str, int] = {}  # subject -> the stream sequence of its latest heartbeat when last looked at
+    announced = False
+    while not stopping.is_set():
+        live = [(message, allowed) for message in await last_heartbeats(js, heartbeats)
+                if (allowed := _alive_for(message, waiting_for)) is not None]
+        waiting_for = {message.subject: message.seq for message, _ in live}
+        if not live:
+            return
+        if not announced:
+            log.warning("another instance is alive: standing by until it stops beating",
+                        extra={"instances": sorted(waiting_for)})
+            announced = True
+        try:
+            await asyncio.wait_for(stopping.wait(), max(allowed for _, allowed in live))
+        except TimeoutError:
+            pass
+
+
+def _alive_for(message: RawStreamMsg, seen: dict[str, int]) -> float | None:
+    """Seconds to wait before looking at this instance again, or None if it is gone."""
+    try:
+        status = _status_decoder.decode(message.data or b"")
+    except DecodeError:
+        return None  # not a heartbeat of ours: no evidence of anything alive
+    if status.state is ServiceState.STOPPING or seen.get(message.subject) == message.seq:
+        return None  # said goodbye, or silent since we last looked
+    allowed = HEARTBEATS_MISSED * max(status.heartbeat_ms, 1) / 1000
+    age = (time.time_ns() - status.ts_event) / 1e9
+    if age > allowed:
+        return None
+    return allowed
