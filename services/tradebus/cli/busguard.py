@@ -108,7 +108,7 @@ class BusGuard:
         if process is None or process.poll() is not None:
             state = "restarting"
         elif self.unanswered:
-            state, detail = "hung", f"{self.unanswered} probe(s) unanswered; {detail}"
+            state, detail = "silent", f"{self.unanswered} probe(s) unanswered; {detail}"  # hung at UNANSWERED_PROBES
         else:
             state = "running"  # it answers probes; a nats-server states no readiness of its own
         if self.last_exit:

@@ -102,10 +102,10 @@ async def _supervise(supervisor: Supervisor, bus: BusGuard, stop: asyncio.Event)
             supervisor.tick(watch, bus_up_for=connection.up_for())
             rows = [bus.row(), *supervisor.rows(watch)]
             table = status_table(rows, supervised=True)
-            states = str([(row.key, row.state) for row in rows])
+            states = str([(row.key, row.state, row.restarts) for row in rows])
             if not supervisor.notes.echo:  # a terminal: redraw the messages and the table
                 sys.stdout.write("\x1b[H\x1b[2J" + _banner(nats_url) + supervisor.notes.render() + table + "\n")
-            elif states != last_printed:  # a log-friendly table only when states change
+            elif states != last_printed:  # a log-friendly table only when states or restarts change
                 print(table, flush=True)
                 last_printed = states
             sys.stdout.flush()
