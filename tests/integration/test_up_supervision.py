@@ -18,25 +18,18 @@ from tradebus.schemas.values import OrderStatus, OrderType, Side
 
 from .test_cli import Fleet, tradebus
 from .test_fleet_status import wait_for
+from .test_order_path_faults import LIMITS
 from .test_up_data_dir import ORDER_PATH, children, running
 
 # Orders acknowledged just before the kill may have been in flight in risk: they come back
-# after its consumer's ack wait (30 s), past the default time to live. They must still run.
-CONFIG = """
-[risk]
-command_ttl = 300
-
-[risk.limits.rate]
-per_account = 100000
-per_venue = 100000
-burst = 100000
-"""
+# after its consumer's ack wait (30 s), past the default time to live. They must still run:
+# the limits of the kill -9 tests (a long time to live, no throttle) serve here too.
 BEFORE_THE_KILL = 20
 
 
 def supervised_fleet(tmp_path: Path) -> Fleet:
     config = tmp_path / "tradebus.toml"
-    config.write_text(CONFIG)
+    config.write_text(LIMITS)
     fleet = Fleet(tmp_path, "--config", str(config), TRADEBUS_HEARTBEAT_INTERVAL="0.5")
     fleet.wait_ready()
     fleet.wait_services(ORDER_PATH)
