@@ -15,7 +15,7 @@ from tradebus.shared.parentdeath import dying_with_parent
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 
 
-def test_the_command_runs_in_the_launchers_place_with_the_signal_set(tmp_path: Path) -> None:
+def test_the_command_runs_in_the_launchers_place_with_the_signal_set() -> None:
     # the exec'd command asks prctl(PR_GET_PDEATHSIG): same pid as the launcher, signal 9 (SIGKILL)
     probe = "import os, ctypes; s = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(s)); print(os.getpid(), s.value)"
     process = subprocess.Popen(dying_with_parent([sys.executable, "-c", probe]), stdout=subprocess.PIPE, text=True)
