@@ -27,7 +27,7 @@ from .processes import ProcessFleet
 from .test_deploy import _base_env, _healthcheck_argv, compose, tradebus_services
 from .test_fleet_status import status_rows
 
-STALL_LIMIT = 1.0
+STALL_LIMIT = 2.0
 
 
 def healthz(port: int, timeout: float = 5.0) -> int:
