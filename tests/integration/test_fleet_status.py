@@ -90,8 +90,9 @@ def test_up_leaves_a_service_that_refuses_its_configuration_stopped_and_shows_wh
 
 
 def test_up_shows_a_hung_connector_and_restarts_it(tmp_path: Path) -> None:
-    """SIGSTOP: the process exists but does nothing, as a connector blocked for good."""
-    fleet = Fleet(tmp_path, TRADEBUS_HEARTBEAT_INTERVAL="0.3")
+    """SIGSTOP: the process exists but does nothing, as a connector blocked for good. It is
+    SIGKILLed the fleet's shutdown_grace (plus a margin) after the SIGTERM it cannot handle."""
+    fleet = Fleet(tmp_path, TRADEBUS_HEARTBEAT_INTERVAL="0.3", TRADEBUS_SHUTDOWN_GRACE="2")
     try:
         fleet.wait_ready()
         fleet.wait_services(("connector.paper",))
@@ -103,7 +104,8 @@ def test_up_shows_a_hung_connector_and_restarts_it(tmp_path: Path) -> None:
         wait_for(lambda: (row := status_rows(fleet.env)[1]["connector.paper"])[1] == "ready" and int(row[2]) != pid,
                  "a new connector process ready", timeout=90)
         output = fleet.output.read_text()
-        assert f"connector.paper (pid {pid}) is hung" in output and "killing it" in output
+        assert f"connector.paper (pid {pid}) is hung" in output and "SIGKILL after 5s" in output
+        assert "connector.paper did not stop within 5s of SIGTERM; killing it" in output
         assert "connector.paper exited (killed by SIGKILL)" in output
     finally:
         assert fleet.stop() == 0

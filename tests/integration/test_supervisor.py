@@ -33,7 +33,7 @@ def no_restart_delay(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_refused_configuration_is_started_once_and_its_reason_kept(tmp_path: Path) -> None:
     refusing = child(tmp_path, "connector.nope", "import sys; print('tradebus: unknown venue nope'); sys.exit(78)")
-    supervisor = Supervisor([refusing], {}, Notes(echo=False))
+    supervisor = Supervisor([refusing], {}, Notes(echo=False), stop_grace=5.0)
     supervisor.start()
     supervise_until(supervisor, lambda: refusing.given_up)
     for _ in range(20):
@@ -49,7 +49,7 @@ def test_a_refused_configuration_is_started_once_and_its_reason_kept(tmp_path: P
 
 def test_a_crash_loop_is_given_up_after_a_few_tries_with_its_last_output(tmp_path: Path) -> None:
     crashing = child(tmp_path, "risk", "import sys; print('boom: no database'); sys.exit(1)")
-    supervisor = Supervisor([crashing], {}, Notes(echo=False))
+    supervisor = Supervisor([crashing], {}, Notes(echo=False), stop_grace=5.0)
     supervisor.start()
     supervise_until(supervisor, lambda: crashing.given_up)
     assert len(crashing.pids) == supervision.MAX_FAILURES and crashing.restarts == supervision.MAX_FAILURES - 1
@@ -64,8 +64,8 @@ def test_a_child_that_ran_long_enough_starts_a_fresh_series_of_tries(tmp_path: P
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(supervision, "STABLE_RUN", 0.0)  # every run counts as long
     crashing = child(tmp_path, "oms", "import sys; sys.exit(1)")
-    supervisor = Supervisor([crashing], {}, Notes(echo=False))
+    supervisor = Supervisor([crashing], {}, Notes(echo=False), stop_grace=5.0)
     supervisor.start()
     supervise_until(supervisor, lambda: crashing.restarts >= supervision.MAX_FAILURES + 2)
     assert not crashing.given_up
-    supervision.stop_all([crashing])
+    supervision.stop_all([crashing], 5.0)

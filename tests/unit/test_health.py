@@ -232,7 +232,10 @@ async def test_stop_does_not_wait_for_idle_clients(metrics: ServiceMetrics) -> N
     writer.write(b"GET /healthz HTTP/1.1\r\n")  # head never finished
     await writer.drain()
     await asyncio.wait_for(server.stop(), timeout=2)
-    assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # dropped without an answer
+    try:  # dropped without an answer: closed, or reset when the request was still unread
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+    except ConnectionResetError:
+        pass
     writer.close()
     with pytest.raises(OSError):
         await asyncio.open_connection(HOST, server.port)

@@ -3,8 +3,10 @@
 A child that exits is restarted with a growing delay; one that keeps failing soon after
 start, or that refused its configuration (exit 78: a restart would only be refused again),
 is left stopped and its last output stays on screen. A child whose process lives but whose
-heartbeats stopped is hung: it is stopped (SIGTERM, SIGKILL after a grace period) and then
-restarted like any other. Every decision is a note in the message area above the table.
+heartbeats stopped is hung: it is stopped (SIGTERM, SIGKILL after the fleet's shutdown grace
+and a margin) and then restarted like any other. Every decision is a note in the message area
+above the table. Children are started from the main thread only, bound to die with `up`
+(parentdeath.py): a killed `up` leaves no orphans holding the fleet's data dir.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from pathlib import Path
 
 from tradebus.schemas.control import ServiceStatus
 from tradebus.shared.config import EXIT_CONFIG
+from tradebus.shared.parentdeath import dying_with_parent
 
 from .liveness import Row, Watch, heartbeat_age, is_silent, service_key, silence_limit
 
-STOP_GRACE = 10.0
+STOP_MARGIN = 3.0
+"""Seconds past a child's own `shutdown_grace` before it is SIGKILLed: a service ends itself
+within its grace period (service.py), plus the time its interpreter takes to exit."""
 MAX_RESTART_DELAY = 30.0
 STABLE_RUN = 60.0  # a child that ran this long before failing starts a fresh series of tries
 MAX_FAILURES = 5  # failures in a row (each sooner than STABLE_RUN after its start) before giving up
@@ -71,7 +76,8 @@ class Child:
     def start(self, env: dict[str, str]) -> None:
         with open(self.log_path, "ab") as log:
             self.log_offset = log.tell()
-            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env={**env, **self.own_env})
+            self.process = subprocess.Popen(dying_with_parent(self.argv), stdout=log, stderr=subprocess.STDOUT,
+                                            env={**env, **self.own_env})
         self.pids.add(self.process.pid)
         self.started_at = time.monotonic()
         self.restart_at = self.terminating_since = None
@@ -105,24 +111,27 @@ def restart_delay(failures: int) -> float:
 
 
 class Supervisor:
-    def __init__(self, children: list[Child], env: dict[str, str], notes: Notes) -> None:
+    def __init__(self, children: list[Child], env: dict[str, str], notes: Notes, *, stop_grace: float) -> None:
         self.children = children
         self.env = env
         self.notes = notes
+        self.stop_grace = stop_grace  # SIGTERM to SIGKILL
 
     def start(self) -> None:
         for child in self.children:
             child.start(self.env)
 
-    def tick(self, watch: Watch) -> None:
-        """One round: restart what exited and is due, stop what hangs."""
+    def tick(self, watch: Watch, *, bus_up_for: float = float("inf")) -> None:
+        """One round: restart what exited and is due, stop what hangs. `bus_up_for`: seconds
+        `up` has been connected to the bus without a break; heartbeats missed while the bus was
+        down or before the services reconnected to a restarted one are no sign of a hang."""
         now = time.monotonic()
         bus_carries_heartbeats = any(not is_silent(status) for status in watch.latest.values())
         for child in self.children:
             code = child.exited()
             if code is None:
                 if bus_carries_heartbeats:  # else up's own view is blind, not the child hung
-                    self._stop_if_hung(child, self._heartbeat(child, watch, current=True), now)
+                    self._stop_if_hung(child, self._heartbeat(child, watch, current=True), now, bus_up_for)
             elif child.given_up:
                 continue
             elif child.restart_at is None:
@@ -151,20 +160,20 @@ class Supervisor:
         self.notes.add(f"{child.name} exited ({child.last_exit}) after {ran:.0f}s; restarting in {delay:.0f}s "
                        f"(log: {child.log_path}){output}")
 
-    def _stop_if_hung(self, child: Child, heartbeat: ServiceStatus | None, now: float) -> None:
+    def _stop_if_hung(self, child: Child, heartbeat: ServiceStatus | None, now: float, bus_up_for: float) -> None:
         assert child.process is not None
         if child.terminating_since is not None:
-            if now - child.terminating_since > STOP_GRACE:
-                self.notes.add(f"{child.name} did not stop within {STOP_GRACE:g}s of SIGTERM; killing it")
+            if now - child.terminating_since > self.stop_grace:
+                self.notes.add(f"{child.name} did not stop within {self.stop_grace:g}s of SIGTERM; killing it")
                 child.process.kill()
                 child.terminating_since = float("inf")  # killed: wait for the exit, then restart
             return
         if heartbeat is None:
             return  # still starting: services beat once they are up
         age = heartbeat_age(heartbeat)
-        if age > silence_limit(heartbeat, HUNG_BEATS):
+        if min(age, bus_up_for) > silence_limit(heartbeat, HUNG_BEATS):
             self.notes.add(f"{child.name} (pid {child.process.pid}) is hung: its process lives but sent no heartbeat "
-                           f"for {age:.0f}s; stopping it (SIGTERM, SIGKILL after {STOP_GRACE:g}s) to restart it")
+                           f"for {age:.0f}s; stopping it (SIGTERM, SIGKILL after {self.stop_grace:g}s) to restart it")
             child.process.send_signal(signal.SIGTERM)
             child.terminating_since = now
 
@@ -208,18 +217,18 @@ class Supervisor:
         return row
 
 
-def stop_all(children: list[Child]) -> None:
-    """SIGTERM to every live child, SIGKILL to those still running after STOP_GRACE."""
+def stop_all(children: list[Child], grace: float) -> None:
+    """SIGTERM to every live child, SIGKILL to those still running after `grace` seconds."""
     for child in children:
         if child.exited() is None and child.process is not None:
             child.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE
+    deadline = time.monotonic() + grace
     for child in children:
         if child.process is None:
             continue
         try:
             child.process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            print(f"{child.name} did not stop in {STOP_GRACE:g}s; killing it", file=sys.stderr)
+            print(f"{child.name} did not stop in {grace:g}s; killing it", file=sys.stderr)
             child.process.kill()
             child.process.wait()

@@ -1,11 +1,12 @@
 """`tradebus up`: the whole fleet on one machine.
 
 Starts an embedded nats-server with JetStream, then every service as its own process
-(exactly what `tradebus run` would start in a container), supervises them (supervisor.py),
-shows a live status table judged from the services' heartbeats and processes, with the
+(exactly what `tradebus run` would start in a container), supervises them (supervisor.py)
+and the nats-server (busguard.py), shows a live status table judged from the services' heartbeats and processes, with the
 supervisor's messages above it, and stops everything cleanly on Ctrl-C / SIGTERM. The fleet
 lives in one data dir, locked for its life (datadirlock.py), and every service gets it
-(TRADEBUS_DATA_DIR): the audit store is the fleet's own.
+(TRADEBUS_DATA_DIR): the audit store is the fleet's own. Every child dies with `up`, also a
+killed one (parentdeath.py), so the lock is free again once `up` is gone.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -27,10 +29,11 @@ from tradebus.services.settings import load_settings
 from tradebus.shared.config import EXIT_CONFIG, ConfigError
 from tradebus.shared.natsserver import NatsServer, NatsServerError
 
+from .busguard import BusGuard
 from .datadirlock import DataDirInUse, DataDirLock
 from .emulatedfleet import EMULATED_ACCOUNT, EmulatedVenues
 from .liveness import Watch, status_table
-from .supervisor import Child, Notes, Supervisor, stop_all
+from .supervisor import STOP_MARGIN, Child, Notes, Supervisor, stop_all
 
 _status_decoder = decoder(Family.STATUS)
 
@@ -59,9 +62,31 @@ def _children(args: argparse.Namespace, log_dir: Path, nats_url: str, config_pat
     ]
 
 
-async def _supervise(supervisor: Supervisor, nats_url: str, stop: asyncio.Event) -> None:
+class _Connection:
+    """How long `up`'s own bus connection has been up without a break."""
+
+    def __init__(self) -> None:
+        self.since: float | None = time.monotonic()
+
+    def up_for(self) -> float:
+        return 0.0 if self.since is None else time.monotonic() - self.since
+
+    async def lost(self) -> None:
+        self.since = None
+
+    async def back(self) -> None:
+        self.since = time.monotonic()
+
+    async def error(self, exc: Exception) -> None:
+        """Quiet: a lost bus is reported by BusGuard's notes, not by nats-py's tracebacks."""
+
+
+async def _supervise(supervisor: Supervisor, bus: BusGuard, stop: asyncio.Event) -> None:
     watch = Watch()
-    nc = await nats.connect(nats_url, name="tradebus-up")
+    connection = _Connection()
+    nats_url = bus.server.url
+    nc = await nats.connect(nats_url, name="tradebus-up", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                            disconnected_cb=connection.lost, reconnected_cb=connection.back, error_cb=connection.error)
 
     async def on_status(msg: nats.aio.msg.Msg) -> None:
         try:
@@ -73,13 +98,14 @@ async def _supervise(supervisor: Supervisor, nats_url: str, stop: asyncio.Event)
     last_printed = ""
     try:
         while not stop.is_set():
-            supervisor.tick(watch)
-            rows = supervisor.rows(watch)
+            await bus.check()
+            supervisor.tick(watch, bus_up_for=connection.up_for())
+            rows = [bus.row(), *supervisor.rows(watch)]
             table = status_table(rows, supervised=True)
-            states = str([(row.key, row.state) for row in rows])
+            states = str([(row.key, row.state, row.restarts) for row in rows])
             if not supervisor.notes.echo:  # a terminal: redraw the messages and the table
                 sys.stdout.write("\x1b[H\x1b[2J" + _banner(nats_url) + supervisor.notes.render() + table + "\n")
-            elif states != last_printed:  # a log-friendly table only when states change
+            elif states != last_printed:  # a log-friendly table only when states or restarts change
                 print(table, flush=True)
                 last_printed = states
             sys.stdout.flush()
@@ -110,12 +136,13 @@ async def _up(args: argparse.Namespace) -> int:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 2
     try:
-        return await _up_locked(args, data_dir, log_dir, lock)
+        return await _up_locked(args, data_dir, log_dir, lock, stop_grace=settings.shutdown_grace + STOP_MARGIN)
     finally:
         lock.release()
 
 
-async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lock: DataDirLock) -> int:
+async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lock: DataDirLock, *,
+                     stop_grace: float) -> int:
     fleet = EmulatedVenues(args.config or os.environ.get("TRADEBUS_CONFIG"))
     if args.emulate:
         refusal = fleet.create([venue for venue in (args.venue or []) if venue != "paper"])
@@ -123,14 +150,15 @@ async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lo
             print(refusal, file=sys.stderr)
             return 2
     server = NatsServer(store_dir=data_dir / "nats", port=_nats_port(args), log_file=log_dir / "nats-server.log",
-                        pass_fds=(lock.fd,))
+                        pass_fds=(lock.fd,), die_with_parent=True)
     try:
         server.start()
     except NatsServerError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 2
-    assert server.process is not None
-    lock.describe(f"tradebus up, pid {os.getpid()}; its nats-server, pid {server.process.pid}, at {server.url}")
+    notes = Notes(echo=not sys.stdout.isatty())
+    bus = BusGuard(server, lock, notes)
+    bus.describe_holder()
     print(f"tradebus up: NATS at {server.url}, data in {data_dir}, service logs in {log_dir}", flush=True)
     # The data dir wins over TRADEBUS_DATA_DIR and the file's data_dir in every service.
     env = {**os.environ, "TRADEBUS_NATS_URL": server.url, "TRADEBUS_DATA_DIR": str(data_dir)}
@@ -144,14 +172,14 @@ async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lo
         for venue, url in fleet.urls().items():
             print(f"tradebus up: {venue} emulated at {url} (account {EMULATED_ACCOUNT})", flush=True)
         children = _children(args, log_dir, server.url, config_path, fleet.credential_env)
-        supervisor = Supervisor(children, env, Notes(echo=not sys.stdout.isatty()))
+        supervisor = Supervisor(children, env, notes, stop_grace=stop_grace)
         supervisor.start()
-        await _supervise(supervisor, server.url, stop)
+        await _supervise(supervisor, bus, stop)
     finally:
         print("tradebus up: stopping", flush=True)
         # in a thread: the emulated venues served from this loop must keep answering while
         # their connectors close their connections
-        await asyncio.to_thread(stop_all, children)
+        await asyncio.to_thread(stop_all, children, stop_grace)
         await fleet.stop()
         server.stop()
         print("tradebus up: stopped", flush=True)

@@ -1,14 +1,19 @@
 """Prometheus metrics and the liveness/readiness endpoints of a service.
 
-The HTTP server is a deliberately tiny HTTP/1.1 responder on the service's own event loop:
-if something blocks that loop, /healthz stops answering and the orchestrator restarts the
-process, which is exactly what a liveness probe is for. One request per connection.
+The HTTP server is a deliberately tiny HTTP/1.1 responder, one request per connection. It
+runs on a thread and event loop of its own, not on the service's: a service whose loop is
+blocked still gets an answer, and that answer is 503 (the service's liveness check reads how
+long its loop has been unresponsive, loopwatch.py). Only a process that cannot run this
+thread either (stopped, or a C call holding the GIL) does not answer at all: there the
+probe's own timeout is what fails it, so every probe must have one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -98,10 +103,10 @@ _ERROR = _status(HTTPStatus.INTERNAL_SERVER_ERROR, "error")
 
 
 class HealthServer:
-    """Serves GET /metrics, /healthz and /readyz.
+    """Serves GET /metrics, /healthz and /readyz from a thread of its own.
 
-    `is_live` and `is_ready` are called per request; one that raises counts as "no".
-    `request_timeout` bounds how long a client may take to send its request head.
+    `is_live` and `is_ready` are called per request, on that thread; one that raises counts
+    as "no". `request_timeout` bounds how long a client may take to send its request head.
     """
 
     def __init__(
@@ -121,7 +126,9 @@ class HealthServer:
         self.is_ready = is_ready
         self.request_timeout = request_timeout
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._open: set[asyncio.BaseTransport] = set()  # accepted connections, from the accept on
         self._routes: dict[str, Callable[[], _Response]] = {
             "/metrics": self._metrics,
             "/healthz": lambda: _probe(self.is_live, "live"),
@@ -130,24 +137,59 @@ class HealthServer:
 
     async def start(self) -> None:
         """Listen; afterwards `port` is the bound port (useful with port=0)."""
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_HEAD_BYTES)
+        listening: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, args=(listening,), name="health-server", daemon=True)
+        self._thread.start()
+        await asyncio.wrap_future(listening)
+
+    def _run(self, listening: concurrent.futures.Future[None]) -> None:
+        """The thread: listen, report it (or why not), serve until `stop`."""
+        assert self._loop is not None
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._listen())
+        except BaseException as exc:  # a taken port: raised by `start` in the service's loop
+            listening.set_exception(exc)
+            self._loop.close()
+            return
+        listening.set_result(None)
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+
+    async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self._open, self._serve, loop), self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        """Stop listening and drop connections still in progress (a stuck client must not delay shutdown)."""
+        """Stop listening and drop connections still in progress (a stuck client must not
+        delay shutdown); the thread ends with its loop."""
+        if self._thread is None or self._loop is None:
+            return
+        if self._thread.is_alive():
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._close(), self._loop))
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.to_thread(self._thread.join)
+        self._thread = self._loop = None
+
+    async def _close(self) -> None:
         if self._server is None:
             return
         self._server.close()
-        for task in self._connections:
+        for transport in list(self._open):
+            transport.close()
+        # this loop serves this server alone: what else runs on it are its connections
+        connections = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in connections:
             task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        await asyncio.gather(*connections, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None  # asyncio.start_server runs each connection in a task
-        self._connections.add(task)
         try:
             method, response = await self._handle(reader)
             writer.write(_encode(response, include_body=method != "HEAD"))
@@ -157,7 +199,6 @@ class HealthServer:
         except Exception:
             log.exception("health server failed to answer a request")
         finally:
-            self._connections.discard(task)
             writer.close()
 
     async def _handle(self, reader: asyncio.StreamReader) -> tuple[str, _Response]:
@@ -188,6 +229,26 @@ class HealthServer:
 
     def _metrics(self) -> _Response:
         return _Response(HTTPStatus.OK, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+
+
+class _Connection(asyncio.StreamReaderProtocol):
+    """A stream connection known to the server from its accept on, before its task first
+    runs: a stop closes it even when that task never got to run."""
+
+    def __init__(self, open_transports: set[asyncio.BaseTransport],
+                 serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(asyncio.StreamReader(limit=MAX_HEAD_BYTES, loop=loop), serve, loop=loop)
+        self._open_transports = open_transports
+        self._own_transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._own_transport = transport
+        self._open_transports.add(transport)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._open_transports.discard(self._own_transport)  # type: ignore[arg-type]
+        super().connection_lost(exc)
 
 
 def _probe(check: Callable[[], bool], word: str) -> _Response:

@@ -15,6 +15,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from tradebus.shared.parentdeath import dying_with_parent
+
 
 class NatsServerError(RuntimeError):
     pass
@@ -59,6 +61,7 @@ class NatsServer:
         log_file: str | os.PathLike[str] | None = None,
         config_file: str | os.PathLike[str] | None = None,
         pass_fds: tuple[int, ...] = (),
+        die_with_parent: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -66,6 +69,7 @@ class NatsServer:
         self.log_file = Path(log_file) if log_file else self.store_dir / "nats-server.log"
         self.config_file = config_file
         self.pass_fds = pass_fds  # held open by the server for its life (a lock on its data dir)
+        self.die_with_parent = die_with_parent  # SIGKILLed when this process dies (parentdeath.py)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,6 +77,12 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> None:
+        self.launch()
+        self.wait_listening(timeout)
+
+    def launch(self) -> None:
+        """Start the process, without waiting for it to listen. With `die_with_parent`, call
+        it from the main thread (see parentdeath.py)."""
         if port_in_use(self.host, self.port):
             raise NatsServerError(
                 f"port {self.port} on {self.host} is already taken (another NATS server or `tradebus up`?); "
@@ -82,10 +92,16 @@ class NatsServer:
         command = [nats_server_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         if self.config_file:
             command += ["-c", str(self.config_file)]
+        if self.die_with_parent:
+            command = dying_with_parent(command)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                             pass_fds=self.pass_fds)
+
+    def wait_listening(self, timeout: float = 15.0) -> None:
+        """Until the launched server listens; stopped and NatsServerError if it does not in time."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while not port_in_use(self.host, self.port):
             if self.process.poll() is not None:

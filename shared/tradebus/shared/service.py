@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Coroutine
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
@@ -40,6 +40,7 @@ from tradebus.shared.bus import Bus
 from tradebus.shared.config import EXIT_CONFIG
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.logs import LogLevel
+from tradebus.shared.loopwatch import LoopWatch
 from tradebus.shared.quarantine import Quarantine
 from tradebus.shared.topology import StreamSettings
 from tradebus.shared.version import VERSION
@@ -69,6 +70,8 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     heartbeat_interval: float = 1.0
     instance: str = ""  # defaults to the service's own choice (venue name, host name)
     shutdown_grace: float = 10.0  # seconds from SIGTERM to exit, whatever still runs then
+    # seconds the event loop may be unresponsive before /healthz answers 503
+    loop_stall_limit: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     streams: StreamSettings = msgspec.field(default_factory=StreamSettings)
 
 
@@ -94,6 +97,7 @@ class Service:
         self.bus: Bus | None = None
         self.health: HealthServer | None = None
         self.quarantine = Quarantine(self.name, self.metrics)
+        self.loop_watch = LoopWatch(self.metrics)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failure: BaseException | None = None
 
@@ -147,9 +151,22 @@ class Service:
             host=self.settings.http_host,
             port=self.settings.http_port,
             registry=self.metrics.registry,
-            is_live=lambda: self._failure is None,
+            is_live=self.is_live,
             is_ready=lambda: self.state is ServiceState.READY and self.bus is not None and self.bus.connected,
         )
+        watching = asyncio.create_task(self.loop_watch.run(), name="loop-watch")
+        try:
+            return await self._serve()
+        finally:
+            watching.cancel()
+
+    def is_live(self) -> bool:
+        """/healthz: no background task failed, and the event loop is responsive. Called on
+        the health server's thread, so it answers while this service's loop is blocked."""
+        return self._failure is None and self.loop_watch.lag() <= self.settings.loop_stall_limit
+
+    async def _serve(self) -> int:
+        assert self.health is not None
         await self.health.start()
         starting = asyncio.create_task(self._start_up(), name="start-up")
         stop_requested = asyncio.create_task(self.stopping.wait(), name="stop-requested")
