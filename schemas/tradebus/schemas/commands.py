@@ -169,12 +169,12 @@ PLACE_TERMS = ("symbol", "side", "order_type", "quantity", "price", "stop_price"
 """What a place asks the venue for (besides its ids and timing); `OrderAccepted` carries the same fields."""
 
 
-def terms_differences(earlier: object, place: PlaceOrder) -> list[str]:
+def terms_differences(earlier: object, place: PlaceOrder, terms: tuple[str, ...] = PLACE_TERMS) -> list[str]:
     """How `place` differs from `earlier` (a place, or the accepted event of one) in its
-    terms, e.g. `price 101 (was 100)`; empty if it asks for the same order. Decimals compare
+    `terms`, e.g. `price 101 (was 100)`; empty if it asks for the same order. Decimals compare
     by value: `1.0` and `1` are the same quantity."""
     differences = []
-    for name in PLACE_TERMS:
+    for name in terms:
         before, now = getattr(earlier, name), getattr(place, name)
         if before != now:
             differences.append(f"{name} {_shown(now)} (was {_shown(before)})")

@@ -5,7 +5,9 @@ all resulting events are published to JetStream (pipelined, every ack awaited), 
 then are the commands acknowledged. A crash anywhere in between redelivers the commands;
 events carry stable ids, so re-published events are de-duplicated by the stream, and a
 re-delivered command the venue says it executed already is skipped (the venue may have
-rebuilt itself from its stored events, see journal.py). Commands a crashed process left
+rebuilt itself from its stored events, see journal.py); a place under a client order id the
+venue knows is answered by the venue with that order's state if its terms are the order's,
+never with a rejection of the order (base.py `execute`). Commands a crashed process left
 unacknowledged are redelivered before any newer one runs. A routed place or modify whose
 deadline has passed (shared/deadline.py) is refused with `deadline_exceeded` and never
 reaches the venue; cancels run however late they are.
@@ -165,8 +167,9 @@ class ConnectorService(Service):
             return self._malformed(msg, parsed.venue, parsed.account, str(exc))
         if (command.venue, command.account) != (parsed.venue, parsed.account):
             return self._malformed(msg, parsed.venue, parsed.account, "venue/account in the body differ from the subject")
-        # Only a re-delivery can have been executed before: a client's genuine retry arrives
-        # as a new message and gets the venue's own answer (a duplicate client order id).
+        # Skips a re-delivery its venue executed. A place can also come again with a count of
+        # 1 (the count starts over when a server restart lost the consumer's state): `execute`
+        # recognizes it by its client order id and terms, and answers with the order's state.
         if msg.metadata.num_delivered > 1 and await self.connector.executed(command):
             self.skipped_redeliveries += 1
             log.info("re-delivered command was executed already", extra={"subject": msg.subject})
