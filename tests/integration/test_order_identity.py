@@ -17,7 +17,14 @@ from tradebus.client import Client, OrderTicket
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import encode
 from tradebus.schemas.commands import CancelOrder, PlaceOrder, command_dedupe_id
-from tradebus.schemas.events import CommandAction, CommandRejected, OrderAccepted, OrderCancelled, OrderEvent, OrderRejected
+from tradebus.schemas.events import (
+    CommandAction,
+    CommandRejected,
+    OrderAccepted,
+    OrderCancelled,
+    OrderEvent,
+    OrderRejected,
+)
 from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side
 from tradebus.services.oms.service import OmsService
