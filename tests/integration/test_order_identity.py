@@ -198,3 +198,15 @@ async def test_an_old_style_place_id_still_works_and_dedupes_within_the_window(n
         assert ack.duplicate, "within the window JetStream drops it (documented): the old id names no terms"
         record = await record_of(f.client, "l-1", OrderStatus.ACCEPTED)
         assert record.price == first.price
+
+
+async def test_a_malformed_place_spends_nothing_its_fixed_version_keeps_the_id(nats_server: NatsServer) -> None:
+    async with fleet(nats_server) as f:
+        broken = {"type": "place", "client_order_id": "m-1", "venue": "paper", "account": "demo",
+                  "symbol": "ETH/USDT", "side": "buy", "order_type": "limit", "quantity": "0.1"}  # no price
+        events = await collect(f.client.nc, subjects.order_events("paper", "demo"), event_decoder.decode)
+        await f.client.js.publish(subjects.command("paper", "demo"), msgspec.json.encode(broken),
+                                  headers={"Nats-Msg-Id": "paper.demo.m-1.place.broken"})
+        [malformed] = await events.wait_for(lambda ms: any(isinstance(m, CommandRejected) for m in ms))
+        assert (malformed.reason, malformed.client_order_id) == (RejectReason.MALFORMED, "m-1")
+        assert isinstance(await answer(await f.client.place(limit("m-1", f.resting_price()))), OrderAccepted)
