@@ -130,10 +130,15 @@ async def test_after_the_window_a_retry_is_answered_and_a_conflict_refused_even_
         other = await f.client.place(limit("w-1", price + Decimal("1")))
         assert "with other terms: price" in refused_reuse(await answer(other), "w-1").message
 
-    # A new risk rebuilds its ledger from ROUTE (and its own refusals from EVENTS).
+    # A new risk rebuilds its ledger from ROUTE (and its own refusals from EVENTS) ...
     async with fleet(nats_server, duplicate_window=WINDOW) as f:
         third = await f.client.place(limit("w-1", price, quantity="0.3"))
         assert "quantity 0.3 (was 0.1)" in refused_reuse(await answer(third), "w-1").message
+    # ... and from the order's acceptance in EVENTS once its route aged out of ROUTE.
+    await nc.jetstream().purge_stream("ROUTE")
+    async with fleet(nats_server, duplicate_window=WINDOW) as f:
+        fourth = await f.client.place(limit("w-1", price, quantity="0.4"))
+        assert "quantity 0.4 (was 0.1)" in refused_reuse(await answer(fourth), "w-1").message
         record = await record_of(f.client, "w-1", OrderStatus.ACCEPTED)
         assert (record.quantity, record.price) == (Decimal("0.1"), price)
     await nc.close()

@@ -13,7 +13,8 @@ state and the retry's sender learns why; a refused order's id is spent too (send
 corrected order under a new id), as at the venues.
 
 Rebuilt at start from ROUTE (routes: Nats-Msg-Id = dedupe id, `Tradebus-Command-Seq` header)
-and risk's own rejections in EVENTS (event id `risk:<dedupe id>`, same header).
+and EVENTS: risk's own rejections (event id `risk:<dedupe id>`, same header), and every
+order's acceptance or rejection, so an id stays used after its route aged out of ROUTE.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tradebus.schemas.commands import OrderCommand, PlaceOrder, terms_differences
-from tradebus.schemas.events import CommandRejected, OrderEvent, OrderRejected, command_refused
+from tradebus.schemas.events import CommandRejected, OrderAccepted, OrderEvent, OrderRejected, command_refused
 from tradebus.schemas.values import RejectReason
 
 from .exposure import RISK_EVENT_PREFIX
@@ -33,11 +34,11 @@ UNKNOWN_SEQ = 0  # decided before risk recorded sequences: any message with that
 
 @dataclass(slots=True, frozen=True)
 class TakenId:
-    """A client order id an account used: the place that used it (None when only its refusal
-    is known, after a restart) and, if risk refused that place, why."""
+    """A client order id an account used: the place that used it, or its acceptance (None when
+    only its refusal is known, after a restart), and, if that place was refused, why."""
 
-    dedupe_id: str
-    place: PlaceOrder | None
+    dedupe_id: str  # of the place, if risk decided it ("" when known from the venue's events only)
+    place: PlaceOrder | OrderAccepted | None
     refusal: RejectReason | None
 
 
@@ -66,13 +67,17 @@ class CommandLedger:
     def on_route(self, dedupe_id: str, seq: int, command: OrderCommand) -> None:
         self.decide(dedupe_id, seq, command if isinstance(command, PlaceOrder) else None)
 
-    def on_risk_event(self, event: OrderEvent, seq: int) -> None:
-        """One of risk's own answers, read back from EVENTS."""
-        dedupe_id = event.event_id.removeprefix(RISK_EVENT_PREFIX)
-        self.decided[dedupe_id] = seq
-        if isinstance(event, OrderRejected):  # a refused place: its id is spent
-            self.taken.setdefault((event.venue, event.account, event.client_order_id),
-                                  TakenId(dedupe_id, None, event.reason))
+    def on_order_event(self, event: OrderEvent, seq: int) -> None:
+        """An event read from EVENTS (`seq`: its `Tradebus-Command-Seq` header, if any)."""
+        dedupe_id = ""
+        if event.event_id.startswith(RISK_EVENT_PREFIX):  # one of risk's own answers
+            dedupe_id = event.event_id.removeprefix(RISK_EVENT_PREFIX)
+            self.decided[dedupe_id] = seq
+        if isinstance(event, (OrderAccepted, OrderRejected)):
+            key = (event.venue, event.account, event.client_order_id)
+            if key not in self.taken:  # a refused place spends its id too
+                self.taken[key] = (TakenId(dedupe_id, event, None) if isinstance(event, OrderAccepted)
+                                   else TakenId(dedupe_id, None, event.reason))
 
     # --- questions -----------------------------------------------------------------------
     def is_decided(self, dedupe_id: str, seq: int) -> bool:

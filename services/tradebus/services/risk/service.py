@@ -200,9 +200,10 @@ class RiskService(Service):
         caught_up: list[asyncio.Future[None]] = []
         subscriptions = []
         for stream, handler in ((ROUTE, self._on_route), (EVENTS, self._on_event)):
-            target = (await js.stream_info(stream.name)).state.last_seq
+            state = (await js.stream_info(stream.name)).state
+            target = state.last_seq
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if target == 0:
+            if state.messages == 0:  # never written, or every message aged out: nothing will come
                 done.set_result(None)
             caught_up.append(done)
 
@@ -240,8 +241,7 @@ class RiskService(Service):
             family = subjects.parse(msg.subject).family
             if family is Family.ORDER_EVENT:
                 event = _event_decoder.decode(msg.data)
-                if event.event_id.startswith(RISK_EVENT_PREFIX):
-                    self.ledger.on_risk_event(event, _command_seq(msg.headers or {}))
+                self.ledger.on_order_event(event, _command_seq(msg.headers or {}))
                 self.gate.exposure.on_order_event(event)
             elif family is Family.ACCOUNT_EVENT:
                 event = _account_decoder.decode(msg.data)
