@@ -8,7 +8,7 @@
 // Exit status: 0 when the order filled, ticks arrived and every message validated against
 // the schemas; 1 otherwise (rejected, timeout, invalid message, no ticks); 2 on bad usage.
 
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { connect, StringCodec } from "nats";
@@ -170,6 +170,24 @@ function describe(event) {
   }
 }
 
+// The fields of a place, in the schema's order, whose values name its terms (all but the
+// timing: ts_created, ttl_ms), with the schema's defaults.
+const PLACE_TERMS = [
+  ["client_order_id"], ["venue"], ["account"], ["symbol"], ["side"], ["order_type"], ["quantity"],
+  ["price", null], ["stop_price", null], ["time_in_force", "GTC"], ["expire_time", null],
+  ["post_only", false], ["reduce_only", false],
+];
+
+// `<venue>.<account>.<client order id>.place.<digest>`: the digest is 16 hex digits of the
+// SHA-256 of the terms as a compact JSON array (docs/raw-protocol.md). A retry of the same
+// place has the same id; the same client order id with other terms gets another one, so
+// the fleet refuses it with a reason instead of JetStream dropping it as a duplicate.
+function placeDedupeId(command) {
+  const terms = PLACE_TERMS.map(([name, fallback]) => (name in command ? command[name] : fallback));
+  const digest = createHash("sha256").update(JSON.stringify(terms)).digest("hex").slice(0, 16);
+  return `${command.venue}.${command.account}.${command.client_order_id}.place.${digest}`;
+}
+
 async function placeAndFollow(nc, validators) {
   const clientOrderId = "node-" + randomUUID().replaceAll("-", "").slice(0, 24);
   const command = {
@@ -212,7 +230,7 @@ async function placeAndFollow(nc, validators) {
   });
   await nc.flush(); // the subscription is registered on the server
 
-  const msgID = `${VENUE}.${ACCOUNT}.${clientOrderId}.place`; // the command's dedupe id
+  const msgID = placeDedupeId(command); // the command's dedupe id
   console.log(`placing  ${clientOrderId}: buy ${QUANTITY} ${SYMBOL} market on ${VENUE}/${ACCOUNT} (Nats-Msg-Id ${msgID})`);
   let ack;
   try {

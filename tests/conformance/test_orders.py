@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from tradebus.schemas.events import CommandRejected, OrderAccepted, OrderCancelled, OrderFilled, OrderPartiallyFilled
 from tradebus.schemas.values import CancelReason, OrderType, RejectReason, Side, TimeInForce
 
+from .test_resilience import place_directly, venue_market
 from .testbed import VenueUnderTest, tag
 
 
@@ -162,3 +165,43 @@ async def test_venue_refusals_map_to_the_shared_reasons(testbed: VenueUnderTest)
         assert [tag(e) for e in events].count("accepted") == 1
         if testbed.emulator is not None:
             assert len(await testbed.venue_orders(good.client_order_id)) == 1
+
+
+async def test_a_place_delivered_again_is_answered_with_its_order_never_rejected(testbed: VenueUnderTest) -> None:
+    """After a bus restart a place the venue executed can come again as a new delivery (the
+    count starts over): it is the same order, never `rejected` or refused."""
+    async with testbed.connector():
+        instrument = testbed.instrument()
+        quote = await testbed.quote(instrument.symbol)
+        price = testbed.price(instrument, quote.bid, "0.95")
+        order = testbed.place(instrument, quantity=testbed.quantity(instrument, price), price=price)
+        await testbed.send(order)
+        await testbed.until(order.client_order_id, "accepted")
+        await testbed.send(order, outside_dedupe_window=True)
+        later = testbed.place(instrument, quantity=testbed.quantity(instrument, price), price=price)
+        await testbed.send(later)
+        await testbed.until(later.client_order_id, "accepted")  # commands run in order: the repeat was answered
+        tags = [tag(e) for e in testbed.of(order.client_order_id)]
+        assert "rejected" not in tags and "command_rejected" not in tags, tags
+        if testbed.emulator is not None:
+            assert len(await testbed.venue_orders(order.client_order_id)) == 1
+
+
+async def test_an_order_at_the_venue_under_the_same_id_is_recognized_by_its_terms(remote: VenueUnderTest) -> None:
+    """The venue holds an order under the client order id already (placed before a crash kept
+    its events from the journal, or by another tool): the same terms are that order, other
+    terms a refused command, never a rejected order."""
+    symbol, bid = venue_market(remote)
+    async with remote.connector():
+        instrument = remote.instrument()
+        price = remote.price(instrument, bid, "0.95")
+        coid = await place_directly(remote, symbol, order_type="limit", quantity="0.01", price=str(price))
+        other = remote.place(instrument, client_order_id=coid, quantity=Decimal("0.02"), price=price)
+        await remote.send(other)
+        refusal = (await remote.until(coid, "command_rejected"))[-1]
+        assert refusal.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID and "quantity 0.02 (was 0.01" in refusal.message
+        same = remote.place(instrument, client_order_id=coid, quantity=Decimal("0.01"), price=price)
+        await remote.send(same)
+        await remote.until(coid, "accepted")
+        assert "rejected" not in [tag(e) for e in remote.of(coid)]
+        assert len(await remote.venue_orders(coid)) == 1

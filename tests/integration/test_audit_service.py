@@ -105,7 +105,7 @@ async def test_every_message_is_stored_once_in_one_chain_that_the_cli_reads(
     assert [(r.stream, r.msg_type) for r in history] == [
         ("CMD", "place"), ("ROUTE", "place"), ("EVENTS", "accepted"), ("EVENTS", "filled"), ("CMD", "cancel"),
     ]
-    assert history[0].payload == encode(place) and history[0].msg_id == "paper.demo.o-A.place"
+    assert history[0].payload == encode(place) and history[0].msg_id == command_dedupe_id(place)
     assert abs(history[0].ts - time.time_ns()) < 60 * 10**9
     [cancel_all] = await reader.history("req-1")
     assert cancel_all.msg_type == "cancel_all"

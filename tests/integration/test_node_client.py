@@ -10,9 +10,13 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+
+from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
+from tradebus.schemas.values import OrderType, Side
 
 from ..conftest import REPO
 from .test_cli import Fleet, whole_fleet
@@ -56,6 +60,11 @@ def test_place_and_watch_places_an_order_and_validates_ticks(node_example: Path,
     assert result.returncode == 0, output + result.stderr
 
     order_id = re.search(r"^placing\s+(node-\w+):", output, flags=re.M).group(1)
+    # The example computes the place's dedupe id from the docs alone: it must be the fleet's own.
+    msg_id = re.search(r"\(Nats-Msg-Id (\S+)\)$", output, flags=re.M).group(1)
+    placed = PlaceOrder(client_order_id=order_id, venue="paper", account="demo", symbol="BTC/USDT", side=Side.BUY,
+                        order_type=OrderType.MARKET, quantity=Decimal("0.01"))
+    assert msg_id == command_dedupe_id(placed), output
     assert re.search(rf"^accepted\s+{order_id} buy 0\.01 BTC/USDT market", output, flags=re.M), output
     assert re.search(rf"^filled\s+{order_id} .*filled 0\.01(0*)?, left 0(\.0+)?, avg \d+(\.\d+)?$", output, flags=re.M), output
     assert f"order    {order_id} filled" in output

@@ -37,6 +37,21 @@ def test_place_retry_list_and_audit(fleet: Fleet) -> None:
     record = json.loads(again.stdout)
     assert record["status"] == "filled" and record["client_order_id"] == "readme-1"
 
+    # The same client order id with other terms: refused, naming the difference, and the order under it shown.
+    conflict = tradebus(*PLACE[:-5], "--qty", "0.7", "--json", "--client-order-id", "readme-1", env=fleet.env)
+    assert conflict.returncode == 1, conflict.stdout + conflict.stderr
+    refusal, shown = conflict.stdout.splitlines()
+    refused = decoder(Family.ORDER_EVENT).decode(refusal)
+    assert (refused.action.value, refused.reason.value) == ("place", "duplicate_client_order_id")
+    assert "quantity 0.7 (was 0.5)" in refused.message
+    assert json.loads(shown)["status"] == "filled" and json.loads(shown)["quantity"] == "0.5"
+
+    # Each cancel is a command of its own: a refused one can be sent again (a new cancel id each time).
+    for _ in range(2):
+        cancel = tradebus("order", "cancel", "readme-1", "--venue", "paper", "--account", "demo", env=fleet.env)
+        assert cancel.returncode == 1 and "order_not_open" in cancel.stdout, cancel.stdout + cancel.stderr
+        assert "already received" not in cancel.stderr
+
     listed = tradebus("orders", env=fleet.env)
     assert listed.returncode == 0 and "readme-1" in listed.stdout and "filled" in listed.stdout
     assert [line for line in listed.stdout.splitlines() if "readme-1" in line].__len__() == 1

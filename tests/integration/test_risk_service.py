@@ -153,14 +153,18 @@ async def test_the_same_command_three_times_is_routed_once(nats_server: NatsServ
         order = place("thrice")
         for _ in range(3):
             await send(nc, order)
-        # The same command under another Nats-Msg-Id (outside JetStream's window) is caught by risk's ledger.
+        # The same command under another Nats-Msg-Id (outside JetStream's window) is caught by risk's
+        # ledger and answered, not executed again: the order keeps its state.
         await nc.jetstream().publish(subjects.command("paper", "demo"), encode(order), headers={"Nats-Msg-Id": "other"})
         await send(nc, place("after"))
         await events.wait_for(lambda ms: any(getattr(m, "client_order_id", "") == "after" and isinstance(m, OrderFilled) for m in ms))
         assert risk.metrics.totals()["received"] >= 3
     await nc.close()
     assert len([r for r in routed.messages if b'"thrice"' in r]) == 1
-    assert [type(m) for m in events.messages if getattr(m, "client_order_id", "") == "thrice"][-1] is OrderFilled
+    thrice = [m for m in events.messages if getattr(m, "client_order_id", "") == "thrice"]
+    [answer] = [m for m in thrice if isinstance(m, CommandRejected)]
+    assert answer.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID and "already received" in answer.message
+    assert [type(m) for m in thrice if not isinstance(m, CommandRejected)][-1] is OrderFilled
     assert sum(isinstance(m, OrderAccepted) for m in events.messages if getattr(m, "client_order_id", "") == "thrice") == 1
 
 

@@ -70,6 +70,10 @@ def test_refusals_carry_the_shared_reason_and_no_url() -> None:
     assert isinstance(funds, OrderRefused) and funds.reason is RejectReason.INSUFFICIENT_FUNDS and funds.venue_code == "-2010"
     tick = parsing.venue_error(ccxt.BadRequest('binance {"code":-1013,"msg":"Filter failure: PRICE_FILTER"}'), changes_state=True)
     assert isinstance(tick, OrderRefused) and tick.reason is RejectReason.TICK_SIZE
+    # ccxt calls Bybit spot's duplicate-id code an invalid order: the code table knows better.
+    duplicate = parsing.venue_error(ccxt.InvalidOrder('bybit {"retCode":170141,"retMsg":"Duplicate clientOrderId."}'),
+                                    changes_state=True)
+    assert isinstance(duplicate, OrderRefused) and duplicate.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID
     timeout = parsing.venue_error(ccxt.RequestTimeout("binance GET https://x/api?signature=deadbeef"), changes_state=False)
     assert "deadbeef" not in timeout.message and "<url>" in timeout.message
 

@@ -120,7 +120,7 @@ def _enum(values: Any) -> st.SearchStrategy[Any]:
 
 FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "type": st.one_of(st.sampled_from(["place", "modify", "cancel", "cancel_all", "Place", "amend"]), JUNK),
-    "client_order_id": IDS, "modify_id": IDS, "request_id": IDS,
+    "client_order_id": IDS, "modify_id": IDS, "request_id": IDS, "cancel_id": IDS,
     "venue": NAMES, "account": NAMES, "symbol": SYMBOLS,
     "side": _enum(Side), "order_type": _enum(OrderType), "time_in_force": _enum(TimeInForce),
     "quantity": DECIMALS, "price": DECIMALS, "stop_price": DECIMALS,
@@ -142,7 +142,8 @@ def valid_command(draw: st.DrawFn) -> dict[str, Any]:
     tag = draw(st.sampled_from(list(FIELDS)))
     coid = draw(VALID_ID)
     if tag == "cancel":
-        return {"type": tag, "client_order_id": coid, **common}
+        return {"type": tag, "client_order_id": coid, **common,
+                **draw(st.fixed_dictionaries({}, optional={"cancel_id": VALID_ID}))}
     if tag == "cancel_all":
         scope = draw(st.fixed_dictionaries({}, optional={"symbol": st.text(min_size=1, max_size=64),
                                                          "side": st.sampled_from([s.value for s in Side])}))

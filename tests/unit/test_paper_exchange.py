@@ -13,7 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, OrderCommand, PlaceOrder
+from tradebus.schemas.commands import (
+    CancelAllOrders,
+    CancelOrder,
+    ModifyOrder,
+    OrderCommand,
+    PlaceOrder,
+    command_dedupe_id,
+)
 from tradebus.schemas.events import (
     TERMINAL_EVENTS,
     BalanceUpdate,
@@ -284,11 +291,29 @@ def test_duplicate_client_order_id_is_refused_and_changes_nothing() -> None:
         RejectReason.DUPLICATE_CLIENT_ORDER_ID,
         "c1",
     )
+    assert refusal.message == "client order id already used with other terms: side sell (was buy), quantity 2 (was 1), price 90 (was 100)"
     [order] = ex.open_orders("a")
     assert (order.client_order_id, order.side, order.quantity, order.price) == ("c1", Side.BUY, D("1"), D("100"))
     # A rejected order's id is used too.
     ex.execute(place("c2", Side.BUY, "1", "100.001"))
     assert command_rejected(ex, place("c2", Side.BUY, "1", "100")) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+    assert ex.open_orders("a") == [order]
+
+
+def test_the_same_place_again_is_answered_with_the_orders_latest_event() -> None:
+    """A place the venue executed, delivered again as a new message (after a bus restart the
+    delivery count starts over): recognized by its terms, never refused, nothing new happens."""
+    ex = exchange()
+    journal = ex.execute(place("c1", Side.BUY, "1", "100"))
+    assert ex.execute(place("c1", Side.BUY, "1.0", "100.00")) == [journal[-1]]
+    assert len(ex.open_orders("a")) == 1
+    journal += ex.execute(modify("c1", price="99"))
+    latest, _ = ex.reconcile("a", ["c1"])
+    assert ex.execute(place("c1", Side.BUY, "1", "100")) == latest  # the terms it was placed with, not the modified ones
+    copy, _ = restored(journal)
+    assert copy.execute(place("c1", Side.BUY, "1", "100")) == latest
+    conflict = only(copy.execute(place("c1", Side.BUY, "1", "101")), CommandRejected)
+    assert conflict.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID and "price 101 (was 100)" in conflict.message
 
 
 # ---------------------------------------------------------------------------------------
@@ -640,7 +665,8 @@ def test_event_ids_are_per_order_and_per_account_counters() -> None:
         f"paper.a:account.{epoch}.3",
         f"paper.a:account.{epoch}.4",
     ]
-    assert ex.execute(place("c1", Side.BUY, "1"))[0].event_id == "paper.a.c1.place.rejected.duplicate_client_order_id"
+    again = place("c1", Side.BUY, "1")
+    assert ex.execute(again)[0].event_id == f"{command_dedupe_id(again)}.rejected.duplicate_client_order_id"
     assert {e.trade_id for e in (f.fill for f in fills(events))} == {"T1", "T2"}
 
 
@@ -774,8 +800,8 @@ def test_executed_tells_a_redelivered_command_from_a_new_one() -> None:
     ]
     for command, answer in answers:
         assert ex.executed(command) is answer and copy.executed(command) is answer, command
-    # Asking changes nothing: a genuine retry still meets the used client order id.
-    assert command_rejected(copy, place("open", Side.BUY, "1", "100")) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+    # Asking changes nothing: a place with other terms still meets the used client order id.
+    assert command_rejected(copy, place("open", Side.BUY, "2", "100")) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
 
 
 def test_reconcile_gives_the_latest_event_of_each_known_order() -> None:

@@ -7,6 +7,7 @@ order-event.json, quote / gap / ... -> market-data.json, requests and replies li
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from decimal import Decimal, InvalidOperation
@@ -16,7 +17,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tradebus.schemas.subjects import encode_token
+from tradebus.schemas.codecs import decode
+from tradebus.schemas.commands import command_dedupe_id
+from tradebus.schemas.subjects import Family, encode_token
 
 from ..conftest import REPO
 
@@ -109,3 +112,15 @@ def test_the_symbol_token_table_matches_the_encoding() -> None:
 def test_the_python_snippet_compiles() -> None:
     (snippet,) = _fences("python")
     compile(snippet, "raw-protocol.md", "exec")
+
+
+def test_the_place_ids_shown_are_the_fleets_own() -> None:
+    """The digest walkthrough and the `nats req` example use the id `command_dedupe_id` gives."""
+    text = DOC.read_text()
+    request = re.search(r"-H 'Nats-Msg-Id:(paper\.demo\.my-order-1\.place\.[0-9a-f]{16})' \\\n  '(\{.*?\})'", text)
+    assert request is not None, "the place request of the walkthrough"
+    place = decode(Family.COMMAND, request.group(2).encode())
+    assert command_dedupe_id(place) == request.group(1)
+    assert f"Nats-Msg-Id: {request.group(1)}" in text
+    terms = re.search(r"^(\[\"my-order-1\".*\])$", text, flags=re.M)
+    assert terms is not None and hashlib.sha256(terms.group(1).encode()).hexdigest()[:16] == request.group(1)[-16:]

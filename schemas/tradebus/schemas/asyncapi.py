@@ -119,9 +119,13 @@ def _members(payload: Any) -> list[type[msgspec.Struct]]:
 def _dedupe_id(name: str, payload: Any) -> str:
     if payload is OrderCommand:
         return (
-            "`command_dedupe_id(command)`: `<venue>.<account>.<client_order_id>.place`, "
-            "`<venue>.<account>.<client_order_id>.modify.<modify_id>`, `<venue>.<account>.<client_order_id>.cancel` "
-            "or `<venue>.<account>.cancel_all.<request_id>`. The same command sent twice has the same id."
+            "`command_dedupe_id(command)`: `<venue>.<account>.<client_order_id>.place.<digest>` (digest: 16 hex "
+            "digits of the sha256 of the place's JSON without `ts_created` and `ttl_ms`, see docs/raw-protocol.md), "
+            "`<venue>.<account>.<client_order_id>.modify.<modify_id>`, "
+            "`<venue>.<account>.<client_order_id>.cancel.<cancel_id>` (`.cancel` alone without a `cancel_id`) "
+            "or `<venue>.<account>.cancel_all.<request_id>`. The same command sent twice has the same id. "
+            "The older place id `<venue>.<account>.<client_order_id>.place` still works, but then JetStream also "
+            "drops a place reusing the client order id with other terms within its window, without an answer."
         )
     if all("event_id" in cls.__struct_fields__ for cls in _members(payload)):
         return "The event's `event_id`, unique and stable across re-publications."

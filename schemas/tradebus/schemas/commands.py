@@ -7,6 +7,8 @@ a deadline (`ttl_ms` after intake); cancels have none, taking risk off is never 
 
 from __future__ import annotations
 
+import hashlib
+import operator
 from typing import Annotated, ClassVar, Union
 
 import msgspec
@@ -100,10 +102,22 @@ class ModifyOrder(StrictMessage, frozen=True, kw_only=True, tag="modify"):
         _check_decimals(self)
 
 
+CancelId = Annotated[
+    RequestId,
+    msgspec.Meta(
+        description="Names this cancel for de-duplication, so a refused cancel can be sent again under a new id and "
+        "a cancel of an id not (yet) placed uses up nothing. Send a fresh one per cancel and reuse it only to retry "
+        "that cancel. Absent: the cancel is named after its order alone (older clients): then only the first cancel of "
+        "an order within the de-duplication window is stored.",
+    ),
+]
+
+
 class CancelOrder(StrictMessage, frozen=True, kw_only=True, tag="cancel"):
     client_order_id: ClientOrderId
     venue: VenueName
     account: AccountName
+    cancel_id: CancelId | None = None
     ts_created: Nanos = 0
 
 
@@ -121,17 +135,54 @@ class CancelAllOrders(StrictMessage, frozen=True, kw_only=True, tag="cancel_all"
 OrderCommand = Union[PlaceOrder, ModifyOrder, CancelOrder, CancelAllOrders]
 
 
+_TIMING = ("ts_created", "ttl_ms")
+_digested = operator.attrgetter(*(name for name in PlaceOrder.__struct_fields__ if name not in _TIMING))
+_terms_encoder = msgspec.json.Encoder()
+
+
+def place_digest(command: PlaceOrder) -> str:
+    """16 hex digits of the sha256 of the JSON array of the place's field values in schema
+    order, all but its timing (`ts_created`, `ttl_ms`), defaults included (docs/raw-protocol.md
+    shows one): the same for a retry of the same order, different for other terms under the
+    same client order id."""
+    return hashlib.sha256(_terms_encoder.encode(_digested(command))).hexdigest()[:16]
+
+
 def command_dedupe_id(command: OrderCommand) -> str:
     """The `Nats-Msg-Id` of a command: the same command sent twice gets the same id, so
-    JetStream stores it once."""
+    JetStream stores it once. A place's id carries the digest of its terms, so a place that
+    reuses a client order id with other terms is stored (and refused by risk, loudly)
+    instead of being dropped as a duplicate."""
     scope = f"{command.venue}.{command.account}"
     if isinstance(command, PlaceOrder):
-        return f"{scope}.{command.client_order_id}.place"
+        return f"{scope}.{command.client_order_id}.place.{place_digest(command)}"
     if isinstance(command, ModifyOrder):
         return f"{scope}.{command.client_order_id}.modify.{command.modify_id}"
     if isinstance(command, CancelOrder):
-        return f"{scope}.{command.client_order_id}.cancel"
+        named = f".{command.cancel_id}" if command.cancel_id is not None else ""
+        return f"{scope}.{command.client_order_id}.cancel{named}"
     return f"{scope}.cancel_all.{command.request_id}"
+
+
+PLACE_TERMS = ("symbol", "side", "order_type", "quantity", "price", "stop_price", "time_in_force", "expire_time",
+               "post_only", "reduce_only")
+"""What a place asks the venue for (besides its ids and timing); `OrderAccepted` carries the same fields."""
+
+
+def terms_differences(earlier: object, place: PlaceOrder, terms: tuple[str, ...] = PLACE_TERMS) -> list[str]:
+    """How `place` differs from `earlier` (a place, or the accepted event of one) in its
+    `terms`, e.g. `price 101 (was 100)`; empty if it asks for the same order. Decimals compare
+    by value: `1.0` and `1` are the same quantity."""
+    differences = []
+    for name in terms:
+        before, now = getattr(earlier, name), getattr(place, name)
+        if before != now:
+            differences.append(f"{name} {_shown(now)} (was {_shown(before)})")
+    return differences
+
+
+def _shown(value: object) -> str:
+    return "none" if value is None else str(getattr(value, "value", value))
 
 
 def command_key(command: OrderCommand) -> str:

@@ -252,10 +252,12 @@ def answer_identity(event: CommandRejected | CancelAllDone) -> CommandIdentity:
 
 
 def command_refused(command: OrderCommand, *, event_id: str, reason: RejectReason, message: str,
-                    now: int) -> OrderRejected | CommandRejected:
+                    now: int, keeps_order: bool = False) -> OrderRejected | CommandRejected:
     """The answer to a decoded command the fleet refuses before the venue sees it: a place
-    becomes a rejected order, anything else a rejected command (the order keeps its state)."""
-    if isinstance(command, PlaceOrder):
+    becomes a rejected order, anything else a rejected command (the order keeps its state).
+    `keeps_order`: a place refused because its client order id names an order already (a
+    reuse of the id), also a rejected command: that order keeps its state."""
+    if isinstance(command, PlaceOrder) and not keeps_order:
         return OrderRejected(
             event_id=event_id, client_order_id=command.client_order_id, venue=command.venue, account=command.account,
             symbol=command.symbol, reason=reason, message=message[:1024], ts_event=now, ts_recv=now,

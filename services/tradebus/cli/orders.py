@@ -2,8 +2,11 @@
 
 Built on the Python client (`tradebus.client`): a command is published durably with its
 dedupe id as `Nats-Msg-Id`, and its events are read from the event subject. Sending the
-same command again (same client order id) creates nothing: JetStream reports the duplicate
-and the CLI shows the order's current state from the order manager instead.
+same command again (same client order id and terms) creates nothing: JetStream reports the
+duplicate and the CLI shows the order's current state from the order manager instead. A
+place whose client order id is already used (other terms, or the same after JetStream's
+de-duplication window) is refused by risk with `duplicate_client_order_id`; the CLI prints
+the refusal, then the state of the order under that id.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from tradebus.schemas.events import (
     OrderRejected,
 )
 from tradebus.schemas.lifecycle import OrderRecord
-from tradebus.schemas.values import OrderType, Side, TimeInForce
+from tradebus.schemas.values import OrderType, RejectReason, Side, TimeInForce
 
 from .main import connect_client
 from .numbers import derived, plain
@@ -82,6 +85,7 @@ def add_order_commands(commands: argparse._SubParsersAction, common: argparse.Ar
 
     cancel = order_commands.add_parser("cancel", parents=[target], help="cancel an open order")
     cancel.add_argument("client_order_id", help="the order to cancel")
+    cancel.add_argument("--cancel-id", help="default: a new random id; reuse one to retry that cancel safely")
 
     cancel_all = order_commands.add_parser("cancel-all", parents=[target], help="cancel every open order of the account")
     cancel_all.add_argument("--symbol", help="only orders in this instrument")
@@ -136,7 +140,8 @@ def build_command(args: argparse.Namespace) -> OrderCommand:
                       ttl_ms=args.ttl_ms, **common)
         return convert(fields, ModifyOrder)
     if args.order_command == "cancel":
-        return convert(dict(client_order_id=args.client_order_id, **common), CancelOrder)
+        return convert(dict(client_order_id=args.client_order_id, cancel_id=args.cancel_id or _new_id(), **common),
+                       CancelOrder)
     return convert(dict(request_id=_new_id(), symbol=args.symbol, side=args.side, **common), CancelAllOrders)
 
 
@@ -215,9 +220,17 @@ async def _follow(client: Client, ticket: OrderTicket, args: argparse.Namespace)
             return await _show_record(client, ticket, args) or 1
         print(encode(event).decode() if args.json else describe(event, command), flush=True)
         if ticket.is_answer(event):
+            if _reused_order_id(command, event):  # the order under that id is what the user needs to see
+                await _show_record(client, ticket, args)
             return 1 if isinstance(event, (OrderRejected, CommandRejected)) else 0
         if isinstance(command, PlaceOrder) and isinstance(event, OrderAccepted) and command.order_type is not OrderType.MARKET:
             rested = True
+
+
+def _reused_order_id(command: OrderCommand, event: OrderEvent) -> bool:
+    """Whether `event` refuses the place because its client order id names an order already."""
+    return (isinstance(command, PlaceOrder) and isinstance(event, CommandRejected)
+            and event.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID)
 
 
 async def _show_record(client: Client, ticket: OrderTicket, args: argparse.Namespace) -> int:

@@ -190,9 +190,11 @@ class Client:
                            "modify_id": new_id(), "ts_created": time.time_ns(), **changes}, ModifyOrder)
         return await self.send(command)
 
-    async def cancel(self, venue: str, account: str, client_order_id: str) -> OrderTicket:
+    async def cancel(self, venue: str, account: str, client_order_id: str, *, cancel_id: str | None = None) -> OrderTicket:
+        """Cancel an order. Each cancel has its own id (fresh unless given): pass the id of an
+        earlier cancel only to retry that one; a refused cancel can be sent again as a new one."""
         return await self.send(CancelOrder(client_order_id=client_order_id, venue=venue, account=account,
-                                           ts_created=time.time_ns()))
+                                           cancel_id=cancel_id or new_id(), ts_created=time.time_ns()))
 
     async def cancel_all(self, venue: str, account: str, **filters: Any) -> OrderTicket:
         command = convert({"venue": venue, "account": account, "request_id": new_id(),

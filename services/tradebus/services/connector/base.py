@@ -102,7 +102,11 @@ class VenueConnector(ABC):
 
         Must be idempotent: a command re-delivered after a crash (same client order id /
         modify id / request id) must not act twice at the venue. The service skips those
-        `executed` says were carried out; the others reach here.
+        `executed` says were carried out; the others reach here. A place whose client order
+        id the venue knows is answered with that order's latest event (its original id) when
+        its terms are the order's (it is the same place again), else with a `command_rejected`
+        (action place, DUPLICATE_CLIENT_ORDER_ID) naming the difference: never with an
+        `order_rejected`, which would end an order that lives.
         """
 
     async def executed(self, command: OrderCommand) -> bool:

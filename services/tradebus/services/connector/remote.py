@@ -9,7 +9,12 @@ order path relies on:
 - Start-up: connect, rebuild the published order state from the journal, reconcile it
   with the venue (its open orders, and every order we think is still working), publish
   what changed while we were away; only then are commands consumed.
-- Place: a refusal becomes `rejected`; a busy venue is retried after its retry-after (the
+- Place: a place under a client order id the connector knows is recognized by its terms:
+  the same terms are our own order delivered again (after a bus restart the delivery count
+  starts over), answered with its latest event; other terms a `command_rejected`. A venue
+  refusing a duplicate client order id triggers a look-up by client order id with the same
+  rule: an order of ours is never answered with a rejection. Another refusal becomes
+  `rejected`; a busy venue is retried after its retry-after (the
   venue did nothing); an unknown outcome is resolved by looking the order up by client
   order id, repeatedly, and the place is re-sent only once the venue has confirmed it does
   not know the order; if it stays unknown the order is left pending for reconciliation,
@@ -35,12 +40,14 @@ from typing import Any, TypeVar
 import msgspec
 
 from tradebus.schemas.commands import (
+    PLACE_TERMS,
     CancelAllOrders,
     CancelOrder,
     ModifyOrder,
     OrderCommand,
     PlaceOrder,
     command_dedupe_id,
+    terms_differences,
 )
 from tradebus.schemas.events import CommandAction, CommandRejected, cancel_all_done
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderStatus, RejectReason, ServiceState
@@ -55,6 +62,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MarketMessage = msgspec.Struct  # a market.py message with seq=0; the base numbers it
+# The terms a venue's order report carries (OrderSnapshot, and OrderAccepted built from one).
+VENUE_REPORTED_TERMS = tuple(name for name in PLACE_TERMS if name != "expire_time")
 
 
 class RemoteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -222,7 +231,7 @@ class RemoteVenueConnector(VenueConnector):
     # --- commands --------------------------------------------------------------------------------
     async def _place(self, command: PlaceOrder) -> list[VenueEvent]:
         if self.tracker.knows(command.client_order_id):
-            return self._refused(command, RejectReason.DUPLICATE_CLIENT_ORDER_ID, "client order id already used")
+            return self._placed_again(command, self.tracker.placed(command.client_order_id))
         violation = self._instrument_violation(command)
         if violation is not None:
             return list(self.tracker.rejected(command, violation[0], violation[1], time.time_ns()))
@@ -230,6 +239,8 @@ class RemoteVenueConnector(VenueConnector):
         try:
             snapshot = await self._call(lambda: self.submit(command))
         except OrderRefused as exc:
+            if exc.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID:
+                return await self._duplicate_at_venue(command)
             return list(self.tracker.rejected(command, exc.reason, exc.message, time.time_ns()))
         except AuthFailed as exc:
             return list(self.tracker.rejected(command, RejectReason.AUTH_FAILED, exc.message, time.time_ns()))
@@ -239,6 +250,36 @@ class RemoteVenueConnector(VenueConnector):
         except OutcomeUnknown:
             return await self._resolve_unknown_place(command)
         return list(self.tracker.update(snapshot, time.time_ns()))
+
+    def _placed_again(self, command: PlaceOrder, placed: object | None) -> list[VenueEvent]:
+        """A place under a known client order id: with the terms it was `placed` with, the
+        order's latest event (none before the venue answered); else a `command_rejected`."""
+        differences = ["its terms are not known"] if placed is None else terms_differences(
+            placed, command, VENUE_REPORTED_TERMS)
+        if not differences:
+            latest = self.tracker.latest(command.client_order_id)
+            return [latest] if latest is not None else []
+        return [self._command_rejected(command, CommandAction.PLACE, RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                                       f"client order id already used by another order: {', '.join(differences)}",
+                                       time.time_ns())]
+
+    async def _duplicate_at_venue(self, command: PlaceOrder) -> list[VenueEvent]:
+        """The venue holds an order under this client order id that the journal did not show:
+        ours (same terms, e.g. sent before a crash) gets its events published; another, or
+        none found, a refusal, the tracker forgetting the place it never made."""
+        coid = command.client_order_id
+        try:
+            snapshot = await self._call(lambda: self.lookup(coid, command.symbol))
+        except (VenueBusy, OutcomeUnknown):
+            log.warning("duplicate client order id; look-up failed, left for reconciliation", extra={"client_order_id": coid})
+            return []
+        if snapshot is not None and not terms_differences(snapshot, command, VENUE_REPORTED_TERMS):
+            return list(self.tracker.update(snapshot, time.time_ns()))
+        self.tracker.forget(coid)
+        if snapshot is None:
+            return [self._command_rejected(command, CommandAction.PLACE, RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                                           "client order id already used at the venue", time.time_ns())]
+        return self._placed_again(command, snapshot)
 
     def _instrument_violation(self, command: PlaceOrder) -> tuple[RejectReason, str] | None:
         """The instrument's rules, checked before sending: SDKs round prices and sizes to

@@ -5,7 +5,9 @@ all resulting events are published to JetStream (pipelined, every ack awaited), 
 then are the commands acknowledged. A crash anywhere in between redelivers the commands;
 events carry stable ids, so re-published events are de-duplicated by the stream, and a
 re-delivered command the venue says it executed already is skipped (the venue may have
-rebuilt itself from its stored events, see journal.py). Commands a crashed process left
+rebuilt itself from its stored events, see journal.py); a place under a client order id the
+venue knows is answered by the venue with that order's state if its terms are the order's,
+never with a rejection of the order (base.py `execute`). Commands a crashed process left
 unacknowledged are redelivered at once, before any newer one runs (takeover.py). A routed place or modify whose
 deadline has passed (shared/deadline.py) is refused with `deadline_exceeded` and never
 reaches the venue; cancels run however late they are.
@@ -184,9 +186,10 @@ class ConnectorService(Service):
         if (command.venue, command.account) != (parsed.venue, parsed.account):
             return None, self._malformed(msg, parsed.venue, parsed.account,
                                          "venue/account in the body differ from the subject"), False
-        # Only a re-delivery can have been executed before: a client's genuine retry arrives
-        # as a new message and gets the venue's own answer (a duplicate client order id).
-        # After a takeover, a re-delivery comes as a first delivery of the new consumer.
+        # Skips a re-delivery its venue executed. After a takeover a re-delivery comes as a first
+        # delivery of the new consumer; a place can also come again with a count of 1 (the count
+        # starts over when a server restart lost the consumer's state): `execute` recognizes it
+        # by its client order id and terms, and answers with the order's state.
         metadata = msg.metadata
         redelivered = metadata.num_delivered > 1 or metadata.sequence.stream <= self.redelivered_through
         if redelivered and await self.connector.executed(command):

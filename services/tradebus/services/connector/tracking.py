@@ -103,6 +103,9 @@ class _Tracked(msgspec.Struct, kw_only=True):
     cancel_requested: bool = False
     modify_ids: set[str] = msgspec.field(default_factory=set)
     latest: OrderEvent | None = None
+    # What the order was placed with (the place, its acceptance, or the venue's first report
+    # of it): a place under its client order id is recognized by these terms. None: unknown.
+    placed: PlaceOrder | OrderAccepted | OrderSnapshot | None = None
 
 
 class OrderTracker:
@@ -147,12 +150,16 @@ class OrderTracker:
         tracked = self._orders.get(client_order_id)
         return None if tracked is None else tracked.latest
 
+    def placed(self, client_order_id: str) -> PlaceOrder | OrderAccepted | OrderSnapshot | None:
+        tracked = self._orders.get(client_order_id)
+        return None if tracked is None else tracked.placed
+
     # --- changes ----------------------------------------------------------------------------
     def submitting(self, command: PlaceOrder) -> None:
         """A place is about to be sent: from here on the order is ours even if no answer comes."""
         self._orders.setdefault(command.client_order_id, _Tracked(
             symbol=command.symbol, side=command.side, venue_order_id=None, quantity=command.quantity,
-            price=command.price, stop_price=command.stop_price,
+            price=command.price, stop_price=command.stop_price, placed=command,
         ))
 
     def cancelling(self, client_order_id: str) -> None:
@@ -168,7 +175,7 @@ class OrderTracker:
     def rejected(self, command: PlaceOrder, reason: RejectReason, message: str, now: int) -> list[OrderEvent]:
         tracked = self._orders.setdefault(command.client_order_id, _Tracked(
             symbol=command.symbol, side=command.side, venue_order_id=None, quantity=command.quantity,
-            price=command.price, stop_price=command.stop_price,
+            price=command.price, stop_price=command.stop_price, placed=command,
         ))
         tracked.status = OrderStatus.REJECTED
         event = OrderRejected(
@@ -184,7 +191,7 @@ class OrderTracker:
         if tracked is None:
             tracked = self._orders[coid] = _Tracked(
                 symbol=snapshot.symbol, side=snapshot.side, venue_order_id=snapshot.venue_order_id,
-                quantity=snapshot.quantity, price=snapshot.price, stop_price=snapshot.stop_price,
+                quantity=snapshot.quantity, price=snapshot.price, stop_price=snapshot.stop_price, placed=snapshot,
             )
         if tracked.status in TERMINAL_STATUSES:
             return []
@@ -251,6 +258,7 @@ class OrderTracker:
             tracked = self._orders[coid] = _Tracked(
                 symbol=event.symbol, side=side, venue_order_id=event.venue_order_id, quantity=quantity,
                 price=getattr(event, "price", None), stop_price=getattr(event, "stop_price", None),
+                placed=event if isinstance(event, OrderAccepted) else None,
             )
         tracked.latest = event
         if isinstance(event, OrderAccepted):

@@ -1,6 +1,6 @@
 """What the risk gate knows of the world: orders it let through and not yet finished,
-positions, today's pnl, the last quote of every instrument, and every command it already
-decided. Pure state, fed from the ROUTE and EVENTS streams (replayed from their start when
+positions, today's pnl and the last quote of every instrument (the commands it decided are
+ledger.py's). Pure state, fed from the ROUTE and EVENTS streams (replayed from their start when
 the service starts, then live) and from market data.
 """
 
@@ -56,7 +56,6 @@ class Exposure:
         self.orders: dict[tuple[str, str, str], WorkingOrder] = {}  # (venue, account, client order id)
         self.holdings: dict[tuple[str, str, str], Holding] = {}  # (venue, account, symbol)
         self.quotes: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}  # (venue, symbol) -> (bid, ask)
-        self.decided: set[str] = set()  # command dedupe ids risk routed or rejected
         self._open: dict[tuple[str, str], int] = {}  # (venue, account) -> how many of `orders`
 
     # --- feeding ---------------------------------------------------------------------------
@@ -68,8 +67,6 @@ class Exposure:
             self._open[account] = self._open.get(account, 0) + 1
 
     def on_order_event(self, event: OrderEvent) -> None:
-        if event.event_id.startswith(RISK_EVENT_PREFIX):
-            self.decided.add(event.event_id.removeprefix(RISK_EVENT_PREFIX))
         if isinstance(event, (CommandRejected, CancelAllDone)):
             return  # answers to commands; the orders they concern have events of their own
         key = (event.venue, event.account, event.client_order_id)

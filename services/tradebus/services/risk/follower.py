@@ -52,9 +52,11 @@ class StreamFollower:
         stream holds now is applied."""
         self.complete.clear()
         await self._unsubscribe()
-        self._target = (await self.js.stream_info(self.stream.name)).state.last_seq
+        state = (await self.js.stream_info(self.stream.name)).state
+        self._target = state.last_seq
         self._reached = asyncio.Event()
-        if self.applied >= self._target:
+        # Nothing held (never written, or every message aged out): nothing will come to wait for.
+        if self.applied >= self._target or state.messages == 0:
             self._reached.set()
         start = ConsumerConfig(deliver_policy=DeliverPolicy.ALL) if not self.applied else ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.applied + 1)

@@ -2,15 +2,16 @@
 answers the refused ones with a rejection event.
 
 Start-up replays the ROUTE and EVENTS streams from their start to rebuild what risk knows:
-working orders, positions, today's pnl, and the ledger of commands it already decided. Only
-then does it consume commands, so a command re-delivered after a crash finds its earlier
-decision instead of being decided (and possibly routed) again. EVENTS is followed live
+working orders, positions, today's pnl, and the ledger of commands it already decided and
+client order ids used (ledger.py). Only then does it consume commands, so a command
+re-delivered after a crash finds its earlier decision instead of being decided (and possibly
+routed) again, and a place reusing a client order id is refused. EVENTS is followed live
 after that (the venues' answers); ROUTE is not: risk is its only writer and records each
 route as it decides it.
 
 Each batch of commands is decided in order, the decisions are published pipelined (routes
 with the command's dedupe id as Nats-Msg-Id, rejections with `risk:<dedupe id>` as event
-id), and the commands are acked only once every publication is stored.
+id, both with the command's CMD sequence in a header), and the commands are acked only once every publication is stored.
 
 A routed place or modify carries its deadline (shared/deadline.py) to the connector. Risk
 follows the connectors' heartbeats (liveness.py) to refuse orders for a venue nobody serves.
@@ -37,7 +38,7 @@ from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder, encode
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, OrderCommand, PlaceOrder, command_dedupe_id
 from tradebus.schemas.control import GetRiskLimits, RiskLimitsReply, RiskRequest, SetTradingState, TradingStateReply
-from tradebus.schemas.events import PositionUpdate, command_refused, malformed_command
+from tradebus.schemas.events import CommandRejected, OrderRejected, PositionUpdate, command_refused, malformed_command
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
 from tradebus.shared.bus import MSG_ID, consume_batches, publish_pipelined
@@ -59,6 +60,7 @@ from .checks import Gate, check, unpriced
 from .config import load_limits_file
 from .exposure import RISK_EVENT_PREFIX, Exposure
 from .follower import StreamFollower
+from .ledger import COMMAND_SEQ, UNKNOWN_SEQ, CommandLedger
 from .liveness import VenueLiveness
 from .references import ReferencePrices
 from .tradingstate import ACCOUNT_KEY_PREFIX, FLEET_KEY, check_key, decode_state, set_trading_state, state_key
@@ -95,6 +97,7 @@ class RiskService(Service):
         limits = load_limits_file(self.config.limits_file) if self.config.limits_file else self.config.limits
         liveness = VenueLiveness(timeout=self.config.venue_heartbeat_timeout, started=time.monotonic())
         self.gate = Gate(config=self.config, limits=limits, exposure=Exposure(), liveness=liveness)
+        self.ledger = CommandLedger()
         self._limits_mtime = 0.0
         self._limits_failure = ""  # the reload error last logged: each distinct one is logged once
         self.events: StreamFollower | None = None
@@ -158,8 +161,7 @@ class RiskService(Service):
         except BaseException:
             # Not decided after all: the redelivered commands are decided again (a route
             # that was stored anyway is de-duplicated by its Nats-Msg-Id), never skipped.
-            self.gate.exposure.decided.difference_update(
-                headers[MSG_ID].removeprefix(RISK_EVENT_PREFIX) for _, _, headers in publications)
+            self.ledger.forget(headers[MSG_ID].removeprefix(RISK_EVENT_PREFIX) for _, _, headers in publications)
             raise
         self.metrics.published.labels(family="decision").inc(len(publications))
         for msg in messages:
@@ -197,27 +199,37 @@ class RiskService(Service):
         """The publication that answers one command: its route, or its rejection."""
         msg, command = reading.msg, reading.command
         dedupe_id = command_dedupe_id(command)
-        exposure = self.gate.exposure
-        if dedupe_id in exposure.decided:
+        seq = msg.metadata.sequence.stream
+        if self.ledger.is_decided(dedupe_id, seq):
             self.decisions.labels(decision="duplicate", reason="").inc()
-            return None  # decided before (a redelivery or a retry): its publication is stored
-        exposure.decided.add(dedupe_id)
+            return None  # a re-delivery: its publication is stored
         now = time.time_ns()
+        answer = self.ledger.answer_repeat(command, dedupe_id, seq, now)
+        if answer is not None:  # already received, or a reused client order id: the order keeps its state
+            self.decisions.labels(decision="rejected", reason=answer.reason.value).inc()
+            return self._answer(answer, seq)
         deadline = stored_at(msg) + self.config.time_to_live_ns(getattr(command, "ttl_ms", None))
         rejection = check(command, self.gate, now=now, clock=time.monotonic(), deadline=deadline)
+        place = command if isinstance(command, PlaceOrder) else None
         if rejection is None:
-            if isinstance(command, PlaceOrder):
-                exposure.on_routed(command)
-                self.references.hold(command.venue, command.symbol)
+            self.ledger.decide(dedupe_id, seq, place)
+            if place is not None:
+                self.gate.exposure.on_routed(place)
+                self.references.hold(place.venue, place.symbol)
             self.decisions.labels(decision="routed", reason="").inc()
-            headers = {MSG_ID: dedupe_id}
+            headers = {MSG_ID: dedupe_id, COMMAND_SEQ: str(seq)}
             if not isinstance(command, (CancelOrder, CancelAllOrders)):
                 headers[DEADLINE] = str(deadline)
             return subjects.route(command.venue, command.account), msg.data, headers
+        self.ledger.decide(dedupe_id, seq, place, rejection.reason)
         self.decisions.labels(decision="rejected", reason=rejection.reason.value).inc()
-        event = command_refused(command, event_id=f"{RISK_EVENT_PREFIX}{dedupe_id}", reason=rejection.reason,
-                                message=rejection.message, now=now)
-        return subjects.order_events(command.venue, command.account), encode(event), {MSG_ID: event.event_id}
+        return self._answer(command_refused(command, event_id=f"{RISK_EVENT_PREFIX}{dedupe_id}", reason=rejection.reason,
+                                            message=rejection.message, now=now), seq)
+
+    @staticmethod
+    def _answer(event: OrderRejected | CommandRejected, seq: int) -> Publication:
+        return (subjects.order_events(event.venue, event.account), encode(event),
+                {MSG_ID: event.event_id, COMMAND_SEQ: str(seq)})
 
     def _malformed(self, msg: Msg, venue: str | None, account: str | None, why: str) -> Publication | None:
         """A command that can't be decided is answered with a `malformed` rejection."""
@@ -244,17 +256,17 @@ class RiskService(Service):
         for (venue, _, _), order in self.gate.exposure.orders.items():  # their quotes, from now on
             self.references.hold(venue, order.symbol)
         log.info("exposure rebuilt", extra={"working_orders": len(self.gate.exposure.orders),
-                                            "decided": len(self.gate.exposure.decided)})
+                                            "decided": len(self.ledger.decided),
+                                            "client_order_ids": len(self.ledger.taken)})
 
     def _on_route(self, msg: Msg) -> None:
-        dedupe_id = (msg.headers or {}).get(MSG_ID)
-        if dedupe_id:
-            self.gate.exposure.decided.add(dedupe_id)
         try:
             command = _command_decoder.decode(msg.data)
         except DecodeError as exc:  # risk only routes valid commands: this one is not its own
             self.quarantine.hold("route", msg.subject, msg.data, exc)
             return
+        headers = msg.headers or {}
+        self.ledger.on_route(headers.get(MSG_ID) or command_dedupe_id(command), _command_seq(headers), command)
         if isinstance(command, PlaceOrder):
             self.gate.exposure.on_routed(command)
 
@@ -262,7 +274,9 @@ class RiskService(Service):
         try:
             family = subjects.parse(msg.subject).family
             if family is Family.ORDER_EVENT:
-                self.gate.exposure.on_order_event(_event_decoder.decode(msg.data))
+                event = _event_decoder.decode(msg.data)
+                self.ledger.on_order_event(event, _command_seq(msg.headers or {}))
+                self.gate.exposure.on_order_event(event)
             elif family is Family.ACCOUNT_EVENT:
                 event = _account_decoder.decode(msg.data)
                 if isinstance(event, PositionUpdate):
@@ -375,3 +389,9 @@ class RiskService(Service):
                     log.error("limits file not reloaded; keeping the previous limits", extra={"error": str(exc)})
                     self._limits_failure = str(exc)
             await asyncio.sleep(self.config.reload_interval)
+
+
+def _command_seq(headers: dict[str, str]) -> int:
+    """The CMD sequence a route or rejection answered (UNKNOWN_SEQ from an older risk)."""
+    seq = headers.get(COMMAND_SEQ, "")
+    return int(seq) if seq.isdecimal() else UNKNOWN_SEQ

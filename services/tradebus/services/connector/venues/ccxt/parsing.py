@@ -30,6 +30,9 @@ _URL = re.compile(r"(?:https?|wss?)://\S+")
 # temporary ban), but -2015 is what a revoked key, a removed IP or a lost permission gives,
 # and all of those need an operator.
 _AUTH_CODES = frozenset({"-2014", "-2015", "-1022"})
+# ccxt raises InvalidOrder for Bybit spot's 170141 ("Duplicate clientOrderId."), which would
+# answer a place of an order the venue holds with a rejection instead of a look-up.
+_DUPLICATE_CODES = frozenset({"170141"})
 
 
 def decimal(value: Any) -> Decimal | None:
@@ -168,7 +171,7 @@ def venue_error(exc: Exception, *, changes_state: bool, retry_after: float | Non
         return OrderRefused(RejectReason.INSUFFICIENT_FUNDS, message, venue_code=code)
     if isinstance(exc, ccxt.OrderNotFound):
         return OrderRefused(RejectReason.UNKNOWN_ORDER, message, venue_code=code)
-    if isinstance(exc, ccxt.DuplicateOrderId):
+    if isinstance(exc, ccxt.DuplicateOrderId) or code in _DUPLICATE_CODES:
         return OrderRefused(RejectReason.DUPLICATE_CLIENT_ORDER_ID, message, venue_code=code)
     if isinstance(exc, ccxt.BadSymbol):
         return OrderRefused(RejectReason.UNKNOWN_INSTRUMENT, message, venue_code=code)

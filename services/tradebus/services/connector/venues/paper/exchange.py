@@ -23,9 +23,12 @@ Placing
     (it may neither open nor flip a position), buy costing more than the available cash
     (quantity x limit price, or slipped best ask / stop price, x (1 + taker fee); available =
     cash minus what open buys lock the same way), and, with `allow_short=False`, a sell
-    larger than the position minus pending sells. A reused client order id gets
-    CommandRejected(DUPLICATE_CLIENT_ORDER_ID) and changes nothing: rejected orders count
-    as used ids too. Otherwise OrderAccepted comes first, then whatever happens at once.
+    larger than the position minus pending sells. A reused client order id changes nothing:
+    with the terms its order was placed with, the place is that order's own (re-delivered,
+    e.g. after a bus restart) and is answered with the order's latest event under its
+    original id; with other terms it gets CommandRejected(DUPLICATE_CLIENT_ORDER_ID) naming
+    them. Rejected orders count as used ids too (refused the same way, their terms unknown).
+    Otherwise OrderAccepted comes first, then whatever happens at once.
 
 Matching
     Market orders (any time in force behaves as IOC) take the book level by level, each
@@ -95,8 +98,8 @@ Re-delivered commands
     (known) order recorded, applied or refused, a cancel of an order that is no longer open
     (whatever closed it, executing the cancel again could only add an ORDER_NOT_OPEN
     rejection). A cancel-all never counts as executed: running it again cancels only what is
-    still open. `execute` itself never consults it, so a client's genuine retry of a place
-    still gets DUPLICATE_CLIENT_ORDER_ID.
+    still open. `execute` itself never consults it: a place arriving as a new delivery is
+    recognized by its terms (see Placing).
 
 All state lives in `self._state`, plain msgspec Structs, so it can be snapshotted.
 """
@@ -117,6 +120,7 @@ from tradebus.schemas.commands import (
     OrderCommand,
     PlaceOrder,
     command_dedupe_id,
+    terms_differences,
 )
 from tradebus.schemas.events import (
     AccountEvent,
@@ -200,6 +204,7 @@ class _Order(msgspec.Struct, kw_only=True):
     cum_notional: Decimal = ZERO
     event_count: int = 0
     last_event: OrderEvent | None = None  # what `reconcile` re-publishes
+    accepted: OrderAccepted | None = None  # the terms it was placed with (a modify changes the ones above)
     modify_ids: list[str] = msgspec.field(default_factory=list)  # modifies answered, applied or refused
 
     @property
@@ -562,8 +567,7 @@ class PaperExchange:
             return [self._rejected(order, violation)]
         account = self._state.accounts[command.account]
         if _used(account, command.client_order_id):
-            reason = RejectReason.DUPLICATE_CLIENT_ORDER_ID
-            return [self._command_rejected(command, reason, "client order id already used")]
+            return self._placed_again(account, command)
         violation = self._check_place(order)
         if violation is not None:
             rejected = self._rejected(order, violation)
@@ -571,6 +575,18 @@ class PaperExchange:
             return [rejected]
         account.orders[order.client_order_id] = order
         return self._accept(order)
+
+    def _placed_again(self, account: _Account, command: PlaceOrder) -> list[Event]:
+        """A place under a used client order id (see Placing)."""
+        order = account.orders.get(command.client_order_id)
+        if order is None or order.accepted is None:  # rejected: no terms kept to recognize it by
+            return [self._command_rejected(command, RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                                           "client order id already used by a rejected order")]
+        differences = terms_differences(order.accepted, command)
+        if differences:
+            return [self._command_rejected(command, RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                                           f"client order id already used with other terms: {', '.join(differences)}")]
+        return [order.last_event] if order.last_event is not None else []
 
     def _check_place(self, order: _Order) -> Violation | None:
         spec = self._instruments.get(order.symbol)
@@ -635,6 +651,8 @@ class PaperExchange:
             post_only=order.post_only,
             reduce_only=order.reduce_only,
         )
+        assert isinstance(accepted, OrderAccepted)
+        order.accepted = accepted
         return [accepted, *self._work(order)]
 
     def _open_order(self, order: _Order, venue_order_id: str) -> None:
@@ -1109,6 +1127,7 @@ def _accepted_order(event: OrderAccepted) -> _Order:
         expire_time=event.expire_time,
         post_only=event.post_only,
         reduce_only=event.reduce_only,
+        accepted=event,
     )
 
 
