@@ -176,7 +176,10 @@ async def test_a_second_risk_stands_by_while_the_first_is_alive_and_takes_over_w
         await routed.wait_for(lambda ms: len(ms) == 2)
     second.request_stop()
     assert await asyncio.wait_for(standby, 15) == 0
-    assert first.gate.exposure.decided.isdisjoint({"paper.demo.to-second.place"})
+    def decided_it(risk: RiskService) -> bool:
+        return any(dedupe_id.startswith("paper.demo.to-second.place") for dedupe_id in risk.ledger.decided)
+
+    assert decided_it(second) and not decided_it(first)
     await nc.close()
 
 
