@@ -10,7 +10,9 @@ route as it decides it.
 
 Each batch of commands is decided in order, the decisions are published pipelined (routes
 with the command's dedupe id as Nats-Msg-Id, rejections with `risk:<dedupe id>` as event
-id), and the commands are acked only once every publication is stored.
+id), and the commands are acked only once every publication is stored. A bus restart in
+between costs no redelivery: what lost its ack is published again, with its Nats-Msg-Id, once
+the bus is back (shared/pipeline.py).
 
 A routed place or modify carries its deadline (shared/deadline.py) to the connector. Risk
 follows the connectors' heartbeats (liveness.py) to refuse orders for a venue nobody serves.
@@ -40,7 +42,7 @@ from tradebus.schemas.control import GetRiskLimits, RiskLimitsReply, RiskRequest
 from tradebus.schemas.events import PositionUpdate, command_refused, malformed_command
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
-from tradebus.shared.bus import MSG_ID, consume_batches, publish_pipelined
+from tradebus.shared.bus import MSG_ID, consume_batches
 from tradebus.shared.deadline import DEADLINE, stored_at
 from tradebus.shared.service import Service
 from tradebus.shared.takeover import take_over
@@ -154,10 +156,11 @@ class RiskService(Service):
                         if (publication := reading.publication if isinstance(reading, Answer) else self._decide_or_refuse(reading))
                         is not None]
         try:
-            await publish_pipelined(self.bus.js, publications)
+            await self.bus.publish_pipelined(publications)  # through bus breaks (shared/pipeline.py)
         except BaseException:
-            # Not decided after all: the redelivered commands are decided again (a route
-            # that was stored anyway is de-duplicated by its Nats-Msg-Id), never skipped.
+            # Not decided after all (the bus stayed away longer than its grace, or refused):
+            # the redelivered commands are decided again (a route that was stored anyway is
+            # de-duplicated by its Nats-Msg-Id), never skipped.
             self.gate.exposure.decided.difference_update(
                 headers[MSG_ID].removeprefix(RISK_EVENT_PREFIX) for _, _, headers in publications)
             raise
