@@ -93,12 +93,17 @@ class Outages:
         `count` was `since`: a lost ack, or a symptom of a bus away while or after it was."""
         if isinstance(failure, AckLost):
             return True
-        return isinstance(failure, _BREAK_SYMPTOMS) and (self.count != since or self.down_since is not None)
+        return isinstance(failure, _BREAK_SYMPTOMS) and (
+            self.count != since or self.down_since is not None or self._nc.is_reconnecting)
 
     async def back(self) -> None:
         """Return once connected; BusOutage when the outage has lasted `grace`."""
-        while not self._up.is_set() and not self._nc.is_closed:
-            assert self.down_since is not None
+        while not self._nc.is_connected:
+            if self._nc.is_closed:
+                raise nats.errors.ConnectionClosedError
+            if self.down_since is None:  # nats-py is reconnecting, its disconnected callback still to come
+                await asyncio.sleep(0.01)
+                continue
             left = self.down_since + self.grace - time.monotonic()
             if left <= 0:
                 raise BusOutage(f"the bus has been unreachable for more than {self.grace:g}s")
@@ -106,8 +111,6 @@ class Outages:
                 await asyncio.wait_for(self._up.wait(), left)
             except TimeoutError:
                 continue
-        if self._nc.is_closed:
-            raise nats.errors.ConnectionClosedError
 
 
 async def publish_pipelined(js: JetStreamContext, items: Iterable[Publication], *, timeout: float = PUBLISH_TIMEOUT,
