@@ -22,9 +22,9 @@ from tradebus.schemas.events import BalanceUpdate, TradingStateChanged
 from tradebus.schemas.values import TradingState
 from tradebus.services.connector.events import EventPublisher
 from tradebus.shared.bus import Bus
-from tradebus.shared.pipeline import BusOutage
 from tradebus.shared.health import ServiceMetrics
 from tradebus.shared.natsserver import NatsServer, free_port
+from tradebus.shared.pipeline import BusOutage
 from tradebus.shared.topology import StreamSettings, ensure_streams
 
 from .processes import ProcessFleet

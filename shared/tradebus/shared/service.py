@@ -41,7 +41,7 @@ from tradebus.shared.config import EXIT_CONFIG
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.logs import LogLevel
 from tradebus.shared.loopwatch import LoopWatch
-from tradebus.shared.pipeline import BUS_OUTAGE_GRACE, BusOutage
+from tradebus.shared.pipeline import BUS_OUTAGE_GRACE, PUBLISH_TIMEOUT, BusOutage
 from tradebus.shared.quarantine import Quarantine
 from tradebus.shared.topology import StreamSettings
 from tradebus.shared.version import VERSION
@@ -77,6 +77,13 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # below the streams' duplicate window, which makes publishing again after a break safe
     bus_outage_grace: Annotated[float, msgspec.Meta(gt=0)] = BUS_OUTAGE_GRACE
     streams: StreamSettings = msgspec.field(default_factory=StreamSettings)
+
+    def __post_init__(self) -> None:
+        if self.bus_outage_grace + PUBLISH_TIMEOUT >= self.streams.duplicate_window:
+            raise ValueError(f"bus_outage_grace ({self.bus_outage_grace:g}s) plus the publish timeout "
+                             f"({PUBLISH_TIMEOUT:g}s) must stay below [streams] duplicate_window "
+                             f"({self.streams.duplicate_window:g}s): messages published again after a bus "
+                             "break are de-duplicated only within that window")
 
 
 def default_instance() -> str:
