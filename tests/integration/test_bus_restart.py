@@ -27,7 +27,7 @@ from tradebus.shared.bus import MSG_ID
 from tradebus.shared.natsserver import NatsServer, free_port
 
 from .helpers import read_stream, wait_until
-from .processes import ProcessFleet
+from .processes import ProcessFleet, configured_fleet
 from .test_order_path_faults import LIMITS, ORDERS, SERVICES, check_outcome, orders, settle
 
 FROZEN_FOR = 0.3  # seconds the server is stopped (SIGSTOP) before its SIGKILL
@@ -103,25 +103,17 @@ async def orders_through_a_restart(fleet: ProcessFleet, server: NatsServer) -> R
     return seen
 
 
-def test_no_service_exits_and_trading_resumes_after_a_bus_restart(tmp_path: Path) -> None:
-    config = tmp_path / "tradebus.toml"
-    config.write_text(LIMITS)
+async def test_no_service_exits_and_trading_resumes_after_a_bus_restart(tmp_path: Path) -> None:
     with NatsServer(store_dir=tmp_path / "nats", port=free_port()) as server:
-        fleet = ProcessFleet(server.url, tmp_path, env={"TRADEBUS_CONFIG": str(config)})
-        try:
-            for name in SERVICES:
-                fleet.start(name)
+        async with configured_fleet(server.url, tmp_path, LIMITS, *SERVICES) as fleet:
             pids = {name: process.pid for name, process in fleet.processes.items()}
-            seen = asyncio.run(orders_through_a_restart(fleet, server))
+            seen = await orders_through_a_restart(fleet, server)
             assert fleet.alive() == dict.fromkeys(SERVICES, True), {
                 name: fleet.log(name) for name, alive in fleet.alive().items() if not alive}
             assert {name: process.pid for name, process in fleet.processes.items()} == pids
             rode_out(fleet, SERVICES)
             report_resumption(seen)
-            check_outcome(fleet)
-        finally:
-            codes = fleet.stop_all()
-        assert codes == dict.fromkeys(SERVICES, 0), {name: fleet.log(name) for name, code in codes.items() if code}
+            await asyncio.to_thread(check_outcome, fleet)
 
 
 def rode_out(fleet: ProcessFleet, names: tuple[str, ...]) -> None:
@@ -170,24 +162,17 @@ async def routes_through_a_restart(fleet: ProcessFleet, server: NatsServer) -> R
     return seen
 
 
-def test_the_connector_rides_out_a_bus_restart_in_the_middle_of_a_burst(tmp_path: Path) -> None:
+async def test_the_connector_rides_out_a_bus_restart_in_the_middle_of_a_burst(tmp_path: Path) -> None:
     """The connector of issue 10: its event publishes in flight when the server died never got
     their acks, it exited, and its successor waited for what it left unacknowledged."""
-    config = tmp_path / "tradebus.toml"
-    config.write_text(LIMITS)
     with NatsServer(store_dir=tmp_path / "nats", port=free_port()) as server:
-        fleet = ProcessFleet(server.url, tmp_path, env={"TRADEBUS_CONFIG": str(config)})
-        try:
-            fleet.start("connector.paper")
+        async with configured_fleet(server.url, tmp_path, LIMITS, "connector.paper") as fleet:
             pid = fleet.processes["connector.paper"].pid
-            seen = asyncio.run(routes_through_a_restart(fleet, server))
+            seen = await routes_through_a_restart(fleet, server)
             assert fleet.alive() == {"connector.paper": True}, fleet.log("connector.paper")
             assert fleet.processes["connector.paper"].pid == pid
             rode_out(fleet, ("connector.paper",))
             report_resumption(seen)
-        finally:
-            codes = fleet.stop_all()
-        assert codes == {"connector.paper": 0}, fleet.log("connector.paper")
 
 
 GRACE = 3.0
