@@ -14,6 +14,7 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import nats
 import nats.errors
 
@@ -22,9 +23,12 @@ from tradebus.schemas.codecs import decoder, encode
 from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
 from tradebus.schemas.events import TERMINAL_EVENTS, OrderAccepted, OrderRejected
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import MarketDataKind, OrderType, Side
+from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType, Side
+from tradebus.services.oms.book import OmsState
+from tradebus.services.oms.service import read_bucket
 from tradebus.shared.bus import MSG_ID
 from tradebus.shared.natsserver import NatsServer, free_port
+from tradebus.shared.topology import ORDERS_BUCKET
 
 from .helpers import read_stream, wait_until
 from .processes import ProcessFleet, configured_fleet
@@ -32,6 +36,7 @@ from .test_order_path_faults import LIMITS, ORDERS, SERVICES, check_outcome, ord
 
 FROZEN_FOR = 0.3  # seconds the server is stopped (SIGSTOP) before its SIGKILL
 DOWN_FOR = 1.5  # seconds between the kill and the new start
+BURSTS = 3  # times the 1,000 orders of test_order_path_faults routed at once: the kill finds the connector busy
 RESUMED_WITHIN = 10.0  # seconds from the server's new start to the first new order's final event
 _event = decoder(Family.ORDER_EVENT)
 
@@ -140,7 +145,8 @@ async def routes_through_a_restart(fleet: ProcessFleet, server: NatsServer) -> R
     js = nc.jetstream()
     seen = Restart()
     await follow_events(nc, seen)
-    commands = orders()
+    commands = [msgspec.structs.replace(command, client_order_id=f"{command.client_order_id}-{n}")
+                for n in range(BURSTS) for command in orders()]
     acks = [await js.publish_async(subjects.route("paper", "demo"), encode(command),
                                    headers={MSG_ID: command_dedupe_id(command)}) for command in commands]
     await asyncio.gather(*acks)
@@ -150,8 +156,12 @@ async def routes_through_a_restart(fleet: ProcessFleet, server: NatsServer) -> R
                        order_type=OrderType.MARKET, quantity=Decimal("0.01"))
     seen.first_after = after.client_order_id
     await place(js, subjects.route("paper", "demo"), after)
-    await settle(nc, timeout=120, consumers=(("ROUTE", "connector-paper"),))
+    await settle(nc, timeout=120, consumers=(("ROUTE", "connector-paper"), ("ROUTE", "oms-route"),
+                                             ("EVENTS", "oms-events")))
     events = [_event.decode(m.data) for m in await read_stream(js, "EVENTS", "tradebus.evt.order.>")]
+    bucket = OmsState()
+    for key, value in await read_bucket(js, ORDERS_BUCKET):
+        bucket.load(key, value)
     await nc.close()
     expected = {command.client_order_id for command in commands} | {after.client_order_id}
     answered = Counter(e.client_order_id for e in events if isinstance(e, (OrderAccepted, OrderRejected)))
@@ -159,20 +169,29 @@ async def routes_through_a_restart(fleet: ProcessFleet, server: NatsServer) -> R
     assert not [e for e in events if isinstance(e, OrderRejected)], "no order of this test should be refused"
     assert set(answered) == expected and max(answered.values()) == 1, "an order lost or answered twice"
     assert set(finished) == expected and max(finished.values()) == 1, "an order did not end exactly once"
+    records = bucket.orders.values()
+    assert {r.client_order_id for r in records} == expected, "the order manager's bucket lacks orders"
+    unfinished = [(r.client_order_id, r.status.value) for r in records if r.status not in TERMINAL_STATUSES or r.anomalies]
+    assert not unfinished, f"records in the bucket not in their final state: {unfinished[:5]}"
     return seen
 
 
-async def test_the_connector_rides_out_a_bus_restart_in_the_middle_of_a_burst(tmp_path: Path) -> None:
+async def test_the_connector_and_the_order_manager_ride_out_a_bus_restart_in_a_burst(tmp_path: Path) -> None:
     """The connector of issue 10: its event publishes in flight when the server died never got
-    their acks, it exited, and its successor waited for what it left unacknowledged."""
+    their acks, it exited, and its successor waited for what it left unacknowledged. The
+    order manager's bucket writes carry no Nats-Msg-Id: it writes their keys again instead."""
+    names = ("connector.paper", "oms")
     with NatsServer(store_dir=tmp_path / "nats", port=free_port()) as server:
-        async with configured_fleet(server.url, tmp_path, LIMITS, "connector.paper") as fleet:
-            pid = fleet.processes["connector.paper"].pid
+        async with configured_fleet(server.url, tmp_path, LIMITS, *names) as fleet:
+            pids = {name: process.pid for name, process in fleet.processes.items()}
             seen = await routes_through_a_restart(fleet, server)
-            assert fleet.alive() == {"connector.paper": True}, fleet.log("connector.paper")
-            assert fleet.processes["connector.paper"].pid == pid
-            rode_out(fleet, ("connector.paper",))
+            assert fleet.alive() == dict.fromkeys(names, True), {name: fleet.log(name) for name in names}
+            assert {name: process.pid for name, process in fleet.processes.items()} == pids
+            rode_out(fleet, names)
             report_resumption(seen)
+            for name, cut_off in (("connector.paper", "publishing again"), ("oms", "bucket writes cut off")):
+                log = (fleet.work / f"{name}.log").read_text(errors="replace")
+                print(f"{name}: {log.count(cut_off)} x {cut_off!r}")
 
 
 GRACE = 3.0

@@ -11,16 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections import Counter
 
+import msgspec
 import pytest
 
+from tradebus.schemas import subjects
+from tradebus.services.connector.events import EventPublisher
 from tradebus.shared.bus import Bus, publish_pipelined
+from tradebus.shared.health import ServiceMetrics
 from tradebus.shared.natsserver import NatsServer
 from tradebus.shared.pipeline import MSG_ID, AckLost, BusOutage, Publication
+from tradebus.shared.topology import StreamSettings, ensure_streams
 
 from .helpers import read_stream, wait_until
+from .test_bounded_shutdown import balance
 
 SUBJECT = "test.restart.messages"
 BATCH = 20_000  # enough that the kill lands while acks are still awaited
@@ -95,3 +102,33 @@ async def test_a_bus_away_longer_than_the_grace_fails_the_publish_in_time(nats_s
     finally:
         with contextlib.suppress(OSError):  # nats-py's close flushes into the dead socket
             await bus.nc.close()
+
+
+async def test_the_connectors_event_writer_rides_out_a_restart(nats_server: NatsServer,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Events published into a frozen server, which then dies: the writer does not stop, every
+    submission completes once the server is back, and EVENTS holds each event once."""
+    caplog.set_level(logging.WARNING, logger="tradebus.shared.pipeline")
+    bus = await Bus.connect(nats_server.url, name="test")
+    await ensure_streams(bus.js, StreamSettings())
+    publisher = EventPublisher(bus, ServiceMetrics("connector"))
+    writer = asyncio.create_task(publisher.run())
+    try:
+        await publisher.submit([balance(n) for n in range(100)])
+        assert nats_server.process is not None
+        nats_server.process.send_signal(signal.SIGSTOP)
+        cut_off = publisher.submit([balance(n) for n in range(100, 600)])
+        await asyncio.sleep(0.3)  # on the wire, unanswered
+        await asyncio.to_thread(nats_server.kill)
+        later = publisher.submit([balance(n) for n in range(600, 700)])
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(nats_server.start)
+        await asyncio.wait_for(asyncio.gather(cut_off, later), 30)
+        assert not writer.done()
+        assert "publishing again what a bus break left unacknowledged" in caplog.text
+        stored = Counter(msgspec.json.decode(m.data)["event_id"]
+                         for m in await read_stream(bus.js, "EVENTS", subjects.account_events("paper", "demo")))
+        assert stored == Counter(f"balance.{n}" for n in range(700)), "an event lost or stored twice"
+    finally:
+        writer.cancel()
+        await bus.nc.close()
