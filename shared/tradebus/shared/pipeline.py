@@ -23,6 +23,7 @@ resort, and the consumed messages behind the publish stay unacknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -98,19 +99,19 @@ class Outages:
 
     async def back(self) -> None:
         """Return once connected; BusOutage when the outage has lasted `grace`."""
+        asked = time.monotonic()
         while not self._nc.is_connected:
             if self._nc.is_closed:
                 raise nats.errors.ConnectionClosedError
-            if self.down_since is None:  # nats-py is reconnecting, its disconnected callback still to come
-                await asyncio.sleep(0.01)
-                continue
-            left = self.down_since + self.grace - time.monotonic()
+            # Until nats-py's disconnected callback has run, the outage counts from now.
+            left = (self.down_since or asked) + self.grace - time.monotonic()
             if left <= 0:
                 raise BusOutage(f"the bus has been unreachable for more than {self.grace:g}s")
-            try:
-                await asyncio.wait_for(self._up.wait(), left)
-            except TimeoutError:
-                continue
+            if self.down_since is None:
+                await asyncio.sleep(0.01)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._up.wait(), left)
 
 
 async def publish_pipelined(js: JetStreamContext, items: Iterable[Publication], *, timeout: float = PUBLISH_TIMEOUT,
