@@ -158,9 +158,8 @@ class RiskService(Service):
         try:
             await self.bus.publish_pipelined(publications)  # through bus breaks (shared/pipeline.py)
         except BaseException:
-            # Not decided after all (the bus stayed away longer than its grace, or refused):
-            # the redelivered commands are decided again (a route that was stored anyway is
-            # de-duplicated by its Nats-Msg-Id), never skipped.
+            # Not decided after all: the redelivered commands are decided again (a route
+            # that was stored anyway is de-duplicated by its Nats-Msg-Id), never skipped.
             self.gate.exposure.decided.difference_update(
                 headers[MSG_ID].removeprefix(RISK_EVENT_PREFIX) for _, _, headers in publications)
             raise
