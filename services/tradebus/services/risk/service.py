@@ -10,9 +10,7 @@ route as it decides it.
 
 Each batch of commands is decided in order, the decisions are published pipelined (routes
 with the command's dedupe id as Nats-Msg-Id, rejections with `risk:<dedupe id>` as event
-id), and the commands are acked only once every publication is stored. A bus restart in
-between costs no redelivery: what lost its ack is published again, with its Nats-Msg-Id, once
-the bus is back (shared/pipeline.py).
+id), and the commands are acked only once every publication is stored.
 
 A routed place or modify carries its deadline (shared/deadline.py) to the connector. Risk
 follows the connectors' heartbeats (liveness.py) to refuse orders for a venue nobody serves.
@@ -22,6 +20,9 @@ EVENTS received meanwhile (follower.py), and a batch with an order that needs a 
 has not seen yet waits a bounded time for one (references.py). One instance consumes at a
 time; a restarted one takes the consumer over from its killed predecessor at once
 (shared/takeover.py).
+
+A bus restart between a batch's publication and its acks costs no redelivery: what lost its
+ack is published again, with its Nats-Msg-Id, once the bus is back (shared/pipeline.py).
 """
 
 from __future__ import annotations
