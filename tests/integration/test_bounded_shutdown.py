@@ -21,9 +21,10 @@ from tradebus.schemas.codecs import encode
 from tradebus.schemas.events import BalanceUpdate, TradingStateChanged
 from tradebus.schemas.values import TradingState
 from tradebus.services.connector.events import EventPublisher
-from tradebus.shared.bus import PUBLISH_TIMEOUT, Bus
+from tradebus.shared.bus import Bus
 from tradebus.shared.health import ServiceMetrics
 from tradebus.shared.natsserver import NatsServer, free_port
+from tradebus.shared.pipeline import BusOutage
 from tradebus.shared.topology import StreamSettings, ensure_streams
 
 from .processes import ProcessFleet
@@ -120,19 +121,20 @@ async def fill_events(url: str, count: int) -> None:
 
 async def test_the_event_writer_fails_its_waiters_when_the_bus_dies(nats_server: NatsServer) -> None:
     """The connector's hang after a nats-server kill: a publish timed out, the writer died,
-    and `stop()` waited for ever for a flush. Now every waiter fails with the writer, and a
-    flush returns."""
-    bus = await Bus.connect(nats_server.url, name="test")
+    and `stop()` waited for ever for a flush. Now the writer waits for the bus its grace
+    period long, then every waiter fails with the writer, and a flush returns."""
+    grace = 2.0
+    bus = await Bus.connect(nats_server.url, name="test", outage_grace=grace)
     publisher = EventPublisher(bus, ServiceMetrics("connector"))
     writer = asyncio.create_task(publisher.run())
     nats_server.kill()
     in_flight = publisher.submit([balance(1)])
-    await asyncio.sleep(0.2)  # the writer is waiting for its acks
+    await asyncio.sleep(0.2)  # the writer is waiting for the bus
     queued = publisher.submit([balance(2)])
-    with pytest.raises(TimeoutError):  # the first batch's acks never come
-        await asyncio.wait_for(writer, PUBLISH_TIMEOUT + 10)
+    with pytest.raises(BusOutage):  # the bus does not come back
+        await asyncio.wait_for(writer, grace + 10)
     for waiter in (in_flight, queued, publisher.submit([balance(3)])):
-        with pytest.raises(TimeoutError):
+        with pytest.raises(BusOutage):
             await waiter
     await asyncio.wait_for(publisher.flush(), 1)
     await bus.nc.close()

@@ -43,9 +43,8 @@ def nats_server_pid(fleet: Fleet) -> int:
 
 
 def place_fills(fleet: Fleet, client_order_id: str) -> None:
-    """An order placed as a user would, and filled. Its wait is long: a service whose
-    publishes were cut by the server's death may still exit (crash-only) and be restarted
-    by `up`, and its successor waits for what it left unacknowledged before it trades."""
+    """An order placed as a user would, and filled. Its wait is long: the services ride out
+    the server's restart (test_bus_restart.py), but this machine is shared and slow at times."""
     placed = tradebus("order", "place", "--venue", "paper", "--account", "demo", "--symbol", "BTC/USDT", "--side",
                       "buy", "--qty", "0.01", "--client-order-id", client_order_id, "--timeout", "90",
                       env=fleet.env, timeout=120)

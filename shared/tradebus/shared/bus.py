@@ -26,11 +26,10 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import APIError
 
 from tradebus.schemas.codecs import encode
+from tradebus.shared.pipeline import BUS_OUTAGE_GRACE, MSG_ID, Outages, Publication, publish_pipelined
 
 log = logging.getLogger(__name__)
 
-MSG_ID = "Nats-Msg-Id"
-PUBLISH_TIMEOUT = 10.0  # seconds to wait for the acks of pipelined JetStream publishes
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 REQUEST_GRACE = 2.0  # seconds past its expiry before a pull request with no answer counts as lost
@@ -39,31 +38,39 @@ REQUEST_GRACE = 2.0  # seconds past its expiry before a pull request with no ans
 class Bus:
     """A connected NATS client plus its JetStream context."""
 
-    def __init__(self, nc: NATS) -> None:
+    def __init__(self, nc: NATS, *, outage_grace: float = BUS_OUTAGE_GRACE) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
+        self.outages = Outages(nc, self.js, grace=outage_grace)
         # Called with False on a disconnect and True on a reconnect (a service whose view of
         # a stream must be complete re-reads what it missed).
         self.connection_listeners: list[Callable[[bool], None]] = []
 
     @classmethod
-    async def connect(cls, url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:
-        """Connect and keep reconnecting forever: a service outlives bus restarts, and
-        nats-py buffers publishes while it reconnects."""
+    async def connect(cls, url: str, *, name: str, connect_timeout: float = 5.0,
+                      outage_grace: float = BUS_OUTAGE_GRACE) -> Bus:
+        """Connect and keep reconnecting forever: a service outlives bus restarts, nats-py
+        buffers publishes while it reconnects, and JetStream publishes whose acks a break
+        cut off are published again (pipeline.py), if the bus is back within `outage_grace`."""
 
         async def on_error(exc: Exception) -> None:
             log.warning("bus error", extra={"error": repr(exc)})
 
         async def on_disconnected() -> None:
             log.warning("bus disconnected")
+            bus.outages.disconnected()
             for listener in bus.connection_listeners:
                 listener(False)
 
         async def on_reconnected() -> None:
             url = nc.connected_url  # never its netloc: that holds user:password
             log.info("bus reconnected", extra={"server": f"{url.hostname}:{url.port}" if url else ""})
+            bus.outages.reconnected()
             for listener in bus.connection_listeners:
                 listener(True)
+
+        async def on_closed() -> None:
+            bus.outages.closed()
 
         nc = await nats.connect(
             servers=[part.strip() for part in url.split(",")],
@@ -75,8 +82,9 @@ class Bus:
             error_cb=on_error,
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
+            closed_cb=on_closed,
         )
-        bus = cls(nc)
+        bus = cls(nc, outage_grace=outage_grace)
         return bus
 
     @property
@@ -95,10 +103,14 @@ class Bus:
         return await self.js.publish(subject, encode(message), headers={MSG_ID: msg_id})
 
     async def publish_durable_many(self, items: Iterable[tuple[str, msgspec.Struct, str]]) -> list[PubAck]:
-        """Pipeline several JetStream publishes and wait for every ack."""
-        return await publish_pipelined(
-            self.js, ((subject, encode(message), {MSG_ID: msg_id}) for subject, message, msg_id in items)
+        """Pipeline several JetStream publishes and wait for every ack, through bus breaks."""
+        return await self.publish_pipelined(
+            (subject, encode(message), {MSG_ID: msg_id}) for subject, message, msg_id in items
         )
+
+    async def publish_pipelined(self, items: Iterable[Publication]) -> list[PubAck]:
+        """`publish_pipelined` (pipeline.py) on this bus, through bus breaks."""
+        return await publish_pipelined(self.js, items, outages=self.outages)
 
     async def request(self, subject: str, payload: bytes, *, timeout: float = 2.0) -> Msg:
         return await self.nc.request(subject, payload, timeout=timeout)
@@ -114,31 +126,6 @@ class Bus:
             except Exception as exc:  # a broken connection cannot be drained; closing is all that is left
                 log.warning("bus drain failed", extra={"error": repr(exc)})
                 await self.nc.close()
-
-
-async def publish_pipelined(js: JetStreamContext, items: Iterable[tuple[str, bytes, dict[str, str] | None]], *,
-                            timeout: float = PUBLISH_TIMEOUT) -> list[PubAck]:
-    """Publish (subject, payload, headers) to JetStream without waiting in between, then
-    wait for every ack: order is preserved on the wire and the acks arrive together, which
-    is what makes batching fast (one request/reply per message costs a round trip, a fresh
-    inbox and a timer each). Raises the first failure, or TimeoutError after `timeout` for
-    the whole batch: nats-py's ack futures never time out by themselves, and its publishing
-    can wait without end too (for a free slot among its pending acks, for room in a full
-    write buffer); a lost ack must fail the batch, not hang it. On failure the acks still
-    awaited are cancelled, which frees their slots."""
-    futures: list[asyncio.Future[PubAck]] = []
-
-    async def publish_all() -> list[PubAck]:
-        for subject, payload, headers in items:
-            futures.append(await js.publish_async(subject, payload, headers=headers))
-        return list(await asyncio.gather(*futures))
-
-    try:
-        return await asyncio.wait_for(publish_all(), timeout)
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        raise
 
 
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]
@@ -175,11 +162,20 @@ async def consume_batches(
         arrived.append(msg)
         wake.set()
 
+    def on_connection(up: bool) -> None:
+        # The open pull request died with the connection (a restarted server has no memory
+        # of it): ask again at once, not when the wait for it times out.
+        nonlocal open_for
+        if up:
+            open_for = 0
+            wake.set()
+
     inbox = nc.new_inbox()
     subscription = await nc.subscribe(inbox, cb=on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
     request = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
     pull = json.dumps({"batch": batch, "expires": int(idle_wait * 1e9)}).encode()
     open_for = 0  # messages the open pull request may still deliver
+    bus.connection_listeners.append(on_connection)
     try:
         while not stopping.is_set():
             try:
@@ -221,6 +217,7 @@ async def consume_batches(
         for msg in arrived:
             if JetStreamContext.is_status_msg(msg) is None and not nc.is_closed:
                 await msg.nak()
+        bus.connection_listeners.remove(on_connection)
         await subscription.unsubscribe()
 
 

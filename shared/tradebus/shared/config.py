@@ -300,6 +300,8 @@ def _validation_error(
         key = f"{location}.{missing['field']}" if location else missing["field"]
         env_name = prefix + key.replace(".", "__").upper()
         return ConfigError(f"missing required setting {key!r} (set it in the config file or as {env_name})")
+    if not location:  # a rule between settings (a `__post_init__`): its message names them
+        return ConfigError(f"invalid settings: {problem}")
     parts = tuple(re.split(r"\.|\[", location))
     source = next((sources[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in sources), None)
     where = f" {source}" if source else ""

@@ -41,6 +41,7 @@ from tradebus.shared.config import EXIT_CONFIG
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.logs import LogLevel
 from tradebus.shared.loopwatch import LoopWatch
+from tradebus.shared.pipeline import BUS_OUTAGE_GRACE, PUBLISH_TIMEOUT, BusOutage
 from tradebus.shared.quarantine import Quarantine
 from tradebus.shared.topology import StreamSettings
 from tradebus.shared.version import VERSION
@@ -72,7 +73,17 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     shutdown_grace: float = 10.0  # seconds from SIGTERM to exit, whatever still runs then
     # seconds the event loop may be unresponsive before /healthz answers 503
     loop_stall_limit: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    # seconds the bus may stay unreachable before the service fails (and is restarted);
+    # below the streams' duplicate window, which makes publishing again after a break safe
+    bus_outage_grace: Annotated[float, msgspec.Meta(gt=0)] = BUS_OUTAGE_GRACE
     streams: StreamSettings = msgspec.field(default_factory=StreamSettings)
+
+    def __post_init__(self) -> None:
+        if self.bus_outage_grace + PUBLISH_TIMEOUT >= self.streams.duplicate_window:
+            raise ValueError(f"bus_outage_grace ({self.bus_outage_grace:g}s) plus the publish timeout "
+                             f"({PUBLISH_TIMEOUT:g}s) must stay below [streams] duplicate_window "
+                             f"({self.streams.duplicate_window:g}s): messages published again after a bus "
+                             "break are de-duplicated only within that window")
 
 
 def default_instance() -> str:
@@ -100,6 +111,7 @@ class Service:
         self.loop_watch = LoopWatch(self.metrics)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failure: BaseException | None = None
+        self._outage_timer: asyncio.TimerHandle | None = None  # fails the service if the bus stays away
 
     # --- what subclasses implement -------------------------------------------------------
     async def start(self) -> None:
@@ -127,6 +139,25 @@ class Service:
         if self._failure is None:
             self._failure = task.exception()
             log.error("background task failed; stopping", exc_info=task.exception(), extra={"task": task.get_name()})
+        self.stopping.set()
+
+    def _on_connection(self, up: bool) -> None:
+        """A service rides out a bus break (its publishes are published again once the bus is
+        back, its consumers ask again); one that lasts `bus_outage_grace` fails it."""
+        if up:
+            if self._outage_timer is not None:
+                self._outage_timer.cancel()
+                self._outage_timer = None
+        elif self._outage_timer is None and self.state is not ServiceState.STOPPING:
+            self._outage_timer = asyncio.get_running_loop().call_later(self.settings.bus_outage_grace, self._outage_over)
+
+    def _outage_over(self) -> None:
+        if self.state is ServiceState.STOPPING:  # a stop has its own deadline
+            return
+        if self._failure is None:
+            self._failure = BusOutage(f"the bus has been unreachable for {self.settings.bus_outage_grace:g}s")
+            log.error("bus unreachable for longer than bus_outage_grace; stopping",
+                      extra={"grace": self.settings.bus_outage_grace})
         self.stopping.set()
 
     def status(self) -> ServiceStatus:
@@ -197,7 +228,9 @@ class Service:
         return EXIT_REFUSED if isinstance(self._failure, StartRefused) else 1
 
     async def _start_up(self) -> None:
-        self.bus = await Bus.connect(self.settings.nats_url, name=f"{self.name}.{self.instance}")
+        self.bus = await Bus.connect(self.settings.nats_url, name=f"{self.name}.{self.instance}",
+                                     outage_grace=self.settings.bus_outage_grace)
+        self.bus.connection_listeners.append(self._on_connection)
         self.quarantine.bus = self.bus
         await self.bus.nc.subscribe(subjects.PING, cb=self._answer_ping)
         assert self.health is not None

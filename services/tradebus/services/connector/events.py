@@ -6,10 +6,15 @@ changed, so the order of submissions is the order of state changes; one writer t
 publishes them to JetStream in that order, pipelined, and resolves each submission's
 future once every ack is in. The command path acknowledges its commands only after that.
 
-When the writer stops (a publish failed or timed out, e.g. the bus died; or shutdown), every
-submission still waiting fails with it and later ones fail at once: nothing waits for a
-writer that is gone (a connector once hung for good in `flush`). The commands behind those
-events are not acknowledged and are redelivered.
+A bus restart does not stop the writer: the events whose acks the break cut off are published
+again, with their event ids as Nats-Msg-Id, once the bus is back (shared/pipeline.py), and
+submissions wait meanwhile; the commands behind them stay unacknowledged until then.
+
+When the writer stops (a publish failed, timed out on a live bus, or the bus stayed away
+longer than `bus_outage_grace`; or shutdown), every submission still waiting fails with it
+and later ones fail at once: nothing waits for a writer that is gone (a connector once hung
+for good in `flush`). The commands behind those events are not acknowledged and are
+redelivered.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Start-up loads the bucket, then two durable consumers feed the state: ROUTE (a p
 command creates its order's record) and EVENTS (order events drive the state machine,
 position updates the positions). Each batch is applied, every record it changed is written
 to the bucket (puts pipelined), and only then are its messages acknowledged, so a crash
-redelivers whatever the bucket may lack. Re-applying a message is harmless: records
+redelivers whatever the bucket may lack. Puts a bus restart cut off are written again once the
+bus is back (`_write`). Re-applying a message is harmless: records
 remember the last stream sequence they applied, and times come from the messages, not from
 the clock.
 
@@ -47,6 +48,7 @@ from tradebus.shared.bus import (
     read_stored,
     stored_message,
 )
+from tradebus.shared.pipeline import AckLost, Outages
 from tradebus.shared.service import Service, default_instance
 from tradebus.shared.topology import (
     OMS_EVENTS,
@@ -100,14 +102,15 @@ async def read_bucket(js: JetStreamContext, bucket: str) -> list[tuple[str, byte
         await subscription.unsubscribe()
 
 
-async def put_entries(kv: KeyValue, state: OmsState, keys: Iterable[str]) -> None:
+async def put_entries(kv: KeyValue, state: OmsState, keys: Iterable[str], *, outages: Outages | None = None) -> None:
     """Write these keys' current values: a KV put is a JetStream publish to the key's
     subject, so they go out pipelined with their acks awaited together (`kv.put` would be a
     request/reply round trip each). nats-py's KeyValue has no public handle on its subject
     prefix and context. No key check: position keys carry `~` and `:` from the symbol
-    encoding, which nats-py's check refuses although the server accepts them."""
+    encoding, which nats-py's check refuses although the server accepts them. With
+    `outages`, a bus break raises AckLost once the bus is back (puts carry no Nats-Msg-Id)."""
     prefix = kv._pre  # "$KV.<bucket>."
-    await publish_pipelined(kv._js, [(prefix + key, state.encoded(key), None) for key in keys])
+    await publish_pipelined(kv._js, [(prefix + key, state.encoded(key), None) for key in keys], outages=outages)
 
 
 class OmsService(Service):
@@ -225,16 +228,24 @@ class OmsService(Service):
         """Return once every change applied so far is in the bucket. Batches that arrive
         while a write runs share the next one, so under load one put carries several changes
         of a key (an order's route and its events, its accepted and cancelled events)."""
-        assert self.kv is not None
+        assert self.kv is not None and self.bus is not None
         async with self._write_lock:
-            if not self._unwritten:  # the write that held the lock took our changes too
-                return
-            writing, self._unwritten = self._unwritten, set()
-            try:
-                await put_entries(self.kv, self.book, writing)
-            except BaseException:
-                self._unwritten |= writing
-                raise
+            while self._unwritten:  # else the write that held the lock took our changes too
+                writing, self._unwritten = self._unwritten, set()
+                try:
+                    await put_entries(self.kv, self.book, writing, outages=self.bus.outages)
+                    return
+                except AckLost:
+                    # A bus break cut off acks, and the bus is back. The puts carry no
+                    # Nats-Msg-Id, so they are not published again as they were; their keys
+                    # are written again with their values as they are now. That is safe: the
+                    # bucket keeps a key's last value, and no newer value can have been
+                    # written meanwhile (the lock).
+                    log.warning("bucket writes cut off by a bus break; writing them again", extra={"keys": len(writing)})
+                    self._unwritten |= writing
+                except BaseException:
+                    self._unwritten |= writing
+                    raise
 
     def _apply_one(self, message: StoredMessage, family: str, apply: Apply) -> str | None:
         """The key `message` changed. Poison is quarantined and acked with its batch, never

@@ -21,6 +21,9 @@ EVENTS received meanwhile (follower.py), and a batch with an order that needs a 
 has not seen yet waits a bounded time for one (references.py). One instance consumes at a
 time; a restarted one takes the consumer over from its killed predecessor at once
 (shared/takeover.py).
+
+A bus restart between a batch's publication and its acks costs no redelivery: what lost its
+ack is published again, with its Nats-Msg-Id, once the bus is back (shared/pipeline.py).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from tradebus.schemas.control import GetRiskLimits, RiskLimitsReply, RiskRequest
 from tradebus.schemas.events import CommandRejected, OrderRejected, PositionUpdate, command_refused, malformed_command
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
-from tradebus.shared.bus import MSG_ID, consume_batches, publish_pipelined
+from tradebus.shared.bus import MSG_ID, consume_batches
 from tradebus.shared.deadline import DEADLINE, stored_at
 from tradebus.shared.service import Service
 from tradebus.shared.takeover import take_over
@@ -157,7 +160,7 @@ class RiskService(Service):
                         if (publication := reading.publication if isinstance(reading, Answer) else self._decide_or_refuse(reading))
                         is not None]
         try:
-            await publish_pipelined(self.bus.js, publications)
+            await self.bus.publish_pipelined(publications)  # through bus breaks (shared/pipeline.py)
         except BaseException:
             # Not decided after all: the redelivered commands are decided again (a route
             # that was stored anyway is de-duplicated by its Nats-Msg-Id), never skipped.
