@@ -89,13 +89,15 @@ def judge(run: Collected) -> Verdict:
     for sent in run.sent:
         dedupe = command_dedupe_id(sent.command)
         mine = per_order[(sent.command.account, sent.command.client_order_id)]
-        answer = next(((seq, e) for seq, e in mine if _answers(sent.command, e)), None)
-        if answer is not None:
-            answer_seq[dedupe], verdict.answered_at[dedupe] = answer[0], answer[1].ts_event
+        answers = [(seq, e) for seq, e in mine if _answers(sent.command, e)]
+        if answers:
+            answer_seq[dedupe], verdict.answered_at[dedupe] = answers[0][0], answers[0][1].ts_event
+        if len(answers) > 1:  # executed twice
+            find("doubled", sent, f"{dedupe} answered {len(answers)} times: {_brief([e for _, e in answers])}")
         if stored[dedupe] != 1 or routed[dedupe] > 1:
             find("doubled" if stored[dedupe] > 1 or routed[dedupe] > 1 else "lost", sent,
                  f"{dedupe}: {stored[dedupe]} in CMD, {routed[dedupe]} in ROUTE")
-        if answer is None:
+        if not answers:
             find("lost", sent, f"{dedupe} acknowledged (attempts {sent.attempts}) but never answered")
     places = [s for s in run.sent if isinstance(s.command, PlaceOrder)]
     followed = {command_dedupe_id(s.command): s for s in run.sent}

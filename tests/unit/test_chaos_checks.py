@@ -8,7 +8,15 @@ from decimal import Decimal
 from tests.integration.chaos import ChaosPlan, Collected, Fault, Sent
 from tests.integration.chaos_checks import judge, measure
 from tradebus.schemas.commands import CancelOrder, PlaceOrder
-from tradebus.schemas.events import Fill, OrderAccepted, OrderCancelled, OrderFilled, OrderRejected
+from tradebus.schemas.events import (
+    CommandAction,
+    CommandRejected,
+    Fill,
+    OrderAccepted,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+)
 from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.values import (
     CancelReason,
@@ -94,6 +102,12 @@ def test_a_second_venue_order_for_one_client_order_id_is_doubled() -> None:
     run = a_good_run()
     run.route.append((4, MARKET))
     assert "doubled" in findings(run)
+    run = a_good_run()  # a cancel executed again: the venue says the order is no longer open
+    again = CommandRejected(event_id="l.cancel.rejected", action=CommandAction.CANCEL, client_order_id="l",
+                            reason=RejectReason.ORDER_NOT_OPEN, ts_event=T0 + 5, ts_recv=T0 + 5, venue="paper",
+                            account="a1")
+    run.events.append((5, again))
+    assert findings(run) == ["doubled"]
 
 
 def test_a_state_that_differs_between_the_streams_the_order_manager_and_the_client() -> None:
