@@ -77,7 +77,7 @@ class ConnectorService(Service):
         self._answering = False  # subscribed to its request subjects
         self.events: EventPublisher | None = None
         self.skipped_redeliveries = 0
-        self.redelivered_through = 0  # stream sequences up to it were given to a predecessor (takeover.py)
+        self.redelivered_through = 0  # stream sequences up to it were given to this process or a predecessor (takeover.py)
 
     async def start(self) -> None:
         assert self.bus is not None
@@ -186,12 +186,17 @@ class ConnectorService(Service):
         if (command.venue, command.account) != (parsed.venue, parsed.account):
             return None, self._malformed(msg, parsed.venue, parsed.account,
                                          "venue/account in the body differ from the subject"), False
-        # Skips a re-delivery its venue executed. After a takeover a re-delivery comes as a first
-        # delivery of the new consumer; a place can also come again with a count of 1 (the count
-        # starts over when a server restart lost the consumer's state): `execute` recognizes it
-        # by its client order id and terms, and answers with the order's state.
+        # Only a re-delivery can have been executed before: a client's genuine retry arrives
+        # as a new message and gets the venue's own answer (a duplicate client order id).
+        # A re-delivery can come as a first delivery: of the new consumer after a takeover,
+        # or after a nats-server restart that lost the consumer's state (its count starts
+        # over). Stream sequences are never reused, so any sequence this process or its
+        # predecessor was given already is a re-delivery.
+        # A place the venue holds that slips through anyway is recognized by `execute` by its
+        # client order id and terms, and answered with the order's state.
         metadata = msg.metadata
         redelivered = metadata.num_delivered > 1 or metadata.sequence.stream <= self.redelivered_through
+        self.redelivered_through = max(self.redelivered_through, metadata.sequence.stream)
         if redelivered and await self.connector.executed(command):
             self.skipped_redeliveries += 1
             log.info("re-delivered command was executed already", extra={"subject": msg.subject})
