@@ -78,12 +78,14 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bus_outage_grace: Annotated[float, msgspec.Meta(gt=0)] = BUS_OUTAGE_GRACE
     streams: StreamSettings = msgspec.field(default_factory=StreamSettings)
 
-    def __post_init__(self) -> None:
-        if self.bus_outage_grace + PUBLISH_TIMEOUT >= self.streams.duplicate_window:
-            raise ValueError(f"bus_outage_grace ({self.bus_outage_grace:g}s) plus the publish timeout "
-                             f"({PUBLISH_TIMEOUT:g}s) must stay below [streams] duplicate_window "
-                             f"({self.streams.duplicate_window:g}s): messages published again after a bus "
-                             "break are de-duplicated only within that window")
+    def republish_risk(self) -> str:
+        """Why publishing again after a bus break may store a message twice here ('' if it
+        cannot): the streams de-duplicate only within their duplicate window."""
+        if self.bus_outage_grace + PUBLISH_TIMEOUT < self.streams.duplicate_window:
+            return ""
+        return (f"bus_outage_grace ({self.bus_outage_grace:g}s) plus the publish timeout ({PUBLISH_TIMEOUT:g}s) "
+                f"reach [streams] duplicate_window ({self.streams.duplicate_window:g}s): a message published again "
+                "after a long bus break may be stored twice; lower bus_outage_grace")
 
 
 def default_instance() -> str:
@@ -231,6 +233,8 @@ class Service:
         self.bus = await Bus.connect(self.settings.nats_url, name=f"{self.name}.{self.instance}",
                                      outage_grace=self.settings.bus_outage_grace)
         self.bus.connection_listeners.append(self._on_connection)
+        if risk := self.settings.republish_risk():
+            log.warning(risk)
         self.quarantine.bus = self.bus
         await self.bus.nc.subscribe(subjects.PING, cb=self._answer_ping)
         assert self.health is not None
