@@ -212,6 +212,8 @@ def _judge_order_kept(verdict: Verdict, run: Collected, answer_seq: dict[str, in
 
 
 def _judge_fleet(verdict: Verdict, run: Collected) -> None:
+    if run.unsettled:
+        verdict.problems.append(f"consumers not drained 90 s after the flow: {run.unsettled}")
     if run.rebuild_code != 0 or "no differences" not in run.rebuild:
         verdict.problems.append(f"oms rebuild: exit {run.rebuild_code}\n{run.rebuild[-3000:]}")
     if run.verify_code != 0 or f"ok: {run.stream_total} records" not in run.verify:
