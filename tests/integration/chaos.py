@@ -142,6 +142,7 @@ class Collected:
     events: list[tuple[int, object]] = field(default_factory=list)
     records: list = field(default_factory=list)
     stream_total: int = 0
+    unsettled: str = ""  # durables still holding messages when the run ended ("" = all drained)
     rebuild: str = ""
     rebuild_code: int = -1
     verify: str = ""
@@ -227,8 +228,14 @@ class ChaosRun:
             await self._faults()
             await flow
             watching.cancel()
-            await settle(watcher_nc, timeout=90)
-            return await self._collect(watcher_nc)
+            unsettled = ""
+            try:
+                await settle(watcher_nc, timeout=90)
+            except AssertionError as exc:  # judged with the rest: (pending, unacknowledged) per durable
+                unsettled = str(exc)
+            collected = await self._collect(watcher_nc)
+            collected.unsettled = unsettled
+            return collected
         finally:
             await self.client.close()
             await watcher_nc.close()

@@ -135,11 +135,14 @@ def _judge_order(verdict: Verdict, sent: Sent, events: list[object], sent_by_ded
         else:
             find("outcome", sent, f"market order ended {type(last).__name__}: {_brief(events)}")
         return
-    modifies = [c for c in follow_ups if isinstance(c, ModifyOrder)]
+    modifies = {c.modify_id for c in follow_ups if isinstance(c, ModifyOrder)}
     modified = {e.modify_id for e in events if isinstance(e, OrderModified)}
+    # A modify sent while the venue was away is refused, the order rests unchanged.
+    refused = {e.request_id for e in events if isinstance(e, CommandRejected) and e.reason in REFUSED_IN_TIME}
     if isinstance(last, OrderCancelled) and last.reason is CancelReason.REQUESTED and accepted \
-            and modified == {m.modify_id for m in modifies}:
-        verdict.outcomes["rested, modified, cancelled" if modifies else "rested, cancelled"] += 1
+            and modified | refused == modifies and not modified & refused:
+        verdict.outcomes["rested, modify refused before the venue, cancelled" if refused else
+                         "rested, modified, cancelled" if modifies else "rested, cancelled"] += 1
     else:
         find("outcome", sent, f"resting order with {len(modifies)} modifies ended {type(last).__name__}: {_brief(events)}")
 
@@ -198,13 +201,19 @@ def _judge_order_kept(verdict: Verdict, run: Collected, answer_seq: dict[str, in
         for before, after in pairwise(route_order):
             if position.get(before, -1) >= position.get(after, -1):
                 find("order", sent_by_dedupe[after], f"routed {after} after {before}, sent in the other order")
-        venue_answered = [d for d in route_order if d in answer_seq]
+        # A cancel whose place risk refused waits in the connector for a place that never
+        # comes and is answered (unknown_order) when its hold runs out, after later commands.
+        routed_places = {c.client_order_id for _, c in run.route if isinstance(c, PlaceOrder)}
+        venue_answered = [d for d in route_order
+                          if d in answer_seq and sent_by_dedupe[d].command.client_order_id in routed_places]
         for before, after in pairwise(venue_answered):
             if answer_seq[before] > answer_seq[after]:
                 find("order", sent_by_dedupe[after], f"the venue answered {after} before {before}, routed in the other order")
 
 
 def _judge_fleet(verdict: Verdict, run: Collected) -> None:
+    if run.unsettled:
+        verdict.problems.append(f"consumers not drained 90 s after the flow: {run.unsettled}")
     if run.rebuild_code != 0 or "no differences" not in run.rebuild:
         verdict.problems.append(f"oms rebuild: exit {run.rebuild_code}\n{run.rebuild[-3000:]}")
     if run.verify_code != 0 or f"ok: {run.stream_total} records" not in run.verify:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
+
 from tests.integration.chaos import ChaosPlan, Collected, Fault, Sent
 from tests.integration.chaos_checks import judge, measure
-from tradebus.schemas.commands import CancelOrder, PlaceOrder
+from tradebus.schemas.commands import CancelOrder, ModifyOrder, PlaceOrder
 from tradebus.schemas.events import (
     CommandAction,
     CommandRejected,
@@ -43,10 +45,10 @@ def accepted(place: PlaceOrder, n: int, venue_order_id: str = "v1") -> OrderAcce
                          time_in_force=TimeInForce.GTC, **ORDER)
 
 
-def filled(n: int, client_order_id: str = "m") -> OrderFilled:
+def filled(n: int, client_order_id: str = "m", venue_order_id: str = "v1") -> OrderFilled:
     fill = Fill(trade_id="t1", side=Side.BUY, price=Decimal("100"), quantity=Decimal("1"), fee=Decimal("0"),
                 fee_currency="USDT", liquidity=LiquiditySide.TAKER)
-    return OrderFilled(event_id=f"{client_order_id}.{n}", client_order_id=client_order_id, venue_order_id="v1", ts_event=T0 + n, ts_recv=T0 + n,
+    return OrderFilled(event_id=f"{client_order_id}.{n}", client_order_id=client_order_id, venue_order_id=venue_order_id, ts_event=T0 + n, ts_recv=T0 + n,
                        fill=fill, cum_quantity=Decimal("1"), leaves_quantity=Decimal("0"), avg_price=Decimal("100"),
                        **ORDER)
 
@@ -127,6 +129,28 @@ def test_a_cancel_executed_before_its_place_breaks_the_accounts_order() -> None:
     assert "order" in findings(run)
 
 
+def test_a_cancel_held_for_a_place_risk_refused_is_answered_late_in_order() -> None:
+    run = a_good_run()
+    refused = OrderRejected(event_id="risk:l", client_order_id="l", ts_event=T0 + 3, ts_recv=T0 + 3,
+                            reason=RejectReason.VENUE_UNAVAILABLE, **ORDER)
+    unknown = CommandRejected(event_id="l.cancel.rejected", action=CommandAction.CANCEL, client_order_id="l",
+                              reason=RejectReason.UNKNOWN_ORDER, ts_event=T0 + 9, ts_recv=T0 + 9, venue="paper",
+                              account="a1")
+    later = PlaceOrder(client_order_id="n", side=Side.BUY, order_type=OrderType.MARKET, quantity=Decimal("1"), **ORDER)
+    run.sent.append(Sent(later, first_sent=T0 - 1, acked=T0, attempts=1))
+    run.cmd.append((4, later))
+    run.route = [(1, MARKET), (2, CANCEL), (3, later)]
+    run.events = [(1, accepted(MARKET, 1)), (2, filled(2)), (3, refused), (4, accepted(later, 4, "v3")),
+                  (5, filled(5, "n", "v3")), (6, unknown)]
+    run.received = []
+    run.records = [record("m", OrderStatus.FILLED), record("l", OrderStatus.REJECTED), record("n", OrderStatus.FILLED)]
+    verdict = judge(run)
+    assert verdict.findings == [] and verdict.problems == [], verdict.findings
+    assert verdict.outcomes == {"filled": 2, "refused before the venue": 1}
+    run.route = [(1, MARKET), (2, LIMIT), (3, CANCEL), (4, later)]  # had the place been routed: out of order
+    assert "order" in findings(run)
+
+
 def test_a_resting_order_that_filled_is_an_outcome_the_flow_cannot_explain() -> None:
     run = a_good_run()
     run.events[3] = (4, filled(4, "l"))
@@ -143,3 +167,17 @@ def test_fleet_problems_and_findings_are_counted_per_fault_in_flight() -> None:
     stats = measure(run, verdict)
     assert (stats["risk"].kills, stats["risk"].recover, stats["risk"].wrong) == (1, [107e-9], 1)
     assert stats["risk"].delays == []  # answered in nanoseconds: in flight, not delayed
+
+
+def test_a_modify_refused_while_the_venue_was_away_leaves_the_order_resting_unchanged() -> None:
+    run = a_good_run()
+    modify = ModifyOrder(client_order_id="l", modify_id="m1", venue="paper", account="a1", price=Decimal("99"))
+    refusal = CommandRejected(event_id="risk:l.m1", action=CommandAction.MODIFY, client_order_id="l", request_id="m1",
+                              reason=RejectReason.VENUE_UNAVAILABLE, ts_event=T0 + 3, ts_recv=T0 + 3, venue="paper",
+                              account="a1")
+    run.sent.insert(2, Sent(modify, first_sent=T0 - 8, acked=T0 - 3, attempts=1))
+    run.cmd = list(enumerate([MARKET, LIMIT, modify, CANCEL], 1))
+    run.events.insert(3, (9, refusal))
+    assert judge(run).outcomes == {"filled": 1, "rested, modify refused before the venue, cancelled": 1}
+    run.events[3] = (9, msgspec.structs.replace(refusal, reason=RejectReason.UNKNOWN_ORDER))
+    assert findings(run) == ["outcome"]

@@ -158,7 +158,9 @@ async def ensure_consumer(js: JetStreamContext, consumer: Consumer) -> None:
     except NotFoundError:
         await js.add_consumer(consumer.stream.name, consumer.config())
         return
-    started_at = info.config.opt_start_seq if info.config.deliver_policy is DeliverPolicy.BY_START_SEQUENCE else None
+    # nats-py reports the policy as the server's string, not as the enum member.
+    by_start_sequence = DeliverPolicy(info.config.deliver_policy) is DeliverPolicy.BY_START_SEQUENCE
+    started_at = info.config.opt_start_seq if by_start_sequence else None
     await js.add_consumer(consumer.stream.name, consumer.config(start_seq=started_at))
 
 
