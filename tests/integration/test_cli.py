@@ -133,12 +133,18 @@ def test_up_restarts_a_service_that_dies(fleet: Fleet) -> None:
         time.sleep(0.5)
     else:
         raise AssertionError("the connector was not restarted")
-    output = fleet.output.read_text()
+    # `up` redraws its table on its own tick, which may come a moment after `status` already shows ready
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        output = fleet.output.read_text()
+        table_rows = [line for line in output.splitlines() if line.startswith("connector.paper")]
+        if table_rows and " ready " in table_rows[-1]:
+            break
+        time.sleep(0.5)
     assert "connector.paper exited (killed by SIGKILL)" in output and "restarting in" in output
     # the table said so while it was down, and counts the restart since
     assert any(line.startswith("connector.paper") and " restarting " in line and "killed by SIGKILL" in line
                for line in output.splitlines()), output
-    table_rows = [line for line in output.splitlines() if line.startswith("connector.paper")]
     assert " ready " in table_rows[-1] and "last exit: killed by SIGKILL" in table_rows[-1]
 
 
