@@ -120,7 +120,8 @@ async def test_refusals_and_rate_limits_map_onto_the_taxonomy(emulator: BinanceE
     bid = (await binance.fetch_order_book(SYMBOL, 5))["bids"][0][0]
     with pytest.raises(InsufficientFunds) as refused:
         await binance.create_order(SYMBOL, "limit", "buy", 1000, round(bid * 0.9, 2), {"clientOrderId": "big-1"})
-    mapped = parsing.venue_error(refused.value, changes_state=True)
+    mapped = parsing.venue_error(refused.value, changes_state=True, exchange_id="binance",
+                                 last_body=binance.last_http_response)
     assert isinstance(mapped, OrderRefused) and mapped.reason == RejectReason.INSUFFICIENT_FUNDS
 
     async with aiohttp.ClientSession() as http:

@@ -18,11 +18,11 @@ ORDER = {
 }
 
 
-def api_error(status: int, code: int, headers: dict[str, str] | None = None) -> APIError:
+def api_error(status: int, code: int, headers: dict[str, str] | None = None, message: str = "no") -> APIError:
     response = requests.Response()
     response.status_code = status
     response.headers.update(headers or {})
-    return APIError(f'{{"code": {code}, "message": "no"}}', requests.HTTPError(response=response))
+    return APIError(f'{{"code": {code}, "message": "{message}"}}', requests.HTTPError(response=response))
 
 
 def test_an_order_keeps_the_dotted_ticker_and_exact_decimals() -> None:
@@ -50,10 +50,13 @@ def test_a_fill_event_carries_its_trade() -> None:
 
 
 def test_errors_map_onto_the_taxonomy() -> None:
-    funds = parsing.venue_error(api_error(403, 40310000), changes_state=True)
+    # (every recorded Alpaca body is replayed in tests/venues/test_error_replay.py)
+    funds = parsing.venue_error(api_error(403, 40310000, message="insufficient buying power"), changes_state=True)
     assert isinstance(funds, OrderRefused) and funds.reason is RejectReason.INSUFFICIENT_FUNDS
     assert isinstance(parsing.venue_error(api_error(401, 40110000), changes_state=False), AuthFailed)
-    assert isinstance(parsing.venue_error(api_error(403, 40010001), changes_state=False), AuthFailed)
+    # a 403 refuses one order; only a 401 says the credentials are refused
+    forbidden = parsing.venue_error(api_error(403, 40399999), changes_state=False)
+    assert isinstance(forbidden, OrderRefused) and forbidden.reason is RejectReason.VENUE_REJECTED
     missing = parsing.venue_error(api_error(404, 40410000), changes_state=False)
     assert isinstance(missing, OrderRefused) and missing.reason is RejectReason.UNKNOWN_ORDER
     busy = parsing.venue_error(api_error(429, 42910000, {"Retry-After": "3"}), changes_state=True)

@@ -61,20 +61,22 @@ def test_an_answer_with_ids_only_keeps_the_requested_terms() -> None:
     ],
 )
 def test_exceptions_fall_into_the_taxonomy(exception: Exception, changes_state: bool, expected: type) -> None:
-    assert isinstance(parsing.venue_error(exception, changes_state=changes_state), expected)
+    assert isinstance(parsing.venue_error(exception, changes_state=changes_state, exchange_id="binance"), expected)
 
 
 def test_refusals_carry_the_shared_reason_and_no_url() -> None:
-    funds = parsing.venue_error(ccxt.InsufficientFunds('binance {"code":-2010,"msg":"Account has insufficient balance."}'),
-                                changes_state=True)
+    funds = parsing.venue_error(ccxt.InsufficientFunds('binance {"code":-2010,"msg":"Account has insufficient balance for requested action."}'),
+                                changes_state=True, exchange_id="binance")
     assert isinstance(funds, OrderRefused) and funds.reason is RejectReason.INSUFFICIENT_FUNDS and funds.venue_code == "-2010"
-    tick = parsing.venue_error(ccxt.BadRequest('binance {"code":-1013,"msg":"Filter failure: PRICE_FILTER"}'), changes_state=True)
+    tick = parsing.venue_error(ccxt.BadRequest('binance {"code":-1013,"msg":"Filter failure: PRICE_FILTER"}'), changes_state=True,
+                               exchange_id="binance")
     assert isinstance(tick, OrderRefused) and tick.reason is RejectReason.TICK_SIZE
     # ccxt calls Bybit spot's duplicate-id code an invalid order: the code table knows better.
     duplicate = parsing.venue_error(ccxt.InvalidOrder('bybit {"retCode":170141,"retMsg":"Duplicate clientOrderId."}'),
-                                    changes_state=True)
+                                    changes_state=True, exchange_id="bybit")
     assert isinstance(duplicate, OrderRefused) and duplicate.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID
-    timeout = parsing.venue_error(ccxt.RequestTimeout("binance GET https://x/api?signature=deadbeef"), changes_state=False)
+    timeout = parsing.venue_error(ccxt.RequestTimeout("binance GET https://x/api?signature=deadbeef"), changes_state=False,
+                                  exchange_id="binance")
     assert "deadbeef" not in timeout.message and "<url>" in timeout.message
 
 
@@ -97,3 +99,9 @@ def test_testnet_switches_to_the_sandbox_unless_urls_are_overridden() -> None:
     assert "testnet" not in _connector(testnet=False).exchange.urls["api"]["public"]
     rebased_one = _connector(testnet=True, rebase={"rest": "http://127.0.0.1:1", "ws": "ws://127.0.0.1:1"})
     assert rebased_one.exchange.urls["api"]["public"] == "http://127.0.0.1:1/api/v3"
+
+
+def test_an_exchange_without_a_code_table_is_mapped_by_class_and_text() -> None:
+    lot = parsing.venue_error(ccxt.InvalidOrder('kraken {"error":["EOrder:Invalid lot_size"]}'), changes_state=True,
+                              exchange_id="kraken")
+    assert isinstance(lot, OrderRefused) and lot.reason is RejectReason.LOT_SIZE

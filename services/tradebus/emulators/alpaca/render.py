@@ -15,16 +15,19 @@ from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, TimeIn
 
 from ..venue import EmulatedOrder
 
-# Refused.reason -> (HTTP status, Alpaca error code), as Alpaca documents its errors.
-ERRORS: dict[RejectReason, tuple[int, int]] = {
-    RejectReason.INSUFFICIENT_FUNDS: (403, 40310000),
-    RejectReason.AUTH_FAILED: (401, 40110000),
-    RejectReason.UNKNOWN_ORDER: (404, 40410000),
-    RejectReason.ORDER_NOT_OPEN: (422, 42210000),
-    RejectReason.RATE_LIMITED: (429, 42910000),
-    RejectReason.VENUE_UNAVAILABLE: (500, 50010000),
+# Refused.reason -> (HTTP status, Alpaca error code, message): where a body was recorded
+# (tests/venues/alpaca/corpus), its message; None keeps the emulator's own message, for
+# refusals whose real text is not recorded yet.
+ERRORS: dict[RejectReason, tuple[int, int, str | None]] = {
+    RejectReason.INSUFFICIENT_FUNDS: (403, 40310000, "insufficient buying power"),
+    RejectReason.AUTH_FAILED: (401, 40110000, "request is not authorized"),
+    RejectReason.UNKNOWN_ORDER: (404, 40410000, "order not found"),
+    RejectReason.DUPLICATE_CLIENT_ORDER_ID: (422, 40010001, "client_order_id must be unique"),
+    RejectReason.ORDER_NOT_OPEN: (422, 42210000, None),
+    RejectReason.RATE_LIMITED: (429, 42910000, None),
+    RejectReason.VENUE_UNAVAILABLE: (500, 50010000, None),
 }
-INVALID = (422, 42210000)  # every other refusal: Alpaca answers 422 "invalid"
+INVALID = (422, 42210000, None)  # every other refusal: Alpaca answers 422 "invalid"
 
 TIME_IN_FORCE = {"day": TimeInForce.DAY, "gtc": TimeInForce.GTC, "ioc": TimeInForce.IOC, "fok": TimeInForce.FOK}
 ORDER_TYPES = {"market": OrderType.MARKET, "limit": OrderType.LIMIT, "stop": OrderType.STOP,
@@ -37,9 +40,9 @@ STATUS = {
 
 
 def error(reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
-    status, code = ERRORS.get(reason, INVALID)
+    status, code, text = ERRORS.get(reason, INVALID)
     headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
-    return web.json_response({"code": code, "message": message}, status=status, headers=headers)
+    return web.json_response({"code": code, "message": text or message}, status=status, headers=headers)
 
 
 def order_uuid(order_id: int, generation: int) -> str:

@@ -23,14 +23,16 @@ STATUS = {
     OrderStatus.REJECTED: "REJECTED",
 }
 
-# (HTTP status, Binance code, message) per reason. Binance answers most order refusals with
-# -2010 "NEW_ORDER_REJECTED" and a reason text, filter failures with -1013.
+# (HTTP status, Binance code, message) per reason: the codes and texts of Binance's error
+# codes page, the bodies recorded in tests/venues/binance/corpus. Binance answers most order
+# refusals with -2010 NEW_ORDER_REJECTED and the matching engine's text, filter failures
+# with -1013; a cancel of an order it no longer holds with -2011 "Unknown order sent.".
 ERRORS: dict[RejectReason, tuple[int, int, str]] = {
     RejectReason.AUTH_FAILED: (401, -2015, "Invalid API-key, IP, or permissions for action."),
-    RejectReason.RATE_LIMITED: (429, -1003, "Too many requests; current limit is exceeded."),
+    RejectReason.RATE_LIMITED: (429, -1003, "Too many requests queued."),
     RejectReason.VENUE_UNAVAILABLE: (503, -1001, "Internal error; unable to process your request. Please try again."),
     RejectReason.UNKNOWN_ORDER: (400, -2013, "Order does not exist."),
-    RejectReason.ORDER_NOT_OPEN: (400, -2011, "Unknown order sent."),
+    RejectReason.ORDER_NOT_OPEN: (400, -2011, "Unknown order sent."),  # a cancel of a finished order
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: (400, -2010, "Duplicate order sent."),
     RejectReason.INSUFFICIENT_FUNDS: (400, -2010, "Account has insufficient balance for requested action."),
     RejectReason.UNKNOWN_INSTRUMENT: (400, -1121, "Invalid symbol."),
@@ -40,16 +42,17 @@ ERRORS: dict[RejectReason, tuple[int, int, str]] = {
     RejectReason.POST_ONLY_WOULD_TAKE: (400, -2010, "Order would immediately match and take."),
     RejectReason.UNSUPPORTED_ORDER_TYPE: (400, -1116, "Invalid orderType."),
     RejectReason.UNSUPPORTED_TIME_IN_FORCE: (400, -1115, "Invalid timeInForce."),
-    RejectReason.MALFORMED: (400, -1102, "Mandatory parameter was not sent, was empty/null, or malformed."),
-    RejectReason.NO_LIQUIDITY: (400, -2010, "Order would not be filled: no liquidity."),
+    RejectReason.MALFORMED: (400, -1102, "A mandatory parameter was not sent, was empty/null, or malformed."),
 }
-DEFAULT_ERROR = (400, -2010, "Order rejected.")
+# Binance documents no text of its own for what the engine refuses otherwise (no liquidity,
+# an unfillable FOK): the code with its documented name.
+DEFAULT_ERROR = (400, -2010, "NEW_ORDER_REJECTED")
 
 
 def error(reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
     status, code, text = ERRORS.get(reason, DEFAULT_ERROR)
     headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
-    body = {"code": code, "msg": text if reason in ERRORS else message or text}
+    body = {"code": code, "msg": text}
     return web.json_response(body, status=status, headers=headers)
 
 

@@ -19,31 +19,34 @@ from ..venue import EmulatedFill, EmulatedOrder
 CATEGORY = "spot"
 TIME_IN_FORCE = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK, "PostOnly": TimeInForce.GTC}
 
-# (HTTP status, retCode, retMsg) per reason. Bybit answers business errors with HTTP 200 and
-# a retCode; authentication failures with HTTP 401; the per-UID request limit with 10006
-# "Too many visits!" (its IP limit would be HTTP 403, which one key never reaches here).
+# (HTTP status, retCode, retMsg) per reason: the codes and texts of Bybit's error code table
+# (bybit-exchange.github.io/docs/v5/error), the bodies recorded in tests/venues/bybit/corpus.
+# Bybit answers business errors with HTTP 200 and a retCode; authentication failures with
+# HTTP 401. A crossing post-only is refused here (170218); the real venue may accept it and
+# cancel it afterwards (EC_PostOnlyWillTakeLiquidity), which is not emulated yet.
 ERRORS: dict[RejectReason, tuple[int, int, str]] = {
-    RejectReason.AUTH_FAILED: (401, 10003, "API key is invalid."),
-    RejectReason.RATE_LIMITED: (200, 10006, "Too many visits!"),
-    RejectReason.VENUE_UNAVAILABLE: (503, 10016, "Server error."),
-    RejectReason.UNKNOWN_ORDER: (200, 110001, "Order does not exist."),
+    RejectReason.AUTH_FAILED: (401, 10003, "API key is invalid. Check whether the key and domain are matched, "
+                                           "there are 4 env: mainnet, testnet, mainnet-demo, testnet-demo"),
+    RejectReason.RATE_LIMITED: (200, 10006, "Too many visits. Exceeded the API Rate Limit."),
+    RejectReason.VENUE_UNAVAILABLE: (200, 10016, "Server error."),
+    RejectReason.UNKNOWN_ORDER: (200, 110001, "Order does not exist"),
     RejectReason.ORDER_NOT_OPEN: (200, 170213, "Order does not exist."),
-    RejectReason.DUPLICATE_CLIENT_ORDER_ID: (200, 170141, "Duplicate clientOrderId."),
-    RejectReason.INSUFFICIENT_FUNDS: (200, 170131, "Insufficient balance."),
+    RejectReason.DUPLICATE_CLIENT_ORDER_ID: (200, 170141, "Duplicate clientOrderId"),
+    RejectReason.INSUFFICIENT_FUNDS: (200, 170131, "Balance insufficient"),
     RejectReason.UNKNOWN_INSTRUMENT: (200, 170121, "Invalid symbol."),
-    RejectReason.TICK_SIZE: (200, 170134, "Order price has too many decimals (tick size)."),
-    RejectReason.LOT_SIZE: (200, 170137, "Order quantity has too many decimals (lot_size step)."),
-    RejectReason.MIN_NOTIONAL: (200, 170140, "Order value exceeded lower limit (minimum notional)."),
-    RejectReason.POST_ONLY_WOULD_TAKE: (200, 170218, "The LIMIT-MAKER order is rejected: post only would take."),
+    RejectReason.TICK_SIZE: (200, 170134, "Order price decimal too long."),
+    RejectReason.LOT_SIZE: (200, 170137, "Order volume decimal too long"),
+    RejectReason.MIN_NOTIONAL: (200, 170140, "Order value exceeded lower limit"),
+    RejectReason.POST_ONLY_WOULD_TAKE: (200, 170218, "The LIMIT-MAKER order is rejected due to invalid price."),
     RejectReason.UNSUPPORTED_ORDER_TYPE: (200, 170116, "Invalid orderType."),
     RejectReason.UNSUPPORTED_TIME_IN_FORCE: (200, 170115, "Invalid timeInForce."),
-    RejectReason.MALFORMED: (200, 10001, "Request parameter error."),
-    RejectReason.NO_LIQUIDITY: (200, 170210, "New order rejected: no liquidity."),
-    RejectReason.FOK_UNFILLABLE: (200, 170210, "New order rejected: FOK order cannot be filled."),
+    RejectReason.MALFORMED: (200, 10001, "Request parameter error"),
+    RejectReason.NO_LIQUIDITY: (200, 170210, "New order rejected."),
+    RejectReason.FOK_UNFILLABLE: (200, 170210, "New order rejected."),
 }
 DEFAULT_ERROR = (200, 170210, "New order rejected.")
-BAD_SIGNATURE = (401, 10004, "error sign! Signature for this request is not valid.")
-STALE_TIMESTAMP = (200, 10002, "invalid request, please check your server timestamp or recv_window param")
+BAD_SIGNATURE = (401, 10004, "Error sign, please check your signature generation algorithm.")
+STALE_TIMESTAMP = (200, 10002, "The request time exceeds the time window range.")
 
 STATUS = {
     OrderStatus.ACCEPTED: "New", OrderStatus.TRIGGERED: "New", OrderStatus.PARTIALLY_FILLED: "PartiallyFilled",
@@ -70,8 +73,7 @@ def error(reason: RejectReason, message: str, *, limit: int, retry_after: float 
     if reason is RejectReason.RATE_LIMITED:  # Bybit's documented limit headers; the reset is when to retry
         reset = now_ms() + round(1000 * (retry_after if retry_after is not None else 1.0))
         headers = {"X-Bapi-Limit": str(limit), "X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": str(reset)}
-    return web.json_response(envelope({}, code=code, message=text if reason in ERRORS else message or text),
-                             status=status, headers=headers)
+    return web.json_response(envelope({}, code=code, message=text), status=status, headers=headers)
 
 
 def refusal(answer: tuple[int, int, str]) -> web.Response:

@@ -17,8 +17,10 @@ from alpaca.common.exceptions import APIError
 from tradebus.schemas.market import Instrument, Quote, Trade
 from tradebus.schemas.values import Aggressor, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
-from ...errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
+from ...codes import UNKNOWN, refused, taxonomy_error
+from ...errors import OutcomeUnknown, VenueBusy, VenueError
 from ...tracking import OrderSnapshot, TradeReport
+from .codes import BY_STATUS, CODES
 
 ZERO = Decimal(0)
 TIME_IN_FORCE = {TimeInForce.DAY: "day", TimeInForce.GTC: "gtc", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok"}
@@ -34,8 +36,6 @@ TIME_IN_FORCE_BY_CLASS = {
 }
 _FINISHED = {"filled": OrderStatus.FILLED, "canceled": OrderStatus.CANCELLED, "expired": OrderStatus.EXPIRED,
              "done_for_day": OrderStatus.EXPIRED, "rejected": OrderStatus.REJECTED}
-# Alpaca codes: 40310000 insufficient buying power, 40410000 not found, 42210000 invalid.
-_BY_STATUS = {403: RejectReason.INSUFFICIENT_FUNDS, 404: RejectReason.UNKNOWN_ORDER, 422: RejectReason.VENUE_REJECTED}
 
 
 def decimal(value: Any) -> Decimal | None:
@@ -107,14 +107,13 @@ def venue_error(exc: Exception, *, changes_state: bool) -> VenueError:
     """The taxonomy error for an alpaca-py exception. `changes_state`: the request could
     have acted at Alpaca (place, replace, cancel), so a timeout leaves its outcome unknown."""
     if isinstance(exc, APIError):
-        status, code, message = exc.status_code, _code(exc), _message(exc)
-        if status == 401 or (status == 403 and code != "40310000"):
-            return AuthFailed(message, venue_code=code)
-        if status == 429:
-            return VenueBusy(message, retry_after=_retry_after(exc), venue_code=code)
-        if status is not None and status >= 500:
-            return OutcomeUnknown(message, venue_code=code) if changes_state else VenueBusy(message, venue_code=code)
-        return OrderRefused(_BY_STATUS.get(status or 0, RejectReason.VENUE_REJECTED), message, venue_code=code)
+        status, code, text = exc.status_code, _code(exc), _text(exc)
+        rule = CODES.rule(code, text) or BY_STATUS.rule(str(status), text)
+        if rule is None:  # a 5xx (it may have been done) or another 4xx (refused)
+            rule = UNKNOWN if status is None or status >= 500 else refused(RejectReason.VENUE_REJECTED)
+        retry_after = _retry_after(exc) if status == 429 else None
+        return taxonomy_error(rule, f"APIError: {text or f'HTTP {status}'}"[:500], code=code,
+                              changes_state=changes_state, retry_after=retry_after)
     # requests' timeouts and dropped connections (and anything unforeseen): the request may
     # have been carried out. Only the type is kept: requests' texts carry the URL.
     message = type(exc).__name__
@@ -128,11 +127,11 @@ def _code(exc: APIError) -> str | None:
         return None
 
 
-def _message(exc: APIError) -> str:
+def _text(exc: APIError) -> str:
     try:
-        return f"APIError: {exc.message}"[:500]
+        return str(exc.message)
     except (ValueError, KeyError, TypeError):
-        return f"APIError: HTTP {exc.status_code}"
+        return ""
 
 
 def _retry_after(exc: APIError) -> float | None:

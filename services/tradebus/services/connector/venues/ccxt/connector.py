@@ -247,7 +247,9 @@ class CcxtConnector(RemoteVenueConnector):
         except ArgumentsRequired:  # a usage answer ("needs a symbol") the caller handles
             raise
         except BaseError as exc:
-            raise parsing.venue_error(exc, changes_state=changes_state, retry_after=self._retry_after()) from None
+            # ccxt stores the answer before raising, in the same task step: it is this request's
+            raise parsing.venue_error(exc, changes_state=changes_state, retry_after=self._retry_after(),
+                                      exchange_id=self.exchange_id, last_body=self.exchange.last_http_response) from None
 
     def _retry_after(self) -> float | None:
         headers = self.exchange.last_response_headers or {}

@@ -18,21 +18,18 @@ import msgspec
 from tradebus.schemas.market import BookLevel, BookSnapshot, Instrument, Quote, Trade
 from tradebus.schemas.values import Aggressor, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
+from ...codes import CodeTable, taxonomy_error
 from ...errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
 from ...tracking import OrderSnapshot, TradeReport
+from . import binance_codes, bybit_codes
 
 ZERO = Decimal(0)
 MS = 1_000_000
 _TIME_IN_FORCE = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK, "PO": TimeInForce.GTC}
 _URL = re.compile(r"(?:https?|wss?)://\S+")
-# Venue codes that mean "these credentials may not do this", whatever exception ccxt chose:
-# ccxt raises DDoSProtection for Binance's -2015 once a key has worked before (guessing a
-# temporary ban), but -2015 is what a revoked key, a removed IP or a lost permission gives,
-# and all of those need an operator.
-_AUTH_CODES = frozenset({"-2014", "-2015", "-1022"})
-# ccxt raises InvalidOrder for Bybit spot's 170141 ("Duplicate clientOrderId."), which would
-# answer a place of an order the venue holds with a rejection instead of a look-up.
-_DUPLICATE_CODES = frozenset({"170141"})
+# The venues whose error codes have a table (code first, see connector/codes.py). Any other
+# ccxt exchange is mapped by ccxt's exception class, its order refusals by their text.
+CODE_TABLES: dict[str, CodeTable] = {"binance": binance_codes.CODES, "bybit": bybit_codes.CODES}
 
 
 def decimal(value: Any) -> Decimal | None:
@@ -160,18 +157,36 @@ def book(venue: str, symbol: str, raw: dict[str, Any], depth: int, now: int) -> 
 
 
 # --- errors ------------------------------------------------------------------------------------------
-def venue_error(exc: Exception, *, changes_state: bool, retry_after: float | None = None) -> VenueError:
+def venue_error(exc: Exception, *, changes_state: bool, retry_after: float | None = None,
+                exchange_id: str = "", last_body: str | None = None) -> VenueError:
     """The taxonomy error for a ccxt exception. `changes_state`: the request could have
     acted at the venue (a place or cancel), so a timeout leaves its outcome unknown.
-    `retry_after`: the venue's Retry-After, when its response carried one."""
-    message, code = safe_message(exc)
-    if isinstance(exc, ccxt.AuthenticationError) or code in _AUTH_CODES:
+    `retry_after`: the venue's Retry-After, when its response carried one. `last_body`: the
+    exchange's last HTTP answer (ccxt keeps it), for the exceptions ccxt raises from a
+    message alone, whose text lacks the venue's code."""
+    payload = venue_payload(exc, last_body)
+    code = _code(payload)
+    venue_text = str(payload.get("msg") or payload.get("retMsg") or payload.get("message") or "")
+    message = f"{type(exc).__name__}: {venue_text}"[:500] if venue_text else safe_message(exc)[0]
+    table = CODE_TABLES.get(exchange_id)
+    rule = table.rule(code, venue_text) if table is not None else None
+    if rule is not None:
+        return taxonomy_error(rule, message, code=code, changes_state=changes_state, retry_after=retry_after)
+    return _by_class(exc, message, code, changes_state=changes_state, retry_after=retry_after,
+                     read_text=table is None)
+
+
+def _by_class(exc: Exception, message: str, code: str | None, *, changes_state: bool, retry_after: float | None,
+              read_text: bool) -> VenueError:
+    """ccxt's exception class decides: a code no table knows, or an answer without a code.
+    `read_text`: an exchange without a code table, whose refusals are told apart by text."""
+    if isinstance(exc, ccxt.AuthenticationError):
         return AuthFailed(message, venue_code=code)
     if isinstance(exc, ccxt.InsufficientFunds):
         return OrderRefused(RejectReason.INSUFFICIENT_FUNDS, message, venue_code=code)
     if isinstance(exc, ccxt.OrderNotFound):
         return OrderRefused(RejectReason.UNKNOWN_ORDER, message, venue_code=code)
-    if isinstance(exc, ccxt.DuplicateOrderId) or code in _DUPLICATE_CODES:
+    if isinstance(exc, ccxt.DuplicateOrderId):
         return OrderRefused(RejectReason.DUPLICATE_CLIENT_ORDER_ID, message, venue_code=code)
     if isinstance(exc, ccxt.BadSymbol):
         return OrderRefused(RejectReason.UNKNOWN_INSTRUMENT, message, venue_code=code)
@@ -183,12 +198,14 @@ def venue_error(exc: Exception, *, changes_state: bool, retry_after: float | Non
         return OutcomeUnknown(message, venue_code=code) if changes_state else VenueBusy(message, venue_code=code)
     if isinstance(exc, ccxt.NotSupported):
         return OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, message, venue_code=code)
-    if isinstance(exc, ccxt.ExchangeError):  # InvalidOrder, BadRequest, ...: the venue's text tells which rule
-        return OrderRefused(_order_rule(message), message, venue_code=code)
+    if isinstance(exc, ccxt.ExchangeError):  # InvalidOrder, BadRequest, ...: the venue refused
+        reason = _order_rule(message) if read_text else RejectReason.VENUE_REJECTED
+        return OrderRefused(reason, message, venue_code=code)
     return OutcomeUnknown(message) if changes_state else VenueBusy(message)
 
 
 def _order_rule(message: str) -> RejectReason:
+    """For exchanges without a code table only: a guess from words in the venue's text."""
     text = message.lower()
     if "price_filter" in text or "tick" in text or "price precision" in text:
         return RejectReason.TICK_SIZE
@@ -201,18 +218,38 @@ def _order_rule(message: str) -> RejectReason:
     return RejectReason.VENUE_REJECTED
 
 
+def venue_payload(exc: Exception, last_body: str | None = None) -> dict[str, Any]:
+    """The venue's JSON error body: from the exception's text (ccxt appends the body when
+    it decides by code), else the last HTTP answer when the exception carries its message
+    (ccxt raises "binance Duplicate order sent." without the body when it decides by
+    message); {} when neither holds one."""
+    text = str(exc)
+    payload = _json_object(text[text.find("{"):]) if "{" in text else {}
+    if payload:
+        return payload
+    answer = _json_object(last_body or "")
+    said = answer.get("msg") or answer.get("retMsg") or answer.get("message")
+    return answer if isinstance(said, str) and said and said in text else {}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _code(payload: dict[str, Any]) -> str | None:
+    code = payload.get("code", payload.get("retCode"))
+    return None if code is None else str(code)
+
+
 def safe_message(exc: Exception) -> tuple[str, str | None]:
     """(a message fit for logs, the venue's code): the venue's own error text when the
     exception carries its JSON body, never the URL (its query holds the signature)."""
-    text = str(exc)
-    body = text[text.find("{"):] if "{" in text else ""
-    try:
-        payload = json.loads(body) if body else {}
-    except ValueError:
-        payload = {}
-    if isinstance(payload, dict) and payload:
-        venue_text = payload.get("msg") or payload.get("retMsg") or payload.get("message") or ""
-        code = payload.get("code", payload.get("retCode"))
-        return f"{type(exc).__name__}: {venue_text}"[:500], None if code is None else str(code)
-    return f"{type(exc).__name__}: {_URL.sub('<url>', text)}"[:500], None
-
+    payload = venue_payload(exc)
+    venue_text = payload.get("msg") or payload.get("retMsg") or payload.get("message")
+    if venue_text:
+        return f"{type(exc).__name__}: {venue_text}"[:500], _code(payload)
+    return f"{type(exc).__name__}: {_URL.sub('<url>', str(exc))}"[:500], _code(payload)

@@ -1,0 +1,51 @@
+"""The recorded venue payloads under tests/venues/<venue>/corpus/: each file names its public
+source (`source`), holds the venue's exact answer (`body`, and `http_status` where the source
+states it) and what the connector must make of it (`expect`: outcome, and reason for a
+refusal). Payloads are data, never edited to suit the code."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+# Values that belong to the moment of an answer, compared by presence only.
+VOLATILE = frozenset({"time"})
+
+
+@dataclass(frozen=True)
+class Recorded:
+    name: str
+    venue: str
+    source: list[str]
+    operation: str
+    http_status: int | None
+    body: dict[str, Any]
+    outcome: str
+    reason: str | None
+
+    @property
+    def code(self) -> str | None:
+        code = self.body.get("code", self.body.get("retCode"))
+        return None if code is None else str(code)
+
+
+def errors(venue: str) -> list[Recorded]:
+    recorded = []
+    for path in sorted((HERE / venue / "corpus" / "errors").glob("*.json")):
+        data = json.loads(path.read_text())
+        recorded.append(Recorded(
+            name=f"{venue}/{path.stem}", venue=data["venue"], source=data["source"], operation=data["operation"],
+            http_status=data.get("http_status"), body=data["body"], outcome=data["expect"]["outcome"],
+            reason=data["expect"].get("reason"),
+        ))
+    return recorded
+
+
+def same_body(answer: dict[str, Any], recorded: dict[str, Any]) -> bool:
+    """Equal key for key, the volatile keys (an answer's clock) by presence only."""
+    if answer.keys() != recorded.keys():
+        return False
+    return all(key in VOLATILE or answer[key] == recorded[key] for key in answer)
