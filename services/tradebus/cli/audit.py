@@ -133,8 +133,10 @@ async def _show(store: AuditStore, client_order_id: str) -> int:
         print(f"no audit records for {client_order_id!r}", file=sys.stderr)
         return 1
     for record in records:
-        print("  ".join((_time(record.ts), f"{record.stream:<6}", record.subject, record.msg_type or "?",
-                         _summary(record))).rstrip())
+        # The publisher scope the bus allowed on the subject (none in records stored before scopes).
+        scope = f"by {record.scope}" if record.scope else ""
+        print("  ".join(part for part in (_time(record.ts), f"{record.stream:<6}", record.subject, scope,
+                                          record.msg_type or "?", _summary(record)) if part).rstrip())
     return 0
 
 

@@ -1,5 +1,6 @@
 """The risk service: consumes client commands, routes the approved ones to their venue, and
-answers the refused ones with a rejection event.
+answers the refused ones with a rejection event on `tradebus.evt.reject.<venue>.<account>`
+(the only event family risk may publish: it carries rejections, never a fill).
 
 Start-up replays the ROUTE and EVENTS streams from their start to rebuild what risk knows:
 working orders, positions, today's pnl, and the ledger of commands it already decided and
@@ -231,7 +232,7 @@ class RiskService(Service):
 
     @staticmethod
     def _answer(event: OrderRejected | CommandRejected, seq: int) -> Publication:
-        return (subjects.order_events(event.venue, event.account), encode(event),
+        return (subjects.rejections(event.venue, event.account), encode(event),
                 {MSG_ID: event.event_id, COMMAND_SEQ: str(seq)})
 
     def _malformed(self, msg: Msg, venue: str | None, account: str | None, why: str) -> Publication | None:
@@ -242,7 +243,7 @@ class RiskService(Service):
                                   now=time.time_ns(), payload=msg.data, issuer=RISK_EVENT_PREFIX)
         self.decisions.labels(decision="rejected", reason=RejectReason.MALFORMED.value).inc()
         log.warning("malformed command", extra={"subject": msg.subject, "error": why[:300]})
-        return subjects.order_events(venue, account), encode(event), {MSG_ID: event.event_id}
+        return subjects.rejections(venue, account), encode(event), {MSG_ID: event.event_id}
 
     # --- what risk knows ----------------------------------------------------------------------
     async def _replay_and_follow(self) -> None:
@@ -276,7 +277,7 @@ class RiskService(Service):
     def _on_event(self, msg: Msg) -> None:
         try:
             family = subjects.parse(msg.subject).family
-            if family is Family.ORDER_EVENT:
+            if family in (Family.ORDER_EVENT, Family.REJECTION):  # the venues' answers and risk's own
                 event = _event_decoder.decode(msg.data)
                 self.ledger.on_order_event(event, _command_seq(msg.headers or {}))
                 self.gate.exposure.on_order_event(event)
