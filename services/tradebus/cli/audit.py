@@ -134,9 +134,9 @@ async def _show(store: AuditStore, client_order_id: str) -> int:
         return 1
     for record in records:
         # The publisher scope the bus allowed on the subject (none in records stored before scopes).
-        scope = f"by {record.scope}" if record.scope else ""
-        print("  ".join(part for part in (_time(record.ts), f"{record.stream:<6}", record.subject, scope,
-                                          record.msg_type or "?", _summary(record)) if part).rstrip())
+        source = f"{record.subject} by {record.scope}" if record.scope else record.subject
+        print("  ".join((_time(record.ts), f"{record.stream:<6}", source, record.msg_type or "?",
+                         _summary(record))).rstrip())
     return 0
 
 
