@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 import nats
-from msgspec.structs import replace as msgspec_replace
 import pytest
+from msgspec.structs import replace as msgspec_replace
 from nats.js.client import JetStreamContext
 
 from tradebus.schemas import subjects
@@ -23,8 +23,8 @@ from tradebus.schemas.codecs import encode
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, OrderCommand, PlaceOrder, command_dedupe_id
 from tradebus.schemas.events import Balance, BalanceUpdate, Fill, OrderAccepted, OrderFilled, OrderRejected
 from tradebus.schemas.values import LiquiditySide, OrderType, RejectReason, Side, TimeInForce
-from tradebus.services.audit.chain import AuditRecord, link
 from tradebus.services.audit import store as audit_store
+from tradebus.services.audit.chain import AuditRecord, link
 from tradebus.services.audit.config import AuditConfig
 from tradebus.services.audit.service import AuditService
 from tradebus.services.audit.store import PostgresAuditStore, SqliteAuditStore

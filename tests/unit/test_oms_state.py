@@ -24,8 +24,8 @@ from tradebus.schemas.events import (
     OrderTriggered,
     PositionUpdate,
 )
-from tradebus.schemas.values import CancelReason, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 from tradebus.schemas.provenance import Refusal
+from tradebus.schemas.values import CancelReason, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 from tradebus.services.oms.book import OmsState, Refused, Undecodable
 from tradebus.shared.tenants import Tenant, VenueAccount
 
