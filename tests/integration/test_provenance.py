@@ -15,17 +15,21 @@ from nats.aio.msg import Msg
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import encode
+from tradebus.schemas.commands import command_dedupe_id
 from tradebus.schemas.control import GetOrder, GetPositions, ListOrders, OmsReply
-from tradebus.schemas.events import Fill, OrderFilled, OrderRejected
-from tradebus.schemas.values import LiquiditySide, OrderStatus, RejectReason, Side
+from tradebus.schemas.events import CommandRejected, Fill, OrderAccepted, OrderFilled, OrderRejected
+from tradebus.schemas.values import LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 from tradebus.services.oms.config import OmsConfig
+from tradebus.services.risk.service import RiskService
 from tradebus.shared.bus import MSG_ID
 from tradebus.shared.natsserver import NatsServer
 from tradebus.shared.quarantine import ORIGIN_HEADER, REASON_HEADER
 from tradebus.shared.topology import ORDERS_BUCKET
 
-from .helpers import route, wait_until
+from .helpers import collect, event_decoder, outcome, route, running_connector, running_service, send, wait_until
 from .test_oms_service import ask, oms_reply, oms_settings, place, rebuild, record_in_bucket, resting, running_oms
+from .test_risk_service import limits_file, risk_has_quotes, risk_settings
+from .test_risk_service import place as market_place
 
 
 def event_fields(client_order_id: str, event_id: str) -> dict[str, object]:
@@ -83,6 +87,31 @@ async def test_forged_events_are_refused_dead_lettered_and_change_no_order(nats_
     # A rebuild from the streams refuses them the same way.
     code, output = await rebuild(nats_server)
     assert code == 0 and "no differences" in output, output
+    await nc.close()
+
+
+__all__ = ["limits_file"]  # a fixture of test_risk_service, used here too
+
+
+async def test_risk_believes_no_connector_speaking_for_another_venue(nats_server: NatsServer, limits_file: Path) -> None:
+    """Were risk to take binance's word that paper's order `claimed` was accepted (by risk's own
+    event id, even), the id would be spent and the client's place refused as a reuse."""
+    settings = risk_settings(nats_server.url, limits_file)
+    nc = await nats.connect(nats_server.url)
+    answers = await collect(nc, subjects.answers("paper", "demo"), event_decoder.decode)
+    letters = await collect(nc, subjects.dead_letter("risk", "event"), lambda data: data)
+    async with running_connector(settings), running_service(RiskService(settings)) as risk:
+        await risk_has_quotes(risk)
+        command = market_place("claimed")
+        forged = OrderAccepted(**event_fields("claimed", f"risk:{command_dedupe_id(command)}"), side=Side.BUY,
+                               order_type=OrderType.MARKET, quantity=Decimal("0.01"), time_in_force=TimeInForce.GTC)
+        await nc.jetstream().publish(subjects.order_events("binance", "x"), encode(forged),
+                                     headers={MSG_ID: forged.event_id})
+        await letters.wait_for(lambda ms: len(ms) == 1)
+        assert [msg_subject for msg_subject, _ in letters.items] == [subjects.dead_letter("risk", "event")]
+        await send(nc, command)
+        answer = await outcome(answers, "claimed", (OrderFilled, OrderRejected, CommandRejected))
+        assert isinstance(answer, OrderFilled), answer
     await nc.close()
 
 

@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import msgspec
 from nats.aio.msg import Msg
 
-from tradebus.schemas import subjects
+from tradebus.schemas import provenance, subjects
 from tradebus.schemas.codecs import DecodeError, decoder, encode
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, OrderCommand, PlaceOrder, command_dedupe_id
 from tradebus.schemas.control import GetRiskLimits, RiskLimitsReply, RiskRequest, SetTradingState, TradingStateReply
@@ -275,16 +275,23 @@ class RiskService(Service):
             self.gate.exposure.on_routed(command)
 
     def _on_event(self, msg: Msg) -> None:
+        """Apply an event to what risk knows, if its subject's publisher may state it: a
+        connector's event about another venue must not mark that venue's commands decided."""
         try:
-            family = subjects.parse(msg.subject).family
-            if family in (Family.ORDER_EVENT, Family.REJECTION):  # the venues' answers and risk's own
-                event = _event_decoder.decode(msg.data)
+            parsed = subjects.parse(msg.subject)
+            if parsed.family not in (Family.ORDER_EVENT, Family.REJECTION, Family.ACCOUNT_EVENT):
+                return
+            account_event = parsed.family is Family.ACCOUNT_EVENT
+            event = (_account_decoder if account_event else _event_decoder).decode(msg.data)
+            refusal = provenance.refusal(parsed, event)
+            if refusal is not None:
+                self.quarantine.hold("event", msg.subject, msg.data, f"{refusal.value}: not from {provenance.scope(parsed)}",
+                                     reason=refusal.value)
+            elif not account_event:  # the venues' answers and risk's own
                 self.ledger.on_order_event(event, _command_seq(msg.headers or {}))
                 self.gate.exposure.on_order_event(event)
-            elif family is Family.ACCOUNT_EVENT:
-                event = _account_decoder.decode(msg.data)
-                if isinstance(event, PositionUpdate):
-                    self.gate.exposure.on_position(event)
+            elif isinstance(event, PositionUpdate):
+                self.gate.exposure.on_position(event)
         except (ValueError, *DecodeError) as exc:
             self.quarantine.hold("event", msg.subject, msg.data, exc)
 
