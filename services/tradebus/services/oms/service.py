@@ -24,9 +24,10 @@ counted in `tradebus_oms_refused_events_total{reason}`.
 Queries are answered from memory on `tradebus.ctl.oms` (fleet services and operators: every
 account) and, with a tenants file, on `tradebus.ctl.oms.tenant.<tenant>` (what that tenant's
 clients send to `tradebus.ctl.oms`, mapped there by the server): that tenant's accounts only.
-Orders left in pending_new without
-a venue answer for `stuck_after` seconds are named in a `Reconcile` request to their venue's
-connector, with a growing pause per order so that a dead connector is not hammered.
+
+Orders left in pending_new without a venue answer for `stuck_after` seconds are named in a
+`Reconcile` request to their venue's connector, with a growing pause per order so that a
+dead connector is not hammered.
 """
 
 from __future__ import annotations
