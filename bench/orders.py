@@ -223,7 +223,8 @@ class Client:
 
     async def start(self) -> None:
         big = {"pending_msgs_limit": 2_000_000, "pending_bytes_limit": 1024 * 1024 * 1024}
-        await self.nc.subscribe(subjects.order_events(VENUE, ACCOUNT), cb=self._on_answer, **big)
+        for subject in subjects.answers(VENUE, ACCOUNT):  # the venue's events and risk's rejections
+            await self.nc.subscribe(subject, cb=self._on_answer, **big)
         await self.nc.subscribe("bench.evt.order.>", cb=self._on_answer, **big)
         await self.nc.subscribe(subjects.market_data(VENUE, MarketDataKind.QUOTE, SYMBOL), cb=self._on_quote)
         await self.nc.flush()

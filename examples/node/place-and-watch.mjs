@@ -70,7 +70,7 @@ function loadValidators() {
   // Decimal strings: what Python's Decimal accepts, finite only ("0.01", "59889.84", "1E-8").
   ajv.addFormat("decimal", /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/);
   const validators = {};
-  for (const name of ["order-command", "order-event", "market-data"]) {
+  for (const name of ["order-command", "order-event", "rejection-event", "market-data"]) {
     const path = `${SCHEMA_DIR.replace(/\/?$/, "/")}${name}.json`;
     if (!existsSync(path)) {
       throw new Failure(`JSON Schema ${path} not found: run this script from a tradebus checkout ` +
@@ -142,7 +142,12 @@ function decodeToken(token) {
 }
 
 const commandSubject = (venue, account) => `tradebus.cmd.${venue}.${account}`;
-const orderEventSubject = (venue, account) => `tradebus.evt.order.${venue}.${account}`;
+// Every answer to a command: the venue's order events, and risk's rejections (a family of
+// its own, so risk can never state a fill). Each validated against its own schema.
+const answerSubjects = (venue, account) => [
+  [`tradebus.evt.order.${venue}.${account}`, "order-event"],
+  [`tradebus.evt.reject.${venue}.${account}`, "rejection-event"],
+];
 
 // ---------------------------------------------------------------------------------------
 // The order
@@ -209,25 +214,25 @@ async function placeAndFollow(nc, validators) {
   // Subscribe BEFORE publishing, or the first events can be missed.
   let settle;
   const outcome = new Promise((resolve) => { settle = resolve; });
-  const sub = nc.subscribe(orderEventSubject(VENUE, ACCOUNT), {
+  const subs = answerSubjects(VENUE, ACCOUNT).map(([subject, schema]) => nc.subscribe(subject, {
     callback: (err, msg) => {
       if (err) return settle({ error: `event subscription failed: ${err.message}` });
       let event;
       try {
         event = JSON.parse(sc.decode(msg.data));
       } catch (parseErr) {
-        return settle({ error: `an order event is not JSON (${parseErr.message}): ${sc.decode(msg.data)}` });
+        return settle({ error: `an event is not JSON (${parseErr.message}): ${sc.decode(msg.data)}` });
       }
       if (event?.client_order_id !== clientOrderId) return; // another order of the account
-      const problem = validators["order-event"](event);
-      if (problem) return settle({ error: `an event does not match order-event.json: ${problem}\n${sc.decode(msg.data)}` });
+      const problem = validators[schema](event);
+      if (problem) return settle({ error: `an event does not match ${schema}.json: ${problem}\n${sc.decode(msg.data)}` });
       console.log(describe(event));
       if (event.type === "filled") settle({ ok: true });
       else if (["rejected", "command_rejected", "cancelled", "expired"].includes(event.type)) {
         settle({ error: `order ${clientOrderId} ended ${event.type}` + (event.reason ? ` (${event.reason})` : "") });
       }
     },
-  });
+  }));
   await nc.flush(); // the subscription is registered on the server
 
   const msgID = placeDedupeId(command); // the command's dedupe id
@@ -236,7 +241,7 @@ async function placeAndFollow(nc, validators) {
   try {
     ack = await nc.jetstream().publish(commandSubject(VENUE, ACCOUNT), sc.encode(wire), { msgID, timeout: 5000 });
   } catch (err) {
-    sub.unsubscribe();
+    subs.forEach((sub) => sub.unsubscribe());
     const hint = /503|no responders/i.test(String(err.message ?? err))
       ? " (no JetStream stream takes tradebus.cmd.*: is the fleet running? start it with `tradebus up`)" : "";
     throw new Failure(`publishing the command failed: ${err.message ?? err}${hint}`);
@@ -248,7 +253,7 @@ async function placeAndFollow(nc, validators) {
     ORDER_TIMEOUT_MS);
   const result = await outcome;
   clearTimeout(timer);
-  sub.unsubscribe();
+  subs.forEach((sub) => sub.unsubscribe());
   if (result.error) throw new Failure(result.error);
   return clientOrderId;
 }

@@ -217,7 +217,8 @@ class ChaosRun:
         watcher_nc = await nats.connect(self.server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                         error_cb=_expected)
         try:
-            await self.client.nc.subscribe(f"{subjects.PREFIX}.evt.order.paper.>", cb=self._on_event)
+            for answers in (f"{subjects.PREFIX}.evt.order.paper.>", f"{subjects.PREFIX}.evt.reject.paper.>"):
+                await self.client.nc.subscribe(answers, cb=self._on_event)
             await watcher_nc.subscribe(f"{subjects.PREFIX}.status.>", cb=self._on_status)
             mid = await self._mid(watcher_nc)
             scripts = {account: account_script(random.Random(f"{self.plan.seed}:{account}"), account,
@@ -366,7 +367,7 @@ class ChaosRun:
         collected.route = [(m.metadata.sequence.stream, _route.decode(m.data))
                            for m in await read_stream(js, "ROUTE", f"{subjects.PREFIX}.route.>")]
         collected.events = [(m.metadata.sequence.stream, _event.decode(m.data))
-                            for m in await read_stream(js, "EVENTS", f"{subjects.PREFIX}.evt.order.>")]
+                            for m in await read_stream(js, "EVENTS", subjects.ALL_ANSWERS)]
         assert self.client is not None
         collected.records = await self.client.orders(all=True)
         collected.stream_total = sum([(await js.stream_info(name)).state.messages for name in ("CMD", "ROUTE", "EVENTS")])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -92,9 +92,12 @@ class Collector:
         return [message for _, message in self.items]
 
 
-async def collect(nc: nats.NATS, subject: str, decode: Callable[[bytes], Any]) -> Collector:
+async def collect(nc: nats.NATS, subject: str | Sequence[str], decode: Callable[[bytes], Any]) -> Collector:
+    """Collect what arrives on a subject, or on several (e.g. `subjects.answers(venue, account)`:
+    the venue's order events and risk's rejections)."""
     collector = Collector(decode)
-    await nc.subscribe(subject, cb=collector.receive)
+    for each in [subject] if isinstance(subject, str) else subject:
+        await nc.subscribe(each, cb=collector.receive)
     await nc.flush()
     return collector
 
@@ -150,10 +153,11 @@ async def a_quote(nc: nats.NATS, symbol: str = "ETH/USDT") -> Decimal:
     return (quote.bid + quote.ask) / 2
 
 
-async def read_stream(js: nats.js.JetStreamContext, stream: str, subject: str) -> list[Msg]:
-    """Every message of a stream on `subject`, in order."""
-    sub = await js.pull_subscribe(subject, stream=stream, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL,
-                                                                                  ack_policy=AckPolicy.NONE))
+async def read_stream(js: nats.js.JetStreamContext, stream: str, subject: str | Sequence[str]) -> list[Msg]:
+    """Every message of a stream on `subject` (or on any of several), in stream order."""
+    filters = [subject] if isinstance(subject, str) else list(subject)
+    sub = await js.pull_subscribe("", stream=stream, config=ConsumerConfig(
+        deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, filter_subjects=filters))
     messages: list[Msg] = []
     while True:
         try:

@@ -35,7 +35,7 @@ from tradebus.shared.topology import AUDIT_CONSUMERS, OMS_EVENTS
 
 from .helpers import collect, event_decoder, paper_settings, running_connector, running_service, wait_until
 
-EVENTS = subjects.order_events("paper", "demo")
+EVENTS = subjects.answers("paper", "demo")
 
 
 def limit(client_order_id: str, price: Decimal) -> PlaceOrder:

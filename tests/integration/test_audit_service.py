@@ -15,14 +15,16 @@ from typing import Any
 import asyncpg
 import nats
 import pytest
+from msgspec.structs import replace as msgspec_replace
 from nats.js.client import JetStreamContext
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import encode
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, OrderCommand, PlaceOrder, command_dedupe_id
-from tradebus.schemas.events import Balance, BalanceUpdate, Fill, OrderAccepted, OrderFilled
-from tradebus.schemas.values import LiquiditySide, OrderType, Side, TimeInForce
+from tradebus.schemas.events import Balance, BalanceUpdate, Fill, OrderAccepted, OrderFilled, OrderRejected
+from tradebus.schemas.values import LiquiditySide, OrderType, RejectReason, Side, TimeInForce
 from tradebus.services.audit import store as audit_store
+from tradebus.services.audit.chain import AuditRecord, link
 from tradebus.services.audit.config import AuditConfig
 from tradebus.services.audit.service import AuditService
 from tradebus.services.audit.store import PostgresAuditStore, SqliteAuditStore
@@ -106,6 +108,8 @@ async def test_every_message_is_stored_once_in_one_chain_that_the_cli_reads(
         ("CMD", "place"), ("ROUTE", "place"), ("EVENTS", "accepted"), ("EVENTS", "filled"), ("CMD", "cancel"),
     ]
     assert history[0].payload == encode(place) and history[0].msg_id == command_dedupe_id(place)
+    # Who the bus allowed to publish each (schemas/provenance.py).
+    assert [r.scope for r in history] == ["client", "risk", "connector.paper", "connector.paper", "client"]
     assert abs(history[0].ts - time.time_ns()) < 60 * 10**9
     [cancel_all] = await reader.history("req-1")
     assert cancel_all.msg_type == "cancel_all"
@@ -123,7 +127,8 @@ async def test_every_message_is_stored_once_in_one_chain_that_the_cli_reads(
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     assert len(lines) == 5
-    assert "CMD" in lines[0] and "tradebus.cmd.paper.demo" in lines[0] and "place" in lines[0]
+    assert "CMD" in lines[0] and "tradebus.cmd.paper.demo by client" in lines[0] and "place" in lines[0]
+    assert "tradebus.evt.order.paper.demo by connector.paper" in lines[2]
     assert "side=buy order_type=limit quantity=2 price=60000" in lines[0]
     assert "ROUTE" in lines[1] and "EVENTS" in lines[2] and "accepted" in lines[2]
     assert "filled" in lines[3] and "fill=2@60000" in lines[3] and "leaves_quantity=0" in lines[3]
@@ -249,13 +254,96 @@ async def test_the_postgres_store_through_the_service(
         history = await reader.history("o-A")
         await reader.close()
         assert result.ok and result.count == 3
-        assert [(r.stream, r.msg_type) for r in history] == [("CMD", "place"), ("ROUTE", "place"),
-                                                             ("EVENTS", "accepted")]
+        assert [(r.stream, r.msg_type, r.scope) for r in history] == [
+            ("CMD", "place", "client"), ("ROUTE", "place", "risk"), ("EVENTS", "accepted", "connector.paper")]
         env = {**cli_env, "TRADEBUS_AUDIT__STORE": "postgres", "TRADEBUS_AUDIT__POSTGRES_DSN": POSTGRES_DSN,
                "TRADEBUS_AUDIT__POSTGRES_TABLE": table}
         verified = tradebus("audit", "verify", env=env)
         assert verified.stdout.startswith("ok: 3 records, chain intact"), verified.stdout + verified.stderr
     finally:
         admin = await asyncpg.connect(POSTGRES_DSN)
+        await admin.execute(f"DROP TABLE IF EXISTS {table}, {table}_streams")
+        await admin.close()
+
+
+async def test_each_record_holds_its_publishers_scope_forged_ones_too(nats_server: NatsServer, tmp_path: Path) -> None:
+    """The audit trail keeps everything, a forged event included, with the scope the bus
+    allowed on its subject: a fill of a paper order sent by binance's connector shows as such."""
+    settings = audit_settings(nats_server, tmp_path)
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    fill = Fill(trade_id="T9", side=Side.BUY, price=Decimal("1"), quantity=Decimal("5"), fee=Decimal("0"),
+                fee_currency="USDT", liquidity=LiquiditySide.TAKER)
+    async with running_service(AuditService(settings)) as service:
+        await publish(js, subjects.rejections("paper", "demo"),
+                      encode(OrderRejected(**EVENT, event_id="risk:r1", reason=RejectReason.FLEET_HALTED)), "risk:r1")
+        await publish(js, subjects.order_events("binance", "x"),
+                      encode(OrderFilled(**EVENT, event_id="f1", fill=fill, cum_quantity=Decimal("5"),
+                                         leaves_quantity=Decimal("0"), avg_price=Decimal("1"))), "f1")
+        await publish(js, subjects.RISK_EVENTS, b"{}", "s1")
+        await publish(js, "tradebus.evt.unheard-of", b"{}", "u1")
+        await wait_until(lambda: service.counters()["stored"] == 4, "4 messages stored")
+    await nc.close()
+    db = sqlite3.connect(tmp_path / "data" / "audit.sqlite")
+    scopes = db.execute("SELECT subject, scope FROM audit_log ORDER BY id").fetchall()
+    db.close()
+    assert scopes == [(subjects.rejections("paper", "demo"), "risk"), (subjects.order_events("binance", "x"), "connector.binance"),
+                      (subjects.RISK_EVENTS, "risk_control"), ("tradebus.evt.unheard-of", "unknown")]
+
+
+def old_record(seq: int) -> AuditRecord:
+    return AuditRecord(stream="EVENTS", stream_seq=seq, subject="tradebus.evt.order.paper.demo", msg_id=f"old-{seq}",
+                       ts=NOW, msg_type="accepted", order_key="o-old", payload=b"{}")
+
+
+OLD_COLUMNS = [column for column in audit_store.COLUMNS if column != "scope"]
+
+
+async def test_a_store_written_before_scopes_stays_readable_and_is_migrated_by_its_writer(tmp_path: Path) -> None:
+    """A store without the scope column: a reader reads its records with no scope; the
+    audit service's opening adds the column; old and new records verify as one chain."""
+    path = tmp_path / "audit.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(audit_store._SQLITE_SCHEMA.replace("    scope TEXT,\n", ""))
+    rows = link([old_record(1), old_record(2)], head_id=0, head_hash=audit_store.GENESIS)
+    old.executemany(f"INSERT INTO audit_log ({', '.join(OLD_COLUMNS)}) VALUES ({', '.join('?' * len(OLD_COLUMNS))})",
+                    [tuple(getattr(row, column) for column in OLD_COLUMNS) for row in rows])
+    old.commit()
+    old.close()
+
+    reader = await SqliteAuditStore.open(str(path), create=False)
+    assert [r.scope for r in await reader.history("o-old")] == [None, None]
+    assert (await reader.verify()).count == 2
+    await reader.close()
+    assert "scope" not in {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(audit_log)")}
+
+    writer = await SqliteAuditStore.open(str(path))  # as the audit service opens it
+    newer = msgspec_replace(old_record(3), scope="connector.paper")
+    assert await writer.append([newer]) == 1
+    result = await writer.verify()
+    assert result.ok and result.count == 3
+    assert [r.scope for r in await writer.history("o-old")] == [None, None, "connector.paper"]
+    await writer.close()
+
+
+async def test_a_postgres_store_written_before_scopes_is_migrated_by_its_writer() -> None:
+    table = f"audit_old_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        await admin.execute(audit_store._postgres_schema(table).replace("    scope TEXT,\n", "").replace(
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS scope TEXT;\n", ""))
+        rows = link([old_record(1)], head_id=0, head_hash=audit_store.GENESIS)
+        await admin.copy_records_to_table(table, records=[tuple(getattr(row, c) for c in OLD_COLUMNS) for row in rows],
+                                          columns=OLD_COLUMNS)
+        reader = await PostgresAuditStore.open(POSTGRES_DSN, table, create=False)
+        assert [r.scope for r in await reader.history("o-old")] == [None]
+        await reader.close()
+        writer = await PostgresAuditStore.open(POSTGRES_DSN, table)
+        assert await writer.append([msgspec_replace(old_record(2), scope="risk")]) == 1
+        result = await writer.verify()
+        assert result.ok and result.count == 2
+        assert [r.scope for r in await writer.history("o-old")] == [None, "risk"]
+        await writer.close()
+    finally:
         await admin.execute(f"DROP TABLE IF EXISTS {table}, {table}_streams")
         await admin.close()

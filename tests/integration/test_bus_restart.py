@@ -68,7 +68,8 @@ async def follow_events(nc: nats.NATS, seen: Restart) -> None:
         if isinstance(event, TERMINAL_EVENTS):
             seen.finished.setdefault(event.client_order_id, time.monotonic())
 
-    await nc.subscribe(subjects.order_events("paper", "demo"), cb=on_event)
+    for subject in subjects.answers("paper", "demo"):
+        await nc.subscribe(subject, cb=on_event)
 
 
 async def place(js: nats.js.JetStreamContext, subject: str, command: PlaceOrder) -> None:
@@ -158,7 +159,7 @@ async def routes_through_a_restart(fleet: ProcessFleet, server: NatsServer) -> R
     await place(js, subjects.route("paper", "demo"), after)
     await settle(nc, timeout=120, consumers=(("ROUTE", "connector-paper"), ("ROUTE", "oms-route"),
                                              ("EVENTS", "oms-events")))
-    events = [_event.decode(m.data) for m in await read_stream(js, "EVENTS", "tradebus.evt.order.>")]
+    events = [_event.decode(m.data) for m in await read_stream(js, "EVENTS", subjects.ALL_ANSWERS)]
     bucket = OmsState()
     for key, value in await read_bucket(js, ORDERS_BUCKET):
         bucket.load(key, value)

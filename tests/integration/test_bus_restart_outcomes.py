@@ -114,7 +114,7 @@ async def final_state(url: str) -> tuple[list[OrderEvent], dict[str, OrderStatus
     nc = await nats.connect(url)
     await settle(nc, consumers=CONSUMERS)
     js = nc.jetstream()
-    events = [_event.decode(m.data) for m in await read_stream(js, "EVENTS", "tradebus.evt.order.>")]
+    events = [_event.decode(m.data) for m in await read_stream(js, "EVENTS", subjects.ALL_ANSWERS)]
     await asyncio.sleep(1)  # the order manager stores what it consumed
     reply = _oms.decode((await nc.request(subjects.OMS_QUERY, encode(ListOrders(limit=10_000)), timeout=10)).data)
     await nc.close()

@@ -93,7 +93,7 @@ async def check_order_kept(js: JetStreamContext) -> None:
     cancels = {c.client_order_id: seq for seq, c in routed if isinstance(c, CancelOrder)}
     assert len(routed) == 3 * PAIRS, Counter(type(c).__name__ for _, c in routed)
     assert all(places[f"rest{n}"] < cancels[f"rest{n}"] for n in range(PAIRS)), "a cancel was routed before its place"
-    events = [_event.decode(m.data) for m in await read_stream(js, "EVENTS", "tradebus.evt.order.>")]
+    events = [_event.decode(m.data) for m in await read_stream(js, "EVENTS", subjects.ALL_ANSWERS)]
     refused = [(type(e).__name__, e.client_order_id, e.reason.value) for e in events
                if isinstance(e, (OrderRejected, CommandRejected))]
     assert not refused, refused[:10]
@@ -119,7 +119,7 @@ async def test_a_killed_risk_is_taken_over_at_once_keeping_each_accounts_command
     async with configured_fleet(nats_server.url, tmp_path, UNLIMITED, "connector.paper", "risk") as fleet:
         nc = await nats.connect(nats_server.url)
         js = nc.jetstream()
-        events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+        events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
         publishing = asyncio.create_task(publish_paced(js, flow(await a_quote(nc)), pause=0.01))
         await events.wait_for(lambda ms: len(ms) >= 20, timeout=30)
         held = await kill_holding_commands(fleet, "risk", js, "CMD", "risk")
@@ -138,7 +138,7 @@ async def test_a_killed_connector_is_taken_over_at_once_keeping_each_accounts_co
     async with configured_fleet(nats_server.url, tmp_path, slow_venue, "connector.paper", "risk") as fleet:
         nc = await nats.connect(nats_server.url)
         js = nc.jetstream()
-        events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+        events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
         await publish_paced(js, flow(await a_quote(nc)), pause=0)
         await events.wait_for(lambda ms: len(ms) >= 30, timeout=30)
         await kill_holding_commands(fleet, "connector.paper", js, "ROUTE", "connector-paper")
@@ -186,7 +186,7 @@ async def test_a_second_risk_stands_by_while_the_first_is_alive_and_takes_over_w
 async def test_a_cancel_routed_before_its_place_is_executed_right_after_it(nats_server: NatsServer) -> None:
     settings = msgspec.structs.replace(paper_settings(nats_server.url), connector=ConnectorConfig(cancel_hold=3.0))
     nc = await nats.connect(nats_server.url)
-    events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+    events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
     async with running_connector(settings):
         price = (await a_quote(nc) * Decimal("0.95")).quantize(Decimal("0.01"))
 

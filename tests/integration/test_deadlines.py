@@ -81,7 +81,7 @@ async def test_a_market_order_queued_for_a_dead_connector_never_executes_and_a_c
     fleet = ProcessFleet(nats_server.url, tmp_path, env={"TRADEBUS_RISK__VENUE_HEARTBEAT_TIMEOUT": "120"})
     nc = await nats.connect(nats_server.url)
     try:
-        events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+        events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
         routed = await collect(nc, "tradebus.route.>", _route.decode)
         for name in ("connector.paper", "risk", "oms"):
             await asyncio.to_thread(fleet.start, name)
@@ -125,7 +125,7 @@ async def test_a_market_order_queued_for_a_dead_connector_never_executes_and_a_c
 async def test_risk_refuses_commands_that_waited_for_it_past_their_deadline(nats_server: NatsServer) -> None:
     settings = risk_settings(nats_server.url, command_ttl=0.5)
     nc = await nats.connect(nats_server.url)
-    events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+    events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
     routed = await collect(nc, "tradebus.route.>", _route.decode)
     async with running_connector(settings):
         # Risk is down: the commands wait in the CMD stream.
@@ -156,7 +156,7 @@ async def test_risk_refuses_orders_for_a_venue_whose_connector_stopped_beating(n
     fleet = ProcessFleet(nats_server.url, tmp_path, env={"TRADEBUS_RISK__VENUE_HEARTBEAT_TIMEOUT": "1"})
     nc = await nats.connect(nats_server.url)
     try:
-        events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+        events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
         routed = await collect(nc, "tradebus.route.>", _route.decode)
         for name in ("connector.paper", "risk"):
             await asyncio.to_thread(fleet.start, name)
@@ -187,7 +187,7 @@ async def test_a_risk_just_started_waits_one_timeout_before_calling_a_silent_ven
         nats_server: NatsServer) -> None:
     settings = risk_settings(nats_server.url, venue_heartbeat_timeout=1.0)
     nc = await nats.connect(nats_server.url)
-    events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+    events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
     routed = await collect(nc, "tradebus.route.>", _route.decode)
     async with running_service(RiskService(settings)) as risk:
         started = time.monotonic()

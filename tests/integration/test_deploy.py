@@ -403,7 +403,7 @@ async def test_the_paper_connector_runs_with_nothing_but_its_own_permissions(
     server: RunningServer, connect: Connect, tmp_path: Path
 ) -> None:
     client = await connect("client")
-    orders = await collect(client.nc, subjects.order_events("paper", "demo"), event_decoder.decode)
+    orders = await collect(client.nc, subjects.answers("paper", "demo"), event_decoder.decode)
     quotes: list[str] = []
 
     async def on_quote(msg: Any) -> None:
@@ -578,7 +578,7 @@ async def test_risk_and_the_connector_take_their_consumers_over_with_nothing_but
         await quiet(predecessor)
         await predecessor.nc.close()
 
-    events = await collect(client.nc, "tradebus.evt.order.paper.>", event_decoder.decode)
+    events = await collect(client.nc, ("tradebus.evt.order.paper.>", "tradebus.evt.reject.paper.>"), event_decoder.decode)
     connector_settings = settings("connector-paper")
     connector = ConnectorService(connector_settings, venue="paper", venue_config=connector_settings.paper)
     started = time.monotonic()

@@ -104,7 +104,8 @@ async def _exercise(fleet: ProcessFleet, payloads: list[bytes], valid_id: str) -
         if isinstance(event, (OrderRejected, OrderAccepted)):  # a malformed command names its order too
             answers.setdefault(f"order:{event.client_order_id}", event)
 
-    await nc.subscribe("tradebus.evt.order.>", cb=on_event)
+    for answers_subject in subjects.ALL_ANSWERS:
+        await nc.subscribe(answers_subject, cb=on_event)
     expected: list[tuple[str, str]] = []
     for n, payload in enumerate(payloads):
         ack = await js.publish(COMMANDS, payload, headers={"Nats-Msg-Id": f"{valid_id}-{n}"})

@@ -116,7 +116,7 @@ async def test_a_client_order_id_reused_with_other_terms_is_refused_naming_the_c
 
 async def test_after_the_window_a_retry_is_answered_and_a_conflict_refused_even_by_a_restarted_risk(
         nats_server: NatsServer) -> None:
-    events = await collect(nc := await nats.connect(nats_server.url), "tradebus.evt.order.>", event_decoder.decode)
+    events = await collect(nc := await nats.connect(nats_server.url), subjects.ALL_ANSWERS, event_decoder.decode)
     async with fleet(nats_server, duplicate_window=WINDOW) as f:
         price = f.resting_price()
         assert isinstance(await answer(await f.client.place(limit("w-1", price))), OrderAccepted)
@@ -195,7 +195,7 @@ async def test_an_old_style_place_id_still_works_and_dedupes_within_the_window(n
         js = f.client.js
         subject = subjects.command("paper", "demo")
         first = limit("l-1", f.resting_price())
-        ticket_events = await collect(f.client.nc, subjects.order_events("paper", "demo"), event_decoder.decode)
+        ticket_events = await collect(f.client.nc, subjects.answers("paper", "demo"), event_decoder.decode)
         assert not (await js.publish(subject, encode(first), headers={"Nats-Msg-Id": "paper.demo.l-1.place"})).duplicate
         await ticket_events.wait_for(lambda ms: any(isinstance(m, OrderAccepted) and m.client_order_id == "l-1" for m in ms))
         other = limit("l-1", first.price - Decimal("1"))
@@ -209,7 +209,7 @@ async def test_a_malformed_place_spends_nothing_its_fixed_version_keeps_the_id(n
     async with fleet(nats_server) as f:
         broken = {"type": "place", "client_order_id": "m-1", "venue": "paper", "account": "demo",
                   "symbol": "ETH/USDT", "side": "buy", "order_type": "limit", "quantity": "0.1"}  # no price
-        events = await collect(f.client.nc, subjects.order_events("paper", "demo"), event_decoder.decode)
+        events = await collect(f.client.nc, subjects.answers("paper", "demo"), event_decoder.decode)
         await f.client.js.publish(subjects.command("paper", "demo"), msgspec.json.encode(broken),
                                   headers={"Nats-Msg-Id": "paper.demo.m-1.place.broken"})
         [malformed] = await events.wait_for(lambda ms: any(isinstance(m, CommandRejected) for m in ms))

@@ -98,7 +98,7 @@ def check_outcome(fleet: ProcessFleet) -> None:
     async def gather() -> tuple[list, list, int, object]:
         nc = await nats.connect(fleet.nats_url)
         js = nc.jetstream()
-        events = [_event.decode(m.data) for m in await read_stream(js, "EVENTS", "tradebus.evt.order.>")]
+        events = [_event.decode(m.data) for m in await read_stream(js, "EVENTS", subjects.ALL_ANSWERS)]
         records = _oms.decode((await nc.request(subjects.OMS_QUERY, encode(ListOrders(limit=10_000)), timeout=10)).data)
         totals = sum([(await js.stream_info(name)).state.messages for name in ("CMD", "ROUTE", "EVENTS")])
         await nc.close()

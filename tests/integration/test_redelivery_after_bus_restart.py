@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import nats
 
+from tradebus.schemas import subjects
 from tradebus.schemas.commands import CancelOrder, PlaceOrder
 from tradebus.schemas.events import CommandRejected, OrderAccepted, OrderCancelled
 from tradebus.schemas.values import OrderType, Side
@@ -28,7 +29,7 @@ from .helpers import a_quote, collect, event_decoder, outcome, paper_settings, r
 async def test_commands_delivered_again_as_first_deliveries_are_recognized(nats_server: NatsServer) -> None:
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
-    events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+    events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
     async with running_connector(paper_settings(nats_server.url)) as connector:
         price = (await a_quote(nc) * Decimal("0.95")).quantize(Decimal("0.01"))
         await route(nc, PlaceOrder(client_order_id="rests", venue="paper", account="demo", symbol="ETH/USDT",

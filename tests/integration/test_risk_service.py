@@ -97,7 +97,7 @@ async def mid_price(nc: nats.NATS, symbol: str) -> Decimal:
 async def test_every_risk_reject_reason_is_reachable(nats_server: NatsServer, limits_file: Path) -> None:
     settings = risk_settings(nats_server.url, limits_file)
     nc = await nats.connect(nats_server.url)
-    events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+    events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
     async with running_connector(settings), running_service(RiskService(settings)) as risk:
         await risk_has_quotes(risk)
         mid = await mid_price(nc, "BTC/USDT")
@@ -117,11 +117,15 @@ async def test_every_risk_reject_reason_is_reachable(nats_server: NatsServer, li
             answer = await outcome(events, client_order_id)
             assert isinstance(answer, OrderRejected) and answer.reason is reason, (client_order_id, answer)
             assert answer.event_id.startswith("risk:")
+        # Risk answers on its own family (it may not publish on the venues' event subjects).
+        refused_by_risk = [subject for subject, event in events.items if event.event_id.startswith("risk:")]
+        assert refused_by_risk and all(subject.startswith("tradebus.evt.reject.") for subject in refused_by_risk)
 
         # A venue reject passes risk and comes from the venue.
         await send(nc, place("bad-tick", order_type=OrderType.LIMIT, price=mid.quantize(Decimal("0.01")) + Decimal("0.001")))
         answer = await outcome(events, "bad-tick")
         assert answer.reason is RejectReason.TICK_SIZE and not answer.event_id.startswith("risk:")
+        assert [subject for subject, event in events.items if event is answer] == [subjects.order_events("paper", "demo")]
 
         resting = [place(f"rest-{n}", order_type=OrderType.LIMIT, price=(mid * Decimal("0.97")).quantize(Decimal("0.01")))
                    for n in range(5)]
@@ -146,7 +150,7 @@ async def test_every_risk_reject_reason_is_reachable(nats_server: NatsServer, li
 async def test_the_same_command_three_times_is_routed_once(nats_server: NatsServer, limits_file: Path) -> None:
     settings = risk_settings(nats_server.url, limits_file)
     nc = await nats.connect(nats_server.url)
-    events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+    events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
     routed = await collect(nc, "tradebus.route.>", bytes)
     async with running_connector(settings), running_service(RiskService(settings)) as risk:
         await risk_has_quotes(risk)
@@ -171,7 +175,7 @@ async def test_the_same_command_three_times_is_routed_once(nats_server: NatsServ
 async def test_halt_blocks_new_orders_not_cancels_and_survives_a_restart(nats_server: NatsServer, limits_file: Path) -> None:
     settings = risk_settings(nats_server.url, limits_file)
     nc = await nats.connect(nats_server.url)
-    events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+    events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
     control = reply_decoder(Family.RISK_CONTROL)
     async with running_connector(settings):
         async with running_service(RiskService(settings)) as risk:
@@ -206,7 +210,7 @@ async def test_halt_blocks_new_orders_not_cancels_and_survives_a_restart(nats_se
 async def test_limits_change_without_a_restart(nats_server: NatsServer, limits_file: Path) -> None:
     settings = risk_settings(nats_server.url, limits_file)
     nc = await nats.connect(nats_server.url)
-    events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+    events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
     async with running_connector(settings), running_service(RiskService(settings)) as risk:
         await risk_has_quotes(risk)
         await send(nc, place("before", quantity=Decimal("2")))

@@ -49,7 +49,7 @@ async def test_a_restarted_risk_leases_the_quotes_its_backlog_needs_and_waits_fo
         quotes = await collect(nc, subjects.market_data("paper", MarketDataKind.QUOTE, "ETH/USDT"), market_decoder.decode)
         await stopped(quotes, quiet=1.0)
         assert not quotes.messages, "quotes flow without a lease: this test would prove nothing"
-        events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+        events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
         # A backlog waiting for risk: limit orders that must be checked against the collar
         # (IOC, far enough from the ~3000 market not to trade, within the 10% collar).
         backlog = [PlaceOrder(client_order_id=f"b{n}", venue="paper", account="demo", symbol="ETH/USDT",
@@ -101,7 +101,7 @@ async def keep_orders_open_across_a_crash(server: NatsServer, kept: int, step: i
     nats-server is SIGKILLed and restarted on the same store in the middle."""
     nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     try:
-        events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+        events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
         price = (await a_quote(nc) * Decimal("0.95")).quantize(Decimal("0.01"))  # rests: never fills
         names = (f"o{n}" for n in range(10_000))
         open_orders: list[str] = []
@@ -153,7 +153,7 @@ async def test_orders_for_a_symbol_the_venue_does_not_list_do_not_make_risk_wait
     settings = paper_settings(nats_server.url)
     settings = msgspec.structs.replace(settings, risk=msgspec.structs.replace(settings.risk, reference_price_wait=20.0))
     nc = await nats.connect(nats_server.url)
-    events = await collect(nc, "tradebus.evt.order.>", event_decoder.decode)
+    events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
     async with running_connector(settings), running_service(RiskService(settings)):
         for n in range(3):
             started = time.monotonic()

@@ -24,8 +24,10 @@ from tradebus.schemas.events import (
     OrderTriggered,
     PositionUpdate,
 )
+from tradebus.schemas.provenance import Refusal
 from tradebus.schemas.values import CancelReason, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
-from tradebus.services.oms.book import OmsState, Undecodable
+from tradebus.services.oms.book import OmsState, Refused, Undecodable
+from tradebus.shared.tenants import Tenant, VenueAccount
 
 T = 1_700_000_000_000_000_000
 S = 1_000_000_000
@@ -250,3 +252,51 @@ def test_message_time_reads_the_ack_subject_as_nats_py_reads_its_metadata(ns: in
     stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     stamp += (f".{nanos:09d}".rstrip("0") if nanos else "") + "Z"
     assert _header_time(stamp) == expected
+
+
+def test_an_event_its_subject_may_not_carry_is_refused_with_its_reason() -> None:
+    """Provenance (schemas/provenance.py): a connector speaks for its own venue account only,
+    and risk's rejection family carries rejections only; neither refusal changes a record."""
+    state = OmsState()
+    state.apply_routed(place("c1"), next(SEQ), T)
+    before = dict(state.orders)
+    forged = [  # (subject, event, reason)
+        (subjects.order_events("binance", "x"), filled("c1", 2), Refusal.SUBJECT_MISMATCH),
+        (subjects.order_events("paper", "other"), filled("c1", 2), Refusal.SUBJECT_MISMATCH),
+        (subjects.account_events("binance", "demo"), position("paper", "AAPL", "5"), Refusal.SUBJECT_MISMATCH),
+        (subjects.rejections("paper", "demo"), filled("c1", 2), Refusal.NOT_A_REJECTION),
+        (subjects.rejections("paper", "demo"), accepted("c1"), Refusal.NOT_A_REJECTION),
+        (subjects.rejections("binance", "demo"),
+         OrderRejected(**event_base("c1", 1), reason=RejectReason.FLEET_HALTED), Refusal.SUBJECT_MISMATCH),
+    ]
+    for subject, event, reason in forged:
+        with pytest.raises(Refused) as refused:
+            state.apply_event_message(subject, encode(event), next(SEQ), T)
+        assert refused.value.reason is reason
+    assert state.orders == before and not state.positions
+    # What each scope may say is applied: risk's refusal, and a connector's own venue refusal.
+    rejection = OrderRejected(**event_base("c1", 1), reason=RejectReason.FLEET_HALTED)
+    assert state.apply_event_message(subjects.rejections("paper", "demo"), encode(rejection), next(SEQ), T) is not None
+    assert state.orders["order.paper.demo.c1"].status is OrderStatus.REJECTED
+    venue_refusal = OrderRejected(**event_base("c2", 1), reason=RejectReason.TICK_SIZE)
+    assert state.apply_event_message(subjects.order_events("paper", "demo"), encode(venue_refusal), next(SEQ), T)
+
+
+def test_a_tenant_sees_only_its_venue_accounts() -> None:
+    state = OmsState()
+    for venue, account, cid in (("paper", "demo", "mine"), ("paper", "beta", "theirs"), ("binance", "demo", "other")):
+        state.apply_routed(msgspec.structs.replace(place(cid, venue=venue), account=account), next(SEQ), T)
+        state.apply_event(position(venue, "AAPL", "1", account=account), next(SEQ), T)
+    alpha = Tenant("alpha", (VenueAccount("paper", "demo"),))
+    listed = state.answer(ListOrders(), tenant=alpha)
+    assert [record.client_order_id for record in listed.orders] == ["mine"] and listed.total == 1
+    assert state.answer(ListOrders(venue="paper"), tenant=alpha).total == 1
+    assert state.answer(GetOrder(venue="paper", account="demo", client_order_id="mine"), tenant=alpha).orders
+    [aggregate] = state.answer(GetPositions(), tenant=alpha).positions
+    assert [venue.venue for venue in aggregate.venues] == ["paper"]  # not binance.demo's position
+    for other in (GetOrder(venue="paper", account="beta", client_order_id="theirs"), ListOrders(account="beta"),
+                  ListOrders(venue="binance"), GetPositions(account="beta")):
+        reply = state.answer(other, tenant=alpha)
+        assert not reply.ok and "may read only its accounts (paper.demo)" in reply.error
+        assert not reply.orders and not reply.positions
+    assert state.answer(ListOrders()).total == 3  # the fleet's own query: everything

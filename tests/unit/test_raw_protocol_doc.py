@@ -45,19 +45,29 @@ def _messages() -> list[str]:
 
 @cache
 def schema_by_type() -> dict[str, tuple[str, dict[str, Any]]]:
-    """Message `type` -> (schema file name, schema), from the files' tagged unions."""
+    """Message `type` -> (schema file name, schema), from the files' tagged unions. A type in
+    two files (`rejected` in order-event.json and rejection-event.json) must be defined alike."""
     found: dict[str, tuple[str, dict[str, Any]]] = {}
     for path in sorted(SCHEMA_DIR.glob("*.json")):
         schema = json.loads(path.read_text())
         if "discriminator" in schema:
-            tags = list(schema["discriminator"]["mapping"])
+            refs = schema["discriminator"]["mapping"]
         else:  # a single message: `$ref` to its definition
             definition = schema["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
-            tags = definition["properties"]["type"]["enum"]
-        for tag in tags:
-            assert tag not in found, f"type {tag!r} is in both {found[tag][0]} and {path.name}"
+            refs = {tag: schema["$ref"] for tag in definition["properties"]["type"]["enum"]}
+        for tag, ref in refs.items():
+            if tag in found:
+                other_name, other = found[tag]
+                assert _definition(other, tag) == schema["$defs"][ref.rsplit("/", 1)[-1]], (
+                    f"type {tag!r} is defined differently in {other_name} and {path.name}")
+                continue
             found[tag] = (path.name, schema)
     return found
+
+
+def _definition(schema: dict[str, Any], tag: str) -> dict[str, Any]:
+    ref = schema["discriminator"]["mapping"][tag] if "discriminator" in schema else schema["$ref"]
+    return schema["$defs"][ref.rsplit("/", 1)[-1]]
 
 
 @pytest.mark.parametrize("block", _messages(), ids=lambda block: json.loads(block)["type"])

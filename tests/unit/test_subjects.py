@@ -62,6 +62,8 @@ def test_every_builder_parses_back_to_its_family() -> None:
         subjects.route("binance", "acct-1"): Family.ROUTE,
         subjects.order_events("binance", "acct-1"): Family.ORDER_EVENT,
         subjects.account_events("binance", "acct-1"): Family.ACCOUNT_EVENT,
+        subjects.rejections("binance", "acct-1"): Family.REJECTION,
+        subjects.oms_tenant_query("alpha"): Family.OMS_TENANT_QUERY,
         subjects.market_data_control("binance"): Family.MARKET_DATA_CONTROL,
         subjects.instruments("binance"): Family.INSTRUMENTS,
         subjects.status("connector", "binance"): Family.STATUS,
@@ -83,13 +85,21 @@ def test_every_builder_parses_back_to_its_family() -> None:
 
 def test_every_registry_pattern_has_a_builder_that_matches_it() -> None:
     patterns = {spec.pattern.replace("{venue}", "v").replace("{account}", "a").replace("{kind}", "quote")
-                .replace("{symbol}", "S").replace("{service}", "s").replace("{instance}", "i").replace("{source}", "f") for spec in subjects.SUBJECTS}
+                .replace("{symbol}", "S").replace("{service}", "s").replace("{instance}", "i").replace("{source}", "f")
+                .replace("{tenant}", "t") for spec in subjects.SUBJECTS}
     built = {subjects.command("v", "a"), subjects.route("v", "a"), subjects.order_events("v", "a"),
              subjects.account_events("v", "a"), subjects.market_data("v", MarketDataKind.QUOTE, "S"),
              subjects.market_data_control("v"), subjects.instruments("v"), subjects.status("s", "i"), subjects.PING,
              subjects.OMS_QUERY, subjects.reconcile("v"), subjects.RISK_CONTROL, subjects.RISK_EVENTS,
-             subjects.dead_letter("s", "f")}
+             subjects.dead_letter("s", "f"), subjects.rejections("v", "a"), subjects.oms_tenant_query("t")}
     assert patterns == built
+
+
+def test_answers_to_a_command_are_the_venue_events_and_the_rejections() -> None:
+    assert subjects.answers("paper", "demo") == ("tradebus.evt.order.paper.demo", "tradebus.evt.reject.paper.demo")
+    assert subjects.parse(subjects.oms_tenant_query("alpha")).tenant == "alpha"
+    with pytest.raises(ValueError):
+        subjects.oms_tenant_query("a.b")
 
 
 @pytest.mark.parametrize("bad", ["a.b", "*", ">", "", "x" * 33, "sp ace"])

@@ -75,6 +75,11 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "else the host name unless configured).",
         "examples": ["paper"],
     },
+    "tenant": {
+        "description": "Tenant name from the tenants file: 1-32 of `a-z 0-9 _ -`, starting with a letter. Written "
+        "by the server's subject mapping of the tenant's NATS account, never by the client.",
+        "examples": ["alpha"],
+    },
     "source": {
         "description": "What the quarantined input was: the family of its subject (`command`, `route`, "
         "`order_event`, ...) or the bucket it was read from (`trading_state`, `orders_bucket`).",

@@ -1,9 +1,11 @@
-"""Order lifecycle and account events, published by connectors (and by risk for rejections).
+"""Order lifecycle and account events, published by connectors, and risk's rejections.
 
 Order events travel on `tradebus.evt.order.<venue>.<account>`, account events on
-`tradebus.evt.account.<venue>.<account>`. Every event has an `event_id` that is unique and
-stable across re-deliveries; it is the event's `Nats-Msg-Id`, so a re-published event is
-stored once.
+`tradebus.evt.account.<venue>.<account>` (both published by the venue's connector only), and
+risk's refusals on `tradebus.evt.reject.<venue>.<account>`: a family of its own that carries
+rejections and nothing else, so the only service allowed to speak there cannot forge a fill.
+Every event has an `event_id` that is unique and stable across re-deliveries; it is the
+event's `Nats-Msg-Id`, so a re-published event is stored once.
 
 Lifecycle (see docs/contract.md for the state machine):
 submitted -> accepted -> [triggered] -> partially_filled* -> filled
@@ -285,6 +287,10 @@ OrderEvent = Union[
 ]
 
 TERMINAL_EVENTS = (OrderRejected, OrderFilled, OrderCancelled, OrderExpired)
+
+RejectionEvent = Union[OrderRejected, CommandRejected]
+"""What the rejection family carries: the answers of a refused command, never a fill."""
+REJECTION_EVENTS = (OrderRejected, CommandRejected)
 
 
 class Balance(Message, frozen=True, kw_only=True, tag="balance"):

@@ -29,7 +29,7 @@ from .control import (
     SubscriptionReply,
     SubscriptionRequest,
 )
-from .events import AccountEvent, OrderEvent, RiskEvent
+from .events import AccountEvent, OrderEvent, RejectionEvent, RiskEvent
 from .market import MarketData
 from .values import MarketDataKind
 
@@ -91,6 +91,7 @@ class Family(enum.Enum):
     ROUTE = "route"
     ORDER_EVENT = "order_event"
     ACCOUNT_EVENT = "account_event"
+    REJECTION = "rejection"
     MARKET_DATA = "market_data"
     MARKET_DATA_CONTROL = "market_data_control"
     INSTRUMENTS = "instruments"
@@ -98,6 +99,7 @@ class Family(enum.Enum):
     STATUS = "status"
     PING = "ping"
     OMS_QUERY = "oms_query"
+    OMS_TENANT_QUERY = "oms_tenant_query"
     RECONCILE = "reconcile"
     RISK_CONTROL = "risk_control"
     DEAD_LETTER = "dead_letter"
@@ -147,10 +149,23 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         f"{PREFIX}.evt.order.{{venue}}.{{account}}",
         OrderEvent,
         "order-event",
-        "connectors; risk (rejections)",
+        "the venue's connector (only: enforced by bus permissions)",
         "order manager, audit logger, clients",
         "JetStream stream EVENTS, file storage; header Nats-Msg-Id = event_id.",
-        "The order lifecycle, fills and command rejections.",
+        "The order lifecycle and fills, and the venue's refusals of commands. Risk's refusals travel on "
+        "`tradebus.evt.reject.<venue>.<account>`: a client waiting for an answer subscribes to both.",
+    ),
+    SubjectSpec(
+        Family.REJECTION,
+        f"{PREFIX}.evt.reject.{{venue}}.{{account}}",
+        RejectionEvent,
+        "rejection-event",
+        "risk (only: enforced by bus permissions)",
+        "order manager, audit logger, clients",
+        "JetStream stream EVENTS, file storage; header Nats-Msg-Id = event_id (`risk:<command dedupe id>`).",
+        "Commands risk refused (limits, trading state, deadlines, a reused client order id, a malformed command): "
+        "`rejected` for a place, `command_rejected` for anything else. Only these two types: the order manager "
+        "refuses any other event here, so risk cannot state a fill.",
     ),
     SubjectSpec(
         Family.ACCOUNT_EVENT,
@@ -247,6 +262,21 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         reply_name="oms-reply",
     ),
     SubjectSpec(
+        Family.OMS_TENANT_QUERY,
+        f"{PREFIX}.ctl.oms.tenant.{{tenant}}",
+        OmsRequest,
+        "oms-request",
+        "a tenant's clients: they send to `tradebus.ctl.oms` in their own NATS account, and the server maps it "
+        "to this subject with their tenant's name (a client cannot choose the token)",
+        "order manager (with `tenants_file` set)",
+        "Core NATS request/reply (a queue group: any order-manager instance answers).",
+        "The order manager's queries as one tenant sees them: only the venue accounts of the tenants file's entry "
+        "`tenant`. A query naming another account, or from a tenant the file does not list, is refused "
+        "(`ok: false`, with the reason in `error`).",
+        reply=OmsReply,
+        reply_name="oms-reply",
+    ),
+    SubjectSpec(
         Family.RECONCILE,
         f"{PREFIX}.ctl.reconcile.{{venue}}",
         Reconcile,
@@ -309,6 +339,16 @@ def account_events(venue: str, account: str) -> str:
     return f"{PREFIX}.evt.account.{_name(venue, 'venue')}.{_name(account, 'account')}"
 
 
+def rejections(venue: str, account: str) -> str:
+    return f"{PREFIX}.evt.reject.{_name(venue, 'venue')}.{_name(account, 'account')}"
+
+
+def answers(venue: str, account: str) -> tuple[str, str]:
+    """Where every answer to a command of this venue account arrives: the venue's order
+    events and risk's rejections. Whoever waits for an answer subscribes to both."""
+    return order_events(venue, account), rejections(venue, account)
+
+
 def market_data(venue: str, kind: MarketDataKind, symbol: str) -> str:
     return f"{PREFIX}.md.{_name(venue, 'venue')}.{kind.value}.{encode_token(symbol)}"
 
@@ -342,6 +382,10 @@ def reconcile(venue: str) -> str:
     return f"{PREFIX}.ctl.reconcile.{_name(venue, 'venue')}"
 
 
+def oms_tenant_query(tenant: str) -> str:
+    return f"{PREFIX}.ctl.oms.tenant.{_name(tenant, 'tenant')}"
+
+
 def dead_letter(service: str, source: str) -> str:
     return f"{PREFIX}.dlq.{_name(service, 'service')}.{_name(source, 'source')}"
 
@@ -349,6 +393,9 @@ def dead_letter(service: str, source: str) -> str:
 PING = f"{PREFIX}.ctl.ping"
 ALL_STATUS = f"{PREFIX}.status.>"
 OMS_QUERY = f"{PREFIX}.ctl.oms"
+OMS_TENANT_QUERIES = f"{PREFIX}.ctl.oms.tenant.*"
+ALL_ANSWERS = (f"{PREFIX}.evt.order.>", f"{PREFIX}.evt.reject.>")
+"""Every venue account's answers to commands (`answers` of each)."""
 RISK_CONTROL = f"{PREFIX}.ctl.risk"
 RISK_EVENTS = f"{PREFIX}.evt.risk"
 
@@ -363,6 +410,7 @@ class ParsedSubject:
     service: str | None = None
     instance: str | None = None
     source: str | None = None
+    tenant: str | None = None
 
 
 def parse(subject: str) -> ParsedSubject:
@@ -379,6 +427,8 @@ def parse(subject: str) -> ParsedSubject:
             return ParsedSubject(Family.ORDER_EVENT, venue=_name(venue, "venue"), account=_name(account, "account"))
         case ["evt", "account", venue, account]:
             return ParsedSubject(Family.ACCOUNT_EVENT, venue=_name(venue, "venue"), account=_name(account, "account"))
+        case ["evt", "reject", venue, account]:
+            return ParsedSubject(Family.REJECTION, venue=_name(venue, "venue"), account=_name(account, "account"))
         case ["md", venue, kind, symbol]:
             return ParsedSubject(
                 Family.MARKET_DATA, venue=_name(venue, "venue"), kind=MarketDataKind(kind), symbol=decode_token(symbol)
@@ -395,6 +445,8 @@ def parse(subject: str) -> ParsedSubject:
             return ParsedSubject(Family.RISK_EVENT)
         case ["ctl", "oms"]:
             return ParsedSubject(Family.OMS_QUERY)
+        case ["ctl", "oms", "tenant", tenant]:
+            return ParsedSubject(Family.OMS_TENANT_QUERY, tenant=_name(tenant, "tenant"))
         case ["ctl", "reconcile", venue]:
             return ParsedSubject(Family.RECONCILE, venue=_name(venue, "venue"))
         case ["ctl", "risk"]:

@@ -133,7 +133,9 @@ async def _show(store: AuditStore, client_order_id: str) -> int:
         print(f"no audit records for {client_order_id!r}", file=sys.stderr)
         return 1
     for record in records:
-        print("  ".join((_time(record.ts), f"{record.stream:<6}", record.subject, record.msg_type or "?",
+        # The publisher scope the bus allowed on the subject (none in records stored before scopes).
+        source = f"{record.subject} by {record.scope}" if record.scope else record.subject
+        print("  ".join((_time(record.ts), f"{record.stream:<6}", source, record.msg_type or "?",
                          _summary(record))).rstrip())
     return 0
 

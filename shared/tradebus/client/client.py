@@ -13,7 +13,7 @@ import msgspec
 import nats
 from nats.aio.msg import Msg
 
-from tradebus.schemas import subjects
+from tradebus.schemas import provenance, subjects
 from tradebus.schemas.codecs import DecodeError, convert, decoder, encode, reply_decoder
 from tradebus.schemas.commands import (
     CancelAllOrders,
@@ -42,7 +42,8 @@ from tradebus.shared.sequence import SequenceTracker
 
 from .leases import StreamLease
 
-_events = decoder(Family.ORDER_EVENT)
+# By subject family: what a rejection subject carries that is not a rejection is not believed.
+_ANSWER_DECODERS = {Family.ORDER_EVENT: decoder(Family.ORDER_EVENT), Family.REJECTION: decoder(Family.REJECTION)}
 _market_data = decoder(Family.MARKET_DATA)
 _oms_reply = reply_decoder(Family.OMS_QUERY)
 _instruments_reply = reply_decoder(Family.INSTRUMENTS)
@@ -130,7 +131,8 @@ class Client:
     def __init__(self, nc: nats.NATS) -> None:
         self.nc = nc
         self.js = nc.jetstream()
-        self._watchers: dict[str, list[tuple[OrderCommand, asyncio.Queue[OrderEvent]]]] = {}
+        # By venue account: its order events and risk's rejections feed the same tickets.
+        self._watchers: dict[tuple[str, str], list[tuple[OrderCommand, asyncio.Queue[OrderEvent]]]] = {}
         self._leases: set[StreamLease] = set()
 
     @classmethod
@@ -154,31 +156,35 @@ class Client:
     # --- commands -------------------------------------------------------------------------
     async def send(self, command: OrderCommand) -> OrderTicket:
         """Publish a command durably (JetStream, `Nats-Msg-Id` = its dedupe id) and return
-        the ticket its events arrive on. Subscribes first, so no answer can be missed."""
+        the ticket its events arrive on: the venue's order events and risk's rejections.
+        Subscribes first, so no answer can be missed."""
         queue: asyncio.Queue[OrderEvent] = asyncio.Queue()
-        subject = subjects.order_events(command.venue, command.account)
-        if subject not in self._watchers:
-            self._watchers[subject] = []
-            await self.nc.subscribe(subject, cb=self._dispatch)
+        venue_account = (command.venue, command.account)
+        if venue_account not in self._watchers:
+            self._watchers[venue_account] = []
+            for subject in subjects.answers(*venue_account):
+                await self.nc.subscribe(subject, cb=self._dispatch)
             await self.nc.flush()
-        watcher = (command, queue)
-        self._watchers[subject].append(watcher)
+        self._watchers[venue_account].append((command, queue))
         ack = await self.js.publish(subjects.command(command.venue, command.account), encode(command),
                                     headers={MSG_ID: command_dedupe_id(command)})
         return OrderTicket(self, command, ack.duplicate, queue)
 
     def _forget(self, command: OrderCommand, queue: asyncio.Queue[OrderEvent]) -> None:
         """Stop routing events to a ticket that got its answer."""
-        watchers = self._watchers.get(subjects.order_events(command.venue, command.account), [])
+        watchers = self._watchers.get((command.venue, command.account), [])
         if (command, queue) in watchers:
             watchers.remove((command, queue))
 
     async def _dispatch(self, msg: Msg) -> None:
+        parsed = subjects.parse(msg.subject)  # one of the two subjects `send` subscribed to
         try:
-            event = _events.decode(msg.data)
+            event = _ANSWER_DECODERS[parsed.family].decode(msg.data)
         except DecodeError:
-            return  # a newer producer's event type: not one of ours to follow
-        for command, queue in self._watchers.get(msg.subject, []):
+            return  # a newer producer's event type, or no rejection on the rejection family: not ours to follow
+        if provenance.refusal(parsed, event) is not None:
+            return  # its publisher may not say it (it names another venue account than its subject)
+        for command, queue in self._watchers.get((parsed.venue, parsed.account), []):
             if _belongs(command, event):
                 queue.put_nowait(event)
 

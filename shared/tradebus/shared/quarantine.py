@@ -36,6 +36,9 @@ ERROR_HEADER = "Tradebus-Error"
 """Why it could not be read (the decoder's message, shortened)."""
 SIZE_HEADER = "Tradebus-Size"
 """The original body's length in bytes; the body published may be cut short (see below)."""
+REASON_HEADER = "Tradebus-Reason"
+"""For a message that was readable but refused (e.g. an event its publisher may not state):
+a machine-readable reason (`subject_mismatch`, `not_a_rejection`). Absent for the unreadable."""
 
 PUBLISH_TIMEOUT = 1.0  # seconds one dead-letter publish may take
 MAX_IN_FLIGHT = 100  # dead-letter publishes running at once; beyond that they are dropped
@@ -58,25 +61,28 @@ class Quarantine:
         )
         self._in_flight: set[asyncio.Task[None]] = set()
 
-    def hold(self, family: str, origin: str, data: bytes, error: object) -> None:
+    def hold(self, family: str, origin: str, data: bytes, error: object, *, reason: str = "") -> None:
         """Set aside an unreadable message (`origin`: its subject) or bucket entry (`origin`:
         `$KV.<bucket>.<key>`). `family` names the kind of input: a subject family
-        (`command`, `order_event`, ...) or a bucket (`trading_state`, `orders_bucket`)."""
+        (`command`, `order_event`, ...) or a bucket (`trading_state`, `orders_bucket`).
+        `reason`: the machine-readable reason a readable message was refused."""
         why = " ".join(str(error).split())[:MAX_ERROR_TEXT]
         self.metrics.decode_errors.labels(family=family).inc()
-        log.warning("quarantined an unreadable message",
-                    extra={"family": family, "origin": origin, "bytes": len(data), "error": why})
+        log.warning("quarantined a refused message" if reason else "quarantined an unreadable message",
+                    extra={"family": family, "origin": origin, "bytes": len(data), "error": why, "reason": reason})
         if self.bus is None or self.bus.nc.is_closed or len(self._in_flight) >= MAX_IN_FLIGHT:
             self.dropped.labels(family=family).inc()
             return
-        task = asyncio.ensure_future(self._publish(family, origin, data, why))
+        task = asyncio.ensure_future(self._publish(family, origin, data, why, reason))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _publish(self, family: str, origin: str, data: bytes, why: str) -> None:
+    async def _publish(self, family: str, origin: str, data: bytes, why: str, reason: str) -> None:
         assert self.bus is not None
         nc = self.bus.nc
         headers = {ORIGIN_HEADER: _header_text(origin), ERROR_HEADER: _header_text(why), SIZE_HEADER: str(len(data))}
+        if reason:
+            headers[REASON_HEADER] = _header_text(reason)
         body = data[: max(0, nc.max_payload - HEADER_ROOM)] if nc.max_payload else data
         try:
             await asyncio.wait_for(nc.publish(subjects.dead_letter(self.service, family), body, headers=headers),

@@ -31,6 +31,9 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     msg_type: str | None  # the payload's `type`, None if undecodable
     order_key: str | None  # client_order_id (request_id for cancel-all), None if none
     payload: bytes
+    # The publisher scope the bus allowed on the subject (schemas/provenance.py:
+    # `connector.<venue>`, `risk`, `client`, ...); None in records stored before scopes.
+    scope: str | None = None
 
 
 class StoredRecord(AuditRecord, frozen=True, kw_only=True):
@@ -57,11 +60,14 @@ class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
 
 def canonical_bytes(id: int, prev_hash: str, record: AuditRecord) -> bytes:
     """The exact bytes a hash covers: a JSON array in a fixed field order (bytes as base64),
-    so the encoding is unambiguous and any implementation can recompute it."""
-    return _canonical.encode(
-        [id, prev_hash, record.stream, record.stream_seq, record.subject, record.msg_id, record.ts,
-         record.msg_type, record.order_key, record.payload]
-    )
+    so the encoding is unambiguous and any implementation can recompute it. The scope is the
+    array's 11th element when the record has one; a record stored before scopes has 10, so
+    its hash is what it was when it was stored."""
+    fields = [id, prev_hash, record.stream, record.stream_seq, record.subject, record.msg_id, record.ts,
+              record.msg_type, record.order_key, record.payload]
+    if record.scope is not None:
+        fields.append(record.scope)
+    return _canonical.encode(fields)
 
 
 def record_hash(id: int, prev_hash: str, record: AuditRecord) -> str:
@@ -76,7 +82,7 @@ def link(records: Iterable[AuditRecord], *, head_id: int, head_hash: str) -> lis
         linked.append(StoredRecord(  # fields spelled out: asdict() costs as much as the hash
             stream=record.stream, stream_seq=record.stream_seq, subject=record.subject, msg_id=record.msg_id,
             ts=record.ts, msg_type=record.msg_type, order_key=record.order_key, payload=record.payload,
-            id=id, prev_hash=head_hash, hash=hash))
+            scope=record.scope, id=id, prev_hash=head_hash, hash=hash))
         head_hash = hash
     return linked
 

@@ -1,7 +1,8 @@
 """The audit logger service: every command, routing decision and event, stored durably.
 
 One durable consumer per stream (CMD, ROUTE, EVENTS) pulls batches; each batch becomes
-records (payload as received, registered secrets masked), is committed to the store in one
+records (payload as received, registered secrets masked, and the publisher scope the bus
+allowed on the subject: `connector.<venue>`, `risk`, ...), is committed to the store in one
 transaction, and only then acknowledged. A crash before the commit redelivers the batch; a
 crash between commit and ack redelivers messages the store already has, and the store
 skips them by (stream, stream_seq), so nothing is lost and nothing is stored twice. That
@@ -23,6 +24,7 @@ import msgspec
 from nats.aio.msg import Msg
 from prometheus_client import Counter
 
+from tradebus.schemas import provenance, subjects
 from tradebus.schemas.codecs import DecodeError
 from tradebus.shared.bus import MSG_ID, consume_batches, header, stored_position
 from tradebus.shared.logs import redact
@@ -75,8 +77,17 @@ def build_record(msg: Msg) -> tuple[AuditRecord, bool]:
         msg_type=_text(keys.type),
         order_key=_text(keys.client_order_id) or _text(keys.request_id),
         payload=payload,
+        scope=publisher_scope(msg.subject),
     )
     return record, scrubbed != text
+
+
+def publisher_scope(subject: str) -> str:
+    """Who the bus allowed to publish on `subject` (a subject outside the registry: unknown)."""
+    try:
+        return provenance.scope(subjects.parse(subject))
+    except ValueError:
+        return provenance.UNKNOWN_SCOPE
 
 
 def _text(value: Any) -> str | None:

@@ -8,7 +8,14 @@ appends are serialized (one connection per store, and in PostgreSQL a table lock
 also keeps a second audit instance from forking the chain).
 
 Beside it, a table of stream bindings (see identity.py), written once per stream and
-guarded by the same triggers. SQL shared by both stores numbers its parameters `?1, ?2`
+guarded by the same triggers.
+
+The store has no version number: each addition is a table or a nullable column that an
+older store lacks, added by the first writer that opens it (the audit service), and read as
+absent by a reader (the CLI) of a store no writer has opened since. Bindings came first
+(a store without them reads as binding nothing); then the `scope` column (the publisher
+scope of each record): `ALTER TABLE ... ADD COLUMN scope` leaves the older records NULL,
+their hashes unchanged (chain.py), and a reader of an older store reads NULL for each. SQL shared by both stores numbers its parameters `?1, ?2`
 (SQLite's syntax; PostgreSQL's `$1` after one replace).
 """
 
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -30,10 +38,12 @@ from .config import AuditConfig
 from .identity import StreamBinding
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 COLUMNS = ("id", "stream", "stream_seq", "subject", "msg_id", "ts", "msg_type", "order_key", "payload",
-           "prev_hash", "hash")
+           "prev_hash", "hash", "scope")
 _COLUMN_LIST = ", ".join(COLUMNS)
+SCOPE_COLUMN = "scope"  # the latest addition (see the module docstring)
 SQLITE_TABLE = "audit_log"
 SQLITE_STREAMS = "audit_streams"
 BINDING_COLUMNS = ("stream", "created", "first_seq", "bound_at")
@@ -108,8 +118,13 @@ def _coverage_sql(table: str) -> tuple[str, str]:
             f"AS prev {where}) AS s WHERE stream_seq - prev > 1 ORDER BY stream_seq LIMIT {MAX_RANGES}")
 
 
-def _record_at_sql(table: str) -> str:
-    return f"SELECT {_COLUMN_LIST} FROM {table} WHERE stream = ?1 AND stream_seq = ?2"
+def _select_list(has_scope: bool) -> str:
+    """The columns to SELECT: an older store, opened by a reader, has no scope column."""
+    return _COLUMN_LIST if has_scope else ", ".join("NULL AS scope" if c == SCOPE_COLUMN else c for c in COLUMNS)
+
+
+def _record_at_sql(table: str, select: str) -> str:
+    return f"SELECT {select} FROM {table} WHERE stream = ?1 AND stream_seq = ?2"
 
 
 def _json_keys(records: Sequence[AuditRecord]) -> str:
@@ -132,6 +147,7 @@ CREATE TABLE IF NOT EXISTS {SQLITE_TABLE} (
     payload BLOB NOT NULL,
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL,
+    scope TEXT,
     UNIQUE (stream, stream_seq)
 );
 CREATE INDEX IF NOT EXISTS {SQLITE_TABLE}_order_key ON {SQLITE_TABLE} (order_key);
@@ -161,11 +177,12 @@ class SqliteAuditStore:
     await would leave a call running while the next one starts on the same connection.)
     """
 
-    def __init__(self, path: str, executor: ThreadPoolExecutor, connection: sqlite3.Connection) -> None:
+    def __init__(self, path: str, executor: ThreadPoolExecutor, connection: sqlite3.Connection, has_scope: bool) -> None:
         self.path = path
         self.location = path
         self._executor = executor
         self._db = connection
+        self._select = _select_list(has_scope)
 
     @classmethod
     async def open(cls, path: str, *, create: bool = True) -> SqliteAuditStore:
@@ -173,10 +190,11 @@ class SqliteAuditStore:
         loop = asyncio.get_running_loop()
         try:
             connection = await loop.run_in_executor(executor, cls._connect, path, create)
+            has_scope = await loop.run_in_executor(executor, _sqlite_has_scope, connection)
         except BaseException:
             executor.shutdown()
             raise
-        return cls(path, executor, connection)
+        return cls(path, executor, connection, has_scope)
 
     @staticmethod
     def _connect(path: str, create: bool) -> sqlite3.Connection:
@@ -190,7 +208,11 @@ class SqliteAuditStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             if create:
-                db.executescript(_SQLITE_SCHEMA)
+                db.executescript(_SQLITE_SCHEMA)  # a new store has every column; an older one:
+                if not _sqlite_has_scope(db):
+                    db.execute(f"ALTER TABLE {SQLITE_TABLE} ADD COLUMN {SCOPE_COLUMN} TEXT")
+                    log.warning("audit store migrated: column scope added (older records keep NULL)",
+                                extra={"store": path})
         except BaseException:
             db.close()
             raise
@@ -241,7 +263,7 @@ class SqliteAuditStore:
     def _verify(self) -> VerifyResult:
         verifier = ChainVerifier()
         # One SELECT reads one snapshot in WAL mode, while appends go on.
-        for values in self._db.execute(f"SELECT {_COLUMN_LIST} FROM {SQLITE_TABLE} ORDER BY id"):
+        for values in self._db.execute(f"SELECT {self._select} FROM {SQLITE_TABLE} ORDER BY id"):
             if not verifier.add(_row(values)):
                 break
         return verifier.result()
@@ -250,7 +272,7 @@ class SqliteAuditStore:
         return await self._run(self._history, client_order_id)
 
     def _history(self, client_order_id: str) -> list[StoredRecord]:
-        query = f"SELECT {_COLUMN_LIST} FROM {SQLITE_TABLE} WHERE order_key = ? ORDER BY ts, id"
+        query = f"SELECT {self._select} FROM {SQLITE_TABLE} WHERE order_key = ? ORDER BY ts, id"
         return [_row(values) for values in self._db.execute(query, (client_order_id,))]
 
     async def bindings(self) -> dict[str, StreamBinding]:
@@ -285,12 +307,16 @@ class SqliteAuditStore:
         return await self._run(self._record_at, stream, stream_seq)
 
     def _record_at(self, stream: str, stream_seq: int) -> StoredRecord | None:
-        values = self._db.execute(_record_at_sql(SQLITE_TABLE), (stream, stream_seq)).fetchone()
+        values = self._db.execute(_record_at_sql(SQLITE_TABLE, self._select), (stream, stream_seq)).fetchone()
         return None if values is None else _row(values)
 
     async def close(self) -> None:
         await self._run(self._db.close)
         self._executor.shutdown()
+
+
+def _sqlite_has_scope(db: sqlite3.Connection) -> bool:
+    return any(row[1] == SCOPE_COLUMN for row in db.execute(f"PRAGMA table_info({SQLITE_TABLE})"))
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
@@ -310,8 +336,10 @@ CREATE TABLE IF NOT EXISTS {table} (
     payload BYTEA NOT NULL,
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL,
+    scope TEXT,
     UNIQUE (stream, stream_seq)
 );
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS scope TEXT;
 CREATE INDEX IF NOT EXISTS {table}_order_key ON {table} (order_key);
 CREATE OR REPLACE FUNCTION tradebus_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'the audit log is append-only: % refused', TG_OP; END $$;
@@ -335,8 +363,9 @@ def _numbered(sql: str) -> str:
 class PostgresAuditStore:
     """PostgreSQL through asyncpg (the `postgres` extra), on one connection."""
 
-    def __init__(self, connection: Any, table: str, database: str) -> None:
+    def __init__(self, connection: Any, table: str, database: str, has_scope: bool) -> None:
         self.table = table
+        self._select = _select_list(has_scope)
         self.location = f"PostgreSQL table {table} in database {database}"
         self._streams = f"{table}_streams"
         self._coverage_sql = tuple(map(_numbered, _coverage_sql(table)))
@@ -357,10 +386,13 @@ class PostgresAuditStore:
             elif await connection.fetchval("SELECT to_regclass($1)", table) is None:
                 raise StoreNotFound(f"no audit table {table!r} in the PostgreSQL database")
             database = await connection.fetchval("SELECT current_database()")
+            has_scope = await connection.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = $2 "
+                "AND table_schema = ANY (current_schemas(false)))", table, SCOPE_COLUMN)
         except BaseException:
             await connection.close()
             raise
-        return cls(connection, table, database)
+        return cls(connection, table, database, has_scope)
 
     async def append(self, records: Sequence[AuditRecord]) -> int:
         async with self._lock, self._db.transaction():
@@ -382,7 +414,7 @@ class PostgresAuditStore:
     async def verify(self) -> VerifyResult:
         verifier = ChainVerifier()
         async with self._lock, self._db.transaction(isolation="repeatable_read", readonly=True):
-            async for values in self._db.cursor(f"SELECT {_COLUMN_LIST} FROM {self.table} ORDER BY id", prefetch=2000):
+            async for values in self._db.cursor(f"SELECT {self._select} FROM {self.table} ORDER BY id", prefetch=2000):
                 if not verifier.add(_row(values)):
                     break
         return verifier.result()
@@ -390,7 +422,7 @@ class PostgresAuditStore:
     async def history(self, client_order_id: str) -> list[StoredRecord]:
         async with self._lock:
             rows = await self._db.fetch(
-                f"SELECT {_COLUMN_LIST} FROM {self.table} WHERE order_key = $1 ORDER BY ts, id", client_order_id
+                f"SELECT {self._select} FROM {self.table} WHERE order_key = $1 ORDER BY ts, id", client_order_id
             )
         return [_row(values) for values in rows]
 
@@ -420,7 +452,7 @@ class PostgresAuditStore:
 
     async def record_at(self, stream: str, stream_seq: int) -> StoredRecord | None:
         async with self._lock:
-            values = await self._db.fetchrow(_numbered(_record_at_sql(self.table)), stream, stream_seq)
+            values = await self._db.fetchrow(_numbered(_record_at_sql(self.table, self._select)), stream, stream_seq)
         return None if values is None else _row(values)
 
     async def close(self) -> None:

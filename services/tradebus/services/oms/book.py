@@ -20,11 +20,12 @@ Keys are the keys of the KV bucket: `order.<venue>.<account>.<client order id>` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
 
-from tradebus.schemas import subjects
+from tradebus.schemas import provenance, subjects
 from tradebus.schemas.codecs import DecodeError, decoder, encode
 from tradebus.schemas.commands import OrderCommand, PlaceOrder
 from tradebus.schemas.control import (
@@ -47,6 +48,7 @@ from tradebus.schemas.lifecycle import (
 )
 from tradebus.schemas.subjects import Family, encode_token
 from tradebus.schemas.values import OrderStatus
+from tradebus.shared.tenants import Tenant
 
 ORDER_PREFIX = "order."
 POSITION_PREFIX = "position."
@@ -54,14 +56,28 @@ DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default max_payload
 REPLY_ENVELOPE = 1024  # bytes of an OmsReply besides its orders (tags, flags, the cursor), with room to spare
 
 _route_decoder = decoder(Family.ROUTE)
-_order_event_decoder = decoder(Family.ORDER_EVENT)
-_account_event_decoder = decoder(Family.ACCOUNT_EVENT)
+# The rejection family is read with the order-event decoder: a fill there is refused for
+# what it is (provenance), not merely unreadable.
+_EVENT_DECODERS = {Family.ORDER_EVENT: decoder(Family.ORDER_EVENT), Family.REJECTION: decoder(Family.ORDER_EVENT),
+                   Family.ACCOUNT_EVENT: decoder(Family.ACCOUNT_EVENT)}
 _record_decoder = msgspec.json.Decoder(OrderRecord)
 _position_decoder = msgspec.json.Decoder(PositionUpdate)
 
 
+Owns = Callable[[str, str], bool]  # (venue, account) -> whether a tenant may read it
+
+
 class Undecodable(ValueError):
     """A message or stored value the order manager cannot read."""
+
+
+class Refused(Undecodable):
+    """An event that reads well but cannot be true: its subject's publisher may not say it
+    (provenance.py). Never applied; quarantined like what cannot be read, with its reason."""
+
+    def __init__(self, reason: provenance.Refusal, scope: str, event_type: str) -> None:
+        super().__init__(f"{reason.value}: a {event_type!r} event that {scope} may not publish")
+        self.reason = reason
 
 
 def order_key(venue: str, account: str, client_order_id: str) -> str:
@@ -86,16 +102,20 @@ def decode_route(subject: str, data: bytes) -> OrderCommand:
 
 
 def decode_event(subject: str, data: bytes) -> object | None:
-    """An order or account event; None for the other events of the stream (risk's)."""
+    """An order, rejection or account event its subject's publisher may state; None for the
+    other events of the stream (trading states). Raises Refused for one it may not state."""
     try:
-        family = subjects.parse(subject).family
-        if family is Family.ORDER_EVENT:
-            return _order_event_decoder.decode(data)
-        if family is Family.ACCOUNT_EVENT:
-            return _account_event_decoder.decode(data)
+        parsed = subjects.parse(subject)
+        event_decoder = _EVENT_DECODERS.get(parsed.family)
+        if event_decoder is None:
+            return None
+        event = event_decoder.decode(data)
     except (*DecodeError, ValueError) as exc:
         raise Undecodable(str(exc)) from exc
-    return None
+    reason = provenance.refusal(parsed, event)
+    if reason is not None:
+        raise Refused(reason, provenance.scope(parsed), event.__struct_config__.tag)
+    return event
 
 
 class OmsState:
@@ -201,19 +221,26 @@ class OmsState:
         return {**self.orders, **self.positions}
 
     # --- queries -------------------------------------------------------------------------
-    def answer(self, request: OmsRequest, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> OmsReply:
-        """`max_bytes`: the bus's limit on one message; a page of orders stops short of it."""
+    def answer(self, request: OmsRequest, max_bytes: int = DEFAULT_MAX_PAYLOAD, tenant: Tenant | None = None) -> OmsReply:
+        """`max_bytes`: the bus's limit on one message; a page of orders stops short of it.
+        `tenant`: answer as that tenant sees the fleet, its own venue accounts only; a query
+        that names none of them is refused."""
+        if tenant is not None and not _names_own_account(tenant, request):
+            return OmsReply(ok=False, error=f"tenant {tenant.name!r} may read only its accounts "
+                                            f"({', '.join(map(str, tenant.accounts))}), none of which this query names")
+        owns = None if tenant is None else tenant.owns
         match request:
             case GetOrder():
                 record = self.orders.get(order_key(request.venue, request.account, request.client_order_id))
                 return OmsReply(ok=True, orders=[] if record is None else [record])
             case ListOrders():
-                return self._page_of_orders(request, max_bytes)
+                return self._page_of_orders(request, max_bytes, owns)
             case GetPositions():
-                return OmsReply(ok=True, positions=self.aggregate_positions(request.account))
+                return OmsReply(ok=True, positions=self.aggregate_positions(request.account, owns))
 
-    def _page_of_orders(self, request: ListOrders, max_bytes: int) -> OmsReply:
-        matching = self.list_orders(venue=request.venue, account=request.account, open_only=request.open_only)
+    def _page_of_orders(self, request: ListOrders, max_bytes: int, owns: Owns | None) -> OmsReply:
+        matching = self.list_orders(venue=request.venue, account=request.account, open_only=request.open_only,
+                                    owns=owns)
         following = matching
         if request.after is not None:
             after = _cursor_position(request.after)
@@ -230,26 +257,37 @@ class OmsState:
                         next_cursor=_cursor(page[-1]) if more and page else None)
 
     def list_orders(self, *, venue: str | None = None, account: str | None = None,
-                    open_only: bool = False) -> list[OrderRecord]:
-        """Newest first (by creation time, then key)."""
+                    open_only: bool = False, owns: Owns | None = None) -> list[OrderRecord]:
+        """Newest first (by creation time, then key). `owns`: only the venue accounts it owns."""
         selected = [
             record for record in self.orders.values()
             if (venue is None or record.venue == venue) and (account is None or record.account == account)
             and (not open_only or record.status in OPEN_STATUSES)
+            and (owns is None or owns(record.venue, record.account))
         ]
         return sorted(selected, key=_listing_position, reverse=True)
 
-    def aggregate_positions(self, account: str | None = None) -> list[AggregatePosition]:
-        """One net position per account and symbol, summed over the venues that hold it."""
+    def aggregate_positions(self, account: str | None = None, owns: Owns | None = None) -> list[AggregatePosition]:
+        """One net position per account and symbol, summed over the venues that hold it
+        (`owns`: the venue accounts it owns only)."""
         groups: dict[tuple[str, str], list[PositionUpdate]] = {}
         for update in self.positions.values():
-            if account is None or update.account == account:
+            if (account is None or update.account == account) and (owns is None or owns(update.venue, update.account)):
                 groups.setdefault((update.account, update.symbol), []).append(update)
         return [_aggregate(held_account, symbol, updates) for (held_account, symbol), updates in sorted(groups.items())]
 
     def stuck_orders(self, last_update_before: int) -> dict[str, OrderRecord]:
         """Orders still in pending_new whose last news is older than `last_update_before`, by key."""
         return {key: record for key in self._pending if (record := self.orders[key]).updated_at < last_update_before}
+
+
+def _names_own_account(tenant: Tenant, request: OmsRequest) -> bool:
+    """Whether the query's venue and account filters (None: any) match one of the tenant's
+    venue accounts: a query about someone else's account is refused, not answered empty."""
+    venue = getattr(request, "venue", None)
+    account = request.account
+    return any((venue is None or owned.venue == venue) and (account is None or owned.account == account)
+               for owned in tenant.accounts)
 
 
 def _listing_position(record: OrderRecord) -> tuple[int, str, str, str]:

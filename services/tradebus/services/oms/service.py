@@ -16,9 +16,18 @@ to a predecessor that did not acknowledge it (`_catch_up`); the redeliveries the
 their records past them. Within one run a batch whose bucket write failed is already in
 memory, so its redelivery is ignored the same way.
 
-Queries are answered from memory on `tradebus.ctl.oms`. Orders left in pending_new without
-a venue answer for `stuck_after` seconds are named in a `Reconcile` request to their venue's
-connector, with a growing pause per order so that a dead connector is not hammered.
+An event its subject's publisher may not state (a connector's event about another venue or
+account, anything but a rejection on risk's rejection family: schemas/provenance.py) is
+never applied: it is quarantined with its reason (dead-letter header `Tradebus-Reason`) and
+counted in `tradebus_oms_refused_events_total{reason}`.
+
+Queries are answered from memory on `tradebus.ctl.oms` (fleet services and operators: every
+account) and, with a tenants file, on `tradebus.ctl.oms.tenant.<tenant>` (what that tenant's
+clients send to `tradebus.ctl.oms`, mapped there by the server): that tenant's accounts only.
+
+Orders left in pending_new without a venue answer for `stuck_after` seconds are named in a
+`Reconcile` request to their venue's connector, with a growing pause per order so that a
+dead connector is not hammered.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ from tradebus.shared.bus import (
 )
 from tradebus.shared.pipeline import AckLost, Outages
 from tradebus.shared.service import Service, default_instance
+from tradebus.shared.tenants import Tenant, load_tenants, tenant_named
 from tradebus.shared.topology import (
     OMS_EVENTS,
     OMS_ROUTES,
@@ -60,7 +70,7 @@ from tradebus.shared.topology import (
     ensure_streams,
 )
 
-from .book import OmsState, Undecodable
+from .book import OmsState, Refused, Undecodable
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +129,7 @@ class OmsService(Service):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings, instance=default_instance())
         self.config = settings.oms
+        self.tenants = load_tenants(self.config.tenants_file) if self.config.tenants_file else ()
         self.book = OmsState()
         self.kv: KeyValue | None = None
         # One write to the bucket at a time, each taking every record's value as it is then:
@@ -134,6 +145,10 @@ class OmsService(Service):
         )
         self._stuck_gauge = self.metrics.gauge(
             "tradebus_oms_stuck_orders", "Orders in pending_new without a venue answer for longer than stuck_after."
+        )
+        self._refused = self.metrics.counter(
+            "tradebus_oms_refused_events_total", "Events refused for their provenance (quarantined, never applied).",
+            ("reason",)
         )
         self._anomalies = self.metrics.counter(
             "tradebus_oms_anomalies_total", "Illegal order transitions seen (recorded on the order, never applied)."
@@ -152,6 +167,8 @@ class OmsService(Service):
         for feed in feeds:
             await self._catch_up(*feed)
         await self.bus.nc.subscribe(subjects.OMS_QUERY, queue="oms", cb=self._on_query)
+        if self.config.tenants_file:
+            await self.bus.nc.subscribe(subjects.OMS_TENANT_QUERIES, queue="oms", cb=self._on_tenant_query)
         for feed in feeds:
             self._consume(*feed)
         self.spawn(self._watch_stuck_orders(), name="stuck-orders")
@@ -254,6 +271,10 @@ class OmsService(Service):
         anomalies_before = self.book.anomalies
         try:
             key = apply(message.subject, message.data, message.seq, message.time)
+        except Refused as exc:
+            self._refused.labels(reason=exc.reason.value).inc()
+            self.quarantine.hold(family, message.subject, message.data, exc, reason=exc.reason.value)
+            return None
         except Undecodable as exc:
             self.quarantine.hold(family, message.subject, message.data, exc)
             return None
@@ -270,13 +291,27 @@ class OmsService(Service):
 
     # --- queries -------------------------------------------------------------------------
     async def _on_query(self, msg: Msg) -> None:
+        await self._answer(msg, "oms_query", None)
+
+    async def _on_tenant_query(self, msg: Msg) -> None:
+        """A tenant's query: the subject's last token names the tenant (the server wrote it,
+        not the client). A tenant the file does not list is refused."""
+        name = msg.subject.rpartition(".")[2]
+        tenant = tenant_named(self.tenants, name)
+        await self._answer(msg, "oms_tenant_query", tenant or f"tenant {name!r} is not in the tenants file")
+
+    async def _answer(self, msg: Msg, family: str, tenant: Tenant | str | None) -> None:
+        """Answer a query; `tenant`: whose view (None: the fleet's), or why it is refused."""
         assert self.bus is not None
-        self.metrics.received.labels(family="oms_query").inc()
+        self.metrics.received.labels(family=family).inc()
         try:
-            reply = self.book.answer(_query_decoder.decode(msg.data), self.bus.nc.max_payload)
+            request = _query_decoder.decode(msg.data)
         except DecodeError as exc:
-            self.quarantine.hold("oms_query", msg.subject, msg.data, exc)
+            self.quarantine.hold(family, msg.subject, msg.data, exc)
             reply = OmsReply(ok=False, error=str(exc)[:1024])
+        else:
+            reply = (OmsReply(ok=False, error=tenant) if isinstance(tenant, str)
+                     else self.book.answer(request, self.bus.nc.max_payload, tenant))
         if not msg.reply:
             return
         payload = encode(reply)

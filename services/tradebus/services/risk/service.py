@@ -1,5 +1,6 @@
 """The risk service: consumes client commands, routes the approved ones to their venue, and
-answers the refused ones with a rejection event.
+answers the refused ones with a rejection event on `tradebus.evt.reject.<venue>.<account>`
+(the only event family risk may publish: it carries rejections, never a fill).
 
 Start-up replays the ROUTE and EVENTS streams from their start to rebuild what risk knows:
 working orders, positions, today's pnl, and the ledger of commands it already decided and
@@ -37,7 +38,7 @@ from typing import Any, NamedTuple
 import msgspec
 from nats.aio.msg import Msg
 
-from tradebus.schemas import subjects
+from tradebus.schemas import provenance, subjects
 from tradebus.schemas.codecs import DecodeError, decoder, encode
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, OrderCommand, PlaceOrder, command_dedupe_id
 from tradebus.schemas.control import GetRiskLimits, RiskLimitsReply, RiskRequest, SetTradingState, TradingStateReply
@@ -231,7 +232,7 @@ class RiskService(Service):
 
     @staticmethod
     def _answer(event: OrderRejected | CommandRejected, seq: int) -> Publication:
-        return (subjects.order_events(event.venue, event.account), encode(event),
+        return (subjects.rejections(event.venue, event.account), encode(event),
                 {MSG_ID: event.event_id, COMMAND_SEQ: str(seq)})
 
     def _malformed(self, msg: Msg, venue: str | None, account: str | None, why: str) -> Publication | None:
@@ -242,7 +243,7 @@ class RiskService(Service):
                                   now=time.time_ns(), payload=msg.data, issuer=RISK_EVENT_PREFIX)
         self.decisions.labels(decision="rejected", reason=RejectReason.MALFORMED.value).inc()
         log.warning("malformed command", extra={"subject": msg.subject, "error": why[:300]})
-        return subjects.order_events(venue, account), encode(event), {MSG_ID: event.event_id}
+        return subjects.rejections(venue, account), encode(event), {MSG_ID: event.event_id}
 
     # --- what risk knows ----------------------------------------------------------------------
     async def _replay_and_follow(self) -> None:
@@ -274,16 +275,23 @@ class RiskService(Service):
             self.gate.exposure.on_routed(command)
 
     def _on_event(self, msg: Msg) -> None:
+        """Apply an event to what risk knows, if its subject's publisher may state it: a
+        connector's event about another venue must not mark that venue's commands decided."""
         try:
-            family = subjects.parse(msg.subject).family
-            if family is Family.ORDER_EVENT:
-                event = _event_decoder.decode(msg.data)
+            parsed = subjects.parse(msg.subject)
+            if parsed.family not in (Family.ORDER_EVENT, Family.REJECTION, Family.ACCOUNT_EVENT):
+                return
+            account_event = parsed.family is Family.ACCOUNT_EVENT
+            event = (_account_decoder if account_event else _event_decoder).decode(msg.data)
+            refusal = provenance.refusal(parsed, event)
+            if refusal is not None:
+                self.quarantine.hold("event", msg.subject, msg.data, f"{refusal.value}: not from {provenance.scope(parsed)}",
+                                     reason=refusal.value)
+            elif not account_event:  # the venues' answers and risk's own
                 self.ledger.on_order_event(event, _command_seq(msg.headers or {}))
                 self.gate.exposure.on_order_event(event)
-            elif family is Family.ACCOUNT_EVENT:
-                event = _account_decoder.decode(msg.data)
-                if isinstance(event, PositionUpdate):
-                    self.gate.exposure.on_position(event)
+            elif isinstance(event, PositionUpdate):
+                self.gate.exposure.on_position(event)
         except (ValueError, *DecodeError) as exc:
             self.quarantine.hold("event", msg.subject, msg.data, exc)
 
