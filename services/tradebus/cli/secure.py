@@ -20,7 +20,7 @@ from tradebus.shared.config import ConfigError
 from tradebus.shared.credentials import Credentials, connect_options, load_credentials, new_password, write_credentials
 from tradebus.shared.natsconf import FleetSecurity, Listen, password_from_environment, render
 from tradebus.shared.natsgrants import OPERATOR_USER, PROVISION_USER, connector_user
-from tradebus.shared.tenants import Tenant, VenueAccount, load_tenants
+from tradebus.shared.tenants import Tenant, VenueAccount, load_tenants, tenants_toml
 
 LOCAL_TENANT = "local"
 """The tenant `up --secure` creates when given no tenants file: every venue's demo account."""
@@ -33,6 +33,11 @@ class SecureFleet:
     directory: Path
     config_file: Path
     tenants: tuple[Tenant, ...]
+
+    @property
+    def tenants_file(self) -> Path:
+        """The tenants as the order manager reads them (the same the server config was made from)."""
+        return self.directory / "tenants.toml"
 
     def credentials(self, user: str) -> Path:
         return self.directory / "credentials" / f"{user}.creds"
@@ -61,6 +66,7 @@ def prepare(data_dir: Path, venues: tuple[str, ...], account: str, tenants_file:
     fleet = FleetSecurity(venues, tenants, Listen(port=port, monitor_port=0))
     passwords = {}
     secure = SecureFleet(directory, directory / "nats-server.conf", tenants)
+    secure.tenants_file.write_text(_GENERATED.format(what="the tenants it serves") + "\n" + tenants_toml(tenants))
     for user in fleet.users():
         path = secure.credentials(user)
         if path.exists():

@@ -59,7 +59,12 @@ def _children(venues: tuple[str, ...], log_dir: Path, nats_url: str, config_path
     config = ["--config", config_path] if config_path else []
 
     def identity(service: str, venue: str = "") -> dict[str, str]:
-        return {} if secure is None else {"TRADEBUS_NATS_CREDENTIALS": str(secure.service_credentials(service, venue))}
+        if secure is None:
+            return {}
+        own = {"TRADEBUS_NATS_CREDENTIALS": str(secure.service_credentials(service, venue))}
+        if service == "oms":  # it answers each tenant about that tenant's accounts only
+            own["TRADEBUS_OMS__TENANTS_FILE"] = str(secure.tenants_file)
+        return own
 
     services = [Child(name, [*run, name, "--nats-url", nats_url, *config], log_dir / f"{name}.log",
                       own_env=identity(name)) for name in ORDER_PATH]

@@ -93,3 +93,12 @@ def load_tenants(path: str | os.PathLike[str]) -> tuple[Tenant, ...]:
 
 def tenant_named(tenants: tuple[Tenant, ...], name: str) -> Tenant | None:
     return next((tenant for tenant in tenants if tenant.name == name), None)
+
+
+def tenants_toml(tenants: tuple[Tenant, ...]) -> str:
+    """`tenants` as a tenants file reads them (load_tenants(…) of the text gives them back)."""
+    blocks = []
+    for tenant in tenants:
+        accounts = ", ".join(f'"{pair}"' for pair in tenant.accounts)
+        blocks.append(f"[tenants.{tenant.name}]\naccounts = [{accounts}]\n")
+    return "\n".join(blocks)
