@@ -55,7 +55,7 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
     order_type = _order_type(order.get("type"), trigger, price)
     trades = order.get("trades") or []
     return OrderSnapshot(
-        client_order_id=order.get("clientOrderId") or "",
+        client_order_id=client_order_id(order),
         venue_order_id=str(order["id"]),
         symbol=order["symbol"],
         side=Side(order["side"]),
@@ -73,6 +73,15 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
         last_trade=trade_report(trades[-1]) if trades else None,
         ts=nanos(order.get("lastUpdateTimestamp") or order.get("lastTradeTimestamp") or order.get("timestamp")),
     )
+
+
+def client_order_id(order: dict[str, Any]) -> str:
+    """The order's own client id. A Binance cancel answer names the cancel request's id
+    `clientOrderId` (which ccxt reports) and the order's `origClientOrderId` (rest-api.md
+    "Cancel order"); ccxt's executionReport parsing already prefers `C` over `c`."""
+    info = order.get("info")
+    original = info.get("origClientOrderId") if isinstance(info, dict) else None
+    return str(original or order.get("clientOrderId") or "")
 
 
 def _order_type(kind: str | None, trigger: Decimal | None, price: Decimal | None) -> OrderType:
