@@ -15,7 +15,8 @@ server's clock, or older than `recvWindow` (default 5,000 ms), is refused with -
 
 Every REST answer carries `X-MBX-USED-WEIGHT-1M` (rest-api.md "IP Limits": every request
 contains it); a successful order answer also `X-MBX-ORDER-COUNT-10S` / `-1D` ("Unfilled
-Order Count"). Source: binance/binance-spot-api-docs rest-api.md (commit a5e0bc3d).
+Order Count"), named after the limiters exchangeInfo declares (render.RATE_LIMITS).
+Source: binance/binance-spot-api-docs rest-api.md, enums.md (commit a5e0bc3d).
 
 Stream lifecycle (web-socket-api.md "General API Information", user-data-stream.md "Event
 Stream Terminated"): a connection lives 24 hours (`connection_lifetime`), then is closed;
@@ -42,7 +43,7 @@ import secrets
 import string
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
@@ -82,7 +83,7 @@ class BinanceEmulator(Emulator):
         self._subscription_ids = itertools.count()
         self._market_trade_ids = itertools.count(1)
         self._cancel_ids: dict[int, str] = {}  # order id -> the client id of the request that cancelled it
-        self._orders_placed: deque[float] = deque()  # monotonic times of accepted places (last 24 h)
+        self._orders_placed: deque[float] = deque()  # monotonic times of accepted places (the longest window)
         self._shutdowns: set[asyncio.Task[None]] = set()
         self._api_sessions: list[StreamSession] = []  # WebSocket API connections (user data streams)
         venue.on_market(self._on_market)
@@ -108,13 +109,16 @@ class BinanceEmulator(Emulator):
     def limit_headers(self, operation: str, response: web.StreamResponse, *, keyed: bool) -> dict[str, str]:
         """Used weight on every answer (one unit a request here); order counts on a successful place."""
         now = time.monotonic()
-        headers = {"X-MBX-USED-WEIGHT-1M": str(sum(1 for at, _ in self.venue.requests if now - at < 60.0))}
+        weights = render.limit_windows("REQUEST_WEIGHT")
+        longest = max(window for _, window in weights)
+        requested = [at for at, _ in itertools.takewhile(lambda r: now - r[0] < longest, reversed(self.venue.requests))]
+        headers = {name: str(_within(requested, now, window)) for name, window in weights}
         if operation == "place" and response.status == 200:
             self._orders_placed.append(now)
-            while now - self._orders_placed[0] >= 86_400.0:
+            windows = render.limit_windows("ORDERS")
+            while now - self._orders_placed[0] >= max(window for _, window in windows):
                 self._orders_placed.popleft()
-            headers["X-MBX-ORDER-COUNT-10S"] = str(sum(1 for at in self._orders_placed if now - at < 10.0))
-            headers["X-MBX-ORDER-COUNT-1D"] = str(len(self._orders_placed))
+            headers.update({name: str(_within(self._orders_placed, now, window)) for name, window in windows})
         return headers
 
     def routes(self, app: web.Application) -> None:
@@ -175,7 +179,8 @@ class BinanceEmulator(Emulator):
                      "applyMinToMarket": True, "maxNotional": "9000000.00000000", "applyMaxToMarket": False},
                 ],
             })
-        return web.json_response({"timezone": "UTC", "serverTime": _now_ms(), "rateLimits": [], "symbols": symbols})
+        return web.json_response({"timezone": "UTC", "serverTime": _now_ms(), "rateLimits": render.RATE_LIMITS,
+                                  "symbols": symbols})
 
     async def _depth(self, request: web.Request) -> web.Response:
         symbol = self._symbol(request.query.get("symbol", ""))
@@ -422,6 +427,11 @@ def _level_changes(before: list[Level], after: list[Level]) -> list[list[str]]:
     prices = {p for p, _ in after}
     changes += [[render.number(p), "0.00000000"] for p, _ in before if p not in prices]
     return changes
+
+
+def _within(times: Iterable[float], now: float, window: float) -> int:
+    """How many of `times` (monotonic seconds) fall within the last `window` seconds."""
+    return sum(1 for at in times if now - at < window)
 
 
 def _timing_refusal(params: dict[str, str]) -> tuple[int, int, str] | None:

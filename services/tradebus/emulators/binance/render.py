@@ -55,6 +55,27 @@ OUTSIDE_RECV_WINDOW = (400, -1021, "Timestamp for this request is outside of the
 MANDATORY_PARAMETER = ERRORS[RejectReason.MALFORMED]
 
 
+# The rate limiters the emulator declares in exchangeInfo `rateLimits` (enums.md "Rate
+# limiters (rateLimitType)" shapes; the numbers are Binance spot's published limits) and
+# reports in the headers rest-api.md names after them: X-MBX-USED-WEIGHT-(intervalNum)
+# (intervalLetter) on every answer, X-MBX-ORDER-COUNT-(intervalNum)(intervalLetter) on a
+# successful order ("Rate limit intervals": SECOND, MINUTE, DAY).
+RATE_LIMITS = [
+    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+    {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+]
+INTERVAL_SECONDS = {"SECOND": 1, "MINUTE": 60, "DAY": 86_400}
+HEADER_PREFIX = {"REQUEST_WEIGHT": "X-MBX-USED-WEIGHT-", "ORDERS": "X-MBX-ORDER-COUNT-"}
+
+
+def limit_windows(kind: str) -> list[tuple[str, float]]:
+    """(header name, window in seconds) of each declared limiter of `kind`."""
+    return [(f"{HEADER_PREFIX[kind]}{limit['intervalNum']}{str(limit['interval'])[0]}",
+             float(INTERVAL_SECONDS[str(limit["interval"])] * int(limit["intervalNum"])))
+            for limit in RATE_LIMITS if limit["rateLimitType"] == kind]
+
+
 def error(reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
     headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
     return refusal(ERRORS.get(reason, DEFAULT_ERROR), headers=headers)
