@@ -323,9 +323,11 @@ class BinanceEmulator(Emulator):
                     session.send({"id": call.get("id"), "status": 401,
                                   "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}})
                     continue
-                if not _valid_signature(self.venue.credentials[api_key], signed, signature):
-                    session.send({"id": call.get("id"), "status": 401,
-                                  "error": {"code": -1022, "msg": "Signature for this request is not valid."}})
+                refusal = (render.BAD_SIGNATURE if not _valid_signature(self.venue.credentials[api_key], signed, signature)
+                           else _timing_refusal({key: str(value) for key, value in params.items()}))
+                if refusal is not None:  # WebSocket API errors: the REST status and body, in the frame
+                    status, code, text = refusal
+                    session.send({"id": call.get("id"), "status": status, "error": {"code": code, "msg": text}})
                     continue
                 session.topics.add(str(next(self._subscription_ids)))
                 self._user_sockets.setdefault(api_key, []).append(session)
