@@ -43,6 +43,15 @@ def test_finished_states() -> None:
         assert parsing.order_snapshot({**ORDER, "status": status}).status is ours
 
 
+def test_done_for_day_is_not_final() -> None:
+    """Alpaca: "done executing for the day, and will not receive further updates until the
+    next trading day" - the order still works (a GTC order can fill the next day)."""
+    working = parsing.order_snapshot({**ORDER, "status": "done_for_day", "filled_qty": "0"})
+    assert working.status is OrderStatus.ACCEPTED
+    partly = parsing.order_snapshot({**ORDER, "status": "done_for_day", "filled_qty": "1"})
+    assert partly.status is OrderStatus.PARTIALLY_FILLED
+
+
 def test_a_fill_event_carries_its_trade() -> None:
     trade = parsing.fill({"event": "fill", "execution_id": "e-1", "price": "410.5", "qty": "2", "order": ORDER})
     assert trade is not None and trade.price == Decimal("410.5") and trade.quantity == Decimal(2)

@@ -33,7 +33,10 @@ def answer(response: web.Response) -> tuple[int, dict[str, Any]]:
 
 def emulator_answers(venue: str) -> dict[str, web.Response]:
     if venue == "binance":
-        return {reason.value: binance.error(reason, "") for reason in [*binance.ERRORS, OTHER]}
+        answers = {reason.value: binance.error(reason, "") for reason in [*binance.ERRORS, OTHER]}
+        for name in ("BAD_SIGNATURE", "AHEAD_OF_SERVER", "OUTSIDE_RECV_WINDOW", "MANDATORY_PARAMETER"):
+            answers[name.lower()] = binance.refusal(getattr(binance, name))
+        return answers
     if venue == "bybit":
         answers = {reason.value: bybit.error(reason, "", limit=20) for reason in [*bybit.ERRORS, OTHER]}
         answers["bad_signature"] = bybit.refusal(bybit.BAD_SIGNATURE)

@@ -191,6 +191,9 @@ class CancelReason(enum.Enum):
     FOK_UNFILLABLE = "fok_unfillable"
     NO_LIQUIDITY = "no_liquidity"
     VENUE = "venue"  # cancelled by the venue on its own initiative
+    # a post-only order the venue accepted, then cancelled because it would have taken
+    # liquidity (Bybit: orderStatus Cancelled, rejectReason EC_PostOnlyWillTakeLiquidity)
+    POST_ONLY_WOULD_TAKE = "post_only_would_take"
 
 
 class MarketDataKind(enum.Enum):

@@ -13,6 +13,9 @@ Control API (JSON; the conformance suite and users' CI drive emulators through i
     POST   /__emulator/faults                 arm a fault (see faults.py)
     DELETE /__emulator/faults                 disarm all faults
     POST   /__emulator/drop-streams           close every websocket connection
+    POST   /__emulator/connection-lifetime    {"seconds": N}: websockets opened from now on are closed
+                                              by the venue after N seconds (the venue's documented
+                                              lifetime, e.g. Binance's 24 h, made short for a test)
     POST   /__emulator/revoke                 {"api_key": ...}: the key now fails auth
     GET    /__emulator/stats                  requests per operation, limit hits, open sockets
     GET    /__emulator/connector-settings?account=NAME   the [venues.<venue>] table for a connector
@@ -60,6 +63,10 @@ class Revoke(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     api_key: str
 
 
+class Lifetime(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    seconds: float | None
+
+
 class DirectCancel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     account: str
     client_order_id: str
@@ -96,14 +103,22 @@ class RequestLimit:
         self.hits = 0
 
     def allow(self) -> bool:
-        now = time.monotonic()
-        while self._recent and now - self._recent[0] >= 1.0:
-            self._recent.popleft()
+        self._forget_old()
         if len(self._recent) >= self.per_second:
             self.hits += 1
             return False
-        self._recent.append(now)
+        self._recent.append(time.monotonic())
         return True
+
+    def remaining(self) -> int:
+        """Requests still allowed in the current one-second window (what rate-limit headers report)."""
+        self._forget_old()
+        return self.per_second - len(self._recent)
+
+    def _forget_old(self) -> None:
+        now = time.monotonic()
+        while self._recent and now - self._recent[0] >= 1.0:
+            self._recent.popleft()
 
 
 class Emulator(ABC):
@@ -111,6 +126,8 @@ class Emulator(ABC):
 
     name: ClassVar[str]  # the venue it emulates, as the connector names it (`binance`)
     requests_per_second: ClassVar[int]  # the venue's documented REST limit (per API key, simplified)
+    # How long the venue keeps one websocket connection open (None: no documented limit).
+    connection_lifetime: ClassVar[float | None] = None
 
     @classmethod
     def listed_instruments(cls) -> list[InstrumentSpec]:
@@ -128,6 +145,7 @@ class Emulator(ABC):
         self.venue = venue
         self.limit = RequestLimit(self.requests_per_second)
         self.sockets: set[web.WebSocketResponse] = set()
+        self.lifetime = self.connection_lifetime  # the control API shortens it for tests
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -146,6 +164,10 @@ class Emulator(ABC):
     def error_response(self, reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
         """The venue's error payload and HTTP status for `reason` (RATE_LIMITED and
         VENUE_UNAVAILABLE included)."""
+
+    def limit_headers(self, operation: str, response: web.StreamResponse, *, keyed: bool) -> dict[str, str]:
+        """The rate-limit headers the venue puts on this answer (none by default)."""
+        return {}
 
     # --- serving ----------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -180,12 +202,17 @@ class Emulator(ABC):
         await socket.prepare(request)
         self.sockets.add(socket)
         socket_closed = socket.close
+        expiry: asyncio.TimerHandle | None = None
 
         async def close(**kwargs: object) -> bool:
             self.sockets.discard(socket)
+            if expiry is not None:
+                expiry.cancel()
             return await socket_closed(**kwargs)  # type: ignore[arg-type]
 
         socket.close = close  # type: ignore[method-assign]
+        if self.lifetime is not None:  # the venue ends the connection when its lifetime is over
+            expiry = asyncio.get_running_loop().call_later(self.lifetime, lambda: asyncio.ensure_future(close()))
         return socket
 
     def endpoint(
@@ -207,14 +234,10 @@ class Emulator(ABC):
         public market data does not."""
         self.venue.record(operation)
         fault = self.venue.faults.take(operation)
-        if keyed and not self.limit.allow():
-            return self.error_response(RejectReason.RATE_LIMITED, "too many requests", retry_after=1.0)
-        if fault is not None and fault.kind is FaultKind.RATE_LIMIT:
-            return self.error_response(RejectReason.RATE_LIMITED, "too many requests", retry_after=fault.retry_after)
-        if fault is not None and fault.kind is FaultKind.SERVER_ERROR:
-            return self.error_response(RejectReason.VENUE_UNAVAILABLE, "internal error")
-        if fault is not None and fault.kind is FaultKind.AUTH:
-            return self.error_response(RejectReason.AUTH_FAILED, "invalid API key")
+        refusal = self._refusal(fault, keyed=keyed)
+        if refusal is not None:
+            refusal.headers.update(self.limit_headers(operation, refusal, keyed=keyed))
+            return refusal
         if fault is not None and fault.kind is FaultKind.LOST:
             await self._drop(request, fault)
         try:
@@ -223,7 +246,20 @@ class Emulator(ABC):
             response = self.error_response(exc.reason, exc.message)
         if fault is not None and fault.kind is FaultKind.TIMEOUT:
             await self._drop(request, fault)  # carried out, but the client never hears of it
+        response.headers.update(self.limit_headers(operation, response, keyed=keyed))
         return response
+
+    def _refusal(self, fault: Fault | None, *, keyed: bool) -> web.Response | None:
+        """The answer of a request refused before any work: over the limit, or an armed fault."""
+        if keyed and not self.limit.allow():
+            return self.error_response(RejectReason.RATE_LIMITED, "too many requests", retry_after=1.0)
+        if fault is not None and fault.kind is FaultKind.RATE_LIMIT:
+            return self.error_response(RejectReason.RATE_LIMITED, "too many requests", retry_after=fault.retry_after)
+        if fault is not None and fault.kind is FaultKind.SERVER_ERROR:
+            return self.error_response(RejectReason.VENUE_UNAVAILABLE, "internal error")
+        if fault is not None and fault.kind is FaultKind.AUTH:
+            return self.error_response(RejectReason.AUTH_FAILED, "invalid API key")
+        return None
 
     @staticmethod
     async def _drop(request: web.Request, fault: Fault) -> None:
@@ -240,6 +276,7 @@ class Emulator(ABC):
         app.router.add_post("/__emulator/faults", self._arm_fault)
         app.router.add_delete("/__emulator/faults", self._clear_faults)
         app.router.add_post("/__emulator/drop-streams", self._drop_streams)
+        app.router.add_post("/__emulator/connection-lifetime", self._set_lifetime)
         app.router.add_post("/__emulator/revoke", self._revoke)
         app.router.add_get("/__emulator/stats", self._stats)
         app.router.add_get("/__emulator/connector-settings", self._connector_settings)
@@ -282,6 +319,10 @@ class Emulator(ABC):
         count = len(self.sockets)
         await self.drop_streams()
         return _json({"closed": count})
+
+    async def _set_lifetime(self, request: web.Request) -> web.Response:
+        self.lifetime = msgspec.json.decode(await request.read(), type=Lifetime).seconds
+        return _json({"seconds": self.lifetime})
 
     async def _revoke(self, request: web.Request) -> web.Response:
         self.venue.revoked.add(msgspec.json.decode(await request.read(), type=Revoke).api_key)

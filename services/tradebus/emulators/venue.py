@@ -10,6 +10,13 @@ partial fills happen, stops trigger).
 
 Listeners are called synchronously right after each change, in order: a websocket session
 queues the rendered frame, so private-stream updates reach clients in venue order.
+
+Asynchronous venues: a place can ask for its outcome to be reported later (`report_after`),
+as a venue that acknowledges an order before it routes it (Alpaca answers `accepted`, then
+fills on its stream); and for the refusals listed in `cancel_after_acceptance` the order is
+accepted and then cancelled by the venue (Bybit's crossing post-only: retCode 0, then a
+Cancelled order update). What is held back is reported in venue order: every later change
+waits behind it.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Collection
 from decimal import Decimal
 
 import msgspec
@@ -140,6 +148,7 @@ class EmulatedVenue:
         self.last_market: dict[str, MarketUpdate] = {}
         self._feed: asyncio.Task[None] | None = None
         self.requests: list[tuple[float, str]] = []  # (monotonic time, operation): what the control API reports
+        self._held: deque[tuple[float, Callable[[], None]]] = deque()  # (due, report): changes not reported yet
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -185,9 +194,15 @@ class EmulatedVenue:
         stop_price: Decimal | None = None,
         time_in_force: TimeInForce = TimeInForce.GTC,
         post_only: bool = False,
+        report_after: float = 0.0,
+        cancel_after_acceptance: Collection[RejectReason] = (),
     ) -> EmulatedOrder:
         """Place an order; Refused if the venue refuses it outright. An order the engine
-        accepts and then cancels at once (IOC remainder, FOK) is returned, not refused."""
+        accepts and then cancels at once (IOC remainder, FOK) is returned, not refused.
+        `report_after`: seconds before what the engine did (acceptance, fills) reaches the
+        order record and the listeners; the record reads accepted meanwhile.
+        `cancel_after_acceptance`: engine refusals this venue reports as an accepted order
+        it then cancels (`reject_reason` says why), after `report_after`."""
         if (account, client_order_id) in self._by_client_id:
             raise Refused(RejectReason.DUPLICATE_CLIENT_ORDER_ID, "duplicate client order id")
         if symbol not in self.instruments:
@@ -208,11 +223,14 @@ class EmulatedVenue:
         )
         events = self.exchange.execute(command)
         rejected = next((e for e in events if isinstance(e, OrderRejected)), None)
-        if rejected is not None:
+        if rejected is not None and rejected.reason not in cancel_after_acceptance:
             raise Refused(rejected.reason, rejected.message)
         self.orders[order.order_id] = order
         self._by_client_id[account, client_order_id] = order
-        self._apply(events)
+        if rejected is not None:
+            self._report_later(report_after, lambda: self._cancel_accepted(order, rejected))
+        else:
+            self._report_later(report_after, lambda: self._apply(events))
         return order
 
     def modify(self, order: EmulatedOrder, *, quantity: Decimal | None = None, price: Decimal | None = None,
@@ -255,9 +273,31 @@ class EmulatedVenue:
         refused = next((e for e in events if isinstance(e, CommandRejected)), None)
         if refused is not None:
             raise Refused(refused.reason, refused.message)
+        # A modify or cancel answers with the order's new state: what was held back happened first.
+        self._release(everything=True)
         self._apply(events)
 
     # --- the engine's events -> order records -------------------------------------------------
+    def _report_later(self, delay: float, report: Callable[[], None]) -> None:
+        """Run `report` after `delay` seconds, after everything held before it (at once when
+        nothing is held and there is no delay)."""
+        if not delay and not self._held:
+            report()
+            return
+        self._held.append((time.monotonic() + delay, report))
+        asyncio.get_running_loop().call_later(delay, self._release)
+
+    def _release(self, *, everything: bool = False) -> None:
+        now = time.monotonic()
+        while self._held and (everything or self._held[0][0] <= now):
+            self._held.popleft()[1]()
+
+    def _cancel_accepted(self, order: EmulatedOrder, refusal: OrderRejected) -> None:
+        order.status, order.reject_reason, order.reject_message = OrderStatus.CANCELLED, refusal.reason, refusal.message
+        order.updated_ns = refusal.ts_event
+        for listener in list(self._order_listeners):
+            listener(order, None)
+
     def _apply(self, events: list) -> None:  # type: ignore[type-arg]
         for event in events:
             order = self._by_client_id.get((getattr(event, "account", ""), getattr(event, "client_order_id", "")))
@@ -303,6 +343,7 @@ class EmulatedVenue:
         for update in self._walk.advance(time.time_ns()):
             self.last_market[update.symbol] = update
             trade = (update.trade.price, update.trade.size) if update.trade else None
-            self._apply(self.exchange.on_market(update.symbol, bids=update.bids or [], asks=update.asks or [], trade=trade))
+            events = self.exchange.on_market(update.symbol, bids=update.bids or [], asks=update.asks or [], trade=trade)
+            self._report_later(0.0, lambda events=events: self._apply(events))  # type: ignore[misc]
             for listener in list(self._market_listeners):
                 listener(update)

@@ -14,6 +14,15 @@ Auth: headers APCA-API-KEY-ID / APCA-API-SECRET-KEY; bad keys get 401 {"code": 4
 Simplifications: the market never closes (equities trade 24/7 here, so the conformance
 suite can run at any hour); opg / cls, notional orders, trailing stops, brackets and
 extended hours are refused with 422; positions are the account's non-cash balances.
+
+Order lifecycle (alpaca.markets/docs/trading/orders "Order Lifecycle"; alpaca-py's
+OrderStatus and TradeEvent enums): an order is answered `accepted` ("received by Alpaca,
+but hasn't yet been routed"); `ROUTING_DELAY` later the trade_updates stream says `new`
+("routed to exchanges for execution") and then its fills: a market order never fills
+inside the POST answer. POST /__emulator/alpaca/done-for-day sends `done_for_day` for
+every open order of the account ("done executing for the day, and will not receive further
+updates until the next trading day"); the orders stay open and can still fill or be
+cancelled (the emulated market opens again at once).
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from tradebus.services.connector.venues.paper.rules import InstrumentSpec
 from ..server import Emulator, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, Refused
 from . import render
+
+ROUTING_DELAY = 0.05  # seconds from the `accepted` answer to routing (stream `new`, then fills)
 
 
 def _equity(symbol: str, price: str) -> InstrumentSpec:
@@ -96,6 +107,7 @@ class AlpacaEmulator(Emulator):
         get("/stream", self._trade_stream)
         get("/v2/{feed}", self._data_stream)
         get("/v1beta3/crypto/us", self._data_stream)
+        post("/__emulator/alpaca/done-for-day", self._done_for_day)
 
     # --- auth -------------------------------------------------------------------------------
     def _authed(self, work: Any) -> Any:
@@ -197,8 +209,9 @@ class AlpacaEmulator(Emulator):
             side=Side.BUY if body.get("side") == "buy" else Side.SELL, order_type=render.ORDER_TYPES[kind],
             quantity=_decimal(body, "qty"), price=_optional_decimal(body, "limit_price"),
             stop_price=_optional_decimal(body, "stop_price"), time_in_force=render.TIME_IN_FORCE[tif],
+            report_after=ROUTING_DELAY,
         )
-        return self._render(record)
+        return self._render(record, status="accepted")
 
     async def _orders(self, account: str, request: web.Request) -> list[dict[str, Any]]:
         status = request.query.get("status", "open")
@@ -282,6 +295,12 @@ class AlpacaEmulator(Emulator):
             extra = {"execution_id": str(uuid.UUID(int=fill.trade_id)), "price": render.number(fill.price),
                      "qty": render.number(fill.quantity), "position_qty": render.number(record.filled)}
         self._publish(record.account, event, self._render(record), **extra)
+
+    async def _done_for_day(self, request: web.Request) -> web.Response:
+        open_orders = [o for o in self.venue.orders.values() if o.is_open]
+        for record in open_orders:
+            self._publish(record.account, "done_for_day", self._render(record, status="done_for_day"))
+        return web.json_response({"done_for_day": len(open_orders)})
 
     def _publish(self, account: str, event: str, order: dict[str, Any], **extra: Any) -> None:
         frame = {"stream": "trade_updates",

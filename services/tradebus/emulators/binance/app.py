@@ -9,7 +9,23 @@ Served (paths as on api.binance.com / stream.binance.com / ws-api.binance.com):
     WS   /ws        SUBSCRIBE to <symbol>@bookTicker, @trade, @depth / @depth@100ms
     WS   /ws-api/v3 userDataStream.subscribe.signature -> executionReport events
 Signed requests are checked as Binance checks them: X-MBX-APIKEY header, HMAC-SHA256 of
-the query (or form body) with the API secret, errors -2015 / -1022 with HTTP 401.
+the query (or form body) with the API secret, errors -2015 / -1022 with HTTP 401; then the
+timing rule of rest-api.md "Timing security": a `timestamp` 1 s or more ahead of the
+server's clock, or older than `recvWindow` (default 5,000 ms), is refused with -1021.
+
+Every REST answer carries `X-MBX-USED-WEIGHT-1M` (rest-api.md "IP Limits": every request
+contains it); a successful order answer also `X-MBX-ORDER-COUNT-10S` / `-1D` ("Unfilled
+Order Count"), named after the limiters exchangeInfo declares (render.RATE_LIMITS).
+Source: binance/binance-spot-api-docs rest-api.md, enums.md (commit a5e0bc3d).
+
+Stream lifecycle (web-socket-api.md "General API Information", user-data-stream.md "Event
+Stream Terminated"): a connection lives 24 hours (`connection_lifetime`), then is closed;
+the control API can end every user data subscription with `eventStreamTerminated`
+(POST /__emulator/binance/terminate-user-streams) and announce `serverShutdown` on every
+websocket before closing them (POST /__emulator/binance/server-shutdown {"close_after": s}).
+A cancel's executionReport carries the cancel request's id in `c` and the order's own id
+in `C` ("Original client order ID; This is the ID of the order being canceled"), as the
+DELETE answer carries them in `clientOrderId` / `origClientOrderId`.
 
 Not emulated: margin, futures, order lists (OCO), cancel-replace and amend (Binance spot
 has no in-place modify of price), weights per endpoint (one request = one unit against
@@ -23,15 +39,19 @@ import hashlib
 import hmac
 import itertools
 import json
+import secrets
+import string
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
 
+import msgspec
 from aiohttp import WSMsgType, web
 
-from tradebus.schemas.values import RejectReason, TimeInForce
+from tradebus.schemas.values import OrderStatus, RejectReason, TimeInForce
 from tradebus.services.connector.venues.paper.market import Level, MarketUpdate
 
 from ..server import Emulator, StreamSession
@@ -39,11 +59,19 @@ from ..venue import EmulatedFill, EmulatedOrder, Refused
 from . import render
 
 BOOK_LEVELS = 10
+DEFAULT_RECV_WINDOW_MS = 5000  # rest-api.md "Timing security": recvWindow defaults to 5000
+AHEAD_TOLERANCE_MS = 1000  # ... and a timestamp must be earlier than serverTime + 1 second
+ID_CHARACTERS = string.ascii_letters + string.digits
+
+
+class Shutdown(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    close_after: float = 1.0  # seconds between the serverShutdown event and the disconnection
 
 
 class BinanceEmulator(Emulator):
     name = "binance"
     requests_per_second = 20  # Binance spot: 6,000 request weight per minute per IP, simplified
+    connection_lifetime = 24 * 3600.0  # "A single connection to the API is only valid for 24 hours"
 
     def __init__(self, venue: Any) -> None:
         super().__init__(venue)
@@ -54,6 +82,10 @@ class BinanceEmulator(Emulator):
         self._books: dict[str, tuple[list[Level], list[Level]]] = {}
         self._subscription_ids = itertools.count()
         self._market_trade_ids = itertools.count(1)
+        self._cancel_ids: dict[int, str] = {}  # order id -> the client id of the request that cancelled it
+        self._orders_placed: deque[float] = deque()  # monotonic times of accepted places (the longest window)
+        self._shutdowns: set[asyncio.Task[None]] = set()
+        self._api_sessions: list[StreamSession] = []  # WebSocket API connections (user data streams)
         venue.on_market(self._on_market)
         venue.on_order(self._on_order)
 
@@ -74,6 +106,21 @@ class BinanceEmulator(Emulator):
     def error_response(self, reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
         return render.error(reason, message, retry_after=retry_after)
 
+    def limit_headers(self, operation: str, response: web.StreamResponse, *, keyed: bool) -> dict[str, str]:
+        """Used weight on every answer (one unit a request here); order counts on a successful place."""
+        now = time.monotonic()
+        weights = render.limit_windows("REQUEST_WEIGHT")
+        longest = max(window for _, window in weights)
+        requested = [at for at, _ in itertools.takewhile(lambda r: now - r[0] < longest, reversed(self.venue.requests))]
+        headers = {name: str(_within(requested, now, window)) for name, window in weights}
+        if operation == "place" and response.status == 200:
+            self._orders_placed.append(now)
+            windows = render.limit_windows("ORDERS")
+            while now - self._orders_placed[0] >= max(window for _, window in windows):
+                self._orders_placed.popleft()
+            headers.update({name: str(_within(self._orders_placed, now, window)) for name, window in windows})
+        return headers
+
     def routes(self, app: web.Application) -> None:
         get, post, delete, endpoint = app.router.add_get, app.router.add_post, app.router.add_delete, self.endpoint
         get("/api/v3/ping", endpoint("ping", _empty, keyed=False))
@@ -92,6 +139,8 @@ class BinanceEmulator(Emulator):
         get("/ws", self._market_stream)
         get("/ws/{connection}", self._market_stream)  # ccxt numbers its connections: /ws/0, /ws/1, ...
         get("/ws-api/v3", self._user_stream)
+        post("/__emulator/binance/terminate-user-streams", self._terminate_user_streams)
+        post("/__emulator/binance/server-shutdown", self._server_shutdown)
 
     # --- signing ------------------------------------------------------------------------------
     def _signed(self, work: Callable[[str, dict[str, str]], Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -102,8 +151,12 @@ class BinanceEmulator(Emulator):
             signed_part, _, signature = payload.rpartition("&signature=")
             account = self.venue.authenticate(request.headers.get("X-MBX-APIKEY"))
             if not _valid_signature(self.venue.credentials[account], signed_part, signature):
-                return web.json_response({"code": -1022, "msg": "Signature for this request is not valid."}, status=401)
-            return web.json_response(work(account, dict(parse_qsl(signed_part, keep_blank_values=True))))
+                return render.refusal(render.BAD_SIGNATURE)
+            params = dict(parse_qsl(signed_part, keep_blank_values=True))
+            late = _timing_refusal(params)
+            if late is not None:
+                return render.refusal(late)
+            return web.json_response(work(account, params))
 
         return signed
 
@@ -126,7 +179,8 @@ class BinanceEmulator(Emulator):
                      "applyMinToMarket": True, "maxNotional": "9000000.00000000", "applyMaxToMarket": False},
                 ],
             })
-        return web.json_response({"timezone": "UTC", "serverTime": _now_ms(), "rateLimits": [], "symbols": symbols})
+        return web.json_response({"timezone": "UTC", "serverTime": _now_ms(), "rateLimits": render.RATE_LIMITS,
+                                  "symbols": symbols})
 
     async def _depth(self, request: web.Request) -> web.Response:
         symbol = self._symbol(request.query.get("symbol", ""))
@@ -173,8 +227,15 @@ class BinanceEmulator(Emulator):
         order = self._find(account, params)
         if not order.is_open:
             raise Refused(RejectReason.ORDER_NOT_OPEN, "Unknown order sent.")
+        return self._cancelled(order, params.get("newClientOrderId"))
+
+    def _cancelled(self, order: EmulatedOrder, cancel_id: str | None) -> dict[str, Any]:
+        """Cancel `order` under the cancel request's own client id (Binance generates one when
+        none is sent): the answer names it `clientOrderId`, the order's own `origClientOrderId`."""
+        self._cancel_ids[order.order_id] = cancel_id or "".join(secrets.choice(ID_CHARACTERS) for _ in range(22))
         body = render.order(self.venue.cancel(order))
         body["origClientOrderId"] = order.client_order_id
+        body["clientOrderId"] = self._cancel_ids[order.order_id]
         return body
 
     def _open_orders(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
@@ -188,7 +249,7 @@ class BinanceEmulator(Emulator):
                 if o.account == account and o.symbol == symbol and o.updated_ns >= since]
 
     def _cancel_all(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
-        return [render.order(self.venue.cancel(o)) for o in self.venue.open_orders(account, self._symbol(params.get("symbol", "")))]
+        return [self._cancelled(o, None) for o in self.venue.open_orders(account, self._symbol(params.get("symbol", "")))]
 
     def _my_trades(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
         symbol = self._symbol(params.get("symbol", ""))
@@ -241,6 +302,7 @@ class BinanceEmulator(Emulator):
     async def _user_stream(self, request: web.Request) -> web.WebSocketResponse:
         socket = await self.websocket(request)
         session = StreamSession(socket)
+        self._api_sessions.append(session)
         writer = asyncio.create_task(session.write())
         api_key: str | None = None
         try:
@@ -261,21 +323,62 @@ class BinanceEmulator(Emulator):
                     session.send({"id": call.get("id"), "status": 401,
                                   "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}})
                     continue
-                if not _valid_signature(self.venue.credentials[api_key], signed, signature):
-                    session.send({"id": call.get("id"), "status": 401,
-                                  "error": {"code": -1022, "msg": "Signature for this request is not valid."}})
+                refusal = (render.BAD_SIGNATURE if not _valid_signature(self.venue.credentials[api_key], signed, signature)
+                           else _timing_refusal({key: str(value) for key, value in params.items()}))
+                if refusal is not None:  # WebSocket API errors: the REST status and body, in the frame
+                    status, code, text = refusal
+                    session.send({"id": call.get("id"), "status": status, "error": {"code": code, "msg": text}})
                     continue
                 session.topics.add(str(next(self._subscription_ids)))
                 self._user_sockets.setdefault(api_key, []).append(session)
                 session.send({"id": call.get("id"), "status": 200, "result": {"subscriptionId": int(max(session.topics))}})
         finally:
+            self._api_sessions.remove(session)
             if api_key is not None and session in self._user_sockets.get(api_key, []):
                 self._user_sockets[api_key].remove(session)
             writer.cancel()
         return socket
 
+    async def _terminate_user_streams(self, request: web.Request) -> web.Response:
+        """End every user data subscription as Binance does (user-data-stream.md "Event Stream
+        Terminated"): the event, then no more events on it; the connection stays open."""
+        ended = 0
+        for sessions in self._user_sockets.values():
+            for session in sessions:
+                for subscription in session.topics:
+                    session.send({"subscriptionId": int(subscription),
+                                  "event": {"e": "eventStreamTerminated", "E": _now_ms()}})
+                    ended += 1
+                session.topics.clear()
+            sessions.clear()
+        return web.json_response({"terminated": ended})
+
+    async def _server_shutdown(self, request: web.Request) -> web.Response:
+        """The `serverShutdown` event on every connection (web-socket-api.md "Server Shutdown":
+        wrapped in `event` on the WebSocket API; web-socket-streams.md: raw on market
+        streams), then the disconnection `close_after` seconds later; a client should have
+        connected anew by then."""
+        shutdown = msgspec.json.decode(await request.read() or b"{}", type=Shutdown)
+        event = {"e": "serverShutdown", "E": _now_ms()}
+        for session in self._market_sockets:
+            session.send(event)
+        for session in self._api_sessions:
+            session.send({"event": event})
+        sessions = [*self._market_sockets, *self._api_sessions]
+
+        async def disconnect() -> None:
+            await asyncio.sleep(shutdown.close_after)
+            for session in sessions:
+                await session.socket.close()
+
+        task = asyncio.create_task(disconnect())
+        self._shutdowns.add(task)
+        task.add_done_callback(self._shutdowns.discard)
+        return web.json_response({"announced": len(sessions)})
+
     def _on_order(self, order: EmulatedOrder, fill: EmulatedFill | None) -> None:
-        event = render.execution_report(order, fill, execution=render.execution_type(order, fill))
+        cancel_id = self._cancel_ids.get(order.order_id) if order.status is OrderStatus.CANCELLED else None
+        event = render.execution_report(order, fill, execution=render.execution_type(order, fill), cancel_id=cancel_id)
         for session in self._user_sockets.get(order.account, []):
             for subscription in session.topics:
                 session.send({"subscriptionId": int(subscription), "event": event})
@@ -326,6 +429,27 @@ def _level_changes(before: list[Level], after: list[Level]) -> list[list[str]]:
     prices = {p for p, _ in after}
     changes += [[render.number(p), "0.00000000"] for p, _ in before if p not in prices]
     return changes
+
+
+def _within(times: Iterable[float], now: float, window: float) -> int:
+    """How many of `times` (monotonic seconds) fall within the last `window` seconds."""
+    return sum(1 for at in times if now - at < window)
+
+
+def _timing_refusal(params: dict[str, str]) -> tuple[int, int, str] | None:
+    """rest-api.md "Timing security": processed only if timestamp < serverTime + 1 s and
+    serverTime - timestamp <= recvWindow."""
+    try:
+        timestamp = int(params["timestamp"])
+        window = float(params.get("recvWindow") or DEFAULT_RECV_WINDOW_MS)
+    except (KeyError, ValueError):
+        return render.MANDATORY_PARAMETER
+    server_time = _now_ms()
+    if timestamp >= server_time + AHEAD_TOLERANCE_MS:
+        return render.AHEAD_OF_SERVER
+    if server_time - timestamp > window:
+        return render.OUTSIDE_RECV_WINDOW
+    return None
 
 
 def _valid_signature(secret: str, payload: str, signature: str) -> bool:

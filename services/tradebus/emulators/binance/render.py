@@ -47,13 +47,43 @@ ERRORS: dict[RejectReason, tuple[int, int, str]] = {
 # Binance documents no text of its own for what the engine refuses otherwise (no liquidity,
 # an unfillable FOK): the code with its documented name.
 DEFAULT_ERROR = (400, -2010, "NEW_ORDER_REJECTED")
+# The signing and timing refusals of a SIGNED request (rest-api.md "Timing security"; texts
+# of errors.md, recorded in tests/venues/binance/corpus/errors/1021-*, 1022-*, 1102-*).
+BAD_SIGNATURE = (401, -1022, "Signature for this request is not valid.")
+AHEAD_OF_SERVER = (400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+OUTSIDE_RECV_WINDOW = (400, -1021, "Timestamp for this request is outside of the recvWindow.")
+MANDATORY_PARAMETER = ERRORS[RejectReason.MALFORMED]
+
+
+# The rate limiters the emulator declares in exchangeInfo `rateLimits` (enums.md "Rate
+# limiters (rateLimitType)" shapes; the numbers are Binance spot's published limits) and
+# reports in the headers rest-api.md names after them: X-MBX-USED-WEIGHT-(intervalNum)
+# (intervalLetter) on every answer, X-MBX-ORDER-COUNT-(intervalNum)(intervalLetter) on a
+# successful order ("Rate limit intervals": SECOND, MINUTE, DAY).
+RATE_LIMITS = [
+    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+    {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+]
+INTERVAL_SECONDS = {"SECOND": 1, "MINUTE": 60, "DAY": 86_400}
+HEADER_PREFIX = {"REQUEST_WEIGHT": "X-MBX-USED-WEIGHT-", "ORDERS": "X-MBX-ORDER-COUNT-"}
+
+
+def limit_windows(kind: str) -> list[tuple[str, float]]:
+    """(header name, window in seconds) of each declared limiter of `kind`."""
+    return [(f"{HEADER_PREFIX[kind]}{limit['intervalNum']}{str(limit['interval'])[0]}",
+             float(INTERVAL_SECONDS[str(limit["interval"])] * int(limit["intervalNum"])))
+            for limit in RATE_LIMITS if limit["rateLimitType"] == kind]
 
 
 def error(reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
-    status, code, text = ERRORS.get(reason, DEFAULT_ERROR)
     headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
-    body = {"code": code, "msg": text}
-    return web.json_response(body, status=status, headers=headers)
+    return refusal(ERRORS.get(reason, DEFAULT_ERROR), headers=headers)
+
+
+def refusal(answer: tuple[int, int, str], *, headers: dict[str, str] | None = None) -> web.Response:
+    status, code, text = answer
+    return web.json_response({"code": code, "msg": text}, status=status, headers=headers)
 
 
 def venue_symbol(symbol: str) -> str:
@@ -95,12 +125,15 @@ def order_type(o: EmulatedOrder) -> str:
     return {OrderType.MARKET: "MARKET", OrderType.STOP_LIMIT: "STOP_LOSS_LIMIT", OrderType.STOP: "STOP_LOSS"}[o.order_type]
 
 
-def execution_report(o: EmulatedOrder, fill: EmulatedFill | None, *, execution: str) -> dict[str, Any]:
-    """The user data stream's order update."""
+def execution_report(o: EmulatedOrder, fill: EmulatedFill | None, *, execution: str,
+                     cancel_id: str | None = None) -> dict[str, Any]:
+    """The user data stream's order update (user-data-stream.md "Order Update"). On a cancel
+    `c` is the cancel request's client id (`cancel_id`) and `C` the order's own; else `C` is ""."""
     return {
-        "e": "executionReport", "E": o.updated_ns // 1_000_000, "s": venue_symbol(o.symbol), "c": o.client_order_id,
-        "S": o.side.value.upper(), "o": order_type(o), "f": o.time_in_force.value, "q": number(o.quantity),
-        "p": number(o.price), "P": number(o.stop_price), "F": "0.00000000", "g": -1, "C": "", "x": execution,
+        "e": "executionReport", "E": o.updated_ns // 1_000_000, "s": venue_symbol(o.symbol),
+        "c": cancel_id or o.client_order_id, "S": o.side.value.upper(), "o": order_type(o), "f": o.time_in_force.value,
+        "q": number(o.quantity), "p": number(o.price), "P": number(o.stop_price), "F": "0.00000000", "g": -1,
+        "C": o.client_order_id if cancel_id else "", "x": execution,
         "X": STATUS[o.status], "r": "NONE", "i": o.order_id, "l": number(fill.quantity if fill else Decimal(0)),
         "z": number(o.filled), "L": number(fill.price if fill else Decimal(0)), "n": number(fill.fee if fill else Decimal(0)),
         "N": fill.fee_currency if fill else None, "T": (fill.ts if fill else o.updated_ns) // 1_000_000,

@@ -16,6 +16,16 @@ X-BAPI-RECV-WINDOW and X-BAPI-SIGN = hex HMAC-SHA256 of timestamp + key + recv w
 (query string | JSON body) with the API secret; 10003 unknown key, 10004 bad signature,
 10002 timestamp outside the window.
 
+A crossing PostOnly order is accepted (retCode 0, its ids) and `POST_ONLY_CHECK` seconds
+later cancelled on the `order` topic with rejectReason EC_PostOnlyWillTakeLiquidity, as
+Bybit reports it (docs/v5/order/order-list.mdx, docs/v5/enum.mdx; see render.py).
+
+Every answer to a keyed request carries Bybit's rate-limit headers (docs/v5/rate-limit/
+rate-limit.mdx "Every request to the API returns response header"): X-Bapi-Limit (the
+limit per second), X-Bapi-Limit-Status (what remains of it), X-Bapi-Limit-Reset-Timestamp
+(now, or when the limit resets once exceeded). A signed request is processed only if
+server_time - recv_window <= timestamp < server_time + 1000 (docs/v5/guide.mdx), else 10002.
+
 Not emulated: derivatives, options, margin, batch endpoints, TP/SL orders, the websocket
 trade API (`/v5/trade`), wallet topics, per-endpoint limits (one limit per key), pagination
 cursors (one page of up to `limit` items).
@@ -44,6 +54,8 @@ from .streams import BybitStreams
 
 Params = dict[str, Any]
 DEFAULT_RECV_WINDOW_MS = 5000
+AHEAD_TOLERANCE_MS = 1000  # docs/v5/guide.mdx: timestamp < server_time + 1000
+POST_ONLY_CHECK = 0.02  # seconds from a crossing PostOnly's acceptance to its cancellation
 
 
 class BybitEmulator(Emulator):
@@ -71,6 +83,12 @@ class BybitEmulator(Emulator):
 
     def error_response(self, reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
         return render.error(reason, message, limit=self.requests_per_second, retry_after=retry_after)
+
+    def limit_headers(self, operation: str, response: web.StreamResponse, *, keyed: bool) -> dict[str, str]:
+        if not keyed or "X-Bapi-Limit" in response.headers:  # public data: limited per IP, no headers
+            return {}
+        return {"X-Bapi-Limit": str(self.requests_per_second), "X-Bapi-Limit-Status": str(self.limit.remaining()),
+                "X-Bapi-Limit-Reset-Timestamp": str(render.now_ms())}
 
     def routes(self, app: web.Application) -> None:
         get, post, endpoint = app.router.add_get, app.router.add_post, self.endpoint
@@ -112,7 +130,7 @@ class BybitEmulator(Emulator):
             expected = hmac.new(self.venue.credentials[account].encode(), signed_text.encode(), hashlib.sha256).hexdigest()
             if not hmac.compare_digest(expected, headers.get("X-BAPI-SIGN", "")):
                 return render.refusal(render.BAD_SIGNATURE)
-            if not timestamp.isdigit() or abs(render.now_ms() - int(timestamp)) > int(window or DEFAULT_RECV_WINDOW_MS):
+            if not _in_time_window(timestamp, window):
                 return render.refusal(render.STALE_TIMESTAMP)
             params: Params = dict(request.query) if request.method == "GET" else _json_body(payload)
             return render.ok(work(account, params))
@@ -237,6 +255,7 @@ class BybitEmulator(Emulator):
             side=side, order_type=order_type, quantity=quantity,
             price=_decimal(params, "price") if kind == "Limit" else None, stop_price=stop_price,
             time_in_force=render.TIME_IN_FORCE[tif_name], post_only=tif_name == "PostOnly",
+            cancel_after_acceptance=render.REJECT_REASONS, report_after=POST_ONLY_CHECK if tif_name == "PostOnly" else 0.0,
         )
         return render.order_ids(order)
 
@@ -347,6 +366,14 @@ class BybitEmulator(Emulator):
         socket = await self.websocket(request)
         await self.streams.serve_private(socket)
         return socket
+
+
+def _in_time_window(timestamp: str, window: str) -> bool:
+    """docs/v5/guide.mdx: server_time - recv_window <= timestamp < server_time + 1000."""
+    if not timestamp.isdigit() or not (window or "0").isdigit():
+        return False
+    server_time = render.now_ms()
+    return server_time - int(window or DEFAULT_RECV_WINDOW_MS) <= int(timestamp) < server_time + AHEAD_TOLERANCE_MS
 
 
 def _require_spot(params: Any) -> None:

@@ -22,8 +22,8 @@ TIME_IN_FORCE = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInFo
 # (HTTP status, retCode, retMsg) per reason: the codes and texts of Bybit's error code table
 # (bybit-exchange.github.io/docs/v5/error), the bodies recorded in tests/venues/bybit/corpus.
 # Bybit answers business errors with HTTP 200 and a retCode; authentication failures with
-# HTTP 401. A crossing post-only is refused here (170218); the real venue may accept it and
-# cancel it afterwards (EC_PostOnlyWillTakeLiquidity), which is not emulated yet.
+# HTTP 401. A crossing post-only is not refused: Bybit accepts it (retCode 0) and cancels it
+# on the order stream (see REJECT_REASONS), so it has no entry here.
 ERRORS: dict[RejectReason, tuple[int, int, str]] = {
     RejectReason.AUTH_FAILED: (401, 10003, "API key is invalid. Check whether the key and domain are matched, "
                                            "there are 4 env: mainnet, testnet, mainnet-demo, testnet-demo"),
@@ -37,7 +37,6 @@ ERRORS: dict[RejectReason, tuple[int, int, str]] = {
     RejectReason.TICK_SIZE: (200, 170134, "Order price decimal too long."),
     RejectReason.LOT_SIZE: (200, 170137, "Order volume decimal too long"),
     RejectReason.MIN_NOTIONAL: (200, 170140, "Order value exceeded lower limit"),
-    RejectReason.POST_ONLY_WOULD_TAKE: (200, 170218, "The LIMIT-MAKER order is rejected due to invalid price."),
     RejectReason.UNSUPPORTED_ORDER_TYPE: (200, 170116, "Invalid orderType."),
     RejectReason.UNSUPPORTED_TIME_IN_FORCE: (200, 170115, "Invalid timeInForce."),
     RejectReason.MALFORMED: (200, 10001, "Request parameter error"),
@@ -47,6 +46,13 @@ ERRORS: dict[RejectReason, tuple[int, int, str]] = {
 DEFAULT_ERROR = (200, 170210, "New order rejected.")
 BAD_SIGNATURE = (401, 10004, "Error sign, please check your signature generation algorithm.")
 STALE_TIMESTAMP = (200, 10002, "The request time exceeds the time window range.")
+
+# Why Bybit ended an order itself, as `rejectReason` (docs/v5/enum.mdx "rejectReason": "your
+# post only order would have executed as a taker, and so was rejected"; docs/v5/order/
+# order-list.mdx shows such an order: orderStatus "Cancelled", cancelType "UNKNOWN",
+# rejectReason "EC_PostOnlyWillTakeLiquidity", timeInForce "PostOnly"). bybit-exchange/docs
+# commit 072c197d.
+REJECT_REASONS = {RejectReason.POST_ONLY_WOULD_TAKE: "EC_PostOnlyWillTakeLiquidity"}
 
 STATUS = {
     OrderStatus.ACCEPTED: "New", OrderStatus.TRIGGERED: "New", OrderStatus.PARTIALLY_FILLED: "PartiallyFilled",
@@ -110,6 +116,10 @@ def time_in_force(o: EmulatedOrder) -> str:
     return "PostOnly" if o.post_only else o.time_in_force.value
 
 
+def reject_reason(o: EmulatedOrder) -> str:
+    return REJECT_REASONS.get(o.reject_reason, "EC_NoError") if o.reject_reason is not None else "EC_NoError"
+
+
 def order(o: EmulatedOrder) -> dict[str, Any]:
     """One order as /v5/order/realtime, /v5/order/history and the `order` topic show it."""
     leaves = o.quantity - o.filled if o.is_open else Decimal(0)
@@ -117,7 +127,7 @@ def order(o: EmulatedOrder) -> dict[str, Any]:
         "category": CATEGORY, "orderId": str(o.order_id), "orderLinkId": o.client_order_id, "blockTradeId": "",
         "symbol": venue_symbol(o.symbol), "price": number(o.price), "qty": number(o.quantity), "side": side(o),
         "isLeverage": "0", "positionIdx": 0, "orderStatus": order_status(o),
-        "cancelType": "UNKNOWN", "rejectReason": "EC_NoError", "avgPrice": number(o.average_price) if o.filled else "",
+        "cancelType": "UNKNOWN", "rejectReason": reject_reason(o), "avgPrice": number(o.average_price) if o.filled else "",
         "leavesQty": number(leaves), "leavesValue": number(leaves * o.price if o.price is not None else Decimal(0)),
         "cumExecQty": number(o.filled), "cumExecValue": number(o.cost),
         "cumExecFee": number(sum((f.fee for f in o.fills), Decimal(0))), "timeInForce": time_in_force(o),

@@ -87,6 +87,7 @@ class OrderSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     last_trade: TradeReport | None = None  # the fill this update reports, if it reports one
     ts: int = 0  # the venue's time of this state, ns
     message: str = ""  # the venue's text for a rejection
+    cancel_reason: CancelReason | None = None  # why the venue cancelled the order itself, where it says
 
 
 class _Tracked(msgspec.Struct, kw_only=True):
@@ -320,6 +321,8 @@ class OrderTracker:
             tracked.status = OrderStatus.CANCELLED
             if tracked.cancel_requested:
                 reason = CancelReason.REQUESTED
+            elif snapshot.cancel_reason is not None:
+                reason = snapshot.cancel_reason
             elif snapshot.time_in_force in (TimeInForce.IOC, TimeInForce.FOK) or snapshot.order_type is OrderType.MARKET:
                 reason = CancelReason.IOC_REMAINDER if snapshot.time_in_force is not TimeInForce.FOK else CancelReason.FOK_UNFILLABLE
             else:

@@ -34,8 +34,11 @@ TIME_IN_FORCE_BY_CLASS = {
     "us_equity": frozenset({TimeInForce.DAY, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK}),
     "crypto": frozenset({TimeInForce.GTC, TimeInForce.IOC}),
 }
+# Alpaca's final states (alpaca.markets/docs/trading/orders "Order Lifecycle": "no further
+# updates will occur"). Not `done_for_day`: "done executing for the day, and will not
+# receive further updates until the next trading day" - a GTC order can still fill then.
 _FINISHED = {"filled": OrderStatus.FILLED, "canceled": OrderStatus.CANCELLED, "expired": OrderStatus.EXPIRED,
-             "done_for_day": OrderStatus.EXPIRED, "rejected": OrderStatus.REJECTED}
+             "rejected": OrderStatus.REJECTED}
 
 
 def decimal(value: Any) -> Decimal | None:

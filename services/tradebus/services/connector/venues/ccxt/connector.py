@@ -32,6 +32,7 @@ from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot
 from . import parsing
 from .config import CcxtConfig
+from .stream_ends import surface_stream_ends
 
 T = TypeVar("T")
 
@@ -83,6 +84,7 @@ class CcxtConnector(RemoteVenueConnector):
             "enableRateLimit": True,
             "options": {"warnOnFetchOpenOrdersWithoutSymbol": False, **config.options},
         })
+        surface_stream_ends(self.exchange, self.exchange_id)
         if config.rebase is not None:
             self.exchange.urls["api"] = rebased(self.exchange.urls["api"], config.rebase.rest, config.rebase.ws)
         if config.urls:

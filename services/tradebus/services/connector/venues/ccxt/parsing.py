@@ -16,7 +16,16 @@ import ccxt.async_support as ccxt
 import msgspec
 
 from tradebus.schemas.market import BookLevel, BookSnapshot, Instrument, Quote, Trade
-from tradebus.schemas.values import Aggressor, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
+from tradebus.schemas.values import (
+    Aggressor,
+    CancelReason,
+    LiquiditySide,
+    OrderStatus,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
 
 from ...codes import CodeTable, taxonomy_error
 from ...errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
@@ -27,6 +36,11 @@ ZERO = Decimal(0)
 MS = 1_000_000
 _TIME_IN_FORCE = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK, "PO": TimeInForce.GTC}
 _URL = re.compile(r"(?:https?|wss?)://\S+")
+# Why a venue cancelled an order itself, by the venue's reason in the raw order (`info`).
+# Bybit v5 (bybit-exchange/docs docs/v5/enum.mdx "rejectReason"; docs/v5/order/order-list.mdx
+# shows a PostOnly order "Cancelled" with it): a crossing post-only is accepted, then
+# cancelled with EC_PostOnlyWillTakeLiquidity.
+VENUE_CANCEL_REASONS = {"EC_PostOnlyWillTakeLiquidity": CancelReason.POST_ONLY_WOULD_TAKE}
 # The venues whose error codes have a table (code first, see connector/codes.py). Any other
 # ccxt exchange is mapped by ccxt's exception class, its order refusals by their text.
 CODE_TABLES: dict[str, CodeTable] = {"binance": binance_codes.CODES, "bybit": bybit_codes.CODES}
@@ -55,7 +69,7 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
     order_type = _order_type(order.get("type"), trigger, price)
     trades = order.get("trades") or []
     return OrderSnapshot(
-        client_order_id=order.get("clientOrderId") or "",
+        client_order_id=client_order_id(order),
         venue_order_id=str(order["id"]),
         symbol=order["symbol"],
         side=Side(order["side"]),
@@ -72,7 +86,17 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
         average_price=decimal(order.get("average")),
         last_trade=trade_report(trades[-1]) if trades else None,
         ts=nanos(order.get("lastUpdateTimestamp") or order.get("lastTradeTimestamp") or order.get("timestamp")),
+        cancel_reason=VENUE_CANCEL_REASONS.get(str((order.get("info") or {}).get("rejectReason"))),
     )
+
+
+def client_order_id(order: dict[str, Any]) -> str:
+    """The order's own client id. A Binance cancel answer names the cancel request's id
+    `clientOrderId` (which ccxt reports) and the order's `origClientOrderId` (rest-api.md
+    "Cancel order"); ccxt's executionReport parsing already prefers `C` over `c`."""
+    info = order.get("info")
+    original = info.get("origClientOrderId") if isinstance(info, dict) else None
+    return str(original or order.get("clientOrderId") or "")
 
 
 def _order_type(kind: str | None, trigger: Decimal | None, price: Decimal | None) -> OrderType:
