@@ -130,9 +130,9 @@ def rebuilt(route: list[StoredMessage], events: list[StoredMessage]) -> dict[str
     """What `tradebus oms rebuild` computes: ROUTE whole, then EVENTS, each in stream order."""
     state = OmsState()
     for message in route:
-        state.apply_route_message(*message)
+        state.apply_route_message(message.subject, message.data, message.seq, message.time)
     for message in events:
-        state.apply_event_message(*message)
+        state.apply_event_message(message.subject, message.data, message.seq, message.time)
     return state.entries()
 
 
@@ -189,7 +189,7 @@ class ModelledOms:
 
     def apply(self, stream: str, batch: list[StoredMessage]) -> None:
         for message in batch:
-            key = self._apply_fn(stream)(*message)
+            key = self._apply_fn(stream)(message.subject, message.data, message.seq, message.time)
             if key is not None:
                 self.unwritten.add(key)
 
