@@ -269,9 +269,9 @@ def test_a_record_written_before_sequences_were_kept_still_ignores_what_it_saw()
     accepted = StoredMessage(EVENT_SUBJECT, encode(order_event("accepted", "c0", "c0.1")), 7, T + 1)
     state = OmsState()
     state.apply_route_message(ROUTE_SUBJECT, encode(place("c0", 0)), 5, T)
-    state.apply_event_message(*accepted)
+    state.apply_event_message(accepted.subject, accepted.data, accepted.seq, accepted.time)
     old = msgspec.structs.replace(state.orders["order.paper.demo.c0"], route_seq=0, event_seq=0)
     reloaded = OmsState()
     reloaded.load("order.paper.demo.c0", encode(old))
-    assert reloaded.apply_event_message(*accepted) is None
+    assert reloaded.apply_event_message(accepted.subject, accepted.data, accepted.seq, accepted.time) is None
     assert reloaded.orders["order.paper.demo.c0"] == old

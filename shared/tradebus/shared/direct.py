@@ -167,15 +167,18 @@ class BucketFollower:
         self._held: list[Msg] | None = None  # changes that arrived during a load
         self._subscription: Any = None
         self._reloading: asyncio.Task[None] | None = None
+        self._following = False
 
     async def start(self) -> None:
         """Subscribe, then apply every entry the bucket holds (returns once applied)."""
         self._subscription = await self.bus.nc.subscribe(bucket_subjects(self.bucket), cb=self._on_change,
                                                          pending_msgs_limit=-1, pending_bytes_limit=-1)
         await self._load()
+        self._following = True
         self.bus.connection_listeners.append(self._on_connection)
 
     async def stop(self) -> None:
+        self._following = False
         if self._on_connection in self.bus.connection_listeners:
             self.bus.connection_listeners.remove(self._on_connection)
         if self._reloading is not None:
@@ -203,13 +206,13 @@ class BucketFollower:
             await self._on_change(msg)
 
     def _on_connection(self, connected: bool) -> None:
-        if connected:
+        if connected and self._following:
             if self._reloading is not None:
                 self._reloading.cancel()
             self._reloading = asyncio.create_task(self._reload(), name=f"reload-{self.bucket}")
 
     async def _reload(self) -> None:
-        while True:
+        while self._following:  # also when a cancellation was lost in a race with an answer
             try:
                 await self._load()
                 log.info("bucket loaded again after a reconnect", extra={"bucket": self.bucket})

@@ -269,7 +269,7 @@ async def _create(what: str, creating: Any) -> Any:
         created = await creating
     except (nats.errors.TimeoutError, TimeoutError, APIError) as exc:
         raise _missing(what) from exc
-    log.info("created what was missing", extra={"created": what})
+    log.info("created what was missing", extra={"what": what})
     return created
 
 

@@ -88,9 +88,10 @@ class StreamFollower:
         # A read in flight when the connection broke waits for an answer that will not come.
         following, self._following = self._following, None
         await _cancelled(following)
-        while True:
+        while not self._stopped:
             try:
-                await asyncio.wait_for(self.catch_up(), 10 * RETRY + 5)
+                async with asyncio.timeout(10 * RETRY + 5):
+                    await self.catch_up()
                 log.info("caught up after a reconnect", extra={"stream": self.stream.name, "stream_seq": self.applied})
                 return
             except (nats.errors.Error, TimeoutError) as exc:  # JetStream still recovering
@@ -101,9 +102,10 @@ class StreamFollower:
         self._doorbell.set()
 
     async def _follow(self) -> None:
-        while True:
+        while not self._stopped:  # also when a cancellation was lost in a race with an answer
             try:
-                await asyncio.wait_for(self._doorbell.wait(), POLL)
+                async with asyncio.timeout(POLL):
+                    await self._doorbell.wait()
             except TimeoutError:
                 pass
             rang = self._doorbell.is_set()
