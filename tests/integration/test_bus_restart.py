@@ -25,8 +25,8 @@ from tradebus.schemas.events import TERMINAL_EVENTS, OrderAccepted, OrderRejecte
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType, Side
 from tradebus.services.oms.book import OmsState
-from tradebus.services.oms.service import read_bucket
 from tradebus.shared.bus import MSG_ID
+from tradebus.shared.direct import read_bucket
 from tradebus.shared.natsserver import NatsServer, free_port
 from tradebus.shared.topology import ORDERS_BUCKET
 
@@ -161,7 +161,7 @@ async def routes_through_a_restart(fleet: ProcessFleet, server: NatsServer) -> R
                                              ("EVENTS", "oms-events")))
     events = [_event.decode(m.data) for m in await read_stream(js, "EVENTS", subjects.ALL_ANSWERS)]
     bucket = OmsState()
-    for key, value in await read_bucket(js, ORDERS_BUCKET):
+    for key, value in await read_bucket(nc, ORDERS_BUCKET):
         bucket.load(key, value)
     await nc.close()
     expected = {command.client_order_id for command in commands} | {after.client_order_id}

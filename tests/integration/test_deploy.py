@@ -48,7 +48,7 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import OrderType, ServiceState, Side, TradingState
 from tradebus.services.connector.service import ConnectorService
 from tradebus.services.settings import Settings, load_settings
-from tradebus.shared.bus import Bus, read_stored
+from tradebus.shared.direct import read_stored
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.natsserver import free_port, nats_server_binary, port_in_use
 from tradebus.shared.service import Service
@@ -644,13 +644,13 @@ async def test_the_order_manager_reads_route_and_events_by_direct_get_and_a_clie
     risk, oms, client = [await connect(user) for user in ("risk", "oms", "client")]
     await declare_streams(risk)
     ack = await risk.nc.jetstream(timeout=5).publish("tradebus.route.paper.demo", encode(place("direct-1")))
-    read = [m async for m in read_stored(Bus(oms.nc), "ROUTE", "tradebus.route.>", 1, ack.seq)]
+    read = [m async for m in read_stored(oms.nc, "ROUTE", "tradebus.route.>", 1, ack.seq)]
     assert [(m.subject, m.seq, msgspec.json.decode(m.data)["client_order_id"]) for m in read] == [
         ("tradebus.route.paper.demo", ack.seq, "direct-1")]
-    assert [m async for m in read_stored(Bus(oms.nc), "EVENTS", "tradebus.evt.>", 1, 10)] == []
+    assert [m async for m in read_stored(oms.nc, "EVENTS", "tradebus.evt.>", 1, 10)] == []
     await quiet(oms)
     with pytest.raises(TimeoutError):
-        [m async for m in read_stored(Bus(client.nc), "ROUTE", "tradebus.route.>", 1, ack.seq, timeout=1)]
+        [m async for m in read_stored(client.nc, "ROUTE", "tradebus.route.>", 1, ack.seq, timeout=1)]
     assert await client.refused("publish", "$JS.API.DIRECT.GET.ROUTE")
 
 

@@ -88,7 +88,8 @@ PUBLISH_ALLOWED = {
 }
 
 SUBSCRIBE_ALLOWED = {
-    "risk": {"market data", "risk control", "trading-state bucket writes", "risk's inboxes"},
+    "risk": {"all routed commands", "all events", "alpha's order events", "beta's order events", "alpha's rejections",
+             "market data", "risk control", "trading-state bucket writes", "risk's inboxes"},
     "oms": {"order queries"},
     "audit": set(),
     "connector-paper": {"paper market data control"},

@@ -130,9 +130,9 @@ def rebuilt(route: list[StoredMessage], events: list[StoredMessage]) -> dict[str
     """What `tradebus oms rebuild` computes: ROUTE whole, then EVENTS, each in stream order."""
     state = OmsState()
     for message in route:
-        state.apply_route_message(*message)
+        state.apply_route_message(message.subject, message.data, message.seq, message.time)
     for message in events:
-        state.apply_event_message(*message)
+        state.apply_event_message(message.subject, message.data, message.seq, message.time)
     return state.entries()
 
 
@@ -189,7 +189,7 @@ class ModelledOms:
 
     def apply(self, stream: str, batch: list[StoredMessage]) -> None:
         for message in batch:
-            key = self._apply_fn(stream)(*message)
+            key = self._apply_fn(stream)(message.subject, message.data, message.seq, message.time)
             if key is not None:
                 self.unwritten.add(key)
 
@@ -269,9 +269,9 @@ def test_a_record_written_before_sequences_were_kept_still_ignores_what_it_saw()
     accepted = StoredMessage(EVENT_SUBJECT, encode(order_event("accepted", "c0", "c0.1")), 7, T + 1)
     state = OmsState()
     state.apply_route_message(ROUTE_SUBJECT, encode(place("c0", 0)), 5, T)
-    state.apply_event_message(*accepted)
+    state.apply_event_message(accepted.subject, accepted.data, accepted.seq, accepted.time)
     old = msgspec.structs.replace(state.orders["order.paper.demo.c0"], route_seq=0, event_seq=0)
     reloaded = OmsState()
     reloaded.load("order.paper.demo.c0", encode(old))
-    assert reloaded.apply_event_message(*accepted) is None
+    assert reloaded.apply_event_message(accepted.subject, accepted.data, accepted.seq, accepted.time) is None
     assert reloaded.orders["order.paper.demo.c0"] == old

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import time
 
-from nats.js.api import RawStreamMsg
-
 from tradebus.schemas.codecs import encode
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.values import ServiceState
+from tradebus.shared.bus import StoredMessage
 from tradebus.shared.takeover import _alive_for
 
 SUBJECT = "tradebus.status.risk.main"
 
 
-def heartbeat(seq: int, *, age: float, state: ServiceState = ServiceState.READY) -> RawStreamMsg:
+def heartbeat(seq: int, *, age: float, state: ServiceState = ServiceState.READY) -> StoredMessage:
     sent = time.time_ns() - int(age * 1e9)
     status = ServiceStatus(service="risk", instance="main", state=state, version="1", pid=1, started_at=sent,
                            ts_event=sent, heartbeat_ms=1000)
-    return RawStreamMsg(subject=SUBJECT, seq=seq, data=encode(status))
+    return StoredMessage(SUBJECT, encode(status), seq, sent)
 
 
 def test_a_fresh_heartbeat_is_alive_for_three_of_its_intervals() -> None:
@@ -35,4 +34,4 @@ def test_an_old_a_stopping_or_an_unchanged_heartbeat_is_gone() -> None:
 
 
 def test_a_message_that_is_no_heartbeat_is_no_evidence_of_life() -> None:
-    assert _alive_for(RawStreamMsg(subject=SUBJECT, seq=1, data=b"garbage"), {}) is None
+    assert _alive_for(StoredMessage(SUBJECT, b"garbage", 1, 0), {}) is None

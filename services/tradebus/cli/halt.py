@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import socket
+import sys
 
 from tradebus.schemas.values import TradingState
 from tradebus.services.risk.tradingstate import set_trading_state
+from tradebus.shared.config import StartRefused
 from tradebus.shared.topology import RISK_BUCKET, StreamSettings, ensure_bucket
 
 from .main import connect_client
@@ -38,6 +40,9 @@ async def set_state(args: argparse.Namespace) -> int:
         bucket = await ensure_bucket(js, RISK_BUCKET, StreamSettings())
         change = await set_trading_state(js, bucket, account=args.account, state=state, reason=args.reason,
                                          changed_by=f"{getpass.getuser()}@{socket.gethostname()}")
+    except StartRefused as exc:  # the bucket is missing and this identity may not create it
+        print(f"tradebus: {exc}", file=sys.stderr)
+        return 1
     finally:
         await nc.close()
     print(f"{'fleet' if change.account is None else 'account ' + change.account}: {change.state.value}")

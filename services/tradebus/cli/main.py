@@ -68,12 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     from .halt import add_halt_commands
     from .instruments import add_instruments_command
     from .orders import add_order_commands
+    from .provision import add_provision_command
     from .risk import add_risk_commands
 
     add_instruments_command(commands, common)
     add_order_commands(commands, common)
     add_halt_commands(commands, common)
     add_risk_commands(commands, common)
+    add_provision_command(commands, common)
 
     audit = commands.add_parser("audit", help="the audit trail")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
@@ -194,6 +196,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .risk import show_limits
 
         return run_client(show_limits, args)
+    if args.command == "provision":
+        from .provision import provision_command
+
+        return run_client(provision_command, args)
     if args.command == "audit":
         from .audit import audit_command
 

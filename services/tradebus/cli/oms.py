@@ -2,7 +2,7 @@
 compare it with the live state in the KV bucket.
 
 ROUTE and EVENTS are replayed from their first message up to their last sequence as of the
-start, each in stream order (the order the service applies them in), through the same
+start (direct gets: no consumer to create), each in stream order (the order the service applies them in), through the same
 `OmsState` code the service runs, with the same message sequences and times; ROUTE whole
 before EVENTS, which gives the same records as any interleaving (see the state's module). Everything is compared:
 every field of every order record (status, terms, fills, seen event ids, anomalies,
@@ -18,27 +18,19 @@ no longer hold what created them (ROUTE keeps commands for `command_max_age`).
 from __future__ import annotations
 
 import argparse
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import msgspec
-import nats.errors
-from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from tradebus.services.oms.book import OmsState, Undecodable
-from tradebus.services.oms.service import Apply, put_entries, read_bucket
-from tradebus.shared.bus import stored_message
+from tradebus.services.oms.service import Apply, put_entries
+from tradebus.shared.direct import last_seq, read_bucket, read_stored
 from tradebus.shared.topology import OMS_EVENTS, OMS_ROUTES, ORDERS_BUCKET, Consumer
 
 from .main import connect_client
-
-REPLAY_BATCH = 1000
-FETCH_TIMEOUT = 5.0  # seconds; a stream that delivers nothing for this long lost the rest meanwhile
 
 
 @dataclass
@@ -55,25 +47,25 @@ class Replayed:
 async def rebuild(args: argparse.Namespace) -> int:
     nc = await connect_client(args, "tradebus-oms-rebuild")
     try:
-        return await _rebuild(nc.jetstream(), apply=args.apply)
+        return await _rebuild(nc, apply=args.apply)
     finally:
         await nc.close()
 
 
-async def _rebuild(js: JetStreamContext, *, apply: bool) -> int:
+async def _rebuild(nc: NATS, *, apply: bool) -> int:
     rebuilt = OmsState()
     replays = [
-        await _replay(js, OMS_ROUTES, rebuilt.apply_route_message),
-        await _replay(js, OMS_EVENTS, rebuilt.apply_event_message),
+        await _replay(nc, OMS_ROUTES, rebuilt.apply_route_message),
+        await _replay(nc, OMS_EVENTS, rebuilt.apply_event_message),
     ]
-    try:
-        kv: KeyValue | None = await js.key_value(ORDERS_BUCKET)
-    except BucketNotFoundError:
-        kv = None
     live = OmsState()
-    unreadable = _load(live, await read_bucket(js, ORDERS_BUCKET)) if kv is not None else []
+    try:
+        unreadable = _load(live, await read_bucket(nc, ORDERS_BUCKET))
+        exists = True
+    except NotFoundError:  # StreamMissing: no order manager ever ran on this bus
+        unreadable, exists = [], False
     print(f"replayed {', '.join(map(str, replays))}")
-    print(f"rebuilt: {_size(rebuilt)}; live bucket {ORDERS_BUCKET}: {_size(live) if kv else 'missing'}")
+    print(f"rebuilt: {_size(rebuilt)}; live bucket {ORDERS_BUCKET}: {_size(live) if exists else 'missing'}")
     differences = _differences(live, rebuilt)
     for line in unreadable + [text for _, text in differences]:
         print(f"  {line}")
@@ -83,10 +75,10 @@ async def _rebuild(js: JetStreamContext, *, apply: bool) -> int:
     print(f"{len(differences)} differences")
     if not apply:
         return 1
-    if kv is None:
-        print(f"tradebus: bucket {ORDERS_BUCKET} does not exist; start the order manager once to create it")
+    if not exists:
+        print(f"tradebus: bucket {ORDERS_BUCKET} does not exist; run `tradebus provision` to create it")
         return 1
-    return await _apply(kv, rebuilt, [key for key, _ in differences])
+    return await _apply(await nc.jetstream().key_value(ORDERS_BUCKET), rebuilt, [key for key, _ in differences])
 
 
 async def _apply(kv: KeyValue, rebuilt: OmsState, differing: list[str]) -> int:
@@ -98,46 +90,22 @@ async def _apply(kv: KeyValue, rebuilt: OmsState, differing: list[str]) -> int:
     return 0 if len(fixable) == len(differing) else 1
 
 
-async def _replay(js: JetStreamContext, consumer: Consumer, apply: Apply) -> Replayed:
-    """Feed one stream, with the live consumer's filter, to `apply` in stream order."""
+async def _replay(nc: NATS, consumer: Consumer, apply: Apply) -> Replayed:
+    """Feed what one stream holds now under the live consumer's filter to `apply`, in stream
+    order. Messages stored meanwhile are not included."""
     replayed = Replayed(consumer.stream.name)
     try:
-        async for msg in _messages(js, consumer.stream.name, consumer.filter_subject):
-            message = stored_message(msg)
+        last = await last_seq(nc, consumer.stream.name, consumer.filter_subject)
+        async for message in read_stored(nc, consumer.stream.name, consumer.filter_subject, 1, last):
             replayed.messages += 1
             replayed.last_seq = message.seq
             try:
-                apply(*message)
+                apply(message.subject, message.data, message.seq, message.time)
             except Undecodable:
                 replayed.undecodable += 1  # the service skips it too
     except NotFoundError:
-        pass  # no service ever declared the stream on this bus
+        pass  # StreamMissing: no service ever declared the stream on this bus
     return replayed
-
-
-async def _messages(js: JetStreamContext, stream: str, filter_subject: str) -> AsyncIterator[Msg]:
-    """The messages `stream` holds now under `filter_subject`, in stream order, through a
-    throw-away pull consumer. Messages stored meanwhile are not included: the consumer
-    counts what it has to deliver when it is created."""
-    name = f"oms-rebuild-{uuid.uuid4().hex[:12]}"
-    info = await js.add_consumer(stream, ConsumerConfig(
-        name=name, filter_subject=filter_subject, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE,
-        mem_storage=True, inactive_threshold=60.0,  # removed by the server even if we crash
-    ))
-    remaining = info.num_pending
-    subscription = await js.pull_subscribe_bind(name, stream=stream)
-    try:
-        while remaining > 0:
-            try:
-                messages = await subscription.fetch(min(remaining, REPLAY_BATCH), timeout=FETCH_TIMEOUT)
-            except nats.errors.TimeoutError:
-                return  # the rest aged out of the stream meanwhile
-            remaining -= len(messages)
-            for msg in messages:
-                yield msg
-    finally:
-        await subscription.unsubscribe()
-        await js.delete_consumer(stream, name)
 
 
 def _load(state: OmsState, entries: list[tuple[str, bytes]]) -> list[str]:

@@ -113,31 +113,17 @@ def nats_config(args: argparse.Namespace) -> int:
 
 
 async def provision_fleet(url: str, provisioner: Credentials, venues: tuple[str, ...]) -> None:
-    """Streams, buckets and durables, created as the one identity allowed to (the services may not)."""
+    """Streams, buckets and durables, created or updated as the one identity allowed to (the
+    services may not); raises when the server refused any of them."""
     import nats
 
-    from tradebus.shared.topology import (
-        AUDIT_CONSUMERS,
-        OMS_EVENTS,
-        OMS_ROUTES,
-        ORDERS_BUCKET,
-        RISK_BUCKET,
-        RISK_COMMANDS,
-        StreamSettings,
-        connector_consumer,
-        ensure_bucket,
-        ensure_consumer,
-        ensure_streams,
-    )
+    from tradebus.shared.topology import Outcome, StreamSettings, provision
 
     nc = await nats.connect(url, name="tradebus-provision", connect_timeout=5, **connect_options(provisioner))
     try:
-        js = nc.jetstream()
-        settings = StreamSettings()
-        await ensure_streams(js, settings)
-        for bucket in (ORDERS_BUCKET, RISK_BUCKET):
-            await ensure_bucket(js, bucket, settings)
-        for consumer in (RISK_COMMANDS, OMS_ROUTES, OMS_EVENTS, *AUDIT_CONSUMERS, *map(connector_consumer, venues)):
-            await ensure_consumer(js, consumer)
+        done = await provision(nc.jetstream(), StreamSettings(), list(venues))
     finally:
         await nc.close()
+    refused = [str(item) for item in done if item.outcome is Outcome.REFUSED]
+    if refused:
+        raise RuntimeError("; ".join(refused))

@@ -69,10 +69,9 @@ async def collect_statuses(nc: nats.NATS, wait: float) -> Watch:
 async def _last_heartbeats(nc: nats.NATS) -> list[bytes]:
     """Each instance's last heartbeat from the STATUS stream; none if this identity may not
     read it (the deployed `client` user) or the fleet is older than the stream."""
-    js = nc.jetstream(timeout=HISTORY_TIMEOUT)
     try:
-        return [message.data or b"" for message in await last_heartbeats(js, subjects.ALL_STATUS)]
-    except NotFoundError:
+        return [message.data for message in await last_heartbeats(nc, subjects.ALL_STATUS, timeout=HISTORY_TIMEOUT)]
+    except NotFoundError:  # StreamMissing too
         return []
     except (nats.errors.Error, TimeoutError) as exc:
         print(f"tradebus: no heartbeat history ({type(exc).__name__}): services that stopped are not listed",

@@ -1,4 +1,5 @@
-"""The bus: one NATS connection per service, typed publishing and batched durable consumption.
+"""The bus: one NATS connection per service, typed publishing and batched durable consumption
+(reading without a consumer: direct.py).
 
 Hot paths use nats-py directly (see docs/architecture.md for the measured cost of framework
 layers). Everything a service sends goes through `Bus`, so encoding, dedupe headers and
@@ -8,11 +9,12 @@ metrics live in one place.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -23,7 +25,6 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.api import PubAck
 from nats.js.client import JetStreamContext
-from nats.js.errors import APIError
 
 from tradebus.schemas.codecs import encode
 from tradebus.shared.pipeline import BUS_OUTAGE_GRACE, MSG_ID, Outages, Publication, publish_pipelined
@@ -228,6 +229,7 @@ class StoredMessage(NamedTuple):
     data: bytes
     seq: int  # stream sequence
     time: int  # when the stream stored it, in ns (see `stored_position`)
+    headers: Mapping[str, str] | None = None
 
 
 def stored_position(msg: Msg) -> tuple[str, int, int]:
@@ -245,7 +247,7 @@ def stored_position(msg: Msg) -> tuple[str, int, int]:
 
 def stored_message(msg: Msg) -> StoredMessage:
     _, seq, time = stored_position(msg)
-    return StoredMessage(msg.subject, msg.data, seq, time)
+    return StoredMessage(msg.subject, msg.data, seq, time, msg.headers)
 
 
 def _as_nats_py_time(ns: int) -> int:
@@ -263,40 +265,13 @@ def _header_time(text: str) -> int:
     if match is None:
         raise ValueError(f"not a JetStream time stamp: {text!r}")
     whole, fraction, zone = match.groups()
-    seconds = (datetime.fromisoformat(whole + zone.replace("Z", "+00:00")) - _EPOCH) // timedelta(seconds=1)
-    return _as_nats_py_time(seconds * 1_000_000_000 + int((fraction or "").ljust(9, "0")))
+    return _as_nats_py_time(_epoch_seconds(whole, zone) * 1_000_000_000 + int((fraction or "").ljust(9, "0")))
 
 
-async def read_stored(bus: Bus, stream: str, subject_filter: str, first: int, last: int, *, batch: int = 500,
-                      timeout: float = 5.0) -> AsyncIterator[StoredMessage]:
-    """The messages of `stream` on `subject_filter` with sequences `first`..`last`, in
-    stream order, through batched direct gets (the stream allows direct access): read
-    only, no consumer to create, bind or clean up. Messages gone from the stream meanwhile
-    are skipped. Raises TimeoutError when the server stops answering."""
-    nc = bus.nc
-    inbox = nc.new_inbox()
-    subscription = await nc.subscribe(inbox, pending_msgs_limit=-1, pending_bytes_limit=-1)
-    try:
-        while first <= last:
-            request = {"seq": first, "next_by_subj": subject_filter, "batch": min(batch, last - first + 1)}
-            await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox)
-            start = first
-            while True:  # the batch, then an end-of-batch (204) or not-found (404) status
-                msg = await subscription.next_msg(timeout=timeout)
-                headers = msg.headers or {}
-                if "Status" in headers:
-                    break
-                seq = int(headers["Nats-Sequence"])
-                if seq > last:
-                    return
-                yield StoredMessage(headers["Nats-Subject"], msg.data, seq, _header_time(headers["Nats-Time-Stamp"]))
-                first = seq + 1
-            if headers["Status"] not in ("204", "404"):
-                raise APIError.from_msg(msg)
-            if headers["Status"] == "404" or first == start or int(headers.get("Nats-Num-Pending", 0)) == 0:
-                return  # nothing (more) on the subject
-    finally:
-        await subscription.unsubscribe()
+@functools.lru_cache(maxsize=64)
+def _epoch_seconds(whole: str, zone: str) -> int:
+    """Messages read together were mostly stored within the same few seconds."""
+    return (datetime.fromisoformat(whole + zone.replace("Z", "+00:00")) - _EPOCH) // timedelta(seconds=1)
 
 
 def header(msg: Msg, name: str) -> Any:

@@ -46,6 +46,11 @@ EXIT_CONFIG = 78
 supervisor restarting it would only see the same refusal again."""
 
 
+class StartRefused(Exception):
+    """Raised by a service's start-up when running would be wrong; the message says why and
+    what to change. The service exits with EXIT_CONFIG (EXIT_REFUSED) without a traceback."""
+
+
 class ConfigError(Exception):
     """The configuration cannot be loaded; the message says which key, from where, and why."""
 

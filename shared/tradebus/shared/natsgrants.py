@@ -85,7 +85,7 @@ def _service_base(status_subject: str, dead_letters: str) -> list[str]:
 
 def _takeover() -> list[str]:
     # the predecessor's last heartbeat, read before its durable is taken over (takeover.py)
-    return ["$JS.API.STREAM.MSG.GET.STATUS", "$JS.API.DIRECT.GET.STATUS", "$JS.API.DIRECT.GET.STATUS.>"]
+    return ["$JS.API.DIRECT.GET.STATUS", "$JS.API.DIRECT.GET.STATUS.>"]
 
 
 def _service_subscribe(user: str, *extra: str) -> tuple[str, ...]:
@@ -107,8 +107,9 @@ def fleet_grants(venues: tuple[str, ...]) -> dict[str, Grants]:
                 "$JS.API.DIRECT.GET.ROUTE", "$JS.API.DIRECT.GET.EVENTS",
                 *_bucket(RISK_BUCKET, write=True),
             ),
+            # ROUTE and EVENTS are read by direct gets; these subscriptions only say that more arrived
             subscribe=_service_subscribe("risk", f"{PREFIX}.md.>", f"{PREFIX}.ctl.risk", f"{PREFIX}.status.connector.*",
-                                         f"$KV.{RISK_BUCKET}.>"),
+                                         f"$KV.{RISK_BUCKET}.>", f"{PREFIX}.route.>", f"{PREFIX}.evt.>"),
             deny_publish=(f"{PREFIX}.cmd.>", f"{PREFIX}.evt.order.>", f"{PREFIX}.evt.account.>"),
             allow_responses=True,
         ),

@@ -37,7 +37,7 @@ from tradebus.schemas.codecs import encode
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.values import ServiceState
 from tradebus.shared.bus import Bus
-from tradebus.shared.config import EXIT_CONFIG
+from tradebus.shared.config import EXIT_CONFIG, StartRefused
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.logs import LogLevel
 from tradebus.shared.loopwatch import LoopWatch
@@ -53,11 +53,6 @@ EXIT_REFUSED = EXIT_CONFIG
 """Exit code of a process that refused to start because of how it is configured (bad
 settings, missing credentials, a store bound to another bus): restarting it cannot help, so
 supervisors (`tradebus up`) do not restart it."""
-
-
-class StartRefused(Exception):
-    """Raised by `Service.start` when running would be wrong; the message says why and what
-    to change. The service exits with EXIT_REFUSED without a traceback."""
 
 
 class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -24,14 +24,14 @@ import asyncio
 import logging
 import time
 
-from nats.js.api import RawStreamMsg
-from nats.js.client import JetStreamContext
+from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import ServiceState
 
+from .bus import Bus, StoredMessage
 from .topology import Consumer, last_heartbeats
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,15 @@ _status_decoder = decoder(Family.STATUS)
 HEARTBEATS_MISSED = 3  # an instance silent for this many of its own heartbeat intervals is gone
 
 
-async def take_over(js: JetStreamContext, consumer: Consumer, *, heartbeats: str, stopping: asyncio.Event) -> int:
+async def take_over(bus: Bus, consumer: Consumer, *, heartbeats: str, stopping: asyncio.Event) -> int:
     """Wait until no other instance publishing heartbeats on `heartbeats` (a subject or a
     wildcard) is alive, then re-create the durable from its ack floor if a predecessor left
     commands unacknowledged. Returns the highest stream sequence the predecessor was given
-    (0 if none was pending): messages up to it may have been handled before."""
-    await _stand_by(js, heartbeats, stopping)
+    (0 if none was pending): messages up to it may have been handled before. The durable
+    is re-created with its filter in the API subject (see `Consumer.config`): the one
+    consumer creation a service's permissions allow."""
+    js = bus.js
+    await _stand_by(bus.nc, heartbeats, stopping)
     if stopping.is_set():  # asked to stop while standing by: the consumer is not ours
         return 0
     try:
@@ -63,14 +66,14 @@ async def take_over(js: JetStreamContext, consumer: Consumer, *, heartbeats: str
     return delivered
 
 
-async def _stand_by(js: JetStreamContext, heartbeats: str, stopping: asyncio.Event) -> None:
+async def _stand_by(nc: NATS, heartbeats: str, stopping: asyncio.Event) -> None:
     """Return once no heartbeat on `heartbeats` shows a live instance. A heartbeat is judged
     by its age when it is young enough by this host's clock; otherwise by whether it is
     still the latest one a heartbeat interval later, which no clock skew can fool."""
     waiting_for: dict[str, int] = {}  # subject -> the stream sequence of its latest heartbeat when last looked at
     announced = False
     while not stopping.is_set():
-        live = [(message, allowed) for message in await last_heartbeats(js, heartbeats)
+        live = [(message, allowed) for message in await last_heartbeats(nc, heartbeats)
                 if (allowed := _alive_for(message, waiting_for)) is not None]
         waiting_for = {message.subject: message.seq for message, _ in live}
         if not live:
@@ -85,10 +88,10 @@ async def _stand_by(js: JetStreamContext, heartbeats: str, stopping: asyncio.Eve
             pass
 
 
-def _alive_for(message: RawStreamMsg, seen: dict[str, int]) -> float | None:
+def _alive_for(message: StoredMessage, seen: dict[str, int]) -> float | None:
     """Seconds to wait before looking at this instance again, or None if it is gone."""
     try:
-        status = _status_decoder.decode(message.data or b"")
+        status = _status_decoder.decode(message.data)
     except DecodeError:
         return None  # not a heartbeat of ours: no evidence of anything alive
     if status.state is ServiceState.STOPPING or seen.get(message.subject) == message.seq:

@@ -9,15 +9,14 @@ nowhere else (the paper venue) rebuilds itself from it on start.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
-
-from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.subjects import PREFIX, Family
-from tradebus.shared.bus import Bus
+from tradebus.shared.bus import Bus, StoredMessage
+from tradebus.shared.direct import last_seq, read_stored
 from tradebus.shared.topology import EVENTS
 
 from .base import VenueEvent
@@ -33,35 +32,20 @@ def journal_subjects(venue: str) -> list[str]:
     return [f"{PREFIX}.evt.order.{venue}.>", f"{PREFIX}.evt.account.{venue}.>"]
 
 
-async def read_events(bus: Bus, filter_subjects: Sequence[str], *, batch: int = 1000,
-                      on_unreadable: OnUnreadable) -> list[VenueEvent]:
+async def read_events(bus: Bus, filter_subjects: Sequence[str], *, on_unreadable: OnUnreadable) -> list[VenueEvent]:
     """The order and account events stored in EVENTS on `filter_subjects` when the call
-    starts, oldest first. Whoever published them: callers tell their own by event id. An
-    event that cannot be read is handed to `on_unreadable` and left out."""
-    config = ConsumerConfig(
-        filter_subjects=list(filter_subjects),
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.NONE,
-        mem_storage=True,
-    )
-    subscription = await bus.js.pull_subscribe("", stream=EVENTS.name, config=config)
-    info = await subscription.consumer_info()
-    try:
-        # What the filter matched when the consumer was made: events stored later are not
-        # part of this read.
-        remaining = info.num_pending
-        events: list[VenueEvent] = []
-        while remaining:
-            messages = await subscription.fetch(min(batch, remaining))
-            remaining -= len(messages)
-            events.extend(event for msg in messages if (event := _decode(msg, on_unreadable)) is not None)
-        return events
-    finally:
-        await subscription.unsubscribe()
-        await bus.js.delete_consumer(EVENTS.name, info.name)
+    starts, oldest first, through direct gets (direct.py): events stored later are not part
+    of this read. Whoever published them: callers tell their own by event id. An event that
+    cannot be read is handed to `on_unreadable` and left out."""
+    stored: list[list[StoredMessage]] = []
+    for subject_filter in filter_subjects:
+        last = await last_seq(bus.nc, EVENTS.name, subject_filter)
+        stored.append([message async for message in read_stored(bus.nc, EVENTS.name, subject_filter, 1, last)])
+    messages = heapq.merge(*stored, key=lambda message: message.seq)  # one stream's order
+    return [event for message in messages if (event := _decode(message, on_unreadable)) is not None]
 
 
-def _decode(msg: Msg, on_unreadable: OnUnreadable) -> VenueEvent | None:
+def _decode(msg: StoredMessage, on_unreadable: OnUnreadable) -> VenueEvent | None:
     """An order or account event; None for anything else."""
     try:
         family = subjects.parse(msg.subject).family

@@ -84,7 +84,7 @@ class ConnectorService(Service):
         await ensure_streams(self.bus.js, self.settings.streams)
         consumer = connector_consumer(self.venue)
         await ensure_consumer(self.bus.js, consumer)
-        self.redelivered_through = await take_over(self.bus.js, consumer, heartbeats=subjects.status(self.name, self.venue),
+        self.redelivered_through = await take_over(self.bus, consumer, heartbeats=subjects.status(self.name, self.venue),
                                                    stopping=self.stopping)
         self.events = EventPublisher(self.bus, self.metrics)
         self.spawn(self.events.run(), name="event-publisher")

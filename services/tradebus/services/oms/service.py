@@ -40,9 +40,8 @@ from collections.abc import Callable, Iterable
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerInfo, DeliverPolicy
-from nats.js.client import JetStreamContext
-from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
+from nats.js.api import ConsumerInfo
+from nats.js.kv import KeyValue
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, encode, reply_decoder
@@ -50,13 +49,8 @@ from tradebus.schemas.control import OmsReply, OmsRequest, Reconcile, ReconcileR
 from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.subjects import Family
 from tradebus.services.settings import Settings
-from tradebus.shared.bus import (
-    StoredMessage,
-    consume_batches,
-    publish_pipelined,
-    read_stored,
-    stored_message,
-)
+from tradebus.shared.bus import StoredMessage, consume_batches, publish_pipelined, stored_message
+from tradebus.shared.direct import read_bucket, read_stored
 from tradebus.shared.pipeline import AckLost, Outages
 from tradebus.shared.service import Service, default_instance
 from tradebus.shared.tenants import Tenant, load_tenants, tenant_named
@@ -78,38 +72,12 @@ NS = 1_000_000_000
 RECONCILE_TIMEOUT = 2.0  # seconds a connector has to answer a reconcile request
 MAX_RECONCILE_PAUSE = 60.0  # seconds; the longest wait between two requests about one order
 MAX_RECONCILE_IDS = 1000  # what one Reconcile may carry (the contract's limit)
-READ_TIMEOUT = 5.0  # seconds to wait for the next entry of the bucket
 CATCH_UP_ROUNDS = 5  # looks at a consumer's delivered position before consuming (see _catch_up)
 
 _query_decoder = msgspec.json.Decoder(OmsRequest)
 _reconcile_reply_decoder = reply_decoder(Family.RECONCILE)
 
 Apply = Callable[[str, bytes, int, int], str | None]  # OmsState.apply_*_message
-
-
-async def read_bucket(js: JetStreamContext, bucket: str) -> list[tuple[str, bytes]]:
-    """Every (key, value) of a KV bucket, as of now: the latest message of each key in the
-    bucket's stream, through an ordered consumer. Not nats-py's key watcher: it can announce
-    "no more values" before values that arrive quickly."""
-    stream = f"KV_{bucket}"
-    if (await js.stream_info(stream)).state.messages == 0:
-        return []
-    prefix = f"$KV.{bucket}."
-    entries: dict[str, bytes] = {}
-    subscription = await js.subscribe(f"{prefix}>", stream=stream, ordered_consumer=True,
-                                      deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
-    try:
-        while True:
-            msg = await subscription.next_msg(timeout=READ_TIMEOUT)
-            key = msg.subject.removeprefix(prefix)
-            if (msg.headers or {}).get(KV_OP) in (KV_DEL, KV_PURGE):
-                entries.pop(key, None)
-            else:
-                entries[key] = msg.data
-            if msg.metadata.num_pending == 0:
-                return list(entries.items())
-    finally:
-        await subscription.unsubscribe()
 
 
 async def put_entries(kv: KeyValue, state: OmsState, keys: Iterable[str], *, outages: Outages | None = None) -> None:
@@ -183,7 +151,7 @@ class OmsService(Service):
 
     async def _load(self) -> None:
         assert self.bus is not None
-        for key, value in await read_bucket(self.bus.js, ORDERS_BUCKET):
+        for key, value in await read_bucket(self.bus.nc, ORDERS_BUCKET):
             try:
                 self.book.load(key, value)
             except Undecodable as exc:  # `tradebus oms rebuild --apply` repairs it from the streams
@@ -205,7 +173,7 @@ class OmsService(Service):
             if first > last:
                 break
             chunk: list[StoredMessage] = []
-            async for message in read_stored(self.bus, consumer.stream.name, consumer.filter_subject, first, last):
+            async for message in read_stored(self.bus.nc, consumer.stream.name, consumer.filter_subject, first, last):
                 chunk.append(message)
                 if len(chunk) == self.config.batch_size:
                     await self._apply(chunk, family, apply)

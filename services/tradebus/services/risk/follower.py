@@ -2,16 +2,20 @@
 
 Risk decides against what ROUTE and EVENTS say (working orders, positions, decisions); a
 decision on an incomplete view is wrong (an order the venue finished still counted as open).
-A follower reads a stream through an ordered consumer and applies each message once, in
-stream order (by stream sequence: a message seen again is skipped). `catch_up` returns once
-it has applied everything the stream held when it was called.
+A follower reads a stream through batched direct gets from the last sequence it applied
+(direct.py: no consumer, so nothing risk's permissions must allow it to create) and applies
+each message once, in stream order (by stream sequence: a message seen again is skipped).
+`catch_up` returns once it has applied everything the stream held when it was called.
 
-After a bus reconnect the ordered consumer may be gone: it lives in the server's memory, so
-a restarted nats-server has forgotten it, and nats-py notices only after two missed idle
-heartbeats (10-20 s), delivering nothing meanwhile. Risk kept deciding on the old view all
-that time. So on every reconnect the follower starts a new ordered consumer right after the
-last message it applied and is incomplete until it has caught up again; risk waits for that
-before deciding (`complete`).
+Following live: a core subscription to the stream's subjects is the doorbell. Every message
+stored there was also published there, so each one rings it, and the follower reads what
+was stored since the last message applied. The doorbell can ring before the stream has
+stored its message (the server hands both copies out independently), so a read that finds
+nothing looks again a few times, briefly; a slow poll covers whatever a doorbell missed.
+
+After a bus reconnect the follower is incomplete (risk waits before deciding, see
+`complete`) until it has read what the stream got while it was away: a restarted
+nats-server may have stored messages whose doorbells rang for nobody.
 """
 
 from __future__ import annotations
@@ -22,48 +26,45 @@ import logging
 from collections.abc import Callable
 
 import nats.errors
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.client import JetStreamContext
+from nats.aio.subscription import Subscription
 
-from tradebus.shared.bus import stored_position
+from tradebus.shared.bus import StoredMessage
+from tradebus.shared.direct import read_stored
 from tradebus.shared.topology import Stream
 
 log = logging.getLogger(__name__)
 
 RETRY = 0.5  # seconds between attempts while JetStream is not back yet after a reconnect
+RECHECKS = (0.002, 0.004, 0.008, 0.016, 0.032)  # looks again after a doorbell whose message was not stored yet
+POLL = 1.0  # seconds between reads without a doorbell
 
 
 class StreamFollower:
-    def __init__(self, js: JetStreamContext, stream: Stream, apply: Callable[[Msg], None]) -> None:
-        self.js = js
+    def __init__(self, nc: NATS, stream: Stream, apply: Callable[[StoredMessage], None]) -> None:
+        self.nc = nc
         self.stream = stream
         self.apply = apply
         self.applied = 0  # stream sequence of the last message applied
         self.complete = asyncio.Event()
-        self._target = 0
-        self._reached: asyncio.Event = asyncio.Event()
-        self._subscription: nats.js.JetStreamContext.PushSubscription | None = None
+        self._doorbell = asyncio.Event()
+        self._subscription: Subscription | None = None
+        self._following: asyncio.Task[None] | None = None
         self._restarting: asyncio.Task[None] | None = None
         self._stopped = False
 
     async def catch_up(self) -> None:
-        """(Re)start following after the last message applied; return once everything the
-        stream holds now is applied."""
+        """Read everything the stream holds after the last message applied, following it
+        live from then on; return once everything the stream holds now is applied."""
         self.complete.clear()
-        await self._unsubscribe()
-        state = (await self.js.stream_info(self.stream.name)).state
-        self._target = state.last_seq
-        self._reached = asyncio.Event()
-        # Nothing held (never written, or every message aged out): nothing will come to wait for.
-        if self.applied >= self._target or state.messages == 0:
-            self._reached.set()
-        start = ConsumerConfig(deliver_policy=DeliverPolicy.ALL) if not self.applied else ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.applied + 1)
-        self._subscription = await self.js.subscribe(self.stream.subjects[0], stream=self.stream.name, config=start,
-                                                     ordered_consumer=True, cb=self._on_message)
-        await self._reached.wait()
+        if self._subscription is None:  # before reading: whatever is stored after the read rings it
+            self._subscription = await self.nc.subscribe(self.stream.subjects[0], cb=self._ring,
+                                                         pending_msgs_limit=-1, pending_bytes_limit=-1)
+        await self._read()
         self.complete.set()
+        if self._following is None:
+            self._following = asyncio.create_task(self._follow(), name=f"follow-{self.stream.name}")
 
     def on_connection(self, connected: bool) -> None:
         """Bus listener (added once the first `catch_up` is done): incomplete from a
@@ -72,40 +73,70 @@ class StreamFollower:
         if connected and not self._stopped:
             if self._restarting is not None:
                 self._restarting.cancel()
-            self._restarting = asyncio.create_task(self._catch_up_again(), name=f"follow-{self.stream.name}")
+            self._restarting = asyncio.create_task(self._catch_up_again(), name=f"catch-up-{self.stream.name}")
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._restarting is not None:
-            self._restarting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._restarting
-        await self._unsubscribe()
+        for task in (self._restarting, self._following):
+            await _cancelled(task)
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
 
     async def _catch_up_again(self) -> None:
-        while True:
+        # A read in flight when the connection broke waits for an answer that will not come.
+        following, self._following = self._following, None
+        await _cancelled(following)
+        while not self._stopped:
             try:
-                await asyncio.wait_for(self.catch_up(), 10 * RETRY + 5)
+                async with asyncio.timeout(10 * RETRY + 5):
+                    await self.catch_up()
                 log.info("caught up after a reconnect", extra={"stream": self.stream.name, "stream_seq": self.applied})
                 return
             except (nats.errors.Error, TimeoutError) as exc:  # JetStream still recovering
                 log.warning("not caught up after a reconnect yet", extra={"stream": self.stream.name, "error": repr(exc)})
                 await asyncio.sleep(RETRY)
 
-    async def _on_message(self, msg: Msg) -> None:
-        _, sequence, _ = stored_position(msg)
-        if sequence <= self.applied:
-            return  # seen before: a consumer restarted behind what was applied
-        try:
-            self.apply(msg)
-        except Exception:  # one message that breaks the view must not stall following the stream
-            log.exception("message not applied", extra={"stream": self.stream.name, "stream_seq": sequence})
-        self.applied = sequence
-        if sequence >= self._target:
-            self._reached.set()
+    async def _ring(self, msg: Msg) -> None:
+        self._doorbell.set()
 
-    async def _unsubscribe(self) -> None:
-        subscription, self._subscription = self._subscription, None
-        if subscription is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
+    async def _follow(self) -> None:
+        while not self._stopped:  # also when a cancellation was lost in a race with an answer
+            try:
+                async with asyncio.timeout(POLL):
+                    await self._doorbell.wait()
+            except TimeoutError:
+                pass
+            rang = self._doorbell.is_set()
+            self._doorbell.clear()
+            try:
+                read = await self._read()
+                for pause in RECHECKS if rang and not read else ():
+                    await asyncio.sleep(pause)
+                    if await self._read():
+                        break
+            except (nats.errors.Error, TimeoutError) as exc:  # a bus break: reconnecting catches up
+                log.warning("stream not read", extra={"stream": self.stream.name, "error": repr(exc)})
+                await asyncio.sleep(RETRY)
+
+    async def _read(self) -> int:
+        """Apply what the stream holds after the last message applied; how many messages."""
+        count = 0
+        async for message in read_stored(self.nc, self.stream.name, self.stream.subjects[0], self.applied + 1):
+            if message.seq <= self.applied:
+                continue  # applied meanwhile by a concurrent read (a catch-up while following)
+            try:
+                self.apply(message)
+            except Exception:  # one message that breaks the view must not stall following the stream
+                log.exception("message not applied", extra={"stream": self.stream.name, "stream_seq": message.seq})
+            self.applied = message.seq
+            count += 1
+        return count
+
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

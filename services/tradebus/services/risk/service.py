@@ -33,6 +33,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import msgspec
@@ -45,8 +46,9 @@ from tradebus.schemas.control import GetRiskLimits, RiskLimitsReply, RiskRequest
 from tradebus.schemas.events import CommandRejected, OrderRejected, PositionUpdate, command_refused, malformed_command
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
-from tradebus.shared.bus import MSG_ID, consume_batches
+from tradebus.shared.bus import MSG_ID, StoredMessage, consume_batches
 from tradebus.shared.deadline import DEADLINE, stored_at
+from tradebus.shared.direct import BucketFollower
 from tradebus.shared.service import Service
 from tradebus.shared.takeover import take_over
 from tradebus.shared.topology import (
@@ -105,6 +107,7 @@ class RiskService(Service):
         self._limits_mtime = 0.0
         self._limits_failure = ""  # the reload error last logged: each distinct one is logged once
         self.events: StreamFollower | None = None
+        self.trading_states: BucketFollower | None = None
         self.references: ReferencePrices | None = None
         self.decisions = self.metrics.counter(
             "tradebus_risk_decisions_total", "Commands decided by risk", ["decision", "reason"]
@@ -116,15 +119,16 @@ class RiskService(Service):
         await ensure_streams(js, self.settings.streams)
         await ensure_consumer(js, RISK_COMMANDS)
         # Before rebuilding the view: a live predecessor would keep routing unseen meanwhile.
-        await take_over(js, RISK_COMMANDS, heartbeats=subjects.status_filter(self.name), stopping=self.stopping)
+        await take_over(self.bus, RISK_COMMANDS, heartbeats=subjects.status_filter(self.name), stopping=self.stopping)
         self.bucket = await ensure_bucket(js, RISK_BUCKET, self.settings.streams)
-        self.events = StreamFollower(js, EVENTS, self._on_event)
+        self.trading_states = BucketFollower(self.bus, RISK_BUCKET, self._apply_stored_state)
+        self.events = StreamFollower(self.bus.nc, EVENTS, self._on_event)
         self.references = ReferencePrices(self.bus.nc, subscriber=f"risk.{self.instance}", wait=self.config.reference_price_wait,
                                           has_quote=lambda venue, symbol: self.gate.exposure.mid(venue, symbol) is not None)
         await self.bus.nc.subscribe(subjects.market_data_filter(kind=MarketDataKind.QUOTE), cb=self._on_quote)
         await self.bus.nc.subscribe(subjects.status_filter("connector"), cb=self._on_connector_status)
         self.gate.liveness.started = time.monotonic()  # the grace window starts when heartbeats can arrive
-        await self._follow_trading_states()
+        await self.trading_states.start()  # `tradebus halt` writes there
         await self._replay_and_follow()
         await self.bus.nc.subscribe(subjects.RISK_CONTROL, cb=self._on_control)
         if self.config.limits_file:
@@ -140,6 +144,8 @@ class RiskService(Service):
             await self.references.close()
         if self.events is not None:
             await self.events.stop()
+        if self.trading_states is not None:
+            await self.trading_states.stop()
 
     def counters(self) -> dict[str, int]:
         return {"working_orders": len(self.gate.exposure.orders)}
@@ -251,7 +257,7 @@ class RiskService(Service):
         they held when risk started, still following EVENTS (and catching up again after
         every reconnect, see follower.py)."""
         assert self.bus is not None and self.events is not None and self.references is not None
-        routes = StreamFollower(self.bus.js, ROUTE, self._on_route)
+        routes = StreamFollower(self.bus.nc, ROUTE, self._on_route)
         await asyncio.gather(routes.catch_up(), self.events.catch_up())
         # Decoding every route again would cost as much as deciding it. Routes that arrive
         # before the unsubscribe were decided by a previous instance, or are this one's own.
@@ -263,7 +269,7 @@ class RiskService(Service):
                                             "decided": len(self.ledger.decided),
                                             "client_order_ids": len(self.ledger.taken)})
 
-    def _on_route(self, msg: Msg) -> None:
+    def _on_route(self, msg: StoredMessage) -> None:
         try:
             command = _command_decoder.decode(msg.data)
         except DecodeError as exc:  # risk only routes valid commands: this one is not its own
@@ -274,7 +280,7 @@ class RiskService(Service):
         if isinstance(command, PlaceOrder):
             self.gate.exposure.on_routed(command)
 
-    def _on_event(self, msg: Msg) -> None:
+    def _on_event(self, msg: StoredMessage) -> None:
         """Apply an event to what risk knows, if its subject's publisher may state it: a
         connector's event about another venue must not mark that venue's commands decided."""
         try:
@@ -315,26 +321,6 @@ class RiskService(Service):
             return None
 
     # --- trading states -----------------------------------------------------------------------
-    async def _follow_trading_states(self) -> None:
-        """Apply the bucket's states now and every change after: `tradebus halt` writes there."""
-        watcher = await self.bucket.watchall()
-        ready = asyncio.get_running_loop().create_future()
-
-        async def follow() -> None:
-            try:
-                async for entry in watcher:
-                    if entry is None:  # the initial values are all in
-                        if not ready.done():
-                            ready.set_result(None)
-                        continue
-                    self._apply_stored_state(entry.key, entry.value)
-            finally:  # start-up must not wait for a watcher that has ended
-                if not ready.done():
-                    ready.set_exception(RuntimeError("the trading-state watcher ended before the initial values"))
-
-        self.spawn(follow(), name="trading-states")
-        await ready
-
     def _apply_stored_state(self, key: str, value: bytes | None) -> None:
         """An entry that is not a trading state is quarantined and changes nothing: the key
         keeps the state it had (active, if it never had a readable one). Failing closed
@@ -402,7 +388,7 @@ class RiskService(Service):
             await asyncio.sleep(self.config.reload_interval)
 
 
-def _command_seq(headers: dict[str, str]) -> int:
+def _command_seq(headers: Mapping[str, str]) -> int:
     """The CMD sequence a route or rejection answered (UNKNOWN_SEQ from an older risk)."""
     seq = headers.get(COMMAND_SEQ, "")
     return int(seq) if seq.isdecimal() else UNKNOWN_SEQ
