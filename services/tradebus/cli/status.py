@@ -21,6 +21,7 @@ from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder, reply_decoder
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.subjects import Family
+from tradebus.shared.busaccess import PermissionRefused
 from tradebus.shared.topology import last_heartbeats
 
 from .liveness import DOWN, Watch, service_key, status_table
@@ -73,6 +74,9 @@ async def _last_heartbeats(nc: nats.NATS) -> list[bytes]:
     try:
         return [message.data or b"" for message in await last_heartbeats(js, subjects.ALL_STATUS)]
     except NotFoundError:
+        return []
+    except PermissionRefused as exc:
+        print(f"tradebus: no heartbeat history ({exc}): services that stopped are not listed", file=sys.stderr)
         return []
     except (nats.errors.Error, TimeoutError) as exc:
         print(f"tradebus: no heartbeat history ({type(exc).__name__}): services that stopped are not listed",

@@ -25,7 +25,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import APIError
 
 from tradebus.schemas.codecs import encode
-from tradebus.shared.busaccess import BusConnection, PermissionRefused, connect_bus
+from tradebus.shared.busaccess import BusConnection, connect_bus
 from tradebus.shared.bustls import TlsFiles, tls_context
 from tradebus.shared.credentials import Credentials
 from tradebus.shared.pipeline import BUS_OUTAGE_GRACE, MSG_ID, Outages, Publication, publish_pipelined
@@ -56,13 +56,8 @@ class Bus:
         forever: a service outlives bus restarts, nats-py buffers publishes while it
         reconnects, and JetStream publishes whose acks a break cut off are published again
         (pipeline.py), if the bus is back within `outage_grace`. ConfigError for TLS files
-        that cannot be used, BusRefused if the bus turns the identity down."""
-
-        async def on_error(exc: Exception) -> None:
-            if isinstance(exc, PermissionRefused):
-                log.error("bus permission refused", extra={"error": str(exc)})
-            else:
-                log.warning("bus error", extra={"error": repr(exc)})
+        that cannot be used, BusRefused if the bus turns the identity down. Errors are logged
+        (busaccess.py), refusals nobody waits for as "bus permission refused"."""
 
         async def on_disconnected() -> None:
             log.warning("bus disconnected")
@@ -89,7 +84,6 @@ class Bus:
             allow_reconnect=True,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
-            error_cb=on_error,
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
             closed_cb=on_closed,

@@ -147,14 +147,14 @@ async def connect_bus(url: str, *, name: str, credentials: Credentials | None = 
     for server in servers:  # a password written into the URL is masked in every log line too
         if password := urlsplit(server).password:
             redact.register(password)
-    user = credentials.user if credentials is not None else ""
+    user = credentials.user if credentials is not None else (urlsplit(servers[0]).username or "")
     nc = BusConnection(user, credentials.inbox_prefix if credentials is not None else DEFAULT_INBOX_PREFIX)
     refused: asyncio.Future[BusRefused] = asyncio.get_running_loop().create_future()
     connected = False
 
     async def on_error(error: Exception) -> None:
         if not connected:
-            reason = _refusal(error, credentials)
+            reason = _refusal(error, user)
             if reason is not None:
                 if not refused.done():
                     refused.set_result(BusRefused(f"the bus at {public_url(url)} {reason}"))
@@ -177,19 +177,20 @@ async def connect_bus(url: str, *, name: str, credentials: Credentials | None = 
         return nc
     # nats-py would go on trying (and after a refused TLS handshake can hang): stop it.
     connecting.cancel()
+    connecting.add_done_callback(lambda task: task.cancelled() or task.exception())  # retrieved: not logged
     with contextlib.suppress(Exception):
         await asyncio.wait_for(asyncio.shield(nc.close()), _CLOSE_WAIT)
     raise refused.result()
 
 
-def _refusal(error: Exception, credentials: Credentials | None) -> str | None:
+def _refusal(error: Exception, user: str) -> str | None:
     """Why the bus turned a connection attempt down for good, or None for a failure worth
     retrying (the bus is not up yet, the network broke)."""
     if "authorization violation" in str(error).lower():
-        if credentials is None:
+        if not user:
             return ("refused the connection: it requires credentials "
                     "(--credentials FILE or TRADEBUS_NATS_CREDENTIALS)")
-        return f"refused user {credentials.user!r}: authorization violation (wrong user or password?)"
+        return f"refused user {user!r}: authorization violation (wrong user or password?)"
     if isinstance(error, ssl.SSLCertVerificationError):
         return (f"presented a TLS certificate this process does not trust ({error.verify_message}): "
                 "give the CA that signed it (--tls-ca or TRADEBUS_NATS_TLS_CA)")

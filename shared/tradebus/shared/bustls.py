@@ -28,8 +28,9 @@ class TlsFiles(msgspec.Struct, frozen=True, kw_only=True):
         return bool(self.ca or self.cert or self.key)
 
 
-TLS_SETTINGS = {"ca": "nats_tls_ca (TRADEBUS_NATS_TLS_CA)", "cert": "nats_tls_cert (TRADEBUS_NATS_TLS_CERT)",
-                "key": "nats_tls_key (TRADEBUS_NATS_TLS_KEY)"}
+_LABELS = {"ca": "CA", "cert": "client certificate", "key": "client key"}
+_SETTINGS = {which: f"setting nats_tls_{which}, --tls-{which} or TRADEBUS_NATS_TLS_{which.upper()}"
+             for which in _LABELS}
 
 
 def tls_context(files: TlsFiles) -> ssl.SSLContext | None:
@@ -39,14 +40,14 @@ def tls_context(files: TlsFiles) -> ssl.SSLContext | None:
         return None
     if bool(files.cert) != bool(files.key):
         given, missing = ("certificate", "key") if files.cert else ("key", "certificate")
-        raise ConfigError(f"a TLS client {given} needs its {missing}: set {TLS_SETTINGS['key' if files.cert else 'cert']}")
+        raise ConfigError(f"a TLS client {given} needs its {missing} ({_SETTINGS['key' if files.cert else 'cert']})")
     for which, path in (("ca", files.ca), ("cert", files.cert), ("key", files.key)):
         if path:
             _check_readable(which, path)
     try:
         context = ssl.create_default_context(cafile=files.ca or None)
     except ssl.SSLError as exc:
-        raise ConfigError(f"cannot use the TLS CA file {files.ca} ({TLS_SETTINGS['ca']}): {_reason(exc)}") from None
+        raise ConfigError(f"cannot use the TLS CA file {files.ca} ({_SETTINGS['ca']}): {_reason(exc)}") from None
     if files.cert:
         try:
             context.load_cert_chain(files.cert, files.key)
@@ -61,7 +62,8 @@ def _check_readable(which: str, path: str) -> None:
         with open(path, "rb"):
             pass
     except OSError as exc:
-        raise ConfigError(f"cannot read the TLS {which} file {path} ({TLS_SETTINGS[which]}): {exc.strerror}") from None
+        raise ConfigError(f"cannot read the TLS {_LABELS[which]} file {path} ({_SETTINGS[which]}): "
+                          f"{exc.strerror}") from None
 
 
 def _reason(exc: ssl.SSLError) -> str:
