@@ -20,6 +20,8 @@ from tradebus.client import BusRefused, Client, PermissionRefused, TlsFiles
 from tradebus.schemas.codecs import convert
 from tradebus.schemas.commands import PlaceOrder
 from tradebus.shared.bus import Bus
+from tradebus.shared.busaccess import connect_bus
+from tradebus.shared.bustls import tls_context
 from tradebus.shared.config import EXIT_CONFIG, Secret
 from tradebus.shared.credentials import Credentials, write_credentials
 from tradebus.shared.natsserver import NatsServer, free_port
@@ -262,16 +264,44 @@ def test_the_cli_prints_a_refused_request_as_such(tls_bus: SecuredBus) -> None:
 # --- credentials files -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("problem", ["readable by others", "empty password"])
-def test_a_credentials_file_that_is_not_private_or_incomplete_refuses_start(
+@pytest.mark.parametrize("problem", ["readable by others", "empty password", "missing CA file"])
+def test_a_credentials_or_tls_file_that_cannot_be_used_refuses_start(
         tls_bus: SecuredBus, tmp_path: Path, problem: str) -> None:
-    path = write_credentials(tmp_path / "bad.creds", "alpha", ALPHA_PASSWORD if problem == "readable by others" else "")
+    path = write_credentials(tmp_path / "bad.creds", "alpha", "" if problem == "empty password" else ALPHA_PASSWORD)
+    ca = str(tls_bus.certs.ca)
     if problem == "readable by others":
         path.chmod(0o644)
-    expected = "readable by others" if problem == "readable by others" else "`password` is missing or empty"
-    env = {"TRADEBUS_NATS_CREDENTIALS": str(path), "TRADEBUS_NATS_TLS_CA": str(tls_bus.certs.ca)}
+    elif problem == "missing CA file":
+        ca = str(tmp_path / "no-such-ca.pem")
+    expected = {"readable by others": "is readable by others (mode 644): chmod 600 it",
+                "empty password": "`password` is missing or empty",
+                "missing CA file": "cannot read the TLS CA file"}[problem]
+    env = {"TRADEBUS_NATS_CREDENTIALS": str(path), "TRADEBUS_NATS_TLS_CA": ca}
     service = tradebus("run", "oms", bus=tls_bus, TRADEBUS_DATA_DIR=str(tmp_path / "data"), **env)
     assert service.returncode == EXIT_CONFIG and expected in service.stderr, service.stderr
     client = tradebus("status", bus=tls_bus, **env)
     assert client.returncode == EXIT_CONFIG and expected in client.stderr, client.stderr
     _no_password(service.stderr, client.stderr)
+
+
+async def test_replies_the_identity_may_not_read_and_refused_subscriptions_are_reported(tls_bus: SecuredBus) -> None:
+    reported: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        reported.append(exc)
+
+    # The password in the URL and nats-py's own inboxes (_INBOX.>), which alpha may not read.
+    url = tls_bus.url.replace("nats://", f"nats://alpha:{ALPHA_PASSWORD}@")
+    nc = await connect_bus(url, name="alpha", tls=tls_context(TlsFiles(ca=str(tls_bus.certs.ca))), error_cb=on_error)
+    try:
+        with pytest.raises(PermissionRefused, match=r"user 'alpha' permission to subscribe to _inbox\."):
+            await nc.request(ECHO, b"hi", timeout=10)
+        await nc.subscribe("tradebus.evt.>")
+        await nc.flush()
+        deadline = time.monotonic() + 5
+        while not any("subscribe to tradebus.evt.>" in str(exc) for exc in reported) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert [str(exc) for exc in reported if isinstance(exc, PermissionRefused)] == [
+            "the bus refused user 'alpha' permission to subscribe to tradebus.evt.>"]
+    finally:
+        await nc.close()

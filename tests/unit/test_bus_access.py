@@ -3,13 +3,14 @@ settings that name them, and reading the server's permission violations."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
 import nats
 import pytest
 
-from tradebus.shared.busaccess import Refusals, public_url
+from tradebus.shared.busaccess import PermissionRefused, Refusals, public_url
 from tradebus.shared.bustls import TlsFiles, tls_context
 from tradebus.shared.config import ConfigError, load_config
 from tradebus.shared.service import RuntimeSettings
@@ -72,3 +73,24 @@ def test_permission_violations_are_read_from_the_server_error() -> None:
     subscribe, _ = refusals.report(nats.errors.Error('nats: permissions violation for subscription to "tradebus.>"'))
     assert (subscribe.action, subscribe.subject) == ("subscribe to", "tradebus.>")
     assert refusals.report(nats.errors.Error("nats: stale connection")) == (None, False)
+
+
+async def test_a_refusal_ends_the_operation_waiting_on_it_but_never_swallows_a_cancellation() -> None:
+    refusals = Refusals("alpha", "_INBOX.alpha")
+    violation = nats.errors.Error('nats: permissions violation for publish to "tradebus.ctl.risk"')
+
+    def waiting() -> asyncio.Task[None]:
+        return asyncio.create_task(refusals.guard(asyncio.sleep(10), publish=["tradebus.ctl.risk"], replies=False))
+
+    refused = waiting()
+    await asyncio.sleep(0)
+    assert refusals.report(violation)[1]  # claimed by the waiting operation
+    with pytest.raises(PermissionRefused, match="permission to publish to tradebus.ctl.risk"):
+        await refused
+    cancelled = waiting()
+    await asyncio.sleep(0)
+    refusals.report(violation)
+    cancelled.cancel()  # the caller's own cancellation wins
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert refusals.report(violation)[1] is False  # nobody waits any more

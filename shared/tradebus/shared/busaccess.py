@@ -74,10 +74,22 @@ def _public_server(server: str) -> str:
 
 
 class _Waiter:
+    """A task awaiting an operation that a refusal of one of `subjects` (or, with
+    `replies`, of its inboxes) ends: the refusal cancels the task and takes the
+    operation's place."""
+
     def __init__(self, subjects: Collection[str], replies: bool) -> None:
         self.subjects = {subject.lower(): subject for subject in subjects}
         self.replies = replies
-        self.refused: asyncio.Future[PermissionRefused] = asyncio.get_running_loop().create_future()
+        self.task = asyncio.current_task()
+        self.refusal: PermissionRefused | None = None
+
+    def refuse(self, refusal: PermissionRefused) -> bool:
+        if self.refusal is not None or self.task is None:
+            return False
+        self.refusal = refusal
+        self.task.cancel()
+        return True
 
 
 class Refusals:
@@ -102,25 +114,25 @@ class Refusals:
             subject = waiter.subjects.get(reported) if kind == "publish to" else None
             if subject is None and own_inbox and waiter.replies and kind != "publish to":
                 subject = reported
-            if subject is not None and not waiter.refused.done():
-                waiter.refused.set_result(PermissionRefused(self.user, _ACTIONS[kind], subject))
-                claimed = True
+            if subject is not None:
+                claimed = waiter.refuse(PermissionRefused(self.user, _ACTIONS[kind], subject)) or claimed
         return PermissionRefused(self.user, _ACTIONS[kind], reported), claimed
 
     async def guard(self, operation: Awaitable[T], *, publish: Collection[str], replies: bool) -> T:
         """Await `operation`; PermissionRefused as soon as the server refuses a publish to one
-        of `publish`, or (with `replies`) a subscription to this connection's inboxes."""
+        of `publish`, or (with `replies`) a subscription to this connection's inboxes. In the
+        caller's task (no task per request: this is every JetStream publish's path)."""
         waiter = _Waiter(publish, replies)
         self._waiters.add(waiter)
-        task = asyncio.ensure_future(operation)
         try:
-            await asyncio.wait((task, waiter.refused), return_when=asyncio.FIRST_COMPLETED)
-            if task.done():
-                return task.result()
-            raise waiter.refused.result()
+            return await operation
+        except asyncio.CancelledError:
+            # Refused, and not also cancelled by someone else: the refusal is the outcome.
+            if waiter.refusal is None or waiter.task is None or waiter.task.uncancel() > 0:
+                raise
+            raise waiter.refusal from None
         finally:
             self._waiters.discard(waiter)
-            task.cancel()
 
 
 class BusConnection(NATS):
