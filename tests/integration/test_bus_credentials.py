@@ -28,6 +28,7 @@ from tradebus.shared.natsserver import NatsServer, free_port
 from tradebus.shared.service import RuntimeSettings, Service
 
 from .helpers import running_service
+from .test_cli import whole_fleet
 from .tlscerts import TlsCertificates, generate
 
 TRADEBUS = [sys.executable, "-m", "tradebus.cli.main"]
@@ -305,3 +306,15 @@ async def test_replies_the_identity_may_not_read_and_refused_subscriptions_are_r
             "the bus refused user 'alpha' permission to subscribe to tradebus.evt.>"]
     finally:
         await nc.close()
+
+
+def test_up_runs_its_fleet_with_a_credentials_file_in_the_environment(tmp_path: Path) -> None:
+    """The services `tradebus up` starts inherit TRADEBUS_NATS_CREDENTIALS (an embedded bus
+    without authentication takes any identity): each connects as it, on its inboxes."""
+    path = write_credentials(tmp_path / "fleet.creds", "fleet", FLEET_PASSWORD)
+    with whole_fleet(tmp_path, TRADEBUS_NATS_CREDENTIALS=str(path)) as fleet:
+        result = subprocess.run([*TRADEBUS, "status"], env=fleet.env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0 and "connector.paper" in result.stdout, result.stderr
+    logs = [log.read_text() for log in (tmp_path / "data" / "logs").glob("*.log")]
+    assert len(logs) >= 5  # nats-server and the four services
+    _no_password(*logs, fleet.output.read_text())
