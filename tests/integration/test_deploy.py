@@ -90,7 +90,7 @@ CONTAINER_ENV_OUTSIDE_TRADEBUS: frozenset[str] = frozenset()
 
 def _conf_users() -> dict[str, str]:
     """user -> the environment variable holding its password, as nats-server.conf declares them."""
-    users = dict(re.findall(r"\{\s*user:\s*([\w-]+),\s*password:\s*\$(\w+)", NATS_CONF.read_text()))
+    users = dict(re.findall(r"\{\s*user:\s*\"?([\w-]+)\"?,\s*password:\s*\$(\w+)", NATS_CONF.read_text()))
     assert users, "no `{user: NAME, password: $VAR ...}` entries found in nats-server.conf"
     return users
 

@@ -44,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", help="where NATS keeps its streams and services their logs")
     up.add_argument("--emulate", action="store_true",
                     help="run each --venue against its local emulator (offline: demo credentials, simulated market)")
+    up.add_argument("--secure", action="store_true",
+                    help="a bus with accounts and one identity per service and tenant; credentials in <data dir>/secure")
+    up.add_argument("--tenants", help="with --secure: the tenants file (TOML; default: one tenant `local` "
+                                      "trading the demo account of every venue)")
+
+    nats_config = commands.add_parser("nats-config", help="write the secured NATS server configuration for a deployment")
+    nats_config.add_argument("--tenants", required=True, help="the tenants file (TOML), e.g. deploy/tenants.toml")
+    nats_config.add_argument("--venue", action="append", help="a venue the fleet runs a connector for (repeatable)")
+    nats_config.add_argument("--output", help="file to write (default: standard output)")
 
     emulate = commands.add_parser("emulate", help="serve a venue's emulator (its REST and websocket API) locally")
     emulate.add_argument("venue", help="venue to emulate (binance, ...)")
@@ -203,6 +212,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .up import up
 
         return up(args)
+    if args.command == "nats-config":
+        from .secure import nats_config
+
+        return nats_config(args)
     if args.command == "emulate":
         from .emulate import emulate
 

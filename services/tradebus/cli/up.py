@@ -27,12 +27,14 @@ from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.subjects import Family
 from tradebus.services.settings import load_settings
 from tradebus.shared.config import EXIT_CONFIG, ConfigError
+from tradebus.shared.credentials import Credentials, connect_options, load_credentials
 from tradebus.shared.natsserver import NatsServer, NatsServerError
 
 from .busguard import BusGuard
 from .datadirlock import DataDirInUse, DataDirLock
 from .emulatedfleet import EMULATED_ACCOUNT, EmulatedVenues
 from .liveness import Watch, status_table
+from .secure import SecureFleet, prepare, provision_fleet
 from .supervisor import STOP_MARGIN, Child, Notes, Supervisor, stop_all
 
 _status_decoder = decoder(Family.STATUS)
@@ -49,16 +51,22 @@ def _nats_port(args: argparse.Namespace) -> int:
 ORDER_PATH = ("risk", "oms", "audit")
 
 
-def _children(args: argparse.Namespace, log_dir: Path, nats_url: str, config_path: str | None,
-              venue_env: dict[str, dict[str, str]]) -> list[Child]:
-    """The order path (risk, order manager, audit logger) and one connector per venue."""
+def _children(venues: tuple[str, ...], log_dir: Path, nats_url: str, config_path: str | None,
+              venue_env: dict[str, dict[str, str]], secure: SecureFleet | None) -> list[Child]:
+    """The order path (risk, order manager, audit logger) and one connector per venue, each
+    with its own bus identity on a secured fleet."""
     run = [sys.executable, "-m", "tradebus.cli.main", "run"]
     config = ["--config", config_path] if config_path else []
-    services = [Child(name, [*run, name, "--nats-url", nats_url, *config], log_dir / f"{name}.log") for name in ORDER_PATH]
+
+    def identity(service: str, venue: str = "") -> dict[str, str]:
+        return {} if secure is None else {"TRADEBUS_NATS_CREDENTIALS": str(secure.service_credentials(service, venue))}
+
+    services = [Child(name, [*run, name, "--nats-url", nats_url, *config], log_dir / f"{name}.log",
+                      own_env=identity(name)) for name in ORDER_PATH]
     return services + [
         Child(f"connector.{venue}", [*run, "connector", "--venue", venue, "--nats-url", nats_url, *config],
-              log_dir / f"connector.{venue}.log", own_env=venue_env.get(venue, {}))
-        for venue in (args.venue or ["paper"])
+              log_dir / f"connector.{venue}.log", own_env={**venue_env.get(venue, {}), **identity("connector", venue)})
+        for venue in venues
     ]
 
 
@@ -81,12 +89,13 @@ class _Connection:
         """Quiet: a lost bus is reported by BusGuard's notes, not by nats-py's tracebacks."""
 
 
-async def _supervise(supervisor: Supervisor, bus: BusGuard, stop: asyncio.Event) -> None:
+async def _supervise(supervisor: Supervisor, bus: BusGuard, stop: asyncio.Event, credentials: Credentials | None) -> None:
     watch = Watch()
     connection = _Connection()
     nats_url = bus.server.url
     nc = await nats.connect(nats_url, name="tradebus-up", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                            disconnected_cb=connection.lost, reconnected_cb=connection.back, error_cb=connection.error)
+                            disconnected_cb=connection.lost, reconnected_cb=connection.back, error_cb=connection.error,
+                            **connect_options(credentials))
 
     async def on_status(msg: nats.aio.msg.Msg) -> None:
         try:
@@ -149,8 +158,15 @@ async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lo
         if refusal is not None:
             print(refusal, file=sys.stderr)
             return 2
-    server = NatsServer(store_dir=data_dir / "nats", port=_nats_port(args), log_file=log_dir / "nats-server.log",
-                        pass_fds=(lock.fd,), die_with_parent=True)
+    venues = tuple(args.venue or ["paper"])
+    port = _nats_port(args)
+    try:
+        secure = prepare(data_dir, venues, EMULATED_ACCOUNT, args.tenants, port) if args.secure else None
+    except ConfigError as exc:
+        print(f"tradebus: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    server = NatsServer(store_dir=data_dir / "nats", port=port, log_file=log_dir / "nats-server.log",
+                        config_file=secure.config_file if secure else None, pass_fds=(lock.fd,), die_with_parent=True)
     try:
         server.start()
     except NatsServerError as exc:
@@ -160,6 +176,19 @@ async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lo
     bus = BusGuard(server, lock, notes)
     bus.describe_holder()
     print(f"tradebus up: NATS at {server.url}, data in {data_dir}, service logs in {log_dir}", flush=True)
+    operator = None
+    if secure is not None:
+        operator = load_credentials(secure.operator)
+        try:
+            await provision_fleet(server.url, load_credentials(secure.provisioner), venues)
+        except Exception as exc:
+            print(f"tradebus: provisioning the secured bus failed: {exc}", file=sys.stderr)
+            server.stop()
+            return 1
+        for tenant in secure.tenants:
+            print(f"tradebus up: secured; tenant {tenant.name} ({', '.join(map(str, tenant.accounts))}) connects with "
+                  f"--credentials {secure.credentials(tenant.name)}", flush=True)
+        print(f"tradebus up: operator (halt, resume, oms rebuild): --credentials {secure.operator}", flush=True)
     # The data dir wins over TRADEBUS_DATA_DIR and the file's data_dir in every service.
     env = {**os.environ, "TRADEBUS_NATS_URL": server.url, "TRADEBUS_DATA_DIR": str(data_dir)}
     stop = asyncio.Event()
@@ -171,10 +200,10 @@ async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lo
         config_path = await fleet.start(data_dir) if fleet.emulators else args.config
         for venue, url in fleet.urls().items():
             print(f"tradebus up: {venue} emulated at {url} (account {EMULATED_ACCOUNT})", flush=True)
-        children = _children(args, log_dir, server.url, config_path, fleet.credential_env)
+        children = _children(venues, log_dir, server.url, config_path, fleet.credential_env, secure)
         supervisor = Supervisor(children, env, notes, stop_grace=stop_grace)
         supervisor.start()
-        await _supervise(supervisor, bus, stop)
+        await _supervise(supervisor, bus, stop, operator)
     finally:
         print("tradebus up: stopping", flush=True)
         # in a thread: the emulated venues served from this loop must keep answering while

@@ -89,3 +89,10 @@ def new_password() -> str:
 
     alphabet = string.ascii_letters + string.digits
     return secrets.choice(string.ascii_letters) + "".join(secrets.choice(alphabet) for _ in range(39))
+
+
+def connect_options(credentials: Credentials | None) -> dict[str, str]:
+    """nats.connect() keyword arguments for `credentials` (none for an open bus)."""
+    if credentials is None:
+        return {}
+    return {"user": credentials.user, "password": credentials.password.reveal(), "inbox_prefix": credentials.inbox_prefix}

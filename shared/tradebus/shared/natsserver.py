@@ -62,6 +62,8 @@ class NatsServer:
         config_file: str | os.PathLike[str] | None = None,
         pass_fds: tuple[int, ...] = (),
         die_with_parent: bool = False,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -70,6 +72,8 @@ class NatsServer:
         self.config_file = config_file
         self.pass_fds = pass_fds  # held open by the server for its life (a lock on its data dir)
         self.die_with_parent = die_with_parent  # SIGKILLed when this process dies (parentdeath.py)
+        self.extra_args = extra_args  # e.g. `-m PORT`, to move a configuration's monitoring port
+        self.env = env  # what `$VARIABLE`s of the configuration file read (default: this process's)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -92,12 +96,13 @@ class NatsServer:
         command = [nats_server_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         if self.config_file:
             command += ["-c", str(self.config_file)]
+        command += self.extra_args
         if self.die_with_parent:
             command = dying_with_parent(command)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                            pass_fds=self.pass_fds)
+                                            pass_fds=self.pass_fds, env=self.env)
 
     def wait_listening(self, timeout: float = 15.0) -> None:
         """Until the launched server listens; stopped and NatsServerError if it does not in time."""
