@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from nats.aio.client import Client as NATS
 
-from .credentials import Credentials
+from .credentials import Credentials, connect_options
 from .logs import redact
 
 log = logging.getLogger(__name__)
@@ -176,9 +176,7 @@ async def connect_bus(url: str, *, name: str, credentials: Credentials | None = 
             return  # the refused request raises it
         await (error_cb or _log_error)(refusal or error)
 
-    if credentials is not None:
-        options.update(user=credentials.user, password=credentials.password.reveal(),
-                       inbox_prefix=credentials.inbox_prefix)
+    options.update(connect_options(credentials))
     if tls is not None:
         options["tls"] = tls
     connecting = asyncio.ensure_future(nc.connect(servers, name=name, error_cb=on_error, **options))
