@@ -73,9 +73,9 @@ class Fleet:
 
 
 @contextlib.contextmanager
-def whole_fleet(tmp_path: Path) -> Iterator[Fleet]:
+def whole_fleet(tmp_path: Path, **env: str) -> Iterator[Fleet]:
     """`tradebus up` with the order path and the paper venue all ready; stopped cleanly after."""
-    running = Fleet(tmp_path)
+    running = Fleet(tmp_path, **env)
     try:
         running.wait_ready()
         running.wait_services(("risk", "oms", "audit", "connector.paper"))

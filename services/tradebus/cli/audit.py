@@ -22,11 +22,12 @@ from tradebus.services.audit.completeness import StreamReport, check_completenes
 from tradebus.services.audit.identity import StreamUnavailable, read_bus_stream
 from tradebus.services.audit.store import AuditStore, StoreNotFound, open_store
 from tradebus.services.settings import Settings, load_settings
+from tradebus.shared.busaccess import BusRefused, PermissionRefused
 from tradebus.shared.config import ConfigError
 from tradebus.shared.logs import redact
 from tradebus.shared.topology import AUDIT_CONSUMERS
 
-from .main import client_nats_url, connect_client
+from .main import client_bus_name, connect_client
 
 # What `show` prints of a payload, when present: enough to follow an order at a glance.
 SUMMARY_FIELDS = ("side", "order_type", "quantity", "price", "stop_price", "time_in_force", "venue_order_id",
@@ -76,19 +77,22 @@ async def _verify(store: AuditStore, args: argparse.Namespace) -> int:
         return 0 if result.ok else 1
     try:
         reports = await _completeness(store, args)
+    except (ConfigError, BusRefused, PermissionRefused) as exc:  # the identity, not the bus, is the problem
+        print(f"tradebus: cannot check completeness: {exc}", file=sys.stderr)
+        return 2
     except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
-        print(f"tradebus: cannot check completeness: the bus at {client_nats_url(args)} is unreachable ({exc!r}); "
+        print(f"tradebus: cannot check completeness: the bus at {client_bus_name(args)} is unreachable ({exc!r}); "
               "--chain-only checks the chain alone", file=sys.stderr)
         return 2
     except StreamUnavailable as exc:
-        print(f"INCOMPLETE: the bus at {client_nats_url(args)} cannot vouch for this store: {exc}")
+        print(f"INCOMPLETE: the bus at {client_bus_name(args)} cannot vouch for this store: {exc}")
         return 1
     for report in reports:
         print(_describe(report))
     if all(report.complete for report in reports):
         print(f"complete: every message of {', '.join(r.stream for r in reports)} is stored")
         return 0 if result.ok else 1
-    print(f"INCOMPLETE: the store does not hold every message of the streams on the bus at {client_nats_url(args)}")
+    print(f"INCOMPLETE: the store does not hold every message of the streams on the bus at {client_bus_name(args)}")
     return 1
 
 
@@ -100,7 +104,7 @@ async def _completeness(store: AuditStore, args: argparse.Namespace) -> list[Str
         streams = {c.stream.name: await read_bus_stream(nc, c.stream.name) for c in AUDIT_CONSUMERS}
         deadline = time.monotonic() + args.wait
         while True:
-            reports = await check_completeness(store, nc, AUDIT_CONSUMERS, streams, bus=client_nats_url(args))
+            reports = await check_completeness(store, nc, AUDIT_CONSUMERS, streams, bus=client_bus_name(args))
             settled = all(r.complete for r in reports) or any(r.problem or r.lost for r in reports)
             if settled or time.monotonic() >= deadline:
                 return reports

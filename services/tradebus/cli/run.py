@@ -47,8 +47,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.nats_url:  # the flag beats TRADEBUS_NATS_URL and the file
-        settings = msgspec.structs.replace(settings, nats_url=args.nats_url)
+    # a flag beats its environment variable (TRADEBUS_NATS_URL, ...) and the file
+    flags = {"nats_url": args.nats_url, "nats_credentials": args.credentials, "nats_tls_ca": args.tls_ca,
+             "nats_tls_cert": args.tls_cert, "nats_tls_key": args.tls_key}
+    settings = msgspec.structs.replace(settings, **{name: value for name, value in flags.items() if value})
     setup_logging(args.service if args.service != "connector" else f"connector.{args.venue}",
                   level=settings.log_level, json=settings.log_json)
     try:

@@ -16,8 +16,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tradebus.shared.busaccess import connect_bus
 from tradebus.shared.config import ConfigError
-from tradebus.shared.credentials import Credentials, connect_options, load_credentials, new_password, write_credentials
+from tradebus.shared.credentials import Credentials, load_credentials, new_password, write_credentials
 from tradebus.shared.natsconf import FleetSecurity, Listen, password_from_environment, render
 from tradebus.shared.natsgrants import OPERATOR_USER, PROVISION_USER, connector_user
 from tradebus.shared.tenants import Tenant, VenueAccount, load_tenants, tenants_toml
@@ -115,11 +116,10 @@ def nats_config(args: argparse.Namespace) -> int:
 async def provision_fleet(url: str, provisioner: Credentials, venues: tuple[str, ...]) -> None:
     """Streams, buckets and durables, created or updated as the one identity allowed to (the
     services may not); raises when the server refused any of them."""
-    import nats
 
     from tradebus.shared.topology import Outcome, StreamSettings, provision
 
-    nc = await nats.connect(url, name="tradebus-provision", connect_timeout=5, **connect_options(provisioner))
+    nc = await connect_bus(url, name="tradebus-provision", credentials=provisioner, connect_timeout=5)
     try:
         done = await provision(nc.jetstream(), StreamSettings(), list(venues))
     finally:

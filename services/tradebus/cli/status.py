@@ -21,6 +21,7 @@ from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder, reply_decoder
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.subjects import Family
+from tradebus.shared.busaccess import PermissionRefused
 from tradebus.shared.topology import last_heartbeats
 
 from .liveness import DOWN, Watch, service_key, status_table
@@ -72,6 +73,9 @@ async def _last_heartbeats(nc: nats.NATS) -> list[bytes]:
     try:
         return [message.data for message in await last_heartbeats(nc, subjects.ALL_STATUS, timeout=HISTORY_TIMEOUT)]
     except NotFoundError:  # StreamMissing too
+        return []
+    except PermissionRefused as exc:
+        print(f"tradebus: no heartbeat history ({exc}): services that stopped are not listed", file=sys.stderr)
         return []
     except (nats.errors.Error, TimeoutError) as exc:
         print(f"tradebus: no heartbeat history ({type(exc).__name__}): services that stopped are not listed",

@@ -26,8 +26,9 @@ from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.subjects import Family
 from tradebus.services.settings import load_settings
+from tradebus.shared.busaccess import connect_bus
 from tradebus.shared.config import EXIT_CONFIG, ConfigError
-from tradebus.shared.credentials import Credentials, connect_options, load_credentials
+from tradebus.shared.credentials import Credentials, load_credentials
 from tradebus.shared.natsserver import NatsServer, NatsServerError
 
 from .busguard import BusGuard
@@ -98,9 +99,9 @@ async def _supervise(supervisor: Supervisor, bus: BusGuard, stop: asyncio.Event,
     watch = Watch()
     connection = _Connection()
     nats_url = bus.server.url
-    nc = await nats.connect(nats_url, name="tradebus-up", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                            disconnected_cb=connection.lost, reconnected_cb=connection.back, error_cb=connection.error,
-                            **connect_options(credentials))
+    nc = await connect_bus(nats_url, name="tradebus-up", credentials=credentials, max_reconnect_attempts=-1,
+                           reconnect_time_wait=0.5, disconnected_cb=connection.lost, reconnected_cb=connection.back,
+                           error_cb=connection.error)
 
     async def on_status(msg: nats.aio.msg.Msg) -> None:
         try:

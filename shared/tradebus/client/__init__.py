@@ -6,9 +6,14 @@ orders, positions and instrument definitions.
         ticket = await client.place(PlaceOrder(...))
         async for event in ticket.events():
             print(event)
+
+On a secured bus: `Client.connect(url, credentials="client.creds", tls=TlsFiles(ca="ca.pem"))`.
 """
+
+from tradebus.shared.busaccess import BusRefused, PermissionRefused
+from tradebus.shared.bustls import TlsFiles
 
 from .client import Client, OrderTicket, QueryError
 from .leases import StreamLease
 
-__all__ = ["Client", "OrderTicket", "QueryError", "StreamLease"]
+__all__ = ["BusRefused", "Client", "OrderTicket", "PermissionRefused", "QueryError", "StreamLease", "TlsFiles"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -38,6 +40,9 @@ from tradebus.schemas.market import Instrument, MarketData
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TICK_KINDS, MarketDataKind
 from tradebus.shared.bus import MSG_ID
+from tradebus.shared.busaccess import connect_bus
+from tradebus.shared.bustls import TlsFiles, tls_context
+from tradebus.shared.credentials import Credentials, load_credentials
 from tradebus.shared.sequence import SequenceTracker
 
 from .leases import StreamLease
@@ -136,11 +141,19 @@ class Client:
         self._leases: set[StreamLease] = set()
 
     @classmethod
-    async def connect(cls, url: str = "nats://127.0.0.1:4222", *, name: str = "tradebus-client", **options: Any) -> Client:
-        """Connect and keep reconnecting after a loss (nats-py re-subscribes by itself;
-        commands published while disconnected wait in its buffer)."""
+    async def connect(cls, url: str = "nats://127.0.0.1:4222", *, name: str = "tradebus-client",
+                      credentials: str | os.PathLike[str] | Credentials | None = None,
+                      tls: TlsFiles | ssl.SSLContext | None = None, **options: Any) -> Client:
+        """Connect as `credentials` (a credentials file, or Credentials) over TLS (`tls`: the
+        CA, client certificate and key files, or an SSL context) and keep reconnecting after
+        a loss (nats-py re-subscribes by itself; commands published while disconnected wait
+        in its buffer). ConfigError for an unusable file, BusRefused if the bus turns the
+        identity down; a request or command the bus refuses raises PermissionRefused."""
+        if credentials is not None and not isinstance(credentials, Credentials):
+            credentials = load_credentials(credentials)
+        context = tls_context(tls) if isinstance(tls, TlsFiles) else tls
         options = {"connect_timeout": 5, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5, **options}
-        return cls(await nats.connect(url, name=name, **options))
+        return cls(await connect_bus(url, name=name, credentials=credentials, tls=context, **options))
 
     async def close(self) -> None:
         for lease in list(self._leases):  # released now rather than left to expire

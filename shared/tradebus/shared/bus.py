@@ -20,13 +20,15 @@ from typing import Any, NamedTuple
 
 import msgspec
 import nats
-from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.api import PubAck
 from nats.js.client import JetStreamContext
 
 from tradebus.schemas.codecs import encode
+from tradebus.shared.busaccess import BusConnection, connect_bus
+from tradebus.shared.bustls import TlsFiles, tls_context
+from tradebus.shared.credentials import Credentials
 from tradebus.shared.pipeline import BUS_OUTAGE_GRACE, MSG_ID, Outages, Publication, publish_pipelined
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ REQUEST_GRACE = 2.0  # seconds past its expiry before a pull request with no ans
 class Bus:
     """A connected NATS client plus its JetStream context."""
 
-    def __init__(self, nc: NATS, *, outage_grace: float = BUS_OUTAGE_GRACE) -> None:
+    def __init__(self, nc: BusConnection, *, outage_grace: float = BUS_OUTAGE_GRACE) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.outages = Outages(nc, self.js, grace=outage_grace)
@@ -48,14 +50,15 @@ class Bus:
         self.connection_listeners: list[Callable[[bool], None]] = []
 
     @classmethod
-    async def connect(cls, url: str, *, name: str, connect_timeout: float = 5.0,
+    async def connect(cls, url: str, *, name: str, credentials: Credentials | None = None,
+                      tls: TlsFiles | None = None, connect_timeout: float = 5.0,
                       outage_grace: float = BUS_OUTAGE_GRACE) -> Bus:
-        """Connect and keep reconnecting forever: a service outlives bus restarts, nats-py
-        buffers publishes while it reconnects, and JetStream publishes whose acks a break
-        cut off are published again (pipeline.py), if the bus is back within `outage_grace`."""
-
-        async def on_error(exc: Exception) -> None:
-            log.warning("bus error", extra={"error": repr(exc)})
+        """Connect as `credentials`' user (over TLS made of `tls`) and keep reconnecting
+        forever: a service outlives bus restarts, nats-py buffers publishes while it
+        reconnects, and JetStream publishes whose acks a break cut off are published again
+        (pipeline.py), if the bus is back within `outage_grace`. ConfigError for TLS files
+        that cannot be used, BusRefused if the bus turns the identity down. Errors are logged
+        (busaccess.py), refusals nobody waits for as "bus permission refused"."""
 
         async def on_disconnected() -> None:
             log.warning("bus disconnected")
@@ -73,14 +76,15 @@ class Bus:
         async def on_closed() -> None:
             bus.outages.closed()
 
-        nc = await nats.connect(
-            servers=[part.strip() for part in url.split(",")],
+        nc = await connect_bus(
+            url,
             name=name,
+            credentials=credentials,
+            tls=tls_context(tls) if tls is not None else None,
             connect_timeout=connect_timeout,
             allow_reconnect=True,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
-            error_cb=on_error,
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
             closed_cb=on_closed,
@@ -110,8 +114,11 @@ class Bus:
         )
 
     async def publish_pipelined(self, items: Iterable[Publication]) -> list[PubAck]:
-        """`publish_pipelined` (pipeline.py) on this bus, through bus breaks."""
-        return await publish_pipelined(self.js, items, outages=self.outages)
+        """`publish_pipelined` (pipeline.py) on this bus, through bus breaks; PermissionRefused
+        at once if the bus refuses one of the subjects."""
+        publications = list(items)
+        return await self.nc.refusals.guard(publish_pipelined(self.js, publications, outages=self.outages),
+                                            publish={subject for subject, _, _ in publications}, replies=True)
 
     async def request(self, subject: str, payload: bytes, *, timeout: float = 2.0) -> Msg:
         return await self.nc.request(subject, payload, timeout=timeout)

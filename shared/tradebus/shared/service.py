@@ -37,7 +37,10 @@ from tradebus.schemas.codecs import encode
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.values import ServiceState
 from tradebus.shared.bus import Bus
-from tradebus.shared.config import EXIT_CONFIG, StartRefused
+from tradebus.shared.busaccess import BusRefused
+from tradebus.shared.bustls import TlsFiles
+from tradebus.shared.config import EXIT_CONFIG, ConfigError, StartRefused
+from tradebus.shared.credentials import Credentials, load_credentials
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.logs import LogLevel
 from tradebus.shared.loopwatch import LoopWatch
@@ -59,6 +62,13 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Settings every service has. Environment: TRADEBUS_NATS_URL, TRADEBUS_HTTP_PORT, ..."""
 
     nats_url: str = "nats://127.0.0.1:4222"
+    # the bus identity: a credentials file (see credentials.py); "" = connect without one
+    nats_credentials: str = ""
+    # TLS to the bus (PEM files): the CA its certificate is checked against (default: the
+    # system's), and a client certificate and key for a bus that asks for one (mutual TLS)
+    nats_tls_ca: str = ""
+    nats_tls_cert: str = ""
+    nats_tls_key: str = ""
     log_level: LogLevel = LogLevel.INFO
     log_json: bool = True
     http_host: str = "127.0.0.1"  # containers set 0.0.0.0
@@ -72,6 +82,12 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # below the streams' duplicate window, which makes publishing again after a break safe
     bus_outage_grace: Annotated[float, msgspec.Meta(gt=0)] = BUS_OUTAGE_GRACE
     streams: StreamSettings = msgspec.field(default_factory=StreamSettings)
+
+    def bus_identity(self) -> tuple[Credentials | None, TlsFiles]:
+        """The credentials and TLS files to connect with; ConfigError for a credentials file
+        that is unreadable, readable by others or incomplete."""
+        credentials = load_credentials(self.nats_credentials) if self.nats_credentials else None
+        return credentials, TlsFiles(ca=self.nats_tls_ca, cert=self.nats_tls_cert, key=self.nats_tls_key)
 
     def republish_risk(self) -> str:
         """Why publishing again after a bus break may store a message twice here ('' if it
@@ -225,8 +241,12 @@ class Service:
         return EXIT_REFUSED if isinstance(self._failure, StartRefused) else 1
 
     async def _start_up(self) -> None:
-        self.bus = await Bus.connect(self.settings.nats_url, name=f"{self.name}.{self.instance}",
-                                     outage_grace=self.settings.bus_outage_grace)
+        try:
+            credentials, tls = self.settings.bus_identity()
+            self.bus = await Bus.connect(self.settings.nats_url, name=f"{self.name}.{self.instance}",
+                                         credentials=credentials, tls=tls, outage_grace=self.settings.bus_outage_grace)
+        except (ConfigError, BusRefused) as exc:  # a wrong file or identity: restarting cannot help
+            raise StartRefused(str(exc)) from None
         self.bus.connection_listeners.append(self._on_connection)
         if risk := self.settings.republish_risk():
             log.warning(risk)

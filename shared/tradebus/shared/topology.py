@@ -43,6 +43,7 @@ from nats.js.kv import KeyValue
 from tradebus.schemas.subjects import PREFIX
 
 from .bus import StoredMessage
+from .busaccess import PermissionRefused
 from .config import StartRefused
 from .direct import last_per_subject
 
@@ -263,11 +264,11 @@ def _missing(what: str) -> StartRefused:
 
 async def _create(what: str, creating: Any) -> Any:
     """Create what a service found missing. A bus that refuses (a permission violation,
-    which nats-py reports to the error callback and as a timeout; or a JetStream API error)
-    makes the service refuse to start: only provisioning may create it."""
+    reported as PermissionRefused, or as a timeout by a plain nats-py connection; or a
+    JetStream API error) makes the service refuse to start: only provisioning may create it."""
     try:
         created = await creating
-    except (nats.errors.TimeoutError, TimeoutError, APIError) as exc:
+    except (PermissionRefused, nats.errors.TimeoutError, TimeoutError, APIError) as exc:
         raise _missing(what) from exc
     log.info("created what was missing", extra={"what": what})
     return created

@@ -27,6 +27,7 @@ from prometheus_client import Counter
 from tradebus.schemas import provenance, subjects
 from tradebus.schemas.codecs import DecodeError
 from tradebus.shared.bus import MSG_ID, consume_batches, header, stored_position
+from tradebus.shared.busaccess import public_url
 from tradebus.shared.logs import redact
 from tradebus.shared.service import Service, default_instance
 from tradebus.shared.topology import AUDIT_CONSUMERS, Consumer, ensure_consumer, ensure_streams
@@ -129,7 +130,7 @@ class AuditService(Service):
         self.store = await open_store(self.config, self.data_dir)
         await ensure_streams(self.bus.js, self.settings.streams)
         # Before any consumer exists: a store that is not this bus's acknowledges nothing.
-        await bind_store(self.store, self.bus.nc, AUDIT_CONSUMERS, bus=self.settings.nats_url)
+        await bind_store(self.store, self.bus.nc, AUDIT_CONSUMERS, bus=public_url(self.settings.nats_url))
         for consumer in AUDIT_CONSUMERS:
             await ensure_consumer(self.bus.js, consumer)
             self._consumers.append(self.spawn(self._consume(consumer), name=f"consume-{consumer.durable}"))
