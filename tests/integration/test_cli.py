@@ -56,11 +56,11 @@ class Fleet:
             time.sleep(0.2)
         raise AssertionError(f"fleet not ready:\n{self.output.read_text()}")
 
-    def wait_services(self, names: tuple[str, ...], timeout: float = 60) -> None:
-        """Wait until `tradebus status` shows every one of `names` ready."""
+    def wait_services(self, names: tuple[str, ...], timeout: float = 60, env: dict[str, str] | None = None) -> None:
+        """Wait until `tradebus status` (as the identity of `env`) shows every one of `names` ready."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            rows = tradebus("status", env=self.env).stdout.splitlines()
+            rows = tradebus("status", env=env or self.env).stdout.splitlines()
             ready = {row.split()[0] for row in rows[1:] if " ready " in row}
             if all(any(key.startswith(name) for key in ready) for name in names):
                 return

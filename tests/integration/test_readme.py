@@ -55,6 +55,25 @@ def test_the_quick_start_works_as_written(tmp_path: Path) -> None:
         assert fleet.stop() == 0
 
 
+def test_the_secured_fleet_works_as_written(tmp_path: Path) -> None:
+    """`tradebus up --secure`, then every command of the section with the tenant's credentials."""
+    commands = _commands(_section("A secured fleet"))
+    assert commands[0] == ["tradebus", "up", "--secure"]
+    data = tmp_path / "data"
+    fleet = Fleet(tmp_path, "--secure", "--data-dir", str(data))
+    try:
+        fleet.wait_ready(60)
+        tenant = {**fleet.env, "TRADEBUS_NATS_CREDENTIALS": str(data / "secure" / "credentials" / "local.creds")}
+        fleet.wait_services(("risk", "oms", "audit", "connector.paper"), env=tenant)
+        for command in commands[1:]:
+            result = subprocess.run([*TRADEBUS, *command[1:]], env=tenant, capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0 and result.stdout.strip(), f"{shlex.join(command)}: {result.stderr}"
+        without = subprocess.run([*TRADEBUS, "orders"], env=fleet.env, capture_output=True, text=True, timeout=60)
+        assert without.returncode != 0 and "refused" in without.stderr, without.stderr
+    finally:
+        assert fleet.stop() == 0
+
+
 def test_the_python_snippet_runs_as_a_script(tmp_path: Path) -> None:
     snippets = re.findall(r"```python\n(.*?)```", _section("From your own code"), flags=re.S)
     assert len(snippets) == 1
