@@ -26,10 +26,23 @@ ORDER_PATH = ("risk", "oms", "audit", "connector.paper")
 ORDER = ("order", "place", "--venue", "paper", "--symbol", "BTC/USDT", "--side", "buy", "--qty", "0.01")
 
 
+PAPER_ACCOUNTS = """\
+[paper.accounts.demo]
+USDT = 1000000
+[paper.accounts.beta]
+USDT = 1000000
+"""
+
+
 class SecuredFleet(Fleet):
+    """`tradebus up --secure` with two tenants (securebus.TENANTS_TOML) on two paper accounts."""
+
     def __init__(self, tmp_path: Path) -> None:
         self.data = tmp_path / "data"
-        super().__init__(tmp_path, "--secure", "--tenants", str(write_tenants(tmp_path)), "--data-dir", str(self.data))
+        config = tmp_path / "fleet.toml"
+        config.write_text(PAPER_ACCOUNTS)
+        super().__init__(tmp_path, "--secure", "--tenants", str(write_tenants(tmp_path)), "--data-dir", str(self.data),
+                         "--config", str(config))
         self.env["TRADEBUS_NATS_CREDENTIALS"] = str(self.creds("operator"))
 
     def creds(self, user: str) -> Path:
@@ -217,10 +230,12 @@ async def test_a_tenant_cannot_reach_another_tenants_accounts(fleet: SecuredFlee
         await alpha.close()
     placed = tradebus(*ORDER, "--account", "beta", env=fleet.as_user("beta"))
     assert placed.returncode == 0, placed.stdout + placed.stderr
+    seen_by_beta = tradebus("orders", "--json", env=fleet.as_user("beta"))
+    assert '"account":"beta"' in seen_by_beta.stdout.replace(" ", ""), seen_by_beta.stdout + seen_by_beta.stderr
     listing = tradebus("orders", "--json", env=fleet.as_user("alpha"))
-    assert listing.returncode == 0 and '"beta"' not in listing.stdout
+    assert listing.returncode == 0 and '"account":"beta"' not in listing.stdout.replace(" ", "")
     asked = tradebus("orders", "--account", "beta", env=fleet.as_user("alpha"))
-    assert '"beta"' not in asked.stdout and "beta" not in asked.stdout.replace("--account beta", "")
+    assert asked.returncode != 0 and "may read only its accounts" in asked.stderr and not asked.stdout.strip(), asked.stderr
 
 
 def test_after_every_attack_the_fleet_is_ready_and_trades(fleet: SecuredFleet) -> None:
