@@ -53,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     nats_config.add_argument("--tenants", required=True, help="the tenants file (TOML), e.g. deploy/tenants.toml")
     nats_config.add_argument("--venue", action="append", help="a venue the fleet runs a connector for (repeatable)")
     nats_config.add_argument("--output", help="file to write (default: standard output)")
+    nats_config.add_argument("--tls-cert", help="the server's certificate (PEM): clients must then connect with TLS")
+    nats_config.add_argument("--tls-key", help="the server certificate's private key (PEM)")
+    nats_config.add_argument("--tls-ca", help="CA that signs client certificates (with --tls-verify-clients)")
+    nats_config.add_argument("--tls-verify-clients", action="store_true",
+                             help="mutual TLS: every client presents a certificate signed by --tls-ca")
+    nats_config.add_argument("--check-environment", action="store_true",
+                             help="write nothing; check that every password variable the profile reads is set "
+                                  "to a strong plain word (exit 78 if not). nats-server would open a user whose "
+                                  "variable is empty")
 
     emulate = commands.add_parser("emulate", help="serve a venue's emulator (its REST and websocket API) locally")
     emulate.add_argument("venue", help="venue to emulate (binance, ...)")
