@@ -113,3 +113,22 @@ def test_restored_from_the_journal_publishes_only_what_is_new() -> None:
     (filled,) = restored.update(snapshot(status=OrderStatus.FILLED, filled=D("2"), average_price=D("100")), NOW)
     assert filled.event_id == "binance.main.c1.fill.2" and filled.cum_quantity == D("2")
     assert filled.avg_price == D("100")
+
+
+def test_a_fill_without_its_trade_takes_the_change_of_the_venues_cumulative_fee() -> None:
+    """Bybit's order stream reports the order's fees so far, never one trade's: each derived
+    fill's fee is what the cumulative fee grew by, also after a restart from the journal."""
+    orders = tracker()
+    first = orders.update(snapshot(status=OrderStatus.PARTIALLY_FILLED, filled=D("0.5"), average_price=D("100"),
+                                   cum_fee=D("0.05"), fee_currency="USDT"), NOW)
+    assert (first[-1].fill.fee, first[-1].fill.fee_currency) == (D("0.05"), "USDT")
+    restarted = tracker()
+    restarted.restore(first)
+    second = restarted.update(snapshot(status=OrderStatus.FILLED, filled=D("2"), average_price=D("100"),
+                                       cum_fee=D("0.2"), fee_currency="USDT"), NOW)
+    assert (second[-1].fill.fee, second[-1].fill.fee_currency) == (D("0.15"), "USDT")
+
+
+def test_a_fill_whose_fee_the_venue_does_not_state_has_no_fee_currency() -> None:
+    events = tracker().update(snapshot(status=OrderStatus.FILLED, filled=D("2"), average_price=D("100")), NOW)
+    assert (events[-1].fill.fee, events[-1].fill.fee_currency) == (D(0), "")

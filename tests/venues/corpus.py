@@ -49,3 +49,26 @@ def same_body(answer: dict[str, Any], recorded: dict[str, Any]) -> bool:
     if answer.keys() != recorded.keys():
         return False
     return all(key in VOLATILE or answer[key] == recorded[key] for key in answer)
+
+
+@dataclass(frozen=True)
+class RecordedFrames:
+    """Order payloads (`operation`: "order_stream" frames or "order_snapshot" REST orders) and
+    the order events the connector must publish from them, in order (`expect`: each event's
+    tag and, for a fill, its trade id, quantity, price, fee and fee currency)."""
+
+    name: str
+    venue: str
+    source: list[str]
+    operation: str
+    frames: list[dict[str, Any]]
+    expect: list[dict[str, Any]]
+
+
+def fills(venue: str) -> list[RecordedFrames]:
+    recorded = []
+    for path in sorted((HERE / venue / "corpus" / "fills").glob("*.json")):
+        data = json.loads(path.read_text())
+        recorded.append(RecordedFrames(name=f"{venue}/{path.stem}", venue=data["venue"], source=data["source"],
+                                       operation=data["operation"], frames=data["frames"], expect=data["expect"]))
+    return recorded

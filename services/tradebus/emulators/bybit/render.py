@@ -120,7 +120,8 @@ def order(o: EmulatedOrder) -> dict[str, Any]:
         "cancelType": "UNKNOWN", "rejectReason": "EC_NoError", "avgPrice": number(o.average_price) if o.filled else "",
         "leavesQty": number(leaves), "leavesValue": number(leaves * o.price if o.price is not None else Decimal(0)),
         "cumExecQty": number(o.filled), "cumExecValue": number(o.cost),
-        "cumExecFee": number(sum((f.fee for f in o.fills), Decimal(0))), "timeInForce": time_in_force(o),
+        "cumExecFee": number(cumulative_fee(o)), "feeCurrency": "", "cumFeeDetail": fee_detail(o),
+        "timeInForce": time_in_force(o),
         "orderType": order_type(o), "stopOrderType": "Stop" if o.stop_price is not None else "",
         "orderIv": "",
         "triggerPrice": number(o.stop_price), "takeProfit": "", "stopLoss": "", "tpTriggerBy": "", "slTriggerBy": "",
@@ -129,6 +130,20 @@ def order(o: EmulatedOrder) -> dict[str, Any]:
         "tpslMode": "", "tpLimitPrice": "", "slLimitPrice": "", "placeType": "",
         "createdTime": str(o.created_ns // 1_000_000), "updatedTime": str(o.updated_ns // 1_000_000),
     }
+
+
+def cumulative_fee(o: EmulatedOrder) -> Decimal:
+    return sum((f.fee for f in o.fills), Decimal(0))
+
+
+def fee_detail(o: EmulatedOrder) -> dict[str, str]:
+    """`cumFeeDetail`: the fees so far per coin ({} before the first fill), which Bybit gives
+    for spot and linear orders in place of the deprecated `cumExecFee` / `feeCurrency`
+    (websocket "Order" documentation, whose example also shows `"feeCurrency": ""`)."""
+    detail: dict[str, Decimal] = {}
+    for fill in o.fills:
+        detail[fill.fee_currency] = detail.get(fill.fee_currency, Decimal(0)) + fill.fee
+    return {coin: number(amount) for coin, amount in detail.items()}
 
 
 def order_ids(o: EmulatedOrder) -> dict[str, str]:

@@ -14,8 +14,10 @@ facts older than the de-duplication window are not re-published either.
 
 Fills are counted by cumulative quantity, which every venue reports with each order update.
 When the update carries the trade itself (id, price, fee) the fill event uses it; when it
-does not (a REST snapshot), the fill is derived from the change of cumulative quantity and
-average price, with an id built from the venue order id and the fee left at zero.
+does not (a REST snapshot, Bybit's order stream), the fill is derived from the change of
+cumulative quantity and average price, with an id built from the venue order id; its fee is
+the change of the order's cumulative fee where the venue reports one (`cum_fee`), else zero
+with no currency: a fee the venue did not state is never made up.
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ class OrderSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     filled: Decimal = ZERO
     average_price: Decimal | None = None
     last_trade: TradeReport | None = None  # the fill this update reports, if it reports one
+    # The order's fees so far as the venue reports them (None: it does not), in `fee_currency`.
+    cum_fee: Decimal | None = None
+    fee_currency: str = ""
     ts: int = 0  # the venue's time of this state, ns
     message: str = ""  # the venue's text for a rejection
 
@@ -99,6 +104,7 @@ class _Tracked(msgspec.Struct, kw_only=True):
     status: OrderStatus | None = None  # None: submitted, nothing heard yet
     cum: Decimal = ZERO
     notional: Decimal = ZERO  # sum of price x quantity of the published fills
+    fees: Decimal = ZERO  # sum of the published fills' fees
     triggered: bool = False
     cancel_requested: bool = False
     modify_ids: set[str] = msgspec.field(default_factory=set)
@@ -270,6 +276,7 @@ class OrderTracker:
         elif isinstance(event, (OrderPartiallyFilled, OrderFilled)):
             tracked.cum = event.cum_quantity
             tracked.notional += event.fill.price * event.fill.quantity
+            tracked.fees += event.fill.fee
             tracked.status = OrderStatus.FILLED if isinstance(event, OrderFilled) else OrderStatus.PARTIALLY_FILLED
         elif isinstance(event, OrderModified):
             tracked.modify_ids.add(event.modify_id)
@@ -294,11 +301,14 @@ class OrderTracker:
             fill = Fill(trade_id=trade.trade_id, side=tracked.side, price=trade.price, quantity=quantity,
                         fee=trade.fee, fee_currency=trade.fee_currency, liquidity=trade.liquidity)
         else:
+            fee = max(ZERO, snapshot.cum_fee - tracked.fees) if snapshot.cum_fee is not None else ZERO
             fill = Fill(trade_id=f"{snapshot.venue_order_id}:{_text(snapshot.filled)}", side=tracked.side,
-                        price=self._derived_price(tracked, snapshot, quantity), quantity=quantity, fee=ZERO,
-                        fee_currency="", liquidity=LiquiditySide.TAKER)
+                        price=self._derived_price(tracked, snapshot, quantity), quantity=quantity, fee=fee,
+                        fee_currency=snapshot.fee_currency if snapshot.cum_fee is not None else "",
+                        liquidity=LiquiditySide.TAKER)
         tracked.cum = snapshot.filled
         tracked.notional += fill.price * fill.quantity
+        tracked.fees += fill.fee
         done = snapshot.status is OrderStatus.FILLED or tracked.cum >= tracked.quantity
         tracked.status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
         kind = OrderFilled if done else OrderPartiallyFilled

@@ -54,6 +54,9 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
     price = decimal(order.get("price"))
     order_type = _order_type(order.get("type"), trigger, price)
     trades = order.get("trades") or []
+    info = order.get("info") or {}
+    last_trade = trade_report(trades[-1]) if trades else _binance_stream_trade(info)
+    cum_fee, fee_currency = _bybit_cumulative_fee(info)
     return OrderSnapshot(
         client_order_id=order.get("clientOrderId") or "",
         venue_order_id=str(order["id"]),
@@ -70,7 +73,9 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
         reduce_only=bool(order.get("reduceOnly")),
         filled=filled,
         average_price=decimal(order.get("average")),
-        last_trade=trade_report(trades[-1]) if trades else None,
+        last_trade=last_trade,
+        cum_fee=cum_fee,
+        fee_currency=fee_currency,
         ts=nanos(order.get("lastUpdateTimestamp") or order.get("lastTradeTimestamp") or order.get("timestamp")),
     )
 
@@ -93,6 +98,34 @@ def _status(status: str | None, filled: Decimal, quantity: Decimal) -> OrderStat
     if status == "rejected":
         return OrderStatus.REJECTED
     return OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
+
+
+def _binance_stream_trade(info: dict[str, Any]) -> TradeReport | None:
+    """The trade a Binance executionReport of execution type TRADE carries in its own fields
+    (`t` trade id, `l`/`L` last quantity and price, `n`/`N` commission and its asset, `m`
+    maker). ccxt attaches the trade to the order only when it saw the order before (its
+    cache); after a restart the order arrives without `trades`, and this is the fill."""
+    if info.get("e") != "executionReport" or info.get("x") != "TRADE":
+        return None
+    return TradeReport(
+        trade_id=str(info["t"]), price=decimal(info["L"]) or ZERO, quantity=decimal(info["l"]) or ZERO,
+        fee=decimal(info.get("n")) or ZERO, fee_currency=info.get("N") or "",
+        liquidity=LiquiditySide.MAKER if info.get("m") else LiquiditySide.TAKER,
+    )
+
+
+def _bybit_cumulative_fee(info: dict[str, Any]) -> tuple[Decimal | None, str]:
+    """A Bybit v5 order's fees so far: `cumFeeDetail` ({coin: amount}; spot and linear,
+    where `cumExecFee` and `feeCurrency` are deprecated), else `cumExecFee` with `feeCurrency`
+    when Bybit names the currency. (None, "") when the order reports neither: an order of
+    another exchange, or a fee in a currency Bybit does not name."""
+    detail = info.get("cumFeeDetail")
+    if isinstance(detail, dict) and len(detail) == 1:
+        ((currency, amount),) = detail.items()
+        return decimal(amount), str(currency)
+    if "cumExecFee" in info and info.get("feeCurrency"):
+        return decimal(info["cumExecFee"]) or ZERO, str(info["feeCurrency"])
+    return None, ""
 
 
 def trade_report(trade: dict[str, Any]) -> TradeReport:
