@@ -25,6 +25,9 @@ order path relies on:
   answers commands with AUTH_FAILED until the credentials work again.
 - Every request goes through one rate limiter: the venue's documented rate proactively,
   and a shared penalty box when the venue says "too many requests".
+- Account state (accounts.py): each fill is followed by the position it changes; the
+  venue's balances (and positions, where it keeps them) are read at start, after every
+  reconnect and shortly after fills, and what changed is published as account events.
 """
 
 from __future__ import annotations
@@ -49,9 +52,10 @@ from tradebus.schemas.commands import (
     command_dedupe_id,
     terms_differences,
 )
-from tradebus.schemas.events import CommandAction, CommandRejected, cancel_all_done
+from tradebus.schemas.events import Balance, CommandAction, CommandRejected, FillEventBase, cancel_all_done
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderStatus, RejectReason, ServiceState
 
+from .accounts import AccountBook, ReportedPosition
 from .base import VenueConnector, VenueEvent
 from .errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
 from .marketdata import MarketStream
@@ -77,6 +81,7 @@ class RemoteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     reconnect_delay: float = 0.5  # first back-off after a stream drop (doubling, capped at 30 s)
     poll_interval: float = 5.0  # seconds between reconciliations of working orders (safety net)
     reconcile_lookback: float = 86_400.0  # seconds of venue order history read at start and after reconnects
+    account_refresh_delay: float = 0.2  # seconds after a fill before the venue's balances are read (fills coalesce)
 
 
 class RemoteVenueConnector(VenueConnector):
@@ -90,6 +95,10 @@ class RemoteVenueConnector(VenueConnector):
         self.account: str = self.config.account
         self.settings: RemoteSettings = self.config.resilience
         self.tracker = OrderTracker(venue=self.venue, account=self.account)
+        self.book = AccountBook(venue=self.venue, account=self.account, started_ns=time.time_ns())
+        self._account_due = asyncio.Event()  # fills happened: read the venue's balances
+        publish = self.emit
+        self.emit = lambda events: publish(self._with_account_events(events))  # type: ignore[method-assign]
         # 10% under the documented rate: our clock and the venue's windows never line up exactly
         self.limiter = RateLimiter(self.settings.requests_per_second or 0.9 * self.default_requests_per_second)
         self._ready = asyncio.Event()  # connected and reconciled: commands may run
@@ -136,6 +145,15 @@ class RemoteVenueConnector(VenueConnector):
         """The private order stream: yields each order update; raises VenueBusy (or
         AuthFailed) when the stream is lost. Reconnects when iterated again."""
 
+    async def balances(self) -> list[Balance]:
+        """The account's balances at the venue, every currency it reports."""
+        return []
+
+    async def positions(self) -> list[ReportedPosition] | None:
+        """The account's positions as the venue keeps them; None for a venue that keeps none
+        (spot exchanges): positions then come from the fills alone."""
+        return None
+
     @abstractmethod
     def watch_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
         """One market-data stream: yields normalized messages (seq 0) as they arrive;
@@ -148,9 +166,12 @@ class RemoteVenueConnector(VenueConnector):
         return frozenset({self.account})
 
     async def start(self) -> None:
-        self.tracker.restore(await self.read_journal())
+        journal = await self.read_journal()
+        self.tracker.restore(journal)
+        self.book.restore(journal)
         await self._connect_and_reconcile()
         self._spawn(self._follow_orders(), "private-stream")
+        self._spawn(self._follow_account(), "account")
         self._spawn(self._poll_working_orders(), "reconcile-poll")
         kinds = [kind for kind in MarketDataKind if kind is not MarketDataKind.INSTRUMENT]
         listed = {instrument.symbol for instrument in self.instruments()}
@@ -189,6 +210,9 @@ class RemoteVenueConnector(VenueConnector):
         return False
 
     async def execute(self, command: OrderCommand) -> list[VenueEvent]:
+        return self._with_account_events(await self._execute(command))
+
+    async def _execute(self, command: OrderCommand) -> list[VenueEvent]:
         refusal = await self._trading_refusal()
         try:
             if refusal is not None:
@@ -432,6 +456,7 @@ class RemoteVenueConnector(VenueConnector):
             try:
                 await self._call(self.connect)
                 await self._reconcile_all(history=True)
+                await self._read_account(snapshot=True)
                 break
             except AuthFailed:
                 break  # reported; commands are refused until the credentials work
@@ -485,6 +510,31 @@ class RemoteVenueConnector(VenueConnector):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
             await self._connect_and_reconcile()
+
+    # --- account state ------------------------------------------------------------------------------
+    def _with_account_events(self, events: list[VenueEvent]) -> list[VenueEvent]:
+        """`events` with the position change of each new fill; a fill asks for the balances."""
+        if any(isinstance(event, FillEventBase) for event in events):
+            self._account_due.set()
+        return self.book.with_positions(events)  # type: ignore[return-value]
+
+    async def _read_account(self, *, snapshot: bool) -> None:
+        now = time.time_ns()
+        events: list[VenueEvent] = list(self.book.venue_balances(await self._call(self.balances), now, snapshot=snapshot))
+        positions = await self._call(self.positions)
+        if positions is not None:
+            events += self.book.venue_positions(positions, now)
+        if events:
+            self.emit(events)
+
+    async def _follow_account(self) -> None:
+        """The venue's balances shortly after fills (one read for a burst of them)."""
+        while True:
+            await self._account_due.wait()
+            await asyncio.sleep(self.settings.account_refresh_delay)
+            self._account_due.clear()
+            with contextlib.suppress(VenueError):
+                await self._read_account(snapshot=False)
 
     async def _poll_working_orders(self) -> None:
         """What a stream can miss (an update during a reconnect) the venue still knows."""

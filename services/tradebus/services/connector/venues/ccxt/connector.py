@@ -22,6 +22,7 @@ import msgspec
 from ccxt.base.errors import ArgumentsRequired, BaseError
 
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
+from tradebus.schemas.events import Balance
 from tradebus.schemas.market import Instrument
 from tradebus.schemas.values import MarketDataKind, OrderStatus, OrderType, RejectReason, TimeInForce
 
@@ -119,6 +120,9 @@ class CcxtConnector(RemoteVenueConnector):
             parsing.instrument(self.venue, markets[symbol], self.exchange.precisionMode) for symbol in wanted if symbol in markets
         ]
         await self._request(self.exchange.fetch_balance(), changes_state=False)  # proves the credentials
+
+    async def balances(self) -> list[Balance]:
+        return parsing.balances(await self._request(self.exchange.fetch_balance(), changes_state=False))
 
     async def disconnect(self) -> None:
         await self.exchange.close()

@@ -15,6 +15,7 @@ from typing import Any
 import ccxt.async_support as ccxt
 import msgspec
 
+from tradebus.schemas.events import Balance
 from tradebus.schemas.market import BookLevel, BookSnapshot, Instrument, Quote, Trade
 from tradebus.schemas.values import Aggressor, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
@@ -138,6 +139,14 @@ def trade_report(trade: dict[str, Any]) -> TradeReport:
         fee_currency=fee.get("currency") or "",
         liquidity=LiquiditySide.MAKER if trade.get("takerOrMaker") == "maker" else LiquiditySide.TAKER,
     )
+
+
+# --- account ------------------------------------------------------------------------------------
+def balances(balance: dict[str, Any]) -> list[Balance]:
+    """ccxt's fetchBalance: `total` and `free` per currency."""
+    total, free = balance.get("total") or {}, balance.get("free") or {}
+    return [Balance(currency=currency, total=decimal(amount) or ZERO, available=decimal(free.get(currency)) or ZERO)
+            for currency, amount in sorted(total.items())]
 
 
 # --- market data ---------------------------------------------------------------------------------
