@@ -199,6 +199,7 @@ class BinanceEmulator(Emulator):
              "commissionAsset": fill.fee_currency, "time": fill.ts // 1_000_000, "isBuyer": order.side.value == "buy",
              "isMaker": fill.maker, "isBestMatch": True}
             for order, fill in self.venue.fills(account, symbol)
+            if params.get("orderId") in (None, str(order.order_id))
         ]
 
     def _account(self, account: str, params: dict[str, str]) -> dict[str, Any]:

@@ -60,7 +60,7 @@ from .base import VenueConnector, VenueEvent
 from .errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
 from .marketdata import MarketStream
 from .ratelimit import RateLimiter
-from .tracking import OrderSnapshot, OrderTracker
+from .tracking import OrderSnapshot, OrderTracker, TradeReport
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,10 @@ class RemoteVenueConnector(VenueConnector):
         """The private order stream: yields each order update; raises VenueBusy (or
         AuthFailed) when the stream is lost. Reconnects when iterated again."""
 
+    async def order_trades(self, snapshot: OrderSnapshot) -> list[TradeReport]:
+        """Every trade of the order as the venue lists them ([] where it cannot)."""
+        return []
+
     async def balances(self) -> list[Balance]:
         """The account's balances at the venue, every currency it reports."""
         return []
@@ -201,7 +205,7 @@ class RemoteVenueConnector(VenueConnector):
             snapshot = await self._call(lambda: self.lookup(command.client_order_id, command.symbol))
             if snapshot is None:
                 return False
-            self.emit(self.tracker.update(snapshot, time.time_ns()))
+            self.emit(await self._track(snapshot))
             return True
         if isinstance(command, ModifyOrder):
             return self.tracker.modified(command.client_order_id, command.modify_id)
@@ -244,7 +248,7 @@ class RemoteVenueConnector(VenueConnector):
                 with contextlib.suppress(VenueError):
                     snapshot = await self._call(lambda c=coid, s=symbol: self.lookup(c, s))  # type: ignore[misc]
                     if snapshot is not None:
-                        self.emit(self.tracker.update(snapshot, time.time_ns()))
+                        self.emit(await self._track(snapshot))
             event = self.tracker.latest(coid)
             if event is None:
                 unknown.append(coid)
@@ -273,7 +277,7 @@ class RemoteVenueConnector(VenueConnector):
             return list(self.tracker.rejected(command, RejectReason.VENUE_UNAVAILABLE, exc.message, time.time_ns()))
         except OutcomeUnknown:
             return await self._resolve_unknown_place(command)
-        return list(self.tracker.update(snapshot, time.time_ns()))
+        return list(await self._track(snapshot))
 
     def _placed_again(self, command: PlaceOrder, placed: object | None) -> list[VenueEvent]:
         """A place under a known client order id: with the terms it was `placed` with, the
@@ -298,7 +302,7 @@ class RemoteVenueConnector(VenueConnector):
             log.warning("duplicate client order id; look-up failed, left for reconciliation", extra={"client_order_id": coid})
             return []
         if snapshot is not None and not terms_differences(snapshot, command, VENUE_REPORTED_TERMS):
-            return list(self.tracker.update(snapshot, time.time_ns()))
+            return list(await self._track(snapshot))
         self.tracker.forget(coid)
         if snapshot is None:
             return [self._command_rejected(command, CommandAction.PLACE, RejectReason.DUPLICATE_CLIENT_ORDER_ID,
@@ -336,14 +340,14 @@ class RemoteVenueConnector(VenueConnector):
             with contextlib.suppress(VenueBusy, OutcomeUnknown):
                 snapshot = await self._call(lambda: self.lookup(command.client_order_id, command.symbol))
                 if snapshot is not None:
-                    return list(self.tracker.update(snapshot, time.time_ns()))
+                    return list(await self._track(snapshot))
                 try:
                     snapshot = await self._call(lambda: self.submit(command))
                 except OrderRefused as exc:
                     if exc.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID:
                         continue  # the first request arrived meanwhile: look it up again
                     return list(self.tracker.rejected(command, exc.reason, exc.message, time.time_ns()))
-                return list(self.tracker.update(snapshot, time.time_ns()))
+                return list(await self._track(snapshot))
         log.error("place outcome still unknown; left for reconciliation", extra={"client_order_id": command.client_order_id})
         return []
 
@@ -371,7 +375,7 @@ class RemoteVenueConnector(VenueConnector):
             snapshot = None  # it finished meanwhile: the look-up below says how
         if snapshot is None or snapshot.status not in TERMINAL_STATUSES:
             snapshot = await self._call(lambda: self.lookup(coid, symbol))
-        events = list(self.tracker.update(snapshot, time.time_ns())) if snapshot is not None else []
+        events = list(await self._track(snapshot)) if snapshot is not None else []
         if not events and not self.tracker.is_open(coid):
             raise OrderRefused(RejectReason.ORDER_NOT_OPEN, "order finished before the cancel arrived")
         return events
@@ -478,13 +482,13 @@ class RemoteVenueConnector(VenueConnector):
             since = now - int(self.settings.reconcile_lookback * 1e9)
             at_venue += await self._call(lambda: self.recent_orders(since))
         for snapshot in at_venue:
-            events += self.tracker.update(snapshot, now)
+            events += await self._track(snapshot, now)
         seen = {snapshot.client_order_id for snapshot in at_venue}
         for coid in self.tracker.open_orders():
             if coid not in seen:
                 snapshot = await self._call(lambda c=coid: self.lookup(c, self.tracker.symbol(c)))  # type: ignore[misc]
                 if snapshot is not None:
-                    events += self.tracker.update(snapshot, now)
+                    events += await self._track(snapshot, now)
         if events:
             log.info("reconciled with the venue", extra={"events": len(events)})
             self.emit(events)
@@ -501,7 +505,7 @@ class RemoteVenueConnector(VenueConnector):
             try:
                 async for snapshot in self.watch_orders():
                     delay = self.settings.reconnect_delay
-                    events = self.tracker.update(snapshot, time.time_ns())
+                    events = await self._track(snapshot)
                     if events:
                         self.emit(events)
             except (VenueBusy, OutcomeUnknown, AuthFailed) as exc:
@@ -510,6 +514,17 @@ class RemoteVenueConnector(VenueConnector):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
             await self._connect_and_reconcile()
+
+    async def _track(self, snapshot: OrderSnapshot, now: int | None = None) -> list[VenueEvent]:
+        """The events `snapshot` adds. A fill it reports without its trade (a REST snapshot,
+        Bybit's order stream) is first completed from the venue's list of the order's
+        trades, so each fill carries the venue's trade id and fee; where the list cannot be
+        read, the tracker derives the fill (tracking.py)."""
+        if self.tracker.lacks_trade(snapshot):
+            with contextlib.suppress(VenueError):
+                trades = await self._call(lambda: self.order_trades(snapshot))
+                snapshot = msgspec.structs.replace(snapshot, trades=tuple(trades))
+        return list(self.tracker.update(snapshot, now or time.time_ns()))
 
     # --- account state ------------------------------------------------------------------------------
     def _with_account_events(self, events: list[VenueEvent]) -> list[VenueEvent]:

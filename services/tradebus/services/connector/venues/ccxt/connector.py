@@ -30,7 +30,7 @@ from ...base import Capabilities
 from ...credentials import venue_credentials
 from ...errors import OrderRefused
 from ...remote import MarketMessage, RemoteVenueConnector
-from ...tracking import OrderSnapshot
+from ...tracking import OrderSnapshot, TradeReport
 from . import parsing
 from .config import CcxtConfig
 
@@ -120,6 +120,13 @@ class CcxtConnector(RemoteVenueConnector):
             parsing.instrument(self.venue, markets[symbol], self.exchange.precisionMode) for symbol in wanted if symbol in markets
         ]
         await self._request(self.exchange.fetch_balance(), changes_state=False)  # proves the credentials
+
+    async def order_trades(self, snapshot: OrderSnapshot) -> list[TradeReport]:
+        if not self.exchange.has.get("fetchOrderTrades"):
+            return []
+        trades = await self._request(self.exchange.fetch_order_trades(snapshot.venue_order_id, snapshot.symbol),
+                                     changes_state=False)
+        return [parsing.trade_report(trade) for trade in trades]
 
     async def balances(self) -> list[Balance]:
         return parsing.balances(await self._request(self.exchange.fetch_balance(), changes_state=False))

@@ -138,6 +138,7 @@ def trade_report(trade: dict[str, Any]) -> TradeReport:
         fee=decimal(fee.get("cost")) or ZERO,
         fee_currency=fee.get("currency") or "",
         liquidity=LiquiditySide.MAKER if trade.get("takerOrMaker") == "maker" else LiquiditySide.TAKER,
+        ts=nanos(trade.get("timestamp")),
     )
 
 
