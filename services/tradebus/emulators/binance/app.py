@@ -54,6 +54,7 @@ class BinanceEmulator(Emulator):
         self._books: dict[str, tuple[list[Level], list[Level]]] = {}
         self._subscription_ids = itertools.count()
         self._market_trade_ids = itertools.count(1)
+        self._sent_balances: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}  # api key -> what the stream said
         venue.on_market(self._on_market)
         venue.on_order(self._on_order)
 
@@ -276,10 +277,21 @@ class BinanceEmulator(Emulator):
         return socket
 
     def _on_order(self, order: EmulatedOrder, fill: EmulatedFill | None) -> None:
-        event = render.execution_report(order, fill, execution=render.execution_type(order, fill))
+        """The executionReport, then (Binance: "sent any time an account balance has
+        changed") an outboundAccountPosition of the order's assets whose balance moved."""
+        events = [render.execution_report(order, fill, execution=render.execution_type(order, fill))]
+        spec = self.venue.instruments[order.symbol]
+        held = self.venue.balances(order.account)
+        sent = self._sent_balances.setdefault(order.account, {})
+        moved = {asset: held.get(asset, (Decimal(0), Decimal(0))) for asset in (spec.base, spec.quote)}
+        moved = {asset: balance for asset, balance in moved.items() if sent.get(asset) != balance}
+        if moved:
+            sent.update(moved)
+            events.append(render.account_position(moved, order.updated_ns))
         for session in self._user_sockets.get(order.account, []):
             for subscription in session.topics:
-                session.send({"subscriptionId": int(subscription), "event": event})
+                for event in events:
+                    session.send({"subscriptionId": int(subscription), "event": event})
 
     def _on_market(self, update: MarketUpdate) -> None:
         symbol = update.symbol

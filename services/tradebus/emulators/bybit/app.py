@@ -17,7 +17,7 @@ X-BAPI-RECV-WINDOW and X-BAPI-SIGN = hex HMAC-SHA256 of timestamp + key + recv w
 10002 timestamp outside the window.
 
 Not emulated: derivatives, options, margin, batch endpoints, TP/SL orders, the websocket
-trade API (`/v5/trade`), wallet topics, per-endpoint limits (one limit per key), pagination
+trade API (`/v5/trade`), per-endpoint limits (one limit per key), pagination
 cursors (one page of up to `limit` items).
 """
 
@@ -200,18 +200,7 @@ class BybitEmulator(Emulator):
     def _wallet_balance(self, account: str, params: Params) -> dict[str, Any]:
         if params.get("accountType", "UNIFIED") != "UNIFIED":
             raise Refused(RejectReason.MALFORMED, "accountType only support UNIFIED.")
-        coins = [
-            {"coin": currency, "equity": render.number(free + locked), "usdValue": "",
-             "walletBalance": render.number(free + locked), "free": "", "locked": render.number(locked),
-             "spotHedgingQty": "0", "borrowAmount": "0", "availableToWithdraw": "", "accruedInterest": "0",
-             "totalOrderIM": "0", "totalPositionIM": "0", "totalPositionMM": "0", "unrealisedPnl": "0",
-             "cumRealisedPnl": "0", "bonus": "0", "marginCollateral": True, "collateralSwitch": True}
-            for currency, (free, locked) in self.venue.balances(account).items()
-        ]
-        return {"list": [{"accountType": "UNIFIED", "accountIMRate": "0", "accountMMRate": "0", "totalEquity": "",
-                          "totalWalletBalance": "", "totalMarginBalance": "", "totalAvailableBalance": "",
-                          "totalPerpUPL": "0", "totalInitialMargin": "0", "totalMaintenanceMargin": "0",
-                          "accountLTV": "0", "coin": coins}]}
+        return {"list": [render.wallet(self.venue.balances(account))]}
 
     # --- trading --------------------------------------------------------------------------------
     def _place(self, account: str, params: Params) -> dict[str, str]:

@@ -165,3 +165,19 @@ def execution(o: EmulatedOrder, fill: EmulatedFill) -> dict[str, Any]:
         "indexPrice": "", "underlyingPrice": "", "blockTradeId": "", "closedSize": "", "seq": fill.trade_id,
         "isLeverage": "0",
     }
+
+
+def wallet(balances: dict[str, tuple[Decimal, Decimal]]) -> dict[str, Any]:
+    """The unified account as /v5/account/wallet-balance lists it and the `wallet` topic
+    pushes it: its coins with wallet balance and locked amount (free, locked per coin)."""
+    coins = [
+        {"coin": currency, "equity": number(free + locked), "usdValue": "",
+         "walletBalance": number(free + locked), "free": "", "locked": number(locked),
+         "spotHedgingQty": "0", "borrowAmount": "0", "availableToWithdraw": "", "accruedInterest": "0",
+         "totalOrderIM": "0", "totalPositionIM": "0", "totalPositionMM": "0", "unrealisedPnl": "0",
+         "cumRealisedPnl": "0", "bonus": "0", "marginCollateral": True, "collateralSwitch": True}
+        for currency, (free, locked) in balances.items()
+    ]
+    return {"accountType": "UNIFIED", "accountIMRate": "0", "accountMMRate": "0", "totalEquity": "",
+            "totalWalletBalance": "", "totalMarginBalance": "", "totalAvailableBalance": "", "totalPerpUPL": "0",
+            "totalInitialMargin": "0", "totalMaintenanceMargin": "0", "accountLTV": "0", "coin": coins}

@@ -1,8 +1,10 @@
 """A remote venue account's balances and positions, published as account events.
 
 Balances are the venue's: read from its REST snapshot when the connector starts or
-reconnects (`BalanceUpdate` with `snapshot=True`, every currency) and again after fills,
-each change published (`snapshot=False`, the currencies that changed). A currency that
+reconnects (`BalanceUpdate` with `snapshot=True`, every currency), then kept current from
+its private balance stream where it has one (Binance outboundAccountPosition, Bybit
+`wallet`) and from a REST read shortly after fills, each change published
+(`snapshot=False`, the currencies that changed). A currency that
 went to zero stays listed at zero; currencies the venue lists at zero and we never held
 are left out (Binance lists every asset it has).
 
@@ -112,12 +114,15 @@ class AccountBook:
         )
 
     # --- balances -----------------------------------------------------------------------------
-    def venue_balances(self, reported: list[Balance], now: int, *, snapshot: bool) -> list[BalanceUpdate]:
+    def venue_balances(self, reported: list[Balance], now: int, *, snapshot: bool,
+                       complete: bool = True) -> list[BalanceUpdate]:
         """The venue's balances: with `snapshot`, every currency held (or held before) in one
-        event if anything differs from what was published; else the currencies that changed."""
+        event if anything differs from what was published; else the currencies that changed.
+        `complete`: `reported` lists every currency (a REST read), so one it leaves out is
+        gone; a stream update names only the currencies it changed."""
         by_currency = {balance.currency: balance for balance in reported}
         held = sorted(currency for currency, balance in by_currency.items() if balance.total or currency in self._balances)
-        gone = sorted(set(self._balances) - set(by_currency))
+        gone = sorted(set(self._balances) - set(by_currency)) if complete else []
         current = [by_currency[c] for c in held] + [Balance(currency=c, total=ZERO, available=ZERO) for c in gone]
         changed = [balance for balance in current if self._balances.get(balance.currency) != balance]
         if not changed:

@@ -153,6 +153,11 @@ class RemoteVenueConnector(VenueConnector):
         """The account's balances at the venue, every currency it reports."""
         return []
 
+    def watch_balances(self) -> AsyncIterator[list[Balance]] | None:
+        """The private balance stream (each update's currencies), or None where the venue
+        has none: balances are then read after fills only. Raises VenueBusy when lost."""
+        return None
+
     async def positions(self) -> list[ReportedPosition] | None:
         """The account's positions as the venue keeps them; None for a venue that keeps none
         (spot exchanges): positions then come from the fills alone."""
@@ -176,6 +181,7 @@ class RemoteVenueConnector(VenueConnector):
         await self._connect_and_reconcile()
         self._spawn(self._follow_orders(), "private-stream")
         self._spawn(self._follow_account(), "account")
+        self._spawn(self._follow_balances(), "balance-stream")
         self._spawn(self._poll_working_orders(), "reconcile-poll")
         kinds = [kind for kind in MarketDataKind if kind is not MarketDataKind.INSTRUMENT]
         listed = {instrument.symbol for instrument in self.instruments()}
@@ -541,6 +547,23 @@ class RemoteVenueConnector(VenueConnector):
             events += self.book.venue_positions(positions, now)
         if events:
             self.emit(events)
+
+    async def _follow_balances(self) -> None:
+        delay = self.settings.reconnect_delay
+        while True:
+            stream = self.watch_balances()
+            if stream is None:
+                return
+            try:
+                async for balances in stream:
+                    delay = self.settings.reconnect_delay
+                    events = self.book.venue_balances(balances, time.time_ns(), snapshot=False, complete=False)
+                    if events:
+                        self.emit(events)
+            except VenueError as exc:
+                log.warning("balance stream lost; reading it again", extra={"error": exc.message})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def _follow_account(self) -> None:
         """The venue's balances shortly after fills (one read for a burst of them)."""

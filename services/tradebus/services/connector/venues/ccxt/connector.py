@@ -131,6 +131,15 @@ class CcxtConnector(RemoteVenueConnector):
     async def balances(self) -> list[Balance]:
         return parsing.balances(await self._request(self.exchange.fetch_balance(), changes_state=False))
 
+    def watch_balances(self) -> AsyncIterator[list[Balance]] | None:
+        return self._balance_updates() if self.exchange.has.get("watchBalance") else None
+
+    async def _balance_updates(self) -> AsyncIterator[list[Balance]]:
+        """ccxt's watchBalance: its balance as the stream left it (Binance
+        outboundAccountPosition, Bybit `wallet`); the account book publishes what changed."""
+        while True:
+            yield parsing.balances(await self._request(self.exchange.watch_balance(), changes_state=False))
+
     async def disconnect(self) -> None:
         await self.exchange.close()
 
