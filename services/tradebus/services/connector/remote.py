@@ -52,10 +52,10 @@ from tradebus.schemas.commands import (
     command_dedupe_id,
     terms_differences,
 )
-from tradebus.schemas.events import Balance, CommandAction, CommandRejected, FillEventBase, cancel_all_done
+from tradebus.schemas.events import CommandAction, CommandRejected, cancel_all_done
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderStatus, RejectReason, ServiceState
 
-from .accounts import AccountBook, ReportedPosition
+from .accountfeed import AccountFeed
 from .base import VenueConnector, VenueEvent
 from .errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
 from .marketdata import MarketStream
@@ -84,7 +84,7 @@ class RemoteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     account_refresh_delay: float = 0.2  # seconds after a fill before the venue's balances are read (fills coalesce)
 
 
-class RemoteVenueConnector(VenueConnector):
+class RemoteVenueConnector(AccountFeed, VenueConnector):
     """Subclasses implement the venue primitives below; `account` is the one venue account
     this process trades (one connector process per venue and account)."""
 
@@ -95,10 +95,7 @@ class RemoteVenueConnector(VenueConnector):
         self.account: str = self.config.account
         self.settings: RemoteSettings = self.config.resilience
         self.tracker = OrderTracker(venue=self.venue, account=self.account)
-        self.book = AccountBook(venue=self.venue, account=self.account, started_ns=time.time_ns())
-        self._account_due = asyncio.Event()  # fills happened: read the venue's balances
-        publish = self.emit
-        self.emit = lambda events: publish(self._with_account_events(events))  # type: ignore[method-assign]
+        self._init_account_feed(venue=self.venue, account=self.account)
         # 10% under the documented rate: our clock and the venue's windows never line up exactly
         self.limiter = RateLimiter(self.settings.requests_per_second or 0.9 * self.default_requests_per_second)
         self._ready = asyncio.Event()  # connected and reconciled: commands may run
@@ -148,20 +145,6 @@ class RemoteVenueConnector(VenueConnector):
     async def order_trades(self, snapshot: OrderSnapshot) -> list[TradeReport]:
         """Every trade of the order as the venue lists them ([] where it cannot)."""
         return []
-
-    async def balances(self) -> list[Balance]:
-        """The account's balances at the venue, every currency it reports."""
-        return []
-
-    def watch_balances(self) -> AsyncIterator[list[Balance]] | None:
-        """The private balance stream (each update's currencies), or None where the venue
-        has none: balances are then read after fills only. Raises VenueBusy when lost."""
-        return None
-
-    async def positions(self) -> list[ReportedPosition] | None:
-        """The account's positions as the venue keeps them; None for a venue that keeps none
-        (spot exchanges): positions then come from the fills alone."""
-        return None
 
     @abstractmethod
     def watch_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
@@ -531,48 +514,6 @@ class RemoteVenueConnector(VenueConnector):
                 trades = await self._call(lambda: self.order_trades(snapshot))
                 snapshot = msgspec.structs.replace(snapshot, trades=tuple(trades))
         return list(self.tracker.update(snapshot, now or time.time_ns()))
-
-    # --- account state ------------------------------------------------------------------------------
-    def _with_account_events(self, events: list[VenueEvent]) -> list[VenueEvent]:
-        """`events` with the position change of each new fill; a fill asks for the balances."""
-        if any(isinstance(event, FillEventBase) for event in events):
-            self._account_due.set()
-        return self.book.with_positions(events)  # type: ignore[return-value]
-
-    async def _read_account(self, *, snapshot: bool) -> None:
-        now = time.time_ns()
-        events: list[VenueEvent] = list(self.book.venue_balances(await self._call(self.balances), now, snapshot=snapshot))
-        positions = await self._call(self.positions)
-        if positions is not None:
-            events += self.book.venue_positions(positions, now)
-        if events:
-            self.emit(events)
-
-    async def _follow_balances(self) -> None:
-        delay = self.settings.reconnect_delay
-        while True:
-            stream = self.watch_balances()
-            if stream is None:
-                return
-            try:
-                async for balances in stream:
-                    delay = self.settings.reconnect_delay
-                    events = self.book.venue_balances(balances, time.time_ns(), snapshot=False, complete=False)
-                    if events:
-                        self.emit(events)
-            except VenueError as exc:
-                log.warning("balance stream lost; reading it again", extra={"error": exc.message})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-
-    async def _follow_account(self) -> None:
-        """The venue's balances shortly after fills (one read for a burst of them)."""
-        while True:
-            await self._account_due.wait()
-            await asyncio.sleep(self.settings.account_refresh_delay)
-            self._account_due.clear()
-            with contextlib.suppress(VenueError):
-                await self._read_account(snapshot=False)
 
     async def _poll_working_orders(self) -> None:
         """What a stream can miss (an update during a reconnect) the venue still knows."""
