@@ -17,15 +17,17 @@ from tradebus.schemas.events import FillEventBase, OrderEvent
 from tradebus.services.connector.tracking import OrderTracker
 from tradebus.services.connector.venues.ccxt import parsing
 
-from .corpus import RecordedFrames, fills
+from .corpus import RecordedFrames, RecordedTrades, fills, trades
 
 RECORDED = [recorded for venue in ("binance", "bybit") for recorded in fills(venue)]
+TRADES = [recorded for venue in ("binance", "bybit") for recorded in trades(venue)]
 # The markets the recorded frames trade, as ccxt's load_markets would give them (ccxt
 # resolves a venue symbol to its unified one through these).
 MARKETS = [
     {"id": venue_id, "symbol": f"{base}/{quote}", "base": base, "quote": quote, "baseId": base, "quoteId": quote,
-     "type": "spot", "spot": True, "active": True, "precision": {}, "limits": {}}
-    for venue_id, base, quote in (("BNBUSDT", "BNB", "USDT"), ("ETHBTC", "ETH", "BTC"))
+     "type": "spot", "spot": True, "margin": False, "swap": False, "future": False, "option": False, "contract": False, "linear": None, "inverse": None,
+     "active": True, "precision": {}, "limits": {}}
+    for venue_id, base, quote in (("BNBUSDT", "BNB", "USDT"), ("ETHBTC", "ETH", "BTC"), ("BNBBTC", "BNB", "BTC"))
 ]
 
 
@@ -72,3 +74,18 @@ async def test_recorded_order_payloads_give_the_venues_fills(recorded: RecordedF
         assert event.cum_quantity == Decimal(expected["cum_quantity"])
         if "liquidity" in expected:
             assert fill.liquidity.value == expected["liquidity"]
+
+
+@pytest.mark.parametrize("recorded", TRADES, ids=[r.name for r in TRADES])
+async def test_recorded_trade_lists_give_the_venues_trades(recorded: RecordedTrades) -> None:
+    """The records the connector reads to complete a fill reported without its trade."""
+    assert recorded.source, "every recorded payload names its source"
+    exchange = getattr(ccxt_pro, recorded.venue)({"apiKey": "key", "secret": "secret"})
+    exchange.set_markets(MARKETS)
+    try:
+        read = [parsing.trade_report(trade) for trade in exchange.parse_trades(recorded.records)]
+    finally:
+        await exchange.close()
+    assert [(t.trade_id, t.quantity, t.price, t.fee, t.fee_currency, t.liquidity.value) for t in read] == [
+        (e["trade_id"], Decimal(e["quantity"]), Decimal(e["price"]), Decimal(e["fee"]), e["fee_currency"], e["liquidity"])
+        for e in recorded.expect]

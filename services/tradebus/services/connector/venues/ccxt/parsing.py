@@ -130,13 +130,17 @@ def _bybit_cumulative_fee(info: dict[str, Any]) -> tuple[Decimal | None, str]:
 
 
 def trade_report(trade: dict[str, Any]) -> TradeReport:
+    """ccxt's trade. Its fee currency is the venue's where the record names one: ccxt's Bybit
+    parser ignores Bybit's `feeCurrency` and infers the coin from the side (spot) or the
+    market's settle coin, which the venue's own field overrides."""
     fee = trade.get("fee") or {}
+    stated = (trade.get("info") or {}).get("feeCurrency")
     return TradeReport(
         trade_id=str(trade.get("id")),
         price=decimal(trade["price"]) or ZERO,
         quantity=decimal(trade["amount"]) or ZERO,
         fee=decimal(fee.get("cost")) or ZERO,
-        fee_currency=fee.get("currency") or "",
+        fee_currency=stated if isinstance(stated, str) and stated else fee.get("currency") or "",
         liquidity=LiquiditySide.MAKER if trade.get("takerOrMaker") == "maker" else LiquiditySide.TAKER,
         ts=nanos(trade.get("timestamp")),
     )
