@@ -23,7 +23,7 @@ from tradebus.schemas.events import Balance, FillEventBase
 
 from .accounts import AccountBook, ReportedPosition
 from .base import EmitEvents, VenueEvent
-from .errors import VenueError
+from .errors import OrderRefused, VenueError
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,16 @@ class AccountFeed:
         return self.book.with_positions(events)  # type: ignore[return-value]
 
     async def _read_account(self, *, snapshot: bool) -> None:
+        """A venue that refuses to show the account (a key without read permission) is
+        logged, never a reason to stop trading; busy or unknown answers propagate."""
         now = time.time_ns()
-        events: list[VenueEvent] = list(self.book.venue_balances(await self._call(self.balances), now, snapshot=snapshot))
-        positions = await self._call(self.positions)
+        try:
+            balances = await self._call(self.balances)
+            positions = await self._call(self.positions)
+        except OrderRefused as exc:
+            log.warning("the venue refused to show the account", extra={"error": exc.message})
+            return
+        events: list[VenueEvent] = list(self.book.venue_balances(balances, now, snapshot=snapshot))
         if positions is not None:
             events += self.book.venue_positions(positions, now)
         if events:
