@@ -6,9 +6,10 @@ from decimal import Decimal as D
 
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, PlaceOrder
 from tradebus.schemas.control import (
-    AggregatePosition, GetInstruments, GetOrder, GetPositions, GetRiskLimits, GetTradingState, InstrumentsReply,
+    AggregatePosition, GetInstruments, GetBalances, GetOrder, GetPositions, GetRiskLimits, GetTradingState, InstrumentsReply,
     ListInstruments, ListOrders, OmsReply, Reconcile, ReconcileReply, RiskLimitLevel, RiskLimitsReply, RiskRateLimits,
     ServiceStatus, SetTradingState, StreamSubscription, Subscribe, SubscriptionReply, TradingStateReply, Unsubscribe,
+    VenueBalance,
     VenuePosition,
 )
 from tradebus.schemas.events import (
@@ -84,12 +85,15 @@ EXAMPLES = [
     GetOrder(venue="paper", account="demo", client_order_id="c1"),
     ListOrders(open_only=True),
     GetPositions(account="demo"),
+    GetBalances(venue="binance", account="main"),
     OmsReply(ok=True, orders=[OrderRecord(client_order_id="c1", venue="paper", account="demo", symbol="AAPL",
                                           status=OrderStatus.PARTIALLY_FILLED, side=Side.BUY, quantity=D("3"),
                                           cum_quantity=D("1"), created_at=T, updated_at=T)],
              positions=[AggregatePosition(account="demo", symbol="AAPL", quantity=D("1"), realized_pnl=D("0"),
                                           venues=[VenuePosition(venue="paper", quantity=D("1"), avg_price=D("190"),
-                                                                realized_pnl=D("0"))])]),
+                                                                realized_pnl=D("0"))])],
+             balances=[VenueBalance(venue="binance", account="main", currency="USDT", total=D("1000"),
+                                    available=D("900"), ts_event=T)]),
     Reconcile(account="demo", client_order_ids=["c1", "c2"]),
     ReconcileReply(known=["c1"], unknown=["c2"]),
     SetTradingState(account="demo", state=TradingState.REDUCING_ONLY, reason="drawdown"),

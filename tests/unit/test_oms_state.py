@@ -11,8 +11,9 @@ import pytest
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import encode
 from tradebus.schemas.commands import CancelOrder, PlaceOrder
-from tradebus.schemas.control import GetOrder, GetPositions, ListOrders
+from tradebus.schemas.control import GetBalances, GetOrder, GetPositions, ListOrders
 from tradebus.schemas.events import (
+    Balance,
     BalanceUpdate,
     CommandAction,
     CommandRejected,
@@ -149,13 +150,28 @@ def test_positions_are_aggregated_per_account_and_symbol_across_venues() -> None
     assert len(state.answer(GetPositions()).positions) == 3
 
 
-def test_balances_and_other_events_are_ignored() -> None:
+def test_other_routed_commands_are_ignored() -> None:
     state = OmsState()
-    balances = BalanceUpdate(event_id="b", venue="paper", account="demo", balances=[], ts_event=T, ts_recv=T)
-    assert state.apply_event(balances, next(SEQ), T) is None
     assert state.apply_route_message(subjects.route("paper", "demo"),
                                      encode(CancelOrder(client_order_id="c1", venue="paper", account="demo")), next(SEQ), T) is None
     assert state.entries() == {}
+
+
+def balances(*held: tuple[str, str], snapshot: bool = False, ts: int = T) -> BalanceUpdate:
+    return BalanceUpdate(event_id=f"b{ts}", venue="binance", account="main", snapshot=snapshot, ts_event=ts, ts_recv=ts,
+                         balances=[Balance(currency=c, total=D(total), available=D(total)) for c, total in held])
+
+
+def test_balances_merge_per_venue_account_and_a_snapshot_replaces_them() -> None:
+    state = OmsState()
+    assert state.apply_event(balances(("USDT", "100"), ("BTC", "1"), snapshot=True), next(SEQ), T) == "balance.binance.main"
+    state.apply_event(balances(("USDT", "90"), ts=T + 1), next(SEQ), T)
+    assert [(b.currency, b.total) for b in state.answer(GetBalances(venue="binance")).balances] == [
+        ("BTC", D(1)), ("USDT", D(90))]
+    assert state.apply_event(balances(("USDT", "80"), ts=T), next(SEQ), T) is None  # older than what is held
+    state.apply_event(balances(("ETH", "2"), snapshot=True, ts=T + 2), next(SEQ), T)
+    assert [(b.currency, b.total) for b in state.venue_balances(account="main")] == [("ETH", D(2))]
+    assert state.venue_balances(venue="paper") == []
 
 
 def test_queries_and_the_open_only_filter() -> None:
@@ -208,6 +224,7 @@ def test_stuck_orders_are_pending_ones_without_news() -> None:
 def test_entries_round_trip_through_the_bucket_encoding() -> None:
     state = OmsState()
     state.apply_routed(place("c1"), next(SEQ), T)
+    state.apply_event(balances(("USDT", "100")), next(SEQ), T)
     state.apply_event(position("paper", "BRK.B", "3"), next(SEQ), T)
     loaded = OmsState()
     for key in state.entries():

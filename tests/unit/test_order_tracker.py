@@ -113,3 +113,42 @@ def test_restored_from_the_journal_publishes_only_what_is_new() -> None:
     (filled,) = restored.update(snapshot(status=OrderStatus.FILLED, filled=D("2"), average_price=D("100")), NOW)
     assert filled.event_id == "binance.main.c1.fill.2" and filled.cum_quantity == D("2")
     assert filled.avg_price == D("100")
+
+
+def test_a_fill_without_its_trade_takes_the_change_of_the_venues_cumulative_fee() -> None:
+    """Bybit's order stream reports the order's fees so far, never one trade's: each derived
+    fill's fee is what the cumulative fee grew by, also after a restart from the journal."""
+    orders = tracker()
+    first = orders.update(snapshot(status=OrderStatus.PARTIALLY_FILLED, filled=D("0.5"), average_price=D("100"),
+                                   cum_fee=D("0.05"), fee_currency="USDT"), NOW)
+    assert (first[-1].fill.fee, first[-1].fill.fee_currency) == (D("0.05"), "USDT")
+    restarted = tracker()
+    restarted.restore(first)
+    second = restarted.update(snapshot(status=OrderStatus.FILLED, filled=D("2"), average_price=D("100"),
+                                       cum_fee=D("0.2"), fee_currency="USDT"), NOW)
+    assert (second[-1].fill.fee, second[-1].fill.fee_currency) == (D("0.15"), "USDT")
+
+
+def test_a_fill_whose_fee_the_venue_does_not_state_has_no_fee_currency() -> None:
+    events = tracker().update(snapshot(status=OrderStatus.FILLED, filled=D("2"), average_price=D("100")), NOW)
+    assert (events[-1].fill.fee, events[-1].fill.fee_currency) == (D(0), "")
+
+
+def test_a_snapshot_with_the_orders_trades_gives_one_fill_per_unpublished_trade() -> None:
+    orders = tracker()
+    first = TradeReport(trade_id="t1", price=D("100"), quantity=D("0.5"), fee=D("0.05"), fee_currency="USDT", ts=1)
+    second = TradeReport(trade_id="t2", price=D("101"), quantity=D("1.5"), fee=D("0.15"), fee_currency="USDT", ts=2)
+    orders.update(snapshot(status=OrderStatus.PARTIALLY_FILLED, filled=D("0.5"), last_trade=first), NOW)
+    listed = snapshot(status=OrderStatus.FILLED, filled=D("2"), average_price=D("100.75"), trades=(second, first))
+    assert orders.lacks_trade(listed)
+    (done,) = orders.update(listed, NOW)
+    assert isinstance(done, OrderFilled) and (done.fill.trade_id, done.fill.fee, done.cum_quantity) == ("t2", D("0.15"), D(2))
+    assert not orders.lacks_trade(listed)
+
+
+def test_a_listing_that_does_not_continue_the_published_fills_is_not_used() -> None:
+    orders = tracker()
+    orders.update(snapshot(status=OrderStatus.PARTIALLY_FILLED, filled=D("0.4"), average_price=D("100")), NOW)
+    whole = TradeReport(trade_id="t1", price=D("100"), quantity=D("2"), fee=D("0.2"), fee_currency="USDT", ts=1)
+    events = orders.update(snapshot(status=OrderStatus.FILLED, filled=D("2"), average_price=D("100"), trades=(whole,)), NOW)
+    assert events[-1].fill.trade_id == "v1:2" and events[-1].fill.quantity == D("1.6")

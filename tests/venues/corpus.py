@@ -49,3 +49,68 @@ def same_body(answer: dict[str, Any], recorded: dict[str, Any]) -> bool:
     if answer.keys() != recorded.keys():
         return False
     return all(key in VOLATILE or answer[key] == recorded[key] for key in answer)
+
+
+@dataclass(frozen=True)
+class RecordedFrames:
+    """Order payloads (`operation`: "order_stream" frames or "order_snapshot" REST orders) and
+    the order events the connector must publish from them, in order (`expect`: each event's
+    tag and, for a fill, its trade id, quantity, price, fee and fee currency)."""
+
+    name: str
+    venue: str
+    source: list[str]
+    operation: str
+    frames: list[dict[str, Any]]
+    expect: list[dict[str, Any]]
+
+
+def fills(venue: str) -> list[RecordedFrames]:
+    recorded = []
+    for path in sorted((HERE / venue / "corpus" / "fills").glob("*.json")):
+        data = json.loads(path.read_text())
+        recorded.append(RecordedFrames(name=f"{venue}/{path.stem}", venue=data["venue"], source=data["source"],
+                                       operation=data["operation"], frames=data["frames"], expect=data["expect"]))
+    return recorded
+
+
+@dataclass(frozen=True)
+class RecordedBalances:
+    """Balance stream frames and the balances the connector reads from them (`expect`:
+    currency, total, available)."""
+
+    name: str
+    venue: str
+    source: list[str]
+    frames: list[dict[str, Any]]
+    expect: list[dict[str, str]]
+
+
+def balances(venue: str) -> list[RecordedBalances]:
+    recorded = []
+    for path in sorted((HERE / venue / "corpus" / "balances").glob("*.json")):
+        data = json.loads(path.read_text())
+        recorded.append(RecordedBalances(name=f"{venue}/{path.stem}", venue=data["venue"], source=data["source"],
+                                         frames=data["frames"], expect=data["expect"]))
+    return recorded
+
+
+@dataclass(frozen=True)
+class RecordedTrades:
+    """An order's trades as the venue lists them (`records`) and the trades the connector
+    reads from them (`expect`: trade id, quantity, price, fee, fee currency, liquidity)."""
+
+    name: str
+    venue: str
+    source: list[str]
+    records: list[dict[str, Any]]
+    expect: list[dict[str, str]]
+
+
+def trades(venue: str) -> list[RecordedTrades]:
+    recorded = []
+    for path in sorted((HERE / venue / "corpus" / "trades").glob("*.json")):
+        data = json.loads(path.read_text())
+        recorded.append(RecordedTrades(name=f"{venue}/{path.stem}", venue=data["venue"], source=data["source"],
+                                       records=data["records"], expect=data["expect"]))
+    return recorded

@@ -150,7 +150,14 @@ class GetPositions(StrictMessage, frozen=True, kw_only=True, tag="get_positions"
     account: AccountName | None = None
 
 
-OmsRequest = Union[GetOrder, ListOrders, GetPositions]
+class GetBalances(StrictMessage, frozen=True, kw_only=True, tag="get_balances"):
+    """The latest balances each venue published for its accounts (account events)."""
+
+    venue: VenueName | None = None
+    account: AccountName | None = None
+
+
+OmsRequest = Union[GetOrder, ListOrders, GetPositions, GetBalances]
 
 
 class VenuePosition(Message, frozen=True, kw_only=True, tag="venue_position"):
@@ -170,10 +177,22 @@ class AggregatePosition(Message, frozen=True, kw_only=True, tag="aggregate_posit
     venues: list[VenuePosition]
 
 
+class VenueBalance(Message, frozen=True, kw_only=True, tag="venue_balance"):
+    """One currency of one venue account, as the venue last reported it (`ts_event`)."""
+
+    venue: VenueName
+    account: AccountName
+    currency: str
+    total: Decimal
+    available: Decimal
+    ts_event: Nanos
+
+
 class OmsReply(Message, frozen=True, kw_only=True, tag="oms_reply"):
     ok: bool
     orders: list[OrderRecord] = []
     positions: list[AggregatePosition] = []
+    balances: list[VenueBalance] = []
     error: Text = ""
     # ListOrders: how many orders match the query (on every page), whether more follow this
     # page, and the `after` that asks for them.

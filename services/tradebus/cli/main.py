@@ -247,7 +247,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .status import status
 
         return run_client(status, args)
-    if args.command in ("order", "orders", "positions"):
+    if args.command in ("order", "orders", "positions", "balances"):
         from . import orders
 
         return run_client(getattr(orders, "order" if args.command == "order" else args.command), args)

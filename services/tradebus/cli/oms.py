@@ -120,7 +120,7 @@ def _load(state: OmsState, entries: list[tuple[str, bytes]]) -> list[str]:
 
 
 def _size(state: OmsState) -> str:
-    return f"{len(state.orders)} orders, {len(state.positions)} positions"
+    return f"{len(state.orders)} orders, {len(state.positions)} positions, {len(state.balances)} balance records"
 
 
 def _differences(live: OmsState, rebuilt: OmsState) -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""`tradebus order place|modify|cancel|cancel-all`, `tradebus orders`, `tradebus positions`.
+"""`tradebus order place|modify|cancel|cancel-all`, `tradebus orders`, `tradebus positions`,
+`tradebus balances`.
 
 Built on the Python client (`tradebus.client`): a command is published durably with its
 dedupe id as `Nats-Msg-Id`, and its events are read from the event subject. Sending the
@@ -104,6 +105,11 @@ def add_order_commands(commands: argparse._SubParsersAction, common: argparse.Ar
     positions = commands.add_parser("positions", parents=[common], help="positions aggregated across venues")
     positions.add_argument("--account", help="only this account")
     positions.add_argument("--json", action="store_true", help="one position per line, as wire JSON")
+
+    balances = commands.add_parser("balances", parents=[common], help="balances of every venue account")
+    balances.add_argument("--venue", help="only this venue")
+    balances.add_argument("--account", help="only this account")
+    balances.add_argument("--json", action="store_true", help="one balance per line, as wire JSON")
 
 
 def _decimal(text: str) -> Decimal:
@@ -302,4 +308,22 @@ async def positions(args: argparse.Namespace) -> int:
         venues = ", ".join(f"{v.venue} {plain(v.quantity)} @ {derived(v.avg_price)}" for v in position.venues)
         print(f"{position.account:<10} {position.symbol:<14} {plain(position.quantity):>14}  "
               f"pnl {derived(position.realized_pnl)}  ({venues})")
+    return 0
+
+
+async def balances(args: argparse.Namespace) -> int:
+    client = Client(await connect_client(args, "tradebus-balances"))
+    try:
+        held = await client.balances(venue=args.venue, account=args.account)
+    except QueryError as exc:
+        print(f"tradebus: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+    for balance in held:
+        if args.json:
+            print(encode(balance).decode())
+            continue
+        print(f"{balance.venue:<10} {balance.account:<10} {balance.currency:<8} {plain(balance.total):>20}  "
+              f"available {plain(balance.available)}")
     return 0

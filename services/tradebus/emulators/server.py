@@ -38,7 +38,7 @@ from aiohttp import web
 
 from tradebus.schemas.values import OrderType, RejectReason, Side, TimeInForce
 from tradebus.services.connector.venues.paper.config import default_instruments
-from tradebus.services.connector.venues.paper.rules import InstrumentSpec
+from tradebus.services.connector.venues.paper.rules import FeeSchedule, InstrumentSpec
 
 from .faults import Fault, FaultKind
 from .venue import EmulatedVenue, Refused
@@ -128,6 +128,7 @@ class Emulator(ABC):
     requests_per_second: ClassVar[int]  # the venue's documented REST limit (per API key, simplified)
     # How long the venue keeps one websocket connection open (None: no documented limit).
     connection_lifetime: ClassVar[float | None] = None
+    fees: ClassVar[FeeSchedule] = FeeSchedule()  # charged in the quote currency (the engine's model)
 
     @classmethod
     def listed_instruments(cls) -> list[InstrumentSpec]:
@@ -137,7 +138,7 @@ class Emulator(ABC):
     @classmethod
     def create(cls, *, credentials: dict[str, str], seed: int | None = 1, tick_interval: float = 0.1) -> Emulator:
         """An emulator of this venue with its own market and accounts (named by API key)."""
-        venue = EmulatedVenue(credentials=credentials, instruments=cls.listed_instruments(), seed=seed,
+        venue = EmulatedVenue(credentials=credentials, instruments=cls.listed_instruments(), fees=cls.fees, seed=seed,
                               tick_interval=tick_interval)
         return cls(venue)
 

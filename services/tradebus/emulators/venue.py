@@ -42,12 +42,13 @@ from tradebus.schemas.events import (
     OrderPartiallyFilled,
     OrderRejected,
     OrderTriggered,
+    PositionUpdate,
 )
 from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side, TimeInForce
 from tradebus.services.connector.venues.paper.config import PaperConfig
 from tradebus.services.connector.venues.paper.exchange import PaperExchange
 from tradebus.services.connector.venues.paper.market import MarketUpdate, RandomWalk
-from tradebus.services.connector.venues.paper.rules import InstrumentSpec
+from tradebus.services.connector.venues.paper.rules import FeeSchedule, InstrumentSpec
 
 from .faults import FaultPlan
 
@@ -122,6 +123,7 @@ class EmulatedVenue:
         credentials: dict[str, str],
         instruments: list[InstrumentSpec] | None = None,
         cash: dict[str, Decimal] | None = None,
+        fees: FeeSchedule | None = None,
         seed: int | None = 1,
         tick_interval: float = 0.1,
     ) -> None:
@@ -134,7 +136,7 @@ class EmulatedVenue:
         opening_cash = cash or {"USDT": Decimal("1000000"), "USD": Decimal("1000000")}
         self.exchange = PaperExchange(
             venue=ENGINE_VENUE, instruments=paper.instruments, accounts={key: opening_cash for key in credentials},
-            fees=paper.fees, clock=time.time_ns,
+            fees=fees or paper.fees, clock=time.time_ns,
         )
         self.faults = FaultPlan()
         self.orders: dict[int, EmulatedOrder] = {}
@@ -265,8 +267,20 @@ class EmulatedVenue:
         ]
 
     def balances(self, account: str) -> dict[str, tuple[Decimal, Decimal]]:
-        """currency -> (free, locked)"""
-        return {b.currency: (b.available, b.total - b.available) for b in self.exchange.balances(account)}
+        """currency -> (free, locked): the engine's cash, and each long position as a balance
+        of its base asset, as a spot venue holds what was bought (the engine keeps positions,
+        not base balances; a short the engine allows shows no balance)."""
+        held = {b.currency: (b.available, b.total - b.available) for b in self.exchange.balances(account)}
+        for position in self.positions(account):
+            base = self.instruments[position.symbol].base
+            if position.quantity > 0:
+                free, locked = held.get(base, (ZERO, ZERO))
+                held[base] = (free + position.quantity, locked)
+        return held
+
+    def positions(self, account: str) -> list[PositionUpdate]:
+        """The engine's position of every instrument the account traded (flat ones too)."""
+        return self.exchange.positions(account)
 
     def _run(self, command: OrderCommand) -> None:
         events = self.exchange.execute(command)

@@ -25,7 +25,16 @@ from tradebus.schemas.commands import (
     PlaceOrder,
     command_dedupe_id,
 )
-from tradebus.schemas.control import AggregatePosition, GetInstruments, GetOrder, GetPositions, ListOrders, OmsReply
+from tradebus.schemas.control import (
+    AggregatePosition,
+    GetBalances,
+    GetInstruments,
+    GetOrder,
+    GetPositions,
+    ListOrders,
+    OmsReply,
+    VenueBalance,
+)
 from tradebus.schemas.events import (
     TERMINAL_EVENTS,
     CancelAllDone,
@@ -324,3 +333,7 @@ class Client:
 
     async def positions(self, *, account: str | None = None) -> list[AggregatePosition]:
         return (await self._query(GetPositions(account=account))).positions
+
+    async def balances(self, *, venue: str | None = None, account: str | None = None) -> list[VenueBalance]:
+        """Every currency of every venue account, as each venue last reported it."""
+        return (await self._query(GetBalances(venue=venue, account=account))).balances

@@ -39,7 +39,7 @@ from aiohttp import WSMsgType, web
 
 from tradebus.schemas.values import RejectReason, Side
 from tradebus.services.connector.venues.paper.market import MarketUpdate
-from tradebus.services.connector.venues.paper.rules import InstrumentSpec
+from tradebus.services.connector.venues.paper.rules import FeeSchedule, InstrumentSpec
 
 from ..server import Emulator, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, Refused
@@ -57,6 +57,10 @@ def _equity(symbol: str, price: str) -> InstrumentSpec:
 class AlpacaEmulator(Emulator):
     name = "alpaca"
     requests_per_second = 10  # Alpaca: 200 requests per minute per key, enforced per second here
+    # US equities trade without commission, and Alpaca's fill events carry no fee. (Alpaca
+    # takes a crypto fee from the asset the trade credits, which the engine cannot do: the
+    # emulated crypto pair trades without a fee too.)
+    fees = FeeSchedule(maker_bps=Decimal(0), taker_bps=Decimal(0))
 
     @classmethod
     def listed_instruments(cls) -> list[InstrumentSpec]:
@@ -174,20 +178,22 @@ class AlpacaEmulator(Emulator):
         ]
 
     async def _positions(self, account: str, request: web.Request) -> list[dict[str, Any]]:
-        by_base = {spec.base: (symbol, spec) for symbol, spec in self.venue.instruments.items()}
+        """GET /v2/positions: the open ones, crypto named without the slash, qty signed."""
         positions = []
-        for currency, (free, locked) in self.venue.balances(account).items():
-            if currency not in by_base or not free + locked:
+        for position in self.venue.positions(account):
+            if not position.quantity:
                 continue
-            symbol, spec = by_base[currency]
-            qty = render.number(free + locked)
+            crypto = self.venue.instruments[position.symbol].asset_class == "crypto"
+            cost = abs(position.quantity) * position.avg_price
             positions.append({
-                "asset_id": render.asset_uuid(symbol), "symbol": symbol.replace("/", ""),
-                "exchange": "CRYPTO" if spec.asset_class == "crypto" else "NYSE",
-                "asset_class": "crypto" if spec.asset_class == "crypto" else "us_equity", "qty": qty,
-                "qty_available": render.number(free), "side": "long", "avg_entry_price": "0", "market_value": "0",
-                "cost_basis": "0", "unrealized_pl": "0", "unrealized_plpc": "0", "unrealized_intraday_pl": "0",
-                "unrealized_intraday_plpc": "0", "current_price": "0", "lastday_price": "0", "change_today": "0",
+                "asset_id": render.asset_uuid(position.symbol), "symbol": position.symbol.replace("/", ""),
+                "exchange": "CRYPTO" if crypto else "NYSE", "asset_class": "crypto" if crypto else "us_equity",
+                "asset_marginable": False, "qty": render.number(position.quantity),
+                "qty_available": render.number(position.quantity), "side": "long" if position.quantity > 0 else "short",
+                "avg_entry_price": render.number(position.avg_price), "market_value": render.number(cost),
+                "cost_basis": render.number(cost), "unrealized_pl": "0", "unrealized_plpc": "0",
+                "unrealized_intraday_pl": "0", "unrealized_intraday_plpc": "0", "current_price": None,
+                "lastday_price": None, "change_today": None,
             })
         return positions
 

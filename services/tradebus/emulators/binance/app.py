@@ -86,6 +86,7 @@ class BinanceEmulator(Emulator):
         self._orders_placed: deque[float] = deque()  # monotonic times of accepted places (the longest window)
         self._shutdowns: set[asyncio.Task[None]] = set()
         self._api_sessions: list[StreamSession] = []  # WebSocket API connections (user data streams)
+        self._sent_balances: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}  # api key -> what the stream said
         venue.on_market(self._on_market)
         venue.on_order(self._on_order)
 
@@ -260,6 +261,7 @@ class BinanceEmulator(Emulator):
              "commissionAsset": fill.fee_currency, "time": fill.ts // 1_000_000, "isBuyer": order.side.value == "buy",
              "isMaker": fill.maker, "isBestMatch": True}
             for order, fill in self.venue.fills(account, symbol)
+            if params.get("orderId") in (None, str(order.order_id))
         ]
 
     def _account(self, account: str, params: dict[str, str]) -> dict[str, Any]:
@@ -377,11 +379,22 @@ class BinanceEmulator(Emulator):
         return web.json_response({"announced": len(sessions)})
 
     def _on_order(self, order: EmulatedOrder, fill: EmulatedFill | None) -> None:
+        """The executionReport, then (Binance: "sent any time an account balance has
+        changed") an outboundAccountPosition of the order's assets whose balance moved."""
         cancel_id = self._cancel_ids.get(order.order_id) if order.status is OrderStatus.CANCELLED else None
-        event = render.execution_report(order, fill, execution=render.execution_type(order, fill), cancel_id=cancel_id)
+        events = [render.execution_report(order, fill, execution=render.execution_type(order, fill), cancel_id=cancel_id)]
+        spec = self.venue.instruments[order.symbol]
+        held = self.venue.balances(order.account)
+        sent = self._sent_balances.setdefault(order.account, {})
+        moved = {asset: held.get(asset, (Decimal(0), Decimal(0))) for asset in (spec.base, spec.quote)}
+        moved = {asset: balance for asset, balance in moved.items() if sent.get(asset) != balance}
+        if moved:
+            sent.update(moved)
+            events.append(render.account_position(moved, order.updated_ns))
         for session in self._user_sockets.get(order.account, []):
             for subscription in session.topics:
-                session.send({"subscriptionId": int(subscription), "event": event})
+                for event in events:
+                    session.send({"subscriptionId": int(subscription), "event": event})
 
     def _on_market(self, update: MarketUpdate) -> None:
         symbol = update.symbol

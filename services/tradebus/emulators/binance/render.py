@@ -143,6 +143,12 @@ def execution_report(o: EmulatedOrder, fill: EmulatedFill | None, *, execution: 
     }
 
 
+def account_position(balances: dict[str, tuple[Decimal, Decimal]], ns: int) -> dict[str, Any]:
+    """The user data stream's "Account Update": the assets whose balance changed (free, locked)."""
+    return {"e": "outboundAccountPosition", "E": ns // 1_000_000, "u": ns // 1_000_000,
+            "B": [{"a": asset, "f": number(free), "l": number(locked)} for asset, (free, locked) in sorted(balances.items())]}
+
+
 def execution_type(o: EmulatedOrder, fill: EmulatedFill | None) -> str:
     if fill is not None:
         return "TRADE"

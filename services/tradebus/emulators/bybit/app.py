@@ -27,7 +27,7 @@ limit per second), X-Bapi-Limit-Status (what remains of it), X-Bapi-Limit-Reset-
 server_time - recv_window <= timestamp < server_time + 1000 (docs/v5/guide.mdx), else 10002.
 
 Not emulated: derivatives, options, margin, batch endpoints, TP/SL orders, the websocket
-trade API (`/v5/trade`), wallet topics, per-endpoint limits (one limit per key), pagination
+trade API (`/v5/trade`), per-endpoint limits (one limit per key), pagination
 cursors (one page of up to `limit` items).
 """
 
@@ -218,18 +218,7 @@ class BybitEmulator(Emulator):
     def _wallet_balance(self, account: str, params: Params) -> dict[str, Any]:
         if params.get("accountType", "UNIFIED") != "UNIFIED":
             raise Refused(RejectReason.MALFORMED, "accountType only support UNIFIED.")
-        coins = [
-            {"coin": currency, "equity": render.number(free + locked), "usdValue": "",
-             "walletBalance": render.number(free + locked), "free": "", "locked": render.number(locked),
-             "spotHedgingQty": "0", "borrowAmount": "0", "availableToWithdraw": "", "accruedInterest": "0",
-             "totalOrderIM": "0", "totalPositionIM": "0", "totalPositionMM": "0", "unrealisedPnl": "0",
-             "cumRealisedPnl": "0", "bonus": "0", "marginCollateral": True, "collateralSwitch": True}
-            for currency, (free, locked) in self.venue.balances(account).items()
-        ]
-        return {"list": [{"accountType": "UNIFIED", "accountIMRate": "0", "accountMMRate": "0", "totalEquity": "",
-                          "totalWalletBalance": "", "totalMarginBalance": "", "totalAvailableBalance": "",
-                          "totalPerpUPL": "0", "totalInitialMargin": "0", "totalMaintenanceMargin": "0",
-                          "accountLTV": "0", "coin": coins}]}
+        return {"list": [render.wallet(self.venue.balances(account))]}
 
     # --- trading --------------------------------------------------------------------------------
     def _place(self, account: str, params: Params) -> dict[str, str]:

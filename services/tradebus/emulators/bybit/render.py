@@ -130,7 +130,8 @@ def order(o: EmulatedOrder) -> dict[str, Any]:
         "cancelType": "UNKNOWN", "rejectReason": reject_reason(o), "avgPrice": number(o.average_price) if o.filled else "",
         "leavesQty": number(leaves), "leavesValue": number(leaves * o.price if o.price is not None else Decimal(0)),
         "cumExecQty": number(o.filled), "cumExecValue": number(o.cost),
-        "cumExecFee": number(sum((f.fee for f in o.fills), Decimal(0))), "timeInForce": time_in_force(o),
+        "cumExecFee": number(cumulative_fee(o)), "feeCurrency": "", "cumFeeDetail": fee_detail(o),
+        "timeInForce": time_in_force(o),
         "orderType": order_type(o), "stopOrderType": "Stop" if o.stop_price is not None else "",
         "orderIv": "",
         "triggerPrice": number(o.stop_price), "takeProfit": "", "stopLoss": "", "tpTriggerBy": "", "slTriggerBy": "",
@@ -139,6 +140,20 @@ def order(o: EmulatedOrder) -> dict[str, Any]:
         "tpslMode": "", "tpLimitPrice": "", "slLimitPrice": "", "placeType": "",
         "createdTime": str(o.created_ns // 1_000_000), "updatedTime": str(o.updated_ns // 1_000_000),
     }
+
+
+def cumulative_fee(o: EmulatedOrder) -> Decimal:
+    return sum((f.fee for f in o.fills), Decimal(0))
+
+
+def fee_detail(o: EmulatedOrder) -> dict[str, str]:
+    """`cumFeeDetail`: the fees so far per coin ({} before the first fill), which Bybit gives
+    for spot and linear orders in place of the deprecated `cumExecFee` / `feeCurrency`
+    (websocket "Order" documentation, whose example also shows `"feeCurrency": ""`)."""
+    detail: dict[str, Decimal] = {}
+    for fill in o.fills:
+        detail[fill.fee_currency] = detail.get(fill.fee_currency, Decimal(0)) + fill.fee
+    return {coin: number(amount) for coin, amount in detail.items()}
 
 
 def order_ids(o: EmulatedOrder) -> dict[str, str]:
@@ -160,3 +175,19 @@ def execution(o: EmulatedOrder, fill: EmulatedFill) -> dict[str, Any]:
         "indexPrice": "", "underlyingPrice": "", "blockTradeId": "", "closedSize": "", "seq": fill.trade_id,
         "isLeverage": "0",
     }
+
+
+def wallet(balances: dict[str, tuple[Decimal, Decimal]]) -> dict[str, Any]:
+    """The unified account as /v5/account/wallet-balance lists it and the `wallet` topic
+    pushes it: its coins with wallet balance and locked amount (free, locked per coin)."""
+    coins = [
+        {"coin": currency, "equity": number(free + locked), "usdValue": "",
+         "walletBalance": number(free + locked), "free": "", "locked": number(locked),
+         "spotHedgingQty": "0", "borrowAmount": "0", "availableToWithdraw": "", "accruedInterest": "0",
+         "totalOrderIM": "0", "totalPositionIM": "0", "totalPositionMM": "0", "unrealisedPnl": "0",
+         "cumRealisedPnl": "0", "bonus": "0", "marginCollateral": True, "collateralSwitch": True}
+        for currency, (free, locked) in balances.items()
+    ]
+    return {"accountType": "UNIFIED", "accountIMRate": "0", "accountMMRate": "0", "totalEquity": "",
+            "totalWalletBalance": "", "totalMarginBalance": "", "totalAvailableBalance": "", "totalPerpUPL": "0",
+            "totalInitialMargin": "0", "totalMaintenanceMargin": "0", "accountLTV": "0", "coin": coins}

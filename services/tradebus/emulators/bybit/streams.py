@@ -1,6 +1,6 @@
 """Bybit v5 websockets, emulated: the public spot stream (`/v5/public/spot`: orderbook.N,
 publicTrade, tickers, kline topics) and the private stream (`/v5/private`: `auth`, then the
-`order` and `execution` topics of the authenticated account).
+`order`, `execution` and `wallet` topics of the authenticated account).
 
 Frames follow Bybit's documented shapes: `{"topic", "type": "snapshot"|"delta", "ts",
 "data"}`; an order book topic starts with a snapshot of N levels a side, then deltas of the
@@ -254,11 +254,13 @@ class BybitStreams:
         if fill is not None:
             frames["execution"] = {"id": str(uuid.uuid4()), "topic": "execution", "creationTime": now,
                                    "data": [render.execution(order, fill)]}
+            frames["wallet"] = {"id": str(uuid.uuid4()), "topic": "wallet", "creationTime": now,
+                                "data": [render.wallet(self.venue.balances(order.account))]}
         for session in self._private:
             if session.account != order.account:
                 continue
-            # a fill's execution comes before the order update, as on Bybit
-            for topic in ("execution", "order"):
+            # a fill's execution comes before the order update, as on Bybit, then the wallet
+            for topic in ("execution", "order", "wallet"):
                 if topic in frames and topic in session.topics:
                     session.send(frames[topic])
 

@@ -25,6 +25,9 @@ order path relies on:
   answers commands with AUTH_FAILED until the credentials work again.
 - Every request goes through one rate limiter: the venue's documented rate proactively,
   and a shared penalty box when the venue says "too many requests".
+- Account state (accounts.py): each fill is followed by the position it changes; the
+  venue's balances (and positions, where it keeps them) are read at start, after every
+  reconnect and shortly after fills, and what changed is published as account events.
 """
 
 from __future__ import annotations
@@ -52,11 +55,12 @@ from tradebus.schemas.commands import (
 from tradebus.schemas.events import CommandAction, CommandRejected, cancel_all_done
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderStatus, RejectReason, ServiceState
 
+from .accountfeed import AccountFeed
 from .base import VenueConnector, VenueEvent
 from .errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
 from .marketdata import MarketStream
 from .ratelimit import RateLimiter
-from .tracking import OrderSnapshot, OrderTracker
+from .tracking import OrderSnapshot, OrderTracker, TradeReport
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +81,10 @@ class RemoteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     reconnect_delay: float = 0.5  # first back-off after a stream drop (doubling, capped at 30 s)
     poll_interval: float = 5.0  # seconds between reconciliations of working orders (safety net)
     reconcile_lookback: float = 86_400.0  # seconds of venue order history read at start and after reconnects
+    account_refresh_delay: float = 0.2  # seconds after a fill before the venue's balances are read (fills coalesce)
 
 
-class RemoteVenueConnector(VenueConnector):
+class RemoteVenueConnector(AccountFeed, VenueConnector):
     """Subclasses implement the venue primitives below; `account` is the one venue account
     this process trades (one connector process per venue and account)."""
 
@@ -90,6 +95,7 @@ class RemoteVenueConnector(VenueConnector):
         self.account: str = self.config.account
         self.settings: RemoteSettings = self.config.resilience
         self.tracker = OrderTracker(venue=self.venue, account=self.account)
+        self._init_account_feed(venue=self.venue, account=self.account)
         # 10% under the documented rate: our clock and the venue's windows never line up exactly
         self.limiter = RateLimiter(self.settings.requests_per_second or 0.9 * self.default_requests_per_second)
         self._ready = asyncio.Event()  # connected and reconciled: commands may run
@@ -136,6 +142,10 @@ class RemoteVenueConnector(VenueConnector):
         """The private order stream: yields each order update; raises VenueBusy (or
         AuthFailed) when the stream is lost. Reconnects when iterated again."""
 
+    async def order_trades(self, snapshot: OrderSnapshot) -> list[TradeReport]:
+        """Every trade of the order as the venue lists them ([] where it cannot)."""
+        return []
+
     @abstractmethod
     def watch_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
         """One market-data stream: yields normalized messages (seq 0) as they arrive;
@@ -148,9 +158,13 @@ class RemoteVenueConnector(VenueConnector):
         return frozenset({self.account})
 
     async def start(self) -> None:
-        self.tracker.restore(await self.read_journal())
+        journal = await self.read_journal()
+        self.tracker.restore(journal)
+        self.book.restore(journal)
         await self._connect_and_reconcile()
         self._spawn(self._follow_orders(), "private-stream")
+        self._spawn(self._follow_account(), "account")
+        self._spawn(self._follow_balances(), "balance-stream")
         self._spawn(self._poll_working_orders(), "reconcile-poll")
         kinds = [kind for kind in MarketDataKind if kind is not MarketDataKind.INSTRUMENT]
         listed = {instrument.symbol for instrument in self.instruments()}
@@ -180,7 +194,7 @@ class RemoteVenueConnector(VenueConnector):
             snapshot = await self._call(lambda: self.lookup(command.client_order_id, command.symbol))
             if snapshot is None:
                 return False
-            self.emit(self.tracker.update(snapshot, time.time_ns()))
+            self.emit(await self._track(snapshot))
             return True
         if isinstance(command, ModifyOrder):
             return self.tracker.modified(command.client_order_id, command.modify_id)
@@ -189,6 +203,9 @@ class RemoteVenueConnector(VenueConnector):
         return False
 
     async def execute(self, command: OrderCommand) -> list[VenueEvent]:
+        return self._with_account_events(await self._execute(command))
+
+    async def _execute(self, command: OrderCommand) -> list[VenueEvent]:
         refusal = await self._trading_refusal()
         try:
             if refusal is not None:
@@ -220,7 +237,7 @@ class RemoteVenueConnector(VenueConnector):
                 with contextlib.suppress(VenueError):
                     snapshot = await self._call(lambda c=coid, s=symbol: self.lookup(c, s))  # type: ignore[misc]
                     if snapshot is not None:
-                        self.emit(self.tracker.update(snapshot, time.time_ns()))
+                        self.emit(await self._track(snapshot))
             event = self.tracker.latest(coid)
             if event is None:
                 unknown.append(coid)
@@ -249,7 +266,7 @@ class RemoteVenueConnector(VenueConnector):
             return list(self.tracker.rejected(command, RejectReason.VENUE_UNAVAILABLE, exc.message, time.time_ns()))
         except OutcomeUnknown:
             return await self._resolve_unknown_place(command)
-        return list(self.tracker.update(snapshot, time.time_ns()))
+        return list(await self._track(snapshot))
 
     def _placed_again(self, command: PlaceOrder, placed: object | None) -> list[VenueEvent]:
         """A place under a known client order id: with the terms it was `placed` with, the
@@ -274,7 +291,7 @@ class RemoteVenueConnector(VenueConnector):
             log.warning("duplicate client order id; look-up failed, left for reconciliation", extra={"client_order_id": coid})
             return []
         if snapshot is not None and not terms_differences(snapshot, command, VENUE_REPORTED_TERMS):
-            return list(self.tracker.update(snapshot, time.time_ns()))
+            return list(await self._track(snapshot))
         self.tracker.forget(coid)
         if snapshot is None:
             return [self._command_rejected(command, CommandAction.PLACE, RejectReason.DUPLICATE_CLIENT_ORDER_ID,
@@ -312,14 +329,14 @@ class RemoteVenueConnector(VenueConnector):
             with contextlib.suppress(VenueBusy, OutcomeUnknown):
                 snapshot = await self._call(lambda: self.lookup(command.client_order_id, command.symbol))
                 if snapshot is not None:
-                    return list(self.tracker.update(snapshot, time.time_ns()))
+                    return list(await self._track(snapshot))
                 try:
                     snapshot = await self._call(lambda: self.submit(command))
                 except OrderRefused as exc:
                     if exc.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID:
                         continue  # the first request arrived meanwhile: look it up again
                     return list(self.tracker.rejected(command, exc.reason, exc.message, time.time_ns()))
-                return list(self.tracker.update(snapshot, time.time_ns()))
+                return list(await self._track(snapshot))
         log.error("place outcome still unknown; left for reconciliation", extra={"client_order_id": command.client_order_id})
         return []
 
@@ -347,7 +364,7 @@ class RemoteVenueConnector(VenueConnector):
             snapshot = None  # it finished meanwhile: the look-up below says how
         if snapshot is None or snapshot.status not in TERMINAL_STATUSES:
             snapshot = await self._call(lambda: self.lookup(coid, symbol))
-        events = list(self.tracker.update(snapshot, time.time_ns())) if snapshot is not None else []
+        events = list(await self._track(snapshot)) if snapshot is not None else []
         if not events and not self.tracker.is_open(coid):
             raise OrderRefused(RejectReason.ORDER_NOT_OPEN, "order finished before the cancel arrived")
         return events
@@ -432,6 +449,7 @@ class RemoteVenueConnector(VenueConnector):
             try:
                 await self._call(self.connect)
                 await self._reconcile_all(history=True)
+                await self._read_account(snapshot=True)
                 break
             except AuthFailed:
                 break  # reported; commands are refused until the credentials work
@@ -453,13 +471,13 @@ class RemoteVenueConnector(VenueConnector):
             since = now - int(self.settings.reconcile_lookback * 1e9)
             at_venue += await self._call(lambda: self.recent_orders(since))
         for snapshot in at_venue:
-            events += self.tracker.update(snapshot, now)
+            events += await self._track(snapshot, now)
         seen = {snapshot.client_order_id for snapshot in at_venue}
         for coid in self.tracker.open_orders():
             if coid not in seen:
                 snapshot = await self._call(lambda c=coid: self.lookup(c, self.tracker.symbol(c)))  # type: ignore[misc]
                 if snapshot is not None:
-                    events += self.tracker.update(snapshot, now)
+                    events += await self._track(snapshot, now)
         if events:
             log.info("reconciled with the venue", extra={"events": len(events)})
             self.emit(events)
@@ -476,7 +494,7 @@ class RemoteVenueConnector(VenueConnector):
             try:
                 async for snapshot in self.watch_orders():
                     delay = self.settings.reconnect_delay
-                    events = self.tracker.update(snapshot, time.time_ns())
+                    events = await self._track(snapshot)
                     if events:
                         self.emit(events)
             except (VenueBusy, OutcomeUnknown, AuthFailed) as exc:
@@ -485,6 +503,17 @@ class RemoteVenueConnector(VenueConnector):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
             await self._connect_and_reconcile()
+
+    async def _track(self, snapshot: OrderSnapshot, now: int | None = None) -> list[VenueEvent]:
+        """The events `snapshot` adds. A fill it reports without its trade (a REST snapshot,
+        Bybit's order stream) is first completed from the venue's list of the order's
+        trades, so each fill carries the venue's trade id and fee; where the list cannot be
+        read, the tracker derives the fill (tracking.py)."""
+        if self.tracker.lacks_trade(snapshot):
+            with contextlib.suppress(VenueError):
+                trades = await self._call(lambda: self.order_trades(snapshot))
+                snapshot = msgspec.structs.replace(snapshot, trades=tuple(trades))
+        return list(self.tracker.update(snapshot, now or time.time_ns()))
 
     async def _poll_working_orders(self) -> None:
         """What a stream can miss (an update during a reconnect) the venue still knows."""

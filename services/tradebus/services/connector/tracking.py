@@ -14,8 +14,12 @@ facts older than the de-duplication window are not re-published either.
 
 Fills are counted by cumulative quantity, which every venue reports with each order update.
 When the update carries the trade itself (id, price, fee) the fill event uses it; when it
-does not (a REST snapshot), the fill is derived from the change of cumulative quantity and
-average price, with an id built from the venue order id and the fee left at zero.
+comes with the order's trades as the venue lists them (`trades`, which the connector reads
+for a snapshot that lacks its trade), there is one fill event per trade not published yet.
+Otherwise the fill is derived from the change of cumulative quantity and average price, with
+an id built from the venue order id; its fee is the change of the order's cumulative fee
+where the venue reports one (`cum_fee`), else zero with no currency: a fee the venue did not
+state is never made up.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class TradeReport(msgspec.Struct, frozen=True, kw_only=True):
     fee: Decimal = ZERO
     fee_currency: str = ""
     liquidity: LiquiditySide = LiquiditySide.TAKER
+    ts: int = 0  # the venue's time of the trade, ns (orders a listing of trades)
 
 
 class OrderSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,6 +90,10 @@ class OrderSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     filled: Decimal = ZERO
     average_price: Decimal | None = None
     last_trade: TradeReport | None = None  # the fill this update reports, if it reports one
+    # The order's fees so far as the venue reports them (None: it does not), in `fee_currency`.
+    cum_fee: Decimal | None = None
+    fee_currency: str = ""
+    trades: tuple[TradeReport, ...] = ()  # every trade of the order, where the venue listed them
     ts: int = 0  # the venue's time of this state, ns
     message: str = ""  # the venue's text for a rejection
     cancel_reason: CancelReason | None = None  # why the venue cancelled the order itself, where it says
@@ -100,6 +109,7 @@ class _Tracked(msgspec.Struct, kw_only=True):
     status: OrderStatus | None = None  # None: submitted, nothing heard yet
     cum: Decimal = ZERO
     notional: Decimal = ZERO  # sum of price x quantity of the published fills
+    fees: Decimal = ZERO  # sum of the published fills' fees
     triggered: bool = False
     cancel_requested: bool = False
     modify_ids: set[str] = msgspec.field(default_factory=set)
@@ -146,6 +156,15 @@ class OrderTracker:
     def modified(self, client_order_id: str, modify_id: str) -> bool:
         tracked = self._orders.get(client_order_id)
         return tracked is not None and modify_id in tracked.modify_ids
+
+    def lacks_trade(self, snapshot: OrderSnapshot) -> bool:
+        """Whether `snapshot` reports fills not published yet without the trade they were."""
+        tracked = self._orders.get(snapshot.client_order_id)
+        published = ZERO if tracked is None else tracked.cum
+        if snapshot.filled <= published or (tracked is not None and tracked.status in TERMINAL_STATUSES):
+            return False
+        trade = snapshot.last_trade
+        return trade is None or trade.quantity != snapshot.filled - published
 
     def latest(self, client_order_id: str) -> OrderEvent | None:
         tracked = self._orders.get(client_order_id)
@@ -220,7 +239,7 @@ class OrderTracker:
             tracked.status = OrderStatus.TRIGGERED
             events.append(OrderTriggered(**self._base(coid, tracked, "triggered", ts, now)))
         if snapshot.filled > tracked.cum:
-            events.append(self._fill(coid, tracked, snapshot, ts, now))
+            events += self._fills(coid, tracked, snapshot, ts, now)
         final = self._final(coid, tracked, snapshot, ts, now)
         if final is not None:
             events.append(final)
@@ -271,6 +290,7 @@ class OrderTracker:
         elif isinstance(event, (OrderPartiallyFilled, OrderFilled)):
             tracked.cum = event.cum_quantity
             tracked.notional += event.fill.price * event.fill.quantity
+            tracked.fees += event.fill.fee
             tracked.status = OrderStatus.FILLED if isinstance(event, OrderFilled) else OrderStatus.PARTIALLY_FILLED
         elif isinstance(event, OrderModified):
             tracked.modify_ids.add(event.modify_id)
@@ -288,19 +308,32 @@ class OrderTracker:
             "ts_event": ts, "ts_recv": now if now is not None else ts,
         }
 
-    def _fill(self, coid: str, tracked: _Tracked, snapshot: OrderSnapshot, ts: int, now: int) -> OrderEvent:
+    def _fills(self, coid: str, tracked: _Tracked, snapshot: OrderSnapshot, ts: int, now: int) -> list[OrderEvent]:
         quantity = snapshot.filled - tracked.cum
         trade = snapshot.last_trade
         if trade is not None and trade.quantity == quantity:
-            fill = Fill(trade_id=trade.trade_id, side=tracked.side, price=trade.price, quantity=quantity,
-                        fee=trade.fee, fee_currency=trade.fee_currency, liquidity=trade.liquidity)
-        else:
-            fill = Fill(trade_id=f"{snapshot.venue_order_id}:{_text(snapshot.filled)}", side=tracked.side,
-                        price=self._derived_price(tracked, snapshot, quantity), quantity=quantity, fee=ZERO,
-                        fee_currency="", liquidity=LiquiditySide.TAKER)
-        tracked.cum = snapshot.filled
+            return [self._fill(coid, tracked, snapshot, self._reported(tracked, trade), ts, now)]
+        unpublished = _unpublished(snapshot.trades, tracked.cum, snapshot.filled)
+        if unpublished:
+            return [self._fill(coid, tracked, snapshot, self._reported(tracked, trade), trade.ts or ts, now)
+                    for trade in unpublished]
+        fee = max(ZERO, snapshot.cum_fee - tracked.fees) if snapshot.cum_fee is not None else ZERO
+        fill = Fill(trade_id=f"{snapshot.venue_order_id}:{_text(snapshot.filled)}", side=tracked.side,
+                    price=self._derived_price(tracked, snapshot, quantity), quantity=quantity, fee=fee,
+                    fee_currency=snapshot.fee_currency if snapshot.cum_fee is not None else "",
+                    liquidity=LiquiditySide.TAKER)
+        return [self._fill(coid, tracked, snapshot, fill, ts, now)]
+
+    @staticmethod
+    def _reported(tracked: _Tracked, trade: TradeReport) -> Fill:
+        return Fill(trade_id=trade.trade_id, side=tracked.side, price=trade.price, quantity=trade.quantity,
+                    fee=trade.fee, fee_currency=trade.fee_currency, liquidity=trade.liquidity)
+
+    def _fill(self, coid: str, tracked: _Tracked, snapshot: OrderSnapshot, fill: Fill, ts: int, now: int) -> OrderEvent:
+        tracked.cum += fill.quantity
         tracked.notional += fill.price * fill.quantity
-        done = snapshot.status is OrderStatus.FILLED or tracked.cum >= tracked.quantity
+        tracked.fees += fill.fee
+        done = tracked.cum >= tracked.quantity or (snapshot.status is OrderStatus.FILLED and tracked.cum >= snapshot.filled)
         tracked.status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
         kind = OrderFilled if done else OrderPartiallyFilled
         return kind(
@@ -332,6 +365,20 @@ class OrderTracker:
             tracked.status = OrderStatus.EXPIRED
             return OrderExpired(**self._base(coid, tracked, "expired", ts, now), cum_quantity=tracked.cum)
         return None
+
+
+def _unpublished(trades: tuple[TradeReport, ...], published: Decimal, filled: Decimal) -> list[TradeReport]:
+    """The listed trades after the first `published` quantity, in the venue's order, when
+    they add up to `filled` exactly and start where the published fills ended; else none
+    (an incomplete listing, or fills published before that split one of its trades)."""
+    cum, unpublished = ZERO, []
+    for trade in sorted(trades, key=lambda t: t.ts):
+        if cum >= published:
+            unpublished.append(trade)
+        elif cum + trade.quantity > published:
+            return []
+        cum += trade.quantity
+    return unpublished if cum == filled else []
 
 
 def _text(value: Decimal) -> str:

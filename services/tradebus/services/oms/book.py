@@ -1,5 +1,6 @@
-"""The order manager's state: one `OrderRecord` per order and the latest `PositionUpdate`
-per venue account and symbol, fed by routed commands and events. Pure (no I/O): the service
+"""The order manager's state: one `OrderRecord` per order, the latest `PositionUpdate`
+per venue account and symbol and the latest balances per venue account (one `BalanceUpdate`
+holding every currency), fed by routed commands and events. Pure (no I/O): the service
 and `tradebus oms rebuild` run exactly this code over the same messages.
 
 The state is a function of the two streams, each in stream order, and of nothing else:
@@ -14,8 +15,8 @@ The state is a function of the two streams, each in stream order, and of nothing
 - every change is stamped with `ts`, the JetStream time of the message that caused it, never
   the wall clock.
 
-Keys are the keys of the KV bucket: `order.<venue>.<account>.<client order id>` and
-`position.<venue>.<account>.<encoded symbol>`.
+Keys are the keys of the KV bucket: `order.<venue>.<account>.<client order id>`,
+`position.<venue>.<account>.<encoded symbol>` and `balance.<venue>.<account>`.
 """
 
 from __future__ import annotations
@@ -30,14 +31,16 @@ from tradebus.schemas.codecs import DecodeError, decoder, encode
 from tradebus.schemas.commands import OrderCommand, PlaceOrder
 from tradebus.schemas.control import (
     AggregatePosition,
+    GetBalances,
     GetOrder,
     GetPositions,
     ListOrders,
     OmsReply,
     OmsRequest,
+    VenueBalance,
     VenuePosition,
 )
-from tradebus.schemas.events import CommandRejected, OrderEventBase, PositionUpdate
+from tradebus.schemas.events import BalanceUpdate, CommandRejected, OrderEventBase, PositionUpdate
 from tradebus.schemas.lifecycle import (
     OPEN_STATUSES,
     OrderRecord,
@@ -52,6 +55,7 @@ from tradebus.shared.tenants import Tenant
 
 ORDER_PREFIX = "order."
 POSITION_PREFIX = "position."
+BALANCE_PREFIX = "balance."
 DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default max_payload
 REPLY_ENVELOPE = 1024  # bytes of an OmsReply besides its orders (tags, flags, the cursor), with room to spare
 
@@ -62,6 +66,7 @@ _EVENT_DECODERS = {Family.ORDER_EVENT: decoder(Family.ORDER_EVENT), Family.REJEC
                    Family.ACCOUNT_EVENT: decoder(Family.ACCOUNT_EVENT)}
 _record_decoder = msgspec.json.Decoder(OrderRecord)
 _position_decoder = msgspec.json.Decoder(PositionUpdate)
+_balances_decoder = msgspec.json.Decoder(BalanceUpdate)
 
 
 Owns = Callable[[str, str], bool]  # (venue, account) -> whether a tenant may read it
@@ -86,6 +91,10 @@ def order_key(venue: str, account: str, client_order_id: str) -> str:
 
 def position_key(venue: str, account: str, symbol: str) -> str:
     return f"{POSITION_PREFIX}{venue}.{account}.{encode_token(symbol)}"
+
+
+def balance_key(venue: str, account: str) -> str:
+    return f"{BALANCE_PREFIX}{venue}.{account}"
 
 
 def decode_route(subject: str, data: bytes) -> OrderCommand:
@@ -128,6 +137,10 @@ class OmsState:
         # bucket holds the venue's PositionUpdate as published. After a restart, the
         # service's catch-up re-applies in order whatever could be redelivered.
         self._position_seqs: dict[str, int] = {}
+        # Per venue account: every currency's latest balance, merged into one BalanceUpdate
+        # (the last update's id and time), and the EVENTS sequence it was applied at.
+        self.balances: dict[str, BalanceUpdate] = {}
+        self._balance_seqs: dict[str, int] = {}
 
     # --- feeding: each takes a message with its stream sequence and time, and returns the
     # --- key it changed, or None
@@ -159,6 +172,8 @@ class OmsState:
         previous one; anything else (balances, risk events) is not the order manager's."""
         if isinstance(event, PositionUpdate):
             return self._store_position(event, seq)
+        if isinstance(event, BalanceUpdate):
+            return self._store_balances(event, seq)
         if not isinstance(event, (OrderEventBase, CommandRejected)) or event.client_order_id is None:
             return None
         key = order_key(event.venue, event.account, event.client_order_id)
@@ -199,6 +214,18 @@ class OmsState:
         self._position_seqs[key] = seq
         return key
 
+    def _store_balances(self, update: BalanceUpdate, seq: int) -> str | None:
+        """A snapshot replaces the account's balances, an update the currencies it names."""
+        key = balance_key(update.venue, update.account)
+        current = self.balances.get(key)
+        if current is not None and (update.ts_event < current.ts_event or seq <= self._balance_seqs.get(key, 0)):
+            return None
+        merged = {} if update.snapshot or current is None else {b.currency: b for b in current.balances}
+        merged.update((balance.currency, balance) for balance in update.balances)
+        self.balances[key] = msgspec.structs.replace(update, balances=[merged[c] for c in sorted(merged)], snapshot=True)
+        self._balance_seqs[key] = seq
+        return key if self.balances[key] != current else None
+
     # --- the bucket ----------------------------------------------------------------------
     def load(self, key: str, value: bytes) -> None:
         """Take one stored entry as it is. Raises Undecodable."""
@@ -209,16 +236,21 @@ class OmsState:
             if key.startswith(POSITION_PREFIX):
                 self.positions[key] = _position_decoder.decode(value)
                 return
+            if key.startswith(BALANCE_PREFIX):
+                self.balances[key] = _balances_decoder.decode(value)
+                return
         except DecodeError as exc:
             raise Undecodable(f"{key}: {exc}") from exc
         raise Undecodable(f"{key}: not an order manager key")
 
     def encoded(self, key: str) -> bytes:
+        if key.startswith(BALANCE_PREFIX):
+            return encode(self.balances[key])
         return encode(self.positions[key] if key.startswith(POSITION_PREFIX) else self.orders[key])
 
-    def entries(self) -> dict[str, OrderRecord | PositionUpdate]:
+    def entries(self) -> dict[str, OrderRecord | PositionUpdate | BalanceUpdate]:
         """Everything the bucket should hold, by key."""
-        return {**self.orders, **self.positions}
+        return {**self.orders, **self.positions, **self.balances}
 
     # --- queries -------------------------------------------------------------------------
     def answer(self, request: OmsRequest, max_bytes: int = DEFAULT_MAX_PAYLOAD, tenant: Tenant | None = None) -> OmsReply:
@@ -237,6 +269,9 @@ class OmsState:
                 return self._page_of_orders(request, max_bytes, owns)
             case GetPositions():
                 return OmsReply(ok=True, positions=self.aggregate_positions(request.account, owns))
+            case GetBalances():
+                return OmsReply(ok=True, balances=self.venue_balances(venue=request.venue, account=request.account,
+                                                                      owns=owns))
 
     def _page_of_orders(self, request: ListOrders, max_bytes: int, owns: Owns | None) -> OmsReply:
         matching = self.list_orders(venue=request.venue, account=request.account, open_only=request.open_only,
@@ -275,6 +310,19 @@ class OmsState:
             if (account is None or update.account == account) and (owns is None or owns(update.venue, update.account)):
                 groups.setdefault((update.account, update.symbol), []).append(update)
         return [_aggregate(held_account, symbol, updates) for (held_account, symbol), updates in sorted(groups.items())]
+
+    def venue_balances(self, *, venue: str | None = None, account: str | None = None,
+                       owns: Owns | None = None) -> list[VenueBalance]:
+        """Every currency of every venue account, by venue, account and currency (`owns`: the
+        venue accounts it owns only)."""
+        return [
+            VenueBalance(venue=update.venue, account=update.account, currency=balance.currency, total=balance.total,
+                         available=balance.available, ts_event=update.ts_event)
+            for update in sorted(self.balances.values(), key=lambda u: (u.venue, u.account))
+            if venue in (None, update.venue) and account in (None, update.account)
+            and (owns is None or owns(update.venue, update.account))
+            for balance in update.balances
+        ]
 
     def stuck_orders(self, last_update_before: int) -> dict[str, OrderRecord]:
         """Orders still in pending_new whose last news is older than `last_update_before`, by key."""

@@ -49,9 +49,11 @@ from alpaca.trading.stream import TradingStream
 from websockets.exceptions import ConnectionClosed
 
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
+from tradebus.schemas.events import Balance
 from tradebus.schemas.market import Instrument
 from tradebus.schemas.values import MarketDataKind, RejectReason
 
+from ...accounts import ReportedPosition
 from ...base import Capabilities
 from ...credentials import venue_credentials
 from ...errors import AuthFailed, OrderRefused, VenueBusy
@@ -113,6 +115,13 @@ class AlpacaConnector(RemoteVenueConnector):
         self._instruments = [parsing.instrument(self.venue, a) for a in listed]
         if self._asset_class:
             self.capabilities = self._capabilities_for(sorted(set(self._asset_class.values())))
+
+    async def balances(self) -> list[Balance]:
+        return parsing.balances(await self._sdk(self.client.get_account, changes_state=False))
+
+    async def positions(self) -> list[ReportedPosition] | None:
+        listed = await self._sdk(self.client.get_all_positions, changes_state=False)
+        return parsing.positions(listed, {symbol.replace("/", ""): symbol for symbol in self._asset_class})
 
     async def disconnect(self) -> None:
         """Nothing held open: REST sessions close with the process, streams with their iteration."""

@@ -14,9 +14,11 @@ from typing import Any
 
 from alpaca.common.exceptions import APIError
 
+from tradebus.schemas.events import Balance
 from tradebus.schemas.market import Instrument, Quote, Trade
 from tradebus.schemas.values import Aggressor, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
+from ...accounts import ReportedPosition
 from ...codes import UNKNOWN, refused, taxonomy_error
 from ...errors import OutcomeUnknown, VenueBusy, VenueError
 from ...tracking import OrderSnapshot, TradeReport
@@ -73,11 +75,37 @@ def order_snapshot(order: dict[str, Any], *, client_order_id: str | None = None,
 
 
 def fill(update: dict[str, Any]) -> TradeReport | None:
-    """The fill a trade_updates event reports (fill / partial_fill), if it reports one."""
+    """The fill a trade_updates event reports (fill / partial_fill), if it reports one.
+
+    Fees: Alpaca's fill events carry none. US equities trade without commission, so an
+    equity fill's fee is a stated 0 USD. A crypto fill's fee is taken by Alpaca from the
+    asset the trade credits and is not on the event: it is left at 0 with no currency
+    (unknown, never made up); the account's balances and positions show what was received."""
     if update.get("event") not in ("fill", "partial_fill") or update.get("price") is None:
         return None
+    equity = (update.get("order") or {}).get("asset_class") == "us_equity"
     return TradeReport(trade_id=str(update.get("execution_id") or update.get("timestamp")),
-                       price=decimal(update["price"]) or ZERO, quantity=decimal(update.get("qty")) or ZERO)
+                       price=decimal(update["price"]) or ZERO, quantity=decimal(update.get("qty")) or ZERO,
+                       fee=ZERO, fee_currency="USD" if equity else "")
+
+
+def balances(account: dict[str, Any]) -> list[Balance]:
+    """GET /v2/account: the account's cash in its currency; available is Alpaca's
+    `non_marginable_buying_power` (what can buy without margin), never above the cash."""
+    cash = decimal(account.get("cash")) or ZERO
+    available = decimal(account.get("non_marginable_buying_power"))
+    return [Balance(currency=account.get("currency") or "USD", total=cash,
+                    available=cash if available is None else min(cash, available))]
+
+
+def positions(listed: list[dict[str, Any]], symbols: dict[str, str]) -> list[ReportedPosition]:
+    """GET /v2/positions, with `symbols` mapping a position's symbol (crypto without the
+    slash, BTCUSD) to ours; `qty` is signed by Alpaca already (negative when short)."""
+    return [
+        ReportedPosition(symbol=symbols.get(p["symbol"], p["symbol"]), quantity=decimal(p.get("qty")) or ZERO,
+                      avg_price=decimal(p.get("avg_entry_price")) or ZERO)
+        for p in listed
+    ]
 
 
 def instrument(venue: str, asset: dict[str, Any]) -> Instrument:

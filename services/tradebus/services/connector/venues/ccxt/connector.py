@@ -22,6 +22,7 @@ import msgspec
 from ccxt.base.errors import ArgumentsRequired, BaseError
 
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
+from tradebus.schemas.events import Balance
 from tradebus.schemas.market import Instrument
 from tradebus.schemas.values import MarketDataKind, OrderStatus, OrderType, RejectReason, TimeInForce
 
@@ -29,7 +30,7 @@ from ...base import Capabilities
 from ...credentials import venue_credentials
 from ...errors import OrderRefused
 from ...remote import MarketMessage, RemoteVenueConnector
-from ...tracking import OrderSnapshot
+from ...tracking import OrderSnapshot, TradeReport
 from . import parsing
 from .config import CcxtConfig
 from .stream_ends import surface_stream_ends
@@ -121,6 +122,25 @@ class CcxtConnector(RemoteVenueConnector):
             parsing.instrument(self.venue, markets[symbol], self.exchange.precisionMode) for symbol in wanted if symbol in markets
         ]
         await self._request(self.exchange.fetch_balance(), changes_state=False)  # proves the credentials
+
+    async def order_trades(self, snapshot: OrderSnapshot) -> list[TradeReport]:
+        if not self.exchange.has.get("fetchOrderTrades"):
+            return []
+        trades = await self._request(self.exchange.fetch_order_trades(snapshot.venue_order_id, snapshot.symbol),
+                                     changes_state=False)
+        return [parsing.trade_report(trade) for trade in trades]
+
+    async def balances(self) -> list[Balance]:
+        return parsing.balances(await self._request(self.exchange.fetch_balance(), changes_state=False))
+
+    def watch_balances(self) -> AsyncIterator[list[Balance]] | None:
+        return self._balance_updates() if self.exchange.has.get("watchBalance") else None
+
+    async def _balance_updates(self) -> AsyncIterator[list[Balance]]:
+        """ccxt's watchBalance: its balance as the stream left it (Binance
+        outboundAccountPosition, Bybit `wallet`); the account book publishes what changed."""
+        while True:
+            yield parsing.balances(await self._request(self.exchange.watch_balance(), changes_state=False))
 
     async def disconnect(self) -> None:
         await self.exchange.close()

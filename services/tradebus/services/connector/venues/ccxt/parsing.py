@@ -15,6 +15,7 @@ from typing import Any
 import ccxt.async_support as ccxt
 import msgspec
 
+from tradebus.schemas.events import Balance
 from tradebus.schemas.market import BookLevel, BookSnapshot, Instrument, Quote, Trade
 from tradebus.schemas.values import (
     Aggressor,
@@ -68,6 +69,9 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
     price = decimal(order.get("price"))
     order_type = _order_type(order.get("type"), trigger, price)
     trades = order.get("trades") or []
+    info = order.get("info") or {}
+    last_trade = trade_report(trades[-1]) if trades else _binance_stream_trade(info)
+    cum_fee, fee_currency = _bybit_cumulative_fee(info)
     return OrderSnapshot(
         client_order_id=client_order_id(order),
         venue_order_id=str(order["id"]),
@@ -84,7 +88,9 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
         reduce_only=bool(order.get("reduceOnly")),
         filled=filled,
         average_price=decimal(order.get("average")),
-        last_trade=trade_report(trades[-1]) if trades else None,
+        last_trade=last_trade,
+        cum_fee=cum_fee,
+        fee_currency=fee_currency,
         ts=nanos(order.get("lastUpdateTimestamp") or order.get("lastTradeTimestamp") or order.get("timestamp")),
         cancel_reason=VENUE_CANCEL_REASONS.get(str((order.get("info") or {}).get("rejectReason"))),
     )
@@ -119,16 +125,57 @@ def _status(status: str | None, filled: Decimal, quantity: Decimal) -> OrderStat
     return OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
 
 
+def _binance_stream_trade(info: dict[str, Any]) -> TradeReport | None:
+    """The trade a Binance executionReport of execution type TRADE carries in its own fields
+    (`t` trade id, `l`/`L` last quantity and price, `n`/`N` commission and its asset, `m`
+    maker). ccxt attaches the trade to the order only when it saw the order before (its
+    cache); after a restart the order arrives without `trades`, and this is the fill."""
+    if info.get("e") != "executionReport" or info.get("x") != "TRADE":
+        return None
+    return TradeReport(
+        trade_id=str(info["t"]), price=decimal(info["L"]) or ZERO, quantity=decimal(info["l"]) or ZERO,
+        fee=decimal(info.get("n")) or ZERO, fee_currency=info.get("N") or "",
+        liquidity=LiquiditySide.MAKER if info.get("m") else LiquiditySide.TAKER,
+    )
+
+
+def _bybit_cumulative_fee(info: dict[str, Any]) -> tuple[Decimal | None, str]:
+    """A Bybit v5 order's fees so far: `cumFeeDetail` ({coin: amount}; spot and linear,
+    where `cumExecFee` and `feeCurrency` are deprecated), else `cumExecFee` with `feeCurrency`
+    when Bybit names the currency. (None, "") when the order reports neither: an order of
+    another exchange, or a fee in a currency Bybit does not name."""
+    detail = info.get("cumFeeDetail")
+    if isinstance(detail, dict) and len(detail) == 1:
+        ((currency, amount),) = detail.items()
+        return decimal(amount), str(currency)
+    if "cumExecFee" in info and info.get("feeCurrency"):
+        return decimal(info["cumExecFee"]) or ZERO, str(info["feeCurrency"])
+    return None, ""
+
+
 def trade_report(trade: dict[str, Any]) -> TradeReport:
+    """ccxt's trade. Its fee currency is the venue's where the record names one: ccxt's Bybit
+    parser ignores Bybit's `feeCurrency` and infers the coin from the side (spot) or the
+    market's settle coin, which the venue's own field overrides."""
     fee = trade.get("fee") or {}
+    stated = (trade.get("info") or {}).get("feeCurrency")
     return TradeReport(
         trade_id=str(trade.get("id")),
         price=decimal(trade["price"]) or ZERO,
         quantity=decimal(trade["amount"]) or ZERO,
         fee=decimal(fee.get("cost")) or ZERO,
-        fee_currency=fee.get("currency") or "",
+        fee_currency=stated if isinstance(stated, str) and stated else fee.get("currency") or "",
         liquidity=LiquiditySide.MAKER if trade.get("takerOrMaker") == "maker" else LiquiditySide.TAKER,
+        ts=nanos(trade.get("timestamp")),
     )
+
+
+# --- account ------------------------------------------------------------------------------------
+def balances(balance: dict[str, Any]) -> list[Balance]:
+    """ccxt's fetchBalance: `total` and `free` per currency."""
+    total, free = balance.get("total") or {}, balance.get("free") or {}
+    return [Balance(currency=currency, total=decimal(amount) or ZERO, available=decimal(free.get(currency)) or ZERO)
+            for currency, amount in sorted(total.items())]
 
 
 # --- market data ---------------------------------------------------------------------------------

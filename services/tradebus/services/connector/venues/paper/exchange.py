@@ -144,6 +144,7 @@ from tradebus.schemas.events import (
 )
 from tradebus.schemas.values import CancelReason, LiquiditySide, OrderType, RejectReason, Side, TimeInForce
 
+from ...accounts import apply_fill, round_price
 from .rules import BPS, DECIMAL_CONTEXT, FeeSchedule, InstrumentSpec, Violation, ceil_to, check_order, floor_to
 
 Level = tuple[Decimal, Decimal]
@@ -153,7 +154,6 @@ Event = OrderEvent | AccountEvent
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 ZERO = Decimal(0)
-AVG_PRICE_QUANTUM = Decimal("1e-12")
 _STOPS = (OrderType.STOP, OrderType.STOP_LIMIT)
 _NEVER_REST = (TimeInForce.IOC, TimeInForce.FOK)
 
@@ -885,7 +885,7 @@ class PaperExchange:
             fill=fill,
             cum_quantity=order.cum_quantity,
             leaves_quantity=order.leaves,
-            avg_price=_round_price(order.cum_notional / order.cum_quantity),
+            avg_price=round_price(order.cum_notional / order.cum_quantity),
         )
         return [
             fill_event,
@@ -906,7 +906,7 @@ class PaperExchange:
         buy = order.side is Side.BUY
         account.cash[quote] = account.cash.get(quote, ZERO) + (-(notional + fill.fee) if buy else notional - fill.fee)
         position = account.positions.setdefault(order.symbol, _Position())
-        _apply_fill(position, fill.quantity if buy else -fill.quantity, fill.price)
+        apply_fill(position, fill.quantity if buy else -fill.quantity, fill.price)
 
     def _balance_update(self, account: str, currency: str) -> BalanceUpdate:
         return BalanceUpdate(
@@ -1147,27 +1147,3 @@ def _through(order: _Order, trade_price: Decimal) -> bool:
     quoting better, would have been the one filled."""
     assert order.price is not None
     return trade_price < order.price if order.side is Side.BUY else trade_price > order.price
-
-
-def _apply_fill(position: _Position, signed_quantity: Decimal, price: Decimal) -> None:
-    """Update a signed position by a fill: increases average the entry price, reductions
-    realize pnl against it, and a flip opens the remainder at the fill price."""
-    old = position.quantity
-    new = old + signed_quantity
-    if old == 0 or (old > 0) == (signed_quantity > 0):
-        position.avg_price = _round_price((abs(old) * position.avg_price + abs(signed_quantity) * price) / abs(new))
-    else:
-        closed = min(abs(signed_quantity), abs(old))
-        direction = 1 if old > 0 else -1
-        position.realized_pnl += closed * (price - position.avg_price) * direction
-        if new == 0:
-            position.avg_price = ZERO
-        elif (new > 0) != (old > 0):
-            position.avg_price = price
-    position.quantity = new
-
-
-def _round_price(value: Decimal) -> Decimal:
-    """At most 12 decimal places: averages can be non-terminating decimals."""
-    exponent = value.as_tuple().exponent
-    return value.quantize(AVG_PRICE_QUANTUM) if isinstance(exponent, int) and exponent < -12 else value
