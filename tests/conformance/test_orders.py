@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tradebus.schemas.events import CommandRejected, OrderAccepted, OrderCancelled, OrderFilled, OrderPartiallyFilled
+from tradebus.schemas import subjects
+from tradebus.schemas.events import (
+    CommandRejected,
+    OrderAccepted,
+    OrderCancelled,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRejected,
+)
 from tradebus.schemas.values import CancelReason, OrderType, RejectReason, Side, TimeInForce
 
+from ..integration.helpers import collect, event_decoder
 from .test_resilience import place_directly, venue_market
 from .testbed import VenueUnderTest, tag
 
@@ -205,3 +214,23 @@ async def test_an_order_at_the_venue_under_the_same_id_is_recognized_by_its_term
         await remote.until(coid, "accepted")
         assert "rejected" not in [tag(e) for e in remote.of(coid)]
         assert len(await remote.venue_orders(coid)) == 1
+
+
+async def test_a_command_for_an_account_the_connector_does_not_trade_is_refused(testbed: VenueUnderTest) -> None:
+    """Every account's commands reach the venue's connector; one for an account it holds no
+    credentials for is refused before the venue sees it, never executed on its own account."""
+    async with testbed.connector():
+        stranger = "not-this-connectors"
+        assert stranger not in testbed.connector_instance.accounts
+        instrument = testbed.instrument()
+        quote = await testbed.quote(instrument.symbol)
+        refused = await collect(testbed.nc, subjects.order_events(testbed.venue, stranger), event_decoder.decode)
+        order = testbed.place(instrument, order_type=OrderType.MARKET, quantity=testbed.quantity(instrument, quote.ask),
+                              account=stranger)
+        await testbed.send(order)
+        await refused.wait_for(lambda events: len(events) >= 1, timeout=15)
+        assert [(type(e), e.reason) for e in refused.messages] == [(OrderRejected, RejectReason.UNKNOWN_ACCOUNT)]
+        # nothing of it on the connector's own account, at the venue or on the bus
+        assert testbed.of(order.client_order_id) == []
+        if testbed.emulator is not None:
+            assert await testbed.venue_orders(order.client_order_id) == []

@@ -186,6 +186,14 @@ class ConnectorService(Service):
         if (command.venue, command.account) != (parsed.venue, parsed.account):
             return None, self._malformed(msg, parsed.venue, parsed.account,
                                          "venue/account in the body differ from the subject"), False
+        if command.account not in self.connector.accounts:
+            # A remote connector holds the credentials of its own venue account(s) only:
+            # executing another account's command there would trade the wrong account.
+            return command, [command_refused(
+                command, event_id=f"{command_dedupe_id(command)}.rejected.{RejectReason.UNKNOWN_ACCOUNT.value}",
+                reason=RejectReason.UNKNOWN_ACCOUNT, now=time.time_ns(),
+                message=f"this {command.venue} connector trades {', '.join(sorted(self.connector.accounts))}, "
+                        f"not {command.account}")], False
         # Only a re-delivery can have been executed before: a client's genuine retry arrives
         # as a new message and gets the venue's own answer (a duplicate client order id).
         # A re-delivery can come as a first delivery: of the new consumer after a takeover,
