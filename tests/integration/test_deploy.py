@@ -24,7 +24,7 @@ import sys
 import time
 import urllib.request
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -36,7 +36,6 @@ import nats.errors
 import pytest
 import yaml
 from nats.aio.client import Client as NATS
-from nats.js.api import AckPolicy, ConsumerConfig
 
 from tradebus.cli.run import build_service
 from tradebus.schemas import subjects
@@ -48,17 +47,12 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import OrderType, ServiceState, Side, TradingState
 from tradebus.services.connector.service import ConnectorService
 from tradebus.services.settings import Settings, load_settings
+from tradebus.shared.credentials import inbox_prefix
 from tradebus.shared.direct import read_stored
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.natsserver import free_port, nats_server_binary, port_in_use
 from tradebus.shared.service import Service
-from tradebus.shared.topology import (
-    RISK_COMMANDS,
-    StreamSettings,
-    connector_consumer,
-    ensure_consumer,
-    ensure_streams,
-)
+from tradebus.shared.topology import Outcome, StreamSettings, provision
 
 from .helpers import collect, event_decoder, paper_settings, running_connector
 
@@ -166,14 +160,30 @@ def start_server(args: list[str], *, port: int, log: Path, env: dict[str, str], 
     return server
 
 
+async def provision_bus(urls: list[str], settings: StreamSettings | None = None) -> None:
+    """What compose's one-shot `provision` service does before any service starts, as the one
+    identity allowed to shape the bus: every stream, bucket and durable of a paper fleet."""
+    nc = await nats.connect(servers=urls, inbox_prefix=inbox_prefix("provision"), allow_reconnect=False,
+                            connect_timeout=5)
+    try:
+        done = await provision(nc.jetstream(timeout=5), settings or StreamSettings(), ["paper"])
+    finally:
+        await nc.close()
+    assert all(item.outcome is Outcome.CREATED for item in done), done
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
-    """The production profile on free ports, JetStream in tmp_path, passwords in its environment."""
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """The production profile on free ports, JetStream in tmp_path, passwords in its
+    environment, provisioned."""
     port, monitor_port = free_port(), free_port()
     args = ["-c", str(NATS_CONF), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port), "-sd", str(tmp_path / "js")]
     running = start_server(args, port=port, log=tmp_path / "nats-server.log", env={**_base_env(), **PASSWORD_ENV})
-    yield running
-    running.stop()
+    try:
+        await provision_bus([running.url("provision")])
+        yield running
+    finally:
+        running.stop()
 
 
 @dataclass
@@ -212,7 +222,8 @@ async def connect(server: RunningServer) -> AsyncIterator[Connect]:
         async def on_error(exc: Exception) -> None:
             conn.errors.append(exc)
 
-        conn.nc = await nats.connect(server.url(user), error_cb=on_error, allow_reconnect=False, connect_timeout=5)
+        conn.nc = await nats.connect(server.url(user), inbox_prefix=inbox_prefix(user), error_cb=on_error,
+                                     allow_reconnect=False, connect_timeout=5)
         opened.append(conn)
         return conn
 
@@ -220,11 +231,6 @@ async def connect(server: RunningServer) -> AsyncIterator[Connect]:
     for conn in opened:
         with contextlib.suppress(Exception):
             await conn.nc.close()
-
-
-async def declare_streams(conn: Conn, replicas: int = 1) -> None:
-    """What every service does on start-up."""
-    await ensure_streams(conn.nc.jetstream(timeout=5), StreamSettings(replicas=replicas))
 
 
 async def quiet(*conns: Conn) -> None:
@@ -327,76 +333,6 @@ async def test_anonymous_unknown_users_and_wrong_passwords_are_refused(server: R
             await nats.connect(url, allow_reconnect=False, connect_timeout=3, error_cb=ignore)
     ok = await nats.connect(server.url("client"), allow_reconnect=False, connect_timeout=3)
     await ok.close()
-
-
-async def test_only_risk_may_publish_routed_commands(server: RunningServer, connect: Connect) -> None:
-    risk = await connect("risk")
-    await declare_streams(risk)
-    others = [await connect(user) for user in USERS if user != "risk"]
-    for conn in others:
-        await conn.nc.publish("tradebus.route.paper.demo", b"forged by " + conn.user.encode())
-        assert await conn.refused("publish", "tradebus.route.paper.demo"), f"{conn.user} published to route"
-    client = next(conn for conn in others if conn.user == "client")
-    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-        await client.nc.jetstream().publish("tradebus.route.paper.demo", b"forged", timeout=1)
-
-    ack = await risk.nc.jetstream().publish("tradebus.route.paper.demo", b"approved by risk", timeout=5)
-    assert (ack.stream, ack.seq) == ("ROUTE", 1)
-    info = await risk.nc.jetstream().stream_info("ROUTE")
-    assert info.state.messages == 1
-    # The paper connector's durable consumer gets risk's command and nothing else.
-    connector = await connect("connector-paper")
-    await ensure_consumer(connector.nc.jetstream(timeout=5), connector_consumer("paper"))
-    delivered = await fetch_all(connector, "ROUTE", "connector-paper", expect=1)
-    assert [message.data for message in delivered] == [b"approved by risk"]
-    await quiet(risk, connector)
-
-
-async def test_a_client_sends_commands_and_reads_what_the_fleet_publishes(
-    server: RunningServer, connect: Connect
-) -> None:
-    risk = await connect("risk")
-    await declare_streams(risk)
-    client = await connect("client")
-    command = place("c-1")
-    headers = {"Nats-Msg-Id": command_dedupe_id(command)}
-    ack = await client.nc.jetstream().publish(subjects.command("paper", "demo"), encode(command), headers=headers)
-    assert ack.stream == "CMD" and not ack.duplicate
-    again = await client.nc.jetstream().publish(subjects.command("paper", "demo"), encode(command), headers=headers)
-    assert again.duplicate  # a retried command is stored once
-    for subject in ("tradebus.md.>", "tradebus.evt.>", "tradebus.status.>", "_INBOX.client-test.>"):
-        await client.nc.subscribe(subject)
-    await client.nc.publish(subjects.market_data_control("paper"), encode(ListInstruments()))
-    await client.nc.publish(subjects.PING, b"")
-    await quiet(client)
-    assert server.violations() == []
-
-
-async def test_a_client_cannot_forge_events_touch_jetstream_or_listen_to_the_order_path(
-    server: RunningServer, connect: Connect
-) -> None:
-    risk = await connect("risk")
-    await declare_streams(risk)
-    client = await connect("client")
-    for subject in (
-        "tradebus.evt.order.paper.demo",
-        "tradebus.evt.account.paper.demo",
-        "tradebus.md.paper.quote.BTC/USDT",
-        "tradebus.status.connector.paper",
-        "$KV.oms.order",
-        "_INBOX.someone-else",
-    ):
-        await client.nc.publish(subject, b"{}")
-        assert await client.refused("publish", subject), subject
-    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-        await client.nc.jetstream(timeout=1).delete_stream("ROUTE")
-    assert await client.refused("publish", "$JS.API.STREAM.DELETE.ROUTE")
-    for subject in ("tradebus.route.>", "tradebus.cmd.>", "tradebus.ctl.md.paper", "tradebus.ctl.instruments.paper",
-                    "tradebus.ctl.ping", "$JS.API.>", ">"):
-        await client.nc.subscribe(subject)
-        assert await client.refused("subscription", subject), subject
-    assert (await risk.nc.jetstream().stream_info("ROUTE")).state.messages == 0
-    assert (await risk.nc.jetstream().stream_info("EVENTS")).state.messages == 0
 
 
 async def test_the_paper_connector_runs_with_nothing_but_its_own_permissions(
@@ -548,8 +484,8 @@ async def test_risk_and_the_connector_take_their_consumers_over_with_nothing_but
     server: RunningServer, connect: Connect, tmp_path: Path
 ) -> None:
     """A predecessor that died holding a command (pulled, never acknowledged) after its last
-    heartbeat: its successor reads that heartbeat, re-creates the durable from its ack floor
-    and handles the command at once, not after the ack wait."""
+    heartbeat: its successor reads that heartbeat, re-creates the provisioned durable from its
+    ack floor and handles the command at once, not after the ack wait."""
 
     def settings(user: str) -> Settings:
         return msgspec.structs.replace(paper_settings(server.url(user)), data_dir=str(tmp_path / user))
@@ -558,9 +494,7 @@ async def test_risk_and_the_connector_take_their_consumers_over_with_nothing_but
     for user, service, stream, durable in (("connector-paper", "connector", "ROUTE", "connector-paper"),
                                            ("risk", "risk", "CMD", "risk")):
         predecessor = await connect(user)
-        await declare_streams(predecessor)
         js = predecessor.nc.jetstream(timeout=5)
-        await ensure_consumer(js, connector_consumer("paper") if durable == "connector-paper" else RISK_COMMANDS)
         killed = time.time_ns() - 10 * 10**9  # its last heartbeat, 10 s ago
         gone = ServiceStatus(service=service, instance="paper" if service == "connector" else "main",
                              state=ServiceState.READY, version="test", pid=1, started_at=killed, ts_event=killed,
@@ -590,59 +524,10 @@ async def test_risk_and_the_connector_take_their_consumers_over_with_nothing_but
     assert refused == [], "\n".join(refused)
 
 
-async def test_no_service_can_take_over_or_delete_another_ones_consumer(server: RunningServer, connect: Connect) -> None:
-    risk, oms, audit, operator = [await connect(user) for user in ("risk", "oms", "audit", "operator")]
-    await declare_streams(risk)
-    connector = await connect("connector-paper")
-    await ensure_consumer(connector.nc.jetstream(timeout=5), connector_consumer("paper"))
-    # The connector's durable, re-created with a filter that would hand it every venue's commands.
-    hijack = ConsumerConfig(durable_name="connector-paper", filter_subject="tradebus.route.>", ack_policy=AckPolicy.EXPLICIT)
-    for conn in (risk, oms, audit):
-        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-            await conn.nc.jetstream(timeout=1).add_consumer("ROUTE", hijack)
-        assert await conn.refused("publish", "$JS.API.CONSUMER.DURABLE.CREATE.ROUTE.connector-paper")
-        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-            await conn.nc.jetstream(timeout=1).delete_consumer("ROUTE", "connector-paper")
-        assert await conn.refused("publish", "$JS.API.CONSUMER.DELETE.ROUTE.connector-paper")
-    # risk may create unnamed (ordered) consumers on ROUTE; naming one in the request body
-    # does not get around it: the server refuses a name on that API.
-    body = json.dumps({"stream_name": "ROUTE", "config": {"name": "connector-paper", "durable_name": "connector-paper",
-                                                          "filter_subject": "tradebus.route.>", "ack_policy": "explicit",
-                                                          "deliver_policy": "all"}}).encode()
-    answer = json.loads((await risk.nc.request("$JS.API.CONSUMER.CREATE.ROUTE", body, timeout=5)).data)
-    assert "error" in answer, answer
-    # Users that may make throw-away consumers with any name (the connector's journal on
-    # EVENTS, the operator's `oms rebuild` on ROUTE and EVENTS) still cannot touch a durable.
-    named = ConsumerConfig(name="connector-paper", durable_name="connector-paper", filter_subject="tradebus.route.>")
-    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-        await operator.nc.jetstream(timeout=1).add_consumer("ROUTE", named)
-    assert await operator.refused("publish", "$JS.API.CONSUMER.CREATE.ROUTE.connector-paper.tradebus.route.>")
-    for conn, stream, durable in ((operator, "ROUTE", "connector-paper"), (operator, "EVENTS", "oms-events"),
-                                  (connector, "CMD", "risk"), (oms, "CMD", "risk"), (audit, "CMD", "risk"),
-                                  (risk, "ROUTE", "connector-paper"),
-                                  (connector, "EVENTS", "oms-events"), (connector, "EVENTS", "audit-events")):
-        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-            await conn.nc.jetstream(timeout=1).delete_consumer(stream, durable)
-        assert await conn.refused("publish", f"$JS.API.CONSUMER.DELETE.{stream}.{durable}"), (conn.user, durable)
-    info = await connector.nc.jetstream(timeout=5).consumer_info("ROUTE", "connector-paper")
-    assert info.config.filter_subject == "tradebus.route.paper.>"
-    # Nobody may delete or purge a stream, the operator included.
-    for conn in (risk, oms, audit, operator, connector):
-        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-            await conn.nc.jetstream(timeout=1).purge_stream("ROUTE")
-        assert await conn.refused("publish", "$JS.API.STREAM.PURGE.ROUTE"), conn.user
-    # And nobody but risk routes, the operator included.
-    for conn in (oms, audit, operator, connector):
-        await conn.nc.publish("tradebus.route.paper.demo", b"{}")
-        assert await conn.refused("publish", "tradebus.route.paper.demo"), conn.user
-    assert (await risk.nc.jetstream().stream_info("ROUTE")).state.messages == 0
-
-
 async def test_the_order_manager_reads_route_and_events_by_direct_get_and_a_client_cannot(
         server: RunningServer, connect: Connect) -> None:
     """The order manager's start-up catch-up reads what its durables delivered unacknowledged."""
     risk, oms, client = [await connect(user) for user in ("risk", "oms", "client")]
-    await declare_streams(risk)
     ack = await risk.nc.jetstream(timeout=5).publish("tradebus.route.paper.demo", encode(place("direct-1")))
     read = [m async for m in read_stored(oms.nc, "ROUTE", "tradebus.route.>", 1, ack.seq)]
     assert [(m.subject, m.seq, msgspec.json.decode(m.data)["client_order_id"]) for m in read] == [
@@ -655,7 +540,8 @@ async def test_the_order_manager_reads_route_and_events_by_direct_get_and_a_clie
 
 
 async def test_the_cluster_example_runs_replicated_streams(tmp_path: Path) -> None:
-    """Three local nodes from cluster-r3.conf.example; streams with TRADEBUS_STREAMS__REPLICAS=3."""
+    """Three local nodes from cluster-r3.conf.example; `provision` creates the streams with
+    TRADEBUS_STREAMS__REPLICAS=3 and a service uses them through every node's URL."""
     shutil.copy(NATS_CONF, tmp_path / "nats-server.conf")
     shutil.copy(CLUSTER_EXAMPLE, tmp_path / "cluster-r3.conf")
     route_password = strong_password()
@@ -676,22 +562,25 @@ async def test_the_cluster_example_runs_replicated_streams(tmp_path: Path) -> No
                 args, port=port, log=tmp_path / f"nats-{index}.log", env={**env, "NATS_SERVER_NAME": f"nats-{index}"},
                 cwd=tmp_path,
             ))
-        nc = await nats.connect(servers=[node.url("risk") for node in servers], connect_timeout=5)
+        deadline = time.monotonic() + 60
+        while True:  # until the cluster has elected its JetStream meta leader
+            try:
+                await provision_bus([node.url("provision") for node in servers], StreamSettings(replicas=3))
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        # A service lists every node (TRADEBUS_NATS_URL, comma-separated) and works with its own user.
+        nc = await nats.connect(servers=[node.url("risk") for node in servers], inbox_prefix=inbox_prefix("risk"),
+                                connect_timeout=5)
         try:
-            settings = msgspec.convert({"replicas": 3}, StreamSettings)
-            deadline = time.monotonic() + 60
-            while True:  # until the cluster has elected its JetStream meta leader
-                try:
-                    await ensure_streams(nc.jetstream(timeout=5), settings)
-                    break
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.5)
-            info = await nc.jetstream().stream_info("ROUTE")
-            assert info.config.num_replicas == 3
-            assert info.cluster is not None and len(info.cluster.replicas or []) == 2
-            ack = await nc.jetstream().publish("tradebus.route.paper.demo", b"replicated", timeout=5)
+            js = nc.jetstream(timeout=5)
+            for stream in ("CMD", "ROUTE", "EVENTS"):
+                info = await js.stream_info(stream)
+                assert info.config.num_replicas == 3, stream
+                assert info.cluster is not None and len(info.cluster.replicas or []) == 2, stream
+            ack = await js.publish("tradebus.route.paper.demo", b"replicated", timeout=5)
             assert ack.stream == "ROUTE"
         finally:
             await nc.close()
