@@ -161,8 +161,10 @@ async def connect_bus(url: str, *, name: str, credentials: Credentials | None = 
             redact.register(password)
     user = credentials.user if credentials is not None else (urlsplit(servers[0]).username or "")
     # A user named in the URL (how docker-compose passes each service its own) gets the same
-    # private inboxes as one from a credentials file: the profile lets it read no other.
-    inbox = inbox_prefix(user) if user else DEFAULT_INBOX_PREFIX
+    # private inboxes as one from a credentials file (unless told otherwise): a secured bus
+    # lets it read no other.
+    inbox = credentials.inbox_prefix if credentials is not None else options.pop(
+        "inbox_prefix", inbox_prefix(user) if user else DEFAULT_INBOX_PREFIX)
     nc = BusConnection(user, inbox)
     refused: asyncio.Future[BusRefused] = asyncio.get_running_loop().create_future()
     connected = False
