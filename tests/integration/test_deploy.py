@@ -53,6 +53,7 @@ from tradebus.shared.direct import read_stored
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.natsserver import free_port, nats_server_binary, port_in_use
 from tradebus.shared.service import Service
+from tradebus.shared.tenants import load_tenants
 from tradebus.shared.topology import Outcome, StreamSettings, provision
 
 from .helpers import collect, event_decoder, paper_settings, running_connector
@@ -75,6 +76,8 @@ NATS_SERVER = os.environ.get("NATS_SERVER_BIN") or nats_server_binary()
 
 FLEET_SERVICES = ("connector", "risk", "oms", "audit")
 """What `tradebus run SERVICE` runs (today or planned)."""
+PROVISION = "provision"
+"""The one-shot compose service (and NATS user) that creates streams, buckets and durables."""
 ORDER_PATH = {"risk", "oms", "audit"}
 """Compose services of the order path: opt-in, under the `order-path` profile."""
 CONTAINER_ENV_OUTSIDE_TRADEBUS: frozenset[str] = frozenset()
@@ -182,13 +185,17 @@ async def provision_bus(urls: list[str], settings: StreamSettings | None = None)
     assert all(item.outcome is Outcome.CREATED for item in done), done
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    """The production profile on free ports, JetStream in tmp_path, passwords in its
-    environment, provisioned."""
+def start_profile(tmp_path: Path) -> RunningServer:
+    """The production profile on free ports, JetStream in tmp_path, passwords in its environment."""
     port, monitor_port = free_port(), free_port()
     args = ["-c", str(NATS_CONF), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port), "-sd", str(tmp_path / "js")]
-    running = start_server(args, port=port, log=tmp_path / "nats-server.log", env={**_base_env(), **PASSWORD_ENV})
+    return start_server(args, port=port, log=tmp_path / "nats-server.log", env={**_base_env(), **PASSWORD_ENV})
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """The production profile, provisioned."""
+    running = start_profile(tmp_path)
     try:
         await provision_bus([running.url("provision")])
         yield running
@@ -593,8 +600,13 @@ def compose() -> dict[str, Any]:
 
 
 def tradebus_services() -> dict[str, dict[str, Any]]:
-    """The compose services built from deploy/Dockerfile."""
+    """The compose services built from deploy/Dockerfile, the one-shot `provision` included."""
     return {name: spec for name, spec in compose()["services"].items() if "build" in spec}
+
+
+def fleet_services() -> dict[str, dict[str, Any]]:
+    """The long-running tradebus services (`tradebus run ...`)."""
+    return {name: spec for name, spec in tradebus_services().items() if name != PROVISION}
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -655,10 +667,10 @@ def env_example() -> dict[str, str]:
     return entries
 
 
-def test_compose_starts_only_nats_and_the_paper_connector_by_default() -> None:
+def test_compose_starts_only_nats_its_provisioning_and_the_paper_connector_by_default() -> None:
     services = compose()["services"]
     default = {name for name, spec in services.items() if not spec.get("profiles")}
-    assert default == {"nats", "connector-paper"}
+    assert default == {"nats", PROVISION, "connector-paper"}
     order_path = {name for name, spec in services.items() if "order-path" in spec.get("profiles", [])}
     assert order_path == ORDER_PATH
 
@@ -666,7 +678,7 @@ def test_compose_starts_only_nats_and_the_paper_connector_by_default() -> None:
 def test_every_tradebus_service_runs_tradebus_run_from_the_one_image() -> None:
     entrypoint = _exec_form(dict(final_stage())["ENTRYPOINT"])
     assert entrypoint == ["tradebus"]
-    services = tradebus_services()
+    services = fleet_services()
     assert set(services) == {"connector-paper"} | ORDER_PATH
     for name, spec in services.items():
         build = spec["build"]
@@ -679,20 +691,74 @@ def test_every_tradebus_service_runs_tradebus_run_from_the_one_image() -> None:
         else:
             assert name == argv[2]
         assert spec["restart"] == "unless-stopped", name
-        assert spec["depends_on"]["nats"]["condition"] == "service_healthy", name
+        # nats healthy, then provisioned (a service may not create what it uses)
+        assert spec["depends_on"] == {PROVISION: {"condition": "service_completed_successfully"}}, name
         assert any("/healthz" in part for part in spec["healthcheck"]["test"]), name
         assert spec["healthcheck"]["test"][0] == "CMD"
 
 
+def test_the_provision_service_shapes_the_bus_once_before_the_services_start() -> None:
+    spec = compose()["services"][PROVISION]
+    argv = _exec_form(dict(final_stage())["ENTRYPOINT"]) + spec["command"]
+    # the durable of every connector compose runs
+    venues = sorted(name.removeprefix("connector-") for name in fleet_services() if name.startswith("connector-"))
+    assert argv == ["tradebus", "provision", *(part for venue in venues for part in ("--venue", venue))]
+    assert spec["restart"] == "no"  # a one-shot: done once it exited 0
+    assert spec["depends_on"] == {"nats": {"condition": "service_healthy"}}
+    assert spec["healthcheck"] == {"disable": True}  # nothing to probe; compose waits for its exit
+    assert "profiles" not in spec  # whatever profile runs a service runs it first
+
+
+def test_the_order_manager_reads_the_tenants_file_the_profile_was_generated_from() -> None:
+    oms = compose()["services"]["oms"]
+    path = oms["environment"]["TRADEBUS_OMS__TENANTS_FILE"]
+    mounts = {target: (source, options) for source, target, *options in (volume.split(":") for volume in oms["volumes"])}
+    source, options = mounts[path]
+    assert (REPO / source).resolve() == TENANTS.resolve() and options == ["ro"]
+    assert f"--tenants {TENANTS.relative_to(REPO)} " in NATS_CONF.read_text()
+    for tenant in load_tenants(TENANTS):
+        assert tenant.name in USERS, f"tenant {tenant.name} has no user in nats-server.conf"
+
+
+async def test_the_provision_service_provisions_the_profile_and_a_service_user_cannot(tmp_path: Path) -> None:
+    """What compose's `provision` container runs, with its environment, against the profile."""
+    spec = compose()["services"][PROVISION]
+    values = {**env_example(), **PASSWORD_ENV}
+    env = {key: interpolate(str(value), values) for key, value in spec["environment"].items()}
+    running = start_profile(tmp_path)
+
+    async def provision_as(url: str) -> tuple[int, list[str]]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tradebus.cli.main", *spec["command"],
+            env={**_base_env(), **env, "TRADEBUS_NATS_URL": url}, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None
+        return process.returncode, out.decode().splitlines()
+
+    try:
+        assert env["TRADEBUS_NATS_URL"] == f"nats://{PROVISION}:{PASSWORDS[PROVISION]}@nats:4222"
+        code, out = await provision_as(running.url("risk"))
+        assert code != 0 and "refused user 'risk' permission" in "\n".join(out), out
+        code, out = await provision_as(running.url(PROVISION))
+        assert code == 0 and len(out) == 13 and all(line.endswith(": created") for line in out), out
+        assert "consumer ROUTE/connector-paper: created" in out, out
+        code, out = await provision_as(running.url(PROVISION))  # compose runs it at every `up`
+        assert code == 0 and len(out) == 13 and all(line.endswith(": kept") for line in out), out
+    finally:
+        running.stop()
+
+
 def test_every_compose_service_has_a_health_check() -> None:
     for name, spec in compose()["services"].items():
-        if name in ("nats-exporter", "prometheus"):
-            continue  # third-party monitoring images; nothing depends on them
+        if name in ("nats-exporter", "prometheus", PROVISION):
+            continue  # third-party monitoring images nothing depends on; a one-shot (its exit code tells)
         assert spec.get("healthcheck", {}).get("test"), name
 
 
 def test_the_container_environment_is_valid_tradebus_settings() -> None:
     values = {**env_example(), **PASSWORD_ENV}
+    streams = set()
     for name, spec in tradebus_services().items():
         environment = spec["environment"]
         assert isinstance(environment, dict), f"{name}: write environment as a mapping"
@@ -702,9 +768,13 @@ def test_the_container_environment_is_valid_tradebus_settings() -> None:
         resolved = {key: interpolate(str(value), values) for key, value in environment.items()}
         # Exactly what the service will do with them: unknown keys or bad values fail here.
         settings = load_settings(env=resolved)
-        assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080), name
+        if name != PROVISION:
+            assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080), name
         assert name in USERS, f"{name} has no NATS user in nats-server.conf"
         assert settings.nats_url == f"nats://{name}:{PASSWORDS[name]}@nats:4222", name
+        streams.add(settings.streams)
+    # `provision` creates the streams with the replicas every service is told about
+    assert len(streams) == 1
 
 
 def test_the_compose_file_holds_no_secrets() -> None:
@@ -826,7 +896,7 @@ def _healthcheck_argv() -> list[str]:
 
 def test_the_image_and_compose_probe_the_same_way() -> None:
     argv = _healthcheck_argv()
-    for name, spec in tradebus_services().items():
+    for name, spec in fleet_services().items():
         assert spec["healthcheck"]["test"] == ["CMD", *argv], name
 
 
@@ -924,7 +994,7 @@ def test_prometheus_scrapes_every_tradebus_service_and_nats() -> None:
         for target in group["targets"]
     ]
     hosts = {target.split(":")[0]: int(target.split(":")[1]) for target in targets}
-    for name in tradebus_services():
+    for name in fleet_services():
         assert hosts.get(name) == 8080, name
     for host in hosts:
         assert host in services, host
