@@ -1,13 +1,15 @@
 """The deployment files.
 
-The production NATS profile (deploy/nats/nats-server.conf) runs on a real nats-server and
-its permissions are exercised with real clients: risk alone publishes routed commands, a
-client can send commands but never route, forge events or pull the kill switch, and the
-whole fleet (connector, risk, oms, audit, each as its own user) plus the CLI as client and
-operator runs without a single permission violation in the server's log. docker-compose.yml, the Dockerfile and the Prometheus config
-are checked statically (no Docker engine here), and the pieces that can run without Docker
-do run: the image's health probe, the package build from the image's build context, the
-compose file through `docker compose config` when that tool is installed.
+The production NATS profile (deploy/nats/nats-server.conf, generated from deploy/tenants.toml)
+runs on a real nats-server, provisioned as compose provisions it (user `provision`), and the
+whole fleet (connector, risk, oms, audit, each as its own user) plus the CLI as the tenant
+`client` and as `operator` runs without a permission violation in the server's log but the
+one expected (a client's halt). What each identity may and may not do, subject family by
+subject family, and the attacks that must fail, are tests/security's. docker-compose.yml, the
+Dockerfile and the Prometheus config are checked statically (no Docker engine here), and the
+pieces that can run without Docker do run: the provisioning container's command, the image's
+health probe, the package build from the image's build context, the compose file through
+`docker compose config` when that tool is installed.
 """
 
 from __future__ import annotations
@@ -544,6 +546,9 @@ async def test_the_order_manager_reads_route_and_events_by_direct_get_and_a_clie
 async def test_the_cluster_example_runs_replicated_streams(tmp_path: Path) -> None:
     """Three local nodes from cluster-r3.conf.example; `provision` creates the streams with
     TRADEBUS_STREAMS__REPLICAS=3 and a service uses them through every node's URL."""
+    # what its comments tell the operator to do, as done below
+    assert "TRADEBUS_STREAMS__REPLICAS=3" in CLUSTER_EXAMPLE.read_text()
+    assert "tradebus provision" in CLUSTER_EXAMPLE.read_text()
     shutil.copy(NATS_CONF, tmp_path / "nats-server.conf")
     shutil.copy(CLUSTER_EXAMPLE, tmp_path / "cluster-r3.conf")
     route_password = strong_password()
@@ -578,7 +583,7 @@ async def test_the_cluster_example_runs_replicated_streams(tmp_path: Path) -> No
                                 connect_timeout=5)
         try:
             js = nc.jetstream(timeout=5)
-            for stream in ("CMD", "ROUTE", "EVENTS"):
+            for stream in ("CMD", "ROUTE", "EVENTS", "KV_tradebus_risk"):
                 info = await js.stream_info(stream)
                 assert info.config.num_replicas == 3, stream
                 assert info.cluster is not None and len(info.cluster.replicas or []) == 2, stream
