@@ -50,6 +50,7 @@ from tradebus.schemas.values import OrderType, ServiceState, Side, TradingState
 from tradebus.services.connector.service import ConnectorService
 from tradebus.services.oms.config import OmsConfig
 from tradebus.services.settings import Settings, load_settings
+from tradebus.shared.config import EXIT_CONFIG
 from tradebus.shared.credentials import inbox_prefix
 from tradebus.shared.direct import read_stored
 from tradebus.shared.health import HealthServer, ServiceMetrics
@@ -725,8 +726,10 @@ def test_the_order_manager_reads_the_tenants_file_the_profile_was_generated_from
         assert tenant.name in USERS, f"tenant {tenant.name} has no user in nats-server.conf"
 
 
-async def test_the_provision_service_provisions_the_profile_and_a_service_user_cannot(tmp_path: Path) -> None:
-    """What compose's `provision` container runs, with its environment, against the profile."""
+async def test_the_provision_service_provisions_the_profile_and_a_service_user_cannot(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What compose's `provision` container runs, with its environment, against the profile;
+    before it, a service refuses to start (compose starts none before it succeeded)."""
     spec = compose()["services"][PROVISION]
     values = {**env_example(), **PASSWORD_ENV}
     env = {key: interpolate(str(value), values) for key, value in spec["environment"].items()}
@@ -742,6 +745,10 @@ async def test_the_provision_service_provisions_the_profile_and_a_service_user_c
         return process.returncode, out.decode().splitlines()
 
     try:
+        settings = msgspec.structs.replace(paper_settings(running.url("connector-paper")), data_dir=str(tmp_path / "c"))
+        connector = ConnectorService(settings, venue="paper", venue_config=settings.paper)
+        assert await asyncio.wait_for(connector.serve(), 30) == EXIT_CONFIG
+        assert "missing: run `tradebus provision`" in caplog.text
         assert env["TRADEBUS_NATS_URL"] == f"nats://{PROVISION}:{PASSWORDS[PROVISION]}@nats:4222"
         code, out = await provision_as(running.url("risk"))
         assert code != 0 and "refused user 'risk' permission" in "\n".join(out), out
@@ -1009,8 +1016,16 @@ def test_prometheus_scrapes_every_tradebus_service_and_nats() -> None:
 
 def test_the_readme_documents_users_profiles_and_durability() -> None:
     text = README.read_text()
-    for user in USERS:
+    for user in USERS:  # services, tenants, operator, readonly, provision
         assert f"`{user}`" in text, user
+    first_cells = [line.split("|")[1] for line in text.splitlines() if line.startswith("| `")]
+    for name in compose()["services"]:
+        assert any(f"`{name}`" in cell for cell in first_cells), f"compose service {name} missing from the README's table"
+    # how the profile is made, exactly as its header says, and where tenants come from
+    generated_by = re.search(r"^#\s+(tradebus nats-config .+)$", NATS_CONF.read_text(), re.MULTILINE)
+    assert generated_by and generated_by[1] in text
     for needle in ("sync_interval: always", "TRADEBUS_STREAMS__REPLICAS=3", "order-path", "docker compose up",
-                   "deploy/env.example", "prometheus.yml"):
+                   "deploy/env.example", "prometheus.yml", "deploy/tenants.toml", "TRADEBUS_OMS__TENANTS_FILE",
+                   " ".join(["tradebus", *compose()["services"][PROVISION]["command"]]),
+                   "service_completed_successfully", "docs/security.md"):
         assert needle in text, needle
