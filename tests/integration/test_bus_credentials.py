@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+import nats.errors
 import pytest
 
 from tradebus.client import BusRefused, Client, PermissionRefused, TlsFiles
@@ -291,9 +292,18 @@ async def test_replies_the_identity_may_not_read_and_refused_subscriptions_are_r
     async def on_error(exc: Exception) -> None:
         reported.append(exc)
 
-    # The password in the URL and nats-py's own inboxes (_INBOX.>), which alpha may not read.
     url = tls_bus.url.replace("nats://", f"nats://alpha:{ALPHA_PASSWORD}@")
-    nc = await connect_bus(url, name="alpha", tls=tls_context(TlsFiles(ca=str(tls_bus.certs.ca))), error_cb=on_error)
+    # The user in the URL (as docker-compose passes it) gets its answers on its own inboxes,
+    # _INBOX.alpha.>: here the server's "no responders" (nobody answers ECHO in this test).
+    own = await connect_bus(url, name="alpha", tls=tls_context(TlsFiles(ca=str(tls_bus.certs.ca))))
+    try:
+        with pytest.raises(nats.errors.NoRespondersError):
+            await own.request(ECHO, b"hi", timeout=10)
+    finally:
+        await own.close()
+    # Told to use nats-py's own inboxes (_INBOX.>), which alpha may not read.
+    nc = await connect_bus(url, name="alpha", tls=tls_context(TlsFiles(ca=str(tls_bus.certs.ca))), error_cb=on_error,
+                           inbox_prefix="_INBOX")
     try:
         with pytest.raises(PermissionRefused, match=r"user 'alpha' permission to subscribe to _inbox\."):
             await nc.request(ECHO, b"hi", timeout=10)

@@ -1,13 +1,15 @@
 """The deployment files.
 
-The production NATS profile (deploy/nats/nats-server.conf) runs on a real nats-server and
-its permissions are exercised with real clients: risk alone publishes routed commands, a
-client can send commands but never route, forge events or pull the kill switch, and the
-whole fleet (connector, risk, oms, audit, each as its own user) plus the CLI as client and
-operator runs without a single permission violation in the server's log. docker-compose.yml, the Dockerfile and the Prometheus config
-are checked statically (no Docker engine here), and the pieces that can run without Docker
-do run: the image's health probe, the package build from the image's build context, the
-compose file through `docker compose config` when that tool is installed.
+The production NATS profile (deploy/nats/nats-server.conf, generated from deploy/tenants.toml)
+runs on a real nats-server, provisioned as compose provisions it (user `provision`), and the
+whole fleet (connector, risk, oms, audit, each as its own user) plus the CLI as the tenant
+`client` and as `operator` runs without a permission violation in the server's log but the
+one expected (a client's halt). What each identity may and may not do, subject family by
+subject family, and the attacks that must fail, are tests/security's. docker-compose.yml, the
+Dockerfile and the Prometheus config are checked statically (no Docker engine here), and the
+pieces that can run without Docker do run: the provisioning container's command, the image's
+health probe, the package build from the image's build context, the compose file through
+`docker compose config` when that tool is installed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 import time
 import urllib.request
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -36,7 +38,6 @@ import nats.errors
 import pytest
 import yaml
 from nats.aio.client import Client as NATS
-from nats.js.api import AckPolicy, ConsumerConfig
 
 from tradebus.cli.run import build_service
 from tradebus.schemas import subjects
@@ -47,24 +48,23 @@ from tradebus.schemas.events import OrderAccepted, OrderFilled
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import OrderType, ServiceState, Side, TradingState
 from tradebus.services.connector.service import ConnectorService
+from tradebus.services.oms.config import OmsConfig
 from tradebus.services.settings import Settings, load_settings
+from tradebus.shared.config import EXIT_CONFIG
+from tradebus.shared.credentials import inbox_prefix
 from tradebus.shared.direct import read_stored
 from tradebus.shared.health import HealthServer, ServiceMetrics
 from tradebus.shared.natsserver import free_port, nats_server_binary, port_in_use
 from tradebus.shared.service import Service
-from tradebus.shared.topology import (
-    RISK_COMMANDS,
-    StreamSettings,
-    connector_consumer,
-    ensure_consumer,
-    ensure_streams,
-)
+from tradebus.shared.tenants import load_tenants
+from tradebus.shared.topology import Outcome, StreamSettings, provision
 
 from .helpers import collect, event_decoder, paper_settings, running_connector
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 NATS_CONF = DEPLOY / "nats" / "nats-server.conf"
+TENANTS = DEPLOY / "tenants.toml"
 CLUSTER_EXAMPLE = DEPLOY / "nats" / "cluster-r3.conf.example"
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -79,6 +79,8 @@ NATS_SERVER = os.environ.get("NATS_SERVER_BIN") or nats_server_binary()
 
 FLEET_SERVICES = ("connector", "risk", "oms", "audit")
 """What `tradebus run SERVICE` runs (today or planned)."""
+PROVISION = "provision"
+"""The one-shot compose service (and NATS user) that creates streams, buckets and durables."""
 ORDER_PATH = {"risk", "oms", "audit"}
 """Compose services of the order path: opt-in, under the `order-path` profile."""
 CONTAINER_ENV_OUTSIDE_TRADEBUS: frozenset[str] = frozenset()
@@ -118,6 +120,10 @@ def config_test(conf: Path, env: dict[str, str], cwd: Path | None = None) -> sub
     )
 
 
+_VIOLATION = re.compile(r'"([\w-]+/user:[\w-]+)" - (\w+) Violation - Subject "([^"]*)"')
+"""How nats-server logs a refused publish or subscription: who, what, which subject."""
+
+
 @dataclass
 class RunningServer:
     process: subprocess.Popen[bytes]
@@ -133,8 +139,12 @@ class RunningServer:
             return json.loads(answer.read())
 
     def violations(self) -> list[str]:
-        """Permission violations the server logged (one line each)."""
-        return [line for line in self.log.read_text(errors="replace").splitlines() if "Violation" in line]
+        """Permission violations the server logged, each as `ACCOUNT/user:USER KIND SUBJECT`
+        (KIND: Publish or Subscription); a violation in any other form is kept whole."""
+        return [
+            " ".join(match.groups()) if (match := _VIOLATION.search(line)) else line
+            for line in self.log.read_text(errors="replace").splitlines() if "Violation" in line
+        ]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -166,14 +176,34 @@ def start_server(args: list[str], *, port: int, log: Path, env: dict[str, str], 
     return server
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
+async def provision_bus(urls: list[str], settings: StreamSettings | None = None) -> None:
+    """What compose's one-shot `provision` service does before any service starts, as the one
+    identity allowed to shape the bus: every stream, bucket and durable of a paper fleet."""
+    nc = await nats.connect(servers=urls, inbox_prefix=inbox_prefix("provision"), allow_reconnect=False,
+                            connect_timeout=5)
+    try:
+        done = await provision(nc.jetstream(timeout=5), settings or StreamSettings(), ["paper"])
+    finally:
+        await nc.close()
+    assert all(item.outcome is Outcome.CREATED for item in done), done
+
+
+def start_profile(tmp_path: Path) -> RunningServer:
     """The production profile on free ports, JetStream in tmp_path, passwords in its environment."""
     port, monitor_port = free_port(), free_port()
     args = ["-c", str(NATS_CONF), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port), "-sd", str(tmp_path / "js")]
-    running = start_server(args, port=port, log=tmp_path / "nats-server.log", env={**_base_env(), **PASSWORD_ENV})
-    yield running
-    running.stop()
+    return start_server(args, port=port, log=tmp_path / "nats-server.log", env={**_base_env(), **PASSWORD_ENV})
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """The production profile, provisioned."""
+    running = start_profile(tmp_path)
+    try:
+        await provision_bus([running.url("provision")])
+        yield running
+    finally:
+        running.stop()
 
 
 @dataclass
@@ -212,7 +242,8 @@ async def connect(server: RunningServer) -> AsyncIterator[Connect]:
         async def on_error(exc: Exception) -> None:
             conn.errors.append(exc)
 
-        conn.nc = await nats.connect(server.url(user), error_cb=on_error, allow_reconnect=False, connect_timeout=5)
+        conn.nc = await nats.connect(server.url(user), inbox_prefix=inbox_prefix(user), error_cb=on_error,
+                                     allow_reconnect=False, connect_timeout=5)
         opened.append(conn)
         return conn
 
@@ -220,11 +251,6 @@ async def connect(server: RunningServer) -> AsyncIterator[Connect]:
     for conn in opened:
         with contextlib.suppress(Exception):
             await conn.nc.close()
-
-
-async def declare_streams(conn: Conn, replicas: int = 1) -> None:
-    """What every service does on start-up."""
-    await ensure_streams(conn.nc.jetstream(timeout=5), StreamSettings(replicas=replicas))
 
 
 async def quiet(*conns: Conn) -> None:
@@ -254,22 +280,6 @@ def place(client_order_id: str) -> PlaceOrder:
         client_order_id=client_order_id, venue="paper", account="demo", symbol="BTC/USDT", side=Side.BUY,
         order_type=OrderType.MARKET, quantity=Decimal("0.01"),
     )
-
-
-async def fetch_all(conn: Conn, stream: str, durable: str, *, expect: int) -> list[Any]:
-    subscription = await conn.nc.jetstream(timeout=5).pull_subscribe_bind(durable=durable, stream=stream)
-    messages: list[Any] = []
-    deadline = time.monotonic() + 10
-    while len(messages) < expect and time.monotonic() < deadline:
-        with contextlib.suppress(nats.errors.TimeoutError, asyncio.TimeoutError):
-            messages += await subscription.fetch(expect - len(messages), timeout=1)
-    for message in messages:
-        await message.ack_sync(timeout=5)
-    # Nothing more is waiting.
-    with contextlib.suppress(nats.errors.TimeoutError, asyncio.TimeoutError):
-        messages += await subscription.fetch(1, timeout=0.5)
-    await subscription.unsubscribe()
-    return messages
 
 
 def test_config_test_mode_accepts_the_profile_with_every_password_set() -> None:
@@ -329,76 +339,6 @@ async def test_anonymous_unknown_users_and_wrong_passwords_are_refused(server: R
     await ok.close()
 
 
-async def test_only_risk_may_publish_routed_commands(server: RunningServer, connect: Connect) -> None:
-    risk = await connect("risk")
-    await declare_streams(risk)
-    others = [await connect(user) for user in USERS if user != "risk"]
-    for conn in others:
-        await conn.nc.publish("tradebus.route.paper.demo", b"forged by " + conn.user.encode())
-        assert await conn.refused("publish", "tradebus.route.paper.demo"), f"{conn.user} published to route"
-    client = next(conn for conn in others if conn.user == "client")
-    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-        await client.nc.jetstream().publish("tradebus.route.paper.demo", b"forged", timeout=1)
-
-    ack = await risk.nc.jetstream().publish("tradebus.route.paper.demo", b"approved by risk", timeout=5)
-    assert (ack.stream, ack.seq) == ("ROUTE", 1)
-    info = await risk.nc.jetstream().stream_info("ROUTE")
-    assert info.state.messages == 1
-    # The paper connector's durable consumer gets risk's command and nothing else.
-    connector = await connect("connector-paper")
-    await ensure_consumer(connector.nc.jetstream(timeout=5), connector_consumer("paper"))
-    delivered = await fetch_all(connector, "ROUTE", "connector-paper", expect=1)
-    assert [message.data for message in delivered] == [b"approved by risk"]
-    await quiet(risk, connector)
-
-
-async def test_a_client_sends_commands_and_reads_what_the_fleet_publishes(
-    server: RunningServer, connect: Connect
-) -> None:
-    risk = await connect("risk")
-    await declare_streams(risk)
-    client = await connect("client")
-    command = place("c-1")
-    headers = {"Nats-Msg-Id": command_dedupe_id(command)}
-    ack = await client.nc.jetstream().publish(subjects.command("paper", "demo"), encode(command), headers=headers)
-    assert ack.stream == "CMD" and not ack.duplicate
-    again = await client.nc.jetstream().publish(subjects.command("paper", "demo"), encode(command), headers=headers)
-    assert again.duplicate  # a retried command is stored once
-    for subject in ("tradebus.md.>", "tradebus.evt.>", "tradebus.status.>", "_INBOX.client-test.>"):
-        await client.nc.subscribe(subject)
-    await client.nc.publish(subjects.market_data_control("paper"), encode(ListInstruments()))
-    await client.nc.publish(subjects.PING, b"")
-    await quiet(client)
-    assert server.violations() == []
-
-
-async def test_a_client_cannot_forge_events_touch_jetstream_or_listen_to_the_order_path(
-    server: RunningServer, connect: Connect
-) -> None:
-    risk = await connect("risk")
-    await declare_streams(risk)
-    client = await connect("client")
-    for subject in (
-        "tradebus.evt.order.paper.demo",
-        "tradebus.evt.account.paper.demo",
-        "tradebus.md.paper.quote.BTC/USDT",
-        "tradebus.status.connector.paper",
-        "$KV.oms.order",
-        "_INBOX.someone-else",
-    ):
-        await client.nc.publish(subject, b"{}")
-        assert await client.refused("publish", subject), subject
-    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-        await client.nc.jetstream(timeout=1).delete_stream("ROUTE")
-    assert await client.refused("publish", "$JS.API.STREAM.DELETE.ROUTE")
-    for subject in ("tradebus.route.>", "tradebus.cmd.>", "tradebus.ctl.md.paper", "tradebus.ctl.instruments.paper",
-                    "tradebus.ctl.ping", "$JS.API.>", ">"):
-        await client.nc.subscribe(subject)
-        assert await client.refused("subscription", subject), subject
-    assert (await risk.nc.jetstream().stream_info("ROUTE")).state.messages == 0
-    assert (await risk.nc.jetstream().stream_info("EVENTS")).state.messages == 0
-
-
 async def test_the_paper_connector_runs_with_nothing_but_its_own_permissions(
     server: RunningServer, connect: Connect, tmp_path: Path
 ) -> None:
@@ -410,7 +350,7 @@ async def test_the_paper_connector_runs_with_nothing_but_its_own_permissions(
         quotes.append(msg.subject)
 
     await client.nc.subscribe("tradebus.md.paper.quote.>", cb=on_quote)
-    # The connector starts first: it declares the streams and its consumer as connector-paper.
+    # The fixture provisioned the streams and its durable; the connector only checks and binds them.
     async with running_connector(paper_settings(server.url("connector-paper"))):
         answer = await request(client, subjects.market_data_control("paper"), encode(ListInstruments()))
         listed = reply_decoder(Family.MARKET_DATA_CONTROL).decode(answer.data)
@@ -485,15 +425,18 @@ async def running_fleet(services: list[Service]) -> AsyncIterator[None]:
 async def test_the_whole_fleet_and_its_operators_run_with_nothing_but_their_own_permissions(
     server: RunningServer, connect: Connect, tmp_path: Path
 ) -> None:
-    """connector-paper, risk, oms and audit, each as its own user; a client trades through
-    the CLI, an operator pulls the kill switch and checks the order manager."""
+    """connector-paper, risk, oms and audit, each as its own user (the order manager given the
+    tenants file, as compose mounts it); the tenant `client` trades through the CLI, an operator
+    pulls the kill switch and checks the order manager."""
 
     def settings(user: str) -> Settings:
         return msgspec.structs.replace(paper_settings(server.url(user)), data_dir=str(tmp_path / user))
 
     connector_settings = settings("connector-paper")
     connector = ConnectorService(connector_settings, venue="paper", venue_config=connector_settings.paper)
-    risk, oms, audit = (build_service(name, settings(name), "paper") for name in ("risk", "oms", "audit"))
+    oms_settings = msgspec.structs.replace(settings("oms"), oms=OmsConfig(tenants_file=str(TENANTS)))
+    risk, oms, audit = (build_service(name, oms_settings if name == "oms" else settings(name), "paper")
+                        for name in ("risk", "oms", "audit"))
     client_url, operator_url = server.url("client"), server.url("operator")
     async with running_fleet([connector, risk, oms, audit]):
         code, out = await cli(client_url, "order", "place", "--symbol", "BTC/USDT", "--side", "buy", "--qty", "0.01",
@@ -509,8 +452,8 @@ async def test_the_whole_fleet_and_its_operators_run_with_nothing_but_their_own_
         assert "no heartbeat history" not in out, out
 
         # The kill switch is the operator's, not a client's.
-        code, out = await cli(client_url, "halt", "--reason", "not mine to pull", timeout=90)
-        assert code != 0, out
+        code, out = await cli(client_url, "halt", "--reason", "not mine to pull")
+        assert code != 0 and "refused user 'client' permission to publish to $JS.API.STREAM.INFO.KV_tradebus_risk" in out, out
         assert risk.gate.fleet_state is TradingState.ACTIVE
         code, out = await cli(operator_url, "halt", "--reason", "deploy test")
         assert code == 0, out
@@ -539,17 +482,16 @@ async def test_the_whole_fleet_and_its_operators_run_with_nothing_but_their_own_
             await asyncio.sleep(0.5)
         assert code == 0 and "no differences" in out, out
 
-    refused = [line for line in server.violations() if '"$G/user:client"' not in line]
-    assert refused == [], "\n".join(refused)
-    assert any("KV_tradebus_risk" in line for line in server.violations()), "the client's halt was not refused"
+    # The one refusal: the client's halt, at its first step (finding the trading-state bucket).
+    assert server.violations() == ["TENANT_CLIENT/user:client Publish $JS.API.STREAM.INFO.KV_tradebus_risk"]
 
 
 async def test_risk_and_the_connector_take_their_consumers_over_with_nothing_but_their_own_permissions(
     server: RunningServer, connect: Connect, tmp_path: Path
 ) -> None:
     """A predecessor that died holding a command (pulled, never acknowledged) after its last
-    heartbeat: its successor reads that heartbeat, re-creates the durable from its ack floor
-    and handles the command at once, not after the ack wait."""
+    heartbeat: its successor reads that heartbeat, re-creates the provisioned durable from its
+    ack floor and handles the command at once, not after the ack wait."""
 
     def settings(user: str) -> Settings:
         return msgspec.structs.replace(paper_settings(server.url(user)), data_dir=str(tmp_path / user))
@@ -558,9 +500,7 @@ async def test_risk_and_the_connector_take_their_consumers_over_with_nothing_but
     for user, service, stream, durable in (("connector-paper", "connector", "ROUTE", "connector-paper"),
                                            ("risk", "risk", "CMD", "risk")):
         predecessor = await connect(user)
-        await declare_streams(predecessor)
         js = predecessor.nc.jetstream(timeout=5)
-        await ensure_consumer(js, connector_consumer("paper") if durable == "connector-paper" else RISK_COMMANDS)
         killed = time.time_ns() - 10 * 10**9  # its last heartbeat, 10 s ago
         gone = ServiceStatus(service=service, instance="paper" if service == "connector" else "main",
                              state=ServiceState.READY, version="test", pid=1, started_at=killed, ts_event=killed,
@@ -578,7 +518,7 @@ async def test_risk_and_the_connector_take_their_consumers_over_with_nothing_but
         await quiet(predecessor)
         await predecessor.nc.close()
 
-    events = await collect(client.nc, ("tradebus.evt.order.paper.>", "tradebus.evt.reject.paper.>"), event_decoder.decode)
+    events = await collect(client.nc, subjects.answers("paper", "demo"), event_decoder.decode)
     connector_settings = settings("connector-paper")
     connector = ConnectorService(connector_settings, venue="paper", venue_config=connector_settings.paper)
     started = time.monotonic()
@@ -586,63 +526,13 @@ async def test_risk_and_the_connector_take_their_consumers_over_with_nothing_but
         await events.wait_for(lambda ms: {m.client_order_id for m in ms if isinstance(m, OrderFilled)}
                               >= {"held-by-connector", "held-by-risk"}, timeout=20)
         assert time.monotonic() - started < 10, "a held command waited for its consumer's ack wait"
-    refused = [line for line in server.violations() if '"$G/user:client"' not in line]
-    assert refused == [], "\n".join(refused)
-
-
-async def test_no_service_can_take_over_or_delete_another_ones_consumer(server: RunningServer, connect: Connect) -> None:
-    risk, oms, audit, operator = [await connect(user) for user in ("risk", "oms", "audit", "operator")]
-    await declare_streams(risk)
-    connector = await connect("connector-paper")
-    await ensure_consumer(connector.nc.jetstream(timeout=5), connector_consumer("paper"))
-    # The connector's durable, re-created with a filter that would hand it every venue's commands.
-    hijack = ConsumerConfig(durable_name="connector-paper", filter_subject="tradebus.route.>", ack_policy=AckPolicy.EXPLICIT)
-    for conn in (risk, oms, audit):
-        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-            await conn.nc.jetstream(timeout=1).add_consumer("ROUTE", hijack)
-        assert await conn.refused("publish", "$JS.API.CONSUMER.DURABLE.CREATE.ROUTE.connector-paper")
-        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-            await conn.nc.jetstream(timeout=1).delete_consumer("ROUTE", "connector-paper")
-        assert await conn.refused("publish", "$JS.API.CONSUMER.DELETE.ROUTE.connector-paper")
-    # risk may create unnamed (ordered) consumers on ROUTE; naming one in the request body
-    # does not get around it: the server refuses a name on that API.
-    body = json.dumps({"stream_name": "ROUTE", "config": {"name": "connector-paper", "durable_name": "connector-paper",
-                                                          "filter_subject": "tradebus.route.>", "ack_policy": "explicit",
-                                                          "deliver_policy": "all"}}).encode()
-    answer = json.loads((await risk.nc.request("$JS.API.CONSUMER.CREATE.ROUTE", body, timeout=5)).data)
-    assert "error" in answer, answer
-    # Users that may make throw-away consumers with any name (the connector's journal on
-    # EVENTS, the operator's `oms rebuild` on ROUTE and EVENTS) still cannot touch a durable.
-    named = ConsumerConfig(name="connector-paper", durable_name="connector-paper", filter_subject="tradebus.route.>")
-    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-        await operator.nc.jetstream(timeout=1).add_consumer("ROUTE", named)
-    assert await operator.refused("publish", "$JS.API.CONSUMER.CREATE.ROUTE.connector-paper.tradebus.route.>")
-    for conn, stream, durable in ((operator, "ROUTE", "connector-paper"), (operator, "EVENTS", "oms-events"),
-                                  (connector, "CMD", "risk"), (oms, "CMD", "risk"), (audit, "CMD", "risk"),
-                                  (risk, "ROUTE", "connector-paper"),
-                                  (connector, "EVENTS", "oms-events"), (connector, "EVENTS", "audit-events")):
-        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-            await conn.nc.jetstream(timeout=1).delete_consumer(stream, durable)
-        assert await conn.refused("publish", f"$JS.API.CONSUMER.DELETE.{stream}.{durable}"), (conn.user, durable)
-    info = await connector.nc.jetstream(timeout=5).consumer_info("ROUTE", "connector-paper")
-    assert info.config.filter_subject == "tradebus.route.paper.>"
-    # Nobody may delete or purge a stream, the operator included.
-    for conn in (risk, oms, audit, operator, connector):
-        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-            await conn.nc.jetstream(timeout=1).purge_stream("ROUTE")
-        assert await conn.refused("publish", "$JS.API.STREAM.PURGE.ROUTE"), conn.user
-    # And nobody but risk routes, the operator included.
-    for conn in (oms, audit, operator, connector):
-        await conn.nc.publish("tradebus.route.paper.demo", b"{}")
-        assert await conn.refused("publish", "tradebus.route.paper.demo"), conn.user
-    assert (await risk.nc.jetstream().stream_info("ROUTE")).state.messages == 0
+    assert server.violations() == []
 
 
 async def test_the_order_manager_reads_route_and_events_by_direct_get_and_a_client_cannot(
         server: RunningServer, connect: Connect) -> None:
     """The order manager's start-up catch-up reads what its durables delivered unacknowledged."""
     risk, oms, client = [await connect(user) for user in ("risk", "oms", "client")]
-    await declare_streams(risk)
     ack = await risk.nc.jetstream(timeout=5).publish("tradebus.route.paper.demo", encode(place("direct-1")))
     read = [m async for m in read_stored(oms.nc, "ROUTE", "tradebus.route.>", 1, ack.seq)]
     assert [(m.subject, m.seq, msgspec.json.decode(m.data)["client_order_id"]) for m in read] == [
@@ -655,7 +545,11 @@ async def test_the_order_manager_reads_route_and_events_by_direct_get_and_a_clie
 
 
 async def test_the_cluster_example_runs_replicated_streams(tmp_path: Path) -> None:
-    """Three local nodes from cluster-r3.conf.example; streams with TRADEBUS_STREAMS__REPLICAS=3."""
+    """Three local nodes from cluster-r3.conf.example; `provision` creates the streams with
+    TRADEBUS_STREAMS__REPLICAS=3 and a service uses them through every node's URL."""
+    # what its comments tell the operator to do, as done below
+    assert "TRADEBUS_STREAMS__REPLICAS=3" in CLUSTER_EXAMPLE.read_text()
+    assert "tradebus provision" in CLUSTER_EXAMPLE.read_text()
     shutil.copy(NATS_CONF, tmp_path / "nats-server.conf")
     shutil.copy(CLUSTER_EXAMPLE, tmp_path / "cluster-r3.conf")
     route_password = strong_password()
@@ -676,22 +570,25 @@ async def test_the_cluster_example_runs_replicated_streams(tmp_path: Path) -> No
                 args, port=port, log=tmp_path / f"nats-{index}.log", env={**env, "NATS_SERVER_NAME": f"nats-{index}"},
                 cwd=tmp_path,
             ))
-        nc = await nats.connect(servers=[node.url("risk") for node in servers], connect_timeout=5)
+        deadline = time.monotonic() + 60
+        while True:  # until the cluster has elected its JetStream meta leader
+            try:
+                await provision_bus([node.url("provision") for node in servers], StreamSettings(replicas=3))
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        # A service lists every node (TRADEBUS_NATS_URL, comma-separated) and works with its own user.
+        nc = await nats.connect(servers=[node.url("risk") for node in servers], inbox_prefix=inbox_prefix("risk"),
+                                connect_timeout=5)
         try:
-            settings = msgspec.convert({"replicas": 3}, StreamSettings)
-            deadline = time.monotonic() + 60
-            while True:  # until the cluster has elected its JetStream meta leader
-                try:
-                    await ensure_streams(nc.jetstream(timeout=5), settings)
-                    break
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.5)
-            info = await nc.jetstream().stream_info("ROUTE")
-            assert info.config.num_replicas == 3
-            assert info.cluster is not None and len(info.cluster.replicas or []) == 2
-            ack = await nc.jetstream().publish("tradebus.route.paper.demo", b"replicated", timeout=5)
+            js = nc.jetstream(timeout=5)
+            for stream in ("CMD", "ROUTE", "EVENTS", "KV_tradebus_risk"):
+                info = await js.stream_info(stream)
+                assert info.config.num_replicas == 3, stream
+                assert info.cluster is not None and len(info.cluster.replicas or []) == 2, stream
+            ack = await js.publish("tradebus.route.paper.demo", b"replicated", timeout=5)
             assert ack.stream == "ROUTE"
         finally:
             await nc.close()
@@ -709,8 +606,13 @@ def compose() -> dict[str, Any]:
 
 
 def tradebus_services() -> dict[str, dict[str, Any]]:
-    """The compose services built from deploy/Dockerfile."""
+    """The compose services built from deploy/Dockerfile, the one-shot `provision` included."""
     return {name: spec for name, spec in compose()["services"].items() if "build" in spec}
+
+
+def fleet_services() -> dict[str, dict[str, Any]]:
+    """The long-running tradebus services (`tradebus run ...`)."""
+    return {name: spec for name, spec in tradebus_services().items() if name != PROVISION}
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -771,10 +673,10 @@ def env_example() -> dict[str, str]:
     return entries
 
 
-def test_compose_starts_only_nats_and_the_paper_connector_by_default() -> None:
+def test_compose_starts_only_nats_its_provisioning_and_the_paper_connector_by_default() -> None:
     services = compose()["services"]
     default = {name for name, spec in services.items() if not spec.get("profiles")}
-    assert default == {"nats", "connector-paper"}
+    assert default == {"nats", PROVISION, "connector-paper"}
     order_path = {name for name, spec in services.items() if "order-path" in spec.get("profiles", [])}
     assert order_path == ORDER_PATH
 
@@ -782,7 +684,7 @@ def test_compose_starts_only_nats_and_the_paper_connector_by_default() -> None:
 def test_every_tradebus_service_runs_tradebus_run_from_the_one_image() -> None:
     entrypoint = _exec_form(dict(final_stage())["ENTRYPOINT"])
     assert entrypoint == ["tradebus"]
-    services = tradebus_services()
+    services = fleet_services()
     assert set(services) == {"connector-paper"} | ORDER_PATH
     for name, spec in services.items():
         build = spec["build"]
@@ -795,20 +697,80 @@ def test_every_tradebus_service_runs_tradebus_run_from_the_one_image() -> None:
         else:
             assert name == argv[2]
         assert spec["restart"] == "unless-stopped", name
-        assert spec["depends_on"]["nats"]["condition"] == "service_healthy", name
+        # nats healthy, then provisioned (a service may not create what it uses)
+        assert spec["depends_on"] == {PROVISION: {"condition": "service_completed_successfully"}}, name
         assert any("/healthz" in part for part in spec["healthcheck"]["test"]), name
         assert spec["healthcheck"]["test"][0] == "CMD"
 
 
+def test_the_provision_service_shapes_the_bus_once_before_the_services_start() -> None:
+    spec = compose()["services"][PROVISION]
+    argv = _exec_form(dict(final_stage())["ENTRYPOINT"]) + spec["command"]
+    # the durable of every connector compose runs
+    venues = sorted(name.removeprefix("connector-") for name in fleet_services() if name.startswith("connector-"))
+    assert argv == ["tradebus", "provision", *(part for venue in venues for part in ("--venue", venue))]
+    assert spec["restart"] == "no"  # a one-shot: done once it exited 0
+    assert spec["depends_on"] == {"nats": {"condition": "service_healthy"}}
+    assert spec["healthcheck"] == {"disable": True}  # nothing to probe; compose waits for its exit
+    assert "profiles" not in spec  # whatever profile runs a service runs it first
+
+
+def test_the_order_manager_reads_the_tenants_file_the_profile_was_generated_from() -> None:
+    oms = compose()["services"]["oms"]
+    path = oms["environment"]["TRADEBUS_OMS__TENANTS_FILE"]
+    mounts = {target: (source, options) for source, target, *options in (volume.split(":") for volume in oms["volumes"])}
+    source, options = mounts[path]
+    assert (REPO / source).resolve() == TENANTS.resolve() and options == ["ro"]
+    assert f"--tenants {TENANTS.relative_to(REPO)} " in NATS_CONF.read_text()
+    for tenant in load_tenants(TENANTS):
+        assert tenant.name in USERS, f"tenant {tenant.name} has no user in nats-server.conf"
+
+
+async def test_the_provision_service_provisions_the_profile_and_a_service_user_cannot(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What compose's `provision` container runs, with its environment, against the profile;
+    before it, a service refuses to start (compose starts none before it succeeded)."""
+    spec = compose()["services"][PROVISION]
+    values = {**env_example(), **PASSWORD_ENV}
+    env = {key: interpolate(str(value), values) for key, value in spec["environment"].items()}
+    running = start_profile(tmp_path)
+
+    async def provision_as(url: str) -> tuple[int, list[str]]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tradebus.cli.main", *spec["command"],
+            env={**_base_env(), **env, "TRADEBUS_NATS_URL": url}, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None
+        return process.returncode, out.decode().splitlines()
+
+    try:
+        settings = msgspec.structs.replace(paper_settings(running.url("connector-paper")), data_dir=str(tmp_path / "c"))
+        connector = ConnectorService(settings, venue="paper", venue_config=settings.paper)
+        assert await asyncio.wait_for(connector.serve(), 30) == EXIT_CONFIG
+        assert "missing: run `tradebus provision`" in caplog.text
+        assert env["TRADEBUS_NATS_URL"] == f"nats://{PROVISION}:{PASSWORDS[PROVISION]}@nats:4222"
+        code, out = await provision_as(running.url("risk"))
+        assert code != 0 and "refused user 'risk' permission" in "\n".join(out), out
+        code, out = await provision_as(running.url(PROVISION))
+        assert code == 0 and len(out) == 13 and all(line.endswith(": created") for line in out), out
+        assert "consumer ROUTE/connector-paper: created" in out, out
+        code, out = await provision_as(running.url(PROVISION))  # compose runs it at every `up`
+        assert code == 0 and len(out) == 13 and all(line.endswith(": kept") for line in out), out
+    finally:
+        running.stop()
+
+
 def test_every_compose_service_has_a_health_check() -> None:
     for name, spec in compose()["services"].items():
-        if name in ("nats-exporter", "prometheus"):
-            continue  # third-party monitoring images; nothing depends on them
+        if name in ("nats-exporter", "prometheus", PROVISION):
+            continue  # third-party monitoring images nothing depends on; a one-shot (its exit code tells)
         assert spec.get("healthcheck", {}).get("test"), name
 
 
 def test_the_container_environment_is_valid_tradebus_settings() -> None:
     values = {**env_example(), **PASSWORD_ENV}
+    streams = set()
     for name, spec in tradebus_services().items():
         environment = spec["environment"]
         assert isinstance(environment, dict), f"{name}: write environment as a mapping"
@@ -818,9 +780,13 @@ def test_the_container_environment_is_valid_tradebus_settings() -> None:
         resolved = {key: interpolate(str(value), values) for key, value in environment.items()}
         # Exactly what the service will do with them: unknown keys or bad values fail here.
         settings = load_settings(env=resolved)
-        assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080), name
+        if name != PROVISION:
+            assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080), name
         assert name in USERS, f"{name} has no NATS user in nats-server.conf"
         assert settings.nats_url == f"nats://{name}:{PASSWORDS[name]}@nats:4222", name
+        streams.add(settings.streams)
+    # `provision` creates the streams with the replicas every service is told about
+    assert len(streams) == 1
 
 
 def test_the_compose_file_holds_no_secrets() -> None:
@@ -942,7 +908,7 @@ def _healthcheck_argv() -> list[str]:
 
 def test_the_image_and_compose_probe_the_same_way() -> None:
     argv = _healthcheck_argv()
-    for name, spec in tradebus_services().items():
+    for name, spec in fleet_services().items():
         assert spec["healthcheck"]["test"] == ["CMD", *argv], name
 
 
@@ -1040,7 +1006,7 @@ def test_prometheus_scrapes_every_tradebus_service_and_nats() -> None:
         for target in group["targets"]
     ]
     hosts = {target.split(":")[0]: int(target.split(":")[1]) for target in targets}
-    for name in tradebus_services():
+    for name in fleet_services():
         assert hosts.get(name) == 8080, name
     for host in hosts:
         assert host in services, host
@@ -1050,8 +1016,16 @@ def test_prometheus_scrapes_every_tradebus_service_and_nats() -> None:
 
 def test_the_readme_documents_users_profiles_and_durability() -> None:
     text = README.read_text()
-    for user in USERS:
+    for user in USERS:  # services, tenants, operator, readonly, provision
         assert f"`{user}`" in text, user
+    first_cells = [line.split("|")[1] for line in text.splitlines() if line.startswith("| `")]
+    for name in compose()["services"]:
+        assert any(f"`{name}`" in cell for cell in first_cells), f"compose service {name} missing from the README's table"
+    # how the profile is made, exactly as its header says, and where tenants come from
+    generated_by = re.search(r"^#\s+(tradebus nats-config .+)$", NATS_CONF.read_text(), re.MULTILINE)
+    assert generated_by and generated_by[1] in text
     for needle in ("sync_interval: always", "TRADEBUS_STREAMS__REPLICAS=3", "order-path", "docker compose up",
-                   "deploy/env.example", "prometheus.yml"):
+                   "deploy/env.example", "prometheus.yml", "deploy/tenants.toml", "TRADEBUS_OMS__TENANTS_FILE",
+                   " ".join(["tradebus", *compose()["services"][PROVISION]["command"]]),
+                   "service_completed_successfully", "docs/security.md"):
         assert needle in text, needle

@@ -11,12 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from tradebus.schemas import subjects
+from tradebus.schemas.codecs import encode
+from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
+from tradebus.schemas.values import OrderType, Side
 from tradebus.shared.credentials import load_credentials
 
 from ..integration.test_cli import Fleet, tradebus
@@ -236,6 +241,24 @@ async def test_a_tenant_cannot_reach_another_tenants_accounts(fleet: SecuredFlee
     assert listing.returncode == 0 and '"account":"beta"' not in listing.stdout.replace(" ", "")
     asked = tradebus("orders", "--account", "beta", env=fleet.as_user("alpha"))
     assert asked.returncode != 0 and "may read only its accounts" in asked.stderr and not asked.stdout.strip(), asked.stderr
+
+
+async def test_a_tenants_retried_command_is_stored_once(fleet: SecuredFleet) -> None:
+    """A tenant retrying a command it got no answer for: through its account's import, the
+    publish is acknowledged by CMD and the retry recognized as the same command."""
+    command = PlaceOrder(client_order_id="retried-1", venue="paper", account="demo", symbol="BTC/USDT", side=Side.BUY,
+                         order_type=OrderType.MARKET, quantity=Decimal("0.01"))
+    headers = {"Nats-Msg-Id": command_dedupe_id(command)}
+    alpha, errors = await fleet.connect("alpha")
+    try:
+        js = alpha.jetstream(timeout=5)
+        first = await js.publish(subjects.command("paper", "demo"), encode(command), headers=headers)
+        again = await js.publish(subjects.command("paper", "demo"), encode(command), headers=headers)
+    finally:
+        await alpha.close()
+    assert (first.stream, bool(first.duplicate)) == ("CMD", False)
+    assert (again.stream, again.seq, again.duplicate) == ("CMD", first.seq, True)
+    assert errors == []
 
 
 def test_after_every_attack_the_fleet_is_ready_and_trades(fleet: SecuredFleet) -> None:

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from nats.aio.client import Client as NATS
 
-from .credentials import Credentials, connect_options
+from .credentials import Credentials, connect_options, inbox_prefix
 from .logs import redact
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,12 @@ async def connect_bus(url: str, *, name: str, credentials: Credentials | None = 
         if password := urlsplit(server).password:
             redact.register(password)
     user = credentials.user if credentials is not None else (urlsplit(servers[0]).username or "")
-    nc = BusConnection(user, credentials.inbox_prefix if credentials is not None else DEFAULT_INBOX_PREFIX)
+    # A user named in the URL (how docker-compose passes each service its own) gets the same
+    # private inboxes as one from a credentials file (unless told otherwise): a secured bus
+    # lets it read no other.
+    inbox = credentials.inbox_prefix if credentials is not None else options.pop(
+        "inbox_prefix", inbox_prefix(user) if user else DEFAULT_INBOX_PREFIX)
+    nc = BusConnection(user, inbox)
     refused: asyncio.Future[BusRefused] = asyncio.get_running_loop().create_future()
     connected = False
 
@@ -176,7 +181,7 @@ async def connect_bus(url: str, *, name: str, credentials: Credentials | None = 
             return  # the refused request raises it
         await (error_cb or _log_error)(refusal or error)
 
-    options.update(connect_options(credentials))
+    options.update(connect_options(credentials), inbox_prefix=inbox)
     if tls is not None:
         options["tls"] = tls
     connecting = asyncio.ensure_future(nc.connect(servers, name=name, error_cb=on_error, **options))

@@ -169,13 +169,17 @@ def _operator_grants(venues: tuple[str, ...]) -> Grants:
         publish=(
             f"{PREFIX}.cmd.>", f"{PREFIX}.ctl.md.>", f"{PREFIX}.ctl.instruments.>", f"{PREFIX}.ctl.oms",
             f"{PREFIX}.ctl.ping", f"{PREFIX}.ctl.risk",
+            # `tradebus halt / resume` work while risk is down: the CLI writes the state to the risk
+            # bucket and records the change in EVENTS itself (no more power than the bucket gives)
+            f"{PREFIX}.evt.risk",
             "$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.API.STREAM.INFO.*",
             "$JS.API.CONSUMER.NAMES.*", "$JS.API.CONSUMER.LIST.*", "$JS.API.CONSUMER.INFO.*.*",
             "$JS.API.DIRECT.GET.*", "$JS.API.DIRECT.GET.*.>", "$JS.API.STREAM.MSG.GET.*",
             *_bucket(RISK_BUCKET, write=True), *_bucket(ORDERS_BUCKET, write=True),
         ),
         subscribe=(f"{PREFIX}.md.>", f"{PREFIX}.evt.>", f"{PREFIX}.status.>", f"{PREFIX}.dlq.>", _inbox(OPERATOR_USER)),
-        deny_publish=(f"{PREFIX}.route.>", f"{PREFIX}.evt.>", f"{PREFIX}.md.>", f"{PREFIX}.status.>"),
+        deny_publish=(f"{PREFIX}.route.>", f"{PREFIX}.evt.order.>", f"{PREFIX}.evt.account.>", f"{PREFIX}.evt.reject.>",
+                      f"{PREFIX}.md.>", f"{PREFIX}.status.>"),
     )
 
 
