@@ -102,6 +102,6 @@ def test_testnet_switches_to_the_sandbox_unless_urls_are_overridden() -> None:
 
 
 def test_an_exchange_without_a_code_table_is_mapped_by_class_and_text() -> None:
-    lot = parsing.venue_error(ccxt.InvalidOrder('kraken {"error":["EOrder:Invalid lot_size"]}'), changes_state=True,
-                              exchange_id="kraken")
+    lot = parsing.venue_error(ccxt.InvalidOrder('bitstamp {"status":"error","reason":"Invalid lot_size"}'),
+                              changes_state=True, exchange_id="bitstamp")
     assert isinstance(lot, OrderRefused) and lot.reason is RejectReason.LOT_SIZE

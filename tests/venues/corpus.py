@@ -25,9 +25,12 @@ class Recorded:
     body: dict[str, Any]
     outcome: str
     reason: str | None
+    venue_code: str | None = None  # stated where the code is not the body's `code`/`retCode` (OKX sCode, Kraken)
 
     @property
     def code(self) -> str | None:
+        if self.venue_code is not None:
+            return self.venue_code
         code = self.body.get("code", self.body.get("retCode"))
         return None if code is None else str(code)
 
@@ -39,7 +42,7 @@ def errors(venue: str) -> list[Recorded]:
         recorded.append(Recorded(
             name=f"{venue}/{path.stem}", venue=data["venue"], source=data["source"], operation=data["operation"],
             http_status=data.get("http_status"), body=data["body"], outcome=data["expect"]["outcome"],
-            reason=data["expect"].get("reason"),
+            reason=data["expect"].get("reason"), venue_code=data["expect"].get("venue_code"),
         ))
     return recorded
 

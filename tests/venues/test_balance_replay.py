@@ -13,15 +13,16 @@ from tradebus.services.connector.venues.ccxt import parsing
 
 from .corpus import RecordedBalances, balances
 
-RECORDED = [recorded for venue in ("binance", "bybit") for recorded in balances(venue)]
-# The balance each exchange's watchBalance returns for a spot / unified trading account.
-ACCOUNT_TYPE = {"binance": "spot", "bybit": "unified"}
+RECORDED = [recorded for venue in ("binance", "bybit", "okx") for recorded in balances(venue)]
+# The balance each exchange's watchBalance returns for a spot / unified trading account (OKX
+# keeps its one trading account's balance at the top).
+ACCOUNT_TYPE = {"binance": "spot", "bybit": "unified", "okx": None}
 
 
 @pytest.mark.parametrize("recorded", RECORDED, ids=[r.name for r in RECORDED])
 async def test_recorded_balance_frames_give_the_venues_balances(recorded: RecordedBalances) -> None:
     assert recorded.source, "every recorded payload names its source"
-    exchange = getattr(ccxt_pro, recorded.venue)({"apiKey": "key", "secret": "secret"})
+    exchange = getattr(ccxt_pro, recorded.venue)({"apiKey": "key", "secret": "secret", "password": "passphrase"})
     exchange.set_markets([])
     try:
         client = exchange.client("wss://recorded")
@@ -31,7 +32,7 @@ async def test_recorded_balance_frames_give_the_venues_balances(recorded: Record
             exchange.balance[account_type] = {}
         for frame in recorded.frames:
             exchange.handle_balance(client, frame)
-        read = parsing.balances(exchange.balance[account_type])
+        read = parsing.balances(exchange.balance if account_type is None else exchange.balance[account_type])
     finally:
         await exchange.close()
     assert [(b.currency, b.total, b.available) for b in read] == [

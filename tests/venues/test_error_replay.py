@@ -27,10 +27,19 @@ URLS = {
     ("binance", "lookup"): "https://api.binance.com/api/v3/order",
     ("bybit", "place"): "https://api.bybit.com/v5/order/create",
     ("bybit", "cancel"): "https://api.bybit.com/v5/order/cancel",
+    ("kraken", "place"): "https://api.kraken.com/0/private/AddOrder",
+    ("kraken", "cancel"): "https://api.kraken.com/0/private/CancelOrder",
+    ("okx", "place"): "https://www.okx.com/api/v5/trade/order",
+    ("okx", "cancel"): "https://www.okx.com/api/v5/trade/cancel-order",
+    ("kucoin", "place"): "https://api.kucoin.com/api/v1/hf/orders",
+    ("kucoin", "cancel"): "https://api.kucoin.com/api/v1/hf/orders/client-order/x",
 }
 # A status for the answers whose source states none: Binance documents its refusals as 4XX,
-# Bybit answers business errors with HTTP 200 and a retCode.
-DEFAULT_STATUS = {"binance": 400, "bybit": 200}
+# Bybit answers business errors with HTTP 200 and a retCode; Kraken answers its errors with
+# HTTP 200 and an `error` array; OKX and KuCoin decide by the body's code (ccxt reads it
+# before the status), recorded without a status.
+DEFAULT_STATUS = {"binance": 400, "bybit": 200, "kraken": 200, "okx": 200, "kucoin": 200}
+CCXT_VENUES = ("binance", "bybit", "kraken", "okx", "kucoin")
 
 
 def ccxt_exception(recorded: Recorded) -> Exception:
@@ -65,7 +74,7 @@ def check(recorded: Recorded, error: VenueError) -> None:
     assert error.venue_code == recorded.code
 
 
-@pytest.mark.parametrize("recorded", errors("binance") + errors("bybit"), ids=lambda r: r.name)
+@pytest.mark.parametrize("recorded", [r for venue in CCXT_VENUES for r in errors(venue)], ids=lambda r: r.name)
 def test_ccxt_venues_map_every_recorded_error_by_its_code(recorded: Recorded) -> None:
     exchange = getattr(ccxt, recorded.venue)()
     error = ccxt_parsing.venue_error(
@@ -96,7 +105,7 @@ def test_a_message_ccxt_raises_without_the_body_is_read_from_the_last_answer() -
     assert stale.venue_code is None and stale.reason.value == "venue_rejected"
 
 
-@pytest.mark.parametrize("venue", ["alpaca", "binance", "bybit"])
+@pytest.mark.parametrize("venue", ["alpaca", *CCXT_VENUES])
 def test_every_corpus_file_names_its_source(venue: str) -> None:
     recorded = errors(venue)
     assert recorded, f"no corpus for {venue}"

@@ -19,21 +19,35 @@ from tradebus.services.connector.venues.ccxt import parsing
 
 from .corpus import RecordedFrames, RecordedTrades, fills, trades
 
-RECORDED = [recorded for venue in ("binance", "bybit") for recorded in fills(venue)]
-TRADES = [recorded for venue in ("binance", "bybit") for recorded in trades(venue)]
-# The markets the recorded frames trade, as ccxt's load_markets would give them (ccxt
-# resolves a venue symbol to its unified one through these).
-MARKETS = [
-    {"id": venue_id, "symbol": f"{base}/{quote}", "base": base, "quote": quote, "baseId": base, "quoteId": quote,
-     "type": "spot", "spot": True, "margin": False, "swap": False, "future": False, "option": False, "contract": False, "linear": None, "inverse": None,
-     "active": True, "precision": {}, "limits": {}}
-    for venue_id, base, quote in (("BNBUSDT", "BNB", "USDT"), ("ETHBTC", "ETH", "BTC"), ("BNBBTC", "BNB", "BTC"))
-]
+VENUES = ("binance", "bybit", "kraken", "okx", "kucoin")
+RECORDED = [recorded for venue in VENUES for recorded in fills(venue)]
+TRADES = [recorded for venue in VENUES for recorded in trades(venue)]
+# The markets the recorded frames trade (venue id, base, quote), as ccxt's load_markets would
+# give them (ccxt resolves a venue symbol to its unified one through these).
+VENUE_MARKETS = {
+    "binance": [("BNBUSDT", "BNB", "USDT"), ("ETHBTC", "ETH", "BTC"), ("BNBBTC", "BNB", "BTC")],
+    "bybit": [("BNBUSDT", "BNB", "USDT"), ("ETHBTC", "ETH", "BTC"), ("BNBBTC", "BNB", "BTC")],
+    "kraken": [("LTCUSDT", "LTC", "USDT")],
+    "okx": [("LTC-USDT", "LTC", "USDT"), ("ETH-USDT", "ETH", "USDT")],
+    "kucoin": [("LTC-USDT", "LTC", "USDT"), ("XCAD-USDT", "XCAD", "USDT")],
+}
+# The handler ccxt's websocket class runs for a private order frame.
+ORDER_HANDLERS = {"binance": "handle_order_update", "bybit": "handle_order", "okx": "handle_orders",
+                  "kucoin": "handle_order"}
+
+
+def markets(venue: str) -> list[dict[str, Any]]:
+    return [
+        {"id": venue_id, "symbol": f"{base}/{quote}", "base": base, "quote": quote, "baseId": base, "quoteId": quote,
+         "type": "spot", "spot": True, "margin": False, "swap": False, "future": False, "option": False, "contract": False,
+         "linear": None, "inverse": None, "active": True, "precision": {}, "limits": {}}
+        for venue_id, base, quote in VENUE_MARKETS[venue]
+    ]
 
 
 async def replay(recorded: RecordedFrames) -> list[OrderEvent]:
     exchange = getattr(ccxt_pro, recorded.venue)({"apiKey": "key", "secret": "secret"})
-    exchange.set_markets(MARKETS)
+    exchange.set_markets(markets(recorded.venue))
     tracker = OrderTracker(venue=recorded.venue, account="main")
     events: list[OrderEvent] = []
     try:
@@ -51,10 +65,7 @@ async def ccxt_orders(exchange: Any, recorded: RecordedFrames, frame: dict[str, 
         return [exchange.parse_order(frame)]
     before = len(exchange.orders or [])
     client = exchange.client("wss://recorded")
-    if recorded.venue == "binance":
-        exchange.handle_order_update(client, frame)
-    else:
-        exchange.handle_order(client, frame)
+    getattr(exchange, ORDER_HANDLERS[recorded.venue])(client, frame)
     return list(exchange.orders)[before:]
 
 
@@ -81,7 +92,7 @@ async def test_recorded_trade_lists_give_the_venues_trades(recorded: RecordedTra
     """The records the connector reads to complete a fill reported without its trade."""
     assert recorded.source, "every recorded payload names its source"
     exchange = getattr(ccxt_pro, recorded.venue)({"apiKey": "key", "secret": "secret"})
-    exchange.set_markets(MARKETS)
+    exchange.set_markets(markets(recorded.venue))
     try:
         read = [parsing.trade_report(trade) for trade in exchange.parse_trades(recorded.records)]
     finally:

@@ -31,7 +31,7 @@ from tradebus.schemas.values import (
 from ...codes import CodeTable, taxonomy_error
 from ...errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
 from ...tracking import OrderSnapshot, TradeReport
-from . import binance_codes, bybit_codes
+from . import binance_codes, bybit_codes, kraken_codes, kucoin_codes, okx_codes
 
 ZERO = Decimal(0)
 MS = 1_000_000
@@ -44,7 +44,10 @@ _URL = re.compile(r"(?:https?|wss?)://\S+")
 VENUE_CANCEL_REASONS = {"EC_PostOnlyWillTakeLiquidity": CancelReason.POST_ONLY_WOULD_TAKE}
 # The venues whose error codes have a table (code first, see connector/codes.py). Any other
 # ccxt exchange is mapped by ccxt's exception class, its order refusals by their text.
-CODE_TABLES: dict[str, CodeTable] = {"binance": binance_codes.CODES, "bybit": bybit_codes.CODES}
+CODE_TABLES: dict[str, CodeTable] = {
+    table.venue: table for table in (binance_codes.CODES, bybit_codes.CODES, kraken_codes.CODES, kucoin_codes.CODES,
+                                     okx_codes.CODES)
+}
 
 
 def decimal(value: Any) -> Decimal | None:
@@ -71,7 +74,7 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
     trades = order.get("trades") or []
     info = order.get("info") or {}
     last_trade = trade_report(trades[-1]) if trades else _binance_stream_trade(info)
-    cum_fee, fee_currency = _bybit_cumulative_fee(info)
+    cum_fee, fee_currency = _cumulative_fee(order, info)
     return OrderSnapshot(
         client_order_id=client_order_id(order),
         venue_order_id=str(order["id"]),
@@ -139,18 +142,25 @@ def _binance_stream_trade(info: dict[str, Any]) -> TradeReport | None:
     )
 
 
-def _bybit_cumulative_fee(info: dict[str, Any]) -> tuple[Decimal | None, str]:
-    """A Bybit v5 order's fees so far: `cumFeeDetail` ({coin: amount}; spot and linear,
-    where `cumExecFee` and `feeCurrency` are deprecated), else `cumExecFee` with `feeCurrency`
-    when Bybit names the currency. (None, "") when the order reports neither: an order of
-    another exchange, or a fee in a currency Bybit does not name."""
+def _cumulative_fee(order: dict[str, Any], info: dict[str, Any]) -> tuple[Decimal | None, str]:
+    """The order's fees so far and their currency; (None, "") when the order states none.
+
+    Bybit v5: `cumFeeDetail` ({coin: amount}; spot and linear, where `cumExecFee` and
+    `feeCurrency` are deprecated), else `cumExecFee` with `feeCurrency` when Bybit names the
+    currency. Other exchanges: ccxt's unified order `fee`, which ccxt parses from the order's
+    own cumulative fee (Kraken `fee`, OKX `fee`/`feeCcy`, KuCoin `fee`/`feeCurrency`), when it
+    names its currency. Not a Binance executionReport: its `n`/`N` are the last trade's
+    commission (read with that trade), not the order's total."""
     detail = info.get("cumFeeDetail")
     if isinstance(detail, dict) and len(detail) == 1:
         ((currency, amount),) = detail.items()
         return decimal(amount), str(currency)
     if "cumExecFee" in info and info.get("feeCurrency"):
         return decimal(info["cumExecFee"]) or ZERO, str(info["feeCurrency"])
-    return None, ""
+    fee = order.get("fee")
+    if info.get("e") == "executionReport" or not isinstance(fee, dict) or fee.get("cost") is None or not fee.get("currency"):
+        return None, ""
+    return decimal(fee["cost"]) or ZERO, str(fee["currency"])
 
 
 def trade_report(trade: dict[str, Any]) -> TradeReport:
@@ -236,8 +246,7 @@ def venue_error(exc: Exception, *, changes_state: bool, retry_after: float | Non
     exchange's last HTTP answer (ccxt keeps it), for the exceptions ccxt raises from a
     message alone, whose text lacks the venue's code."""
     payload = venue_payload(exc, last_body)
-    code = _code(payload)
-    venue_text = str(payload.get("msg") or payload.get("retMsg") or payload.get("message") or "")
+    code, venue_text = venue_answer(payload)
     message = f"{type(exc).__name__}: {venue_text}"[:500] if venue_text else safe_message(exc)[0]
     table = CODE_TABLES.get(exchange_id)
     rule = table.rule(code, venue_text) if table is not None else None
@@ -299,8 +308,8 @@ def venue_payload(exc: Exception, last_body: str | None = None) -> dict[str, Any
     if payload:
         return payload
     answer = _json_object(last_body or "")
-    said = answer.get("msg") or answer.get("retMsg") or answer.get("message")
-    return answer if isinstance(said, str) and said and said in text else {}
+    said = venue_answer(answer)[1]
+    return answer if said and said in text else {}
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -311,16 +320,27 @@ def _json_object(text: str) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {}
 
 
-def _code(payload: dict[str, Any]) -> str | None:
+def venue_answer(payload: dict[str, Any]) -> tuple[str | None, str]:
+    """(the venue's error code, its text) in an error body: `code`/`msg` (Binance, KuCoin),
+    `retCode`/`retMsg` (Bybit); OKX answers a refused order with code "1" ("Operation
+    failed") and the order's own code in `data[].sCode` / `sMsg`, which is the one that says
+    what happened; Kraken names its errors instead of numbering them (`{"error":
+    ["EOrder:Insufficient funds"]}`), so the name is its code."""
+    failed = [item for item in payload.get("data") or [] if isinstance(item, dict) and item.get("sCode") not in (None, "0")]
+    if failed:
+        return str(failed[0]["sCode"]), str(failed[0].get("sMsg") or "")
+    errors = payload.get("error")
+    if isinstance(errors, list) and errors and isinstance(errors[0], str):
+        return errors[0], errors[0]
     code = payload.get("code", payload.get("retCode"))
-    return None if code is None else str(code)
+    text = payload.get("msg") or payload.get("retMsg") or payload.get("message")
+    return (None if code is None else str(code)), text if isinstance(text, str) else ""
 
 
 def safe_message(exc: Exception) -> tuple[str, str | None]:
     """(a message fit for logs, the venue's code): the venue's own error text when the
     exception carries its JSON body, never the URL (its query holds the signature)."""
-    payload = venue_payload(exc)
-    venue_text = payload.get("msg") or payload.get("retMsg") or payload.get("message")
+    code, venue_text = venue_answer(venue_payload(exc))
     if venue_text:
-        return f"{type(exc).__name__}: {venue_text}"[:500], _code(payload)
-    return f"{type(exc).__name__}: {_URL.sub('<url>', str(exc))}"[:500], _code(payload)
+        return f"{type(exc).__name__}: {venue_text}"[:500], code
+    return f"{type(exc).__name__}: {_URL.sub('<url>', str(exc))}"[:500], code
