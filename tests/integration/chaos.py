@@ -16,7 +16,9 @@ recovered when every service sends READY heartbeats from its current process, th
 fill has reached the client and the order manager shows the probe filled. Faults do not
 overlap: the next waits for the recovery of the last. A service that exits by itself (crash
 only, e.g. after the bus died under it) is started again, as `tradebus up` would, and
-recorded; one that lives without heartbeats does not recover: the run reports it.
+recorded; one that lives without heartbeats does not recover: the run reports it. What a
+killed order manager or audit logger held comes back after their durables' ack_wait, shorter
+than the product's (processes.REDELIVERY_AFTER): the drain at the end need not wait 30 s.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from tradebus.schemas.values import MarketDataKind, OrderStatus, OrderType, Serv
 from tradebus.shared.natsserver import NatsServer, free_port
 
 from .helpers import read_stream
-from .processes import UNLIMITED, ProcessFleet
+from .processes import UNLIMITED, ProcessFleet, create_durables_with_short_ack_wait
 from .test_order_path_faults import settle
 
 SERVICES = ("risk", "oms", "audit", "connector.paper")
@@ -200,6 +202,7 @@ class ChaosRun:
     def run(self) -> Collected:
         self.server.start()
         try:
+            asyncio.run(create_durables_with_short_ack_wait(self.server.url))
             for name in SERVICES:
                 self.fleet.start(name)
             collected = asyncio.run(self._run())

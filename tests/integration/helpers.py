@@ -161,8 +161,11 @@ async def read_stream(js: nats.js.JetStreamContext, stream: str, subject: str | 
     messages: list[Msg] = []
     while True:
         try:
-            messages += await sub.fetch(500, timeout=2)
+            batch = await sub.fetch(500, timeout=2)
         except (TimeoutError, nats.errors.TimeoutError):
             break  # no more messages on this subject
+        messages += batch
+        if batch[-1].metadata.num_pending == 0:
+            break  # the last message the filter matched (asking again would wait out the timeout)
     await sub.unsubscribe()
     return messages

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -19,8 +20,31 @@ from tradebus.schemas.codecs import decoder
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import ServiceState
 from tradebus.shared.natsserver import NatsServer, free_port
+from tradebus.shared.topology import AUDIT_CONSUMERS, OMS_EVENTS, OMS_ROUTES, StreamSettings, ensure_streams
 
 _status = decoder(Family.STATUS)
+
+# JetStream hands what a killed (or cut off) order manager or audit logger had not
+# acknowledged to its successor only after the durable's ack_wait (30 s), behind newer
+# messages; risk and the connectors take their durable over at once instead (takeover.py).
+# A service creates its durable only when it is missing and never changes one that exists,
+# so a test fleet may create these durables first with a shorter ack_wait: the same late
+# redelivery behind newer messages, without waiting out 30 s. Long enough that a restarted
+# process is consuming new messages before the redelivery comes (a start takes 2-5 s here).
+REDELIVERY_AFTER = 8.0
+
+
+async def create_durables_with_short_ack_wait(nats_url: str, ack_wait: float = REDELIVERY_AFTER) -> None:
+    """Create the streams and the order manager's and audit logger's durables before any
+    service starts, with `ack_wait` seconds instead of the product's 30."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, StreamSettings())
+        for consumer in (OMS_ROUTES, OMS_EVENTS, *AUDIT_CONSUMERS):
+            await js.add_consumer(consumer.stream.name, dataclasses.replace(consumer, ack_wait=ack_wait).config())
+    finally:
+        await nc.close()
 
 
 class ProcessFleet:

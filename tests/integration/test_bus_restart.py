@@ -3,6 +3,8 @@ and store, with risk, the order manager, the audit logger and the paper connecto
 processes: no service exits, trading resumes within seconds of the server being back, and
 nothing acknowledged is lost or doubled. A server that stays away longer than
 `bus_outage_grace` makes every service exit non-zero, in time (crash-only, the last resort).
+An acknowledgement the restart cut off brings its message back after the durable's ack_wait,
+created shorter for the test (processes.create_durables_with_short_ack_wait).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from tradebus.shared.natsserver import NatsServer, free_port
 from tradebus.shared.topology import ORDERS_BUCKET
 
 from .helpers import read_stream, wait_until
-from .processes import ProcessFleet, configured_fleet
+from .processes import ProcessFleet, configured_fleet, create_durables_with_short_ack_wait
 from .test_order_path_faults import LIMITS, ORDERS, SERVICES, check_outcome, orders, settle
 
 FROZEN_FOR = 0.3  # seconds the server is stopped (SIGSTOP) before its SIGKILL
@@ -111,6 +113,7 @@ async def orders_through_a_restart(fleet: ProcessFleet, server: NatsServer) -> R
 
 async def test_no_service_exits_and_trading_resumes_after_a_bus_restart(tmp_path: Path) -> None:
     with NatsServer(store_dir=tmp_path / "nats", port=free_port()) as server:
+        await create_durables_with_short_ack_wait(server.url)
         async with configured_fleet(server.url, tmp_path, LIMITS, *SERVICES) as fleet:
             pids = {name: process.pid for name, process in fleet.processes.items()}
             seen = await orders_through_a_restart(fleet, server)
@@ -183,6 +186,7 @@ async def test_the_connector_and_the_order_manager_ride_out_a_bus_restart_in_a_b
     order manager's bucket writes carry no Nats-Msg-Id: it writes their keys again instead."""
     names = ("connector.paper", "oms")
     with NatsServer(store_dir=tmp_path / "nats", port=free_port()) as server:
+        await create_durables_with_short_ack_wait(server.url)
         async with configured_fleet(server.url, tmp_path, LIMITS, *names) as fleet:
             pids = {name: process.pid for name, process in fleet.processes.items()}
             seen = await routes_through_a_restart(fleet, server)

@@ -32,7 +32,7 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, OrderStatus, OrderType, Side
 from tradebus.shared.natsserver import NatsServer, free_port
 
-from .processes import ProcessFleet
+from .processes import ProcessFleet, create_durables_with_short_ack_wait
 from .test_order_path_faults import LIMITS, read_stream, settle
 
 ORDERS = 240
@@ -149,6 +149,7 @@ def test_no_live_order_is_reported_rejected_after_a_nats_server_kill(tmp_path: P
     server.start()
     fleet = ProcessFleet(server.url, tmp_path, env={"TRADEBUS_CONFIG": str(config)})
     try:
+        asyncio.run(create_durables_with_short_ack_wait(server.url))  # what a cut-off ack held returns sooner
         for name in SERVICES:
             fleet.start(name)
         with supervised(fleet):

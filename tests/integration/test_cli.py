@@ -85,8 +85,8 @@ def whole_fleet(tmp_path: Path, **env: str) -> Iterator[Fleet]:
             assert running.stop() == 0
 
 
-@pytest.fixture
-def fleet(tmp_path: Path):
+@contextlib.contextmanager
+def started_fleet(tmp_path: Path) -> Iterator[Fleet]:
     running = Fleet(tmp_path)
     try:
         running.wait_ready()
@@ -96,8 +96,23 @@ def fleet(tmp_path: Path):
             running.stop()
 
 
-def test_up_streams_ticks_that_validate_against_the_exported_schema(fleet: Fleet) -> None:
-    result = tradebus("ticks", "--venue", "paper", "--count", "20", "--json", env=fleet.env)
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """A fleet of its own, for a test that disturbs it."""
+    with started_fleet(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def watched_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """One fleet for the tests that only read from it (ticks, status): each `tradebus up`
+    costs seconds of start-up, and reading from a fleet changes nothing in it."""
+    with started_fleet(tmp_path_factory.mktemp("watched")) as running:
+        yield running
+
+
+def test_up_streams_ticks_that_validate_against_the_exported_schema(watched_fleet: Fleet) -> None:
+    result = tradebus("ticks", "--venue", "paper", "--count", "20", "--json", env=watched_fleet.env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 20
@@ -107,15 +122,15 @@ def test_up_streams_ticks_that_validate_against_the_exported_schema(fleet: Fleet
         assert json.loads(line)["venue"] == "paper"
 
 
-def test_ticks_filters_by_symbol_and_kind_and_prints_readable_lines(fleet: Fleet) -> None:
-    result = tradebus("ticks", "--venue", "paper", "--symbol", "BRK.B", "--kind", "quote", "--count", "3", env=fleet.env)
+def test_ticks_filters_by_symbol_and_kind_and_prints_readable_lines(watched_fleet: Fleet) -> None:
+    result = tradebus("ticks", "--venue", "paper", "--symbol", "BRK.B", "--kind", "quote", "--count", "3", env=watched_fleet.env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 3 and all(" BRK.B " in line and " quote " in line for line in lines)
 
 
-def test_status_lists_the_running_services(fleet: Fleet) -> None:
-    result = tradebus("status", env=fleet.env)
+def test_status_lists_the_running_services(watched_fleet: Fleet) -> None:
+    result = tradebus("status", env=watched_fleet.env)
     assert result.returncode == 0, result.stderr
     assert "connector.paper" in result.stdout and "ready" in result.stdout
 
@@ -187,9 +202,9 @@ def test_version_names_the_installed_release(tmp_path: Path) -> None:
     assert result.returncode == 0 and result.stdout.strip() == f"tradebus {version('tradebus')}"
 
 
-def test_ticks_into_a_pipe_closed_by_its_reader_ends_quietly(fleet: Fleet) -> None:
+def test_ticks_into_a_pipe_closed_by_its_reader_ends_quietly(watched_fleet: Fleet) -> None:
     """`tradebus ticks | head -3`: once head has its lines, ticks ends with 0 and no traceback."""
-    ticks = subprocess.Popen([*TRADEBUS, "ticks", "--venue", "paper"], env=fleet.env, stdout=subprocess.PIPE,
+    ticks = subprocess.Popen([*TRADEBUS, "ticks", "--venue", "paper"], env=watched_fleet.env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     lines = [ticks.stdout.readline() for _ in range(3)]
     ticks.stdout.close()  # what head does after its third line

@@ -2,7 +2,8 @@
 middle of a few hundred orders (risk, the order manager and the paper connector as real
 processes on a real nats-server).
 
-JetStream redelivers those only after the consumer's ack_wait, behind newer messages. The
+JetStream redelivers those only after the consumer's ack_wait, behind newer messages (a
+shorter ack_wait than the product's: processes.REDELIVERY_AFTER). The
 restarted order manager must still apply every stream in order: afterwards no anomaly was
 recorded or logged, and `tradebus oms rebuild` finds the live state equal to the streams'.
 """
@@ -26,7 +27,7 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TERMINAL_STATUSES
 from tradebus.shared.natsserver import NatsServer, free_port
 
-from .processes import ProcessFleet
+from .processes import ProcessFleet, create_durables_with_short_ack_wait
 from .test_order_path_faults import LIMITS, orders, settle
 
 ORDERS = 300
@@ -75,7 +76,7 @@ async def run_with_kills(fleet: ProcessFleet) -> None:
         await publish(js, commands[kill * chunk + chunk // 2 + taken : (kill + 1) * chunk])
         await asyncio.to_thread(fleet.start, "oms")
     await publish(js, commands[KILLS * chunk :])
-    await settle(nc, timeout=150, consumers=CONSUMERS)  # includes the redeliveries, after ack_wait (30 s)
+    await settle(nc, timeout=150, consumers=CONSUMERS)  # includes the redeliveries, after REDELIVERY_AFTER
     reply = _oms.decode((await nc.request(subjects.OMS_QUERY, encode(ListOrders(limit=10_000)), timeout=10)).data)
     await nc.close()
     assert {r.client_order_id for r in reply.orders} == {c.client_order_id for c in commands}
@@ -90,6 +91,7 @@ def test_kill_9_holding_deliveries_then_the_live_state_equals_a_rebuild(tmp_path
         fleet = ProcessFleet(server.url, tmp_path, env={"TRADEBUS_CONFIG": str(config),
                                                         "TRADEBUS_OMS__BATCH_SIZE": str(BATCH)})
         try:
+            asyncio.run(create_durables_with_short_ack_wait(server.url))
             for name in SERVICES:
                 fleet.start(name)
             asyncio.run(run_with_kills(fleet))

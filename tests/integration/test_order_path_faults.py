@@ -1,6 +1,8 @@
 """kill -9 of risk, of the order manager and of the audit logger in the middle of a stream of
 1,000 orders (every service a real process on a real nats-server).
 
+What the order manager or the audit logger held unacknowledged comes back after the ack_wait
+of their durables, created shorter for the test (processes.create_durables_with_short_ack_wait).
 After the victim restarts: every order reaches exactly one final state, the venue never
 received a duplicate, the order manager holds every order in its final state, and the audit
 store holds every message of the three streams exactly once with a chain that verifies.
@@ -29,7 +31,7 @@ from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType
 from tradebus.shared.natsserver import NatsServer, free_port
 
 from .helpers import read_stream
-from .processes import UNLIMITED, ProcessFleet
+from .processes import UNLIMITED, ProcessFleet, create_durables_with_short_ack_wait
 
 ORDERS = 1000
 SERVICES = ("risk", "oms", "audit", "connector.paper")
@@ -131,6 +133,7 @@ def test_kill_9_in_the_middle_of_1000_orders(victim: str, tmp_path: Path) -> Non
     with NatsServer(store_dir=tmp_path / "nats", port=free_port()) as server:
         fleet = ProcessFleet(server.url, tmp_path, env={"TRADEBUS_CONFIG": str(config)})
         try:
+            asyncio.run(create_durables_with_short_ack_wait(server.url))
             for name in SERVICES:
                 fleet.start(name)
             asyncio.run(run_with_a_crash(fleet, victim))

@@ -9,9 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from ..conftest import REPO
 from .test_cli import MARKET_DATA_SCHEMA, TRADEBUS, Fleet, whole_fleet
@@ -29,30 +31,33 @@ def _commands(section: str) -> list[list[str]]:
     return [shlex.split(line) for block in blocks for line in block.splitlines() if line.startswith("tradebus ")]
 
 
-def test_the_quick_start_works_as_written(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def quick_start_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """`tradebus up` (TRADEBUS_NATS_URL on a free port) with every service ready, stopped
+    cleanly at the end: the quick start's and the Python snippet's fleet (the snippet places
+    an order of its own), one start-up for both."""
+    with whole_fleet(tmp_path_factory.mktemp("quickstart")) as fleet:
+        yield fleet
+
+
+def test_the_quick_start_works_as_written(quick_start_fleet: Fleet) -> None:
     commands = _commands(_section("Quick start"))
     assert commands[0] == ["tradebus", "up"], "the quick start begins with `tradebus up`"
-    fleet = Fleet(tmp_path)  # `tradebus up` with TRADEBUS_NATS_URL on a free port
-    try:
-        fleet.wait_ready()
-        fleet.wait_services(("risk", "oms", "audit", "connector.paper"))
-        for command in commands[1:]:
-            argv = [*TRADEBUS, *command[1:]]
-            if "--count" in command or command[1] != "ticks":
-                result = subprocess.run(argv, env=fleet.env, capture_output=True, text=True, timeout=60)
-                assert result.returncode == 0, f"{shlex.join(command)}: {result.stderr}"
-                output = result.stdout
-            else:  # a live view: watch it for a few seconds, then Ctrl-C
-                watcher = subprocess.Popen(argv, env=fleet.env, stdout=subprocess.PIPE, text=True)
-                time.sleep(3)
-                watcher.send_signal(signal.SIGINT)
-                output, _ = watcher.communicate(timeout=30)
-            assert output.strip(), f"{shlex.join(command)} printed nothing"
-            if "--json" in command:
-                for line in output.splitlines():
-                    jsonschema.Draft202012Validator(MARKET_DATA_SCHEMA).validate(json.loads(line))
-    finally:
-        assert fleet.stop() == 0
+    for command in commands[1:]:
+        argv = [*TRADEBUS, *command[1:]]
+        if "--count" in command or command[1] != "ticks":
+            result = subprocess.run(argv, env=quick_start_fleet.env, capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, f"{shlex.join(command)}: {result.stderr}"
+            output = result.stdout
+        else:  # a live view: watch it for a few seconds, then Ctrl-C
+            watcher = subprocess.Popen(argv, env=quick_start_fleet.env, stdout=subprocess.PIPE, text=True)
+            time.sleep(3)
+            watcher.send_signal(signal.SIGINT)
+            output, _ = watcher.communicate(timeout=30)
+        assert output.strip(), f"{shlex.join(command)} printed nothing"
+        if "--json" in command:
+            for line in output.splitlines():
+                jsonschema.Draft202012Validator(MARKET_DATA_SCHEMA).validate(json.loads(line))
 
 
 def test_the_secured_fleet_works_as_written(tmp_path: Path) -> None:
@@ -74,13 +79,14 @@ def test_the_secured_fleet_works_as_written(tmp_path: Path) -> None:
         assert fleet.stop() == 0
 
 
-def test_the_python_snippet_runs_as_a_script(tmp_path: Path) -> None:
+def test_the_python_snippet_runs_as_a_script(quick_start_fleet: Fleet, tmp_path: Path) -> None:
     snippets = re.findall(r"```python\n(.*?)```", _section("From your own code"), flags=re.S)
     assert len(snippets) == 1
     script = tmp_path / "snippet.py"
     script.write_text(snippets[0])
-    with whole_fleet(tmp_path) as fleet:  # TRADEBUS_NATS_URL points the snippet at it
-        result = subprocess.run([sys.executable, str(script)], env=fleet.env, capture_output=True, text=True, timeout=90)
+    # TRADEBUS_NATS_URL points the snippet at the fleet
+    result = subprocess.run([sys.executable, str(script)], env=quick_start_fleet.env, capture_output=True, text=True,
+                            timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("OrderAccepted(") and any(line.startswith("OrderFilled(") for line in lines)
