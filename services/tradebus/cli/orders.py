@@ -16,7 +16,9 @@ import argparse
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 import msgspec
 
@@ -45,6 +47,8 @@ from tradebus.schemas.values import OrderType, RejectReason, Side, TimeInForce
 
 from .main import connect_client
 from .numbers import derived, plain
+
+T = TypeVar("T")
 
 RESTING_GRACE = 0.5  # seconds to wait for immediate fills after a limit order rests
 TTL_HELP = "refuse it if the venue cannot get it within this many ms (default: the fleet's risk.command_ttl)"
@@ -292,15 +296,22 @@ async def orders(args: argparse.Namespace) -> int:
     return 0
 
 
-async def positions(args: argparse.Namespace) -> int:
-    client = Client(await connect_client(args, "tradebus-positions"))
+async def _ask(args: argparse.Namespace, name: str, query: Callable[[Client], Awaitable[list[T]]]) -> list[T] | None:
+    """One order-manager query as `name`: its answer, or None once a refusal is printed."""
+    client = Client(await connect_client(args, name))
     try:
-        held = await client.positions(account=args.account)
+        return await query(client)
     except QueryError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
-        return 1
+        return None
     finally:
         await client.close()
+
+
+async def positions(args: argparse.Namespace) -> int:
+    held = await _ask(args, "tradebus-positions", lambda client: client.positions(account=args.account))
+    if held is None:
+        return 1
     for position in held:
         if args.json:
             print(encode(position).decode())
@@ -312,14 +323,9 @@ async def positions(args: argparse.Namespace) -> int:
 
 
 async def balances(args: argparse.Namespace) -> int:
-    client = Client(await connect_client(args, "tradebus-balances"))
-    try:
-        held = await client.balances(venue=args.venue, account=args.account)
-    except QueryError as exc:
-        print(f"tradebus: {exc}", file=sys.stderr)
+    held = await _ask(args, "tradebus-balances", lambda client: client.balances(venue=args.venue, account=args.account))
+    if held is None:
         return 1
-    finally:
-        await client.close()
     for balance in held:
         if args.json:
             print(encode(balance).decode())
