@@ -52,7 +52,8 @@ class EventBuilder:
 
     def rejected(self, order: Order, violation: Violation) -> OrderRejected:
         rejected: OrderRejected = self.order_event(
-            OrderRejected, order, reason=violation.reason, message=violation.message
+            OrderRejected, order, reason=violation.reason, message=violation.message, side=order.side,
+            order_type=order.order_type, quantity=order.quantity, price=order.price,
         )
         return rejected
 
