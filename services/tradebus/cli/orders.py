@@ -44,6 +44,7 @@ from tradebus.schemas.events import (
 )
 from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.values import OrderType, RejectReason, Side, TimeInForce
+from tradebus.services.connector.venuespecs import DEFAULT_VENUE
 
 from .main import connect_client
 from .numbers import derived, plain
@@ -59,7 +60,7 @@ def add_order_commands(commands: argparse._SubParsersAction, common: argparse.Ar
     order = commands.add_parser("order", help="place, modify and cancel orders")
     order_commands = order.add_subparsers(dest="order_command", required=True)
     target = argparse.ArgumentParser(add_help=False, parents=[common])
-    target.add_argument("--venue", default="paper", help="venue whose connector executes it (default %(default)s)")
+    target.add_argument("--venue", default=DEFAULT_VENUE, help="venue whose connector executes it (default %(default)s)")
     target.add_argument("--account", default="demo", help="account at the venue (default %(default)s)")
     target.add_argument("--json", action="store_true", help="print each event as its wire JSON")
     target.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the venue (default 10)")

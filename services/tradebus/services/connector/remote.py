@@ -31,7 +31,7 @@ import logging
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -74,7 +74,23 @@ class RemoteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     account_refresh_delay: float = 0.2  # seconds after a fill before the venue's balances are read (fills coalesce)
 
 
-class RemoteVenueConnector(Placement, AccountFeed, VenueConnector):
+class RemoteVenueConfig(Protocol):
+    """What every remote venue's settings carry (its own fields besides)."""
+
+    @property
+    def account(self) -> str: ...
+
+    @property
+    def subscribe(self) -> list[str]: ...
+
+    @property
+    def resilience(self) -> RemoteSettings: ...
+
+
+RemoteConfigT = TypeVar("RemoteConfigT", bound=RemoteVenueConfig)
+
+
+class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]):
     """Subclasses implement the venue primitives below; `account` is the one venue account
     this process trades (one connector process per venue and account)."""
 

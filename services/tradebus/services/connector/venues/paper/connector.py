@@ -58,13 +58,11 @@ class _BarBuilder:
         return finished
 
 
-class PaperConnector(VenueConnector):
-    config_type = PaperConfig
+class PaperConnector(VenueConnector[PaperConfig]):
     capabilities = Capabilities(
         order_types=frozenset(OrderType), time_in_force=frozenset(TimeInForce), modify=True,
         market_data=frozenset(MarketDataKind) - {MarketDataKind.INSTRUMENT},
     )
-    config: PaperConfig
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
