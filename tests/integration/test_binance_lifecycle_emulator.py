@@ -121,10 +121,10 @@ async def test_the_connector_resumes_after_the_venue_terminates_its_stream(
 async def test_the_connector_reconnects_on_server_shutdown_before_the_disconnection(
     emulator: BinanceEmulator, bus: Collector,
 ) -> None:
-    (before,) = emulator._api_sessions
+    (before,) = emulator.api_stream.sessions
     await control(emulator, "binance/server-shutdown", {"close_after": 10})
     # a new WebSocket API connection, subscribed, while the announced one still stands
-    await wait_until(lambda: before not in emulator._api_sessions and emulator.user_stream_subscribed(API_KEY),
+    await wait_until(lambda: before not in emulator.api_stream.sessions and emulator.user_stream_subscribed(API_KEY),
                      "a new connection before the disconnection", 8)
     fill_elsewhere(emulator, "ext-shutdown")
     await filled(bus, "ext-shutdown")
@@ -136,8 +136,8 @@ async def test_connections_end_with_their_lifetime_and_the_connector_carries_on(
     assert emulator.lifetime == 24 * 3600  # web-socket-api.md: "only valid for 24 hours"
     await control(emulator, "connection-lifetime", {"seconds": 1.5})
     async with connector_events(emulator, nats_server) as events:
-        first = emulator._api_sessions[0]
-        await wait_until(lambda: first not in emulator._api_sessions, "the venue ending the connection", 5)
+        first = emulator.api_stream.sessions[0]
+        await wait_until(lambda: first not in emulator.api_stream.sessions, "the venue ending the connection", 5)
         await wait_until(lambda: emulator.user_stream_subscribed(API_KEY), "the connector subscribed anew", 15)
         fill_elsewhere(emulator, "ext-lifetime")
         await filled(events, "ext-lifetime")
