@@ -20,6 +20,7 @@ import aiohttp
 import ccxt.pro as ccxt_pro
 import nats
 import pytest
+from ccxt.base import errors as ccxt_errors
 from nats.aio.client import Client as NATS
 
 from tradebus.emulators.server import Emulator
@@ -211,6 +212,8 @@ class EmulatorTests:
 
 class CcxtEmulatorTests(EmulatorTests):
     """EmulatorTests of a venue served through the ccxt SDK and connector."""
+
+    auth_error = ccxt_errors.AuthenticationError  # ccxt's class for every exchange's auth refusal
 
     async def read_account(self, emulator: Any, *, api_secret: str) -> None:
         exchange = ccxt_client(emulator, api_secret=api_secret)

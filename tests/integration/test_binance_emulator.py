@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from ccxt.base.errors import AuthenticationError, DDoSProtection, InsufficientFunds, OrderNotFound
+from ccxt.base.errors import DDoSProtection, InsufficientFunds, OrderNotFound
 
 from tradebus.emulators.binance import BinanceEmulator
 from tradebus.schemas.values import RejectReason, TimeInForce
@@ -28,7 +28,6 @@ binance = ccxt_fixture()
 
 class TestBinanceEmulator(CcxtEmulatorTests):
     symbol, quantity, time_in_force = SYMBOL, Decimal("0.01"), TimeInForce.IOC
-    auth_error = AuthenticationError
 
     def private_stream_ready(self, emulator: BinanceEmulator) -> bool:
         return emulator.user_stream_subscribed(API_KEY)

@@ -35,7 +35,6 @@ bybit = ccxt_fixture()
 
 class TestBybitEmulator(CcxtEmulatorTests):
     symbol, quantity, time_in_force = SYMBOL, Decimal("0.01"), TimeInForce.IOC
-    auth_error = AuthenticationError
 
     def private_stream_ready(self, emulator: BybitEmulator) -> bool:
         return emulator.streams.subscribers("order") >= 1
