@@ -4,11 +4,8 @@ real HTTP and websockets on 127.0.0.1 (the SDK is synchronous: calls run in thre
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import nats
 import pytest
 from alpaca.common.exceptions import APIError
 from alpaca.data.live.crypto import CryptoDataStream
@@ -20,31 +17,37 @@ from alpaca.trading.stream import TradingStream
 
 from tradebus.emulators.alpaca import AlpacaEmulator
 from tradebus.emulators.faults import Fault, FaultKind
-from tradebus.schemas import subjects
-from tradebus.schemas.commands import PlaceOrder
-from tradebus.schemas.events import OrderFilled
-from tradebus.schemas.market import Quote
-from tradebus.schemas.values import MarketDataKind, OrderType, Side
 from tradebus.schemas.values import TimeInForce as OurTimeInForce
-from tradebus.services.connector.service import ConnectorService
-from tradebus.services.settings import Settings, venue_config
-from tradebus.shared.natsserver import NatsServer
+from tradebus.services.connector.errors import VenueError
+from tradebus.services.connector.venues.alpaca import parsing
+from tradebus.services.connector.venues.alpaca.sdk import trading_client
 
-from .helpers import collect, event_decoder, market_decoder, route, running_service
+from .emulatortests import EmulatorTests, emulator_fixture
 
 API_KEY, API_SECRET = "alpaca-key", "alpaca-secret"
 
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[AlpacaEmulator]:
-    emulator = AlpacaEmulator.create(credentials={API_KEY: API_SECRET}, tick_interval=0.02)
-    await emulator.start()
-    yield emulator
-    await emulator.stop()
+emulator = emulator_fixture(AlpacaEmulator, API_KEY, API_SECRET)
 
 
 def client(emulator: AlpacaEmulator, secret: str = API_SECRET) -> TradingClient:
     return TradingClient(API_KEY, secret, paper=True, url_override=emulator.url)
+
+
+class TestAlpacaEmulator(EmulatorTests):
+    symbol, quantity, time_in_force = "BRK.B", Decimal(1), OurTimeInForce.DAY
+    auth_error = APIError
+
+    def private_stream_ready(self, emulator: AlpacaEmulator) -> bool:
+        return emulator.trade_stream_listening(API_KEY)
+
+    async def read_account(self, emulator: AlpacaEmulator, *, api_secret: str) -> None:
+        await asyncio.to_thread(client(emulator, api_secret).get_account)
+
+    def venue_error(self, emulator: AlpacaEmulator, exc: Exception) -> VenueError:
+        return parsing.venue_error(exc, changes_state=False)
+
+    def check_auth_refusal(self, refusal: Exception) -> None:
+        assert isinstance(refusal, APIError) and refusal.status_code == 401 and refusal.code == 40110000
 
 
 async def test_place_lookup_replace_cancel(emulator: AlpacaEmulator) -> None:
@@ -94,18 +97,14 @@ async def test_trade_updates_sees_a_fill(emulator: AlpacaEmulator) -> None:
         await asyncio.wait_for(runner, 10)
 
 
-async def test_errors_map_to_alpaca_codes(emulator: AlpacaEmulator) -> None:
-    with pytest.raises(APIError) as bad_key:
-        await asyncio.to_thread(client(emulator, "wrong").get_account)
-    assert bad_key.value.status_code == 401 and bad_key.value.code == 40110000
+async def test_a_rate_limit_carries_alpacas_code(emulator: AlpacaEmulator) -> None:
+    """(A bad key's 401 / 40110000: EmulatorTests.)"""
     emulator.venue.faults.arm(Fault(operation="place", kind=FaultKind.RATE_LIMIT))
-    trading = client(emulator)
-    trading._retry = 0  # the SDK would otherwise sleep and retry a 429 itself
+    trading = trading_client(API_KEY, API_SECRET, paper=True, url=emulator.url)  # the SDK's own 429 retry off
     with pytest.raises(APIError) as limited:
         await asyncio.to_thread(trading.submit_order, LimitOrderRequest(
             symbol="AAPL", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY, limit_price=100))
     assert limited.value.status_code == 429 and limited.value.code == 42910000
-
 
 
 @pytest.mark.parametrize(("stream_type", "path", "symbol"), [
@@ -128,32 +127,3 @@ async def test_data_streams_deliver_quotes(emulator: AlpacaEmulator, stream_type
         stream.stop()
         await emulator.drop_streams()
         await asyncio.wait_for(runner, 10)
-
-
-async def test_the_alpaca_connector_trades_through_the_bus(
-    emulator: AlpacaEmulator, nats_server: NatsServer, caplog: pytest.LogCaptureFixture,
-) -> None:
-    """ConnectorService(venue="alpaca") with the table `connector_config()` gives: quotes
-    stream onto the bus and a marketable order fills."""
-    table = emulator.connector_config(account="main", api_key=API_KEY, api_secret=API_SECRET)
-    settings = Settings(nats_url=nats_server.url, heartbeat_interval=0.2, venues={"alpaca": table})
-    service = ConnectorService(settings, venue="alpaca", venue_config=venue_config(settings, "alpaca", env={}))
-    nc = await nats.connect(nats_server.url)
-    try:
-        events = await collect(nc, subjects.order_events("alpaca", "main"), event_decoder.decode)
-        quotes = await collect(nc, subjects.market_data_filter("alpaca", MarketDataKind.QUOTE), market_decoder.decode)
-        async with running_service(service):
-            seen = await quotes.wait_for(
-                lambda items: any(isinstance(q, Quote) and q.symbol == "BRK.B" for q in items), timeout=15)
-            quote = next(q for q in seen if isinstance(q, Quote) and q.symbol == "BRK.B")
-            await route(nc, PlaceOrder(
-                client_order_id="bus-1", venue="alpaca", account="main", symbol="BRK.B", side=Side.BUY,
-                order_type=OrderType.LIMIT, quantity=Decimal(1), price=(quote.ask * 2).quantize(Decimal("0.01")),
-                time_in_force=OurTimeInForce.DAY,
-            ))
-            await events.wait_for(
-                lambda items: any(isinstance(e, OrderFilled) and e.client_order_id == "bus-1" for e in items), timeout=15)
-        assert emulator.venue.find(API_KEY, client_order_id="bus-1").filled == Decimal(1)
-        assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
-    finally:
-        await nc.close()

@@ -8,23 +8,19 @@ import asyncio
 import json
 from decimal import Decimal
 
-import aiohttp
-import nats
 import websockets
 from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
 from tradebus.emulators.alpaca import AlpacaEmulator
-from tradebus.schemas import subjects
 from tradebus.schemas.commands import CancelOrder, PlaceOrder
 from tradebus.schemas.events import OrderAccepted, OrderCancelled
 from tradebus.schemas.values import CancelReason, OrderType, Side
 from tradebus.schemas.values import TimeInForce as OurTimeInForce
-from tradebus.services.connector.service import ConnectorService
-from tradebus.services.settings import Settings, venue_config
 from tradebus.shared.natsserver import NatsServer
 
-from .helpers import collect, event_decoder, route, running_service, wait_until
+from .emulatortests import connector_on_bus, control
+from .helpers import route, wait_until
 from .test_alpaca_emulator import API_KEY, API_SECRET, client, emulator
 
 __all__ = ["emulator"]  # the fixture shared with test_alpaca_emulator.py
@@ -49,26 +45,18 @@ async def test_a_market_order_is_answered_accepted_and_fills_on_the_stream(emula
 
 
 async def test_done_for_day_leaves_the_order_working(emulator: AlpacaEmulator, nats_server: NatsServer) -> None:
-    table = emulator.connector_config(account="main", api_key=API_KEY, api_secret=API_SECRET)
-    settings = Settings(nats_url=nats_server.url, heartbeat_interval=0.2, venues={"alpaca": table})
-    service = ConnectorService(settings, venue="alpaca", venue_config=venue_config(settings, "alpaca", env={}))
-    nc = await nats.connect(nats_server.url)
-    try:
-        events = await collect(nc, subjects.order_events("alpaca", "main"), event_decoder.decode)
-        async with running_service(service):
-            await wait_until(lambda: emulator.trade_stream_listening(API_KEY), "the connector's trade_updates", 15)
-            await route(nc, PlaceOrder(
-                client_order_id="gtc-1", venue="alpaca", account="main", symbol="AAPL", side=Side.BUY,
-                order_type=OrderType.LIMIT, quantity=Decimal(1), price=Decimal("100.00"), time_in_force=OurTimeInForce.GTC,
-            ))
-            await events.wait_for(lambda items: any(isinstance(e, OrderAccepted) for e in items), timeout=15)
-            async with aiohttp.ClientSession() as http, http.post(f"{emulator.url}/__emulator/alpaca/done-for-day") as answer:
-                assert (await answer.json())["done_for_day"] == 1
-            await asyncio.sleep(0.5)  # the frame reached the connector; a final event would be out by now
-            assert [type(e) for e in events.messages if getattr(e, "client_order_id", None) == "gtc-1"] == [OrderAccepted]
-            await route(nc, CancelOrder(client_order_id="gtc-1", venue="alpaca", account="main"))
-            (cancelled,) = [e for e in await events.wait_for(
-                lambda items: any(isinstance(e, OrderCancelled) for e in items), timeout=15) if isinstance(e, OrderCancelled)]
-            assert cancelled.reason is CancelReason.REQUESTED  # still open at the connector: cancelled on request
-    finally:
-        await nc.close()
+    async with connector_on_bus(emulator, nats_server, ready=lambda: emulator.trade_stream_listening(API_KEY)) as (
+        nc, events,
+    ):
+        await route(nc, PlaceOrder(
+            client_order_id="gtc-1", venue="alpaca", account="main", symbol="AAPL", side=Side.BUY,
+            order_type=OrderType.LIMIT, quantity=Decimal(1), price=Decimal("100.00"), time_in_force=OurTimeInForce.GTC,
+        ))
+        await events.wait_for(lambda items: any(isinstance(e, OrderAccepted) for e in items), timeout=15)
+        assert (await control(emulator, "alpaca/done-for-day"))["done_for_day"] == 1
+        await asyncio.sleep(0.5)  # the frame reached the connector; a final event would be out by now
+        assert [type(e) for e in events.messages if getattr(e, "client_order_id", None) == "gtc-1"] == [OrderAccepted]
+        await route(nc, CancelOrder(client_order_id="gtc-1", venue="alpaca", account="main"))
+        (cancelled,) = [e for e in await events.wait_for(
+            lambda items: any(isinstance(e, OrderCancelled) for e in items), timeout=15) if isinstance(e, OrderCancelled)]
+        assert cancelled.reason is CancelReason.REQUESTED  # still open at the connector: cancelled on request

@@ -5,63 +5,35 @@ hosting it on the bus."""
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
-import ccxt.pro as ccxt_pro
-import nats
 import pytest
-from ccxt.base.errors import AuthenticationError, DDoSProtection, InsufficientFunds, OrderNotFound
+from ccxt.base.errors import DDoSProtection, InsufficientFunds, OrderNotFound
 
 from tradebus.emulators.binance import BinanceEmulator
-from tradebus.schemas import subjects
-from tradebus.schemas.commands import PlaceOrder
-from tradebus.schemas.events import OrderFilled
-from tradebus.schemas.market import Quote
-from tradebus.schemas.values import MarketDataKind, OrderType, RejectReason, Side, TimeInForce
+from tradebus.schemas.values import RejectReason, TimeInForce
 from tradebus.services.connector.errors import OrderRefused, VenueBusy
-from tradebus.services.connector.service import ConnectorService
 from tradebus.services.connector.venues.ccxt import parsing
-from tradebus.services.connector.venues.ccxt.connector import rebased
-from tradebus.services.settings import Settings, venue_config
-from tradebus.shared.natsserver import NatsServer
 
-from .helpers import collect, event_decoder, market_decoder, route, running_service, wait_until
+from .emulatortests import CcxtEmulatorTests, ccxt_fixture, control, emulator_fixture
+from .helpers import wait_until
 
 API_KEY, API_SECRET = "binance-test-key", "binance-test-secret-41c7"
 SYMBOL = "BTC/USDT"
 
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[BinanceEmulator]:
-    emulator = BinanceEmulator.create(credentials={API_KEY: API_SECRET}, tick_interval=0.02)
-    assert isinstance(emulator, BinanceEmulator)
-    await emulator.start()
-    try:
-        yield emulator
-    finally:
-        await emulator.stop()
+emulator = emulator_fixture(BinanceEmulator, API_KEY, API_SECRET)
+binance = ccxt_fixture()
 
 
-def client(emulator: BinanceEmulator, *, api_secret: str = API_SECRET) -> Any:
-    """The unmodified ccxt client, configured as the connector configures it from
-    `connector_config()`: every URL rebased onto the emulator, the same options."""
-    table = emulator.connector_config(account="main", api_key=API_KEY, api_secret=api_secret)
-    exchange = ccxt_pro.binance({"apiKey": API_KEY, "secret": api_secret, "options": table["options"]})
-    exchange.urls["api"] = rebased(exchange.urls["api"], table["rebase"]["rest"], table["rebase"]["ws"])
-    return exchange
+class TestBinanceEmulator(CcxtEmulatorTests):
+    symbol, quantity, time_in_force = SYMBOL, Decimal("0.01"), TimeInForce.IOC
 
+    def private_stream_ready(self, emulator: BinanceEmulator) -> bool:
+        return emulator.user_stream_subscribed(API_KEY)
 
-@pytest.fixture
-async def binance(emulator: BinanceEmulator) -> AsyncIterator[Any]:
-    exchange = client(emulator)
-    try:
-        yield exchange
-    finally:
-        await exchange.close()
+    def check_auth_refusal(self, refusal: Exception) -> None:
+        assert '"code": -1022' in str(refusal)  # rest-api.md: "Signature for this request is not valid."
 
 
 async def test_markets_load_with_binance_ids_and_instrument_rules(binance: Any) -> None:
@@ -124,50 +96,9 @@ async def test_refusals_and_rate_limits_map_onto_the_taxonomy(emulator: BinanceE
                                  last_body=binance.last_http_response)
     assert isinstance(mapped, OrderRefused) and mapped.reason == RejectReason.INSUFFICIENT_FUNDS
 
-    async with aiohttp.ClientSession() as http:
-        response = await http.post(f"{emulator.url}/__emulator/faults", json={"kind": "rate_limit", "operation": "balance"})
-        assert response.status == 200
+    await control(emulator, "faults", {"kind": "rate_limit", "operation": "balance"})
     with pytest.raises(DDoSProtection) as limited:  # ccxt raises this, not RateLimitExceeded, for a binance 429
         await binance.fetch_balance()
     assert binance.last_http_response is not None and int(binance.last_response_headers["Retry-After"]) > 0
     busy = parsing.venue_error(limited.value, changes_state=False, retry_after=float(binance.last_response_headers["Retry-After"]))
     assert isinstance(busy, VenueBusy) and busy.retry_after is not None and busy.retry_after > 0
-
-
-async def test_a_wrong_secret_is_an_authentication_error(emulator: BinanceEmulator) -> None:
-    wrong = client(emulator, api_secret="not-the-secret")
-    try:
-        with pytest.raises(AuthenticationError):
-            await wrong.fetch_balance()
-    finally:
-        await wrong.close()
-
-
-async def test_the_ccxt_connector_trades_binance_through_the_bus(
-    emulator: BinanceEmulator, nats_server: NatsServer, caplog: pytest.LogCaptureFixture,
-) -> None:
-    """ConnectorService(venue="binance") with the table `connector_config()` gives: quotes
-    stream onto the bus and a marketable order fills."""
-    table = emulator.connector_config(account="main", api_key=API_KEY, api_secret=API_SECRET)
-    settings = Settings(nats_url=nats_server.url, heartbeat_interval=0.2, venues={"binance": table})
-    service = ConnectorService(settings, venue="binance", venue_config=venue_config(settings, "binance", env={}))
-    nc = await nats.connect(nats_server.url)
-    try:
-        events = await collect(nc, subjects.order_events("binance", "main"), event_decoder.decode)
-        quotes = await collect(nc, subjects.market_data_filter("binance", MarketDataKind.QUOTE), market_decoder.decode)
-        async with running_service(service):
-            seen = await quotes.wait_for(
-                lambda items: any(isinstance(q, Quote) and q.symbol == SYMBOL for q in items), timeout=15)
-            quote = next(q for q in seen if isinstance(q, Quote) and q.symbol == SYMBOL)
-            assert quote.bid < quote.ask
-            await route(nc, PlaceOrder(
-                client_order_id="bus-1", venue="binance", account="main", symbol=SYMBOL, side=Side.BUY,
-                order_type=OrderType.LIMIT, quantity=Decimal("0.01"),
-                price=(quote.ask * 2).quantize(Decimal("0.01")), time_in_force=TimeInForce.IOC,
-            ))
-            await events.wait_for(
-                lambda items: any(isinstance(e, OrderFilled) and e.client_order_id == "bus-1" for e in items), timeout=15)
-        assert emulator.venue.find(API_KEY, client_order_id="bus-1").filled == Decimal("0.01")
-        assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
-    finally:
-        await nc.close()

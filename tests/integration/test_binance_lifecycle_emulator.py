@@ -11,33 +11,22 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
-import nats
 import pytest
 from ccxt.base.errors import InvalidNonce, NetworkError
 
 from tradebus.emulators.binance import BinanceEmulator
-from tradebus.schemas import subjects
-from tradebus.schemas.events import OrderFilled
 from tradebus.schemas.values import OrderType, Side
 from tradebus.services.connector.errors import VenueBusy
-from tradebus.services.connector.service import ConnectorService
 from tradebus.services.connector.venues.ccxt import parsing
 from tradebus.services.connector.venues.ccxt.stream_ends import surface_stream_ends
-from tradebus.services.settings import Settings, venue_config
 from tradebus.shared.natsserver import NatsServer
 
 from ..venues.corpus import errors, same_body
-from .helpers import Collector, collect, event_decoder, running_service, wait_until
-from .test_binance_emulator import API_KEY, API_SECRET, SYMBOL, binance, client, emulator
+from .emulatortests import ccxt_client, connector_on_bus, control, filled
+from .helpers import Collector, wait_until
+from .test_binance_emulator import API_KEY, SYMBOL, binance, emulator
 
 __all__ = ["binance", "emulator"]  # fixtures shared with test_binance_emulator.py
-
-
-async def control(emulator: BinanceEmulator, path: str, body: Any = None) -> Any:
-    async with aiohttp.ClientSession() as http, http.post(f"{emulator.url}/__emulator/{path}", json=body or {}) as answer:
-        assert answer.status == 200, await answer.text()
-        return await answer.json()
 
 
 def fill_elsewhere(emulator: BinanceEmulator, client_order_id: str) -> None:
@@ -84,29 +73,15 @@ async def test_a_terminated_user_data_stream_wakes_the_watch_and_is_subscribed_a
 
 @contextlib.asynccontextmanager
 async def connector_events(emulator: BinanceEmulator, nats_server: NatsServer) -> AsyncIterator[Collector]:
-    """The ccxt connector serving Binance through the emulator; its order events."""
-    table = emulator.connector_config(account="main", api_key=API_KEY, api_secret=API_SECRET)
-    settings = Settings(nats_url=nats_server.url, heartbeat_interval=0.2, venues={"binance": table})
-    service = ConnectorService(settings, venue="binance", venue_config=venue_config(settings, "binance", env={}))
-    nc = await nats.connect(nats_server.url)
-    try:
-        events = await collect(nc, subjects.order_events("binance", "main"), event_decoder.decode)
-        async with running_service(service):
-            await wait_until(lambda: emulator.user_stream_subscribed(API_KEY), "the connector's user data stream", 15)
-            yield events
-    finally:
-        await nc.close()
+    """The ccxt connector serving Binance through the emulator, its user data stream up; its order events."""
+    async with connector_on_bus(emulator, nats_server, ready=lambda: emulator.user_stream_subscribed(API_KEY)) as (_, events):
+        yield events
 
 
 @pytest.fixture
 async def bus(emulator: BinanceEmulator, nats_server: NatsServer) -> AsyncIterator[Collector]:
     async with connector_events(emulator, nats_server) as events:
         yield events
-
-
-async def filled(events: Collector, client_order_id: str) -> None:
-    await events.wait_for(
-        lambda items: any(isinstance(e, OrderFilled) and e.client_order_id == client_order_id for e in items), timeout=15)
 
 
 async def test_the_connector_resumes_after_the_venue_terminates_its_stream(
@@ -121,10 +96,10 @@ async def test_the_connector_resumes_after_the_venue_terminates_its_stream(
 async def test_the_connector_reconnects_on_server_shutdown_before_the_disconnection(
     emulator: BinanceEmulator, bus: Collector,
 ) -> None:
-    (before,) = emulator._api_sessions
+    (before,) = emulator.api_stream.sessions
     await control(emulator, "binance/server-shutdown", {"close_after": 10})
     # a new WebSocket API connection, subscribed, while the announced one still stands
-    await wait_until(lambda: before not in emulator._api_sessions and emulator.user_stream_subscribed(API_KEY),
+    await wait_until(lambda: before not in emulator.api_stream.sessions and emulator.user_stream_subscribed(API_KEY),
                      "a new connection before the disconnection", 8)
     fill_elsewhere(emulator, "ext-shutdown")
     await filled(bus, "ext-shutdown")
@@ -136,8 +111,8 @@ async def test_connections_end_with_their_lifetime_and_the_connector_carries_on(
     assert emulator.lifetime == 24 * 3600  # web-socket-api.md: "only valid for 24 hours"
     await control(emulator, "connection-lifetime", {"seconds": 1.5})
     async with connector_events(emulator, nats_server) as events:
-        first = emulator._api_sessions[0]
-        await wait_until(lambda: first not in emulator._api_sessions, "the venue ending the connection", 5)
+        first = emulator.api_stream.sessions[0]
+        await wait_until(lambda: first not in emulator.api_stream.sessions, "the venue ending the connection", 5)
         await wait_until(lambda: emulator.user_stream_subscribed(API_KEY), "the connector subscribed anew", 15)
         fill_elsewhere(emulator, "ext-lifetime")
         await filled(events, "ext-lifetime")
@@ -150,7 +125,7 @@ async def test_a_request_outside_the_timing_window_is_refused_as_recorded(
     """ccxt signs with `milliseconds() - options['timeDifference']`: a clock 30 s behind
     (ccxt sends recvWindow 10,000 ms) or 10 s ahead."""
     (body,) = [r.body for r in errors("binance") if r.name == f"binance/{recorded}"]
-    late = client(emulator)
+    late = ccxt_client(emulator)
     late.options["timeDifference"] = skew_ms
     try:
         with pytest.raises(InvalidNonce) as refused:

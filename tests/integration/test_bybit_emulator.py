@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
-import ccxt.pro as ccxt_pro
-import nats
 import pytest
 from ccxt.base.errors import (
     AuthenticationError,
@@ -24,50 +20,27 @@ from ccxt.base.errors import (
 )
 
 from tradebus.emulators.bybit import BybitEmulator
-from tradebus.schemas import subjects
-from tradebus.schemas.commands import PlaceOrder
-from tradebus.schemas.events import OrderFilled
-from tradebus.schemas.market import Quote
-from tradebus.schemas.values import MarketDataKind, OrderType, Side, TimeInForce
-from tradebus.services.connector.service import ConnectorService
-from tradebus.services.connector.venues.ccxt.connector import rebased
-from tradebus.services.settings import Settings, venue_config
-from tradebus.shared.natsserver import NatsServer
+from tradebus.schemas.values import TimeInForce
 from tradebus.simulator.market import Level, MarketUpdate
 
-from .helpers import collect, event_decoder, market_decoder, route, running_service, wait_until
+from .emulatortests import CcxtEmulatorTests, ccxt_client, ccxt_fixture, control, emulator_fixture
+from .helpers import wait_until
 
 API_KEY, API_SECRET = "bybit-test-key", "bybit-test-secret-9a2e"
 SYMBOL = "BTC/USDT"
 
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[BybitEmulator]:
-    emulator = BybitEmulator.create(credentials={API_KEY: API_SECRET}, tick_interval=0.02)
-    assert isinstance(emulator, BybitEmulator)
-    await emulator.start()
-    try:
-        yield emulator
-    finally:
-        await emulator.stop()
+emulator = emulator_fixture(BybitEmulator, API_KEY, API_SECRET)
+bybit = ccxt_fixture()
 
 
-def client(emulator: BybitEmulator, *, api_key: str = API_KEY, api_secret: str = API_SECRET) -> Any:
-    """The unmodified ccxt client, configured exactly as the connector would from
-    `connector_config()` (every URL rebased onto the emulator, its options)."""
-    table = emulator.connector_config(account="main", api_key=api_key, api_secret=api_secret)
-    exchange = ccxt_pro.bybit({"apiKey": api_key, "secret": api_secret, "options": table["options"]})
-    exchange.urls["api"] = rebased(exchange.urls["api"], table["rebase"]["rest"], table["rebase"]["ws"])
-    return exchange
+class TestBybitEmulator(CcxtEmulatorTests):
+    symbol, quantity, time_in_force = SYMBOL, Decimal("0.01"), TimeInForce.IOC
 
+    def private_stream_ready(self, emulator: BybitEmulator) -> bool:
+        return emulator.streams.subscribers("order") >= 1
 
-@pytest.fixture
-async def bybit(emulator: BybitEmulator) -> AsyncIterator[Any]:
-    exchange = client(emulator)
-    try:
-        yield exchange
-    finally:
-        await exchange.close()
+    def check_auth_refusal(self, refusal: Exception) -> None:
+        assert "10004" in str(refusal)  # docs/v5/error.mdx: "Error sign, please check your signature generation algorithm."
 
 
 async def best_bid(exchange: Any) -> float:
@@ -196,25 +169,20 @@ async def test_venue_refusals_carry_bybits_codes(bybit: Any) -> None:
 
 
 async def test_a_rate_limited_request_raises_rate_limit_exceeded(emulator: BybitEmulator, bybit: Any) -> None:
-    async with aiohttp.ClientSession() as http:
-        response = await http.post(f"{emulator.url}/__emulator/faults", json={"kind": "rate_limit", "operation": "balance"})
-        assert response.status == 200
+    await control(emulator, "faults", {"kind": "rate_limit", "operation": "balance"})
     with pytest.raises(RateLimitExceeded, match="10006"):
         await bybit.fetch_balance()
     assert int(bybit.last_response_headers["X-Bapi-Limit-Reset-Timestamp"]) > 0
     assert (await bybit.fetch_balance())["USDT"]["free"] > 0  # the next request goes through
 
 
-async def test_a_bad_key_or_signature_raises_authentication_error(emulator: BybitEmulator) -> None:
-    unknown_key = client(emulator, api_key="not-a-key")
-    wrong_secret = client(emulator, api_secret="not-the-secret")
+async def test_an_unknown_key_or_a_bad_stream_signature_raises_authentication_error(emulator: BybitEmulator) -> None:
+    """(A bad REST signature: EmulatorTests, 10004.)"""
+    unknown_key = ccxt_client(emulator, api_key="not-a-key")
+    wrong_secret = ccxt_client(emulator)
     try:
         with pytest.raises(AuthenticationError, match="10003"):
             await unknown_key.fetch_balance()
-        with pytest.raises(AuthenticationError, match="10004"):
-            await wrong_secret.fetch_balance()
-        await wrong_secret.close()
-        wrong_secret = client(emulator)
         await wrong_secret.load_markets()
         wrong_secret.secret = "not-the-secret"
         with pytest.raises(ExchangeError, match="Request not authorized"):  # the private stream's auth refuses too
@@ -222,35 +190,6 @@ async def test_a_bad_key_or_signature_raises_authentication_error(emulator: Bybi
     finally:
         await unknown_key.close()
         await wrong_secret.close()
-
-
-async def test_the_ccxt_connector_trades_bybit_through_the_bus(
-    emulator: BybitEmulator, nats_server: NatsServer, caplog: pytest.LogCaptureFixture,
-) -> None:
-    """ConnectorService(venue="bybit") with the table `connector_config()` gives: a
-    marketable order fills and quotes stream onto the bus."""
-    table = emulator.connector_config(account="main", api_key=API_KEY, api_secret=API_SECRET)
-    settings = Settings(nats_url=nats_server.url, heartbeat_interval=0.2, venues={"bybit": table})
-    service = ConnectorService(settings, venue="bybit", venue_config=venue_config(settings, "bybit", env={}))
-    nc = await nats.connect(nats_server.url)
-    try:
-        events = await collect(nc, subjects.order_events("bybit", "main"), event_decoder.decode)
-        quotes = await collect(nc, subjects.market_data_filter("bybit", MarketDataKind.QUOTE), market_decoder.decode)
-        async with running_service(service):
-            quote = (await quotes.wait_for(lambda items: any(isinstance(q, Quote) for q in items), timeout=15))[0]
-            assert quote.symbol in ("BTC/USDT", "ETH/USDT", "SOL/USDT") and quote.bid < quote.ask
-            await route(nc, PlaceOrder(
-                client_order_id="bus-1", venue="bybit", account="main", symbol=SYMBOL, side=Side.BUY,
-                order_type=OrderType.LIMIT, quantity=Decimal("0.01"), price=(Decimal(str(best_ask(emulator))) * 2).quantize(Decimal("0.01")),
-                time_in_force=TimeInForce.IOC,
-            ))
-            await events.wait_for(lambda items: any(isinstance(e, OrderFilled) and e.client_order_id == "bus-1" for e in items), timeout=15)
-        assert emulator.venue.find(API_KEY, client_order_id="bus-1").filled == Decimal("0.01")
-        places = [operation for _, operation in emulator.venue.requests if operation == "place"]
-        assert len(places) == 1, "the place was answered and acknowledged once, not redelivered"
-        assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
-    finally:
-        await nc.close()
 
 
 def best_ask(emulator: BybitEmulator) -> Decimal:

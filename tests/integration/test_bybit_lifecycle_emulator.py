@@ -10,24 +10,21 @@ import json
 from decimal import Decimal
 from typing import Any
 
-import nats
 import pytest
 from ccxt.base.errors import InvalidNonce
 
 from tradebus.emulators.bybit import BybitEmulator
-from tradebus.schemas import subjects
 from tradebus.schemas.commands import PlaceOrder
 from tradebus.schemas.events import OrderAccepted, OrderCancelled
 from tradebus.schemas.values import CancelReason, OrderStatus, OrderType, Side, TimeInForce
 from tradebus.services.connector.errors import VenueBusy
-from tradebus.services.connector.service import ConnectorService
 from tradebus.services.connector.venues.ccxt import parsing
-from tradebus.services.settings import Settings, venue_config
 from tradebus.shared.natsserver import NatsServer
 
 from ..venues.corpus import errors, same_body
-from .helpers import collect, event_decoder, route, running_service, wait_until
-from .test_bybit_emulator import API_KEY, API_SECRET, SYMBOL, best_ask, bybit, client, emulator
+from .emulatortests import ccxt_client, connector_on_bus
+from .helpers import route, wait_until
+from .test_bybit_emulator import API_KEY, SYMBOL, best_ask, bybit, emulator
 
 __all__ = ["bybit", "emulator"]  # fixtures shared with test_bybit_emulator.py
 
@@ -50,33 +47,26 @@ async def test_a_crossing_post_only_is_accepted_then_cancelled_on_the_stream(emu
 async def test_the_connector_reports_the_cancelled_post_only_with_its_reason(
     emulator: BybitEmulator, nats_server: NatsServer,
 ) -> None:
-    table = emulator.connector_config(account="main", api_key=API_KEY, api_secret=API_SECRET)
-    settings = Settings(nats_url=nats_server.url, heartbeat_interval=0.2, venues={"bybit": table})
-    service = ConnectorService(settings, venue="bybit", venue_config=venue_config(settings, "bybit", env={}))
-    nc = await nats.connect(nats_server.url)
-    try:
-        events = await collect(nc, subjects.order_events("bybit", "main"), event_decoder.decode)
-        async with running_service(service):
-            await wait_until(lambda: emulator.streams.subscribers("order") == 1, "the connector's order topic", 15)
-            await route(nc, PlaceOrder(
-                client_order_id="po-bus", venue="bybit", account="main", symbol=SYMBOL, side=Side.BUY,
-                order_type=OrderType.LIMIT, quantity=Decimal("0.01"), post_only=True, time_in_force=TimeInForce.GTC,
-                price=(best_ask(emulator) * Decimal("1.1")).quantize(Decimal("0.01")),
-            ))
-            mine = await events.wait_for(
-                lambda items: any(isinstance(e, OrderCancelled) and e.client_order_id == "po-bus" for e in items), timeout=15)
-            ours = [e for e in mine if getattr(e, "client_order_id", None) == "po-bus"]
-            assert [type(e) for e in ours] == [OrderAccepted, OrderCancelled]
-            assert ours[-1].reason is CancelReason.POST_ONLY_WOULD_TAKE and ours[-1].cum_quantity == 0
-    finally:
-        await nc.close()
+    async with connector_on_bus(emulator, nats_server, ready=lambda: emulator.streams.subscribers("order") == 1) as (
+        nc, events,
+    ):
+        await route(nc, PlaceOrder(
+            client_order_id="po-bus", venue="bybit", account="main", symbol=SYMBOL, side=Side.BUY,
+            order_type=OrderType.LIMIT, quantity=Decimal("0.01"), post_only=True, time_in_force=TimeInForce.GTC,
+            price=(best_ask(emulator) * Decimal("1.1")).quantize(Decimal("0.01")),
+        ))
+        mine = await events.wait_for(
+            lambda items: any(isinstance(e, OrderCancelled) and e.client_order_id == "po-bus" for e in items), timeout=15)
+        ours = [e for e in mine if getattr(e, "client_order_id", None) == "po-bus"]
+        assert [type(e) for e in ours] == [OrderAccepted, OrderCancelled]
+        assert ours[-1].reason is CancelReason.POST_ONLY_WOULD_TAKE and ours[-1].cum_quantity == 0
 
 
 @pytest.mark.parametrize("skew_ms", [10_000, -10_000])  # behind by more than recv_window; 1 s or more ahead
 async def test_a_request_outside_the_time_window_is_refused_as_recorded(emulator: BybitEmulator, skew_ms: int) -> None:
     """ccxt signs with `milliseconds() - options['timeDifference']`: a clock off by 10 s."""
     (recorded,) = [r for r in errors("bybit") if r.name == "bybit/10002-time-window"]
-    late = client(emulator)
+    late = ccxt_client(emulator)
     late.options["timeDifference"] = skew_ms
     try:
         with pytest.raises(InvalidNonce) as refused:

@@ -5,6 +5,7 @@ A venue's emulator subclasses `Emulator`, adds its REST and websocket routes in 
 and says how the venue words an error (`error_response`). Every REST handler goes through
 `handle(request, operation, work)`, which records the request, enforces the venue's
 request limit, injects armed faults and turns `Refused` into the venue's error payload.
+Every websocket route is a `Stream` (streams.py) served through `stream_endpoint`.
 
 Control API (JSON; the conformance suite and users' CI drive emulators through it):
     GET    /__emulator/orders[?account=KEY]   every order the venue holds
@@ -24,7 +25,6 @@ Control API (JSON; the conformance suite and users' CI drive emulators through i
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -41,6 +41,7 @@ from tradebus.simulator.market import default_instruments
 from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
 
 from .faults import Fault, FaultKind
+from .streams import Stream
 from .venue import EmulatedVenue, Refused
 
 log = logging.getLogger(__name__)
@@ -70,27 +71,6 @@ class Lifetime(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 class DirectCancel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     account: str
     client_order_id: str
-
-
-class StreamSession:
-    """One websocket client with its subscribed topics and an ordered outbox: the venue's
-    listeners are synchronous and sends are not, so frames are queued and written in order."""
-
-    def __init__(self, socket: web.WebSocketResponse) -> None:
-        self.socket = socket
-        self.topics: set[str] = set()
-        self.outbox: asyncio.Queue[str] = asyncio.Queue()
-
-    def send(self, payload: Any) -> None:
-        self.outbox.put_nowait(json.dumps(payload))
-
-    async def write(self) -> None:
-        while not self.socket.closed:
-            text = await self.outbox.get()
-            try:
-                await self.socket.send_str(text)
-            except ConnectionError:
-                return
 
 
 class RequestLimit:
@@ -215,6 +195,17 @@ class Emulator(ABC):
         if self.lifetime is not None:  # the venue ends the connection when its lifetime is over
             expiry = asyncio.get_running_loop().call_later(self.lifetime, lambda: asyncio.ensure_future(close()))
         return socket
+
+    def stream_endpoint(self, stream: Stream[Any]) -> Callable[[web.Request], Awaitable[web.WebSocketResponse]]:
+        """An aiohttp handler accepting a websocket (tracked: see `websocket`) and serving it
+        as `stream` does."""
+
+        async def serve(request: web.Request) -> web.WebSocketResponse:
+            socket = await self.websocket(request)
+            await stream.serve(socket)
+            return socket
+
+        return serve
 
     def endpoint(
         self, operation: str, work: Callable[[web.Request], Awaitable[web.StreamResponse]], *, keyed: bool = True

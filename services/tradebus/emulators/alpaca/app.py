@@ -27,7 +27,6 @@ cancelled (the emulated market opens again at once).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -41,7 +40,8 @@ from tradebus.schemas.values import RejectReason, Side
 from tradebus.simulator.market import MarketUpdate
 from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
 
-from ..server import Emulator, StreamSession
+from ..server import Emulator
+from ..streams import Stream, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, Refused
 from . import render
 
@@ -76,7 +76,11 @@ class AlpacaEmulator(Emulator):
         self._generation: dict[int, int] = {}  # engine order id -> times replaced
         self._by_uuid: dict[str, int] = {}  # every id ever shown -> engine order id
         self._trade_sockets: dict[str, list[StreamSession]] = {}  # api key -> listening sockets
-        self._data_sockets: list[tuple[web.WebSocketResponse, dict[str, set[str]]]] = []  # socket, channel -> symbols
+        # trade_updates: JSON, in text or binary frames; market data: msgpack, binary frames only
+        self.trade_stream = Stream(self._trade_request, session=StreamSession, frames=(WSMsgType.TEXT, WSMsgType.BINARY),
+                                   closed=self._trade_closed)
+        self.data_stream = Stream(self._data_request, session=DataSession, decode=msgpack.unpackb,
+                                  frames=(WSMsgType.BINARY,), greeting=_greet)
         venue.on_order(self._on_order)
         venue.on_market(self._on_market)
 
@@ -108,9 +112,9 @@ class AlpacaEmulator(Emulator):
         get("/v2/orders/{order_id}", endpoint("lookup", self._authed(self._lookup)))
         app.router.add_patch("/v2/orders/{order_id}", endpoint("amend", self._authed(self._replace)))
         app.router.add_delete("/v2/orders/{order_id}", endpoint("cancel", self._authed(self._cancel)))
-        get("/stream", self._trade_stream)
-        get("/v2/{feed}", self._data_stream)
-        get("/v1beta3/crypto/us", self._data_stream)
+        get("/stream", self.stream_endpoint(self.trade_stream))
+        get("/v2/{feed}", self.stream_endpoint(self.data_stream))
+        get("/v1beta3/crypto/us", self.stream_endpoint(self.data_stream))
         post("/__emulator/alpaca/done-for-day", self._done_for_day)
 
     # --- auth -------------------------------------------------------------------------------
@@ -261,36 +265,26 @@ class AlpacaEmulator(Emulator):
         return web.Response(status=204)
 
     # --- trade_updates stream ---------------------------------------------------------------------
-    async def _trade_stream(self, request: web.Request) -> web.WebSocketResponse:
-        socket = await self.websocket(request)
-        session = StreamSession(socket)
-        writer = asyncio.create_task(session.write())
-        api_key: str | None = None
-        try:
-            async for message in socket:
-                if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    continue
-                frame = json.loads(message.data)
-                data = frame.get("data") or {}
-                if frame.get("action") in ("authenticate", "auth"):
-                    try:
-                        api_key = self._authenticate(data.get("key_id"), data.get("secret_key"))
-                        status = "authorized"
-                    except Refused:
-                        api_key, status = None, "unauthorized"
-                    session.send({"stream": "authorization", "data": {"action": "authenticate", "status": status}})
-                elif frame.get("action") == "listen" and api_key is not None:
-                    streams = [s for s in data.get("streams", []) if s == "trade_updates"]
-                    if streams and session not in self._trade_sockets.setdefault(api_key, []):
-                        self._trade_sockets[api_key].append(session)
-                    session.send({"stream": "listening", "data": {"streams": streams}})
-                else:
-                    session.send({"stream": "listening", "data": {"error": "unauthorized or unknown action"}})
-        finally:
-            if api_key is not None and session in self._trade_sockets.get(api_key, []):
-                self._trade_sockets[api_key].remove(session)
-            writer.cancel()
-        return socket
+    def _trade_request(self, session: StreamSession, frame: dict[str, Any]) -> None:
+        data = frame.get("data") or {}
+        if frame.get("action") in ("authenticate", "auth"):
+            try:
+                session.account = self._authenticate(data.get("key_id"), data.get("secret_key"))
+                status = "authorized"
+            except Refused:
+                session.account, status = None, "unauthorized"
+            session.send({"stream": "authorization", "data": {"action": "authenticate", "status": status}})
+        elif frame.get("action") == "listen" and session.account is not None:
+            streams = [s for s in data.get("streams", []) if s == "trade_updates"]
+            if streams and session not in self._trade_sockets.setdefault(session.account, []):
+                self._trade_sockets[session.account].append(session)
+            session.send({"stream": "listening", "data": {"streams": streams}})
+        else:
+            session.send({"stream": "listening", "data": {"error": "unauthorized or unknown action"}})
+
+    def _trade_closed(self, session: StreamSession) -> None:
+        if session.account is not None and session in self._trade_sockets.get(session.account, []):
+            self._trade_sockets[session.account].remove(session)
 
     def _on_order(self, record: EmulatedOrder, fill: EmulatedFill | None) -> None:
         event = _event(record, fill)
@@ -316,34 +310,18 @@ class AlpacaEmulator(Emulator):
 
 
     # --- market data streams (msgpack) ------------------------------------------------------------
-    async def _data_stream(self, request: web.Request) -> web.WebSocketResponse:
-        socket = await self.websocket(request)
-        channels: dict[str, set[str]] = {"quotes": set(), "trades": set()}
-        await socket.send_bytes(msgpack.packb([{"T": "success", "msg": "connected"}]))
-        authed = False
-        try:
-            async for message in socket:
-                if message.type is not WSMsgType.BINARY:
-                    continue
-                frame = msgpack.unpackb(message.data)
-                if frame.get("action") == "auth":
-                    try:
-                        self._authenticate(frame.get("key"), frame.get("secret"))
-                        authed = True
-                        await socket.send_bytes(msgpack.packb([{"T": "success", "msg": "authenticated"}]))
-                    except Refused:
-                        await socket.send_bytes(msgpack.packb([{"T": "error", "code": 402, "msg": "auth failed"}]))
-                elif frame.get("action") == "subscribe" and authed:
-                    for channel, symbols in channels.items():
-                        symbols.update(frame.get(channel) or [])
-                    if (socket, channels) not in self._data_sockets:
-                        self._data_sockets.append((socket, channels))
-                    await socket.send_bytes(msgpack.packb([{"T": "subscription", "quotes": sorted(channels["quotes"]),
-                                                            "trades": sorted(channels["trades"]), "bars": []}]))
-        finally:
-            if (socket, channels) in self._data_sockets:
-                self._data_sockets.remove((socket, channels))
-        return socket
+    def _data_request(self, session: DataSession, frame: dict[str, Any]) -> None:
+        if frame.get("action") == "auth":
+            try:
+                session.account = self._authenticate(frame.get("key"), frame.get("secret"))
+                session.send_bytes(msgpack.packb([{"T": "success", "msg": "authenticated"}]))
+            except Refused:
+                session.send_bytes(msgpack.packb([{"T": "error", "code": 402, "msg": "auth failed"}]))
+        elif frame.get("action") == "subscribe" and session.account is not None:
+            for channel, symbols in session.channels.items():
+                symbols.update(frame.get(channel) or [])
+            session.send_bytes(msgpack.packb([{"T": "subscription", "quotes": sorted(session.channels["quotes"]),
+                                               "trades": sorted(session.channels["trades"]), "bars": []}]))
 
     def _on_market(self, update: MarketUpdate) -> None:
         now = msgpack.Timestamp.from_unix_nano(time.time_ns())
@@ -355,10 +333,23 @@ class AlpacaEmulator(Emulator):
         if update.trade is not None:
             frames["trades"] = {"T": "t", "S": update.symbol, "p": float(update.trade.price),
                                 "s": float(update.trade.size), "t": now, "i": time.time_ns()}
-        for socket, channels in self._data_sockets:
+        for session in self.data_stream.sessions:
             for channel, frame in frames.items():
-                if update.symbol in channels[channel] and not socket.closed:
-                    asyncio.get_running_loop().create_task(socket.send_bytes(msgpack.packb([frame])))
+                if update.symbol in session.channels[channel]:
+                    session.send_bytes(msgpack.packb([frame]))
+
+
+class DataSession(StreamSession):
+    """A market data client: the symbols it follows on each channel."""
+
+    def __init__(self, socket: web.WebSocketResponse) -> None:
+        super().__init__(socket)
+        self.channels: dict[str, set[str]] = {"quotes": set(), "trades": set()}
+
+
+def _greet(session: StreamSession) -> None:
+    """Alpaca's first frame on a market data connection, before any request."""
+    session.send_bytes(msgpack.packb([{"T": "success", "msg": "connected"}]))
 
 
 def _event(record: EmulatedOrder, fill: EmulatedFill | None) -> str | None:

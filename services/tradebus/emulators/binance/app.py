@@ -38,7 +38,6 @@ import asyncio
 import hashlib
 import hmac
 import itertools
-import json
 import secrets
 import string
 import time
@@ -49,12 +48,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tradebus.schemas.values import OrderStatus, RejectReason, TimeInForce
 from tradebus.simulator.market import Level, MarketUpdate
 
-from ..server import Emulator, StreamSession
+from ..server import Emulator
+from ..streams import Stream, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, Refused
 from . import render
 
@@ -75,7 +75,8 @@ class BinanceEmulator(Emulator):
 
     def __init__(self, venue: Any) -> None:
         super().__init__(venue)
-        self._market_sockets: list[StreamSession] = []
+        self.market_stream = Stream(self._market_request, session=StreamSession)
+        self.api_stream = Stream(self._api_request, session=StreamSession, closed=self._api_closed)  # WebSocket API
         self._user_sockets: dict[str, list[StreamSession]] = {}  # api key -> sockets
         self._by_venue_symbol = {render.venue_symbol(symbol): symbol for symbol in venue.instruments}
         self._book_ids = dict.fromkeys(venue.instruments, 1)
@@ -85,7 +86,6 @@ class BinanceEmulator(Emulator):
         self._cancel_ids: dict[int, str] = {}  # order id -> the client id of the request that cancelled it
         self._orders_placed: deque[float] = deque()  # monotonic times of accepted places (the longest window)
         self._shutdowns: set[asyncio.Task[None]] = set()
-        self._api_sessions: list[StreamSession] = []  # WebSocket API connections (user data streams)
         self._sent_balances: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}  # api key -> what the stream said
         venue.on_market(self._on_market)
         venue.on_order(self._on_order)
@@ -137,9 +137,9 @@ class BinanceEmulator(Emulator):
         get("/api/v3/allOrders", endpoint("history", self._signed(self._all_orders)))
         delete("/api/v3/openOrders", endpoint("cancel_all", self._signed(self._cancel_all)))
         get("/api/v3/myTrades", endpoint("trades", self._signed(self._my_trades)))
-        get("/ws", self._market_stream)
-        get("/ws/{connection}", self._market_stream)  # ccxt numbers its connections: /ws/0, /ws/1, ...
-        get("/ws-api/v3", self._user_stream)
+        get("/ws", self.stream_endpoint(self.market_stream))
+        get("/ws/{connection}", self.stream_endpoint(self.market_stream))  # ccxt numbers its connections: /ws/0, ...
+        get("/ws-api/v3", self.stream_endpoint(self.api_stream))
         post("/__emulator/binance/terminate-user-streams", self._terminate_user_streams)
         post("/__emulator/binance/server-shutdown", self._server_shutdown)
 
@@ -281,65 +281,42 @@ class BinanceEmulator(Emulator):
             raise Refused(RejectReason.UNKNOWN_INSTRUMENT, "Invalid symbol.") from None
 
     # --- streams ------------------------------------------------------------------------------------
-    async def _market_stream(self, request: web.Request) -> web.WebSocketResponse:
-        socket = await self.websocket(request)
-        session = StreamSession(socket)
-        self._market_sockets.append(session)
-        writer = asyncio.create_task(session.write())
-        try:
-            async for message in socket:
-                if message.type is not WSMsgType.TEXT:
-                    continue
-                request_body = json.loads(message.data)
-                if request_body.get("method") == "SUBSCRIBE":
-                    session.topics.update(request_body.get("params", []))
-                elif request_body.get("method") == "UNSUBSCRIBE":
-                    session.topics.difference_update(request_body.get("params", []))
-                session.send({"result": None, "id": request_body.get("id")})
-        finally:
-            self._market_sockets.remove(session)
-            writer.cancel()
-        return socket
+    def _market_request(self, session: StreamSession, request: dict[str, Any]) -> None:
+        if request.get("method") == "SUBSCRIBE":
+            session.topics.update(request.get("params", []))
+        elif request.get("method") == "UNSUBSCRIBE":
+            session.topics.difference_update(request.get("params", []))
+        session.send({"result": None, "id": request.get("id")})
 
-    async def _user_stream(self, request: web.Request) -> web.WebSocketResponse:
-        socket = await self.websocket(request)
-        session = StreamSession(socket)
-        self._api_sessions.append(session)
-        writer = asyncio.create_task(session.write())
-        api_key: str | None = None
+    def _api_request(self, session: StreamSession, call: dict[str, Any]) -> None:
+        """A WebSocket API call: only the user data stream subscription is emulated."""
+        if call.get("method") != "userDataStream.subscribe.signature":
+            session.send({"id": call.get("id"), "status": 400,
+                          "error": {"code": -1100, "msg": "Unsupported method in this emulator."}})
+            return
+        params = dict(call.get("params", {}))
+        signature = str(params.pop("signature", ""))
+        signed = "&".join(f"{key}={params[key]}" for key in sorted(params))
         try:
-            async for message in socket:
-                if message.type is not WSMsgType.TEXT:
-                    continue
-                call = json.loads(message.data)
-                if call.get("method") != "userDataStream.subscribe.signature":
-                    session.send({"id": call.get("id"), "status": 400,
-                                  "error": {"code": -1100, "msg": "Unsupported method in this emulator."}})
-                    continue
-                params = dict(call.get("params", {}))
-                signature = str(params.pop("signature", ""))
-                signed = "&".join(f"{key}={params[key]}" for key in sorted(params))
-                try:
-                    api_key = self.venue.authenticate(str(params.get("apiKey", "")))
-                except Refused:
-                    session.send({"id": call.get("id"), "status": 401,
-                                  "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}})
-                    continue
-                refusal = (render.BAD_SIGNATURE if not _valid_signature(self.venue.credentials[api_key], signed, signature)
-                           else _timing_refusal({key: str(value) for key, value in params.items()}))
-                if refusal is not None:  # WebSocket API errors: the REST status and body, in the frame
-                    status, code, text = refusal
-                    session.send({"id": call.get("id"), "status": status, "error": {"code": code, "msg": text}})
-                    continue
-                session.topics.add(str(next(self._subscription_ids)))
-                self._user_sockets.setdefault(api_key, []).append(session)
-                session.send({"id": call.get("id"), "status": 200, "result": {"subscriptionId": int(max(session.topics))}})
-        finally:
-            self._api_sessions.remove(session)
-            if api_key is not None and session in self._user_sockets.get(api_key, []):
-                self._user_sockets[api_key].remove(session)
-            writer.cancel()
-        return socket
+            account = self.venue.authenticate(str(params.get("apiKey", "")))
+        except Refused:
+            session.send({"id": call.get("id"), "status": 401,
+                          "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}})
+            return
+        refusal = (render.BAD_SIGNATURE if not _valid_signature(self.venue.credentials[account], signed, signature)
+                   else _timing_refusal({key: str(value) for key, value in params.items()}))
+        if refusal is not None:  # WebSocket API errors: the REST status and body, in the frame
+            status, code, text = refusal
+            session.send({"id": call.get("id"), "status": status, "error": {"code": code, "msg": text}})
+            return
+        session.account = account
+        session.topics.add(str(next(self._subscription_ids)))
+        self._user_sockets.setdefault(account, []).append(session)
+        session.send({"id": call.get("id"), "status": 200, "result": {"subscriptionId": int(max(session.topics))}})
+
+    def _api_closed(self, session: StreamSession) -> None:
+        if session in self._user_sockets.get(session.account or "", []):
+            self._user_sockets[session.account or ""].remove(session)
 
     async def _terminate_user_streams(self, request: web.Request) -> web.Response:
         """End every user data subscription as Binance does (user-data-stream.md "Event Stream
@@ -362,11 +339,11 @@ class BinanceEmulator(Emulator):
         connected anew by then."""
         shutdown = msgspec.json.decode(await request.read() or b"{}", type=Shutdown)
         event = {"e": "serverShutdown", "E": _now_ms()}
-        for session in self._market_sockets:
+        for session in self.market_stream.sessions:
             session.send(event)
-        for session in self._api_sessions:
+        for session in self.api_stream.sessions:
             session.send({"event": event})
-        sessions = [*self._market_sockets, *self._api_sessions]
+        sessions = [*self.market_stream.sessions, *self.api_stream.sessions]
 
         async def disconnect() -> None:
             await asyncio.sleep(shutdown.close_after)
@@ -414,7 +391,7 @@ class BinanceEmulator(Emulator):
                 "p": render.number(update.trade.price), "q": render.number(update.trade.size), "T": now,
                 "m": update.trade.aggressor.value == "sell", "M": True,
             }
-        for session in self._market_sockets:
+        for session in self.market_stream.sessions:
             for name, frame in frames.items():
                 if name in session.topics or (name.endswith("@depth") and f"{name}@100ms" in session.topics):
                     session.send(frame)

@@ -108,8 +108,8 @@ class BybitEmulator(Emulator):
         get("/v5/order/realtime", self._realtime_endpoint)
         get("/v5/order/history", endpoint("history", self._signed(self._history)))
         get("/v5/execution/list", endpoint("trades", self._signed(self._executions)))
-        get("/v5/public/spot", self._public_stream)
-        get("/v5/private", self._private_stream)
+        get("/v5/public/spot", self.stream_endpoint(self.streams.public))
+        get("/v5/private", self.stream_endpoint(self.streams.private))
 
     async def _realtime_endpoint(self, request: web.Request) -> web.StreamResponse:
         """One path, two operations for fault injection: a look-up by id, or the open orders."""
@@ -344,17 +344,6 @@ class BybitEmulator(Emulator):
             return self.symbols[venue_id]
         except KeyError:
             raise Refused(RejectReason.UNKNOWN_INSTRUMENT, "Invalid symbol.") from None
-
-    # --- streams --------------------------------------------------------------------------------
-    async def _public_stream(self, request: web.Request) -> web.WebSocketResponse:
-        socket = await self.websocket(request)
-        await self.streams.serve_public(socket)
-        return socket
-
-    async def _private_stream(self, request: web.Request) -> web.WebSocketResponse:
-        socket = await self.websocket(request)
-        await self.streams.serve_private(socket)
-        return socket
 
 
 def _in_time_window(timestamp: str, window: str) -> bool:

@@ -11,21 +11,18 @@ cross-sequence `seq`. Requests are answered `{"success", "ret_msg", "conn_id", "
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import itertools
-import json
 import uuid
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tradebus.simulator.market import Level, MarketUpdate
 
-from ..server import StreamSession
+from ..streams import Stream, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, EmulatedVenue, Refused
 from . import render
 from .candles import INTERVALS, Candles
@@ -34,12 +31,11 @@ BOOK_DEPTHS = (1, 50, 200, 1000)  # what Bybit spot offers
 
 
 class Session(StreamSession):
-    """A Bybit stream client: its connection id and, once authenticated, its account."""
+    """A Bybit stream client: its connection id (in every answer)."""
 
     def __init__(self, socket: web.WebSocketResponse) -> None:
         super().__init__(socket)
         self.conn_id = str(uuid.uuid4())
-        self.account: str | None = None
 
     def answer(self, request: dict[str, Any], *, success: bool = True, message: str = "") -> None:
         reply = {"success": success, "ret_msg": message, "conn_id": self.conn_id, "op": request.get("op")}
@@ -65,8 +61,8 @@ class BybitStreams:
         self.symbols = symbols  # Bybit id -> unified symbol
         self.candles = candles
         self.books = {symbol: Book() for symbol in symbols.values()}
-        self._public: list[Session] = []
-        self._private: list[Session] = []
+        self.public = Stream(self._public_request, session=Session, undecodable=_invalid_request)
+        self.private = Stream(self._private_request, session=Session, undecodable=_invalid_request)
         self._trade_ids = itertools.count(1)
         self._sequence = itertools.count(1)
         venue.on_market(self._on_market)
@@ -74,34 +70,9 @@ class BybitStreams:
 
     def subscribers(self, topic: str) -> int:
         """How many connections (public or private) are subscribed to `topic`."""
-        return sum(topic in session.topics for session in self._public + self._private)
+        return sum(topic in session.topics for session in self.public.sessions + self.private.sessions)
 
-    # --- serving ----------------------------------------------------------------------------
-    async def serve_public(self, socket: web.WebSocketResponse) -> None:
-        await self._serve(socket, self._public, self._public_request)
-
-    async def serve_private(self, socket: web.WebSocketResponse) -> None:
-        await self._serve(socket, self._private, self._private_request)
-
-    async def _serve(self, socket: web.WebSocketResponse, sessions: list[Session],
-                     answer: Callable[[Session, dict[str, Any]], None]) -> None:
-        session = Session(socket)
-        sessions.append(session)
-        writer = asyncio.create_task(session.write())
-        try:
-            async for message in socket:
-                if message.type is not WSMsgType.TEXT:
-                    continue
-                try:
-                    request = json.loads(message.data)
-                except ValueError:
-                    session.send({"success": False, "ret_msg": "Invalid request", "conn_id": session.conn_id})
-                    continue
-                answer(session, request)
-        finally:
-            sessions.remove(session)
-            writer.cancel()
-
+    # --- requests ---------------------------------------------------------------------------
     def _public_request(self, session: Session, request: dict[str, Any]) -> None:
         op = request.get("op")
         if op == "ping":
@@ -185,7 +156,7 @@ class BybitStreams:
         if update.trade is not None:
             self.candles[symbol].record(ts, update.trade.price, update.trade.size)
         frames: dict[str, dict[str, Any]] = {}
-        for session in self._public:
+        for session in self.public.sessions:
             for topic in session.topics:
                 parts = topic.split(".")
                 if parts[-1] != venue_id or topic in frames:
@@ -203,7 +174,7 @@ class BybitStreams:
                                      "data": self.ticker(symbol)}
                 elif parts[0] == "kline" and update.trade is not None:
                     frames[topic] = self._kline(topic, symbol, parts[1], ts)
-        for session in self._public:
+        for session in self.public.sessions:
             for topic in session.topics:
                 if topic in frames:
                     session.send(frames[topic])
@@ -256,13 +227,17 @@ class BybitStreams:
                                    "data": [render.execution(order, fill)]}
             frames["wallet"] = {"id": str(uuid.uuid4()), "topic": "wallet", "creationTime": now,
                                 "data": [render.wallet(self.venue.balances(order.account))]}
-        for session in self._private:
+        for session in self.private.sessions:
             if session.account != order.account:
                 continue
             # a fill's execution comes before the order update, as on Bybit, then the wallet
             for topic in ("execution", "order", "wallet"):
                 if topic in frames and topic in session.topics:
                     session.send(frames[topic])
+
+
+def _invalid_request(session: Session) -> None:
+    session.send({"success": False, "ret_msg": "Invalid request", "conn_id": session.conn_id})
 
 
 def _levels(levels: list[Level]) -> list[list[str]]:

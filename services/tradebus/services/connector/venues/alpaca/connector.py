@@ -3,12 +3,13 @@
 REST: alpaca-py's TradingClient is synchronous (requests): every call runs in a worker
 thread (`asyncio.to_thread`), never on the event loop. raw_data=True gives Alpaca's JSON
 as dicts, parsed in parsing.py. The SDK's own retry of 429/504 is switched off: the base
-class owns retries and back-off, and a silent SDK sleep would hold a command.
+class owns retries and back-off, and a silent SDK sleep would hold a command. (That, and
+driving streams on our loop, takes alpaca-py's private attributes: all of them are in sdk.py.)
 
 trade_updates: alpaca-py's TradingStream.run() starts its own event loop and reconnects
 silently after a drop, which would hide the gap from the base class. So the connector
-drives the stream's coroutines on our loop instead: `_start_ws()` (connect, authenticate,
-listen) once per `watch_orders` iteration, then receives frames itself; a closed socket
+drives the stream on our loop instead: `sdk.open_stream` (connect, authenticate, listen)
+once per `watch_orders` iteration, then receives frames itself; a closed socket
 raises VenueBusy, and the base publishes gap / reconnected markers and reconciles before
 iterating again. No thread, no hidden reconnect.
 
@@ -25,7 +26,7 @@ replaced order follows `replaced_by` to the live one.
 
 Market data: quotes and trades through StockDataStream (feed iex / sip) or
 CryptoDataStream, one websocket per stream, msgpack frames; driven on our loop the same
-way as trade_updates (`_start_ws`, then frames read here), so a drop is a VenueBusy.
+way as trade_updates (`sdk.open_stream`, then frames read here), so a drop is a VenueBusy.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from alpaca.data.enums import DataFeed
 from alpaca.data.live.crypto import CryptoDataStream
 from alpaca.data.live.stock import StockDataStream
 from alpaca.data.live.websocket import DataStream
-from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 from alpaca.trading.stream import TradingStream
@@ -59,7 +59,7 @@ from ...credentials import venue_credentials
 from ...errors import AuthFailed, OrderRefused, VenueBusy
 from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot
-from . import parsing
+from . import parsing, sdk
 from .config import AlpacaConfig
 
 T = TypeVar("T")
@@ -75,9 +75,9 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
         config: AlpacaConfig = kwargs["config"]
         credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.api_secret)
         self._key, self._secret = credentials.api_key.reveal(), credentials.api_secret.reveal()
-        self.client = TradingClient(self._key, self._secret, paper=config.paper, raw_data=True,
-                                    url_override=config.trading_url)
-        self.client._retry = 0  # retries belong to the base class (see the module docstring)
+        # the SDK's own retries off: they belong to the base class (see the module docstring)
+        self.client = sdk.trading_client(self._key, self._secret, paper=config.paper, url=config.trading_url,
+                                         raw_data=True)
         super().__init__(**kwargs)
         self.capabilities = self._capabilities_for(["us_equity", "crypto"])
         self._instruments: list[Instrument] = []
@@ -191,7 +191,7 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
     async def watch_orders(self) -> AsyncIterator[OrderSnapshot]:
         stream = TradingStream(self._key, self._secret, paper=self.config.paper, raw_data=True,
                                url_override=self.config.trading_stream_url)
-        stream._trade_updates_handler = _listen  # makes _start_ws send the `listen` action
+        stream.subscribe_trade_updates(_listen)  # makes opening the stream send the `listen` action
         await _open(stream, "trade_updates stream")
         try:
             while True:
@@ -203,7 +203,7 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
                     continue  # the superseded order; its replacement's own events follow
                 yield self._snapshot(update["order"], trade=parsing.fill(update))
         finally:
-            await stream._ws.close()
+            await stream.close()
 
     async def watch_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
         crypto = self._asset_class.get(symbol) == "crypto"
@@ -223,7 +223,7 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
                 if messages:
                     yield messages
         finally:
-            await stream._ws.close()
+            await stream.close()
 
     def _stock_stream_url(self) -> str | None:
         base = self.config.stock_stream_url
@@ -245,22 +245,22 @@ async def _listen(update: object) -> None:
     """A placeholder trade_updates handler: frames are read by `watch_orders` itself."""
 
 
-async def _open(stream: Any, what: str, *, subscribe: bytes | None = None) -> None:
+async def _open(stream: TradingStream | DataStream, what: str, *, subscribe: bytes | None = None) -> None:
     """Connect and authenticate an SDK stream on our loop (its run() would use its own
     thread and hide reconnects), then subscribe."""
     try:
-        await stream._start_ws()
+        await sdk.open_stream(stream)
         if subscribe is not None:
-            await stream._ws.send(subscribe)
+            await sdk.send(stream, subscribe)
     except ValueError:
         raise AuthFailed(f"{what}: authentication refused") from None
     except (TimeoutError, OSError, ConnectionClosed) as exc:
         raise VenueBusy(f"{what}: {type(exc).__name__}") from None
 
 
-async def _receive(stream: Any, what: str) -> Any:
+async def _receive(stream: TradingStream | DataStream, what: str) -> Any:
     """The next frame; a closed socket is a lost stream (the base reconnects and reconciles)."""
     try:
-        return await stream._ws.recv()
+        return await sdk.receive(stream)
     except ConnectionClosed as exc:
         raise VenueBusy(f"{what} closed ({exc.code})") from None
