@@ -45,8 +45,8 @@ async def native(recorded: dict[str, Any], kind: MarketDataKind, venue_id: str) 
 
     async def frames() -> AsyncIterator[Any]:
         for frame in recorded["frames"]:
-            routed_to, decoded = channel.route(json.dumps(frame))
-            assert routed_to == venue_id
+            decoded = channel.decode(json.dumps(frame))
+            assert channel.key(decoded) == channel.market_key(venue_id)
             yield decoded
 
     async def snapshot() -> binance_stream.DepthSnapshot:

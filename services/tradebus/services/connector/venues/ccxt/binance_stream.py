@@ -26,21 +26,23 @@ from tradebus.schemas.market import BookLevel, BookSnapshot, Quote, Trade
 from tradebus.schemas.values import Aggressor, MarketDataKind
 
 from ...errors import VenueBusy
-from .native_stream import LocalBook, StreamEnded
+from .native_stream import Channel, LocalBook, StreamEnded
 from .stream_ends import STREAM_ENDING_EVENTS
 
 MS = 1_000_000
 DEPTH_SNAPSHOT_LIMIT = 1000  # levels a side of the REST snapshot (ccxt's watchOrderBookLimit default)
 
 
-class Level(msgspec.Struct, frozen=True, array_like=True):
+# Frame structs are gc=False: they hold only scalars and lists of levels, never a cycle, and
+# untracked structs are cheaper to allocate, which counts per frame.
+class Level(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """`["0.0024", "10"]`: price and quantity."""
 
     price: Decimal
     size: Decimal
 
 
-class BookTicker(msgspec.Struct, frozen=True):
+class BookTicker(msgspec.Struct, frozen=True, gc=False):
     """`<symbol>@bookTicker`: the best bid and ask, on every change."""
 
     u: int  # order book update id
@@ -51,7 +53,7 @@ class BookTicker(msgspec.Struct, frozen=True):
     A: Decimal  # best ask quantity
 
 
-class TradeEvent(msgspec.Struct, frozen=True, tag_field="e", tag="trade"):
+class TradeEvent(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="trade"):
     """`<symbol>@trade`: one trade."""
 
     E: int  # event time, ms
@@ -63,7 +65,7 @@ class TradeEvent(msgspec.Struct, frozen=True, tag_field="e", tag="trade"):
     m: bool  # the buyer was the maker: the seller took
 
 
-class DepthUpdate(msgspec.Struct, frozen=True, tag_field="e", tag="depthUpdate"):
+class DepthUpdate(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="depthUpdate"):
     """`<symbol>@depth@100ms`: the levels that changed (quantity 0: removed) between the
     update ids U and u."""
 
@@ -116,23 +118,10 @@ class StreamProtocol:
             raise StreamEnded(f"binance refused the subscription: {frame.error.code} {frame.error.msg}")
 
 
-class _Channel:
-    def __init__(self, suffix: str, frame_type: type[Any]) -> None:
-        self.suffix = suffix
-        self._decode = msgspec.json.Decoder(frame_type).decode
-
-    def topic(self, venue_id: str) -> str:
-        return f"{venue_id.lower()}@{self.suffix}"
-
-    def route(self, data: str | bytes) -> tuple[str, Any]:
-        frame = self._decode(data)
-        return frame.s, frame
-
-
-CHANNELS = {
-    MarketDataKind.QUOTE: _Channel("bookTicker", BookTicker),
-    MarketDataKind.TRADE: _Channel("trade", TradeEvent),
-    MarketDataKind.BOOK: _Channel("depth@100ms", DepthUpdate),
+CHANNELS: dict[MarketDataKind, Channel[Any]] = {
+    MarketDataKind.QUOTE: Channel(BookTicker, lambda venue_id: f"{venue_id.lower()}@bookTicker", key="s"),
+    MarketDataKind.TRADE: Channel(TradeEvent, lambda venue_id: f"{venue_id.lower()}@trade", key="s"),
+    MarketDataKind.BOOK: Channel(DepthUpdate, lambda venue_id: f"{venue_id.lower()}@depth@100ms", key="s"),
 }
 
 

@@ -24,14 +24,16 @@ import msgspec
 from tradebus.schemas.market import BookLevel, BookSnapshot, Quote, Trade
 from tradebus.schemas.values import Aggressor, MarketDataKind
 
-from .native_stream import LocalBook, StreamEnded
+from .native_stream import Channel, LocalBook, StreamEnded
 
 MS = 1_000_000
 KEEPALIVE_SECONDS = 20.0
 QUOTE_DEPTH, BOOK_DEPTH = 1, 50  # the order book topics ccxt subscribes for spot quotes and books
 
 
-class Level(msgspec.Struct, frozen=True, array_like=True):
+# Frame structs are gc=False: they hold only scalars and lists of levels, never a cycle, and
+# untracked structs are cheaper to allocate, which counts per frame.
+class Level(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """`["16493.50", "0.006"]`: price and size."""
 
     price: Decimal
@@ -55,7 +57,7 @@ class OrderbookFrame(msgspec.Struct, frozen=True):
     data: OrderbookData
 
 
-class PublicTrade(msgspec.Struct, frozen=True):
+class PublicTrade(msgspec.Struct, frozen=True, gc=False):
     T: int  # trade time, ms
     s: str
     S: Literal["Buy", "Sell"]  # the taker's side
@@ -100,35 +102,10 @@ class StreamProtocol:
             raise StreamEnded(f"bybit refused the subscription: {frame.ret_msg}")
 
 
-class _BookChannel:
-    def __init__(self, depth: int) -> None:
-        self.depth = depth
-        self._decode = msgspec.json.Decoder(OrderbookFrame).decode
-
-    def topic(self, venue_id: str) -> str:
-        return f"orderbook.{self.depth}.{venue_id}"
-
-    def route(self, data: str | bytes) -> tuple[str, OrderbookFrame]:
-        frame = self._decode(data)
-        return frame.data.s, frame
-
-
-class _TradeChannel:
-    def __init__(self) -> None:
-        self._decode = msgspec.json.Decoder(TradeFrame).decode
-
-    def topic(self, venue_id: str) -> str:
-        return f"publicTrade.{venue_id}"
-
-    def route(self, data: str | bytes) -> tuple[str, TradeFrame]:
-        frame = self._decode(data)
-        return frame.topic.rpartition(".")[2], frame
-
-
-CHANNELS: dict[MarketDataKind, Any] = {
-    MarketDataKind.QUOTE: _BookChannel(QUOTE_DEPTH),
-    MarketDataKind.TRADE: _TradeChannel(),
-    MarketDataKind.BOOK: _BookChannel(BOOK_DEPTH),
+CHANNELS: dict[MarketDataKind, Channel[Any]] = {
+    MarketDataKind.QUOTE: Channel(OrderbookFrame, lambda venue_id: f"orderbook.{QUOTE_DEPTH}.{venue_id}", key="topic"),
+    MarketDataKind.TRADE: Channel(TradeFrame, lambda venue_id: f"publicTrade.{venue_id}", key="topic"),
+    MarketDataKind.BOOK: Channel(OrderbookFrame, lambda venue_id: f"orderbook.{BOOK_DEPTH}.{venue_id}", key="topic"),
 }
 
 

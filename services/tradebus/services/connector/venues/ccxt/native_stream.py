@@ -5,7 +5,7 @@ and from there into wire messages, without ccxt's dictionaries and caches in bet
 One `PublicStream` per stream kind (quotes, trades, books) carries every symbol of that kind
 over one connection, as ccxt does: it connects when the first symbol asks, subscribes the
 symbols' topics (those asked for together in one request, within the venue's limit on
-incoming messages), routes each frame to its symbol by the venue id the frame names, and
+incoming messages), routes each frame to its symbol by the venue id or topic the frame names, and
 closes when the last symbol leaves. A lost connection ends every symbol's stream with
 `VenueBusy`: the connector publishes a gap, waits its back-off and watches again, which
 opens a new connection and subscribes anew (then a reconnected marker).
@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import operator
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
@@ -36,15 +37,23 @@ class StreamEnded(Exception):
     """The venue ended the stream on an open connection (or refused a subscription)."""
 
 
-class Channel(Protocol[F]):
-    """One kind of a venue's public stream."""
+class Channel(Generic[F]):
+    """One kind of a venue's public stream: the topic carrying it for a market, the decoder
+    of its frames (a frame of another shape, such as an answer, fails to decode), and the
+    field of a frame that names its market: the venue id (`key` "s", Binance) or the topic
+    (`key` "topic", Bybit). Decoding and keying are single C calls: they run on every frame."""
 
-    def topic(self, venue_id: str) -> str:
-        """The topic (Binance: stream name) carrying this kind for one market."""
+    __slots__ = ("topic", "decode", "key", "_by_topic")
 
-    def route(self, data: str | bytes) -> tuple[str, F]:
-        """(the venue id of the market the frame is about, the frame decoded); raises
-        msgspec.ValidationError or DecodeError for a frame that is not data of this kind."""
+    def __init__(self, frame_type: type[F], topic: Callable[[str], str], key: str) -> None:
+        self.topic = topic
+        self.decode: Callable[[str | bytes], F] = msgspec.json.Decoder(frame_type).decode
+        self.key: Callable[[F], str] = operator.attrgetter(key)
+        self._by_topic = key == "topic"
+
+    def market_key(self, venue_id: str) -> str:
+        """The key the frames of one market carry."""
+        return self.topic(venue_id) if self._by_topic else venue_id
 
 
 class WireProtocol(Protocol):
@@ -76,8 +85,8 @@ class PublicStream(Generic[F]):
         self.protocol = protocol
         self.channel = channel
         self._session = session
-        self._queues: dict[str, asyncio.Queue[F | _Lost]] = {}  # venue id -> its watcher's frames
-        self._topics: dict[str, str] = {}  # venue id -> topic
+        self._queues: dict[str, asyncio.Queue[F | _Lost]] = {}  # market key -> its watcher's frames
+        self._topics: dict[str, str] = {}  # market key -> topic
         self._pending: dict[str, bool] = {}  # topic -> subscribe (True) / unsubscribe (False), not yet sent
         self._socket: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
@@ -87,11 +96,12 @@ class PublicStream(Generic[F]):
     async def frames(self, venue_id: str) -> AsyncIterator[F]:
         """The frames of one market, from a new subscription; raises VenueBusy when the
         connection is lost."""
-        if venue_id in self._queues:
+        key = self.channel.market_key(venue_id)
+        if key in self._queues:
             raise RuntimeError(f"{venue_id} is already watched on {self.url}")
         queue: asyncio.Queue[F | _Lost] = asyncio.Queue()
-        self._queues[venue_id] = queue
-        self._topics[venue_id] = topic = self.channel.topic(venue_id)
+        self._queues[key] = queue
+        self._topics[key] = topic = self.channel.topic(venue_id)
         self._request(topic, subscribe=True)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"public-stream {self.url}")
@@ -102,8 +112,8 @@ class PublicStream(Generic[F]):
                     raise VenueBusy(item.reason)
                 yield item
         finally:
-            if self._queues.get(venue_id) is queue:
-                del self._queues[venue_id], self._topics[venue_id]
+            if self._queues.get(key) is queue:
+                del self._queues[key], self._topics[key]
                 if self._queues:
                     self._request(topic, subscribe=False)
                 elif self._task is not None:
@@ -144,16 +154,16 @@ class PublicStream(Generic[F]):
                 self._flush = asyncio.create_task(self._send_pending())
                 if self.protocol.keepalive is not None:
                     pinger = asyncio.create_task(self._ping(socket, *self.protocol.keepalive))
-                route, control, queues = self.channel.route, self.protocol.control, self._queues
+                decode, key, control, queues = self.channel.decode, self.channel.key, self.protocol.control, self._queues
                 async for message in socket:
                     if message.type is not aiohttp.WSMsgType.TEXT:
                         continue
                     try:
-                        venue_id, frame = route(message.data)
+                        frame = decode(message.data)
                     except (msgspec.ValidationError, msgspec.DecodeError):
                         control(message.data)
                         continue
-                    queue = queues.get(venue_id)
+                    queue = queues.get(key(frame))
                     if queue is not None:  # frames still in flight after an unsubscribe are dropped
                         queue.put_nowait(frame)
                 if socket.exception() is not None:
