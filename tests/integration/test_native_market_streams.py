@@ -81,6 +81,9 @@ async def test_symbols_share_a_connection_and_leave_it_alone(native: tuple[Any, 
     btc = await first(streams.watch(MarketDataKind.QUOTE, venue, "BTC/USDT", "BTCUSDT", 5))  # then BTC leaves
     assert {m.symbol for m in btc} == {"BTC/USDT"}
     assert {m.symbol for m in await first(eth, 3)} == {"ETH/USDT"}  # ETH goes on over the same connection
+    # the last market left and its connection is closing: a market asking now gets a new one
+    assert {m.symbol for m in await first(streams.watch(MarketDataKind.QUOTE, venue, "SOL/USDT", "SOLUSDT", 5))} == \
+        {"SOL/USDT"}
 
 
 async def test_a_dropped_stream_ends_the_watch_and_a_new_watch_connects_anew(native: tuple[Any, NativeMarketData]) -> None:

@@ -15,8 +15,9 @@ a local order book correctly"; rest-api.md "Order book" (`GET /api/v3/depth`). T
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -190,15 +191,17 @@ async def books(frames: AsyncIterator[DepthUpdate], snapshot: Callable[[], Await
             yield [book(venue, symbol, diff.local, depth, update.E * MS, time.time_ns())]
 
 
-async def follow(kind: MarketDataKind, frames: AsyncIterator[Any], venue: str, symbol: str, depth: int,
+async def follow(kind: MarketDataKind, frames: AsyncGenerator[Any, None], venue: str, symbol: str, depth: int,
                  snapshot: Callable[[], Awaitable[DepthSnapshot]]) -> AsyncIterator[list[Any]]:
-    """One market's stream of `kind` as wire messages (seq 0)."""
-    if kind is MarketDataKind.BOOK:
-        async for snapshots in books(frames, snapshot, venue, symbol, depth):
-            yield snapshots
-    elif kind is MarketDataKind.QUOTE:
-        async for ticker in frames:
-            yield [quote(venue, symbol, ticker, time.time_ns())]
-    else:
-        async for event in frames:
-            yield [trade(venue, symbol, event, time.time_ns())]
+    """One market's stream of `kind` as wire messages (seq 0). Closing it closes `frames`
+    at once (the market leaves its connection), not whenever the garbage collector gets to it."""
+    async with contextlib.aclosing(frames):
+        if kind is MarketDataKind.BOOK:
+            async for snapshots in books(frames, snapshot, venue, symbol, depth):
+                yield snapshots
+        elif kind is MarketDataKind.QUOTE:
+            async for ticker in frames:
+                yield [quote(venue, symbol, ticker, time.time_ns())]
+        else:
+            async for event in frames:
+                yield [trade(venue, symbol, event, time.time_ns())]

@@ -14,8 +14,9 @@ a trade frame carries a list of trades.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -145,18 +146,20 @@ def book(venue: str, symbol: str, local: LocalBook, depth: int, ts: int, now: in
                         asks=[BookLevel(price=p, size=s) for p, s in asks])
 
 
-async def follow(kind: MarketDataKind, frames: AsyncIterator[Any], venue: str, symbol: str,
+async def follow(kind: MarketDataKind, frames: AsyncGenerator[Any, None], venue: str, symbol: str,
                  depth: int) -> AsyncIterator[list[Any]]:
-    """One market's stream of `kind` as wire messages (seq 0)."""
-    if kind is MarketDataKind.TRADE:
+    """One market's stream of `kind` as wire messages (seq 0). Closing it closes `frames`
+    at once (the market leaves its connection), not whenever the garbage collector gets to it."""
+    async with contextlib.aclosing(frames):
+        if kind is MarketDataKind.TRADE:
+            async for frame in frames:
+                yield trades(venue, symbol, frame, time.time_ns())
+            return
+        local = LocalBook()
         async for frame in frames:
-            yield trades(venue, symbol, frame, time.time_ns())
-        return
-    local = LocalBook()
-    async for frame in frames:
-        apply(local, frame)
-        if kind is MarketDataKind.BOOK:
-            yield [book(venue, symbol, local, depth, frame.ts, time.time_ns())]
-        else:
-            top = quote(venue, symbol, local, frame.ts, time.time_ns())
-            yield [top] if top is not None else []
+            apply(local, frame)
+            if kind is MarketDataKind.BOOK:
+                yield [book(venue, symbol, local, depth, frame.ts, time.time_ns())]
+            else:
+                top = quote(venue, symbol, local, frame.ts, time.time_ns())
+                yield [top] if top is not None else []

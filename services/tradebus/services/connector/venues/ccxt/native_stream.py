@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F")
 SUBSCRIBE_DELAY = 0.2  # seconds symbols asking together wait to share one subscribe request
+# Seconds between websocket pings of ours; a pong missing for half of it ends the connection
+# (a connection that died without closing would otherwise go unnoticed).
+HEARTBEAT = 20.0
 
 
 class StreamEnded(Exception):
@@ -116,8 +119,9 @@ class PublicStream(Generic[F]):
                 del self._queues[key], self._topics[key]
                 if self._queues:
                     self._request(topic, subscribe=False)
-                elif self._task is not None:
-                    self._task.cancel()  # the last market left: the connection closes
+                elif self._task is not None:  # the last market left: the connection closes
+                    task, self._task = self._task, None  # a market asking from now on opens a new one
+                    task.cancel()
 
     def _request(self, topic: str, *, subscribe: bool) -> None:
         self._pending[topic] = subscribe
@@ -148,7 +152,7 @@ class PublicStream(Generic[F]):
         reason = "venue closed the stream"
         pinger: asyncio.Task[None] | None = None
         try:
-            async with self._session().ws_connect(self.url, autoping=True, heartbeat=None) as socket:
+            async with self._session().ws_connect(self.url, autoping=True, heartbeat=HEARTBEAT) as socket:
                 self._socket = socket
                 self._pending = dict.fromkeys(self._topics.values(), True)  # everything, anew
                 self._flush = asyncio.create_task(self._send_pending())
@@ -173,12 +177,18 @@ class PublicStream(Generic[F]):
         finally:
             if pinger is not None:
                 pinger.cancel()
-            self._socket, self._task = None, None
-            for queue in self._queues.values():
-                queue.put_nowait(_Lost(reason))
-            self._queues.clear()
-            self._topics.clear()
-            self._pending.clear()
+            # closed when its last market left and a new connection has taken over: not ours to end
+            if self._task in (None, asyncio.current_task()):
+                self._lost(reason)
+
+    def _lost(self, reason: str) -> None:
+        """The connection ended: every market's watch ends with `reason`."""
+        self._socket, self._task = None, None
+        for queue in self._queues.values():
+            queue.put_nowait(_Lost(reason))
+        self._queues.clear()
+        self._topics.clear()
+        self._pending.clear()
 
     async def _ping(self, socket: aiohttp.ClientWebSocketResponse, interval: float,
                     request: Callable[[int], str]) -> None:
