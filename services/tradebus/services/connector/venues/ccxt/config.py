@@ -41,6 +41,9 @@ class CcxtConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     symbols: list[str] = []  # unified symbols this connector lists and trades; empty: every market loaded
     subscribe: list[str] = []  # streams published from start ("*": every listed symbol)
     book_depth: int = 10  # levels per side in published book snapshots
+    # Binance and Bybit spot: quotes, trades and books through the connector's own websocket
+    # (native_market.py) instead of ccxt's; false: through ccxt, like every other exchange
+    native_market_data: bool = True
     resilience: RemoteSettings = msgspec.field(default_factory=RemoteSettings)
 
     def use_testnet(self, venue: str) -> bool:

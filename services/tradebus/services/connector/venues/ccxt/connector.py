@@ -32,7 +32,9 @@ from ...errors import OrderRefused
 from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot, TradeReport
 from . import parsing
+from .binance_stream import DEPTH_SNAPSHOT_LIMIT, DepthSnapshot
 from .config import CcxtConfig
+from .native_market import NATIVE_EXCHANGES, NativeMarketData
 from .stream_ends import surface_stream_ends
 
 T = TypeVar("T")
@@ -101,6 +103,9 @@ class CcxtConnector(RemoteVenueConnector[CcxtConfig]):
             market_data=frozenset(kind for kind, feature in streams.items() if has.get(feature)),
         )
         self._instruments: list[Instrument] = []
+        self._native = NativeMarketData(
+            self.exchange_id, self.exchange.urls["api"], self.exchange.implode_hostname, self._depth_snapshot,
+        ) if config.native_market_data and self.exchange_id in NATIVE_EXCHANGES else None
 
     # --- symbology --------------------------------------------------------------------------
     def instruments(self) -> list[Instrument]:
@@ -141,6 +146,8 @@ class CcxtConnector(RemoteVenueConnector[CcxtConfig]):
             yield parsing.balances(await self._request(self.exchange.watch_balance(), changes_state=False))
 
     async def disconnect(self) -> None:
+        if self._native is not None:
+            await self._native.close()
         await self.exchange.close()
 
     async def submit(self, command: PlaceOrder) -> OrderSnapshot:
@@ -245,7 +252,12 @@ class CcxtConnector(RemoteVenueConnector[CcxtConfig]):
                 if order.get("clientOrderId"):
                     yield parsing.order_snapshot(order)
 
-    async def watch_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
+    def watch_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
+        if self._native is not None and self.exchange.market(symbol).get("spot"):
+            return self._native.watch(kind, self.venue, symbol, self.venue_symbol(symbol), self.config.book_depth)
+        return self._ccxt_market(kind, symbol)
+
+    async def _ccxt_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
         while True:
             if kind is MarketDataKind.QUOTE:
                 tickers = await self._request(self.exchange.watch_bids_asks([symbol]), changes_state=False)
@@ -258,6 +270,12 @@ class CcxtConnector(RemoteVenueConnector[CcxtConfig]):
             else:
                 book = await self._request(self.exchange.watch_order_book(symbol), changes_state=False)
                 yield [parsing.book(self.venue, symbol, book, self.config.book_depth, time.time_ns())]
+
+    async def _depth_snapshot(self, venue_id: str) -> DepthSnapshot:
+        """Binance's REST book, where its diff depth stream starts (native market data)."""
+        answer = await self._call(lambda: self._request(
+            self.exchange.public_get_depth({"symbol": venue_id, "limit": DEPTH_SNAPSHOT_LIMIT}), changes_state=False))
+        return msgspec.convert(answer, DepthSnapshot)
 
     # --- helpers ----------------------------------------------------------------------------------
     async def _request(self, call: Awaitable[T], *, changes_state: bool) -> T:
