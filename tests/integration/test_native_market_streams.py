@@ -21,8 +21,7 @@ from tradebus.services.connector.errors import VenueBusy
 from tradebus.services.connector.venues.ccxt import binance_stream
 from tradebus.services.connector.venues.ccxt.native_market import NativeMarketData
 
-from . import test_binance_emulator, test_bybit_emulator
-from .test_binance_lifecycle_emulator import control
+from .emulatortests import ccxt_client, control
 
 EXPECTED = {MarketDataKind.QUOTE: Quote, MarketDataKind.TRADE: Trade, MarketDataKind.BOOK: BookSnapshot}
 
@@ -30,11 +29,10 @@ EXPECTED = {MarketDataKind.QUOTE: Quote, MarketDataKind.TRADE: Trade, MarketData
 @pytest.fixture(params=["binance", "bybit"])
 async def native(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Any, NativeMarketData]]:
     """(the emulator, the native streams at the URLs ccxt has for it, as the connector builds them)."""
-    module: Any = test_binance_emulator if request.param == "binance" else test_bybit_emulator
     kind: Any = BinanceEmulator if request.param == "binance" else BybitEmulator
-    emulator = kind.create(credentials={module.API_KEY: module.API_SECRET}, tick_interval=0.02)
+    emulator = kind.create(credentials={"native-key": "native-secret"}, tick_interval=0.02)
     await emulator.start()
-    exchange = module.client(emulator)
+    exchange = ccxt_client(emulator)
 
     async def depth_snapshot(venue_id: str) -> binance_stream.DepthSnapshot:
         answer = await exchange.public_get_depth({"symbol": venue_id, "limit": binance_stream.DEPTH_SNAPSHOT_LIMIT})
