@@ -48,6 +48,14 @@ def test_a_fill_line_shows_exact_prices_a_rounded_average_and_the_fee_currency()
     assert "fee 0 (currency not reported)" in describe(unreported)
 
 
+def test_an_order_line_shows_its_fees_with_their_currency() -> None:
+    record = OrderRecord(client_order_id="c1", venue="binance", account="demo", symbol="BTC/USDT",
+                         status=OrderStatus.FILLED, side=Side.BUY, order_type=OrderType.MARKET, quantity=D("0.01"),
+                         cum_quantity=D("0.01"), fees={"BTC": D("0.00001000")}, created_at=T, updated_at=T)
+    assert _record_line(record).endswith("filled 0.01, fee 0.00001 BTC")
+    assert "fee" not in _record_line(msgspec.structs.replace(record, fees={}))
+
+
 def test_a_rejection_shows_the_terms_of_the_command_that_was_sent() -> None:
     sent = PlaceOrder(client_order_id="c1", venue="paper", account="demo", symbol="AAPL", side=Side.BUY,
                       order_type=OrderType.LIMIT, quantity=D("5"), price=D("250.00"))
