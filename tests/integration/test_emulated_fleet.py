@@ -19,7 +19,6 @@ from tradebus.shared.config import EXIT_CONFIG
 
 from .test_cli import TRADEBUS, Fleet, clean_env, tradebus
 
-
 EMULATED_SPOT = ("binance", "bybit")
 BUY_FEE = Decimal("0.00001")  # 0.1% of the 0.01 BTC bought, in BTC
 HELD = "0.00999"  # what the buy holds: 0.01 BTC less its fee
