@@ -1,10 +1,11 @@
-"""The engine behind every venue emulator: the paper venue's matching engine and simulated
-market, plus the order records a venue's API reports.
+"""The engine behind every venue emulator: the simulated exchange and market
+(tradebus.simulator, shared with the paper venue), plus the order records a venue's API
+reports.
 
 An emulator (binance/, bybit/, alpaca/, ...) is a thin translation layer: it decodes the
 venue's wire requests into `PlaceOrder` / `ModifyOrder` / `CancelOrder` commands, runs them
 here, and renders `EmulatedOrder` records and market updates in the venue's own payload
-shapes. Matching, balances and the random-walk market are the paper venue's, so every
+shapes. Matching, balances and the random-walk market are the simulator's, so every
 emulator trades the same way and behaves like a real market (resting orders fill later,
 partial fills happen, stops trigger).
 
@@ -52,10 +53,9 @@ from tradebus.schemas.events import (
     PositionUpdate,
 )
 from tradebus.schemas.values import LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
-from tradebus.services.connector.venues.paper.config import PaperConfig
-from tradebus.services.connector.venues.paper.exchange import PaperExchange
-from tradebus.services.connector.venues.paper.market import MarketUpdate, RandomWalk
-from tradebus.services.connector.venues.paper.rules import BPS, FeeSchedule, InstrumentSpec
+from tradebus.simulator.exchange import SimulatedExchange
+from tradebus.simulator.market import MarketSettings, MarketUpdate, RandomWalk
+from tradebus.simulator.rules import BPS, FeeSchedule, InstrumentSpec
 
 from .faults import FaultPlan
 
@@ -150,17 +150,17 @@ class EmulatedVenue:
         seed: int | None = 1,
         tick_interval: float = 0.1,
     ) -> None:
-        paper = PaperConfig(seed=seed, tick_interval=tick_interval)
+        market = MarketSettings(seed=seed)
         if instruments is not None:
-            paper = msgspec.structs.replace(paper, instruments=instruments)
-        self.instruments = {spec.symbol: spec for spec in paper.instruments}
+            market = msgspec.structs.replace(market, instruments=instruments)
+        self.instruments = {spec.symbol: spec for spec in market.instruments}
         self.credentials = dict(credentials)
         self.revoked: set[str] = set()
         opening_cash = cash or {"USDT": Decimal("1000000"), "USD": Decimal("1000000")}
-        self.fees = fees or paper.fees
+        self.fees = fees or FeeSchedule()
         self.fee_asset = fee_asset
-        self.exchange = PaperExchange(
-            venue=ENGINE_VENUE, instruments=paper.instruments, accounts={key: opening_cash for key in credentials},
+        self.exchange = SimulatedExchange(
+            venue=ENGINE_VENUE, instruments=market.instruments, accounts={key: opening_cash for key in credentials},
             fees=self.fees if fee_asset is FeeAsset.QUOTE else NO_FEES, clock=time.time_ns,
         )
         # The fees charged here (fee_asset RECEIVED), per account and currency.
@@ -172,7 +172,7 @@ class EmulatedVenue:
         self._trade_ids = itertools.count(5_000_001)
         self._order_listeners: list[OrderListener] = []
         self._market_listeners: list[MarketListener] = []
-        self._walk = RandomWalk(paper)
+        self._walk = RandomWalk(market)
         self._tick_interval = tick_interval
         self.last_market: dict[str, MarketUpdate] = {}
         self._feed: asyncio.Task[None] | None = None

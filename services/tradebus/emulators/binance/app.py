@@ -56,8 +56,8 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from tradebus.schemas.values import OrderStatus, RejectReason, TimeInForce
-from tradebus.services.connector.venues.paper.market import Level, MarketUpdate
-from tradebus.services.connector.venues.paper.rules import FeeSchedule
+from tradebus.simulator.market import Level, MarketUpdate
+from tradebus.simulator.rules import FeeSchedule
 
 from ..server import Emulator, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, FeeAsset, Refused

@@ -49,7 +49,7 @@ from typing import Any
 from aiohttp import web
 
 from tradebus.schemas.values import OrderType, RejectReason, Side
-from tradebus.services.connector.venues.paper.rules import FeeSchedule
+from tradebus.simulator.rules import FeeSchedule
 
 from ..server import Emulator
 from ..venue import EmulatedOrder, EmulatedVenue, FeeAsset, Refused
