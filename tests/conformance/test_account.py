@@ -11,7 +11,13 @@ import msgspec
 import pytest
 
 from tradebus.schemas import subjects
-from tradebus.schemas.events import BalanceUpdate, OrderFilled, OrderPartiallyFilled, PositionUpdate
+from tradebus.schemas.events import (
+    DERIVED_TRADE_ID_PREFIX,
+    BalanceUpdate,
+    OrderFilled,
+    OrderPartiallyFilled,
+    PositionUpdate,
+)
 from tradebus.schemas.values import OrderType
 from tradebus.services.settings import venue_config
 
@@ -21,6 +27,9 @@ from .testbed import API_KEY, VenueUnderTest
 # Alpaca's fill events carry no fee: equities trade without commission and a crypto fee is
 # taken from the credited asset, off the event (docs/venues.md). Every other venue charges one.
 NO_FEE_ON_FILLS = frozenset({"alpaca"})
+# Spot venues charging in the asset received (a buy pays in the base asset), as their
+# emulators do (a real account paying with BNB on Binance would show BNB instead).
+FEE_IN_BASE_ON_BUYS = frozenset({"binance", "bybit"})
 # Venues with a private balance stream (Binance outboundAccountPosition, Bybit `wallet`).
 BALANCE_STREAMS = frozenset({"binance", "bybit"})
 
@@ -39,17 +48,21 @@ async def test_a_fill_carries_the_fee_and_moves_a_position_and_a_balance(testbed
         events = await testbed.finished(order.client_order_id)
         filled = [e for e in events if isinstance(e, OrderPartiallyFilled | OrderFilled)]
         fills = [e.fill for e in filled]
-        # the venue's own trade ids, never one derived from the order (`<venue order id>:<cum>`)
-        assert fills and all(e.fill.trade_id and not e.fill.trade_id.startswith(f"{e.venue_order_id}:") for e in filled)
+        # the venue's own trade ids, never one derived from the order
+        assert fills and all(fill.trade_id and not fill.trade_id.startswith(DERIVED_TRADE_ID_PREFIX) for fill in fills)
         if testbed.venue in NO_FEE_ON_FILLS:
             assert all(fill.fee == 0 for fill in fills)
         else:
             assert all(fill.fee > 0 and fill.fee_currency for fill in fills)
+        if testbed.venue in FEE_IN_BASE_ON_BUYS and testbed.emulator is not None:
+            assert {fill.fee_currency for fill in fills} == {instrument.base}
+        # what the buy holds: its quantity, less a fee paid in the asset bought
+        held = order.quantity - sum((f.fee for f in fills if f.fee_currency == instrument.base), Decimal(0))
 
         def moved(messages: list[object]) -> bool:
             positions = [m for m in messages if isinstance(m, PositionUpdate) and m.symbol == instrument.symbol]
             balance = _latest_balance(messages, instrument.quote)
-            return bool(positions) and positions[-1].quantity == order.quantity and balance is not None and (
+            return bool(positions) and positions[-1].quantity == held and balance is not None and (
                 before is None or balance < before)
 
         await account_events.wait_for(moved, timeout=15)

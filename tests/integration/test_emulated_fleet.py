@@ -7,15 +7,21 @@ import json
 import subprocess
 import time
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 
 import psutil
 
 from tradebus.schemas.codecs import decoder
+from tradebus.schemas.events import FillEventBase
 from tradebus.schemas.subjects import Family
 from tradebus.shared.config import EXIT_CONFIG
 
 from .test_cli import TRADEBUS, Fleet, clean_env, tradebus
+
+EMULATED_SPOT = ("binance", "bybit")
+BUY_FEE = Decimal("0.00001")  # 0.1% of the 0.01 BTC bought, in BTC
+HELD = "0.00999"  # what the buy holds: 0.01 BTC less its fee
 
 
 def connector_environment(fleet: Fleet, venue: str) -> dict[str, str]:
@@ -24,19 +30,31 @@ def connector_environment(fleet: Fleet, venue: str) -> dict[str, str]:
 
 
 def test_up_emulate_streams_ticks_and_fills_orders_without_writing_credentials(tmp_path: Path) -> None:
-    fleet = Fleet(tmp_path, "--venue", "binance", "--emulate")
+    """As a new user tries it: a market buy on each emulated spot exchange fills with the
+    venue's fee in the asset bought (Binance and Bybit charge a spot buy's fee in the base
+    asset, 0.1%), `tradebus orders` shows that fee, and `tradebus positions` and `tradebus
+    balances` the BTC bought, less that fee."""
+    fleet = Fleet(tmp_path, "--venue", "binance", "--venue", "bybit", "--emulate")
     try:
         fleet.wait_ready()
-        fleet.wait_services(("risk", "oms", "audit", "connector.binance"))
+        fleet.wait_services(("risk", "oms", "audit", "connector.binance", "connector.bybit"))
         ticks = tradebus("ticks", "--venue", "binance", "--count", "5", "--json", env=fleet.env)
         assert ticks.returncode == 0, ticks.stderr
         assert [json.loads(line)["venue"] for line in ticks.stdout.splitlines()] == ["binance"] * 5
 
-        placed = tradebus("order", "place", "--venue", "binance", "--account", "demo", "--symbol", "BTC/USDT",
-                          "--side", "buy", "--qty", "0.01", "--json", env=fleet.env)
-        assert placed.returncode == 0, placed.stdout + placed.stderr
-        events = [decoder(Family.ORDER_EVENT).decode(line) for line in placed.stdout.splitlines()]
-        assert [e.__struct_config__.tag for e in events][-1] == "filled" and events[-1].leaves_quantity == 0
+        for venue in EMULATED_SPOT:
+            placed = tradebus("order", "place", "--venue", venue, "--account", "demo", "--symbol", "BTC/USDT",
+                              "--side", "buy", "--type", "market", "--qty", "0.01", "--json", env=fleet.env)
+            assert placed.returncode == 0, placed.stdout + placed.stderr
+            events = [decoder(Family.ORDER_EVENT).decode(line) for line in placed.stdout.splitlines()]
+            assert [e.__struct_config__.tag for e in events][-1] == "filled" and events[-1].leaves_quantity == 0
+            fills = [e.fill for e in events if isinstance(e, FillEventBase)]
+            assert {f.fee_currency for f in fills} == {"BTC"} and sum(f.fee for f in fills) == BUY_FEE, fills
+
+            listed = tradebus("orders", "--venue", venue, env=fleet.env)
+            assert listed.returncode == 0 and "filled 0.01, fee 0.00001 BTC" in listed.stdout, listed.stdout
+            assert shown(fleet, ("balances", "--venue", venue), f"{venue} demo BTC {HELD} available {HELD}")
+            assert shown(fleet, ("positions",), f"{venue} {HELD} @")
 
         secret = connector_environment(fleet, "binance")["BINANCE_API_SECRET"]
         assert secret
@@ -45,6 +63,23 @@ def test_up_emulate_streams_ticks_and_fills_orders_without_writing_credentials(t
     finally:
         if fleet.process.poll() is None:
             fleet.stop()
+
+
+def shown(fleet: Fleet, command: tuple[str, ...], words: str, timeout: float = 15) -> bool:
+    """Whether a line `tradebus <command>` prints holds `words` (compared word by word) within
+    `timeout`: account events reach the order manager just after the fill they follow."""
+    wanted = words.split()
+    deadline = time.monotonic() + timeout
+    while True:
+        output = tradebus(*command, env=fleet.env).stdout
+        for line in output.splitlines():
+            said = line.replace("(", " ").replace(",", " ").split()
+            if any(said[i:i + len(wanted)] == wanted for i in range(len(said))):
+                return True
+        if time.monotonic() > deadline:
+            print(f"tradebus {' '.join(command)}:\n{output}")
+            return False
+        time.sleep(0.3)
 
 
 def test_emulate_prints_its_url_and_the_connector_settings(tmp_path: Path) -> None:

@@ -15,12 +15,13 @@ def book() -> AccountBook:
     return AccountBook(venue="binance", account="main", started_ns=T)
 
 
-def fill(cum: str, quantity: str, price: str, side: Side = Side.BUY) -> OrderPartiallyFilled:
+def fill(cum: str, quantity: str, price: str, side: Side = Side.BUY, *, fee: str = "0.1", fee_currency: str = "USDT",
+         symbol: str = "BTC/USDT") -> OrderPartiallyFilled:
     return OrderPartiallyFilled(
-        event_id=f"binance.main.c1.fill.{cum}", client_order_id="c1", venue="binance", account="main", symbol="BTC/USDT",
+        event_id=f"binance.main.c1.fill.{cum}", client_order_id="c1", venue="binance", account="main", symbol=symbol,
         venue_order_id="v1", ts_event=T, ts_recv=T, cum_quantity=D(cum), leaves_quantity=D(1), avg_price=D(price),
-        fill=Fill(trade_id=f"t{cum}", side=side, price=D(price), quantity=D(quantity), fee=D("0.1"), fee_currency="USDT",
-                  liquidity=LiquiditySide.TAKER),
+        fill=Fill(trade_id=f"t{cum}", side=side, price=D(price), quantity=D(quantity), fee=D(fee),
+                  fee_currency=fee_currency, liquidity=LiquiditySide.TAKER),
     )
 
 
@@ -35,6 +36,18 @@ def test_each_fill_is_followed_by_its_position_once() -> None:
     sold = account.with_positions([fill("2", "1", "110", Side.SELL)])[1]
     assert (sold.quantity, sold.realized_pnl) == (D(0), D(10))
     assert account.with_positions([first]) == [first]  # answered again: the position does not move twice
+
+
+def test_a_spot_fee_paid_in_the_base_asset_is_not_held() -> None:
+    """Binance and Bybit charge a spot buy's fee in the base asset: 1 BTC bought, 0.001 BTC
+    paid, 0.999 BTC held. A fee in the quote asset, or a contract's, leaves the quantity."""
+    account = book()
+    bought = account.with_positions([fill("1", "1", "100", fee="0.001", fee_currency="BTC")])[1]
+    assert (bought.quantity, bought.avg_price) == (D("0.999"), D(100))
+    sold = account.with_positions([fill("2", "0.999", "110", Side.SELL, fee="0.1", fee_currency="USDT")])[1]
+    assert sold.quantity == 0
+    contract = account.with_positions([fill("3", "1", "100", fee="0.001", fee_currency="BTC", symbol="BTC/USD:BTC")])[1]
+    assert contract.quantity == 1
 
 
 def test_a_restarted_book_continues_from_its_journal() -> None:

@@ -14,9 +14,9 @@ from tradebus.cli.numbers import derived, plain
 from tradebus.cli.orders import _record_line, describe
 from tradebus.cli.ticks import describe as describe_tick
 from tradebus.schemas.events import OrderFilled, OrderRejected
-from tradebus.schemas.lifecycle import apply_event
+from tradebus.schemas.lifecycle import OrderRecord, apply_event
 from tradebus.schemas.market import Quote
-from tradebus.schemas.values import OrderType, RejectReason, Side
+from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side
 
 from .examples import EXAMPLES, FILL, MD, ORDER, T
 
@@ -45,6 +45,14 @@ def test_a_fill_line_shows_exact_prices_a_rounded_average_and_the_fee_currency()
     assert "0.5 @ 58000 (taker, fee 0 USD); filled 0.5, left 0, avg 189.60460573" in line
     unreported = msgspec.structs.replace(event, fill=msgspec.structs.replace(event.fill, fee_currency=""))
     assert "fee 0 (currency not reported)" in describe(unreported)
+
+
+def test_an_order_line_shows_its_fees_with_their_currency() -> None:
+    record = OrderRecord(client_order_id="c1", venue="binance", account="demo", symbol="BTC/USDT",
+                         status=OrderStatus.FILLED, side=Side.BUY, order_type=OrderType.MARKET, quantity=D("0.01"),
+                         cum_quantity=D("0.01"), fees={"BTC": D("0.00001000")}, created_at=T, updated_at=T)
+    assert _record_line(record).endswith("filled 0.01, fee 0.00001 BTC")
+    assert "fee" not in _record_line(msgspec.structs.replace(record, fees={}))
 
 
 def test_a_rejection_and_its_record_show_the_refused_terms() -> None:

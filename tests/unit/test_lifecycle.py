@@ -39,10 +39,10 @@ PLACE = PlaceOrder(client_order_id="c1", venue="paper", account="demo", symbol="
 BASE = dict(client_order_id="c1", venue="paper", account="demo", symbol="AAPL", ts_event=T, ts_recv=T)
 
 
-def fill(n: int, quantity: str, cum: str, *, last: bool = False):
+def fill(n: int, quantity: str, cum: str, *, last: bool = False, fee: str = "0", fee_currency: str = "USD"):
     kind = OrderFilled if last else OrderPartiallyFilled
     return kind(**BASE, event_id=f"e{n}", fill=Fill(trade_id=f"t{n}", side=Side.BUY, price=D("190"),
-                quantity=D(quantity), fee=D("0"), fee_currency="USD", liquidity=LiquiditySide.MAKER),
+                quantity=D(quantity), fee=D(fee), fee_currency=fee_currency, liquidity=LiquiditySide.MAKER),
                 cum_quantity=D(cum), leaves_quantity=D("3") - D(cum), avg_price=D("190"))
 
 
@@ -58,6 +58,15 @@ def test_place_accept_partial_fill_fill() -> None:
     assert record.status is OrderStatus.FILLED and not record.is_open
     assert (record.cum_quantity, record.leaves_quantity, record.venue_order_id) == (D("3"), D("0"), "P1")
     assert record.anomalies == []
+
+
+def test_the_record_sums_the_fills_fees_by_currency() -> None:
+    record = new_record(PLACE, T)
+    for event in (ACCEPTED, fill(2, "1", "1", fee="0.001", fee_currency="BTC"),
+                  fill(3, "1", "2", fee="0.002", fee_currency="BTC"), fill(4, "1", "3", last=True, fee="0.5")):
+        record = apply_event(record, event, T)
+    assert record.fees == {"BTC": D("0.003"), "USD": D("0.5")}
+    assert apply_event(record, fill(4, "1", "3", last=True, fee="0.5"), T).fees == record.fees  # once per event
 
 
 def test_a_redelivered_event_is_applied_once() -> None:

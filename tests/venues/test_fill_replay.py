@@ -25,8 +25,8 @@ TRADES = [recorded for venue in VENUES for recorded in trades(venue)]
 # The markets the recorded frames trade (venue id, base, quote), as ccxt's load_markets would
 # give them (ccxt resolves a venue symbol to its unified one through these).
 VENUE_MARKETS = {
-    "binance": [("BNBUSDT", "BNB", "USDT"), ("ETHBTC", "ETH", "BTC"), ("BNBBTC", "BNB", "BTC")],
-    "bybit": [("BNBUSDT", "BNB", "USDT"), ("ETHBTC", "ETH", "BTC"), ("BNBBTC", "BNB", "BTC")],
+    "binance": [("BNBUSDT", "BNB", "USDT"), ("ETHBTC", "ETH", "BTC"), ("BNBBTC", "BNB", "BTC"), ("BTCUSDT", "BTC", "USDT")],
+    "bybit": [("BNBUSDT", "BNB", "USDT"), ("ETHBTC", "ETH", "BTC"), ("BNBBTC", "BNB", "BTC"), ("QNTUSDT", "QNT", "USDT")],
     "kraken": [("LTCUSDT", "LTC", "USDT")],
     "okx": [("LTC-USDT", "LTC", "USDT"), ("ETH-USDT", "ETH", "USDT")],
     "kucoin": [("LTC-USDT", "LTC", "USDT"), ("XCAD-USDT", "XCAD", "USDT")],

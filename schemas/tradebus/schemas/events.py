@@ -88,7 +88,19 @@ class OrderTriggered(OrderEventBase, frozen=True, kw_only=True, tag="triggered")
     """A stop or stop-limit order's stop price was reached; it is now working."""
 
 
+# The start of a trade id tradebus made up because the venue reported a fill without its trade.
+DERIVED_TRADE_ID_PREFIX = "derived:"
+
+
 class Fill(Message, frozen=True, kw_only=True, tag="fill"):
+    """One execution, as the venue reported it: `trade_id` is the venue's, `fee` is charged in
+    `fee_currency` (the venue's own choice: Binance and Bybit charge a spot buy in the base
+    asset). When the venue reported the fill only as a change of the order's filled quantity
+    and its list of the order's trades could not be read, the fill is derived: `trade_id` is
+    `derived:<venue order id>:<cumulative quantity>`, the price comes from the order's average
+    price and the fee from its cumulative fee (0 with `fee_currency` "" where the venue states
+    none)."""
+
     trade_id: str
     side: Side
     price: Decimal

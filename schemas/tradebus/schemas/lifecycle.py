@@ -88,6 +88,9 @@ class OrderRecord(Message, frozen=True, kw_only=True, tag="order"):
     time_in_force: TimeInForce | None = None
     cum_quantity: Decimal = Decimal(0)
     avg_price: Decimal | None = None
+    # The fills' fees so far, by currency (the venue's choice, e.g. a spot buy's base asset on
+    # Binance and Bybit; "" where the venue did not name it). Empty: no fill yet.
+    fees: dict[str, Decimal] = {}
     venue_order_id: str | None = None
     reject_reason: RejectReason | None = None
     last_message: Text = ""
@@ -207,7 +210,9 @@ def apply_event(record: OrderRecord | None, event: OrderEvent, now: int) -> Orde
                          "price": event.price}
         changes.update({name: value for name, value in refused_terms.items() if getattr(record, name) is None})
     elif isinstance(event, FillEventBase):
-        changes.update(cum_quantity=event.cum_quantity, avg_price=event.avg_price)
+        fees = dict(record.fees)
+        fees[event.fill.fee_currency] = fees.get(event.fill.fee_currency, Decimal(0)) + event.fill.fee
+        changes.update(cum_quantity=event.cum_quantity, avg_price=event.avg_price, fees=fees)
     elif isinstance(event, OrderModified):
         changes.update(quantity=event.quantity, price=event.price, stop_price=event.stop_price)
     elif isinstance(event, OrderSubmitted):

@@ -264,7 +264,15 @@ def _record_line(record: OrderRecord) -> str:
     reason = f" ({record.reject_reason.value})" if record.reject_reason else ""
     return (f"{record.venue:<8} {record.account:<10} {record.client_order_id:<26} {record.status.value:<17}{reason} "
             f"{_terms(record.side, record.quantity, record.symbol, record.order_type, record.price)}, "
-            f"filled {plain(record.cum_quantity)}")
+            f"filled {plain(record.cum_quantity)}{_fees(record)}")
+
+
+def _fees(record: OrderRecord) -> str:
+    """`, fee 0.00001 BTC` (each currency the fills were charged in); nothing before a fill."""
+    if not record.fees:
+        return ""
+    return ", fee " + " + ".join(f"{plain(fee)} {currency or '(currency not reported)'}"
+                                 for currency, fee in sorted(record.fees.items()))
 
 
 async def orders(args: argparse.Namespace) -> int:

@@ -42,7 +42,7 @@ from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
 
 from .faults import Fault, FaultKind
 from .streams import Stream
-from .venue import EmulatedVenue, Refused
+from .venue import EmulatedVenue, FeeAsset, Refused
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,8 @@ class Emulator(ABC):
     requests_per_second: ClassVar[int]  # the venue's documented REST limit (per API key, simplified)
     # How long the venue keeps one websocket connection open (None: no documented limit).
     connection_lifetime: ClassVar[float | None] = None
-    fees: ClassVar[FeeSchedule] = FeeSchedule()  # charged in the quote currency (the engine's model)
+    fees: ClassVar[FeeSchedule] = FeeSchedule()  # the venue's rates,
+    fee_asset: ClassVar[FeeAsset] = FeeAsset.QUOTE  # charged in this currency (venue.FeeAsset)
 
     @classmethod
     def listed_instruments(cls) -> list[InstrumentSpec]:
@@ -118,8 +119,8 @@ class Emulator(ABC):
     @classmethod
     def create(cls, *, credentials: dict[str, str], seed: int | None = 1, tick_interval: float = 0.1) -> Emulator:
         """An emulator of this venue with its own market and accounts (named by API key)."""
-        venue = EmulatedVenue(credentials=credentials, instruments=cls.listed_instruments(), fees=cls.fees, seed=seed,
-                              tick_interval=tick_interval)
+        venue = EmulatedVenue(credentials=credentials, instruments=cls.listed_instruments(), fees=cls.fees,
+                              fee_asset=cls.fee_asset, seed=seed, tick_interval=tick_interval)
         return cls(venue)
 
     def __init__(self, venue: EmulatedVenue) -> None:

@@ -5,9 +5,15 @@ reports.
 An emulator (binance/, bybit/, alpaca/, ...) is a thin translation layer: it decodes the
 venue's wire requests into `PlaceOrder` / `ModifyOrder` / `CancelOrder` commands, runs them
 here, and renders `EmulatedOrder` records and market updates in the venue's own payload
-shapes. Matching, fees, balances and the random-walk market are the simulator's, so every
+shapes. Matching, balances and the random-walk market are the simulator's, so every
 emulator trades the same way and behaves like a real market (resting orders fill later,
 partial fills happen, stops trigger).
+
+Fees are the venue's rates (`FeeSchedule`), charged in the currency the venue charges them
+in (`FeeAsset`): the engine's quote currency, or, as spot exchanges do, the asset a fill
+brings in. The engine knows only the first, so for the second it trades without fees and
+this layer charges them: each fill's fee is computed here and taken from the account's
+balance of its currency.
 
 Listeners are called synchronously right after each change, in order: a websocket session
 queues the rendered frame, so private-stream updates reach clients in venue order.
@@ -23,6 +29,7 @@ waits behind it.
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import time
 from collections import deque
@@ -45,15 +52,29 @@ from tradebus.schemas.events import (
     OrderTriggered,
     PositionUpdate,
 )
-from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side, TimeInForce
+from tradebus.schemas.values import LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 from tradebus.simulator.exchange import SimulatedExchange
 from tradebus.simulator.market import MarketSettings, MarketUpdate, RandomWalk
-from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
+from tradebus.simulator.rules import BPS, FeeSchedule, InstrumentSpec
 
 from .faults import FaultPlan
 
 ZERO = Decimal(0)
+NO_FEES = FeeSchedule(maker_bps=ZERO, taker_bps=ZERO)
 ENGINE_VENUE = "emulated"  # the engine's own name; emulators never show it to clients
+
+
+class FeeAsset(enum.Enum):
+    """The currency a venue charges a fill's fee in."""
+
+    QUOTE = "quote"  # every fee in the instrument's quote currency (the engine's own model)
+    # The asset the fill brings in: a buy pays in the base asset, a sell in the quote asset;
+    # a rebate (a negative maker rate) is paid in the asset the fill gives. Binance spot
+    # without BNB discount (user-data-stream.md "Order Update": commission `n` in asset `N`;
+    # rest-api.md "Account trade list": `commissionAsset`); Bybit v5 spot (docs/v5/enum.mdx
+    # "Spot Fee Currency Instruction": positive maker rate, Buy -> base, Sell -> quote; negative,
+    # as maker, Buy -> quote, Sell -> base).
+    RECEIVED = "received"
 
 
 class Refused(Exception):
@@ -72,6 +93,7 @@ class EmulatedFill(msgspec.Struct, frozen=True, kw_only=True):
     quantity: Decimal
     fee: Decimal
     fee_currency: str
+    fee_rate: Decimal  # the rate charged (0.0005 for 5 bps), as venues report it
     maker: bool
     ts: int  # ns
 
@@ -124,6 +146,7 @@ class EmulatedVenue:
         instruments: list[InstrumentSpec] | None = None,
         cash: dict[str, Decimal] | None = None,
         fees: FeeSchedule | None = None,
+        fee_asset: FeeAsset = FeeAsset.QUOTE,
         seed: int | None = 1,
         tick_interval: float = 0.1,
     ) -> None:
@@ -134,10 +157,14 @@ class EmulatedVenue:
         self.credentials = dict(credentials)
         self.revoked: set[str] = set()
         opening_cash = cash or {"USDT": Decimal("1000000"), "USD": Decimal("1000000")}
+        self.fees = fees or FeeSchedule()
+        self.fee_asset = fee_asset
         self.exchange = SimulatedExchange(
             venue=ENGINE_VENUE, instruments=market.instruments, accounts={key: opening_cash for key in credentials},
-            fees=fees or FeeSchedule(), clock=time.time_ns,
+            fees=self.fees if fee_asset is FeeAsset.QUOTE else NO_FEES, clock=time.time_ns,
         )
+        # The fees charged here (fee_asset RECEIVED), per account and currency.
+        self._fees_paid: dict[str, dict[str, Decimal]] = {}
         self.faults = FaultPlan()
         self.orders: dict[int, EmulatedOrder] = {}
         self._by_client_id: dict[tuple[str, str], EmulatedOrder] = {}
@@ -269,13 +296,17 @@ class EmulatedVenue:
     def balances(self, account: str) -> dict[str, tuple[Decimal, Decimal]]:
         """currency -> (free, locked): the engine's cash, and each long position as a balance
         of its base asset, as a spot venue holds what was bought (the engine keeps positions,
-        not base balances; a short the engine allows shows no balance)."""
+        not base balances; a short the engine allows shows no balance), less the fees this
+        layer charged (never below zero: what a short paid is not held either)."""
         held = {b.currency: (b.available, b.total - b.available) for b in self.exchange.balances(account)}
         for position in self.positions(account):
             base = self.instruments[position.symbol].base
             if position.quantity > 0:
                 free, locked = held.get(base, (ZERO, ZERO))
                 held[base] = (free + position.quantity, locked)
+        for currency, paid in self._fees_paid.get(account, {}).items():
+            free, locked = held.get(currency, (ZERO, ZERO))
+            held[currency] = (max(ZERO, free - paid), locked)
         return held
 
     def positions(self, account: str) -> list[PositionUpdate]:
@@ -324,10 +355,14 @@ class EmulatedVenue:
 
     def _apply_order_event(self, order: EmulatedOrder, event: OrderEvent) -> EmulatedFill | None:
         if isinstance(event, (OrderPartiallyFilled, OrderFilled)):
+            liquidity = event.fill.liquidity
+            fee, currency = event.fill.fee, event.fill.fee_currency
+            if self.fee_asset is FeeAsset.RECEIVED:
+                fee, currency = self._charge(order, event.fill.price, event.fill.quantity, liquidity)
             fill = EmulatedFill(
                 trade_id=next(self._trade_ids), price=event.fill.price, quantity=event.fill.quantity,
-                fee=event.fill.fee, fee_currency=event.fill.fee_currency,
-                maker=event.fill.liquidity.value == "maker", ts=event.ts_event,
+                fee=fee, fee_currency=currency, fee_rate=self.fees.rate_bps(liquidity) / BPS,
+                maker=liquidity is LiquiditySide.MAKER, ts=event.ts_event,
             )
             order.fills.append(fill)
             order.filled += fill.quantity
@@ -346,6 +381,19 @@ class EmulatedVenue:
         elif isinstance(event, OrderExpired):
             order.status = OrderStatus.EXPIRED
         return None
+
+    def _charge(self, order: EmulatedOrder, price: Decimal, quantity: Decimal,
+                liquidity: LiquiditySide) -> tuple[Decimal, str]:
+        """The fee of a fill in the asset it brings in (FeeAsset.RECEIVED), taken from the
+        account: the rate of the base quantity for a buy, of the quote amount for a sell; a
+        rebate, in the asset the fill gives."""
+        spec = self.instruments[order.symbol]
+        in_base = (order.side is Side.BUY) == (self.fees.rate_bps(liquidity) >= 0)
+        fee = self.fees.fee(quantity if in_base else price * quantity, liquidity)
+        currency = spec.base if in_base else spec.quote
+        paid = self._fees_paid.setdefault(order.account, {})
+        paid[currency] = paid.get(currency, ZERO) + fee
+        return fee, currency
 
     # --- the market -------------------------------------------------------------------------
     async def _run_feed(self) -> None:

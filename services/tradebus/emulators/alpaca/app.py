@@ -57,9 +57,10 @@ def _equity(symbol: str, price: str) -> InstrumentSpec:
 class AlpacaEmulator(Emulator):
     name = "alpaca"
     requests_per_second = 10  # Alpaca: 200 requests per minute per key, enforced per second here
-    # US equities trade without commission, and Alpaca's fill events carry no fee. (Alpaca
-    # takes a crypto fee from the asset the trade credits, which the engine cannot do: the
-    # emulated crypto pair trades without a fee too.)
+    # US equities trade without commission, and Alpaca's fill events carry no fee. Alpaca's
+    # crypto fee, taken from the credited asset and reported only as an end-of-day CFEE
+    # account activity without an order id, is not emulated (docs/venues.md "Fees and account
+    # state"): the emulated crypto pair trades without a fee too.
     fees = FeeSchedule(maker_bps=Decimal(0), taker_bps=Decimal(0))
 
     @classmethod

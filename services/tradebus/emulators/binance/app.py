@@ -27,7 +27,11 @@ A cancel's executionReport carries the cancel request's id in `c` and the order'
 in `C` ("Original client order ID; This is the ID of the order being canceled"), as the
 DELETE answer carries them in `clientOrderId` / `origClientOrderId`.
 
-Not emulated: margin, futures, order lists (OCO), cancel-replace and amend (Binance spot
+Fees: 0.1% of each fill, in the asset received (a buy's commission in the base asset, a
+sell's in the quote asset: `n` / `N` of the executionReport, `commission` /
+`commissionAsset` of the order's fills and of myTrades), taken from that asset's balance.
+
+Not emulated: BNB fee discount, margin, futures, order lists (OCO), cancel-replace and amend (Binance spot
 has no in-place modify of price), weights per endpoint (one request = one unit against
 `requests_per_second`), listenKey streams, klines.
 """
@@ -52,10 +56,11 @@ from aiohttp import web
 
 from tradebus.schemas.values import OrderStatus, RejectReason, TimeInForce
 from tradebus.simulator.market import Level, MarketUpdate
+from tradebus.simulator.rules import FeeSchedule
 
 from ..server import Emulator
 from ..streams import Stream, StreamSession
-from ..venue import EmulatedFill, EmulatedOrder, Refused
+from ..venue import EmulatedFill, EmulatedOrder, FeeAsset, Refused
 from . import render
 
 BOOK_LEVELS = 10
@@ -72,6 +77,10 @@ class BinanceEmulator(Emulator):
     name = "binance"
     requests_per_second = 20  # Binance spot: 6,000 request weight per minute per IP, simplified
     connection_lifetime = 24 * 3600.0  # "A single connection to the API is only valid for 24 hours"
+    # A regular account's spot rates, 0.1% (the makerCommission / takerCommission of 10 bps
+    # that GET /api/v3/account answers), paid without BNB discount: in the asset received.
+    fees = FeeSchedule(maker_bps=Decimal(10), taker_bps=Decimal(10))
+    fee_asset = FeeAsset.RECEIVED
 
     def __init__(self, venue: Any) -> None:
         super().__init__(venue)

@@ -26,6 +26,10 @@ limit per second), X-Bapi-Limit-Status (what remains of it), X-Bapi-Limit-Reset-
 (now, or when the limit resets once exceeded). A signed request is processed only if
 server_time - recv_window <= timestamp < server_time + 1000 (docs/v5/guide.mdx), else 10002.
 
+Fees: 0.1% of each fill, in the coin received (buy: base coin, sell: quote coin), reported
+as `execFee` / `feeCurrency` / `feeRate` on executions and `cumFeeDetail` on orders, and
+taken from that coin's wallet balance.
+
 Not emulated: derivatives, options, margin, batch endpoints, TP/SL orders, the websocket
 trade API (`/v5/trade`), per-endpoint limits (one limit per key), pagination
 cursors (one page of up to `limit` items).
@@ -45,9 +49,10 @@ from typing import Any
 from aiohttp import web
 
 from tradebus.schemas.values import OrderType, RejectReason, Side
+from tradebus.simulator.rules import FeeSchedule
 
 from ..server import Emulator
-from ..venue import EmulatedOrder, EmulatedVenue, Refused
+from ..venue import EmulatedOrder, EmulatedVenue, FeeAsset, Refused
 from . import render
 from .candles import INTERVALS, Candles
 from .streams import BybitStreams
@@ -61,6 +66,10 @@ POST_ONLY_CHECK = 0.02  # seconds from a crossing PostOnly's acceptance to its c
 class BybitEmulator(Emulator):
     name = "bybit"
     requests_per_second = 20  # Bybit spot: 20 requests per second per UID on private endpoints
+    # The non-VIP spot rates, 0.1% maker and taker, charged in the coin received (buy: base,
+    # sell: quote; docs/v5/enum.mdx "Spot Fee Currency Instruction").
+    fees = FeeSchedule(maker_bps=Decimal(10), taker_bps=Decimal(10))
+    fee_asset = FeeAsset.RECEIVED
 
     def __init__(self, venue: EmulatedVenue) -> None:
         super().__init__(venue)

@@ -171,7 +171,7 @@ def execution(o: EmulatedOrder, fill: EmulatedFill) -> dict[str, Any]:
         "orderType": order_type(o), "stopOrderType": "", "execFee": number(fill.fee), "feeCurrency": fill.fee_currency,
         "execId": str(fill.trade_id), "execPrice": number(fill.price), "execQty": number(fill.quantity),
         "execType": "Trade", "execValue": number(value), "execTime": str(fill.ts // 1_000_000), "isMaker": fill.maker,
-        "feeRate": number(fill.fee / value if value else Decimal(0)), "tradeIv": "", "markIv": "", "markPrice": "",
+        "feeRate": number(fill.fee_rate), "tradeIv": "", "markIv": "", "markPrice": "",
         "indexPrice": "", "underlyingPrice": "", "blockTradeId": "", "closedSize": "", "seq": fill.trade_id,
         "isLeverage": "0",
     }

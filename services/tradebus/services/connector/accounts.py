@@ -10,7 +10,8 @@ are left out (Binance lists every asset it has).
 
 Positions are per instrument, signed, with average entry price and realized pnl, the paper
 venue's arithmetic (`apply_fill`, which the paper venue uses too): derived from the account's own fills as they are published (spot
-venues keep no positions of their own) and, where a venue reports positions (Alpaca), set
+venues keep no positions of their own; a spot fill's fee paid in the base asset, as Binance and
+Bybit charge a buy's, is not held: `held_change`) and, where a venue reports positions (Alpaca), set
 to the venue's quantity and average price whenever it is read: the venue's word wins, the
 realized pnl is ours. After a restart both come back from the journal (the connector's own
 account events), then the venue's snapshot corrects them.
@@ -28,7 +29,7 @@ from typing import Protocol
 
 import msgspec
 
-from tradebus.schemas.events import Balance, BalanceUpdate, FillEventBase, PositionUpdate
+from tradebus.schemas.events import Balance, BalanceUpdate, Fill, FillEventBase, PositionUpdate
 from tradebus.schemas.values import Side
 
 ZERO = Decimal(0)
@@ -87,8 +88,7 @@ class AccountBook:
                     and event.event_id not in self._applied):
                 self._applied.add(event.event_id)
                 position = self._positions.setdefault(event.symbol, _Position())
-                signed = event.fill.quantity if event.fill.side is Side.BUY else -event.fill.quantity
-                apply_fill(position, signed, event.fill.price)
+                apply_fill(position, held_change(event.symbol, event.fill), event.fill.price)
                 position.ts = max(position.ts, event.ts_event)
                 result.append(self._position_event(event.symbol, position, event.event_id + FILL_SUFFIX, event.ts_recv))
         return result
@@ -134,6 +134,17 @@ class AccountBook:
     def _next_id(self) -> str:
         self._count += 1
         return f"{self.venue}.{self.account}:account.{self._started}.{self._count}"
+
+
+def held_change(symbol: str, fill: Fill) -> Decimal:
+    """What a fill changes the holding of its instrument by, signed: its quantity, less the
+    fee where that is paid in the base asset of a spot pair (`BASE/QUOTE`). A spot venue that
+    charges in the asset received (Binance, Bybit: a buy pays in the base asset) credits the
+    quantity bought less the fee, and that is what can be sold. A contract (`BASE/QUOTE:SETTLE`)
+    or an instrument without a pair name holds the quantity traded, whatever its fee."""
+    signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
+    base, pair, quote = symbol.partition("/")
+    return signed - fill.fee if pair and ":" not in quote and fill.fee_currency == base else signed
 
 
 class Held(Protocol):

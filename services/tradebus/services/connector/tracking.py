@@ -17,7 +17,8 @@ When the update carries the trade itself (id, price, fee) the fill event uses it
 comes with the order's trades as the venue lists them (`trades`, which the connector reads
 for a snapshot that lacks its trade), there is one fill event per trade not published yet.
 Otherwise the fill is derived from the change of cumulative quantity and average price, with
-an id built from the venue order id; its fee is the change of the order's cumulative fee
+a trade id marked as made up here (`derived:<venue order id>:<cumulative quantity>`, see the
+schema's `Fill`); its fee is the change of the order's cumulative fee
 where the venue reports one (`cum_fee`), else zero with no currency: a fee the venue did not
 state is never made up.
 """
@@ -31,6 +32,7 @@ import msgspec
 
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
 from tradebus.schemas.events import (
+    DERIVED_TRADE_ID_PREFIX,
     Fill,
     OrderAccepted,
     OrderCancelled,
@@ -158,13 +160,16 @@ class OrderTracker:
         return tracked is not None and modify_id in tracked.modify_ids
 
     def lacks_trade(self, snapshot: OrderSnapshot) -> bool:
-        """Whether `snapshot` reports fills not published yet without the trade they were."""
+        """Whether `snapshot` reports fills not published yet without the trades they were
+        (neither its last trade nor the trades it lists account for them)."""
         tracked = self._orders.get(snapshot.client_order_id)
         published = ZERO if tracked is None else tracked.cum
         if snapshot.filled <= published or (tracked is not None and tracked.status in TERMINAL_STATUSES):
             return False
         trade = snapshot.last_trade
-        return trade is None or trade.quantity != snapshot.filled - published
+        if trade is not None and trade.quantity == snapshot.filled - published:
+            return False
+        return not _unpublished(snapshot.trades, published, snapshot.filled)
 
     def latest(self, client_order_id: str) -> OrderEvent | None:
         tracked = self._orders.get(client_order_id)
@@ -320,7 +325,8 @@ class OrderTracker:
             return [self._fill(coid, tracked, snapshot, self._reported(tracked, trade), trade.ts or ts, now)
                     for trade in unpublished]
         fee = max(ZERO, snapshot.cum_fee - tracked.fees) if snapshot.cum_fee is not None else ZERO
-        fill = Fill(trade_id=f"{snapshot.venue_order_id}:{_text(snapshot.filled)}", side=tracked.side,
+        derived_id = f"{DERIVED_TRADE_ID_PREFIX}{snapshot.venue_order_id}:{_text(snapshot.filled)}"
+        fill = Fill(trade_id=derived_id, side=tracked.side,
                     price=self._derived_price(tracked, snapshot, quantity), quantity=quantity, fee=fee,
                     fee_currency=snapshot.fee_currency if snapshot.cum_fee is not None else "",
                     liquidity=LiquiditySide.TAKER)

@@ -71,9 +71,11 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
     trigger = decimal(order.get("triggerPrice") or order.get("stopPrice"))
     price = decimal(order.get("price"))
     order_type = _order_type(order.get("type"), trigger, price)
-    trades = order.get("trades") or []
+    # ccxt's trades of the order: those it parsed from the order itself (Binance's `fills` of a
+    # place answered FULL) or saw on the stream before; each becomes a fill of its own.
+    trades = tuple(trade_report(trade) for trade in order.get("trades") or [])
     info = order.get("info") or {}
-    last_trade = trade_report(trades[-1]) if trades else _binance_stream_trade(info)
+    last_trade = trades[-1] if trades else _binance_stream_trade(info)
     cum_fee, fee_currency = _cumulative_fee(order, info)
     return OrderSnapshot(
         client_order_id=client_order_id(order),
@@ -92,6 +94,7 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
         filled=filled,
         average_price=decimal(order.get("average")),
         last_trade=last_trade,
+        trades=trades,
         cum_fee=cum_fee,
         fee_currency=fee_currency,
         ts=nanos(order.get("lastUpdateTimestamp") or order.get("lastTradeTimestamp") or order.get("timestamp")),
