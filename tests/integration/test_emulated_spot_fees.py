@@ -16,23 +16,19 @@ from tradebus.emulators.binance import BinanceEmulator
 from tradebus.emulators.bybit import BybitEmulator
 from tradebus.emulators.server import Emulator
 
-from . import test_binance_emulator, test_bybit_emulator
+from .emulatortests import ccxt_client
 
 SYMBOL = "BTC/USDT"
 RATE = Decimal("0.001")  # both venues' regular spot rate, maker and taker
-VENUES = {
-    "binance": (BinanceEmulator, test_binance_emulator),
-    "bybit": (BybitEmulator, test_bybit_emulator),
-}
+VENUES: dict[str, type[Emulator]] = {"binance": BinanceEmulator, "bybit": BybitEmulator}
 
 
 @pytest.fixture(params=sorted(VENUES))
 async def exchange(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     """A ccxt client configured as the connector configures it, against a fresh emulator."""
-    kind, module = VENUES[request.param]
-    emulator: Emulator = kind.create(credentials={module.API_KEY: module.API_SECRET}, tick_interval=0.02)
+    emulator = VENUES[request.param].create(credentials={"fees-key": "fees-secret"}, tick_interval=0.02)
     await emulator.start()
-    client = module.client(emulator)
+    client = ccxt_client(emulator)
     try:
         await client.load_markets()
         yield client
