@@ -18,8 +18,12 @@ def _command_paths(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) 
     subparsers = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
     if not subparsers:
         return [" ".join(path)]
-    return [found for action in subparsers for name, sub in action.choices.items()
-            for found in _command_paths(sub, (*path, name))]
+    return [
+        found
+        for action in subparsers
+        for name, sub in action.choices.items()
+        for found in _command_paths(sub, (*path, name))
+    ]
 
 
 def test_every_command_of_the_parser_has_one_handler_and_the_table_nothing_else() -> None:
@@ -46,6 +50,9 @@ def test_no_command_module_imports_the_entry_point() -> None:
     importing_main = []
     for module in CLI.glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module, node.level) in (("main", 1), ("tradebus.cli.main", 0)):
+            if isinstance(node, ast.ImportFrom) and (node.module, node.level) in (
+                ("main", 1),
+                ("tradebus.cli.main", 0),
+            ):
                 importing_main.append(module.name)
     assert importing_main == []

@@ -85,4 +85,10 @@ def test_the_service_command_line_of_tradebus_run() -> None:
     run = [sys.executable, "-m", "tradebus.cli.main", "run"]
     assert service_command("risk") == [*run, "risk"]
     assert service_command("connector.binance", "--config", "t.toml") == [
-        *run, "connector", "--venue", "binance", "--config", "t.toml"]
+        *run,
+        "connector",
+        "--venue",
+        "binance",
+        "--config",
+        "t.toml",
+    ]

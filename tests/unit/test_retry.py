@@ -92,8 +92,9 @@ def test_retry_waits_between_failures_and_returns_the_first_success() -> None:
             raise failures.pop(0)
         return "connected"
 
-    result = asyncio.run(retry(attempt, on=(ConnectionError,), backoff=backoff(time),
-                               on_failure=lambda exc: heard.append(str(exc))))
+    result = asyncio.run(
+        retry(attempt, on=(ConnectionError,), backoff=backoff(time), on_failure=lambda exc: heard.append(str(exc)))
+    )
     assert result == "connected" and time.slept == [0.5, 1.0] and heard == ["down", "still down"]
 
 

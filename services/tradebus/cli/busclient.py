@@ -42,8 +42,10 @@ def client_bus_identity(args: argparse.Namespace) -> tuple[Credentials | None, T
         return getattr(args, name, None) or os.environ.get(f"TRADEBUS_NATS_{name.upper()}", "")
 
     path = option("credentials")
-    return (load_credentials(path) if path else None,
-            TlsFiles(ca=option("tls_ca"), cert=option("tls_cert"), key=option("tls_key")))
+    return (
+        load_credentials(path) if path else None,
+        TlsFiles(ca=option("tls_ca"), cert=option("tls_cert"), key=option("tls_key")),
+    )
 
 
 async def connect_client(args: argparse.Namespace, name: str) -> BusConnection:
@@ -59,8 +61,14 @@ async def connect_client(args: argparse.Namespace, name: str) -> BusConnection:
 
     credentials, tls = client_bus_identity(args)
     return await connect_bus(
-        client_nats_url(args), name=name, credentials=credentials, tls=tls_context(tls), connect_timeout=2,
-        max_reconnect_attempts=5, reconnect_time_wait=0.5, error_cb=report_refusals,
+        client_nats_url(args),
+        name=name,
+        credentials=credentials,
+        tls=tls_context(tls),
+        connect_timeout=2,
+        max_reconnect_attempts=5,
+        reconnect_time_wait=0.5,
+        error_cb=report_refusals,
     )
 
 

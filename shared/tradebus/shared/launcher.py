@@ -49,8 +49,15 @@ class LaunchError(RuntimeError):
 
 
 class ChildProcess:
-    def __init__(self, argv: Sequence[str], log_path: str | os.PathLike[str], *, die_with_parent: bool = False,
-                 own_session: bool = False, pass_fds: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path: str | os.PathLike[str],
+        *,
+        die_with_parent: bool = False,
+        own_session: bool = False,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
         self.argv = list(argv)
         self.log_path = Path(log_path)
         self.die_with_parent = die_with_parent
@@ -65,8 +72,14 @@ class ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.log_offset = log.tell()
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=self.own_session, pass_fds=self.pass_fds)
+            self.process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=self.own_session,
+                pass_fds=self.pass_fds,
+            )
         return self.process
 
     @property
