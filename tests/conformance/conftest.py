@@ -1,4 +1,4 @@
-"""The venues under test: paper (no emulator) and every emulated remote venue."""
+"""The venues under test: every venue with a spec, a remote one through its emulator."""
 
 from __future__ import annotations
 
@@ -7,21 +7,23 @@ from collections.abc import AsyncIterator
 import nats
 import pytest
 
-from tradebus.emulators.registry import emulator_class
-from tradebus.services.connector.registry import connector_class
+from tradebus.services.connector.venuespecs import venue_spec
 from tradebus.shared.natsserver import NatsServer
 
-from .testbed import API_KEY, API_SECRET, REMOTE_VENUES, VenueUnderTest
+from .testbed import API_KEY, API_SECRET, VenueUnderTest, venues_under_test
 
 
-@pytest.fixture(params=["paper", *REMOTE_VENUES])
+@pytest.fixture(params=venues_under_test())
 async def testbed(request: pytest.FixtureRequest, nats_server: NatsServer) -> AsyncIterator[VenueUnderTest]:
     venue = request.param
+    spec = venue_spec(venue)
     emulator = None
-    if venue != "paper":
+    if not spec.embedded:
+        if spec.emulator is None:  # said, not hidden: the venue is not conformance-tested yet
+            pytest.skip(f"{venue}: its spec names no emulator yet (venues/_template/README.md, step 4)")
         try:
-            emulator_type = emulator_class(venue)
-            connector_class(venue)
+            emulator_type = spec.emulator_class()
+            spec.connector_class()
         except ModuleNotFoundError as exc:  # a venue whose folder is not written yet: said, not hidden
             pytest.skip(f"{venue}: its emulator or connector is missing ({exc.name} not found)")
         emulator = emulator_type.create(credentials={API_KEY: API_SECRET}, tick_interval=0.05)

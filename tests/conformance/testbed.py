@@ -1,8 +1,8 @@
 """One venue under test: its connector as a service on a real nats-server and, for a remote
 venue, its emulator driven through the real SDK and the emulator's control API.
 
-A venue joins the conformance suite with one emulator (services/tradebus/emulators/) and
-one line in `REMOTE_VENUES`; the paper venue is its own venue and needs no emulator.
+Every venue with a spec (connector/venuespecs.py) is under test: a remote one through the
+emulator its spec names, an embedded one (paper) as it is.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType
 from tradebus.services.connector.base import VenueConnector
 from tradebus.services.connector.config import ConnectorConfig
 from tradebus.services.connector.service import ConnectorService
+from tradebus.services.connector.venuespecs import VENUE_SPECS
 from tradebus.services.settings import Settings, venue_config
 from tradebus.shared.natsserver import NatsServer
 
@@ -41,9 +42,13 @@ from ..integration.helpers import (
     wait_until,
 )
 
-REMOTE_VENUES = ["binance", "bybit", "alpaca"]
 API_KEY, API_SECRET = "conformance-key", "conformance-secret-5f1c"
 _ids = itertools.count(1)
+
+
+def venues_under_test() -> list[str]:
+    """Read at collection: a venue registered later (a test's throw-away venue) is listed too."""
+    return list(VENUE_SPECS)
 
 
 def new_id(prefix: str = "cf") -> str:

@@ -31,9 +31,9 @@ from tradebus.schemas.market import Quote
 from tradebus.schemas.values import MarketDataKind, OrderType, Side, TimeInForce
 from tradebus.services.connector.service import ConnectorService
 from tradebus.services.connector.venues.ccxt.connector import rebased
-from tradebus.services.connector.venues.paper.market import Level, MarketUpdate
 from tradebus.services.settings import Settings, venue_config
 from tradebus.shared.natsserver import NatsServer
+from tradebus.simulator.market import Level, MarketUpdate
 
 from .helpers import collect, event_decoder, market_decoder, route, running_service, wait_until
 

@@ -991,6 +991,7 @@ def test_the_package_builds_from_the_image_build_context(tmp_path: Path) -> None
                    "tradebus/services/connector/service.py"):
         assert module in names
     assert "tradebus = tradebus.cli.main:main" in entry_points
+    assert not [name for name in names if "/venues/_template/" in name], "the venue template is no venue to ship"
 
 
 # --- Prometheus, docs -----------------------------------------------------------------------

@@ -71,6 +71,10 @@ def test_halt_and_resume_from_the_cli(fleet: Fleet) -> None:
     assert tradebus("halt", "--reason", "test", env=fleet.env).returncode == 0
     refused = tradebus(*PLACE[:-1], "halted-1", env=fleet.env)
     assert refused.returncode == 1 and "fleet_halted" in refused.stdout
+    # The order manager never saw the refused place (risk kept it from ROUTE): the rejection carries its terms.
+    listed = tradebus("orders", env=fleet.env)
+    line = next(line for line in listed.stdout.splitlines() if "halted-1" in line)
+    assert "rejected" in line and "(fleet_halted) buy 0.5 BTC/USDT market" in line, line
     assert tradebus("resume", env=fleet.env).returncode == 0
     accepted = tradebus(*PLACE[:-1], "resumed-1", env=fleet.env)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr

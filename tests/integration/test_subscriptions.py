@@ -28,10 +28,10 @@ from tradebus.schemas.market import Instrument, Quote
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind
 from tradebus.services.connector.config import ConnectorConfig
-from tradebus.services.connector.venues.paper.rules import InstrumentSpec
 from tradebus.services.risk.service import RiskService
 from tradebus.services.settings import Settings
 from tradebus.shared.natsserver import NatsServer
+from tradebus.simulator.rules import InstrumentSpec
 
 from ..conftest import REPO
 from .helpers import (

@@ -13,11 +13,10 @@ from tradebus.cli.main import _parser
 from tradebus.cli.numbers import derived, plain
 from tradebus.cli.orders import _record_line, describe
 from tradebus.cli.ticks import describe as describe_tick
-from tradebus.schemas.commands import PlaceOrder
 from tradebus.schemas.events import OrderFilled, OrderRejected
-from tradebus.schemas.lifecycle import OrderRecord
+from tradebus.schemas.lifecycle import apply_event
 from tradebus.schemas.market import Quote
-from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side
+from tradebus.schemas.values import OrderType, RejectReason, Side
 
 from .examples import EXAMPLES, FILL, MD, ORDER, T
 
@@ -48,15 +47,14 @@ def test_a_fill_line_shows_exact_prices_a_rounded_average_and_the_fee_currency()
     assert "fee 0 (currency not reported)" in describe(unreported)
 
 
-def test_a_rejection_shows_the_terms_of_the_command_that_was_sent() -> None:
-    sent = PlaceOrder(client_order_id="c1", venue="paper", account="demo", symbol="AAPL", side=Side.BUY,
-                      order_type=OrderType.LIMIT, quantity=D("5"), price=D("250.00"))
-    rejected = OrderRejected(**ORDER, reason=RejectReason.PRICE_COLLAR, message="price 250 is 30% off the last quote")
-    assert "buy 5 AAPL limit @ 250 price_collar: price 250" in describe(rejected, sent)
-    record = OrderRecord(client_order_id="c1", venue="paper", account="demo", symbol="AAPL", status=OrderStatus.REJECTED,
-                         reject_reason=RejectReason.PRICE_COLLAR, created_at=T, updated_at=T)
-    assert "(price_collar) buy 5 AAPL limit @ 250, filled 0" in _record_line(record, sent)
-    assert "(price_collar) ? ? AAPL" in _record_line(record)  # nothing known: said so, not invented
+def test_a_rejection_and_its_record_show_the_refused_terms() -> None:
+    rejected = OrderRejected(**ORDER, reason=RejectReason.PRICE_COLLAR, message="price 250 is 30% off the last quote",
+                             side=Side.BUY, order_type=OrderType.LIMIT, quantity=D("5"), price=D("250.00"))
+    assert "buy 5 BRK.B limit @ 250 price_collar: price 250" in describe(rejected)
+    record = apply_event(None, rejected, now=T)  # the order manager's record of it
+    assert "(price_collar) buy 5 BRK.B limit @ 250, filled 0" in _record_line(record)
+    unknown = msgspec.structs.replace(record, side=None, quantity=None, order_type=None, price=None)
+    assert "(price_collar) ? ? BRK.B" in _record_line(unknown)  # nothing known: said so, not invented
 
 
 def test_a_quote_line_has_no_float_artefacts() -> None:

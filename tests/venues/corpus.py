@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tradebus.services.connector.venuespecs import venue_spec
+
 HERE = Path(__file__).parent
 # Values that belong to the moment of an answer, compared by presence only.
 VOLATILE = frozenset({"time"})
@@ -33,6 +35,13 @@ class Recorded:
             return self.venue_code
         code = self.body.get("code", self.body.get("retCode"))
         return None if code is None else str(code)
+
+
+def corpus_venues(sdk: str | None = None) -> list[str]:
+    """The venues with a folder of recorded payloads; with `sdk`, those whose spec runs on that
+    SDK (connector/venuespecs.py: any ccxt exchange id has the ccxt connector's)."""
+    venues = sorted(path.parent.name for path in HERE.glob("*/corpus"))
+    return [venue for venue in venues if sdk is None or venue_spec(venue).sdk == sdk]
 
 
 def errors(venue: str) -> list[Recorded]:

@@ -11,9 +11,9 @@ import pytest
 
 from tradebus.services.connector.venues.ccxt import parsing
 
-from .corpus import RecordedBalances, balances
+from .corpus import RecordedBalances, balances, corpus_venues
 
-RECORDED = [recorded for venue in ("binance", "bybit", "okx") for recorded in balances(venue)]
+RECORDED = [recorded for venue in corpus_venues(sdk="ccxt") for recorded in balances(venue)]
 # The balance each exchange's watchBalance returns for a spot / unified trading account (OKX
 # keeps its one trading account's balance at the top).
 ACCOUNT_TYPE = {"binance": "spot", "bybit": "unified", "okx": None}

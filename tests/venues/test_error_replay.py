@@ -14,8 +14,9 @@ from alpaca.common.exceptions import APIError
 from tradebus.services.connector.errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
 from tradebus.services.connector.venues.alpaca import parsing as alpaca_parsing
 from tradebus.services.connector.venues.ccxt import parsing as ccxt_parsing
+from tradebus.services.connector.venuespecs import VENUE_SPECS
 
-from .corpus import Recorded, errors
+from .corpus import Recorded, corpus_venues, errors
 
 STATE_CHANGING = frozenset({"place", "amend", "cancel"})
 OUTCOMES: dict[str, type[VenueError]] = {
@@ -39,7 +40,10 @@ URLS = {
 # HTTP 200 and an `error` array; OKX and KuCoin decide by the body's code (ccxt reads it
 # before the status), recorded without a status.
 DEFAULT_STATUS = {"binance": 400, "bybit": 200, "kraken": 200, "okx": 200, "kucoin": 200}
-CCXT_VENUES = ("binance", "bybit", "kraken", "okx", "kucoin")
+CCXT_VENUES = corpus_venues(sdk="ccxt")
+# Every remote venue with a spec has an error corpus; a corpus may come first (Kraken, OKX
+# and KuCoin run on the ccxt connector without a spec line of their own).
+REMOTE_VENUES = sorted({*corpus_venues(), *(name for name, spec in VENUE_SPECS.items() if spec.needs_credentials)})
 
 
 def ccxt_exception(recorded: Recorded) -> Exception:
@@ -105,7 +109,7 @@ def test_a_message_ccxt_raises_without_the_body_is_read_from_the_last_answer() -
     assert stale.venue_code is None and stale.reason.value == "venue_rejected"
 
 
-@pytest.mark.parametrize("venue", ["alpaca", *CCXT_VENUES])
+@pytest.mark.parametrize("venue", REMOTE_VENUES)
 def test_every_corpus_file_names_its_source(venue: str) -> None:
     recorded = errors(venue)
     assert recorded, f"no corpus for {venue}"

@@ -17,9 +17,9 @@ from tradebus.schemas.events import FillEventBase, OrderEvent
 from tradebus.services.connector.tracking import OrderTracker
 from tradebus.services.connector.venues.ccxt import parsing
 
-from .corpus import RecordedFrames, RecordedTrades, fills, trades
+from .corpus import RecordedFrames, RecordedTrades, corpus_venues, fills, trades
 
-VENUES = ("binance", "bybit", "kraken", "okx", "kucoin")
+VENUES = corpus_venues(sdk="ccxt")
 RECORDED = [recorded for venue in VENUES for recorded in fills(venue)]
 TRADES = [recorded for venue in VENUES for recorded in trades(venue)]
 # The markets the recorded frames trade (venue id, base, quote), as ccxt's load_markets would

@@ -72,10 +72,16 @@ class OrderAccepted(OrderEventBase, frozen=True, kw_only=True, tag="accepted"):
 
 
 class OrderRejected(OrderEventBase, frozen=True, kw_only=True, tag="rejected"):
-    """The place command was refused (by risk or the venue). Terminal."""
+    """The place command was refused (by risk or the venue). Terminal. Carries the refused
+    order's terms, so a listing of a refused order says what was refused (`null` only from
+    publishers older than these fields)."""
 
     reason: RejectReason
     message: Text = ""
+    side: Side | None = None
+    order_type: OrderType | None = None
+    quantity: Decimal | None = None
+    price: Decimal | None = None
 
 
 class OrderTriggered(OrderEventBase, frozen=True, kw_only=True, tag="triggered"):
@@ -263,6 +269,7 @@ def command_refused(command: OrderCommand, *, event_id: str, reason: RejectReaso
         return OrderRejected(
             event_id=event_id, client_order_id=command.client_order_id, venue=command.venue, account=command.account,
             symbol=command.symbol, reason=reason, message=message[:1024], ts_event=now, ts_recv=now,
+            side=command.side, order_type=command.order_type, quantity=command.quantity, price=command.price,
         )
     action, client_order_id, request_id = command_identity(command)
     return CommandRejected(

@@ -202,6 +202,10 @@ def apply_event(record: OrderRecord | None, event: OrderEvent, now: int) -> Orde
                        stop_price=event.stop_price, time_in_force=event.time_in_force)
     elif isinstance(event, OrderRejected):
         changes.update(reject_reason=event.reason, last_message=event.message)
+        # a place risk refused never reached ROUTE: its terms come with the rejection
+        refused_terms = {"side": event.side, "order_type": event.order_type, "quantity": event.quantity,
+                         "price": event.price}
+        changes.update({name: value for name, value in refused_terms.items() if getattr(record, name) is None})
     elif isinstance(event, FillEventBase):
         changes.update(cum_quantity=event.cum_quantity, avg_price=event.avg_price)
     elif isinstance(event, OrderModified):

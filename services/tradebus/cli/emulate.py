@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-from tradebus.emulators.registry import emulator_class
+from tradebus.services.connector.venuespecs import venue_spec
 
 from . import tomlfile
 
@@ -30,7 +30,7 @@ def credentials(venue: str, api_key: str | None = None, api_secret: str | None =
 
 async def _emulate(args: argparse.Namespace) -> int:
     try:
-        emulator_type = emulator_class(args.venue)
+        emulator_type = venue_spec(args.venue).emulator_class()
     except ValueError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 2

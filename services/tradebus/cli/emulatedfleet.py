@@ -15,6 +15,8 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradebus.services.connector.venuespecs import DEFAULT_VENUE, emulated_venues, venue_spec
+
 from . import tomlfile
 
 if TYPE_CHECKING:  # aiohttp (the emulators extra) is loaded only when a venue is emulated
@@ -25,9 +27,9 @@ EMULATED_ACCOUNT = "demo"  # the paper venue's account too: one `--account` for 
 
 
 def missing_dependency(venue: str, exc: ImportError) -> str:
-    """An optional extra is named after the package it installs (ccxt, alpaca), or emulators."""
+    """The extra to install: the emulators' (aiohttp) or the one the venue's spec names."""
     package = (exc.name or "a package").split(".")[0]
-    extra = "emulators" if package == "aiohttp" else package
+    extra = "emulators" if package == "aiohttp" else venue_spec(venue).extra or package
     return f"tradebus: {venue} needs the Python package {package!r}: pip install 'tradebus[{extra}]'"
 
 
@@ -38,15 +40,18 @@ class EmulatedVenues:
         self.credential_env: dict[str, dict[str, str]] = {}  # venue -> its connector's credential variables
 
     def create(self, venues: list[str]) -> str | None:
-        """Build an emulator per venue; the reason to refuse, if any."""
-        if not venues:
-            return "tradebus: --emulate needs a --venue to emulate (binance, bybit or alpaca)"
-        for venue in venues:
+        """Build an emulator per venue that is not embedded (simulated by its own connector);
+        the reason to refuse, if any."""
+        try:
+            remote = [venue for venue in venues if not venue_spec(venue).embedded]
+        except ValueError as exc:
+            return f"tradebus: {exc}"
+        if not remote:
+            return f"tradebus: --emulate needs a --venue to emulate ({', '.join(emulated_venues())})"
+        for venue in remote:
             api_key, api_secret = f"demo-{secrets.token_hex(6)}", secrets.token_urlsafe(24)
             try:
-                from tradebus.emulators.registry import emulator_class
-
-                self.emulators[venue] = emulator_class(venue).create(credentials={api_key: api_secret})
+                self.emulators[venue] = venue_spec(venue).emulator_class().create(credentials={api_key: api_secret})
             except ValueError as exc:
                 return f"tradebus: {exc}"
             except ImportError as exc:
@@ -75,7 +80,7 @@ class EmulatedVenues:
             table = emulator.connector_config(account=EMULATED_ACCOUNT, api_key="", api_secret="")
             venues[venue] = {key: value for key, value in table.items() if key not in ("api_key", "api_secret")}
         risk = document.setdefault("risk", {})
-        risk["venues"] = sorted({*risk.get("venues", ["paper"]), *self.emulators})
+        risk["venues"] = sorted({*risk.get("venues", [DEFAULT_VENUE]), *self.emulators})
         return document
 
     def urls(self) -> dict[str, str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tradebus.schemas.values import TICK_KINDS
+from tradebus.services.connector.venuespecs import DEFAULT_VENUE, emulated_venues
 from tradebus.shared.version import VERSION
 
 from .busclient import DEFAULT_NATS_URL, run_client
@@ -73,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", parents=[address], help="run the whole fleet on an embedded NATS server")
     up.add_argument("--nats-port", type=int, default=None, help="port of the embedded NATS server (default 4222)")
-    up.add_argument("--venue", action="append", help="venue connector to run (repeatable; default paper)")
+    up.add_argument("--venue", action="append", help=f"venue connector to run (repeatable; default {DEFAULT_VENUE})")
     up.add_argument("--config", help="settings file (TOML), passed to every service")
     up.add_argument("--data-dir", help="where NATS keeps its streams and services their logs")
     up.add_argument("--emulate", action="store_true",
@@ -98,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
                                   "variable is empty")
 
     emulate = commands.add_parser("emulate", help="serve a venue's emulator (its REST and websocket API) locally")
-    emulate.add_argument("venue", help="venue to emulate (binance, ...)")
+    emulate.add_argument("venue", help=f"venue to emulate ({', '.join(emulated_venues())})")
     emulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     emulate.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     emulate.add_argument("--account", default="demo", help="account name for the printed connector settings")
@@ -108,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", parents=[common], help="run one service in the foreground (what a container runs)")
     run.add_argument("service", choices=SERVICES, help="which service: %(choices)s")
-    run.add_argument("--venue", default="paper", help="venue of a connector (default %(default)s)")
+    run.add_argument("--venue", default=DEFAULT_VENUE, help="venue of a connector (default %(default)s)")
     run.add_argument("--config", help="settings file (TOML)")
 
     ticks = commands.add_parser("ticks", parents=[common], help="print normalized market data")

@@ -44,6 +44,7 @@ from tradebus.schemas.events import (
 )
 from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.values import OrderType, RejectReason, Side, TimeInForce
+from tradebus.services.connector.venuespecs import DEFAULT_VENUE
 
 from .busclient import connect_client
 from .numbers import derived, plain
@@ -59,7 +60,7 @@ def add_order_commands(commands: argparse._SubParsersAction, common: argparse.Ar
     order = commands.add_parser("order", help="place, modify and cancel orders")
     order_commands = order.add_subparsers(dest="subcommand", required=True)
     target = argparse.ArgumentParser(add_help=False, parents=[common])
-    target.add_argument("--venue", default="paper", help="venue whose connector executes it (default %(default)s)")
+    target.add_argument("--venue", default=DEFAULT_VENUE, help="venue whose connector executes it (default %(default)s)")
     target.add_argument("--account", default="demo", help="account at the venue (default %(default)s)")
     target.add_argument("--json", action="store_true", help="print each event as its wire JSON")
     target.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the venue (default 10)")
@@ -159,8 +160,8 @@ def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def describe(event: OrderEvent, command: OrderCommand | None = None) -> str:
-    """One readable line; `command` (the one this CLI sent) supplies the terms a rejection lacks."""
+def describe(event: OrderEvent) -> str:
+    """One readable line."""
     tag = event.__struct_config__.tag
     if isinstance(event, CommandRejected):
         return f"{tag:<17} {event.action.value} refused: {event.reason.value} {event.message}"
@@ -171,9 +172,8 @@ def describe(event: OrderEvent, command: OrderCommand | None = None) -> str:
         return (f"{head} {_terms(event.side, event.quantity, event.symbol, event.order_type, event.price)} "
                 f"(venue id {event.venue_order_id})")
     if isinstance(event, OrderRejected):
-        sent = command if isinstance(command, PlaceOrder) and command.client_order_id == event.client_order_id else None
-        terms = _terms(sent.side, sent.quantity, sent.symbol, sent.order_type, sent.price) + " " if sent else ""
-        return f"{head} {terms}{event.reason.value}: {event.message}"
+        terms = _terms(event.side, event.quantity, event.symbol, event.order_type, event.price)
+        return f"{head} {terms} {event.reason.value}: {event.message}"
     if isinstance(event, FillEventBase):
         fill = event.fill
         return (f"{head} {plain(fill.quantity)} @ {plain(fill.price)} ({fill.liquidity.value}, fee {_fee(fill)}); "
@@ -228,7 +228,7 @@ async def _follow(client: Client, ticket: OrderTicket, args: argparse.Namespace)
             if isinstance(command, CancelAllOrders):
                 return 1  # no single order to look up
             return await _show_record(client, ticket, args) or 1
-        print(encode(event).decode() if args.json else describe(event, command), flush=True)
+        print(encode(event).decode() if args.json else describe(event), flush=True)
         if ticket.is_answer(event):
             if _reused_order_id(command, event):  # the order under that id is what the user needs to see
                 await _show_record(client, ticket, args)
@@ -256,16 +256,11 @@ async def _show_record(client: Client, ticket: OrderTicket, args: argparse.Names
     if args.json:
         print(encode(record).decode(), flush=True)
     else:
-        print(_record_line(record, ticket.command if isinstance(ticket.command, PlaceOrder) else None), flush=True)
+        print(_record_line(record), flush=True)
     return 0
 
 
-def _record_line(record: OrderRecord, sent: PlaceOrder | None = None) -> str:
-    """The order manager keeps no terms for an order it only saw rejected: the place command
-    this CLI sent (`sent`) knows them."""
-    if sent is not None and sent.client_order_id == record.client_order_id and record.side is None:
-        record = msgspec.structs.replace(record, side=sent.side, quantity=sent.quantity, order_type=sent.order_type,
-                                         price=sent.price)
+def _record_line(record: OrderRecord) -> str:
     reason = f" ({record.reject_reason.value})" if record.reject_reason else ""
     return (f"{record.venue:<8} {record.account:<10} {record.client_order_id:<26} {record.status.value:<17}{reason} "
             f"{_terms(record.side, record.quantity, record.symbol, record.order_type, record.price)}, "

@@ -12,6 +12,7 @@ from importlib import import_module
 
 import msgspec
 
+from tradebus.services.connector.venuespecs import venue_spec
 from tradebus.services.settings import Settings, load_settings, venue_config
 from tradebus.shared.config import EXIT_CONFIG, ConfigError
 from tradebus.shared.logs import setup_logging
@@ -34,7 +35,7 @@ def build_service(name: str, settings: Settings, venue: str) -> Service:
         from tradebus.services.connector.service import ConnectorService
 
         config = venue_config(settings, venue)
-        if venue != "paper":  # missing credentials: refused here, not after connecting to the bus
+        if venue_spec(venue).needs_credentials:  # missing: refused here, not after connecting to the bus
             venue_credentials(venue, api_key=getattr(config, "api_key", None), api_secret=getattr(config, "api_secret", None))
         return ConnectorService(settings, venue=venue, venue_config=config)
     module_name, class_name = SERVICES[name].split(":")

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tradebus.services.connector.venuespecs import DEFAULT_VENUE
 from tradebus.shared.busaccess import connect_bus
 from tradebus.shared.config import EXIT_CONFIG, ConfigError
 from tradebus.shared.credentials import Credentials, load_credentials, new_password, write_credentials
@@ -118,7 +119,7 @@ def nats_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 2
-    venues = tuple(args.venue or ["paper"])
+    venues = tuple(args.venue or [DEFAULT_VENUE])
     if args.check_environment:
         return check_environment(deploy_fleet(venues, tenants), os.environ)
     if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_verify_clients and not args.tls_ca):

@@ -25,6 +25,7 @@ import nats
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.subjects import Family
+from tradebus.services.connector.venuespecs import DEFAULT_VENUE
 from tradebus.services.settings import load_settings
 from tradebus.shared.busaccess import connect_bus
 from tradebus.shared.config import EXIT_CONFIG, ConfigError
@@ -160,11 +161,11 @@ async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lo
                      stop_grace: float) -> int:
     fleet = EmulatedVenues(args.config or os.environ.get("TRADEBUS_CONFIG"))
     if args.emulate:
-        refusal = fleet.create([venue for venue in (args.venue or []) if venue != "paper"])
+        refusal = fleet.create(args.venue or [])
         if refusal is not None:
             print(refusal, file=sys.stderr)
             return 2
-    venues = tuple(args.venue or ["paper"])
+    venues = tuple(args.venue or [DEFAULT_VENUE])
     port = _nats_port(args)
     try:
         secure = prepare(data_dir, venues, EMULATED_ACCOUNT, args.tenants, port) if args.secure else None

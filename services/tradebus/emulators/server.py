@@ -37,8 +37,8 @@ import msgspec
 from aiohttp import web
 
 from tradebus.schemas.values import OrderType, RejectReason, Side, TimeInForce
-from tradebus.services.connector.venues.paper.config import default_instruments
-from tradebus.services.connector.venues.paper.rules import FeeSchedule, InstrumentSpec
+from tradebus.simulator.market import default_instruments
+from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
 
 from .faults import Fault, FaultKind
 from .venue import EmulatedVenue, Refused
@@ -132,7 +132,7 @@ class Emulator(ABC):
 
     @classmethod
     def listed_instruments(cls) -> list[InstrumentSpec]:
-        """What the emulated venue lists (by default: the paper venue's crypto pairs)."""
+        """What the emulated venue lists (by default: the simulated market's crypto pairs)."""
         return [spec for spec in default_instruments() if spec.asset_class == "crypto"]
 
     @classmethod

@@ -1,10 +1,11 @@
-"""The engine behind every venue emulator: the paper venue's matching engine and simulated
-market, plus the order records a venue's API reports.
+"""The engine behind every venue emulator: the simulated exchange and market
+(tradebus.simulator, shared with the paper venue), plus the order records a venue's API
+reports.
 
 An emulator (binance/, bybit/, alpaca/, ...) is a thin translation layer: it decodes the
 venue's wire requests into `PlaceOrder` / `ModifyOrder` / `CancelOrder` commands, runs them
 here, and renders `EmulatedOrder` records and market updates in the venue's own payload
-shapes. Matching, fees, balances and the random-walk market are the paper venue's, so every
+shapes. Matching, fees, balances and the random-walk market are the simulator's, so every
 emulator trades the same way and behaves like a real market (resting orders fill later,
 partial fills happen, stops trigger).
 
@@ -45,10 +46,9 @@ from tradebus.schemas.events import (
     PositionUpdate,
 )
 from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side, TimeInForce
-from tradebus.services.connector.venues.paper.config import PaperConfig
-from tradebus.services.connector.venues.paper.exchange import PaperExchange
-from tradebus.services.connector.venues.paper.market import MarketUpdate, RandomWalk
-from tradebus.services.connector.venues.paper.rules import FeeSchedule, InstrumentSpec
+from tradebus.simulator.exchange import SimulatedExchange
+from tradebus.simulator.market import MarketSettings, MarketUpdate, RandomWalk
+from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
 
 from .faults import FaultPlan
 
@@ -127,16 +127,16 @@ class EmulatedVenue:
         seed: int | None = 1,
         tick_interval: float = 0.1,
     ) -> None:
-        paper = PaperConfig(seed=seed, tick_interval=tick_interval)
+        market = MarketSettings(seed=seed)
         if instruments is not None:
-            paper = msgspec.structs.replace(paper, instruments=instruments)
-        self.instruments = {spec.symbol: spec for spec in paper.instruments}
+            market = msgspec.structs.replace(market, instruments=instruments)
+        self.instruments = {spec.symbol: spec for spec in market.instruments}
         self.credentials = dict(credentials)
         self.revoked: set[str] = set()
         opening_cash = cash or {"USDT": Decimal("1000000"), "USD": Decimal("1000000")}
-        self.exchange = PaperExchange(
-            venue=ENGINE_VENUE, instruments=paper.instruments, accounts={key: opening_cash for key in credentials},
-            fees=fees or paper.fees, clock=time.time_ns,
+        self.exchange = SimulatedExchange(
+            venue=ENGINE_VENUE, instruments=market.instruments, accounts={key: opening_cash for key in credentials},
+            fees=fees or FeeSchedule(), clock=time.time_ns,
         )
         self.faults = FaultPlan()
         self.orders: dict[int, EmulatedOrder] = {}
@@ -145,7 +145,7 @@ class EmulatedVenue:
         self._trade_ids = itertools.count(5_000_001)
         self._order_listeners: list[OrderListener] = []
         self._market_listeners: list[MarketListener] = []
-        self._walk = RandomWalk(paper)
+        self._walk = RandomWalk(market)
         self._tick_interval = tick_interval
         self.last_market: dict[str, MarketUpdate] = {}
         self._feed: asyncio.Task[None] | None = None

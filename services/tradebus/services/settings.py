@@ -19,8 +19,8 @@ from tradebus.shared.service import RuntimeSettings
 
 from .audit.config import AuditConfig
 from .connector.config import ConnectorConfig
-from .connector.registry import connector_class
 from .connector.venues.paper.config import PaperConfig
+from .connector.venuespecs import venue_spec
 from .oms.config import OmsConfig
 from .risk.config import RiskConfig
 
@@ -48,12 +48,14 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
 
 
 def venue_config(settings: Settings, venue: str, env: Mapping[str, str] | None = None) -> msgspec.Struct:
-    """The settings of a venue: `[paper]`, or `[venues.<venue>]` overridden by environment
-    variables `TRADEBUS_VENUES__<VENUE>__<KEY>` (e.g. TRADEBUS_VENUES__BINANCE__TESTNET)."""
-    if venue == "paper":
-        return settings.paper
-    config_type = connector_class(venue).config_type
+    """The settings of a venue: its own section (`[paper]`) where its spec names one, else
+    `[venues.<venue>]` overridden by environment variables `TRADEBUS_VENUES__<VENUE>__<KEY>`
+    (e.g. TRADEBUS_VENUES__BINANCE__TESTNET), as the type its spec names."""
+    spec = venue_spec(venue)
+    if spec.section is not None:
+        section: msgspec.Struct = getattr(settings, spec.section)
+        return section
     return load_config(
-        config_type, table=(f"[venues.{venue}]", settings.venues.get(venue, {})), env=env,
+        spec.config_class(), table=(f"[venues.{venue}]", settings.venues.get(venue, {})), env=env,
         prefix=f"{ENV_PREFIX}VENUES__{venue.upper()}__",
     )

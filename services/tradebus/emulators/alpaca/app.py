@@ -38,8 +38,8 @@ import msgpack
 from aiohttp import WSMsgType, web
 
 from tradebus.schemas.values import RejectReason, Side
-from tradebus.services.connector.venues.paper.market import MarketUpdate
-from tradebus.services.connector.venues.paper.rules import FeeSchedule, InstrumentSpec
+from tradebus.simulator.market import MarketUpdate
+from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
 
 from ..server import Emulator, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, Refused

@@ -52,7 +52,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from tradebus.schemas.values import OrderStatus, RejectReason, TimeInForce
-from tradebus.services.connector.venues.paper.market import Level, MarketUpdate
+from tradebus.simulator.market import Level, MarketUpdate
 
 from ..server import Emulator, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, Refused

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tradebus.services.connector.venues.paper.market import Level, MarketUpdate
+from tradebus.simulator.market import Level, MarketUpdate
 
 from ..server import StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, EmulatedVenue, Refused

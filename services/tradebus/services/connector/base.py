@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -22,6 +22,7 @@ VenueEvent = OrderEvent | AccountEvent
 EmitEvents = Callable[[Sequence[VenueEvent]], object]
 ReadJournal = Callable[[], Awaitable[list[VenueEvent]]]
 ReportStatus = Callable[[ServiceState, str], None]
+ConfigT = TypeVar("ConfigT")  # a venue's settings type (a msgspec Struct), named by its spec (venuespecs.py)
 
 
 def _not_reported(state: ServiceState, detail: str) -> None:
@@ -38,17 +39,17 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     market_data: frozenset[MarketDataKind]
 
 
-class VenueConnector(ABC):
-    """One venue, one process. `config_type` is the venue's section of the settings."""
+class VenueConnector(ABC, Generic[ConfigT]):
+    """One venue, one process. `config` is the venue's section of the settings, of the type
+    its spec names: `class BinanceConnector(RemoteVenueConnector[BinanceConfig])`."""
 
-    config_type: ClassVar[type[msgspec.Struct]]
     capabilities: Capabilities  # set by each venue (class attribute, or in __init__ when it depends on config)
 
     def __init__(
         self,
         *,
         venue: str,
-        config: Any,
+        config: ConfigT,
         market_data: MarketDataPublisher,
         emit: EmitEvents,
         read_journal: ReadJournal,

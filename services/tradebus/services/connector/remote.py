@@ -9,18 +9,12 @@ order path relies on:
 - Start-up: connect, rebuild the published order state from the journal, reconcile it
   with the venue (its open orders, and every order we think is still working), publish
   what changed while we were away; only then are commands consumed.
-- Place: a place under a client order id the connector knows is recognized by its terms:
-  the same terms are our own order delivered again (after a bus restart the delivery count
-  starts over), answered with its latest event; other terms a `command_rejected`. A venue
-  refusing a duplicate client order id triggers a look-up by client order id with the same
-  rule: an order of ours is never answered with a rejection. Another refusal becomes
-  `rejected`; a busy venue is retried after its retry-after, else after the fleet's back-off
-  (retry.py; the venue did nothing); an unknown outcome is resolved by looking the order up by client
-  order id, repeatedly, and the place is re-sent only once the venue has confirmed it does
-  not know the order; if it stays unknown the order is left pending for reconciliation,
-  never re-sent blindly.
+- Place (placement.py): a re-delivered place is recognized by its terms, an order of ours
+  is never answered with a rejection, and an unknown outcome is resolved by looking the
+  order up, never by re-sending blindly.
 - Private-stream loss: commands wait (up to `command_wait`) while the connector reconnects
-  (after a back-off with jitter, retry.py) and reconciles; market streams publish a gap and then a reconnected marker.
+  (after a back-off with jitter, retry.py) and reconciles; market streams publish a gap and
+  then a reconnected marker.
 - Auth failure: the connector reports DEGRADED with the reason on its status subject and
   answers commands with AUTH_FAILED until the credentials work again.
 - Every request goes through one rate limiter: the venue's documented rate proactively,
@@ -38,19 +32,17 @@ import logging
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from tradebus.schemas.commands import (
-    PLACE_TERMS,
     CancelAllOrders,
     CancelOrder,
     ModifyOrder,
     OrderCommand,
     PlaceOrder,
     command_dedupe_id,
-    terms_differences,
 )
 from tradebus.schemas.events import CommandAction, CommandRejected, cancel_all_done
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderStatus, RejectReason, ServiceState
@@ -60,6 +52,7 @@ from .accountfeed import AccountFeed
 from .base import VenueConnector, VenueEvent
 from .errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
 from .marketdata import MarketStream
+from .placement import Placement
 from .ratelimit import RateLimiter
 from .tracking import OrderSnapshot, OrderTracker, TradeReport
 
@@ -68,8 +61,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 BUSY_BACKOFF = 0.5  # seconds: bound of the first wait after a busy answer without a retry-after
 MarketMessage = msgspec.Struct  # a market.py message with seq=0; the base numbers it
-# The terms a venue's order report carries (OrderSnapshot, and OrderAccepted built from one).
-VENUE_REPORTED_TERMS = tuple(name for name in PLACE_TERMS if name != "expire_time")
 
 
 class RemoteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -86,7 +77,23 @@ class RemoteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     account_refresh_delay: float = 0.2  # seconds after a fill before the venue's balances are read (fills coalesce)
 
 
-class RemoteVenueConnector(AccountFeed, VenueConnector):
+class RemoteVenueConfig(Protocol):
+    """What every remote venue's settings carry (its own fields besides)."""
+
+    @property
+    def account(self) -> str: ...
+
+    @property
+    def subscribe(self) -> list[str]: ...
+
+    @property
+    def resilience(self) -> RemoteSettings: ...
+
+
+RemoteConfigT = TypeVar("RemoteConfigT", bound=RemoteVenueConfig)
+
+
+class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]):
     """Subclasses implement the venue primitives below; `account` is the one venue account
     this process trades (one connector process per venue and account)."""
 
@@ -248,99 +255,6 @@ class RemoteVenueConnector(AccountFeed, VenueConnector):
         return latest, unknown
 
     # --- commands --------------------------------------------------------------------------------
-    async def _place(self, command: PlaceOrder) -> list[VenueEvent]:
-        if self.tracker.knows(command.client_order_id):
-            return self._placed_again(command, self.tracker.placed(command.client_order_id))
-        violation = self._instrument_violation(command)
-        if violation is not None:
-            return list(self.tracker.rejected(command, violation[0], violation[1], time.time_ns()))
-        self.tracker.submitting(command)
-        try:
-            snapshot = await self._call(lambda: self.submit(command))
-        except OrderRefused as exc:
-            if exc.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID:
-                return await self._duplicate_at_venue(command)
-            return list(self.tracker.rejected(command, exc.reason, exc.message, time.time_ns()))
-        except AuthFailed as exc:
-            return list(self.tracker.rejected(command, RejectReason.AUTH_FAILED, exc.message, time.time_ns()))
-        except VenueBusy as exc:
-            self.tracker.forget(command.client_order_id)
-            return list(self.tracker.rejected(command, RejectReason.VENUE_UNAVAILABLE, exc.message, time.time_ns()))
-        except OutcomeUnknown:
-            return await self._resolve_unknown_place(command)
-        return list(await self._track(snapshot))
-
-    def _placed_again(self, command: PlaceOrder, placed: object | None) -> list[VenueEvent]:
-        """A place under a known client order id: with the terms it was `placed` with, the
-        order's latest event (none before the venue answered); else a `command_rejected`."""
-        differences = ["its terms are not known"] if placed is None else terms_differences(
-            placed, command, VENUE_REPORTED_TERMS)
-        if not differences:
-            latest = self.tracker.latest(command.client_order_id)
-            return [latest] if latest is not None else []
-        return [self._command_rejected(command, CommandAction.PLACE, RejectReason.DUPLICATE_CLIENT_ORDER_ID,
-                                       f"client order id already used by another order: {', '.join(differences)}",
-                                       time.time_ns())]
-
-    async def _duplicate_at_venue(self, command: PlaceOrder) -> list[VenueEvent]:
-        """The venue holds an order under this client order id that the journal did not show:
-        ours (same terms, e.g. sent before a crash) gets its events published; another, or
-        none found, a refusal, the tracker forgetting the place it never made."""
-        coid = command.client_order_id
-        try:
-            snapshot = await self._call(lambda: self.lookup(coid, command.symbol))
-        except (VenueBusy, OutcomeUnknown):
-            log.warning("duplicate client order id; look-up failed, left for reconciliation", extra={"client_order_id": coid})
-            return []
-        if snapshot is not None and not terms_differences(snapshot, command, VENUE_REPORTED_TERMS):
-            return list(await self._track(snapshot))
-        self.tracker.forget(coid)
-        if snapshot is None:
-            return [self._command_rejected(command, CommandAction.PLACE, RejectReason.DUPLICATE_CLIENT_ORDER_ID,
-                                           "client order id already used at the venue", time.time_ns())]
-        return self._placed_again(command, snapshot)
-
-    def _instrument_violation(self, command: PlaceOrder) -> tuple[RejectReason, str] | None:
-        """The instrument's rules, checked before sending: SDKs round prices and sizes to
-        the venue's precision on their own, which would trade other terms than requested."""
-        instrument = next((i for i in self.instruments() if i.symbol == command.symbol), None)
-        if instrument is None:
-            return RejectReason.UNKNOWN_INSTRUMENT, f"{self.venue} does not list {command.symbol}"
-        for name in ("price", "stop_price"):
-            value = getattr(command, name)
-            if value is not None and value % instrument.tick_size:
-                return RejectReason.TICK_SIZE, f"{name} {value} is not a multiple of the tick size {instrument.tick_size}"
-        if command.quantity % instrument.lot_size or command.quantity < instrument.min_quantity:
-            return RejectReason.LOT_SIZE, (
-                f"quantity {command.quantity} is not a multiple of {instrument.lot_size} of at least {instrument.min_quantity}"
-            )
-        reference = command.price or command.stop_price
-        if reference is not None and reference * command.quantity < instrument.min_notional:
-            return RejectReason.MIN_NOTIONAL, f"notional below the venue's minimum of {instrument.min_notional}"
-        return None
-
-    async def _resolve_unknown_place(self, command: PlaceOrder) -> list[VenueEvent]:
-        """The place may or may not have reached the venue: ask, and re-send only after the
-        venue has said it does not know the order (it refuses a duplicate client order id,
-        so even a late arrival of the first request cannot make a second order)."""
-        log.warning("place outcome unknown; looking the order up", extra={"client_order_id": command.client_order_id})
-        backoff = Backoff(self.settings.lookup_interval)
-        for _ in range(self.settings.lookup_attempts):
-            await backoff.wait()
-            with contextlib.suppress(VenueBusy, OutcomeUnknown):
-                snapshot = await self._call(lambda: self.lookup(command.client_order_id, command.symbol))
-                if snapshot is not None:
-                    return list(await self._track(snapshot))
-                try:
-                    snapshot = await self._call(lambda: self.submit(command))
-                except OrderRefused as exc:
-                    if exc.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID:
-                        continue  # the first request arrived meanwhile: look it up again
-                    return list(self.tracker.rejected(command, exc.reason, exc.message, time.time_ns()))
-                return list(await self._track(snapshot))
-        log.error("place outcome still unknown; left for reconciliation", extra={"client_order_id": command.client_order_id})
-        return []
-
     async def _modify(self, command: ModifyOrder) -> list[VenueEvent]:
         coid = command.client_order_id
         if not self.tracker.knows(coid):

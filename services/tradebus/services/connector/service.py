@@ -48,8 +48,8 @@ from .events import EventPublisher
 from .heldcancels import HeldCancels, unknown_order
 from .journal import journal_subjects, read_events
 from .marketdata import MarketDataPublisher
-from .registry import connector_class
 from .subscriptions import SubscriptionDesk
+from .venuespecs import venue_spec
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class ConnectorService(Service):
         self.events = EventPublisher(self.bus, self.metrics)
         self.spawn(self.events.run(), name="event-publisher")
         market_data = MarketDataPublisher(self.bus, self.venue)
-        self.connector = connector_class(self.venue)(
+        self.connector = venue_spec(self.venue).connector_class()(
             venue=self.venue, config=self.venue_config, market_data=market_data, emit=self.events.submit,
             read_journal=functools.partial(read_events, self.bus, journal_subjects(self.venue),
                                            on_unreadable=self.quarantine.hold),

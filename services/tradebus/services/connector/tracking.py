@@ -199,7 +199,8 @@ class OrderTracker:
         ))
         tracked.status = OrderStatus.REJECTED
         event = OrderRejected(
-            **self._base(command.client_order_id, tracked, "rejected", now), reason=reason, message=message[:1024]
+            **self._base(command.client_order_id, tracked, "rejected", now), reason=reason, message=message[:1024],
+            side=command.side, order_type=command.order_type, quantity=command.quantity, price=command.price,
         )
         tracked.latest = event
         return [event]
@@ -223,7 +224,8 @@ class OrderTracker:
                 tracked.status = OrderStatus.REJECTED
                 events.append(OrderRejected(
                     **self._base(coid, tracked, "rejected", ts, now), reason=RejectReason.VENUE_REJECTED,
-                    message=snapshot.message[:1024],
+                    message=snapshot.message[:1024], side=snapshot.side, order_type=snapshot.order_type,
+                    quantity=snapshot.quantity, price=snapshot.price,
                 ))
                 tracked.latest = events[-1]
                 return events

@@ -68,9 +68,7 @@ MESSAGE_TYPES = {MarketDataKind.QUOTE: "q", MarketDataKind.TRADE: "t"}
 LISTING_LIMIT = 500  # Alpaca's maximum orders per listing
 
 
-class AlpacaConnector(RemoteVenueConnector):
-    config_type = AlpacaConfig
-    config: AlpacaConfig
+class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
     default_requests_per_second = 200 / 60  # Alpaca: 200 requests per minute per key
 
     def __init__(self, **kwargs: Any) -> None:

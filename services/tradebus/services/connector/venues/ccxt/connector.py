@@ -68,9 +68,7 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-class CcxtConnector(RemoteVenueConnector):
-    config_type = CcxtConfig
-    config: CcxtConfig
+class CcxtConnector(RemoteVenueConnector[CcxtConfig]):
 
     def __init__(self, **kwargs: Any) -> None:
         config: CcxtConfig = kwargs["config"]

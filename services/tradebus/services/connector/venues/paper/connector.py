@@ -19,11 +19,11 @@ from decimal import Decimal
 from tradebus.schemas.commands import OrderCommand
 from tradebus.schemas.market import Bar, BookChange, BookDelta, BookLevel, BookSnapshot, Instrument, Quote, Trade
 from tradebus.schemas.values import MarketDataKind, OrderType, Side, TimeInForce
+from tradebus.simulator.exchange import SimulatedExchange
+from tradebus.simulator.market import Level, MarketUpdate, RandomWalk, RecordedBar, Replay, TradePrint
 
 from ...base import Capabilities, VenueConnector, VenueEvent
 from .config import PaperConfig
-from .exchange import PaperExchange
-from .market import Level, MarketUpdate, RandomWalk, RecordedBar, Replay, TradePrint
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +58,16 @@ class _BarBuilder:
         return finished
 
 
-class PaperConnector(VenueConnector):
-    config_type = PaperConfig
+class PaperConnector(VenueConnector[PaperConfig]):
     capabilities = Capabilities(
         order_types=frozenset(OrderType), time_in_force=frozenset(TimeInForce), modify=True,
         market_data=frozenset(MarketDataKind) - {MarketDataKind.INSTRUMENT},
     )
-    config: PaperConfig
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         config = self.config
-        self.exchange = PaperExchange(
+        self.exchange = SimulatedExchange(
             venue=self.venue, instruments=config.instruments, accounts=config.accounts, fees=config.fees,
             slippage_bps=config.slippage_bps, allow_short=config.allow_short, clock=time.time_ns,
         )

@@ -1,8 +1,9 @@
-"""Where the paper venue's market comes from: a random walk, or a recorded file replayed.
+"""The simulated market: what it lists, and where its prices come from: a random walk, or a
+recorded file replayed.
 
 Both produce `MarketUpdate`s: the displayed book (when it changed), a trade print and, for
-recordings that contain them, finished bars. The connector turns these into wire messages
-and feeds them to the matching engine.
+recordings that contain them, finished bars. Their owner (the paper connector, a venue
+emulator) turns these into wire messages and feeds them to the simulated exchange.
 """
 
 from __future__ import annotations
@@ -15,12 +16,59 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
+
 from tradebus.schemas.values import Aggressor
 
-from .config import PaperConfig, ReplaySettings
 from .rules import InstrumentSpec
+from .state import Level
 
-Level = tuple[Decimal, Decimal]
+
+def _crypto(symbol: str, price: str, lot: str) -> InstrumentSpec:
+    base, quote = symbol.split("/")
+    return InstrumentSpec(
+        symbol=symbol, base=base, quote=quote, tick_size=Decimal("0.01"), lot_size=Decimal(lot),
+        min_quantity=Decimal(lot), min_notional=Decimal("5"), initial_price=Decimal(price),
+    )
+
+
+def _equity(symbol: str, price: str) -> InstrumentSpec:
+    return InstrumentSpec(
+        symbol=symbol, base=symbol, quote="USD", tick_size=Decimal("0.01"), lot_size=Decimal("1"),
+        min_quantity=Decimal("1"), min_notional=Decimal("1"), initial_price=Decimal(price), asset_class="equity",
+    )
+
+
+def default_instruments() -> list[InstrumentSpec]:
+    # BRK.B is here on purpose: its `.` must survive the trip through a subject token.
+    return [
+        _crypto("BTC/USDT", "60000", "0.00001"),
+        _crypto("ETH/USDT", "3000", "0.0001"),
+        _crypto("SOL/USDT", "150", "0.001"),
+        _equity("AAPL", "190"),
+        _equity("BRK.B", "420"),
+    ]
+
+
+class MarketSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The instruments listed, and how the random walk moves their prices."""
+
+    instruments: list[InstrumentSpec] = msgspec.field(default_factory=default_instruments)
+    seed: int | None = None  # fixes the random walk
+    volatility_bps: float = 3.0  # standard deviation of one step of the mid price
+    spread_ticks: int = 2
+    book_depth: int = 10
+    level_notional: Decimal = Decimal("50000")  # typical displayed notional per book level
+    trade_probability: float = 0.3  # chance of a market trade per instrument per step
+
+
+class ReplaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Replay recorded data instead of the random walk. See docs/paper-venue.md for the
+    columns of the CSV / Parquet file."""
+
+    path: str
+    speed: float = 1.0  # 2.0 = twice as fast as recorded; 0 = as fast as possible
+    loop: bool = False
 
 
 @dataclass(slots=True)
@@ -98,7 +146,7 @@ class RandomWalk:
     touch at `spread_ticks`, deeper levels on a fixed grid about one basis point apart (so a
     small move changes a few levels, as on a real book), and random market trades at the touch."""
 
-    def __init__(self, config: PaperConfig) -> None:
+    def __init__(self, config: MarketSettings) -> None:
         self._config = config
         self._rng = random.Random(config.seed)
         self._states = [_WalkState(spec, config.level_notional) for spec in config.instruments]

@@ -1,8 +1,7 @@
-"""The paper venue's market sources: random walk and replay."""
+"""The simulated market's sources: random walk and replay."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -10,9 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradebus.schemas.values import Aggressor
-from tradebus.services.connector.venues.paper.config import PaperConfig, ReplaySettings
-from tradebus.services.connector.venues.paper.connector import _BarBuilder
-from tradebus.services.connector.venues.paper.market import RandomWalk, Replay
+from tradebus.simulator.market import MarketSettings, RandomWalk, Replay, ReplaySettings, default_instruments
 
 SECOND = 1_000_000_000
 
@@ -20,7 +17,7 @@ SECOND = 1_000_000_000
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32), volatility=st.floats(0.1, 50))
 def test_the_random_walk_always_shows_a_valid_book(seed: int, volatility: float) -> None:
-    config = PaperConfig(seed=seed, volatility_bps=volatility)
+    config = MarketSettings(seed=seed, volatility_bps=volatility)
     walk = RandomWalk(config)
     specs = {spec.symbol: spec for spec in config.instruments}
     for step in range(50):
@@ -40,33 +37,21 @@ def test_the_random_walk_always_shows_a_valid_book(seed: int, volatility: float)
 
 
 def test_the_same_seed_gives_the_same_market() -> None:
-    first, second = RandomWalk(PaperConfig(seed=3)), RandomWalk(PaperConfig(seed=3))
+    first, second = RandomWalk(MarketSettings(seed=3)), RandomWalk(MarketSettings(seed=3))
     assert [u.bids for u in first.advance(1)] == [u.bids for u in second.advance(1)]
-
-
-def test_bars_aggregate_trades_on_interval_boundaries() -> None:
-    bars = _BarBuilder(60)
-    assert bars.add(10 * SECOND, Decimal("10"), Decimal("1")) is None
-    assert bars.add(20 * SECOND, Decimal("12"), Decimal("2")) is None
-    assert bars.add(59 * SECOND, Decimal("9"), Decimal("1")) is None
-    finished = bars.add(61 * SECOND, Decimal("11"), Decimal("5"))
-    assert finished is not None
-    assert (finished.start, finished.open, finished.high, finished.low, finished.close) == (
-        0, Decimal("10"), Decimal("12"), Decimal("9"), Decimal("9"))
-    assert (finished.volume, finished.trades) == (Decimal("4"), 3)
 
 
 def test_replay_reports_the_row_of_a_bad_record(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("ts_event,symbol,kind,price,size\n1,AAPL,trade,1,1\n2,AAPL,quote,,\n")
     with pytest.raises(ValueError, match="row 3"):
-        Replay(ReplaySettings(path=str(path)), PaperConfig().instruments)
+        Replay(ReplaySettings(path=str(path)), default_instruments())
 
 
 def test_replay_paces_rows_at_the_recorded_speed(tmp_path: Path) -> None:
     path = tmp_path / "pace.csv"
     path.write_text("ts_event,symbol,kind,price,size\n0,AAPL,trade,1,1\n1000000000,AAPL,trade,2,1\n")
-    replay = Replay(ReplaySettings(path=str(path), speed=2.0), PaperConfig().instruments)
+    replay = Replay(ReplaySettings(path=str(path), speed=2.0), default_instruments())
     assert len(replay.advance(100 * SECOND)) == 1
     assert replay.advance(100 * SECOND + SECOND // 4) == []  # 0.5 s of recording not yet due
     assert len(replay.advance(100 * SECOND + SECOND // 2)) == 1

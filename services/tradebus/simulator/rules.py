@@ -1,4 +1,4 @@
-"""Trading rules of the paper venue: instrument specs, the fee schedule and pure checks.
+"""Trading rules of the simulated exchange: instrument specs, the fee schedule and pure checks.
 
 `InstrumentSpec` and `FeeSchedule` are strict msgspec Structs so they load from a config
 file and a misspelt key is an error. The check helpers return a `Violation` naming the
@@ -31,7 +31,7 @@ class Violation(NamedTuple):
 
 
 class InstrumentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """An instrument of the paper venue: prices are multiples of `tick_size`, quantities
+    """An instrument of the simulated exchange: prices are multiples of `tick_size`, quantities
     multiples of `lot_size` and at least `min_quantity`, price x quantity at least
     `min_notional`. Cash and fees are in `quote`."""
 

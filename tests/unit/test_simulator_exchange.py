@@ -1,4 +1,4 @@
-"""The paper venue's simulated exchange: examples for every path, properties for the ledger
+"""The simulated exchange: examples for every path, properties for the ledger
 and matching invariants."""
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from tradebus.schemas.events import (
     PositionUpdate,
 )
 from tradebus.schemas.values import CancelReason, LiquiditySide, OrderType, RejectReason, Side, TimeInForce
-from tradebus.services.connector.venues.paper.exchange import PaperExchange
-from tradebus.services.connector.venues.paper.rules import (
+from tradebus.simulator.exchange import SimulatedExchange
+from tradebus.simulator.rules import (
     FeeSchedule,
     InstrumentSpec,
     ceil_to,
@@ -89,8 +89,8 @@ def exchange(
     clock: Clock | None = None,
     book: bool = True,
     instruments: list[InstrumentSpec] | None = None,
-) -> PaperExchange:
-    ex = PaperExchange(
+) -> SimulatedExchange:
+    ex = SimulatedExchange(
         venue="paper",
         instruments=instruments or [spec(), spec(ETH)],
         accounts={"a": {"USDT": D(cash)}, "b": {"USDT": D(cash)}},
@@ -160,11 +160,11 @@ def only(events: list[Any], kind: type) -> Any:
     return events[0]
 
 
-def rejected(ex: PaperExchange, command: OrderCommand) -> RejectReason:
+def rejected(ex: SimulatedExchange, command: OrderCommand) -> RejectReason:
     return only(ex.execute(command), OrderRejected).reason
 
 
-def command_rejected(ex: PaperExchange, command: OrderCommand) -> RejectReason:
+def command_rejected(ex: SimulatedExchange, command: OrderCommand) -> RejectReason:
     return only(ex.execute(command), CommandRejected).reason
 
 
@@ -692,7 +692,7 @@ def test_state_is_plain_data_that_round_trips() -> None:
 # Journal: restore, re-delivered commands, reconcile
 
 
-def restored(journal: list[Any], clock: Clock | None = None) -> tuple[PaperExchange, list[Any]]:
+def restored(journal: list[Any], clock: Clock | None = None) -> tuple[SimulatedExchange, list[Any]]:
     """A fresh venue like `exchange()`'s, rebuilt from `journal`, and what it still owes."""
     venue = exchange(book=False, clock=clock or Clock(T0 + NS))
     return venue, venue.restore(journal)
@@ -749,7 +749,7 @@ def test_restore_drops_the_orders_of_accounts_and_instruments_no_longer_configur
     journal = ex.execute(place("btc", Side.BUY, "1", "100"))
     journal += ex.execute(place("eth", Side.BUY, "1", "100", symbol=ETH))
     journal += ex.execute(place("b", Side.BUY, "1", "100", account="b"))
-    copy = PaperExchange(
+    copy = SimulatedExchange(
         venue="paper", instruments=[spec()], accounts={"a": {"USDT": D("1000000")}}, fees=FEES, clock=Clock()
     )
     assert copy.restore(journal) == []
@@ -900,7 +900,7 @@ def commands() -> st.SearchStrategy[tuple[str, Any]]:
 @dataclass
 class Session:
     fees: FeeSchedule
-    ex: PaperExchange
+    ex: SimulatedExchange
     clock: Clock
     config: dict[str, Any]  # the exchange's settings but its clock: to build a replica
     commands: dict[str, PlaceOrder] = field(default_factory=dict)
@@ -923,7 +923,7 @@ def sessions(draw: st.DrawFn) -> Session:
         "slippage_bps": draw(st.sampled_from([D("0"), D("3"), D("25")])),
         "allow_short": draw(st.booleans()),
     }
-    ex = PaperExchange(**config, clock=clock)
+    ex = SimulatedExchange(**config, clock=clock)
     session = Session(fees, ex, clock, config)
     session.events += ex.on_market(BTC, **draw(books()))
     # Each step: a command, then (mostly) a new book that may fill what rests.
@@ -1062,7 +1062,7 @@ def test_property_fok_fills_fully_or_not_at_all_in_sessions(session: Session) ->
 def test_property_fok_fills_fully_exactly_when_the_crossable_size_allows(
     side: Side, price: D, quantity: D, book: dict[str, Any]
 ) -> None:
-    ex = PaperExchange(
+    ex = SimulatedExchange(
         venue="paper", instruments=[SESSION_SPEC], accounts={"a": {"USDT": D("1000000")}}, fees=FEES, clock=Clock()
     )
     ex.on_market(BTC, **book)
@@ -1118,7 +1118,7 @@ def test_property_event_ids_are_unique(session: Session) -> None:
 def test_property_a_resting_limit_fills_as_maker_at_its_price_within_what_crossed(
     side: Side, price: D, quantity: D, later_books: list[dict[str, Any]]
 ) -> None:
-    ex = PaperExchange(
+    ex = SimulatedExchange(
         venue="paper", instruments=[SESSION_SPEC], accounts={"a": {"USDT": D("1000000")}}, fees=FEES, clock=Clock()
     )
     ex.execute(
@@ -1150,16 +1150,16 @@ def test_property_a_resting_limit_fills_as_maker_at_its_price_within_what_crosse
 RESTING = (TimeInForce.GTC, TimeInForce.DAY, TimeInForce.GTD)
 
 
-def replica(session: Session) -> PaperExchange:
+def replica(session: Session) -> SimulatedExchange:
     """A fresh venue with the session's settings, created when the session's was, its clock
     now where the session's is."""
     clock = Clock(session.ex._state.epoch)
-    venue = PaperExchange(**session.config, clock=clock)
+    venue = SimulatedExchange(**session.config, clock=clock)
     clock.now = session.clock.now
     return venue
 
 
-def without_books(venue: PaperExchange) -> Any:
+def without_books(venue: SimulatedExchange) -> Any:
     """The venue's state but its books, which the market, not the journal, brings back."""
     return msgspec.structs.replace(venue._state, books={})
 

@@ -1,0 +1,133 @@
+"""The simulated exchange's ledger: cash, positions and fees.
+
+Margin-account style: one cash balance per currency and a signed position per instrument,
+no base-currency balance. A buy debits price x quantity + fee from the quote currency, a
+sell credits price x quantity - fee. Fees are price x quantity x bps / 10000 exactly (maker
+or taker rate), charged in the quote currency and never in the pnl. Realized pnl accrues on
+reductions against the average entry price. Average prices are rounded to at most 12
+decimal places. Each fill emits the fill event, a BalanceUpdate of the quote currency and a
+PositionUpdate. `available` moves with placements and cancels too, which emit no
+BalanceUpdate: `balance` is always current.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tradebus.schemas.events import Balance, BalanceUpdate, Fill, OrderFilled, OrderPartiallyFilled, PositionUpdate
+from tradebus.schemas.values import LiquiditySide, OrderType, Side
+from tradebus.services.connector.accounts import apply_fill, round_price
+
+from .book import OrderBook
+from .events import EventBuilder
+from .rules import BPS
+from .state import ZERO, Core, Event, Order, Position
+
+
+class Ledger:
+    def __init__(self, core: Core, events: EventBuilder, book: OrderBook) -> None:
+        self._core = core
+        self._events = events
+        self._book = book
+
+    def fill(self, order: Order, price: Decimal, quantity: Decimal, liquidity: LiquiditySide) -> list[Event]:
+        core = self._core
+        spec = core.instruments[order.symbol]
+        core.state.trade_count += 1
+        fill = Fill(
+            trade_id=f"T{core.state.trade_count}",
+            side=order.side,
+            price=price,
+            quantity=quantity,
+            fee=core.fees.fee(price * quantity, liquidity),
+            fee_currency=spec.quote,
+            liquidity=liquidity,
+        )
+        self.settle(order, fill)
+        fill_event = self._events.order_event(
+            OrderPartiallyFilled if order.is_open else OrderFilled,
+            order,
+            fill=fill,
+            cum_quantity=order.cum_quantity,
+            leaves_quantity=order.leaves,
+            avg_price=round_price(order.cum_notional / order.cum_quantity),
+        )
+        return [
+            fill_event,
+            self.balance_update(order.account, spec.quote),
+            self.report_position(order.account, order.symbol),
+        ]
+
+    def settle(self, order: Order, fill: Fill) -> None:
+        """What a fill changes: the order's cumulative terms (it closes once nothing is left),
+        the quote currency's cash and the position."""
+        account = self._core.state.accounts[order.account]
+        quote = self._core.instruments[order.symbol].quote
+        notional = fill.price * fill.quantity
+        order.cum_quantity += fill.quantity
+        order.cum_notional += notional
+        if order.leaves == 0:
+            self._book.close(order)
+        buy = order.side is Side.BUY
+        account.cash[quote] = account.cash.get(quote, ZERO) + (-(notional + fill.fee) if buy else notional - fill.fee)
+        position = account.positions.setdefault(order.symbol, Position())
+        apply_fill(position, fill.quantity if buy else -fill.quantity, fill.price)
+
+    def balance_update(self, account: str, currency: str) -> BalanceUpdate:
+        now = self._core.now
+        return BalanceUpdate(
+            event_id=self._events.account_event_id(account),
+            venue=self._core.venue,
+            account=account,
+            balances=[self.balance(account, currency)],
+            ts_event=now,
+            ts_recv=now,
+        )
+
+    def report_position(self, account: str, symbol: str) -> PositionUpdate:
+        """A PositionUpdate of the position as it is now, under a new event id."""
+        position = self._core.state.accounts[account].positions[symbol]
+        position.event_id = self._events.account_event_id(account)
+        position.ts = self._core.now
+        return self._events.position_event(account, symbol, position)
+
+    def balance(self, account: str, currency: str) -> Balance:
+        total = self._core.state.accounts[account].cash.get(currency, ZERO)
+        return Balance(currency=currency, total=total, available=self.available(account, currency))
+
+    def available(self, account: str, currency: str, excluding: Order | None = None) -> Decimal:
+        """Cash minus what the account's open buys in `currency` may spend. A market order is
+        open only while it takes, and has spent what it fills by then: it locks nothing."""
+        instruments = self._core.instruments
+        locked = sum(
+            (
+                self.locked_by(o, o.leaves, o.price, o.stop_price)
+                for o in self._book.open(account=account, side=Side.BUY, excluding=excluding)
+                if o.order_type is not OrderType.MARKET and instruments[o.symbol].quote == currency
+            ),
+            ZERO,
+        )
+        return self._core.state.accounts[account].cash.get(currency, ZERO) - locked
+
+    def locked_by(self, order: Order, leaves: Decimal, price: Decimal | None, stop_price: Decimal | None) -> Decimal:
+        """The most a buy of `leaves` may cost as a taker, at the limit price if it has one,
+        else at the slipped stop price or best ask."""
+        spec = self._core.instruments[order.symbol]
+        if price is None:
+            reference = self._book.reference_price(order, price, stop_price)
+            price = self._book.slipped(spec, order.side, reference)
+        return leaves * price * (BPS + self._core.fees.taker_bps) / BPS
+
+    def position_quantity(self, order: Order) -> Decimal:
+        """The signed position of the order's account in its instrument."""
+        position = self._core.state.accounts[order.account].positions.get(order.symbol)
+        return ZERO if position is None else position.quantity
+
+    def reducible(self, order: Order) -> Decimal:
+        """How much of the position an order on its side would reduce without flipping it."""
+        position = self.position_quantity(order)
+        return max(-position if order.side is Side.BUY else position, ZERO)
+
+    def room(self, order: Order) -> Decimal:
+        """How much the order may fill now."""
+        return min(order.leaves, self.reducible(order)) if order.reduce_only else order.leaves

@@ -1,0 +1,72 @@
+"""The venue specs (connector/venuespecs.py), the one list of venues: each resolves to its
+parts, and each part ships. Any ccxt exchange id is a venue through the ccxt spec."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import tomllib
+import typing
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+
+from tradebus.emulators.server import Emulator
+from tradebus.services.connector.base import VenueConnector
+from tradebus.services.connector.venues.ccxt.connector import CcxtConnector
+from tradebus.services.connector.venues.paper.connector import PaperConnector
+from tradebus.services.connector.venuespecs import VENUE_SPECS, VenueSpec, venue_spec
+
+PYPROJECT = Path(__file__).parents[2] / "pyproject.toml"
+SPECS = list(VENUE_SPECS.values())
+
+
+def declared_config(connector: type[VenueConnector[typing.Any]]) -> object:
+    """The config type a connector class declares: `X(RemoteVenueConnector[XConfig])`."""
+    for cls in connector.__mro__:
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin = typing.get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, VenueConnector):
+                (config,) = typing.get_args(base)
+                if not isinstance(config, typing.TypeVar):
+                    return config
+    raise AssertionError(f"{connector.__name__} declares no config type")
+
+
+def test_registered_and_ccxt_venues() -> None:
+    assert venue_spec("paper").connector_class() is PaperConnector
+    assert venue_spec("binance").connector_class() is CcxtConnector
+    assert venue_spec("kraken").connector_class() is CcxtConnector  # not registered: a ccxt exchange id
+    assert venue_spec("kraken").needs_credentials and venue_spec("kraken").emulator is None
+
+
+def test_an_unknown_venue_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="any ccxt exchange id"):
+        venue_spec("no_such_venue")
+    with pytest.raises(ValueError, match="unknown venue '_template'"):  # the template is no venue
+        venue_spec("_template")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.name)
+def test_every_spec_resolves_to_a_connector_of_its_config(spec: VenueSpec) -> None:
+    connector = spec.connector_class()
+    assert issubclass(connector, VenueConnector) and not getattr(connector, "__abstractmethods__", None)
+    assert declared_config(connector) is spec.config_class()
+    assert spec.embedded == (spec.section is not None), "an embedded venue's settings are a section of its own"
+    if spec.emulator is not None:
+        assert issubclass(spec.emulator_class(), Emulator)
+    else:
+        assert spec.embedded, "a remote venue is tried offline and conformance-tested through its emulator"
+
+
+@pytest.mark.parametrize("spec", [spec for spec in SPECS if spec.extra], ids=lambda spec: spec.name)
+def test_every_spec_extra_is_packaged_and_installs_its_sdk(spec: VenueSpec) -> None:
+    extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
+    assert spec.extra in extras, f"pyproject.toml has no extra {spec.extra!r}"
+    assert spec.sdk is not None and importlib.util.find_spec(spec.sdk) is not None
+    requirements = {re.split(r"[<>=!~;\[ ]", requirement)[0].lower() for requirement in extras[spec.extra]}
+    installers = {name.lower() for name in packages_distributions().get(spec.sdk, [])}
+    assert requirements & installers, f"extra {spec.extra!r} ({requirements}) installs none of {installers}"
+    if spec.emulator is not None:  # the venue's extra brings its emulator's dependencies too
+        assert "tradebus[emulators]" in extras[spec.extra]
