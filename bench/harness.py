@@ -8,14 +8,16 @@ import contextlib
 import json
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+from tradebus.shared.launcher import ChildProcess
 from tradebus.shared.natsserver import NatsServer, free_port
+
+STOP_GRACE = 5.0  # seconds from a child's SIGTERM to its SIGKILL
 
 
 def event_loop_runner() -> Callable[[Coroutine[Any, Any, Any]], Any]:
@@ -29,32 +31,22 @@ def event_loop_runner() -> Callable[[Coroutine[Any, Any, Any]], Any]:
 
 # --- child processes ------------------------------------------------------------------------
 class Children:
-    """Subprocesses that are always torn down: SIGTERM, then SIGKILL after a grace period."""
+    """The bench's subprocesses (launcher.py), always torn down, newest first: SIGTERM, then
+    SIGKILL after STOP_GRACE."""
 
     def __init__(self) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.started: list[ChildProcess] = []
 
-    def start(self, command: list[str], *, env: dict[str, str] | None = None, log: Path) -> subprocess.Popen[bytes]:
-        with open(log, "ab") as out:
-            # Own session: a Ctrl-C in the terminal reaches only the bench, which stops them.
-            process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.processes.append(process)
-        return process
-
-    @staticmethod
-    def stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-        if process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    def start(self, command: list[str], *, env: dict[str, str] | None = None, log: Path) -> ChildProcess:
+        # Own session: a Ctrl-C in the terminal reaches only the bench, which stops them.
+        child = ChildProcess(command, log, own_session=True)
+        child.start(env)
+        self.started.append(child)
+        return child
 
     def stop_all(self) -> None:
-        for process in reversed(self.processes):
-            self.stop(process)
+        for child in reversed(self.started):
+            child.stop(STOP_GRACE)
 
 
 @contextlib.contextmanager

@@ -55,7 +55,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 import uuid
@@ -72,12 +71,12 @@ import psutil
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tradebus.schemas import subjects
-from tradebus.schemas.codecs import decoder, encode
+from tradebus.schemas.codecs import encode
 from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
 from tradebus.schemas.control import ListOrders, OmsReply
-from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import MarketDataKind, OrderType, ServiceState, Side, TimeInForce
+from tradebus.schemas.values import MarketDataKind, OrderType, Side, TimeInForce
 from tradebus.shared.bus import MSG_ID
+from tradebus.shared.launcher import ChildProcess, isolated_env, service_command, wait_ready
 from tradebus.shared.natsserver import NatsServer
 from tradebus.shared.topology import (
     AUDIT_CONSUMERS,
@@ -316,54 +315,35 @@ class Client:
 
 # --- the fleet ------------------------------------------------------------------------------
 class Fleet:
-    """The services as subprocesses, their heartbeats, and their processes for psutil."""
+    """The services as subprocesses (launcher.py), and their processes for psutil."""
 
     def __init__(self, nc: nats.NATS, url: str, work: Path, children: Children) -> None:
         self.nc, self.url, self.work, self.children = nc, url, work, children
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.status: dict[str, Any] = {}  # service -> latest ServiceStatus of our process
-        self._status_decoder = decoder(Family.STATUS)
+        self.services: dict[str, ChildProcess] = {}
         config = work / "tradebus.toml"
         config.write_text(CONFIG)
-        self.env = {key: value for key, value in os.environ.items() if not key.startswith("TRADEBUS_")}
-        self.env.update(TRADEBUS_NATS_URL=url, TRADEBUS_DATA_DIR=str(work / "data"), TRADEBUS_LOG_JSON="false",
-                        TRADEBUS_HEARTBEAT_INTERVAL="0.5", PYTHONUNBUFFERED="1")
+        self.env = isolated_env(TRADEBUS_NATS_URL=url, TRADEBUS_DATA_DIR=str(work / "data"), TRADEBUS_LOG_JSON="false",
+                                TRADEBUS_HEARTBEAT_INTERVAL="0.5", PYTHONUNBUFFERED="1")
         self.config = config
 
-    async def watch(self) -> None:
-        await self.nc.subscribe(f"{subjects.PREFIX}.status.>", cb=self._on_status)
-
-    async def _on_status(self, msg: Any) -> None:
-        status = self._status_decoder.decode(msg.data)
-        process = self.processes.get(status.service)
-        if process is not None and status.pid == process.pid:
-            self.status[status.service] = status
-
     def start(self, service: str) -> None:
-        argv = [sys.executable, "-m", "tradebus.cli.main", "run", service, "--config", str(self.config)]
-        if service == "connector":
-            argv += ["--venue", VENUE]
-        self.processes[service] = self.children.start(argv, env=self.env, log=self.work / f"{service}.log")
+        name = f"connector.{VENUE}" if service == "connector" else service
+        self.services[service] = self.children.start(service_command(name, "--config", str(self.config)),
+                                                     env=self.env, log=self.work / f"{service}.log")
 
     async def ready(self, *services: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         for service in services:
-            while (status := self.status.get(service)) is None or status.state is not ServiceState.READY:
-                process = self.processes[service]
-                if process.poll() is not None:
-                    log = self.work / f"{service}.log"
-                    raise RuntimeError(f"{service} exited with {process.returncode}; see {log}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{service} not ready in {timeout:.0f} s; see {self.work / f'{service}.log'}")
-                await asyncio.sleep(0.05)
+            await wait_ready(self.nc, service, self.services[service], max(0.1, deadline - time.monotonic()))
 
     def check_alive(self) -> None:
-        for service, process in self.processes.items():
-            if process.poll() is not None:
-                raise RuntimeError(f"{service} exited with {process.returncode}; see {self.work / f'{service}.log'}")
+        for service, child in self.services.items():
+            code = child.exited()
+            if code is not None:
+                raise RuntimeError(f"{service} exited with {code}; see {child.log_path}")
 
     def psutil_processes(self) -> dict[str, psutil.Process]:
-        return {service: psutil.Process(process.pid) for service, process in self.processes.items()}
+        return {service: psutil.Process(child.pid) for service, child in self.services.items()}
 
 
 class CpuSampler:
@@ -596,7 +576,7 @@ async def start_baseline(js: Any, children: Children, url: str, work: Path) -> d
 
 
 # --- profiling ------------------------------------------------------------------------------
-def py_spy(children: Children, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+def py_spy(children: Children, pid: int, seconds: float, out: Path) -> ChildProcess | None:
     """py-spy (from the virtualenv) recording `pid` for `seconds` into `out` (collapsed stacks)."""
     binary = Path(sys.executable).parent / "py-spy"
     if not binary.exists():
@@ -725,7 +705,7 @@ async def sustained_step(client: Client, fleet: Fleet, rate: float, args: argpar
     if rate == args.profile_rate:
         for service in args.profile:
             path = fleet.work / f"profile-{service}-{rate:g}.txt"
-            profilers.append(py_spy(fleet.children, fleet.processes[service].pid, args.seconds, path))
+            profilers.append(py_spy(fleet.children, fleet.services[service].pid, args.seconds, path))
     cpu = CpuSampler(processes)
     await client.offer(run)
     ended = time.perf_counter()
@@ -735,8 +715,8 @@ async def sustained_step(client: Client, fleet: Fleet, rate: float, args: argpar
     lag = time.perf_counter() - ended
     step = Step(run, usage, per_order(cpu, run), backlog_at_end=backlog_at_end, drained=drained, lag=lag)
     for profiler in profilers:
-        if profiler is not None:
-            profiler.wait(30)
+        if profiler is not None and profiler.process is not None:
+            profiler.process.wait(30)  # it ends by itself after recording
     fleet.check_alive()
 
     problems = step.problems
@@ -813,7 +793,6 @@ async def bench(server: NatsServer, work: Path, children: Children, args: argpar
         client = Client(nc)
         await client.start()
         fleet = Fleet(nc, url, work, children)
-        await fleet.watch()
         base = {"nats-server": psutil.Process(server.process.pid), "client": psutil.Process()}
 
         # 1. latency through risk and the paper connector, and 2. through the raw baseline

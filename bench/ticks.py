@@ -35,12 +35,13 @@ from typing import Any
 import msgspec
 import nats
 import psutil
-from harness import Children, event_loop_runner, run_benchmark  # noqa: E402 - bench/ is the script directory
+from harness import STOP_GRACE, Children, event_loop_runner, run_benchmark  # noqa: E402 - bench/ is the script directory
 
 from tradebus.client.leases import StreamLease
 from tradebus.schemas import subjects
 from tradebus.schemas.control import ServiceStatus
-from tradebus.schemas.values import TICK_KINDS, ServiceState
+from tradebus.schemas.values import TICK_KINDS
+from tradebus.shared.launcher import wait_ready
 from tradebus.shared.natsserver import NatsServer
 
 VENUE = "paper"
@@ -186,16 +187,7 @@ async def run_connector(
     child = children.start(command, env=env, log=work / "connector.log")
     process = psutil.Process(child.pid)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if child.poll() is not None:
-                raise RuntimeError(f"connector exited with {child.returncode}; see {work / 'connector.log'}")
-            try:
-                status = await asyncio.wait_for(statuses.get(), max(0.1, deadline - time.monotonic()))
-            except TimeoutError:
-                raise RuntimeError("connector not ready in 60 s") from None
-            if status.state is ServiceState.READY and status.pid == child.pid:
-                break
+        await wait_ready(nc, "connector", child, 60)
         rss_startup = process.memory_info().rss  # idle: no stream is active yet
 
         # Held (renewed) for the whole run: a run longer than the lease must not lose its streams.
@@ -219,7 +211,7 @@ async def run_connector(
         await lease.close()
     finally:
         await nc.close()
-        children.stop(child)
+        child.stop(STOP_GRACE)
     if errors:
         print(f"subscriber errors during the tradebus run: {sorted(set(errors))}", file=sys.stderr)
     return result, rss_startup
@@ -235,7 +227,7 @@ async def run_baseline(
         result = await measure(counter, psutil.Process(child.pid), server, warmup, seconds)
     finally:
         await nc.close()
-        children.stop(child)
+        child.stop(STOP_GRACE)
     if errors:
         print(f"subscriber errors during the baseline run: {sorted(set(errors))}", file=sys.stderr)
     return result

@@ -1,28 +1,23 @@
-"""The fleet as real processes (`tradebus run ...`), for tests that kill and restart them."""
+"""The fleet as real processes (`tradebus run ...`, started by launcher.py), for tests that
+kill and restart them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import nats
 
-from tradebus.schemas import subjects
-from tradebus.schemas.codecs import decoder
-from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import ServiceState
+from tradebus.shared import launcher
+from tradebus.shared.launcher import ChildProcess, LaunchError, isolated_env, service_command
 from tradebus.shared.natsserver import NatsServer, free_port
 from tradebus.shared.topology import AUDIT_CONSUMERS, OMS_EVENTS, OMS_ROUTES, StreamSettings, ensure_streams
-
-_status = decoder(Family.STATUS)
 
 # JetStream hands what a killed (or cut off) order manager or audit logger had not
 # acknowledged to its successor only after the durable's ack_wait (30 s), behind newer
@@ -53,10 +48,15 @@ class ProcessFleet:
     def __init__(self, nats_url: str, work: Path, *, env: dict[str, str] | None = None) -> None:
         self.nats_url = nats_url
         self.work = work
-        self.env = {key: value for key, value in os.environ.items() if not key.startswith("TRADEBUS_")}
-        self.env.update(TRADEBUS_NATS_URL=nats_url, TRADEBUS_DATA_DIR=str(work / "data"), TRADEBUS_LOG_JSON="false",
-                        TRADEBUS_HEARTBEAT_INTERVAL="0.2", PYTHONUNBUFFERED="1", **(env or {}))
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = isolated_env(TRADEBUS_NATS_URL=nats_url, TRADEBUS_DATA_DIR=str(work / "data"),
+                                TRADEBUS_LOG_JSON="false", TRADEBUS_HEARTBEAT_INTERVAL="0.2", PYTHONUNBUFFERED="1",
+                                **(env or {}))
+        self.children: dict[str, ChildProcess] = {}
+
+    @property
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        """The latest process of each service started."""
+        return {name: child.process for name, child in self.children.items() if child.process is not None}
 
     def start(self, name: str) -> None:
         """Start `name` ("risk", "oms", "audit" or "connector.<venue>") and wait until it is ready."""
@@ -64,32 +64,19 @@ class ProcessFleet:
         self.wait_ready(name)
 
     def launch(self, name: str) -> subprocess.Popen[bytes]:
-        """Start `name` without waiting for anything."""
-        argv = [sys.executable, "-m", "tradebus.cli.main", "run"]
-        argv += ["connector", "--venue", name.split(".", 1)[1]] if name.startswith("connector.") else [name]
-        with open(self.work / f"{name}.log", "ab") as log:
-            self.processes[name] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        return self.processes[name]
+        """Start `name` (again) without waiting for anything."""
+        child = self.children.setdefault(name, ChildProcess(service_command(name), self.work / f"{name}.log"))
+        return child.start(self.env)
 
     def wait_ready(self, name: str, timeout: float = 60) -> None:
         """Wait for a READY heartbeat from this very process (matched by pid)."""
-        service = name.split(".", 1)[0]
-        process = self.processes[name]
 
         async def ready() -> None:
             nc = await nats.connect(self.nats_url)
-            heartbeats = await nc.subscribe(f"{subjects.PREFIX}.status.{service}.*")
             try:
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    assert process.poll() is None, f"{name} exited:\n{self.log(name)}"
-                    try:
-                        status = _status.decode((await heartbeats.next_msg(timeout=0.5)).data)
-                    except nats.errors.TimeoutError:
-                        continue
-                    if status.pid == process.pid and status.state is ServiceState.READY:
-                        return
-                raise AssertionError(f"{name} not ready in {timeout}s:\n{self.log(name)}")
+                await launcher.wait_ready(nc, name.split(".", 1)[0], self.children[name], timeout)
+            except LaunchError as exc:
+                raise AssertionError(f"{exc}:\n{self.log(name)}") from None
             finally:
                 await nc.close()
 
@@ -97,42 +84,36 @@ class ProcessFleet:
 
     def kill(self, name: str) -> None:
         """SIGKILL: no drain, no goodbye, as in a crash."""
-        process = self.processes[name]
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
+        self.children[name].kill()
 
     def terminate(self, name: str, timeout: float = 60) -> tuple[int, float]:
         """SIGTERM, as a supervisor stops a service: (exit code, seconds it took to exit)."""
-        process = self.processes[name]
+        child = self.children[name]
         started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise AssertionError(f"{name} ignored SIGTERM for {timeout}s:\n{self.log(name)}") from None
+        if not child.stop(timeout):
+            raise AssertionError(f"{name} ignored SIGTERM for {timeout}s:\n{self.log(name)}")
+        code = child.exited()
+        assert code is not None
         return code, time.monotonic() - started
 
     def freeze(self, name: str) -> None:
         """SIGSTOP: the process holds whatever the bus delivers to it, answering nothing."""
-        self.processes[name].send_signal(signal.SIGSTOP)
+        self.children[name].signal(signal.SIGSTOP)
 
     def thaw(self, name: str) -> None:
-        self.processes[name].send_signal(signal.SIGCONT)
+        self.children[name].signal(signal.SIGCONT)
 
     def alive(self) -> dict[str, bool]:
-        return {name: process.poll() is None for name, process in self.processes.items()}
+        return {name: child.running() for name, child in self.children.items()}
 
     def log(self, name: str) -> str:
         path = self.work / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
-    def stop_all(self) -> dict[str, int]:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        return {name: process.wait(20) for name, process in self.processes.items()}
+    def stop_all(self) -> dict[str, int | None]:
+        """SIGTERM to every service: their exit codes (-9 for one still running 20 s later)."""
+        launcher.stop_all(list(self.children.values()), 20)
+        return {name: child.exited() for name, child in self.children.items()}
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -27,14 +28,22 @@ from tradebus.shared.config import ConfigError
 from tradebus.shared.logs import redact
 from tradebus.shared.topology import AUDIT_CONSUMERS
 
-from .main import client_bus_name, connect_client
+from .busclient import client_bus_name, connect_client
 
 # What `show` prints of a payload, when present: enough to follow an order at a glance.
 SUMMARY_FIELDS = ("side", "order_type", "quantity", "price", "stop_price", "time_in_force", "venue_order_id",
                   "cum_quantity", "leaves_quantity", "avg_price", "reason", "message")
 
 
-def audit_command(args: argparse.Namespace) -> int:
+def verify(args: argparse.Namespace) -> int:
+    return _on_store(args, lambda store: _verify(store, args))
+
+
+def show(args: argparse.Namespace) -> int:
+    return _on_store(args, lambda store: _show(store, args.client_order_id))
+
+
+def _on_store(args: argparse.Namespace, use: Callable[[AuditStore], Awaitable[int]]) -> int:
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
@@ -42,10 +51,10 @@ def audit_command(args: argparse.Namespace) -> int:
         return 2
     if args.data_dir:  # the flag beats TRADEBUS_DATA_DIR and the file, as for `tradebus up`
         settings = msgspec.structs.replace(settings, data_dir=args.data_dir)
-    return asyncio.run(_with_store(settings, args))
+    return asyncio.run(_with_store(settings, use))
 
 
-async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
+async def _with_store(settings: Settings, use: Callable[[AuditStore], Awaitable[int]]) -> int:
     try:
         store = await open_store(settings.audit, settings.data_dir, create=False)
     except StoreNotFound as exc:
@@ -56,9 +65,7 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        if args.audit_command == "verify":
-            return await _verify(store, args)
-        return await _show(store, args.client_order_id)
+        return await use(store)
     finally:
         await store.close()
 

@@ -16,7 +16,7 @@ from tradebus.services.risk.tradingstate import set_trading_state
 from tradebus.shared.config import StartRefused
 from tradebus.shared.topology import RISK_BUCKET, StreamSettings, ensure_bucket
 
-from .main import connect_client
+from .busclient import connect_client
 
 
 def add_halt_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

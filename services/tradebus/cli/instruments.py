@@ -11,7 +11,7 @@ from tradebus.client import Client, QueryError
 from tradebus.schemas.codecs import encode
 from tradebus.schemas.market import Instrument
 
-from .main import connect_client
+from .busclient import connect_client
 
 COLUMNS = ("symbol", "venue_symbol", "asset_class", "base", "quote", "tick_size", "lot_size", "min_quantity",
            "min_notional")

@@ -1,27 +1,61 @@
-"""The `tradebus` command: argument parsing and dispatch; each command lives in its own module."""
+"""The `tradebus` command: argument parsing, and dispatch through one table (COMMANDS) of
+every command to the function that runs it; each command lives in its own module."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
+import importlib
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from tradebus.schemas.values import TICK_KINDS
 from tradebus.services.connector.venuespecs import DEFAULT_VENUE, emulated_venues
 from tradebus.shared.version import VERSION
 
-if TYPE_CHECKING:  # the bus modules import nats-py: commands that need no bus start without it
-    from tradebus.shared.busaccess import BusConnection
-    from tradebus.shared.bustls import TlsFiles
-    from tradebus.shared.credentials import Credentials
+from .busclient import DEFAULT_NATS_URL, run_client
 
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 SERVICES = ("connector", "risk", "oms", "audit")
-EXIT_NOPERM = 77  # EX_NOPERM of sysexits.h: the bus refused this identity or one of its operations
+
+
+@dataclass(frozen=True)
+class Handler:
+    """`function` of the module tradebus.cli.`module`, imported only when its command runs (a
+    command that needs no bus starts without nats-py); a bus client's runs through
+    `run_client` (one-line errors for an unreachable bus or a refused identity)."""
+
+    module: str
+    function: str
+    client: bool = False
+
+
+# Every command the parser accepts (with its subcommand, where it has them) -> what runs it.
+COMMANDS: dict[str, Handler] = {
+    "up": Handler("up", "up"),
+    "nats-config": Handler("secure", "nats_config"),
+    "emulate": Handler("emulate", "emulate"),
+    "run": Handler("run", "run"),
+    "ticks": Handler("ticks", "ticks", client=True),
+    "instruments": Handler("instruments", "instruments", client=True),
+    "status": Handler("status", "status", client=True),
+    **{f"order {verb}": Handler("orders", "order", client=True) for verb in ("place", "modify", "cancel", "cancel-all")},
+    "orders": Handler("orders", "orders", client=True),
+    "positions": Handler("orders", "positions", client=True),
+    "balances": Handler("orders", "balances", client=True),
+    "halt": Handler("halt", "set_state", client=True),
+    "resume": Handler("halt", "set_state", client=True),
+    "risk limits": Handler("risk", "show_limits", client=True),
+    "provision": Handler("provision", "provision_command", client=True),
+    "audit verify": Handler("audit", "verify"),
+    "audit show": Handler("audit", "show"),
+    "oms rebuild": Handler("oms", "rebuild", client=True),
+    "schema export": Handler("schema", "export_schemas"),
+    "schema doc": Handler("schema", "print_contract"),
+    "schema asyncapi": Handler("schema", "write_asyncapi"),
+    "schema html": Handler("schema", "write_html"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     add_provision_command(commands, common)
 
     audit = commands.add_parser("audit", help="the audit trail")
-    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_commands = audit.add_subparsers(dest="subcommand", required=True)
     verify = audit_commands.add_parser(
         "verify", parents=[common],
         help="check the hash chain and that the store holds every message of the streams on the bus")
@@ -117,14 +151,14 @@ def _parser() -> argparse.ArgumentParser:
         audit_parser.add_argument("--data-dir", help="the fleet's data dir (as given to `tradebus up`)")
 
     oms = commands.add_parser("oms", help="the order manager")
-    oms_commands = oms.add_subparsers(dest="oms_command", required=True)
+    oms_commands = oms.add_subparsers(dest="subcommand", required=True)
     rebuild = oms_commands.add_parser(
         "rebuild", parents=[common], help="rebuild order state from the streams and compare it with the live state"
     )
     rebuild.add_argument("--apply", action="store_true", help="write the rebuilt state over the live one")
 
     schema = commands.add_parser("schema", help="the wire contract")
-    schema_commands = schema.add_subparsers(dest="schema_command", required=True)
+    schema_commands = schema.add_subparsers(dest="subcommand", required=True)
     export = schema_commands.add_parser("export", help="write the JSON Schema files")
     export.add_argument("directory", help="where to write them (created if missing)")
     schema_commands.add_parser("doc", help="print the contract document (docs/contract.md)")
@@ -133,79 +167,6 @@ def _parser() -> argparse.ArgumentParser:
     schema_commands.add_parser("html", help="write the AsyncAPI HTML page (docs/asyncapi.html)").add_argument(
         "file", help="the HTML file to write")
     return parser
-
-
-def client_nats_url(args: argparse.Namespace) -> str:
-    """Where a client command connects: --nats-url, else TRADEBUS_NATS_URL, else local."""
-    return args.nats_url or os.environ.get("TRADEBUS_NATS_URL") or DEFAULT_NATS_URL
-
-
-def client_bus_name(args: argparse.Namespace) -> str:
-    """The bus address of a client command as it may be printed (no password)."""
-    from tradebus.shared.busaccess import public_url
-
-    return public_url(client_nats_url(args))
-
-
-def client_bus_identity(args: argparse.Namespace) -> tuple[Credentials | None, TlsFiles]:
-    """The credentials and TLS files of a client command: each flag, else its environment
-    variable (the ones services read). ConfigError for an unusable credentials file."""
-    from tradebus.shared.bustls import TlsFiles
-    from tradebus.shared.credentials import load_credentials
-
-    def option(name: str) -> str:
-        return getattr(args, name, None) or os.environ.get(f"TRADEBUS_NATS_{name.upper()}", "")
-
-    path = option("credentials")
-    return (load_credentials(path) if path else None,
-            TlsFiles(ca=option("tls_ca"), cert=option("tls_cert"), key=option("tls_key")))
-
-
-async def connect_client(args: argparse.Namespace, name: str) -> BusConnection:
-    """A short-lived client connection: fail fast (about 3 s) when the bus is unreachable,
-    and let the caller report the error instead of nats-py printing tracebacks. A refusal
-    no request of the command is waiting on (a subscription) is printed as it comes."""
-    from tradebus.shared.busaccess import PermissionRefused, connect_bus
-    from tradebus.shared.bustls import tls_context
-
-    async def report_refusals(exc: Exception) -> None:
-        if isinstance(exc, PermissionRefused):
-            print(f"tradebus: {exc}", file=sys.stderr)
-
-    credentials, tls = client_bus_identity(args)
-    return await connect_bus(
-        client_nats_url(args), name=name, credentials=credentials, tls=tls_context(tls), connect_timeout=2,
-        max_reconnect_attempts=5, reconnect_time_wait=0.5, error_cb=report_refusals,
-    )
-
-
-def run_client(command: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
-    """Run a client command; an unreachable bus, a refused identity or permission is a
-    one-line error (never with the URL's password), Ctrl-C a quiet exit."""
-    import nats
-
-    from tradebus.shared.busaccess import BusRefused, PermissionRefused
-
-    # asyncio warns of every TLS connection a command closes ("returning true from
-    # eof_received() has no effect when using ssl", nats-py's protocol): noise on a terminal
-    logging.getLogger("asyncio").setLevel(logging.ERROR)
-    from tradebus.shared.config import EXIT_CONFIG, ConfigError
-
-    try:
-        return asyncio.run(command(args))
-    except BrokenPipeError:
-        raise  # the reader of our output went away: main() ends quietly
-    except ConfigError as exc:  # a credentials or TLS file that cannot be used
-        print(f"tradebus: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (BusRefused, PermissionRefused) as exc:
-        print(f"tradebus: {exc}", file=sys.stderr)
-        return EXIT_NOPERM
-    except (OSError, nats.errors.NoServersError) as exc:
-        print(f"tradebus: cannot reach the bus at {client_bus_name(args)}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,66 +180,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def command_path(args: argparse.Namespace) -> str:
+    """The command as typed, with its subcommand if it has them: "up", "audit verify"."""
+    return " ".join(filter(None, (args.command, getattr(args, "subcommand", None))))
+
+
+def handler_of(path: str) -> Callable[[argparse.Namespace], Any]:
+    handler = COMMANDS[path]
+    return getattr(importlib.import_module(f"tradebus.cli.{handler.module}"), handler.function)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "up":
-        from .up import up
-
-        return up(args)
-    if args.command == "nats-config":
-        from .secure import nats_config
-
-        return nats_config(args)
-    if args.command == "emulate":
-        from .emulate import emulate
-
-        return emulate(args)
-    if args.command == "run":
-        from .run import run
-
-        return run(args)
-    if args.command == "ticks":
-        from .ticks import ticks
-
-        return run_client(ticks, args)
-    if args.command == "instruments":
-        from .instruments import instruments
-
-        return run_client(instruments, args)
-    if args.command == "status":
-        from .status import status
-
-        return run_client(status, args)
-    if args.command in ("order", "orders", "positions", "balances"):
-        from . import orders
-
-        return run_client(getattr(orders, "order" if args.command == "order" else args.command), args)
-    if args.command in ("halt", "resume"):
-        from .halt import set_state
-
-        return run_client(set_state, args)
-    if args.command == "risk":
-        from .risk import show_limits
-
-        return run_client(show_limits, args)
-    if args.command == "provision":
-        from .provision import provision_command
-
-        return run_client(provision_command, args)
-    if args.command == "audit":
-        from .audit import audit_command
-
-        return audit_command(args)
-    if args.command == "oms":
-        from .oms import rebuild
-
-        return run_client(rebuild, args)
-    from .schema import export_schemas, print_contract, write_asyncapi, write_html
-
-    if args.schema_command == "asyncapi":
-        return write_asyncapi(args.file)
-    if args.schema_command == "html":
-        return write_html(args.file)
-    return export_schemas(args.directory) if args.schema_command == "export" else print_contract()
+    path = command_path(args)
+    function = handler_of(path)
+    return run_client(function, args) if COMMANDS[path].client else function(args)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from tradebus.services.oms.service import Apply, put_entries
 from tradebus.shared.direct import last_seq, read_bucket, read_stored
 from tradebus.shared.topology import OMS_EVENTS, OMS_ROUTES, ORDERS_BUCKET, Consumer
 
-from .main import connect_client
+from .busclient import connect_client
 
 
 @dataclass

@@ -46,7 +46,7 @@ from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.values import OrderType, RejectReason, Side, TimeInForce
 from tradebus.services.connector.venuespecs import DEFAULT_VENUE
 
-from .main import connect_client
+from .busclient import connect_client
 from .numbers import derived, plain
 
 T = TypeVar("T")
@@ -58,7 +58,7 @@ DEFAULT_LISTING = 1000  # orders `tradebus orders` shows without --limit / --all
 
 def add_order_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     order = commands.add_parser("order", help="place, modify and cancel orders")
-    order_commands = order.add_subparsers(dest="order_command", required=True)
+    order_commands = order.add_subparsers(dest="subcommand", required=True)
     target = argparse.ArgumentParser(add_help=False, parents=[common])
     target.add_argument("--venue", default=DEFAULT_VENUE, help="venue whose connector executes it (default %(default)s)")
     target.add_argument("--account", default="demo", help="account at the venue (default %(default)s)")
@@ -137,7 +137,7 @@ def _new_id() -> str:
 def build_command(args: argparse.Namespace) -> OrderCommand:
     """The wire command for `tradebus order ...`; raises msgspec.ValidationError if invalid."""
     common = {"venue": args.venue, "account": args.account, "ts_created": time.time_ns()}
-    if args.order_command == "place":
+    if args.subcommand == "place":
         fields = dict(
             client_order_id=args.client_order_id or _new_id(), symbol=args.symbol, side=args.side,
             order_type=args.order_type, quantity=str(args.qty), time_in_force=args.tif, post_only=args.post_only,
@@ -145,12 +145,12 @@ def build_command(args: argparse.Namespace) -> OrderCommand:
             expire_time=args.expire_time, ttl_ms=args.ttl_ms, **common,
         )
         return convert(fields, PlaceOrder)
-    if args.order_command == "modify":
+    if args.subcommand == "modify":
         fields = dict(client_order_id=args.client_order_id, modify_id=args.modify_id or _new_id(),
                       quantity=_text(args.qty), price=_text(args.price), stop_price=_text(args.stop_price),
                       ttl_ms=args.ttl_ms, **common)
         return convert(fields, ModifyOrder)
-    if args.order_command == "cancel":
+    if args.subcommand == "cancel":
         return convert(dict(client_order_id=args.client_order_id, cancel_id=args.cancel_id or _new_id(), **common),
                        CancelOrder)
     return convert(dict(request_id=_new_id(), symbol=args.symbol, side=args.side, **common), CancelAllOrders)

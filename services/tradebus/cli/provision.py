@@ -18,7 +18,7 @@ from tradebus.services.settings import Settings, load_settings
 from tradebus.shared.config import EXIT_CONFIG, ConfigError
 from tradebus.shared.topology import Outcome, provision
 
-from .main import connect_client
+from .busclient import connect_client
 
 
 def add_provision_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

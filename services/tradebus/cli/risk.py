@@ -15,14 +15,14 @@ from tradebus.schemas.control import GetRiskLimits, RiskLimitsReply
 from tradebus.schemas.subjects import Family
 
 from . import tomlfile
-from .main import connect_client
+from .busclient import connect_client
 
 _reply = reply_decoder(Family.RISK_CONTROL)
 
 
 def add_risk_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     risk = commands.add_parser("risk", help="the risk gate")
-    risk_commands = risk.add_subparsers(dest="risk_command", required=True)
+    risk_commands = risk.add_subparsers(dest="subcommand", required=True)
     limits = risk_commands.add_parser("limits", parents=[common], help="the limits risk applies now (built-ins included)")
     limits.add_argument("--json", action="store_true", help="the reply exactly as risk sent it")
     limits.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for risk (default %(default)s)")

@@ -3,14 +3,15 @@ other languages and for people."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from tradebus.schemas import asyncapi, asyncapi_html, contractdoc
 from tradebus.schemas.jsonschema import json_schemas, render
 
 
-def export_schemas(directory: str) -> int:
-    target = Path(directory)
+def export_schemas(args: argparse.Namespace) -> int:
+    target = Path(args.directory)
     target.mkdir(parents=True, exist_ok=True)
     for file_name, document in json_schemas().items():
         (target / file_name).write_bytes(render(document))
@@ -18,7 +19,7 @@ def export_schemas(directory: str) -> int:
     return 0
 
 
-def print_contract() -> int:
+def print_contract(args: argparse.Namespace) -> int:
     print(contractdoc.render(), end="")
     return 0
 
@@ -31,11 +32,11 @@ def _write(file: str, data: bytes) -> int:
     return 0
 
 
-def write_asyncapi(file: str) -> int:
+def write_asyncapi(args: argparse.Namespace) -> int:
     """The AsyncAPI 3.0 document (committed as schemas/asyncapi.json)."""
-    return _write(file, render(asyncapi.asyncapi()))
+    return _write(args.file, render(asyncapi.asyncapi()))
 
 
-def write_html(file: str) -> int:
+def write_html(args: argparse.Namespace) -> int:
     """The HTML page of the AsyncAPI document (committed as docs/asyncapi.html)."""
-    return _write(file, asyncapi_html.render(asyncapi.asyncapi()).encode("utf-8"))
+    return _write(args.file, asyncapi_html.render(asyncapi.asyncapi()).encode("utf-8"))

@@ -24,8 +24,8 @@ from tradebus.schemas.subjects import Family
 from tradebus.shared.busaccess import PermissionRefused
 from tradebus.shared.topology import last_heartbeats
 
+from .busclient import connect_client
 from .liveness import DOWN, Watch, service_key, status_table
-from .main import connect_client
 
 _ping_decoder = reply_decoder(Family.PING)
 _heartbeat_decoder = decoder(Family.STATUS)

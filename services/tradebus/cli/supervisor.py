@@ -5,8 +5,8 @@ start, or that refused its configuration (exit 78: a restart would only be refus
 is left stopped and its last output stays on screen. A child whose process lives but whose
 heartbeats stopped is hung: it is stopped (SIGTERM, SIGKILL after the fleet's shutdown grace
 and a margin) and then restarted like any other. Every decision is a note in the message area
-above the table. Children are started from the main thread only, bound to die with `up`
-(parentdeath.py): a killed `up` leaves no orphans holding the fleet's data dir.
+above the table. Children are launcher.py's, started from the main thread only, bound to die
+with `up` (parentdeath.py): a killed `up` leaves no orphans holding the fleet's data dir.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tradebus.schemas.control import ServiceStatus
+from tradebus.shared import launcher
 from tradebus.shared.config import EXIT_CONFIG
-from tradebus.shared.parentdeath import dying_with_parent
+from tradebus.shared.launcher import ChildProcess
 
 from .liveness import Row, Watch, heartbeat_age, is_silent, service_key, silence_limit
 
@@ -62,39 +63,35 @@ class Child:
     argv: list[str]
     log_path: Path
     own_env: dict[str, str] = field(default_factory=dict)  # this child's alone (an emulated venue's credentials)
-    process: subprocess.Popen[bytes] | None = None
+    launched: ChildProcess = field(init=False)
     pids: set[int] = field(default_factory=set)  # every process it ran as: whose heartbeats are its own
     restarts: int = 0
     failures: int = 0  # in a row, each soon after its start
     started_at: float = 0.0
-    log_offset: int = 0  # where this run's output starts in the log
     restart_at: float | None = None
     last_exit: str = ""
     given_up: str = ""  # why it is no longer restarted
     terminating_since: float | None = None  # when a hung process was sent SIGTERM
 
+    def __post_init__(self) -> None:
+        # In the terminal's process group (no session of its own): a Ctrl-C reaches it too.
+        self.launched = ChildProcess(self.argv, self.log_path, die_with_parent=True)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.launched.process
+
     def start(self, env: dict[str, str]) -> None:
-        with open(self.log_path, "ab") as log:
-            self.log_offset = log.tell()
-            self.process = subprocess.Popen(dying_with_parent(self.argv), stdout=log, stderr=subprocess.STDOUT,
-                                            env={**env, **self.own_env})
-        self.pids.add(self.process.pid)
+        self.pids.add(self.launched.start({**env, **self.own_env}).pid)
         self.started_at = time.monotonic()
         self.restart_at = self.terminating_since = None
 
     def exited(self) -> int | None:
-        return None if self.process is None else self.process.poll()
+        return self.launched.exited()
 
     def log_tail(self) -> list[str]:
         """The last lines this run wrote (its refusal or traceback ends there)."""
-        try:
-            with open(self.log_path, "rb") as log:
-                log.seek(self.log_offset)
-                text = log.read().decode(errors="replace")
-        except OSError:
-            return []
-        lines = [line.rstrip() for line in text.splitlines() if line.strip()]
-        return [line if len(line) <= 300 else line[:297] + "..." for line in lines[-LOG_TAIL_LINES:]]
+        return [line if len(line) <= 300 else line[:297] + "..." for line in self.launched.log_tail(LOG_TAIL_LINES)]
 
 
 def describe_exit(code: int) -> str:
@@ -165,7 +162,7 @@ class Supervisor:
         if child.terminating_since is not None:
             if now - child.terminating_since > self.stop_grace:
                 self.notes.add(f"{child.name} did not stop within {self.stop_grace:g}s of SIGTERM; killing it")
-                child.process.kill()
+                child.launched.signal(signal.SIGKILL)
                 child.terminating_since = float("inf")  # killed: wait for the exit, then restart
             return
         if heartbeat is None:
@@ -174,7 +171,7 @@ class Supervisor:
         if min(age, bus_up_for) > silence_limit(heartbeat, HUNG_BEATS):
             self.notes.add(f"{child.name} (pid {child.process.pid}) is hung: its process lives but sent no heartbeat "
                            f"for {age:.0f}s; stopping it (SIGTERM, SIGKILL after {self.stop_grace:g}s) to restart it")
-            child.process.send_signal(signal.SIGTERM)
+            child.launched.signal(signal.SIGTERM)
             child.terminating_since = now
 
     @staticmethod
@@ -219,16 +216,7 @@ class Supervisor:
 
 def stop_all(children: list[Child], grace: float) -> None:
     """SIGTERM to every live child, SIGKILL to those still running after `grace` seconds."""
+    killed = launcher.stop_all([child.launched for child in children], grace)
     for child in children:
-        if child.exited() is None and child.process is not None:
-            child.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for child in children:
-        if child.process is None:
-            continue
-        try:
-            child.process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"{child.name} did not stop in {grace:g}s; killing it", file=sys.stderr)
-            child.process.kill()
-            child.process.wait()
+        if child.launched in killed:
+            print(f"{child.name} did not stop in {grace:g}s; killed it", file=sys.stderr)

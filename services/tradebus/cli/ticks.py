@@ -16,7 +16,7 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TICK_KINDS, MarketDataKind
 from tradebus.shared.sequence import SequenceTracker
 
-from .main import connect_client
+from .busclient import connect_client
 from .numbers import plain
 
 _decoder = decoder(Family.MARKET_DATA)

@@ -30,6 +30,7 @@ from tradebus.services.settings import load_settings
 from tradebus.shared.busaccess import connect_bus
 from tradebus.shared.config import EXIT_CONFIG, ConfigError
 from tradebus.shared.credentials import Credentials, load_credentials
+from tradebus.shared.launcher import service_command
 from tradebus.shared.natsserver import NatsServer, NatsServerError
 
 from .busguard import BusGuard
@@ -57,8 +58,7 @@ def _children(venues: tuple[str, ...], log_dir: Path, nats_url: str, config_path
               venue_env: dict[str, dict[str, str]], secure: SecureFleet | None) -> list[Child]:
     """The order path (risk, order manager, audit logger) and one connector per venue, each
     with its own bus identity on a secured fleet."""
-    run = [sys.executable, "-m", "tradebus.cli.main", "run"]
-    config = ["--config", config_path] if config_path else []
+    options = ["--nats-url", nats_url, *(["--config", config_path] if config_path else [])]
 
     def identity(service: str, venue: str = "") -> dict[str, str]:
         if secure is None:
@@ -68,10 +68,10 @@ def _children(venues: tuple[str, ...], log_dir: Path, nats_url: str, config_path
             own["TRADEBUS_OMS__TENANTS_FILE"] = str(secure.tenants_file)
         return own
 
-    services = [Child(name, [*run, name, "--nats-url", nats_url, *config], log_dir / f"{name}.log",
-                      own_env=identity(name)) for name in ORDER_PATH]
+    services = [Child(name, service_command(name, *options), log_dir / f"{name}.log", own_env=identity(name))
+                for name in ORDER_PATH]
     return services + [
-        Child(f"connector.{venue}", [*run, "connector", "--venue", venue, "--nats-url", nats_url, *config],
+        Child(f"connector.{venue}", service_command(f"connector.{venue}", *options),
               log_dir / f"connector.{venue}.log", own_env={**venue_env.get(venue, {}), **identity("connector", venue)})
         for venue in venues
     ]

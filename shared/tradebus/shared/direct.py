@@ -27,12 +27,14 @@ from nats.js.errors import APIError, NotFoundError
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE
 
 from .bus import Bus, StoredMessage, _header_time
+from .retry import Backoff
 
 log = logging.getLogger(__name__)
 
 BATCH = 2000  # messages per direct get request
 TIMEOUT = 5.0  # seconds to wait for the next answer
-RETRY = 0.5  # seconds between attempts while JetStream is not back yet after a reconnect
+RETRY = 0.5  # seconds: bound of the first wait while JetStream is not back yet after a reconnect
+RETRY_CAP = 1.0  # ... and of every later one (retry.py: jittered, so the fleet's readers spread out)
 
 
 class StreamMissing(NotFoundError):
@@ -234,6 +236,7 @@ class BucketFollower:
             self._reloading = asyncio.create_task(self._reload(), name=f"reload-{self.bucket}")
 
     async def _reload(self) -> None:
+        backoff = Backoff(RETRY, cap=RETRY_CAP)
         while self._following:  # also when a cancellation was lost in a race with an answer
             try:
                 await self._load()
@@ -241,4 +244,4 @@ class BucketFollower:
                 return
             except (nats.errors.Error, TimeoutError) as exc:  # JetStream still recovering
                 log.warning("bucket not loaded after a reconnect yet", extra={"bucket": self.bucket, "error": repr(exc)})
-                await asyncio.sleep(RETRY)
+                await backoff.wait()

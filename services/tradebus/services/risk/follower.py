@@ -32,11 +32,13 @@ from nats.aio.subscription import Subscription
 
 from tradebus.shared.bus import StoredMessage
 from tradebus.shared.direct import read_stored
+from tradebus.shared.retry import Backoff
 from tradebus.shared.topology import Stream
 
 log = logging.getLogger(__name__)
 
-RETRY = 0.5  # seconds between attempts while JetStream is not back yet after a reconnect
+RETRY = 0.5  # seconds: bound of the first wait while JetStream is not back yet after a reconnect
+RETRY_CAP = 1.0  # ... and of every later one (retry.py: jittered, so the fleet's readers spread out)
 RECHECKS = (0.002, 0.004, 0.008, 0.016, 0.032)  # looks again after a doorbell whose message was not stored yet
 POLL = 1.0  # seconds between reads without a doorbell
 
@@ -88,6 +90,7 @@ class StreamFollower:
         # A read in flight when the connection broke waits for an answer that will not come.
         following, self._following = self._following, None
         await _cancelled(following)
+        backoff = Backoff(RETRY, cap=RETRY_CAP)
         while not self._stopped:
             try:
                 async with asyncio.timeout(10 * RETRY + 5):
@@ -96,12 +99,13 @@ class StreamFollower:
                 return
             except (nats.errors.Error, TimeoutError) as exc:  # JetStream still recovering
                 log.warning("not caught up after a reconnect yet", extra={"stream": self.stream.name, "error": repr(exc)})
-                await asyncio.sleep(RETRY)
+                await backoff.wait()
 
     async def _ring(self, msg: Msg) -> None:
         self._doorbell.set()
 
     async def _follow(self) -> None:
+        backoff = Backoff(RETRY, cap=RETRY_CAP)
         while not self._stopped:  # also when a cancellation was lost in a race with an answer
             try:
                 async with asyncio.timeout(POLL):
@@ -116,9 +120,10 @@ class StreamFollower:
                     await asyncio.sleep(pause)
                     if await self._read():
                         break
+                backoff.reset()
             except (nats.errors.Error, TimeoutError) as exc:  # a bus break: reconnecting catches up
                 log.warning("stream not read", extra={"stream": self.stream.name, "error": repr(exc)})
-                await asyncio.sleep(RETRY)
+                await backoff.wait()
 
     async def _read(self) -> int:
         """Apply what the stream holds after the last message applied; how many messages."""
