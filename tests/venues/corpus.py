@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from tradebus.schemas.events import FillEventBase, OrderAccepted, OrderCancelled, OrderEvent, OrderRejected
 from tradebus.services.connector.venuespecs import venue_spec
 
 HERE = Path(__file__).parent
@@ -77,6 +81,32 @@ class RecordedFrames:
     expect: list[dict[str, Any]]
 
 
+def check_events(events: list[OrderEvent], expect: list[dict[str, Any]]) -> None:
+    """The events are the expected ones, in order: each one's tag and, where the corpus file
+    states them, a fill's trade id, quantity, price, fee, fee currency, cumulative quantity
+    and liquidity, an acceptance's symbol, quantity, price and order type, a cancellation's
+    or rejection's reason."""
+    assert [msgspec.inspect.type_info(type(event)).tag for event in events] == [e["tag"] for e in expect]
+    for event, expected in zip(events, expect, strict=True):
+        if isinstance(event, FillEventBase):
+            fill = event.fill
+            assert fill.trade_id == expected["trade_id"]
+            assert (fill.quantity, fill.price, fill.fee) == tuple(
+                Decimal(expected[name]) for name in ("quantity", "price", "fee"))
+            assert fill.fee_currency == expected["fee_currency"]
+            assert event.cum_quantity == Decimal(expected["cum_quantity"])
+            if "liquidity" in expected:
+                assert fill.liquidity.value == expected["liquidity"]
+        elif isinstance(event, OrderAccepted):
+            stated = {"symbol": event.symbol, "order_type": event.order_type.value,
+                      "quantity": event.quantity, "price": event.price}
+            for name in stated.keys() & expected.keys():
+                wanted = expected[name] if name in ("symbol", "order_type") else Decimal(expected[name])
+                assert stated[name] == wanted, f"accepted {name}: {stated[name]}, expected {wanted}"
+        elif isinstance(event, (OrderCancelled, OrderRejected)) and "reason" in expected:
+            assert event.reason.value == expected["reason"]
+
+
 def fills(venue: str) -> list[RecordedFrames]:
     recorded = []
     for path in sorted((HERE / venue / "corpus" / "fills").glob("*.json")):
@@ -104,6 +134,27 @@ def balances(venue: str) -> list[RecordedBalances]:
         data = json.loads(path.read_text())
         recorded.append(RecordedBalances(name=f"{venue}/{path.stem}", venue=data["venue"], source=data["source"],
                                          frames=data["frames"], expect=data["expect"]))
+    return recorded
+
+
+@dataclass(frozen=True)
+class RecordedPositions:
+    """A positions listing as the venue gives it (`records`) and the positions the connector
+    reads from it (`expect`: symbol, signed quantity, average entry price)."""
+
+    name: str
+    venue: str
+    source: list[str]
+    records: list[dict[str, Any]]
+    expect: list[dict[str, str]]
+
+
+def positions(venue: str) -> list[RecordedPositions]:
+    recorded = []
+    for path in sorted((HERE / venue / "corpus" / "positions").glob("*.json")):
+        data = json.loads(path.read_text())
+        recorded.append(RecordedPositions(name=f"{venue}/{path.stem}", venue=data["venue"], source=data["source"],
+                                          records=data["records"], expect=data["expect"]))
     return recorded
 
 

@@ -82,6 +82,7 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
         self.capabilities = self._capabilities_for(["us_equity", "crypto"])
         self._instruments: list[Instrument] = []
         self._asset_class: dict[str, str] = {}  # symbol -> Alpaca's asset class
+        self._symbols: dict[str, str] = {}  # Alpaca's slashless crypto names -> ours (parsing.slashless)
         self._ours: dict[str, str] = {}  # client order id Alpaca gave a replacement -> ours
 
     @staticmethod
@@ -110,6 +111,7 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
         listed = sorted((a for a in assets if a.get("tradable") and (not wanted or a["symbol"] in wanted)),
                         key=lambda a: a["symbol"])
         self._asset_class = {a["symbol"]: a["class"] for a in listed}
+        self._symbols = parsing.slashless(list(self._asset_class))
         self._instruments = [parsing.instrument(self.venue, a) for a in listed]
         if self._asset_class:
             self.capabilities = self._capabilities_for(sorted(set(self._asset_class.values())))
@@ -119,7 +121,7 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
 
     async def positions(self) -> list[ReportedPosition] | None:
         listed = await self._sdk(self.client.get_all_positions, changes_state=False)
-        return parsing.positions(listed, {symbol.replace("/", ""): symbol for symbol in self._asset_class})
+        return parsing.positions(listed, self._symbols)
 
     async def disconnect(self) -> None:
         """Nothing held open: REST sessions close with the process, streams with their iteration."""
@@ -144,7 +146,7 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
             body["stop_price"] = str(command.stop_price)
         # posted as JSON with exact decimals: the SDK's request models would turn them into floats
         order = await self._sdk(self.client.post, "/orders", body, changes_state=True)
-        return parsing.order_snapshot(order)
+        return self._snapshot(order)
 
     async def amend(self, command: ModifyOrder, venue_order_id: str | None) -> OrderSnapshot:
         current = await self.lookup(command.client_order_id, "")
@@ -175,7 +177,7 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
             if exc.reason is RejectReason.UNKNOWN_ORDER:
                 return None
             raise
-        return parsing.order_snapshot(order, client_order_id=client_order_id)
+        return parsing.order_snapshot(order, client_order_id=client_order_id, symbols=self._symbols)
 
     async def open_orders(self) -> list[OrderSnapshot]:
         return await self._orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=LISTING_LIMIT))
@@ -196,12 +198,9 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
         try:
             while True:
                 frame = json.loads(await _receive(stream, "trade_updates stream"))
-                update = frame.get("data") or {}
-                if frame.get("stream") != "trade_updates" or not isinstance(update.get("order"), dict):
-                    continue
-                if update["order"].get("status") == "replaced":
-                    continue  # the superseded order; its replacement's own events follow
-                yield self._snapshot(update["order"], trade=parsing.fill(update))
+                snapshot = parsing.trade_update(frame, client_order_ids=self._ours, symbols=self._symbols)
+                if snapshot is not None:
+                    yield snapshot
         finally:
             await stream.close()
 
@@ -230,8 +229,9 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
         return f"{base.rstrip('/')}/{self.config.feed.value}" if base else None
 
     # --- helpers ----------------------------------------------------------------------------------
-    def _snapshot(self, order: dict[str, Any], **extra: Any) -> OrderSnapshot:
-        return parsing.order_snapshot(order, client_order_id=self._ours.get(order["client_order_id"]), **extra)
+    def _snapshot(self, order: dict[str, Any]) -> OrderSnapshot:
+        return parsing.order_snapshot(order, client_order_id=self._ours.get(order["client_order_id"]),
+                                      symbols=self._symbols)
 
     async def _sdk(self, call: Callable[..., T], *args: Any, changes_state: bool) -> T:
         """Run one synchronous SDK call in a worker thread; its exceptions become the taxonomy's."""

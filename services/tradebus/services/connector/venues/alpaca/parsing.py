@@ -3,11 +3,14 @@ alpaca-py's exceptions to the connector's error taxonomy. Alpaca dicts never lea
 
 Symbology: Alpaca names equities by ticker (AAPL, BRK.B: the dot stays, subject tokens
 encode it) and crypto pairs as BASE/QUOTE (BTC/USD), which are our unified symbols as
-they are. Positions name crypto without the slash (BTCUSD); `Symbology` maps it back.
+they are. Positions name crypto without the slash (BTCUSD), and so did orders before
+Alpaca's 2023 symbol change (its documented trade_updates example: SOLUSD): `symbols`
+maps such a name back to ours (`slashless`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -55,50 +58,81 @@ def nanos(timestamp: Any) -> int:
     return int(datetime.fromisoformat(str(timestamp).replace("Z", "+00:00")).timestamp() * 1e9)
 
 
-def order_snapshot(order: dict[str, Any], *, client_order_id: str | None = None,
-                   trade: TradeReport | None = None) -> OrderSnapshot:
-    """`client_order_id`: ours, when a replace gave the order another one at Alpaca."""
+def slashless(symbols: list[str]) -> dict[str, str]:
+    """Alpaca's slashless name of each crypto pair (BTCUSD) -> ours (BTC/USD)."""
+    return {symbol.replace("/", ""): symbol for symbol in symbols if "/" in symbol}
+
+
+def order_snapshot(order: dict[str, Any], *, client_order_id: str | None = None, trade: TradeReport | None = None,
+                   symbols: Mapping[str, str] | None = None) -> OrderSnapshot:
+    """`client_order_id`: ours, when a replace gave the order another one at Alpaca;
+    `symbols`: see `slashless`. A notional order (`qty` null) states its quantity only as
+    what filled. An equity order's fees are a stated 0 USD (commission-free: see `fill`),
+    so a fill derived from it says so too; a crypto order's are unknown (None)."""
     filled = decimal(order.get("filled_qty")) or ZERO
     status = _FINISHED.get(order.get("status") or "")
     if status is None:
         status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
     kind = order.get("type") or order.get("order_type") or "market"
+    quantity = decimal(order.get("qty"))
+    equity = order.get("asset_class") == "us_equity"
     return OrderSnapshot(
         client_order_id=client_order_id or order["client_order_id"], venue_order_id=str(order["id"]),
-        symbol=order["symbol"], side=Side(order["side"]), order_type=OrderType(kind),
-        quantity=decimal(order.get("qty")) or ZERO, status=status,
+        symbol=(symbols or {}).get(order["symbol"], order["symbol"]), side=Side(order["side"]),
+        order_type=OrderType(kind), quantity=filled if quantity is None else quantity, status=status,
         price=decimal(order.get("limit_price")), stop_price=decimal(order.get("stop_price")),
         time_in_force=_TIME_IN_FORCE.get(order.get("time_in_force") or "", TimeInForce.GTC),
         filled=filled, average_price=decimal(order.get("filled_avg_price")), last_trade=trade,
+        cum_fee=ZERO if equity else None, fee_currency="USD" if equity else "",
         ts=nanos(order.get("updated_at") or order.get("created_at")),
     )
 
 
-def fill(update: dict[str, Any]) -> TradeReport | None:
-    """The fill a trade_updates event reports (fill / partial_fill), if it reports one.
+def trade_update(frame: dict[str, Any], *, client_order_ids: Mapping[str, str],
+                 symbols: Mapping[str, str]) -> OrderSnapshot | None:
+    """A trading stream frame as its order's state, None for a frame that is no order
+    update (the authorization and listening answers) and for the order a replace
+    superseded (`replaced`: its replacement's own events follow). `client_order_ids`:
+    the ids Alpaca gave replacements -> ours."""
+    update = frame.get("data") or {}
+    order = update.get("order")
+    if frame.get("stream") != "trade_updates" or not isinstance(order, dict) or order.get("status") == "replaced":
+        return None
+    return order_snapshot(order, client_order_id=client_order_ids.get(order["client_order_id"]),
+                          trade=fill(update), symbols=symbols)
 
-    Fees: Alpaca's fill events carry none. US equities trade without commission, so an
-    equity fill's fee is a stated 0 USD. A crypto fill's fee is taken by Alpaca from the
-    asset the trade credits and is not on the event: it is left at 0 with no currency
-    (unknown, never made up); the account's balances and positions show what was received."""
+
+def fill(update: dict[str, Any]) -> TradeReport | None:
+    """The fill a trade_updates event reports (fill / partial_fill), if it reports one:
+    its `execution_id`, `qty` and `price` (docs.alpaca.markets "Websocket Streaming").
+
+    Fees: Alpaca's fill events carry none. "Alpaca stock trading remains commission-free,
+    where crypto trading includes a small fee per trade" (docs "Crypto Spot Trading Fees";
+    alpacahq/alpaca-docs content/trading/crypto-trading.md), so an equity fill's fee is a
+    stated 0 USD. A crypto
+    fill's fee is taken by Alpaca from the asset the trade credits and is not on the event:
+    it is left at 0 with no currency (unknown, never made up); the account's balances and
+    positions show what was received."""
     if update.get("event") not in ("fill", "partial_fill") or update.get("price") is None:
         return None
     equity = (update.get("order") or {}).get("asset_class") == "us_equity"
     return TradeReport(trade_id=str(update.get("execution_id") or update.get("timestamp")),
                        price=decimal(update["price"]) or ZERO, quantity=decimal(update.get("qty")) or ZERO,
-                       fee=ZERO, fee_currency="USD" if equity else "")
+                       fee=ZERO, fee_currency="USD" if equity else "", ts=nanos(update.get("timestamp")))
 
 
 def balances(account: dict[str, Any]) -> list[Balance]:
     """GET /v2/account: the account's cash in its currency; available is Alpaca's
-    `non_marginable_buying_power` (what can buy without margin), never above the cash."""
+    `non_marginable_buying_power` (what can buy without margin), never above the cash and
+    never below zero (a margin account's cash is negative while it borrows: its documented
+    example has cash -23140.2, and no cash of its own is available then)."""
     cash = decimal(account.get("cash")) or ZERO
-    available = decimal(account.get("non_marginable_buying_power"))
-    return [Balance(currency=account.get("currency") or "USD", total=cash,
-                    available=cash if available is None else min(cash, available))]
+    buying_power = decimal(account.get("non_marginable_buying_power"))
+    available = cash if buying_power is None else min(cash, buying_power)
+    return [Balance(currency=account.get("currency") or "USD", total=cash, available=max(ZERO, available))]
 
 
-def positions(listed: list[dict[str, Any]], symbols: dict[str, str]) -> list[ReportedPosition]:
+def positions(listed: list[dict[str, Any]], symbols: Mapping[str, str]) -> list[ReportedPosition]:
     """GET /v2/positions, with `symbols` mapping a position's symbol (crypto without the
     slash, BTCUSD) to ours; `qty` is signed by Alpaca already (negative when short)."""
     return [
