@@ -293,8 +293,11 @@ class AlpacaEmulator(Emulator):
             return
         extra: dict[str, Any] = {}
         if fill is not None:
+            # position_qty: "the total size of your position after this event" (signed), not the order's
+            position = next((p.quantity for p in self.venue.positions(record.account) if p.symbol == record.symbol),
+                            Decimal(0))
             extra = {"execution_id": str(uuid.UUID(int=fill.trade_id)), "price": render.number(fill.price),
-                     "qty": render.number(fill.quantity), "position_qty": render.number(record.filled)}
+                     "qty": render.number(fill.quantity), "position_qty": render.number(position)}
         self._publish(record.account, event, self._render(record), **extra)
 
     async def _done_for_day(self, request: web.Request) -> web.Response:
@@ -304,8 +307,11 @@ class AlpacaEmulator(Emulator):
         return web.json_response({"done_for_day": len(open_orders)})
 
     def _publish(self, account: str, event: str, order: dict[str, Any], **extra: Any) -> None:
-        frame = {"stream": "trade_updates",
-                 "data": {"event": event, "timestamp": render.timestamp(time.time_ns()), "order": order, **extra}}
+        """Every event carries an execution id, as Alpaca's documented `new` event does
+        (tests/venues/alpaca/corpus/fills/trade-updates-new-documented.json); a fill's is its trade's."""
+        data = {"event": event, "execution_id": str(uuid.uuid4()), "timestamp": render.timestamp(time.time_ns()),
+                "order": order, **extra}
+        frame = {"stream": "trade_updates", "data": data}
         for session in self._trade_sockets.get(account, []):
             session.send(frame)
 

@@ -71,7 +71,7 @@ def order(record: EmulatedOrder, *, order_id: str, asset_class: str, replaces: s
         "created_at": timestamp(record.created_ns), "updated_at": updated, "submitted_at": timestamp(record.created_ns),
         "filled_at": updated if state == "filled" else None,
         "expired_at": updated if state == "expired" else None,
-        "canceled_at": updated if state == "canceled" else None,
+        "canceled_at": updated if state == "canceled" else None, "cancel_requested_at": None,
         "failed_at": updated if state == "rejected" else None,
         "replaced_at": updated if state == "replaced" else None, "replaced_by": None, "replaces": replaces,
         "asset_id": asset_uuid(record.symbol), "symbol": record.symbol, "asset_class": asset_class,
