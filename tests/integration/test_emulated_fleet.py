@@ -33,11 +33,13 @@ def test_up_emulate_streams_ticks_and_fills_orders_without_writing_credentials(t
     """As a new user tries it: a market buy on each emulated spot exchange fills with the
     venue's fee in the asset bought (Binance and Bybit charge a spot buy's fee in the base
     asset, 0.1%), `tradebus orders` shows that fee, and `tradebus positions` and `tradebus
-    balances` the BTC bought, less that fee."""
-    fleet = Fleet(tmp_path, "--venue", "binance", "--venue", "bybit", "--emulate")
+    balances` the BTC bought, less that fee. Alpaca charges no commission on US equities
+    (docs.alpaca.markets, "Crypto Spot Trading Fees": "stock trading remains commission-free"):
+    its fill says so, 0 USD, and the shares show as a position."""
+    fleet = Fleet(tmp_path, "--venue", "binance", "--venue", "bybit", "--venue", "alpaca", "--emulate")
     try:
         fleet.wait_ready()
-        fleet.wait_services(("risk", "oms", "audit", "connector.binance", "connector.bybit"))
+        fleet.wait_services(("risk", "oms", "audit", "connector.binance", "connector.bybit", "connector.alpaca"))
         ticks = tradebus("ticks", "--venue", "binance", "--count", "5", "--json", env=fleet.env)
         assert ticks.returncode == 0, ticks.stderr
         assert [json.loads(line)["venue"] for line in ticks.stdout.splitlines()] == ["binance"] * 5
@@ -55,6 +57,11 @@ def test_up_emulate_streams_ticks_and_fills_orders_without_writing_credentials(t
             assert listed.returncode == 0 and "filled 0.01, fee 0.00001 BTC" in listed.stdout, listed.stdout
             assert shown(fleet, ("balances", "--venue", venue), f"{venue} demo BTC {HELD} available {HELD}")
             assert shown(fleet, ("positions",), f"{venue} {HELD} @")
+
+        placed = tradebus("order", "place", "--venue", "alpaca", "--account", "demo", "--symbol", "AAPL",
+                          "--side", "buy", "--type", "market", "--qty", "2", env=fleet.env)
+        assert placed.returncode == 0 and "fee 0 USD" in placed.stdout, placed.stdout + placed.stderr
+        assert shown(fleet, ("positions",), "alpaca 2 @")
 
         secret = connector_environment(fleet, "binance")["BINANCE_API_SECRET"]
         assert secret
