@@ -157,6 +157,10 @@ def _as_asyncapi_schema(node: Any) -> Any:
         return [_as_asyncapi_schema(item) for item in node]
     if not isinstance(node, dict):
         return node
+    return _as_asyncapi_object(node)
+
+
+def _as_asyncapi_object(node: dict[str, Any]) -> dict[str, Any]:
     out = {key: _as_asyncapi_schema(value) for key, value in node.items()}
     discriminator = out.get("discriminator")
     if isinstance(discriminator, dict) and "anyOf" in out:
@@ -184,7 +188,7 @@ def _components_schemas(named: dict[str, Any]) -> dict[str, Any]:
     schemas.update(defs)
     schemas = portable(schemas)
     add_field_rules(schemas, named.values())
-    return _as_asyncapi_schema(schemas)
+    return _as_asyncapi_object(schemas)
 
 
 def _delivery(spec: SubjectSpec) -> dict[str, Any]:

@@ -17,11 +17,12 @@ from .values import decode_hook
 encoder = msgspec.json.Encoder()
 encode = encoder.encode
 
-_DECODERS: dict[Family, msgspec.json.Decoder] = {
+# Any: a family's payload type is its SubjectSpec's, known at run time only.
+_DECODERS: dict[Family, msgspec.json.Decoder[Any]] = {
     family: msgspec.json.Decoder(spec.payload, dec_hook=decode_hook)
     for family, spec in SPECS.items() if spec.payload is not None
 }
-_REPLY_DECODERS: dict[Family, msgspec.json.Decoder] = {
+_REPLY_DECODERS: dict[Family, msgspec.json.Decoder[Any]] = {
     family: msgspec.json.Decoder(spec.reply, dec_hook=decode_hook)
     for family, spec in SPECS.items() if spec.reply is not None
 }
@@ -31,12 +32,12 @@ T = TypeVar("T")
 DecodeError = (msgspec.DecodeError, msgspec.ValidationError)
 
 
-def decoder(family: Family) -> msgspec.json.Decoder:
+def decoder(family: Family) -> msgspec.json.Decoder[Any]:
     """The decoder of a subject family's payload (a tagged union: one decoder per subject)."""
     return _DECODERS[family]
 
 
-def reply_decoder(family: Family) -> msgspec.json.Decoder:
+def reply_decoder(family: Family) -> msgspec.json.Decoder[Any]:
     return _REPLY_DECODERS[family]
 
 

@@ -13,7 +13,7 @@ from .subjects import SUBJECTS, SubjectSpec
 
 
 def _members(payload: object) -> list[type[msgspec.Struct]]:
-    return list(typing.get_args(payload)) or ([payload] if payload is not None else [])  # type: ignore[list-item]
+    return list(typing.get_args(payload)) or ([payload] if payload is not None else [])
 
 
 def _first_paragraph(cls: type) -> str:
@@ -77,7 +77,7 @@ def render() -> str:
     seen: set[str] = set()
     for spec in SUBJECTS:
         for name, payload in ((spec.payload_name, spec.payload), (spec.reply_name, spec.reply)):
-            if payload is None or name in seen:
+            if payload is None or name is None or name in seen:
                 continue
             seen.add(name)
             lines += [f"### `{name}`", "", "| type | message | fields | meaning |", "|---|---|---|---|"]

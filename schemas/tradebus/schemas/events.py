@@ -291,7 +291,7 @@ def command_refused(command: OrderCommand, *, event_id: str, reason: RejectReaso
     )
 
 
-OrderEvent = Union[
+OrderLifecycleEvent = Union[
     OrderSubmitted,
     OrderAccepted,
     OrderRejected,
@@ -301,9 +301,11 @@ OrderEvent = Union[
     OrderModified,
     OrderCancelled,
     OrderExpired,
-    CommandRejected,
-    CancelAllDone,
 ]
+"""The events about one order (every OrderEventBase): what narrowing an OrderEvent by
+`isinstance(event, OrderEventBase)` leaves, named so that an order's latest event is typed."""
+
+OrderEvent = Union[OrderLifecycleEvent, CommandRejected, CancelAllDone]
 
 TERMINAL_EVENTS = (OrderRejected, OrderFilled, OrderCancelled, OrderExpired)
 

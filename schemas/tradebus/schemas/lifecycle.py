@@ -40,7 +40,7 @@ from .events import (
     FillEventBase,
     OrderAccepted,
     OrderCancelled,
-    OrderEvent,
+    OrderEventBase,
     OrderExpired,
     OrderFilled,
     OrderModified,
@@ -139,7 +139,7 @@ def undecided_terms(record: OrderRecord) -> tuple[str, ...]:
     return TERMS
 
 
-def _target(event: OrderEvent) -> OrderStatus | None:
+def _target(event: OrderEventBase) -> OrderStatus | None:
     """The status an event moves an order to; None for events that keep the status."""
     match event:
         case OrderAccepted():
@@ -170,13 +170,13 @@ _ALLOWED_FROM: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 
-def _refuse(record: OrderRecord, event: OrderEvent, anomaly: str, now: int) -> OrderRecord:
+def _refuse(record: OrderRecord, event: OrderEventBase, anomaly: str, now: int) -> OrderRecord:
     anomalies = [*record.anomalies, anomaly][-MAX_ANOMALIES:]
     seen = [*record.seen_event_ids, event.event_id]
     return msgspec.structs.replace(record, anomalies=anomalies, seen_event_ids=seen, updated_at=now)
 
 
-def apply_event(record: OrderRecord | None, event: OrderEvent, now: int) -> OrderRecord:
+def apply_event(record: OrderRecord | None, event: OrderEventBase | CommandRejected, now: int) -> OrderRecord:
     """Advance `record` (None: first news of this order) by one order event."""
     if isinstance(event, CommandRejected):
         assert record is not None, "a command rejection without an order is not an order event"

@@ -19,7 +19,9 @@ from tradebus.shared.topology import RISK_BUCKET, StreamSettings, ensure_bucket
 from .busclient import connect_client
 
 
-def add_halt_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_halt_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     halt = commands.add_parser("halt", parents=[common], help="stop new orders (cancels still pass)")
     halt.add_argument("--account", help="only this account (default: the whole fleet)")
     halt.add_argument("--reducing-only", action="store_true", help="let orders that reduce positions through")

@@ -17,7 +17,9 @@ COLUMNS = ("symbol", "venue_symbol", "asset_class", "base", "quote", "tick_size"
            "min_notional")
 
 
-def add_instruments_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_instruments_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     parser = commands.add_parser("instruments", parents=[common], help="show a venue's instruments and trading rules")
     parser.add_argument("--venue", required=True, help="venue whose connector answers (paper, binance, ...)")
     parser.add_argument("--symbol", action="append", help="only this symbol (repeatable; default every instrument)")

@@ -56,7 +56,9 @@ TTL_HELP = "refuse it if the venue cannot get it within this many ms (default: t
 DEFAULT_LISTING = 1000  # orders `tradebus orders` shows without --limit / --all
 
 
-def add_order_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_order_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     order = commands.add_parser("order", help="place, modify and cancel orders")
     order_commands = order.add_subparsers(dest="subcommand", required=True)
     target = argparse.ArgumentParser(add_help=False, parents=[common])

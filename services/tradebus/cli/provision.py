@@ -21,7 +21,9 @@ from tradebus.shared.topology import Outcome, provision
 from .busclient import connect_client
 
 
-def add_provision_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_provision_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     parser = commands.add_parser("provision", parents=[common],
                                  help="create or update the streams, buckets and durable consumers")
     parser.add_argument("--venue", action="append",

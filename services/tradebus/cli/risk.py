@@ -20,7 +20,9 @@ from .busclient import connect_client
 _reply = reply_decoder(Family.RISK_CONTROL)
 
 
-def add_risk_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_risk_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     risk = commands.add_parser("risk", help="the risk gate")
     risk_commands = risk.add_subparsers(dest="subcommand", required=True)
     limits = risk_commands.add_parser("limits", parents=[common], help="the limits risk applies now (built-ins included)")
@@ -54,14 +56,12 @@ async def show_limits(args: argparse.Namespace) -> int:
 
 def _as_limits_file(reply: RiskLimitsReply) -> dict[str, Any]:
     """The reply in the limits file's shape: no message tags, no unset (inherited) fields."""
-    document = msgspec.to_builtins(reply)
+    document: dict[str, Any] = msgspec.to_builtins(reply)  # a Struct: a dict
     for key in ("type", "ok", "source", "error"):
         document.pop(key, None)
     return _without_tags_and_nulls(document)
 
 
-def _without_tags_and_nulls(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {key: _without_tags_and_nulls(value) for key, value in node.items()
-                if key != "type" and value is not None and value != {}}
-    return node
+def _without_tags_and_nulls(node: dict[str, Any]) -> dict[str, Any]:
+    return {key: _without_tags_and_nulls(value) if isinstance(value, dict) else value for key, value in node.items()
+            if key != "type" and value is not None and value != {}}

@@ -39,7 +39,8 @@ def build_service(name: str, settings: Settings, venue: str) -> Service:
             venue_credentials(venue, api_key=getattr(config, "api_key", None), api_secret=getattr(config, "api_secret", None))
         return ConnectorService(settings, venue=venue, venue_config=config)
     module_name, class_name = SERVICES[name].split(":")
-    return getattr(import_module(module_name), class_name)(settings)
+    service: Service = getattr(import_module(module_name), class_name)(settings)
+    return service
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ import time
 
 import msgspec
 import nats
+import nats.aio.msg
 from nats.js.errors import NotFoundError
 
 from tradebus.schemas import subjects
@@ -36,13 +37,13 @@ async def collect_statuses(nc: nats.NATS, wait: float) -> Watch:
     """Ping the fleet, listen to heartbeats for `wait` seconds and read the last known ones."""
     watch = Watch()
 
-    def heard(data: bytes, status_decoder) -> ServiceStatus | None:  # noqa: ANN001 - a msgspec decoder
+    def heard(data: bytes, status_decoder: msgspec.json.Decoder[ServiceStatus]) -> ServiceStatus | None:
         try:
             return status_decoder.decode(data)
         except DecodeError:
             return None  # not a heartbeat we understand: not evidence either way
 
-    def observe_live(data: bytes, status_decoder) -> None:  # noqa: ANN001
+    def observe_live(data: bytes, status_decoder: msgspec.json.Decoder[ServiceStatus]) -> None:
         status = heard(data, status_decoder)
         if status is not None:  # alive now, whatever its host's clock says: stamped with ours
             watch.observe(msgspec.structs.replace(status, ts_event=time.time_ns()))

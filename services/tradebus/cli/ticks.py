@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 import nats
+import nats.aio.msg
 
 from tradebus.client.leases import StreamLease
 from tradebus.schemas import subjects

@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import nats
+import nats.aio.msg
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder
@@ -45,8 +46,9 @@ _status_decoder = decoder(Family.STATUS)
 
 def _nats_port(args: argparse.Namespace) -> int:
     """--nats-port, else the port of --nats-url / TRADEBUS_NATS_URL, else 4222."""
-    if args.nats_port:
-        return args.nats_port
+    port: int = args.nats_port
+    if port:
+        return port
     url = args.nats_url or os.environ.get("TRADEBUS_NATS_URL")
     return (urlparse(url).port if url else None) or 4222
 

@@ -224,7 +224,8 @@ def _read_rows(path: Path) -> list[dict[str, object]]:
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq  # optional extra: tradebus[parquet]
 
-        return pq.read_table(path).to_pylist()
+        rows: list[dict[str, object]] = pq.read_table(path).to_pylist()  # pyarrow has no type hints
+        return rows
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 

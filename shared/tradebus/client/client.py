@@ -9,7 +9,7 @@ import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import nats
@@ -31,6 +31,7 @@ from tradebus.schemas.control import (
     GetInstruments,
     GetOrder,
     GetPositions,
+    InstrumentsReply,
     ListOrders,
     OmsReply,
     VenueBalance,
@@ -48,10 +49,10 @@ from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.market import Instrument, MarketData
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TICK_KINDS, MarketDataKind
-from tradebus.shared.bus import MSG_ID
 from tradebus.shared.busaccess import connect_bus
 from tradebus.shared.bustls import TlsFiles, tls_context
 from tradebus.shared.credentials import Credentials, load_credentials
+from tradebus.shared.pipeline import MSG_ID
 from tradebus.shared.sequence import SequenceTracker
 
 from .leases import StreamLease
@@ -59,8 +60,9 @@ from .leases import StreamLease
 # By subject family: what a rejection subject carries that is not a rejection is not believed.
 _ANSWER_DECODERS = {Family.ORDER_EVENT: decoder(Family.ORDER_EVENT), Family.REJECTION: decoder(Family.REJECTION)}
 _market_data = decoder(Family.MARKET_DATA)
-_oms_reply = reply_decoder(Family.OMS_QUERY)
-_instruments_reply = reply_decoder(Family.INSTRUMENTS)
+_oms_reply: msgspec.json.Decoder[OmsReply] = reply_decoder(Family.OMS_QUERY)
+_instruments_reply: msgspec.json.Decoder[InstrumentsReply] = reply_decoder(Family.INSTRUMENTS)
+_Reply = TypeVar("_Reply", OmsReply, InstrumentsReply)  # the query replies: `ok`, else an `error`
 
 
 class QueryError(RuntimeError):
@@ -190,7 +192,7 @@ class Client:
         self._watchers[venue_account].append((command, queue))
         ack = await self.js.publish(subjects.command(command.venue, command.account), encode(command),
                                     headers={MSG_ID: command_dedupe_id(command)})
-        return OrderTicket(self, command, ack.duplicate, queue)
+        return OrderTicket(self, command, bool(ack.duplicate), queue)  # nats-py: None when not a duplicate
 
     def _forget(self, command: OrderCommand, queue: asyncio.Queue[OrderEvent]) -> None:
         """Stop routing events to a ticket that got its answer."""
@@ -200,6 +202,7 @@ class Client:
 
     async def _dispatch(self, msg: Msg) -> None:
         parsed = subjects.parse(msg.subject)  # one of the two subjects `send` subscribed to
+        assert parsed.venue is not None and parsed.account is not None  # both name their venue account
         try:
             event = _ANSWER_DECODERS[parsed.family].decode(msg.data)
         except DecodeError:
@@ -281,8 +284,8 @@ class Client:
         return reply.instruments
 
     # --- queries --------------------------------------------------------------------------
-    async def _request(self, subject: str, request: msgspec.Struct, reply_type: msgspec.json.Decoder,
-                       unanswered: str, timeout: float) -> Any:
+    async def _request(self, subject: str, request: msgspec.Struct, reply_type: msgspec.json.Decoder[_Reply],
+                       unanswered: str, timeout: float) -> _Reply:
         try:
             reply = reply_type.decode((await self.nc.request(subject, encode(request), timeout=timeout)).data)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:

@@ -16,6 +16,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+import msgspec
 import nats
 import nats.errors
 
@@ -27,7 +28,7 @@ from tradebus.schemas.values import TICK_KINDS, MarketDataKind
 
 log = logging.getLogger(__name__)
 
-_reply = reply_decoder(Family.MARKET_DATA_CONTROL)
+_reply: msgspec.json.Decoder[SubscriptionReply] = reply_decoder(Family.MARKET_DATA_CONTROL)
 # Renewal period when the connector did not say its lease (none answered yet): a third of
 # the default lease, so a connector that comes up later is subscribed soon after.
 FALLBACK_RENEWAL = 20.0

@@ -165,6 +165,7 @@ async def consume_batches(
     nc = bus.nc
     arrived: list[Msg] = []
     wake = asyncio.Event()
+    open_for = 0  # messages the open pull request may still deliver
 
     async def on_message(msg: Msg) -> None:
         arrived.append(msg)
@@ -182,7 +183,6 @@ async def consume_batches(
     subscription = await nc.subscribe(inbox, cb=on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
     request = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
     pull = json.dumps({"batch": batch, "expires": int(idle_wait * 1e9)}).encode()
-    open_for = 0  # messages the open pull request may still deliver
     bus.connection_listeners.append(on_connection)
     try:
         while not stopping.is_set():

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from .credentials import Credentials, connect_options, inbox_prefix
 from .logs import redact
@@ -143,7 +144,7 @@ class BusConnection(NATS):
         super().__init__()
         self.refusals = Refusals(user, inbox)
 
-    async def request(self, subject: str, *args: Any, **kwargs: Any) -> Any:
+    async def request(self, subject: str, *args: Any, **kwargs: Any) -> Msg:
         return await self.refusals.guard(super().request(subject, *args, **kwargs), publish=(subject,), replies=True)
 
 

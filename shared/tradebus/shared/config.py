@@ -316,10 +316,12 @@ def _validation_error(
 def _choices(schema: mi.StructType, path: KeyPath, problem: str) -> str:
     """For a value outside an enum: the closest valid value and the list of valid ones."""
     invalid = _INVALID_ENUM.match(problem)
+    if invalid is None:
+        return ""
     type_: mi.Type = schema
     for part in path:
         struct = _section(type_)
-        if invalid is None or struct is None or part not in _fields(struct):
+        if struct is None or part not in _fields(struct):
             return ""
         type_ = _fields(struct)[part]
     enum_type = _unwrap_optional(type_)

@@ -247,7 +247,7 @@ class _Connection(asyncio.StreamReaderProtocol):
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._open_transports.discard(self._own_transport)  # type: ignore[arg-type]
+        self._open_transports.discard(self._own_transport)
         super().connection_lost(exc)
 
 

@@ -4,7 +4,7 @@ quarantined and answered with a refusal that names the problem, never dropped in
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TypeVar
 
 import msgspec
 from nats.aio.msg import Msg
@@ -13,10 +13,12 @@ from tradebus.schemas.codecs import DecodeError, encode
 
 from .quarantine import Quarantine
 
+Request = TypeVar("Request")
+
 
 async def answer_request(
-    msg: Msg, *, quarantine: Quarantine, family: str, decoder: msgspec.json.Decoder,
-    handle: Callable[[Any], Awaitable[msgspec.Struct]], refuse: Callable[[str], msgspec.Struct],
+    msg: Msg, *, quarantine: Quarantine, family: str, decoder: msgspec.json.Decoder[Request],
+    handle: Callable[[Request], Awaitable[msgspec.Struct]], refuse: Callable[[str], msgspec.Struct],
 ) -> None:
     """`handle(request)` makes the reply of a decoded request, `refuse(error)` that of one
     that cannot be decoded; `family` labels the metrics and the dead letters."""

@@ -24,10 +24,12 @@ import asyncio
 import logging
 import time
 
+import msgspec
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from tradebus.schemas.codecs import DecodeError, decoder
+from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import ServiceState
 
@@ -36,7 +38,7 @@ from .topology import Consumer, last_heartbeats
 
 log = logging.getLogger(__name__)
 
-_status_decoder = decoder(Family.STATUS)
+_status_decoder: msgspec.json.Decoder[ServiceStatus] = decoder(Family.STATUS)
 HEARTBEATS_MISSED = 3  # an instance silent for this many of its own heartbeat intervals is gone
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from typing import Any
 
 import msgspec
 
@@ -63,7 +64,7 @@ def parse_venue_account(text: str, where: str) -> VenueAccount:
     return VenueAccount(venue, account)
 
 
-def parse_tenants(table: dict, where: str) -> tuple[Tenant, ...]:
+def parse_tenants(table: dict[str, Any], where: str) -> tuple[Tenant, ...]:
     try:
         parsed = msgspec.convert(table, _TenantsFile)
     except msgspec.ValidationError as exc:

@@ -19,9 +19,10 @@ below suit one embedded server.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 import msgspec
 import nats.errors
@@ -201,6 +202,14 @@ async def _provision_stream(js: JetStreamContext, config: StreamConfig) -> Provi
     return await _update_stream(js, "stream", current, config, _differing(current.as_dict(), config.as_dict()))
 
 
+class _BucketStreamSettings(TypedDict):
+    """The StreamConfig fields a KeyValueConfig sets, by their StreamConfig names."""
+
+    allow_direct: bool | None
+    num_replicas: int | None
+    max_msgs_per_subject: int
+
+
 async def _provision_bucket(js: JetStreamContext, config: KeyValueConfig) -> Provisioned:
     try:
         current = (await js.stream_info(f"KV_{config.bucket}")).config
@@ -208,7 +217,9 @@ async def _provision_bucket(js: JetStreamContext, config: KeyValueConfig) -> Pro
         await js.create_key_value(config)
         return Provisioned("bucket", config.bucket, Outcome.CREATED)
     # What the bucket's settings make of its stream; the rest is nats-py's KV layout.
-    wanted = {"allow_direct": config.direct, "num_replicas": config.replicas, "max_msgs_per_subject": config.history}
+    wanted: _BucketStreamSettings = {
+        "allow_direct": config.direct, "num_replicas": config.replicas, "max_msgs_per_subject": config.history,
+    }
     changed = _differing({name: getattr(current, name) for name in wanted}, wanted)
     return await _update_stream(js, "bucket", current, replace(current, **wanted), changed, name=config.bucket)
 
@@ -252,17 +263,20 @@ def _taken_over_at(current: ConsumerConfig) -> int | None:
     return current.opt_start_seq
 
 
-def _differing(current: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+def _differing(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
     return sorted(name for name, value in wanted.items() if current.get(name) != value)
 
 
 # --- what a service requires: `ensure_*` -----------------------------------------------------
 
+T = TypeVar("T")
+
+
 def _missing(what: str) -> StartRefused:
     return StartRefused(f"{what} is missing: run `tradebus provision`")
 
 
-async def _create(what: str, creating: Any) -> Any:
+async def _create(what: str, creating: Awaitable[T]) -> T:
     """Create what a service found missing. A bus that refuses (a permission violation,
     reported as PermissionRefused, or as a timeout by a plain nats-py connection; or a
     JetStream API error) makes the service refuse to start: only provisioning may create it."""

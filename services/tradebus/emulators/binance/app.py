@@ -87,7 +87,7 @@ class BinanceEmulator(Emulator):
         self.market_stream = Stream(self._market_request, session=StreamSession)
         self.api_stream = Stream(self._api_request, session=StreamSession, closed=self._api_closed)  # WebSocket API
         self._user_sockets: dict[str, list[StreamSession]] = {}  # api key -> sockets
-        self._by_venue_symbol = {render.venue_symbol(symbol): symbol for symbol in venue.instruments}
+        self._by_venue_symbol: dict[str, str] = {render.venue_symbol(symbol): symbol for symbol in venue.instruments}
         self._book_ids = dict.fromkeys(venue.instruments, 1)
         self._books: dict[str, tuple[list[Level], list[Level]]] = {}
         self._subscription_ids = itertools.count()

@@ -6,7 +6,7 @@ and codes (Binance spot API documentation: REST "Trading endpoints", user data s
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from aiohttp import web
 
@@ -60,7 +60,14 @@ MANDATORY_PARAMETER = ERRORS[RejectReason.MALFORMED]
 # reports in the headers rest-api.md names after them: X-MBX-USED-WEIGHT-(intervalNum)
 # (intervalLetter) on every answer, X-MBX-ORDER-COUNT-(intervalNum)(intervalLetter) on a
 # successful order ("Rate limit intervals": SECOND, MINUTE, DAY).
-RATE_LIMITS = [
+class RateLimit(TypedDict):
+    rateLimitType: str
+    interval: str
+    intervalNum: int
+    limit: int
+
+
+RATE_LIMITS: list[RateLimit] = [
     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
     {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
     {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
@@ -71,8 +78,8 @@ HEADER_PREFIX = {"REQUEST_WEIGHT": "X-MBX-USED-WEIGHT-", "ORDERS": "X-MBX-ORDER-
 
 def limit_windows(kind: str) -> list[tuple[str, float]]:
     """(header name, window in seconds) of each declared limiter of `kind`."""
-    return [(f"{HEADER_PREFIX[kind]}{limit['intervalNum']}{str(limit['interval'])[0]}",
-             float(INTERVAL_SECONDS[str(limit["interval"])] * int(limit["intervalNum"])))
+    return [(f"{HEADER_PREFIX[kind]}{limit['intervalNum']}{limit['interval'][0]}",
+             float(INTERVAL_SECONDS[limit["interval"]] * limit["intervalNum"]))
             for limit in RATE_LIMITS if limit["rateLimitType"] == kind]
 
 

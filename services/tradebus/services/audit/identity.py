@@ -22,8 +22,8 @@ from nats.js.api import RawStreamMsg
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from tradebus.shared.bus import MSG_ID
-from tradebus.shared.service import StartRefused
+from tradebus.shared.config import StartRefused
+from tradebus.shared.pipeline import MSG_ID
 from tradebus.shared.topology import Consumer
 
 if TYPE_CHECKING:

@@ -26,9 +26,10 @@ from prometheus_client import Counter
 
 from tradebus.schemas import provenance, subjects
 from tradebus.schemas.codecs import DecodeError
-from tradebus.shared.bus import MSG_ID, consume_batches, header, stored_position
+from tradebus.shared.bus import consume_batches, header, stored_position
 from tradebus.shared.busaccess import public_url
 from tradebus.shared.logs import redact
+from tradebus.shared.pipeline import MSG_ID
 from tradebus.shared.service import Service, default_instance
 from tradebus.shared.topology import AUDIT_CONSUMERS, Consumer, ensure_consumer, ensure_streams
 

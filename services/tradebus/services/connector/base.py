@@ -94,7 +94,7 @@ class VenueConnector(ABC, Generic[ConfigT]):
         """The unified symbol of a venue's instrument name: the inverse of `venue_symbol`."""
         return venue_symbol
 
-    async def on_subscribed(self, symbol: str, kinds: list[MarketDataKind]) -> None:
+    async def on_subscribed(self, symbol: str, kinds: Sequence[MarketDataKind]) -> None:
         """Called after streams become active, e.g. to send a fresh book snapshot."""
 
     @abstractmethod

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
 import msgspec
@@ -188,7 +189,7 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.disconnect()
 
-    async def on_subscribed(self, symbol: str, kinds: list[MarketDataKind]) -> None:
+    async def on_subscribed(self, symbol: str, kinds: Sequence[MarketDataKind]) -> None:
         for kind in kinds:
             if kind in self.capabilities.market_data and (kind, symbol) not in self._watched:
                 self._watched.add((kind, symbol))
@@ -244,7 +245,7 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
             if not self.tracker.knows(coid) or self.tracker.is_open(coid):
                 symbol = self.tracker.symbol(coid) if self.tracker.knows(coid) else ""
                 with contextlib.suppress(VenueError):
-                    snapshot = await self._call(lambda c=coid, s=symbol: self.lookup(c, s))  # type: ignore[misc]
+                    snapshot = await self._call(functools.partial(self.lookup, coid, symbol))
                     if snapshot is not None:
                         self.emit(await self._track(snapshot))
             event = self.tracker.latest(coid)
@@ -392,16 +393,16 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
         seen = {snapshot.client_order_id for snapshot in at_venue}
         for coid in self.tracker.open_orders():
             if coid not in seen:
-                snapshot = await self._call(lambda c=coid: self.lookup(c, self.tracker.symbol(c)))  # type: ignore[misc]
-                if snapshot is not None:
-                    events += await self._track(snapshot, now)
+                found = await self._call(functools.partial(self.lookup, coid, self.tracker.symbol(coid)))
+                if found is not None:
+                    events += await self._track(found, now)
         if events:
             log.info("reconciled with the venue", extra={"events": len(events)})
             self.emit(events)
 
     # --- streams -------------------------------------------------------------------------------------
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -449,8 +450,8 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
                         await self.market_data.reconnected(stream, reason="venue stream reconnected")
                         lost_at = None
                         backoff.reset()
-                    if not stream.active:
-                        break
+                    if not stream.active:  # unsubscribed while awaiting (mypy keeps the loop's narrowing)
+                        break  # type: ignore[unreachable]
                     for message in messages:
                         await self.market_data.send(stream, msgspec.structs.replace(message, seq=stream.next_seq()))
             except (VenueBusy, OutcomeUnknown) as exc:

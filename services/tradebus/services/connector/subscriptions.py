@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from typing import TypedDict, Unpack
 
 import msgspec
 from nats.aio.msg import Msg
@@ -37,6 +38,15 @@ from .base import VenueConnector
 from .interest import StreamKey, TooManyLeases
 
 log = logging.getLogger(__name__)
+
+
+class _ReplyFields(TypedDict, total=False):
+    """What a reply may say besides `ok` and the subscriptions (SubscriptionReply's fields)."""
+
+    instruments: list[str]
+    unknown_symbols: list[str]
+    error: str
+
 
 _request_decoder = decoder(Family.MARKET_DATA_CONTROL)
 _instruments_decoder = decoder(Family.INSTRUMENTS)
@@ -94,7 +104,7 @@ class SubscriptionDesk:
             if stopped:
                 log.info("subscription leases expired; streams stopped", extra={"streams": _describe(stopped)})
 
-    def _reply(self, *, ok: bool, **fields: object) -> SubscriptionReply:
+    def _reply(self, *, ok: bool, **fields: Unpack[_ReplyFields]) -> SubscriptionReply:
         market_data = self.market_data
         subscriptions = [
             StreamSubscription(symbol=symbol, kinds=market_data.active_kinds(symbol))

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import TypedDict
 
 import msgspec
 
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
 from tradebus.schemas.events import (
     DERIVED_TRADE_ID_PREFIX,
+    AccountEvent,
     Fill,
     OrderAccepted,
     OrderCancelled,
@@ -40,6 +42,7 @@ from tradebus.schemas.events import (
     OrderEventBase,
     OrderExpired,
     OrderFilled,
+    OrderLifecycleEvent,
     OrderModified,
     OrderPartiallyFilled,
     OrderRejected,
@@ -99,6 +102,19 @@ class OrderSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     ts: int = 0  # the venue's time of this state, ns
     message: str = ""  # the venue's text for a rejection
     cancel_reason: CancelReason | None = None  # why the venue cancelled the order itself, where it says
+
+
+class _EventBase(TypedDict):
+    """The OrderEventBase fields every event the tracker builds fills in the same way."""
+
+    event_id: str
+    client_order_id: str
+    venue: str
+    account: str
+    symbol: str
+    venue_order_id: str | None
+    ts_event: int
+    ts_recv: int
 
 
 class _Tracked(msgspec.Struct, kw_only=True):
@@ -265,7 +281,7 @@ class OrderTracker:
         tracked.latest = events[0]
         return events + self.update(snapshot, now)
 
-    def restore(self, journal: Iterable[object]) -> None:
+    def restore(self, journal: Iterable[OrderEvent | AccountEvent]) -> None:
         """Rebuild from the events this venue and account published before (oldest first)."""
         for event in journal:
             if not isinstance(event, OrderEventBase):
@@ -274,7 +290,7 @@ class OrderTracker:
                 continue  # another producer's (risk's rejections never reached the venue)
             self._replay(event)
 
-    def _replay(self, event: OrderEvent) -> None:
+    def _replay(self, event: OrderLifecycleEvent) -> None:
         coid = event.client_order_id
         tracked = self._orders.get(coid)
         if tracked is None:
@@ -308,7 +324,7 @@ class OrderTracker:
             tracked.status = OrderStatus.EXPIRED
 
     # --- building events ----------------------------------------------------------------------
-    def _base(self, coid: str, tracked: _Tracked, suffix: str, ts: int, now: int | None = None) -> dict[str, object]:
+    def _base(self, coid: str, tracked: _Tracked, suffix: str, ts: int, now: int | None = None) -> _EventBase:
         return {
             "event_id": f"{self._prefix}{coid}.{suffix}", "client_order_id": coid, "venue": self.venue,
             "account": self.account, "symbol": tracked.symbol, "venue_order_id": tracked.venue_order_id,

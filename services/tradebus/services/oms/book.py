@@ -80,7 +80,7 @@ class Refused(Undecodable):
     """An event that reads well but cannot be true: its subject's publisher may not say it
     (provenance.py). Never applied; quarantined like what cannot be read, with its reason."""
 
-    def __init__(self, reason: provenance.Refusal, scope: str, event_type: str) -> None:
+    def __init__(self, reason: provenance.Refusal, scope: str, event_type: str | int | None) -> None:
         super().__init__(f"{reason.value}: a {event_type!r} event that {scope} may not publish")
         self.reason = reason
 
@@ -118,7 +118,7 @@ def decode_event(subject: str, data: bytes) -> object | None:
         event_decoder = _EVENT_DECODERS.get(parsed.family)
         if event_decoder is None:
             return None
-        event = event_decoder.decode(data)
+        event: msgspec.Struct = event_decoder.decode(data)
     except (*DecodeError, ValueError) as exc:
         raise Undecodable(str(exc)) from exc
     reason = provenance.refusal(parsed, event)

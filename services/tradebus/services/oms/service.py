@@ -49,9 +49,9 @@ from tradebus.schemas.control import OmsReply, OmsRequest, Reconcile, ReconcileR
 from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.subjects import Family
 from tradebus.services.settings import Settings
-from tradebus.shared.bus import StoredMessage, consume_batches, publish_pipelined, stored_message
+from tradebus.shared.bus import StoredMessage, consume_batches, stored_message
 from tradebus.shared.direct import read_bucket, read_stored
-from tradebus.shared.pipeline import AckLost, Outages
+from tradebus.shared.pipeline import AckLost, Outages, publish_pipelined
 from tradebus.shared.service import Service, default_instance
 from tradebus.shared.tenants import Tenant, load_tenants, tenant_named
 from tradebus.shared.topology import (
@@ -184,6 +184,7 @@ class OmsService(Service):
             applied = last
 
     def _consume(self, consumer: Consumer, family: str, apply: Apply) -> None:
+        assert self.bus is not None
         async def handler(messages: list[Msg]) -> None:
             await self._apply([stored_message(msg) for msg in messages], family, apply)
             for msg in messages:

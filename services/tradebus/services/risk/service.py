@@ -34,7 +34,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 from nats.aio.msg import Msg
@@ -46,9 +46,10 @@ from tradebus.schemas.control import GetRiskLimits, RiskLimitsReply, RiskRequest
 from tradebus.schemas.events import CommandRejected, OrderRejected, PositionUpdate, command_refused, malformed_command
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
-from tradebus.shared.bus import MSG_ID, StoredMessage, consume_batches
+from tradebus.shared.bus import StoredMessage, consume_batches
 from tradebus.shared.deadline import DEADLINE, stored_at
 from tradebus.shared.direct import BucketFollower
+from tradebus.shared.pipeline import MSG_ID
 from tradebus.shared.service import Service
 from tradebus.shared.takeover import take_over
 from tradebus.shared.topology import (
@@ -79,6 +80,7 @@ _account_decoder = decoder(Family.ACCOUNT_EVENT)
 _quote_decoder = decoder(Family.MARKET_DATA)
 _status_decoder = decoder(Family.STATUS)
 _request_decoder = msgspec.json.Decoder(RiskRequest)
+T = TypeVar("T")
 Publication = tuple[str, bytes, dict[str, str]]  # subject, payload, headers (Nats-Msg-Id always)
 CATCHING_UP = "catching up with EVENTS after a reconnect"
 
@@ -224,6 +226,7 @@ class RiskService(Service):
         if rejection is None:
             self.ledger.decide(dedupe_id, seq, place)
             if place is not None:
+                assert self.references is not None  # commands are consumed once started
                 self.gate.exposure.on_routed(place)
                 self.references.hold(place.venue, place.symbol)
             self.decisions.labels(decision="routed", reason="").inc()
@@ -303,6 +306,7 @@ class RiskService(Service):
 
     async def _on_quote(self, msg: Msg) -> None:
         quote = self._decoded(_quote_decoder, msg, "market_data")
+        assert self.references is not None  # subscribed to quotes once started
         if quote is not None and quote.__struct_config__.tag == "quote":
             self.gate.exposure.on_quote(quote)
             self.references.quoted(quote.venue, quote.symbol)
@@ -312,7 +316,7 @@ class RiskService(Service):
         if status is not None:
             self.gate.liveness.on_status(status, time.monotonic())
 
-    def _decoded(self, decoder: msgspec.json.Decoder, msg: Msg, family: str) -> Any:
+    def _decoded(self, decoder: msgspec.json.Decoder[T], msg: Msg, family: str) -> T | None:
         """The message's payload; None (quarantined) if it does not decode: core NATS, nobody to answer."""
         try:
             return decoder.decode(msg.data)
@@ -364,8 +368,9 @@ class RiskService(Service):
     def _limits_reply(self) -> RiskLimitsReply:
         limits = self.gate.limits
         source = f"limits file {self.config.limits_file}" if self.config.limits_file else "settings [risk.limits]"
-        return RiskLimitsReply(ok=True, source=source, defaults=limits.effective_defaults(), venues=limits.venues,
-                               accounts=limits.accounts, instruments=limits.instruments,
+        # dict(): the reply's levels are the wire type, of which each configured LimitSet is one.
+        return RiskLimitsReply(ok=True, source=source, defaults=limits.effective_defaults(), venues=dict(limits.venues),
+                               accounts=dict(limits.accounts), instruments=dict(limits.instruments),
                                account_states=limits.account_states, rate=limits.rate)
 
     # --- limits -------------------------------------------------------------------------------

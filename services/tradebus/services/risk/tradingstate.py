@@ -18,7 +18,7 @@ from tradebus.schemas import subjects
 from tradebus.schemas.codecs import encode
 from tradebus.schemas.events import TradingStateChanged
 from tradebus.schemas.values import TradingState
-from tradebus.shared.bus import MSG_ID
+from tradebus.shared.pipeline import MSG_ID
 
 FLEET_KEY = "fleet"
 ACCOUNT_KEY_PREFIX = "account."

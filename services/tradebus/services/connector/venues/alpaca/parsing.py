@@ -157,7 +157,7 @@ def instrument(venue: str, asset: dict[str, Any]) -> Instrument:
 
 def market_message(venue: str, frame: dict[str, Any], now: int) -> Quote | Trade:
     """A data stream frame (`T` "q" quote or "t" trade) as a shared message."""
-    stamp = frame.get("t")
+    stamp: Any = frame.get("t")  # a msgpack Timestamp (the SDK's decoding), or text
     ts = stamp.to_unix_nano() if hasattr(stamp, "to_unix_nano") else nanos(stamp) or now
     if frame["T"] == "q":
         return Quote(venue=venue, symbol=frame["S"], seq=0, ts_event=ts, ts_recv=now,

@@ -216,7 +216,7 @@ class CcxtConnector(RemoteVenueConnector[CcxtConfig]):
                 raise
         query = {list_parameter: client_order_id}
         for listing in (self.exchange.fetch_open_orders, self.exchange.fetch_canceled_and_closed_orders):
-            orders = await self._request(listing(symbol, None, None, query), changes_state=False)
+            orders: list[dict[str, Any]] = await self._request(listing(symbol, None, None, query), changes_state=False)
             found = [order for order in orders if order.get("clientOrderId") == client_order_id]
             if found:
                 return found[0]

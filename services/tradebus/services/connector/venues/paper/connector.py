@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 
 from tradebus.schemas.commands import OrderCommand
@@ -36,6 +37,12 @@ class _BarBuilder:
     """Aggregates one symbol's trades into bars aligned on multiples of the interval."""
 
     __slots__ = ("interval", "start", "open", "high", "low", "close", "volume", "trades")
+    # Set by the first trade's `add`; read only once a bar has trades.
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
 
     def __init__(self, interval_s: int) -> None:
         self.interval = interval_s * NANOS
@@ -135,7 +142,7 @@ class PaperConnector(VenueConnector[PaperConfig]):
             extra={"events": len(journal), "open_orders": open_orders, "owed_events": len(owed)},
         )
 
-    async def on_subscribed(self, symbol: str, kinds: list[MarketDataKind]) -> None:
+    async def on_subscribed(self, symbol: str, kinds: Sequence[MarketDataKind]) -> None:
         """A new subscriber needs a snapshot: make the next book message one. Sending it from
         the feed, not from here, keeps snapshots and deltas in one consistent sequence."""
         if MarketDataKind.BOOK in kinds:
