@@ -55,7 +55,8 @@ def venue_config(settings: Settings, venue: str, env: Mapping[str, str] | None =
     if spec.section is not None:
         section: msgspec.Struct = getattr(settings, spec.section)
         return section
-    return load_config(
+    config: msgspec.Struct = load_config(
         spec.config_class(), table=(f"[venues.{venue}]", settings.venues.get(venue, {})), env=env,
         prefix=f"{ENV_PREFIX}VENUES__{venue.upper()}__",
     )
+    return config

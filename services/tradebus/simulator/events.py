@@ -20,7 +20,7 @@ from tradebus.schemas.events import (
     BalanceUpdate,
     CommandAction,
     CommandRejected,
-    OrderEvent,
+    OrderEventBase,
     OrderRejected,
     PositionUpdate,
 )
@@ -102,7 +102,7 @@ class EventBuilder:
             ts_recv=position.ts,
         )
 
-    def order_event_number(self, event: OrderEvent) -> int | None:
+    def order_event_number(self, event: OrderEventBase) -> int | None:
         """n of an order event id this venue gave (`{venue}.{account}.{client_order_id}.{n}`)."""
         prefix = f"{self._core.venue}.{event.account}.{event.client_order_id}."
         number = event.event_id.removeprefix(prefix)

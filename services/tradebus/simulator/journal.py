@@ -44,6 +44,7 @@ from tradebus.schemas.events import (
     OrderEventBase,
     OrderExpired,
     OrderFilled,
+    OrderLifecycleEvent,
     OrderModified,
     OrderPartiallyFilled,
     OrderRejected,
@@ -112,7 +113,7 @@ class Journal:
             return order is not None and command.modify_id in order.modify_ids
         return command.client_order_id in account.rejected or (order is not None and not order.is_open)
 
-    def _replay_order_event(self, event: OrderEvent, replay: _Replay) -> None:
+    def _replay_order_event(self, event: OrderLifecycleEvent, replay: _Replay) -> None:
         account = self._core.state.accounts.get(event.account)
         number = self._events.order_event_number(event)
         if account is None or number is None:

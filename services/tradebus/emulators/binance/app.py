@@ -55,8 +55,9 @@ import msgspec
 from aiohttp import web
 
 from tradebus.schemas.values import OrderStatus, RejectReason, TimeInForce
-from tradebus.simulator.market import Level, MarketUpdate
+from tradebus.simulator.market import MarketUpdate
 from tradebus.simulator.rules import FeeSchedule
+from tradebus.simulator.state import Level
 
 from ..server import Emulator
 from ..streams import Stream, StreamSession

@@ -20,7 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tradebus.simulator.market import Level, MarketUpdate
+from tradebus.simulator.market import MarketUpdate
+from tradebus.simulator.state import Level
 
 from ..streams import Stream, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, EmulatedVenue, Refused

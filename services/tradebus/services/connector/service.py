@@ -72,7 +72,7 @@ class ConnectorService(Service):
         self.subscription_lease = settings.connector.subscription_lease
         self.held_cancels = HeldCancels(hold=settings.connector.cancel_hold)
         self._executing = asyncio.Lock()  # command batches and held-cancel expiry take turns at the venue
-        self.connector: VenueConnector | None = None
+        self.connector: VenueConnector[Any] | None = None
         self.subscriptions: SubscriptionDesk | None = None
         self._answering = False  # subscribed to its request subjects
         self.events: EventPublisher | None = None

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 from nats.aio.msg import Msg
@@ -53,7 +53,7 @@ _instruments_decoder = decoder(Family.INSTRUMENTS)
 
 
 class SubscriptionDesk:
-    def __init__(self, connector: VenueConnector, quarantine: Quarantine, *, lease: float) -> None:
+    def __init__(self, connector: VenueConnector[Any], quarantine: Quarantine, *, lease: float) -> None:
         self.connector = connector
         self.market_data = connector.market_data
         self.quarantine = quarantine

@@ -21,7 +21,8 @@ from tradebus.schemas.commands import OrderCommand
 from tradebus.schemas.market import Bar, BookChange, BookDelta, BookLevel, BookSnapshot, Instrument, Quote, Trade
 from tradebus.schemas.values import MarketDataKind, OrderType, Side, TimeInForce
 from tradebus.simulator.exchange import SimulatedExchange
-from tradebus.simulator.market import Level, MarketUpdate, RandomWalk, RecordedBar, Replay, TradePrint
+from tradebus.simulator.market import MarketUpdate, RandomWalk, RecordedBar, Replay, TradePrint
+from tradebus.simulator.state import Level
 
 from ...base import Capabilities, VenueConnector, VenueEvent
 from .config import PaperConfig
