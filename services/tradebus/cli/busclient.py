@@ -8,8 +8,8 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the bus modules import nats-py: commands that need no bus start without it
     from tradebus.shared.busaccess import BusConnection
@@ -72,7 +72,7 @@ async def connect_client(args: argparse.Namespace, name: str) -> BusConnection:
     )
 
 
-def run_client(command: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+def run_client(command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
     """Run a client command; an unreachable bus, a refused identity or permission is a
     one-line error (never with the URL's password), Ctrl-C a quiet exit."""
     import nats

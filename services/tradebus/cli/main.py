@@ -187,7 +187,9 @@ def command_path(args: argparse.Namespace) -> str:
 
 def handler_of(path: str) -> Callable[[argparse.Namespace], Any]:
     handler = COMMANDS[path]
-    return getattr(importlib.import_module(f"tradebus.cli.{handler.module}"), handler.function)
+    function: Callable[[argparse.Namespace], Any] = getattr(importlib.import_module(f"tradebus.cli.{handler.module}"),
+                                                            handler.function)
+    return function
 
 
 def _dispatch(args: argparse.Namespace) -> int:

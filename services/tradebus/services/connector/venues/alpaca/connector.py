@@ -36,7 +36,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import msgpack
 from alpaca.data.enums import DataFeed
@@ -62,7 +62,6 @@ from ...tracking import OrderSnapshot
 from . import parsing, sdk
 from .config import AlpacaConfig
 
-T = TypeVar("T")
 CHANNELS = {MarketDataKind.QUOTE: "quotes", MarketDataKind.TRADE: "trades"}
 MESSAGE_TYPES = {MarketDataKind.QUOTE: "q", MarketDataKind.TRADE: "t"}
 LISTING_LIMIT = 500  # Alpaca's maximum orders per listing
@@ -191,8 +190,10 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
         return [self._snapshot(o) for o in orders if o.get("status") != "replaced"]
 
     async def watch_orders(self) -> AsyncIterator[OrderSnapshot]:
-        stream = TradingStream(self._key, self._secret, paper=self.config.paper, raw_data=True,
-                               url_override=self.config.trading_stream_url)
+        stream = TradingStream(
+            self._key, self._secret, paper=self.config.paper, raw_data=True,
+            url_override=self.config.trading_stream_url,  # type: ignore[arg-type]  # SDK: `url_override: str = None`
+        )
         stream.subscribe_trade_updates(_listen)  # makes opening the stream send the `listen` action
         await _open(stream, "trade_updates stream")
         try:
@@ -217,8 +218,8 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
             while True:
                 frames = msgpack.unpackb(await _receive(stream, "market data stream"))
                 now = time.time_ns()
-                messages = [parsing.market_message(self.venue, frame, now) for frame in frames
-                            if frame.get("S") == symbol and frame.get("T") == MESSAGE_TYPES[kind]]
+                messages: list[MarketMessage] = [parsing.market_message(self.venue, frame, now) for frame in frames
+                                                 if frame.get("S") == symbol and frame.get("T") == MESSAGE_TYPES[kind]]
                 if messages:
                     yield messages
         finally:
@@ -233,8 +234,10 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
         return parsing.order_snapshot(order, client_order_id=self._ours.get(order["client_order_id"]),
                                       symbols=self._symbols)
 
-    async def _sdk(self, call: Callable[..., T], *args: Any, changes_state: bool) -> T:
-        """Run one synchronous SDK call in a worker thread; its exceptions become the taxonomy's."""
+    async def _sdk(self, call: Callable[..., object], *args: Any, changes_state: bool) -> Any:
+        """Run one synchronous SDK call in a worker thread; its exceptions become the taxonomy's.
+        Any: with raw_data=True the SDK returns Alpaca's JSON (a dict, or a list of them),
+        whatever its `Model | RawData` annotations say; parsing.py reads it."""
         try:
             return await asyncio.to_thread(call, *args)
         except Exception as exc:  # noqa: BLE001 -- every SDK failure is mapped, none escapes

@@ -18,7 +18,7 @@ import contextlib
 import heapq
 import logging
 import operator
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -96,7 +96,7 @@ class PublicStream(Generic[F]):
         self._flush: asyncio.Task[None] | None = None
         self._request_ids = 0
 
-    async def frames(self, venue_id: str) -> AsyncIterator[F]:
+    async def frames(self, venue_id: str) -> AsyncGenerator[F, None]:
         """The frames of one market, from a new subscription; raises VenueBusy when the
         connection is lost."""
         key = self.channel.market_key(venue_id)
