@@ -25,13 +25,11 @@ per API key (the shared limiter), and orders at most 10 per second and 200 per m
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import requests
 from kiteconnect import KiteConnect
 
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
@@ -63,8 +61,8 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
                                         secret_name="ACCESS_TOKEN")
         key, token = credentials.api_key.reveal(), credentials.api_secret.reveal()
         self.kite = KiteConnect(key, access_token=token, root=config.rest_url)
-        self._answers = threading.local()  # the error_type of the last answer, per worker thread
-        self.kite.reqsession.hooks["response"].append(self._remember_error_type)
+        self._error_types = parsing.ErrorTypes()
+        self._error_types.install(self.kite.reqsession)
         self.ticker = TickerConnection(config.ws_url, key, token)
         super().__init__(**kwargs)
         self.order_limiter = RateLimiter(0.9 * ORDERS_PER_MINUTE / 60)
@@ -223,24 +221,15 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
         await self.order_limiter.acquire()
         return await self._sdk(lambda: call(**{k: v for k, v in params.items() if v is not None}), changes_state=True)
 
-    def _remember_error_type(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        error_type = None
-        if response.status_code >= 400 and "json" in response.headers.get("content-type", ""):
-            try:
-                error_type = response.json().get("error_type")
-            except ValueError:
-                error_type = None
-        self._answers.error_type = error_type
-
     async def _sdk(self, call: Callable[..., T], *args: Any, changes_state: bool) -> T:
         """One synchronous SDK call in a worker thread; its exceptions become the taxonomy's."""
 
         def run() -> T:
-            self._answers.error_type = None
+            self._error_types.reset()
             try:
                 return call(*args)
             except Exception as exc:  # noqa: BLE001 -- every SDK failure is mapped, none escapes
-                raise parsing.venue_error(exc, self._answers.error_type, changes_state=changes_state) from None
+                raise parsing.venue_error(exc, self._error_types.last, changes_state=changes_state) from None
 
         return await asyncio.to_thread(run)
 

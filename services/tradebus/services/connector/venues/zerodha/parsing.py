@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import re
+import threading
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -203,6 +204,36 @@ def instrument(venue: str, row: KiteInstrument) -> Instrument:
 
 
 # --- errors ------------------------------------------------------------------------------------
+class ErrorTypes:
+    """The `error_type` of the last answer, per thread: a `requests` response hook on the
+    SDK's session reads it, since pykiteconnect raises GeneralException for a name it does
+    not define (MarginException, HoldingException) and so loses it."""
+
+    def __init__(self) -> None:
+        self._answers = threading.local()
+
+    def install(self, session: Any) -> None:
+        session.hooks["response"].append(self._remember)
+
+    def reset(self) -> None:
+        self._answers.error_type = None
+
+    @property
+    def last(self) -> str | None:
+        return getattr(self._answers, "error_type", None)
+
+    def _remember(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        error_type = None
+        if response.status_code >= 400 and "json" in response.headers.get("content-type", ""):
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("error_type"), str):
+                error_type = body["error_type"]
+        self._answers.error_type = error_type
+
+
 def venue_error(exc: Exception, error_type: str | None, *, changes_state: bool) -> VenueError:
     """The taxonomy error for a pykiteconnect exception. `error_type`: the answer's own
     exception name where it was read (pykiteconnect raises GeneralException for a name it
