@@ -19,8 +19,9 @@ from ..integration.helpers import account_decoder, collect, wait_until
 from .testbed import API_KEY, VenueUnderTest
 
 # Alpaca's fill events carry no fee: equities trade without commission and a crypto fee is
-# taken from the credited asset, off the event (docs/venues.md). Every other venue charges one.
-NO_FEE_ON_FILLS = frozenset({"alpaca"})
+# taken from the credited asset, off the event (docs/venues.md). Zerodha's orders and trades
+# state no charges (they are on the contract note). Every other venue charges one.
+NO_FEE_ON_FILLS = frozenset({"alpaca", "zerodha"})
 # Venues with a private balance stream (Binance outboundAccountPosition, Bybit `wallet`).
 BALANCE_STREAMS = frozenset({"binance", "bybit"})
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, TimeInForce
+from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side, TimeInForce
 from tradebus.simulator.market import MarketUpdate
 from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
 
@@ -55,7 +55,7 @@ VALIDITY = {"DAY": TimeInForce.DAY, "IOC": TimeInForce.IOC}
 VARIETIES = frozenset({"regular", "amo"})
 PRODUCTS = frozenset({"CNC", "MIS", "NRML"})
 # Refusals Kite's OMS answers as an order it then rejects (RMS checks), not as an HTTP error.
-RMS_REJECTIONS = frozenset({RejectReason.INSUFFICIENT_FUNDS, RejectReason.MIN_NOTIONAL})
+RMS_REJECTIONS = frozenset({RejectReason.INSUFFICIENT_FUNDS})
 MODES = ("ltp", "quote", "full")
 
 
@@ -106,7 +106,7 @@ class ZerodhaEmulator(Emulator):
 
     def __init__(self, venue: EmulatedVenue) -> None:
         super().__init__(venue)
-        self._terms: dict[int, _Terms] = {}
+        self._terms: dict[tuple[str, str], _Terms] = {}  # (account, engine client order id) -> terms
         self._rejected: dict[int, tuple[EmulatedOrder, str]] = {}  # orders the RMS rejected: record, message
         self._rejected_ids = itertools.count(9_000_000_001)
         self._engine_ids = itertools.count(1)
@@ -161,8 +161,17 @@ class ZerodhaEmulator(Emulator):
             raise Refused(RejectReason.AUTH_FAILED, "Incorrect `api_key` or `access_token`.")
         return account
 
+    def _terms_of(self, record: EmulatedOrder) -> _Terms:
+        """An order placed through the control API (as by another tool) shows its client
+        order id as its tag, where Kite would take it."""
+        terms = self._terms.get((record.account, record.client_order_id))
+        if terms is None:
+            tag = record.client_order_id if record.client_order_id.isalnum() and len(record.client_order_id) <= 20 else None
+            terms = _Terms(tag, "regular", "CNC" if record.symbol.startswith(("NSE:", "BSE:")) else "NRML", "DAY")
+        return terms
+
     def _render(self, record: EmulatedOrder, message: str | None = None) -> dict[str, Any]:
-        terms = self._terms[record.order_id]
+        terms = self._terms_of(record)
         return render.order(record, LISTINGS[record.symbol][0], tag=terms.tag, variety=terms.variety,
                             product=terms.product, validity=terms.validity,
                             message=message if message is not None else (record.reject_message or None))
@@ -247,8 +256,12 @@ class ZerodhaEmulator(Emulator):
         if tag is not None and len(str(tag)) > 20:
             raise Refused(RejectReason.MALFORMED, "`tag` is longer than 20 characters.")
         terms = _Terms(None if tag is None else str(tag), variety, product, validity)
+        # The engine's id of the order: its tag where no order of the account has it yet
+        # (Kite does not keep tags unique), so the control API finds it by our client order id.
+        engine_id = str(tag) if tag and (account, str(tag)) not in self._terms else f"k{next(self._engine_ids)}"
+        self._terms[account, engine_id] = terms
         fields: dict[str, Any] = {
-            "client_order_id": f"k{next(self._engine_ids)}", "symbol": symbol,
+            "client_order_id": engine_id, "symbol": symbol,
             "side": render.side_of(str(form.get("transaction_type"))), "order_type": kind,
             "quantity": _decimal(form, "quantity"), "price": _optional_decimal(form, "price") if kind in (
                 OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
@@ -261,17 +274,25 @@ class ZerodhaEmulator(Emulator):
         except Refused as exc:
             if exc.reason not in RMS_REJECTIONS:
                 raise
-            record = self._reject(account, fields, terms, exc.message)
-            return {"order_id": str(record.order_id)}
-        self._terms[record.order_id] = terms
-        self._on_order(record, None)  # the engine reported before the terms were known
+            return {"order_id": str(self._reject(account, fields, self._rms_message(account, fields, exc.message)).order_id)}
         return {"order_id": str(record.order_id)}
 
-    def _reject(self, account: str, fields: dict[str, Any], terms: _Terms, message: str) -> EmulatedOrder:
+    def _rms_message(self, account: str, fields: dict[str, Any], engine_message: str) -> str:
+        """A buy the account cannot pay for, in the words of Kite's RMS (the rejected order
+        of kiteconnect-mocks orders.json); any other refusal keeps the engine's words."""
+        tape = self._tape.get(fields["symbol"]) or {}
+        price = fields["price"] or tape.get("price")
+        if fields["side"] is not Side.BUY or price is None:
+            return engine_message
+        available = self.venue.balances(account).get("INR", (Decimal(0), Decimal(0)))[0]
+        required = (fields["quantity"] * price).quantize(Decimal("0.01"))
+        return (f"Insufficient funds. Required margin is {required} but available margin is "
+                f"{available.quantize(Decimal('0.01'))}. Check the orderbook for open orders.")
+
+    def _reject(self, account: str, fields: dict[str, Any], message: str) -> EmulatedOrder:
         now = time.time_ns()
         record = EmulatedOrder(order_id=next(self._rejected_ids), account=account, status=OrderStatus.REJECTED,
                                created_ns=now, updated_ns=now, reject_message=message, **fields)
-        self._terms[record.order_id] = terms
         self._rejected[record.order_id] = (record, message)
         self._send_order(record)
         return record
@@ -293,8 +314,7 @@ class ZerodhaEmulator(Emulator):
         return {"order_id": str(record.order_id)}
 
     async def _orders(self, account: str, request: web.Request) -> list[dict[str, Any]]:
-        return [self._render(record, message) for record, message in self._records(account)
-                if record.order_id in self._terms]
+        return [self._render(record, message) for record, message in self._records(account)]
 
     async def _history(self, account: str, request: web.Request) -> list[dict[str, Any]]:
         record, message = self._find(account, request.match_info["order_id"])
@@ -305,10 +325,10 @@ class ZerodhaEmulator(Emulator):
         return [self._trade(record, fill) for fill in record.fills]
 
     async def _trades(self, account: str, request: web.Request) -> list[dict[str, Any]]:
-        return [self._trade(record, fill) for record, fill in self.venue.fills(account) if record.order_id in self._terms]
+        return [self._trade(record, fill) for record, fill in self.venue.fills(account)]
 
     def _trade(self, record: EmulatedOrder, fill: EmulatedFill) -> dict[str, Any]:
-        return render.trade(record, fill, LISTINGS[record.symbol][0], self._terms[record.order_id].product)
+        return render.trade(record, fill, LISTINGS[record.symbol][0], self._terms_of(record).product)
 
     # --- quotes ----------------------------------------------------------------------------------------
     async def _ltp(self, account: str, request: web.Request) -> dict[str, Any]:
@@ -369,8 +389,7 @@ class ZerodhaEmulator(Emulator):
             session.outbox.put_nowait(json.dumps({"type": "error", "data": "invalid message"}))
 
     def _on_order(self, record: EmulatedOrder, fill: EmulatedFill | None) -> None:
-        if record.order_id in self._terms:  # a place's first report comes before its terms: sent by _place
-            self._send_order(record)
+        self._send_order(record)
 
     def _send_order(self, record: EmulatedOrder) -> None:
         frame = json.dumps({"type": "order", "data": self._render(record)})

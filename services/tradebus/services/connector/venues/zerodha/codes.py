@@ -49,3 +49,16 @@ CODES = CodeTable(
 
 # Decided by the HTTP status before the name: a 429 is a rate limit whatever class carries it.
 BY_STATUS = CodeTable(venue="zerodha", codes={"429": RETRYABLE})
+
+# A place Kite's OMS takes and its risk management system (RMS) then rejects is not an
+# error answer: the order is REJECTED, its `status_message` says why. These are the texts
+# the rejection starts with, each as recorded (Kite publishes no list of them).
+REJECTIONS = CodeTable(
+    venue="zerodha",
+    codes={},
+    messages={"REJECTED": {
+        # github.com/zerodha/kiteconnect-mocks orders.json (order 220524001859672):
+        # "Insufficient funds. Required margin is 95417.84 but available margin is 74251.80. ..."
+        "Insufficient funds.": refused(RejectReason.INSUFFICIENT_FUNDS),
+    }},
+)

@@ -40,7 +40,7 @@ from tradebus.schemas.values import TERMINAL_STATUSES, Aggressor, MarketDataKind
 from ...accounts import ReportedPosition
 from ...base import Capabilities
 from ...credentials import venue_credentials
-from ...errors import OrderRefused
+from ...errors import OrderRefused, OutcomeUnknown, VenueError
 from ...ratelimit import RateLimiter
 from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot, TradeReport
@@ -65,6 +65,9 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
         self._error_types.install(self.kite.reqsession)
         self.ticker = TickerConnection(config.ws_url, key, token)
         super().__init__(**kwargs)
+        # Every request, not every primitive (a place is a place and a read of its state):
+        # the venue counts requests.
+        self.request_limiter = RateLimiter(0.9 * self.default_requests_per_second)
         self.order_limiter = RateLimiter(0.9 * ORDERS_PER_MINUTE / 60)
         self.capabilities = Capabilities(
             order_types=frozenset(parsing.ORDER_TYPES), time_in_force=frozenset(parsing.VALIDITY), modify=True,
@@ -117,8 +120,7 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
         if validity is None:
             raise OrderRefused(RejectReason.UNSUPPORTED_TIME_IN_FORCE,
                                f"{command.time_in_force.value} is not offered by Kite (DAY, IOC)")
-        if command.quantity != command.quantity.to_integral_value():
-            raise OrderRefused(RejectReason.LOT_SIZE, f"quantity {command.quantity} is not a whole number")
+        _check_terms(row, command.quantity, command.price, command.stop_price)
         tag = parsing.order_tag(command.client_order_id)
         self._ours[tag] = command.client_order_id
         equity = row.exchange in parsing.EQUITY_SEGMENTS
@@ -130,21 +132,21 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
             order_type=parsing.ORDER_TYPES[command.order_type], price=_text(command.price),
             trigger_price=_text(command.stop_price), validity=validity, tag=tag,
         )
-        return await self._history(str(order_id))
+        return await self._after_change(str(order_id), "placed")
 
     async def amend(self, command: ModifyOrder, venue_order_id: str | None) -> OrderSnapshot:
         current = await self.lookup(command.client_order_id, "") if venue_order_id is None else None
         order_id = venue_order_id or (current.venue_order_id if current else None)
         if order_id is None:
             raise OrderRefused(RejectReason.UNKNOWN_ORDER, "no such order")
-        if command.quantity is not None and command.quantity != command.quantity.to_integral_value():
-            raise OrderRefused(RejectReason.LOT_SIZE, f"quantity {command.quantity} is not a whole number")
+        _check_terms(self._listing(self.tracker.symbol(command.client_order_id)), command.quantity, command.price,
+                     command.stop_price)
         await self._order_call(
             self.kite.modify_order, variety=self.config.variety.value, order_id=order_id,
             quantity=None if command.quantity is None else int(command.quantity), price=_text(command.price),
             trigger_price=_text(command.stop_price),
         )
-        return await self._history(order_id)
+        return await self._after_change(order_id, "modified")
 
     async def cancel(self, client_order_id: str, symbol: str, venue_order_id: str | None) -> OrderSnapshot | None:
         if venue_order_id is None:
@@ -213,6 +215,15 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
             return self._ours[tag]
         return f"kite-{order['order_id']}"
 
+    async def _after_change(self, order_id: str, done: str) -> OrderSnapshot:
+        """The order's state after Kite took a change: a failed read of it must not be taken
+        for a failed change (retried, it would place twice), so it is an unknown outcome,
+        resolved by looking the order up."""
+        try:
+            return await self._history(order_id)
+        except VenueError as exc:
+            raise OutcomeUnknown(f"{done} as {order_id}; its state could not be read: {exc.message}") from None
+
     async def _history(self, order_id: str) -> OrderSnapshot:
         history = await self._sdk(self.kite.order_history, order_id, changes_state=False)
         return parsing.order_snapshot(history[-1], self._client_order_id)
@@ -231,7 +242,19 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
             except Exception as exc:  # noqa: BLE001 -- every SDK failure is mapped, none escapes
                 raise parsing.venue_error(exc, self._error_types.last, changes_state=changes_state) from None
 
+        await self.request_limiter.acquire()
         return await asyncio.to_thread(run)
+
+
+def _check_terms(row: parsing.KiteInstrument, quantity: Decimal | None, *prices: Decimal | None) -> None:
+    """Refused before sending, from the instrument master: Kite takes whole quantities in
+    multiples of the lot and prices in multiples of the tick (its refusals of these are
+    InputExceptions whose texts are not documented, so they would read as `malformed`)."""
+    if quantity is not None and (quantity != quantity.to_integral_value() or quantity % row.lot_size):
+        raise OrderRefused(RejectReason.LOT_SIZE, f"quantity {quantity} is not a multiple of the lot {row.lot_size}")
+    for price in prices:
+        if price is not None and price % row.tick_size:
+            raise OrderRefused(RejectReason.TICK_SIZE, f"price {price} is not a multiple of the tick {row.tick_size}")
 
 
 def _text(value: Decimal | None) -> str | None:

@@ -35,7 +35,7 @@ from ...accounts import ReportedPosition
 from ...codes import UNKNOWN, refused, taxonomy_error
 from ...errors import OutcomeUnknown, VenueBusy, VenueError
 from ...tracking import OrderSnapshot, TradeReport
-from .codes import BY_STATUS, CODES
+from .codes import BY_STATUS, CODES, REJECTIONS
 
 ZERO = Decimal(0)
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -98,6 +98,8 @@ def order_snapshot(order: dict[str, Any], client_order_id: Callable[[dict[str, A
         else:
             status = OrderStatus.ACCEPTED
     average = decimal(order.get("average_price"))
+    message = str(order.get("status_message") or "") if status is OrderStatus.REJECTED else ""
+    rejection = REJECTIONS.rule("REJECTED", message) if message else None
     return OrderSnapshot(
         client_order_id=client_order_id(order), venue_order_id=str(order["order_id"]),
         symbol=symbol_of(order["exchange"], order["tradingsymbol"]), side=Side(str(order["transaction_type"]).lower()),
@@ -107,7 +109,7 @@ def order_snapshot(order: dict[str, Any], client_order_id: Callable[[dict[str, A
         time_in_force=_VALIDITY.get(str(order.get("validity")), TimeInForce.DAY), filled=filled,
         average_price=average if filled > 0 else None,
         ts=nanos(order.get("exchange_update_timestamp") or order.get("exchange_timestamp") or order.get("order_timestamp")),
-        message=str(order.get("status_message") or "") if status is OrderStatus.REJECTED else "",
+        message=message, reject_reason=rejection.reason if rejection is not None else None,
     )
 
 
