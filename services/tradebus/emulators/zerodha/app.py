@@ -136,7 +136,8 @@ class ZerodhaEmulator(Emulator):
         app.router.add_post("/orders/{variety}", endpoint("place", self._authed(self._place)))
         app.router.add_put("/orders/{variety}/{order_id}", endpoint("amend", self._authed(self._modify)))
         app.router.add_delete("/orders/{variety}/{order_id}", endpoint("cancel", self._authed(self._cancel)))
-        get("/orders", endpoint("open_orders", self._authed(self._orders)))
+        # Kite looks an order up by its tag only in the order book: this listing is the look-up.
+        get("/orders", endpoint("lookup", self._authed(self._orders)))
         get("/orders/{order_id}", endpoint("lookup", self._authed(self._history)))
         get("/orders/{order_id}/trades", endpoint("trades", self._authed(self._order_trades)))
         get("/trades", endpoint("trades", self._authed(self._trades)))

@@ -209,10 +209,13 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
 
     # --- helpers ---------------------------------------------------------------------------------
     def _client_order_id(self, order: dict[str, Any]) -> str:
-        """Ours for a tag we gave; an order placed elsewhere is named by its Kite id."""
+        """Ours for a tag we gave; else the tag itself (an order another tool placed under
+        that id, or ours from before a restart); an untagged order is named by its Kite id."""
         tag = order.get("tag")
         if tag and tag in self._ours:
             return self._ours[tag]
+        if tag and parsing.TAG.match(tag):
+            return str(tag)
         return f"kite-{order['order_id']}"
 
     async def _after_change(self, order_id: str, done: str) -> OrderSnapshot:

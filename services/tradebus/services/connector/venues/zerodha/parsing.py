@@ -51,7 +51,7 @@ _VALIDITY = {"DAY": TimeInForce.DAY, "IOC": TimeInForce.IOC, "TTL": TimeInForce.
 # TRIGGER PENDING, AMO REQ RECEIVED, OPEN) is an order still working.
 _FINISHED = {"COMPLETE": OrderStatus.FILLED, "CANCELLED": OrderStatus.CANCELLED, "REJECTED": OrderStatus.REJECTED,
              "CANCELLED AMO": OrderStatus.CANCELLED}
-_TAG = re.compile(r"^[A-Za-z0-9]{1,20}\Z")
+TAG = re.compile(r"^[A-Za-z0-9]{1,20}\Z")
 # Cash segments take `product_equity` (CNC / MIS); the others are derivatives (NRML / MIS).
 EQUITY_SEGMENTS = frozenset({"NSE", "BSE"})
 
@@ -77,7 +77,7 @@ def symbol_of(exchange: str, tradingsymbol: str) -> str:
 def order_tag(client_order_id: str) -> str:
     """The Kite tag that carries `client_order_id`: itself where Kite takes it, else the
     first 20 hex digits of its SHA-256 (80 bits: no two ids of an account meet)."""
-    if _TAG.match(client_order_id):
+    if TAG.match(client_order_id):
         return client_order_id
     return hashlib.sha256(client_order_id.encode()).hexdigest()[:20]
 
