@@ -37,7 +37,7 @@ INVALID = (400, "InputException")  # every other refusal: a bad parameter or val
 
 def error(reason: RejectReason, message: str) -> web.Response:
     status, error_type = ERRORS.get(reason, INVALID)
-    return web.json_response({"status": "error", "message": message, "data": None, "error_type": error_type},
+    return web.json_response({"status": "error", "message": message, "error_type": error_type},
                              status=status)
 
 
