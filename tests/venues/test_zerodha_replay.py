@@ -132,11 +132,11 @@ def test_the_instrument_master_gives_unified_symbols_tokens_lots_and_expiries() 
     recorded = load("instruments/instruments_all.json")
     client, _ = kite((CORPUS / "instruments" / "instruments_all.csv").read_bytes(), content_type="text/csv")
     rows = parsing.instrument_rows(client.instruments())
-    read = [(parsing.instrument("zerodha", row), row) for row in rows]
+    read = [parsing.instrument("zerodha", row) for row in rows]
     assert [{"symbol": i.symbol, "venue_symbol": i.venue_symbol, "asset_class": i.asset_class, "base": i.base,
              "tick_size": str(i.tick_size), "lot_size": str(i.lot_size),
-             "expiry": None if row.expiry is None else row.expiry.isoformat(),
-             "strike": None if row.strike is None else str(row.strike)} for i, row in read] == recorded["expect"]
+             "expiry": i.expiry, "strike": None if i.strike is None else str(i.strike)}
+            for i in read] == recorded["expect"]
     assert rows == parsing.instrument_rows((CORPUS / "instruments" / "instruments_all.csv").read_text())
 
 

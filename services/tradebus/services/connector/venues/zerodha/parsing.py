@@ -194,14 +194,15 @@ def instrument_rows(dump: str | list[dict[str, Any]]) -> list[KiteInstrument]:
 
 
 def instrument(venue: str, row: KiteInstrument) -> Instrument:
-    """The bus's instrument; expiry and strike travel in the symbol (`NFO:NIFTY24DEC24000CE`,
-    as Kite names it) and in `KiteInstrument`. Quantities are in units, multiples of the lot."""
+    """The bus's instrument (`NFO:NIFTY24DEC24000CE`, as Kite names it), with a derivative's
+    expiry and strike. Quantities are in units, multiples of the lot."""
     equity = row.instrument_type == "EQ"
     return Instrument(
         venue=venue, symbol=row.symbol, seq=0, ts_event=0, ts_recv=0, venue_symbol=str(row.instrument_token),
         asset_class=ASSET_CLASSES.get(row.instrument_type, row.instrument_type.lower() or "equity"),
         base=row.tradingsymbol if equity or not row.name else row.name, quote=CURRENCY, tick_size=row.tick_size,
         lot_size=row.lot_size, min_quantity=row.lot_size, min_notional=ZERO,
+        expiry=row.expiry.isoformat() if row.expiry else None, strike=row.strike,
     )
 
 
