@@ -74,6 +74,7 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
             market_data=frozenset({MarketDataKind.QUOTE, MarketDataKind.TRADE, MarketDataKind.BOOK}),
         )
         self._listed: dict[str, parsing.KiteInstrument] = {}  # symbol -> master row
+        self._by_token: dict[int, parsing.KiteInstrument] = {}  # instrument token -> master row
         self._instruments: list[Instrument] = []
         self._ours: dict[str, str] = {}  # Kite tag -> our client order id
 
@@ -85,8 +86,7 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
         return str(self._listing(symbol).instrument_token)
 
     def unified_symbol(self, venue_symbol: str) -> str:
-        token = int(venue_symbol)
-        return next(row.symbol for row in self._listed.values() if row.instrument_token == token)
+        return self._by_token[int(venue_symbol)].symbol
 
     def _listing(self, symbol: str) -> parsing.KiteInstrument:
         row = self._listed.get(symbol)
@@ -105,6 +105,7 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
                 if row.tradable and (not wanted or row.symbol in wanted):
                     listed[row.symbol] = row
         self._listed = dict(sorted(listed.items()))
+        self._by_token = {row.instrument_token: row for row in self._listed.values()}
         self._instruments = [parsing.instrument(self.venue, row) for row in self._listed.values()]
         for coid in self.tracker.open_orders():
             self._ours[parsing.order_tag(coid)] = coid

@@ -222,11 +222,8 @@ class TickerConnection:
                 raise VenueBusy(f"Kite ticker handshake failed (HTTP {exc.status})") from None
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise VenueBusy(f"Kite ticker unreachable: {type(exc).__name__}") from None
+            # every listener of the lost connection was failed, and subscribes again itself
             self._reader = asyncio.create_task(self._read(self._socket), name="kite-ticker")
-            tokens = sorted(self._ticks)
-            if tokens:  # listeners that outlived the last connection (each also subscribes again)
-                await self._send({"a": "subscribe", "v": tokens})
-                await self._send({"a": "mode", "v": ["full", tokens]})
 
     async def _send(self, message: dict[str, Any]) -> None:
         if self._socket is None or self._socket.closed:
