@@ -56,6 +56,18 @@ async def emulator() -> ZerodhaEmulator:
     await emulated.stop()
 
 
+async def test_the_login_flow_gives_the_access_token_and_logout_ends_it(emulator: ZerodhaEmulator) -> None:
+    kite = KiteConnect(KEY, root=emulator.url)
+    with pytest.raises(TokenException):
+        await asyncio.to_thread(kite.generate_session, "request-token", api_secret="not-the-secret")
+    session = await asyncio.to_thread(kite.generate_session, "request-token", api_secret=TOKEN)
+    assert session["access_token"] == TOKEN and kite.access_token == TOKEN
+    assert (await asyncio.to_thread(kite.profile))["user_id"]
+    await asyncio.to_thread(kite.invalidate_access_token)
+    with pytest.raises(TokenException):
+        await asyncio.to_thread(kite.profile)
+
+
 async def test_the_sdk_trades_against_the_emulator_in_kites_shapes(emulator: ZerodhaEmulator) -> None:
     kite = KiteConnect(KEY, access_token=TOKEN, root=emulator.url)
     rows = await asyncio.to_thread(kite.instruments, "NFO")

@@ -2,6 +2,8 @@
 unmodified pykiteconnect KiteConnect (and KiteTicker's protocol) against it.
 
 Served (paths as on api.kite.trade, bodies in the shapes of zerodha/kiteconnect-mocks):
+    POST   /session/token                               the login's request_token -> access_token
+                                                        (generate_session); DELETE invalidates it
     GET    /user/profile, /user/margins, /portfolio/positions, /portfolio/holdings
     GET    /instruments, /instruments/{exchange}        the instrument master (CSV)
     POST   /orders/{variety}                            regular / amo; MARKET, LIMIT, SL, SL-M; DAY / IOC
@@ -11,7 +13,9 @@ Served (paths as on api.kite.trade, bodies in the shapes of zerodha/kiteconnect-
     WS     /?api_key=&access_token=                     binary ticks (ltp / quote / full with five-level
                                                         depth) and text order updates {"type": "order"}
 Auth: header `Authorization: token <api_key>:<access_token>`; a bad token answers 403
-TokenException (the websocket refuses its handshake with 403).
+TokenException (the websocket refuses its handshake with 403). Accounts are named by API
+key with the access token as credential; the emulated app's API secret is that access
+token too, so `generate_session(<any request token>, api_secret=<token>)` returns it.
 
 As on Kite, a place that passes validation is answered with its order id, and what the
 exchange and risk checks make of it is the order's state: an order the engine refuses for
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -127,6 +132,8 @@ class ZerodhaEmulator(Emulator):
     def routes(self, app: web.Application) -> None:
         get, endpoint = app.router.add_get, self.endpoint
         get("/", self._ticker)
+        app.router.add_post("/session/token", endpoint("session", self._session, keyed=False))
+        app.router.add_delete("/session/token", endpoint("session", self._logout, keyed=False))
         get("/user/profile", endpoint("profile", self._authed(self._profile)))
         get("/user/margins", endpoint("balance", self._authed(self._margins)))
         get("/portfolio/positions", endpoint("positions", self._authed(self._positions)))
@@ -190,6 +197,27 @@ class ZerodhaEmulator(Emulator):
         if number in self._rejected and self._rejected[number][0].account == account:
             return self._rejected[number]
         return self.venue.find(account, order_id=number), None
+
+    # --- session ------------------------------------------------------------------------------------
+    async def _session(self, request: web.Request) -> web.Response:
+        """POST /session/token: checksum = SHA-256(api_key + request_token + api_secret)."""
+        form = await request.post()
+        api_key, request_token = str(form.get("api_key", "")), str(form.get("request_token", ""))
+        token = self.venue.credentials.get(api_key)
+        expected = hashlib.sha256(f"{api_key}{request_token}{token}".encode()).hexdigest()
+        if token is None or not request_token or form.get("checksum") != expected:
+            raise Refused(RejectReason.AUTH_FAILED, "Token is invalid or has expired.")
+        self.venue.revoked.discard(api_key)
+        profile = await self._profile(api_key, request)
+        return render.success({**profile, "api_key": api_key, "access_token": token, "public_token": "XXXXXXXX",
+                               "enctoken": "XXXXXX", "refresh_token": "", "silo": "",
+                               "login_time": render.timestamp(time.time_ns())})
+
+    async def _logout(self, request: web.Request) -> web.Response:
+        """DELETE /session/token: the access token no longer works (until a new login)."""
+        account = self._account(request.query.get("api_key"), request.query.get("access_token"))
+        self.venue.revoked.add(account)
+        return render.success(True)
 
     # --- account ------------------------------------------------------------------------------------
     async def _profile(self, account: str, request: web.Request) -> dict[str, Any]:
