@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from tradebus.schemas import subjects
 from tradebus.schemas.events import (
     CommandRejected,
@@ -200,16 +198,17 @@ async def test_an_order_at_the_venue_under_the_same_id_is_recognized_by_its_term
     """The venue holds an order under the client order id already (placed before a crash kept
     its events from the journal, or by another tool): the same terms are that order, other
     terms a refused command, never a rejected order."""
-    symbol, bid = venue_market(remote)
+    market = venue_market(remote)
     async with remote.connector():
         instrument = remote.instrument()
-        price = remote.price(instrument, bid, "0.95")
-        coid = await place_directly(remote, symbol, order_type="limit", quantity="0.01", price=str(price))
-        other = remote.place(instrument, client_order_id=coid, quantity=Decimal("0.02"), price=price)
+        price = remote.price(instrument, market.bid, "0.95")
+        coid = await place_directly(remote, market.symbol, order_type="limit", quantity=str(market.unit), price=str(price))
+        other = remote.place(instrument, client_order_id=coid, quantity=2 * market.unit, price=price)
         await remote.send(other)
         refusal = (await remote.until(coid, "command_rejected"))[-1]
-        assert refusal.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID and "quantity 0.02 (was 0.01" in refusal.message
-        same = remote.place(instrument, client_order_id=coid, quantity=Decimal("0.01"), price=price)
+        assert refusal.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+        assert f"quantity {2 * market.unit} (was {market.unit}" in refusal.message
+        same = remote.place(instrument, client_order_id=coid, quantity=market.unit, price=price)
         await remote.send(same)
         await remote.until(coid, "accepted")
         assert "rejected" not in [tag(e) for e in remote.of(coid)]

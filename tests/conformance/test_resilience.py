@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_DOWN, Decimal
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -22,13 +22,27 @@ from ..integration.helpers import collect, market_decoder
 from .testbed import API_KEY, API_SECRET, VenueUnderTest, new_id, tag
 
 
-def venue_market(remote: VenueUnderTest) -> tuple[str, Decimal]:
-    """A symbol and its best bid, read from the emulated venue itself (before any connector runs)."""
+class VenueMarket(NamedTuple):
+    symbol: str
+    bid: Decimal
+    unit: Decimal  # a small quantity it takes: 0.01 of a crypto pair, else one lot
+    tick: Decimal
+
+    def below(self, factor: str) -> Decimal:
+        """A price `factor` times the bid, on the tick."""
+        return (self.bid * Decimal(factor) / self.tick).quantize(Decimal(1), ROUND_DOWN) * self.tick
+
+
+def venue_market(remote: VenueUnderTest) -> VenueMarket:
+    """A symbol and its best bid, read from the emulated venue itself (before any connector
+    runs): a crypto pair, else an equity, as `VenueUnderTest.instrument` picks."""
     assert remote.emulator is not None
-    symbol = sorted(s for s, spec in remote.emulator.venue.instruments.items() if spec.asset_class == "crypto")[0]
+    symbol, spec = sorted(remote.emulator.venue.instruments.items(),
+                          key=lambda item: (item[1].asset_class != "crypto", item[1].asset_class != "equity", item[0]))[0]
     bids = remote.emulator.venue.last_market[symbol].bids
     assert bids
-    return symbol, bids[0][0]
+    return VenueMarket(symbol, bids[0][0], Decimal("0.01") if spec.asset_class == "crypto" else spec.lot_size,
+                       spec.tick_size)
 
 
 async def place_directly(remote: VenueUnderTest, symbol: str, **terms: Any) -> str:
@@ -51,12 +65,13 @@ async def poll_stats(remote: VenueUnderTest, condition: Any, timeout: float = 30
 
 
 async def test_start_up_publishes_what_the_venue_holds_before_any_command(remote: VenueUnderTest) -> None:
-    symbol, bid = venue_market(remote)
-    resting = await place_directly(remote, symbol, order_type="limit", quantity="0.01", price=str((bid * Decimal("0.95")).quantize(Decimal("0.01"))))
-    filled = await place_directly(remote, symbol, order_type="market", quantity="0.01")
+    market = venue_market(remote)
+    symbol, unit = market.symbol, market.unit
+    resting = await place_directly(remote, symbol, order_type="limit", quantity=str(unit), price=str(market.below("0.95")))
+    filled = await place_directly(remote, symbol, order_type="market", quantity=str(unit))
     async with remote.connector():
         instrument = remote.instrument()
-        early = remote.place(instrument, quantity=Decimal("0.01"), price=(bid * Decimal("0.9")).quantize(instrument.tick_size))
+        early = remote.place(instrument, quantity=unit, price=market.below("0.9"))
         await remote.send(early)
         await remote.until(resting, "accepted")
         assert [tag(e) for e in await remote.finished(filled)] == ["accepted", "filled"]

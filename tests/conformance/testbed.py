@@ -123,8 +123,10 @@ class VenueUnderTest:
 
     # --- instruments and prices --------------------------------------------------------------------
     def instrument(self) -> Instrument:
-        """The first crypto instrument the venue lists: every venue here lists one."""
-        return next(i for i in sorted(self.connector_instance.instruments(), key=lambda i: i.symbol) if i.asset_class == "crypto")
+        """The first crypto instrument the venue lists, else its first equity (Zerodha lists no crypto)."""
+        listed = sorted(self.connector_instance.instruments(),
+                        key=lambda i: (i.asset_class != "crypto", i.asset_class != "equity", i.symbol))
+        return listed[0]
 
     def price(self, instrument: Instrument, reference: Decimal, factor: str) -> Decimal:
         return (reference * Decimal(factor) / instrument.tick_size).quantize(Decimal(1), ROUND_DOWN) * instrument.tick_size
@@ -137,9 +139,15 @@ class VenueUnderTest:
     def place(self, instrument: Instrument, **terms: Any) -> PlaceOrder:
         fields: dict[str, Any] = {"client_order_id": new_id(), "venue": self.venue, "account": self.account,
                                   "symbol": instrument.symbol, "side": Side.BUY, "order_type": OrderType.LIMIT,
-                                  "time_in_force": TimeInForce.GTC}
+                                  "time_in_force": self.resting_time_in_force}
         fields.update(terms)
         return PlaceOrder(**fields)
+
+    @property
+    def resting_time_in_force(self) -> TimeInForce:
+        """GTC where the venue takes it, else DAY (Kite has no GTC)."""
+        offered = self.connector_instance.capabilities.time_in_force
+        return TimeInForce.GTC if TimeInForce.GTC in offered else TimeInForce.DAY
 
     def cancel(self, client_order_id: str) -> CancelOrder:
         return CancelOrder(client_order_id=client_order_id, venue=self.venue, account=self.account)

@@ -14,9 +14,11 @@ import pytest
 
 from tradebus.emulators.server import Emulator
 from tradebus.services.connector.base import VenueConnector
+from tradebus.services.connector.credentials import venue_credentials
 from tradebus.services.connector.venues.ccxt.connector import CcxtConnector
 from tradebus.services.connector.venues.paper.connector import PaperConnector
 from tradebus.services.connector.venuespecs import VENUE_SPECS, VenueSpec, venue_spec
+from tradebus.shared.config import ConfigError
 
 PYPROJECT = Path(__file__).parents[2] / "pyproject.toml"
 SPECS = list(VENUE_SPECS.values())
@@ -70,3 +72,15 @@ def test_every_spec_extra_is_packaged_and_installs_its_sdk(spec: VenueSpec) -> N
     assert requirements & installers, f"extra {spec.extra!r} ({requirements}) installs none of {installers}"
     if spec.emulator is not None:  # the venue's extra brings its emulator's dependencies too
         assert "tradebus[emulators]" in extras[spec.extra]
+
+
+@pytest.mark.parametrize("spec", [spec for spec in SPECS if spec.needs_credentials], ids=lambda spec: spec.name)
+def test_every_remote_venue_reads_its_secret_under_its_spec_name(spec: VenueSpec) -> None:
+    """`tradebus run` and `up --emulate` pass the secret as <VENUE>_<secret_name>, and a
+    settings table may hold it under the same name (lower case): Zerodha's access token."""
+    prefix = spec.name.upper()
+    assert spec.secret_name.lower() in spec.config_class().__struct_fields__
+    env = {f"{prefix}_API_KEY": "key", f"{prefix}_{spec.secret_name}": "secret"}
+    assert venue_credentials(spec.name, env=env, secret_name=spec.secret_name).api_secret.reveal() == "secret"
+    with pytest.raises(ConfigError, match=f"{prefix}_{spec.secret_name}"):
+        venue_credentials(spec.name, env={f"{prefix}_API_KEY": "key"}, secret_name=spec.secret_name)

@@ -14,6 +14,7 @@ from aiohttp import web
 from tradebus.emulators.alpaca import render as alpaca
 from tradebus.emulators.binance import render as binance
 from tradebus.emulators.bybit import render as bybit
+from tradebus.emulators.zerodha import render as zerodha
 from tradebus.schemas.values import RejectReason
 
 from .corpus import errors, same_body
@@ -62,3 +63,14 @@ def test_the_alpaca_gaps_are_still_gaps() -> None:
     ALPACA_UNRECORDED (this fails once a table entry gets its recorded message)."""
     for reason in ALPACA_UNRECORDED - {OTHER}:
         assert alpaca.ERRORS[reason][2] is None
+
+
+def test_every_zerodha_emulator_error_is_a_documented_exception_with_its_status() -> None:
+    """Kite documents its error envelope, exception names and HTTP codes, not its texts
+    (codes.py): each answer of the Zerodha emulator has the recorded envelope's keys and a
+    recorded (HTTP status, error_type) pair; the message is the emulator's own."""
+    recorded = {(r.http_status, r.body["error_type"]): r.body for r in errors("zerodha")}
+    for reason in [*zerodha.ERRORS, OTHER]:
+        status, body = answer(zerodha.error(reason, "emulator text"))
+        assert (status, body.get("error_type")) in recorded, f"zerodha {reason.value}: HTTP {status} {body}"
+        assert body.keys() == recorded[status, body["error_type"]].keys()

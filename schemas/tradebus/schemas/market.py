@@ -10,7 +10,9 @@ back. After either, a book consumer must wait for the next `BookSnapshot`.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Union
+from typing import Annotated, Union
+
+import msgspec
 
 from .values import Aggressor, MarketDataKind, Message, Nanos, Side, Symbol, Text, VenueName
 
@@ -86,6 +88,10 @@ class Instrument(MarketDataBase, frozen=True, kw_only=True, tag="instrument"):
     lot_size: Decimal
     min_quantity: Decimal
     min_notional: Decimal
+    # Derivatives (futures, options): the expiry date (exchange calendar, YYYY-MM-DD) and
+    # an option's strike; None for spot instruments and where the venue does not say.
+    expiry: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")] | None = None
+    strike: Decimal | None = None
 
 
 class StreamGap(MarketDataBase, frozen=True, kw_only=True, tag="gap"):

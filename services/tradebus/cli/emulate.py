@@ -24,7 +24,7 @@ def credentials(venue: str, api_key: str | None = None, api_secret: str | None =
     prefix = venue.upper()
     return (
         api_key or os.environ.get(f"{prefix}_API_KEY") or DEMO_KEY,
-        api_secret or os.environ.get(f"{prefix}_API_SECRET") or DEMO_SECRET,
+        api_secret or os.environ.get(f"{prefix}_{venue_spec(venue).secret_name}") or DEMO_SECRET,
     )
 
 

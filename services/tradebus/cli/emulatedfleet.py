@@ -57,7 +57,8 @@ class EmulatedVenues:
             except ImportError as exc:
                 return missing_dependency(venue, exc)
             prefix = venue.upper()
-            self.credential_env[venue] = {f"{prefix}_API_KEY": api_key, f"{prefix}_API_SECRET": api_secret}
+            secret_name = venue_spec(venue).secret_name
+            self.credential_env[venue] = {f"{prefix}_API_KEY": api_key, f"{prefix}_{secret_name}": api_secret}
         return None
 
     async def start(self, run_dir: Path) -> str:

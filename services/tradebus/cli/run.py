@@ -35,8 +35,10 @@ def build_service(name: str, settings: Settings, venue: str) -> Service:
         from tradebus.services.connector.service import ConnectorService
 
         config = venue_config(settings, venue)
-        if venue_spec(venue).needs_credentials:  # missing: refused here, not after connecting to the bus
-            venue_credentials(venue, api_key=getattr(config, "api_key", None), api_secret=getattr(config, "api_secret", None))
+        spec = venue_spec(venue)
+        if spec.needs_credentials:  # missing: refused here, not after connecting to the bus
+            venue_credentials(venue, api_key=getattr(config, "api_key", None),
+                              api_secret=getattr(config, spec.secret_name.lower(), None), secret_name=spec.secret_name)
         return ConnectorService(settings, venue=venue, venue_config=config)
     module_name, class_name = SERVICES[name].split(":")
     service: Service = getattr(import_module(module_name), class_name)(settings)

@@ -2,7 +2,8 @@
 
 The names follow the convention users bring from other systems: `BINANCE_API_KEY`,
 `BINANCE_API_SECRET`, `ALPACA_API_KEY`, ... (`<VENUE>_API_KEY`, `<VENUE>_API_SECRET`,
-`<VENUE>_API_PASSPHRASE` where the venue has one). Looked up in this order: the venue's
+`<VENUE>_API_PASSPHRASE` where the venue has one). A venue that signs with another secret
+names it (`secret_name`: Zerodha's `ZERODHA_ACCESS_TOKEN`, see its VenueSpec). Looked up in this order: the venue's
 settings (`api_key = ...` in `[venues.binance]`, or TRADEBUS_VENUES__BINANCE__API_KEY),
 the environment, then the dotenv-style file named by TRADEBUS_SECRETS_FILE. Values are
 `Secret`s from the moment they are read: they never print and the log redactor masks them.
@@ -32,6 +33,7 @@ def venue_credentials(
     api_secret: Secret | None = None,
     passphrase: Secret | None = None,
     env: Mapping[str, str] | None = None,
+    secret_name: str = "API_SECRET",
 ) -> Credentials:
     """Resolve the credentials of `venue`; ConfigError naming the variables if missing."""
     env = os.environ if env is None else env
@@ -47,10 +49,10 @@ def venue_credentials(
         return from_file.get(name)
 
     key = lookup(api_key, f"{prefix}_API_KEY")
-    secret = lookup(api_secret, f"{prefix}_API_SECRET")
+    secret = lookup(api_secret, f"{prefix}_{secret_name}")
     if key is None or secret is None:
         raise ConfigError(
-            f"no credentials for {venue}: set {prefix}_API_KEY and {prefix}_API_SECRET in the environment or in "
-            f"the secrets file named by {SECRETS_FILE_VARIABLE}, or api_key / api_secret in [venues.{venue}]"
+            f"no credentials for {venue}: set {prefix}_API_KEY and {prefix}_{secret_name} in the environment or in "
+            f"the secrets file named by {SECRETS_FILE_VARIABLE}, or api_key / {secret_name.lower()} in [venues.{venue}]"
         )
     return Credentials(key, secret, lookup(passphrase, f"{prefix}_API_PASSPHRASE"))

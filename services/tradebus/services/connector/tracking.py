@@ -101,6 +101,9 @@ class OrderSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     trades: tuple[TradeReport, ...] = ()  # every trade of the order, where the venue listed them
     ts: int = 0  # the venue's time of this state, ns
     message: str = ""  # the venue's text for a rejection
+    # The shared reason of a rejection the venue reports as the order's state (Kite's RMS),
+    # where its code table says; None: VENUE_REJECTED.
+    reject_reason: RejectReason | None = None
     cancel_reason: CancelReason | None = None  # why the venue cancelled the order itself, where it says
 
 
@@ -244,7 +247,7 @@ class OrderTracker:
             if snapshot.status is OrderStatus.REJECTED:
                 tracked.status = OrderStatus.REJECTED
                 events.append(OrderRejected(
-                    **self._base(coid, tracked, "rejected", ts, now), reason=RejectReason.VENUE_REJECTED,
+                    **self._base(coid, tracked, "rejected", ts, now), reason=snapshot.reject_reason or RejectReason.VENUE_REJECTED,
                     message=snapshot.message[:1024], side=snapshot.side, order_type=snapshot.order_type,
                     quantity=snapshot.quantity, price=snapshot.price,
                 ))

@@ -35,6 +35,9 @@ class VenueSpec:
     config: str  # its settings type (msgspec Struct), what the connector's `config` holds
     extra: str | None = None  # the pip extra that installs its SDK (`pip install 'tradebus[<extra>]'`)
     sdk: str | None = None  # the top-level module that extra installs
+    # The credential it signs with besides the key (`<VENUE>_<secret_name>`: Zerodha trades
+    # with an access token, not an API secret)
+    secret_name: str = "API_SECRET"
     emulator: str | None = None  # its Emulator (services/tradebus/emulators/), for offline runs and the conformance suite
     # Simulated inside its connector process: no remote API, so no credentials and nothing to
     # emulate; its settings are the fleet settings' own `[<section>]`, not `[venues.<name>]`.
@@ -74,6 +77,9 @@ VENUE_SPECS: dict[str, VenueSpec] = {spec.name: spec for spec in (
     VenueSpec(name="alpaca", connector=f"{VENUES_PACKAGE}.alpaca.connector:AlpacaConnector",
               config=f"{VENUES_PACKAGE}.alpaca.config:AlpacaConfig", extra="alpaca", sdk="alpaca",
               emulator=f"{EMULATORS_PACKAGE}.alpaca:AlpacaEmulator"),
+    VenueSpec(name="zerodha", connector=f"{VENUES_PACKAGE}.zerodha.connector:ZerodhaConnector",
+              config=f"{VENUES_PACKAGE}.zerodha.config:ZerodhaConfig", extra="zerodha", sdk="kiteconnect",
+              secret_name="ACCESS_TOKEN", emulator=f"{EMULATORS_PACKAGE}.zerodha:ZerodhaEmulator"),
 )}
 
 # The venue a fleet runs when none is named: it needs nothing installed, configured or reachable.
