@@ -185,8 +185,10 @@ class ZerodhaEmulator(Emulator):
                             message=message if message is not None else (record.reject_message or None))
 
     def _records(self, account: str) -> list[tuple[EmulatedOrder, str | None]]:
-        placed = [(o, None) for o in self.venue.orders.values() if o.account == account]
-        rejected = [(o, message) for o, message in self._rejected.values() if o.account == account]
+        placed: list[tuple[EmulatedOrder, str | None]] = [
+            (o, None) for o in self.venue.orders.values() if o.account == account]
+        rejected: list[tuple[EmulatedOrder, str | None]] = [
+            (o, message) for o, message in self._rejected.values() if o.account == account]
         return sorted(placed + rejected, key=lambda pair: pair[0].created_ns)
 
     def _find(self, account: str, order_id: str) -> tuple[EmulatedOrder, str | None]:

@@ -90,29 +90,27 @@ def decode_packet(packet: bytes) -> Tick | None:
     def price(raw: int) -> Decimal:
         return Decimal(raw) / divisor
 
-    base = {"instrument_token": token, "tradable": segment != INDICES}
+    tradable = segment != INDICES
     if len(packet) == 8:
-        return Tick(mode="ltp", last_price=price(_ints(packet, 4, 1)[0]), **base)
+        return Tick(mode="ltp", last_price=price(_ints(packet, 4, 1)[0]), instrument_token=token, tradable=tradable)
     if len(packet) in (28, 32):
         last, high, low, opened, close = _ints(packet, 4, 5)
-        extra = {"exchange_time": _ints(packet, 28, 1)[0]} if len(packet) == 32 else {}
         return Tick(mode="quote" if len(packet) == 28 else "full", last_price=price(last), high=price(high),
-                    low=price(low), open=price(opened), close=price(close), **extra, **base)
+                    low=price(low), open=price(opened), close=price(close), instrument_token=token, tradable=tradable,
+                    exchange_time=_ints(packet, 28, 1)[0] if len(packet) == 32 else None)
     if len(packet) not in (44, 184):
         return None
     last, last_quantity, average, volume, buys, sells, opened, high, low, close = _ints(packet, 4, 10)
-    fields: dict[str, Any] = {
-        "last_price": price(last), "last_quantity": last_quantity, "average_price": price(average), "volume": volume,
-        "buy_quantity": buys, "sell_quantity": sells, "open": price(opened), "high": price(high), "low": price(low),
-        "close": price(close),
-    }
+    quote = Tick(mode="quote", instrument_token=token, tradable=tradable, last_price=price(last),
+                 last_quantity=last_quantity, average_price=price(average), volume=volume, buy_quantity=buys,
+                 sell_quantity=sells, open=price(opened), high=price(high), low=price(low), close=price(close))
     if len(packet) == 44:
-        return Tick(mode="quote", **fields, **base)
+        return quote
     last_trade_time, oi, oi_high, oi_low, exchange_time = _ints(packet, 44, 5)
     levels = [struct.unpack_from(">IIH", packet, offset) for offset in range(64, 184, 12)]
     depth = tuple(Level(price=price(raw), quantity=quantity, orders=orders) for quantity, raw, orders in levels)
-    return Tick(mode="full", **fields, last_trade_time=last_trade_time, oi=oi, oi_day_high=oi_high, oi_day_low=oi_low,
-                exchange_time=exchange_time, bids=depth[:5], asks=depth[5:], **base)
+    return msgspec.structs.replace(quote, mode="full", last_trade_time=last_trade_time, oi=oi, oi_day_high=oi_high,
+                                   oi_day_low=oi_low, exchange_time=exchange_time, bids=depth[:5], asks=depth[5:])
 
 
 def split_frame(frame: bytes) -> list[bytes]:
@@ -140,7 +138,8 @@ def order_update(text: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     if isinstance(frame, dict) and frame.get("type") == "order" and isinstance(frame.get("data"), dict):
-        return frame["data"]
+        order: dict[str, Any] = frame["data"]
+        return order
     if isinstance(frame, dict) and frame.get("type") == "error":
         log.warning("ticker error message", extra={"error": str(frame.get("data"))[:200]})
     return None
