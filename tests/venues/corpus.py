@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -19,6 +19,7 @@ from tradebus.services.connector.venuespecs import venue_spec
 HERE = Path(__file__).parent
 # Values that belong to the moment of an answer, compared by presence only.
 VOLATILE = frozenset({"time"})
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,15 @@ class Recorded:
             return self.venue_code
         code = self.body.get("code", self.body.get("retCode"))
         return None if code is None else str(code)
+
+
+def _load(venue: str, folder: str, kind: type[T], fields: tuple[str, ...]) -> list[T]:
+    """Every recording of `venue` in `folder`: the file's `fields` (plus its name), as `kind`."""
+    recorded = []
+    for path in sorted((HERE / venue / "corpus" / folder).glob("*.json")):
+        data = json.loads(path.read_text())
+        recorded.append(kind(name=f"{venue}/{path.stem}", **{field: data[field] for field in fields}))
+    return recorded
 
 
 def corpus_venues(sdk: str | None = None) -> list[str]:
@@ -108,12 +118,7 @@ def check_events(events: list[OrderEvent], expect: list[dict[str, Any]]) -> None
 
 
 def fills(venue: str) -> list[RecordedFrames]:
-    recorded = []
-    for path in sorted((HERE / venue / "corpus" / "fills").glob("*.json")):
-        data = json.loads(path.read_text())
-        recorded.append(RecordedFrames(name=f"{venue}/{path.stem}", venue=data["venue"], source=data["source"],
-                                       operation=data["operation"], frames=data["frames"], expect=data["expect"]))
-    return recorded
+    return _load(venue, "fills", RecordedFrames, ("venue", "source", "operation", "frames", "expect"))
 
 
 @dataclass(frozen=True)
@@ -129,12 +134,7 @@ class RecordedBalances:
 
 
 def balances(venue: str) -> list[RecordedBalances]:
-    recorded = []
-    for path in sorted((HERE / venue / "corpus" / "balances").glob("*.json")):
-        data = json.loads(path.read_text())
-        recorded.append(RecordedBalances(name=f"{venue}/{path.stem}", venue=data["venue"], source=data["source"],
-                                         frames=data["frames"], expect=data["expect"]))
-    return recorded
+    return _load(venue, "balances", RecordedBalances, ("venue", "source", "frames", "expect"))
 
 
 @dataclass(frozen=True)
@@ -150,12 +150,7 @@ class RecordedPositions:
 
 
 def positions(venue: str) -> list[RecordedPositions]:
-    recorded = []
-    for path in sorted((HERE / venue / "corpus" / "positions").glob("*.json")):
-        data = json.loads(path.read_text())
-        recorded.append(RecordedPositions(name=f"{venue}/{path.stem}", venue=data["venue"], source=data["source"],
-                                          records=data["records"], expect=data["expect"]))
-    return recorded
+    return _load(venue, "positions", RecordedPositions, ("venue", "source", "records", "expect"))
 
 
 @dataclass(frozen=True)
@@ -171,9 +166,4 @@ class RecordedTrades:
 
 
 def trades(venue: str) -> list[RecordedTrades]:
-    recorded = []
-    for path in sorted((HERE / venue / "corpus" / "trades").glob("*.json")):
-        data = json.loads(path.read_text())
-        recorded.append(RecordedTrades(name=f"{venue}/{path.stem}", venue=data["venue"], source=data["source"],
-                                       records=data["records"], expect=data["expect"]))
-    return recorded
+    return _load(venue, "trades", RecordedTrades, ("venue", "source", "records", "expect"))
