@@ -20,7 +20,7 @@ from .testbed import API_KEY, VenueUnderTest
 
 # Alpaca's fill events carry no fee: equities trade without commission and a crypto fee is
 # taken from the credited asset, off the event (docs/venues.md). Every other venue charges one.
-NO_FEE_ON_FILLS = frozenset({"alpaca"})
+NO_FEE_ON_FILLS = frozenset({"alpaca", "fyers"})
 # Venues with a private balance stream (Binance outboundAccountPosition, Bybit `wallet`).
 BALANCE_STREAMS = frozenset({"binance", "bybit"})
 

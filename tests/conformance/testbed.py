@@ -47,8 +47,10 @@ _ids = itertools.count(1)
 
 
 def venues_under_test() -> list[str]:
-    """Read at collection: a venue registered later (a test's throw-away venue) is listed too."""
-    return list(VENUE_SPECS)
+    """Read at collection: a venue registered later (a test's throw-away venue) is listed too.
+    A venue with an environment of its own is tested there (Fyers: .venv-fyers, run by
+    tests/venues/test_fyers_environment.py)."""
+    return [name for name, spec in VENUE_SPECS.items() if spec.in_this_environment]
 
 
 def new_id(prefix: str = "cf") -> str:
@@ -123,8 +125,9 @@ class VenueUnderTest:
 
     # --- instruments and prices --------------------------------------------------------------------
     def instrument(self) -> Instrument:
-        """The first crypto instrument the venue lists: every venue here lists one."""
-        return next(i for i in sorted(self.connector_instance.instruments(), key=lambda i: i.symbol) if i.asset_class == "crypto")
+        """The first crypto instrument the venue lists, else its first (Fyers lists equities only)."""
+        listed = sorted(self.connector_instance.instruments(), key=lambda i: i.symbol)
+        return next((i for i in listed if i.asset_class == "crypto"), listed[0])
 
     def price(self, instrument: Instrument, reference: Decimal, factor: str) -> Decimal:
         return (reference * Decimal(factor) / instrument.tick_size).quantize(Decimal(1), ROUND_DOWN) * instrument.tick_size
@@ -137,9 +140,14 @@ class VenueUnderTest:
     def place(self, instrument: Instrument, **terms: Any) -> PlaceOrder:
         fields: dict[str, Any] = {"client_order_id": new_id(), "venue": self.venue, "account": self.account,
                                   "symbol": instrument.symbol, "side": Side.BUY, "order_type": OrderType.LIMIT,
-                                  "time_in_force": TimeInForce.GTC}
+                                  "time_in_force": self.resting_time_in_force()}
         fields.update(terms)
         return PlaceOrder(**fields)
+
+    def resting_time_in_force(self) -> TimeInForce:
+        """GTC where the venue takes it, else DAY (Fyers: DAY and IOC only)."""
+        offered = self.connector_instance.capabilities.time_in_force
+        return TimeInForce.GTC if TimeInForce.GTC in offered else TimeInForce.DAY
 
     def cancel(self, client_order_id: str) -> CancelOrder:
         return CancelOrder(client_order_id=client_order_id, venue=self.venue, account=self.account)

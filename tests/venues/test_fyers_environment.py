@@ -16,8 +16,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FYERS_PYTHON = REPO / ".venv-fyers" / "bin" / "python"
-# The Fyers venue's own tests (corpus replay, SDK seams) and its conformance run.
-FYERS_TESTS = ["tests/venues/fyers"]
+# The Fyers venue's own tests (corpus replay, SDK seams), its spec checks and its conformance run.
+FYERS_TESTS = ["tests/venues/fyers", "tests/unit/test_venue_specs.py", "tests/conformance", "-k", "fyers"]
 
 
 @pytest.mark.timeout(1800)  # a first run creates the environment (about a minute) before testing
@@ -25,7 +25,12 @@ def test_the_fyers_tests_pass_in_the_fyers_environment() -> None:
     subprocess.run(["bash", str(REPO / ".ci" / "fyers-env")], cwd=REPO, check=True, timeout=900)
     result = subprocess.run(
         [str(FYERS_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", *FYERS_TESTS],
-        cwd=REPO, capture_output=True, text=True, timeout=1500,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
     sys.stdout.write(result.stdout[-3000:])
-    assert result.returncode == 0, f"the Fyers tests failed in .venv-fyers:\n{result.stdout[-20000:]}{result.stderr[-5000:]}"
+    assert result.returncode == 0, (
+        f"the Fyers tests failed in .venv-fyers:\n{result.stdout[-20000:]}{result.stderr[-5000:]}"
+    )

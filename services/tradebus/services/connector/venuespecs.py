@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the emulators need aiohttp (an extra): loaded only where a venue is emulated
@@ -40,10 +41,19 @@ class VenueSpec:
     # emulate; its settings are the fleet settings' own `[<section>]`, not `[venues.<name>]`.
     embedded: bool = False
     section: str | None = None
+    # The virtualenv its connector runs from when its SDK cannot share the fleet's own
+    # (fyers-apiv3 pins requests and aiohttp below ccxt's needs): `.venv-fyers`, made by .ci/fyers-env.
+    environment: str | None = None
 
     @property
     def needs_credentials(self) -> bool:
         return not self.embedded
+
+    @property
+    def in_this_environment(self) -> bool:
+        """Whether this Python environment runs the venue: a venue with an environment of its
+        own runs (and is tested) only where its SDK is installed."""
+        return self.environment is None or self.sdk is None or find_spec(self.sdk) is not None
 
     def connector_class(self) -> type[VenueConnector[Any]]:
         cls: type[VenueConnector[Any]] = load(self.connector)
@@ -74,6 +84,9 @@ VENUE_SPECS: dict[str, VenueSpec] = {spec.name: spec for spec in (
     VenueSpec(name="alpaca", connector=f"{VENUES_PACKAGE}.alpaca.connector:AlpacaConnector",
               config=f"{VENUES_PACKAGE}.alpaca.config:AlpacaConfig", extra="alpaca", sdk="alpaca",
               emulator=f"{EMULATORS_PACKAGE}.alpaca:AlpacaEmulator"),
+    VenueSpec(name="fyers", connector=f"{VENUES_PACKAGE}.fyers.connector:FyersConnector",
+              config=f"{VENUES_PACKAGE}.fyers.config:FyersConfig", extra="fyers", sdk="fyers_apiv3",
+              emulator=f"{EMULATORS_PACKAGE}.fyers:FyersEmulator", environment=".venv-fyers"),
 )}
 
 # The venue a fleet runs when none is named: it needs nothing installed, configured or reachable.
