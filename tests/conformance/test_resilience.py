@@ -25,7 +25,8 @@ from .testbed import API_KEY, API_SECRET, VenueUnderTest, new_id, tag
 def venue_market(remote: VenueUnderTest) -> tuple[str, Decimal]:
     """A symbol and its best bid, read from the emulated venue itself (before any connector runs)."""
     assert remote.emulator is not None
-    symbol = sorted(s for s, spec in remote.emulator.venue.instruments.items() if spec.asset_class == "crypto")[0]
+    listed = sorted(remote.emulator.venue.instruments.items())
+    symbol = next((s for s, spec in listed if spec.asset_class == "crypto"), listed[0][0])  # Fyers: equities only
     bids = remote.emulator.venue.last_market[symbol].bids
     assert bids
     return symbol, bids[0][0]

@@ -207,6 +207,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
         socket = order_ws.FyersOrderSocket(
             access_token=f"{self._app_id}:{self._token}", log_path=self.config.log_dir, reconnect=False,
             on_orders=to_loop("order"), on_error=to_loop("error"), on_close=to_loop("close"),
+            on_general=_acknowledged,
         )
         if self.config.order_socket_url:
             socket._FyersOrderSocket__url = self.config.order_socket_url  # type: ignore[attr-defined]
@@ -256,6 +257,11 @@ def _content(message: MarketMessage | None) -> dict[str, Any] | None:
     if message is None:
         return None
     return {name: getattr(message, name) for name in message.__struct_fields__ if name not in ("ts_event", "ts_recv")}
+
+
+def _acknowledged(message: object) -> None:
+    """The socket's general frames (the subscription's acknowledgement): nothing to act on;
+    without a handler the SDK prints them to stdout."""
 
 
 def _close(socket: order_ws.FyersOrderSocket) -> None:
