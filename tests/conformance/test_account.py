@@ -26,8 +26,8 @@ from .testbed import API_KEY, VenueUnderTest
 
 # Alpaca's fill events carry no fee: equities trade without commission and a crypto fee is
 # taken from the credited asset, off the event (docs/venues.md). Zerodha's orders and trades
-# state no charges (they are on the contract note). Every other venue charges one.
-NO_FEE_ON_FILLS = frozenset({"alpaca", "zerodha"})
+# state no charges (they are on the contract note), nor do Fyers'. Every other venue charges one.
+NO_FEE_ON_FILLS = frozenset({"alpaca", "zerodha", "fyers"})
 # Spot venues charging in the asset received (a buy pays in the base asset), as their
 # emulators do (a real account paying with BNB on Binance would show BNB instead).
 FEE_IN_BASE_ON_BUYS = frozenset({"binance", "bybit"})

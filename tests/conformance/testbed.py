@@ -47,8 +47,10 @@ _ids = itertools.count(1)
 
 
 def venues_under_test() -> list[str]:
-    """Read at collection: a venue registered later (a test's throw-away venue) is listed too."""
-    return list(VENUE_SPECS)
+    """Read at collection: a venue registered later (a test's throw-away venue) is listed too.
+    A venue with an environment of its own is tested there (Fyers: .venv-fyers, run by
+    tests/venues/test_fyers_environment.py)."""
+    return [name for name, spec in VENUE_SPECS.items() if spec.in_this_environment]
 
 
 def new_id(prefix: str = "cf") -> str:
@@ -123,7 +125,7 @@ class VenueUnderTest:
 
     # --- instruments and prices --------------------------------------------------------------------
     def instrument(self) -> Instrument:
-        """The first crypto instrument the venue lists, else its first equity (Zerodha lists no crypto)."""
+        """The first crypto instrument the venue lists, else its first equity (Zerodha and Fyers list no crypto)."""
         listed = sorted(self.connector_instance.instruments(),
                         key=lambda i: (i.asset_class != "crypto", i.asset_class != "equity", i.symbol))
         return listed[0]
@@ -145,7 +147,7 @@ class VenueUnderTest:
 
     @property
     def resting_time_in_force(self) -> TimeInForce:
-        """GTC where the venue takes it, else DAY (Kite has no GTC)."""
+        """GTC where the venue takes it, else DAY (Kite has no GTC; Fyers: DAY and IOC only)."""
         offered = self.connector_instance.capabilities.time_in_force
         return TimeInForce.GTC if TimeInForce.GTC in offered else TimeInForce.DAY
 

@@ -15,13 +15,13 @@ import pytest
 from tradebus.emulators.server import Emulator
 from tradebus.services.connector.base import VenueConnector
 from tradebus.services.connector.credentials import venue_credentials
-from tradebus.services.connector.venues.ccxt.connector import CcxtConnector
-from tradebus.services.connector.venues.paper.connector import PaperConnector
 from tradebus.services.connector.venuespecs import VENUE_SPECS, VenueSpec, venue_spec
 from tradebus.shared.config import ConfigError
 
 PYPROJECT = Path(__file__).parents[2] / "pyproject.toml"
-SPECS = list(VENUE_SPECS.values())
+# A venue with an environment of its own (Fyers) is checked there: .venv-fyers runs these
+# tests for it (tests/venues/test_fyers_environment.py).
+SPECS = [spec for spec in VENUE_SPECS.values() if spec.in_this_environment]
 
 
 def declared_config(connector: type[VenueConnector[typing.Any]]) -> object:
@@ -37,6 +37,10 @@ def declared_config(connector: type[VenueConnector[typing.Any]]) -> object:
 
 
 def test_registered_and_ccxt_venues() -> None:
+    # imported here: this module's spec checks also run in .venv-fyers, which has no ccxt
+    from tradebus.services.connector.venues.ccxt.connector import CcxtConnector
+    from tradebus.services.connector.venues.paper.connector import PaperConnector
+
     assert venue_spec("paper").connector_class() is PaperConnector
     assert venue_spec("binance").connector_class() is CcxtConnector
     assert venue_spec("kraken").connector_class() is CcxtConnector  # not registered: a ccxt exchange id
@@ -62,13 +66,18 @@ def test_every_spec_resolves_to_a_connector_of_its_config(spec: VenueSpec) -> No
         assert spec.embedded, "a remote venue is tried offline and conformance-tested through its emulator"
 
 
+def _normalized(distribution: str) -> str:
+    """A distribution name as PEP 503 compares them (fyers-apiv3 installs as fyers_apiv3)."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
 @pytest.mark.parametrize("spec", [spec for spec in SPECS if spec.extra], ids=lambda spec: spec.name)
 def test_every_spec_extra_is_packaged_and_installs_its_sdk(spec: VenueSpec) -> None:
     extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
     assert spec.extra in extras, f"pyproject.toml has no extra {spec.extra!r}"
     assert spec.sdk is not None and importlib.util.find_spec(spec.sdk) is not None
-    requirements = {re.split(r"[<>=!~;\[ ]", requirement)[0].lower() for requirement in extras[spec.extra]}
-    installers = {name.lower() for name in packages_distributions().get(spec.sdk, [])}
+    requirements = {_normalized(re.split(r"[<>=!~;\[ ]", requirement)[0]) for requirement in extras[spec.extra]}
+    installers = {_normalized(name) for name in packages_distributions().get(spec.sdk, [])}
     assert requirements & installers, f"extra {spec.extra!r} ({requirements}) installs none of {installers}"
     if spec.emulator is not None:  # the venue's extra brings its emulator's dependencies too
         assert "tradebus[emulators]" in extras[spec.extra]

@@ -26,7 +26,7 @@ import nats.aio.msg
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.subjects import Family
-from tradebus.services.connector.venuespecs import DEFAULT_VENUE
+from tradebus.services.connector.venuespecs import DEFAULT_VENUE, venue_spec
 from tradebus.services.settings import load_settings
 from tradebus.shared.busaccess import connect_bus
 from tradebus.shared.config import EXIT_CONFIG, ConfigError
@@ -73,10 +73,24 @@ def _children(venues: tuple[str, ...], log_dir: Path, nats_url: str, config_path
     services = [Child(name, service_command(name, *options), log_dir / f"{name}.log", own_env=identity(name))
                 for name in ORDER_PATH]
     return services + [
-        Child(f"connector.{venue}", service_command(f"connector.{venue}", *options),
+        Child(f"connector.{venue}", service_command(f"connector.{venue}", *options, python=connector_python(venue)),
               log_dir / f"connector.{venue}.log", own_env={**venue_env.get(venue, {}), **identity("connector", venue)})
         for venue in venues
     ]
+
+
+def connector_python(venue: str) -> str:
+    """The interpreter of a venue's connector: the venue's own environment where its spec
+    names one that this one is not (Fyers: .venv-fyers, relative to the working directory,
+    made by .ci/fyers-env), else this one."""
+    spec = venue_spec(venue)
+    if spec.environment is None or spec.in_this_environment:
+        return sys.executable
+    python = Path(spec.environment) / "bin" / "python"
+    if not python.exists():
+        raise ConfigError(f"the {venue} connector runs from {spec.environment}, which does not exist here: "
+                          f"run `bash .ci/fyers-env` in the repository (docs/venues.md)")
+    return str(python.absolute())
 
 
 class _Connection:

@@ -147,10 +147,11 @@ def stop_all(children: Sequence[ChildProcess], grace: float) -> list[ChildProces
     return killed
 
 
-def service_command(name: str, *options: str) -> list[str]:
-    """`tradebus run` for `name`: "risk", "oms", "audit" or "connector.<venue>"."""
+def service_command(name: str, *options: str, python: str = sys.executable) -> list[str]:
+    """`tradebus run` for `name`: "risk", "oms", "audit" or "connector.<venue>", by `python`
+    (a venue whose SDK needs its own environment runs from that environment's)."""
     service, _, venue = name.partition(".")
-    return [sys.executable, "-m", "tradebus.cli.main", "run", service, *(("--venue", venue) if venue else ()), *options]
+    return [python, "-m", "tradebus.cli.main", "run", service, *(("--venue", venue) if venue else ()), *options]
 
 
 def isolated_env(**settings: str) -> dict[str, str]:

@@ -165,6 +165,11 @@ class OrderTracker:
         """Client order ids not known to be in a final state (submitted ones included)."""
         return [coid for coid, tracked in self._orders.items() if tracked.status not in TERMINAL_STATUSES]
 
+    def client_order_ids(self) -> list[str]:
+        """Every client order id known, finished ones included (a venue that cannot carry
+        our ids as they are maps its own back to them: venues/fyers)."""
+        return list(self._orders)
+
     def symbol(self, client_order_id: str) -> str:
         return self._orders[client_order_id].symbol
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the emulators need aiohttp (an extra): loaded only where a venue is emulated
@@ -43,10 +44,19 @@ class VenueSpec:
     # emulate; its settings are the fleet settings' own `[<section>]`, not `[venues.<name>]`.
     embedded: bool = False
     section: str | None = None
+    # The virtualenv its connector runs from when its SDK cannot share the fleet's own
+    # (fyers-apiv3 pins requests and aiohttp below ccxt's needs): `.venv-fyers`, made by .ci/fyers-env.
+    environment: str | None = None
 
     @property
     def needs_credentials(self) -> bool:
         return not self.embedded
+
+    @property
+    def in_this_environment(self) -> bool:
+        """Whether this Python environment runs the venue: a venue with an environment of its
+        own runs (and is tested) only where its SDK is installed."""
+        return self.environment is None or self.sdk is None or find_spec(self.sdk) is not None
 
     def connector_class(self) -> type[VenueConnector[Any]]:
         cls: type[VenueConnector[Any]] = load(self.connector)
@@ -80,6 +90,9 @@ VENUE_SPECS: dict[str, VenueSpec] = {spec.name: spec for spec in (
     VenueSpec(name="zerodha", connector=f"{VENUES_PACKAGE}.zerodha.connector:ZerodhaConnector",
               config=f"{VENUES_PACKAGE}.zerodha.config:ZerodhaConfig", extra="zerodha", sdk="kiteconnect",
               secret_name="ACCESS_TOKEN", emulator=f"{EMULATORS_PACKAGE}.zerodha:ZerodhaEmulator"),
+    VenueSpec(name="fyers", connector=f"{VENUES_PACKAGE}.fyers.connector:FyersConnector",
+              config=f"{VENUES_PACKAGE}.fyers.config:FyersConfig", extra="fyers", sdk="fyers_apiv3",
+              secret_name="ACCESS_TOKEN", emulator=f"{EMULATORS_PACKAGE}.fyers:FyersEmulator", environment=".venv-fyers"),
 )}
 
 # The venue a fleet runs when none is named: it needs nothing installed, configured or reachable.

@@ -1,0 +1,53 @@
+"""Fyers API v3 error codes to the taxonomy.
+
+Fyers answers `{"s": "error", "code": <negative int>, "message": ...}` (myapi.fyers.in/docsv3,
+"Request & Response Structure" and "Common API Error Codes"); a code not listed there comes
+from the older MyAPI table Fyers publishes with its Postman collection
+(FyersDev/fyers-api-sample-code, Postman/FYERS_MyAPI - API Error Codes and Messages).
+
+-99 is two things: Fyers' "order placement rejected" (the message says why), and what
+fyers-apiv3 itself returns when a request failed before any answer came (its shared
+`error_resp`, "Bad request"): parsing.py tells them apart by that object, never by the text.
+"""
+
+from __future__ import annotations
+
+from tradebus.schemas.values import RejectReason
+
+from ...codes import AUTH, RETRYABLE, UNKNOWN, CodeTable, refused
+
+CODES = CodeTable(
+    venue="fyers",
+    codes={
+        "-8": AUTH,  # token expired
+        "-15": AUTH,  # invalid token
+        "-16": AUTH,  # server unable to authenticate the token
+        "-17": AUTH,  # token invalid or expired
+        "-352": AUTH,  # invalid app id
+        "-50": refused(RejectReason.MALFORMED),  # invalid parameters (message names them)
+        "-51": refused(RejectReason.UNKNOWN_ORDER),  # invalid order id (look-up, modify, cancel)
+        "-99": refused(RejectReason.VENUE_REJECTED),  # order placement rejected (message says why)
+        "-300": refused(RejectReason.UNKNOWN_INSTRUMENT),  # invalid symbol
+        "-310": refused(RejectReason.LOT_SIZE),  # invalid order quantity
+        "-392": refused(RejectReason.TICK_SIZE),  # price not a multiple of the tick size
+        "-161": refused(RejectReason.ORDER_NOT_OPEN),  # order already cancelled
+        "-162": refused(RejectReason.ORDER_NOT_OPEN),  # order already traded
+        "-164": refused(RejectReason.ORDER_NOT_OPEN),  # order already rejected
+        "-429": RETRYABLE,  # API rate limit exceeded (per second, minute or day)
+        "-353": RETRYABLE,  # API limit exceeded (older table)
+        "-201": UNKNOWN,  # connection error (older table): the request may have reached the exchange
+        "-96": UNKNOWN,  # unexpected error
+    },
+)
+
+# When the body has no code this table knows: its HTTP status decides (docs "HTTP Status Codes").
+BY_STATUS = CodeTable(
+    venue="fyers",
+    codes={
+        "400": refused(RejectReason.MALFORMED),
+        "401": AUTH,
+        "403": refused(RejectReason.VENUE_REJECTED),
+        "429": RETRYABLE,
+        "500": UNKNOWN,
+    },
+)

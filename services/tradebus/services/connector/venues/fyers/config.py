@@ -1,0 +1,43 @@
+"""Settings of the Fyers venue: the `[venues.fyers]` table (env TRADEBUS_VENUES__FYERS__<KEY>).
+
+Credentials follow the credentials convention: FYERS_API_KEY is the app id (client id,
+`XA00001-100`), FYERS_ACCESS_TOKEN the day's access token (environment or secrets file),
+unless given here. Fyers issues an access token per login (auth code -> access token through
+the SDK's SessionModel, docs/venues.md "Fyers"); the connector does not log in itself.
+The URL overrides point the SDK at an emulator or a proxy; unset, fyers-apiv3's own are used.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+import msgspec
+
+from tradebus.shared.config import Secret
+
+from ...remote import RemoteSettings
+
+
+class ProductType(StrEnum):
+    INTRADAY = "INTRADAY"  # squared off the same day; every segment
+    CNC = "CNC"  # delivery, equity only
+    MARGIN = "MARGIN"  # carried forward, derivatives only
+
+
+class FyersConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    account: str = "main"
+    api_key: Secret | None = None  # the app id
+    api_secret: Secret | None = None  # the access token
+    api_url: str | None = None  # REST trading API (fyersModel.Config.API, https://api-t1.fyers.in/api/v3)
+    data_url: str | None = None  # REST data API (fyersModel.Config.DATA_API, https://api-t1.fyers.in/data)
+    order_socket_url: str | None = None  # order updates websocket (wss://socket.fyers.in/trade/v3)
+    log_dir: str = ".tradebus/fyers"  # where fyers-apiv3 writes its log files (it would use the working directory)
+    product_type: ProductType = ProductType.INTRADAY
+    symbols: list[str] = []  # NSE:SBIN-EQ, ...: the instruments traded (Fyers' API lists none)
+    tick_size: Decimal = Decimal("0.05")  # of every listed symbol (NSE equities)
+    lot_size: Decimal = Decimal(1)
+    subscribe: list[str] = []  # streams published from start ("*": every listed symbol)
+    market_poll_interval: float = 1.0  # seconds between depth reads of a watched symbol
+    book_depth: int = 5  # Fyers' depth answer has five levels
+    resilience: RemoteSettings = msgspec.field(default_factory=RemoteSettings)
