@@ -76,7 +76,7 @@ class FyersEmulator(Emulator):
     def connector_config(self, *, account: str, api_key: str, api_secret: str) -> dict[str, Any]:
         ws = self.url.replace("http://", "ws://")
         return {
-            "account": account, "api_key": api_key, "api_secret": api_secret, "api_url": f"{self.url}/api/v3",
+            "account": account, "api_key": api_key, "access_token": api_secret, "api_url": f"{self.url}/api/v3",
             "data_url": f"{self.url}/data", "order_socket_url": f"{ws}/trade/v3", "symbols": sorted(self.venue.instruments),
             "subscribe": ["*"], "market_poll_interval": 0.2,
         }

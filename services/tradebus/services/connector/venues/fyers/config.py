@@ -28,7 +28,7 @@ class ProductType(StrEnum):
 class FyersConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     account: str = "main"
     api_key: Secret | None = None  # the app id
-    api_secret: Secret | None = None  # the access token
+    access_token: Secret | None = None  # the day's access token
     api_url: str | None = None  # REST trading API (fyersModel.Config.API, https://api-t1.fyers.in/api/v3)
     data_url: str | None = None  # REST data API (fyersModel.Config.DATA_API, https://api-t1.fyers.in/data)
     order_socket_url: str | None = None  # order updates websocket (wss://socket.fyers.in/trade/v3)

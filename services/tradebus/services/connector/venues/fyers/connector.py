@@ -65,7 +65,8 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
 
     def __init__(self, **kwargs: Any) -> None:
         config: FyersConfig = kwargs["config"]
-        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.api_secret)
+        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token,
+                                        secret_name="ACCESS_TOKEN")
         self._app_id, self._token = credentials.api_key.reveal(), credentials.api_secret.reveal()
         if config.api_url:
             fyersModel.Config.API = config.api_url.rstrip("/")
