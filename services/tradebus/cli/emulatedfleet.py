@@ -79,7 +79,9 @@ class EmulatedVenues:
         venues = document.setdefault("venues", {})
         for venue, emulator in self.emulators.items():
             table = emulator.connector_config(account=EMULATED_ACCOUNT, api_key="", api_secret="")
-            venues[venue] = {key: value for key, value in table.items() if key not in ("api_key", "api_secret")}
+            # credentials reach the connector through its environment only, never this file
+            credentials = ("api_key", venue_spec(venue).secret_name.lower())
+            venues[venue] = {key: value for key, value in table.items() if key not in credentials}
         risk = document.setdefault("risk", {})
         risk["venues"] = sorted({*risk.get("venues", [DEFAULT_VENUE]), *self.emulators})
         return document
