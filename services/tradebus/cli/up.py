@@ -83,7 +83,10 @@ def connector_python(venue: str) -> str:
     """The interpreter of a venue's connector: the venue's own environment where its spec
     names one that this one is not (Fyers: .venv-fyers, relative to the working directory,
     made by .ci/fyers-env), else this one."""
-    spec = venue_spec(venue)
+    try:
+        spec = venue_spec(venue)
+    except ValueError:
+        return sys.executable  # the connector refuses an unknown venue itself: up shows why and runs on
     if spec.environment is None or spec.in_this_environment:
         return sys.executable
     python = Path(spec.environment) / "bin" / "python"
