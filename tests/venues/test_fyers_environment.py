@@ -27,12 +27,6 @@ KNOWN_GAPS = {
         "no recorded place refusal for funds to map",
     f"{CONFORMANCE}/test_orders.py::test_an_order_at_the_venue_under_the_same_id_is_recognized_by_its_terms[fyers]":
         "the suite places directly with crypto terms (quantity 0.01); Fyers lists whole-share equities",
-    f"{CONFORMANCE}/test_resilience.py::test_start_up_publishes_what_the_venue_holds_before_any_command[fyers]":
-        "the suite places directly with crypto terms (quantity 0.01, cent prices); Fyers' tick is 0.05",
-    f"{CONFORMANCE}/test_resilience.py::test_a_place_without_answer_is_looked_up_never_doubled[fyers-timeout]":
-        "fyers-apiv3 sends requests without a timeout: a place whose answer never comes is not looked up yet",
-    f"{CONFORMANCE}/test_resilience.py::test_a_place_without_answer_is_looked_up_never_doubled[fyers-lost]":
-        "fyers-apiv3 sends requests without a timeout: a place whose answer never comes is not looked up yet",
     f"{CONFORMANCE}/test_resilience.py::test_a_dropped_connection_is_marked_reconciled_and_trading_resumes[fyers]":
         "not investigated yet",
     f"{CONFORMANCE}/test_resilience.py::test_rate_limits_are_respected_and_waited_out[fyers]": "not investigated yet",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -35,6 +36,7 @@ from . import render
 
 OPENING_CASH = Decimal("10000000")  # rupees per emulated account
 USER_TAG = "1:"  # Fyers prefixes a user's order tag with it (docs "Orders", orderTag)
+ORDER_TAG = re.compile(r"^[A-Za-z0-9]{1,30}\Z")  # what Fyers takes as an orderTag (docs "Single Order")
 
 
 def _equity(symbol: str, price: str) -> InstrumentSpec:
@@ -92,13 +94,20 @@ class FyersEmulator(Emulator):
         get("/api/v3/funds", endpoint("balance", self._authed(self._funds)))
         get("/api/v3/positions", endpoint("positions", self._authed(self._positions)))
         get("/api/v3/tradebook", endpoint("trades", self._authed(self._tradebook)))
-        get("/api/v3/orders", endpoint("open_orders", self._authed(self._orderbook)))
+        get("/api/v3/orders", self._orders)
         router.add_post("/api/v3/orders/sync", endpoint("place", self._authed(self._place)))
         router.add_patch("/api/v3/orders/sync", endpoint("amend", self._authed(self._modify)))
         router.add_delete("/api/v3/orders/sync", endpoint("cancel", self._authed(self._cancel)))
         get("/data/depth", endpoint("depth", self._authed(self._depth), keyed=False))
         get("/data/quotes", endpoint("quotes", self._authed(self._quotes), keyed=False))
         get("/trade/v3", self._order_socket)
+
+    async def _orders(self, request: web.Request) -> web.StreamResponse:
+        """GET /orders: the day's order book, or one order's look-up (`id` or `order_tag`
+        given, docs "Orders"): counted (and faulted) as the operation it is."""
+        operation = "lookup" if {"id", "order_tag"} & request.query.keys() else "open_orders"
+        orderbook = self._authed(self._orderbook)
+        return await self.handle(request, operation, lambda: orderbook(request))
 
     # --- auth -------------------------------------------------------------------------------
     def _authed(self, work: Any) -> Any:
@@ -144,10 +153,14 @@ class FyersEmulator(Emulator):
 
     # --- orders -------------------------------------------------------------------------------
     def _terms(self, record: EmulatedOrder) -> tuple[str, str]:
-        """Its order tag and product type; an order placed through the control API (another
-        tool) has neither: Fyers reports it "2:Untagged"."""
-        return (self._tags.get(record.client_order_id, "2:Untagged"),
-                self._products.get(record.client_order_id, "INTRADAY"))
+        """Its order tag and product type. An order placed through the control API (another
+        tool) carries its client order id as its tag where Fyers allows that tag (alphanumeric,
+        1 to 30 characters, docs "Single Order": the only name a tool gives its Fyers order),
+        else none: Fyers reports it "2:Untagged"."""
+        tag = self._tags.get(record.client_order_id)
+        if tag is None:
+            tag = f"{USER_TAG}{record.client_order_id}" if ORDER_TAG.match(record.client_order_id) else "2:Untagged"
+        return tag, self._products.get(record.client_order_id, "INTRADAY")
 
     def _render(self, record: EmulatedOrder) -> dict[str, Any]:
         return render.order(record, *self._terms(record))

@@ -36,6 +36,7 @@ from typing import Any
 
 from fyers_apiv3 import fyersModel
 from fyers_apiv3.FyersWebsocket import order_ws
+from requests.adapters import HTTPAdapter
 
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
 from tradebus.schemas.events import Balance
@@ -74,6 +75,9 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
             fyersModel.Config.DATA_API = config.data_url.rstrip("/")
         Path(config.log_dir).mkdir(parents=True, exist_ok=True)
         self.client = fyersModel.FyersModel(client_id=self._app_id, token=self._token, log_path=config.log_dir)
+        deadline = _Deadline(config.request_timeout)
+        for scheme in ("https://", "http://"):
+            self.client.service.session.mount(scheme, deadline)
         super().__init__(**kwargs)
         self._instruments: list[Instrument] = []
         self._ours: dict[str, str] = {}  # order tag -> our client order id
@@ -251,6 +255,22 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
             raise OutcomeUnknown(message) if changes_state else VenueBusy(message) from None
         return parsing.checked(answer, sdk_failure=answer is self.client.service.error_resp,
                                changes_state=changes_state)
+
+
+class _Deadline(HTTPAdapter):
+    """Gives every request of the SDK's session a deadline: fyers-apiv3 sets none, so a
+    connection that never answers would hold its worker thread, and an order command, forever.
+    The SDK turns the timeout into its error dict like any request that got no answer
+    (parsing.checked): a place, modify or cancel is then looked up, never sent again blind."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout
+        return super().send(request, *args, **kwargs)
 
 
 def _content(message: MarketMessage | None) -> dict[str, Any] | None:
