@@ -181,19 +181,43 @@ class FyersEmulator(Emulator):
         if symbol not in self.venue.instruments:
             raise Refused(RejectReason.UNKNOWN_INSTRUMENT, "Invalid symbol provided")
         tag = str(body.get("orderTag") or "")
-        # the tag names the order in the engine (and the control API) unless another has it
-        engine_id = tag if tag and tag not in self._tags else f"fy{next(self._serial)}"
+        # the tag names the order in the engine (and the control API) unless another order
+        # has it: Fyers takes a tag twice
+        engine_id = tag if tag and not self._named(account, tag) else f"fy{next(self._serial)}"
         self._tags[engine_id] = f"{USER_TAG}{tag}" if tag else "2:Untagged"
         self._products[engine_id] = str(body.get("productType") or "INTRADAY")
         order_type = render.ORDER_TYPES[kind]
-        record = self.venue.place(
-            account, client_order_id=engine_id, symbol=symbol,
-            side=Side.BUY if body["side"] == 1 else Side.SELL, order_type=order_type, quantity=_decimal(body, "qty"),
-            price=_decimal(body, "limitPrice") if kind in (1, 4) else None,
-            stop_price=_decimal(body, "stopPrice") if kind in (3, 4) else None, time_in_force=render.VALIDITY[validity],
-        )
+        quantity, price = _decimal(body, "qty"), _decimal(body, "limitPrice") if kind in (1, 4) else None
+        try:
+            record = self.venue.place(
+                account, client_order_id=engine_id, symbol=symbol,
+                side=Side.BUY if body["side"] == 1 else Side.SELL, order_type=order_type, quantity=quantity,
+                price=price, stop_price=_decimal(body, "stopPrice") if kind in (3, 4) else None,
+                time_in_force=render.VALIDITY[validity],
+            )
+        except Refused as exc:
+            if exc.reason is not RejectReason.INSUFFICIENT_FUNDS:
+                raise
+            raise Refused(exc.reason, self._margin_shortfall(account, symbol, quantity, price)) from None
         return {"s": "ok", "code": 1101,
                 "message": f"Order submitted successfully. Your Order Ref. No.{record.order_id}", "id": str(record.order_id)}
+
+    def _margin_shortfall(self, account: str, symbol: str, quantity: Decimal, price: Decimal | None) -> str:
+        """Fyers' risk check refusing a place the account cannot margin, in its words (codes.py)."""
+        update = self.venue.last_market.get(symbol)
+        if price is None:  # a market order is margined at the market
+            price = update.asks[0][0] if update and update.asks else Decimal(0)
+        available = self.venue.balances(account).get("INR", (Decimal(0), Decimal(0)))[0]
+        return (f"RED:Margin Shortfall:INR {quantity * price - available:.2f} Available:INR {available:.2f} "
+                f"for C-{account} [FYERS_RISK_CUG]")
+
+    def _named(self, account: str, engine_id: str) -> bool:
+        """Whether an order of the account has this engine id already."""
+        try:
+            self.venue.find(account, client_order_id=engine_id)
+        except Refused:
+            return False
+        return True
 
     def _find(self, account: str, body: dict[str, Any]) -> EmulatedOrder:
         try:
