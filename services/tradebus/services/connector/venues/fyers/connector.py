@@ -22,7 +22,8 @@ reconnects and reconciles. The class is a singleton (`_instance`), reset before 
 connection; its URL is a name-mangled attribute, set after construction for an override.
 
 Market data: quotes and five-level books read from the depth endpoint every
-`market_poll_interval` seconds (the HSM data socket, a binary protocol, is not used yet).
+`market_poll_interval` seconds, slower where the watched streams would take more than half of
+the request budget (the HSM data socket, a binary protocol, is not used yet).
 """
 
 from __future__ import annotations
@@ -243,9 +244,17 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
             if message is not None and _content(message) != _content(last):
                 last = message
                 yield [message]
-            await asyncio.sleep(self.config.market_poll_interval)
+            await asyncio.sleep(self._poll_interval())
 
     # --- helpers ----------------------------------------------------------------------------------
+    def _poll_interval(self) -> float:
+        """Seconds between two reads of one watched stream: `market_poll_interval`, or longer
+        where the watched streams together would take more than half of the request budget.
+        Polls and orders share Fyers' limit; orders keep the other half, never queued
+        behind market data."""
+        streams = max(1, len(self._watched))
+        return max(self.config.market_poll_interval, streams / (self.limiter.per_second / 2))
+
     async def _sdk(self, call: Callable[..., Any], *args: Any, changes_state: bool) -> dict[str, Any]:
         """One synchronous SDK call in a worker thread; a failed answer becomes the taxonomy's error."""
         try:
