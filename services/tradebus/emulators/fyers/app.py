@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -35,6 +36,7 @@ from . import render
 
 OPENING_CASH = Decimal("10000000")  # rupees per emulated account
 USER_TAG = "1:"  # Fyers prefixes a user's order tag with it (docs "Orders", orderTag)
+ORDER_TAG = re.compile(r"^[A-Za-z0-9]{1,30}\Z")  # what Fyers takes as an orderTag (docs "Single Order")
 
 
 def _equity(symbol: str, price: str) -> InstrumentSpec:
@@ -92,13 +94,20 @@ class FyersEmulator(Emulator):
         get("/api/v3/funds", endpoint("balance", self._authed(self._funds)))
         get("/api/v3/positions", endpoint("positions", self._authed(self._positions)))
         get("/api/v3/tradebook", endpoint("trades", self._authed(self._tradebook)))
-        get("/api/v3/orders", endpoint("open_orders", self._authed(self._orderbook)))
+        get("/api/v3/orders", self._orders)
         router.add_post("/api/v3/orders/sync", endpoint("place", self._authed(self._place)))
         router.add_patch("/api/v3/orders/sync", endpoint("amend", self._authed(self._modify)))
         router.add_delete("/api/v3/orders/sync", endpoint("cancel", self._authed(self._cancel)))
         get("/data/depth", endpoint("depth", self._authed(self._depth), keyed=False))
         get("/data/quotes", endpoint("quotes", self._authed(self._quotes), keyed=False))
         get("/trade/v3", self._order_socket)
+
+    async def _orders(self, request: web.Request) -> web.StreamResponse:
+        """GET /orders: the day's order book, or one order's look-up (`id` or `order_tag`
+        given, docs "Orders"): counted (and faulted) as the operation it is."""
+        operation = "lookup" if {"id", "order_tag"} & request.query.keys() else "open_orders"
+        orderbook = self._authed(self._orderbook)
+        return await self.handle(request, operation, lambda: orderbook(request))
 
     # --- auth -------------------------------------------------------------------------------
     def _authed(self, work: Any) -> Any:
@@ -144,10 +153,14 @@ class FyersEmulator(Emulator):
 
     # --- orders -------------------------------------------------------------------------------
     def _terms(self, record: EmulatedOrder) -> tuple[str, str]:
-        """Its order tag and product type; an order placed through the control API (another
-        tool) has neither: Fyers reports it "2:Untagged"."""
-        return (self._tags.get(record.client_order_id, "2:Untagged"),
-                self._products.get(record.client_order_id, "INTRADAY"))
+        """Its order tag and product type. An order placed through the control API (another
+        tool) carries its client order id as its tag where Fyers allows that tag (alphanumeric,
+        1 to 30 characters, docs "Single Order": the only name a tool gives its Fyers order),
+        else none: Fyers reports it "2:Untagged"."""
+        tag = self._tags.get(record.client_order_id)
+        if tag is None:
+            tag = f"{USER_TAG}{record.client_order_id}" if ORDER_TAG.match(record.client_order_id) else "2:Untagged"
+        return tag, self._products.get(record.client_order_id, "INTRADAY")
 
     def _render(self, record: EmulatedOrder) -> dict[str, Any]:
         return render.order(record, *self._terms(record))
@@ -168,19 +181,43 @@ class FyersEmulator(Emulator):
         if symbol not in self.venue.instruments:
             raise Refused(RejectReason.UNKNOWN_INSTRUMENT, "Invalid symbol provided")
         tag = str(body.get("orderTag") or "")
-        # the tag names the order in the engine (and the control API) unless another has it
-        engine_id = tag if tag and tag not in self._tags else f"fy{next(self._serial)}"
+        # the tag names the order in the engine (and the control API) unless another order
+        # has it: Fyers takes a tag twice
+        engine_id = tag if tag and not self._named(account, tag) else f"fy{next(self._serial)}"
         self._tags[engine_id] = f"{USER_TAG}{tag}" if tag else "2:Untagged"
         self._products[engine_id] = str(body.get("productType") or "INTRADAY")
         order_type = render.ORDER_TYPES[kind]
-        record = self.venue.place(
-            account, client_order_id=engine_id, symbol=symbol,
-            side=Side.BUY if body["side"] == 1 else Side.SELL, order_type=order_type, quantity=_decimal(body, "qty"),
-            price=_decimal(body, "limitPrice") if kind in (1, 4) else None,
-            stop_price=_decimal(body, "stopPrice") if kind in (3, 4) else None, time_in_force=render.VALIDITY[validity],
-        )
+        quantity, price = _decimal(body, "qty"), _decimal(body, "limitPrice") if kind in (1, 4) else None
+        try:
+            record = self.venue.place(
+                account, client_order_id=engine_id, symbol=symbol,
+                side=Side.BUY if body["side"] == 1 else Side.SELL, order_type=order_type, quantity=quantity,
+                price=price, stop_price=_decimal(body, "stopPrice") if kind in (3, 4) else None,
+                time_in_force=render.VALIDITY[validity],
+            )
+        except Refused as exc:
+            if exc.reason is not RejectReason.INSUFFICIENT_FUNDS:
+                raise
+            raise Refused(exc.reason, self._margin_shortfall(account, symbol, quantity, price)) from None
         return {"s": "ok", "code": 1101,
                 "message": f"Order submitted successfully. Your Order Ref. No.{record.order_id}", "id": str(record.order_id)}
+
+    def _margin_shortfall(self, account: str, symbol: str, quantity: Decimal, price: Decimal | None) -> str:
+        """Fyers' risk check refusing a place the account cannot margin, in its words (codes.py)."""
+        update = self.venue.last_market.get(symbol)
+        if price is None:  # a market order is margined at the market
+            price = update.asks[0][0] if update and update.asks else Decimal(0)
+        available = self.venue.balances(account).get("INR", (Decimal(0), Decimal(0)))[0]
+        return (f"RED:Margin Shortfall:INR {quantity * price - available:.2f} Available:INR {available:.2f} "
+                f"for C-{account} [FYERS_RISK_CUG]")
+
+    def _named(self, account: str, engine_id: str) -> bool:
+        """Whether an order of the account has this engine id already."""
+        try:
+            self.venue.find(account, client_order_id=engine_id)
+        except Refused:
+            return False
+        return True
 
     def _find(self, account: str, body: dict[str, Any]) -> EmulatedOrder:
         try:

@@ -38,6 +38,11 @@ CODES = CodeTable(
         "-201": UNKNOWN,  # connection error (older table): the request may have reached the exchange
         "-96": UNKNOWN,  # unexpected error
     },
+    # -99 carries the reason in its text. Fyers' risk check (RMS) refuses a place the account
+    # cannot margin with "RED:Margin Shortfall:INR <required> Available:INR <available> for
+    # C-<client> [FYERS_RISK_CUG]" (the text Fyers users' code matches on the place answer;
+    # the order book then lists the order with status 5 and the same message).
+    messages={"-99": {"RED:Margin Shortfall": refused(RejectReason.INSUFFICIENT_FUNDS)}},
 )
 
 # When the body has no code this table knows: its HTTP status decides (docs "HTTP Status Codes").

@@ -32,6 +32,7 @@ class FyersConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     api_url: str | None = None  # REST trading API (fyersModel.Config.API, https://api-t1.fyers.in/api/v3)
     data_url: str | None = None  # REST data API (fyersModel.Config.DATA_API, https://api-t1.fyers.in/data)
     order_socket_url: str | None = None  # order updates websocket (wss://socket.fyers.in/trade/v3)
+    request_timeout: float = 10.0  # seconds a REST request may take (the SDK sets no deadline of its own)
     log_dir: str = ".tradebus/fyers"  # where fyers-apiv3 writes its log files (it would use the working directory)
     product_type: ProductType = ProductType.INTRADAY
     symbols: list[str] = []  # NSE:SBIN-EQ, ...: the instruments traded (Fyers' API lists none)

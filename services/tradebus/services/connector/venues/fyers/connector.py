@@ -22,7 +22,8 @@ reconnects and reconciles. The class is a singleton (`_instance`), reset before 
 connection; its URL is a name-mangled attribute, set after construction for an override.
 
 Market data: quotes and five-level books read from the depth endpoint every
-`market_poll_interval` seconds (the HSM data socket, a binary protocol, is not used yet).
+`market_poll_interval` seconds, slower where the watched streams would take more than half of
+the request budget (the HSM data socket, a binary protocol, is not used yet).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 
 from fyers_apiv3 import fyersModel
 from fyers_apiv3.FyersWebsocket import order_ws
+from requests.adapters import HTTPAdapter
 
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
 from tradebus.schemas.events import Balance
@@ -74,6 +76,9 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
             fyersModel.Config.DATA_API = config.data_url.rstrip("/")
         Path(config.log_dir).mkdir(parents=True, exist_ok=True)
         self.client = fyersModel.FyersModel(client_id=self._app_id, token=self._token, log_path=config.log_dir)
+        deadline = _Deadline(config.request_timeout)
+        for scheme in ("https://", "http://"):
+            self.client.service.session.mount(scheme, deadline)
         super().__init__(**kwargs)
         self._instruments: list[Instrument] = []
         self._ours: dict[str, str] = {}  # order tag -> our client order id
@@ -239,9 +244,17 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
             if message is not None and _content(message) != _content(last):
                 last = message
                 yield [message]
-            await asyncio.sleep(self.config.market_poll_interval)
+            await asyncio.sleep(self._poll_interval())
 
     # --- helpers ----------------------------------------------------------------------------------
+    def _poll_interval(self) -> float:
+        """Seconds between two reads of one watched stream: `market_poll_interval`, or longer
+        where the watched streams together would take more than half of the request budget.
+        Polls and orders share Fyers' limit; orders keep the other half, never queued
+        behind market data."""
+        streams = max(1, len(self._watched))
+        return max(self.config.market_poll_interval, streams / (self.limiter.per_second / 2))
+
     async def _sdk(self, call: Callable[..., Any], *args: Any, changes_state: bool) -> dict[str, Any]:
         """One synchronous SDK call in a worker thread; a failed answer becomes the taxonomy's error."""
         try:
@@ -251,6 +264,22 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
             raise OutcomeUnknown(message) if changes_state else VenueBusy(message) from None
         return parsing.checked(answer, sdk_failure=answer is self.client.service.error_resp,
                                changes_state=changes_state)
+
+
+class _Deadline(HTTPAdapter):
+    """Gives every request of the SDK's session a deadline: fyers-apiv3 sets none, so a
+    connection that never answers would hold its worker thread, and an order command, forever.
+    The SDK turns the timeout into its error dict like any request that got no answer
+    (parsing.checked): a place, modify or cancel is then looked up, never sent again blind."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout
+        return super().send(request, *args, **kwargs)
 
 
 def _content(message: MarketMessage | None) -> dict[str, Any] | None:
