@@ -12,6 +12,8 @@ from the stream's start while the connector runs.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from decimal import Decimal
 
 import nats
@@ -47,7 +49,13 @@ async def test_commands_delivered_again_as_first_deliveries_are_recognized(nats_
         await js.delete_consumer(consumer.stream.name, consumer.durable)
         await js.add_consumer(consumer.stream.name, consumer.config(start_seq=1))
         await wait_until(lambda: connector.skipped_redeliveries == 3, "the three commands recognized", timeout=15)
-        info = await js.consumer_info(consumer.stream.name, consumer.durable)
+        # they are acknowledged once their batch is through (just after the count): within a second
+        deadline = time.monotonic() + 1.0
+        while True:
+            info = await js.consumer_info(consumer.stream.name, consumer.durable)
+            if (info.num_ack_pending, info.ack_floor.stream_seq) == (0, 3) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
         assert info.num_ack_pending == 0 and info.ack_floor.stream_seq == 3
 
     assert len(events.items) == answered, [m for m in events.messages[answered:]]
