@@ -44,8 +44,9 @@ async def answers(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
 class BusGuard:
     """Watches the embedded server from `up`'s loop, one `check` a round."""
 
-    def __init__(self, server: NatsServer, lock: DataDirLock, notes: Notes) -> None:
+    def __init__(self, server: NatsServer, lock: DataDirLock, notes: Notes, name: str = NAME) -> None:
         self.server = server
+        self.name = name  # the node's name in a cluster (`up --cluster`)
         self.lock = lock
         self.notes = notes
         self.restarts = 0
@@ -59,7 +60,7 @@ class BusGuard:
         return self.server.process.pid if self.server.process is not None else None
 
     def describe_holder(self) -> None:
-        self.lock.describe(f"tradebus up, pid {os.getpid()}; its nats-server, pid {self.pid}, at {self.server.url}")
+        self.lock.describe(f"tradebus up, pid {os.getpid()}; its {self.name}, pid {self.pid}, at {self.server.url}")
 
     async def check(self) -> None:
         assert self.server.process is not None
@@ -67,7 +68,7 @@ class BusGuard:
         if code is not None:
             if self.retry_at is None:
                 self.last_exit = describe_exit(code)
-                self.notes.add(f"{NAME} (pid {self.pid}) exited ({self.last_exit}); starting it again on "
+                self.notes.add(f"{self.name} (pid {self.pid}) exited ({self.last_exit}); starting it again on "
                                f"{self.server.url} with its store {self.server.store_dir}")
                 self.retry_at = time.monotonic()
             if time.monotonic() >= self.retry_at:
@@ -78,7 +79,7 @@ class BusGuard:
             return
         self.unanswered += 1
         if self.unanswered >= UNANSWERED_PROBES:
-            self.notes.add(f"{NAME} (pid {self.pid}) is hung: its process lives but it did not answer "
+            self.notes.add(f"{self.name} (pid {self.pid}) is hung: its process lives but it did not answer "
                            f"{self.unanswered} probes of {PROBE_TIMEOUT:g}s; killing it (SIGKILL) to start it again")
             await asyncio.to_thread(self.server.kill)
             self.last_exit = "hung; killed"
@@ -95,12 +96,12 @@ class BusGuard:
         except NatsServerError as exc:
             self.failures += 1
             self.retry_at = time.monotonic() + restart_delay(self.failures)
-            self.notes.add(f"{NAME} did not start again: {exc}; next try in {restart_delay(self.failures):.0f}s")
+            self.notes.add(f"{self.name} did not start again: {exc}; next try in {restart_delay(self.failures):.0f}s")
             return
         self.restarts += 1
         self.failures, self.retry_at = 0, None
         self.describe_holder()
-        self.notes.add(f"{NAME} started again (pid {self.pid}) on {self.server.url}")
+        self.notes.add(f"{self.name} started again (pid {self.pid}) on {self.server.url}")
 
     def row(self) -> Row:
         process = self.server.process
@@ -113,5 +114,5 @@ class BusGuard:
             state = "running"  # it answers probes; a nats-server states no readiness of its own
         if self.last_exit:
             detail = f"{detail}; last exit: {self.last_exit}"
-        return Row(key=NAME, state=state, pid=self.pid if state != "restarting" else None,
+        return Row(key=self.name, state=state, pid=self.pid if state != "restarting" else None,
                    restarts=self.restarts, detail=detail)

@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="a bus with accounts and one identity per service and tenant; credentials in <data dir>/secure")
     up.add_argument("--tenants", help="with --secure: the tenants file (TOML; default: one tenant `local` "
                                       "trading the demo account of every venue)")
+    up.add_argument("--cluster", type=int, default=0, metavar="N",
+                    help="a NATS cluster of N (3 or more) nodes on loopback ports (--nats-port, +1, ...; routes on "
+                         "those + 2000), streams and buckets with 3 replicas, one store per node in the data dir")
 
     nats_config = commands.add_parser("nats-config", help="write the secured NATS server configuration for a deployment")
     nats_config.add_argument("--tenants", required=True, help="the tenants file (TOML), e.g. deploy/tenants.toml")

@@ -1,6 +1,7 @@
 """`tradebus up`: the whole fleet on one machine.
 
-Starts an embedded nats-server with JetStream, then every service as its own process
+Starts an embedded nats-server with JetStream (or, with `--cluster N`, a cluster of N on
+loopback ports: upbus.py), then every service as its own process
 (exactly what `tradebus run` would start in a container), supervises them (supervisor.py)
 and the nats-server (busguard.py), shows a live status table judged from the services' heartbeats and processes, with the
 supervisor's messages above it, and stops everything cleanly on Ctrl-C / SIGTERM. The fleet
@@ -32,7 +33,8 @@ from tradebus.shared.busaccess import connect_bus
 from tradebus.shared.config import EXIT_CONFIG, ConfigError
 from tradebus.shared.credentials import Credentials, load_credentials
 from tradebus.shared.launcher import service_command
-from tradebus.shared.natsserver import NatsServer, NatsServerError
+from tradebus.shared.natscluster import CLUSTER_REPLICAS
+from tradebus.shared.topology import StreamSettings
 
 from .busguard import BusGuard
 from .datadirlock import DataDirInUse, DataDirLock
@@ -40,6 +42,7 @@ from .emulatedfleet import EMULATED_ACCOUNT, EmulatedVenues
 from .liveness import Watch, status_table
 from .secure import SecureFleet, prepare, provision_fleet
 from .supervisor import STOP_MARGIN, Child, Notes, Supervisor, stop_all
+from .upbus import BusNotStarted, provision_replicated, start_bus
 
 _status_decoder = decoder(Family.STATUS)
 
@@ -115,10 +118,11 @@ class _Connection:
         """Quiet: a lost bus is reported by BusGuard's notes, not by nats-py's tracebacks."""
 
 
-async def _supervise(supervisor: Supervisor, bus: BusGuard, stop: asyncio.Event, credentials: Credentials | None) -> None:
+async def _supervise(supervisor: Supervisor, buses: list[BusGuard], stop: asyncio.Event,
+                     credentials: Credentials | None) -> None:
     watch = Watch()
     connection = _Connection()
-    nats_url = bus.server.url
+    nats_url = ",".join(bus.server.url for bus in buses)
     nc = await connect_bus(nats_url, name="tradebus-up", credentials=credentials, max_reconnect_attempts=-1,
                            reconnect_time_wait=0.5, disconnected_cb=connection.lost, reconnected_cb=connection.back,
                            error_cb=connection.error)
@@ -133,9 +137,10 @@ async def _supervise(supervisor: Supervisor, bus: BusGuard, stop: asyncio.Event,
     last_printed = ""
     try:
         while not stop.is_set():
-            await bus.check()
+            for bus in buses:
+                await bus.check()
             supervisor.tick(watch, bus_up_for=connection.up_for())
-            rows = [bus.row(), *supervisor.rows(watch)]
+            rows = [*(bus.row() for bus in buses), *supervisor.rows(watch)]
             table = status_table(rows, supervised=True)
             states = str([(row.key, row.state, row.restarts) for row in rows])
             if not supervisor.notes.echo:  # a terminal: redraw the messages and the table
@@ -171,13 +176,14 @@ async def _up(args: argparse.Namespace) -> int:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 2
     try:
-        return await _up_locked(args, data_dir, log_dir, lock, stop_grace=settings.shutdown_grace + STOP_MARGIN)
+        return await _up_locked(args, data_dir, log_dir, lock, stop_grace=settings.shutdown_grace + STOP_MARGIN,
+                                streams=settings.streams)
     finally:
         lock.release()
 
 
 async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lock: DataDirLock, *,
-                     stop_grace: float) -> int:
+                     stop_grace: float, streams: StreamSettings) -> int:
     fleet = EmulatedVenues(args.config or os.environ.get("TRADEBUS_CONFIG"))
     if args.emulate:
         refusal = fleet.create(args.venue or [])
@@ -191,32 +197,39 @@ async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lo
     except ConfigError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    server = NatsServer(store_dir=data_dir / "nats", port=port, log_file=log_dir / "nats-server.log",
-                        config_file=secure.config_file if secure else None, pass_fds=(lock.fd,), die_with_parent=True)
     try:
-        server.start()
-    except NatsServerError as exc:
+        embedded = await start_bus(data_dir=data_dir, log_dir=log_dir, port=port, cluster=args.cluster, lock=lock,
+                                   config_file=secure.config_file if secure else None)
+    except BusNotStarted as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 2
     notes = Notes(echo=not sys.stdout.isatty())
-    bus = BusGuard(server, lock, notes)
-    bus.describe_holder()
-    print(f"tradebus up: NATS at {server.url}, data in {data_dir}, service logs in {log_dir}", flush=True)
+    buses = embedded.guards(lock, notes)
+    buses[0].describe_holder()
+    print(f"tradebus up: NATS at {embedded.url}, data in {data_dir}, service logs in {log_dir}", flush=True)
+    if args.cluster:
+        refused = await provision_replicated(embedded, streams, venues)
+        if refused:
+            print(f"tradebus: the cluster refused provisioning: {'; '.join(refused)}", file=sys.stderr)
+            embedded.stop()
+            return 1
+        print(f"tradebus up: a {args.cluster}-node cluster; streams and buckets have {CLUSTER_REPLICAS} replicas",
+              flush=True)
     operator = None
     if secure is not None:
         operator = load_credentials(secure.operator)
         try:
-            await provision_fleet(server.url, load_credentials(secure.provisioner), venues)
+            await provision_fleet(embedded.url, load_credentials(secure.provisioner), venues)
         except Exception as exc:
             print(f"tradebus: provisioning the secured bus failed: {exc}", file=sys.stderr)
-            server.stop()
+            embedded.stop()
             return 1
         for tenant in secure.tenants:
             print(f"tradebus up: secured; tenant {tenant.name} ({', '.join(map(str, tenant.accounts))}) connects with "
                   f"--credentials {secure.credentials(tenant.name)}", flush=True)
         print(f"tradebus up: operator (halt, resume, oms rebuild): --credentials {secure.operator}", flush=True)
     # The data dir wins over TRADEBUS_DATA_DIR and the file's data_dir in every service.
-    env = {**os.environ, "TRADEBUS_NATS_URL": server.url, "TRADEBUS_DATA_DIR": str(data_dir)}
+    env = {**os.environ, **embedded.env, "TRADEBUS_NATS_URL": embedded.url, "TRADEBUS_DATA_DIR": str(data_dir)}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -226,17 +239,17 @@ async def _up_locked(args: argparse.Namespace, data_dir: Path, log_dir: Path, lo
         config_path = await fleet.start(data_dir) if fleet.emulators else args.config
         for venue, url in fleet.urls().items():
             print(f"tradebus up: {venue} emulated at {url} (account {EMULATED_ACCOUNT})", flush=True)
-        children = _children(venues, log_dir, server.url, config_path, fleet.credential_env, secure)
+        children = _children(venues, log_dir, embedded.url, config_path, fleet.credential_env, secure)
         supervisor = Supervisor(children, env, notes, stop_grace=stop_grace)
         supervisor.start()
-        await _supervise(supervisor, bus, stop, operator)
+        await _supervise(supervisor, buses, stop, operator)
     finally:
         print("tradebus up: stopping", flush=True)
         # in a thread: the emulated venues served from this loop must keep answering while
         # their connectors close their connections
         await asyncio.to_thread(stop_all, children, stop_grace)
         await fleet.stop()
-        server.stop()
+        embedded.stop()
         print("tradebus up: stopped", flush=True)
     return 0
 

@@ -66,6 +66,7 @@ class NatsServer:
         die_with_parent: bool = False,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        wrapper: tuple[str, ...] = (),
     ) -> None:
         self.host = host
         self.port = port
@@ -76,6 +77,7 @@ class NatsServer:
         self.die_with_parent = die_with_parent  # SIGKILLed when this process dies (parentdeath.py)
         self.extra_args = extra_args  # e.g. `-m PORT`, to move a configuration's monitoring port
         self.env = env  # what `$VARIABLE`s of the configuration file read (default: this process's)
+        self.wrapper = wrapper  # runs the server, e.g. `ip netns exec NS` (a test host, tests/fault/hosts.py)
         self.child: ChildProcess | None = None
 
     @property
@@ -99,7 +101,7 @@ class NatsServer:
                 "choose another with --nats-port"
             )
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        command = [nats_server_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
+        command = [*self.wrapper, nats_server_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         if self.config_file:
             command += ["-c", str(self.config_file)]
         command += self.extra_args
