@@ -4,6 +4,8 @@ Three sources: answers to a ping and heartbeats during the observation window (s
 alive now, whatever their host's clock says), and the STATUS stream, which keeps each
 instance's last heartbeat for an hour. The stream is what lets a service that died or hung
 before this command started keep its row, marked `down` with the age of its last heartbeat.
+On a NATS cluster a second table lists its nodes (clusterview.py); a node offline for a
+stream makes the command exit 1, as a service down does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tradebus.shared.busaccess import PermissionRefused
 from tradebus.shared.topology import last_heartbeats
 
 from .busclient import connect_client
+from .clusterview import OFFLINE, cluster_nodes, node_table
 from .liveness import DOWN, Watch, service_key, status_table
 
 _ping_decoder = reply_decoder(Family.PING)
@@ -88,6 +91,7 @@ async def status(args: argparse.Namespace) -> int:
     nc = await connect_client(args, "tradebus-status")
     try:
         watch = await collect_statuses(nc, args.wait)
+        nodes = await cluster_nodes(nc)
     finally:
         await nc.close()
     if not watch.latest:
@@ -95,4 +99,8 @@ async def status(args: argparse.Namespace) -> int:
         return 1
     rows = watch.rows()
     print(status_table(rows))
-    return 1 if any(row.state == DOWN for row in rows) else 0
+    if nodes:
+        print()
+        print(node_table(nodes))
+    node_down = any(node.state == OFFLINE for node in nodes)
+    return 1 if node_down or any(row.state == DOWN for row in rows) else 0

@@ -14,6 +14,11 @@ reported as what they are, instead of as a timeout or an endless reconnect loop:
   requests waiting on that subject and fails them at once with the refusal.
 
 No message names a password: URLs are shown with their user info masked (`public_url`).
+
+Every connection pings its server every PING_INTERVAL seconds and gives it up after
+MAX_OUTSTANDING_PINGS unanswered pings, then reconnects (to another node of a cluster):
+nats-py's default (two minutes, two pings) would leave a service talking to a frozen or
+partitioned-off server for four minutes, its heartbeats and commands stuck.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from .credentials import Credentials, connect_options, inbox_prefix
 from .logs import redact
 
 log = logging.getLogger(__name__)
+
+PING_INTERVAL = 2  # seconds
+MAX_OUTSTANDING_PINGS = 3
 
 T = TypeVar("T")
 ErrorCallback = Callable[[Exception], Awaitable[None]]
@@ -183,6 +191,8 @@ async def connect_bus(url: str, *, name: str, credentials: Credentials | None = 
         await (error_cb or _log_error)(refusal or error)
 
     options.update(connect_options(credentials), inbox_prefix=inbox)
+    options.setdefault("ping_interval", PING_INTERVAL)
+    options.setdefault("max_outstanding_pings", MAX_OUTSTANDING_PINGS)
     if tls is not None:
         options["tls"] = tls
     connecting = asyncio.ensure_future(nc.connect(servers, name=name, error_cb=on_error, **options))
