@@ -182,13 +182,45 @@ def account_script(rng: random.Random, account: str, places: int, mid: Decimal) 
     return script + [item[-1] for item in sorted(due, key=lambda item: item[:3])]
 
 
+class SingleServer:
+    """The run's bus: one nats-server, whose fault kind is NATS. A bus of several nodes
+    (tests/fault/clusterbus.py) offers the same five methods with a kind per node."""
+
+    replicas = 1  # of every stream and bucket
+
+    def __init__(self, work: Path) -> None:
+        self.server = NatsServer(store_dir=work / "nats", port=free_port())
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def kill(self, kind: str) -> None:
+        self.server.kill()
+
+    def restart(self, kind: str) -> None:
+        self.server.start()
+
+    def exited(self) -> list[tuple[str, int]]:
+        """(kind, exit code) of every server that ended by itself."""
+        process = self.server.process
+        return [(NATS, process.returncode)] if process is not None and process.poll() is not None else []
+
+
 class ChaosRun:
-    def __init__(self, plan: ChaosPlan, work: Path) -> None:
+    def __init__(self, plan: ChaosPlan, work: Path, bus: SingleServer | None = None) -> None:
         self.plan = plan
         self.work = work
         (work / "tradebus.toml").write_text(plan.config())
-        self.server = NatsServer(store_dir=work / "nats", port=free_port())
-        self.fleet = ProcessFleet(self.server.url, work, env={"TRADEBUS_CONFIG": str(work / "tradebus.toml")})
+        self.bus = bus or SingleServer(work)
+        self.fleet = ProcessFleet(self.bus.url, work, env={"TRADEBUS_CONFIG": str(work / "tradebus.toml"),
+                                                            "TRADEBUS_STREAMS__REPLICAS": str(self.bus.replicas)})
         self.sent: list[Sent] = []
         self.received: list[tuple[int, object]] = []
         self.faults: list[Fault] = []
@@ -200,25 +232,25 @@ class ChaosRun:
 
     # --- the run ------------------------------------------------------------------------
     def run(self) -> Collected:
-        self.server.start()
+        self.bus.start()
         try:
-            asyncio.run(create_durables_with_short_ack_wait(self.server.url))
+            asyncio.run(create_durables_with_short_ack_wait(self.bus.url, replicas=self.bus.replicas))
             for name in SERVICES:
                 self.fleet.start(name)
             collected = asyncio.run(self._run())
             collected.live_heartbeats = self._heartbeats_live()
         finally:
             stops = self._stop_all()
-            self.server.stop()
+            self.bus.stop()
         collected.stops = stops
         collected.logs = {name: self.fleet.log(name) for name in SERVICES}
         return collected
 
     async def _run(self) -> Collected:
         self.started = time.time_ns()
-        self.client = await Client.connect(self.server.url, name="chaos-client", error_cb=_expected)
-        watcher_nc = await nats.connect(self.server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                        error_cb=_expected)
+        self.client = await Client.connect(self.bus.url, name="chaos-client", error_cb=_expected)
+        watcher_nc = await nats.connect(self.bus.url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                        ping_interval=2, max_outstanding_pings=3, error_cb=_expected)
         try:
             for answers in (f"{subjects.PREFIX}.evt.order.paper.>", f"{subjects.PREFIX}.evt.reject.paper.>"):
                 await self.client.nc.subscribe(answers, cb=self._on_event)
@@ -302,16 +334,16 @@ class ChaosRun:
 
     def _kill(self, kind: str) -> None:
         self.killing.add(kind)
-        if kind == NATS:
-            self.server.kill()
-        else:
+        if kind in SERVICES:
             self.fleet.kill(kind)
+        else:
+            self.bus.kill(kind)
 
     def _restart(self, kind: str) -> None:
-        if kind == NATS:
-            self.server.start()
-        else:
+        if kind in SERVICES:
             self.fleet.launch(kind)
+        else:
+            self.bus.restart(kind)
         self.killing.discard(kind)
 
     async def _restart_exited(self) -> None:
@@ -321,9 +353,10 @@ class ChaosRun:
                 if name not in self.killing and process.poll() is not None:
                     self.exits.append(Exit(name, process.returncode, time.time_ns()))
                     self.fleet.launch(name)
-            if NATS not in self.killing and self.server.process and self.server.process.poll() is not None:
-                self.exits.append(Exit(NATS, self.server.process.returncode, time.time_ns()))
-                await asyncio.to_thread(self.server.start)
+            for kind, code in self.bus.exited():
+                if kind not in self.killing:
+                    self.exits.append(Exit(kind, code, time.time_ns()))
+                    await asyncio.to_thread(self.bus.restart, kind)
 
     def _not_ready(self, since: int = 0) -> list[str]:
         """Services without a fresh READY heartbeat from their current process, sent after

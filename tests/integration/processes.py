@@ -17,7 +17,15 @@ import nats
 from tradebus.shared import launcher
 from tradebus.shared.launcher import ChildProcess, LaunchError, isolated_env, service_command
 from tradebus.shared.natsserver import NatsServer, free_port
-from tradebus.shared.topology import AUDIT_CONSUMERS, OMS_EVENTS, OMS_ROUTES, StreamSettings, ensure_streams
+from tradebus.shared.topology import (
+    AUDIT_CONSUMERS,
+    BUCKETS,
+    OMS_EVENTS,
+    OMS_ROUTES,
+    StreamSettings,
+    ensure_bucket,
+    ensure_streams,
+)
 
 # JetStream hands what a killed (or cut off) order manager or audit logger had not
 # acknowledged to its successor only after the durable's ack_wait (30 s), behind newer
@@ -29,13 +37,18 @@ from tradebus.shared.topology import AUDIT_CONSUMERS, OMS_EVENTS, OMS_ROUTES, St
 REDELIVERY_AFTER = 8.0
 
 
-async def create_durables_with_short_ack_wait(nats_url: str, ack_wait: float = REDELIVERY_AFTER) -> None:
-    """Create the streams and the order manager's and audit logger's durables before any
-    service starts, with `ack_wait` seconds instead of the product's 30."""
-    nc = await nats.connect(nats_url)
+async def create_durables_with_short_ack_wait(nats_url: str, ack_wait: float = REDELIVERY_AFTER, *,
+                                              replicas: int = 1) -> None:
+    """Create the streams, the buckets (with `replicas`: 3 on a cluster) and the order
+    manager's and audit logger's durables before any service starts, with `ack_wait`
+    seconds instead of the product's 30."""
+    nc = await nats.connect(nats_url.split(","))
     try:
-        js = nc.jetstream()
-        await ensure_streams(js, StreamSettings())
+        js = nc.jetstream(timeout=10)
+        settings = StreamSettings(replicas=replicas)
+        await ensure_streams(js, settings)
+        for bucket in BUCKETS:
+            await ensure_bucket(js, bucket, settings)
         for consumer in (OMS_ROUTES, OMS_EVENTS, *AUDIT_CONSUMERS):
             await js.add_consumer(consumer.stream.name, dataclasses.replace(consumer, ack_wait=ack_wait).config())
     finally:
@@ -72,7 +85,7 @@ class ProcessFleet:
         """Wait for a READY heartbeat from this very process (matched by pid)."""
 
         async def ready() -> None:
-            nc = await nats.connect(self.nats_url)
+            nc = await nats.connect(self.nats_url.split(","))
             try:
                 await launcher.wait_ready(nc, name.split(".", 1)[0], self.children[name], timeout)
             except LaunchError as exc:
