@@ -14,7 +14,10 @@ import urllib.request
 from pathlib import Path
 
 import nats
+import nats.errors
+from nats.js.errors import APIError
 
+from tests.integration.test_order_path_faults import FLEET_CONSUMERS
 from tradebus.cli.clusterview import CURRENT, cluster_nodes
 from tradebus.shared.natscluster import CLUSTER_REPLICAS, NatsCluster, wait_for_jetstream
 
@@ -84,14 +87,32 @@ async def stream_leader(nc: nats.NATS, stream: str) -> str:
 
 async def wait_caught_up(nc: nats.NATS, nodes: int, timeout: float = 60) -> float:
     """Until every replica of every fleet stream and bucket, on all `nodes` nodes, is current
-    (a returned node has caught up); seconds it took. AssertionError with the last view if
-    not within `timeout`."""
+    and every durable consumer of the fleet has a leader and current replicas (a returned
+    node has caught up); seconds it took. AssertionError with the last view if not within
+    `timeout`."""
     started = time.monotonic()
     view: list[str] = []
     while time.monotonic() - started < timeout:
         found = await cluster_nodes(nc)
         view = [node.line() for node in found]
         if len(found) == nodes and all(node.state == CURRENT for node in found):
-            return time.monotonic() - started
+            behind = await _consumers_behind(nc)
+            if not behind:
+                return time.monotonic() - started
+            view.append(f"consumers without a leader or with replicas behind: {behind}")
         await asyncio.sleep(0.25)
     raise AssertionError("replicas not current in time:\n" + "\n".join(view))
+
+
+async def _consumers_behind(nc: nats.NATS) -> list[str]:
+    js = nc.jetstream(timeout=2)
+    behind = []
+    for stream, durable in FLEET_CONSUMERS:
+        try:
+            cluster = (await js.consumer_info(stream, durable)).cluster
+        except (APIError, nats.errors.Error, TimeoutError):
+            behind.append(durable)
+            continue
+        if cluster is None or not cluster.leader or any(p.offline or not p.current for p in cluster.replicas or []):
+            behind.append(durable)
+    return behind

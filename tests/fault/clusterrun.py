@@ -9,8 +9,9 @@ majority keeps serving. The node then comes back (`HOLD` seconds of flow later) 
 waits until every replica of every stream and bucket is current again before anything else.
 A service fault (rolling restart): SIGTERM, started again at once, recovered as above.
 
-`Figures` are what the scenario's note reports: orders in flight when the fault struck (sent,
-not yet answered), seconds to recover, lost and duplicated (chaos_checks.py's findings
+`Figures` are what the scenario's note reports: orders in flight when the fault struck (and
+through the outage: sent before the fleet recovered, answered after the fault struck), seconds
+to recover, lost and duplicated (chaos_checks.py's findings
 against EVENTS, the paper venue's own journal, CMD/ROUTE, the order manager and the audit
 trail).
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import nats
 
-from tests.integration.chaos import PROBE_ACCOUNT, SYMBOL, TTL_MS, ChaosPlan, ChaosRun, Collected, Fault
+from tests.integration.chaos import PROBE_ACCOUNT, SYMBOL, TTL_MS, ChaosPlan, ChaosRun, Collected, Fault, Sent
 from tests.integration.chaos_checks import Verdict
 from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
 from tradebus.schemas.values import OrderType, Side
@@ -118,8 +119,9 @@ class Figures:
     scenario: str
     mode: str
     fault: str
-    in_flight: int
-    sent_after: int  # the flow's commands first sent after the fault struck: the flow went on
+    in_flight: int  # the flow's commands sent and not yet answered when the fault struck
+    through: int  # ... whose life overlapped the outage: sent before the recovery, answered after the fault
+    sent_after_return: int  # ... first sent after the node or service was back: the flow went on
     recovered_s: float | None
     caught_up_s: float | None
     lost: int
@@ -129,25 +131,28 @@ class Figures:
         recovered = f"{self.recovered_s:.1f}s" if self.recovered_s is not None else "never"
         caught_up = f", node current again {self.caught_up_s:.1f}s after its return" if self.caught_up_s is not None else ""
         return (f"{self.scenario} [{self.mode}] {self.fault}: orders in flight {self.in_flight} "
-                f"({self.sent_after} sent after it), "
+                f"({self.through} through the outage, {self.sent_after_return} sent after the return), "
                 f"recovered in {recovered}{caught_up}; the run: lost {self.lost}, duplicated {self.duplicated}")
 
 
 def figures(scenario: str, mode: str, run: ClusterRun, collected: Collected, verdict: Verdict) -> list[Figures]:
-    """Per fault: the flow's commands sent before it and answered after it (or never) and
-    the seconds to recover; lost and duplicated are the whole run's (chaos_checks.py's
-    findings of those kinds, whenever they happened)."""
+    """Per fault: the flow's commands in flight (at the fault; through the outage, as
+    chaos_checks.py's window counts them) and sent after the return, and the seconds to
+    recover; lost and duplicated are the whole run's (chaos_checks.py's findings of those
+    kinds, whenever they happened)."""
     flow = [s for s in collected.sent if s.command.account != PROBE_ACCOUNT]
     lost = sum(f.what == "lost" for f in verdict.findings)
     duplicated = sum(f.what == "doubled" for f in verdict.findings)
     rows = []
     for fault in collected.faults:
-        in_flight = [s for s in flow if s.first_sent <= fault.killed
-                     < verdict.answered_at.get(command_dedupe_id(s.command), 2**63)]
-        sent_after = sum(1 for s in flow if s.first_sent > fault.killed)
-        rows.append(Figures(scenario, mode, fault.kind, len(in_flight), sent_after,
-                            (fault.recovered - fault.killed) / 1e9 if fault.recovered else None,
-                            run.caught_up.get(fault.kind), lost, duplicated))
+        def answered(sent: Sent) -> int:
+            return verdict.answered_at.get(command_dedupe_id(sent.command), 2**63)
+
+        rows.append(Figures(
+            scenario, mode, fault.kind,
+            in_flight=sum(1 for s in flow if s.first_sent <= fault.killed < answered(s)),
+            through=sum(1 for s in flow if s.first_sent <= (fault.recovered or 2**63) and answered(s) >= fault.killed),
+            sent_after_return=sum(1 for s in flow if s.first_sent > fault.restarted),
+            recovered_s=(fault.recovered - fault.killed) / 1e9 if fault.recovered else None,
+            caught_up_s=run.caught_up.get(fault.kind), lost=lost, duplicated=duplicated))
     return rows
-
-

@@ -13,6 +13,7 @@ import msgspec
 import nats
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode
@@ -159,11 +160,17 @@ async def read_stream(js: nats.js.JetStreamContext, stream: str, subject: str | 
     sub = await js.pull_subscribe("", stream=stream, config=ConsumerConfig(
         deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, filter_subjects=filters))
     messages: list[Msg] = []
+    unavailable_until = time.monotonic() + 10
     while True:
         try:
             batch = await sub.fetch(500, timeout=2)
         except (TimeoutError, nats.errors.TimeoutError):
             break  # no more messages on this subject
+        except ServiceUnavailableError:  # on a cluster, a consumer just made may have no leader yet
+            if time.monotonic() > unavailable_until:
+                raise
+            await asyncio.sleep(0.2)
+            continue
         messages += batch
         if batch[-1].metadata.num_pending == 0:
             break  # the last message the filter matched (asking again would wait out the timeout)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.js.errors import ServiceUnavailableError
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode, reply_decoder
@@ -66,11 +67,16 @@ FLEET_CONSUMERS = (("CMD", "risk"), ("ROUTE", "connector-paper"), ("ROUTE", "oms
 
 
 async def settle(nc: nats.NATS, timeout: float = 90, consumers: tuple[tuple[str, str], ...] = FLEET_CONSUMERS) -> None:
-    """Wait until these durable consumers (stream, name) have nothing pending."""
+    """Wait until these durable consumers (stream, name) have nothing pending. On a cluster
+    a consumer between leaders answers 503 for a moment: asked again."""
     js = nc.jetstream()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        infos = [await js.consumer_info(stream, durable) for stream, durable in consumers]
+        try:
+            infos = [await js.consumer_info(stream, durable) for stream, durable in consumers]
+        except ServiceUnavailableError:
+            await asyncio.sleep(0.2)
+            continue
         if all(info.num_pending == 0 and info.num_ack_pending == 0 for info in infos):
             return
         await asyncio.sleep(0.2)

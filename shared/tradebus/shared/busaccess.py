@@ -18,7 +18,12 @@ No message names a password: URLs are shown with their user info masked (`public
 Every connection pings its server every PING_INTERVAL seconds and gives it up after
 MAX_OUTSTANDING_PINGS unanswered pings, then reconnects (to another node of a cluster):
 nats-py's default (two minutes, two pings) would leave a service talking to a frozen or
-partitioned-off server for four minutes, its heartbeats and commands stuck.
+partitioned-off server for four minutes, its heartbeats and commands stuck. Pings alone do
+not do it for a busy publisher cut off by a partition: the silent peer lets its socket fill,
+nats-py's writer then waits on it without end and the pings queue behind it, never sent,
+never counted as missing. So the kernel is told to break the connection once sent data has
+gone unacknowledged for UNACKNOWLEDGED_LIMIT seconds (TCP_USER_TIMEOUT, Linux), on every
+(re)connection.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
@@ -42,6 +48,7 @@ log = logging.getLogger(__name__)
 
 PING_INTERVAL = 2  # seconds
 MAX_OUTSTANDING_PINGS = 3
+UNACKNOWLEDGED_LIMIT = 10.0  # seconds
 
 T = TypeVar("T")
 ErrorCallback = Callable[[Exception], Awaitable[None]]
@@ -190,7 +197,14 @@ async def connect_bus(url: str, *, name: str, credentials: Credentials | None = 
             return  # the refused request raises it
         await (error_cb or _log_error)(refusal or error)
 
-    options.update(connect_options(credentials), inbox_prefix=inbox)
+    reconnected = options.pop("reconnected_cb", None)
+
+    async def on_reconnected() -> None:
+        limit_unacknowledged_sends(nc)
+        if reconnected is not None:
+            await reconnected()
+
+    options.update(connect_options(credentials), inbox_prefix=inbox, reconnected_cb=on_reconnected)
     options.setdefault("ping_interval", PING_INTERVAL)
     options.setdefault("max_outstanding_pings", MAX_OUTSTANDING_PINGS)
     if tls is not None:
@@ -200,6 +214,7 @@ async def connect_bus(url: str, *, name: str, credentials: Credentials | None = 
     if not refused.done():
         await connecting  # raises what nats-py raised
         connected = True
+        limit_unacknowledged_sends(nc)
         return nc
     # nats-py would go on trying (and after a refused TLS handshake can hang): stop it.
     connecting.cancel()
@@ -207,6 +222,16 @@ async def connect_bus(url: str, *, name: str, credentials: Credentials | None = 
     with contextlib.suppress(Exception):
         await asyncio.wait_for(asyncio.shield(nc.close()), _CLOSE_WAIT)
     raise refused.result()
+
+
+def limit_unacknowledged_sends(nc: NATS) -> None:
+    """TCP_USER_TIMEOUT on the connection's socket (see the module's doc). nats-py names its
+    socket nowhere public: it is its transport's stream writer's."""
+    writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
+    sock = writer.get_extra_info("socket") if writer is not None else None
+    if sock is None or not hasattr(socket, "TCP_USER_TIMEOUT") or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return  # not Linux, or not TCP (a websocket): pings only
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(UNACKNOWLEDGED_LIMIT * 1000))
 
 
 def _refusal(error: Exception, user: str) -> str | None:

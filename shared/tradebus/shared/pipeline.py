@@ -15,9 +15,16 @@ duplicate_window`, an hour by default, far above the grace). A message without a
 is never published twice: its publisher gets `AckLost` once the bus is back, and decides (the
 order manager writes its records' current values again, see oms/service.py).
 
+On a NATS cluster an ack can also fail to come on a live connection: the stream is between
+leaders (its leader's node died or was cut off, and the others elect a new one within
+seconds), so the publish times out or is answered "no responders" / 503. Such a publish is
+published again in the same way when every message of it carries a Nats-Msg-Id, a pause
+after each unanswered round, within the same bound.
+
 A bus that stays away longer than the grace fails the publish with `BusOutage`, as a lost ack
-on a live connection fails it with TimeoutError after `timeout`: crash-only stays the last
-resort, and the consumed messages behind the publish stay unacknowledged.
+on a live connection fails it with TimeoutError after `timeout` when a message lacks a
+Nats-Msg-Id: crash-only stays the last resort, and the consumed messages behind the publish
+stay unacknowledged.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from nats.js.api import PubAck
 from nats.js.client import JetStreamContext
 
 log = logging.getLogger(__name__)
+
+UNANSWERED_PAUSE = 0.25  # seconds between rounds a stream without a leader left unanswered
 
 MSG_ID = "Nats-Msg-Id"
 PUBLISH_TIMEOUT = 10.0  # seconds to wait for the acks of pipelined JetStream publishes
@@ -148,7 +157,7 @@ async def publish_pipelined(js: JetStreamContext, items: Iterable[Publication], 
         return await asyncio.wait_for(publish_all(), timeout)
     except BaseException as exc:
         _cancel(futures)
-        if outages is None or not outages.caused(exc, since=breaks):
+        if outages is None or not (outages.caused(exc, since=breaks) or (_unanswered(exc) and _identified(sent))):
             raise
         # The publication that met a bus away was not handed to nats-py; any other may have
         # been (a cancellation can come in the middle of nats-py's publish).
@@ -176,11 +185,13 @@ async def _publish_again(js: JetStreamContext, outages: Outages, publications: l
             raise AckLost(f"{unidentified} publishes without a {MSG_ID} lost their acks in a bus break; "
                           "they are not published again")
         if time.monotonic() > give_up_at:
-            raise BusOutage(f"publishes still unacknowledged {outages.grace + timeout:g}s after a bus break")
+            raise BusOutage(f"publishes still unacknowledged {outages.grace + timeout:g}s after a bus break "
+                            "or a stream left without a leader")
         log.warning("publishing again what a bus break left unacknowledged", extra={"messages": len(lost)})
         handed_over = len(publications)
         breaks = outages.count
         futures: list[asyncio.Future[PubAck]] = []
+        unanswered = False
         try:
             for i in lost:
                 subject, payload, headers = publications[i]
@@ -189,10 +200,31 @@ async def _publish_again(js: JetStreamContext, outages: Outages, publications: l
         except BaseException as exc:
             _cancel(futures)
             if not outages.caused(exc, since=breaks):
-                raise
+                if not _unanswered(exc):
+                    raise
+                unanswered = True
         for i, future in zip(lost, futures, strict=False):
             if future.done() and not future.cancelled() and not isinstance(future.exception(), AckLost):
+                if _unanswered(future.exception()):
+                    unanswered = True
+                    continue
                 acks[i] = future.result()  # raises what the stream answered, e.g. a refusal
+        if unanswered:
+            await asyncio.sleep(UNANSWERED_PAUSE)  # a leader election takes seconds: no busy loop
+
+
+def _unanswered(failure: BaseException | None) -> bool:
+    """A publish the stream did not answer on a live connection: no ack in time, no
+    responders (nats-py's NoStreamResponseError) or JetStream's 503 "temporarily unavailable":
+    on a cluster, a stream between leaders."""
+    if isinstance(failure, nats.js.errors.APIError):
+        return failure.code == 503
+    return isinstance(failure, (TimeoutError, nats.js.errors.NoStreamResponseError))
+
+
+def _identified(publications: list[Publication]) -> bool:
+    """Whether every publication carries a Nats-Msg-Id (so publishing it again is safe)."""
+    return all((headers or {}).get(MSG_ID) for _, _, headers in publications)
 
 
 def _ack(future: asyncio.Future[PubAck]) -> PubAck | None:
