@@ -71,6 +71,14 @@ class ClusterBus:
                 held[node.name] = [c.get("name", "") for c in json.load(answer).get("connections", [])]
         return held
 
+    def meta_leader(self, skip: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+        """The JetStream meta leader (it places streams and consumers), as a node's /jsz says."""
+        for node in self.hosts.nodes:
+            if node.name not in skip:
+                with urllib.request.urlopen(f"http://{node.host}:{node.monitor_port}/jsz", timeout=3) as answer:
+                    return str(json.load(answer).get("meta_cluster", {}).get("leader", ""))
+        return ""
+
     def node_of(self, connection_prefix: str) -> str:
         """The node a connection whose name starts with `connection_prefix` is on."""
         for node, names in self.connections().items():

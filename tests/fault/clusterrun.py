@@ -7,7 +7,8 @@ fault is recovered from when, with the node still out, every service beats READY
 the probe's fill has reached the client and the order manager shows it filled: the
 majority keeps serving. The node then comes back (`HOLD` seconds of flow later) and the run
 waits until every replica of every stream and bucket is current again before anything else.
-A service fault (rolling restart): SIGTERM, started again at once, recovered as above.
+A service fault (rolling restart): SIGTERM, started again at once, the probe sent once it beats
+READY, recovered as above.
 
 `Figures` are what the scenario's note reports: orders in flight when the fault struck (and
 through the outage: sent before the fleet recovered, answered after the fault struck), seconds
@@ -27,7 +28,17 @@ from pathlib import Path
 
 import nats
 
-from tests.integration.chaos import PROBE_ACCOUNT, SYMBOL, TTL_MS, ChaosPlan, ChaosRun, Collected, Fault, Sent
+from tests.integration.chaos import (
+    PROBE_ACCOUNT,
+    RECOVERY_LIMIT,
+    SYMBOL,
+    TTL_MS,
+    ChaosPlan,
+    ChaosRun,
+    Collected,
+    Fault,
+    Sent,
+)
 from tests.integration.chaos_checks import Verdict
 from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
 from tradebus.schemas.values import OrderType, Side
@@ -88,12 +99,16 @@ class ClusterRun(ChaosRun):
         return fault
 
     async def service_restart(self, name: str) -> Fault:
-        """SIGTERM `name`, as a rolling upgrade does, and start it again at once."""
+        """SIGTERM `name`, as a rolling upgrade does, and start it again at once. The probe
+        goes once the new process beats READY: while a connector is away risk refuses its
+        venue's orders in time (`venue_unavailable`, answered: not lost), the probe included."""
         fault = self._strike(f"restart {name}", name, lambda: self.fleet.terminate(name, timeout=30))
-        probe = self._probe(fault)
         await asyncio.to_thread(self.fleet.launch, name)
         self.killing.discard(name)
         fault.restarted = time.time_ns()
+        while name in self._not_ready(since=fault.restarted) and time.time_ns() - fault.killed < RECOVERY_LIMIT * 1e9:
+            await asyncio.sleep(0.05)
+        probe = self._probe(fault)
         await self._wait_recovered(fault)
         if fault.recovered:
             fault.probe_attempts = (await probe).attempts
@@ -122,6 +137,8 @@ class Figures:
     in_flight: int  # the flow's commands sent and not yet answered when the fault struck
     through: int  # ... whose life overlapped the outage: sent before the recovery, answered after the fault
     sent_after_return: int  # ... first sent after the node or service was back: the flow went on
+    served_s: float | None  # from the fault to the answer of the first command sent after it
+    worst_s: float | None  # the longest a command in flight through the outage waited for its answer
     recovered_s: float | None
     caught_up_s: float | None
     lost: int
@@ -130,9 +147,14 @@ class Figures:
     def line(self) -> str:
         recovered = f"{self.recovered_s:.1f}s" if self.recovered_s is not None else "never"
         caught_up = f", node current again {self.caught_up_s:.1f}s after its return" if self.caught_up_s is not None else ""
+        def seconds(value: float | None) -> str:
+            return f"{value:.1f}s" if value is not None else "never"
+
         return (f"{self.scenario} [{self.mode}] {self.fault}: orders in flight {self.in_flight} "
                 f"({self.through} through the outage, {self.sent_after_return} sent after the return), "
-                f"recovered in {recovered}{caught_up}; the run: lost {self.lost}, duplicated {self.duplicated}")
+                f"first new order answered after {seconds(self.served_s)}, longest wait {seconds(self.worst_s)}, "
+                f"recovered (probe filled, services ready) in {recovered}{caught_up}; "
+                f"the run: lost {self.lost}, duplicated {self.duplicated}")
 
 
 def figures(scenario: str, mode: str, run: ClusterRun, collected: Collected, verdict: Verdict) -> list[Figures]:
@@ -148,11 +170,16 @@ def figures(scenario: str, mode: str, run: ClusterRun, collected: Collected, ver
         def answered(sent: Sent) -> int:
             return verdict.answered_at.get(command_dedupe_id(sent.command), 2**63)
 
+        through = [s for s in flow if s.first_sent <= (fault.recovered or 2**63) and answered(s) >= fault.killed]
+        served = [answered(s) for s in flow if s.first_sent >= fault.killed and answered(s) < 2**63]
+        waits = [(answered(s) - s.first_sent) / 1e9 for s in through if answered(s) < 2**63]
         rows.append(Figures(
             scenario, mode, fault.kind,
             in_flight=sum(1 for s in flow if s.first_sent <= fault.killed < answered(s)),
-            through=sum(1 for s in flow if s.first_sent <= (fault.recovered or 2**63) and answered(s) >= fault.killed),
+            through=len(through),
             sent_after_return=sum(1 for s in flow if s.first_sent > fault.restarted),
+            served_s=(min(served) - fault.killed) / 1e9 if served else None,
+            worst_s=max(waits) if waits else None,
             recovered_s=(fault.recovered - fault.killed) / 1e9 if fault.recovered else None,
             caught_up_s=run.caught_up.get(fault.kind), lost=lost, duplicated=duplicated))
     return rows

@@ -60,7 +60,8 @@ def test_sigkill_of_the_stream_leader_in_the_middle_of_1000_orders(hosts: TestHo
     async def scenario(run: ClusterRun) -> None:
         await run.places_acked(0.5)
         leader = await run.leader("CMD")
-        await run.node_fault(f"SIGKILL of {leader} (CMD leader)", leader,
+        roles = ", ".join(["CMD leader", *(["meta leader"] if run.cluster_bus.meta_leader() == leader else [])])
+        await run.node_fault(f"SIGKILL of {leader} ({roles})", leader,
                              lambda: run.cluster_bus.kill(leader), lambda: run.cluster_bus.restart(leader))
 
     accounts = tuple(f"a{n}" for n in range(1, 11))
