@@ -21,13 +21,13 @@ from tests.integration.test_order_path_faults import FLEET_CONSUMERS
 from tradebus.cli.clusterview import CURRENT, cluster_nodes
 from tradebus.shared.natscluster import CLUSTER_REPLICAS, NatsCluster, wait_for_jetstream
 
-from .hosts import TestHosts
+from .hosts import Hosts
 
 
 class ClusterBus:
     replicas = CLUSTER_REPLICAS
 
-    def __init__(self, hosts: TestHosts, work: Path) -> None:
+    def __init__(self, hosts: Hosts, work: Path) -> None:
         self.hosts = hosts
         self.cluster = NatsCluster(hosts.nodes, work / "nats-cluster")
 

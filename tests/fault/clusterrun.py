@@ -44,14 +44,14 @@ from tradebus.schemas.commands import PlaceOrder, command_dedupe_id
 from tradebus.schemas.values import OrderType, Side
 
 from .clusterbus import ClusterBus, stream_leader, wait_caught_up
-from .hosts import TestHosts
+from .hosts import Hosts
 
 HOLD = 3.0  # seconds of flow on the majority before a node comes back
 Scenario = Callable[["ClusterRun"], Awaitable[None]]
 
 
 class ClusterRun(ChaosRun):
-    def __init__(self, plan: ChaosPlan, work: Path, hosts: TestHosts, scenario: Scenario) -> None:
+    def __init__(self, plan: ChaosPlan, work: Path, hosts: Hosts, scenario: Scenario) -> None:
         self.cluster_bus = ClusterBus(hosts, work)
         super().__init__(plan, work, self.cluster_bus)  # type: ignore[arg-type]
         self.scenario = scenario
@@ -79,16 +79,18 @@ class ClusterRun(ChaosRun):
     async def node_fault(self, kind: str, node: str, cut: Callable[[], None], mend: Callable[[], None]) -> Fault:
         """`cut` takes `node` out; recovered with it out; `mend` brings it back; caught up."""
         fault = self._strike(kind, node, cut)
-        probe = self._probe(fault)
-        fault.restarted = fault.killed  # heartbeats from the kill on count: the services were not touched
-        await self._wait_recovered(fault)
-        if fault.recovered:
-            fault.probe_attempts = (await probe).attempts
-            self.connections_after[kind] = await asyncio.to_thread(self.cluster_bus.connections, {node})
-        else:
-            probe.cancel()
-        await asyncio.sleep(HOLD)
-        await asyncio.to_thread(mend)
+        try:
+            probe = self._probe(fault)
+            fault.restarted = fault.killed  # heartbeats from the kill on count: the services were not touched
+            await self._wait_recovered(fault)
+            if fault.recovered:
+                fault.probe_attempts = (await probe).attempts
+                self.connections_after[kind] = await asyncio.to_thread(self.cluster_bus.connections, {node})
+            else:
+                probe.cancel()
+            await asyncio.sleep(HOLD)
+        finally:  # whatever failed, the next scenario gets whole hosts
+            await asyncio.to_thread(mend)
         self.killing.discard(node)
         fault.restarted = time.time_ns()
         nc = await nats.connect(self.bus.url.split(","))

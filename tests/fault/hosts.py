@@ -38,7 +38,7 @@ def _ip(*argv: str) -> None:
 
 
 @dataclass
-class TestHosts:
+class Hosts:
     mode: str  # "namespaces" or "loopback"
     reason: str  # why this mode (the loopback fallback's cause)
     nodes: list[Node]
@@ -64,14 +64,14 @@ class TestHosts:
             subprocess.run(["ip", "link", "del", self._bridge], capture_output=True, timeout=10)
 
 
-def make_hosts(count: int = NODES) -> TestHosts:
+def make_hosts(count: int = NODES) -> Hosts:
     """Namespaces when they can be made, else loopback (with the reason)."""
     if os.geteuid() != 0:
         reason = "not root: network namespaces cannot be made"
     elif shutil.which("ip") is None:
         reason = "no `ip` command (iproute2): network namespaces cannot be made"
     else:
-        hosts = TestHosts("namespaces", "", [], can_partition=True)
+        hosts = Hosts("namespaces", "", [], can_partition=True)
         try:
             _build_namespaces(hosts, count)
             return hosts
@@ -80,10 +80,10 @@ def make_hosts(count: int = NODES) -> TestHosts:
             detail = exc.stderr.strip() if isinstance(exc, subprocess.CalledProcessError) else "timed out"
             reason = f"`{' '.join(map(str, exc.cmd))}` failed: {detail}"
     nodes = [Node(f"nats-{n}", "127.0.0.1", free_port(), free_port(), free_port()) for n in range(1, count + 1)]
-    return TestHosts("loopback", reason, nodes, can_partition=False)
+    return Hosts("loopback", reason, nodes, can_partition=False)
 
 
-def _build_namespaces(hosts: TestHosts, count: int) -> None:
+def _build_namespaces(hosts: Hosts, count: int) -> None:
     run = os.getpid() % 100_000  # names stay within 15 characters: tb<run>v<n>
     subnet = f"10.213.{run % 250}"
     hosts._bridge = f"tb{run}br"

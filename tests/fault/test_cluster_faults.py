@@ -25,20 +25,21 @@ from tests.integration.chaos import SERVICES, ChaosPlan
 from tests.integration.chaos_checks import judge
 
 from .clusterrun import ClusterRun, Scenario, figures
-from .hosts import TestHosts, make_hosts
+from .hosts import Hosts, make_hosts
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def hosts() -> Iterator[TestHosts]:
+def hosts() -> Iterator[Hosts]:
     made = make_hosts()
     print(f"\ntest hosts: {made.mode}" + (f" ({made.reason})" if made.reason else ""))
     yield made
     made.remove()
 
 
-def run_scenario(name: str, plan: ChaosPlan, hosts: TestHosts, work: Path, scenario: Scenario) -> ClusterRun:
+def run_scenario(name: str, plan: ChaosPlan, hosts: Hosts, work: Path, scenario: Scenario, *,
+                 flow_past_return: bool = True) -> ClusterRun:
     run = ClusterRun(plan, work, hosts, scenario)
     collected = run.run()
     verdict = judge(collected)
@@ -52,11 +53,13 @@ def run_scenario(name: str, plan: ChaosPlan, hosts: TestHosts, work: Path, scena
     placed = sum(verdict.outcomes.values())
     assert placed == plan.orders // len(plan.accounts) * len(plan.accounts) + len(collected.faults), report
     assert not collected.exits, f"a process had to be started again: {report}"
-    assert all(row.through and row.sent_after_return for row in rows), f"a fault outside the flow: {report}"
+    assert all(row.through for row in rows), f"a fault outside the flow: {report}"
+    if flow_past_return:  # a healed partition, a restarted node or service meets more orders
+        assert all(row.sent_after_return for row in rows), f"the flow ended before a return: {report}"
     return run
 
 
-def test_sigkill_of_the_stream_leader_in_the_middle_of_1000_orders(hosts: TestHosts, tmp_path: Path) -> None:
+def test_sigkill_of_the_stream_leader_in_the_middle_of_1000_orders(hosts: Hosts, tmp_path: Path) -> None:
     async def scenario(run: ClusterRun) -> None:
         await run.places_acked(0.5)
         leader = await run.leader("CMD")
@@ -66,10 +69,10 @@ def test_sigkill_of_the_stream_leader_in_the_middle_of_1000_orders(hosts: TestHo
 
     accounts = tuple(f"a{n}" for n in range(1, 11))
     run_scenario("stream leader killed", ChaosPlan(seed=16, orders=1000, accounts=accounts, pace=0.05),
-                 hosts, tmp_path, scenario)
+                 hosts, tmp_path, scenario, flow_past_return=False)
 
 
-def test_a_partition_isolating_one_node(hosts: TestHosts, tmp_path: Path) -> None:
+def test_a_partition_isolating_one_node(hosts: Hosts, tmp_path: Path) -> None:
     """The node isolated leads CMD unless the connector talks to it (the next test's case)."""
     if not hosts.can_partition:
         pytest.skip(hosts.reason + "; and no packet filter (iptables, nft) to cut a loopback node's routes")
@@ -85,7 +88,7 @@ def test_a_partition_isolating_one_node(hosts: TestHosts, tmp_path: Path) -> Non
     run_scenario("partition", STEADY, hosts, tmp_path, scenario)
 
 
-def test_a_partition_isolating_the_node_the_connector_talks_to(hosts: TestHosts, tmp_path: Path) -> None:
+def test_a_partition_isolating_the_node_the_connector_talks_to(hosts: Hosts, tmp_path: Path) -> None:
     if not hosts.can_partition:
         pytest.skip(hosts.reason + "; and no packet filter (iptables, nft) to cut a loopback node's routes")
 
@@ -100,7 +103,7 @@ def test_a_partition_isolating_the_node_the_connector_talks_to(hosts: TestHosts,
     run_scenario("partition", STEADY, hosts, tmp_path, scenario)
 
 
-def test_a_rolling_restart_of_every_node_and_every_service(hosts: TestHosts, tmp_path: Path) -> None:
+def test_a_rolling_restart_of_every_node_and_every_service(hosts: Hosts, tmp_path: Path) -> None:
     async def scenario(run: ClusterRun) -> None:
         await run.places_acked(0.1)
         for node in run.cluster_bus.names:
@@ -112,7 +115,7 @@ def test_a_rolling_restart_of_every_node_and_every_service(hosts: TestHosts, tmp
     run_scenario("rolling restart", ROLLING, hosts, tmp_path, scenario)
 
 
-def test_clients_and_services_reconnect_across_node_loss(hosts: TestHosts, tmp_path: Path) -> None:
+def test_clients_and_services_reconnect_across_node_loss(hosts: Hosts, tmp_path: Path) -> None:
     """SIGKILL of the node the connector and the client talk to: every service and the
     client is found connected to a surviving node, none restarted."""
     async def scenario(run: ClusterRun) -> None:

@@ -41,7 +41,7 @@ class Fleet:
 
     def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
         self.port = free_port()
-        self.env = clean_env(tmp_path, TRADEBUS_NATS_URL=f"nats://127.0.0.1:{self.port}", **env)
+        self.env = clean_env(tmp_path, **{"TRADEBUS_NATS_URL": f"nats://127.0.0.1:{self.port}", **env})
         self.output = tmp_path / "up.log"
         self.process = subprocess.Popen(
             [*TRADEBUS, "up", *args], env=self.env, stdout=self.output.open("w"), stderr=subprocess.STDOUT

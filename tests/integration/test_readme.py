@@ -15,6 +15,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from tradebus.shared.natsserver import free_port
+
 from ..conftest import REPO
 from .test_cli import MARKET_DATA_SCHEMA, TRADEBUS, Fleet, whole_fleet
 
@@ -75,6 +77,29 @@ def test_the_secured_fleet_works_as_written(tmp_path: Path) -> None:
             assert result.returncode == 0 and result.stdout.strip(), f"{shlex.join(command)}: {result.stderr}"
         without = subprocess.run([*TRADEBUS, "orders"], env=fleet.env, capture_output=True, text=True, timeout=60)
         assert without.returncode != 0 and "refused" in without.stderr, without.stderr
+    finally:
+        assert fleet.stop() == 0
+
+
+def test_the_cluster_works_as_written(tmp_path: Path) -> None:
+    """`tradebus up --cluster 3` on the first URL's port (a free one), then every command of
+    the section; status lists the three nodes, all current."""
+    commands = _commands(_section("A NATS cluster"))
+    assert commands[0] == ["tradebus", "up", "--cluster", "3"]
+    port = free_port()
+    urls = ",".join(f"nats://127.0.0.1:{port + n}" for n in range(3))
+    fleet = Fleet(tmp_path, "--cluster", "3", TRADEBUS_NATS_URL=urls)
+    try:
+        fleet.wait_ready(60)
+        fleet.wait_services(("risk", "oms", "audit", "connector.paper"))
+        for command in commands[1:]:
+            result = subprocess.run([*TRADEBUS, *command[1:]], env=fleet.env, capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0 and result.stdout.strip(), f"{shlex.join(command)}: {result.stderr}"
+            if command[1] == "status":
+                nodes = [line.split() for line in result.stdout.split("NATS NODE", 1)[1].splitlines()[1:]]
+                assert [(node[0], node[1], node[2]) for node in nodes] == [
+                    (f"nats-{n}", "current", "6") for n in (1, 2, 3)], result.stdout
+        assert {path.name for path in (tmp_path / "data" / "nats-cluster").iterdir()} >= {"nats-1", "nats-2", "nats-3"}
     finally:
         assert fleet.stop() == 0
 

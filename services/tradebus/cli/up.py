@@ -48,12 +48,12 @@ _status_decoder = decoder(Family.STATUS)
 
 
 def _nats_port(args: argparse.Namespace) -> int:
-    """--nats-port, else the port of --nats-url / TRADEBUS_NATS_URL, else 4222."""
+    """--nats-port, else the port of --nats-url / TRADEBUS_NATS_URL (its first URL's), else 4222."""
     port: int = args.nats_port
     if port:
         return port
     url = args.nats_url or os.environ.get("TRADEBUS_NATS_URL")
-    return (urlparse(url).port if url else None) or 4222
+    return (urlparse(url.split(",")[0]).port if url else None) or 4222  # a cluster's: its first node's
 
 
 ORDER_PATH = ("risk", "oms", "audit")
