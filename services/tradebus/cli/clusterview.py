@@ -5,7 +5,7 @@ is current, how far behind it is, whether it is offline, when its leader last he
 (a frozen or cut-off node stays "current" for a while: silence says more). Put together per node, that says
 which nodes serve the fleet's data and which do not, from any one connection and with the
 rights of any identity that may read stream info (one that may not sees no node table). A bus
-of one server has no replicas: no table.
+of one server is not asked at all: no table.
 """
 
 from __future__ import annotations
@@ -50,16 +50,27 @@ class NodeView:
 async def cluster_nodes(nc: nats.NATS, timeout: float = 2.0) -> list[NodeView]:
     """Every node holding a replica of a fleet stream or bucket; [] on a single server or
     when this identity may not read stream info."""
+    if not _in_a_cluster(nc):
+        return []  # asks nothing: an identity without the right would show up as a permission violation
     js = nc.jetstream(timeout=timeout)
     nodes: dict[str, NodeView] = {}
     for stream in [s.name for s in STREAMS] + [f"KV_{bucket}" for bucket in BUCKETS]:
         try:
             info = await js.stream_info(stream)
-        except (APIError, PermissionRefused, nats.errors.Error, TimeoutError):
-            continue  # missing, or not ours to read: judged from the others
+        except PermissionRefused:
+            return []  # not this identity's to read (a tenant's): no node table
+        except (APIError, nats.errors.Error, TimeoutError):
+            continue  # missing, or between leaders: judged from the others
         if info.cluster is not None and info.cluster.replicas:
             _add(nodes, stream, info.cluster)
     return sorted(nodes.values(), key=lambda node: node.name)
+
+
+def _in_a_cluster(nc: nats.NATS) -> bool:
+    """Whether the server of this connection is a node of a cluster: its INFO names the
+    cluster (nats-py keeps that INFO private)."""
+    info = getattr(nc, "_server_info", None)
+    return isinstance(info, dict) and bool(info.get("cluster"))
 
 
 def _add(nodes: dict[str, NodeView], stream: str, cluster: ClusterInfo) -> None:

@@ -19,7 +19,10 @@ On a NATS cluster an ack can also fail to come on a live connection: the stream 
 leaders (its leader's node died or was cut off, and the others elect a new one within
 seconds), so the publish times out or is answered "no responders" / 503. Such a publish is
 published again in the same way when every message of it carries a Nats-Msg-Id, a pause
-after each unanswered round, within the same bound.
+after each unanswered round, within the same bound. A round of publishing again waits
+FIRST_ROUND_WAIT for its acks, twice as long each round after, up to `timeout`: a new leader
+answers within a second of its election, and a round sent before it was elected waits in
+vain.
 
 A bus that stays away longer than the grace fails the publish with `BusOutage`, as a lost ack
 on a live connection fails it with TimeoutError after `timeout` when a message lacks a
@@ -44,6 +47,7 @@ from nats.js.client import JetStreamContext
 log = logging.getLogger(__name__)
 
 UNANSWERED_PAUSE = 0.25  # seconds between rounds a stream without a leader left unanswered
+FIRST_ROUND_WAIT = 2.0  # seconds the first round of publishing again waits for its acks; doubled each round
 
 MSG_ID = "Nats-Msg-Id"
 PUBLISH_TIMEOUT = 10.0  # seconds to wait for the acks of pipelined JetStream publishes
@@ -171,10 +175,12 @@ async def _publish_again(js: JetStreamContext, outages: Outages, publications: l
     """Publish again, once the bus is back, each publication without an ack (`acks`, by
     index), until every one has its ack. `handed_over`: the publications from the first on
     that nats-py may have sent (the others are published for the first time). Bounded: the
-    bus must come back within the grace, and the acks of each round come within `timeout`
-    unless the bus breaks again; all of it within grace + timeout."""
+    bus must come back within the grace, and the acks of each round come within its wait
+    (FIRST_ROUND_WAIT, doubled each round, at most `timeout`) unless the bus breaks again;
+    all of it within grace + timeout."""
     acks += [None] * (len(publications) - len(acks))
     give_up_at = time.monotonic() + outages.grace + timeout
+    wait = min(FIRST_ROUND_WAIT, timeout)
     while True:
         lost = [i for i, ack in enumerate(acks) if ack is None]
         if not lost:
@@ -196,7 +202,7 @@ async def _publish_again(js: JetStreamContext, outages: Outages, publications: l
             for i in lost:
                 subject, payload, headers = publications[i]
                 futures.append(await js.publish_async(subject, payload, headers=headers))
-            await asyncio.wait_for(asyncio.wait(futures), timeout)
+            await asyncio.wait_for(asyncio.wait(futures), wait)
         except BaseException as exc:
             _cancel(futures)
             if not outages.caused(exc, since=breaks):
@@ -210,6 +216,7 @@ async def _publish_again(js: JetStreamContext, outages: Outages, publications: l
                     continue
                 acks[i] = future.result()  # raises what the stream answered, e.g. a refusal
         if unanswered:
+            wait = min(wait * 2, timeout)
             await asyncio.sleep(UNANSWERED_PAUSE)  # a leader election takes seconds: no busy loop
 
 
