@@ -148,6 +148,7 @@ async def consume_batches(
     batch: int = 100,
     idle_wait: float = 1.0,
     stopping: asyncio.Event,
+    on_lost_deliveries: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Pull from a durable consumer in batches until `stopping` is set.
 
@@ -161,6 +162,12 @@ async def consume_batches(
     durable, so a crash redelivers whatever was not finished. An exception in the handler
     leaves the batch unacked (it is redelivered after the consumer's ack_wait) and does not
     stop consumption.
+
+    With `on_lost_deliveries` (consumers whose order matters: risk's, the connectors'), a gap
+    in the consumer's delivery sequence means deliveries were lost on the way to this process
+    (on a cluster, through a node that died or was cut off): the messages after the gap are
+    left unhandled, `on_lost_deliveries` re-creates the durable from its ack floor
+    (takeover.py) and pulling starts over on a fresh inbox, so the lost ones come first.
     """
     nc = bus.nc
     arrived: list[Msg] = []
@@ -181,6 +188,7 @@ async def consume_batches(
 
     inbox = nc.new_inbox()
     subscription = await nc.subscribe(inbox, cb=on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
+    delivered: int | None = None  # the consumer sequence of the last delivery taken
     request = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
     pull = json.dumps({"batch": batch, "expires": int(idle_wait * 1e9)}).encode()
     bus.connection_listeners.append(on_connection)
@@ -202,9 +210,15 @@ async def consume_batches(
                 return
             messages, arrived[:] = arrived[:], []
             work = []
+            lost = False
             for msg in messages:
                 status = JetStreamContext.is_status_msg(msg)
                 if status is None:
+                    sequence = msg.metadata.sequence.consumer
+                    if on_lost_deliveries is not None and delivered is not None and sequence > delivered + 1:
+                        lost = True
+                        break
+                    delivered = sequence
                     work.append(msg)
                     open_for -= 1
                     continue
@@ -213,12 +227,20 @@ async def consume_batches(
                     log.warning("pull request ended", extra={"stream": stream, "durable": durable, "status": status,
                                                              "error": (msg.headers or {}).get("Description", "")})
                     await asyncio.sleep(idle_wait)  # the consumer is being re-created, or the server is moving it
-            if not work:
-                continue
-            try:
-                await handler(work)
-            except Exception:
-                log.exception("batch handler failed; messages will be redelivered", extra={"durable": durable})
+            if work:
+                try:
+                    await handler(work)
+                except Exception:
+                    log.exception("batch handler failed; messages will be redelivered", extra={"durable": durable})
+            if lost and on_lost_deliveries is not None:
+                log.warning("deliveries lost on the way; the consumer starts again from its ack floor",
+                            extra={"durable": durable, "after_consumer_seq": delivered})
+                await subscription.unsubscribe()  # whatever the old consumer still sends goes nowhere
+                arrived[:] = []
+                await on_lost_deliveries()
+                inbox = nc.new_inbox()
+                subscription = await nc.subscribe(inbox, cb=on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
+                delivered, open_for = None, 0
     finally:
         # Also when cancelled (service shutdown): what arrived unhandled goes back at once,
         # instead of after the consumer's ack_wait.

@@ -16,6 +16,11 @@ for three of its own heartbeat intervals (or says it is stopping), then takes ov
 instances never consume at once (a rolling restart hands over cleanly); an instance that
 hangs that long loses its consumer to its successor, and whatever it acknowledges after
 that is delivered to the successor too, which recognizes it.
+
+A live instance re-creates its durable the same way when deliveries to it were lost on the
+way (a cluster node it was connected through died or was cut off, and the consumer, led
+elsewhere, counts them as delivered): without it the lost commands would come again only
+after the ack wait, behind newer ones (bus.py `consume_batches`, `on_lost_deliveries`).
 """
 
 from __future__ import annotations
@@ -49,10 +54,18 @@ async def take_over(bus: Bus, consumer: Consumer, *, heartbeats: str, stopping: 
     (0 if none was pending): messages up to it may have been handled before. The durable
     is re-created with its filter in the API subject (see `Consumer.config`): the one
     consumer creation a service's permissions allow."""
-    js = bus.js
     await _stand_by(bus.nc, heartbeats, stopping)
     if stopping.is_set():  # asked to stop while standing by: the consumer is not ours
         return 0
+    return await restart_from_ack_floor(bus, consumer, "taking the consumer over from a previous instance")
+
+
+async def restart_from_ack_floor(bus: Bus, consumer: Consumer, why: str) -> int:
+    """Re-create the durable from its ack floor if it holds messages pending acknowledgement:
+    they come again at once, in stream order, before anything newer. Returns the highest
+    stream sequence the durable had delivered (0 if nothing was pending). Also used by a
+    live instance whose deliveries were lost on the way (bus.py `consume_batches`)."""
+    js = bus.js
     try:
         info = await js.consumer_info(consumer.stream.name, consumer.durable)
     except NotFoundError:
@@ -61,7 +74,7 @@ async def take_over(bus: Bus, consumer: Consumer, *, heartbeats: str, stopping: 
         return 0
     floor = info.ack_floor.stream_seq if info.ack_floor else 0
     delivered = info.delivered.stream_seq if info.delivered else floor
-    log.warning("taking the consumer over from a previous instance", extra={
+    log.warning(why, extra={
         "durable": consumer.durable, "unacknowledged": info.num_ack_pending, "from_stream_seq": floor + 1})
     await js.delete_consumer(consumer.stream.name, consumer.durable)
     await js.add_consumer(consumer.stream.name, consumer.config(start_seq=floor + 1))

@@ -8,7 +8,8 @@ re-delivered command the venue says it executed already is skipped (the venue ma
 rebuilt itself from its stored events, see journal.py); a place under a client order id the
 venue knows is answered by the venue with that order's state if its terms are the order's,
 never with a rejection of the order (base.py `execute`). Commands a crashed process left
-unacknowledged are redelivered at once, before any newer one runs (takeover.py). A routed place or modify whose
+unacknowledged are redelivered at once, before any newer one runs (takeover.py), and so are
+commands lost on their way to this process (bus.py `consume_batches`). A routed place or modify whose
 deadline has passed (shared/deadline.py) is refused with `deadline_exceeded` and never
 reaches the venue; cancels run however late they are.
 
@@ -40,7 +41,7 @@ from tradebus.shared.bus import consume_batches
 from tradebus.shared.deadline import late_message, routed_deadline
 from tradebus.shared.requests import answer_request
 from tradebus.shared.service import Service
-from tradebus.shared.takeover import take_over
+from tradebus.shared.takeover import restart_from_ack_floor, take_over
 from tradebus.shared.topology import Consumer, connector_consumer, ensure_consumer, ensure_streams
 
 from .base import VenueConnector, VenueEvent
@@ -139,7 +140,16 @@ class ConnectorService(Service):
         await consume_batches(
             self.bus, stream=consumer.stream.name, durable=consumer.durable,
             handler=self._on_commands, stopping=self.stopping,
+            on_lost_deliveries=functools.partial(self._deliver_lost_again, consumer),
         )
+
+    async def _deliver_lost_again(self, consumer: Consumer) -> None:
+        """Commands lost on their way here come again first (takeover.py); any of them this
+        process was given before counts as a re-delivery."""
+        assert self.bus is not None
+        delivered = await restart_from_ack_floor(self.bus, consumer, "commands lost on the way: starting again "
+                                                                     "from the ack floor")
+        self.redelivered_through = max(self.redelivered_through, delivered)
 
     async def _on_commands(self, messages: list[Msg]) -> None:
         assert self.events is not None and self.connector is not None

@@ -30,6 +30,7 @@ ack is published again, with its Nats-Msg-Id, once the bus is back (shared/pipel
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -51,7 +52,7 @@ from tradebus.shared.deadline import DEADLINE, stored_at
 from tradebus.shared.direct import BucketFollower
 from tradebus.shared.pipeline import MSG_ID
 from tradebus.shared.service import Service
-from tradebus.shared.takeover import take_over
+from tradebus.shared.takeover import restart_from_ack_floor, take_over
 from tradebus.shared.topology import (
     COMMANDS,
     EVENTS,
@@ -137,7 +138,11 @@ class RiskService(Service):
             self.spawn(self._reload_limits(), name="limits-reload")
         self.spawn(
             consume_batches(self.bus, stream=COMMANDS.name, durable=RISK_COMMANDS.durable, handler=self._on_commands,
-                            batch=self.config.batch_size, stopping=self.stopping),
+                            batch=self.config.batch_size, stopping=self.stopping,
+                            # commands lost on their way here come again before newer ones
+                            on_lost_deliveries=functools.partial(
+                                restart_from_ack_floor, self.bus, RISK_COMMANDS,
+                                "commands lost on the way: starting again from the ack floor")),
             name="command-consumer",
         )
 
