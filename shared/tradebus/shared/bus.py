@@ -235,9 +235,9 @@ async def consume_batches(
             if lost and on_lost_deliveries is not None:
                 log.warning("deliveries lost on the way; the consumer starts again from its ack floor",
                             extra={"durable": durable, "after_consumer_seq": delivered})
-                await subscription.unsubscribe()  # whatever the old consumer still sends goes nowhere
-                arrived[:] = []
                 await on_lost_deliveries()
+                await subscription.unsubscribe()  # what the old consumer sent goes nowhere: the new one sends it again
+                arrived[:] = []
                 inbox = nc.new_inbox()
                 subscription = await nc.subscribe(inbox, cb=on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
                 delivered, open_for = None, 0

@@ -26,12 +26,16 @@ after the ack wait, behind newer ones (bus.py `consume_batches`, `on_lost_delive
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client as NATS
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.control import ServiceStatus
@@ -39,12 +43,15 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import ServiceState
 
 from .bus import Bus, StoredMessage
+from .retry import Backoff, retry
 from .topology import Consumer, last_heartbeats
 
 log = logging.getLogger(__name__)
 
 _status_decoder: msgspec.json.Decoder[ServiceStatus] = decoder(Family.STATUS)
 HEARTBEATS_MISSED = 3  # an instance silent for this many of its own heartbeat intervals is gone
+LEADERLESS_LIMIT = 60.0  # seconds a re-creation keeps asking a cluster without a leader
+T = TypeVar("T")
 
 
 async def take_over(bus: Bus, consumer: Consumer, *, heartbeats: str, stopping: asyncio.Event) -> int:
@@ -66,19 +73,31 @@ async def restart_from_ack_floor(bus: Bus, consumer: Consumer, why: str) -> int:
     stream sequence the durable had delivered (0 if nothing was pending). Also used by a
     live instance whose deliveries were lost on the way (bus.py `consume_batches`)."""
     js = bus.js
+    stream, durable = consumer.stream.name, consumer.durable
     try:
-        info = await js.consumer_info(consumer.stream.name, consumer.durable)
+        info = await _unless_between_leaders(lambda: js.consumer_info(stream, durable))
     except NotFoundError:
         return 0
     if not info.num_ack_pending:
         return 0
     floor = info.ack_floor.stream_seq if info.ack_floor else 0
     delivered = info.delivered.stream_seq if info.delivered else floor
-    log.warning(why, extra={
-        "durable": consumer.durable, "unacknowledged": info.num_ack_pending, "from_stream_seq": floor + 1})
-    await js.delete_consumer(consumer.stream.name, consumer.durable)
-    await js.add_consumer(consumer.stream.name, consumer.config(start_seq=floor + 1))
+    log.warning(why, extra={"durable": durable, "unacknowledged": info.num_ack_pending, "from_stream_seq": floor + 1})
+
+    async def delete() -> None:
+        with contextlib.suppress(NotFoundError):  # deleted by an attempt whose answer was lost
+            await js.delete_consumer(stream, durable)
+
+    await _unless_between_leaders(delete)
+    await _unless_between_leaders(lambda: js.add_consumer(stream, consumer.config(start_seq=floor + 1)))
     return delivered
+
+
+async def _unless_between_leaders(attempt: Callable[[], Awaitable[T]]) -> T:
+    """A JetStream API request, asked again while a cluster answers 503 or not at all (its
+    meta leader is being elected, typically within seconds), for up to LEADERLESS_LIMIT."""
+    return await retry(attempt, on=(ServiceUnavailableError, nats.errors.TimeoutError),
+                       backoff=Backoff(0.25, cap=2.0, deadline=LEADERLESS_LIMIT))
 
 
 async def _stand_by(nc: NATS, heartbeats: str, stopping: asyncio.Event) -> None:
