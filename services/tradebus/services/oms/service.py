@@ -33,6 +33,7 @@ dead connector is not hammered.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -53,6 +54,7 @@ from tradebus.shared.bus import StoredMessage, consume_batches, stored_message
 from tradebus.shared.direct import read_bucket, read_stored
 from tradebus.shared.pipeline import AckLost, Outages, publish_pipelined
 from tradebus.shared.service import Service, default_instance
+from tradebus.shared.takeover import restart_from_ack_floor
 from tradebus.shared.tenants import Tenant, load_tenants, tenant_named
 from tradebus.shared.topology import (
     OMS_EVENTS,
@@ -194,6 +196,10 @@ class OmsService(Service):
             consume_batches(
                 self.bus, stream=consumer.stream.name, durable=consumer.durable, handler=handler,
                 batch=self.config.batch_size, stopping=self.stopping,
+                # an event lost on its way here comes again before newer ones: a modify applied
+                # after its order's cancel would be ignored and the record would differ
+                on_lost_deliveries=functools.partial(restart_from_ack_floor, self.bus, consumer,
+                                                     "events lost on the way: starting again from the ack floor"),
             ),
             name=f"{family}-consumer",
         )
