@@ -12,6 +12,7 @@ redactor the moment they are loaded.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import hmac
@@ -19,6 +20,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -148,6 +150,35 @@ def load_secrets_file(path: str | os.PathLike[str]) -> dict[str, Secret]:
             raise ConfigError(f"{where}: expected KEY=VALUE")
         secrets[key] = Secret(_dotenv_value(value.strip(), where))
     return secrets
+
+
+def write_secret(path: str | os.PathLike[str], key: str, value: str) -> None:
+    """Set `key` in the dotenv-style secrets file at `path`, keeping its other lines: the
+    file is replaced at once (a reader sees the old or the new, never half of it) by one
+    created with mode 0600. Errors never echo the value."""
+    if not _DOTENV_KEY.match(key) or "'" in value or "\n" in value:
+        raise ConfigError(f"cannot write {key} into a secrets file")
+    target = Path(path)
+    try:
+        lines = target.read_text(encoding="utf-8").splitlines() if target.exists() else []
+    except OSError as exc:
+        raise ConfigError(f"cannot read secrets file {target}: {exc.strerror}") from None
+    entry = f"{key}='{value}'"
+    kept = [line for line in lines if line.strip().removeprefix("export ").partition("=")[0].strip() != key]
+    text = "\n".join([*kept, entry]) + "\n"
+    scratch = target.with_name(f".{target.name}.{os.getpid()}.new")
+    try:
+        descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(scratch, 0o600)  # O_CREAT's mode is masked by the umask and ignored for an existing file
+        os.replace(scratch, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(scratch)
+        raise ConfigError(f"cannot write secrets file {target}: {exc.strerror}") from None
 
 
 def _dotenv_value(text: str, where: str) -> str:

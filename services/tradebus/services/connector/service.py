@@ -26,12 +26,13 @@ import logging
 import time
 from typing import Any
 
+import msgspec
 from nats.aio.msg import Msg
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.commands import CancelOrder, ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
-from tradebus.schemas.control import Reconcile, ReconcileReply
+from tradebus.schemas.control import Reconcile, ReconcileReply, ServiceStatus, VenueSession
 from tradebus.schemas.events import command_refused, malformed_command
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import RejectReason, ServiceState
@@ -77,6 +78,7 @@ class ConnectorService(Service):
         self._answering = False  # subscribed to its request subjects
         self.events: EventPublisher | None = None
         self.skipped_redeliveries = 0
+        self.session: VenueSession | None = None  # a venue with daily access tokens: its session (session.py)
         self.redelivered_through = 0  # stream sequences up to it were given to this process or a predecessor (takeover.py)
 
     async def start(self) -> None:
@@ -93,7 +95,7 @@ class ConnectorService(Service):
             venue=self.venue, config=self.venue_config, market_data=market_data, emit=self.events.submit,
             read_journal=functools.partial(read_events, self.bus, journal_subjects(self.venue),
                                            on_unreadable=self.quarantine.hold),
-            report_status=self._venue_status,
+            report_status=self._venue_status, report_session=self._venue_session,
         )
         await self.connector.start()
         self.subscriptions = SubscriptionDesk(self.connector, self.quarantine, lease=self.subscription_lease)
@@ -124,6 +126,14 @@ class ConnectorService(Service):
         else:
             self.state = state
         self.detail = detail
+
+    def _venue_session(self, session: VenueSession) -> None:
+        """On the bus at once, not at the next heartbeat: a dashboard sees an expiry when it happens."""
+        self.session = session
+        self.spawn(self._publish_status(), name="session-status")
+
+    def status(self) -> ServiceStatus:
+        return msgspec.structs.replace(super().status(), session=self.session)
 
     def counters(self) -> dict[str, int]:
         return {

@@ -2,8 +2,9 @@
 
 Credentials follow the credentials convention: FYERS_API_KEY is the app id (client id,
 `XA00001-100`), FYERS_ACCESS_TOKEN the day's access token (environment or secrets file),
-unless given here. Fyers issues an access token per login (auth code -> access token through
-the SDK's SessionModel, docs/venues.md "Fyers"); the connector does not log in itself.
+unless given here. Fyers issues an access token per login (auth code -> access token:
+`tradebus login fyers --auth-code ...`, docs/venues.md "Fyers: logging in"); the connector
+does not log in itself, it picks a new token up from the secrets file (`[venues.fyers.session]`).
 The URL overrides point the SDK at an emulator or a proxy; unset, fyers-apiv3's own are used.
 """
 
@@ -17,6 +18,7 @@ import msgspec
 from tradebus.shared.config import Secret
 
 from ...remote import RemoteSettings
+from ...session import SessionSettings
 
 
 class ProductType(StrEnum):
@@ -42,3 +44,4 @@ class FyersConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     market_poll_interval: float = 1.0  # seconds between depth reads of a watched symbol
     book_depth: int = 5  # Fyers' depth answer has five levels
     resilience: RemoteSettings = msgspec.field(default_factory=RemoteSettings)
+    session: SessionSettings = msgspec.field(default_factory=SessionSettings)  # the daily token (docs/venues.md)

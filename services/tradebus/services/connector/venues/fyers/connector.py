@@ -50,7 +50,7 @@ from ...credentials import venue_credentials
 from ...errors import OrderRefused, OutcomeUnknown, VenueBusy
 from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot, TradeReport
-from . import parsing
+from . import parsing, session
 from .config import FyersConfig
 
 SOCKET_CHANNELS = "OnOrders"  # the order socket's order updates (fills show as filledQty / tradedPrice)
@@ -67,21 +67,32 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
 
     def __init__(self, **kwargs: Any) -> None:
         config: FyersConfig = kwargs["config"]
-        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token,
-                                        secret_name="ACCESS_TOKEN")
-        self._app_id, self._token = credentials.api_key.reveal(), credentials.api_secret.reveal()
+        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token)
+        self._app_id = credentials.api_key.reveal()
         if config.api_url:
             fyersModel.Config.API = config.api_url.rstrip("/")
         if config.data_url:
             fyersModel.Config.DATA_API = config.data_url.rstrip("/")
         Path(config.log_dir).mkdir(parents=True, exist_ok=True)
-        self.client = fyersModel.FyersModel(client_id=self._app_id, token=self._token, log_path=config.log_dir)
-        deadline = _Deadline(config.request_timeout)
-        for scheme in ("https://", "http://"):
-            self.client.service.session.mount(scheme, deadline)
+        self._deadline, self._log_dir = _Deadline(config.request_timeout), config.log_dir
+        self.use_token(credentials.api_secret.reveal())
         super().__init__(**kwargs)
         self._instruments: list[Instrument] = []
         self._ours: dict[str, str] = {}  # order tag -> our client order id
+        self._start_session(self, credentials.api_secret, given=config.access_token, rules=session.RULES,
+                            settings=config.session)
+
+    # --- the day's session (session.py) ------------------------------------------------------------
+    def use_token(self, token: str) -> None:
+        """A client signing with `token` (the SDK reads it once, when built); the order socket
+        takes it at its next connection."""
+        self._token = token
+        self.client = fyersModel.FyersModel(client_id=self._app_id, token=token, log_path=self._log_dir)
+        for scheme in ("https://", "http://"):
+            self.client.service.session.mount(scheme, self._deadline)
+
+    async def check_session(self) -> None:
+        await self._sdk(self.client.get_profile, changes_state=False)
 
     # --- symbology (Fyers' symbols are ours: see parsing.py) ---------------------------------
     def instruments(self) -> list[Instrument]:
@@ -95,7 +106,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
 
     # --- primitives -----------------------------------------------------------------------------
     async def connect(self) -> None:
-        await self._sdk(self.client.get_profile, changes_state=False)  # proves the credentials
+        await self.check_session()
         for coid in self.tracker.client_order_ids():
             self._ours.setdefault(parsing.order_tag(coid), coid)
         self._instruments = [self._instrument(symbol) for symbol in self.config.symbols]
@@ -234,6 +245,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
     async def watch_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
         last: MarketMessage | None = None
         while True:
+            self._session_gate()  # polled outside _call: an expired session must stop it too
             await self.limiter.acquire()
             answer = await self._sdk(self.client.depth, {"symbol": symbol, "ohlcv_flag": 1}, changes_state=False)
             now = time.time_ns()
