@@ -24,6 +24,7 @@ import stat
 import sys
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +37,19 @@ from yarl import URL
 from tradebus.emulators.server import Emulator
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder
+from tradebus.schemas.commands import PlaceOrder
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.events import CommandRejected, OrderRejected
 from tradebus.schemas.market import StreamGap, StreamReconnected
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import OrderType, RejectReason, ServiceState, SessionState, TimeInForce
+from tradebus.schemas.values import OrderType, RejectReason, ServiceState, SessionState, Side, TimeInForce
 from tradebus.services.connector.credentials import SECRETS_FILE_VARIABLE, secret_variable
 from tradebus.services.connector.login import log_in, login_flow
 from tradebus.services.connector.venuespecs import VENUE_SPECS, venue_spec
 from tradebus.services.settings import venue_config
 from tradebus.shared.natsserver import NatsServer
 
-from ..conformance.testbed import VenueUnderTest
+from ..conformance.testbed import VenueUnderTest, new_id
 from ..integration.helpers import collect, market_decoder, wait_until
 
 API_KEY, API_SECRET = "session-key", "session-secret-7d2a"  # the emulated app's key and secret (its first token)
@@ -129,6 +131,8 @@ async def test_an_expired_session_refuses_at_once_goes_quiet_and_a_new_token_res
         status = next(s for s in expired if _session(s) is SessionState.EXPIRED)
         assert status.state is ServiceState.DEGRADED
         assert f"tradebus login {venue.venue}" in status.detail and "secrets" in status.detail
+        shown = await _tradebus("status", "--nats-url", venue.nats_server.url, "--wait", "0.5")
+        assert "session expired" in shown and f"tradebus login {venue.venue}" in shown  # where a user looks
         await asyncio.sleep(0.5)  # streams that were mid-reconnect find the session expired
 
         quiet_from = time.monotonic()
@@ -150,7 +154,7 @@ async def test_an_expired_session_refuses_at_once_goes_quiet_and_a_new_token_res
         written = await asyncio.to_thread(log_in, venue.venue, await login_code(venue), url=api_root(venue))
         assert written == Path(os.environ[SECRETS_FILE_VARIABLE])
         await statuses.wait_for(lambda ss: any(_session(s) is SessionState.REAUTHENTICATED for s in ss), timeout=10)
-        await statuses.wait_for(lambda ss: _session(ss[-1]) is SessionState.LOGGED_IN and ss[-1].state is
+        await statuses.wait_for(lambda ss: bool(ss) and _session(ss[-1]) is SessionState.LOGGED_IN and ss[-1].state is
                                 ServiceState.READY, timeout=15)
         await venue.until(resting.client_order_id, "cancelled")  # reconciled with the venue
         await market.wait_for(lambda ms: any(isinstance(m, StreamReconnected) for m in ms), timeout=15)
@@ -165,6 +169,33 @@ async def test_an_expired_session_refuses_at_once_goes_quiet_and_a_new_token_res
     for token in (API_SECRET, new_token):
         assert token not in caplog.text
         assert not any(token.encode() in raw for raw in bus.messages)
+
+
+async def test_a_connector_started_with_an_expired_token_says_so_and_trades_once_a_new_one_comes(
+    venue: VenueUnderTest,
+) -> None:
+    """The morning after: the fleet starts before anyone logged in."""
+    statuses = await collect(venue.nc, subjects.status("connector", venue.venue), _status)
+    await venue.control("POST", "expire-session", {"api_key": API_KEY})
+    async with venue.connector(degraded=True):
+        await statuses.wait_for(lambda ss: bool(ss) and _session(ss[-1]) is SessionState.EXPIRED and ss[-1].state is
+                                ServiceState.DEGRADED, timeout=10)
+        symbol = venue.settings.venues[venue.venue]["symbols"][0]
+        refused = PlaceOrder(client_order_id=new_id("early"), venue=venue.venue, account=venue.account, symbol=symbol,
+                             side=Side.BUY, order_type=OrderType.MARKET, quantity=Decimal(1),
+                             time_in_force=TimeInForce.DAY)
+        await venue.send(refused)
+        (rejected,) = await venue.finished(refused.client_order_id, timeout=5)
+        assert isinstance(rejected, OrderRejected) and rejected.reason is RejectReason.SESSION_EXPIRED
+        await asyncio.to_thread(log_in, venue.venue, await login_code(venue), url=api_root(venue))
+        await statuses.wait_for(lambda ss: bool(ss) and _session(ss[-1]) is SessionState.LOGGED_IN and ss[-1].state is
+                                ServiceState.READY, timeout=15)
+        instrument = venue.instrument()  # listed now: the new session loaded the instruments
+        quote = await venue.quote(instrument.symbol)  # and started the configured streams
+        fills = venue.place(instrument, quantity=instrument.lot_size, price=venue.price(instrument, quote.ask, "1.05"),
+                            time_in_force=TimeInForce.DAY)
+        await venue.send(fills)
+        await venue.until(fills.client_order_id, "filled", timeout=15)
 
 
 async def test_login_writes_the_token_0600_keeps_other_keys_and_never_prints_it(
@@ -207,6 +238,13 @@ async def _resting_at_venue(venue: VenueUnderTest) -> str:
     orders = await venue.control("GET", f"orders?account={API_KEY}")
     (resting,) = [order for order in orders if order["status"] == "accepted"]
     return str(resting["client_order_id"])
+
+
+async def _tradebus(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "tradebus.cli.main", *args,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    return (out + err).decode()
 
 
 async def _fresh_quote(venue: VenueUnderTest, symbol: str) -> Any:
