@@ -122,7 +122,7 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
         if validity is None:
             raise OrderRefused(RejectReason.UNSUPPORTED_TIME_IN_FORCE,
                                f"{command.time_in_force.value} is not offered by Kite (DAY, IOC)")
-        _check_terms(row, self.config, command.quantity, command.price, command.stop_price)
+        _check_terms(row, self.config, time.time_ns(), command.quantity, command.price, command.stop_price)
         tag = parsing.order_tag(command.client_order_id)
         self._ours[tag] = command.client_order_id
         equity = row.exchange in parsing.EQUITY_SEGMENTS
@@ -141,8 +141,8 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
         order_id = venue_order_id or (current.venue_order_id if current else None)
         if order_id is None:
             raise OrderRefused(RejectReason.UNKNOWN_ORDER, "no such order")
-        _check_terms(self._listing(self.tracker.symbol(command.client_order_id)), self.config, command.quantity,
-                     command.price, command.stop_price)
+        _check_terms(self._listing(self.tracker.symbol(command.client_order_id)), self.config, time.time_ns(),
+                     command.quantity, command.price, command.stop_price)
         await self._order_call(
             self.kite.modify_order, variety=self.config.variety.value, order_id=order_id,
             quantity=None if command.quantity is None else int(command.quantity), price=_text(command.price),
@@ -251,7 +251,7 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
         return await asyncio.to_thread(run)
 
 
-def _check_terms(row: parsing.KiteInstrument, config: ZerodhaConfig, quantity: Decimal | None,
+def _check_terms(row: parsing.KiteInstrument, config: ZerodhaConfig, now: int, quantity: Decimal | None,
                  *prices: Decimal | None) -> None:
     """Refused before sending, by the exchange rules every Indian venue shares
     (tradebus.markets.india.orders says why they are checked here and not in risk): tick
@@ -267,7 +267,7 @@ def _check_terms(row: parsing.KiteInstrument, config: ZerodhaConfig, quantity: D
     listing = india.Listing(segment=segment, kind=kind, tick_size=row.tick_size, lot_size=row.lot_size,
                             underlying=row.name if kind is not india.Kind.EQUITY else None)
     amo = india.ZERODHA_AMO if config.variety is Variety.AMO else None
-    refused = india.check_order(listing, quantity, prices, when_ns=time.time_ns(), amo=amo, clock=clock)
+    refused = india.check_order(listing, quantity, prices, when_ns=now, amo=amo, clock=clock)
     if refused is not None:
         raise OrderRefused(*refused)
 
