@@ -81,6 +81,7 @@ class FyersEmulator(Emulator):
             "account": account, "api_key": api_key, "access_token": api_secret, "api_url": f"{self.url}/api/v3",
             "data_url": f"{self.url}/data", "order_socket_url": f"{ws}/trade/v3", "symbols": sorted(self.venue.instruments),
             "subscribe": ["*"], "market_poll_interval": 0.2,
+            "market_hours": False,  # the emulated venue trades around the clock: no sessions to refuse outside of
         }
 
     def error_response(self, reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:

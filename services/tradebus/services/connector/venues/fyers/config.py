@@ -38,6 +38,9 @@ class FyersConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     symbols: list[str] = []  # NSE:SBIN-EQ, ...: the instruments traded (Fyers' API lists none)
     tick_size: Decimal = Decimal("0.05")  # of every listed symbol (NSE equities)
     lot_size: Decimal = Decimal(1)
+    # Refuse orders outside the exchange's sessions before sending them (tradebus.markets.india);
+    # off for a venue that trades around the clock (the emulator).
+    market_hours: bool = True
     subscribe: list[str] = []  # streams published from start ("*": every listed symbol)
     market_poll_interval: float = 1.0  # seconds between depth reads of a watched symbol
     book_depth: int = 5  # Fyers' depth answer has five levels

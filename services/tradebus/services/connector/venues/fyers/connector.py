@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from fyers_apiv3 import fyersModel
 from fyers_apiv3.FyersWebsocket import order_ws
 from requests.adapters import HTTPAdapter
 
+from tradebus.markets import india
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
 from tradebus.schemas.events import Balance
 from tradebus.schemas.market import Instrument
@@ -50,7 +52,7 @@ from ...credentials import venue_credentials
 from ...errors import OrderRefused, OutcomeUnknown, VenueBusy
 from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot, TradeReport
-from . import parsing
+from . import parsing, rules
 from .config import FyersConfig
 
 SOCKET_CHANNELS = "OnOrders"  # the order socket's order updates (fills show as filledQty / tradedPrice)
@@ -125,6 +127,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
             raise OrderRefused(RejectReason.UNSUPPORTED_TIME_IN_FORCE, f"{command.time_in_force.value}: DAY or IOC")
         if command.quantity != int(command.quantity):
             raise OrderRefused(RejectReason.LOT_SIZE, "Fyers takes whole quantities")
+        self._check_rules(command.symbol, command.quantity, command.price, command.stop_price)
         tag = parsing.order_tag(command.client_order_id)
         self._ours[tag] = command.client_order_id
         body = {
@@ -148,6 +151,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
         current = await self.lookup(command.client_order_id, "")
         if current is None:
             raise OrderRefused(RejectReason.UNKNOWN_ORDER, "no such order")
+        self._check_rules(current.symbol, command.quantity, command.price, command.stop_price)
         body: dict[str, Any] = {"id": current.venue_order_id, "type": parsing.ORDER_TYPES[current.order_type]}
         if command.quantity is not None:
             body["qty"] = int(command.quantity)
@@ -247,6 +251,17 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
             await asyncio.sleep(self._poll_interval())
 
     # --- helpers ----------------------------------------------------------------------------------
+    def _check_rules(self, symbol: str, quantity: Decimal | None, *prices: Decimal | None) -> None:
+        """The Indian exchange rules, before sending (tradebus.markets.india.orders says why
+        here): tick and lot (the settings'), freeze quantity, the segment's sessions. The
+        connector places no Schedule Orders (AMOs), so outside the sessions an order is refused."""
+        found = rules.listing(symbol, self.config.tick_size, self.config.lot_size)
+        if found is None:
+            return
+        refused = india.check_order(found, quantity, prices, when_ns=time.time_ns(), clock=self.config.market_hours)
+        if refused is not None:
+            raise OrderRefused(*refused)
+
     def _poll_interval(self) -> float:
         """Seconds between two reads of one watched stream: `market_poll_interval`, or longer
         where the watched streams together would take more than half of the request budget.
