@@ -35,7 +35,8 @@ QUOTE_DEPTH, BOOK_DEPTH = 1, 50  # the order book topics ccxt subscribes for spo
 
 # Frame structs are gc=False: they hold only scalars and lists of levels, never a cycle, and
 # untracked structs are cheaper to allocate, which counts per frame. A trade's decimals stay
-# text until the wire message is built (exact_decimal.py).
+# text until the wire message is built (exact_decimal.py), and the trade fields no wire
+# message takes are left out: the decoder skips them for less than it would take to build them.
 class Level(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """`["16493.50", "0.006"]`: price and size."""
 
@@ -61,8 +62,9 @@ class OrderbookFrame(msgspec.Struct, frozen=True):
 
 
 class PublicTrade(msgspec.Struct, frozen=True, gc=False):
+    """One trade (also `s`, the symbol, `L`, the tick direction, and `BT`, a block trade)."""
+
     T: int  # trade time, ms
-    s: str
     S: Literal["Buy", "Sell"]  # the taker's side
     v: str  # size
     p: str  # price
@@ -70,10 +72,9 @@ class PublicTrade(msgspec.Struct, frozen=True, gc=False):
 
 
 class TradeFrame(msgspec.Struct, frozen=True):
-    """`publicTrade.{symbol}`."""
+    """`publicTrade.{symbol}` (also `ts`, when the system generated the data)."""
 
     topic: str
-    ts: int
     data: list[PublicTrade]
 
 
