@@ -38,7 +38,7 @@ FILES = [path for venue in MODULES for path in sorted((HERE / venue / "corpus" /
 TEXT_DECIMALS = {("binance", "quote"): {"bid": "b", "bid_size": "B", "ask": "a", "ask_size": "A"},
                  ("binance", "trade"): {"price": "p", "size": "q"},
                  ("bybit", "trade"): {"price": "p", "size": "v"}}
-TEXT_FILES = [path for path in FILES if (json.loads(path.read_text())["venue"], json.loads(path.read_text())["stream"])
+TEXT_FILES = [path for path in FILES if (path.parent.parent.parent.name, json.loads(path.read_text())["stream"])
               in TEXT_DECIMALS]
 
 
