@@ -30,8 +30,9 @@ own places, the order socket's updates, and the order book, read at every reconc
 once each order socket has acknowledged its subscription, so that no order falls between the
 two) and refuses a place whose tag the venue holds as such a duplicate, without a request:
 the shared placement path (placement.py) then looks the order up and recognizes it by its
-terms. A place waits (up to TAGS_WAIT) until the tags are known. A place whose outcome was
-unknown adds no tag, so its look-up may still re-send it.
+terms. While the order socket is not subscribed (starting, reconnecting), a place reads the
+order book first. A place whose outcome was unknown adds no tag, so its look-up may still
+re-send it.
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ from .datasocket import DataSocket
 
 SOCKET_CHANNELS = "OnOrders"  # the order socket's order updates (fills show as filledQty / tradedPrice)
 SUBSCRIBED = 1605  # the order socket's answer to a subscription (docs "Order Websocket": "Successfully subscribed")
-TAGS_WAIT = 5.0  # seconds a place waits for the venue's tags to be known (the order socket's subscription)
 
 
 class FyersConnector(RemoteVenueConnector[FyersConfig]):
@@ -142,10 +142,9 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
         if command.quantity != int(command.quantity):
             raise OrderRefused(RejectReason.LOT_SIZE, "Fyers takes whole quantities")
         tag = parsing.order_tag(command.client_order_id)
-        try:
-            await asyncio.wait_for(self._tags_known.wait(), TAGS_WAIT)
-        except TimeoutError:
-            raise VenueBusy("the order socket is not subscribed yet: the venue's order tags are not known") from None
+        if not self._tags_known.is_set():  # the order socket is not subscribed: only the book knows them all
+            await self.limiter.acquire()
+            await self._order_book()
         if tag in self._venue_tags:
             raise OrderRefused(RejectReason.DUPLICATE_CLIENT_ORDER_ID, f"Fyers holds an order tagged {tag} today")
         self._ours[tag] = command.client_order_id
