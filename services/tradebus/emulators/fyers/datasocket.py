@@ -95,12 +95,12 @@ class Tape:
         s["bid_price"], s["bid_size"] = self.depth["bid_price1"], self.depth["bid_size1"]
         s["ask_price"], s["ask_size"] = self.depth["ask_price1"], self.depth["ask_size1"]
         if update.trade is not None:
-            price, size = _paise(update.trade.price), max(1, int(update.trade.size))
-            s["vol_traded_today"] += size
-            self.traded += price * size
-            s.update(ltp=price, last_traded_qty=size, last_traded_time=now,
+            paid, shares = _paise(update.trade.price), max(1, int(update.trade.size))
+            s["vol_traded_today"] += shares
+            self.traded += paid * shares
+            s.update(ltp=paid, last_traded_qty=shares, last_traded_time=now,
                      avg_trade_price=self.traded // s["vol_traded_today"])
-            s["high_price"], s["low_price"] = max(s["high_price"], price), min(s["low_price"] or price, price)
+            s["high_price"], s["low_price"] = max(s["high_price"], paid), min(s["low_price"] or paid, paid)
         if not s["ltp"] and s["bid_price"]:
             s["ltp"] = s["bid_price"]
         if not s["open_price"] and s["ltp"]:

@@ -274,9 +274,13 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
                 message = parsing.quote(self.venue, symbol, feed, now)
             else:
                 message = parsing.book(self.venue, symbol, feed, now, self.config.book_depth)
-            if message is not None and _content(message) != _content(last):
-                last = message if kind is not MarketDataKind.TRADE else None
-                yield [message]
+            if message is None:
+                continue
+            if kind is not MarketDataKind.TRADE:  # a feed that changed nothing this stream shows publishes nothing
+                if _content(message) == _content(last):
+                    continue
+                last = message
+            yield [message]
 
     # --- helpers ----------------------------------------------------------------------------------
     def _snapshot(self, order: dict[str, Any]) -> OrderSnapshot:
