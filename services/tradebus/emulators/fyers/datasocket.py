@@ -172,9 +172,10 @@ class DataSocket:
                 "invalidSymbol": [s for s in symbols if s not in FYTOKENS]}
 
     def _request(self, session: HsmSession, frame: bytes) -> None:
-        if len(frame) < 4:
-            return
-        kind, fields = frame[2], _fields(frame)
+        try:
+            kind, fields = frame[2], _fields(frame)
+        except (IndexError, struct.error):
+            return  # not a request (Fyers' answer to one is not documented); the SDK's ping is 3 bytes
         if kind == 1:
             account = self._hsm_keys().get(fields.get(1, b"").decode(errors="replace"))
             session.account = account

@@ -1,5 +1,5 @@
-"""Fyers' JSON (fyers-apiv3 answers dicts) and data socket feeds (hsm.py) to the shared types, and its error answers to the
-connector's taxonomy. Fyers dicts never leave this folder.
+"""Fyers' JSON (fyers-apiv3 answers dicts) and data socket feeds (hsm.py) to the shared
+types, and its error answers to the connector's taxonomy. Fyers dicts never leave this folder.
 
 Symbology: Fyers names an instrument `EXCHANGE:SYMBOL-SERIES` (`NSE:SBIN-EQ`), already
 exchange-qualified: it is our unified symbol as it is.
