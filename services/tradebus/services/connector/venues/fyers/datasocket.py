@@ -2,11 +2,12 @@
 
 Why not fyers-apiv3's FyersDataSocket: it resolves symbols with `requests` against a URL fixed
 in its code (`https://api-t1.fyers.in/data/symbol-token`, no deadline) and fetches an index
-table from public.fyers.in on every subscription; it sleeps 2 s in connect() and 0.5 s per
-subscription; it keeps one subscription list per channel, so unsubscribing a symbol that was
-not the last subscribed fails; its reconnect is silent, which would hide a gap from the base
-class; its parser divides prices into floats and logs a malformed frame instead of saying so.
-The protocol is small, so it is spoken here, frame for frame as the SDK speaks it (hsm.py).
+table from public.fyers.in (up to 10 s, again at every subscription while that fails); it
+sleeps 2 s in connect() and 0.5 s per subscription; it keeps one subscription list per
+channel, so unsubscribing a symbol that was not the last subscribed fails; its reconnect is
+silent, which would hide a gap from the base class; its parser divides prices into floats
+and logs a malformed frame instead of saying so. The protocol is small, so it is spoken
+here, frame for frame as the SDK speaks it (hsm.py).
 
 One connection for every stream of the connector: the first listener opens it
 (authenticate, full mode), each listener's topic is subscribed on it, the last listener of a
