@@ -19,7 +19,7 @@ from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import CancelReason, MarketDataKind, OrderType, RejectReason, ServiceState
 
 from ..integration.helpers import collect, market_decoder
-from .testbed import API_KEY, API_SECRET, VenueUnderTest, new_id, tag
+from .testbed import API_KEY, VenueUnderTest, new_id, tag
 
 
 class VenueMarket(NamedTuple):
@@ -178,8 +178,8 @@ async def test_refused_credentials_are_reported_and_never_printed(remote: VenueU
         )
         status = next(s for s in degraded if s.state is ServiceState.DEGRADED)
         assert "auth" in status.detail
-    assert API_SECRET not in caplog.text
-    assert not any(API_SECRET.encode() in raw for raw in everything.messages)
+    assert remote.secret not in caplog.text
+    assert not any(remote.secret.encode() in raw for raw in everything.messages)
     assert any("credentials" in record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR)
 
 
