@@ -19,7 +19,6 @@ from tradebus.services.connector.venuespecs import VENUE_SPECS
 from tradebus.shared.health import HealthServer, ServiceMetrics
 
 from .deployfiles import (
-    DOCKERFILE,
     DOCKERIGNORE,
     REPO,
     base_env,
