@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,10 @@ from .deployfiles import (
     DEPLOY,
     K8S,
     KUSTOMIZATION,
+    NATS_CONF,
     PASSWORD_ENV,
     ROUTE_PASSWORD_ENV,
+    TENANTS,
     base_env,
     check_settings,
     cluster_config_dir,
@@ -38,6 +42,7 @@ KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
 installed kubernetes-validate knows."""
 NATS_NODES = [f"nats-{index}.nats.tradebus.svc.cluster.local" for index in range(3)]
 SECRETS_TEMPLATE = K8S / "secrets.template.yaml"
+TRADEBUS = [sys.executable, "-m", "tradebus.cli.main"]
 VENUES_KUSTOMIZATION = K8S / "venues" / "kustomization.yaml"
 
 
@@ -209,6 +214,28 @@ def test_the_nats_cluster_has_three_nodes_on_their_own_volumes_and_loses_one_at_
     anti = pod_spec(nats)["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
     assert by_name("Service")["nats"]["spec"]["clusterIP"] == "None"  # nats-N.nats: one name per node
+
+
+def test_a_node_starts_only_once_every_password_of_the_profile_is_strong() -> None:
+    """nats-server opens a user whose password is empty: the init container runs the
+    profile generator's check over the same venues and tenants the profile was made from."""
+    nats = by_name("StatefulSet")["nats"]
+    [check] = pod_spec(nats)["initContainers"]
+    assert check["image"].startswith("tradebus-core:") and "--check-environment" in check["args"]
+    generated_by = re.search(r"^#\s+tradebus (nats-config .+) --output \S+$", NATS_CONF.read_text(), re.MULTILINE)
+    assert generated_by
+    tenants = check["args"][check["args"].index("--tenants") + 1]
+    assert check["args"] == [*generated_by[1].replace("deploy/tenants.toml", tenants).split(), "--check-environment"]
+    volume = next(v for v in pod_spec(nats)["volumes"] if v["name"] == "tenants")
+    assert volume["configMap"]["name"] == "tradebus-tenants"
+    argv = [*check["args"]]
+    argv[argv.index("--tenants") + 1] = str(TENANTS)
+    secrets = secret_values()
+    filled = container_env(check, secrets)
+    assert subprocess.run([*TRADEBUS, *argv], env={**base_env(), **filled}, capture_output=True, timeout=60).returncode == 0
+    empty = {**filled, "TRADEBUS_NATS_PASSWORD_RISK": ""}
+    refused = subprocess.run([*TRADEBUS, *argv], env={**base_env(), **empty}, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 78 and "TRADEBUS_NATS_PASSWORD_RISK" in refused.stderr
 
 
 def test_each_nodes_configuration_passes_nats_server_config_test(tmp_path: Path) -> None:
