@@ -129,6 +129,7 @@ def test_the_kustomizations_list_every_manifest_and_the_generated_configuration(
         for entry in generator["files"]:
             assert (DEPLOY / entry.split("=", 1)[1]).is_file(), entry
     venues = yaml.safe_load(VENUES_KUSTOMIZATION.read_text())
+    assert venues["namespace"] == root["namespace"] == "tradebus"
     assert (VENUES_KUSTOMIZATION.parent / venues["resources"][0]).resolve() == DEPLOY.resolve()
     assert {(VENUES_KUSTOMIZATION.parent / path).resolve() for path in venues["resources"][1:]} == {
         path.resolve() for path in (K8S / "venues").glob("connector-*.yaml")}
