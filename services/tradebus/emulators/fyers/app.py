@@ -7,6 +7,7 @@ Served (paths as on api-t1.fyers.in, docs myapi.fyers.in/docsv3):
     POST   /api/v3/orders/sync              limit (1), market (2), SL-M (3), SL-L (4); DAY, IOC
     PATCH  /api/v3/orders/sync              modify quantity / prices (the order keeps its id)
     DELETE /api/v3/orders/sync              cancel
+    GET    /data/depth, /data/quotes        five-level book; best bid / ask and last price
     POST   /data/symbol-token               symbols -> fytokens (datasocket.py)
     WS     /trade/v3                        the order socket: SUB_ORD, then order frames (raw names)
     WS     /hsm/v1-5/prod                   the data socket, HSM binary protocol (datasocket.py)
@@ -109,6 +110,8 @@ class FyersEmulator(Emulator):
         router.add_post("/api/v3/orders/sync", endpoint("place", self._authed(self._place)))
         router.add_patch("/api/v3/orders/sync", endpoint("amend", self._authed(self._modify)))
         router.add_delete("/api/v3/orders/sync", endpoint("cancel", self._authed(self._cancel)))
+        get("/data/depth", endpoint("depth", self._authed(self._depth), keyed=False))
+        get("/data/quotes", endpoint("quotes", self._authed(self._quotes), keyed=False))
         router.add_post("/data/symbol-token", endpoint("symbol_token", self._symbol_token, keyed=False))
         get("/trade/v3", self._order_socket)
         get("/hsm/v1-5/prod", self.stream_endpoint(self.data_socket.stream))
@@ -269,6 +272,36 @@ class FyersEmulator(Emulator):
             raise Refused(RejectReason.ORDER_NOT_OPEN, "order is not open")
         self.venue.cancel(record)
         return {"s": "ok", "code": 1103, "message": "Successfully cancelled order", "id": str(record.order_id)}
+
+    # --- market data --------------------------------------------------------------------------
+    async def _depth(self, account: str, request: web.Request) -> dict[str, Any]:
+        symbol = request.query.get("symbol", "")
+        update = self.venue.last_market.get(symbol)
+        if symbol not in self.venue.instruments:
+            raise Refused(RejectReason.UNKNOWN_INSTRUMENT, "Invalid symbol provided")
+        bids = (update.bids or [])[:5] if update else []
+        asks = (update.asks or [])[:5] if update else []
+
+        def level(price: Decimal, size: Decimal) -> dict[str, Any]:
+            return {"price": float(price), "volume": float(size), "ord": 1}
+
+        return {"s": "ok", "message": "", "d": {symbol: {
+            "bids": [level(p, s) for p, s in bids], "ask": [level(p, s) for p, s in asks],
+            "totalbuyqty": float(sum(s for _, s in bids)), "totalsellqty": float(sum(s for _, s in asks)),
+            "ltp": float(update.trade.price) if update and update.trade else 0, "tick_Size": 0.05}}}
+
+    async def _quotes(self, account: str, request: web.Request) -> dict[str, Any]:
+        quotes = []
+        for symbol in request.query.get("symbols", "").split(","):
+            update = self.venue.last_market.get(symbol)
+            if symbol not in self.venue.instruments or update is None or not update.bids or not update.asks:
+                quotes.append({"n": symbol, "s": "error", "v": {"errmsg": "invalid symbol"}})
+                continue
+            bid, ask = update.bids[0][0], update.asks[0][0]
+            quotes.append({"n": symbol, "s": "ok", "v": {"bid": float(bid), "ask": float(ask), "spread": float(ask - bid),
+                                                         "lp": float(update.trade.price) if update.trade else float(bid),
+                                                         "symbol": symbol}})
+        return {"s": "ok", "code": 200, "d": quotes}
 
     # --- the order socket ---------------------------------------------------------------------------
     async def _order_socket(self, request: web.Request) -> web.StreamResponse:
