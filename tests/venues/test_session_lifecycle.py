@@ -52,7 +52,7 @@ from tradebus.shared.natsserver import NatsServer
 from ..conformance.testbed import VenueUnderTest, new_id
 from ..integration.helpers import collect, market_decoder, wait_until
 
-API_KEY, API_SECRET = "session-key", "session-secret-7d2a"  # the emulated app's key and secret (its first token)
+API_KEY, SEED = "session-key", "session-secret-7d2a"
 DAILY_VENUES = [name for name, spec in VENUE_SPECS.items() if spec.login is not None and spec.in_this_environment]
 CHECK_INTERVAL = 0.1  # seconds between looks at the secrets file (5 s by default)
 QUIET = 2.0  # seconds of an expired session during which the venue must hear nothing
@@ -64,16 +64,18 @@ async def venue(request: pytest.FixtureRequest, nats_server: NatsServer, tmp_pat
     """The venue's connector with its token in a secrets file (the one place a running
     connector reads a new token from), short session intervals, and a long probe interval."""
     name = request.param
+    emulator_type = venue_spec(name).emulator_class()
+    secret = emulator_type.issue_secret(SEED)  # the emulated app's secret and its first token (Fyers: a JWT)
     secrets_file = tmp_path / "secrets.env"
-    secrets_file.write_text(f"{name.upper()}_API_KEY={API_KEY}\n{secret_variable(name)}={API_SECRET}\n"
-                            f"{name.upper()}_API_SECRET={API_SECRET}\n")
+    secrets_file.write_text(f"{name.upper()}_API_KEY={API_KEY}\n{secret_variable(name)}={secret}\n"
+                            f"{name.upper()}_API_SECRET={secret}\n")
     monkeypatch.setenv(SECRETS_FILE_VARIABLE, str(secrets_file))
     for variable in (f"{name.upper()}_API_KEY", secret_variable(name), f"{name.upper()}_API_SECRET"):
         monkeypatch.delenv(variable, raising=False)
-    emulator = venue_spec(name).emulator_class().create(credentials={API_KEY: API_SECRET}, tick_interval=0.05)
+    emulator = emulator_type.create(credentials={API_KEY: secret}, tick_interval=0.05)
     await emulator.start()
     nc = await nats.connect(nats_server.url)
-    bed = VenueUnderTest(name, nats_server, nc, emulator)
+    bed = VenueUnderTest(name, nats_server, nc, emulator, secret)
     table = {key: value for key, value in bed.settings.venues[name].items() if key not in ("api_key", "access_token")}
     table["session"] = {"token_check_interval": CHECK_INTERVAL, "expired_probe_interval": 3600.0}
     table["resilience"] = {"reconnect_delay": 0.05, "command_wait": 5.0}
@@ -165,8 +167,8 @@ async def test_an_expired_session_refuses_at_once_goes_quiet_and_a_new_token_res
         await venue.until(fills.client_order_id, "filled", timeout=15)
 
     new_token = emulator.venue.credentials[API_KEY]
-    assert new_token != API_SECRET
-    for token in (API_SECRET, new_token):
+    assert new_token != venue.secret
+    for token in (venue.secret, new_token):
         assert token not in caplog.text
         assert not any(token.encode() in raw for raw in bus.messages)
 
@@ -214,7 +216,7 @@ async def test_login_writes_the_token_0600_keeps_other_keys_and_never_prints_it(
     assert process.returncode == 0, (out + err).decode()
     assert venue.emulator is not None
     token = venue.emulator.venue.credentials[API_KEY]
-    assert token != API_SECRET and token.encode() not in out + err
+    assert token != venue.secret and token.encode() not in out + err
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert target.read_text() == f"# kept\nOTHER_VENUE_API_KEY=abc\n{secret_variable(venue.venue)}='{token}'\n"
     again = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,

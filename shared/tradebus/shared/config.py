@@ -12,7 +12,6 @@ redactor the moment they are loaded.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import difflib
 import hmac
@@ -153,9 +152,11 @@ def load_secrets_file(path: str | os.PathLike[str]) -> dict[str, Secret]:
 
 
 def write_secret(path: str | os.PathLike[str], key: str, value: str) -> None:
-    """Set `key` in the dotenv-style secrets file at `path`, keeping its other lines: the
-    file is replaced at once (a reader sees the old or the new, never half of it) by one
-    created with mode 0600. Errors never echo the value."""
+    """Set `key` in the dotenv-style secrets file at `path`, keeping its other lines, with
+    mode 0600. Rewritten in place, not replaced by a new file: a container that mounts the
+    one file (compose secrets, a bind mount) keeps seeing the file it mounted. The value is
+    quoted, so a reader that catches the file half-written finds no complete value (an
+    unterminated quote) rather than half a token. Errors never echo the value."""
     if not _DOTENV_KEY.match(key) or "'" in value or "\n" in value:
         raise ConfigError(f"cannot write {key} into a secrets file")
     target = Path(path)
@@ -163,21 +164,16 @@ def write_secret(path: str | os.PathLike[str], key: str, value: str) -> None:
         lines = target.read_text(encoding="utf-8").splitlines() if target.exists() else []
     except OSError as exc:
         raise ConfigError(f"cannot read secrets file {target}: {exc.strerror}") from None
-    entry = f"{key}='{value}'"
     kept = [line for line in lines if line.strip().removeprefix("export ").partition("=")[0].strip() != key]
-    text = "\n".join([*kept, entry]) + "\n"
-    scratch = target.with_name(f".{target.name}.{os.getpid()}.new")
+    text = "\n".join([*kept, f"{key}='{value}'"]) + "\n"
     try:
-        descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            os.fchmod(file.fileno(), 0o600)  # O_CREAT's mode is masked by the umask and ignored for an existing file
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(scratch, 0o600)  # O_CREAT's mode is masked by the umask and ignored for an existing file
-        os.replace(scratch, target)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(scratch)
         raise ConfigError(f"cannot write secrets file {target}: {exc.strerror}") from None
 
 

@@ -118,6 +118,10 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
         self._watched: set[tuple[MarketDataKind, str]] = set()
         self.session = None  # a venue whose access tokens last a day sets its TokenSession (sessionhost.py)
 
+    @property
+    def credentials_refused(self) -> bool:
+        return self._auth_error is not None or (self.session is not None and self.session.blocked)
+
     # --- venue primitives (all raise only errors.py errors) ----------------------------------
     @abstractmethod
     async def connect(self) -> None:
