@@ -127,7 +127,8 @@ class TokenSession:
     def expired(self, message: str) -> None:
         """The venue refused the token (its code table says: an expired session)."""
         self._last_probe = time.monotonic()  # this refusal is the latest look: the next one is an interval away
-        if self.state is not SessionState.EXPIRED:
+        # while a new token is tried, its own outcome decides (a refusal of it arrives here too)
+        if self.state not in (SessionState.EXPIRED, SessionState.REAUTHENTICATED):
             self._change(SessionState.EXPIRED, f"{self.venue} refused the access token ({message})")
 
     # --- the watcher --------------------------------------------------------------------------
