@@ -89,7 +89,7 @@ def test_a_typed_message_decodes_into_its_wire_form_and_back_to_the_same_bytes()
 
 # Text a venue might send: the contract's decimals, what Python's Decimal reads beyond them,
 # and near misses (signs, exponents, white space, separators, other digits, JSON specials).
-NEAR_DECIMALS = st.text(alphabet="0123456789.+-eE _\t\n,[]\"\\\u0661N", max_size=14)
+NEAR_DECIMALS = st.text(alphabet="0123456789.+-eE _\t\n,[]\"\\u\u0661N", max_size=14)
 DECIMALS = st.one_of(
     st.from_regex(DECIMAL_PATTERN, fullmatch=True),
     st.decimals(allow_nan=True, allow_infinity=True).map(str),
@@ -111,9 +111,14 @@ def typed(text: str) -> Decimal | None:
 CONTRACT_DECIMAL = re.compile(DECIMAL_PATTERN)
 
 
+def json_strings(texts: list[str]) -> str:
+    """The array plain_decimals reads, as the native path writes it (an f-string)."""
+    return "[" + ",".join(f'"{text}"' for text in texts) + "]"
+
+
 def wire_texts(texts: list[str]) -> list[str] | None:
     """What the native path puts on the wire for `texts`; None where it refuses them."""
-    if plain_decimals(f"[{','.join(texts)}]", len(texts)):
+    if plain_decimals(json_strings(texts), len(texts)):
         return texts
     try:
         return list(canonical_decimals(*texts))
@@ -125,6 +130,8 @@ def wire_texts(texts: list[str]) -> list[str] | None:
 @example(["0.00100000", "0.00000032"]).via("Binance's eight places: below 1e-6 Decimal writes an exponent")
 @example(["0.000000", "0.0000000", "-0", "+1.5", "01.5", ".5", "5.", "1e5", "1E+5"]).via("not as str(Decimal) writes")
 @example(["1", "2,3"]).via("a comma in a text")
+@example(["1", '2","3']).via("a quote in a text")
+@example(["\\u0031"]).via("an escape JSON would read as a digit")
 @example(["1 ", "2"]).via("white space JSON would skip")
 @example(["NaN"]).via("no finite decimal")
 @example(["0E1000000000000000000"]).via("beyond Decimal's exponent range")
@@ -141,9 +148,9 @@ def test_the_wire_carries_exactly_what_the_typed_path_writes(texts: list[str]) -
 def test_what_venues_write_goes_on_as_it_came() -> None:
     """The cheap proof takes the venues' usual texts (Binance's eight places, Bybit's), so
     that no Decimal is made for them; the rest is made canonical."""
-    assert plain_decimals("[25.35190000,0.00100000,16493.50,0.006,100,10.00000000]", 6)
-    for text in ("0.00000032", "0.00000000", "0", "1E-7", "+1", "01", ".5", "5.", "-1"):
-        assert not plain_decimals(f"[{text}]", 1), text
+    assert plain_decimals(json_strings(["25.35190000", "0.00100000", "16493.50", "0.006", "100", "10.00000000"]), 6)
+    for text in ("0.00000032", "0.00000000", "0", "1E-7", "+1", "01", ".5", "5.", "-1", "\\u0031"):
+        assert not plain_decimals(json_strings([text]), 1), text
 
 
 @given(st.lists(DECIMALS, min_size=4, max_size=4))

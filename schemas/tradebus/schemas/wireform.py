@@ -107,30 +107,34 @@ def canonical_decimals(*texts: str) -> tuple[str, ...]:
     return tuple(map(canonical_decimal, texts))
 
 
-# A positive JSON number at least _PLAIN_MIN, checked in C by msgspec's number grammar.
+# A JSON string holding a positive number of at least _PLAIN_MIN. Decoded with strict=False,
+# msgspec reads a float from a string's whole content by JSON's number grammar (no sign but
+# "-", leading zero, leading or trailing point, white space, `_` or other digits) plus NaN
+# and Infinity spellings, which the bounds refuse.
 _PlainNumber = Annotated[float, msgspec.Meta(ge=_PLAIN_MIN, le=1e300)]
 # The decoders of JSON arrays of 1 to MAX_TEXTS _PlainNumbers, by length.
 MAX_TEXTS = 8
 _PLAIN_NUMBERS: dict[int, Callable[[str], Any]] = {
-    count: msgspec.json.Decoder(tuple[(_PlainNumber,) * count]).decode  # type: ignore[misc]
+    count: msgspec.json.Decoder(tuple[(_PlainNumber,) * count], strict=False).decode  # type: ignore[misc]
     for count in range(1, MAX_TEXTS + 1)}
 _NOT_NUMBERS = (msgspec.ValidationError, msgspec.DecodeError)
 
 
 def plain_decimals(array: str, count: int) -> bool:
-    """Whether each of `count` texts, joined by the caller into `array` as `[t1,t2,...]`, is
-    the text `str(Decimal(text))` writes, with a positive value (then it goes on the wire
-    as it is); False for anything else, which `canonical_decimals` then makes canonical or
-    refuses. One C call for them all and no Decimal made: the array decodes as `count`
-    positive JSON numbers of at least _PLAIN_MIN only if each text is one number in plain
-    notation without a sign, a leading zero or a leading or trailing point (JSON's grammar,
-    which also has no NaN, Infinity, `_` or other digits) and above 1e-6: exactly what
-    str(Decimal) writes. JSON allows white space between tokens and exponents, so those are
-    looked for first; a text holding a comma or a bracket changes the array's length or
-    shape and fails. The caller builds the array with an f-string: a call spreading the
-    texts and joining them costs a tenth of the native path (bench/README.md)."""
-    if ("e" in array or "E" in array or " " in array or "\n" in array or "\r" in array or "\t" in array
-            or count > MAX_TEXTS):
+    """Whether each of `count` (1 to MAX_TEXTS) texts, which the caller writes into `array`
+    as a JSON array of strings (`f'["{price}","{size}"]'`), is the text `str(Decimal(text))`
+    writes and positive: then it goes on the wire as it came. False for anything else, which
+    `canonical_decimals` then makes canonical or refuses.
+
+    One C call for them all, no Decimal made: the array decodes into `count` numbers of at
+    least _PLAIN_MIN only if each text is one number in plain notation without a sign, a
+    leading zero or a leading or trailing point, above 1e-6: exactly what str(Decimal) writes.
+    JSON's grammar allows exponents, so they are looked for first, and so are backslashes: an
+    escape (`\\u0031`) would decode into a digit the text does not hold. Without them a
+    quote in a text adds a string to the array, or breaks it, and fails too. The caller
+    writes the array with an f-string: a call spreading the texts and joining them costs a
+    twentieth of the native path (bench/README.md)."""
+    if "e" in array or "E" in array or "\\" in array:
         return False
     try:
         _PLAIN_NUMBERS[count](array)

@@ -143,7 +143,7 @@ WireQuote, WireTrade = wire_form(Quote), wire_form(Trade)
 def quote(venue: str, symbol: str, frame: BookTicker, now: int) -> msgspec.Struct:
     """A book ticker carries no time: the moment it arrived stands for it."""
     bid, bid_size, ask, ask_size = frame.b, frame.B, frame.a, frame.A
-    if not plain_decimals(f"[{bid},{bid_size},{ask},{ask_size}]", 4):
+    if not plain_decimals(f'["{bid}","{bid_size}","{ask}","{ask_size}"]', 4):
         bid, bid_size, ask, ask_size = canonical_decimals(bid, bid_size, ask, ask_size)
     return WireQuote(venue=venue, symbol=symbol, seq=0, ts_event=now, ts_recv=now,
                      bid=bid, bid_size=bid_size, ask=ask, ask_size=ask_size)
@@ -154,7 +154,7 @@ AGGRESSOR_BY_MAKER = (Aggressor.BUY, Aggressor.SELL)  # indexed by `m`: the buye
 
 def trade(venue: str, symbol: str, frame: TradeEvent, now: int) -> msgspec.Struct:
     price, size = frame.p, frame.q
-    if not plain_decimals(f"[{price},{size}]", 2):
+    if not plain_decimals(f'["{price}","{size}"]', 2):
         price, size = canonical_decimals(price, size)
     return WireTrade(venue=venue, symbol=symbol, seq=0, ts_event=frame.T * MS, ts_recv=now, price=price,
                      size=size, aggressor=AGGRESSOR_BY_MAKER[frame.m], trade_id=str(frame.t))

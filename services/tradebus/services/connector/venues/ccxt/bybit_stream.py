@@ -147,7 +147,7 @@ def trades(venue: str, symbol: str, frame: TradeFrame, now: int) -> list[msgspec
 
 def trade(venue: str, symbol: str, t: PublicTrade, now: int) -> msgspec.Struct:
     price, size = t.p, t.v
-    if not plain_decimals(f"[{price},{size}]", 2):
+    if not plain_decimals(f'["{price}","{size}"]', 2):
         price, size = canonical_decimals(price, size)
     return WireTrade(venue=venue, symbol=symbol, seq=0, ts_event=t.T * MS or now, ts_recv=now, price=price,
                      size=size, aggressor=Aggressor.BUY if t.S == "Buy" else Aggressor.SELL, trade_id=t.i)
