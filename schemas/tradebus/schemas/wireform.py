@@ -47,8 +47,8 @@ class MalformedDecimal(ValueError):
 
 @functools.cache
 def wire_form(cls: type[msgspec.Struct]) -> type[msgspec.Struct]:
-    """`cls` with its decimals as `DecimalText`. A class that checks itself in
-    `__post_init__` has none: its checks would be lost."""
+    """`cls` with its decimals as `DecimalText` (keyword-only, as every message is). A class
+    that checks itself in `__post_init__` has none: its checks would be lost."""
     if getattr(cls, "__post_init__", None) is not None:
         raise TypeError(f"{cls.__name__} checks its values in __post_init__: no wire form without them")
     config = cls.__struct_config__
@@ -70,9 +70,9 @@ def _as_text(kind: Any) -> Any:
     """`kind` with every Decimal in it a DecimalText."""
     if kind is Decimal:
         return DecimalText
-    if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
-        derived = wire_form(kind)
-        return kind if _same_fields(kind, derived) else derived
+    if isinstance(kind, type) and issubclass(kind, msgspec.Struct):  # nested: derived only if it holds decimals
+        holds_decimals = any(_as_text(field.type) != field.type for field in msgspec.structs.fields(kind))
+        return wire_form(kind) if holds_decimals else kind
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if not args:
         return kind
@@ -84,10 +84,6 @@ def _as_text(kind: Any) -> Any:
     if origin in (Union, types.UnionType):
         return Union[texts]
     return origin[texts if len(texts) > 1 else texts[0]]
-
-
-def _same_fields(cls: type[msgspec.Struct], derived: type[msgspec.Struct]) -> bool:
-    return [f.type for f in msgspec.structs.fields(cls)] == [f.type for f in msgspec.structs.fields(derived)]
 
 
 def canonical_decimal(text: str) -> str:
