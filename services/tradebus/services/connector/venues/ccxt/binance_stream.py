@@ -25,10 +25,10 @@ import msgspec
 
 from tradebus.schemas.market import BookLevel, BookSnapshot, Quote, Trade
 from tradebus.schemas.values import Aggressor, MarketDataKind
+from tradebus.schemas.wireform import canonical_decimals, plain_decimals, wire_form
 
 from ...errors import VenueBusy
-from .exact_decimal import exact, refusing_malformed
-from .native_stream import Channel, LocalBook, StreamEnded
+from .native_stream import Channel, LocalBook, StreamEnded, refusing_malformed
 from .stream_ends import STREAM_ENDING_EVENTS
 
 MS = 1_000_000
@@ -37,8 +37,9 @@ DEPTH_SNAPSHOT_LIMIT = 1000  # levels a side of the REST snapshot (ccxt's watchO
 
 # Frame structs are gc=False: they hold only scalars and lists of levels, never a cycle, and
 # untracked structs are cheaper to allocate, which counts per frame. A ticker's and a trade's
-# decimals stay text until the wire message is built (exact_decimal.py); fields no wire
-# message takes are left out, which the decoder skips for less than it would take to build them.
+# decimals stay text: they go on the wire as the venue wrote them, once proven decimals of the
+# contract (schemas/wireform.py); fields no wire message takes are left out, which the decoder
+# skips for less than it would take to build them.
 class Level(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """`["0.0024", "10"]`: price and quantity."""
 
@@ -134,18 +135,29 @@ def stream_url(urls: dict[str, Any]) -> str:
 
 
 # --- frames into wire messages ------------------------------------------------------------------
-def quote(venue: str, symbol: str, frame: BookTicker, now: int) -> Quote:
+# Tickers and trades are published in their wire form: the venue's decimal text as it came when
+# it is what str(Decimal) would write (plain_decimals), no Decimal made.
+WireQuote, WireTrade = wire_form(Quote), wire_form(Trade)
+
+
+def quote(venue: str, symbol: str, frame: BookTicker, now: int) -> msgspec.Struct:
     """A book ticker carries no time: the moment it arrived stands for it."""
-    return Quote(venue=venue, symbol=symbol, seq=0, ts_event=now, ts_recv=now,
-                 bid=exact(frame.b), bid_size=exact(frame.B), ask=exact(frame.a), ask_size=exact(frame.A))
+    bid, bid_size, ask, ask_size = frame.b, frame.B, frame.a, frame.A
+    if not plain_decimals(f'["{bid}","{bid_size}","{ask}","{ask_size}"]', 4):
+        bid, bid_size, ask, ask_size = canonical_decimals(bid, bid_size, ask, ask_size)
+    return WireQuote(venue=venue, symbol=symbol, seq=0, ts_event=now, ts_recv=now,
+                     bid=bid, bid_size=bid_size, ask=ask, ask_size=ask_size)
 
 
 AGGRESSOR_BY_MAKER = (Aggressor.BUY, Aggressor.SELL)  # indexed by `m`: the buyer was the maker
 
 
-def trade(venue: str, symbol: str, frame: TradeEvent, now: int) -> Trade:
-    return Trade(venue=venue, symbol=symbol, seq=0, ts_event=frame.T * MS, ts_recv=now, price=exact(frame.p),
-                 size=exact(frame.q), aggressor=AGGRESSOR_BY_MAKER[frame.m], trade_id=str(frame.t))
+def trade(venue: str, symbol: str, frame: TradeEvent, now: int) -> msgspec.Struct:
+    price, size = frame.p, frame.q
+    if not plain_decimals(f'["{price}","{size}"]', 2):
+        price, size = canonical_decimals(price, size)
+    return WireTrade(venue=venue, symbol=symbol, seq=0, ts_event=frame.T * MS, ts_recv=now, price=price,
+                     size=size, aggressor=AGGRESSOR_BY_MAKER[frame.m], trade_id=str(frame.t))
 
 
 def book(venue: str, symbol: str, local: LocalBook, depth: int, ts_event: int, now: int) -> BookSnapshot:

@@ -24,9 +24,9 @@ import msgspec
 
 from tradebus.schemas.market import BookLevel, BookSnapshot, Quote, Trade
 from tradebus.schemas.values import Aggressor, MarketDataKind
+from tradebus.schemas.wireform import canonical_decimals, plain_decimals, wire_form
 
-from .exact_decimal import exact, refusing_malformed
-from .native_stream import Channel, LocalBook, StreamEnded
+from .native_stream import Channel, LocalBook, StreamEnded, refusing_malformed
 
 MS = 1_000_000
 KEEPALIVE_SECONDS = 20.0
@@ -35,8 +35,10 @@ QUOTE_DEPTH, BOOK_DEPTH = 1, 50  # the order book topics ccxt subscribes for spo
 
 # Frame structs are gc=False: they hold only scalars and lists of levels, never a cycle, and
 # untracked structs are cheaper to allocate, which counts per frame. A trade's decimals stay
-# text until the wire message is built (exact_decimal.py), and the trade fields no wire
-# message takes are left out: the decoder skips them for less than it would take to build them.
+# text: they go on the wire as the venue wrote them, once proven decimals of the contract
+# (schemas/wireform.py); the trade fields no wire message takes are left out: the decoder
+# skips them for less than it would take to build them. Book levels are Decimals: they are
+# the local book's keys, compared and ordered.
 class Level(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """`["16493.50", "0.006"]`: price and size."""
 
@@ -136,10 +138,19 @@ def quote(venue: str, symbol: str, local: LocalBook, ts: int, now: int) -> Quote
                  bid=bid, bid_size=bid_size, ask=ask, ask_size=ask_size)
 
 
-def trades(venue: str, symbol: str, frame: TradeFrame, now: int) -> list[Trade]:
-    return [Trade(venue=venue, symbol=symbol, seq=0, ts_event=t.T * MS or now, ts_recv=now, price=exact(t.p),
-                  size=exact(t.v), aggressor=Aggressor.BUY if t.S == "Buy" else Aggressor.SELL, trade_id=t.i)
-            for t in frame.data]
+WireTrade = wire_form(Trade)  # trades are published in their wire form: the venue's decimal text
+
+
+def trades(venue: str, symbol: str, frame: TradeFrame, now: int) -> list[msgspec.Struct]:
+    return [trade(venue, symbol, t, now) for t in frame.data]
+
+
+def trade(venue: str, symbol: str, t: PublicTrade, now: int) -> msgspec.Struct:
+    price, size = t.p, t.v
+    if not plain_decimals(f'["{price}","{size}"]', 2):
+        price, size = canonical_decimals(price, size)
+    return WireTrade(venue=venue, symbol=symbol, seq=0, ts_event=t.T * MS or now, ts_recv=now, price=price,
+                     size=size, aggressor=Aggressor.BUY if t.S == "Buy" else Aggressor.SELL, trade_id=t.i)
 
 
 def book(venue: str, symbol: str, local: LocalBook, depth: int, ts: int, now: int) -> BookSnapshot:
