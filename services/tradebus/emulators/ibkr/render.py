@@ -149,9 +149,10 @@ def commission_report(exec_id: str, commission: Decimal, currency: str) -> list[
     return [Out.COMMISSION_REPORT, 1, exec_id, commission, currency, UNSET_DOUBLE, UNSET_DOUBLE, ""]
 
 
-def position(account: str, listing: Listing, quantity: Decimal, average_cost: Decimal) -> list[Field]:
+def position(account: str, listing: Listing, quantity: Decimal, average_price: Decimal) -> list[Field]:
+    """IB's average cost is per contract: the average price times the multiplier."""
     return [Out.POSITION_DATA, 3, account, *contract_fields(listing, exchange=listing.primary_exchange or listing.exchange),
-            quantity, average_cost]
+            quantity, average_price * _multiplier(listing)]
 
 
 def portfolio(account: str, listing: Listing, quantity: Decimal, price: Decimal, average_cost: Decimal,
@@ -159,8 +160,8 @@ def portfolio(account: str, listing: Listing, quantity: Decimal, price: Decimal,
     fields = contract_fields(listing)
     del fields[7]  # updatePortfolio names the primary exchange where the others name the exchange
     fields.insert(7, listing.primary_exchange)
-    return [Out.PORTFOLIO_VALUE, 8, *fields, quantity, price, quantity * price * _multiplier(listing), average_cost,
-            unrealized, realized, account]
+    return [Out.PORTFOLIO_VALUE, 8, *fields, quantity, price, quantity * price * _multiplier(listing),
+            average_cost * _multiplier(listing), unrealized, realized, account]
 
 
 def tick_price(req_id: int, tick_type: int, price: Decimal, size: Decimal) -> list[Field]:
