@@ -18,6 +18,7 @@ from typing import Any
 
 from ib_async import IB, Contract, Ticker
 
+from tradebus.schemas.events import DERIVED_TRADE_ID_PREFIX
 from tradebus.schemas.market import BookLevel, BookSnapshot, Quote, Trade
 from tradebus.schemas.values import Aggressor, MarketDataKind
 
@@ -87,9 +88,11 @@ class Feeds:
             self._send(MarketDataKind.QUOTE, symbol, [Quote(
                 venue=self.venue, symbol=symbol, seq=0, ts_event=now, ts_recv=now, bid=number(ticker.bid),
                 bid_size=number(ticker.bidSize), ask=number(ticker.ask), ask_size=number(ticker.askSize))])
+        # IB's ticks name no trade: the id is made up here, marked so (the schema's derived prefix)
         trades = [Trade(venue=self.venue, symbol=symbol, seq=0, ts_event=now, ts_recv=now, price=number(tick.price),
-                        size=number(tick.size), aggressor=Aggressor.UNKNOWN, trade_id="")
-                  for tick in ticker.ticks if tick.tickType == LAST and tick.size > 0]
+                        size=number(tick.size), aggressor=Aggressor.UNKNOWN,
+                        trade_id=f"{DERIVED_TRADE_ID_PREFIX}{symbol}:{now}:{index}")
+                  for index, tick in enumerate(ticker.ticks) if tick.tickType == LAST and tick.size > 0]
         if trades:
             self._send(MarketDataKind.TRADE, symbol, trades)
 
