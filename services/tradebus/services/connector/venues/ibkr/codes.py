@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from tradebus.schemas.values import RejectReason
 
-from ...codes import AUTH, RETRYABLE, UNKNOWN, CodeTable, refused
+from ...codes import AUTH, RETRYABLE, UNKNOWN, CodeTable, refused, taxonomy_error
+from ...errors import VenueError
 
 NOTICES = frozenset({202, 399, 2104, 2106, 2107, 2108, 2109, 2119, 2158, 10167})
 LOST = frozenset({1100, 2103, 2105, 2157})  # TWS cannot reach IB (or one of its farms)
@@ -75,3 +76,11 @@ CODES = CodeTable(
                 refused(RejectReason.INSUFFICIENT_FUNDS)},
     },
 )
+
+
+def venue_error(code: str, message: str, *, changes_state: bool) -> VenueError:
+    """The taxonomy error of one TWS error message. A code the table does not know is an
+    unknown outcome: the order is looked up rather than reported rejected while it may work."""
+    rule = CODES.rule(code, message) or UNKNOWN
+    return taxonomy_error(rule, f"IB {code}: {message}"[:500], code=code, changes_state=changes_state,
+                          retry_after=1.0 if rule is RETRYABLE else None)

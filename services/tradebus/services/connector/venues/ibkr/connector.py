@@ -196,7 +196,11 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, "IB takes no post-only or reduce-only flag")
         if command.time_in_force not in parsing.TIME_IN_FORCE:
             raise OrderRefused(RejectReason.UNSUPPORTED_TIME_IN_FORCE, f"{command.time_in_force.value} is not offered")
-        if self._find(command.client_order_id) is not None:  # IB would take a second order under it
+        # IB would take a second order under the same reference: what TWS holds (other programs'
+        # orders included, which it reports to this client only when asked) is read first.
+        if self._find(command.client_order_id) is None:
+            await self._refresh_orders(executions=False)
+        if self._find(command.client_order_id) is not None:
             raise OrderRefused(RejectReason.DUPLICATE_CLIENT_ORDER_ID, "TWS holds an order under this client order id")
         order = parsing.order(command.side, command.quantity, command.order_type, command.price, command.stop_price,
                               command.time_in_force, command.client_order_id, self._ib_account)
@@ -276,15 +280,16 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             trade = self._find(client_order_id)
         return None if trade is None else self._snapshot(trade)
 
-    async def _refresh_orders(self) -> None:
+    async def _refresh_orders(self, *, executions: bool = True) -> None:
         """Every order TWS holds for the account today: open ones of every client, finished
-        ones, and the executions with their commission reports."""
+        ones, and (`executions`) the executions with their commission reports."""
         if not self.ib.isConnected():
             raise VenueBusy("TWS not connected")
         try:
             await self.ib.reqAllOpenOrdersAsync()
             await self.ib.reqCompletedOrdersAsync(apiOnly=False)
-            await self.ib.reqExecutionsAsync()
+            if executions:
+                await self.ib.reqExecutionsAsync()
         except ConnectionError:
             raise VenueBusy("TWS not connected") from None
 
