@@ -64,7 +64,8 @@ class TwsSession:
         self.api_started = False
         self.limit = RequestLimit(emulator.requests_per_second)
         self.quotes: dict[int, Listing] = {}  # reqMktData id -> contract
-        self.depth: dict[int, tuple[Listing, int, list[int]]] = {}  # reqMktDepth id -> contract, rows, levels shown
+        # reqMktDepth id -> contract, rows, the levels shown per side (0 ask, 1 bid)
+        self.depth: dict[int, tuple[Listing, int, list[list[tuple[Decimal, Decimal]]]]] = {}
         self.account_updates: str | None = None  # the account reqAccountUpdates follows
         self.positions_followed = False  # reqPositions: every position change is sent until cancelPositions
         self.handlers: dict[int, Handler] = {
@@ -390,7 +391,7 @@ class TwsSession:
         if listing is None:
             self.send(render.error(req_id, 200, "No security definition has been found for the request"))
             return
-        self.depth[req_id] = (listing, int(fields[15] or 5), [0, 0])
+        self.depth[req_id] = (listing, int(fields[15] or 5), [[], []])
         update = self.emulator.venue.last_market.get(listing.symbol)
         if update is not None:
             self._depth(req_id, update)
@@ -415,17 +416,21 @@ class TwsSession:
             self.send(render.tick_price(req_id, 4, update.trade.price, update.trade.size))
 
     def _depth(self, req_id: int, update: MarketUpdate) -> None:
-        """Each row inserted the first time it exists, then updated; rows gone are deleted."""
+        """Rows as TWS sends them: inserted the first time they exist, updated when their price
+        or size changed, deleted when gone; an unchanged row is not sent."""
         _, rows, shown = self.depth[req_id]
         for side, levels in ((1, update.bids), (0, update.asks)):
             if levels is None:
                 continue
-            levels = levels[:rows]
-            for position, (price, size) in enumerate(levels):
-                self.send(render.depth_l2(req_id, position, 0 if position >= shown[side] else 1, side, price, size))
-            for position in range(len(levels), shown[side]):
-                self.send(render.depth_l2(req_id, position, 2, side, Decimal(0), Decimal(0)))
-            shown[side] = len(levels)
+            was, now = shown[side], [(price, size) for price, size in levels[:rows]]
+            for position, level in enumerate(now):
+                if position >= len(was):
+                    self.send(render.depth_l2(req_id, position, 0, side, *level))
+                elif was[position] != level:
+                    self.send(render.depth_l2(req_id, position, 1, side, *level))
+            for position in range(len(now), len(was)):
+                self.send(render.depth_l2(req_id, position, 2, side, *was[position]))
+            shown[side] = now
 
     def _historical_data(self, fields: list[str]) -> None:
         req_id = int(fields[1])

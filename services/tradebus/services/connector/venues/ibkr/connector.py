@@ -78,6 +78,7 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         self._updates: set[asyncio.Queue[Any]] = set()
         self._errors: dict[int, asyncio.Future[tuple[int, str]]] = {}  # order id -> its first error
         self._connect_errors: list[tuple[int, str]] = []
+        self._refreshing = asyncio.Lock()
         self.ib.errorEvent += self._on_error
         self.ib.orderStatusEvent += self._on_trade
         self.ib.commissionReportEvent += lambda trade, fill, report: self._on_trade(trade)
@@ -187,7 +188,10 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         return parsing.snapshot(trade, self._symbol(trade.contract)) if self._ours(trade) else None
 
     def _find(self, client_order_id: str) -> Trade | None:
-        found = [t for t in self.ib.trades() if self._ours(t) and parsing.client_order_id(t) == client_order_id]
+        """The order TWS holds under this client order id; a place TWS refused (it never had
+        a permanent id) is no order."""
+        found = [t for t in self.ib.trades() if self._ours(t) and parsing.client_order_id(t) == client_order_id
+                 and (t.order.permId or t.orderStatus.status not in parsing.DONE)]
         return found[-1] if found else None
 
     async def submit(self, command: PlaceOrder) -> OrderSnapshot:
@@ -283,15 +287,19 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
     async def _refresh_orders(self, *, executions: bool = True) -> None:
         """Every order TWS holds for the account today: open ones of every client, finished
         ones, and (`executions`) the executions with their commission reports."""
-        if not self.ib.isConnected():
-            raise VenueBusy("TWS not connected")
-        try:
-            await self.ib.reqAllOpenOrdersAsync()
-            await self.ib.reqCompletedOrdersAsync(apiOnly=False)
-            if executions:
-                await self.ib.reqExecutionsAsync()
-        except ConnectionError:
-            raise VenueBusy("TWS not connected") from None
+        # One at a time: ib_async keys these requests by name, a second one would orphan the first.
+        async with self._refreshing:
+            if not self.ib.isConnected():
+                raise VenueBusy("TWS not connected")
+            try:
+                await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), self.config.request_timeout)
+                await asyncio.wait_for(self.ib.reqCompletedOrdersAsync(apiOnly=False), self.config.request_timeout)
+                if executions:
+                    await asyncio.wait_for(self.ib.reqExecutionsAsync(), self.config.request_timeout)
+            except ConnectionError:
+                raise VenueBusy("TWS not connected") from None
+            except TimeoutError:
+                raise VenueBusy(f"TWS did not list its orders within {self.config.request_timeout} s") from None
 
     async def open_orders(self) -> list[OrderSnapshot]:
         await self._refresh_orders()
