@@ -39,6 +39,12 @@ class Listing:
     industry: str = ""
 
     @property
+    def execution_exchange(self) -> str:
+        """Where an execution reports it traded: ISLAND (Nasdaq's IB code) for Nasdaq stocks,
+        as the recorded TSLA execution does, else the listing's exchange."""
+        return "ISLAND" if self.primary_exchange == "NASDAQ" else self.exchange
+
+    @property
     def base(self) -> str:
         return self.symbol.split("/")[0] if self.sec_type == "CASH" else self.ib_symbol
 

@@ -90,7 +90,7 @@ def open_order(ib: IbOrder, order: EmulatedOrder, *, commission: Decimal | None 
         0, "", "IB", 0, 0, "", 0, 0,  # optOutSmartRouting, clearingAccount, clearingIntent, notHeld,
         # deltaNeutralContract present, algoStrategy, solicited, whatIf
         status_text(order), *[UNSET_DOUBLE] * 9,  # status, then the what-if margins (none)
-        "" if commission is None else commission, "", "", "" if commission is None else ib.listing.currency, "",
+        "" if commission is None else _double(commission), "", "", "" if commission is None else ib.listing.currency, "",
         0, 0, 0,  # randomizeSize, randomizePrice, conditions
         "None", *[UNSET_DOUBLE] * 6,  # adjustedOrderType, triggerPrice .. adjustedTrailingAmount
         0, "", "", "", 0, 1, 0, 0, 0,  # adjustableTrailingUnit, soft dollar tier, cashQty,
@@ -136,22 +136,24 @@ def order_status(ib: IbOrder, order: EmulatedOrder) -> list[Field]:
 
 
 def exec_details(req_id: int, ib: IbOrder, order: EmulatedOrder, fill: EmulatedFill, exec_id: str) -> list[Field]:
+    """execDetails: the contract as executions carry it (strike as a double, no "?" right, the
+    exchange the order executed on), then the execution."""
     cum = sum((f.quantity for f in order.fills[: order.fills.index(fill) + 1]), Decimal(0))
     cost = sum((f.quantity * f.price for f in order.fills[: order.fills.index(fill) + 1]), Decimal(0))
     stamp = time.strftime("%Y%m%d  %H:%M:%S", time.gmtime(fill.ts / 1e9))
-    venue = ib.listing.primary_exchange or ib.listing.exchange
-    return [Out.EXECUTION_DATA, req_id, ib.order_id, *contract_fields(ib.listing, exchange=venue), exec_id, stamp,
+    venue = ib.listing.execution_exchange
+    return [Out.EXECUTION_DATA, req_id, ib.order_id, *_reported_contract(ib.listing, venue), exec_id, stamp,
             ib.account, venue, "BOT" if order.side is Side.BUY else "SLD", fill.quantity, fill.price, ib.perm_id,
             ib.client_id, 0, cum, cost / cum, ib.order_ref, "", "", "", 1 if fill.maker else 2]
 
 
 def commission_report(exec_id: str, commission: Decimal, currency: str) -> list[Field]:
-    return [Out.COMMISSION_REPORT, 1, exec_id, commission, currency, UNSET_DOUBLE, UNSET_DOUBLE, ""]
+    return [Out.COMMISSION_REPORT, 1, exec_id, _double(commission), currency, UNSET_DOUBLE, UNSET_DOUBLE, ""]
 
 
 def position(account: str, listing: Listing, quantity: Decimal, average_price: Decimal) -> list[Field]:
     """IB's average cost is per contract: the average price times the multiplier."""
-    return [Out.POSITION_DATA, 3, account, *contract_fields(listing, exchange=listing.primary_exchange or listing.exchange),
+    return [Out.POSITION_DATA, 3, account, *_reported_contract(listing, listing.primary_exchange or listing.exchange),
             quantity, average_price * _multiplier(listing)]
 
 
@@ -185,6 +187,14 @@ def bars(req_id: int, start: str, end: str, rows: Sequence[Sequence[Field]]) -> 
     return [Out.HISTORICAL_DATA, req_id, start, end, len(rows), *[value for row in rows for value in row]]
 
 
+def _reported_contract(listing: Listing, exchange: str) -> list[Field]:
+    """The contract as executions and positions carry it: the strike as a double, no "?" for
+    an unset right (the recorded execDetails and position frames)."""
+    fields = contract_fields(listing, exchange=exchange)
+    fields[4], fields[5] = _double(listing.strike), listing.right
+    return fields
+
+
 def _multiplier(listing: Listing) -> Decimal:
     return Decimal(listing.multiplier or 1)
 
@@ -193,9 +203,14 @@ def _number(value: Decimal) -> str:
     return "0" if not value else str(value)
 
 
-def _prices(order: EmulatedOrder) -> tuple[Decimal | str, Decimal | str]:
-    """lmtPrice and auxPrice (the stop price) as TWS shows them: 0.0 when unused."""
-    return order.price if order.price is not None else "0.0", order.stop_price if order.stop_price is not None else "0.0"
+def _prices(order: EmulatedOrder) -> tuple[str, str]:
+    """lmtPrice and auxPrice (the stop price) as TWS shows them: doubles, 0.0 when unused."""
+    return _double(order.price or Decimal(0)), _double(order.stop_price or Decimal(0))
+
+
+def _double(value: Decimal) -> str:
+    """A double as TWS (Java's Double.toString) prints it: 1.0, 196.52, 5800.0."""
+    return str(float(value))
 
 
 def status_text(order: EmulatedOrder) -> str:

@@ -45,10 +45,10 @@ TIFS = {"DAY": TimeInForce.DAY, "GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, 
 # IB words it, see connector/venues/ibkr/codes.py).
 REFUSALS = {
     RejectReason.INSUFFICIENT_FUNDS: (201, "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE "
-                                           "DESIRED POSITION YOUR EQUITY WITH LOAN VALUE [0 USD] MUST EXCEED THE INITIAL "
-                                           "MARGIN [0 USD]"),
+                                           "DESIRED POSITION YOUR NET LIQ [1000000.00 USD] MUST EXCEED THE MARGIN REQ "
+                                           "[0 USD]"),
     RejectReason.TICK_SIZE: (110, "The price does not conform to the minimum price variation for this contract."),
-    RejectReason.LOT_SIZE: (10243, "Fractional-sized order cannot be placed via API."),
+    RejectReason.LOT_SIZE: (10318, "This order doesn't support fractional quantity trading"),
     RejectReason.UNKNOWN_INSTRUMENT: (200, "No security definition has been found for the request"),
 }
 FARMS = ((2104, "Market data farm connection is OK:usfarm"), (2106, "HMDS data farm connection is OK:ushmds"),

@@ -34,7 +34,7 @@ CODES = CodeTable(
     codes={
         # Pacing: nothing was done, the same request later may work.
         "100": RETRYABLE,  # "Max rate of messages per second has been exceeded."
-        "162": RETRYABLE,  # "Historical market data Service error message" (pacing violation)
+        "162": refused(RejectReason.VENUE_REJECTED),  # "Historical Market Data Service error message:" + why (MESSAGES)
         "420": RETRYABLE,  # "Invalid Real-time Query" (pacing violation)
         # Connectivity: TWS / the client could not act.
         "502": RETRYABLE,  # "Couldn't connect to TWS."
@@ -60,7 +60,7 @@ CODES = CodeTable(
         "354": refused(RejectReason.VENUE_REJECTED),  # "Requested market data is not subscribed."
         "434": refused(RejectReason.LOT_SIZE),  # "The order size cannot be zero."
         "460": refused(RejectReason.VENUE_REJECTED),  # "No Trading Permission"
-        "10243": refused(RejectReason.LOT_SIZE),  # "Fractional-sized order cannot be placed via API."
+        "10318": refused(RejectReason.LOT_SIZE),  # "This order doesn't support fractional quantity trading"
         "10147": refused(RejectReason.UNKNOWN_ORDER),  # "OrderId <id> that needs to be cancelled is not found."
         "10148": refused(RejectReason.ORDER_NOT_OPEN),  # "OrderId <id> that needs to be cancelled can not be cancelled, state:"
         "10149": refused(RejectReason.UNKNOWN_ORDER),  # "Invalid order id"
@@ -69,9 +69,11 @@ CODES = CodeTable(
         "512": UNKNOWN,  # "Order Sending Error" (client side: the socket failed while sending)
     },
     messages={
-        # 201 carries the reason as text. The margin check's refusal starts so (IB Campus,
-        # "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED
-        # POSITION YOUR EQUITY WITH LOAN VALUE [...] MUST EXCEED THE INITIAL MARGIN [...]").
+        # 162 names its cause in its text; the pacing one is worth trying again later.
+        "162": {"Historical Market Data Service error message:Historical data request pacing violation": RETRYABLE},
+        # 201 carries the reason as text. The margin check's refusal starts so, whatever
+        # figure it names next (EQUITY WITH LOAN VALUE, NET LIQ, ...): as TWS logs quote it
+        # (tests/venues/ibkr/corpus/errors/201-margin.json).
         "201": {"Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION":
                 refused(RejectReason.INSUFFICIENT_FUNDS)},
     },

@@ -35,7 +35,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from typing import Any
 
 from ib_async import IB, Contract, ContractDetails, Trade
@@ -342,9 +341,6 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
                 if value.tag == "CashBalance" and value.currency not in ("", "BASE")]
 
     async def positions(self) -> list[ReportedPosition]:
-        """IB's average cost is per contract (price x multiplier): the average price divides it back."""
         if not self.ib.isConnected():
             raise VenueBusy("TWS not connected")
-        return [ReportedPosition(symbol=self._symbol(p.contract), quantity=parsing.number(p.position),
-                                 avg_price=parsing.number(p.avgCost) / Decimal(p.contract.multiplier or 1))
-                for p in self.ib.positions(self._ib_account)]
+        return [parsing.position(p, self._symbol(p.contract)) for p in self.ib.positions(self._ib_account)]

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import datetime
 from decimal import Decimal
+from typing import Any
 
 from ib_async import Contract, ContractDetails, Forex, Future, Option, Order, Stock, Trade
 
 from tradebus.schemas.market import Instrument
 from tradebus.schemas.values import LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
+from ...accounts import ReportedPosition
 from ...errors import OrderRefused
 from ...tracking import OrderSnapshot, TradeReport
 
@@ -131,6 +133,13 @@ def trade_report(fill: object) -> TradeReport | None:
                        fee=number(report.commission), fee_currency=report.currency,
                        liquidity=LiquiditySide.MAKER if execution.lastLiquidity == 1 else LiquiditySide.TAKER,
                        ts=_ns(execution.time))
+
+
+def position(reported: Any, symbol: str) -> ReportedPosition:
+    """IB's average cost is per contract (price x multiplier): the average price divides it back."""
+    multiplier = Decimal(reported.contract.multiplier or 1)
+    return ReportedPosition(symbol=symbol, quantity=number(reported.position),
+                            avg_price=(number(reported.avgCost) / multiplier).normalize())
 
 
 def number(value: float | str) -> Decimal:
