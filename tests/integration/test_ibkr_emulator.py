@@ -139,7 +139,7 @@ async def test_ticks_depth_and_historical_bars(ib: IB) -> None:
     depth = ib.reqMktDepth(contract, 5, isSmartDepth=True)
     await wait_until(lambda: len(depth.domBids) == 5 and len(depth.domAsks) == 5, "five levels a side", timeout=5)
     assert depth.domBids[0].price < depth.domAsks[0].price
-    assert all(a.price > b.price for a, b in zip(depth.domBids, depth.domBids[1:]))
+    assert all(a.price > b.price for a, b in zip(depth.domBids, depth.domBids[1:], strict=False))
     await asyncio.sleep(1.2)
     bars = await ib.reqHistoricalDataAsync(contract, "", "60 S", "1 secs", "TRADES", False, formatDate=2)
     assert bars and all(bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high for bar in bars)

@@ -41,6 +41,7 @@ from .commissions import order_commission
 from .listings import LISTINGS, Listing
 from .render import IbOrder
 from .session import TwsSession
+from .wire import Field
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -149,7 +150,7 @@ class IbkrEmulator(Emulator):
             ib = self.orders[order.client_order_id] = IbOrder(
                 order_id=0, client_id=0, perm_id=next(self.perm_ids), account=order.account,
                 listing=BY_SYMBOL[order.symbol], tif=order.time_in_force.value, order_ref=order.client_order_id)
-        frames: list[list[render.Field]] = []
+        frames: list[list[Field]] = []
         if fill is not None:
             execution = self._execute(order, fill)
             frames.append(render.exec_details(-1, ib, order, fill, execution.exec_id))
@@ -220,7 +221,7 @@ class IbkrEmulator(Emulator):
             session.market(listing, update)
 
     def bars(self, req_id: int, listing: Listing, *, bar_size: str, duration: str,
-             epoch_dates: bool) -> list[render.Field]:
+             epoch_dates: bool) -> list[Field]:
         """historicalData for one request, or error 321 for a bar size or duration TWS would not take."""
         try:
             rows = self.history.rows(listing.symbol, bar_size, duration, epoch_dates)

@@ -22,7 +22,7 @@ import datetime
 from decimal import Decimal
 from typing import Any
 
-from ib_async import Contract, ContractDetails, Forex, Future, Option, Order, Stock, Trade
+from ib_async import Contract, ContractDetails, Fill, Forex, Future, Option, Order, Stock, Trade
 
 from tradebus.schemas.market import Instrument
 from tradebus.schemas.values import LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
@@ -124,7 +124,7 @@ def snapshot(trade: Trade, symbol: str) -> OrderSnapshot | None:
     )
 
 
-def trade_report(fill: object) -> TradeReport | None:
+def trade_report(fill: Fill) -> TradeReport | None:
     """One execution with its commission; None until the commission report has come."""
     execution, report = fill.execution, fill.commissionReport
     if not report.execId:
@@ -142,14 +142,14 @@ def position(reported: Any, symbol: str) -> ReportedPosition:
                             avg_price=(number(reported.avgCost) / multiplier).normalize())
 
 
-def number(value: float | str) -> Decimal:
+def number(value: float | Decimal | str) -> Decimal:
     """A float IB sent as decimal text, as that text (230.19, not its binary expansion)."""
     result = Decimal(str(value))
     return result.quantize(Decimal(1)) if result == result.to_integral_value() else result.normalize()
 
 
-def _price(value: float) -> Decimal | None:
-    return None if value in (UNSET_DOUBLE, 0.0) else number(value)
+def _price(value: float | Decimal | None) -> Decimal | None:
+    return None if value is None or value in (UNSET_DOUBLE, 0.0) else number(value)
 
 
 def _time_in_force(tif: str) -> TimeInForce:
