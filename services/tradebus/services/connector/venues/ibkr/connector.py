@@ -37,7 +37,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ib_async import IB, Contract, ContractDetails, Trade
+from ib_async import IB, AccountValue, Contract, ContractDetails, Trade
 
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
 from tradebus.schemas.events import Balance
@@ -74,7 +74,8 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         self._symbols: dict[int, str] = {}  # conId -> unified id
         self._instruments: list[Instrument] = []
         self._ib_account = self.config.ib_account
-        self._updates: set[asyncio.Queue[Any]] = set()
+        self._updates: set[asyncio.Queue[Any]] = set()  # order stream readers
+        self._cash: set[asyncio.Queue[Any]] = set()  # balance stream readers
         self._errors: dict[int, asyncio.Future[tuple[int, str]]] = {}  # order id -> its first error
         self._connect_errors: list[tuple[int, str]] = []
         self._refreshing = asyncio.Lock()
@@ -82,6 +83,7 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         self.ib.orderStatusEvent += self._on_trade
         self.ib.commissionReportEvent += lambda trade, fill, report: self._on_trade(trade)
         self.ib.disconnectedEvent += self._on_disconnect
+        self.ib.accountValueEvent += self._on_account_value
 
     # --- symbology -------------------------------------------------------------------------------
     def instruments(self) -> list[Instrument]:
@@ -152,7 +154,7 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         self.ib.disconnect()
 
     def _on_disconnect(self) -> None:
-        for queue in self._updates:
+        for queue in (*self._updates, *self._cash):
             queue.put_nowait(_LOST)
         for waiter in self._errors.values():
             if not waiter.done():
@@ -307,11 +309,15 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
     async def recent_orders(self, since_ns: int) -> list[OrderSnapshot]:
         return [s for s in map(self._snapshot, self.ib.trades()) if s is not None and s.ts >= since_ns]
 
-    async def watch_orders(self) -> AsyncIterator[OrderSnapshot]:
+    def watch_orders(self) -> AsyncIterator[OrderSnapshot]:
+        return self._follow(self._updates)
+
+    async def _follow(self, readers: set[asyncio.Queue[Any]]) -> AsyncIterator[Any]:
+        """What the handlers put on a reader's queue, until the connection is lost."""
         if not self.ib.isConnected():
             raise VenueBusy("TWS not connected")
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._updates.add(queue)
+        readers.add(queue)
         try:
             while True:
                 item = await queue.get()
@@ -319,7 +325,7 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
                     raise VenueBusy("TWS connection lost")
                 yield item
         finally:
-            self._updates.discard(queue)
+            readers.discard(queue)
 
     def _on_trade(self, trade: Trade) -> None:
         found = self._snapshot(trade)
@@ -335,10 +341,24 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         """Cash per currency as TWS reports it (account updates: CashBalance)."""
         if not self.ib.isConnected():
             raise VenueBusy("TWS not connected")
-        return [Balance(currency=value.currency, total=parsing.number(value.value),
-                        available=parsing.number(value.value))
-                for value in self.ib.accountValues(self._ib_account)
-                if value.tag == "CashBalance" and value.currency not in ("", "BASE")]
+        return [balance for balance in map(self._cash_balance, self.ib.accountValues(self._ib_account))
+                if balance is not None]
+
+    def watch_balances(self) -> AsyncIterator[list[Balance]]:
+        """TWS's account updates (reqAccountUpdates, subscribed by ib_async's start-up) as they come."""
+        return self._follow(self._cash)
+
+    def _on_account_value(self, value: AccountValue) -> None:
+        balance = self._cash_balance(value)
+        if balance is not None:
+            for queue in self._cash:
+                queue.put_nowait([balance])
+
+    def _cash_balance(self, value: AccountValue) -> Balance | None:
+        if value.tag != "CashBalance" or value.currency in ("", "BASE") or value.account != self._ib_account:
+            return None
+        amount = parsing.number(value.value)
+        return Balance(currency=value.currency, total=amount, available=amount)
 
     async def positions(self) -> list[ReportedPosition]:
         if not self.ib.isConnected():
