@@ -7,6 +7,7 @@ tests/conformance (every venue) and tests/venues/test_ibkr_replay.py (recorded f
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -15,6 +16,9 @@ import pytest
 from ib_async import IB, Contract, Forex, Future, LimitOrder, MarketOrder, Option, Stock, StopOrder
 
 from tradebus.emulators.ibkr import IbkrEmulator
+from tradebus.services.connector.errors import AuthFailed, VenueBusy
+from tradebus.services.connector.venues.ibkr.config import IbkrConfig
+from tradebus.services.connector.venues.ibkr.connector import IbkrConnector
 
 from .emulatortests import emulator_fixture
 from .helpers import wait_until
@@ -144,3 +148,31 @@ async def test_ticks_depth_and_historical_bars(ib: IB) -> None:
     bars = await ib.reqHistoricalDataAsync(contract, "", "60 S", "1 secs", "TRADES", False, formatDate=2)
     assert bars and all(bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high for bar in bars)
     assert Decimal(str(bars[-1].close)) % Decimal("0.01") == 0
+
+
+def connector(port: int, **settings: object) -> IbkrConnector:
+    config = IbkrConfig(port=port, connect_timeout=3, **settings)  # type: ignore[arg-type]
+    return IbkrConnector(venue="ibkr", config=config, market_data=None, emit=lambda events: None,
+                         read_journal=_no_journal)
+
+
+async def _no_journal() -> list[object]:
+    return []
+
+
+async def test_the_connector_says_tws_is_unreachable() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(VenueBusy, match=f"TWS at 127.0.0.1:{port} unreachable .* API enabled"):
+        await connector(port).connect()
+
+
+async def test_the_connector_says_its_client_id_is_taken(emulator: IbkrEmulator, ib: IB) -> None:
+    with pytest.raises(AuthFailed, match="client id 7 is in use"):
+        await connector(emulator.tws_port, client_id=7).connect()
+
+
+async def test_the_connector_refuses_an_account_the_login_does_not_manage(emulator: IbkrEmulator) -> None:
+    with pytest.raises(AuthFailed, match="does not manage account U999"):
+        await connector(emulator.tws_port, ib_account="U999").connect()
