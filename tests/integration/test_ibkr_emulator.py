@@ -176,3 +176,44 @@ async def test_the_connector_says_its_client_id_is_taken(emulator: IbkrEmulator,
 async def test_the_connector_refuses_an_account_the_login_does_not_manage(emulator: IbkrEmulator) -> None:
     with pytest.raises(AuthFailed, match="does not manage account U999"):
         await connector(emulator.tws_port, ib_account="U999").connect()
+
+
+async def test_a_brackets_children_work_once_its_entry_fills_and_one_cancels_the_other(ib: IB) -> None:
+    """ib_async's bracketOrder: the entry and the take-profit sent with transmit=False, the
+    stop-loss with transmit=True. Nothing is reported before that last one; then the entry
+    (a limit through the ask) fills and its two children work, one cancelling the other."""
+    contract = await aapl(ib)
+    ticker = ib.reqMktData(contract)
+    await wait_until(lambda: ticker.ask > 0, "a quote", timeout=5)
+    entry_price, profit, loss = round(ticker.ask + 1, 2), round(ticker.ask + 50, 2), round(ticker.ask - 50, 2)
+    bracket = ib.bracketOrder("BUY", 10, entry_price, takeProfitPrice=profit, stopLossPrice=loss)
+    entry = ib.placeOrder(contract, bracket.parent)
+    take_profit = ib.placeOrder(contract, bracket.takeProfit)
+    await asyncio.sleep(0.3)
+    assert entry.orderStatus.status == "PendingSubmit"  # untransmitted: TWS says nothing yet
+    stop_loss = ib.placeOrder(contract, bracket.stopLoss)
+    await wait_until(lambda: entry.orderStatus.status == "Filled", "the entry filled", timeout=5)
+    await wait_until(lambda: take_profit.orderStatus.status == "Submitted"
+                     and stop_loss.orderStatus.status == "PreSubmitted", "both children working", timeout=5)
+    assert {t.order.parentId for t in (take_profit, stop_loss)} == {entry.order.orderId}
+    await wait_until(lambda: [p.position for p in ib.positions()] == [10], "the entry's position", timeout=5)
+    ib.cancelOrder(take_profit.order)  # the profit target taken away: the stop still protects
+    await wait_until(lambda: take_profit.orderStatus.status == "Cancelled", "the target cancelled", timeout=5)
+    assert stop_loss.orderStatus.status == "PreSubmitted"
+    stop_loss.order.auxPrice = round(ticker.bid + 1, 2)  # moved through the market: it triggers and fills
+    ib.placeOrder(contract, stop_loss.order)
+    await wait_until(lambda: stop_loss.orderStatus.status == "Filled", "the stop filled", timeout=5)
+    await wait_until(lambda: not ib.positions(), "the position closed", timeout=5)  # ib_async drops flat ones
+
+
+async def test_an_oca_group_cancels_the_rest_when_one_fills(ib: IB) -> None:
+    contract = await aapl(ib)
+    ticker = ib.reqMktData(contract)
+    await wait_until(lambda: ticker.ask > 0, "a quote", timeout=5)
+    resting = LimitOrder("BUY", 1, round(ticker.bid - 20, 2), ocaGroup="g1", ocaType=1)
+    crossing = LimitOrder("BUY", 1, round(ticker.ask + 1, 2), ocaGroup="g1", ocaType=1)
+    first = ib.placeOrder(contract, resting)
+    await wait_until(lambda: first.orderStatus.status == "Submitted", "resting", timeout=5)
+    second = ib.placeOrder(contract, crossing)
+    await wait_until(lambda: second.orderStatus.status == "Filled", "the crossing one filled", timeout=5)
+    await wait_until(lambda: first.orderStatus.status == "Cancelled", "the other cancelled", timeout=5)

@@ -34,13 +34,14 @@ from tradebus.simulator.market import MarketUpdate
 from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
 
 from ..server import Emulator, _json
-from ..venue import EmulatedFill, EmulatedOrder, EmulatedVenue
+from ..venue import EmulatedFill, EmulatedOrder, EmulatedVenue, Refused
 from . import render
 from .bars import BarRecorder, UnknownBarSize
 from .commissions import order_commission
+from .groups import Groups
 from .listings import LISTINGS, Listing
 from .render import IbOrder
-from .session import TwsSession
+from .session import TwsSession, refusal_of
 from .wire import Field
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class IbkrEmulator(Emulator):
         self._server: asyncio.Server | None = None
         self.tws_port = 0
         self.history = BarRecorder()
+        self.groups = Groups(self)
         venue.on_order(self._on_order)
         venue.on_market(self._on_market)
 
@@ -141,8 +143,31 @@ class IbkrEmulator(Emulator):
                      if ib.client_id == client_id and ib.order_id == order_id), None)
 
     def record(self, engine_id: str) -> EmulatedOrder:
+        held = self.groups.record(engine_id)
+        if held is not None:
+            return held
         ib = self.orders[engine_id]
         return self.venue.find(ib.account, client_order_id=engine_id)
+
+    def cancel(self, engine_id: str) -> None:
+        """Cancel an open order, working or waiting (groups.py)."""
+        if self.groups.record(engine_id) is not None:
+            self.groups.cancel(engine_id)
+            return
+        order = self.record(engine_id)
+        if order.is_open:
+            self.venue.cancel(order)
+
+    def report(self, order: EmulatedOrder) -> None:
+        """openOrder and orderStatus of an order that changed outside the engine (a waiting one)."""
+        self._on_order(order, None)
+
+    def refuse(self, ib: IbOrder, refusal: Refused) -> None:
+        """An order released from waiting that the engine refused: its client hears why."""
+        code, text = refusal_of(refusal)
+        for session in list(self.sessions):
+            if session.client_id == ib.client_id:
+                session.send(render.error(ib.order_id, code, text))
 
     def _on_order(self, order: EmulatedOrder, fill: EmulatedFill | None) -> None:
         ib = self.orders.get(order.client_order_id)
@@ -164,6 +189,7 @@ class IbkrEmulator(Emulator):
         if fill is not None:
             for session in list(self.sessions):
                 session.account_changed(order.account, order.symbol)
+        self.groups.changed(order)
 
     def _execute(self, order: EmulatedOrder, fill: EmulatedFill) -> Execution:
         ib = self.orders[order.client_order_id]

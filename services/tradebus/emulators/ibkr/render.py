@@ -41,6 +41,7 @@ class IbOrder:
     oca_group: str = ""
     parent_id: int = 0
     transmit: bool = True
+    held: bool = False  # waiting for its bracket's transmit or its parent's fill (groups.py): PreSubmitted
 
 
 def contract_fields(listing: Listing, *, exchange: str | None = None) -> list[Field]:
@@ -89,7 +90,7 @@ def open_order(ib: IbOrder, order: EmulatedOrder, *, commission: Decimal | None 
         # sizes, scalePriceIncrement, hedgeType
         0, "", "IB", 0, 0, "", 0, 0,  # optOutSmartRouting, clearingAccount, clearingIntent, notHeld,
         # deltaNeutralContract present, algoStrategy, solicited, whatIf
-        status_text(order), *[UNSET_DOUBLE] * 9,  # status, then the what-if margins (none)
+        status_text(order, ib.held), *[UNSET_DOUBLE] * 9,  # status, then the what-if margins (none)
         "" if commission is None else _double(commission), "", "", "" if commission is None else ib.listing.currency, "",
         0, 0, 0,  # randomizeSize, randomizePrice, conditions
         "None", *[UNSET_DOUBLE] * 6,  # adjustedOrderType, triggerPrice .. adjustedTrailingAmount
@@ -115,9 +116,9 @@ def completed_order(ib: IbOrder, order: EmulatedOrder) -> list[Field]:
         0, 0, "", "", "",  # continuousUpdate, referencePriceType, trailStopPrice, trailingPercent, legs description
         0, 0, 0, UNSET_INTEGER, UNSET_INTEGER, "", "",  # legs, order legs, routing params, scale, hedgeType
         "", "IB", 0, 0, "", 0,  # clearingAccount, clearingIntent, notHeld, delta-neutral contract, algo, solicited
-        status_text(order), 0, 0, 0,  # status, randomizeSize, randomizePrice, conditions
+        status_text(order, ib.held), 0, 0, 0,  # status, randomizeSize, randomizePrice, conditions
         "", "", 0, 1, 0, "", order.filled, 0, 0, "", 0, 0, UNSET_INTEGER,  # trailStopPrice .. parentPermId
-        done, status_text(order),  # completedTime, completedStatus
+        done, status_text(order, ib.held),  # completedTime, completedStatus
     ]
 
 
@@ -131,7 +132,7 @@ def account_multi(req_id: int, account: str, values: Sequence[tuple[str, Decimal
 
 def order_status(ib: IbOrder, order: EmulatedOrder) -> list[Field]:
     last = order.fills[-1].price if order.fills else 0
-    return [Out.ORDER_STATUS, ib.order_id, status_text(order), order.filled, order.quantity - order.filled,
+    return [Out.ORDER_STATUS, ib.order_id, status_text(order, ib.held), order.filled, order.quantity - order.filled,
             order.average_price if order.filled else 0, ib.perm_id, ib.parent_id, last, ib.client_id, "", 0]
 
 
@@ -213,13 +214,13 @@ def _double(value: Decimal) -> str:
     return str(float(value))
 
 
-def status_text(order: EmulatedOrder) -> str:
+def status_text(order: EmulatedOrder, held: bool = False) -> str:
     if order.status is OrderStatus.FILLED:
         return "Filled"
     if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
         return "Cancelled"
     if order.status is OrderStatus.REJECTED:
         return "Inactive"
-    if order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and not order.triggered:
-        return "PreSubmitted"  # a stop is held by IB's system until it triggers
+    if held or order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and not order.triggered:
+        return "PreSubmitted"  # held: a stop until it triggers, a bracket's child until its parent fills
     return "Submitted"

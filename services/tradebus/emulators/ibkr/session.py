@@ -31,6 +31,7 @@ from ..faults import Fault, FaultKind
 from ..server import RequestLimit
 from ..venue import Refused
 from . import listings, render
+from .groups import Terms
 from .listings import Listing
 from .render import IbOrder
 from .wire import SERVER_VERSION, Field, In, Out, frame, read_handshake, read_message
@@ -51,6 +52,7 @@ REFUSALS = {
     RejectReason.LOT_SIZE: (10318, "This order doesn't support fractional quantity trading"),
     RejectReason.UNKNOWN_INSTRUMENT: (200, "No security definition has been found for the request"),
 }
+MODIFY_REFUSED = (105, "Order being modified does not match original order.")
 FARMS = ((2104, "Market data farm connection is OK:usfarm"), (2106, "HMDS data farm connection is OK:ushmds"),
          (2158, "Sec-def data farm connection is OK:secdefnj"))
 Handler = Callable[[list[str]], Awaitable[None] | None]
@@ -219,18 +221,18 @@ class TwsSession:
         engine_id = reference if reference and reference not in self.emulator.orders else f"perm:{order_id}.{self.client_id}"
         ib = IbOrder(order_id=order_id, client_id=self.client_id, perm_id=next(self.emulator.perm_ids),
                      account=account, listing=listing, tif=fields[21] or "DAY", order_ref=reference,
-                     oca_group=fields[22], parent_id=int(fields[28] or 0))
+                     oca_group=fields[22])
+        ib.transmit, ib.parent_id = fields[27] != "0", int(fields[28] or 0)
         self.emulator.orders[engine_id] = ib
         if silent:  # carried out, never answered: this connection hears nothing more of it
             ib.client_id = -1
+        terms = Terms(symbol=listing.symbol, side=side, order_type=order_type, quantity=quantity, price=limit,
+                      stop_price=stop, time_in_force=TIFS[fields[21]])
         try:
-            self.emulator.venue.place(account, client_order_id=engine_id, symbol=listing.symbol, side=side,
-                                      order_type=order_type, quantity=quantity, price=limit, stop_price=stop,
-                                      time_in_force=TIFS[fields[21]])
+            self.emulator.groups.submit(engine_id, ib, terms)
         except Refused as exc:
             del self.emulator.orders[engine_id]
-            code, text = REFUSALS.get(exc.reason, (201, f"Order rejected - reason:{exc.message}"))
-            self._refuse(order_id, code, text, silent)
+            self._refuse(order_id, *refusal_of(exc), silent)
         if silent:
             ib.client_id = self.client_id
 
@@ -244,10 +246,10 @@ class TwsSession:
                 order, quantity=quantity if quantity != order.quantity else None,
                 price=limit if order.price is not None and limit != order.price else None,
                 stop_price=stop if order.stop_price is not None and stop != order.stop_price else None)
-        except (Refused, InvalidOperation, ValueError) as exc:
-            reason = exc.reason if isinstance(exc, Refused) else RejectReason.MALFORMED
-            code, text = REFUSALS.get(reason, (105, "Order being modified does not match original order."))
-            self._refuse(order_id, code, text, silent)
+        except Refused as exc:
+            self._refuse(order_id, *REFUSALS.get(exc.reason, MODIFY_REFUSED), silent)
+        except (InvalidOperation, ValueError):
+            self._refuse(order_id, *MODIFY_REFUSED, silent)
 
     def _refuse(self, order_id: int, code: int, text: str, silent: bool) -> None:
         if not silent:
@@ -269,14 +271,12 @@ class TwsSession:
                                                         f"cancelled, state: {render.status_text(order)}."))
             else:
                 self.send(render.error(order_id, 202, "Order Canceled - reason:"))
-                self.emulator.venue.cancel(order)
+                self.emulator.cancel(known[0])
         await self._fault_after(fault)
 
     def _global_cancel(self, fields: list[str]) -> None:
         for engine_id in list(self.emulator.orders):
-            order = self.emulator.record(engine_id)
-            if order.is_open:
-                self.emulator.venue.cancel(order)
+            self.emulator.cancel(engine_id)
 
     def _visible(self, ib: IbOrder, every_client: bool) -> bool:
         return every_client or self.client_id in (0, ib.client_id)
@@ -440,6 +440,11 @@ class TwsSession:
             return
         self.send(self.emulator.bars(req_id, listing, bar_size=fields[16], duration=fields[17],
                                      epoch_dates=fields[20] == "2"))
+
+
+def refusal_of(refused: Refused) -> tuple[int, str]:
+    """TWS's code and text for a refusal the engine decided."""
+    return REFUSALS.get(refused.reason, (201, f"Order rejected - reason:{refused.message}"))
 
 
 def _ignore(fields: list[str]) -> None:
