@@ -31,10 +31,9 @@ request goes through the shared limiter at 45 per second, under ib_async's own t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ib_async import IB, AccountValue, Contract, ContractDetails, Trade
@@ -209,7 +208,7 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             raise OrderRefused(RejectReason.DUPLICATE_CLIENT_ORDER_ID, "TWS holds an order under this client order id")
         order = parsing.order(command.side, command.quantity, command.order_type, command.price, command.stop_price,
                               command.time_in_force, command.client_order_id, self._ib_account)
-        return await self._send(lambda: self.ib.placeOrder(contract, order), None)
+        return await self._send(lambda: self.ib.placeOrder(contract, order), modify=False)
 
     async def amend(self, command: ModifyOrder, venue_order_id: str | None) -> OrderSnapshot:
         trade = self._find(command.client_order_id)
@@ -224,39 +223,17 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             order.lmtPrice = float(command.price)
         if command.stop_price is not None:
             order.auxPrice = float(command.stop_price)
-        return await self._send(lambda: self.ib.placeOrder(trade.contract, order), trade)
+        return await self._send(lambda: self.ib.placeOrder(trade.contract, order), modify=True)
 
-    async def _send(self, place: Any, modified: Trade | None) -> OrderSnapshot:
-        """Send a place or modify and wait for TWS's answer: its next status, or its error."""
+    async def _send(self, place: Callable[[], Trade], *, modify: bool) -> OrderSnapshot:
+        """Send a place or modify; the order as TWS acknowledges it (its next status)."""
         if not self.ib.isConnected():
             raise VenueBusy("TWS not connected")
-        changed = asyncio.get_running_loop().create_future()
-        marker = object()
-
-        def on_status(trade: Trade) -> None:
-            if trade is answered[0] and not changed.done() and trade.orderStatus.status not in PENDING:
-                changed.set_result(marker)
-
-        answered: list[Any] = [None]
-        self.ib.orderStatusEvent += on_status
         try:
-            trade: Trade = place()
-            answered[0] = trade
-            error = self._errors[trade.order.orderId] = asyncio.get_running_loop().create_future()
-            if modified is None and trade.orderStatus.status not in PENDING:
-                changed.set_result(marker)
-            done, _ = await asyncio.wait({changed, error}, timeout=self.config.request_timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        except ConnectionError:
+            trade = place()
+        except ConnectionError:  # the socket went between the check and the send: nothing was sent
             raise VenueBusy("TWS not connected") from None
-        finally:
-            self.ib.orderStatusEvent -= on_status
-        self._errors.pop(trade.order.orderId, None)
-        if error in done:
-            code, message = error.result()
-            raise codes.venue_error(str(code), message, changes_state=True)
-        if not done:
-            raise OutcomeUnknown(f"TWS did not answer within {self.config.request_timeout} s")
+        await self._answer(trade, lambda updated: updated.orderStatus.status not in PENDING, already=not modify)
         found = self._snapshot(trade)
         if found is None:
             raise OutcomeUnknown("TWS answered without acknowledging the order")
@@ -270,13 +247,39 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             raise OrderRefused(RejectReason.VENUE_REJECTED, "IB cancels only orders of the API client that placed them")
         if not self.ib.isConnected():
             raise VenueBusy("TWS not connected")
-        error = self._errors[trade.order.orderId] = asyncio.get_running_loop().create_future()
         self.ib.cancelOrder(trade.order)
-        with contextlib.suppress(TimeoutError):
-            code, message = await asyncio.wait_for(asyncio.shield(error), 0.5)
+        await self._answer(trade, lambda updated: updated.orderStatus.status in parsing.DONE, already=False)
+        return None  # the base class reads the order's final state (error 202 came with its Cancelled status)
+
+    async def _answer(self, trade: Trade, answered: Callable[[Trade], bool], *, already: bool) -> None:
+        """Wait until an update of `trade` satisfies `answered` (or it does `already`): its
+        status, or its openOrder (TWS acknowledges a modify of a PreSubmitted order with an
+        openOrder only: ib_async reports an unchanged status for Submitted ones alone). TWS's
+        error for the order raises its taxonomy error, no answer in time OutcomeUnknown."""
+        loop = asyncio.get_running_loop()
+        status: asyncio.Future[None] = loop.create_future()
+        error = self._errors[trade.order.orderId] = loop.create_future()
+
+        def on_status(updated: Trade) -> None:
+            if updated is trade and answered(updated) and not status.done():
+                status.set_result(None)
+
+        if already and answered(trade):
+            status.set_result(None)
+        self.ib.orderStatusEvent += on_status
+        self.ib.openOrderEvent += on_status
+        try:
+            done, _ = await asyncio.wait({status, error}, timeout=self.config.request_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.ib.orderStatusEvent -= on_status
+            self.ib.openOrderEvent -= on_status
+            self._errors.pop(trade.order.orderId, None)
+        if error in done:
+            code, message = error.result()
             raise codes.venue_error(str(code), message, changes_state=True)
-        self._errors.pop(trade.order.orderId, None)
-        return None  # the base class looks the order up (its Cancelled status follows error 202)
+        if not done:
+            raise OutcomeUnknown(f"TWS did not answer within {self.config.request_timeout} s")
 
     async def lookup(self, client_order_id: str, symbol: str) -> OrderSnapshot | None:
         trade = self._find(client_order_id)
