@@ -46,7 +46,7 @@ class Listing:
 
     @property
     def base(self) -> str:
-        return self.symbol.split("/")[0] if self.sec_type == "CASH" else self.ib_symbol
+        return self.symbol.split("/")[0] if self.sec_type in ("CASH", "STK") else self.ib_symbol
 
     @property
     def asset_class(self) -> str:
@@ -66,6 +66,11 @@ LISTINGS = (
             primary_exchange="NASDAQ", currency="USD", local_symbol="TSLA", trading_class="NMS",
             min_tick=Decimal("0.01"), long_name="TESLA INC", initial_price=Decimal("400.00"),
             industry="Consumer, Cyclical"),
+    # IB names a share class with a space (BRK B); the bus with a dot. The conId is the emulator's own.
+    Listing(symbol="BRK.B", con_id=730283300, ib_symbol="BRK B", sec_type="STK", exchange="SMART",
+            primary_exchange="NYSE", currency="USD", local_symbol="BRK B", trading_class="BRK B",
+            min_tick=Decimal("0.01"), long_name="BERKSHIRE HATHAWAY INC-CL B", initial_price=Decimal("470.00"),
+            industry="Financial"),
     Listing(symbol="EUR/USD", con_id=12087792, ib_symbol="EUR", sec_type="CASH", exchange="IDEALPRO",
             primary_exchange="", currency="USD", local_symbol="EUR.USD", trading_class="EUR.USD",
             min_tick=Decimal("0.00005"), long_name="European Monetary Union Euro", initial_price=Decimal("1.08500")),

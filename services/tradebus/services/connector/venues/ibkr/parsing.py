@@ -2,7 +2,7 @@
 
 Unified instrument ids (docs/venues.md "Interactive Brokers"):
 
-    AAPL                       a stock on SMART in USD
+    AAPL, BRK.B                a stock on SMART in USD (IB's "BRK B": a share class after a space)
     EUR/USD                    a currency pair on IDEALPRO
     FUT:ES:202703:CME          a future: root, contract month, exchange
     OPT:AAPL:20270115:C:250    an option on SMART in USD: underlying, expiry, right, strike
@@ -45,7 +45,8 @@ def contract(symbol: str) -> Contract:
     parts = symbol.split(":")
     if len(parts) == 1:
         base, slash, quote = symbol.partition("/")
-        return Forex(pair=base + quote) if slash else Stock(symbol, "SMART", "USD")
+        # IB names a share class with a space where the bus has a dot: BRK.B is IB's "BRK B"
+        return Forex(pair=base + quote) if slash else Stock(symbol.replace(".", " "), "SMART", "USD")
     if parts[0] == "FUT" and len(parts) == 4:
         return Future(parts[1], parts[2], parts[3])
     if parts[0] == "OPT" and len(parts) == 5:
@@ -62,7 +63,7 @@ def unified(contract_: Contract) -> str:
         return f"FUT:{contract_.symbol}:{contract_.lastTradeDateOrContractMonth[:6]}:{contract_.exchange}"
     if kind == "OPT":
         return f"OPT:{contract_.symbol}:{contract_.lastTradeDateOrContractMonth}:{contract_.right}:{number(contract_.strike)}"
-    return contract_.symbol
+    return contract_.symbol.replace(" ", ".")
 
 
 def instrument(venue: str, symbol: str, details: ContractDetails, now: int) -> Instrument:
@@ -72,7 +73,8 @@ def instrument(venue: str, symbol: str, details: ContractDetails, now: int) -> I
     lot = number(details.sizeIncrement or 1)
     return Instrument(
         venue=venue, symbol=symbol, seq=0, ts_event=now, ts_recv=now, venue_symbol=str(found.conId),
-        asset_class=ASSET_CLASSES.get(found.secType, found.secType.lower()), base=found.symbol, quote=found.currency,
+        asset_class=ASSET_CLASSES.get(found.secType, found.secType.lower()), base=unified(found)
+        if found.secType == "STK" else found.symbol, quote=found.currency,
         tick_size=number(details.minTick), lot_size=lot, min_quantity=number(details.minSize or 0) or lot,
         min_notional=ZERO, expiry=f"{expiry[:4]}-{expiry[4:6]}-{expiry[6:8]}" if len(expiry) >= 8 else None,
         strike=number(found.strike) if found.secType == "OPT" else None,
