@@ -84,7 +84,7 @@ class Feeds:
                 bids=[BookLevel(price=number(level.price), size=number(level.size)) for level in ticker.domBids],
                 asks=[BookLevel(price=number(level.price), size=number(level.size)) for level in ticker.domAsks])])
             return
-        if _valid(ticker.bid) and _valid(ticker.ask):
+        if all(map(_valid, (ticker.bid, ticker.ask, ticker.bidSize, ticker.askSize))):
             self._send(MarketDataKind.QUOTE, symbol, [Quote(
                 venue=self.venue, symbol=symbol, seq=0, ts_event=now, ts_recv=now, bid=number(ticker.bid),
                 bid_size=number(ticker.bidSize), ask=number(ticker.ask), ask_size=number(ticker.askSize))])
@@ -102,4 +102,4 @@ class Feeds:
 
 
 def _valid(value: float) -> bool:
-    return value == value and value > 0  # IB leaves a price it has not sent as NaN (or -1)
+    return value == value and value > 0  # IB leaves a price or size it has not sent as NaN (a price as -1 too)
