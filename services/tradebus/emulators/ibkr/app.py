@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from tradebus.schemas.values import RejectReason, Side
@@ -47,6 +48,10 @@ from .wire import Field
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 BY_SYMBOL = {listing.symbol: listing for listing in LISTINGS}
+
+
+class Downtime(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class IbkrEmulator(Emulator):
         self.perm_ids = itertools.count(1_376_327_563)
         self._exec_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
+        self._restarting: asyncio.Task[None] | None = None
         self.tws_port = 0
         self.history = BarRecorder()
         self.groups = Groups(self)
@@ -111,6 +117,22 @@ class IbkrEmulator(Emulator):
         for session in list(self.sessions):
             session.close()
 
+    async def restart(self, seconds: float) -> None:
+        """TWS / IB Gateway's daily restart: every API connection closed, the port refusing
+        connections for `seconds`, then listening again on the same port."""
+        assert self._server is not None
+        host = self._server.sockets[0].getsockname()[0]
+        self._server.close()
+        for session in list(self.sessions):
+            session.close()
+        await asyncio.sleep(seconds)
+        self._server = await asyncio.start_server(self._accept, host, self.tws_port)
+
+    async def _restart(self, request: web.Request) -> web.Response:
+        seconds = msgspec.json.decode(await request.read(), type=Downtime).seconds
+        self._restarting = asyncio.create_task(self.restart(seconds))
+        return _json({"seconds": seconds})
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = TwsSession(self, reader, writer)
         self.sessions.add(session)
@@ -121,7 +143,9 @@ class IbkrEmulator(Emulator):
             session.close()
 
     def routes(self, app: web.Application) -> None:
-        """No HTTP API: TWS speaks its socket protocol only (on `tws_port`)."""
+        """No HTTP API (TWS speaks its socket protocol only, on `tws_port`); one control:
+        POST /__emulator/ibkr/restart {"seconds": N}, TWS's daily restart (`restart`)."""
+        app.router.add_post("/__emulator/ibkr/restart", self._restart)
 
     def connector_config(self, *, account: str, api_key: str, api_secret: str) -> dict[str, Any]:
         return {"account": account, "ib_account": api_key, "host": "127.0.0.1", "port": self.tws_port,

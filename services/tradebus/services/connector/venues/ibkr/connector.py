@@ -78,6 +78,7 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         self._errors: dict[int, asyncio.Future[tuple[int, str]]] = {}  # order id -> its first error
         self._connect_errors: list[tuple[int, str]] = []
         self._refreshing = asyncio.Lock()
+        self._stopping = False
         self.ib.errorEvent += self._on_error
         self.ib.orderStatusEvent += self._on_trade
         self.ib.commissionReportEvent += lambda trade, fill, report: self._on_trade(trade)
@@ -117,8 +118,10 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             if any(code == 326 for code, _ in self._connect_errors):
                 raise AuthFailed(f"API client id {self.config.client_id} is in use at {where}: set "
                                  f"[venues.{self.venue}] client_id to one no other program uses") from None
-            raise VenueBusy(f"{where} unreachable ({type(exc).__name__}): is TWS / IB Gateway running with "
-                            f"its API enabled on that port?") from None
+            unreachable = (f"{where} unreachable ({type(exc).__name__}): is TWS / IB Gateway running with its API "
+                           f"enabled on that port?")
+            self.report_status(ServiceState.DEGRADED, f"venue unavailable: {unreachable}")  # at once, every attempt
+            raise VenueBusy(unreachable) from None
         accounts = self.ib.managedAccounts()
         if self.config.ib_account and self.config.ib_account not in accounts:
             self.ib.disconnect()
@@ -150,9 +153,12 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             self._instruments.append(parsing.instrument(self.venue, symbol, details[0], now))
 
     async def disconnect(self) -> None:
+        self._stopping = True
         self.ib.disconnect()
 
     def _on_disconnect(self) -> None:
+        if not self._stopping:
+            self.report_status(ServiceState.DEGRADED, "venue unavailable: TWS connection lost; reconnecting")
         for queue in (*self._updates, *self._cash):
             queue.put_nowait(_LOST)
         for waiter in self._errors.values():
