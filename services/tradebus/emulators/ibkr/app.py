@@ -107,6 +107,8 @@ class IbkrEmulator(Emulator):
         return url
 
     async def stop(self) -> None:
+        if self._restarting is not None:
+            self._restarting.cancel()
         if self._server is not None:
             self._server.close()
         await super().stop()

@@ -114,6 +114,7 @@ class TwsSession:
     async def _dispatch(self, fields: list[str]) -> None:
         message = int(fields[0])
         if not self.limit.allow():
+            self.emulator.limit.hits += 1  # what the control API's stats report
             self.send(render.error(-1, 100, f"Max rate of messages per second has been exceeded:max=50 rec={message}"))
             return
         handler = self.handlers.get(message)

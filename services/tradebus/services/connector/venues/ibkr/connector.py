@@ -316,7 +316,10 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         return [s for s in map(self._snapshot, self.ib.openTrades()) if s is not None]
 
     async def recent_orders(self, since_ns: int) -> list[OrderSnapshot]:
-        return [s for s in map(self._snapshot, self.ib.trades()) if s is not None and s.ts >= since_ns]
+        """The day's orders TWS listed (IB keeps no older ones): a finished order it lists
+        without a time of its own (no fill, no update heard) counts as recent."""
+        await self._refresh_orders()
+        return [s for s in map(self._snapshot, self.ib.trades()) if s is not None and (s.ts == 0 or s.ts >= since_ns)]
 
     def watch_orders(self) -> AsyncIterator[OrderSnapshot]:
         return self._follow(self._updates)
