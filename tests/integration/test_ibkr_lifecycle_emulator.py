@@ -14,12 +14,13 @@ from tradebus.schemas.codecs import decoder
 from tradebus.schemas.commands import PlaceOrder
 from tradebus.schemas.control import ServiceStatus
 from tradebus.schemas.events import OrderAccepted, OrderCancelled
+from tradebus.schemas.market import StreamReconnected
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import OrderType, ServiceState, Side, TimeInForce
+from tradebus.schemas.values import MarketDataKind, OrderType, ServiceState, Side, TimeInForce
 from tradebus.shared.natsserver import NatsServer
 
 from .emulatortests import ACCOUNT, connector_on_bus, control, emulator_fixture
-from .helpers import collect, route
+from .helpers import collect, market_decoder, route, wait_until
 
 IB_ACCOUNT = "DU7654321"
 emulator = emulator_fixture(IbkrEmulator, IB_ACCOUNT, "unused")
@@ -54,3 +55,23 @@ async def test_the_daily_restart_is_said_waited_out_and_reconciled(emulator: Ibk
         await route(nc, resting_buy("after-restart", bid))
         await events.wait_for(lambda ms: any(
             isinstance(m, OrderAccepted) and m.client_order_id == "after-restart" for m in ms), timeout=15)
+
+
+async def test_ibs_servers_lost_and_back_are_said_and_market_data_is_sent_again(
+    emulator: IbkrEmulator, nats_server: NatsServer,
+) -> None:
+    """IB's nightly reset seen from TWS: 1100 (degraded while it lasts), then 1101, restored
+    with its market data lost: every stream is subscribed again, after a gap."""
+    async with connector_on_bus(emulator, nats_server, ready=lambda: bool(emulator.sessions)) as (nc, _):
+        statuses = await collect(nc, subjects.status("connector", "ibkr"), decoder(Family.STATUS).decode)
+        quotes = await collect(nc, subjects.market_data_filter("ibkr", MarketDataKind.QUOTE), market_decoder.decode)
+        await quotes.wait_for(lambda ms: any(m.symbol == "AAPL" for m in ms), timeout=15)
+        await control(emulator, "ibkr/connectivity", {"lost": True})
+        await statuses.wait_for(lambda ms: any(
+            isinstance(s, ServiceStatus) and s.state is ServiceState.DEGRADED and "1100" in s.detail for s in ms), 15)
+        await control(emulator, "ibkr/connectivity", {"lost": False, "data_lost": True})
+        await statuses.wait_for(lambda ms: isinstance(ms[-1], ServiceStatus) and ms[-1].state is ServiceState.READY, 15)
+        (session,) = emulator.sessions
+        await wait_until(lambda: any(listing.symbol == "AAPL" for listing in session.quotes.values()),
+                         "AAPL's quotes requested again", timeout=15)
+        await quotes.wait_for(lambda ms: any(isinstance(m, StreamReconnected) and m.symbol == "AAPL" for m in ms), 15)

@@ -54,6 +54,11 @@ class Downtime(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     seconds: float
 
 
+class Connectivity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    lost: bool
+    data_lost: bool = False
+
+
 @dataclass(frozen=True)
 class Execution:
     account: str
@@ -130,6 +135,24 @@ class IbkrEmulator(Emulator):
         await asyncio.sleep(seconds)
         self._server = await asyncio.start_server(self._accept, host, self.tws_port)
 
+    def ib_connectivity(self, *, lost: bool, data_lost: bool = False) -> None:
+        """IB's servers lost (1100) or back (1101: market data lost, 1102: kept), as TWS says it
+        to every API connection around IB's nightly reset (IBKR message codes)."""
+        code, text = (1100, "Connectivity between IB and Trader Workstation has been lost.") if lost else (
+            (1101, "Connectivity between IB and TWS has been restored- data lost.") if data_lost
+            else (1102, "Connectivity between IB and TWS has been restored- data maintained."))
+        if not lost and data_lost:  # TWS drops every market data subscription: clients send them again
+            for session in self.sessions:
+                session.quotes.clear()
+                session.depth.clear()
+        for session in list(self.sessions):
+            session.send(render.error(-1, code, text))
+
+    async def _connectivity(self, request: web.Request) -> web.Response:
+        state = msgspec.json.decode(await request.read(), type=Connectivity)
+        self.ib_connectivity(lost=state.lost, data_lost=state.data_lost)
+        return _json(state)
+
     async def _restart(self, request: web.Request) -> web.Response:
         seconds = msgspec.json.decode(await request.read(), type=Downtime).seconds
         self._restarting = asyncio.create_task(self.restart(seconds))
@@ -145,9 +168,12 @@ class IbkrEmulator(Emulator):
             session.close()
 
     def routes(self, app: web.Application) -> None:
-        """No HTTP API (TWS speaks its socket protocol only, on `tws_port`); one control:
-        POST /__emulator/ibkr/restart {"seconds": N}, TWS's daily restart (`restart`)."""
+        """No HTTP API (TWS speaks its socket protocol only, on `tws_port`); two controls:
+        POST /__emulator/ibkr/restart {"seconds": N}, TWS's daily restart (`restart`), and
+        POST /__emulator/ibkr/connectivity {"lost": bool, "data_lost": bool}, IB's servers
+        lost or back (`ib_connectivity`)."""
         app.router.add_post("/__emulator/ibkr/restart", self._restart)
+        app.router.add_post("/__emulator/ibkr/connectivity", self._connectivity)
 
     def connector_config(self, *, account: str, api_key: str, api_secret: str) -> dict[str, Any]:
         return {"account": account, "ib_account": api_key, "host": "127.0.0.1", "port": self.tws_port,

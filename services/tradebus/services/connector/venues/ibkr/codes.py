@@ -12,8 +12,9 @@ IBKR Campus "TWS API Error Codes"); the client-side codes (5xx) are EClientError
   399 "Order Message" warnings, 2109 outside-RTH notice). Logged at debug, never mapped.
 - CONNECTIVITY: 1100 (TWS lost its servers, e.g. the nightly reset), 1101 (restored, data
   lost: market data must be requested again), 1102 (restored, data kept), 2103/2105/2157
-  (a farm is broken), and the client's 502 (cannot connect), 504 (not connected). The
-  connector reads them as the connection's state (connector.py), never as an order's.
+  (one data farm is broken: warned, trading goes on), and the client's 502 (cannot
+  connect), 504 (not connected). The connector reads them as the connection's state
+  (connector.py), never as an order's.
 - CODES: what a request's error means for it.
 """
 
@@ -25,9 +26,10 @@ from ...codes import AUTH, RETRYABLE, UNKNOWN, CodeTable, refused, taxonomy_erro
 from ...errors import VenueError
 
 NOTICES = frozenset({202, 399, 2104, 2106, 2107, 2108, 2109, 2119, 2158, 10167})
-LOST = frozenset({1100, 2103, 2105, 2157})  # TWS cannot reach IB (or one of its farms)
+LOST = frozenset({1100})  # TWS cannot reach IB's servers: nothing can be traded
+FARM_BROKEN = frozenset({2103, 2105, 2157})  # one data farm (market, historical, sec-def) is down: warned
 RESTORED_DATA_LOST = 1101  # reconnected to IB: market data subscriptions must be sent again
-RESTORED = frozenset({1101, 1102, 2104, 2106, 2158})
+RESTORED = frozenset({1101, 1102})
 
 CODES = CodeTable(
     venue="ibkr",

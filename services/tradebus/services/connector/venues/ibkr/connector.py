@@ -55,6 +55,7 @@ from .feeds import Feeds
 log = logging.getLogger(__name__)
 _LOST = object()
 PENDING = frozenset({"PendingSubmit", "ApiPending"})  # TWS has not answered the place yet
+LOST_BEFORE_ANSWER = -1  # not an IB code: the connection ended while a request awaited its answer
 
 
 class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
@@ -76,7 +77,7 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         self._updates: set[asyncio.Queue[Any]] = set()  # order stream readers
         self._cash: set[asyncio.Queue[Any]] = set()  # balance stream readers
         self._errors: dict[int, asyncio.Future[tuple[int, str]]] = {}  # order id -> its first error
-        self._connect_errors: list[tuple[int, str]] = []
+        self._client_id_taken = False  # TWS said 326 to the last connection attempt
         self._refreshing = asyncio.Lock()
         self._stopping = False
         self.ib.errorEvent += self._on_error
@@ -108,14 +109,14 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
     async def connect(self) -> None:
         if self.ib.isConnected():
             self.ib.disconnect()
-        self._connect_errors.clear()
+        self._client_id_taken = False
         where = f"TWS at {self.config.host}:{self.config.port}"
         try:
             await self.ib.connectAsync(self.config.host, self.config.port, clientId=self.config.client_id,
                                        timeout=self.config.connect_timeout, account=self.config.ib_account)
         except (OSError, TimeoutError, ConnectionError) as exc:
             self.ib.disconnect()
-            if any(code == 326 for code, _ in self._connect_errors):
+            if self._client_id_taken:
                 raise AuthFailed(f"API client id {self.config.client_id} is in use at {where}: set "
                                  f"[venues.{self.venue}] client_id to one no other program uses") from None
             unreachable = (f"{where} unreachable ({type(exc).__name__}): is TWS / IB Gateway running with its API "
@@ -144,7 +145,11 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             except OrderRefused as exc:
                 log.error("instrument id not understood", extra={"symbol": symbol, "error": exc.message})
                 continue
-            details: list[ContractDetails] = await self.ib.reqContractDetailsAsync(wanted)
+            try:
+                details: list[ContractDetails] = await asyncio.wait_for(self.ib.reqContractDetailsAsync(wanted),
+                                                                        self.config.request_timeout)
+            except TimeoutError:
+                raise VenueBusy(f"TWS did not describe {symbol} within {self.config.request_timeout} s") from None
             if len(details) != 1 or details[0].contract is None:
                 log.error("instrument not found or ambiguous at IB", extra={"symbol": symbol, "matches": len(details)})
                 continue
@@ -163,12 +168,15 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             queue.put_nowait(_LOST)
         for waiter in self._errors.values():
             if not waiter.done():
-                waiter.set_result((504, "Not connected"))
+                waiter.set_result((LOST_BEFORE_ANSWER, "TWS connection lost before it answered"))
         self.feeds.lost()
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Contract | None = None) -> None:
         if code in codes.NOTICES:
             log.debug("TWS notice", extra={"code": code, "text": message})
+            return
+        if code in codes.FARM_BROKEN:
+            log.warning("a TWS data farm is down", extra={"code": code, "text": message})
             return
         if code in codes.LOST:
             log.warning("TWS lost its connection to IB", extra={"code": code, "text": message})
@@ -179,7 +187,8 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             if code == codes.RESTORED_DATA_LOST:
                 self.feeds.lost()
             return
-        self._connect_errors.append((code, message))
+        if code == 326:
+            self._client_id_taken = True
         waiter = self._errors.get(req_id)
         if waiter is not None and not waiter.done():
             waiter.set_result((code, message))
@@ -283,6 +292,8 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             self._errors.pop(trade.order.orderId, None)
         if error in done:
             code, message = error.result()
+            if code == LOST_BEFORE_ANSWER:  # sent, perhaps carried out: looked up, never re-sent blindly
+                raise OutcomeUnknown(message)
             raise codes.venue_error(str(code), message, changes_state=True)
         if not done:
             raise OutcomeUnknown(f"TWS did not answer within {self.config.request_timeout} s")
