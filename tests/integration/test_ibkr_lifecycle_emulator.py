@@ -13,14 +13,14 @@ from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder
 from tradebus.schemas.commands import PlaceOrder
 from tradebus.schemas.control import ServiceStatus
-from tradebus.schemas.events import OrderAccepted, OrderCancelled
+from tradebus.schemas.events import OrderAccepted, OrderCancelled, PositionUpdate
 from tradebus.schemas.market import StreamReconnected
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, OrderType, ServiceState, Side, TimeInForce
 from tradebus.shared.natsserver import NatsServer
 
 from .emulatortests import ACCOUNT, connector_on_bus, control, emulator_fixture
-from .helpers import collect, market_decoder, route, wait_until
+from .helpers import account_decoder, collect, market_decoder, route, wait_until
 
 IB_ACCOUNT = "DU7654321"
 emulator = emulator_fixture(IbkrEmulator, IB_ACCOUNT, "unused")
@@ -75,3 +75,16 @@ async def test_ibs_servers_lost_and_back_are_said_and_market_data_is_sent_again(
         await wait_until(lambda: any(listing.symbol == "AAPL" for listing in session.quotes.values()),
                          "AAPL's quotes requested again", timeout=15)
         await quotes.wait_for(lambda ms: any(isinstance(m, StreamReconnected) and m.symbol == "AAPL" for m in ms), 15)
+
+
+async def test_a_fill_of_another_programs_order_moves_the_published_position(
+    emulator: IbkrEmulator, nats_server: NatsServer,
+) -> None:
+    """An order entered in TWS by hand (the control API's) fills: TWS streams the position
+    change, and the connector publishes the account's position from it."""
+    async with connector_on_bus(emulator, nats_server, ready=lambda: bool(emulator.sessions)) as (nc, _):
+        positions = await collect(nc, subjects.account_events("ibkr", ACCOUNT), account_decoder.decode)
+        await control(emulator, "orders", {"account": IB_ACCOUNT, "client_order_id": "by-hand", "symbol": "AAPL",
+                                           "side": "buy", "order_type": "market", "quantity": "3"})
+        await positions.wait_for(lambda ms: any(
+            isinstance(m, PositionUpdate) and m.symbol == "AAPL" and m.quantity == 3 for m in ms), timeout=15)

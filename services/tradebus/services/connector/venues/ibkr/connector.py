@@ -85,6 +85,9 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         self.ib.commissionReportEvent += lambda trade, fill, report: self._on_trade(trade)
         self.ib.disconnectedEvent += self._on_disconnect
         self.ib.accountValueEvent += self._on_account_value
+        # TWS streams position changes (reqPositions, subscribed at start-up), fills of other
+        # programs' orders too: each asks for a read of the account, as our own fills do.
+        self.ib.positionEvent += lambda position: self._account_due.set()
 
     # --- symbology -------------------------------------------------------------------------------
     def instruments(self) -> list[Instrument]:
