@@ -217,3 +217,12 @@ async def test_an_oca_group_cancels_the_rest_when_one_fills(ib: IB) -> None:
     second = ib.placeOrder(contract, crossing)
     await wait_until(lambda: second.orderStatus.status == "Filled", "the crossing one filled", timeout=5)
     await wait_until(lambda: first.orderStatus.status == "Cancelled", "the other cancelled", timeout=5)
+
+
+async def test_real_time_bars_come_every_five_seconds(ib: IB) -> None:
+    contract = await aapl(ib)
+    bars = ib.reqRealTimeBars(contract, 5, "TRADES", False)
+    await wait_until(lambda: len(bars) >= 2, "two 5-second bars", timeout=15)
+    first, second = bars[0], bars[1]
+    assert (second.time - first.time).total_seconds() == 5 and first.time.second % 5 == 0
+    assert all(bar.low <= min(bar.open_, bar.close) <= max(bar.open_, bar.close) <= bar.high for bar in (first, second))

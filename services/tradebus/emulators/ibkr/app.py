@@ -93,6 +93,7 @@ class IbkrEmulator(Emulator):
         self._exec_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._restarting: asyncio.Task[None] | None = None
+        self._bar_clock: asyncio.Task[None] | None = None
         self.tws_port = 0
         self.history = BarRecorder()
         self.groups = Groups(self)
@@ -106,14 +107,16 @@ class IbkrEmulator(Emulator):
     # --- serving ----------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         url = await super().start(host, port)
+        self._bar_clock = asyncio.create_task(self._end_bars(), name="ibkr-real-time-bars")
         self._server = await asyncio.start_server(self._accept, host, 0)
         self.tws_port = self._server.sockets[0].getsockname()[1]
         log.info("TWS API listening", extra={"venue": self.name, "port": self.tws_port})
         return url
 
     async def stop(self) -> None:
-        if self._restarting is not None:
-            self._restarting.cancel()
+        for task in (self._restarting, self._bar_clock):
+            if task is not None:
+                task.cancel()
         if self._server is not None:
             self._server.close()
         await super().stop()
@@ -297,6 +300,14 @@ class IbkrEmulator(Emulator):
             self.history.record(listing.symbol, (update.bids[0][0] + update.asks[0][0]) / 2, Decimal(0))
         for session in list(self.sessions):
             session.market(listing, update)
+
+    async def _end_bars(self) -> None:
+        """Every 5 seconds of the clock (…:00, …:05, …): the bar that ended, to reqRealTimeBars subscribers."""
+        while True:
+            end = (int(time.time()) // 5 + 1) * 5
+            await asyncio.sleep(end - time.time())
+            for session in list(self.sessions):
+                session.bar_ended(end)
 
     def bars(self, req_id: int, listing: Listing, *, bar_size: str, duration: str,
              epoch_dates: bool) -> list[Field]:

@@ -1,5 +1,6 @@
-"""Historical bars (reqHistoricalData) from what the emulated market printed since the
-emulator started: trades where there were any in a bar, else the midpoint, kept for an hour.
+"""Historical bars (reqHistoricalData) and real-time bars (reqRealTimeBars: one 5-second bar
+as each 5 seconds end) from what the emulated market printed since the emulator started:
+trades where there were any in a bar, else the midpoint, kept for an hour.
 
 Bar sizes and durations as the TWS API names them ("Historical Bar Data": barSizeSetting
 "5 secs" .. "1 hour", durationStr "<n> S|D"); dates in formatDate 1 ("20230315  09:30:00",
@@ -48,6 +49,12 @@ class BarRecorder:
         while prints and prints[0][0] < now - KEEP_SECONDS:
             prints.popleft()
 
+    def last_bar(self, symbol: str, width: int, end: int) -> list[Field] | None:
+        """The bar of [end - width, end) as realtimeBar carries it: start (epoch seconds),
+        open, high, low, close, volume, WAP, count; None when nothing printed in it."""
+        prints = [(price, size) for at, price, size in self._prints.get(symbol, ()) if end - width <= at < end]
+        return None if not prints else [end - width, *_ohlc(prints)]
+
     def rows(self, symbol: str, bar_size: str, duration: str, epoch_dates: bool) -> list[list[Field]]:
         """date, open, high, low, close, volume, average (WAP), count per bar, oldest first."""
         width, span = seconds(bar_size), duration_seconds(duration)
@@ -56,13 +63,13 @@ class BarRecorder:
         for at, price, size in self._prints.get(symbol, ()):
             if at >= since:
                 buckets.setdefault(int(at // width * width), []).append((price, size))
-        rows: list[list[Field]] = []
-        for start in sorted(buckets):
-            prints = buckets[start]
-            prices = [price for price, _ in prints]
-            volume = sum((size for _, size in prints), Decimal(0))
-            wap = sum((p * s for p, s in prints), Decimal(0)) / volume if volume else prices[-1]
-            date = str(start) if epoch_dates else time.strftime("%Y%m%d  %H:%M:%S", time.gmtime(start))
-            rows.append([date, prices[0], max(prices), min(prices), prices[-1], volume, wap.quantize(prices[0]),
-                         len(prints)])
-        return rows
+        return [[str(start) if epoch_dates else time.strftime("%Y%m%d  %H:%M:%S", time.gmtime(start)),
+                 *_ohlc(buckets[start])] for start in sorted(buckets)]
+
+
+def _ohlc(prints: list[tuple[Decimal, Decimal]]) -> list[Field]:
+    """open, high, low, close, volume, WAP (on the price's tick), count."""
+    prices = [price for price, _ in prints]
+    volume = sum((size for _, size in prints), Decimal(0))
+    wap = sum((p * s for p, s in prints), Decimal(0)) / volume if volume else prices[-1]
+    return [prices[0], max(prices), min(prices), prices[-1], volume, wap.quantize(prices[0]), len(prints)]

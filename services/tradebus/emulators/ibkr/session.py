@@ -68,6 +68,7 @@ class TwsSession:
         self.quotes: dict[int, Listing] = {}  # reqMktData id -> contract
         # reqMktDepth id -> contract, rows, the levels shown per side (0 ask, 1 bid)
         self.depth: dict[int, tuple[Listing, int, list[list[tuple[Decimal, Decimal]]]]] = {}
+        self.bars: dict[int, Listing] = {}  # reqRealTimeBars id -> contract
         self.account_updates: str | None = None  # the account reqAccountUpdates follows
         self.positions_followed = False  # reqPositions: every position change is sent until cancelPositions
         self.handlers: dict[int, Handler] = {
@@ -84,6 +85,7 @@ class TwsSession:
             In.CANCEL_MKT_DATA: self._cancel_market_data, In.REQ_MKT_DEPTH: self._market_depth,
             In.CANCEL_MKT_DEPTH: self._cancel_market_depth, In.REQ_MARKET_DATA_TYPE: _ignore,
             In.REQ_HISTORICAL_DATA: self._historical_data, In.CANCEL_HISTORICAL_DATA: _ignore,
+            In.REQ_REAL_TIME_BARS: self._real_time_bars, In.CANCEL_REAL_TIME_BARS: self._cancel_real_time_bars,
         }
 
     # --- the connection ------------------------------------------------------------------------------
@@ -432,6 +434,24 @@ class TwsSession:
             for position in range(len(now), len(was)):
                 self.send(render.depth_l2(req_id, position, 2, side, *was[position]))
             shown[side] = now
+
+    def _real_time_bars(self, fields: list[str]) -> None:
+        """reqRealTimeBars: 5-second bars only (the only size TWS offers), each sent as it ends."""
+        req_id = int(fields[2])
+        listing = self._listing(fields[3:15])
+        if listing is None:
+            self.send(render.error(req_id, 200, "No security definition has been found for the request"))
+            return
+        self.bars[req_id] = listing
+
+    def _cancel_real_time_bars(self, fields: list[str]) -> None:
+        self.bars.pop(int(fields[2]), None)
+
+    def bar_ended(self, end: int) -> None:
+        for req_id, listing in list(self.bars.items()):
+            bar = self.emulator.history.last_bar(listing.symbol, 5, end)
+            if bar is not None:
+                self.send([Out.REAL_TIME_BARS, 3, req_id, *bar])
 
     def _historical_data(self, fields: list[str]) -> None:
         req_id = int(fields[1])

@@ -50,7 +50,7 @@ from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot
 from . import codes, parsing
 from .config import IbkrConfig
-from .feeds import Feeds
+from .feeds import REQUESTS, Feeds
 
 log = logging.getLogger(__name__)
 _LOST = object()
@@ -67,7 +67,7 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         self.ib.RequestTimeout = self.config.request_timeout
         self.capabilities = Capabilities(
             order_types=frozenset(parsing.IB_ORDER_TYPES), time_in_force=frozenset(parsing.TIME_IN_FORCE),
-            modify=True, market_data=frozenset({MarketDataKind.QUOTE, MarketDataKind.TRADE, MarketDataKind.BOOK}),
+            modify=True, market_data=frozenset(REQUESTS),
         )
         self.feeds = Feeds(self.ib, self.venue, self.config.depth_rows)
         self._contracts: dict[str, Contract] = {}  # unified id -> qualified contract (looked up once)
