@@ -13,6 +13,22 @@ from tradebus.shared.natsserver import NatsServer, free_port
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _reproducible_property_tests() -> None:
+    """Property tests draw the same examples on every run by default, so that a CI result can
+    be reproduced and a red run is never a coin toss; `HYPOTHESIS_PROFILE=explore` draws new
+    examples each run (and keeps failures in .hypothesis/) for a hunt on purpose."""
+    try:
+        from hypothesis import settings
+    except ImportError:  # .venv-fyers (the Fyers tests' own environment) runs no property tests
+        return
+    settings.register_profile("reproducible", derandomize=True, database=None)
+    settings.register_profile("explore", derandomize=False)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
+
+
+_reproducible_property_tests()
+
+
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     """A fresh nats-server with JetStream for one test: no state leaks between tests."""

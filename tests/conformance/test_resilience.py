@@ -20,7 +20,7 @@ from tradebus.schemas.values import CancelReason, MarketDataKind, OrderType, Rej
 from tradebus.services.connector.venuespecs import venue_spec
 
 from ..integration.helpers import collect, market_decoder
-from .testbed import API_KEY, API_SECRET, VenueUnderTest, new_id, tag
+from .testbed import API_KEY, VenueUnderTest, new_id, tag
 
 
 class VenueMarket(NamedTuple):
@@ -172,6 +172,8 @@ async def test_refused_credentials_are_reported_and_never_printed(remote: VenueU
         instrument = remote.instrument()
         quote = await remote.quote(instrument.symbol)
         price = remote.price(instrument, quote.bid, "0.95")
+        assert remote.service is not None and remote.service.metrics.registry.get_sample_value(
+            "tradebus_connector_credentials_refused", {"venue": remote.venue}) == 0
         await remote.control("POST", "revoke", {"api_key": API_KEY})
         order = remote.place(instrument, quantity=remote.quantity(instrument, price), price=price)
         await remote.send(order)
@@ -182,8 +184,14 @@ async def test_refused_credentials_are_reported_and_never_printed(remote: VenueU
         )
         status = next(s for s in degraded if s.state is ServiceState.DEGRADED)
         assert "auth" in status.detail
-    assert API_SECRET not in caplog.text
-    assert not any(API_SECRET.encode() in raw for raw in everything.messages)
+        # what the VenueCredentialsRefused and SessionTokenExpiring alerts read (deploy/monitoring/alerts.yml)
+        assert remote.service is not None
+        sample = remote.service.metrics.registry.get_sample_value
+        assert sample("tradebus_connector_credentials_refused", {"venue": remote.venue}) == 1
+        loaded = sample("tradebus_connector_credentials_loaded_timestamp_seconds", {"venue": remote.venue})
+        assert loaded is not None and loaded <= time.time()
+    assert remote.secret not in caplog.text
+    assert not any(remote.secret.encode() in raw for raw in everything.messages)
     assert any("credentials" in record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR)
 
 

@@ -60,8 +60,10 @@ def new_id(prefix: str = "cf") -> str:
 CANCEL_HOLD = 1.0  # seconds (`connector.cancel_hold`), short for the suite
 
 class VenueUnderTest:
-    def __init__(self, venue: str, nats_server: NatsServer, nc: nats.NATS, emulator: Emulator | None) -> None:
+    def __init__(self, venue: str, nats_server: NatsServer, nc: nats.NATS, emulator: Emulator | None,
+                 secret: str = API_SECRET) -> None:
         self.venue = venue
+        self.secret = secret  # the account's API secret (or access token) at the emulated venue
         self.nats_server = nats_server
         self.nc = nc
         self.emulator = emulator
@@ -70,7 +72,7 @@ class VenueUnderTest:
             self.settings: Settings = paper_settings(nats_server.url, bar_interval=1)
         else:
             self.account = "main"
-            table = emulator.connector_config(account=self.account, api_key=API_KEY, api_secret=API_SECRET)
+            table = emulator.connector_config(account=self.account, api_key=API_KEY, api_secret=secret)
             self.settings = Settings(nats_url=nats_server.url, heartbeat_interval=0.2, venues={venue: table})
         # A cancel for an order the venue does not know waits this long for its place.
         self.settings = msgspec.structs.replace(self.settings, connector=ConnectorConfig(cancel_hold=CANCEL_HOLD))

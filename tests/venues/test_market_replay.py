@@ -1,7 +1,9 @@
 """Every recorded public market-data frame (`<venue>/corpus/market/*.json`), through the
 connector's native path (the stream's typed decoding, then the venue module's `follow`, as
 the connector runs them) gives the same wire messages as the ccxt path does for the same
-frames (ccxt's own websocket handler, then the connector's conversion of ccxt's structures).
+frames (ccxt's own websocket handler, then the connector's conversion of ccxt's structures),
+and tickers and trades, whose decimals the native path makes from their text
+(exact_decimal.py), encode to the bytes they gave when msgspec decoded those decimals.
 Both run at one fixed clock, so that messages stamped with their arrival time compare too."""
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import ccxt.pro as ccxt_pro
 import msgspec
 import pytest
 
+from tradebus.schemas.codecs import encode
 from tradebus.schemas.market import BookSnapshot, Quote, Trade
 from tradebus.schemas.values import MarketDataKind
 from tradebus.services.connector.errors import VenueBusy
@@ -29,6 +33,13 @@ MODULES: dict[str, Any] = {"binance": binance_stream, "bybit": bybit_stream}
 # The URL ccxt's client would have: both exchanges tell spot frames apart by it.
 SPOT_URLS = {"binance": "wss://stream.binance.com:9443/ws/0", "bybit": "wss://stream.bybit.com/v5/public/spot"}
 FILES = [path for venue in MODULES for path in sorted((HERE / venue / "corpus" / "market").glob("*.json"))]
+# (venue, stream) whose frames' decimal texts the native path turns into wire decimals itself:
+# wire field -> the frame's (Binance) or each trade's (Bybit `data`) key.
+TEXT_DECIMALS = {("binance", "quote"): {"bid": "b", "bid_size": "B", "ask": "a", "ask_size": "A"},
+                 ("binance", "trade"): {"price": "p", "size": "q"},
+                 ("bybit", "trade"): {"price": "p", "size": "v"}}
+TEXT_FILES = [path for path in FILES if (path.parent.parent.parent.name, json.loads(path.read_text())["stream"])
+              in TEXT_DECIMALS]
 
 
 def market(symbol: str, venue_id: str) -> dict[str, Any]:
@@ -118,6 +129,22 @@ async def test_native_parsing_gives_what_the_ccxt_path_gives(path: Any, monkeypa
     assert expected, "the ccxt path published nothing from the recorded frames"
     assert all(isinstance(m, (Quote, Trade, BookSnapshot)) for m in got)
     assert got == expected
+
+
+@pytest.mark.parametrize("path", TEXT_FILES, ids=[f"{p.parent.parent.parent.name}/{p.stem}" for p in TEXT_FILES])
+async def test_native_tickers_and_trades_encode_as_with_msgspecs_decimals(path: Any,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """msgspec decoded these decimals with `Decimal(text)`; the bytes published stay the same."""
+    recorded = json.loads(path.read_text())
+    fields = TEXT_DECIMALS[recorded["venue"], recorded["stream"]]
+    monkeypatch.setattr(time, "time_ns", lambda: NOW)
+    got = await native(recorded, KINDS[recorded["stream"]], recorded["symbol"].replace("/", ""))
+    items = [item for frame in recorded["frames"] for item in (frame["data"] if recorded["venue"] == "bybit" else [frame])]
+    assert len(got) == len(items)
+    for message, item in zip(got, items, strict=True):
+        before = msgspec.structs.replace(message, **{field: Decimal(item[key]) for field, key in fields.items()})
+        assert encode(message) == encode(before)
+        assert all(type(getattr(message, field)) is Decimal for field in fields)
 
 
 def test_a_binance_depth_event_that_skips_update_ids_rebuilds_the_book() -> None:

@@ -165,6 +165,11 @@ class RejectReason(enum.Enum):
     NO_LIQUIDITY = "no_liquidity"
     EXPIRED_ON_ARRIVAL = "expired_on_arrival"
     DEADLINE_EXCEEDED = "deadline_exceeded"  # a place/modify older than its time to live (risk or connector)
+    # Exchange rules checked before sending (Indian exchanges: tradebus.markets.india)
+    FREEZE_QUANTITY = "freeze_quantity"  # above the exchange's most units per order
+    MARKET_CLOSED = "market_closed"  # outside the segment's sessions (weekend, holiday, hours)
+    AMO_WINDOW_CLOSED = "amo_window_closed"  # an after-market order outside the venue's AMO window
+    MARKET_CALENDAR_UNKNOWN = "market_calendar_unknown"  # no trading calendar for the date: not guessed
     # Risk gate
     INSTRUMENT_NOT_ALLOWED = "instrument_not_allowed"
     MAX_QUANTITY = "max_quantity"

@@ -49,9 +49,11 @@ class EmulatedVenues:
         if not remote:
             return f"tradebus: --emulate needs a --venue to emulate ({', '.join(emulated_venues())})"
         for venue in remote:
-            api_key, api_secret = f"demo-{secrets.token_hex(6)}", secrets.token_urlsafe(24)
+            api_key = f"demo-{secrets.token_hex(6)}"
             try:
-                self.emulators[venue] = venue_spec(venue).emulator_class().create(credentials={api_key: api_secret})
+                emulator_type = venue_spec(venue).emulator_class()
+                api_secret = emulator_type.issue_secret()
+                self.emulators[venue] = emulator_type.create(credentials={api_key: api_secret})
             except ValueError as exc:
                 return f"tradebus: {exc}"
             except ImportError as exc:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
@@ -122,6 +123,13 @@ class Emulator(ABC):
         venue = EmulatedVenue(credentials=credentials, instruments=cls.listed_instruments(), fees=cls.fees,
                               fee_asset=cls.fee_asset, seed=seed, tick_interval=tick_interval)
         return cls(venue)
+
+    @classmethod
+    def issue_secret(cls, secret: str | None = None) -> str:
+        """A secret (or access token) in the form the venue issues them; `secret`: one to use
+        where the venue's have no form of their own. `tradebus up --emulate` and the
+        conformance suite credential their accounts with it."""
+        return secret or secrets.token_urlsafe(24)
 
     def __init__(self, venue: EmulatedVenue) -> None:
         self.venue = venue

@@ -91,7 +91,6 @@ def call(client: fyersModel.FyersModel, operation: str) -> dict[str, Any]:
         "tradebook": client.tradebook,
         "funds": client.funds,
         "positions": client.positions,
-        "depth": lambda: client.depth({"symbol": "NSE:SBIN-EQ", "ohlcv_flag": 1}),
     }
     return calls[operation]()
 
@@ -194,15 +193,3 @@ def test_positions_give_the_net_quantity_and_price(venue: Venue, client: fyersMo
     positions = parsing.positions(through_sdk(client, "positions"))
     assert [{"symbol": p.symbol, "quantity": str(p.quantity), "avg_price": str(p.avg_price)} for p in positions] == (
         recorded["expect"]["positions"])
-
-
-def test_depth_gives_the_quote_and_the_book(venue: Venue, client: fyersModel.FyersModel) -> None:
-    recorded = payload("depth")
-    venue.answer(200, recorded["body"])
-    answer, symbol, expect = through_sdk(client, "depth"), recorded["expect"]["symbol"], recorded["expect"]
-    quote = parsing.quote("fyers", symbol, answer, 1)
-    assert quote is not None
-    assert {k: str(getattr(quote, k)) for k in expect["quote"]} == expect["quote"]
-    book = parsing.book("fyers", symbol, answer, 1, 5)
-    assert [[str(level.price), str(level.size)] for level in book.bids] == expect["book"]["bids"]
-    assert [[str(level.price), str(level.size)] for level in book.asks] == expect["book"]["asks"]

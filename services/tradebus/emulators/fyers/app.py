@@ -8,12 +8,16 @@ Served (paths as on api-t1.fyers.in, docs myapi.fyers.in/docsv3):
     PATCH  /api/v3/orders/sync              modify quantity / prices (the order keeps its id)
     DELETE /api/v3/orders/sync              cancel
     GET    /data/depth, /data/quotes        five-level book; best bid / ask and last price
+    POST   /data/symbol-token               symbols -> fytokens (datasocket.py)
     WS     /trade/v3                        the order socket: SUB_ORD, then order frames (raw names)
+    WS     /hsm/v1-5/prod                   the data socket, HSM binary protocol (datasocket.py)
 Auth: `Authorization: <app id>:<access token>` (REST and the socket's handshake); the app id
-names the account. A bad token gets 401 {"code": -16}.
+names the account. A bad token gets 401 {"code": -16}. The symbol look-up takes the bare
+access token (as the SDK sends it), the data socket the token's `hsm_key` claim. Access
+tokens are JWTs as Fyers' are (`issue_secret`; render.access_token).
 
 Simplified: the market never closes; the product type is echoed, not enforced (no margin);
-Fyers' brokerage and taxes are not charged; the HSM data socket (binary) is not served.
+Fyers' brokerage and taxes are not charged; an emulated access token does not expire.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from ..server import Emulator
 from ..streams import Stream, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, EmulatedVenue, Refused
 from . import render
+from .datasocket import DataSocket
 
 OPENING_CASH = Decimal("10000000")  # rupees per emulated account
 USER_TAG = "1:"  # Fyers prefixes a user's order tag with it (docs "Orders", orderTag)
@@ -56,6 +61,10 @@ class FyersEmulator(Emulator):
         return [_equity("NSE:SBIN-EQ", "800.00"), _equity("NSE:RELIANCE-EQ", "2900.00")]
 
     @classmethod
+    def issue_secret(cls, secret: str | None = None) -> str:
+        return render.access_token(secret)
+
+    @classmethod
     def create(cls, *, credentials: dict[str, str], seed: int | None = 1, tick_interval: float = 0.1) -> Emulator:
         venue = EmulatedVenue(credentials=credentials, instruments=cls.listed_instruments(), fees=cls.fees,
                               cash={"INR": OPENING_CASH}, seed=seed, tick_interval=tick_interval)
@@ -74,13 +83,16 @@ class FyersEmulator(Emulator):
         self._handshakes: dict[web.WebSocketResponse, str] = {}
         self.order_stream = Stream(self._order_request, session=self._order_session, decode=_order_request)
         venue.on_order(self._on_order)
+        self.data_socket = DataSocket(self._hsm_keys)
+        venue.on_market(self.data_socket.on_market)
 
     def connector_config(self, *, account: str, api_key: str, api_secret: str) -> dict[str, Any]:
         ws = self.url.replace("http://", "ws://")
         return {
             "account": account, "api_key": api_key, "access_token": api_secret, "api_url": f"{self.url}/api/v3",
-            "data_url": f"{self.url}/data", "order_socket_url": f"{ws}/trade/v3", "symbols": sorted(self.venue.instruments),
-            "subscribe": ["*"], "market_poll_interval": 0.2,
+            "data_url": f"{self.url}/data", "order_socket_url": f"{ws}/trade/v3", "data_socket_url": f"{ws}/hsm/v1-5/prod",
+            "symbols": sorted(self.venue.instruments), "subscribe": ["*"],
+            "market_hours": False,  # the emulated venue trades around the clock: no sessions to refuse outside of
         }
 
     def error_response(self, reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
@@ -100,7 +112,9 @@ class FyersEmulator(Emulator):
         router.add_delete("/api/v3/orders/sync", endpoint("cancel", self._authed(self._cancel)))
         get("/data/depth", endpoint("depth", self._authed(self._depth), keyed=False))
         get("/data/quotes", endpoint("quotes", self._authed(self._quotes), keyed=False))
+        router.add_post("/data/symbol-token", endpoint("symbol_token", self._symbol_token, keyed=False))
         get("/trade/v3", self._order_socket)
+        get("/hsm/v1-5/prod", self.stream_endpoint(self.data_socket.stream))
 
     async def _orders(self, request: web.Request) -> web.StreamResponse:
         """GET /orders: the day's order book, or one order's look-up (`id` or `order_tag`
@@ -126,6 +140,24 @@ class FyersEmulator(Emulator):
         if self.venue.credentials[account] != token:
             raise Refused(RejectReason.AUTH_FAILED, "Could not authenticate the user")
         return account
+
+    def _hsm_keys(self) -> dict[str, str]:
+        """The `hsm_key` of each account's access token (a token that is no JWT has none)."""
+        keys = {}
+        for account, token in self.venue.credentials.items():
+            key = render.hsm_key(token)
+            if key is not None and account not in self.venue.revoked:
+                keys[key] = account
+        return keys
+
+    async def _symbol_token(self, request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization") or ""
+        if not token or token not in {t for a, t in self.venue.credentials.items() if a not in self.venue.revoked}:
+            raise Refused(RejectReason.AUTH_FAILED, "Could not authenticate the user")
+        symbols = (await _body(request)).get("symbols")
+        if not isinstance(symbols, list):
+            raise Refused(RejectReason.MALFORMED, "Invalid input")
+        return web.json_response(self.data_socket.symbol_tokens(symbols))
 
     # --- account ----------------------------------------------------------------------------
     async def _profile(self, account: str, request: web.Request) -> dict[str, Any]:

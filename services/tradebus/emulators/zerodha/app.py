@@ -124,7 +124,8 @@ class ZerodhaEmulator(Emulator):
         credentials = {"api_key": api_key, "access_token": api_secret} if api_key else {}
         return {"account": account, **credentials, "rest_url": self.url, "ws_url": self.url.replace("http://", "ws://"),
                 "exchanges": sorted({listing.exchange for listing, *_ in LISTINGS.values()}),
-                "symbols": sorted(LISTINGS), "subscribe": ["*"]}
+                "symbols": sorted(LISTINGS), "subscribe": ["*"],
+                "market_hours": False}  # the emulated venue trades around the clock: no sessions to refuse outside of
 
     def error_response(self, reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
         return render.error(reason, message)

@@ -73,6 +73,12 @@ class VenueConnector(ABC, Generic[ConfigT]):
     def accounts(self) -> frozenset[str]:
         """The venue accounts this connector trades."""
 
+    @property
+    def credentials_refused(self) -> bool:
+        """Whether the venue refuses this connector's credentials right now (an expired
+        session token, a revoked key): commands are refused until they work again."""
+        return False
+
     @abstractmethod
     async def start(self) -> None:
         """Connect to the venue and start market-data feeds; return when ready to trade.

@@ -113,6 +113,10 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
         self._tasks: set[asyncio.Task[None]] = set()
         self._watched: set[tuple[MarketDataKind, str]] = set()
 
+    @property
+    def credentials_refused(self) -> bool:
+        return self._auth_error is not None
+
     # --- venue primitives (all raise only errors.py errors) ----------------------------------
     @abstractmethod
     async def connect(self) -> None:

@@ -44,4 +44,7 @@ class ZerodhaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     product_equity: Product = Product.CNC
     product_derivatives: Product = Product.NRML
     variety: Variety = Variety.REGULAR
+    # Refuse orders outside the exchange's sessions (AMOs: outside Kite's AMO window) before
+    # sending them (tradebus.markets.india); off for a venue that trades around the clock (the emulator).
+    market_hours: bool = True
     resilience: RemoteSettings = msgspec.field(default_factory=RemoteSettings)
