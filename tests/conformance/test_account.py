@@ -96,7 +96,7 @@ def _balance_stream_subscribed(remote: VenueUnderTest) -> bool:
     if remote.venue == "bybit":
         return bool(emulator.streams.subscribers("wallet"))
     if remote.venue == "ibkr":  # TWS's account updates (reqAccountUpdates) for the account
-        return any(session.account_updates == API_KEY for session in emulator.sessions)
+        return any(session.account_updates == API_KEY for session in emulator.connections)
     return bool(emulator.user_stream_subscribed(API_KEY))  # Binance: one user data stream for orders and balances
 
 

@@ -23,7 +23,7 @@ from tradebus.schemas.codecs import encode
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, OrderCommand, PlaceOrder
 from tradebus.schemas.events import CancelAllDone, CommandRejected, OrderEvent
 from tradebus.schemas.market import Instrument, Quote
-from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType, Side, TimeInForce
+from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType, ServiceState, Side, TimeInForce
 from tradebus.services.connector.base import VenueConnector
 from tradebus.services.connector.config import ConnectorConfig
 from tradebus.services.connector.service import ConnectorService
@@ -96,10 +96,12 @@ class VenueUnderTest:
 
     # --- running the connector --------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def connector(self) -> AsyncIterator[VenueConnector]:
-        """The venue's connector, serving until the block ends (stopped as SIGTERM would)."""
-        self.service = ConnectorService(self.settings, venue=self.venue, venue_config=self.config)
-        async with running_service(self.service) as service:
+    async def connector(self, *, degraded: bool = False) -> AsyncIterator[VenueConnector]:
+        """The venue's connector, serving until the block ends (stopped as SIGTERM would);
+        `degraded`: from when it has started, ready or not (its venue refusing it)."""
+        self.service = service = ConnectorService(self.settings, venue=self.venue, venue_config=self.config)
+        started = (lambda: service.state in (ServiceState.READY, ServiceState.DEGRADED)) if degraded else None
+        async with running_service(service, started=started) as service:
             assert service.connector is not None
             yield service.connector
 

@@ -35,7 +35,7 @@ def resting_buy(client_order_id: str, bid: Decimal) -> PlaceOrder:
 @pytest.mark.timeout(120)
 async def test_the_daily_restart_is_said_waited_out_and_reconciled(emulator: IbkrEmulator, nats_server: NatsServer) -> None:
     bid = emulator.venue.last_market["AAPL"].bids[0][0]  # type: ignore[index]
-    async with connector_on_bus(emulator, nats_server, ready=lambda: bool(emulator.sessions)) as (nc, events):
+    async with connector_on_bus(emulator, nats_server, ready=lambda: bool(emulator.connections)) as (nc, events):
         statuses = await collect(nc, subjects.status("connector", "ibkr"), decoder(Family.STATUS).decode)
         await route(nc, resting_buy("before-restart", bid))
         await events.wait_for(lambda ms: any(isinstance(m, OrderAccepted) for m in ms), timeout=15)
@@ -62,7 +62,7 @@ async def test_ibs_servers_lost_and_back_are_said_and_market_data_is_sent_again(
 ) -> None:
     """IB's nightly reset seen from TWS: 1100 (degraded while it lasts), then 1101, restored
     with its market data lost: every stream is subscribed again, after a gap."""
-    async with connector_on_bus(emulator, nats_server, ready=lambda: bool(emulator.sessions)) as (nc, _):
+    async with connector_on_bus(emulator, nats_server, ready=lambda: bool(emulator.connections)) as (nc, _):
         statuses = await collect(nc, subjects.status("connector", "ibkr"), decoder(Family.STATUS).decode)
         quotes = await collect(nc, subjects.market_data_filter("ibkr", MarketDataKind.QUOTE), market_decoder.decode)
         await quotes.wait_for(lambda ms: any(m.symbol == "AAPL" for m in ms), timeout=15)
@@ -71,7 +71,7 @@ async def test_ibs_servers_lost_and_back_are_said_and_market_data_is_sent_again(
             isinstance(s, ServiceStatus) and s.state is ServiceState.DEGRADED and "1100" in s.detail for s in ms), 15)
         await control(emulator, "ibkr/connectivity", {"lost": False, "data_lost": True})
         await statuses.wait_for(lambda ms: isinstance(ms[-1], ServiceStatus) and ms[-1].state is ServiceState.READY, 15)
-        (session,) = emulator.sessions
+        (session,) = emulator.connections
         await wait_until(lambda: any(listing.symbol == "AAPL" for listing in session.quotes.values()),
                          "AAPL's quotes requested again", timeout=15)
         await quotes.wait_for(lambda ms: any(isinstance(m, StreamReconnected) and m.symbol == "AAPL" for m in ms), 15)
@@ -82,7 +82,7 @@ async def test_a_fill_of_another_programs_order_moves_the_published_position(
 ) -> None:
     """An order entered in TWS by hand (the control API's) fills: TWS streams the position
     change, and the connector publishes the account's position from it."""
-    async with connector_on_bus(emulator, nats_server, ready=lambda: bool(emulator.sessions)) as (nc, _):
+    async with connector_on_bus(emulator, nats_server, ready=lambda: bool(emulator.connections)) as (nc, _):
         positions = await collect(nc, subjects.account_events("ibkr", ACCOUNT), account_decoder.decode)
         await control(emulator, "orders", {"account": IB_ACCOUNT, "client_order_id": "by-hand", "symbol": "AAPL",
                                            "side": "buy", "order_type": "market", "quantity": "3"})

@@ -17,7 +17,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 FYERS_PYTHON = REPO / ".venv-fyers" / "bin" / "python"
 # The Fyers venue's own tests (corpus replay, SDK seams), its spec checks and its conformance run.
-FYERS_TESTS = ["tests/venues/fyers", "tests/unit/test_venue_specs.py", "tests/conformance", "-k", "fyers"]
+FYERS_TESTS = ["tests/venues/fyers", "tests/unit/test_venue_specs.py", "tests/conformance",
+               "tests/venues/test_session_lifecycle.py", "-k", "fyers"]
 
 
 @pytest.mark.timeout(1800)  # a first run creates the environment (about a minute) before testing

@@ -188,6 +188,9 @@ class RejectReason(enum.Enum):
     VENUE_UNAVAILABLE = "venue_unavailable"
     NOT_RECONCILED = "not_reconciled"
     AUTH_FAILED = "auth_failed"
+    # The venue session's access token expired (Indian venues' tokens last a day): nothing
+    # reaches the venue until a new token is supplied (docs/venues.md, "Session lifecycle").
+    SESSION_EXPIRED = "session_expired"
 
 
 class CancelReason(enum.Enum):
@@ -242,6 +245,15 @@ class ServiceState(enum.Enum):
     READY = "ready"
     DEGRADED = "degraded"
     STOPPING = "stopping"
+
+
+class SessionState(enum.Enum):
+    """A venue session whose access token lasts a day (Zerodha, Fyers)."""
+
+    LOGGED_IN = "logged_in"  # the venue takes the token
+    EXPIRING = "expiring"  # still taken, but its documented expiry is near: log in again
+    EXPIRED = "expired"  # the venue refuses the token: commands are refused, streams wait
+    REAUTHENTICATED = "reauthenticated"  # a new token was supplied: reconciling before trading again
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):

@@ -19,6 +19,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -148,6 +149,32 @@ def load_secrets_file(path: str | os.PathLike[str]) -> dict[str, Secret]:
             raise ConfigError(f"{where}: expected KEY=VALUE")
         secrets[key] = Secret(_dotenv_value(value.strip(), where))
     return secrets
+
+
+def write_secret(path: str | os.PathLike[str], key: str, value: str) -> None:
+    """Set `key` in the dotenv-style secrets file at `path`, keeping its other lines, with
+    mode 0600. Rewritten in place, not replaced by a new file: a container that mounts the
+    one file (compose secrets, a bind mount) keeps seeing the file it mounted. The value is
+    quoted, so a reader that catches the file half-written finds no complete value (an
+    unterminated quote) rather than half a token. Errors never echo the value."""
+    if not _DOTENV_KEY.match(key) or "'" in value or "\n" in value:
+        raise ConfigError(f"cannot write {key} into a secrets file")
+    target = Path(path)
+    try:
+        lines = target.read_text(encoding="utf-8").splitlines() if target.exists() else []
+    except OSError as exc:
+        raise ConfigError(f"cannot read secrets file {target}: {exc.strerror}") from None
+    kept = [line for line in lines if line.strip().removeprefix("export ").partition("=")[0].strip() != key]
+    text = "\n".join([*kept, f"{key}='{value}'"]) + "\n"
+    try:
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            os.fchmod(file.fileno(), 0o600)  # O_CREAT's mode is masked by the umask and ignored for an existing file
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as exc:
+        raise ConfigError(f"cannot write secrets file {target}: {exc.strerror}") from None
 
 
 def _dotenv_value(text: str, where: str) -> str:

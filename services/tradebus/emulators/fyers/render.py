@@ -24,6 +24,7 @@ IST = timezone(timedelta(hours=5, minutes=30))
 # Refused.reason -> (HTTP status, Fyers code, message), as recorded in the corpus.
 ERRORS: dict[RejectReason, tuple[int, int, str]] = {
     RejectReason.AUTH_FAILED: (401, -16, "Could not authenticate the user"),
+    RejectReason.SESSION_EXPIRED: (401, -8, "Token is expired"),
     RejectReason.RATE_LIMITED: (429, -429, "API rate limit exceeded"),
     RejectReason.UNKNOWN_ORDER: (400, -51, "Invalid order id"),
     RejectReason.UNKNOWN_INSTRUMENT: (400, -300, "Invalid symbol provided"),

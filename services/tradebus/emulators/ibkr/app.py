@@ -85,7 +85,7 @@ class IbkrEmulator(Emulator):
 
     def __init__(self, venue: EmulatedVenue) -> None:
         super().__init__(venue)
-        self.sessions: set[TwsSession] = set()
+        self.connections: set[TwsSession] = set()  # the TWS API connections (each a session.py TwsSession)
         self.orders: dict[str, IbOrder] = {}  # engine client order id -> what TWS shows of it
         self.executions: list[Execution] = []
         self.commissions: dict[str, Decimal] = {}  # account -> commissions paid (USD)
@@ -124,7 +124,7 @@ class IbkrEmulator(Emulator):
     async def drop_streams(self) -> None:
         """TWS's API connections are the venue's streams: every one is closed."""
         await super().drop_streams()
-        for session in list(self.sessions):
+        for session in list(self.connections):
             session.close()
 
     async def restart(self, seconds: float) -> None:
@@ -133,7 +133,7 @@ class IbkrEmulator(Emulator):
         assert self._server is not None
         host = self._server.sockets[0].getsockname()[0]
         self._server.close()
-        for session in list(self.sessions):
+        for session in list(self.connections):
             session.close()
         await asyncio.sleep(seconds)
         self._server = await asyncio.start_server(self._accept, host, self.tws_port)
@@ -145,10 +145,10 @@ class IbkrEmulator(Emulator):
             (1101, "Connectivity between IB and TWS has been restored- data lost.") if data_lost
             else (1102, "Connectivity between IB and TWS has been restored- data maintained."))
         if not lost and data_lost:  # TWS drops every market data subscription: clients send them again
-            for session in self.sessions:
+            for session in self.connections:
                 session.quotes.clear()
                 session.depth.clear()
-        for session in list(self.sessions):
+        for session in list(self.connections):
             session.send(render.error(-1, code, text))
 
     async def _connectivity(self, request: web.Request) -> web.Response:
@@ -163,11 +163,11 @@ class IbkrEmulator(Emulator):
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = TwsSession(self, reader, writer)
-        self.sessions.add(session)
+        self.connections.add(session)
         try:
             await session.serve()
         finally:
-            self.sessions.discard(session)
+            self.connections.discard(session)
             session.close()
 
     def routes(self, app: web.Application) -> None:
@@ -187,7 +187,7 @@ class IbkrEmulator(Emulator):
 
     # --- orders -------------------------------------------------------------------------------------
     def client_id_in_use(self, client_id: int) -> bool:
-        return any(session.client_id == client_id for session in self.sessions)
+        return any(session.client_id == client_id for session in self.connections)
 
     def next_order_id(self, client_id: int) -> int:
         used = [ib.order_id for ib in self.orders.values() if ib.client_id == client_id]
@@ -220,7 +220,7 @@ class IbkrEmulator(Emulator):
     def refuse(self, ib: IbOrder, refusal: Refused) -> None:
         """An order released from waiting that the engine refused: its client hears why."""
         code, text = refusal_of(refusal)
-        for session in list(self.sessions):
+        for session in list(self.connections):
             if session.client_id == ib.client_id:
                 session.send(render.error(ib.order_id, code, text))
 
@@ -238,11 +238,11 @@ class IbkrEmulator(Emulator):
                    render.order_status(ib, order)]
         if fill is not None:
             frames.append(render.commission_report(execution.exec_id, execution.commission, ib.listing.currency))
-        for session in list(self.sessions):
+        for session in list(self.connections):
             if session.client_id in (0, ib.client_id) and session.api_started:
                 session.send_all(frames)
         if fill is not None:
-            for session in list(self.sessions):
+            for session in list(self.connections):
                 session.account_changed(order.account, order.symbol)
         self.groups.changed(order)
 
@@ -298,7 +298,7 @@ class IbkrEmulator(Emulator):
             self.history.record(listing.symbol, update.trade.price, update.trade.size)
         elif update.bids and update.asks:
             self.history.record(listing.symbol, (update.bids[0][0] + update.asks[0][0]) / 2, Decimal(0))
-        for session in list(self.sessions):
+        for session in list(self.connections):
             session.market(listing, update)
 
     async def _end_bars(self) -> None:
@@ -306,7 +306,7 @@ class IbkrEmulator(Emulator):
         while True:
             end = (int(time.time()) // 5 + 1) * 5
             await asyncio.sleep(end - time.time())
-            for session in list(self.sessions):
+            for session in list(self.connections):
                 session.bar_ended(end)
 
     def bars(self, req_id: int, listing: Listing, *, bar_size: str, duration: str,

@@ -26,15 +26,16 @@ import logging
 import time
 from typing import Any
 
+import msgspec
 from nats.aio.msg import Msg
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.commands import CancelOrder, ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
-from tradebus.schemas.control import Reconcile, ReconcileReply
+from tradebus.schemas.control import Reconcile, ReconcileReply, ServiceStatus, VenueSession
 from tradebus.schemas.events import command_refused, malformed_command
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import RejectReason, ServiceState
+from tradebus.schemas.values import RejectReason, ServiceState, SessionState
 from tradebus.services.settings import Settings
 from tradebus.shared.bus import consume_batches
 from tradebus.shared.deadline import late_message, routed_deadline
@@ -77,6 +78,7 @@ class ConnectorService(Service):
         self._answering = False  # subscribed to its request subjects
         self.events: EventPublisher | None = None
         self.skipped_redeliveries = 0
+        self.session: VenueSession | None = None  # a venue with daily access tokens: its session (session.py)
         self.redelivered_through = 0  # stream sequences up to it were given to this process or a predecessor (takeover.py)
         self._stored_events = stored_events_counter(self.metrics)
         self._command_seconds = self.metrics.histogram(
@@ -91,7 +93,8 @@ class ConnectorService(Service):
             "tradebus_connector_credentials_refused", "1 while the venue refuses this connector's credentials.", ("venue",),
         ).labels(venue=venue).set_function(lambda: float(self.connector is not None and self.connector.credentials_refused))
         # A venue whose session token lasts a day (Zerodha, Fyers) needs a fresh one daily:
-        # the credentials are read when the connector is made, once per process.
+        # the credentials are read when the connector is made, and again when its session
+        # takes a new token from the secrets file (session.py).
         self._credentials_loaded = self.metrics.gauge(
             "tradebus_connector_credentials_loaded_timestamp_seconds",
             "When this process read the venue credentials it trades with (Unix time; absent for venues without any).",
@@ -113,7 +116,7 @@ class ConnectorService(Service):
             venue=self.venue, config=self.venue_config, market_data=market_data, emit=self.events.submit,
             read_journal=functools.partial(read_events, self.bus, journal_subjects(self.venue),
                                            on_unreadable=self.quarantine.hold),
-            report_status=self._venue_status,
+            report_status=self._venue_status, report_session=self._venue_session,
         )
         if spec.needs_credentials:
             self._credentials_loaded.labels(venue=self.venue).set(time.time())
@@ -146,6 +149,16 @@ class ConnectorService(Service):
         else:
             self.state = state
         self.detail = detail
+
+    def _venue_session(self, session: VenueSession) -> None:
+        """On the bus at once, not at the next heartbeat: a dashboard sees an expiry when it happens."""
+        self.session = session
+        if session.state is SessionState.REAUTHENTICATED:  # a new token was read (the SessionTokenExpiring alert's clock)
+            self._credentials_loaded.labels(venue=self.venue).set(time.time())
+        self.spawn(self._publish_status(), name="session-status")
+
+    def status(self) -> ServiceStatus:
+        return msgspec.structs.replace(super().status(), session=self.session)
 
     def counters(self) -> dict[str, int]:
         return {

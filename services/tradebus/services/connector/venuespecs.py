@@ -50,6 +50,8 @@ class VenueSpec:
     # The virtualenv its connector runs from when its SDK cannot share the fleet's own
     # (fyers-apiv3 pins requests and aiohttp below ccxt's needs): `.venv-fyers`, made by .ci/fyers-env.
     environment: str | None = None
+    # Its daily login (a LoginFlow, connector/login.py): a venue whose access tokens last a day
+    login: str | None = None
 
     @property
     def needs_credentials(self) -> bool:
@@ -92,10 +94,12 @@ VENUE_SPECS: dict[str, VenueSpec] = {spec.name: spec for spec in (
               emulator=f"{EMULATORS_PACKAGE}.alpaca:AlpacaEmulator"),
     VenueSpec(name="zerodha", connector=f"{VENUES_PACKAGE}.zerodha.connector:ZerodhaConnector",
               config=f"{VENUES_PACKAGE}.zerodha.config:ZerodhaConfig", extra="zerodha", sdk="kiteconnect",
-              secret_name="ACCESS_TOKEN", emulator=f"{EMULATORS_PACKAGE}.zerodha:ZerodhaEmulator"),
+              secret_name="ACCESS_TOKEN", emulator=f"{EMULATORS_PACKAGE}.zerodha:ZerodhaEmulator",
+              login=f"{VENUES_PACKAGE}.zerodha.login:FLOW"),
     VenueSpec(name="fyers", connector=f"{VENUES_PACKAGE}.fyers.connector:FyersConnector",
               config=f"{VENUES_PACKAGE}.fyers.config:FyersConfig", extra="fyers", sdk="fyers_apiv3",
-              secret_name="ACCESS_TOKEN", emulator=f"{EMULATORS_PACKAGE}.fyers:FyersEmulator", environment=".venv-fyers"),
+              secret_name="ACCESS_TOKEN", emulator=f"{EMULATORS_PACKAGE}.fyers:FyersEmulator", environment=".venv-fyers",
+              login=f"{VENUES_PACKAGE}.fyers.login:FLOW"),
     VenueSpec(name="ibkr", connector=f"{VENUES_PACKAGE}.ibkr.connector:IbkrConnector",
               config=f"{VENUES_PACKAGE}.ibkr.config:IbkrConfig", extra="ibkr", sdk="ib_async", signs_requests=False,
               emulator=f"{EMULATORS_PACKAGE}.ibkr:IbkrEmulator"),

@@ -2,8 +2,9 @@
 
 Credentials follow the credentials convention: FYERS_API_KEY is the app id (client id,
 `XA00001-100`), FYERS_ACCESS_TOKEN the day's access token (environment or secrets file),
-unless given here. Fyers issues an access token per login (auth code -> access token through
-the SDK's SessionModel, docs/venues.md "Fyers"); the connector does not log in itself.
+unless given here. Fyers issues an access token per login (auth code -> access token:
+`tradebus login fyers --auth-code ...`, docs/venues.md "Session lifecycle"); the connector
+does not log in itself, it picks a new token up from the secrets file (`[venues.fyers.session]`).
 The URL overrides point the SDK (and the data socket) at an emulator or a proxy; unset,
 fyers-apiv3's own are used.
 """
@@ -18,6 +19,7 @@ import msgspec
 from tradebus.shared.config import Secret
 
 from ...remote import RemoteSettings
+from ...session import SessionSettings
 
 
 class ProductType(StrEnum):
@@ -46,3 +48,4 @@ class FyersConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     subscribe: list[str] = []  # streams published from start ("*": every listed symbol)
     book_depth: int = 5  # levels of a published book (the data socket's depth has five)
     resilience: RemoteSettings = msgspec.field(default_factory=RemoteSettings)
+    session: SessionSettings = msgspec.field(default_factory=SessionSettings)  # the daily token (docs/venues.md)

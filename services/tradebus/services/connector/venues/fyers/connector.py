@@ -61,7 +61,7 @@ from ...credentials import venue_credentials
 from ...errors import OrderRefused, OutcomeUnknown, VenueBusy
 from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot, TradeReport
-from . import parsing, rules
+from . import parsing, rules, session
 from .config import FyersConfig
 from .datasocket import DataSocket
 
@@ -80,18 +80,16 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
 
     def __init__(self, **kwargs: Any) -> None:
         config: FyersConfig = kwargs["config"]
-        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token,
-                                        secret_name="ACCESS_TOKEN")
-        self._app_id, self._token = credentials.api_key.reveal(), credentials.api_secret.reveal()
+        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token)
+        self._app_id = credentials.api_key.reveal()
         if config.api_url:
             fyersModel.Config.API = config.api_url.rstrip("/")
         if config.data_url:
             fyersModel.Config.DATA_API = config.data_url.rstrip("/")
         Path(config.log_dir).mkdir(parents=True, exist_ok=True)
-        self.client = fyersModel.FyersModel(client_id=self._app_id, token=self._token, log_path=config.log_dir)
-        deadline = _Deadline(config.request_timeout)
-        for scheme in ("https://", "http://"):
-            self.client.service.session.mount(scheme, deadline)
+        self._deadline, self._log_dir = _Deadline(config.request_timeout), config.log_dir
+        self._token = credentials.api_secret.reveal()
+        self.client = self._client(self._token)
         super().__init__(**kwargs)
         self.data_socket = DataSocket(config.data_socket_url, fyersModel.Config.DATA_API, self._app_id, self._token,
                                       self.limiter.acquire)
@@ -99,6 +97,26 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
         self._ours: dict[str, str] = {}  # order tag -> our client order id
         self._venue_tags: set[str] = set()  # the tags of the orders Fyers holds today (see the module's notes)
         self._tags_known = asyncio.Event()  # the order socket reports every new tag and the book gave the rest
+        self._start_session(self, credentials.api_secret, given=config.access_token, rules=session.RULES,
+                            settings=config.session)
+
+    # --- the day's session (session.py) ------------------------------------------------------------
+    def use_token(self, token: str) -> None:
+        """Sign with `token` from now on: the REST client (the SDK reads it once, when built),
+        the data socket (a connection made with the old one is closed) and the order socket
+        at its next connection."""
+        self._token = token
+        self.client = self._client(token)
+        self.data_socket.use_token(token)
+
+    async def check_session(self) -> None:
+        await self._sdk(self.client.get_profile, changes_state=False)
+
+    def _client(self, token: str) -> fyersModel.FyersModel:
+        client = fyersModel.FyersModel(client_id=self._app_id, token=token, log_path=self._log_dir)
+        for scheme in ("https://", "http://"):
+            client.service.session.mount(scheme, self._deadline)
+        return client
 
     # --- symbology (Fyers' symbols are ours: see parsing.py) ---------------------------------
     def instruments(self) -> list[Instrument]:
@@ -112,7 +130,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
 
     # --- primitives -----------------------------------------------------------------------------
     async def connect(self) -> None:
-        await self._sdk(self.client.get_profile, changes_state=False)  # proves the credentials
+        await self.check_session()
         for coid in self.tracker.client_order_ids():
             self._ours.setdefault(parsing.order_tag(coid), coid)
         self._instruments = [self._instrument(symbol) for symbol in self.config.symbols]

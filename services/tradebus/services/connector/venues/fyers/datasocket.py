@@ -26,8 +26,8 @@ from typing import Any
 
 import aiohttp
 
-from ...errors import VenueBusy
-from . import hsm
+from ...errors import SessionExpired, VenueBusy
+from . import hsm, parsing
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ class DataSocket:
                  before_request: Callable[[], Awaitable[None]]) -> None:
         self._url = url or URL
         self._symbol_tokens = f"{data_url.rstrip('/')}/symbol-token"
-        self._app_token = f"{app_id}:{access_token}"
-        self._token = access_token
+        self._app_id = app_id
+        self._app_token = self._token = ""
         self._before_request = before_request  # the venue's request limiter (symbol look-ups are requests)
         self._session: aiohttp.ClientSession | None = None
         self._socket: aiohttp.ClientWebSocketResponse | None = None
@@ -53,6 +53,15 @@ class DataSocket:
         self._fytokens: dict[str, str] = {}
         self._listeners: dict[str, set[asyncio.Queue[Any]]] = {}
         self._pending: deque[str] = deque()  # topics subscribed, in order, awaiting their answer
+        self._closing: asyncio.Future[bool] | None = None  # a connection of a replaced token being closed
+        self.use_token(access_token)
+
+    def use_token(self, access_token: str) -> None:
+        """Authenticate with this token from now on; a connection made with the old one is
+        closed (its listeners connect again, with this one)."""
+        self._app_token, self._token = f"{self._app_id}:{access_token}", access_token
+        if self._socket is not None and not self._socket.closed:
+            self._closing = asyncio.ensure_future(self._socket.close())
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -103,6 +112,8 @@ class DataSocket:
                     answer = await response.json(content_type=None)
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
                 raise VenueBusy(f"Fyers symbol-token look-up failed: {type(exc).__name__}") from None
+            if isinstance(answer, dict) and answer.get("s") == "error" and answer.get("code") is not None:
+                raise parsing.error(answer, changes_state=False)  # its code table: an expired token is the session's
             if not isinstance(answer, dict) or answer.get("s") != "ok":
                 message = answer.get("message") if isinstance(answer, dict) else None
                 raise VenueBusy(f"Fyers symbol-token look-up refused: {str(message)[:200]}")
@@ -123,8 +134,8 @@ class DataSocket:
                 return
             try:
                 key = hsm.hsm_key(self._token)
-            except ValueError as exc:
-                raise VenueBusy(f"Fyers data socket: {exc}") from None
+            except ValueError as exc:  # no key, or the token's `exp` has passed: only a new token helps
+                raise SessionExpired(f"Fyers data socket: {exc}") from None
             try:
                 self._socket = socket = await self._client().ws_connect(
                     self._url, heartbeat=PING_INTERVAL)
@@ -139,10 +150,11 @@ class DataSocket:
             try:
                 reply = await asyncio.wait_for(asyncio.shield(self._authenticated), AUTH_TIMEOUT)
             except (TimeoutError, asyncio.CancelledError, ConnectionError):
-                reply = hsm.Reply(hsm.AUTH, False, "no answer")
-            if not reply.ok:
                 await socket.close()
-                raise VenueBusy(f"Fyers data socket refused the authentication: {reply.message or 'not K'}")
+                raise VenueBusy("Fyers data socket: no answer to the authentication") from None
+            if not reply.ok:  # the socket refuses the token's key: the session's end, like a REST -8 / -16
+                await socket.close()
+                raise SessionExpired(f"Fyers data socket refused the access token: {reply.message or 'not K'}")
 
     async def _send(self, frame: bytes) -> None:
         if self._socket is None or self._socket.closed:

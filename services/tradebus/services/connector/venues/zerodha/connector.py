@@ -17,6 +17,9 @@ from its history. Fills come with the order's cumulative quantity and average pr
 trades (id, price, quantity) are read from GET /orders/{id}/trades. Kite states no charges
 per trade: fees are unknown (0, no currency).
 
+Session: Kite's access token lasts until 6 AM IST the next day (session.py); an expired one is
+a TokenException, and the connector waits for a new one in the secrets file (../../session.py).
+
 Limits (kite.trade/docs/connect/v3/exceptions "API rate limit"): 10 requests per second
 per API key (the shared limiter), and orders at most 10 per second and 200 per minute
 (a second limiter in front of place / modify / cancel).
@@ -45,7 +48,7 @@ from ...errors import OrderRefused, OutcomeUnknown, VenueError
 from ...ratelimit import RateLimiter
 from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot, TradeReport
-from . import parsing
+from . import parsing, session
 from .config import Variety, ZerodhaConfig
 from .ticker import Tick, TickerConnection
 
@@ -58,8 +61,7 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
 
     def __init__(self, **kwargs: Any) -> None:
         config: ZerodhaConfig = kwargs["config"]
-        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token,
-                                        secret_name="ACCESS_TOKEN")
+        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token)
         key, token = credentials.api_key.reveal(), credentials.api_secret.reveal()
         self.kite = KiteConnect(key, access_token=token, root=config.rest_url)
         self._error_types = parsing.ErrorTypes()
@@ -78,6 +80,16 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
         self._by_token: dict[int, parsing.KiteInstrument] = {}  # instrument token -> master row
         self._instruments: list[Instrument] = []
         self._ours: dict[str, str] = {}  # Kite tag -> our client order id
+        self._start_session(self, credentials.api_secret, given=config.access_token, rules=session.RULES,
+                            settings=config.session)
+
+    # --- the day's session (session.py) ------------------------------------------------------------
+    def use_token(self, token: str) -> None:
+        self.kite.set_access_token(token)
+        self.ticker.use_token(token)
+
+    async def check_session(self) -> None:
+        await self._sdk(self.kite.profile, changes_state=False)
 
     # --- symbology -------------------------------------------------------------------------------
     def instruments(self) -> list[Instrument]:
@@ -97,7 +109,7 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
 
     # --- primitives ------------------------------------------------------------------------------
     async def connect(self) -> None:
-        await self._sdk(self.kite.profile, changes_state=False)  # proves the access token
+        await self.check_session()
         wanted = set(self.config.symbols)
         listed: dict[str, parsing.KiteInstrument] = {}
         for exchange in self.config.exchanges:
