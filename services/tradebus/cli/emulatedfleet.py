@@ -58,9 +58,9 @@ class EmulatedVenues:
                 return f"tradebus: {exc}"
             except ImportError as exc:
                 return missing_dependency(venue, exc)
-            prefix = venue.upper()
-            secret_name = venue_spec(venue).secret_name
-            self.credential_env[venue] = {f"{prefix}_API_KEY": api_key, f"{prefix}_{secret_name}": api_secret}
+            if venue_spec(venue).needs_credentials:
+                prefix, secret_name = venue.upper(), venue_spec(venue).secret_name
+                self.credential_env[venue] = {f"{prefix}_API_KEY": api_key, f"{prefix}_{secret_name}": api_secret}
         return None
 
     async def start(self, run_dir: Path) -> str:
