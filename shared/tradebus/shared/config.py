@@ -248,12 +248,22 @@ def _check_table(table: dict[str, Any], struct: mi.StructType, at: KeyPath, sour
             raise ConfigError(f"setting {_dotted(path)!r} {source} is a section: write it as a [{_dotted(path)}] table")
 
 
-def _resolve(struct: mi.StructType, path: KeyPath, source: str, env_name: str) -> mi.Type:
-    """The type of the setting at `path`, which must be a leaf (not a section)."""
+def _holds_free_form_tables(type_: mi.Type) -> bool:
+    """`dict[str, dict[str, Any]]`: tables whose fields only their owner knows."""
+    inner = _unwrap_optional(type_)
+    return isinstance(inner, mi.DictType) and isinstance(_unwrap_optional(inner.value_type), mi.DictType)
+
+
+def _resolve(struct: mi.StructType, path: KeyPath, source: str, env_name: str) -> mi.Type | None:
+    """The type of the setting at `path`, which must be a leaf (not a section); None where the
+    path runs into a table of free-form tables (`[venues.<venue>]`): its owner checks those
+    against their own types, environment included (settings.venue_config)."""
     for depth, part in enumerate(path[:-1], start=1):
         fields = _fields(struct)
         if part not in fields:
             raise _unknown(path[:depth], struct, source)
+        if _holds_free_form_tables(fields[part]) and depth < len(path) - 1:
+            return None
         section = _section(fields[part])
         if section is None:
             leaf = _dotted(path[:depth])
@@ -279,7 +289,10 @@ def _apply_env(
             continue
         path = tuple(name[len(prefix) :].lower().split("__"))
         source = f"from environment variable {name}"
-        value = _env_value(text, _resolve(schema, path, source, name), path, source)
+        type_ = _resolve(schema, path, source, name)
+        if type_ is None:
+            continue
+        value = _env_value(text, type_, path, source)
         node = raw
         for part in path[:-1]:  # sections already in `raw` are dicts: _check_table made sure
             node = node.setdefault(part, {})
