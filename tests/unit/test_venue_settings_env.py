@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tradebus.services.connector.venues.ccxt.config import CcxtConfig
 from tradebus.services.settings import load_settings, venue_config
 from tradebus.shared.config import ConfigError
 
@@ -13,7 +14,9 @@ from tradebus.shared.config import ConfigError
 def test_a_venue_setting_from_the_environment_reaches_the_venue() -> None:
     env = {"TRADEBUS_VENUES__BINANCE__TESTNET": "true"}
     settings = load_settings(env=env)
-    assert getattr(venue_config(settings, "binance", env=env), "testnet") is True
+    config = venue_config(settings, "binance", env=env)
+    assert isinstance(config, CcxtConfig)
+    assert config.testnet is True
 
 
 def test_an_unknown_venue_setting_from_the_environment_is_refused_by_the_venue() -> None:
