@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: real nats-server processes on free ports."""
+"""Fixtures shared by every test: real nats-server (and Tansu) processes on free ports."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tradebus.shared.natsserver import NatsServer, free_port
+from tradebus.shared.tansubroker import TansuBroker
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,15 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def tansu_broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A fresh Kafka-protocol broker (Tansu, memory storage) for one test."""
+    broker = TansuBroker(work_dir=tmp_path / "tansu", port=free_port())
+    broker.start()
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture
