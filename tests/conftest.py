@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: real nats-server processes on free ports."""
+"""Fixtures shared by every test: real nats-server (and Tansu) processes on free ports."""
 
 from __future__ import annotations
 
@@ -9,8 +9,25 @@ from pathlib import Path
 import pytest
 
 from tradebus.shared.natsserver import NatsServer, free_port
+from tradebus.shared.tansubroker import TansuBroker
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _reproducible_property_tests() -> None:
+    """Property tests draw the same examples on every run by default, so that a CI result can
+    be reproduced and a red run is never a coin toss; `HYPOTHESIS_PROFILE=explore` draws new
+    examples each run (and keeps failures in .hypothesis/) for a hunt on purpose."""
+    try:
+        from hypothesis import settings
+    except ImportError:  # .venv-fyers (the Fyers tests' own environment) runs no property tests
+        return
+    settings.register_profile("reproducible", derandomize=True, database=None)
+    settings.register_profile("explore", derandomize=False)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
+
+
+_reproducible_property_tests()
 
 
 @pytest.fixture
@@ -20,6 +37,15 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def tansu_broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A fresh Kafka-protocol broker (Tansu, memory storage) for one test."""
+    broker = TansuBroker(work_dir=tmp_path / "tansu", port=free_port())
+    broker.start()
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture

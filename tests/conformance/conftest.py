@@ -17,7 +17,7 @@ from .testbed import API_KEY, API_SECRET, VenueUnderTest, venues_under_test
 async def testbed(request: pytest.FixtureRequest, nats_server: NatsServer) -> AsyncIterator[VenueUnderTest]:
     venue = request.param
     spec = venue_spec(venue)
-    emulator = None
+    emulator, secret = None, API_SECRET
     if not spec.embedded:
         if spec.emulator is None:  # said, not hidden: the venue is not conformance-tested yet
             pytest.skip(f"{venue}: its spec names no emulator yet (venues/_template/README.md, step 4)")
@@ -26,10 +26,11 @@ async def testbed(request: pytest.FixtureRequest, nats_server: NatsServer) -> As
             spec.connector_class()
         except ModuleNotFoundError as exc:  # a venue whose folder is not written yet: said, not hidden
             pytest.skip(f"{venue}: its emulator or connector is missing ({exc.name} not found)")
-        emulator = emulator_type.create(credentials={API_KEY: API_SECRET}, tick_interval=0.05)
+        secret = emulator_type.issue_secret(API_SECRET)  # in the venue's form (Fyers: a JWT access token)
+        emulator = emulator_type.create(credentials={API_KEY: secret}, tick_interval=0.05)
         await emulator.start()
     nc = await nats.connect(nats_server.url)
-    bed = VenueUnderTest(venue, nats_server, nc, emulator)
+    bed = VenueUnderTest(venue, nats_server, nc, emulator, secret)
     try:
         await bed.watch_events()
         await bed.watch_quotes()

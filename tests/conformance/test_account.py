@@ -32,7 +32,7 @@ NO_FEE_ON_FILLS = frozenset({"alpaca", "zerodha", "fyers"})
 # emulators do (a real account paying with BNB on Binance would show BNB instead).
 FEE_IN_BASE_ON_BUYS = frozenset({"binance", "bybit"})
 # Venues with a private balance stream (Binance outboundAccountPosition, Bybit `wallet`).
-BALANCE_STREAMS = frozenset({"binance", "bybit"})
+BALANCE_STREAMS = frozenset({"binance", "bybit", "ibkr"})
 
 
 async def test_a_fill_carries_the_fee_and_moves_a_position_and_a_balance(testbed: VenueUnderTest) -> None:
@@ -95,6 +95,8 @@ def _balance_stream_subscribed(remote: VenueUnderTest) -> bool:
     emulator: Any = remote.emulator
     if remote.venue == "bybit":
         return bool(emulator.streams.subscribers("wallet"))
+    if remote.venue == "ibkr":  # TWS's account updates (reqAccountUpdates) for the account
+        return any(session.account_updates == API_KEY for session in emulator.connections)
     return bool(emulator.user_stream_subscribed(API_KEY))  # Binance: one user data stream for orders and balances
 
 

@@ -23,7 +23,7 @@ from tradebus.schemas.codecs import encode
 from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, OrderCommand, PlaceOrder
 from tradebus.schemas.events import CancelAllDone, CommandRejected, OrderEvent
 from tradebus.schemas.market import Instrument, Quote
-from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType, Side, TimeInForce
+from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderType, ServiceState, Side, TimeInForce
 from tradebus.services.connector.base import VenueConnector
 from tradebus.services.connector.config import ConnectorConfig
 from tradebus.services.connector.service import ConnectorService
@@ -60,8 +60,10 @@ def new_id(prefix: str = "cf") -> str:
 CANCEL_HOLD = 1.0  # seconds (`connector.cancel_hold`), short for the suite
 
 class VenueUnderTest:
-    def __init__(self, venue: str, nats_server: NatsServer, nc: nats.NATS, emulator: Emulator | None) -> None:
+    def __init__(self, venue: str, nats_server: NatsServer, nc: nats.NATS, emulator: Emulator | None,
+                 secret: str = API_SECRET) -> None:
         self.venue = venue
+        self.secret = secret  # the account's API secret (or access token) at the emulated venue
         self.nats_server = nats_server
         self.nc = nc
         self.emulator = emulator
@@ -70,7 +72,7 @@ class VenueUnderTest:
             self.settings: Settings = paper_settings(nats_server.url, bar_interval=1)
         else:
             self.account = "main"
-            table = emulator.connector_config(account=self.account, api_key=API_KEY, api_secret=API_SECRET)
+            table = emulator.connector_config(account=self.account, api_key=API_KEY, api_secret=secret)
             self.settings = Settings(nats_url=nats_server.url, heartbeat_interval=0.2, venues={venue: table})
         # A cancel for an order the venue does not know waits this long for its place.
         self.settings = msgspec.structs.replace(self.settings, connector=ConnectorConfig(cancel_hold=CANCEL_HOLD))
@@ -94,10 +96,12 @@ class VenueUnderTest:
 
     # --- running the connector --------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def connector(self) -> AsyncIterator[VenueConnector]:
-        """The venue's connector, serving until the block ends (stopped as SIGTERM would)."""
-        self.service = ConnectorService(self.settings, venue=self.venue, venue_config=self.config)
-        async with running_service(self.service) as service:
+    async def connector(self, *, degraded: bool = False) -> AsyncIterator[VenueConnector]:
+        """The venue's connector, serving until the block ends (stopped as SIGTERM would);
+        `degraded`: from when it has started, ready or not (its venue refusing it)."""
+        self.service = service = ConnectorService(self.settings, venue=self.venue, venue_config=self.config)
+        started = (lambda: service.state in (ServiceState.READY, ServiceState.DEGRADED)) if degraded else None
+        async with running_service(service, started=started) as service:
             assert service.connector is not None
             yield service.connector
 

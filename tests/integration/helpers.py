@@ -38,12 +38,13 @@ def paper_settings(nats_url: str, **paper: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_service(service: Service) -> AsyncIterator[Any]:
+async def running_service(service: Service, *, started: Callable[[], bool] | None = None) -> AsyncIterator[Any]:
     """Serve in this process until the block ends; then stop it as SIGTERM would and
-    require a clean exit."""
+    require a clean exit. The block starts once the service is READY, or once `started`
+    holds (a service that starts DEGRADED, e.g. a connector whose venue session expired)."""
     task = asyncio.create_task(service.serve())
     deadline = time.monotonic() + 15
-    while service.state is not ServiceState.READY:
+    while not (started() if started is not None else service.state is ServiceState.READY):
         if task.done():
             raise RuntimeError(f"{service.name} exited during start-up with {task.result()}")
         assert time.monotonic() < deadline, f"{service.name} not ready in 15 s"

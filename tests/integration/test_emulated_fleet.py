@@ -72,6 +72,31 @@ def test_up_emulate_streams_ticks_and_fills_orders_without_writing_credentials(t
             fleet.stop()
 
 
+def test_up_emulate_ibkr_streams_a_stocks_ticks_and_fills_an_order_with_ibs_commission(tmp_path: Path) -> None:
+    """Interactive Brokers as a new user tries it: the emulated TWS behind ib_async, quotes of
+    AAPL on demand, a market buy of 10 shares filled with IB's fixed commission (USD 0.005 a
+    share, at least 1.00 an order: 1 USD), the shares as a position and the cash less both."""
+    fleet = Fleet(tmp_path, "--venue", "ibkr", "--emulate")
+    try:
+        fleet.wait_ready()
+        fleet.wait_services(("risk", "oms", "audit", "connector.ibkr"))
+        ticks = tradebus("ticks", "--venue", "ibkr", "--symbol", "AAPL", "--count", "3", "--json", env=fleet.env)
+        assert ticks.returncode == 0, ticks.stderr
+        assert {json.loads(line)["symbol"] for line in ticks.stdout.splitlines()} == {"AAPL"}
+        placed = tradebus("order", "place", "--venue", "ibkr", "--account", "demo", "--symbol", "AAPL",
+                          "--side", "buy", "--type", "market", "--qty", "10", "--json", env=fleet.env)
+        assert placed.returncode == 0, placed.stdout + placed.stderr
+        events = [decoder(Family.ORDER_EVENT).decode(line) for line in placed.stdout.splitlines()]
+        (fill,) = [e.fill for e in events if isinstance(e, FillEventBase)]
+        assert (fill.quantity, fill.fee, fill.fee_currency) == (Decimal(10), Decimal(1), "USD")
+        assert shown(fleet, ("positions",), "ibkr 10 @")
+        cash = Decimal(1_000_000) - 10 * fill.price - 1
+        assert shown(fleet, ("balances", "--venue", "ibkr"), f"ibkr demo USD {cash.normalize():f}")
+    finally:
+        if fleet.process.poll() is None:
+            fleet.stop()
+
+
 def shown(fleet: Fleet, command: tuple[str, ...], words: str, timeout: float = 15) -> bool:
     """Whether a line `tradebus <command>` prints holds `words` (compared word by word) within
     `timeout`: account events reach the order manager just after the fill they follow."""

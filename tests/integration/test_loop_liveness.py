@@ -22,9 +22,9 @@ from tradebus.schemas.values import ServiceState
 from tradebus.services.connector.service import ConnectorService
 from tradebus.shared.natsserver import NatsServer
 
+from ..deploy.deployfiles import NATS_NODES, base_env, compose, healthcheck_argv, tradebus_services
 from .helpers import paper_settings
 from .processes import ProcessFleet
-from .test_deploy import _base_env, _healthcheck_argv, compose, tradebus_services
 from .test_fleet_status import status_rows
 
 STALL_LIMIT = 2.0
@@ -119,14 +119,14 @@ def test_a_short_stall_below_the_limit_keeps_the_service_live(served: ServiceThr
 def test_the_container_probe_fails_a_frozen_service_by_its_timeout(nats_server: NatsServer, tmp_path: Path) -> None:
     """SIGSTOP: not even the health server's thread runs. Nothing in the process can answer;
     the probe's own timeout is what fails it, so the image and compose must set one."""
-    argv = _healthcheck_argv()
+    argv = healthcheck_argv()
     assert "timeout=" in argv[-1]  # urllib's timeout: a silent service cannot hold the probe
     for name, spec in tradebus_services().items():
         if spec.get("restart") == "no":  # a one-shot job (provision): it exits, nothing to probe
             assert spec["healthcheck"] == {"disable": True}, name
             continue
         assert spec["healthcheck"]["timeout"], name  # Docker's own bound on the probe
-    assert compose()["services"]["nats"]["healthcheck"]["timeout"]
+    assert all(compose()["services"][node]["healthcheck"]["timeout"] for node in NATS_NODES)
 
     fleet = ProcessFleet(nats_server.url, tmp_path)
     try:
@@ -134,7 +134,7 @@ def test_the_container_probe_fails_a_frozen_service_by_its_timeout(nats_server: 
         process = fleet.processes["connector.paper"]
         port = int(status_rows(fleet.env)[1]["connector.paper"][5])  # its HTTP port
         probe = argv
-        env = {**_base_env(), "TRADEBUS_HTTP_PORT": str(port)}
+        env = {**base_env(), "TRADEBUS_HTTP_PORT": str(port)}
         assert subprocess.run(probe, env=env, timeout=30).returncode == 0
         os.kill(process.pid, signal.SIGSTOP)
         try:

@@ -15,6 +15,7 @@ import pytest
 
 from tradebus.emulators.binance import BinanceEmulator
 from tradebus.emulators.bybit import BybitEmulator
+from tradebus.schemas.codecs import encode
 from tradebus.schemas.market import BookSnapshot, Quote, Trade
 from tradebus.schemas.values import MarketDataKind
 from tradebus.services.connector.errors import VenueBusy
@@ -65,8 +66,10 @@ async def first(watch: AsyncIterator[list[Any]], count: int = 2) -> list[Any]:
 async def test_each_kind_flows_as_wire_messages(native: tuple[Any, NativeMarketData], kind: MarketDataKind) -> None:
     emulator, streams = native
     venue = streams.exchange_id
-    messages = await first(streams.watch(kind, venue, "BTC/USDT", "BTCUSDT", 5))
-    assert all(isinstance(m, EXPECTED[kind]) and m.venue == venue and m.symbol == "BTC/USDT" for m in messages)
+    published = await first(streams.watch(kind, venue, "BTC/USDT", "BTCUSDT", 5))
+    # what subscribers decode (tickers and trades are published in their wire form)
+    messages = [msgspec.json.decode(encode(m), type=EXPECTED[kind]) for m in published]
+    assert all(m.venue == venue and m.symbol == "BTC/USDT" for m in messages)
     if kind is MarketDataKind.BOOK:
         book = messages[-1]
         assert 0 < len(book.bids) <= 5 and 0 < len(book.asks) <= 5 and book.bids[0].price < book.asks[0].price

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from kiteconnect import KiteConnect, KiteTicker
 from kiteconnect.exceptions import TokenException
+from yarl import URL
 
 from tradebus.emulators.zerodha import ZerodhaEmulator
 from tradebus.schemas.codecs import decoder
@@ -56,16 +57,32 @@ async def emulator() -> ZerodhaEmulator:
     await emulated.stop()
 
 
+async def request_token(emulator: ZerodhaEmulator, kite: KiteConnect) -> str:
+    """The login page's redirect (the emulated user is logged in at once): its request_token."""
+    login_url = kite.login_url().replace("https://kite.zerodha.com", emulator.url)
+    async with aiohttp.ClientSession() as http, http.get(login_url, allow_redirects=False) as answer:
+        assert answer.status == 302, await answer.text()
+        redirect = URL(answer.headers["Location"])
+    assert (redirect.query["action"], redirect.query["status"]) == ("login", "success")
+    return redirect.query["request_token"]
+
+
 async def test_the_login_flow_gives_the_access_token_and_logout_ends_it(emulator: ZerodhaEmulator) -> None:
     kite = KiteConnect(KEY, root=emulator.url)
-    with pytest.raises(TokenException):
-        await asyncio.to_thread(kite.generate_session, "request-token", api_secret="not-the-secret")
-    session = await asyncio.to_thread(kite.generate_session, "request-token", api_secret=TOKEN)
-    assert session["access_token"] == TOKEN and kite.access_token == TOKEN
+    first = await request_token(emulator, kite)
+    with pytest.raises(TokenException):  # the checksum of another secret
+        await asyncio.to_thread(kite.generate_session, first, api_secret="not-the-secret")
+    session = await asyncio.to_thread(kite.generate_session, first, api_secret=TOKEN)
+    assert session["access_token"] == TOKEN and kite.access_token == TOKEN  # the session lasts: the same token
+    with pytest.raises(TokenException):  # a request token is used once
+        await asyncio.to_thread(kite.generate_session, first, api_secret=TOKEN)
     assert (await asyncio.to_thread(kite.profile))["user_id"]
     await asyncio.to_thread(kite.invalidate_access_token)
     with pytest.raises(TokenException):
         await asyncio.to_thread(kite.profile)
+    session = await asyncio.to_thread(kite.generate_session, await request_token(emulator, kite), api_secret=TOKEN)
+    assert session["access_token"] != TOKEN  # a new session, a new token
+    assert (await asyncio.to_thread(kite.profile))["user_id"]
 
 
 async def test_the_sdk_trades_against_the_emulator_in_kites_shapes(emulator: ZerodhaEmulator) -> None:

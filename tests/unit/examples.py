@@ -11,6 +11,7 @@ from tradebus.schemas.control import (
     ServiceStatus, SetTradingState, StreamSubscription, Subscribe, SubscriptionReply, TradingStateReply, Unsubscribe,
     VenueBalance,
     VenuePosition,
+    VenueSession,
 )
 from tradebus.schemas.events import (
     Balance, BalanceUpdate, CancelAllDone, CommandAction, CommandRejected, Fill, OrderAccepted, OrderCancelled, OrderExpired,
@@ -22,8 +23,8 @@ from tradebus.schemas.market import (
     Bar, BookChange, BookDelta, BookLevel, BookSnapshot, Instrument, Quote, StreamGap, StreamReconnected, Trade,
 )
 from tradebus.schemas.values import (
-    Aggressor, CancelReason, LiquiditySide, MarketDataKind, OrderStatus, OrderType, RejectReason, ServiceState, Side,
-    TimeInForce, TradingState,
+    Aggressor, CancelReason, LiquiditySide, MarketDataKind, OrderStatus, OrderType, RejectReason, ServiceState,
+    SessionState, Side, TimeInForce, TradingState,
 )
 
 T = 1_700_000_000_000_000_000
@@ -69,6 +70,11 @@ EXAMPLES = [
     StreamReconnected(**MD, kind=MarketDataKind.TRADE, reason="feed back"),
     ServiceStatus(service="connector", instance="paper", state=ServiceState.READY, version="1", pid=1, started_at=T,
                   ts_event=T, heartbeat_ms=1000, counters={"received": 1}),
+    ServiceStatus(service="connector", instance="zerodha", state=ServiceState.DEGRADED, version="1", pid=1, started_at=T,
+                  ts_event=T, heartbeat_ms=1000, detail="session expired",
+                  session=VenueSession(venue="zerodha", account="main", state=SessionState.EXPIRED, since=T,
+                                       expires_at=T, detail="zerodha refused the access token",
+                                       action="tradebus login zerodha --request-token <request_token>")),
     Subscribe(symbols=["*"]),
     Subscribe(symbols=["BRK.B"], kinds=[MarketDataKind.INSTRUMENT], subscriber="5f0c2b7e-strategy-1"),
     Unsubscribe(symbols=["AAPL"], kinds=[MarketDataKind.QUOTE], subscriber="5f0c2b7e-strategy-1"),

@@ -11,7 +11,14 @@ import pytest
 import requests
 from alpaca.common.exceptions import APIError
 
-from tradebus.services.connector.errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
+from tradebus.services.connector.errors import (
+    AuthFailed,
+    OrderRefused,
+    OutcomeUnknown,
+    SessionExpired,
+    VenueBusy,
+    VenueError,
+)
 from tradebus.services.connector.venues.alpaca import parsing as alpaca_parsing
 from tradebus.services.connector.venues.ccxt import parsing as ccxt_parsing
 from tradebus.services.connector.venuespecs import VENUE_SPECS
@@ -21,6 +28,7 @@ from .corpus import Recorded, corpus_venues, errors
 STATE_CHANGING = frozenset({"place", "amend", "cancel"})
 OUTCOMES: dict[str, type[VenueError]] = {
     "refused": OrderRefused, "retryable": VenueBusy, "outcome_unknown": OutcomeUnknown, "auth": AuthFailed,
+    "session_expired": SessionExpired,
 }
 URLS = {
     ("binance", "place"): "https://api.binance.com/api/v3/order",
@@ -69,7 +77,8 @@ def alpaca_exception(recorded: Recorded) -> APIError:
 
 
 def check(recorded: Recorded, error: VenueError) -> None:
-    assert isinstance(error, OUTCOMES[recorded.outcome]), f"{recorded.name}: {type(error).__name__} {error.message}"
+    # the exact class: an expired session (SessionExpired) is an AuthFailed a new token fixes, told apart
+    assert type(error) is OUTCOMES[recorded.outcome], f"{recorded.name}: {type(error).__name__} {error.message}"
     if recorded.outcome == "outcome_unknown":  # published as a rejection: never
         assert not isinstance(error, OrderRefused)
     if recorded.reason is not None:

@@ -17,12 +17,28 @@ from .values import (
     Message,
     Nanos,
     ServiceState,
+    SessionState,
     StrictMessage,
     Symbol,
     Text,
     TradingState,
     VenueName,
 )
+
+
+class VenueSession(Message, frozen=True, kw_only=True, tag="venue_session"):
+    """The session of a venue that trades with an access token lasting a day, as its
+    connector sees it (a part of that connector's ServiceStatus, published at once when it
+    changes). `expires_at`: when the token stops working as the venue documents it (None:
+    not known before the venue says so). `action`: what an operator does now, in plain words."""
+
+    venue: VenueName
+    account: AccountName
+    state: SessionState
+    since: Nanos  # when it entered this state
+    expires_at: Nanos | None = None
+    detail: Text = ""
+    action: Text = ""
 
 
 class ServiceStatus(Message, frozen=True, kw_only=True, tag="status"):
@@ -41,6 +57,7 @@ class ServiceStatus(Message, frozen=True, kw_only=True, tag="status"):
     counters: dict[str, int] = {}
     detail: Text = ""
     http_port: int | None = None  # its /metrics, /healthz and /readyz on its host; None: not serving yet
+    session: VenueSession | None = None  # a connector of a venue with daily access tokens: its session
 
 
 # A market-data subscriber names itself so that its interest is counted apart from every

@@ -108,6 +108,9 @@ class Fill(Message, frozen=True, kw_only=True, tag="fill"):
     fee: Decimal
     fee_currency: str
     liquidity: LiquiditySide
+    # The fee's items by name where the venue itemizes it, in `fee_currency` (the paper
+    # venue's Indian schedule: brokerage, stt, exchange, sebi, stamp, gst); they sum to `fee`.
+    fee_detail: dict[str, Decimal] = {}
 
 
 class FillEventBase(OrderEventBase, frozen=True, kw_only=True):

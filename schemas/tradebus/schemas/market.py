@@ -25,14 +25,16 @@ class MarketDataBase(Message, frozen=True, kw_only=True):
     ts_recv: Nanos
 
 
-class Quote(MarketDataBase, frozen=True, kw_only=True, tag="quote"):
+# Quotes and trades are the firehose and hold only scalars, so they can never be part of a
+# reference cycle: gc=False keeps the collector from counting and tracking each of them.
+class Quote(MarketDataBase, frozen=True, kw_only=True, tag="quote", gc=False):
     bid: Decimal
     bid_size: Decimal
     ask: Decimal
     ask_size: Decimal
 
 
-class Trade(MarketDataBase, frozen=True, kw_only=True, tag="trade"):
+class Trade(MarketDataBase, frozen=True, kw_only=True, tag="trade", gc=False):
     price: Decimal
     size: Decimal
     aggressor: Aggressor

@@ -165,6 +165,11 @@ class RejectReason(enum.Enum):
     NO_LIQUIDITY = "no_liquidity"
     EXPIRED_ON_ARRIVAL = "expired_on_arrival"
     DEADLINE_EXCEEDED = "deadline_exceeded"  # a place/modify older than its time to live (risk or connector)
+    # Exchange rules checked before sending (Indian exchanges: tradebus.markets.india)
+    FREEZE_QUANTITY = "freeze_quantity"  # above the exchange's most units per order
+    MARKET_CLOSED = "market_closed"  # outside the segment's sessions (weekend, holiday, hours)
+    AMO_WINDOW_CLOSED = "amo_window_closed"  # an after-market order outside the venue's AMO window
+    MARKET_CALENDAR_UNKNOWN = "market_calendar_unknown"  # no trading calendar for the date: not guessed
     # Risk gate
     INSTRUMENT_NOT_ALLOWED = "instrument_not_allowed"
     MAX_QUANTITY = "max_quantity"
@@ -183,6 +188,9 @@ class RejectReason(enum.Enum):
     VENUE_UNAVAILABLE = "venue_unavailable"
     NOT_RECONCILED = "not_reconciled"
     AUTH_FAILED = "auth_failed"
+    # The venue session's access token expired (Indian venues' tokens last a day): nothing
+    # reaches the venue until a new token is supplied (docs/venues.md, "Session lifecycle").
+    SESSION_EXPIRED = "session_expired"
 
 
 class CancelReason(enum.Enum):
@@ -237,6 +245,15 @@ class ServiceState(enum.Enum):
     READY = "ready"
     DEGRADED = "degraded"
     STOPPING = "stopping"
+
+
+class SessionState(enum.Enum):
+    """A venue session whose access token lasts a day (Zerodha, Fyers)."""
+
+    LOGGED_IN = "logged_in"  # the venue takes the token
+    EXPIRING = "expiring"  # still taken, but its documented expiry is near: log in again
+    EXPIRED = "expired"  # the venue refuses the token: commands are refused, streams wait
+    REAUTHENTICATED = "reauthenticated"  # a new token was supplied: reconciling before trading again
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):

@@ -49,16 +49,18 @@ class EmulatedVenues:
         if not remote:
             return f"tradebus: --emulate needs a --venue to emulate ({', '.join(emulated_venues())})"
         for venue in remote:
-            api_key, api_secret = f"demo-{secrets.token_hex(6)}", secrets.token_urlsafe(24)
+            api_key = f"demo-{secrets.token_hex(6)}"
             try:
-                self.emulators[venue] = venue_spec(venue).emulator_class().create(credentials={api_key: api_secret})
+                emulator_type = venue_spec(venue).emulator_class()
+                api_secret = emulator_type.issue_secret()
+                self.emulators[venue] = emulator_type.create(credentials={api_key: api_secret})
             except ValueError as exc:
                 return f"tradebus: {exc}"
             except ImportError as exc:
                 return missing_dependency(venue, exc)
-            prefix = venue.upper()
-            secret_name = venue_spec(venue).secret_name
-            self.credential_env[venue] = {f"{prefix}_API_KEY": api_key, f"{prefix}_{secret_name}": api_secret}
+            if venue_spec(venue).needs_credentials:
+                prefix, secret_name = venue.upper(), venue_spec(venue).secret_name
+                self.credential_env[venue] = {f"{prefix}_API_KEY": api_key, f"{prefix}_{secret_name}": api_secret}
         return None
 
     async def start(self, run_dir: Path) -> str:

@@ -40,6 +40,7 @@ COMMANDS: dict[str, Handler] = {
     "ticks": Handler("ticks", "ticks", client=True),
     "instruments": Handler("instruments", "instruments", client=True),
     "status": Handler("status", "status", client=True),
+    "login": Handler("login", "login"),
     **{f"order {verb}": Handler("orders", "order", client=True) for verb in ("place", "modify", "cancel", "cancel-all")},
     "orders": Handler("orders", "orders", client=True),
     "positions": Handler("orders", "positions", client=True),
@@ -129,11 +130,13 @@ def _parser() -> argparse.ArgumentParser:
 
     from .halt import add_halt_commands
     from .instruments import add_instruments_command
+    from .login import add_login_command
     from .orders import add_order_commands
     from .provision import add_provision_command
     from .risk import add_risk_commands
 
     add_instruments_command(commands, common)
+    add_login_command(commands)
     add_order_commands(commands, common)
     add_halt_commands(commands, common)
     add_risk_commands(commands, common)

@@ -84,19 +84,23 @@ def _children(venues: tuple[str, ...], log_dir: Path, nats_url: str, config_path
 
 def connector_python(venue: str) -> str:
     """The interpreter of a venue's connector: the venue's own environment where its spec
-    names one that this one is not (Fyers: .venv-fyers, relative to the working directory,
-    made by .ci/fyers-env), else this one."""
+    names one that this one is not (Fyers: .venv-fyers, made by .ci/fyers-env), else this one.
+    The environment is looked for in the working directory, then beside this interpreter's own
+    environment (a checkout's .venv and .venv-fyers are siblings), so `up` works from any directory."""
     try:
         spec = venue_spec(venue)
     except ValueError:
         return sys.executable  # the connector refuses an unknown venue itself: up shows why and runs on
     if spec.environment is None or spec.in_this_environment:
         return sys.executable
-    python = Path(spec.environment) / "bin" / "python"
-    if not python.exists():
-        raise ConfigError(f"the {venue} connector runs from {spec.environment}, which does not exist here: "
-                          f"run `bash .ci/fyers-env` in the repository (docs/venues.md)")
-    return str(python.absolute())
+    places = [Path.cwd(), Path(sys.prefix).parent]
+    for place in places:
+        python = place / spec.environment / "bin" / "python"
+        if python.exists():
+            return str(python.absolute())
+    looked = " and ".join(str(place / spec.environment) for place in places)
+    raise ConfigError(f"the {venue} connector runs from {spec.environment}, which exists neither at {looked}: "
+                      f"run `bash .ci/fyers-env` in the repository (docs/venues.md)")
 
 
 class _Connection:

@@ -18,6 +18,9 @@ Control API (JSON; the conformance suite and users' CI drive emulators through i
                                               by the venue after N seconds (the venue's documented
                                               lifetime, e.g. Binance's 24 h, made short for a test)
     POST   /__emulator/revoke                 {"api_key": ...}: the key now fails auth
+    POST   /__emulator/expire-session         {"api_key": ...}: a venue with daily access tokens expires the
+                                              account's session as its daily expiry does (sessions.py): its
+                                              token is refused from now on and the venue's sockets close
     GET    /__emulator/stats                  requests per operation, limit hits, open sockets
     GET    /__emulator/connector-settings?account=NAME   the [venues.<venue>] table for a connector
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
@@ -41,6 +45,7 @@ from tradebus.simulator.market import default_instruments
 from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
 
 from .faults import Fault, FaultKind
+from .sessions import DailySessions
 from .streams import Stream
 from .venue import EmulatedVenue, FeeAsset, Refused
 
@@ -123,11 +128,19 @@ class Emulator(ABC):
                               fee_asset=cls.fee_asset, seed=seed, tick_interval=tick_interval)
         return cls(venue)
 
+    @classmethod
+    def issue_secret(cls, secret: str | None = None) -> str:
+        """A secret (or access token) in the form the venue issues them; `secret`: one to use
+        where the venue's have no form of their own. `tradebus up --emulate` and the
+        conformance suite credential their accounts with it."""
+        return secret or secrets.token_urlsafe(24)
+
     def __init__(self, venue: EmulatedVenue) -> None:
         self.venue = venue
         self.limit = RequestLimit(self.requests_per_second)
         self.sockets: set[web.WebSocketResponse] = set()
         self.lifetime = self.connection_lifetime  # the control API shortens it for tests
+        self.sessions: DailySessions | None = None  # a venue whose access tokens last a day sets its logins
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -271,6 +284,7 @@ class Emulator(ABC):
         app.router.add_post("/__emulator/drop-streams", self._drop_streams)
         app.router.add_post("/__emulator/connection-lifetime", self._set_lifetime)
         app.router.add_post("/__emulator/revoke", self._revoke)
+        app.router.add_post("/__emulator/expire-session", self._expire_session)
         app.router.add_get("/__emulator/stats", self._stats)
         app.router.add_get("/__emulator/connector-settings", self._connector_settings)
 
@@ -319,6 +333,16 @@ class Emulator(ABC):
 
     async def _revoke(self, request: web.Request) -> web.Response:
         self.venue.revoked.add(msgspec.json.decode(await request.read(), type=Revoke).api_key)
+        return _json({})
+
+    async def _expire_session(self, request: web.Request) -> web.Response:
+        if self.sessions is None:
+            return _json({"error": f"{self.name} has no daily sessions"}, status=404)
+        try:
+            self.sessions.expire(msgspec.json.decode(await request.read(), type=Revoke).api_key)
+        except Refused as exc:
+            return _json({"reason": exc.reason, "message": exc.message}, status=400)
+        await self.drop_streams()  # the session's streams end with it (every account's: a simplification)
         return _json({})
 
     async def _connector_settings(self, request: web.Request) -> web.Response:

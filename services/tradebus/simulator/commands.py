@@ -145,6 +145,8 @@ class Commands:
             prices=(price, stop_price),
             notional_price=self._book.reference_price(order, price, stop_price),
         )
+        if violation is None and self._core.rules is not None:
+            violation = self._core.rules(spec, quantity, (price, stop_price), self._core.now)
         if violation is not None:
             return violation
         leaves = quantity - order.cum_quantity

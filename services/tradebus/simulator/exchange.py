@@ -31,7 +31,7 @@ from .events import EventBuilder
 from .journal import Journal
 from .ledger import Ledger
 from .matching import Matcher
-from .rules import FeeSchedule, InstrumentSpec
+from .rules import FillFees, InstrumentSpec, OrderRules
 from .state import Core, Event, Level, OpenOrder, exact
 
 
@@ -42,10 +42,11 @@ class SimulatedExchange:
         venue: str,
         instruments: Sequence[InstrumentSpec],
         accounts: Mapping[str, Mapping[str, Decimal]],
-        fees: FeeSchedule,
+        fees: FillFees,
         slippage_bps: Decimal = Decimal(0),
         allow_short: bool = True,
         clock: Callable[[], int],
+        rules: OrderRules | None = None,
     ) -> None:
         core = Core(
             venue=venue,
@@ -55,6 +56,7 @@ class SimulatedExchange:
             slippage_bps=slippage_bps,
             allow_short=allow_short,
             clock=clock,
+            rules=rules,
         )
         self.venue = venue
         self._state = core.state  # all the exchange's state, one snapshot-able Struct

@@ -2,8 +2,9 @@
 
 Margin-account style: one cash balance per currency and a signed position per instrument,
 no base-currency balance. A buy debits price x quantity + fee from the quote currency, a
-sell credits price x quantity - fee. Fees are price x quantity x bps / 10000 exactly (maker
-or taker rate), charged in the quote currency and never in the pnl. Realized pnl accrues on
+sell credits price x quantity - fee. Fees come from the venue's schedule (rules.FillFees:
+price x quantity x bps / 10000 exactly at the maker or taker rate, or an itemized schedule
+such as India's), charged in the quote currency and never in the pnl. Realized pnl accrues on
 reductions against the average entry price. Average prices are rounded to at most 12
 decimal places. Each fill emits the fill event, a BalanceUpdate of the quote currency and a
 PositionUpdate. `available` moves with placements and cancels too, which emit no
@@ -20,7 +21,7 @@ from tradebus.services.connector.accounts import apply_fill, round_price
 
 from .book import OrderBook
 from .events import EventBuilder
-from .rules import BPS
+from .rules import FillTerms
 from .state import ZERO, Core, Event, Order, Position
 
 
@@ -34,14 +35,18 @@ class Ledger:
         core = self._core
         spec = core.instruments[order.symbol]
         core.state.trade_count += 1
+        fee, detail = core.fees.charge(
+            FillTerms(spec, order.side, price, quantity, liquidity, order_notional=order.cum_notional, now=core.now)
+        )
         fill = Fill(
             trade_id=f"T{core.state.trade_count}",
             side=order.side,
             price=price,
             quantity=quantity,
-            fee=core.fees.fee(price * quantity, liquidity),
+            fee=fee,
             fee_currency=spec.quote,
             liquidity=liquidity,
+            fee_detail=detail,
         )
         self.settle(order, fill)
         fill_event = self._events.order_event(
@@ -116,7 +121,8 @@ class Ledger:
         if price is None:
             reference = self._book.reference_price(order, price, stop_price)
             price = self._book.slipped(spec, order.side, reference)
-        return leaves * price * (BPS + self._core.fees.taker_bps) / BPS
+        notional = leaves * price
+        return notional + self._core.fees.most(spec, notional, self._core.now)
 
     def position_quantity(self, order: Order) -> Decimal:
         """The signed position of the order's account in its instrument."""

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import msgspec
 
-from tradebus.schemas.values import LiquiditySide, RejectReason, check_decimal
+from tradebus.schemas.values import LiquiditySide, RejectReason, Side, check_decimal
 
 DECIMAL_CONTEXT = Context(prec=100, traps=[InvalidOperation, DivisionByZero, Overflow])
 """Wide enough that sums of products of wire decimals and fee rates stay exact."""
@@ -44,6 +44,9 @@ class InstrumentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     min_notional: Decimal
     initial_price: Decimal
     asset_class: str = "crypto"
+    # What a derivative is on (`NIFTY` for NFO:NIFTY26DECFUT), for rules set per underlying
+    # (Indian freeze quantities); None for spot instruments.
+    underlying: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("symbol", "base", "quote"):
@@ -71,6 +74,41 @@ class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     def fee(self, notional: Decimal, liquidity: LiquiditySide) -> Decimal:
         """The exact fee of a fill of `notional` (price x quantity)."""
         return DECIMAL_CONTEXT.divide(DECIMAL_CONTEXT.multiply(notional, self.rate_bps(liquidity)), BPS)
+
+    def charge(self, fill: FillTerms) -> tuple[Decimal, dict[str, Decimal]]:
+        return self.fee(fill.price * fill.quantity, fill.liquidity), {}
+
+    def most(self, spec: InstrumentSpec, notional: Decimal, now: int) -> Decimal:
+        return notional * self.taker_bps / BPS
+
+
+class FillTerms(NamedTuple):
+    """What a fee schedule may price a fill by."""
+
+    spec: InstrumentSpec
+    side: Side
+    price: Decimal
+    quantity: Decimal
+    liquidity: LiquiditySide
+    order_notional: Decimal  # price x quantity of the order's earlier fills
+    now: int  # Unix nanoseconds
+
+
+class FillFees(Protocol):
+    """A venue's fee schedule: the fee of a fill (in the instrument's quote currency) with
+    its items by name ({} when it has none), and the most a taker buy of `notional` may cost
+    in fees (what an open buy locks)."""
+
+    def charge(self, fill: FillTerms) -> tuple[Decimal, dict[str, Decimal]]: ...
+
+    def most(self, spec: InstrumentSpec, notional: Decimal, now: int) -> Decimal: ...
+
+
+class OrderRules(Protocol):
+    """A venue's own rules beyond tick, lot and notional (an Indian exchange's freeze
+    quantities and sessions), checked on an order's proposed terms at `now`."""
+
+    def __call__(self, spec: InstrumentSpec, quantity: Decimal, prices: tuple[Decimal | None, ...], now: int) -> Violation | None: ...
 
 
 def is_multiple(value: Decimal, step: Decimal) -> bool:

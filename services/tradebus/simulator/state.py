@@ -18,7 +18,7 @@ import msgspec
 from tradebus.schemas.events import AccountEvent, OrderAccepted, OrderEvent, OrderRejected
 from tradebus.schemas.values import OrderType, Side, TimeInForce
 
-from .rules import BPS, DECIMAL_CONTEXT, FeeSchedule, InstrumentSpec
+from .rules import BPS, DECIMAL_CONTEXT, FillFees, InstrumentSpec, OrderRules
 
 Level = tuple[Decimal, Decimal]
 """(price, size) of a displayed book level, or of a trade print."""
@@ -165,10 +165,11 @@ class Core:
         venue: str,
         instruments: Sequence[InstrumentSpec],
         accounts: Mapping[str, Mapping[str, Decimal]],
-        fees: FeeSchedule,
+        fees: FillFees,
         slippage_bps: Decimal,
         allow_short: bool,
         clock: Callable[[], int],
+        rules: OrderRules | None = None,
     ) -> None:
         if slippage_bps < 0 or slippage_bps >= BPS:
             raise ValueError(f"slippage_bps must be in [0, 10000), got {slippage_bps}")
@@ -177,6 +178,7 @@ class Core:
         if len(self.instruments) != len(instruments):
             raise ValueError("instrument symbols must be unique")
         self.fees = fees
+        self.rules = rules
         self.slippage_bps = slippage_bps
         self.allow_short = allow_short
         self.clock = clock

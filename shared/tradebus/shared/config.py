@@ -19,6 +19,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -150,6 +151,32 @@ def load_secrets_file(path: str | os.PathLike[str]) -> dict[str, Secret]:
     return secrets
 
 
+def write_secret(path: str | os.PathLike[str], key: str, value: str) -> None:
+    """Set `key` in the dotenv-style secrets file at `path`, keeping its other lines, with
+    mode 0600. Rewritten in place, not replaced by a new file: a container that mounts the
+    one file (compose secrets, a bind mount) keeps seeing the file it mounted. The value is
+    quoted, so a reader that catches the file half-written finds no complete value (an
+    unterminated quote) rather than half a token. Errors never echo the value."""
+    if not _DOTENV_KEY.match(key) or "'" in value or "\n" in value:
+        raise ConfigError(f"cannot write {key} into a secrets file")
+    target = Path(path)
+    try:
+        lines = target.read_text(encoding="utf-8").splitlines() if target.exists() else []
+    except OSError as exc:
+        raise ConfigError(f"cannot read secrets file {target}: {exc.strerror}") from None
+    kept = [line for line in lines if line.strip().removeprefix("export ").partition("=")[0].strip() != key]
+    text = "\n".join([*kept, f"{key}='{value}'"]) + "\n"
+    try:
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            os.fchmod(file.fileno(), 0o600)  # O_CREAT's mode is masked by the umask and ignored for an existing file
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as exc:
+        raise ConfigError(f"cannot write secrets file {target}: {exc.strerror}") from None
+
+
 def _dotenv_value(text: str, where: str) -> str:
     if text[:1] in ("'", '"'):
         end = text.find(text[0], 1)
@@ -221,12 +248,22 @@ def _check_table(table: dict[str, Any], struct: mi.StructType, at: KeyPath, sour
             raise ConfigError(f"setting {_dotted(path)!r} {source} is a section: write it as a [{_dotted(path)}] table")
 
 
-def _resolve(struct: mi.StructType, path: KeyPath, source: str, env_name: str) -> mi.Type:
-    """The type of the setting at `path`, which must be a leaf (not a section)."""
+def _holds_free_form_tables(type_: mi.Type) -> bool:
+    """`dict[str, dict[str, Any]]`: tables whose fields only their owner knows."""
+    inner = _unwrap_optional(type_)
+    return isinstance(inner, mi.DictType) and isinstance(_unwrap_optional(inner.value_type), mi.DictType)
+
+
+def _resolve(struct: mi.StructType, path: KeyPath, source: str, env_name: str) -> mi.Type | None:
+    """The type of the setting at `path`, which must be a leaf (not a section); None where the
+    path runs into a table of free-form tables (`[venues.<venue>]`): its owner checks those
+    against their own types, environment included (settings.venue_config)."""
     for depth, part in enumerate(path[:-1], start=1):
         fields = _fields(struct)
         if part not in fields:
             raise _unknown(path[:depth], struct, source)
+        if _holds_free_form_tables(fields[part]) and depth < len(path) - 1:
+            return None
         section = _section(fields[part])
         if section is None:
             leaf = _dotted(path[:depth])
@@ -252,7 +289,10 @@ def _apply_env(
             continue
         path = tuple(name[len(prefix) :].lower().split("__"))
         source = f"from environment variable {name}"
-        value = _env_value(text, _resolve(schema, path, source, name), path, source)
+        type_ = _resolve(schema, path, source, name)
+        if type_ is None:
+            continue
+        value = _env_value(text, type_, path, source)
         node = raw
         for part in path[:-1]:  # sections already in `raw` are dicts: _check_table made sure
             node = node.setdefault(part, {})

@@ -14,13 +14,15 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,11 @@ class ServiceMetrics:
     def gauge(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Gauge:
         return Gauge(name, documentation, labelnames, registry=self.registry)
 
+    def counter_reading(self, name: str, documentation: str, labels: dict[str, str], read: Callable[[], float]) -> None:
+        """A counter whose value `read` returns at each scrape: for counts a hot path already
+        keeps as a plain integer, where a Prometheus counter's lock would cost per message."""
+        self.registry.register(_ReadCounter(name, documentation, labels, read))
+
     def totals(self) -> dict[str, int]:
         """The bus counters summed over their labels: the compact form heartbeats carry."""
         return {
@@ -78,6 +85,16 @@ class ServiceMetrics:
             "decode_errors": _total(self.decode_errors),
             "handler_errors": _total(self.handler_errors),
         }
+
+
+class _ReadCounter(Collector):
+    def __init__(self, name: str, documentation: str, labels: dict[str, str], read: Callable[[], float]) -> None:
+        self._name, self._documentation, self._labels, self._read = name, documentation, labels, read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=list(self._labels))
+        family.add_metric(list(self._labels.values()), self._read())
+        yield family
 
 
 def _total(counter: Counter) -> int:

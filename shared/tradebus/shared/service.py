@@ -122,6 +122,8 @@ class Service:
         self.health: HealthServer | None = None
         self.quarantine = Quarantine(self.name, self.metrics)
         self.loop_watch = LoopWatch(self.metrics)
+        self.metrics.gauge("tradebus_service_ready", "1 while the service is ready (what /readyz answers 200 to).") \
+            .set_function(lambda: float(self.is_ready()))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failure: BaseException | None = None
         self._outage_timer: asyncio.TimerHandle | None = None  # fails the service if the bus stays away
@@ -196,13 +198,17 @@ class Service:
             port=self.settings.http_port,
             registry=self.metrics.registry,
             is_live=self.is_live,
-            is_ready=lambda: self.state is ServiceState.READY and self.bus is not None and self.bus.connected,
+            is_ready=self.is_ready,
         )
         watching = asyncio.create_task(self.loop_watch.run(), name="loop-watch")
         try:
             return await self._serve()
         finally:
             watching.cancel()
+
+    def is_ready(self) -> bool:
+        """/readyz and `tradebus_service_ready`: started and connected to the bus."""
+        return self.state is ServiceState.READY and self.bus is not None and self.bus.connected
 
     def is_live(self) -> bool:
         """/healthz: no background task failed, and the event loop is responsive. Called on

@@ -2,22 +2,36 @@
 fyers-apiv3 FyersModel and FyersOrderSocket against it.
 
 Served (paths as on api-t1.fyers.in, docs myapi.fyers.in/docsv3):
+    GET    /api/v3/generate-authcode        the login page (SessionModel.generate_authcode()'s URL): the
+                                            emulated user is logged in at once and redirected to
+                                            `redirect_uri` with s=ok, code=200, auth_code and state
+    POST   /api/v3/validate-authcode        {"grant_type": "authorization_code", "appIdHash":
+                                            sha256("<app id>:<secret>"), "code"} -> access_token (a JWT)
     GET    /api/v3/profile, /api/v3/funds, /api/v3/positions, /api/v3/tradebook
     GET    /api/v3/orders[?id=|?order_tag=]   the day's order book, or one order
     POST   /api/v3/orders/sync              limit (1), market (2), SL-M (3), SL-L (4); DAY, IOC
     PATCH  /api/v3/orders/sync              modify quantity / prices (the order keeps its id)
     DELETE /api/v3/orders/sync              cancel
     GET    /data/depth, /data/quotes        five-level book; best bid / ask and last price
+    POST   /data/symbol-token               symbols -> fytokens (datasocket.py)
     WS     /trade/v3                        the order socket: SUB_ORD, then order frames (raw names)
+    WS     /hsm/v1-5/prod                   the data socket, HSM binary protocol (datasocket.py)
 Auth: `Authorization: <app id>:<access token>` (REST and the socket's handshake); the app id
-names the account. A bad token gets 401 {"code": -16}.
+names the account. A token Fyers never gave gets 401 {"code": -16}, an expired one 401
+{"code": -8} (the control API's expire-session; logins: ../sessions.py); the data socket and
+the symbol look-up refuse both. Fyers documents no code for a refused auth code or app hash:
+the emulator answers its -16 then. The symbol look-up takes the bare access token (as the
+SDK sends it), the data socket the token's `hsm_key` claim. Access tokens are JWTs as Fyers'
+are (`issue_secret`; render.access_token; a login's new token too).
 
 Simplified: the market never closes; the product type is echoed, not enforced (no margin);
-Fyers' brokerage and taxes are not charged; the HSM data socket (binary) is not served.
+Fyers' brokerage and taxes are not charged; an emulated access token expires only when the
+control API says so (its `exp` is far off).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -25,14 +39,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from tradebus.schemas.values import RejectReason, Side
 from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
 
 from ..server import Emulator
+from ..sessions import DailySessions
 from ..streams import Stream, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, EmulatedVenue, Refused
 from . import render
+from .datasocket import DataSocket
 
 OPENING_CASH = Decimal("10000000")  # rupees per emulated account
 USER_TAG = "1:"  # Fyers prefixes a user's order tag with it (docs "Orders", orderTag)
@@ -48,12 +65,17 @@ def _equity(symbol: str, price: str) -> InstrumentSpec:
 
 class FyersEmulator(Emulator):
     name = "fyers"
+    sessions: DailySessions  # its logins (../sessions.py)
     requests_per_second = 10  # Fyers: 10 per second, 200 per minute (docs "Rate Limit"); the second is enforced
     fees = FeeSchedule(maker_bps=Decimal(0), taker_bps=Decimal(0))  # Fyers' charges are not emulated
 
     @classmethod
     def listed_instruments(cls) -> list[InstrumentSpec]:
         return [_equity("NSE:SBIN-EQ", "800.00"), _equity("NSE:RELIANCE-EQ", "2900.00")]
+
+    @classmethod
+    def issue_secret(cls, secret: str | None = None) -> str:
+        return render.access_token(secret)
 
     @classmethod
     def create(cls, *, credentials: dict[str, str], seed: int | None = 1, tick_interval: float = 0.1) -> Emulator:
@@ -72,15 +94,19 @@ class FyersEmulator(Emulator):
         # The order socket authenticates at the handshake: the account of each accepted socket,
         # until its session is made.
         self._handshakes: dict[web.WebSocketResponse, str] = {}
+        self.sessions = DailySessions(venue, lambda app_id: render.access_token())
         self.order_stream = Stream(self._order_request, session=self._order_session, decode=_order_request)
         venue.on_order(self._on_order)
+        self.data_socket = DataSocket(self._hsm_keys)
+        venue.on_market(self.data_socket.on_market)
 
     def connector_config(self, *, account: str, api_key: str, api_secret: str) -> dict[str, Any]:
         ws = self.url.replace("http://", "ws://")
         return {
             "account": account, "api_key": api_key, "access_token": api_secret, "api_url": f"{self.url}/api/v3",
-            "data_url": f"{self.url}/data", "order_socket_url": f"{ws}/trade/v3", "symbols": sorted(self.venue.instruments),
-            "subscribe": ["*"], "market_poll_interval": 0.2,
+            "data_url": f"{self.url}/data", "order_socket_url": f"{ws}/trade/v3", "data_socket_url": f"{ws}/hsm/v1-5/prod",
+            "symbols": sorted(self.venue.instruments), "subscribe": ["*"],
+            "market_hours": False,  # the emulated venue trades around the clock: no sessions to refuse outside of
         }
 
     def error_response(self, reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
@@ -90,6 +116,8 @@ class FyersEmulator(Emulator):
 
     def routes(self, app: web.Application) -> None:
         get, endpoint, router = app.router.add_get, self.endpoint, app.router
+        get("/api/v3/generate-authcode", endpoint("login", self._login_page, keyed=False))
+        router.add_post("/api/v3/validate-authcode", endpoint("session", self._validate_authcode, keyed=False))
         get("/api/v3/profile", endpoint("profile", self._authed(self._profile)))
         get("/api/v3/funds", endpoint("balance", self._authed(self._funds)))
         get("/api/v3/positions", endpoint("positions", self._authed(self._positions)))
@@ -100,7 +128,9 @@ class FyersEmulator(Emulator):
         router.add_delete("/api/v3/orders/sync", endpoint("cancel", self._authed(self._cancel)))
         get("/data/depth", endpoint("depth", self._authed(self._depth), keyed=False))
         get("/data/quotes", endpoint("quotes", self._authed(self._quotes), keyed=False))
+        router.add_post("/data/symbol-token", endpoint("symbol_token", self._symbol_token, keyed=False))
         get("/trade/v3", self._order_socket)
+        get("/hsm/v1-5/prod", self._data_socket)
 
     async def _orders(self, request: web.Request) -> web.StreamResponse:
         """GET /orders: the day's order book, or one order's look-up (`id` or `order_tag`
@@ -119,13 +149,48 @@ class FyersEmulator(Emulator):
 
     def _authenticate(self, header: str | None) -> str:
         app_id, _, token = (header or "").partition(":")
-        try:
-            account = self.venue.authenticate(app_id)
-        except Refused:
-            raise Refused(RejectReason.AUTH_FAILED, "Could not authenticate the user") from None
-        if self.venue.credentials[account] != token:
+        return self.sessions.check(app_id, token)
+
+    async def _login_page(self, request: web.Request) -> web.Response:
+        query = request.query
+        auth_code = self.sessions.login(query.get("client_id", ""))
+        target = URL(query.get("redirect_uri", "")).update_query(s="ok", code="200", auth_code=auth_code,
+                                                                     state=query.get("state", ""))
+        raise web.HTTPFound(str(target))
+
+    async def _validate_authcode(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        code = str(body.get("code") or "")
+        app_id = self.sessions.app_of(code) or ""
+        proof = hashlib.sha256(f"{app_id}:{self.sessions.app_secrets.get(app_id)}".encode()).hexdigest()
+        if body.get("grant_type") != "authorization_code" or not app_id or body.get("appIdHash") != proof:
             raise Refused(RejectReason.AUTH_FAILED, "Could not authenticate the user")
-        return account
+        token = self.sessions.redeem(code)
+        return web.json_response({"s": "ok", "code": 200, "message": "", "access_token": token,
+                                  "refresh_token": render.access_token()})
+
+    async def _data_socket(self, request: web.Request) -> web.StreamResponse:
+        self.venue.record("data_socket")  # every connection attempt (the socket authenticates after it)
+        return await self.stream_endpoint(self.data_socket.stream)(request)
+
+    def _hsm_keys(self) -> dict[str, str]:
+        """The `hsm_key` of each account's access token (a token that is no JWT has none)."""
+        keys = {}
+        for account, token in self.venue.credentials.items():
+            key = render.hsm_key(token)
+            if key is not None and account not in self.venue.revoked and account not in self.sessions.expired:
+                keys[key] = account
+        return keys
+
+    async def _symbol_token(self, request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization") or ""
+        live = {t for a, t in self.venue.credentials.items() if a not in self.venue.revoked | self.sessions.expired}
+        if not token or token not in live:
+            raise Refused(RejectReason.AUTH_FAILED, "Could not authenticate the user")
+        symbols = (await _body(request)).get("symbols")
+        if not isinstance(symbols, list):
+            raise Refused(RejectReason.MALFORMED, "Invalid input")
+        return web.json_response(self.data_socket.symbol_tokens(symbols))
 
     # --- account ----------------------------------------------------------------------------
     async def _profile(self, account: str, request: web.Request) -> dict[str, Any]:
@@ -273,6 +338,7 @@ class FyersEmulator(Emulator):
 
     # --- the order socket ---------------------------------------------------------------------------
     async def _order_socket(self, request: web.Request) -> web.StreamResponse:
+        self.venue.record("order_socket")  # every connection attempt, taken or refused
         try:
             account = self._authenticate(request.headers.get("authorization"))
         except Refused as exc:
@@ -330,3 +396,4 @@ def _decimal(body: dict[str, Any], name: str) -> Decimal:
     if value is None:
         raise Refused(RejectReason.MALFORMED, "Invalid input")
     return value
+

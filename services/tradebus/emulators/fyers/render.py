@@ -4,6 +4,11 @@ one of tests/venues/fyers/corpus/errors, in Fyers' envelope {"s", "code", "messa
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import secrets
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -19,6 +24,7 @@ IST = timezone(timedelta(hours=5, minutes=30))
 # Refused.reason -> (HTTP status, Fyers code, message), as recorded in the corpus.
 ERRORS: dict[RejectReason, tuple[int, int, str]] = {
     RejectReason.AUTH_FAILED: (401, -16, "Could not authenticate the user"),
+    RejectReason.SESSION_EXPIRED: (401, -8, "Token is expired"),
     RejectReason.RATE_LIMITED: (429, -429, "API rate limit exceeded"),
     RejectReason.UNKNOWN_ORDER: (400, -51, "Invalid order id"),
     RejectReason.UNKNOWN_INSTRUMENT: (400, -300, "Invalid symbol provided"),
@@ -44,6 +50,36 @@ SOCKET_NAMES = {
     "orderDateTime": "time_oms", "message": "oms_msg", "productType": "product_type", "exchange": "exchange",
     "segment": "segment", "clientId": "client_id",
 }
+
+
+# An emulated token's validity: issued 2025-12-06, expiring 2100-01-01 (a real one expires daily).
+ISSUED, EXPIRES = 1764979200, 4102444800
+
+
+def _segment(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def access_token(secret: str | None = None) -> str:
+    """An access token in Fyers' form: a JWT whose claims name the issuer (api.fyers.in), the
+    subject (access_token), its times and the data socket's `hsm_key` (the claims of Fyers'
+    tokens as SDK users publish them). From `secret` always the same token, else a new one."""
+    seed = secrets.token_urlsafe(24) if secret is None else secret
+    claims = {"iss": "api.fyers.in", "iat": ISSUED, "exp": EXPIRES, "nbf": ISSUED, "sub": "access_token",
+              "hsm_key": hashlib.sha256(seed.encode()).hexdigest()[:40], "fy_id": "XE00001", "appType": 100}
+    signing = f"{_segment(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{_segment(json.dumps(claims).encode())}"
+    return f"{signing}.{_segment(hmac.new(seed.encode(), signing.encode(), hashlib.sha256).digest())}"
+
+
+def hsm_key(token: str) -> str | None:
+    """The `hsm_key` claim of an access token; None for a token that is no JWT carrying one."""
+    parts = token.split(".")
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "===")) if len(parts) == 3 else None
+    except ValueError:
+        return None
+    key = claims.get("hsm_key") if isinstance(claims, dict) else None
+    return key if isinstance(key, str) else None
 
 
 def error(reason: RejectReason, message: str) -> web.Response:

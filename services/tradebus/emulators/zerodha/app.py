@@ -2,6 +2,9 @@
 unmodified pykiteconnect KiteConnect (and KiteTicker's protocol) against it.
 
 Served (paths as on api.kite.trade, bodies in the shapes of zerodha/kiteconnect-mocks):
+    GET    /connect/login?api_key=&v=3                  the login page (KiteConnect.login_url()'s path): the
+                                                        emulated user is logged in at once and redirected
+                                                        with a request_token (../sessions.py)
     POST   /session/token                               the login's request_token -> access_token
                                                         (generate_session); DELETE invalidates it
     GET    /user/profile, /user/margins, /portfolio/positions, /portfolio/holdings
@@ -12,10 +15,10 @@ Served (paths as on api.kite.trade, bodies in the shapes of zerodha/kiteconnect-
     GET    /quote, /quote/ltp                           ?i=NSE:INFY
     WS     /?api_key=&access_token=                     binary ticks (ltp / quote / full with five-level
                                                         depth) and text order updates {"type": "order"}
-Auth: header `Authorization: token <api_key>:<access_token>`; a bad token answers 403
-TokenException (the websocket refuses its handshake with 403). Accounts are named by API
-key with the access token as credential; the emulated app's API secret is that access
-token too, so `generate_session(<any request token>, api_secret=<token>)` returns it.
+Auth: header `Authorization: token <api_key>:<access_token>`; a bad or expired token answers
+403 TokenException "Incorrect `api_key` or `access_token`." (the websocket refuses its
+handshake with 403). Accounts are named by API key; the credential an account is created
+with is the emulated app's API secret and its first access token (../sessions.py).
 
 As on Kite, a place that passes validation is answered with its order id, and what the
 exchange and risk checks make of it is the order's state: an order the engine refuses for
@@ -35,6 +38,7 @@ import hashlib
 import io
 import itertools
 import json
+import secrets
 import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -46,6 +50,7 @@ from tradebus.simulator.market import MarketUpdate
 from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
 
 from ..server import Emulator
+from ..sessions import DailySessions
 from ..venue import EmulatedFill, EmulatedOrder, EmulatedVenue, Refused
 from . import render
 from .render import Listing
@@ -90,6 +95,7 @@ class _TickerSession:
 
 class ZerodhaEmulator(Emulator):
     name = "zerodha"
+    sessions: DailySessions  # its logins (../sessions.py)
     requests_per_second = 10  # Kite: 10 requests per second per API key
     fees = FeeSchedule(maker_bps=Decimal(0), taker_bps=Decimal(0))
 
@@ -117,6 +123,7 @@ class ZerodhaEmulator(Emulator):
         self._engine_ids = itertools.count(1)
         self._tickers: list[_TickerSession] = []
         self._tape: dict[str, dict[str, Any]] = {}  # symbol -> the day's volume, ohlc, last trade, depth
+        self.sessions = DailySessions(venue, lambda api_key: secrets.token_hex(16))  # Kite's tokens: 32 characters
         venue.on_order(self._on_order)
         venue.on_market(self._on_market)
 
@@ -124,7 +131,8 @@ class ZerodhaEmulator(Emulator):
         credentials = {"api_key": api_key, "access_token": api_secret} if api_key else {}
         return {"account": account, **credentials, "rest_url": self.url, "ws_url": self.url.replace("http://", "ws://"),
                 "exchanges": sorted({listing.exchange for listing, *_ in LISTINGS.values()}),
-                "symbols": sorted(LISTINGS), "subscribe": ["*"]}
+                "symbols": sorted(LISTINGS), "subscribe": ["*"],
+                "market_hours": False}  # the emulated venue trades around the clock: no sessions to refuse outside of
 
     def error_response(self, reason: RejectReason, message: str, *, retry_after: float | None = None) -> web.Response:
         return render.error(reason, message)
@@ -132,6 +140,8 @@ class ZerodhaEmulator(Emulator):
     def routes(self, app: web.Application) -> None:
         get, endpoint = app.router.add_get, self.endpoint
         get("/", self._ticker)
+        get("/connect/login", endpoint("login", self._login_page, keyed=False))
+        get("/connect/redirect", self._redirected)
         app.router.add_post("/session/token", endpoint("session", self._session, keyed=False))
         app.router.add_delete("/session/token", endpoint("session", self._logout, keyed=False))
         get("/user/profile", endpoint("profile", self._authed(self._profile)))
@@ -161,13 +171,11 @@ class ZerodhaEmulator(Emulator):
         return authed
 
     def _account(self, api_key: str | None, access_token: str | None) -> str:
+        """Kite answers an unknown, replaced or expired token alike (TokenException, 403)."""
         try:
-            account = self.venue.authenticate(api_key)
-        except Refused:
-            raise Refused(RejectReason.AUTH_FAILED, "Incorrect `api_key` or `access_token`.") from None
-        if self.venue.credentials[account] != access_token:
-            raise Refused(RejectReason.AUTH_FAILED, "Incorrect `api_key` or `access_token`.")
-        return account
+            return self.sessions.check(api_key or "", access_token or "")
+        except Refused as exc:
+            raise Refused(exc.reason, "Incorrect `api_key` or `access_token`.") from None
 
     def _terms_of(self, record: EmulatedOrder) -> _Terms:
         """An order placed through the control API (as by another tool) shows its client
@@ -201,15 +209,27 @@ class ZerodhaEmulator(Emulator):
         return self.venue.find(account, order_id=number), None
 
     # --- session ------------------------------------------------------------------------------------
+    async def _login_page(self, request: web.Request) -> web.Response:
+        """GET /connect/login?api_key=&v=3: Kite's login redirects to the app's redirect URL
+        with `request_token`, `action=login` and `status=success` (docs "Login flow"); the
+        emulated app's redirect URL is this emulator's /connect/redirect."""
+        request_token = self.sessions.login(request.query.get("api_key", ""))
+        raise web.HTTPFound(f"/connect/redirect?request_token={request_token}&action=login&status=success")
+
+    async def _redirected(self, request: web.Request) -> web.Response:
+        """Where a browser lands: the request token, to be exchanged within minutes."""
+        return web.Response(text=f"request_token={request.query.get('request_token', '')}\n"
+                                 f"tradebus login zerodha --request-token <it>\n")
+
     async def _session(self, request: web.Request) -> web.Response:
         """POST /session/token: checksum = SHA-256(api_key + request_token + api_secret)."""
         form = await request.post()
         api_key, request_token = str(form.get("api_key", "")), str(form.get("request_token", ""))
-        token = self.venue.credentials.get(api_key)
-        expected = hashlib.sha256(f"{api_key}{request_token}{token}".encode()).hexdigest()
-        if token is None or not request_token or form.get("checksum") != expected:
+        secret = self.sessions.app_secrets.get(api_key)
+        expected = hashlib.sha256(f"{api_key}{request_token}{secret}".encode()).hexdigest()
+        if secret is None or not request_token or form.get("checksum") != expected:
             raise Refused(RejectReason.AUTH_FAILED, "Token is invalid or has expired.")
-        self.venue.revoked.discard(api_key)
+        token = self.sessions.redeem(request_token, api_key)
         profile = await self._profile(api_key, request)
         return render.success({**profile, "api_key": api_key, "access_token": token, "public_token": "XXXXXXXX",
                                "enctoken": "XXXXXX", "refresh_token": "", "silo": "",
@@ -218,7 +238,7 @@ class ZerodhaEmulator(Emulator):
     async def _logout(self, request: web.Request) -> web.Response:
         """DELETE /session/token: the access token no longer works (until a new login)."""
         account = self._account(request.query.get("api_key"), request.query.get("access_token"))
-        self.venue.revoked.add(account)
+        self.sessions.expire(account)
         return render.success(True)
 
     # --- account ------------------------------------------------------------------------------------
@@ -386,6 +406,7 @@ class ZerodhaEmulator(Emulator):
 
     # --- the ticker --------------------------------------------------------------------------------------
     async def _ticker(self, request: web.Request) -> web.StreamResponse:
+        self.venue.record("ticker")  # every connection attempt, taken or refused
         try:
             account = self._account(request.query.get("api_key"), request.query.get("access_token"))
         except Refused:

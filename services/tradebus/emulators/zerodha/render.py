@@ -28,6 +28,7 @@ STATUS = {OrderStatus.ACCEPTED: "OPEN", OrderStatus.PARTIALLY_FILLED: "OPEN", Or
 # Refused.reason -> (HTTP status, error_type): the documented exception names and codes.
 ERRORS: dict[RejectReason, tuple[int, str]] = {
     RejectReason.AUTH_FAILED: (403, "TokenException"),
+    RejectReason.SESSION_EXPIRED: (403, "TokenException"),  # "the expiry or invalidation of an authenticated session"
     RejectReason.RATE_LIMITED: (429, "GeneralException"),
     RejectReason.VENUE_UNAVAILABLE: (503, "NetworkException"),
     RejectReason.INSUFFICIENT_FUNDS: (400, "MarginException"),

@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from tradebus.schemas.commands import OrderCommand
+from tradebus.schemas.control import VenueSession
 from tradebus.schemas.events import AccountEvent, OrderEvent
 from tradebus.schemas.market import Instrument
 from tradebus.schemas.values import MarketDataKind, OrderType, ServiceState, TimeInForce
@@ -22,10 +23,15 @@ VenueEvent = OrderEvent | AccountEvent
 EmitEvents = Callable[[Sequence[VenueEvent]], object]
 ReadJournal = Callable[[], Awaitable[list[VenueEvent]]]
 ReportStatus = Callable[[ServiceState, str], None]
+ReportSession = Callable[[VenueSession], None]
 ConfigT = TypeVar("ConfigT")  # a venue's settings type (a msgspec Struct), named by its spec (venuespecs.py)
 
 
 def _not_reported(state: ServiceState, detail: str) -> None:
+    """For a connector built outside a service (unit tests)."""
+
+
+def _session_not_reported(session: VenueSession) -> None:
     """For a connector built outside a service (unit tests)."""
 
 
@@ -54,6 +60,7 @@ class VenueConnector(ABC, Generic[ConfigT]):
         emit: EmitEvents,
         read_journal: ReadJournal,
         report_status: ReportStatus = _not_reported,
+        report_session: ReportSession = _session_not_reported,
     ) -> None:
         self.venue = venue
         self.config = config
@@ -67,11 +74,19 @@ class VenueConnector(ABC, Generic[ConfigT]):
         # The venue's health as the service's status shows it: DEGRADED with a reason
         # ("auth_failed: ...") while the venue cannot be traded, READY once it can again.
         self.report_status = report_status
+        # A venue with daily access tokens: its session (session.py) at every change.
+        self.report_session = report_session
 
     @property
     @abstractmethod
     def accounts(self) -> frozenset[str]:
         """The venue accounts this connector trades."""
+
+    @property
+    def credentials_refused(self) -> bool:
+        """Whether the venue refuses this connector's credentials right now (an expired
+        session token, a revoked key): commands are refused until they work again."""
+        return False
 
     @abstractmethod
     async def start(self) -> None:

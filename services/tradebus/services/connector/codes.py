@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from tradebus.schemas.values import RejectReason
 
-from .errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
+from .errors import AuthFailed, OrderRefused, OutcomeUnknown, SessionExpired, VenueBusy, VenueError
 
 
 class Outcome(enum.Enum):
@@ -26,6 +26,7 @@ class Outcome(enum.Enum):
     RETRYABLE = "retryable"  # nothing was done and trying again may work (rate limit, stale timestamp)
     UNKNOWN = "outcome_unknown"  # may have been done: looked up, never published as a rejection
     AUTH = "auth"  # the credentials themselves are refused: an operator must act
+    SESSION = "session_expired"  # the day's access token expired or was invalidated: a new login fixes it
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ def refused(reason: RejectReason) -> Rule:
 RETRYABLE = Rule(Outcome.RETRYABLE)
 UNKNOWN = Rule(Outcome.UNKNOWN)
 AUTH = Rule(Outcome.AUTH)
+SESSION = Rule(Outcome.SESSION)
 
 
 @dataclass(frozen=True)
@@ -72,4 +74,6 @@ def taxonomy_error(rule: Rule, message: str, *, code: str | None, changes_state:
         return VenueBusy(message, retry_after=retry_after, venue_code=code)
     if rule.outcome is Outcome.AUTH:
         return AuthFailed(message, venue_code=code)
+    if rule.outcome is Outcome.SESSION:
+        return SessionExpired(message, venue_code=code)
     return OutcomeUnknown(message, venue_code=code) if changes_state else VenueBusy(message, venue_code=code)

@@ -11,6 +11,9 @@ What matters to the order path is not what went wrong but what is known afterwar
   client order id first.
 - `AuthFailed`: the credentials are invalid or expired. Nothing works until an operator
   acts: the connector reports it on its status and rejects commands with AUTH_FAILED.
+- `SessionExpired`: an `AuthFailed` that a new access token fixes: the day's session of a
+  venue with daily tokens (Zerodha, Fyers) expired or was invalidated. The connector's
+  session (session.py) refuses commands with SESSION_EXPIRED and waits for a new token.
 
 Messages must be safe to log: venue adapters build them from the venue's error code and
 text, never from request parameters or headers (which hold keys and signatures).
@@ -45,4 +48,8 @@ class OutcomeUnknown(VenueError):
 
 
 class AuthFailed(VenueError):
-    pass
+    reason = RejectReason.AUTH_FAILED  # what a command it stopped is refused with
+
+
+class SessionExpired(AuthFailed):
+    reason = RejectReason.SESSION_EXPIRED

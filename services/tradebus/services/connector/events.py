@@ -23,8 +23,10 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 
+from prometheus_client import Counter
+
 from tradebus.schemas import subjects
-from tradebus.schemas.events import BalanceUpdate, PositionUpdate
+from tradebus.schemas.events import BalanceUpdate, CommandRejected, OrderRejected, PositionUpdate
 from tradebus.shared.bus import Bus
 from tradebus.shared.health import ServiceMetrics
 
@@ -37,8 +39,17 @@ def event_subject(event: VenueEvent) -> str:
     return subjects.order_events(event.venue, event.account)
 
 
+def stored_events_counter(metrics: ServiceMetrics) -> Counter:
+    """Fills, rejections (by reason) and every other kind of event, per venue: what the
+    dashboards and the reject-rate alert count. A reconcile's re-publication counts again."""
+    return metrics.counter(
+        "tradebus_connector_events_total", "Venue events stored in the EVENTS stream, by kind and rejection reason.",
+        ("venue", "event", "reason"),
+    )
+
+
 class EventPublisher:
-    def __init__(self, bus: Bus, metrics: ServiceMetrics, *, max_batch: int = 500) -> None:
+    def __init__(self, bus: Bus, metrics: ServiceMetrics, *, stored: Counter | None = None, max_batch: int = 500) -> None:
         self._bus = bus
         self._metrics = metrics
         self._max_batch = max_batch
@@ -48,6 +59,7 @@ class EventPublisher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopped: BaseException | None = None  # why the writer ended, once it has
+        self._stored = stored if stored is not None else stored_events_counter(metrics)
 
     def submit(self, events: Sequence[VenueEvent]) -> asyncio.Future[None]:
         """Queue events in order; the future completes when all of them, and everything
@@ -83,6 +95,9 @@ class EventPublisher:
                         self._queue.extendleft(reversed(batch))  # failed below, with the rest
                         raise
                     self._metrics.published.labels(family="event").inc(sum(e is not None for e, _ in batch))
+                    for event, _ in batch:
+                        if event is not None:
+                            self._count(event)
                     for _, done in batch:
                         if done is not None:
                             done.set_result(None)
@@ -90,6 +105,10 @@ class EventPublisher:
         except BaseException as exc:
             self._stop(exc)
             raise
+
+    def _count(self, event: VenueEvent) -> None:
+        reason = event.reason.value if isinstance(event, (OrderRejected, CommandRejected)) else ""
+        self._stored.labels(venue=event.venue, event=str(event.__struct_config__.tag), reason=reason).inc()
 
     def _stop(self, why: BaseException) -> None:
         self._stopped = why

@@ -64,7 +64,7 @@ class Placement:
                 return await self._duplicate_at_venue(command)
             return list(self.tracker.rejected(command, exc.reason, exc.message, time.time_ns()))
         except AuthFailed as exc:
-            return list(self.tracker.rejected(command, RejectReason.AUTH_FAILED, exc.message, time.time_ns()))
+            return list(self.tracker.rejected(command, exc.reason, exc.message, time.time_ns()))
         except VenueBusy as exc:
             self.tracker.forget(command.client_order_id)
             return list(self.tracker.rejected(command, RejectReason.VENUE_UNAVAILABLE, exc.message, time.time_ns()))

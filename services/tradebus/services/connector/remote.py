@@ -17,6 +17,9 @@ order path relies on:
   then a reconnected marker.
 - Auth failure: the connector reports DEGRADED with the reason on its status subject and
   answers commands with AUTH_FAILED until the credentials work again.
+- Daily access tokens (a venue that sets `session`, session.py): an expired token refuses
+  every command at once with SESSION_EXPIRED, sends nothing to the venue and parks every
+  stream (market streams behind a gap marker) until a new token is taken and reconciled.
 - Every request goes through one rate limiter: the venue's documented rate proactively,
   and a shared penalty box when the venue says "too many requests".
 - Account state (accounts.py): each fill is followed by the position it changes; the
@@ -51,10 +54,11 @@ from tradebus.shared.retry import Backoff, retry
 
 from .accountfeed import AccountFeed
 from .base import VenueConnector, VenueEvent
-from .errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
+from .errors import AuthFailed, OrderRefused, OutcomeUnknown, SessionExpired, VenueBusy, VenueError
 from .marketdata import MarketStream
 from .placement import Placement
 from .ratelimit import RateLimiter
+from .sessionhost import SessionHost
 from .tracking import OrderSnapshot, OrderTracker, TradeReport
 
 log = logging.getLogger(__name__)
@@ -94,7 +98,7 @@ class RemoteVenueConfig(Protocol):
 RemoteConfigT = TypeVar("RemoteConfigT", bound=RemoteVenueConfig)
 
 
-class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]):
+class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[RemoteConfigT]):
     """Subclasses implement the venue primitives below; `account` is the one venue account
     this process trades (one connector process per venue and account)."""
 
@@ -112,6 +116,11 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
         self._auth_error: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._watched: set[tuple[MarketDataKind, str]] = set()
+        self.session = None  # a venue whose access tokens last a day sets its TokenSession (sessionhost.py)
+
+    @property
+    def credentials_refused(self) -> bool:
+        return self._auth_error is not None or (self.session is not None and self.session.blocked)
 
     # --- venue primitives (all raise only errors.py errors) ----------------------------------
     @abstractmethod
@@ -172,10 +181,17 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
         self.tracker.restore(journal)
         self.book.restore(journal)
         await self._connect_and_reconcile()
+        if self.session is not None:
+            self._spawn(self.session.run(self._resume_session), "session")
         self._spawn(self._follow_orders(), "private-stream")
         self._spawn(self._follow_account(), "account")
         self._spawn(self._follow_balances(), "balance-stream")
         self._spawn(self._poll_working_orders(), "reconcile-poll")
+        await self._subscribe_configured()
+
+    async def _subscribe_configured(self) -> None:
+        """The streams the settings publish from start (again after a session that started
+        expired listed no instruments)."""
         kinds = [kind for kind in MarketDataKind if kind is not MarketDataKind.INSTRUMENT]
         listed = {instrument.symbol for instrument in self.instruments()}
         symbols = sorted(listed) if "*" in self.config.subscribe else [s for s in self.config.subscribe if s in listed]
@@ -229,7 +245,7 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
             return await self._cancel_all(command)
         except AuthFailed as exc:
             self._auth_failed(exc)
-            return self._refused(command, RejectReason.AUTH_FAILED, exc.message)
+            return self._refused(command, exc.reason, exc.message)
         except OrderRefused as exc:
             return self._refused(command, exc.reason, exc.message)
         except (VenueBusy, OutcomeUnknown) as exc:
@@ -326,6 +342,7 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
         venue's retry-after, else the back-off's) holds every request, not only this one."""
         backoff = Backoff(BUSY_BACKOFF)
         for attempt in range(self.settings.busy_retries):
+            self._session_gate()
             await self.limiter.acquire()
             try:
                 result = await request()
@@ -346,15 +363,25 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
         raise AssertionError("unreachable")
 
     async def _trading_refusal(self) -> VenueError | None:
-        """None when commands may run; waits a while for a reconnect first."""
+        """None when commands may run; waits a while for a reconnect (or a new session) first."""
+        if self.session is not None and self.session.blocked:
+            return self.session.refusal()
         if self._auth_error is not None:
             return AuthFailed(self._auth_error)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), self.settings.command_wait)
+            async with asyncio.timeout(self.settings.command_wait):
+                await self._ready.wait()
+                if self.session is not None:
+                    await self.session.usable()
             return None
+        if self.session is not None and self.session.blocked:
+            return self.session.refusal()
         return VenueBusy("venue connection lost; not reconciled yet")
 
     def _auth_failed(self, exc: AuthFailed) -> None:
+        if isinstance(exc, SessionExpired) and self.session is not None:
+            self.session.expired(exc.message)
+            return
         if self._auth_error is None:
             log.error("venue refused the credentials", extra={"error": exc.message})
         self._auth_error = exc.message
@@ -375,7 +402,7 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
         with contextlib.suppress(AuthFailed):  # reported; commands are refused until the credentials work
             await retry(attempt, on=(VenueBusy, OutcomeUnknown), backoff=Backoff(self.settings.reconnect_delay),
                         on_failure=unavailable)
-        if self._auth_error is None:
+        if self._auth_error is None and (self.session is None or not self.session.blocked):
             self.report_status(ServiceState.READY, "")
         self._ready.set()
 
@@ -417,6 +444,8 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
                         self.emit(events)
             except (VenueBusy, OutcomeUnknown, AuthFailed) as exc:
                 log.warning("private stream lost; reconciling before trading again", extra={"error": exc.message})
+                if await self._session_over(exc):
+                    continue  # the new session reconciled
             self._ready.clear()
             await backoff.wait()
             await self._connect_and_reconcile()
@@ -454,10 +483,11 @@ class RemoteVenueConnector(Placement, AccountFeed, VenueConnector[RemoteConfigT]
                         break  # type: ignore[unreachable]
                     for message in messages:
                         await self.market_data.send(stream, msgspec.structs.replace(message, seq=stream.next_seq()))
-            except (VenueBusy, OutcomeUnknown) as exc:
+            except (VenueBusy, OutcomeUnknown, SessionExpired) as exc:
                 if lost_at is None:
                     lost_at = time.time_ns()
                     await self.market_data.gap(stream, gap_start=lost_at, reason=f"venue stream lost: {exc.message}")
-                await backoff.wait()
+                if not await self._session_over(exc):
+                    await backoff.wait()
         self._watched.discard((stream.kind, stream.symbol))
 

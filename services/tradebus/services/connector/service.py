@@ -27,15 +27,16 @@ import logging
 import time
 from typing import Any
 
+import msgspec
 from nats.aio.msg import Msg
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder
 from tradebus.schemas.commands import CancelOrder, ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
-from tradebus.schemas.control import Reconcile, ReconcileReply
+from tradebus.schemas.control import Reconcile, ReconcileReply, ServiceStatus, VenueSession
 from tradebus.schemas.events import command_refused, malformed_command
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import RejectReason, ServiceState
+from tradebus.schemas.values import RejectReason, ServiceState, SessionState
 from tradebus.services.settings import Settings
 from tradebus.shared.bus import consume_batches
 from tradebus.shared.deadline import late_message, routed_deadline
@@ -45,7 +46,7 @@ from tradebus.shared.takeover import restart_from_ack_floor, take_over
 from tradebus.shared.topology import Consumer, connector_consumer, ensure_consumer, ensure_streams
 
 from .base import VenueConnector, VenueEvent
-from .events import EventPublisher
+from .events import EventPublisher, stored_events_counter
 from .heldcancels import HeldCancels, unknown_order
 from .journal import journal_subjects, read_events
 from .marketdata import MarketDataPublisher
@@ -78,7 +79,28 @@ class ConnectorService(Service):
         self._answering = False  # subscribed to its request subjects
         self.events: EventPublisher | None = None
         self.skipped_redeliveries = 0
+        self.session: VenueSession | None = None  # a venue with daily access tokens: its session (session.py)
         self.redelivered_through = 0  # stream sequences up to it were given to this process or a predecessor (takeover.py)
+        self._stored_events = stored_events_counter(self.metrics)
+        self._command_seconds = self.metrics.histogram(
+            "tradebus_connector_command_seconds", "Time the venue took to carry out one routed command.",
+            ("venue", "command"), buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        )
+        self.metrics.counter_reading(
+            "tradebus_connector_market_data_published", "Market-data messages (ticks, books, trades, bars) published.",
+            {"venue": venue}, lambda: self.connector.market_data.published if self.connector else 0,
+        )
+        self.metrics.gauge(
+            "tradebus_connector_credentials_refused", "1 while the venue refuses this connector's credentials.", ("venue",),
+        ).labels(venue=venue).set_function(lambda: float(self.connector is not None and self.connector.credentials_refused))
+        # A venue whose session token lasts a day (Zerodha, Fyers) needs a fresh one daily:
+        # the credentials are read when the connector is made, and again when its session
+        # takes a new token from the secrets file (session.py).
+        self._credentials_loaded = self.metrics.gauge(
+            "tradebus_connector_credentials_loaded_timestamp_seconds",
+            "When this process read the venue credentials it trades with (Unix time; absent for venues without any).",
+            ("venue",),
+        )
 
     async def start(self) -> None:
         assert self.bus is not None
@@ -87,15 +109,18 @@ class ConnectorService(Service):
         await ensure_consumer(self.bus.js, consumer)
         self.redelivered_through = await take_over(self.bus, consumer, heartbeats=subjects.status(self.name, self.venue),
                                                    stopping=self.stopping)
-        self.events = EventPublisher(self.bus, self.metrics)
+        self.events = EventPublisher(self.bus, self.metrics, stored=self._stored_events)
         self.spawn(self.events.run(), name="event-publisher")
         market_data = MarketDataPublisher(self.bus, self.venue)
-        self.connector = venue_spec(self.venue).connector_class()(
+        spec = venue_spec(self.venue)
+        self.connector = spec.connector_class()(
             venue=self.venue, config=self.venue_config, market_data=market_data, emit=self.events.submit,
             read_journal=functools.partial(read_events, self.bus, journal_subjects(self.venue),
                                            on_unreadable=self.quarantine.hold),
-            report_status=self._venue_status,
+            report_status=self._venue_status, report_session=self._venue_session,
         )
+        if spec.needs_credentials:
+            self._credentials_loaded.labels(venue=self.venue).set(time.time())
         await self.connector.start()
         self.subscriptions = SubscriptionDesk(self.connector, self.quarantine, lease=self.subscription_lease)
         await self.bus.nc.subscribe(subjects.market_data_control(self.venue), cb=self.subscriptions.on_subscription_request)
@@ -125,6 +150,16 @@ class ConnectorService(Service):
         else:
             self.state = state
         self.detail = detail
+
+    def _venue_session(self, session: VenueSession) -> None:
+        """On the bus at once, not at the next heartbeat: a dashboard sees an expiry when it happens."""
+        self.session = session
+        if session.state is SessionState.REAUTHENTICATED:  # a new token was read (the SessionTokenExpiring alert's clock)
+            self._credentials_loaded.labels(venue=self.venue).set(time.time())
+        self.spawn(self._publish_status(), name="session-status")
+
+    def status(self) -> ServiceStatus:
+        return msgspec.structs.replace(super().status(), session=self.session)
 
     def counters(self) -> dict[str, int]:
         return {
@@ -227,7 +262,8 @@ class ConnectorService(Service):
                 return command, [command_refused(
                     command, event_id=f"{command_dedupe_id(command)}.rejected.{RejectReason.DEADLINE_EXCEEDED.value}",
                     reason=RejectReason.DEADLINE_EXCEEDED, message=late_message(now, deadline), now=now)], False
-        events = await self.connector.execute(command)
+        with self._command_seconds.labels(venue=self.venue, command=str(command.__struct_config__.tag)).time():
+            events = await self.connector.execute(command)
         if isinstance(command, CancelOrder):
             refusal = unknown_order(events, command)
             if refusal is not None and self.held_cancels.hold(msg, command):

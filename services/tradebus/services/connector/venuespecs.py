@@ -39,6 +39,9 @@ class VenueSpec:
     # The credential it signs with besides the key (`<VENUE>_<secret_name>`: Zerodha trades
     # with an access token, not an API secret)
     secret_name: str = "API_SECRET"
+    # Whether it signs requests with credentials at all: IBKR does not (the TWS or IB Gateway
+    # it connects to is logged in by its user, and trusts the API connection by address).
+    signs_requests: bool = True
     emulator: str | None = None  # its Emulator (services/tradebus/emulators/), for offline runs and the conformance suite
     # Simulated inside its connector process: no remote API, so no credentials and nothing to
     # emulate; its settings are the fleet settings' own `[<section>]`, not `[venues.<name>]`.
@@ -47,10 +50,12 @@ class VenueSpec:
     # The virtualenv its connector runs from when its SDK cannot share the fleet's own
     # (fyers-apiv3 pins requests and aiohttp below ccxt's needs): `.venv-fyers`, made by .ci/fyers-env.
     environment: str | None = None
+    # Its daily login (a LoginFlow, connector/login.py): a venue whose access tokens last a day
+    login: str | None = None
 
     @property
     def needs_credentials(self) -> bool:
-        return not self.embedded
+        return not self.embedded and self.signs_requests
 
     @property
     def in_this_environment(self) -> bool:
@@ -89,10 +94,15 @@ VENUE_SPECS: dict[str, VenueSpec] = {spec.name: spec for spec in (
               emulator=f"{EMULATORS_PACKAGE}.alpaca:AlpacaEmulator"),
     VenueSpec(name="zerodha", connector=f"{VENUES_PACKAGE}.zerodha.connector:ZerodhaConnector",
               config=f"{VENUES_PACKAGE}.zerodha.config:ZerodhaConfig", extra="zerodha", sdk="kiteconnect",
-              secret_name="ACCESS_TOKEN", emulator=f"{EMULATORS_PACKAGE}.zerodha:ZerodhaEmulator"),
+              secret_name="ACCESS_TOKEN", emulator=f"{EMULATORS_PACKAGE}.zerodha:ZerodhaEmulator",
+              login=f"{VENUES_PACKAGE}.zerodha.login:FLOW"),
     VenueSpec(name="fyers", connector=f"{VENUES_PACKAGE}.fyers.connector:FyersConnector",
               config=f"{VENUES_PACKAGE}.fyers.config:FyersConfig", extra="fyers", sdk="fyers_apiv3",
-              secret_name="ACCESS_TOKEN", emulator=f"{EMULATORS_PACKAGE}.fyers:FyersEmulator", environment=".venv-fyers"),
+              secret_name="ACCESS_TOKEN", emulator=f"{EMULATORS_PACKAGE}.fyers:FyersEmulator", environment=".venv-fyers",
+              login=f"{VENUES_PACKAGE}.fyers.login:FLOW"),
+    VenueSpec(name="ibkr", connector=f"{VENUES_PACKAGE}.ibkr.connector:IbkrConnector",
+              config=f"{VENUES_PACKAGE}.ibkr.config:IbkrConfig", extra="ibkr", sdk="ib_async", signs_requests=False,
+              emulator=f"{EMULATORS_PACKAGE}.ibkr:IbkrEmulator"),
 )}
 
 # The venue a fleet runs when none is named: it needs nothing installed, configured or reachable.

@@ -25,9 +25,10 @@ import msgspec
 
 from tradebus.schemas.market import BookLevel, BookSnapshot, Quote, Trade
 from tradebus.schemas.values import Aggressor, MarketDataKind
+from tradebus.schemas.wireform import canonical_decimals, plain_decimals, wire_form
 
 from ...errors import VenueBusy
-from .native_stream import Channel, LocalBook, StreamEnded
+from .native_stream import Channel, LocalBook, StreamEnded, refusing_malformed
 from .stream_ends import STREAM_ENDING_EVENTS
 
 MS = 1_000_000
@@ -35,7 +36,10 @@ DEPTH_SNAPSHOT_LIMIT = 1000  # levels a side of the REST snapshot (ccxt's watchO
 
 
 # Frame structs are gc=False: they hold only scalars and lists of levels, never a cycle, and
-# untracked structs are cheaper to allocate, which counts per frame.
+# untracked structs are cheaper to allocate, which counts per frame. A ticker's and a trade's
+# decimals stay text: they go on the wire as the venue wrote them, once proven decimals of the
+# contract (schemas/wireform.py); fields no wire message takes are left out, which the decoder
+# skips for less than it would take to build them.
 class Level(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """`["0.0024", "10"]`: price and quantity."""
 
@@ -44,24 +48,23 @@ class Level(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 
 class BookTicker(msgspec.Struct, frozen=True, gc=False):
-    """`<symbol>@bookTicker`: the best bid and ask, on every change."""
+    """`<symbol>@bookTicker`: the best bid and ask, on every change (also `u`, the order book
+    update id)."""
 
-    u: int  # order book update id
     s: str  # symbol (venue id)
-    b: Decimal  # best bid price
-    B: Decimal  # best bid quantity
-    a: Decimal  # best ask price
-    A: Decimal  # best ask quantity
+    b: str  # best bid price
+    B: str  # best bid quantity
+    a: str  # best ask price
+    A: str  # best ask quantity
 
 
 class TradeEvent(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="trade"):
-    """`<symbol>@trade`: one trade."""
+    """`<symbol>@trade`: one trade (also `E`, the event time)."""
 
-    E: int  # event time, ms
     s: str
     t: int  # trade id
-    p: Decimal
-    q: Decimal
+    p: str  # price
+    q: str  # quantity
     T: int  # trade time, ms
     m: bool  # the buyer was the maker: the seller took
 
@@ -132,15 +135,29 @@ def stream_url(urls: dict[str, Any]) -> str:
 
 
 # --- frames into wire messages ------------------------------------------------------------------
-def quote(venue: str, symbol: str, frame: BookTicker, now: int) -> Quote:
+# Tickers and trades are published in their wire form: the venue's decimal text as it came when
+# it is what str(Decimal) would write (plain_decimals), no Decimal made.
+WireQuote, WireTrade = wire_form(Quote), wire_form(Trade)
+
+
+def quote(venue: str, symbol: str, frame: BookTicker, now: int) -> msgspec.Struct:
     """A book ticker carries no time: the moment it arrived stands for it."""
-    return Quote(venue=venue, symbol=symbol, seq=0, ts_event=now, ts_recv=now,
-                 bid=frame.b, bid_size=frame.B, ask=frame.a, ask_size=frame.A)
+    bid, bid_size, ask, ask_size = frame.b, frame.B, frame.a, frame.A
+    if not plain_decimals(f'["{bid}","{bid_size}","{ask}","{ask_size}"]', 4):
+        bid, bid_size, ask, ask_size = canonical_decimals(bid, bid_size, ask, ask_size)
+    return WireQuote(venue=venue, symbol=symbol, seq=0, ts_event=now, ts_recv=now,
+                     bid=bid, bid_size=bid_size, ask=ask, ask_size=ask_size)
 
 
-def trade(venue: str, symbol: str, frame: TradeEvent, now: int) -> Trade:
-    return Trade(venue=venue, symbol=symbol, seq=0, ts_event=frame.T * MS, ts_recv=now, price=frame.p, size=frame.q,
-                 aggressor=Aggressor.SELL if frame.m else Aggressor.BUY, trade_id=str(frame.t))
+AGGRESSOR_BY_MAKER = (Aggressor.BUY, Aggressor.SELL)  # indexed by `m`: the buyer was the maker
+
+
+def trade(venue: str, symbol: str, frame: TradeEvent, now: int) -> msgspec.Struct:
+    price, size = frame.p, frame.q
+    if not plain_decimals(f'["{price}","{size}"]', 2):
+        price, size = canonical_decimals(price, size)
+    return WireTrade(venue=venue, symbol=symbol, seq=0, ts_event=frame.T * MS, ts_recv=now, price=price,
+                     size=size, aggressor=AGGRESSOR_BY_MAKER[frame.m], trade_id=str(frame.t))
 
 
 def book(venue: str, symbol: str, local: LocalBook, depth: int, ts_event: int, now: int) -> BookSnapshot:
@@ -196,12 +213,13 @@ async def follow(kind: MarketDataKind, frames: AsyncGenerator[Any, None], venue:
     """One market's stream of `kind` as wire messages (seq 0). Closing it closes `frames`
     at once (the market leaves its connection), not whenever the garbage collector gets to it."""
     async with contextlib.aclosing(frames):
-        if kind is MarketDataKind.BOOK:
-            async for snapshots in books(frames, snapshot, venue, symbol, depth):
-                yield snapshots
-        elif kind is MarketDataKind.QUOTE:
-            async for ticker in frames:
-                yield [quote(venue, symbol, ticker, time.time_ns())]
-        else:
-            async for event in frames:
-                yield [trade(venue, symbol, event, time.time_ns())]
+        with refusing_malformed(venue, symbol):
+            if kind is MarketDataKind.BOOK:
+                async for snapshots in books(frames, snapshot, venue, symbol, depth):
+                    yield snapshots
+            elif kind is MarketDataKind.QUOTE:
+                async for ticker in frames:
+                    yield [quote(venue, symbol, ticker, time.time_ns())]
+            else:
+                async for event in frames:
+                    yield [trade(venue, symbol, event, time.time_ns())]

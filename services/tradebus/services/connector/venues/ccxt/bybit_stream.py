@@ -24,8 +24,9 @@ import msgspec
 
 from tradebus.schemas.market import BookLevel, BookSnapshot, Quote, Trade
 from tradebus.schemas.values import Aggressor, MarketDataKind
+from tradebus.schemas.wireform import canonical_decimals, plain_decimals, wire_form
 
-from .native_stream import Channel, LocalBook, StreamEnded
+from .native_stream import Channel, LocalBook, StreamEnded, refusing_malformed
 
 MS = 1_000_000
 KEEPALIVE_SECONDS = 20.0
@@ -33,7 +34,11 @@ QUOTE_DEPTH, BOOK_DEPTH = 1, 50  # the order book topics ccxt subscribes for spo
 
 
 # Frame structs are gc=False: they hold only scalars and lists of levels, never a cycle, and
-# untracked structs are cheaper to allocate, which counts per frame.
+# untracked structs are cheaper to allocate, which counts per frame. A trade's decimals stay
+# text: they go on the wire as the venue wrote them, once proven decimals of the contract
+# (schemas/wireform.py); the trade fields no wire message takes are left out: the decoder
+# skips them for less than it would take to build them. Book levels are Decimals: they are
+# the local book's keys, compared and ordered.
 class Level(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """`["16493.50", "0.006"]`: price and size."""
 
@@ -59,19 +64,19 @@ class OrderbookFrame(msgspec.Struct, frozen=True):
 
 
 class PublicTrade(msgspec.Struct, frozen=True, gc=False):
+    """One trade (also `s`, the symbol, `L`, the tick direction, and `BT`, a block trade)."""
+
     T: int  # trade time, ms
-    s: str
     S: Literal["Buy", "Sell"]  # the taker's side
-    v: Decimal  # size
-    p: Decimal  # price
+    v: str  # size
+    p: str  # price
     i: str  # trade id
 
 
 class TradeFrame(msgspec.Struct, frozen=True):
-    """`publicTrade.{symbol}`."""
+    """`publicTrade.{symbol}` (also `ts`, when the system generated the data)."""
 
     topic: str
-    ts: int
     data: list[PublicTrade]
 
 
@@ -133,10 +138,19 @@ def quote(venue: str, symbol: str, local: LocalBook, ts: int, now: int) -> Quote
                  bid=bid, bid_size=bid_size, ask=ask, ask_size=ask_size)
 
 
-def trades(venue: str, symbol: str, frame: TradeFrame, now: int) -> list[Trade]:
-    return [Trade(venue=venue, symbol=symbol, seq=0, ts_event=t.T * MS or now, ts_recv=now, price=t.p, size=t.v,
-                  aggressor=Aggressor.BUY if t.S == "Buy" else Aggressor.SELL, trade_id=t.i)
-            for t in frame.data]
+WireTrade = wire_form(Trade)  # trades are published in their wire form: the venue's decimal text
+
+
+def trades(venue: str, symbol: str, frame: TradeFrame, now: int) -> list[msgspec.Struct]:
+    return [trade(venue, symbol, t, now) for t in frame.data]
+
+
+def trade(venue: str, symbol: str, t: PublicTrade, now: int) -> msgspec.Struct:
+    price, size = t.p, t.v
+    if not plain_decimals(f'["{price}","{size}"]', 2):
+        price, size = canonical_decimals(price, size)
+    return WireTrade(venue=venue, symbol=symbol, seq=0, ts_event=t.T * MS or now, ts_recv=now, price=price,
+                     size=size, aggressor=Aggressor.BUY if t.S == "Buy" else Aggressor.SELL, trade_id=t.i)
 
 
 def book(venue: str, symbol: str, local: LocalBook, depth: int, ts: int, now: int) -> BookSnapshot:
@@ -151,15 +165,16 @@ async def follow(kind: MarketDataKind, frames: AsyncGenerator[Any, None], venue:
     """One market's stream of `kind` as wire messages (seq 0). Closing it closes `frames`
     at once (the market leaves its connection), not whenever the garbage collector gets to it."""
     async with contextlib.aclosing(frames):
-        if kind is MarketDataKind.TRADE:
+        with refusing_malformed(venue, symbol):
+            if kind is MarketDataKind.TRADE:
+                async for frame in frames:
+                    yield trades(venue, symbol, frame, time.time_ns())
+                return
+            local = LocalBook()
             async for frame in frames:
-                yield trades(venue, symbol, frame, time.time_ns())
-            return
-        local = LocalBook()
-        async for frame in frames:
-            apply(local, frame)
-            if kind is MarketDataKind.BOOK:
-                yield [book(venue, symbol, local, depth, frame.ts, time.time_ns())]
-            else:
-                top = quote(venue, symbol, local, frame.ts, time.time_ns())
-                yield [top] if top is not None else []
+                apply(local, frame)
+                if kind is MarketDataKind.BOOK:
+                    yield [book(venue, symbol, local, depth, frame.ts, time.time_ns())]
+                else:
+                    top = quote(venue, symbol, local, frame.ts, time.time_ns())
+                    yield [top] if top is not None else []

@@ -18,12 +18,14 @@ import contextlib
 import heapq
 import logging
 import operator
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 import msgspec
+
+from tradebus.schemas.wireform import MalformedDecimal
 
 from ...errors import VenueBusy
 
@@ -203,6 +205,16 @@ class PublicStream(Generic[F]):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+@contextlib.contextmanager
+def refusing_malformed(venue: str, symbol: str) -> Iterator[None]:
+    """Around a market's stream: a price or size that is no decimal ends it with VenueBusy (a
+    gap on the bus): a frame the connector cannot read is data lost, not data to skip in silence."""
+    try:
+        yield
+    except MalformedDecimal as exc:
+        raise VenueBusy(f"{venue} {symbol}: a frame with a price or size that is no decimal") from exc
 
 
 class LocalBook:

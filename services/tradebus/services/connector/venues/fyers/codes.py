@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from tradebus.schemas.values import RejectReason
 
-from ...codes import AUTH, RETRYABLE, UNKNOWN, CodeTable, refused
+from ...codes import AUTH, RETRYABLE, SESSION, UNKNOWN, CodeTable, refused
 
 CODES = CodeTable(
     venue="fyers",
     codes={
-        "-8": AUTH,  # token expired
-        "-15": AUTH,  # invalid token
-        "-16": AUTH,  # server unable to authenticate the token
-        "-17": AUTH,  # token invalid or expired
+        # the access token (a day's login) is refused: a new login fixes it (session.py)
+        "-8": SESSION,  # token expired
+        "-15": SESSION,  # invalid token
+        "-16": SESSION,  # server unable to authenticate the token
+        "-17": SESSION,  # token invalid or expired
         "-352": AUTH,  # invalid app id
         "-50": refused(RejectReason.MALFORMED),  # invalid parameters (message names them)
         "-51": refused(RejectReason.UNKNOWN_ORDER),  # invalid order id (look-up, modify, cancel)
@@ -50,7 +51,7 @@ BY_STATUS = CodeTable(
     venue="fyers",
     codes={
         "400": refused(RejectReason.MALFORMED),
-        "401": AUTH,
+        "401": SESSION,  # "User could not be authenticated": the token (a bad app id has its own code)
         "403": refused(RejectReason.VENUE_REJECTED),
         "429": RETRYABLE,
         "500": UNKNOWN,

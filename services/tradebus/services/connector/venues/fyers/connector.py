@@ -21,9 +21,18 @@ callbacks hand frames to our loop, and a close ends the iteration (VenueBusy): t
 reconnects and reconciles. The class is a singleton (`_instance`), reset before each
 connection; its URL is a name-mangled attribute, set after construction for an override.
 
-Market data: quotes and five-level books read from the depth endpoint every
-`market_poll_interval` seconds, slower where the watched streams would take more than half of
-the request budget (the HSM data socket, a binary protocol, is not used yet).
+Market data: Fyers' data socket (HSM, datasocket.py): quotes and trades from a symbol's
+SymbolUpdate feed, five-level books from its DepthUpdate feed, streamed as they change.
+
+Duplicate tags: Fyers takes a second order under a tag it already holds, where other venues
+refuse a duplicate client order id. The connector keeps the tags of the day's orders (its
+own places, the order socket's updates, and the order book, read at every reconciliation and
+once each order socket has acknowledged its subscription, so that no order falls between the
+two) and refuses a place whose tag the venue holds as such a duplicate, without a request:
+the shared placement path (placement.py) then looks the order up and recognizes it by its
+terms. While the order socket is not subscribed (starting, reconnecting), a place reads the
+order book first. A place whose outcome was unknown adds no tag, so its look-up may still
+re-send it.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +49,7 @@ from fyers_apiv3 import fyersModel
 from fyers_apiv3.FyersWebsocket import order_ws
 from requests.adapters import HTTPAdapter
 
+from tradebus.markets import india
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
 from tradebus.schemas.events import Balance
 from tradebus.schemas.market import Instrument
@@ -50,10 +61,12 @@ from ...credentials import venue_credentials
 from ...errors import OrderRefused, OutcomeUnknown, VenueBusy
 from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot, TradeReport
-from . import parsing
+from . import parsing, rules, session
 from .config import FyersConfig
+from .datasocket import DataSocket
 
 SOCKET_CHANNELS = "OnOrders"  # the order socket's order updates (fills show as filledQty / tradedPrice)
+SUBSCRIBED = 1605  # the order socket's answer to a subscription (docs "Order Websocket": "Successfully subscribed")
 
 
 class FyersConnector(RemoteVenueConnector[FyersConfig]):
@@ -62,26 +75,48 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
     default_requests_per_second = 200 / 60
     capabilities = Capabilities(
         order_types=frozenset(parsing.ORDER_TYPES), time_in_force=frozenset(parsing.TIME_IN_FORCE), modify=True,
-        market_data=frozenset({MarketDataKind.QUOTE, MarketDataKind.BOOK}),
+        market_data=frozenset({MarketDataKind.QUOTE, MarketDataKind.TRADE, MarketDataKind.BOOK}),
     )
 
     def __init__(self, **kwargs: Any) -> None:
         config: FyersConfig = kwargs["config"]
-        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token,
-                                        secret_name="ACCESS_TOKEN")
-        self._app_id, self._token = credentials.api_key.reveal(), credentials.api_secret.reveal()
+        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token)
+        self._app_id = credentials.api_key.reveal()
         if config.api_url:
             fyersModel.Config.API = config.api_url.rstrip("/")
         if config.data_url:
             fyersModel.Config.DATA_API = config.data_url.rstrip("/")
         Path(config.log_dir).mkdir(parents=True, exist_ok=True)
-        self.client = fyersModel.FyersModel(client_id=self._app_id, token=self._token, log_path=config.log_dir)
-        deadline = _Deadline(config.request_timeout)
-        for scheme in ("https://", "http://"):
-            self.client.service.session.mount(scheme, deadline)
+        self._deadline, self._log_dir = _Deadline(config.request_timeout), config.log_dir
+        self._token = credentials.api_secret.reveal()
+        self.client = self._client(self._token)
         super().__init__(**kwargs)
+        self.data_socket = DataSocket(config.data_socket_url, fyersModel.Config.DATA_API, self._app_id, self._token,
+                                      self.limiter.acquire)
         self._instruments: list[Instrument] = []
         self._ours: dict[str, str] = {}  # order tag -> our client order id
+        self._venue_tags: set[str] = set()  # the tags of the orders Fyers holds today (see the module's notes)
+        self._tags_known = asyncio.Event()  # the order socket reports every new tag and the book gave the rest
+        self._start_session(self, credentials.api_secret, given=config.access_token, rules=session.RULES,
+                            settings=config.session)
+
+    # --- the day's session (session.py) ------------------------------------------------------------
+    def use_token(self, token: str) -> None:
+        """Sign with `token` from now on: the REST client (the SDK reads it once, when built),
+        the data socket (a connection made with the old one is closed) and the order socket
+        at its next connection."""
+        self._token = token
+        self.client = self._client(token)
+        self.data_socket.use_token(token)
+
+    async def check_session(self) -> None:
+        await self._sdk(self.client.get_profile, changes_state=False)
+
+    def _client(self, token: str) -> fyersModel.FyersModel:
+        client = fyersModel.FyersModel(client_id=self._app_id, token=token, log_path=self._log_dir)
+        for scheme in ("https://", "http://"):
+            client.service.session.mount(scheme, self._deadline)
+        return client
 
     # --- symbology (Fyers' symbols are ours: see parsing.py) ---------------------------------
     def instruments(self) -> list[Instrument]:
@@ -95,7 +130,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
 
     # --- primitives -----------------------------------------------------------------------------
     async def connect(self) -> None:
-        await self._sdk(self.client.get_profile, changes_state=False)  # proves the credentials
+        await self.check_session()
         for coid in self.tracker.client_order_ids():
             self._ours.setdefault(parsing.order_tag(coid), coid)
         self._instruments = [self._instrument(symbol) for symbol in self.config.symbols]
@@ -110,7 +145,8 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
         )
 
     async def disconnect(self) -> None:
-        """Nothing held open: REST sessions close with the process, the socket with its iteration."""
+        """REST sessions close with the process, the order socket with its iteration."""
+        await self.data_socket.close()
 
     async def balances(self) -> list[Balance]:
         return parsing.balances(await self._sdk(self.client.funds, changes_state=False))
@@ -125,7 +161,13 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
             raise OrderRefused(RejectReason.UNSUPPORTED_TIME_IN_FORCE, f"{command.time_in_force.value}: DAY or IOC")
         if command.quantity != int(command.quantity):
             raise OrderRefused(RejectReason.LOT_SIZE, "Fyers takes whole quantities")
+        self._check_rules(command.symbol, command.quantity, command.price, command.stop_price)
         tag = parsing.order_tag(command.client_order_id)
+        if not self._tags_known.is_set():  # the order socket is not subscribed: only the book knows them all
+            await self.limiter.acquire()
+            await self._order_book()
+        if tag in self._venue_tags:
+            raise OrderRefused(RejectReason.DUPLICATE_CLIENT_ORDER_ID, f"Fyers holds an order tagged {tag} today")
         self._ours[tag] = command.client_order_id
         body = {
             "symbol": command.symbol, "qty": int(command.quantity), "type": parsing.ORDER_TYPES[command.order_type],
@@ -137,6 +179,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
             "stopLoss": 0, "takeProfit": 0, "orderTag": tag,
         }
         answer = await self._sdk(self.client.place_order, body, changes_state=True)
+        self._venue_tags.add(tag)
         return OrderSnapshot(
             client_order_id=command.client_order_id, venue_order_id=str(answer["id"]), symbol=command.symbol,
             side=command.side, order_type=command.order_type, quantity=command.quantity,
@@ -148,6 +191,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
         current = await self.lookup(command.client_order_id, "")
         if current is None:
             raise OrderRefused(RejectReason.UNKNOWN_ORDER, "no such order")
+        self._check_rules(current.symbol, command.quantity, command.price, command.stop_price)
         body: dict[str, Any] = {"id": current.venue_order_id, "type": parsing.ORDER_TYPES[current.order_type]}
         if command.quantity is not None:
             body["qty"] = int(command.quantity)
@@ -178,7 +222,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
             if exc.reason is RejectReason.UNKNOWN_ORDER:
                 return None
             raise
-        orders = [parsing.order_snapshot(o, self._ours) for o in answer.get("orderBook") or []]
+        orders = [self._snapshot(o) for o in answer.get("orderBook") or []]
         return orders[-1] if orders else None
 
     async def open_orders(self) -> list[OrderSnapshot]:
@@ -190,7 +234,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
 
     async def _order_book(self) -> list[tuple[OrderSnapshot, int]]:
         answer = await self._sdk(self.client.orderbook, changes_state=False)
-        return [(parsing.order_snapshot(o, self._ours), int(o.get("status") or 0)) for o in answer.get("orderBook") or []]
+        return [(self._snapshot(o), int(o.get("status") or 0)) for o in answer.get("orderBook") or []]
 
     async def order_trades(self, snapshot: OrderSnapshot) -> list[TradeReport]:
         answer = await self._sdk(self.client.tradebook, changes_state=False)
@@ -213,7 +257,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
         socket = order_ws.FyersOrderSocket(
             access_token=f"{self._app_id}:{self._token}", log_path=self.config.log_dir, reconnect=False,
             on_orders=to_loop("order"), on_error=to_loop("error"), on_close=to_loop("close"),
-            on_general=_acknowledged,
+            on_general=to_loop("general"),
         )
         if self.config.order_socket_url:
             socket._FyersOrderSocket__url = self.config.order_socket_url
@@ -224,36 +268,60 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
             await asyncio.to_thread(socket.subscribe, SOCKET_CHANNELS)
             while True:
                 kind, message = await frames.get()
+                if kind == "general":
+                    if isinstance(message, dict) and message.get("code") == SUBSCRIBED and not self._tags_known.is_set():
+                        # from now on the socket reports every order: the book read after it
+                        # holds every tag placed before
+                        await self._order_book()
+                        self._tags_known.set()
+                    continue
                 if kind != "order":
                     raise VenueBusy(f"order socket {kind}: {str(message)[:200]}")
                 if isinstance(message, dict) and isinstance(message.get("orders"), dict):
-                    yield parsing.order_snapshot(message["orders"], self._ours)
+                    yield self._snapshot(message["orders"])
         finally:
+            self._tags_known.clear()
             await asyncio.to_thread(_close, socket)
 
     async def watch_market(self, kind: MarketDataKind, symbol: str) -> AsyncIterator[list[MarketMessage]]:
         last: MarketMessage | None = None
-        while True:
-            await self.limiter.acquire()
-            answer = await self._sdk(self.client.depth, {"symbol": symbol, "ohlcv_flag": 1}, changes_state=False)
+        volume: int | None = None  # the day's volume at the last feed: a trade is what it grew by
+        async for feed in self.data_socket.feeds(symbol, depth=kind is MarketDataKind.BOOK):
             now = time.time_ns()
-            message: MarketMessage | None = (
-                parsing.quote(self.venue, symbol, answer, now) if kind is MarketDataKind.QUOTE
-                else parsing.book(self.venue, symbol, answer, now, self.config.book_depth)
-            )
-            if message is not None and _content(message) != _content(last):
+            message: MarketMessage | None
+            if kind is MarketDataKind.TRADE:
+                message = parsing.trade(self.venue, symbol, feed, volume, now)
+                volume = parsing.volume(feed, volume)
+            elif kind is MarketDataKind.QUOTE:
+                message = parsing.quote(self.venue, symbol, feed, now)
+            else:
+                message = parsing.book(self.venue, symbol, feed, now, self.config.book_depth)
+            if message is None:
+                continue
+            if kind is not MarketDataKind.TRADE:  # a feed that changed nothing this stream shows publishes nothing
+                if _content(message) == _content(last):
+                    continue
                 last = message
-                yield [message]
-            await asyncio.sleep(self._poll_interval())
+            yield [message]
 
     # --- helpers ----------------------------------------------------------------------------------
-    def _poll_interval(self) -> float:
-        """Seconds between two reads of one watched stream: `market_poll_interval`, or longer
-        where the watched streams together would take more than half of the request budget.
-        Polls and orders share Fyers' limit; orders keep the other half, never queued
-        behind market data."""
-        streams = max(1, len(self._watched))
-        return max(self.config.market_poll_interval, streams / (self.limiter.per_second / 2))
+    def _check_rules(self, symbol: str, quantity: Decimal | None, *prices: Decimal | None) -> None:
+        """The Indian exchange rules, before sending (tradebus.markets.india.orders says why
+        here): tick and lot (the settings'), freeze quantity, the segment's sessions. The
+        connector places no Schedule Orders (AMOs), so outside the sessions an order is refused."""
+        found = rules.listing(symbol, self.config.tick_size, self.config.lot_size)
+        if found is None:
+            return
+        refused = india.check_order(found, quantity, prices, when_ns=time.time_ns(), clock=self.config.market_hours)
+        if refused is not None:
+            raise OrderRefused(*refused)
+
+    def _snapshot(self, order: dict[str, Any]) -> OrderSnapshot:
+        """An order of the order book or the order socket; its tag is one Fyers holds."""
+        tag = parsing.user_tag(order)
+        if tag is not None:
+            self._venue_tags.add(tag)
+        return parsing.order_snapshot(order, self._ours)
 
     async def _sdk(self, call: Callable[..., Any], *args: Any, changes_state: bool) -> dict[str, Any]:
         """One synchronous SDK call in a worker thread; a failed answer becomes the taxonomy's error."""
@@ -283,15 +351,10 @@ class _Deadline(HTTPAdapter):
 
 
 def _content(message: MarketMessage | None) -> dict[str, Any] | None:
-    """A market message without its times: a poll that saw no change publishes nothing."""
+    """A market message without its times: a feed that changed nothing it shows publishes nothing."""
     if message is None:
         return None
     return {name: getattr(message, name) for name in message.__struct_fields__ if name not in ("ts_event", "ts_recv")}
-
-
-def _acknowledged(message: object) -> None:
-    """The socket's general frames (the subscription's acknowledgement): nothing to act on;
-    without a handler the SDK prints them to stdout."""
 
 
 def _close(socket: order_ws.FyersOrderSocket) -> None:

@@ -1,5 +1,5 @@
-"""Fyers' JSON (fyers-apiv3 answers dicts) to the shared types, and its error answers to the
-connector's taxonomy. Fyers dicts never leave this folder.
+"""Fyers' JSON (fyers-apiv3 answers dicts) and data socket feeds (hsm.py) to the shared
+types, and its error answers to the connector's taxonomy. Fyers dicts never leave this folder.
 
 Symbology: Fyers names an instrument `EXCHANGE:SYMBOL-SERIES` (`NSE:SBIN-EQ`), already
 exchange-qualified: it is our unified symbol as it is.
@@ -21,14 +21,15 @@ from decimal import Decimal
 from typing import Any
 
 from tradebus.schemas.events import Balance
-from tradebus.schemas.market import BookLevel, BookSnapshot, Quote
-from tradebus.schemas.values import CancelReason, OrderStatus, OrderType, RejectReason, Side, TimeInForce
+from tradebus.schemas.market import BookLevel, BookSnapshot, Quote, Trade
+from tradebus.schemas.values import Aggressor, CancelReason, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
 from ...accounts import ReportedPosition
 from ...codes import UNKNOWN, refused, taxonomy_error
 from ...errors import OutcomeUnknown, VenueBusy, VenueError
 from ...tracking import OrderSnapshot, TradeReport
 from .codes import BY_STATUS, CODES
+from .hsm import Feed
 
 ZERO = Decimal(0)
 IST = timezone(timedelta(hours=5, minutes=30))  # Fyers' times are Indian Standard Time
@@ -67,14 +68,17 @@ def order_tag(client_order_id: str) -> str:
     return hashlib.sha256(client_order_id.encode()).hexdigest()[:30]
 
 
+def user_tag(order: dict[str, Any]) -> str | None:
+    """The tag a user gave the order (without Fyers' "1:"), None for an untagged one."""
+    tag = str(order.get("orderTag") or "")
+    return tag[len(USER_TAG):] if tag.startswith(USER_TAG) else None
+
+
 def client_order_id(order: dict[str, Any], ours: dict[str, str]) -> str:
     """Our id for a Fyers order: the one whose tag it carries (`ours`: tag -> id), else the
     tag itself if it is one of ours in clear, else the Fyers order id."""
-    tag = str(order.get("orderTag") or "")
-    if tag.startswith(USER_TAG):
-        tag = tag[len(USER_TAG):]
-        return ours.get(tag, tag)
-    return str(order["id"])
+    tag = user_tag(order)
+    return str(order["id"]) if tag is None else ours.get(tag, tag)
 
 
 def order_snapshot(order: dict[str, Any], ours: dict[str, str]) -> OrderSnapshot:
@@ -128,26 +132,48 @@ def positions(answer: dict[str, Any]) -> list[ReportedPosition]:
     return [ReportedPosition(symbol=symbol, quantity=q, avg_price=p) for symbol, (q, p) in held.items()]
 
 
-def book(venue: str, symbol: str, answer: dict[str, Any], now: int, depth: int) -> BookSnapshot:
-    """GET /data/depth: five levels each side (`bids`, `ask`: price, volume, orders)."""
-    levels = (answer.get("d") or {}).get(symbol) or {}
-
-    def side(rows: list[dict[str, Any]]) -> list[BookLevel]:
-        return [BookLevel(price=decimal(r["price"]) or ZERO, size=decimal(r["volume"]) or ZERO)
-                for r in rows if decimal(r.get("volume"))][:depth]
-
-    return BookSnapshot(venue=venue, symbol=symbol, seq=0, ts_event=now, ts_recv=now,
-                        bids=side(levels.get("bids") or []), asks=side(levels.get("ask") or []))
+def _nanos(seconds: Decimal | int | None, now: int) -> int:
+    return int(seconds) * 1_000_000_000 if seconds else now
 
 
-def quote(venue: str, symbol: str, answer: dict[str, Any], now: int) -> Quote | None:
-    """The best bid and ask of a depth answer; None while a side is empty."""
-    snapshot = book(venue, symbol, answer, now, 1)
-    if not snapshot.bids or not snapshot.asks:
+def quote(venue: str, symbol: str, feed: Feed, now: int) -> Quote | None:
+    """The best bid and ask of a SymbolUpdate feed; None while a side is empty."""
+    v = feed.values
+    bid, ask, bid_size, ask_size = (v.get(name) for name in ("bid_price", "ask_price", "bid_size", "ask_size"))
+    if not bid or not ask or not bid_size or not ask_size:
         return None
-    bid, ask = snapshot.bids[0], snapshot.asks[0]
-    return Quote(venue=venue, symbol=symbol, seq=0, ts_event=now, ts_recv=now,
-                 bid=bid.price, bid_size=bid.size, ask=ask.price, ask_size=ask.size)
+    return Quote(venue=venue, symbol=symbol, seq=0, ts_event=_nanos(v.get("exch_feed_time"), now), ts_recv=now,
+                 bid=Decimal(bid), bid_size=Decimal(bid_size), ask=Decimal(ask), ask_size=Decimal(ask_size))
+
+
+def volume(feed: Feed, before: int | None) -> int | None:
+    """The day's traded volume a SymbolUpdate feed reports (`before` where it reports none)."""
+    traded = feed.values.get("vol_traded_today")
+    return int(traded) if traded is not None else before
+
+
+def trade(venue: str, symbol: str, feed: Feed, before: int | None, now: int) -> Trade | None:
+    """A trade: what the day's volume grew by since the last feed, at the last price (the
+    first feed after subscribing is the baseline). Fyers' feed names no aggressor."""
+    traded, price = volume(feed, None), feed.values.get("ltp")
+    if traded is None or before is None or traded <= before or not price:
+        return None
+    return Trade(venue=venue, symbol=symbol, seq=0, ts_event=_nanos(feed.values.get("last_traded_time"), now),
+                 ts_recv=now, price=Decimal(price), size=Decimal(traded - before), aggressor=Aggressor.UNKNOWN,
+                 trade_id=str(traded))
+
+
+def book(venue: str, symbol: str, feed: Feed, now: int, depth: int) -> BookSnapshot:
+    """A DepthUpdate feed: five levels each side (`bid_price1`, `bid_size1`, ...); a level
+    without quantity is left out."""
+    v = feed.values
+
+    def side(name: str) -> list[BookLevel]:
+        levels = [(v.get(f"{name}_price{i}"), v.get(f"{name}_size{i}")) for i in range(1, 6)]
+        return [BookLevel(price=Decimal(price), size=Decimal(size)) for price, size in levels if price and size][:depth]
+
+    return BookSnapshot(venue=venue, symbol=symbol, seq=0, ts_event=now, ts_recv=now, bids=side("bid"),
+                        asks=side("ask"))
 
 
 # --- errors ------------------------------------------------------------------------------------

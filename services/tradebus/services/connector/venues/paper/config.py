@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import enum
 from decimal import Decimal
 
 import msgspec
 
 from tradebus.simulator.market import MarketSettings, ReplaySettings
 from tradebus.simulator.rules import FeeSchedule
+
+from .india import IndiaSettings
 
 
 def default_accounts() -> dict[str, dict[str, Decimal]]:
@@ -22,6 +25,11 @@ class FeedOutage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     duration: float
 
 
+class FeeScheduleName(enum.Enum):
+    BPS = "bps"  # `fees`: maker and taker basis points of the notional
+    INDIA = "india"  # an Indian discount broker's brokerage plus statutory charges (`india`, paper/india.py)
+
+
 class PaperConfig(MarketSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The simulated market's settings (instruments, random walk), plus the venue's own."""
 
@@ -31,6 +39,8 @@ class PaperConfig(MarketSettings, frozen=True, kw_only=True, forbid_unknown_fiel
     bar_interval: int = 60  # seconds
     book_snapshot_every: int = 100  # book deltas between two snapshots
     fees: FeeSchedule = msgspec.field(default_factory=FeeSchedule)
+    fee_schedule: FeeScheduleName = FeeScheduleName.BPS
+    india: IndiaSettings = msgspec.field(default_factory=IndiaSettings)  # with fee_schedule "india"
     slippage_bps: Decimal = Decimal("0")
     latency: float = 0.0  # seconds the simulated venue takes to act on each command
     allow_short: bool = True

@@ -22,10 +22,12 @@ from tradebus.schemas.market import Bar, BookChange, BookDelta, BookLevel, BookS
 from tradebus.schemas.values import MarketDataKind, OrderType, Side, TimeInForce
 from tradebus.simulator.exchange import SimulatedExchange
 from tradebus.simulator.market import MarketUpdate, RandomWalk, RecordedBar, Replay, TradePrint
+from tradebus.simulator.rules import FillFees, OrderRules
 from tradebus.simulator.state import Level
 
 from ...base import Capabilities, VenueConnector, VenueEvent
-from .config import PaperConfig
+from .config import FeeScheduleName, PaperConfig
+from .india import IndianFees, IndianRules
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +77,14 @@ class PaperConnector(VenueConnector[PaperConfig]):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         config = self.config
+        fees: FillFees = config.fees
+        rules: OrderRules | None = None
+        if config.fee_schedule is FeeScheduleName.INDIA:
+            fees = IndianFees(config.instruments, config.india)
+            rules = IndianRules(config.instruments, config.india)
         self.exchange = SimulatedExchange(
-            venue=self.venue, instruments=config.instruments, accounts=config.accounts, fees=config.fees,
-            slippage_bps=config.slippage_bps, allow_short=config.allow_short, clock=time.time_ns,
+            venue=self.venue, instruments=config.instruments, accounts=config.accounts, fees=fees,
+            slippage_bps=config.slippage_bps, allow_short=config.allow_short, clock=time.time_ns, rules=rules,
         )
         self._source: RandomWalk | Replay = Replay(config.replay, config.instruments) if config.replay else RandomWalk(config)
         self._books: dict[str, tuple[list[Level], list[Level]]] = {}  # the venue's current book

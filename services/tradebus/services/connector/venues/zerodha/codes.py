@@ -8,7 +8,8 @@ does not define) with the HTTP status as `.code`. So the exception name decides,
 status where one name covers answers with different outcomes:
 
 - TokenException (403): the session expired or was invalidated: an operator must log in
-  again (docs: "clear the user's session and re-initiate a login").
+  again (docs: "clear the user's session and re-initiate a login"); a new access token
+  fixes it, so it is the session's outcome (session.py), not a refused key.
 - InputException (400): missing or bad parameters: refused, nothing done.
 - OrderException / MarginException / HoldingException: the OMS refused the order.
   MarginException is "insufficient funds" and HoldingException "insufficient holdings"
@@ -29,12 +30,12 @@ from __future__ import annotations
 
 from tradebus.schemas.values import RejectReason
 
-from ...codes import AUTH, RETRYABLE, UNKNOWN, CodeTable, refused
+from ...codes import AUTH, RETRYABLE, SESSION, UNKNOWN, CodeTable, refused
 
 CODES = CodeTable(
     venue="zerodha",
     codes={
-        "TokenException": AUTH,
+        "TokenException": SESSION,
         "UserException": AUTH,  # "user account related errors": nothing works until an operator acts
         "InputException": refused(RejectReason.MALFORMED),
         "OrderException": refused(RejectReason.VENUE_REJECTED),

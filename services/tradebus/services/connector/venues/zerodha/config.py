@@ -2,8 +2,10 @@
 
 Kite Connect signs every request with the app's API key and the day's access token (from
 the login flow: docs/venues.md), so credentials are `ZERODHA_API_KEY` and
-`ZERODHA_ACCESS_TOKEN` (environment or secrets file) unless given here; the API secret is
-only needed to turn a request token into an access token, never by the connector.
+`ZERODHA_ACCESS_TOKEN` (environment or secrets file) unless given here; the API secret
+(`ZERODHA_API_SECRET`) is only needed to turn a request token into an access token
+(`tradebus login zerodha`), never by the connector. The token changes daily: keep it in the
+secrets file, where a running connector picks a new one up (`[venues.zerodha.session]`).
 
 Our orders carry no product or variety of their own: every order of this connector is
 placed with `product_equity` (cash segments) or `product_derivatives` (F&O, currency,
@@ -19,6 +21,7 @@ import msgspec
 from tradebus.shared.config import Secret
 
 from ...remote import RemoteSettings
+from ...session import SessionSettings
 
 
 class Product(StrEnum):
@@ -44,4 +47,8 @@ class ZerodhaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     product_equity: Product = Product.CNC
     product_derivatives: Product = Product.NRML
     variety: Variety = Variety.REGULAR
+    # Refuse orders outside the exchange's sessions (AMOs: outside Kite's AMO window) before
+    # sending them (tradebus.markets.india); off for a venue that trades around the clock (the emulator).
+    market_hours: bool = True
     resilience: RemoteSettings = msgspec.field(default_factory=RemoteSettings)
+    session: SessionSettings = msgspec.field(default_factory=SessionSettings)  # the daily token (docs/venues.md)

@@ -17,6 +17,9 @@ from its history. Fills come with the order's cumulative quantity and average pr
 trades (id, price, quantity) are read from GET /orders/{id}/trades. Kite states no charges
 per trade: fees are unknown (0, no currency).
 
+Session: Kite's access token lasts until 6 AM IST the next day (session.py); an expired one is
+a TokenException, and the connector waits for a new one in the secrets file (../../session.py).
+
 Limits (kite.trade/docs/connect/v3/exceptions "API rate limit"): 10 requests per second
 per API key (the shared limiter), and orders at most 10 per second and 200 per minute
 (a second limiter in front of place / modify / cancel).
@@ -32,6 +35,7 @@ from typing import Any, TypeVar
 
 from kiteconnect import KiteConnect
 
+from tradebus.markets import india
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
 from tradebus.schemas.events import Balance
 from tradebus.schemas.market import BookLevel, BookSnapshot, Instrument, Quote, Trade
@@ -44,8 +48,8 @@ from ...errors import OrderRefused, OutcomeUnknown, VenueError
 from ...ratelimit import RateLimiter
 from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot, TradeReport
-from . import parsing
-from .config import ZerodhaConfig
+from . import parsing, session
+from .config import Variety, ZerodhaConfig
 from .ticker import Tick, TickerConnection
 
 T = TypeVar("T")
@@ -57,8 +61,7 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
 
     def __init__(self, **kwargs: Any) -> None:
         config: ZerodhaConfig = kwargs["config"]
-        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token,
-                                        secret_name="ACCESS_TOKEN")
+        credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token)
         key, token = credentials.api_key.reveal(), credentials.api_secret.reveal()
         self.kite = KiteConnect(key, access_token=token, root=config.rest_url)
         self._error_types = parsing.ErrorTypes()
@@ -77,6 +80,16 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
         self._by_token: dict[int, parsing.KiteInstrument] = {}  # instrument token -> master row
         self._instruments: list[Instrument] = []
         self._ours: dict[str, str] = {}  # Kite tag -> our client order id
+        self._start_session(self, credentials.api_secret, given=config.access_token, rules=session.RULES,
+                            settings=config.session)
+
+    # --- the day's session (session.py) ------------------------------------------------------------
+    def use_token(self, token: str) -> None:
+        self.kite.set_access_token(token)
+        self.ticker.use_token(token)
+
+    async def check_session(self) -> None:
+        await self._sdk(self.kite.profile, changes_state=False)
 
     # --- symbology -------------------------------------------------------------------------------
     def instruments(self) -> list[Instrument]:
@@ -96,7 +109,7 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
 
     # --- primitives ------------------------------------------------------------------------------
     async def connect(self) -> None:
-        await self._sdk(self.kite.profile, changes_state=False)  # proves the access token
+        await self.check_session()
         wanted = set(self.config.symbols)
         listed: dict[str, parsing.KiteInstrument] = {}
         for exchange in self.config.exchanges:
@@ -121,7 +134,7 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
         if validity is None:
             raise OrderRefused(RejectReason.UNSUPPORTED_TIME_IN_FORCE,
                                f"{command.time_in_force.value} is not offered by Kite (DAY, IOC)")
-        _check_terms(row, command.quantity, command.price, command.stop_price)
+        _check_terms(row, self.config, time.time_ns(), command.quantity, command.price, command.stop_price)
         tag = parsing.order_tag(command.client_order_id)
         self._ours[tag] = command.client_order_id
         equity = row.exchange in parsing.EQUITY_SEGMENTS
@@ -140,8 +153,8 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
         order_id = venue_order_id or (current.venue_order_id if current else None)
         if order_id is None:
             raise OrderRefused(RejectReason.UNKNOWN_ORDER, "no such order")
-        _check_terms(self._listing(self.tracker.symbol(command.client_order_id)), command.quantity, command.price,
-                     command.stop_price)
+        _check_terms(self._listing(self.tracker.symbol(command.client_order_id)), self.config, time.time_ns(),
+                     command.quantity, command.price, command.stop_price)
         await self._order_call(
             self.kite.modify_order, variety=self.config.variety.value, order_id=order_id,
             quantity=None if command.quantity is None else int(command.quantity), price=_text(command.price),
@@ -250,15 +263,25 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
         return await asyncio.to_thread(run)
 
 
-def _check_terms(row: parsing.KiteInstrument, quantity: Decimal | None, *prices: Decimal | None) -> None:
-    """Refused before sending, from the instrument master: Kite takes whole quantities in
-    multiples of the lot and prices in multiples of the tick (its refusals of these are
-    InputExceptions whose texts are not documented, so they would read as `malformed`)."""
-    if quantity is not None and (quantity != quantity.to_integral_value() or quantity % row.lot_size):
-        raise OrderRefused(RejectReason.LOT_SIZE, f"quantity {quantity} is not a multiple of the lot {row.lot_size}")
-    for price in prices:
-        if price is not None and price % row.tick_size:
-            raise OrderRefused(RejectReason.TICK_SIZE, f"price {price} is not a multiple of the tick {row.tick_size}")
+def _check_terms(row: parsing.KiteInstrument, config: ZerodhaConfig, now: int, quantity: Decimal | None,
+                 *prices: Decimal | None) -> None:
+    """Refused before sending, by the exchange rules every Indian venue shares
+    (tradebus.markets.india.orders says why they are checked here and not in risk): tick
+    and lot from the instrument master, the freeze quantity, the segment's sessions or, for
+    variety amo, Kite's AMO window. Kite's own refusals of these are InputExceptions whose
+    texts are not documented, so they would read as `malformed`."""
+    kind = india.kind_of(parsing.ASSET_CLASSES.get(row.instrument_type, "equity"))
+    segment = india.segment_of(row.exchange)
+    if segment is None:  # an exchange without Indian rules here (e.g. NCDEX): tick and lot only
+        segment, clock = india.Segment.NSE, False
+    else:
+        clock = config.market_hours
+    listing = india.Listing(segment=segment, kind=kind, tick_size=row.tick_size, lot_size=row.lot_size,
+                            underlying=row.name if kind is not india.Kind.EQUITY else None)
+    amo = india.ZERODHA_AMO if config.variety is Variety.AMO else None
+    refused = india.check_order(listing, quantity, prices, when_ns=now, amo=amo, clock=clock)
+    if refused is not None:
+        raise OrderRefused(*refused)
 
 
 def _text(value: Decimal | None) -> str | None:

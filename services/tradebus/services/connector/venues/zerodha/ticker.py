@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from ...errors import AuthFailed, VenueBusy
+from ...errors import SessionExpired, VenueBusy
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +154,23 @@ class TickerConnection:
     listener with VenueBusy (each reconnects by iterating again)."""
 
     def __init__(self, root: str | None, api_key: str, access_token: str) -> None:
-        self._url = f"{(root or ROOT).rstrip('/')}?api_key={api_key}&access_token={access_token}"
+        self._root, self._api_key = (root or ROOT).rstrip("/"), api_key
+        self._url = ""
         self._session: aiohttp.ClientSession | None = None
         self._socket: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
         self._opening = asyncio.Lock()
         self._ticks: dict[int, set[asyncio.Queue[Any]]] = {}
         self._orders: set[asyncio.Queue[Any]] = set()
+        self._closing: asyncio.Future[bool] | None = None  # a connection of a replaced token being closed
+        self.use_token(access_token)
+
+    def use_token(self, access_token: str) -> None:
+        """Connect with this token from now on; a connection made with the old one is closed
+        (its listeners connect again, with this one)."""
+        self._url = f"{self._root}?api_key={self._api_key}&access_token={access_token}"
+        if self._socket is not None and not self._socket.closed:
+            self._closing = asyncio.ensure_future(self._socket.close())
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -216,8 +226,8 @@ class TickerConnection:
                 self._socket = await self._session.ws_connect(self._url, headers={"X-Kite-Version": "3"},
                                                               heartbeat=10.0, timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
             except aiohttp.WSServerHandshakeError as exc:
-                if exc.status in (401, 403):
-                    raise AuthFailed(f"Kite ticker refused the access token (HTTP {exc.status})") from None
+                if exc.status in (401, 403):  # the access token is refused: the session's end (session.py)
+                    raise SessionExpired(f"Kite ticker refused the access token (HTTP {exc.status})") from None
                 raise VenueBusy(f"Kite ticker handshake failed (HTTP {exc.status})") from None
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise VenueBusy(f"Kite ticker unreachable: {type(exc).__name__}") from None

@@ -1,0 +1,5 @@
+"""TWS / IB Gateway (Interactive Brokers), emulated: the TWS API socket protocol, see app.py."""
+
+from .app import IbkrEmulator
+
+__all__ = ["IbkrEmulator"]

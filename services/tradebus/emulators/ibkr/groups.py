@@ -1,0 +1,143 @@
+"""Orders that wait for other orders, as TWS keeps them (TWS API docs, "Bracket Orders" and
+"One Cancels All (OCA)"):
+
+- `transmit=False`: TWS keeps the order untransmitted until an order of its bracket is sent
+  with `transmit=True` (a bracket's last child); nothing is reported of it before.
+- `parentId`: a child works only once its parent has filled; until then TWS shows it
+  PreSubmitted. A parent cancelled takes its waiting children with it.
+- The children of one parent are one OCA group, as are orders sharing an `ocaGroup`: when
+  one fills, the others are cancelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from tradebus.schemas.values import OrderStatus, OrderType, Side, TimeInForce
+
+from ..venue import EmulatedOrder, Refused
+from .render import IbOrder
+
+if TYPE_CHECKING:
+    from .app import IbkrEmulator
+
+
+@dataclass(frozen=True)
+class Terms:
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    price: Decimal | None
+    stop_price: Decimal | None
+    time_in_force: TimeInForce
+
+
+class Groups:
+    def __init__(self, emulator: IbkrEmulator) -> None:
+        self.emulator = emulator
+        self.waiting: dict[str, tuple[Terms, EmulatedOrder]] = {}  # engine id -> terms, the record TWS shows
+        self.untransmitted: set[str] = set()
+
+    def record(self, engine_id: str) -> EmulatedOrder | None:
+        held = self.waiting.get(engine_id)
+        return None if held is None else held[1]
+
+    def submit(self, engine_id: str, ib: IbOrder, terms: Terms) -> None:
+        """Place, hold or release an order; Refused when the engine refuses one placed now."""
+        if not ib.transmit:
+            self._hold(engine_id, ib, terms)
+            self.untransmitted.add(engine_id)
+            return
+        for key in [key for key in self._bracket(ib) if key in self.untransmitted]:
+            self.untransmitted.discard(key)
+            self._release(key)
+        if ib.parent_id and not self._parent_filled(ib):
+            self._hold(engine_id, ib, terms)
+            self._report(engine_id)
+        else:
+            self._place(engine_id, terms)
+
+    def cancel(self, engine_id: str) -> None:
+        """A waiting order cancelled: by its client, its parent's cancel, or its OCA group."""
+        terms, record = self.waiting.pop(engine_id)
+        self.untransmitted.discard(engine_id)
+        record.status = OrderStatus.CANCELLED
+        self.emulator.orders[engine_id].held = False
+        self.emulator.report(record)
+
+    def changed(self, order: EmulatedOrder) -> None:
+        """An engine order changed: a filled parent starts its children, a filled order ends
+        its OCA group, a cancelled parent takes its children with it."""
+        ib = self.emulator.orders.get(order.client_order_id)
+        if ib is None or order.status not in (OrderStatus.FILLED, OrderStatus.CANCELLED):
+            return
+        children = [key for key in self.waiting if self._is_child(key, ib) and key not in self.untransmitted]
+        for key in children:
+            if order.status is OrderStatus.FILLED:
+                terms, _ = self.waiting.pop(key)
+                self.emulator.orders[key].held = False
+                self._place(key, terms)
+            else:
+                self.cancel(key)
+        if order.status is OrderStatus.FILLED:
+            for key, peer in list(self.emulator.orders.items()):
+                if key != order.client_order_id and self._same_group(ib, peer):
+                    self.emulator.cancel(key)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _hold(self, engine_id: str, ib: IbOrder, terms: Terms) -> None:
+        ib.held = True
+        self.waiting[engine_id] = (terms, EmulatedOrder(
+            order_id=0, client_order_id=engine_id, account=ib.account, symbol=terms.symbol, side=terms.side,
+            order_type=terms.order_type, time_in_force=terms.time_in_force, quantity=terms.quantity,
+            price=terms.price, stop_price=terms.stop_price))
+
+    def _release(self, engine_id: str) -> None:
+        ib = self.emulator.orders[engine_id]
+        if ib.parent_id and not self._parent_filled(ib):
+            self._report(engine_id)
+            return
+        terms, _ = self.waiting.pop(engine_id)
+        ib.held = False
+        try:
+            self._place(engine_id, terms)
+        except Refused as exc:
+            self.emulator.refuse(ib, exc)
+
+    def _place(self, engine_id: str, terms: Terms) -> None:
+        ib = self.emulator.orders[engine_id]
+        self.emulator.venue.place(ib.account, client_order_id=engine_id, symbol=terms.symbol, side=terms.side,
+                                  order_type=terms.order_type, quantity=terms.quantity, price=terms.price,
+                                  stop_price=terms.stop_price, time_in_force=terms.time_in_force)
+
+    def _report(self, engine_id: str) -> None:
+        self.emulator.report(self.waiting[engine_id][1])
+
+    def _parent(self, ib: IbOrder) -> str | None:
+        return next((key for key, other in self.emulator.orders.items()
+                     if other.client_id == ib.client_id and other.order_id == ib.parent_id), None)
+
+    def _parent_filled(self, ib: IbOrder) -> bool:
+        parent = self._parent(ib)
+        return parent is not None and parent not in self.waiting and \
+            self.emulator.record(parent).status is OrderStatus.FILLED
+
+    def _bracket(self, ib: IbOrder) -> list[str]:
+        """The untransmitted orders this one sends: its parent first, then the parent's children."""
+        root = self._parent(ib) if ib.parent_id else None
+        head = [root] if root is not None else []
+        parent = self.emulator.orders[root] if root is not None else ib
+        return head + [key for key in self.waiting if self._is_child(key, parent)]
+
+    def _is_child(self, key: str, parent: IbOrder) -> bool:
+        other = self.emulator.orders[key]
+        return other.parent_id == parent.order_id and other.client_id == parent.client_id and parent.order_id != 0
+
+    @staticmethod
+    def _same_group(ib: IbOrder, other: IbOrder) -> bool:
+        if ib.oca_group and other.oca_group == ib.oca_group and other.account == ib.account:
+            return True
+        return bool(ib.parent_id) and (other.parent_id, other.client_id) == (ib.parent_id, ib.client_id)
