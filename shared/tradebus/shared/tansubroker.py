@@ -14,12 +14,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
-from tradebus.shared.launcher import ChildProcess
-from tradebus.shared.natsserver import port_in_use
+from tradebus.shared.listening import ListeningServer
 
 MEMORY_STORAGE = "memory://tansu/"
 
@@ -45,10 +42,14 @@ def tansu_binary() -> str:
     return found
 
 
-class TansuBroker:
+class TansuBroker(ListeningServer):
     """A Tansu broker listening on `host:port` (and advertising that address, so clients
     reconnect to it after the metadata request). Use as a context manager or call
     start()/stop()."""
+
+    name = "tansu"
+    error = TansuError
+    port_taken_hint = " (another Kafka broker?)"
 
     def __init__(
         self,
@@ -60,17 +61,10 @@ class TansuBroker:
         log_file: str | os.PathLike[str] | None = None,
         die_with_parent: bool = False,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.storage = storage  # a Tansu storage engine URL (see the module's note on what this build enables)
         self.work_dir = Path(work_dir)
-        self.log_file = Path(log_file) if log_file else self.work_dir / "tansu.log"
-        self.die_with_parent = die_with_parent  # SIGKILLed when this process dies (parentdeath.py)
-        self.child: ChildProcess | None = None
-
-    @property
-    def process(self) -> subprocess.Popen[bytes] | None:
-        return None if self.child is None else self.child.process
+        super().__init__(host=host, port=port, log_file=Path(log_file) if log_file else self.work_dir / "tansu.log",
+                         die_with_parent=die_with_parent)
+        self.storage = storage  # a Tansu storage engine URL (see the module's note on what this build enables)
 
     @property
     def bootstrap(self) -> str:
@@ -81,48 +75,10 @@ class TansuBroker:
     def url(self) -> str:
         return f"kafka://{self.bootstrap}"
 
-    def start(self, timeout: float = 15.0) -> None:
-        self.launch()
-        self.wait_listening(timeout)
-
-    def launch(self) -> None:
-        """Start the process without waiting for it to listen. With `die_with_parent`, call
-        it from the main thread (see parentdeath.py)."""
-        if port_in_use(self.host, self.port):
-            raise TansuError(f"port {self.port} on {self.host} is already taken (another Kafka broker?)")
+    def prepare(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
         listener = f"tcp://{self.host}:{self.port}"
-        command = [tansu_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
-                   "--storage-engine", self.storage]
-        self.child = ChildProcess(command, self.log_file, die_with_parent=self.die_with_parent, own_session=True)
-        self.child.start()
-
-    def wait_listening(self, timeout: float = 15.0) -> None:
-        """Until the launched broker listens; stopped and TansuError if it does not in time.
-        A storage engine this build lacks makes it exit at once, which is reported here."""
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while not port_in_use(self.host, self.port):
-            if self.process.poll() is not None:
-                raise TansuError(f"tansu exited with {self.process.returncode}; see {self.log_file}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TansuError(f"tansu did not listen on {self.port} within {timeout}s")
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, SIGKILL if it has not ended within `timeout`."""
-        if self.child is not None:
-            self.child.stop(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL, as in a crash."""
-        if self.child is not None and self.child.running():
-            self.child.kill()
-
-    def __enter__(self) -> TansuBroker:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return [tansu_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
+                "--storage-engine", self.storage]
