@@ -5,16 +5,18 @@ weekend day the exchange opened specially. Sessions ([start, end) in IST):
 
 - NSE, BSE: pre-open order entry 09:00-09:08 (matching and a buffer follow until 09:15,
   when no order is taken), normal market 09:15-15:30 (NSE "Market timings", as in the
-  sources of calendar2026.py);
+  sources of calendars/2026.toml);
 - NFO, BFO: normal market 09:15-15:30;
 - CDS: 09:00-17:00 (https://zerodha.com/brokerage-calculator/ contract specification:
   "Trading hours 9:00 am to 5:00 pm");
-- MCX: morning 09:00-17:00 and evening 17:00-23:30 or 23:55 (calendar2026.py).
+- MCX: morning 09:00-17:00 and evening 17:00-23:30 or 23:55 (the year's file).
 
-A year without calendar data is never guessed: `CalendarUnknown`, which the order check
-turns into a refusal (`market_calendar_unknown`), so a stale table stops trading loudly
-instead of trading through a holiday. Add the next year as a module like calendar2026.py
-and list it in CALENDARS.
+The holidays, special sessions and MCX evening closes are data, one TOML file per year
+(calendarfile.py): the years shipped in calendars/, and the operator's `calendar_dir` over
+them, read by `use_calendars` when an Indian venue starts. A year without calendar data is
+never guessed: `CalendarUnknown`, which the order check turns into a refusal
+(`market_calendar_unknown`) saying where to put the year's file, so a stale table stops
+trading loudly instead of trading through a holiday.
 """
 
 from __future__ import annotations
@@ -22,13 +24,31 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from types import ModuleType
 
-from . import calendar2026
+from .calendarfile import McxSession, YearCalendar, read_calendars
 from .segments import IST, Segment
 
-CALENDARS: dict[int, ModuleType] = {calendar2026.YEAR: calendar2026}
-MCX_MORNING, MCX_EVENING = calendar2026.MORNING, calendar2026.EVENING
+
+@dataclass
+class _Calendars:
+    """The calendars in use (one set per process: every Indian venue of it reads the same)."""
+
+    years: dict[int, YearCalendar]
+    operator_dir: str | None = None
+
+
+_IN_USE = _Calendars(read_calendars(None))
+
+
+def use_calendars(operator_dir: str | None) -> None:
+    """Read the shipped years and `operator_dir`'s (the `calendar_dir` setting) and use them
+    from now on; ConfigError (nothing changed) for a missing directory or a malformed file."""
+    years = read_calendars(operator_dir)
+    _IN_USE.years, _IN_USE.operator_dir = years, operator_dir
+
+
+def known_years() -> list[int]:
+    return sorted(_IN_USE.years)
 
 
 class Phase(enum.Enum):
@@ -66,9 +86,12 @@ class CalendarUnknown(Exception):
     """No calendar data for the year asked about."""
 
     def __init__(self, segment: Segment, day: date) -> None:
-        known = ", ".join(str(year) for year in sorted(CALENDARS))
+        known = ", ".join(str(year) for year in known_years())
+        where = _IN_USE.operator_dir or "the directory the venue's calendar_dir setting names (not set)"
         super().__init__(f"no {segment.value} trading calendar for {day.year} (known: {known}); "
-                         f"refusing rather than guessing whether {day.isoformat()} is a trading day")
+                         f"refusing rather than guessing whether {day.isoformat()} is a trading day: "
+                         f"put the exchanges' {day.year} holidays in {day.year}.toml in {where} and restart the "
+                         f"venue (format: docs/venues.md, Indian market rules)")
 
 
 @dataclass(frozen=True)
@@ -84,8 +107,8 @@ class MarketState:
         return f"{self.segment.value} is {self.phase.value.replace('_', '-')} at {self.at:%Y-%m-%d %H:%M} IST ({self.why})"
 
 
-def _data(segment: Segment, day: date) -> ModuleType:
-    data = CALENDARS.get(day.year)
+def _data(segment: Segment, day: date) -> YearCalendar:
+    data = _IN_USE.years.get(day.year)
     if data is None:
         raise CalendarUnknown(segment, day)
     return data
@@ -94,15 +117,15 @@ def _data(segment: Segment, day: date) -> ModuleType:
 def closure(segment: Segment, day: date) -> str | None:
     """Why `segment` does not trade at all on `day` (weekend, a holiday), None if it trades."""
     data = _data(segment, day)
-    special = data.SPECIAL_SESSIONS.get(day)
+    special = data.special_sessions.get(day)
     if day.weekday() >= 5 and not (special and segment in special[1]):
         return "weekend"
     if segment is Segment.MCX:
-        holiday = data.MCX_HOLIDAYS.get(day)
-        if holiday and holiday[1] >= {MCX_MORNING, MCX_EVENING}:
+        holiday = data.mcx_holidays.get(day)
+        if holiday and holiday[1] >= set(McxSession):
             return f"holiday ({holiday[0]})"
         return None
-    name = data.EQUITY_HOLIDAYS.get(day)
+    name = data.equity_holidays.get(day)
     return f"holiday ({name})" if name else None
 
 
@@ -113,11 +136,12 @@ def sessions(segment: Segment, day: date) -> tuple[Session, ...]:
     if segment is not Segment.MCX:
         return _SESSIONS[segment]
     data = _data(segment, day)
-    early_from, early_until = data.MCX_EARLY_CLOSE
-    close = data.MCX_CLOSE_EARLY if early_from <= day < early_until else data.MCX_CLOSE_LATE
-    closed = data.MCX_HOLIDAYS.get(day, ("", frozenset()))[1]
-    held = (Session(MCX_MORNING, Phase.OPEN, time(9, 0), time(17, 0)), Session(MCX_EVENING, Phase.OPEN, time(17, 0), close))
-    return tuple(session for session in held if session.name not in closed)
+    early_from, early_until = data.mcx_early_close
+    close = data.mcx_close_early if early_from <= day < early_until else data.mcx_close_late
+    closed = data.mcx_holidays.get(day, ("", frozenset()))[1]
+    held = ((McxSession.MORNING, Session(McxSession.MORNING.value, Phase.OPEN, time(9, 0), time(17, 0))),
+            (McxSession.EVENING, Session(McxSession.EVENING.value, Phase.OPEN, time(17, 0), close)))
+    return tuple(session for name, session in held if name not in closed)
 
 
 def ist(when_ns: int) -> datetime:

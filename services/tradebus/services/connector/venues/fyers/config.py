@@ -45,6 +45,9 @@ class FyersConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # Refuse orders outside the exchange's sessions before sending them (tradebus.markets.india);
     # off for a venue that trades around the clock (the emulator).
     market_hours: bool = True
+    # A directory of the operator's `<year>.toml` exchange calendars, over the shipped years (a
+    # year in both: the operator's file); docs/venues.md, Indian market rules. Read at start.
+    calendar_dir: str | None = None
     subscribe: list[str] = []  # streams published from start ("*": every listed symbol)
     book_depth: int = 5  # levels of a published book (the data socket's depth has five)
     resilience: RemoteSettings = msgspec.field(default_factory=RemoteSettings)

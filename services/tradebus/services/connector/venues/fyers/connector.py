@@ -80,6 +80,7 @@ class FyersConnector(RemoteVenueConnector[FyersConfig]):
 
     def __init__(self, **kwargs: Any) -> None:
         config: FyersConfig = kwargs["config"]
+        india.use_calendars(config.calendar_dir)  # a malformed calendar stops the start (ConfigError)
         credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token)
         self._app_id = credentials.api_key.reveal()
         if config.api_url:

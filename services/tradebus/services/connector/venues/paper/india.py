@@ -30,6 +30,9 @@ class IndiaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # Refuse orders outside the segment's sessions, as the exchange would; off by default so
     # the simulated market can be tried at any hour.
     market_hours: bool = False
+    # A directory of the operator's `<year>.toml` exchange calendars, over the shipped years (a
+    # year in both: the operator's file); docs/venues.md, Indian market rules. Read at start.
+    calendar_dir: str | None = None
 
 
 def listing(spec: InstrumentSpec) -> india.Listing:
@@ -78,6 +81,7 @@ class IndianRules:
     def __init__(self, instruments: list[InstrumentSpec], settings: IndiaSettings) -> None:
         self._listings = {spec.symbol: listing(spec) for spec in instruments}
         self._market_hours = settings.market_hours
+        india.use_calendars(settings.calendar_dir)
 
     def __call__(self, spec: InstrumentSpec, quantity: Decimal, prices: tuple[Decimal | None, ...], now: int) -> Violation | None:
         refused = india.check_order(self._listings[spec.symbol], quantity, prices, when_ns=now, clock=self._market_hours)

@@ -50,5 +50,8 @@ class ZerodhaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # Refuse orders outside the exchange's sessions (AMOs: outside Kite's AMO window) before
     # sending them (tradebus.markets.india); off for a venue that trades around the clock (the emulator).
     market_hours: bool = True
+    # A directory of the operator's `<year>.toml` exchange calendars, over the shipped years (a
+    # year in both: the operator's file); docs/venues.md, Indian market rules. Read at start.
+    calendar_dir: str | None = None
     resilience: RemoteSettings = msgspec.field(default_factory=RemoteSettings)
     session: SessionSettings = msgspec.field(default_factory=SessionSettings)  # the daily token (docs/venues.md)

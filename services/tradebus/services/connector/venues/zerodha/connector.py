@@ -61,6 +61,7 @@ class ZerodhaConnector(RemoteVenueConnector[ZerodhaConfig]):
 
     def __init__(self, **kwargs: Any) -> None:
         config: ZerodhaConfig = kwargs["config"]
+        india.use_calendars(config.calendar_dir)  # a malformed calendar stops the start (ConfigError)
         credentials = venue_credentials(kwargs["venue"], api_key=config.api_key, api_secret=config.access_token)
         key, token = credentials.api_key.reveal(), credentials.api_secret.reveal()
         self.kite = KiteConnect(key, access_token=token, root=config.rest_url)
