@@ -84,7 +84,7 @@ def test_a_2027_file_in_the_venues_calendar_dir_opens_2027(tmp_path: Path) -> No
     spec = PAPER_INFY
     monday, republic_day = ist("2027-01-04 11:00"), ist("2027-01-26 11:00")
     without = IndianRules([spec], IndiaSettings(market_hours=True))
-    assert without(spec, Decimal(1), (None,), monday).reason is RejectReason.MARKET_CALENDAR_UNKNOWN  # type: ignore[union-attr]
+    assert without(spec, Decimal(1), (None,), monday).reason is RejectReason.MARKET_CALENDAR_UNKNOWN
     rules = IndianRules([spec], IndiaSettings(market_hours=True, calendar_dir=operator_dir(tmp_path, **{"2027": CALENDAR_2027})))
     assert rules(spec, Decimal(1), (None,), monday) is None
     refused = rules(spec, Decimal(1), (None,), republic_day)
@@ -92,15 +92,15 @@ def test_a_2027_file_in_the_venues_calendar_dir_opens_2027(tmp_path: Path) -> No
     assert "holiday (Republic Day)" in refused.message
     assert india.check_clock(INFY, ist("2027-02-07 11:00")) is None  # the special Sunday session
     assert india.check_clock(MCX_FUT, ist("2027-01-26 18:00")) is None  # the evening session stays open
-    assert india.check_clock(MCX_FUT, ist("2027-01-26 10:00")).reason is RejectReason.MARKET_CLOSED  # type: ignore[union-attr]
-    assert india.check_clock(INFY, ist("2026-12-25 11:00")).reason is RejectReason.MARKET_CLOSED  # type: ignore[union-attr]
+    assert india.check_clock(MCX_FUT, ist("2027-01-26 10:00")).reason is RejectReason.MARKET_CLOSED
+    assert india.check_clock(INFY, ist("2026-12-25 11:00")).reason is RejectReason.MARKET_CLOSED
 
 
 def test_the_operators_file_for_a_year_replaces_the_shipped_one_whole(tmp_path: Path) -> None:
     no_christmas = CALENDAR_2027.replace("2027", "2026")
     india.use_calendars(operator_dir(tmp_path, **{"2026": no_christmas}))
     assert india.check_clock(INFY, ist("2026-12-25 11:00")) is None
-    assert india.check_clock(INFY, ist("2026-01-26 11:00")).reason is RejectReason.MARKET_CLOSED  # type: ignore[union-attr]
+    assert india.check_clock(INFY, ist("2026-01-26 11:00")).reason is RejectReason.MARKET_CLOSED
 
 
 def test_an_unknown_year_says_where_its_file_goes(tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_a_malformed_file_is_refused_at_load_naming_it(tmp_path: Path, text: str
     with pytest.raises(ConfigError) as refused:
         india.use_calendars(directory)
     assert f"calendar {tmp_path / '2027.toml'}: " in str(refused.value) and problem in str(refused.value)
-    assert india.check_clock(INFY, ist("2027-01-04 11:00")).reason is RejectReason.MARKET_CALENDAR_UNKNOWN  # type: ignore[union-attr]
+    assert india.check_clock(INFY, ist("2027-01-04 11:00")).reason is RejectReason.MARKET_CALENDAR_UNKNOWN
     with pytest.raises(ConfigError):  # a venue with the file does not start
         IndianRules([], IndiaSettings(calendar_dir=directory))
 
