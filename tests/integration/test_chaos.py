@@ -20,7 +20,10 @@ import pytest
 from .chaos import ChaosPlan, ChaosRun
 from .chaos_checks import HEADER, judge, measure
 
-SEEDS = (1, 2, 3)
+# Two seeds (~47 s each): tests/fault runs the same flow and checks through five more fault
+# kinds on a cluster, and `bench/chaos.py --seeds` runs as many more as wanted; a third seed
+# would take the README's test command past 30 minutes on two cores.
+SEEDS = (1, 2)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
