@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, PlaceOrder
+from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, PlaceOrder, PlaceOrderGroup
 from tradebus.schemas.control import (
     AggregatePosition, GetInstruments, GetBalances, GetOrder, GetPositions, GetRiskLimits, GetTradingState, InstrumentsReply,
     ListInstruments, ListOrders, OmsReply, Reconcile, ReconcileReply, RiskLimitLevel, RiskLimitsReply, RiskRateLimits,
@@ -23,7 +23,7 @@ from tradebus.schemas.market import (
     Bar, BookChange, BookDelta, BookLevel, BookSnapshot, Instrument, Quote, StreamGap, StreamReconnected, Trade,
 )
 from tradebus.schemas.values import (
-    Aggressor, CancelReason, LiquiditySide, MarketDataKind, OrderStatus, OrderType, RejectReason, ServiceState,
+    Aggressor, CancelReason, GroupKind, LiquiditySide, MarketDataKind, OrderStatus, OrderType, RejectReason, ServiceState,
     SessionState, Side, TimeInForce, TradingState,
 )
 
@@ -38,12 +38,20 @@ EXAMPLES = [
     PlaceOrder(client_order_id="c1", venue="paper", account="demo", symbol="BTC/USDT", side=Side.BUY,
                order_type=OrderType.STOP_LIMIT, quantity=D("0.5"), price=D("60000.10"), stop_price=D("59990"),
                time_in_force=TimeInForce.GTD, expire_time=T, ttl_ms=5000),
+    PlaceOrderGroup(group_id="g1", venue="paper", account="demo", kind=GroupKind.BRACKET, ttl_ms=5000, orders=[
+        PlaceOrder(client_order_id="e1", venue="paper", account="demo", symbol="BTC/USDT", side=Side.BUY,
+                   order_type=OrderType.LIMIT, quantity=D("0.5"), price=D("60000")),
+        PlaceOrder(client_order_id="tp1", venue="paper", account="demo", symbol="BTC/USDT", side=Side.SELL,
+                   order_type=OrderType.LIMIT, quantity=D("0.5"), price=D("61000")),
+        PlaceOrder(client_order_id="sl1", venue="paper", account="demo", symbol="BTC/USDT", side=Side.SELL,
+                   order_type=OrderType.TRAILING_STOP, quantity=D("0.5"), trail_percent=D("1.5")),
+    ]),
     ModifyOrder(client_order_id="c1", modify_id="m1", venue="paper", account="demo", price=D("1.5"), ttl_ms=2000),
     CancelOrder(client_order_id="c1", venue="paper", account="demo"),
     CancelAllOrders(request_id="r1", venue="paper", account="demo", symbol="M&M", side=Side.SELL),
     OrderSubmitted(**ORDER),
     OrderAccepted(**ORDER, side=Side.SELL, order_type=OrderType.LIMIT, quantity=D("3"), price=D("420.1"),
-                  time_in_force=TimeInForce.DAY),
+                  time_in_force=TimeInForce.DAY, group_id="g1", contingent_on="e1"),
     OrderRejected(**ORDER, reason=RejectReason.TICK_SIZE, message="price 1.001 is not a multiple of 0.01"),
     OrderTriggered(**ORDER),
     OrderPartiallyFilled(**ORDER, fill=FILL, cum_quantity=D("2"), leaves_quantity=D("1"), avg_price=D("420.10")),

@@ -127,6 +127,7 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "expire_time": NANOS, "ts_created": NANOS,
     "ttl_ms": st.one_of(st.integers(-1, 3_600_001), st.sampled_from([0, 1, 3_600_000]), JUNK),
     "post_only": FLAGS, "reduce_only": FLAGS,
+    "trail_amount": DECIMALS, "trail_percent": DECIMALS, "group_id": IDS,
 }
 FIELDS = {cls.__struct_config__.tag: [field.name for field in msgspec.structs.fields(cls)]
           for cls in (PlaceOrder, ModifyOrder, CancelOrder, CancelAllOrders)}
@@ -162,6 +163,10 @@ def valid_command(draw: st.DrawFn) -> dict[str, Any]:
         place["price"] = draw(decimal_text())
     if order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
         place["stop_price"] = draw(decimal_text())
+    if order_type is OrderType.TRAILING_STOP:
+        place[draw(st.sampled_from(["trail_amount", "trail_percent"]))] = draw(decimal_text())
+    if draw(st.booleans()):
+        place["group_id"] = draw(VALID_ID)
     if tif is not TimeInForce.GTC or draw(st.booleans()):
         place["time_in_force"] = tif.value
     if tif is TimeInForce.GTD:

@@ -21,7 +21,7 @@ from typing import Any, Union
 
 import msgspec
 
-from .commands import CancelAllOrders, ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
+from .commands import CancelAllOrders, ModifyOrder, OrderCommand, PlaceOrder, PlaceOrderGroup, command_dedupe_id
 from .values import (
     AccountName,
     CancelReason,
@@ -69,6 +69,15 @@ class OrderAccepted(OrderEventBase, frozen=True, kw_only=True, tag="accepted"):
     expire_time: Nanos | None = None
     post_only: bool = False
     reduce_only: bool = False
+    trail_amount: Decimal | None = None
+    trail_percent: Decimal | None = None
+    # The order group it belongs to (a `place_group`'s id), None for an order on its own.
+    group_id: RequestId | None = None
+    # The order of its group it waits for (a bracket's exit: the entry; an OTO's second: the
+    # first): it works once that one is done with a fill. Set where the venue holds the group
+    # (native): the order is accepted before it works. Orders of one group waiting for the same
+    # order (a bracket's exits), or for none (an OCO's), cancel each other when one fills.
+    contingent_on: ClientOrderId | None = None
 
 
 class OrderRejected(OrderEventBase, frozen=True, kw_only=True, tag="rejected"):
@@ -85,7 +94,7 @@ class OrderRejected(OrderEventBase, frozen=True, kw_only=True, tag="rejected"):
 
 
 class OrderTriggered(OrderEventBase, frozen=True, kw_only=True, tag="triggered"):
-    """A stop or stop-limit order's stop price was reached; it is now working."""
+    """A stop, stop-limit or trailing stop order's stop price was reached; it is now working."""
 
 
 # The start of a trade id tradebus made up because the venue reported a fill without its trade.
@@ -150,6 +159,7 @@ class OrderExpired(OrderEventBase, frozen=True, kw_only=True, tag="expired"):
 
 class CommandAction(enum.Enum):
     PLACE = "place"
+    PLACE_GROUP = "place_group"
     MODIFY = "modify"
     CANCEL = "cancel"
     CANCEL_ALL = "cancel_all"
@@ -207,6 +217,7 @@ class _CommandIds(msgspec.Struct):
     client_order_id: Any = None
     modify_id: Any = None
     request_id: Any = None
+    group_id: Any = None
 
 
 _ids_decoder = msgspec.json.Decoder(_CommandIds)
@@ -221,7 +232,7 @@ def _valid(value: Any, kind: Any) -> str | None:
 
 
 def _command_ids(payload: bytes) -> tuple[CommandAction, str | None, str | None]:
-    """(action, client order id, modify or request id) of a command that failed to decode, as
+    """(action, client order id, modify, request or group id) of a command that failed to decode, as
     far as its JSON tells them; ids are checked by the same patterns as in a valid command, so
     a hostile value never reaches a subject or a key."""
     try:
@@ -231,9 +242,12 @@ def _command_ids(payload: bytes) -> tuple[CommandAction, str | None, str | None]
     action = _ACTIONS.get(ids.type, CommandAction.UNKNOWN) if isinstance(ids.type, str) else CommandAction.UNKNOWN
     # Only the ids the action has (as in command_identity): a place that is malformed because
     # it carries a `request_id` must still be recognized as that place.
-    client_order_id = None if action is CommandAction.CANCEL_ALL else _valid(ids.client_order_id, ClientOrderId)
+    client_order_id = (None if action in (CommandAction.CANCEL_ALL, CommandAction.PLACE_GROUP)
+                       else _valid(ids.client_order_id, ClientOrderId))
     if action is CommandAction.MODIFY:
         request_id = _valid(ids.modify_id, RequestId)
+    elif action is CommandAction.PLACE_GROUP:
+        request_id = _valid(ids.group_id, RequestId)
     elif action in (CommandAction.CANCEL_ALL, CommandAction.UNKNOWN):
         request_id = _valid(ids.request_id, RequestId)
     else:
@@ -262,6 +276,8 @@ def command_identity(command: OrderCommand) -> CommandIdentity:
     `cancel_all_done`) answering `command` carries."""
     if isinstance(command, CancelAllOrders):
         return CommandAction.CANCEL_ALL, None, command.request_id
+    if isinstance(command, PlaceOrderGroup):
+        return CommandAction.PLACE_GROUP, None, command.group_id
     if isinstance(command, ModifyOrder):
         return CommandAction.MODIFY, command.client_order_id, command.modify_id
     return CommandAction.PLACE if isinstance(command, PlaceOrder) else CommandAction.CANCEL, command.client_order_id, None
@@ -292,6 +308,22 @@ def command_refused(command: OrderCommand, *, event_id: str, reason: RejectReaso
         client_order_id=client_order_id, request_id=request_id, reason=reason, message=message[:1024],
         ts_event=now, ts_recv=now,
     )
+
+
+def group_refused(group: PlaceOrderGroup, *, event_id: str, reason: RejectReason, message: str,
+                  now: int) -> list[OrderRejected]:
+    """The answer to a group the fleet refuses before the venue sees it: every order of the
+    group rejected (each event id is `event_id` and the order's client order id), so whoever
+    waits on any of its orders gets an answer."""
+    rejected = [command_refused(order, event_id=f"{event_id}.{order.client_order_id}", reason=reason,
+                                message=message, now=now) for order in group.placed_orders()]
+    return [event for event in rejected if isinstance(event, OrderRejected)]
+
+
+def group_unsupported(group: PlaceOrderGroup, message: str, now: int) -> list[OrderRejected]:
+    """A venue's answer to a group it cannot hold: every order rejected, named after the group."""
+    return group_refused(group, event_id=f"{command_dedupe_id(group)}.rejected", now=now,
+                         reason=RejectReason.UNSUPPORTED_ORDER_GROUP, message=message)
 
 
 OrderLifecycleEvent = Union[

@@ -71,7 +71,31 @@ class AnySet:
         return {"anyOf": [_set_schema(field, defaults[field]) for field in self.fields]}
 
 
-FieldRule = Union[SetWhen, AnySet]
+@dataclass(frozen=True)
+class OneSetWhen:
+    """Exactly one of `fields` is set when `when` is one of `values` (each field's own SetWhen
+    rule says where it is allowed at all)."""
+
+    fields: tuple[str, ...]
+    when: str
+    values: tuple[enum.Enum, ...]
+
+    def check(self, message: object, defaults: Mapping[str, Any]) -> None:
+        condition = getattr(message, self.when)
+        if condition not in self.values:
+            return
+        count = sum(_is_set(message, field, defaults) for field in self.fields)
+        if count != 1:
+            label = condition.value if isinstance(condition, enum.Enum) else condition
+            raise ValueError(f"exactly one of {', '.join(self.fields)} is required when {self.when} is {label}")
+
+    def schema(self, defaults: Mapping[str, Any]) -> dict[str, Any]:
+        condition: dict[str, Any] = {"properties": {self.when: {"enum": [value.value for value in self.values]}},
+                                     "required": [self.when]}
+        return {"if": condition, "then": {"oneOf": [_set_schema(field, defaults[field]) for field in self.fields]}}
+
+
+FieldRule = Union[SetWhen, AnySet, OneSetWhen]
 
 
 class HasFieldRules(Protocol):

@@ -122,6 +122,19 @@ class OrderType(enum.Enum):
     LIMIT = "limit"
     STOP = "stop"
     STOP_LIMIT = "stop_limit"
+    # A stop whose stop price follows the market at `trail_amount` or `trail_percent` behind
+    # its best price since placement (above it for a buy); reaching it sends a market order.
+    TRAILING_STOP = "trailing_stop"
+
+
+class GroupKind(enum.Enum):
+    """How the orders of a `place_group` depend on each other (commands.py PlaceOrderGroup)."""
+
+    # An entry and its exits (a take-profit limit and/or a stop-loss): the exits work once
+    # the entry is done with a fill, for the quantity filled, and one exit's fill cancels the other.
+    BRACKET = "bracket"
+    OCO = "oco"  # one cancels the other: both work at once; the first fill of either cancels the other
+    OTO = "oto"  # one triggers the other: the second works once the first is done with a fill
 
 
 class TimeInForce(enum.Enum):
@@ -155,6 +168,8 @@ class RejectReason(enum.Enum):
     DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
     UNSUPPORTED_ORDER_TYPE = "unsupported_order_type"
     UNSUPPORTED_TIME_IN_FORCE = "unsupported_time_in_force"
+    UNSUPPORTED_ORDER_GROUP = "unsupported_order_group"  # the venue cannot hold this kind of group, nor the fleet for it
+    INVALID_ORDER_GROUP = "invalid_order_group"  # a group's orders break a rule between them (commands.py group_violation)
     TICK_SIZE = "tick_size"
     LOT_SIZE = "lot_size"
     MIN_NOTIONAL = "min_notional"
@@ -202,6 +217,9 @@ class CancelReason(enum.Enum):
     # a post-only order the venue accepted, then cancelled because it would have taken
     # liquidity (Bybit: orderStatus Cancelled, rejectReason EC_PostOnlyWillTakeLiquidity)
     POST_ONLY_WOULD_TAKE = "post_only_would_take"
+    # cancelled by its group: another leg of an OCO or a bracket's exits filled, or the
+    # order it waited for (a bracket's entry, an OTO's first) ended without a fill
+    CONTINGENT = "contingent"
 
 
 class MarketDataKind(enum.Enum):

@@ -32,9 +32,10 @@ from tradebus.schemas.commands import (
     ModifyOrder,
     OrderCommand,
     PlaceOrder,
+    PlaceOrderGroup,
     terms_differences,
 )
-from tradebus.schemas.events import CommandRejected, OrderAccepted, OrderModified, cancel_all_done
+from tradebus.schemas.events import CommandRejected, OrderAccepted, OrderModified, cancel_all_done, group_unsupported
 from tradebus.schemas.values import CancelReason, OrderType, RejectReason, Side
 
 from .book import OrderBook
@@ -64,6 +65,8 @@ class Commands:
             events += self._modify(command)
         elif isinstance(command, CancelOrder):
             events += self._cancel_one(command)
+        elif isinstance(command, PlaceOrderGroup):
+            events += group_unsupported(command, "the paper venue does not hold order groups yet", self._core.now)
         else:
             events += self._cancel_all(command)
         return events

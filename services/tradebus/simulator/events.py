@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tradebus.schemas.commands import CancelAllOrders, ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
+from tradebus.schemas.commands import (
+    CancelAllOrders,
+    ModifyOrder,
+    OrderCommand,
+    PlaceOrder,
+    PlaceOrderGroup,
+    command_dedupe_id,
+)
 from tradebus.schemas.events import (
     BalanceUpdate,
     CommandAction,
@@ -62,6 +69,8 @@ class EventBuilder:
         request_id: str | None = None
         if isinstance(command, CancelAllOrders):
             action, request_id = CommandAction.CANCEL_ALL, command.request_id
+        elif isinstance(command, PlaceOrderGroup):
+            action, request_id = CommandAction.PLACE_GROUP, command.group_id
         else:
             client_order_id = command.client_order_id
             if isinstance(command, ModifyOrder):

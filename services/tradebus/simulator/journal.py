@@ -33,7 +33,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from tradebus.schemas.commands import CancelAllOrders, ModifyOrder, OrderCommand, PlaceOrder
+from tradebus.schemas.commands import CancelAllOrders, ModifyOrder, OrderCommand, PlaceOrder, PlaceOrderGroup
 from tradebus.schemas.events import (
     BalanceUpdate,
     CommandAction,
@@ -106,6 +106,8 @@ class Journal:
         account = self._core.state.accounts.get(command.account)
         if account is None or isinstance(command, CancelAllOrders):
             return False
+        if isinstance(command, PlaceOrderGroup):
+            return all(account.used(order.client_order_id) for order in command.orders)
         order = account.orders.get(command.client_order_id)
         if isinstance(command, PlaceOrder):
             return account.used(command.client_order_id)

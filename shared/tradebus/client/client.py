@@ -23,6 +23,7 @@ from tradebus.schemas.commands import (
     ModifyOrder,
     OrderCommand,
     PlaceOrder,
+    PlaceOrderGroup,
     command_dedupe_id,
 )
 from tradebus.schemas.control import (
@@ -140,6 +141,8 @@ def _belongs(command: OrderCommand, event: OrderEvent) -> bool:
         return answer_identity(event) == command_identity(command)
     if isinstance(command, CancelAllOrders):
         return isinstance(event, OrderCancelled)
+    if isinstance(command, PlaceOrderGroup):
+        return getattr(event, "client_order_id", None) in {order.client_order_id for order in command.orders}
     return getattr(event, "client_order_id", None) == command.client_order_id
 
 

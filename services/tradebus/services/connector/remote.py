@@ -46,9 +46,10 @@ from tradebus.schemas.commands import (
     ModifyOrder,
     OrderCommand,
     PlaceOrder,
+    PlaceOrderGroup,
     command_dedupe_id,
 )
-from tradebus.schemas.events import CommandAction, CommandRejected, cancel_all_done
+from tradebus.schemas.events import CommandAction, CommandRejected, cancel_all_done, group_unsupported
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderStatus, RejectReason, ServiceState
 from tradebus.shared.retry import Backoff, retry
 
@@ -242,6 +243,9 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
                 return await self._modify(command)
             if isinstance(command, CancelOrder):
                 return await self._cancel(command.client_order_id)
+            if isinstance(command, PlaceOrderGroup):
+                return list(group_unsupported(command, f"{self.venue} does not hold {command.kind.value} groups",
+                                              time.time_ns()))
             return await self._cancel_all(command)
         except AuthFailed as exc:
             self._auth_failed(exc)

@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from tradebus.schemas.commands import CancelAllOrders, CancelOrder, ModifyOrder, OrderCommand, PlaceOrder
+from tradebus.schemas.commands import (
+    CancelAllOrders,
+    CancelOrder,
+    ModifyOrder,
+    OrderCommand,
+    PlaceOrder,
+    PlaceOrderGroup,
+)
 from tradebus.schemas.values import RejectReason, Side, TradingState
 from tradebus.shared.deadline import late_message
 
@@ -70,6 +77,8 @@ def check(command: OrderCommand, gate: Gate, *, now: int, clock: float, deadline
         return Rejection(RejectReason.VENUE_UNAVAILABLE, unavailable)
     if isinstance(command, ModifyOrder):
         return _check_modify(command, gate, clock)
+    if isinstance(command, PlaceOrderGroup):
+        return Rejection(RejectReason.UNSUPPORTED_ORDER_GROUP, "order groups are not routed yet")
     return _check_place(command, gate, now, clock)
 
 def _check_place(place: PlaceOrder, gate: Gate, now: int, clock: float) -> Rejection | None:
