@@ -1,10 +1,14 @@
 """The Kafka transport (transport.py's `Transport` on Kafka), built on FastStream's Kafka
 broker as docs/kafka.md decided from measurements.
 
-- **Publishing** goes through FastStream's `KafkaBroker.publish` (aiokafka's producer
-  underneath, `acks=all`): at most once without waiting, or durably, every record sent
-  without waiting in between and the acks awaited together. Each record goes to its topic
-  with its key (kafkatopics.py) and carries its NATS-form subject in `Tradebus-Subject`.
+- **Publishing** goes through aiokafka's producer (`acks=all`), not FastStream's publisher:
+  measured in one run (bench/kafka_transport.py), FastStream's `KafkaBroker.publish` moves
+  0.50-0.53 of the producer's pipelined rate (about 25 µs more per record: a correlation id,
+  its middleware chain and two headers nobody reads), under the 0.6 the tick benchmark asks
+  of a publisher's path; docs/kafka.md has the figures. At most once without waiting, or
+  durably, every record sent without waiting in between and the acks awaited together. Each
+  record goes to its topic with its key (kafkatopics.py) and carries its NATS-form subject
+  in `Tradebus-Subject`.
 - **No idempotent producer.** Tansu has none (and Kafka's is per producer session, never
   across a client's retry), so a record published again after a lost ack, or retried by the
   producer inside aiokafka, can be stored twice. The dedupe id travels in the
@@ -38,9 +42,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.structs import RecordMetadata
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
@@ -232,8 +235,10 @@ class _Follower:
 class KafkaTransport:
     """One service's connection to a Kafka-protocol broker."""
 
-    def __init__(self, broker: KafkaBroker, bootstrap: str, *, timings: GroupTimings) -> None:
-        self.broker = broker
+    def __init__(self, producer: AIOKafkaProducer, broker: KafkaBroker, bootstrap: str, *,
+                 timings: GroupTimings) -> None:
+        self.producer = producer
+        self.broker = broker  # FastStream's, for the subscribers (it has no producer of its own)
         self.bootstrap = bootstrap
         self.timings = timings
 
@@ -242,28 +247,37 @@ class KafkaTransport:
                       graceful_timeout: float = 5.0) -> KafkaTransport:
         """Connect the producer. `graceful_timeout`: how long stopping a consumer waits for
         the batch its handler is working on."""
-        broker = KafkaBroker(bootstrap, client_id=client_id, acks="all", enable_idempotence=False, logger=None,
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
+                                    enable_idempotence=False)  # Tansu has no idempotent producer
+        await producer.start()
+        broker = KafkaBroker(bootstrap, client_id=client_id, consumer_only=True, logger=None,
                              graceful_timeout=graceful_timeout)
-        await broker.start()
-        return cls(broker, bootstrap, timings=timings or GroupTimings())
+        try:
+            await broker.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return cls(producer, broker, bootstrap, timings=timings or GroupTimings())
+
+    async def _send(self, subject: str, payload: bytes, headers: list[tuple[str, bytes]]) -> asyncio.Future[Any]:
+        topic, key = _placement_bytes(subject)
+        headers.append((SUBJECT_HEADER, subject.encode()))
+        sent: asyncio.Future[Any] = await self.producer.send(topic, payload, key=key, headers=headers)
+        return sent
 
     async def publish(self, subject: str, payload: bytes, *, headers: Mapping[str, str] | None = None) -> None:
-        topic, key = _placement_bytes(subject)
-        sent = await self.broker.publish(payload, topic, key=key, headers={**(headers or {}), SUBJECT_HEADER: subject},
-                                         no_confirm=True)
+        sent = await self._send(subject, payload, _encoded(headers))
         sent.add_done_callback(_log_lost)
 
     async def publish_durable_many(self, items: Iterable[Outgoing]) -> list[Position]:
-        pending: list[asyncio.Future[RecordMetadata]] = []
+        pending: list[asyncio.Future[Any]] = []
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
                 for subject, payload, dedupe_id, headers in items:
-                    topic, key = _placement_bytes(subject)
-                    sent_headers = {**(headers or {}), SUBJECT_HEADER: subject}
+                    sent_headers = _encoded(headers)
                     if dedupe_id is not None:
-                        sent_headers[DEDUPE_HEADER] = dedupe_id
-                    pending.append(await self.broker.publish(payload, topic, key=key, headers=sent_headers,
-                                                             no_confirm=True))
+                        sent_headers.append((DEDUPE_HEADER, dedupe_id.encode()))
+                    pending.append(await self._send(subject, payload, sent_headers))
                 stored = await asyncio.gather(*pending)
         except BaseException:
             for future in pending:  # whatever they hold, nobody waits for it any more
@@ -356,10 +370,17 @@ class KafkaTransport:
         return _Follower(subscriber)
 
     async def close(self) -> None:
-        await self.broker.stop()
+        try:
+            await self.broker.stop()
+        finally:
+            await self.producer.stop()  # sends what is still buffered
 
 
-def _log_lost(future: asyncio.Future[RecordMetadata]) -> None:
+def _encoded(headers: Mapping[str, str] | None) -> list[tuple[str, bytes]]:
+    return [(name, value.encode()) for name, value in (headers or {}).items()]
+
+
+def _log_lost(future: asyncio.Future[Any]) -> None:
     """Retrieve what a publish nobody waits for ended with, and say so if it was lost."""
     if future.cancelled():
         return
