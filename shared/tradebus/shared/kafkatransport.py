@@ -84,6 +84,11 @@ def _checked_subject(topic: str, key: bytes | None, header: bytes) -> str:
     return subject_of(topic, key, header)
 
 
+@functools.lru_cache(maxsize=4096)
+def _wanted(subject: str, filters: tuple[str, ...]) -> bool:
+    return any(matches(subject, wanted) for wanted in filters)
+
+
 def _subject(record: ConsumerRecord[Any, Any]) -> str | None:
     """The record's subject, None (logged) when it has no place here: such a record is
     finished unseen, it cannot be handed to a handler under a subject it was not written to."""
@@ -132,7 +137,7 @@ class _GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
     """One `consume` call: the ledgers of its partitions, the batch handler, the commits."""
 
     def __init__(self, filters: Sequence[str], handler: BatchHandler) -> None:
-        self.filters = filters
+        self.filters = tuple(filters)
         self.handler = handler
         self.consumer: AIOKafkaConsumer | None = None  # set at the first batch (FastStream makes it)
         self.ledgers: dict[TopicPartition, PartitionLedger] = {}
@@ -156,7 +161,7 @@ class _GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
             if not hand:
                 continue
             subject = _subject(record)
-            if subject is None or not any(matches(subject, wanted) for wanted in self.filters):
+            if subject is None or not _wanted(subject, self.filters):
                 ledger.finish(record.offset)  # not for this consumer: passed over
                 continue
             handed.setdefault(partition, []).append(record.offset)
@@ -309,6 +314,7 @@ class KafkaTransport:
 
     async def replay(self, subjects: Sequence[str]) -> AsyncIterator[Record]:
         topics = set().union(*(topics_for(wanted) for wanted in subjects))
+        filters = tuple(subjects)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                     fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
         await consumer.start()
@@ -332,7 +338,7 @@ class KafkaTransport:
                         if record.offset >= ends[partition]:
                             break  # stored after the replay began
                         subject = _subject(record)
-                        if subject is not None and any(matches(subject, wanted) for wanted in subjects):
+                        if subject is not None and _wanted(subject, filters):
                             yield StoredRecord(record, subject, received)
                     if await consumer.position(partition) >= ends[partition]:
                         remaining.discard(partition)
@@ -341,13 +347,14 @@ class KafkaTransport:
 
     async def follow(self, subjects: Sequence[str], handler: RecordsHandler) -> _Follower:
         topics = sorted(set().union(*(topics_for(wanted) for wanted in subjects)))
+        filters = tuple(subjects)
 
         async def on_batch(message: StreamMessage[tuple[ConsumerRecord[Any, Any], ...]]) -> None:
             received = time.time_ns()
             records: list[Record] = []
             for record in message.raw_message:
                 subject = _subject(record)
-                if subject is not None and any(matches(subject, wanted) for wanted in subjects):
+                if subject is not None and _wanted(subject, filters):
                     records.append(StoredRecord(record, subject, received))
             if records:
                 await handler(records)
