@@ -20,7 +20,7 @@ from tests.integration.test_kafka_broker import create_topic
 from tradebus.schemas import subjects
 from tradebus.schemas.values import MarketDataKind
 from tradebus.shared.kafkatopics import DEDUPE_HEADER, SUBJECT_HEADER
-from tradebus.shared.kafkatransport import KafkaTransport
+from tradebus.shared.kafkatransport import KafkaTransport, TopicMissing
 from tradebus.shared.tansubroker import TansuBroker
 from tradebus.shared.transport import Delivery, Outgoing, Record
 
@@ -224,6 +224,8 @@ async def test_replay_reads_from_the_start_to_where_the_log_ended_when_it_began(
         assert [r.data.decode() for r in replayed if r.subject.endswith(f".{account}")] == [
             f"{account}#{n}" for n in range(4)]
     assert len(replayed) == 12  # no account event, no forged record, no late one
+    with pytest.raises(TopicMissing, match="tradebus.route.nowhere"):  # a rebuild from nothing is no rebuild
+        await anext(aiter(transport.replay(["tradebus.route.nowhere.*"])))
 
 
 async def test_a_follower_sees_what_is_published_after_it_started(

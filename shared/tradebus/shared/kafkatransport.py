@@ -2,13 +2,13 @@
 broker as docs/kafka.md decided from measurements.
 
 - **Publishing** goes through aiokafka's producer (`acks=all`), not FastStream's publisher:
-  measured in one run (bench/kafka_transport.py), FastStream's `KafkaBroker.publish` moves
-  0.50-0.53 of the producer's pipelined rate (about 25 µs more per record: a correlation id,
-  its middleware chain and two headers nobody reads), under the 0.6 the tick benchmark asks
-  of a publisher's path; docs/kafka.md has the figures. At most once without waiting, or
-  durably, every record sent without waiting in between and the acks awaited together. Each
-  record goes to its topic with its key (kafkatopics.py) and carries its NATS-form subject
-  in `Tradebus-Subject`.
+  measured (bench/kafka_transport.py, three runs), FastStream's `KafkaBroker.publish` moves
+  0.47-0.62 of the producer's pipelined rate (12-18 µs more per record: a correlation id,
+  its middleware chain and two headers nobody reads), which leaves nothing of the 0.6 the
+  tick benchmark asks of a connector's whole path; docs/kafka.md has the figures. At most
+  once without waiting, or durably, every record sent without waiting in between and the
+  acks awaited together. Each record goes to its topic with its key (kafkatopics.py) and
+  carries its NATS-form subject in `Tradebus-Subject`.
 - **No idempotent producer.** Tansu has none (and Kafka's is per producer session, never
   across a client's retry), so a record published again after a lost ack, or retried by the
   producer inside aiokafka, can be stored twice. The dedupe id travels in the
@@ -59,6 +59,10 @@ BATCH_TIMEOUT_MS = 5
 PUBLISH_TIMEOUT = 10.0  # seconds for the acks of durable publishes
 REPLAY_STALL = 10.0  # seconds a replay waits for records it knows are there before it gives up
 FOLLOW_READY = 10.0  # seconds `follow` waits for its partitions
+
+
+class TopicMissing(LookupError):
+    """A topic a read needs does not exist: not provisioned (direct.StreamMissing on NATS)."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,7 @@ class _GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
     async def finish(self, ledger: PartitionLedger, offset: int) -> None:
         ledger.finish(offset)
         if not self.in_batch:  # acknowledged after its batch: nothing else will commit it
-            await self.commit()
+            await self.commit()  # nothing once the consumer has stopped: the group's next member reads it again
 
     async def commit(self) -> None:
         """Commit, for each partition whose commit point moved, the offset after its unbroken
@@ -311,6 +315,7 @@ class KafkaTransport:
             # whatever the consumer fetches meanwhile stays unread for the group's next member.
             state.closing = True
             await subscriber.stop()
+            state.consumer = None
 
     async def replay(self, subjects: Sequence[str]) -> AsyncIterator[Record]:
         topics = set().union(*(topics_for(wanted) for wanted in subjects))
@@ -320,10 +325,11 @@ class KafkaTransport:
         await consumer.start()
         try:
             await consumer.topics()  # metadata of every topic, so that their partitions are known
+            missing = sorted(topic for topic in topics if not consumer.partitions_for_topic(topic))
+            if missing:
+                raise TopicMissing(f"no topic {', '.join(missing)} on the bus")
             partitions = [TopicPartition(topic, number) for topic in sorted(topics)
-                          for number in sorted(consumer.partitions_for_topic(topic) or ())]
-            if not partitions:
-                return
+                          for number in sorted(consumer.partitions_for_topic(topic))]
             consumer.assign(partitions)
             ends = await consumer.end_offsets(partitions)
             await consumer.seek_to_beginning(*partitions)
