@@ -233,7 +233,9 @@ async def test_a_follower_sees_what_is_published_after_it_started(
     await create_topic(tansu_broker, "tradebus.md.paper", 2)
     quote = subjects.market_data("paper", MarketDataKind.QUOTE, "BTC/USDT")
     trade = subjects.market_data("paper", MarketDataKind.TRADE, "BTC/USDT")
-    await transport.publish_durable_many([Outgoing(quote, b"before")])
+    # One record batch of three: Tansu's end offset counts it as one record (kafkatransport._log_ends).
+    await transport.publish_durable_many([Outgoing(quote, b"before0"), Outgoing(quote, b"before1"),
+                                          Outgoing(quote, b"before2")])
     seen: list[Record] = []
 
     async def handle(records: list[Record]) -> None:

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from tradebus.schemas import subjects
 from tradebus.schemas.values import MarketDataKind
-from tradebus.shared.kafkatopics import Placement, matches, placement, state_topic, subject_of, topics_for
+from tradebus.shared.kafkatopics import Placement, placement, state_topic, subject_of, topics_for
+from tradebus.shared.transport import matches
 
 NAMES = st.from_regex(r"[A-Za-z0-9_-]{1,32}", fullmatch=True)
 SYMBOLS = st.text(min_size=1, max_size=12)

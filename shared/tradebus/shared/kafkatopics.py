@@ -93,17 +93,6 @@ def subject_of(topic: str, key: bytes | None, header: bytes | str | None) -> str
     return subject
 
 
-def matches(subject: str, subject_filter: str) -> bool:
-    """NATS wildcard matching: `*` is one token, `>` one or more at the end."""
-    tokens, wanted = subject.split("."), subject_filter.split(".")
-    for i, want in enumerate(wanted):
-        if want == ">":
-            return len(tokens) > i
-        if i >= len(tokens) or (want != "*" and want != tokens[i]):
-            return False
-    return len(tokens) == len(wanted)
-
-
 def topics_for(subject_filter: str) -> set[str]:
     """The topics that hold every subject `subject_filter` matches; ValueError when they
     cannot be named (a wildcard where the topic takes a venue: reading every venue's topic

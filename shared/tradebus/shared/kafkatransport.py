@@ -49,8 +49,8 @@ from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 
 from tradebus.shared.kafkacommits import PartitionLedger
-from tradebus.shared.kafkatopics import DEDUPE_HEADER, SUBJECT_HEADER, matches, placement, subject_of, topics_for
-from tradebus.shared.transport import BatchHandler, Delivery, Outgoing, Position, Record, RecordsHandler
+from tradebus.shared.kafkatopics import DEDUPE_HEADER, SUBJECT_HEADER, placement, subject_of, topics_for
+from tradebus.shared.transport import BatchHandler, Delivery, Outgoing, Position, Record, RecordsHandler, matches
 
 log = logging.getLogger(__name__)
 
@@ -317,9 +317,9 @@ class KafkaTransport:
             await subscriber.stop()
             state.consumer = None
 
-    async def replay(self, subjects: Sequence[str]) -> AsyncIterator[Record]:
-        topics = set().union(*(topics_for(wanted) for wanted in subjects))
-        filters = tuple(subjects)
+    @contextlib.asynccontextmanager
+    async def _reader(self, topics: Iterable[str]) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+        """A consumer without a group, assigned every partition of `topics`."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                     fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
         await consumer.start()
@@ -331,7 +331,15 @@ class KafkaTransport:
             partitions = [TopicPartition(topic, number) for topic in sorted(topics)
                           for number in sorted(consumer.partitions_for_topic(topic))]
             consumer.assign(partitions)
-            ends = await consumer.end_offsets(partitions)
+            yield consumer, partitions
+        finally:
+            await consumer.stop()
+
+    async def replay(self, subjects: Sequence[str]) -> AsyncIterator[Record]:
+        topics = set().union(*(topics_for(wanted) for wanted in subjects))
+        filters = tuple(subjects)
+        async with self._reader(topics) as (consumer, partitions):
+            ends = await _log_ends(consumer, partitions)
             await consumer.seek_to_beginning(*partitions)
             remaining = {partition for partition in partitions if await consumer.position(partition) < ends[partition]}
             while remaining:
@@ -348,17 +356,20 @@ class KafkaTransport:
                             yield StoredRecord(record, subject, received)
                     if await consumer.position(partition) >= ends[partition]:
                         remaining.discard(partition)
-        finally:
-            await consumer.stop()
 
     async def follow(self, subjects: Sequence[str], handler: RecordsHandler) -> _Follower:
         topics = sorted(set().union(*(topics_for(wanted) for wanted in subjects)))
         filters = tuple(subjects)
+        start: dict[tuple[str, int], int] | None = None  # per partition: the first offset to hand over
 
         async def on_batch(message: StreamMessage[tuple[ConsumerRecord[Any, Any], ...]]) -> None:
+            if start is None:
+                return  # before `follow` returned: nothing it promises
             received = time.time_ns()
             records: list[Record] = []
             for record in message.raw_message:
+                if record.offset < start.get((record.topic, record.partition), 0):
+                    continue  # stored before `follow` returned
                 subject = _subject(record)
                 if subject is not None and _wanted(subject, filters):
                     records.append(StoredRecord(record, subject, received))
@@ -376,7 +387,10 @@ class KafkaTransport:
                 while not consumer.assignment():
                     await asyncio.sleep(0.01)
                 for partition in consumer.assignment():
-                    await consumer.position(partition)  # fixes the start at the end, now
+                    await consumer.position(partition)  # reads from the end as of now, or before it (on Tansu)
+                async with self._reader(topics) as (probe, partitions):
+                    ends = await _log_ends(probe, partitions)
+            start = {(partition.topic, partition.partition): offset for partition, offset in ends.items()}
         except BaseException:
             await subscriber.stop()
             raise
@@ -387,6 +401,26 @@ class KafkaTransport:
             await self.broker.stop()
         finally:
             await self.producer.stop()  # sends what is still buffered
+
+
+async def _log_ends(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """The offset after each partition's last record, now. Not `end_offsets` alone: Tansu
+    0.6 answers it with the base offset of the last record batch plus one (six records
+    produced as one batch: 1, not 6), so the end comes from the high watermark of a fetch of
+    that batch, which Tansu reports right. On Kafka both agree, at the cost of one fetch."""
+    ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+    unsure = {partition for partition in partitions if ends[partition] > 0}
+    for partition in unsure:
+        consumer.seek(partition, ends[partition] - 1)
+    async with asyncio.timeout(REPLAY_STALL):
+        while unsure:
+            await consumer.getmany(*unsure, timeout_ms=int(REPLAY_STALL * 1000), max_records=1)
+            for partition in list(unsure):
+                highwater = consumer.highwater(partition)
+                if highwater is not None:
+                    ends[partition] = max(ends[partition], highwater)
+                    unsure.discard(partition)
+    return ends
 
 
 def _encoded(headers: Mapping[str, str] | None) -> list[tuple[str, bytes]]:

@@ -20,6 +20,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import NamedTuple, Protocol
 
 
+def matches(subject: str, subject_filter: str) -> bool:
+    """NATS wildcard matching, the seam's language for "these subjects" on every bus: `*` is
+    one token, `>` one or more at the end."""
+    tokens, wanted = subject.split("."), subject_filter.split(".")
+    for i, want in enumerate(wanted):
+        if want == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or (want != "*" and want != tokens[i]):
+            return False
+    return len(tokens) == len(wanted)
+
+
 class Position(NamedTuple):
     """Where a record sits in its log: (stream, 0, stream sequence) on JetStream, (topic,
     partition, offset) on Kafka. Offsets only grow within one (log, partition)."""
