@@ -50,6 +50,7 @@ from faststream.message import StreamMessage
 
 from tradebus.shared.kafkacommits import PartitionLedger
 from tradebus.shared.kafkatopics import DEDUPE_HEADER, SUBJECT_HEADER, placement, subject_of, topics_for
+from tradebus.shared.retry import Backoff
 from tradebus.shared.transport import BatchHandler, Delivery, Outgoing, Position, Record, RecordsHandler, matches
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,11 @@ BATCH_TIMEOUT_MS = 5
 PUBLISH_TIMEOUT = 10.0  # seconds for the acks of durable publishes
 REPLAY_STALL = 10.0  # seconds a replay waits for records it knows are there before it gives up
 FOLLOW_READY = 10.0  # seconds `follow` waits for its partitions
+# After a failed batch its records come again at once (a seek), not after an ack wait as on
+# JetStream: back-off between failures (retry.py), so a handler failing on every try (a venue
+# down) does not spin.
+FAILED_BATCH_PAUSE = 0.1
+FAILED_BATCH_PAUSE_CAP = 5.0
 
 
 class TopicMissing(LookupError):
@@ -115,10 +121,13 @@ class StoredRecord:
     def __init__(self, record: ConsumerRecord[Any, Any], subject: str, received_ns: int) -> None:
         self.subject = subject
         self.data: bytes = record.value or b""
-        self.headers: Mapping[str, str] = {name: value.decode() for name, value in record.headers}
+        # Header values are the writer's: a null or a stray byte must not stop the partition.
+        self.headers: Mapping[str, str] = {name: (value or b"").decode(errors="replace")
+                                           for name, value in record.headers}
         self.position = Position(record.topic, record.partition, record.offset)
-        # The writer's timestamp can only shorten a command's life (docs/kafka.md, deadlines).
-        self.stored_at = min(record.timestamp * 1_000_000, received_ns)
+        # The writer's timestamp can only shorten a command's life (docs/kafka.md, deadlines);
+        # a record without one (-1) is anchored when it arrived.
+        self.stored_at = min(record.timestamp * 1_000_000, received_ns) if record.timestamp >= 0 else received_ns
 
 
 class KafkaDelivery(StoredRecord):
@@ -148,6 +157,7 @@ class _GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
         self.in_batch = False
         self.closing = False
         self._commit_lock = asyncio.Lock()
+        self._failures = Backoff(FAILED_BATCH_PAUSE, cap=FAILED_BATCH_PAUSE_CAP)
 
     async def on_batch(self, message: StreamMessage[tuple[ConsumerRecord[Any, Any], ...]]) -> None:
         if self.closing:
@@ -171,6 +181,7 @@ class _GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
             handed.setdefault(partition, []).append(record.offset)
             deliveries.append(KafkaDelivery(record, subject, received, redelivered=seen, consumer=self, ledger=ledger))
         self.in_batch = True
+        failed = False
         try:
             if deliveries:
                 await self.handler(deliveries)
@@ -181,9 +192,14 @@ class _GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
                 first = None if ledger is None else ledger.unfinished_from(offsets)
                 if first is not None:
                     consumer.seek(partition, first)
+            failed = True
         finally:
             self.in_batch = False
         await self.commit()
+        if failed:
+            await self._failures.wait()
+        else:
+            self._failures.reset()
 
     async def finish(self, ledger: PartitionLedger, offset: int) -> None:
         ledger.finish(offset)
