@@ -85,6 +85,13 @@ def _delivered(msg: Msg) -> int:
     return msg.metadata.num_delivered or 1
 
 
+def _with_dedupe_id(headers: Mapping[str, str] | None, dedupe_id: str | None) -> dict[str, str] | None:
+    merged = dict(headers or {})
+    if dedupe_id is not None:
+        merged[MSG_ID] = dedupe_id  # the stream drops a copy within its duplicate window
+    return merged or None
+
+
 def stream_of(subjects: Sequence[str]) -> Stream:
     """The one stream that stores every subject `subjects` (filters) match."""
     for stream in STREAMS:
@@ -104,8 +111,7 @@ class NatsTransport:
 
     async def publish_durable_many(self, items: Iterable[Outgoing]) -> list[Position]:
         acks = await self.bus.publish_pipelined(
-            (subject, payload, {**(headers or {}), **({MSG_ID: dedupe_id} if dedupe_id is not None else {})} or None)
-            for subject, payload, dedupe_id, headers in items)
+            (subject, payload, _with_dedupe_id(headers, dedupe_id)) for subject, payload, dedupe_id, headers in items)
         return [Position(ack.stream, 0, ack.seq) for ack in acks]
 
     async def consume(self, group: str, subjects: Sequence[str], handler: BatchHandler, *, batch: int,
