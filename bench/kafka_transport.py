@@ -29,6 +29,17 @@ msg/s here) and the same msgspec decode in the handler; its logger off.
    one after the other on topics of their own. A consumer slower than `--rate` shows it as
    a queue: its latencies grow over the run.
 
+3. **The transport** (kafkatransport.py, the `transport_*` keys) against raw aiokafka doing
+   the same work (each record keyed by account with its `Tradebus-Subject` header, decoded,
+   one commit per batch), on route topics (`tradebus.route.<venue>`), A B B A, best of two:
+   publishing alone, `--messages`/5 records in pipelined chunks of 500 with each chunk's acks
+   awaited (`transport_publish_msg_s` against `raw_publish_msg_s`, and FastStream's publisher,
+   which the transport does not use, `faststream_publish_msg_s`); publish -> consume, the
+   same records published while a group member consumes them, from the first publish to the
+   last handled (`transport_msg_s` against `transport_baseline_msg_s`, `transport_ratio`);
+   and publish -> handler latency at `--rate` (`transport_p50_ms`, `transport_p99_ms` against
+   `transport_baseline_*`, the run with the lower p50). Publishers: kafka_publishers.py.
+
 One broker and one process for all of it, so figures compare within a run; the machine's
 other load falls on every part alike only roughly: run it a few times.
 """
@@ -50,16 +61,29 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from harness import event_loop_runner, sigterm_as_interrupt  # bench/ is the script directory
+from kafka_publishers import (
+    GROUP,
+    Sample,
+    Sender,
+    Senders,
+    decode,
+    faststream_sender,
+    producer,
+    raw_sender,
+    sample,
+    transport_sender,
+)
 
+from tradebus.shared.kafkatransport import KafkaTransport
 from tradebus.shared.natsserver import free_port
 from tradebus.shared.tansubroker import TansuBroker
+from tradebus.shared.transport import Delivery
 
 PARTITIONS = 4
 # Short group timings: a group forms in about a second on Tansu (5 s with aiokafka's defaults).
@@ -71,26 +95,8 @@ BATCH = 500  # records per getmany / FastStream batch
 # FastStream's batch subscriber sleeps `batch_timeout_ms` after a poll that brought nothing
 # (200 ms by default): that sleep, not the poll, sets its latency at low rates.
 BATCH_TIMEOUT_MS = 5
-
-
-class Sample(msgspec.Struct, frozen=True):
-    """About the size of a place command's interesting part."""
-
-    seq: int
-    sent_ns: int
-    venue: str = "paper"
-    account: str = "demo"
-    symbol: str = "BTC/USDT"
-    quantity: str = "0.015"
-    price: str = "60123.45"
-
-
-decode = msgspec.json.Decoder(Sample).decode
 Handle = Callable[[Sample], None]
-
-
-def sample(seq: int) -> bytes:
-    return msgspec.json.encode(Sample(seq, time.perf_counter_ns()))
+PUBLISH_CHUNK = 500  # records per pipelined publish in the transport's runs
 
 
 async def create_topics(bootstrap: str, *topics: str) -> None:
@@ -100,16 +106,6 @@ async def create_topics(bootstrap: str, *topics: str) -> None:
         await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1) for topic in topics])
     finally:
         await admin.close()
-
-
-@contextlib.asynccontextmanager
-async def producer(bootstrap: str, *, linger_ms: int) -> AsyncIterator[AIOKafkaProducer]:
-    made = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=linger_ms)
-    await made.start()
-    try:
-        yield made
-    finally:
-        await made.stop()
 
 
 async def preload(bootstrap: str, topic: str, count: int) -> None:
@@ -166,6 +162,21 @@ async def faststream_member(bootstrap: str, topic: str, handle: Handle, stopping
         await broker.stop()
 
 
+async def transport_member(bootstrap: str, topic: str, handle: Handle, stopping: asyncio.Event) -> None:
+    """The transport's durable consumer of a route topic: acks each record once handled."""
+    transport = await KafkaTransport.connect(bootstrap, client_id="bench-member", timings=GROUP)
+
+    async def on_batch(batch: list[Delivery]) -> None:
+        for delivery in batch:
+            handle(decode(delivery.data))
+            await delivery.ack()
+
+    try:
+        await transport.consume(f"transport-{topic}", [f"{topic}.*"], on_batch, batch=BATCH, stopping=stopping)
+    finally:
+        await transport.close()
+
+
 Member = Callable[[str, str, Handle, asyncio.Event], Coroutine[Any, Any, None]]
 
 
@@ -202,7 +213,16 @@ async def throughput(bootstrap: str, topic: str, count: int, member: Member) -> 
     return (count - 1) / (last - first)
 
 
-async def latency(bootstrap: str, topic: str, member: Member, *, rate: float, seconds: float) -> list[float]:
+async def warm_up(sender: Sender, warm: asyncio.Event) -> None:
+    """Until the group has formed and the member reads (`warm` set by a record of seq -1)."""
+    while not warm.is_set():
+        await sender.send_stored(range(-1, 0))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(warm.wait(), 0.5)
+
+
+async def latency(bootstrap: str, topic: str, member: Member, *, rate: float, seconds: float,
+                  senders: Senders = raw_sender) -> list[float]:
     """Publish -> handler, in ms, of records sent at `rate` once the member is receiving."""
     await create_topics(bootstrap, topic)
     latencies: list[float] = []
@@ -214,20 +234,60 @@ async def latency(bootstrap: str, topic: str, member: Member, *, rate: float, se
         else:
             latencies.append((time.perf_counter_ns() - record.sent_ns) / 1e6)
 
-    async with running(member, bootstrap, topic, handle), producer(bootstrap, linger_ms=0) as sender:
-        while not warm.is_set():  # until the group has formed and the member reads
-            await sender.send_and_wait(topic, sample(-1))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(warm.wait(), 0.5)
+    async with running(member, bootstrap, topic, handle), senders(bootstrap, topic) as sender:
+        await warm_up(sender, warm)
         total = int(rate * seconds)
         start = time.perf_counter()
         for seq in range(total):
             await asyncio.sleep(max(0.0, start + seq / rate - time.perf_counter()))
-            await sender.send(topic, sample(seq), key=f"acct{seq % 16}".encode())
+            await sender.send(seq)
         deadline = time.perf_counter() + 10
         while len(latencies) < total and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
     return latencies
+
+
+async def publish_all(sender: Sender, count: int) -> None:
+    """`count` records in pipelined chunks of PUBLISH_CHUNK, each chunk's acks awaited (as a
+    service publishes a batch's effects)."""
+    for start in range(0, count, PUBLISH_CHUNK):
+        await sender.send_stored(range(start, min(count, start + PUBLISH_CHUNK)))
+
+
+async def publishing(bootstrap: str, topic: str, count: int, senders: Senders) -> float:
+    """Records per second a publisher stores (publish_all), nobody consuming."""
+    await create_topics(bootstrap, topic)
+    async with senders(bootstrap, topic) as sender:
+        await sender.send_stored(range(-1, 0))  # connected, metadata known
+        first = time.perf_counter()
+        await publish_all(sender, count)
+        return count / (time.perf_counter() - first)
+
+
+async def pipeline(bootstrap: str, topic: str, count: int, member: Member, senders: Senders) -> float:
+    """Publish -> consume msg/s: `count` records published (publish_all) while the member
+    consumes them, from the first publish to the last handled."""
+    await create_topics(bootstrap, topic)
+    seen = 0
+    last = 0.0
+    done, warm = asyncio.Event(), asyncio.Event()
+
+    def handle(record: Sample) -> None:
+        nonlocal seen, last
+        if record.seq < 0:
+            warm.set()
+            return
+        seen += 1
+        if seen == count:
+            last = time.perf_counter()
+            done.set()
+
+    async with running(member, bootstrap, topic, handle), senders(bootstrap, topic) as sender:
+        await warm_up(sender, warm)
+        first = time.perf_counter()
+        await publish_all(sender, count)
+        await asyncio.wait_for(done.wait(), 120)
+    return count / (last - first)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -260,6 +320,29 @@ async def measure(bootstrap: str, args: argparse.Namespace) -> dict[str, object]
               for n, (name, member) in enumerate(members.items())}
     sent = int(args.rate * args.seconds)
 
+    # The transport against raw aiokafka doing the same work (key, subject header, decode,
+    # commit per batch), each on a fresh route topic, in the order A B (C) (C) B A, best of
+    # two: publishing alone (and FastStream's publisher, which the transport does not use),
+    # publish -> consume, and publish -> handler latency (the run with the lower p50).
+    piped = args.messages // 5
+    publishers: dict[str, Senders] = {"raw aiokafka": raw_sender, "FastStream publisher": faststream_sender,
+                                      "transport": transport_sender}
+    stored: dict[str, list[float]] = {name: [] for name in publishers}
+    for n, name in enumerate([*publishers, *reversed(publishers)]):
+        stored[name].append(await publishing(bootstrap, f"tradebus.route.pub{n}", piped, publishers[name]))
+    pairs: dict[str, tuple[Member, Senders]] = {"raw aiokafka": (raw_member, raw_sender),
+                                                "transport": (transport_member, transport_sender)}
+    flow: dict[str, list[float]] = {name: [] for name in pairs}
+    route_delays: dict[str, list[list[float]]] = {name: [] for name in pairs}
+    for n, name in enumerate([*pairs, *reversed(pairs)]):
+        member, senders = pairs[name]
+        flow[name].append(await pipeline(bootstrap, f"tradebus.route.pipe{n}", piped, member, senders))
+        route_delays[name].append(await latency(bootstrap, f"tradebus.route.lat{n}", member, rate=args.rate,
+                                                seconds=args.seconds, senders=senders))
+    publish = {name: max(values) for name, values in stored.items()}
+    flows = {name: max(values) for name, values in flow.items()}
+    route_ms = {name: min(runs, key=lambda values: percentile(values, 0.5)) for name, runs in route_delays.items()}
+
     print(f"{'consumer (group member, commit after processing)':<50}{'msg/s':>10}{'us/msg':>9}")
     for name, rate in rates.items():
         print(f"{name:<50}{rate:>10,.0f}{1e6 / rate:>9.0f}")
@@ -267,7 +350,15 @@ async def measure(bootstrap: str, args: argparse.Namespace) -> dict[str, object]
           f"{'received':>12}")
     for name, values in delays.items():
         print(f"{name:<50}{percentile(values, 0.5):>10.2f}{percentile(values, 0.99):>9.2f}{len(values):>6}/{sent}")
+    print(f"\n{f'route topics, {piped:,} records in chunks of {PUBLISH_CHUNK}: msg/s':<50}{'publish':>10}"
+          f"{'-> consume':>12}")
+    for name, rate in publish.items():
+        print(f"{name:<50}{rate:>10,.0f}{f'{flows[name]:,.0f}' if name in flows else '':>12}")
+    print(f"\n{f'route topics, publish -> handler at {args.rate:g}/s':<50}{'p50 ms':>10}{'p99 ms':>9}{'received':>12}")
+    for name, values in route_ms.items():
+        print(f"{name:<50}{percentile(values, 0.5):>10.2f}{percentile(values, 0.99):>9.2f}{len(values):>6}/{sent}")
     faststream_ms, raw_ms, batch_ms = delays["FastStream"], delays["raw aiokafka"], delays["FastStream batch"]
+    transport_ms, route_raw_ms = route_ms["transport"], route_ms["raw aiokafka"]
     return {
         "bench": "kafka_transport", "value": round(value), "baseline": round(baseline), "unit": "msg/s",
         "ratio": round(value / baseline, 3),
@@ -280,6 +371,15 @@ async def measure(bootstrap: str, args: argparse.Namespace) -> dict[str, object]
         "p50_ms": round(percentile(batch_ms, 0.5), 2), "p99_ms": round(percentile(batch_ms, 0.99), 2),
         "baseline_p50_ms": round(percentile(raw_ms, 0.5), 2), "baseline_p99_ms": round(percentile(raw_ms, 0.99), 2),
         "each_p50_ms": round(percentile(faststream_ms, 0.5), 2), "each_p99_ms": round(percentile(faststream_ms, 0.99), 2),
+        # the transport (kafkatransport.py) against raw aiokafka, publish -> consume
+        "transport_msg_s": round(flows["transport"]), "transport_baseline_msg_s": round(flows["raw aiokafka"]),
+        "transport_ratio": round(flows["transport"] / flows["raw aiokafka"], 3),
+        "transport_publish_msg_s": round(publish["transport"]), "raw_publish_msg_s": round(publish["raw aiokafka"]),
+        "faststream_publish_msg_s": round(publish["FastStream publisher"]),
+        "transport_p50_ms": round(percentile(transport_ms, 0.5), 2),
+        "transport_p99_ms": round(percentile(transport_ms, 0.99), 2),
+        "transport_baseline_p50_ms": round(percentile(route_raw_ms, 0.5), 2),
+        "transport_baseline_p99_ms": round(percentile(route_raw_ms, 0.99), 2),
         "latency_rate": args.rate, "messages": args.messages, "cpus": os.cpu_count(),
     }
 
