@@ -26,7 +26,16 @@ from tradebus.schemas.events import (
     PositionUpdate,
 )
 from tradebus.schemas.provenance import Refusal
-from tradebus.schemas.values import CancelReason, GroupKind, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
+from tradebus.schemas.values import (
+    CancelReason,
+    GroupKind,
+    LiquiditySide,
+    OrderStatus,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
 from tradebus.services.oms.book import OmsState, Refused, Undecodable
 from tradebus.shared.tenants import Tenant, VenueAccount
 
