@@ -5,6 +5,7 @@ record per order; the paper venue holds a bracket natively."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 import nats
@@ -23,6 +24,8 @@ from tradebus.schemas.events import (
 )
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import CancelReason, GroupKind, OrderType, RejectReason, Side
+from tradebus.services.audit.service import AuditService
+from tradebus.services.audit.store import SqliteAuditStore
 from tradebus.services.oms.service import OmsService
 from tradebus.services.risk.config import RiskConfig
 from tradebus.services.risk.ledger import COMMAND_SEQ
@@ -106,15 +109,16 @@ async def test_refused_groups_answer_every_order_and_an_id_in_use_keeps_its_orde
         assert risk.gate.exposure.orders.keys() == {("paper", "demo", "in-use")}  # "fresh" never went anywhere
 
 
-async def test_a_group_is_routed_once_whatever_repeats_it_and_the_oms_keeps_its_orders(nats_server: NatsServer) -> None:
+async def test_a_group_is_routed_once_whatever_repeats_it_and_the_oms_and_audit_keep_it(
+        nats_server: NatsServer, tmp_path: Path) -> None:
     """Sent three times (JetStream keeps one), again after the de-duplication window (risk's
     ledger answers it), and once more to a risk restarted after a kill -9 that came between
-    routing it and acknowledging its command: routed once, one record per order."""
-    settings = paper_settings(nats_server.url)
+    routing it and acknowledging its command: routed once, one record per order, audited."""
+    settings = msgspec.structs.replace(paper_settings(nats_server.url), data_dir=str(tmp_path))
     nc = await nats.connect(nats_server.url)
     events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
     async with running_connector(settings), running_service(OmsService(settings)), \
-            await Client.connect(nats_server.url) as client:
+            running_service(AuditService(settings)) as audit, await Client.connect(nats_server.url) as client:
         async with running_service(RiskService(settings)) as risk:
             mid = await a_mid(risk)
             stop_loss = (mid * Decimal("0.95")).quantize(Decimal("0.01"))  # inside risk's price collar
@@ -148,7 +152,13 @@ async def test_a_group_is_routed_once_whatever_repeats_it_and_the_oms_keeps_its_
         assert {cid: r.contingent_on for cid, r in records.items()} == {
             "g-once-e": None, "g-once-tp": "g-once-e", "g-once-sl": "g-once-e"}
         assert records["g-once-sl"].stop_price == stop_loss and records["g-once-e"].group_id == "g-once"
+        await wait_until(lambda: audit.counters()["stored"] >= len(routes), "the audit logger to catch up")
     await nc.close()
+    store = await SqliteAuditStore.open(str(tmp_path / "audit.sqlite"), create=False)
+    assert (await store.verify()).ok
+    history = [(record.stream, record.msg_type) for record in await store.history("g-once")]
+    assert history[:2] == [("CMD", "place_group"), ("ROUTE", "place_group")] and history.count(("ROUTE", "place_group")) == 1
+    await store.close()
 
 
 async def test_a_paper_bracket_entry_fills_its_exits_work_and_one_exit_fill_cancels_the_other(
