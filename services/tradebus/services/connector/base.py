@@ -37,14 +37,14 @@ def _session_not_reported(session: VenueSession) -> None:
 
 class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     """What a venue supports; the conformance suite tests these and expects anything else
-    to be refused with UNSUPPORTED_ORDER_TYPE / UNSUPPORTED_TIME_IN_FORCE."""
+    to be refused with UNSUPPORTED_ORDER_TYPE / UNSUPPORTED_TIME_IN_FORCE. `order_groups`:
+    the `place_group` kinds the venue holds natively (its spec line names the same,
+    venuespecs.py); a group of another kind is answered UNSUPPORTED_ORDER_GROUP."""
 
     order_types: frozenset[OrderType]
     time_in_force: frozenset[TimeInForce]
     modify: bool  # ModifyOrder (natively or as the venue's atomic cancel-replace)
     market_data: frozenset[MarketDataKind]
-    # The order groups (`place_group` kinds) the venue holds natively; a group of another kind
-    # is answered `unsupported_order_group`. The venue's spec line says the same (venuespecs.py).
     order_groups: frozenset[GroupKind] = frozenset()
 
 

@@ -162,6 +162,12 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
         """The private order stream: yields each order update; raises VenueBusy (or
         AuthFailed) when the stream is lost. Reconnects when iterated again."""
 
+    async def place_group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
+        """Place a group of a kind the venue holds natively (`capabilities.order_groups`): every
+        leg's events; a leg whose client order id is known is answered as a place is
+        (placement.py), never sent twice. A venue that declares no kinds is never asked."""
+        raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_GROUP, f"{self.venue} holds no order groups natively")
+
     async def order_trades(self, snapshot: OrderSnapshot) -> list[TradeReport]:
         """Every trade of the order as the venue lists them ([] where it cannot)."""
         return []
@@ -246,7 +252,10 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
             if isinstance(command, CancelOrder):
                 return await self._cancel(command.client_order_id)
             if isinstance(command, PlaceOrderGroup):
-                return await self._group(command)
+                if command.kind not in self.capabilities.order_groups:
+                    return list(group_unsupported(command, f"{self.venue} does not hold {command.kind.value} groups",
+                                                  time.time_ns()))
+                return await self.place_group(command)
             return await self._cancel_all(command)
         except AuthFailed as exc:
             self._auth_failed(exc)
@@ -277,23 +286,6 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
         return latest, unknown
 
     # --- commands --------------------------------------------------------------------------------
-    async def _group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
-        """A group of a kind the venue holds natively (the service answers the other kinds by
-        capabilities.order_groups) goes to `place_group`, unless every order of it is known
-        already (a re-delivery: each order answered as a place under a known client order id is)."""
-        orders = group.placed_orders()
-        if all(self.tracker.knows(order.client_order_id) for order in orders):
-            return [event for order in orders
-                    for event in self._placed_again(order, self.tracker.placed(order.client_order_id))]
-        return await self.place_group(group)
-
-    async def place_group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
-        """Place a group natively, as one request or linked orders of the venue's, and return
-        every order's events; an order of it the venue holds already must not be placed again.
-        A venue whose capabilities name group kinds overrides this."""
-        return list(group_unsupported(group, f"{self.venue} holds no {group.kind.value} groups natively",
-                                      time.time_ns()))
-
     async def _modify(self, command: ModifyOrder) -> list[VenueEvent]:
         coid = command.client_order_id
         if not self.tracker.knows(coid):
@@ -340,9 +332,10 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
         return [*events, cancel_all_done(command, cancelled, time.time_ns())]
 
     def _refused(self, command: OrderCommand, reason: RejectReason, message: str) -> list[VenueEvent]:
-        if isinstance(command, PlaceOrderGroup):  # every order answered as its own place would be
-            return [event for order in command.placed_orders() for event in self._refused(order, reason, message)]
         now = time.time_ns()
+        if isinstance(command, PlaceOrderGroup):  # each leg not placed yet is rejected, as a place would be
+            return [event for leg in command.placed_orders() if not self.tracker.knows(leg.client_order_id)
+                    for event in self.tracker.rejected(leg, reason, message, now)]
         if isinstance(command, PlaceOrder):
             if self.tracker.knows(command.client_order_id):  # a genuine duplicate: the order keeps its state
                 return [self._command_rejected(command, CommandAction.PLACE, reason, message, now)]

@@ -67,7 +67,8 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         self.ib.RequestTimeout = self.config.request_timeout
         self.capabilities = Capabilities(
             order_types=frozenset(parsing.IB_ORDER_TYPES), time_in_force=frozenset(parsing.TIME_IN_FORCE),
-            modify=True, market_data=frozenset(REQUESTS), order_groups=frozenset(GroupKind),
+            modify=True, market_data=frozenset(REQUESTS),
+            order_groups=frozenset({GroupKind.BRACKET, GroupKind.OCO, GroupKind.OTO}),
         )
         self.feeds = Feeds(self.ib, self.venue, self.config.depth_rows)
         self._contracts: dict[str, Contract] = {}  # unified id -> qualified contract (looked up once)
