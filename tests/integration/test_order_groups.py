@@ -4,6 +4,7 @@ record per order; the paper venue holds a bracket natively."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from .helpers import (
     send,
     wait_until,
 )
+from .test_cli import TRADEBUS
 
 SYMBOL = "ETH/USDT"
 _route_decoder = decoder(Family.ROUTE)
@@ -109,8 +111,21 @@ async def test_refused_groups_answer_every_order_and_an_id_in_use_keeps_its_orde
         assert risk.gate.exposure.orders.keys() == {("paper", "demo", "in-use")}  # "fresh" never went anywhere
 
 
+async def rebuilt_alike(env: dict[str, str]) -> bool:
+    """Whether `tradebus oms rebuild` soon finds the live records as the streams make them
+    (the order manager follows the venue's last events shortly after)."""
+    for _ in range(20):
+        process = await asyncio.create_subprocess_exec(*TRADEBUS, "oms", "rebuild", env=env,
+                                                       stdout=asyncio.subprocess.PIPE)
+        out, _ = await process.communicate()
+        if process.returncode == 0 and b"no differences" in out:
+            return True
+        await asyncio.sleep(0.5)
+    return False
+
+
 async def test_a_group_is_routed_once_whatever_repeats_it_and_the_oms_and_audit_keep_it(
-        nats_server: NatsServer, tmp_path: Path) -> None:
+        nats_server: NatsServer, tmp_path: Path, cli_env: dict[str, str]) -> None:
     """Sent three times (JetStream keeps one), again after the de-duplication window (risk's
     ledger answers it), and once more to a risk restarted after a kill -9 that came between
     routing it and acknowledging its command: routed once, one record per order, audited."""
@@ -153,6 +168,7 @@ async def test_a_group_is_routed_once_whatever_repeats_it_and_the_oms_and_audit_
             "g-once-e": None, "g-once-tp": "g-once-e", "g-once-sl": "g-once-e"}
         assert records["g-once-sl"].stop_price == stop_loss and records["g-once-e"].group_id == "g-once"
         await wait_until(lambda: audit.counters()["stored"] >= len(routes), "the audit logger to catch up")
+        assert await rebuilt_alike(cli_env), "`tradebus oms rebuild` differs from the live records"
     await nc.close()
     store = await SqliteAuditStore.open(str(tmp_path / "audit.sqlite"), create=False)
     assert (await store.verify()).ok
