@@ -178,12 +178,12 @@ async def test_a_group_is_routed_once_whatever_repeats_it_and_the_oms_and_audit_
 
 
 async def test_a_paper_bracket_entry_fills_its_exits_work_and_one_exit_fill_cancels_the_other(
-        nats_server: NatsServer) -> None:
+        nats_server: NatsServer, cli_env: dict[str, str]) -> None:
     """Needs the paper venue to hold groups natively (the simulator's part): until it does, the
     venue answers every order `unsupported_order_group` and this test fails."""
     settings = paper_settings(nats_server.url)
     async with running_connector(settings), running_service(RiskService(settings)) as risk, \
-            await Client.connect(nats_server.url) as client:
+            running_service(OmsService(settings)), await Client.connect(nats_server.url) as client:
         mid = await a_mid(risk)
         # A take-profit below the market sells as soon as it works; the stop-loss far below never triggers.
         group = bracket("g-paper", take_profit=(mid * Decimal("0.99")).quantize(Decimal("0.01")),
@@ -199,3 +199,18 @@ async def test_a_paper_bracket_entry_fills_its_exits_work_and_one_exit_fill_canc
         assert isinstance(by_order["g-paper-tp"][-1], OrderFilled), events
         stop_end = by_order["g-paper-sl"][-1]
         assert isinstance(stop_end, OrderCancelled) and stop_end.reason is CancelReason.CONTINGENT, events
+
+        # The same from the command line: it follows every order until each is done or works.
+        process = await asyncio.create_subprocess_exec(
+            *TRADEBUS, "order", "oto", "--symbol", SYMBOL, "--side", "buy", "--qty", "0.1", "--group-id", "g-cli",
+            "--then-type", "trailing_stop", "--then-trail-percent", "2", env=cli_env, stdout=asyncio.subprocess.PIPE)
+        out, _ = await process.communicate()
+        assert process.returncode == 0, out
+        assert b"filled            g-cli-1" in out and b"accepted          g-cli-2" in out, out
+        wanted = [("g-cli-1", None, None), ("g-cli-2", "g-cli-1", Decimal("2"))]
+        for _ in range(100):  # the order manager follows shortly after
+            records = await client.orders(group_id="g-cli")
+            if sorted((r.client_order_id, r.contingent_on, r.trail_percent) for r in records) == wanted:
+                break
+            await asyncio.sleep(0.05)
+        assert sorted((r.client_order_id, r.contingent_on, r.trail_percent) for r in records) == wanted
