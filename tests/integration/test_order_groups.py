@@ -14,7 +14,7 @@ import nats
 from tradebus.client import Client
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode
-from tradebus.schemas.commands import PlaceOrder, PlaceOrderGroup, command_dedupe_id
+from tradebus.schemas.commands import CancelOrder, PlaceOrder, PlaceOrderGroup, command_dedupe_id
 from tradebus.schemas.events import (
     CommandAction,
     CommandRejected,
@@ -41,6 +41,7 @@ from .helpers import (
     outcome,
     paper_settings,
     read_stream,
+    route,
     running_connector,
     running_service,
     send,
@@ -97,6 +98,17 @@ async def test_refused_groups_answer_every_order_and_an_id_in_use_keeps_its_orde
             assert all(isinstance(e, OrderRejected) and e.reason is reason and e.event_id.startswith("risk:")
                        for e in answers), answers
         assert "holds no bracket groups natively" in answers[0].message
+
+        # A group that reaches the connector after its deadline: every order refused there.
+        late = bracket("g-late", take_profit=mid + 1, stop_loss=mid - 1)
+        nc = client.nc
+        late_answers = await collect(nc, subjects.order_events("paper", "demo"), event_decoder.decode)
+        await nc.jetstream().publish(subjects.route("paper", "demo"), encode(late),
+                                     headers={"Nats-Msg-Id": command_dedupe_id(late), DEADLINE: "1"})
+        refused = await late_answers.wait_for(lambda ms: len({m.client_order_id for m in ms
+                                                              if getattr(m, "client_order_id", "").startswith("g-late")}) == 3)
+        assert {(m.client_order_id, m.reason) for m in refused if m.client_order_id.startswith("g-late")} == {
+            (o.client_order_id, RejectReason.DEADLINE_EXCEEDED) for o in late.orders}
 
         # A group naming an id an order uses already is refused whole; that order keeps its state.
         resting = order("in-use", Side.BUY, OrderType.LIMIT, price=(mid * Decimal("0.97")).quantize(Decimal("0.01")))
@@ -199,6 +211,15 @@ async def test_a_paper_bracket_entry_fills_its_exits_work_and_one_exit_fill_canc
         assert isinstance(by_order["g-paper-tp"][-1], OrderFilled), events
         stop_end = by_order["g-paper-sl"][-1]
         assert isinstance(stop_end, OrderCancelled) and stop_end.reason is CancelReason.CONTINGENT, events
+
+        # A cancel of one of its orders that reaches the connector before the group waits for it.
+        held = bracket("g-held", entry=OrderType.LIMIT, price=(mid * Decimal("0.97")).quantize(Decimal("0.01")),
+                       take_profit=mid, stop_loss=(mid * Decimal("0.95")).quantize(Decimal("0.01")))
+        answers = await collect(client.nc, subjects.order_events("paper", "demo"), event_decoder.decode)
+        await route(client.nc, CancelOrder(client_order_id="g-held-tp", venue="paper", account="demo", cancel_id="x"))
+        await route(client.nc, held)
+        cancelled = await outcome(answers, "g-held-tp", (OrderCancelled, CommandRejected))
+        assert isinstance(cancelled, OrderCancelled) and cancelled.reason is CancelReason.REQUESTED, cancelled
 
         # The same from the command line: it follows every order until each is done or works.
         process = await asyncio.create_subprocess_exec(
