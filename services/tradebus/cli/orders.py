@@ -182,8 +182,9 @@ def describe(event: OrderEvent) -> str:
         return f"{tag:<17} {event.cancelled} order(s) cancelled"
     head = f"{tag:<17} {event.client_order_id}"
     if isinstance(event, OrderAccepted):
+        waits = f", works once {event.contingent_on} has filled" if event.contingent_on else ""
         return (f"{head} {_terms(event.side, event.quantity, event.symbol, event.order_type, event.price)} "
-                f"(venue id {event.venue_order_id})")
+                f"(venue id {event.venue_order_id}{waits})")
     if isinstance(event, OrderRejected):
         terms = _terms(event.side, event.quantity, event.symbol, event.order_type, event.price)
         return f"{head} {terms} {event.reason.value}: {event.message}"
@@ -283,7 +284,14 @@ def _record_line(record: OrderRecord) -> str:
     reason = f" ({record.reject_reason.value})" if record.reject_reason else ""
     return (f"{record.venue:<8} {record.account:<10} {record.client_order_id:<26} {record.status.value:<17}{reason} "
             f"{_terms(record.side, record.quantity, record.symbol, record.order_type, record.price)}, "
-            f"filled {plain(record.cum_quantity)}{_fees(record)}")
+            f"filled {plain(record.cum_quantity)}{_fees(record)}{_grouping(record)}")
+
+
+def _grouping(record: OrderRecord) -> str:
+    """`, group g1 after g1-e`: the order group it belongs to and the order it waits for."""
+    if record.group_id is None:
+        return ""
+    return f", group {record.group_id}" + (f" after {record.contingent_on}" if record.contingent_on else "")
 
 
 def _fees(record: OrderRecord) -> str:
