@@ -137,11 +137,11 @@ async def rebuilt_alike(env: dict[str, str]) -> bool:
 
 
 async def test_a_group_is_routed_once_whatever_repeats_it_and_the_oms_and_audit_keep_it(
-        nats_server: NatsServer, tmp_path: Path, cli_env: dict[str, str]) -> None:
+        nats_server: NatsServer, cli_env: dict[str, str]) -> None:
     """Sent three times (JetStream keeps one), again after the de-duplication window (risk's
     ledger answers it), and once more to a risk restarted after a kill -9 that came between
     routing it and acknowledging its command: routed once, one record per order, audited."""
-    settings = msgspec.structs.replace(paper_settings(nats_server.url), data_dir=str(tmp_path))
+    settings = msgspec.structs.replace(paper_settings(nats_server.url), data_dir=cli_env["TRADEBUS_DATA_DIR"])
     nc = await nats.connect(nats_server.url)
     events = await collect(nc, subjects.ALL_ANSWERS, event_decoder.decode)
     async with running_connector(settings), running_service(OmsService(settings)), \
@@ -182,11 +182,15 @@ async def test_a_group_is_routed_once_whatever_repeats_it_and_the_oms_and_audit_
         await wait_until(lambda: audit.counters()["stored"] >= len(routes), "the audit logger to catch up")
         assert await rebuilt_alike(cli_env), "`tradebus oms rebuild` differs from the live records"
     await nc.close()
-    store = await SqliteAuditStore.open(str(tmp_path / "audit.sqlite"), create=False)
+    store = await SqliteAuditStore.open(str(Path(settings.data_dir) / "audit.sqlite"), create=False)
     assert (await store.verify()).ok
     history = [(record.stream, record.msg_type) for record in await store.history("g-once")]
     assert history[:2] == [("CMD", "place_group"), ("ROUTE", "place_group")] and history.count(("ROUTE", "place_group")) == 1
     await store.close()
+    process = await asyncio.create_subprocess_exec(*TRADEBUS, "audit", "show", "g-once", env=cli_env,
+                                                   stdout=asyncio.subprocess.PIPE)
+    shown, _ = await process.communicate()
+    assert process.returncode == 0 and b"place_group  kind=bracket group_id=g-once orders=g-once-e,g-once-tp,g-once-sl" in shown, shown
 
 
 async def test_a_paper_bracket_entry_fills_its_exits_work_and_one_exit_fill_cancels_the_other(
