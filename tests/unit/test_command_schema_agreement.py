@@ -213,8 +213,9 @@ def command(draw: st.DrawFn) -> dict[str, Any]:
     document = draw(valid_command())
     known = FIELDS[document["type"]]
     for _ in range(draw(st.integers(0, 3))):
-        orders = document.get("orders")
-        if known is FIELDS["place_group"] and isinstance(orders, list) and orders and draw(st.booleans()):
+        held = document.get("orders")
+        orders = [order for order in held if isinstance(order, dict)] if isinstance(held, list) else []  # junk: none
+        if known is FIELDS["place_group"] and orders and draw(st.booleans()):
             mutate(draw, orders[draw(st.integers(0, len(orders) - 1))], FIELDS["place"])
         else:
             mutate(draw, document, known)
