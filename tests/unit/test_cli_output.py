@@ -13,7 +13,7 @@ from tradebus.cli.main import _parser
 from tradebus.cli.numbers import derived, plain
 from tradebus.cli.orders import _record_line, describe
 from tradebus.cli.ticks import describe as describe_tick
-from tradebus.schemas.events import OrderFilled, OrderRejected
+from tradebus.schemas.events import OrderAccepted, OrderFilled, OrderRejected
 from tradebus.schemas.lifecycle import OrderRecord, apply_event
 from tradebus.schemas.market import Quote
 from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side
@@ -86,3 +86,11 @@ def test_every_option_and_argument_of_every_command_has_help_text() -> None:
     assert len(options) > 50
     missing = [f"{path} {action.option_strings or action.dest}" for path, action in options if not action.help]
     assert missing == []
+
+
+def test_an_order_of_a_group_says_its_group_and_what_it_waits_for() -> None:
+    accepted = next(e for e in EXAMPLES if isinstance(e, OrderAccepted))  # an exit of group g1, waiting for e1
+    assert "works once e1 has filled" in describe(accepted)
+    record = apply_event(None, accepted, T)
+    assert _record_line(record).endswith(", group g1 after e1")
+    assert "group" not in _record_line(msgspec.structs.replace(record, group_id=None, contingent_on=None))

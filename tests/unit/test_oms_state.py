@@ -10,7 +10,7 @@ import pytest
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import encode
-from tradebus.schemas.commands import CancelOrder, PlaceOrder
+from tradebus.schemas.commands import CancelOrder, PlaceOrder, PlaceOrderGroup
 from tradebus.schemas.control import GetBalances, GetOrder, GetPositions, ListOrders
 from tradebus.schemas.events import (
     Balance,
@@ -26,7 +26,16 @@ from tradebus.schemas.events import (
     PositionUpdate,
 )
 from tradebus.schemas.provenance import Refusal
-from tradebus.schemas.values import CancelReason, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
+from tradebus.schemas.values import (
+    CancelReason,
+    GroupKind,
+    LiquiditySide,
+    OrderStatus,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
 from tradebus.services.oms.book import OmsState, Refused, Undecodable
 from tradebus.shared.tenants import Tenant, VenueAccount
 
@@ -153,8 +162,42 @@ def test_positions_are_aggregated_per_account_and_symbol_across_venues() -> None
 def test_other_routed_commands_are_ignored() -> None:
     state = OmsState()
     assert state.apply_route_message(subjects.route("paper", "demo"),
-                                     encode(CancelOrder(client_order_id="c1", venue="paper", account="demo")), next(SEQ), T) is None
+                                     encode(CancelOrder(client_order_id="c1", venue="paper", account="demo")), next(SEQ), T) == []
     assert state.entries() == {}
+
+
+def bracket() -> PlaceOrderGroup:
+    exit_terms = dict(venue="paper", account="demo", symbol="AAPL", side=Side.SELL, quantity=D("3"))
+    return PlaceOrderGroup(group_id="g1", venue="paper", account="demo", kind=GroupKind.BRACKET, orders=[
+        place("g1-e"),
+        PlaceOrder(client_order_id="g1-tp", order_type=OrderType.LIMIT, price=D("200"), **exit_terms),
+        PlaceOrder(client_order_id="g1-sl", order_type=OrderType.TRAILING_STOP, trail_amount=D("2"), **exit_terms),
+    ])
+
+
+@pytest.mark.parametrize("route_first", [True, False])
+def test_a_routed_group_makes_one_record_per_order_whichever_stream_comes_first(route_first: bool) -> None:
+    state = OmsState()
+    stop_accepted = OrderAccepted(**event_base("g1-sl", 1), side=Side.SELL, order_type=OrderType.TRAILING_STOP,
+                                  quantity=D("3"), time_in_force=TimeInForce.GTC, trail_amount=D("2"), group_id="g1",
+                                  contingent_on="g1-e")
+    routed = (subjects.route("paper", "demo"), encode(bracket()), 5, T)
+    if route_first:
+        assert len(state.apply_route_message(*routed)) == 3
+        state.apply_event(stop_accepted, 9, T + S)
+    else:
+        state.apply_event(stop_accepted, 9, T + S)
+        assert len(state.apply_route_message(*routed)) == 3
+    records = {record.client_order_id: record for record in state.list_orders(group_id="g1")}
+    assert set(records) == {"g1-e", "g1-tp", "g1-sl"} and not state.list_orders(group_id="g2")
+    assert {cid: r.contingent_on for cid, r in records.items()} == {"g1-e": None, "g1-tp": "g1-e", "g1-sl": "g1-e"}
+    assert {r.group_id for r in records.values()} == {"g1"}
+    stop = records["g1-sl"]
+    assert (stop.status, stop.order_type, stop.trail_amount, stop.trail_percent) == (
+        OrderStatus.ACCEPTED, OrderType.TRAILING_STOP, D("2"), None)
+    assert records["g1-tp"].status is OrderStatus.PENDING_NEW and records["g1-tp"].price == D("200")
+    page = state.answer(ListOrders(group_id="g1"))
+    assert page.total == 3
 
 
 def balances(*held: tuple[str, str], snapshot: bool = False, ts: int = T) -> BalanceUpdate:
@@ -246,7 +289,7 @@ def test_undecodable_messages_raise_undecodable() -> None:
         state.apply_route_message(route, encode(place("c1", venue="other")), next(SEQ), T)
     with pytest.raises(Undecodable):
         state.apply_event_message(subjects.order_events("paper", "demo"), b'{"type":"accepted"}', next(SEQ), T)
-    assert state.apply_event_message(subjects.RISK_EVENTS, b"anything", next(SEQ), T) is None
+    assert state.apply_event_message(subjects.RISK_EVENTS, b"anything", next(SEQ), T) == []
 
 
 @pytest.mark.parametrize("ns", [1763740000123456789, 1763740000123456500, 1763740000999999999, 1600000000000000000])
@@ -293,7 +336,7 @@ def test_an_event_its_subject_may_not_carry_is_refused_with_its_reason() -> None
     assert state.orders == before and not state.positions
     # What each scope may say is applied: risk's refusal, and a connector's own venue refusal.
     rejection = OrderRejected(**event_base("c1", 1), reason=RejectReason.FLEET_HALTED)
-    assert state.apply_event_message(subjects.rejections("paper", "demo"), encode(rejection), next(SEQ), T) is not None
+    assert state.apply_event_message(subjects.rejections("paper", "demo"), encode(rejection), next(SEQ), T) != []
     assert state.orders["order.paper.demo.c1"].status is OrderStatus.REJECTED
     venue_refusal = OrderRejected(**event_base("c2", 1), reason=RejectReason.TICK_SIZE)
     assert state.apply_event_message(subjects.order_events("paper", "demo"), encode(venue_refusal), next(SEQ), T)

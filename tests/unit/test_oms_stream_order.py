@@ -189,9 +189,7 @@ class ModelledOms:
 
     def apply(self, stream: str, batch: list[StoredMessage]) -> None:
         for message in batch:
-            key = self._apply_fn(stream)(message.subject, message.data, message.seq, message.time)
-            if key is not None:
-                self.unwritten.add(key)
+            self.unwritten.update(self._apply_fn(stream)(message.subject, message.data, message.seq, message.time))
 
     def write(self, landing: set[str] | None = None) -> None:
         """Put the changed keys; `landing`: only these arrive (a crash mid-write)."""
@@ -273,5 +271,5 @@ def test_a_record_written_before_sequences_were_kept_still_ignores_what_it_saw()
     old = msgspec.structs.replace(state.orders["order.paper.demo.c0"], route_seq=0, event_seq=0)
     reloaded = OmsState()
     reloaded.load("order.paper.demo.c0", encode(old))
-    assert reloaded.apply_event_message(accepted.subject, accepted.data, accepted.seq, accepted.time) is None
+    assert reloaded.apply_event_message(accepted.subject, accepted.data, accepted.seq, accepted.time) == []
     assert reloaded.orders["order.paper.demo.c0"] == old

@@ -134,3 +134,8 @@ def test_the_place_ids_shown_are_the_fleets_own() -> None:
     assert f"Nats-Msg-Id: {request.group(1)}" in text
     terms = re.search(r"^(\[\"my-order-1\".*\])$", text, flags=re.M)
     assert terms is not None and hashlib.sha256(terms.group(1).encode()).hexdigest()[:16] == request.group(1)[-16:]
+
+
+def test_the_group_id_shown_is_the_fleets_own() -> None:
+    (group,) = [block for block in _messages() if json.loads(block)["type"] == "place_group"]
+    assert f"`{command_dedupe_id(decode(Family.COMMAND, group.encode()))}`" in DOC.read_text()

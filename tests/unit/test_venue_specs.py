@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import tomllib
+import types
 import typing
 from importlib.metadata import packages_distributions
 from pathlib import Path
@@ -94,3 +95,38 @@ def test_every_remote_venue_reads_its_secret_under_its_spec_name(spec: VenueSpec
     assert venue_credentials(spec.name, env=env).api_secret.reveal() == "spec-secret-0091"  # the spec's name, unasked
     with pytest.raises(ConfigError, match=f"{prefix}_{spec.secret_name}"):
         venue_credentials(spec.name, env={f"{prefix}_API_KEY": "spec-key-0091"})
+
+
+# Where a connector made only to read its capabilities would publish market data: it never
+# does (nothing is started), but its publisher takes the bus's publish when it is made.
+NO_BUS = types.SimpleNamespace(nc=types.SimpleNamespace(publish=None))
+
+
+def _connector(spec: VenueSpec) -> VenueConnector[typing.Any]:
+    """The venue's connector, made as the connector service makes it (not started: a remote
+    one is pointed at an emulator that is never run)."""
+    from tradebus.services.connector.marketdata import MarketDataPublisher
+    from tradebus.services.settings import Settings, venue_config
+
+    settings = Settings()
+    if not spec.embedded:
+        emulator_type = spec.emulator_class()
+        secret = emulator_type.issue_secret("spec-secret-0092")
+        emulator = emulator_type.create(credentials={"spec-key": secret})
+        settings = Settings(venues={spec.name: emulator.connector_config(account="main", api_key="spec-key",
+                                                                         api_secret=secret)})
+
+    async def no_journal() -> list[typing.Any]:
+        return []
+
+    return spec.connector_class()(venue=spec.name, config=venue_config(settings, spec.name, env={}),
+                                  market_data=MarketDataPublisher(NO_BUS, spec.name),
+                                  emit=lambda events: None, read_journal=no_journal)
+
+
+@pytest.mark.parametrize("spec", [spec for spec in SPECS if spec.embedded or spec.emulator], ids=lambda spec: spec.name)
+def test_every_venue_holds_the_order_groups_its_spec_names(spec: VenueSpec) -> None:
+    """Risk routes a group by the spec line, the connector answers it by its capabilities:
+    they must agree, or groups are routed to a venue that refuses them (or refused for one
+    that holds them)."""
+    assert _connector(spec).capabilities.order_groups == spec.order_groups

@@ -35,7 +35,7 @@ import msgspec
 
 from . import CONTRACT_VERSION
 from .commands import OrderCommand
-from .jsonschema import add_field_rules, portable, schema_hook
+from .jsonschema import add_field_rules, optional_nested_tags, portable, schema_hook
 from .subjects import SUBJECTS, SubjectSpec
 from .values import MarketDataKind
 
@@ -188,6 +188,8 @@ def _components_schemas(named: dict[str, Any]) -> dict[str, Any]:
     schemas.update(defs)
     schemas = portable(schemas)
     add_field_rules(schemas, named.values())
+    for payload in named.values():
+        optional_nested_tags(schemas, payload)
     return _as_asyncapi_object(schemas)
 
 

@@ -16,6 +16,7 @@ from .values import (
     MarketDataKind,
     Message,
     Nanos,
+    RequestId,
     ServiceState,
     SessionState,
     StrictMessage,
@@ -161,6 +162,7 @@ class ListOrders(StrictMessage, frozen=True, kw_only=True, tag="list_orders"):
     open_only: bool = False
     limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
     after: OrderCursor | None = None
+    group_id: RequestId | None = None  # only the orders of this order group (`place_group`)
 
 
 class GetPositions(StrictMessage, frozen=True, kw_only=True, tag="get_positions"):

@@ -77,6 +77,26 @@ def add_field_rules(definitions: dict[str, Any], types: Iterable[Any]) -> None:
             definitions[cls.__name__]["allOf"] = portable(rules)
 
 
+def optional_nested_tags(definitions: dict[str, Any], payload: Any) -> None:
+    """A message of a payload's tagged union held in a field of another of its messages (a
+    `place_group`'s orders) is decoded as that one type, not as a union member, so the fleet
+    takes it with or without its `type` (one that is there must be its own). Such a field
+    refers to a copy of the message's definition, `<Name>Nested`, that does not require it."""
+    members = {cls.__name__ for cls in _structs([payload])}
+    for container in members & definitions.keys():
+        for field in definitions[container].get("properties", {}).values():
+            target = field.get("items", field)
+            prefix, _, name = str(target.get("$ref", "")).rpartition("/")
+            if name not in members:
+                continue
+            nested = definitions[name]
+            definitions[f"{name}Nested"] = {
+                **nested, "required": [required for required in nested["required"] if required != "type"],
+                "description": f"{nested.get('description', name)}\n\nAs held in another message: its `type` may be left out.",
+            }
+            target["$ref"] = f"{prefix}/{name}Nested"
+
+
 def _structs(types: Iterable[Any]) -> set[type]:
     """Every Struct class in `types` (union members included; nested fields are not needed:
     rules live on top-level messages)."""
@@ -91,6 +111,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         file_name = f"{name}.json"
         schema = portable(msgspec.json.schema(payload, schema_hook=schema_hook))
         add_field_rules(schema.get("$defs", {}), [payload])
+        optional_nested_tags(schema.get("$defs", {}), payload)
         documents[file_name] = {
             "$schema": SCHEMA_DIALECT,
             "$id": f"urn:tradebus:schema:v{CONTRACT_VERSION}:{file_name}",

@@ -58,6 +58,7 @@ from .values import (
     OrderStatus,
     OrderType,
     RejectReason,
+    RequestId,
     Side,
     Symbol,
     Text,
@@ -103,6 +104,13 @@ class OrderRecord(Message, frozen=True, kw_only=True, tag="order"):
     # ignores a message at or below them: a redelivery, or one it already applied.
     route_seq: StreamSeq = 0
     event_seq: StreamSeq = 0
+    # A trailing stop's trail (one of them); the order group (`place_group`) it belongs to and
+    # the order of that group it waits for (None: it works at once), from its place or its
+    # acceptance.
+    trail_amount: Decimal | None = None
+    trail_percent: Decimal | None = None
+    group_id: RequestId | None = None
+    contingent_on: ClientOrderId | None = None
 
     @property
     def is_open(self) -> bool:
@@ -118,14 +126,24 @@ def record_key(venue: str, account: str, client_order_id: str) -> str:
     return f"{venue}.{account}.{client_order_id}"
 
 
-def new_record(command: PlaceOrder, now: int) -> OrderRecord:
-    """The record of an order that risk routed to its venue."""
+def new_record(command: PlaceOrder, now: int, contingent_on: str | None = None) -> OrderRecord:
+    """The record of an order that risk routed to its venue (`contingent_on`: the order of its
+    group it waits for)."""
     return OrderRecord(
         client_order_id=command.client_order_id, venue=command.venue, account=command.account,
         symbol=command.symbol, status=OrderStatus.PENDING_NEW, side=command.side,
         order_type=command.order_type, quantity=command.quantity, price=command.price,
         stop_price=command.stop_price, time_in_force=command.time_in_force, created_at=now, updated_at=now,
+        trail_amount=command.trail_amount, trail_percent=command.trail_percent, group_id=command.group_id,
+        contingent_on=contingent_on,
     )
+
+
+def grouping(record: OrderRecord, place: PlaceOrder, contingent_on: str | None) -> dict[str, object]:
+    """What a place adds to a record events made: the trail and group fields they left unset."""
+    known = {"trail_amount": place.trail_amount, "trail_percent": place.trail_percent, "group_id": place.group_id,
+             "contingent_on": contingent_on}
+    return {name: value for name, value in known.items() if getattr(record, name) is None and value is not None}
 
 
 def undecided_terms(record: OrderRecord) -> tuple[str, ...]:
@@ -203,6 +221,9 @@ def apply_event(record: OrderRecord | None, event: OrderEventBase | CommandRejec
     if isinstance(event, OrderAccepted):
         changes.update(side=event.side, order_type=event.order_type, quantity=event.quantity, price=event.price,
                        stop_price=event.stop_price, time_in_force=event.time_in_force)
+        stated = {"trail_amount": event.trail_amount, "trail_percent": event.trail_percent,
+                  "group_id": event.group_id, "contingent_on": event.contingent_on}
+        changes.update({name: value for name, value in stated.items() if value is not None})
     elif isinstance(event, OrderRejected):
         changes.update(reject_reason=event.reason, last_message=event.message)
         # a place risk refused never reached ROUTE: its terms come with the rejection

@@ -31,8 +31,9 @@ from tradebus.shared.topology import AUDIT_CONSUMERS
 from .busclient import client_bus_name, connect_client
 
 # What `show` prints of a payload, when present: enough to follow an order at a glance.
-SUMMARY_FIELDS = ("side", "order_type", "quantity", "price", "stop_price", "time_in_force", "venue_order_id",
-                  "cum_quantity", "leaves_quantity", "avg_price", "reason", "message")
+SUMMARY_FIELDS = ("kind", "side", "order_type", "quantity", "price", "stop_price", "trail_amount", "trail_percent",
+                  "time_in_force", "venue_order_id", "group_id", "contingent_on", "cum_quantity", "leaves_quantity",
+                  "avg_price", "reason", "message")
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -167,4 +168,7 @@ def _summary(record: StoredRecord) -> str:
     fill: Any = payload.get("fill")
     if isinstance(fill, dict):
         fields.insert(0, f"fill={fill.get('quantity')}@{fill.get('price')}")
+    orders: Any = payload.get("orders")  # an order group's: each order's client order id
+    if isinstance(orders, list):
+        fields.append("orders=" + ",".join(str(order.get("client_order_id")) for order in orders if isinstance(order, dict)))
     return " ".join(fields)

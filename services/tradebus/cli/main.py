@@ -41,7 +41,8 @@ COMMANDS: dict[str, Handler] = {
     "instruments": Handler("instruments", "instruments", client=True),
     "status": Handler("status", "status", client=True),
     "login": Handler("login", "login"),
-    **{f"order {verb}": Handler("orders", "order", client=True) for verb in ("place", "modify", "cancel", "cancel-all")},
+    **{f"order {verb}": Handler("orders", "order", client=True)
+       for verb in ("place", "modify", "cancel", "cancel-all", "bracket", "oco", "oto")},
     "orders": Handler("orders", "orders", client=True),
     "positions": Handler("orders", "positions", client=True),
     "balances": Handler("orders", "balances", client=True),

@@ -1,5 +1,5 @@
-"""`tradebus order place|modify|cancel|cancel-all`, `tradebus orders`, `tradebus positions`,
-`tradebus balances`.
+"""`tradebus order place|modify|cancel|cancel-all|bracket|oco|oto`, `tradebus orders`,
+`tradebus positions`, `tradebus balances`.
 
 Built on the Python client (`tradebus.client`): a command is published durably with its
 dedupe id as `Nats-Msg-Id`, and its events are read from the event subject. Sending the
@@ -30,8 +30,10 @@ from tradebus.schemas.commands import (
     ModifyOrder,
     OrderCommand,
     PlaceOrder,
+    PlaceOrderGroup,
 )
 from tradebus.schemas.events import (
+    TERMINAL_EVENTS,
     CancelAllDone,
     CommandRejected,
     Fill,
@@ -47,6 +49,7 @@ from tradebus.schemas.values import OrderType, RejectReason, Side, TimeInForce
 from tradebus.services.connector.venuespecs import DEFAULT_VENUE
 
 from .busclient import connect_client
+from .groups import GROUP_VERBS, add_group_commands, build_group
 from .numbers import derived, plain
 
 T = TypeVar("T")
@@ -75,6 +78,9 @@ def add_order_commands(
                        help="%(choices)s (default %(default)s)")
     place.add_argument("--price", type=_decimal, help="limit price (limit and stop-limit orders)")
     place.add_argument("--stop-price", type=_decimal, help="trigger price (stop and stop-limit orders)")
+    trail = place.add_mutually_exclusive_group()
+    trail.add_argument("--trail-amount", type=_decimal, help="a trailing stop's distance from the best price, in price")
+    trail.add_argument("--trail-percent", type=_decimal, help="a trailing stop's distance from the best price, in percent")
     place.add_argument("--tif", default="GTC", choices=[tif.value for tif in TimeInForce],
                        help="time in force: %(choices)s (default %(default)s)")
     place.add_argument("--expire-time", type=int, help="GTD expiry, Unix nanoseconds")
@@ -98,11 +104,13 @@ def add_order_commands(
     cancel_all = order_commands.add_parser("cancel-all", parents=[target], help="cancel every open order of the account")
     cancel_all.add_argument("--symbol", help="only orders in this instrument")
     cancel_all.add_argument("--side", choices=[side.value for side in Side], help="only orders on this side")
+    add_group_commands(order_commands, target, _decimal, TTL_HELP)
 
     orders = commands.add_parser("orders", parents=[common], help="orders known to the order manager")
     orders.add_argument("--open", action="store_true", help="only open orders")
     orders.add_argument("--venue", help="only this venue's orders")
     orders.add_argument("--account", help="only this account's orders")
+    orders.add_argument("--group", help="only the orders of this order group (its group id)")
     orders.add_argument("--json", action="store_true", help="one order record per line, as wire JSON")
     size = orders.add_mutually_exclusive_group()
     size.add_argument("--limit", type=_positive, default=DEFAULT_LISTING,
@@ -144,9 +152,12 @@ def build_command(args: argparse.Namespace) -> OrderCommand:
             client_order_id=args.client_order_id or _new_id(), symbol=args.symbol, side=args.side,
             order_type=args.order_type, quantity=str(args.qty), time_in_force=args.tif, post_only=args.post_only,
             reduce_only=args.reduce_only, price=_text(args.price), stop_price=_text(args.stop_price),
+            trail_amount=_text(args.trail_amount), trail_percent=_text(args.trail_percent),
             expire_time=args.expire_time, ttl_ms=args.ttl_ms, **common,
         )
         return convert(fields, PlaceOrder)
+    if args.subcommand in GROUP_VERBS:
+        return build_group(args, _new_id)
     if args.subcommand == "modify":
         fields = dict(client_order_id=args.client_order_id, modify_id=args.modify_id or _new_id(),
                       quantity=_text(args.qty), price=_text(args.price), stop_price=_text(args.stop_price),
@@ -171,8 +182,9 @@ def describe(event: OrderEvent) -> str:
         return f"{tag:<17} {event.cancelled} order(s) cancelled"
     head = f"{tag:<17} {event.client_order_id}"
     if isinstance(event, OrderAccepted):
+        waits = f", works once {event.contingent_on} has filled" if event.contingent_on else ""
         return (f"{head} {_terms(event.side, event.quantity, event.symbol, event.order_type, event.price)} "
-                f"(venue id {event.venue_order_id})")
+                f"(venue id {event.venue_order_id}{waits})")
     if isinstance(event, OrderRejected):
         terms = _terms(event.side, event.quantity, event.symbol, event.order_type, event.price)
         return f"{head} {terms} {event.reason.value}: {event.message}"
@@ -220,6 +232,7 @@ async def _follow(client: Client, ticket: OrderTicket, args: argparse.Namespace)
         print("tradebus: this command was already received; nothing new was sent", file=sys.stderr)
         return await _show_record(client, ticket, args)
     rested = False
+    settled: set[str] = set()  # a group's orders accepted (working or waiting) or done
     while True:
         try:
             event = await ticket.next_event(RESTING_GRACE if rested else args.timeout)
@@ -237,6 +250,9 @@ async def _follow(client: Client, ticket: OrderTicket, args: argparse.Namespace)
             return 1 if isinstance(event, (OrderRejected, CommandRejected)) else 0
         if isinstance(command, PlaceOrder) and isinstance(event, OrderAccepted) and command.order_type is not OrderType.MARKET:
             rested = True
+        if isinstance(command, PlaceOrderGroup) and isinstance(event, (OrderAccepted, *TERMINAL_EVENTS)):
+            settled.add(event.client_order_id)
+            rested = len(settled) == len(command.orders)
 
 
 def _reused_order_id(command: OrderCommand, event: OrderEvent) -> bool:
@@ -246,19 +262,21 @@ def _reused_order_id(command: OrderCommand, event: OrderEvent) -> bool:
 
 
 async def _show_record(client: Client, ticket: OrderTicket, args: argparse.Namespace) -> int:
-    """Print the order manager's record of the order the command is about."""
+    """Print the order manager's record of the order the command is about (a group's: of each of its orders)."""
+    command = ticket.command
     try:
-        record = await ticket.record()
+        if isinstance(command, PlaceOrderGroup):
+            records = await client.orders(venue=command.venue, account=command.account, group_id=command.group_id)
+        else:
+            records = [record] if (record := await ticket.record()) is not None else []
     except QueryError as exc:
         print(f"tradebus: {exc}", file=sys.stderr)
         return 1
-    if record is None:
+    if not records:
         print("tradebus: the order manager has no record of it (yet)", file=sys.stderr)
         return 1
-    if args.json:
-        print(encode(record).decode(), flush=True)
-    else:
-        print(_record_line(record), flush=True)
+    for record in records:
+        print(encode(record).decode() if args.json else _record_line(record), flush=True)
     return 0
 
 
@@ -266,7 +284,14 @@ def _record_line(record: OrderRecord) -> str:
     reason = f" ({record.reject_reason.value})" if record.reject_reason else ""
     return (f"{record.venue:<8} {record.account:<10} {record.client_order_id:<26} {record.status.value:<17}{reason} "
             f"{_terms(record.side, record.quantity, record.symbol, record.order_type, record.price)}, "
-            f"filled {plain(record.cum_quantity)}{_fees(record)}")
+            f"filled {plain(record.cum_quantity)}{_fees(record)}{_grouping(record)}")
+
+
+def _grouping(record: OrderRecord) -> str:
+    """`, group g1 after g1-e`: the order group it belongs to and the order it waits for."""
+    if record.group_id is None:
+        return ""
+    return f", group {record.group_id}" + (f" after {record.contingent_on}" if record.contingent_on else "")
 
 
 def _fees(record: OrderRecord) -> str:
@@ -284,7 +309,7 @@ async def orders(args: argparse.Namespace) -> int:
     shown, total = 0, 0
     try:
         async for page in client.order_pages(venue=args.venue, account=args.account, open_only=args.open,
-                                             page_size=1000 if args.all else min(args.limit, 10_000)):
+                                             group_id=args.group, page_size=1000 if args.all else min(args.limit, 10_000)):
             total = page.total or 0
             for record in page.orders if args.all else page.orders[: args.limit - shown]:
                 print(encode(record).decode() if args.json else _record_line(record))

@@ -85,6 +85,10 @@ class OrderTicket:
         self.command = command
         self.duplicate = duplicate
         self._queue = queue
+        # A group's orders that have no final event yet, and the event that ended the last one.
+        self._unanswered = ({order.client_order_id for order in command.orders}
+                            if isinstance(command, PlaceOrderGroup) else set())
+        self._group_answer: OrderEvent | None = None
 
     @property
     def client_order_id(self) -> str | None:
@@ -93,17 +97,26 @@ class OrderTicket:
     async def next_event(self, timeout: float = 30.0) -> OrderEvent:
         """The next event of this command; TimeoutError if none comes within `timeout`."""
         event = await asyncio.wait_for(self._queue.get(), timeout)
-        if _answers_fully(self.command, event):
+        if isinstance(self.command, PlaceOrderGroup) and self._unanswered:
+            if isinstance(event, CommandRejected):
+                self._unanswered.clear()
+            elif isinstance(event, TERMINAL_EVENTS):
+                self._unanswered.discard(event.client_order_id)
+            if not self._unanswered:
+                self._group_answer = event
+        if self.is_answer(event):
             self.client._forget(self.command, self._queue)
         return event
 
     def is_answer(self, event: OrderEvent) -> bool:
         """Whether `event` fully answers the command (see `events`)."""
+        if isinstance(self.command, PlaceOrderGroup):
+            return event is self._group_answer
         return _answers_fully(self.command, event)
 
     async def events(self, *, timeout: float = 30.0) -> AsyncIterator[OrderEvent]:
         """This command's events, until the one that answers it: a final event of a placed
-        order, the modify's `modified`, the cancel's `cancelled`, the cancel-all's
+        order (of a group: of each of its orders), the modify's `modified`, the cancel's `cancelled`, the cancel-all's
         `cancel_all_done`, or this command's own refusal (malformed ones included). Raises
         TimeoutError when nothing arrives for `timeout` seconds."""
         while True:
@@ -219,6 +232,12 @@ class Client:
     async def place(self, command: PlaceOrder) -> OrderTicket:
         return await self.send(command)
 
+    async def place_group(self, group: PlaceOrderGroup) -> OrderTicket:
+        """Place an order group (bracket, OCO, OTO): its ticket shows the events of every
+        order of it, and is answered once each has a final event (or the group is refused
+        as a whole: a `command_rejected` naming the group)."""
+        return await self.send(group)
+
     async def modify(self, venue: str, account: str, client_order_id: str, **changes: Any) -> OrderTicket:
         command = convert({"venue": venue, "account": account, "client_order_id": client_order_id,
                            "modify_id": new_id(), "ts_created": time.time_ns(), **changes}, ModifyOrder)
@@ -309,16 +328,17 @@ class Client:
         return reply.orders[0] if reply.orders else None
 
     async def order_pages(self, *, venue: str | None = None, account: str | None = None, open_only: bool = False,
-                          page_size: int = 1000) -> AsyncIterator[OmsReply]:
+                          page_size: int = 1000, group_id: str | None = None) -> AsyncIterator[OmsReply]:
         """The orders the manager knows, newest first, one reply (a page) at a time, until
         none remain; each reply's `total` counts every matching order. Orders created while
         paging are not included; each other order comes exactly once (one whose creation time
-        moved back, a place read after its events, would sort again behind the cursor)."""
+        moved back, a place read after its events, would sort again behind the cursor).
+        `group_id`: only the orders of that order group."""
         seen: set[tuple[str, str, str]] = set()
         after = None
         while True:
             reply = await self._query(ListOrders(venue=venue, account=account, open_only=open_only, limit=page_size,
-                                                 after=after))
+                                                 after=after, group_id=group_id))
             fresh = [r for r in reply.orders if (r.venue, r.account, r.client_order_id) not in seen]
             seen.update((r.venue, r.account, r.client_order_id) for r in fresh)
             yield msgspec.structs.replace(reply, orders=fresh)
@@ -327,10 +347,11 @@ class Client:
             after = reply.next_cursor
 
     async def orders(self, *, venue: str | None = None, account: str | None = None, open_only: bool = False,
-                     limit: int = 1000, all: bool = False) -> list[OrderRecord]:
-        """The newest `limit` orders, or with `all=True` every one (paged through)."""
+                     limit: int = 1000, all: bool = False, group_id: str | None = None) -> list[OrderRecord]:
+        """The newest `limit` orders, or with `all=True` every one (paged through); `group_id`:
+        only that order group's."""
         found: list[OrderRecord] = []
-        async for page in self.order_pages(venue=venue, account=account, open_only=open_only,
+        async for page in self.order_pages(venue=venue, account=account, open_only=open_only, group_id=group_id,
                                            page_size=1000 if all else min(limit, 10_000)):
             found += page.orders
             if not all and len(found) >= limit:

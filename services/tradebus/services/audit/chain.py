@@ -29,7 +29,7 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     msg_id: str | None
     ts: int  # JetStream's timestamp of the message, ns since the epoch
     msg_type: str | None  # the payload's `type`, None if undecodable
-    order_key: str | None  # client_order_id (request_id for cancel-all), None if none
+    order_key: str | None  # client_order_id (request_id for cancel-all, group_id for a group), None if none
     payload: bytes
     # The publisher scope the bus allowed on the subject (schemas/provenance.py:
     # `connector.<venue>`, `risk`, `client`, ...); None in records stored before scopes.

@@ -51,6 +51,7 @@ class _Keys(msgspec.Struct):
     type: Any = None
     client_order_id: Any = None
     request_id: Any = None
+    group_id: Any = None  # an order group (`place_group`), which names no single order
 
 
 _keys_decoder = msgspec.json.Decoder(_Keys)
@@ -77,7 +78,7 @@ def build_record(msg: Msg) -> tuple[AuditRecord, bool]:
         msg_id=header(msg, MSG_ID),
         ts=ts,
         msg_type=_text(keys.type),
-        order_key=_text(keys.client_order_id) or _text(keys.request_id),
+        order_key=_text(keys.client_order_id) or _text(keys.request_id) or _text(keys.group_id),
         payload=payload,
         scope=publisher_scope(msg.subject),
     )

@@ -15,7 +15,7 @@ from tradebus.schemas.commands import OrderCommand
 from tradebus.schemas.control import VenueSession
 from tradebus.schemas.events import AccountEvent, OrderEvent
 from tradebus.schemas.market import Instrument
-from tradebus.schemas.values import MarketDataKind, OrderType, ServiceState, TimeInForce
+from tradebus.schemas.values import GroupKind, MarketDataKind, OrderType, ServiceState, TimeInForce
 
 from .marketdata import MarketDataPublisher
 
@@ -37,12 +37,15 @@ def _session_not_reported(session: VenueSession) -> None:
 
 class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     """What a venue supports; the conformance suite tests these and expects anything else
-    to be refused with UNSUPPORTED_ORDER_TYPE / UNSUPPORTED_TIME_IN_FORCE."""
+    to be refused with UNSUPPORTED_ORDER_TYPE / UNSUPPORTED_TIME_IN_FORCE. `order_groups`:
+    the `place_group` kinds the venue holds natively (its spec line names the same,
+    venuespecs.py); a group of another kind is answered UNSUPPORTED_ORDER_GROUP."""
 
     order_types: frozenset[OrderType]
     time_in_force: frozenset[TimeInForce]
     modify: bool  # ModifyOrder (natively or as the venue's atomic cancel-replace)
     market_data: frozenset[MarketDataKind]
+    order_groups: frozenset[GroupKind] = frozenset()
 
 
 class VenueConnector(ABC, Generic[ConfigT]):

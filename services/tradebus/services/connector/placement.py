@@ -28,7 +28,7 @@ from tradebus.schemas.market import Instrument
 from tradebus.schemas.values import RejectReason
 from tradebus.shared.retry import Backoff
 
-from .base import VenueEvent
+from .base import Capabilities, VenueEvent
 from .errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy
 from .tracking import OrderSnapshot, OrderTracker
 
@@ -44,6 +44,7 @@ class Placement:
     tracker: OrderTracker
     settings: Any  # RemoteSettings
     instruments: Callable[[], list[Instrument]]
+    capabilities: Capabilities
     submit: Callable[[PlaceOrder], Awaitable[OrderSnapshot]]
     lookup: Callable[[str, str], Awaitable[OrderSnapshot | None]]
     _call: Callable[..., Awaitable[Any]]
@@ -53,7 +54,7 @@ class Placement:
     async def _place(self, command: PlaceOrder) -> list[VenueEvent]:
         if self.tracker.knows(command.client_order_id):
             return self._placed_again(command, self.tracker.placed(command.client_order_id))
-        violation = self._instrument_violation(command)
+        violation = self._unsupported(command) or self._instrument_violation(command)
         if violation is not None:
             return list(self.tracker.rejected(command, violation[0], violation[1], time.time_ns()))
         self.tracker.submitting(command)
@@ -117,6 +118,13 @@ class Placement:
                 )
             ]
         return self._placed_again(command, snapshot)
+
+    def _unsupported(self, command: PlaceOrder) -> tuple[RejectReason, str] | None:
+        """An order type the venue does not take (a trailing stop where it has none) is
+        refused here for every venue, before an adapter maps the type to the venue's."""
+        if command.order_type not in self.capabilities.order_types:
+            return RejectReason.UNSUPPORTED_ORDER_TYPE, f"{self.venue} takes no {command.order_type.value} orders"
+        return None
 
     def _instrument_violation(self, command: PlaceOrder) -> tuple[RejectReason, str] | None:
         """The instrument's rules, checked before sending: SDKs round prices and sizes to

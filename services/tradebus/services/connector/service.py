@@ -9,9 +9,11 @@ rebuilt itself from its stored events, see journal.py); a place under a client o
 venue knows is answered by the venue with that order's state if its terms are the order's,
 never with a rejection of the order (base.py `execute`). Commands a crashed process left
 unacknowledged are redelivered at once, before any newer one runs (takeover.py), and so are
-commands lost on their way to this process (bus.py `consume_batches`). A routed place or modify whose
+commands lost on their way to this process (bus.py `consume_batches`). A routed place, group or modify whose
 deadline has passed (shared/deadline.py) is refused with `deadline_exceeded` and never
-reaches the venue; cancels run however late they are.
+reaches the venue; cancels run however late they are. An order group (`place_group`) goes
+to the venue whole if its capabilities hold the kind natively, else every order of it is
+rejected `unsupported_order_group`; a refused group is answered per order (`group_refused`).
 
 `tradebus.ctl.reconcile.<venue>` requests are answered by re-publishing each named order's
 latest event with its original id, then replying which orders the venue knows. Market-data
@@ -32,9 +34,16 @@ from nats.aio.msg import Msg
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import DecodeError, decoder
-from tradebus.schemas.commands import CancelOrder, ModifyOrder, OrderCommand, PlaceOrder, command_dedupe_id
+from tradebus.schemas.commands import (
+    CancelOrder,
+    ModifyOrder,
+    OrderCommand,
+    PlaceOrder,
+    PlaceOrderGroup,
+    command_dedupe_id,
+)
 from tradebus.schemas.control import Reconcile, ReconcileReply, ServiceStatus, VenueSession
-from tradebus.schemas.events import command_refused, malformed_command
+from tradebus.schemas.events import command_refused, group_refused, group_unsupported, malformed_command
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import RejectReason, ServiceState, SessionState
 from tradebus.services.settings import Settings
@@ -199,10 +208,10 @@ class ConnectorService(Service):
                 stored.append(self.events.submit(events))
                 if not held:
                     answered.append(msg)
-                if isinstance(command, PlaceOrder):
-                    cancel = self.held_cancels.release(command.account, command.client_order_id)
+                for place in _places(command):
+                    cancel = self.held_cancels.release(place.account, place.client_order_id)
                     if cancel is not None:
-                        log.info("held cancel executed after its place", extra={"client_order_id": command.client_order_id})
+                        log.info("held cancel executed after its place", extra={"client_order_id": place.client_order_id})
                         stored.append(self.events.submit(await self.connector.execute(cancel.command)))
                         answered.append(cancel.msg)
             await self._store_and_ack(stored, answered)
@@ -234,11 +243,9 @@ class ConnectorService(Service):
         if command.account not in self.connector.accounts:
             # A remote connector holds the credentials of its own venue account(s) only:
             # executing another account's command there would trade the wrong account.
-            return command, [command_refused(
-                command, event_id=f"{command_dedupe_id(command)}.rejected.{RejectReason.UNKNOWN_ACCOUNT.value}",
-                reason=RejectReason.UNKNOWN_ACCOUNT, now=time.time_ns(),
-                message=f"this {command.venue} connector trades {', '.join(sorted(self.connector.accounts))}, "
-                        f"not {command.account}")], False
+            return command, _refused(command, RejectReason.UNKNOWN_ACCOUNT, time.time_ns(),
+                                     f"this {command.venue} connector trades "
+                                     f"{', '.join(sorted(self.connector.accounts))}, not {command.account}"), False
         # Only a re-delivery can have been executed before: a client's genuine retry arrives
         # as a new message and gets the venue's own answer (a duplicate client order id).
         # A re-delivery can come as a first delivery: of the new consumer after a takeover,
@@ -254,14 +261,15 @@ class ConnectorService(Service):
             self.skipped_redeliveries += 1
             log.info("re-delivered command was executed already", extra={"subject": msg.subject})
             return command, [], False
-        if isinstance(command, (PlaceOrder, ModifyOrder)):
+        if isinstance(command, (PlaceOrder, PlaceOrderGroup, ModifyOrder)):
             now = time.time_ns()
             deadline = routed_deadline(msg, self.default_ttl_ns)
             if now > deadline:
                 log.warning("routed command past its deadline refused", extra={"subject": msg.subject})
-                return command, [command_refused(
-                    command, event_id=f"{command_dedupe_id(command)}.rejected.{RejectReason.DEADLINE_EXCEEDED.value}",
-                    reason=RejectReason.DEADLINE_EXCEEDED, message=late_message(now, deadline), now=now)], False
+                return command, _refused(command, RejectReason.DEADLINE_EXCEEDED, now, late_message(now, deadline)), False
+        if isinstance(command, PlaceOrderGroup) and command.kind not in self.connector.capabilities.order_groups:
+            return command, list(group_unsupported(command, f"{self.venue} holds no {command.kind.value} groups "
+                                                            "natively", time.time_ns())), False
         with self._command_seconds.labels(venue=self.venue, command=str(command.__struct_config__.tag)).time():
             events = await self.connector.execute(command)
         if isinstance(command, CancelOrder):
@@ -307,3 +315,19 @@ class ConnectorService(Service):
         await self.events.submit(events)
         missing = set(unknown)
         return ReconcileReply(known=[c for c in request.client_order_ids if c not in missing], unknown=unknown)
+
+
+def _refused(command: OrderCommand, reason: RejectReason, now: int, message: str) -> list[VenueEvent]:
+    """The connector's answer to a routed command it does not hand to the venue, named after
+    the command (a re-delivery is answered once): a group's, one rejection per order."""
+    event_id = f"{command_dedupe_id(command)}.rejected.{reason.value}"
+    if isinstance(command, PlaceOrderGroup):
+        return list(group_refused(command, event_id=event_id, reason=reason, message=message, now=now))
+    return [command_refused(command, event_id=event_id, reason=reason, message=message, now=now)]
+
+
+def _places(command: OrderCommand | None) -> list[PlaceOrder]:
+    """The orders a command placed (a group's every order): a cancel held for one runs now."""
+    if isinstance(command, PlaceOrderGroup):
+        return command.placed_orders()
+    return [command] if isinstance(command, PlaceOrder) else []

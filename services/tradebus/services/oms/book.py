@@ -28,7 +28,7 @@ import msgspec
 
 from tradebus.schemas import provenance, subjects
 from tradebus.schemas.codecs import DecodeError, decoder, encode
-from tradebus.schemas.commands import OrderCommand, PlaceOrder
+from tradebus.schemas.commands import OrderCommand, PlaceOrder, PlaceOrderGroup
 from tradebus.schemas.control import (
     AggregatePosition,
     GetBalances,
@@ -45,6 +45,7 @@ from tradebus.schemas.lifecycle import (
     OPEN_STATUSES,
     OrderRecord,
     apply_event,
+    grouping,
     new_record,
     record_key,
     undecided_terms,
@@ -142,29 +143,37 @@ class OmsState:
         self.balances: dict[str, BalanceUpdate] = {}
         self._balance_seqs: dict[str, int] = {}
 
-    # --- feeding: each takes a message with its stream sequence and time, and returns the
-    # --- key it changed, or None
-    def apply_route_message(self, subject: str, data: bytes, seq: int, ts: int) -> str | None:
-        """Raises Undecodable. Only a place command makes news: the others reach the order
-        manager through the events the venue answers them with."""
+    # --- feeding: each message comes with its stream sequence and time; the keys it changed
+    # --- are returned
+    def apply_route_message(self, subject: str, data: bytes, seq: int, ts: int) -> list[str]:
+        """Raises Undecodable. Only a place command makes news (a group: one record per
+        order): the others reach the order manager through the events the venue answers them with."""
         command = decode_route(subject, data)
-        return self.apply_routed(command, seq, ts) if isinstance(command, PlaceOrder) else None
+        if isinstance(command, PlaceOrderGroup):
+            return [key for order in command.placed_orders()
+                    if (key := self.apply_routed(order, seq, ts, command.contingent_on(order))) is not None]
+        key = self.apply_routed(command, seq, ts) if isinstance(command, PlaceOrder) else None
+        return [] if key is None else [key]
 
-    def apply_event_message(self, subject: str, data: bytes, seq: int, ts: int) -> str | None:
+    def apply_event_message(self, subject: str, data: bytes, seq: int, ts: int) -> list[str]:
         """Raises Undecodable."""
-        return self.apply_event(decode_event(subject, data), seq, ts)
+        key = self.apply_event(decode_event(subject, data), seq, ts)
+        return [] if key is None else [key]
 
-    def apply_routed(self, place: PlaceOrder, seq: int, ts: int) -> str | None:
+    def apply_routed(self, place: PlaceOrder, seq: int, ts: int, contingent_on: str | None = None) -> str | None:
         """Create the order's record; a record that events already created keeps its status
-        and the terms they stated, and learns the rest and an earlier creation time."""
+        and the terms they stated, and learns the rest and an earlier creation time.
+        `contingent_on`: the order of its group it waits for."""
         key = order_key(place.venue, place.account, place.client_order_id)
         previous = self.orders.get(key)
         if previous is None:
-            return self._store_order(key, None, msgspec.structs.replace(new_record(place, ts), route_seq=seq))
+            record = new_record(place, ts, contingent_on)
+            return self._store_order(key, None, msgspec.structs.replace(record, route_seq=seq))
         if seq <= previous.route_seq:
             return None
         terms = {name: getattr(place, name) for name in undecided_terms(previous)}
-        record = msgspec.structs.replace(previous, symbol=place.symbol, route_seq=seq, **terms)
+        record = msgspec.structs.replace(previous, symbol=place.symbol, route_seq=seq, **terms,
+                                         **grouping(previous, place, contingent_on))
         return self._store_order(key, previous, _stamped(record, previous, ts))
 
     def apply_event(self, event: object, seq: int, ts: int) -> str | None:
@@ -275,7 +284,7 @@ class OmsState:
 
     def _page_of_orders(self, request: ListOrders, max_bytes: int, owns: Owns | None) -> OmsReply:
         matching = self.list_orders(venue=request.venue, account=request.account, open_only=request.open_only,
-                                    owns=owns)
+                                    owns=owns, group_id=request.group_id)
         following = matching
         if request.after is not None:
             after = _cursor_position(request.after)
@@ -291,13 +300,15 @@ class OmsState:
         return OmsReply(ok=True, orders=page, total=len(matching), more=more,
                         next_cursor=_cursor(page[-1]) if more and page else None)
 
-    def list_orders(self, *, venue: str | None = None, account: str | None = None,
-                    open_only: bool = False, owns: Owns | None = None) -> list[OrderRecord]:
-        """Newest first (by creation time, then key). `owns`: only the venue accounts it owns."""
+    def list_orders(self, *, venue: str | None = None, account: str | None = None, open_only: bool = False,
+                    owns: Owns | None = None, group_id: str | None = None) -> list[OrderRecord]:
+        """Newest first (by creation time, then key). `owns`: only the venue accounts it owns;
+        `group_id`: only the orders of that group."""
         selected = [
             record for record in self.orders.values()
             if (venue is None or record.venue == venue) and (account is None or record.account == account)
             and (not open_only or record.status in OPEN_STATUSES)
+            and (group_id is None or record.group_id == group_id)
             and (owns is None or owns(record.venue, record.account))
         ]
         return sorted(selected, key=_listing_position, reverse=True)

@@ -79,7 +79,7 @@ CATCH_UP_ROUNDS = 5  # looks at a consumer's delivered position before consuming
 _query_decoder = msgspec.json.Decoder(OmsRequest)
 _reconcile_reply_decoder = reply_decoder(Family.RECONCILE)
 
-Apply = Callable[[str, bytes, int, int], str | None]  # OmsState.apply_*_message
+Apply = Callable[[str, bytes, int, int], list[str]]  # OmsState.apply_*_message
 
 
 async def put_entries(kv: KeyValue, state: OmsState, keys: Iterable[str], *, outages: Outages | None = None) -> None:
@@ -211,9 +211,7 @@ class OmsService(Service):
         messages changes nothing and would not name them again."""
         self.metrics.received.labels(family=family).inc(len(messages))
         for message in messages:
-            key = self._apply_one(message, family, apply)
-            if key is not None:
-                self._unwritten.add(key)
+            self._unwritten.update(self._apply_one(message, family, apply))
         await self._write()
 
     async def _write(self) -> None:
@@ -239,30 +237,30 @@ class OmsService(Service):
                     self._unwritten |= writing
                     raise
 
-    def _apply_one(self, message: StoredMessage, family: str, apply: Apply) -> str | None:
-        """The key `message` changed. Poison is quarantined and acked with its batch, never
+    def _apply_one(self, message: StoredMessage, family: str, apply: Apply) -> list[str]:
+        """The keys `message` changed. Poison is quarantined and acked with its batch, never
         retried: an unreadable message, or one the state cannot take (which is a bug, but
         must not hold up every later message)."""
         anomalies_before = self.book.anomalies
         try:
-            key = apply(message.subject, message.data, message.seq, message.time)
+            keys = apply(message.subject, message.data, message.seq, message.time)
         except Refused as exc:
             self._refused.labels(reason=exc.reason.value).inc()
             self.quarantine.hold(family, message.subject, message.data, exc, reason=exc.reason.value)
-            return None
+            return []
         except Undecodable as exc:
             self.quarantine.hold(family, message.subject, message.data, exc)
-            return None
+            return []
         except Exception as exc:
             self.metrics.handler_errors.labels(family=family).inc()
             log.exception("message could not be applied", extra={"subject": message.subject})
             self.quarantine.hold(family, message.subject, message.data, repr(exc))
-            return None
-        if self.book.anomalies > anomalies_before and key is not None:
+            return []
+        if self.book.anomalies > anomalies_before and keys:
             self._anomalies.inc()
             log.warning("illegal order transition recorded, not applied", extra={
-                "order": key, "anomaly": self.book.orders[key].anomalies[-1], "seq": message.seq})
-        return key
+                "order": keys[-1], "anomaly": self.book.orders[keys[-1]].anomalies[-1], "seq": message.seq})
+        return keys
 
     # --- queries -------------------------------------------------------------------------
     async def _on_query(self, msg: Msg) -> None:

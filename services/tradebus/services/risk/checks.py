@@ -2,11 +2,13 @@
 
 Cancels (and cancel-all) are never blocked by anything but an unknown venue: whatever state
 the fleet is in, and however late, it must always be possible to take risk off. A place or
-modify is refused after its deadline and while its venue's connector is silent.
+modify is refused after its deadline and while its venue's connector is silent. An order
+group (`place_group`) is decided whole: one order refused refuses the group.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -17,8 +19,10 @@ from tradebus.schemas.commands import (
     OrderCommand,
     PlaceOrder,
     PlaceOrderGroup,
+    group_violation,
 )
-from tradebus.schemas.values import RejectReason, Side, TradingState
+from tradebus.schemas.values import GroupKind, RejectReason, Side, TradingState
+from tradebus.services.connector.venuespecs import venue_spec
 from tradebus.shared.deadline import late_message
 
 from .config import LimitSet, RiskConfig, RiskLimits
@@ -33,6 +37,14 @@ class Rejection:
     reason: RejectReason
     message: str
 
+def native_groups(venue: str) -> frozenset[GroupKind]:
+    """The order groups `venue` holds natively, as its spec line says (none for a venue
+    without a spec)."""
+    try:
+        return venue_spec(venue).order_groups
+    except ValueError:
+        return frozenset()
+
 @dataclass
 class Gate:
     """Everything a decision depends on."""
@@ -45,6 +57,7 @@ class Gate:
     account_states: dict[str, TradingState] = field(default_factory=dict)
     account_buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
     venue_buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    groups_held: Callable[[str], frozenset[GroupKind]] = native_groups  # by venue
 
     # Resolved limits per (venue, account, symbol), valid for the `limits` they came from:
     # resolving merges four levels field by field, and a reload replaces `limits` whole.
@@ -78,8 +91,50 @@ def check(command: OrderCommand, gate: Gate, *, now: int, clock: float, deadline
     if isinstance(command, ModifyOrder):
         return _check_modify(command, gate, clock)
     if isinstance(command, PlaceOrderGroup):
-        return Rejection(RejectReason.UNSUPPORTED_ORDER_GROUP, "order groups are not routed yet")
+        return _check_group(command, gate, now, clock)
     return _check_place(command, gate, now, clock)
+
+def _check_group(group: PlaceOrderGroup, gate: Gate, now: int, clock: float) -> Rejection | None:
+    violation = group_violation(group)
+    if violation is not None:
+        return Rejection(RejectReason.INVALID_ORDER_GROUP, violation)
+    if group.kind not in gate.groups_held(group.venue):
+        return Rejection(RejectReason.UNSUPPORTED_ORDER_GROUP,
+                         f"{group.venue} holds no {group.kind.value} groups natively, and order emulation for "
+                         "other venues is not built yet")
+    # The orders that work at once (a bracket's entry, an OTO's first, both of an OCO) get
+    # every check a place gets. The contingent ones work only once the first has filled, and
+    # then reduce the position it opened: halts and reducing-only, the position limit and the
+    # daily loss would judge them against a position they will not meet, so they are left to
+    # the first order's checks. They get the checks that hold whatever the position is then:
+    # the allow-list, quantity, notional and, where they carry a price, the collar.
+    contingent = group.contingent
+    for order in group.placed_orders():
+        waits = any(order.client_order_id == leg.client_order_id for leg in contingent)
+        rejection = _check_contingent(order, gate) if waits else _check_place(order, gate, now, clock)
+        if rejection is not None:
+            return Rejection(rejection.reason, f"{order.client_order_id}: {rejection.message}")
+    return None
+
+def _check_contingent(place: PlaceOrder, gate: Gate) -> Rejection | None:
+    limits = gate.limits_for(place.venue, place.account, place.symbol)
+    mid = gate.exposure.mid(place.venue, place.symbol)
+    return (_terms_rejection(place, limits, mid)
+            or _collar(place.price or place.stop_price, mid, limits, place.symbol))
+
+def _terms_rejection(place: PlaceOrder, limits: LimitSet, mid: Decimal | None) -> Rejection | None:
+    """The limits on an order's own terms: instrument, quantity, notional."""
+    if not _allowed(limits, place.symbol):
+        return Rejection(RejectReason.INSTRUMENT_NOT_ALLOWED, f"{place.symbol} is not on the allow-list of {place.venue}")
+    if limits.max_quantity is not None and place.quantity > limits.max_quantity:
+        return Rejection(RejectReason.MAX_QUANTITY, f"quantity {place.quantity} exceeds {limits.max_quantity}")
+    if limits.max_notional is not None:
+        reference = place.price or place.stop_price or mid  # a market order is worth what the market says
+        if reference is None:
+            return Rejection(RejectReason.NO_REFERENCE_PRICE, f"no quote for {place.symbol} to value the order")
+        if place.quantity * reference > limits.max_notional:
+            return Rejection(RejectReason.MAX_NOTIONAL, f"notional {place.quantity * reference} exceeds {limits.max_notional}")
+    return None
 
 def _check_place(place: PlaceOrder, gate: Gate, now: int, clock: float) -> Rejection | None:
     exposure = gate.exposure
@@ -88,17 +143,10 @@ def _check_place(place: PlaceOrder, gate: Gate, now: int, clock: float) -> Rejec
     if halted:
         return halted
     limits = gate.limits_for(place.venue, place.account, place.symbol)
-    if not _allowed(limits, place.symbol):
-        return Rejection(RejectReason.INSTRUMENT_NOT_ALLOWED, f"{place.symbol} is not on the allow-list of {place.venue}")
-    if limits.max_quantity is not None and place.quantity > limits.max_quantity:
-        return Rejection(RejectReason.MAX_QUANTITY, f"quantity {place.quantity} exceeds {limits.max_quantity}")
     mid = exposure.mid(place.venue, place.symbol)
-    if limits.max_notional is not None:
-        reference = place.price or place.stop_price or mid  # a market order is worth what the market says
-        if reference is None:
-            return Rejection(RejectReason.NO_REFERENCE_PRICE, f"no quote for {place.symbol} to value the order")
-        if place.quantity * reference > limits.max_notional:
-            return Rejection(RejectReason.MAX_NOTIONAL, f"notional {place.quantity * reference} exceeds {limits.max_notional}")
+    terms = _terms_rejection(place, limits, mid)
+    if terms:
+        return terms
     collar = _collar(place.price or place.stop_price, mid, limits, place.symbol)
     if collar:
         return collar
@@ -120,6 +168,8 @@ def unpriced(command: OrderCommand, gate: Gate, clock: float) -> tuple[str, str]
     """(venue, symbol) of the quote `command`'s checks would need and risk does not have yet:
     a price to hold against the collar, or a market order to value against a notional limit.
     None for a command refused before its price matters (unknown or unavailable venue)."""
+    if isinstance(command, PlaceOrderGroup):
+        return next(filter(None, (unpriced(order, gate, clock) for order in command.orders)), None)
     if not isinstance(command, (PlaceOrder, ModifyOrder)) or command.venue not in gate.config.venues:
         return None
     if gate.liveness.unavailable(command.venue, clock):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from tradebus.schemas.commands import PlaceOrder
+from tradebus.schemas.commands import PlaceOrder, PlaceOrderGroup
 from tradebus.schemas.events import (
     TERMINAL_EVENTS,
     CancelAllDone,
@@ -57,6 +57,9 @@ class Exposure:
         self.holdings: dict[tuple[str, str, str], Holding] = {}  # (venue, account, symbol)
         self.quotes: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}  # (venue, symbol) -> (bid, ask)
         self._open: dict[tuple[str, str], int] = {}  # (venue, account) -> how many of `orders`
+        # A routed group's contingent orders, by the order they wait for (venue, account,
+        # client order id): they count once it fills, and never if it ends without a fill.
+        self.waiting: dict[tuple[str, str, str], list[PlaceOrder]] = {}
 
     # --- feeding ---------------------------------------------------------------------------
     def on_routed(self, place: PlaceOrder) -> None:
@@ -66,10 +69,21 @@ class Exposure:
             account = (place.venue, place.account)
             self._open[account] = self._open.get(account, 0) + 1
 
+    def on_routed_group(self, group: PlaceOrderGroup) -> None:
+        """The orders that work at once count now; the contingent ones wait for the first."""
+        contingent = group.contingent
+        for order in group.placed_orders():
+            if order.client_order_id not in {leg.client_order_id for leg in contingent}:
+                self.on_routed(order)
+        if contingent:
+            self.waiting.setdefault((group.venue, group.account, group.first.client_order_id), contingent)
+
     def on_order_event(self, event: OrderEvent) -> None:
         if isinstance(event, (CommandRejected, CancelAllDone)):
             return  # answers to commands; the orders they concern have events of their own
         key = (event.venue, event.account, event.client_order_id)
+        if key in self.waiting:
+            self._release_waiting(key, event)
         if isinstance(event, (*TERMINAL_EVENTS, OrderRejected)):
             if self.orders.pop(key, None) is not None:
                 self._open[(event.venue, event.account)] -= 1
@@ -81,6 +95,15 @@ class Exposure:
             order.cum_quantity = event.cum_quantity
         elif isinstance(event, OrderModified):
             order.quantity = event.quantity
+
+    def _release_waiting(self, key: tuple[str, str, str], event: OrderEvent) -> None:
+        """The contingent orders start working with their first order's first fill, and are
+        dropped when it ends without one (the venue cancels them)."""
+        if isinstance(event, FillEventBase):
+            for order in self.waiting.pop(key):
+                self.on_routed(order)
+        elif isinstance(event, (*TERMINAL_EVENTS, OrderRejected)):
+            del self.waiting[key]
 
     def on_position(self, update: PositionUpdate) -> None:
         key = (update.venue, update.account, update.symbol)

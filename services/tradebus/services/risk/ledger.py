@@ -12,6 +12,12 @@ order routed, or refused by risk) is answered with a `command_rejected` (action 
 state and the retry's sender learns why; a refused order's id is spent too (send the
 corrected order under a new id), as at the venues.
 
+An order group (`place_group`) is decided once, by its own dedupe id, and spends the client
+order id of every order in it, and its group id. A group naming an id already used is
+refused whole with a `command_rejected` (action place_group), so the earlier order keeps its
+state. Risk refuses a group with one rejection per order (event id `risk:<group dedupe
+id>.<client order id>`, `decided_id` reads the group's dedupe id back from it).
+
 Rebuilt at start from ROUTE (routes: Nats-Msg-Id = dedupe id, `Tradebus-Command-Seq` header)
 and EVENTS: risk's own rejections (event id `risk:<dedupe id>`, same header), and every
 order's acceptance or rejection, so an id stays used after its route aged out of ROUTE.
@@ -22,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tradebus.schemas.commands import OrderCommand, PlaceOrder, terms_differences
+from tradebus.schemas.commands import OrderCommand, PlaceOrder, PlaceOrderGroup, terms_differences
 from tradebus.schemas.events import CommandRejected, OrderAccepted, OrderEvent, OrderRejected, command_refused
 from tradebus.schemas.values import RejectReason
 
@@ -30,6 +36,17 @@ from .exposure import RISK_EVENT_PREFIX
 
 COMMAND_SEQ = "Tradebus-Command-Seq"  # header of routes and rejections: the CMD sequence decided
 UNKNOWN_SEQ = 0  # decided before risk recorded sequences: any message with that id is taken as it
+_GROUP_PARTS = 5  # a group's dedupe id: <venue>.<account>.<group id>.group.<digest> (ids hold no dots)
+
+
+def decided_id(event_id: str) -> str:
+    """The dedupe id of the command one of risk's own answers (`risk:...`) decided: a refused
+    group's rejections name the group and then the order."""
+    answered = event_id.removeprefix(RISK_EVENT_PREFIX)
+    parts = answered.split(".")
+    if len(parts) == _GROUP_PARTS + 1 and parts[3] == "group":
+        return answered.rpartition(".")[0]
+    return answered
 
 
 @dataclass(slots=True, frozen=True)
@@ -46,6 +63,7 @@ class CommandLedger:
     def __init__(self) -> None:
         self.decided: dict[str, int] = {}  # dedupe id -> CMD stream sequence of the decided message
         self.taken: dict[tuple[str, str, str], TakenId] = {}  # (venue, account, client order id)
+        self.groups: dict[tuple[str, str, str], str] = {}  # (venue, account, group id) -> dedupe id ("": from events)
 
     # --- recording -----------------------------------------------------------------------
     def decide(self, dedupe_id: str, seq: int, place: PlaceOrder | None = None,
@@ -56,6 +74,14 @@ class CommandLedger:
             self.taken.setdefault((place.venue, place.account, place.client_order_id),
                                   TakenId(dedupe_id, place, refusal))
 
+    def decide_group(self, dedupe_id: str, seq: int, group: PlaceOrderGroup,
+                     refusal: RejectReason | None = None) -> None:
+        """Record a group's decision: it uses up its group id and every order's id."""
+        self.decided[dedupe_id] = seq
+        self.groups.setdefault((group.venue, group.account, group.group_id), dedupe_id)
+        for order in group.placed_orders():
+            self.taken.setdefault((order.venue, order.account, order.client_order_id), TakenId(dedupe_id, order, refusal))
+
     def forget(self, dedupe_ids: Iterable[str]) -> None:
         """Undo decisions whose publication failed: their commands are decided again."""
         undone = set(dedupe_ids)
@@ -63,16 +89,23 @@ class CommandLedger:
             self.decided.pop(dedupe_id, None)
         for key in [key for key, taken in self.taken.items() if taken.dedupe_id in undone]:
             del self.taken[key]
+        for group in [group for group, dedupe_id in self.groups.items() if dedupe_id in undone]:
+            del self.groups[group]
 
     def on_route(self, dedupe_id: str, seq: int, command: OrderCommand) -> None:
-        self.decide(dedupe_id, seq, command if isinstance(command, PlaceOrder) else None)
+        if isinstance(command, PlaceOrderGroup):
+            self.decide_group(dedupe_id, seq, command)
+        else:
+            self.decide(dedupe_id, seq, command if isinstance(command, PlaceOrder) else None)
 
     def on_order_event(self, event: OrderEvent, seq: int) -> None:
         """An event read from EVENTS (`seq`: its `Tradebus-Command-Seq` header, if any)."""
         dedupe_id = ""
         if event.event_id.startswith(RISK_EVENT_PREFIX):  # one of risk's own answers
-            dedupe_id = event.event_id.removeprefix(RISK_EVENT_PREFIX)
+            dedupe_id = decided_id(event.event_id)
             self.decided[dedupe_id] = seq
+        if isinstance(event, OrderAccepted) and event.group_id is not None:
+            self.groups.setdefault((event.venue, event.account, event.group_id), dedupe_id)
         if isinstance(event, (OrderAccepted, OrderRejected)):
             key = (event.venue, event.account, event.client_order_id)
             if key not in self.taken:  # a refused place spends its id too
@@ -94,13 +127,27 @@ class CommandLedger:
             return self._refusal(command, f"{RISK_EVENT_PREFIX}{dedupe_id}.received.{seq}", now,
                                  f"this command was already received (stream sequence {decided}) and is not executed "
                                  "again; the order's state tells its outcome")
-        if not isinstance(command, PlaceOrder):
+        if isinstance(command, PlaceOrderGroup):
+            reuse = self._group_reuse(command)
+        elif isinstance(command, PlaceOrder):
+            taken = self.taken.get((command.venue, command.account, command.client_order_id))
+            reuse = None if taken is None else _reuse_message(command, taken)
+        else:
             return None
-        taken = self.taken.get((command.venue, command.account, command.client_order_id))
-        if taken is None:
+        if reuse is None:
             return None
         self.decide(dedupe_id, seq)
-        return self._refusal(command, f"{RISK_EVENT_PREFIX}{dedupe_id}", now, _reuse_message(command, taken))
+        return self._refusal(command, f"{RISK_EVENT_PREFIX}{dedupe_id}", now, reuse)
+
+    def _group_reuse(self, group: PlaceOrderGroup) -> str | None:
+        """Why the group's ids are not free: its group id, or an order's client order id, used already."""
+        if (group.venue, group.account, group.group_id) in self.groups:
+            return f"group id {group.group_id} is already used by an earlier group (send a new group under a new id)"
+        for order in group.placed_orders():
+            taken = self.taken.get((order.venue, order.account, order.client_order_id))
+            if taken is not None:
+                return _reuse_message(order, taken)
+        return None
 
     @staticmethod
     def _refusal(command: OrderCommand, event_id: str, now: int, message: str) -> CommandRejected:

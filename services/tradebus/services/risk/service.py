@@ -14,7 +14,9 @@ Each batch of commands is decided in order, the decisions are published pipeline
 with the command's dedupe id as Nats-Msg-Id, rejections with `risk:<dedupe id>` as event
 id, both with the command's CMD sequence in a header), and the commands are acked only once every publication is stored.
 
-A routed place or modify carries its deadline (shared/deadline.py) to the connector. Risk
+An order group (`place_group`) is decided whole and routed as one message, unchanged; a
+refused group is answered with one rejection per order (a group decides a list of
+publications). A routed place, group or modify carries its deadline (shared/deadline.py) to the connector. Risk
 follows the connectors' heartbeats (liveness.py) to refuse orders for a venue nobody serves.
 
 Risk decides only on a complete view: after a bus reconnect it waits until it has read what
@@ -42,9 +44,23 @@ from nats.aio.msg import Msg
 
 from tradebus.schemas import provenance, subjects
 from tradebus.schemas.codecs import DecodeError, decoder, encode
-from tradebus.schemas.commands import CancelAllOrders, CancelOrder, OrderCommand, PlaceOrder, command_dedupe_id
+from tradebus.schemas.commands import (
+    CancelAllOrders,
+    CancelOrder,
+    OrderCommand,
+    PlaceOrder,
+    PlaceOrderGroup,
+    command_dedupe_id,
+)
 from tradebus.schemas.control import GetRiskLimits, RiskLimitsReply, RiskRequest, SetTradingState, TradingStateReply
-from tradebus.schemas.events import CommandRejected, OrderRejected, PositionUpdate, command_refused, malformed_command
+from tradebus.schemas.events import (
+    CommandRejected,
+    OrderRejected,
+    PositionUpdate,
+    command_refused,
+    group_refused,
+    malformed_command,
+)
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import MarketDataKind, RejectReason, TradingState
 from tradebus.shared.bus import StoredMessage, consume_batches
@@ -68,7 +84,7 @@ from .checks import Gate, check, unpriced
 from .config import load_limits_file
 from .exposure import RISK_EVENT_PREFIX, Exposure
 from .follower import StreamFollower
-from .ledger import COMMAND_SEQ, UNKNOWN_SEQ, CommandLedger
+from .ledger import COMMAND_SEQ, UNKNOWN_SEQ, CommandLedger, decided_id
 from .liveness import VenueLiveness
 from .references import ReferencePrices
 from .tradingstate import ACCOUNT_KEY_PREFIX, FLEET_KEY, check_key, decode_state, set_trading_state, state_key
@@ -171,14 +187,15 @@ class RiskService(Service):
         await self.references.wait_for({key for reading in readings if isinstance(reading, Command)
                                         and (key := unpriced(reading.command, self.gate, clock))})
         publications = [publication for reading in readings
-                        if (publication := reading.publication if isinstance(reading, Answer) else self._decide_or_refuse(reading))
-                        is not None]
+                        for publication in ([reading.publication] if isinstance(reading, Answer)
+                                            else self._decide_or_refuse(reading))
+                        if publication is not None]
         try:
             await self.bus.publish_pipelined(publications)  # through bus breaks (shared/pipeline.py)
         except BaseException:
             # Not decided after all: the redelivered commands are decided again (a route
             # that was stored anyway is de-duplicated by its Nats-Msg-Id), never skipped.
-            self.ledger.forget(headers[MSG_ID].removeprefix(RISK_EVENT_PREFIX) for _, _, headers in publications)
+            self.ledger.forget(decided_id(headers[MSG_ID]) for _, _, headers in publications)
             raise
         self.metrics.published.labels(family="decision").inc(len(publications))
         for msg in messages:
@@ -200,49 +217,64 @@ class RiskService(Service):
             return Answer(self._malformed(msg, parsed.venue, parsed.account, "venue/account in the body differ from the subject"))
         return Command(msg, command)
 
-    def _decide_or_refuse(self, reading: Command) -> Publication | None:
+    def _decide_or_refuse(self, reading: Command) -> list[Publication | None]:
         """`_decide`; a command that breaks it is quarantined and refused as malformed, so that
         it neither stops the batch (redelivered for ever) nor goes unanswered."""
         msg = reading.msg
         try:
-            return self._decide(reading)
+            return list(self._decide(reading))
         except Exception as exc:
             self.metrics.handler_errors.labels(family="command").inc()
             log.exception("command could not be decided", extra={"subject": msg.subject})
             self.quarantine.hold("command", msg.subject, msg.data, repr(exc))
-            return self._malformed(msg, reading.command.venue, reading.command.account, f"could not be decided: {exc!r}")
+            return [self._malformed(msg, reading.command.venue, reading.command.account,
+                                    f"could not be decided: {exc!r}")]
 
-    def _decide(self, reading: Command) -> Publication | None:
-        """The publication that answers one command: its route, or its rejection."""
+    def _decide(self, reading: Command) -> list[Publication]:
+        """The publications that answer one command: its route, or its rejection (a group's:
+        one per order); none for a re-delivery."""
         msg, command = reading.msg, reading.command
         dedupe_id = command_dedupe_id(command)
         seq = msg.metadata.sequence.stream
         if self.ledger.is_decided(dedupe_id, seq):
             self.decisions.labels(decision="duplicate", reason="").inc()
-            return None  # a re-delivery: its publication is stored
+            return []  # a re-delivery: its publication is stored
         now = time.time_ns()
         answer = self.ledger.answer_repeat(command, dedupe_id, seq, now)
         if answer is not None:  # already received, or a reused client order id: the order keeps its state
             self.decisions.labels(decision="rejected", reason=answer.reason.value).inc()
-            return self._answer(answer, seq)
+            return [self._answer(answer, seq)]
         deadline = stored_at(msg) + self.config.time_to_live_ns(getattr(command, "ttl_ms", None))
         rejection = check(command, self.gate, now=now, clock=time.monotonic(), deadline=deadline)
-        place = command if isinstance(command, PlaceOrder) else None
+        self._record(command, dedupe_id, seq, None if rejection is None else rejection.reason)
         if rejection is None:
-            self.ledger.decide(dedupe_id, seq, place)
-            if place is not None:
-                assert self.references is not None  # commands are consumed once started
-                self.gate.exposure.on_routed(place)
-                self.references.hold(place.venue, place.symbol)
             self.decisions.labels(decision="routed", reason="").inc()
             headers = {MSG_ID: dedupe_id, COMMAND_SEQ: str(seq)}
             if not isinstance(command, (CancelOrder, CancelAllOrders)):
                 headers[DEADLINE] = str(deadline)
-            return subjects.route(command.venue, command.account), msg.data, headers
-        self.ledger.decide(dedupe_id, seq, place, rejection.reason)
+            return [(subjects.route(command.venue, command.account), msg.data, headers)]
         self.decisions.labels(decision="rejected", reason=rejection.reason.value).inc()
-        return self._answer(command_refused(command, event_id=f"{RISK_EVENT_PREFIX}{dedupe_id}", reason=rejection.reason,
-                                            message=rejection.message, now=now), seq)
+        event_id = f"{RISK_EVENT_PREFIX}{dedupe_id}"
+        refusals = (group_refused(command, event_id=event_id, reason=rejection.reason, message=rejection.message,
+                                  now=now) if isinstance(command, PlaceOrderGroup)
+                    else [command_refused(command, event_id=event_id, reason=rejection.reason,
+                                          message=rejection.message, now=now)])
+        return [self._answer(refusal, seq) for refusal in refusals]
+
+    def _record(self, command: OrderCommand, dedupe_id: str, seq: int, refusal: RejectReason | None) -> None:
+        """Note a decision in the ledger and, for orders routed, in the exposure."""
+        assert self.references is not None  # commands are consumed once started
+        if isinstance(command, PlaceOrderGroup):
+            self.ledger.decide_group(dedupe_id, seq, command, refusal)
+            if refusal is None:
+                self.gate.exposure.on_routed_group(command)
+                self.references.hold(command.venue, command.first.symbol)
+            return
+        place = command if isinstance(command, PlaceOrder) else None
+        self.ledger.decide(dedupe_id, seq, place, refusal)
+        if place is not None and refusal is None:
+            self.gate.exposure.on_routed(place)
+            self.references.hold(place.venue, place.symbol)
 
     @staticmethod
     def _answer(event: OrderRejected | CommandRejected, seq: int) -> Publication:
@@ -287,6 +319,8 @@ class RiskService(Service):
         self.ledger.on_route(headers.get(MSG_ID) or command_dedupe_id(command), _command_seq(headers), command)
         if isinstance(command, PlaceOrder):
             self.gate.exposure.on_routed(command)
+        elif isinstance(command, PlaceOrderGroup):
+            self.gate.exposure.on_routed_group(command)
 
     def _on_event(self, msg: StoredMessage) -> None:
         """Apply an event to what risk knows, if its subject's publisher may state it: a

@@ -41,7 +41,7 @@ from ib_async import IB, AccountValue, Contract, ContractDetails, Trade
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder
 from tradebus.schemas.events import Balance
 from tradebus.schemas.market import Instrument
-from tradebus.schemas.values import MarketDataKind, RejectReason, ServiceState
+from tradebus.schemas.values import GroupKind, MarketDataKind, RejectReason, ServiceState
 
 from ...accounts import ReportedPosition
 from ...base import Capabilities
@@ -68,6 +68,7 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         self.capabilities = Capabilities(
             order_types=frozenset(parsing.IB_ORDER_TYPES), time_in_force=frozenset(parsing.TIME_IN_FORCE),
             modify=True, market_data=frozenset(REQUESTS),
+            order_groups=frozenset({GroupKind.BRACKET, GroupKind.OCO, GroupKind.OTO}),
         )
         self.feeds = Feeds(self.ib, self.venue, self.config.depth_rows)
         self._contracts: dict[str, Contract] = {}  # unified id -> qualified contract (looked up once)

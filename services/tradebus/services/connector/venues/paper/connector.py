@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from tradebus.schemas.commands import OrderCommand
 from tradebus.schemas.market import Bar, BookChange, BookDelta, BookLevel, BookSnapshot, Instrument, Quote, Trade
-from tradebus.schemas.values import MarketDataKind, OrderType, Side, TimeInForce
+from tradebus.schemas.values import GroupKind, MarketDataKind, OrderType, Side, TimeInForce
 from tradebus.simulator.exchange import SimulatedExchange
 from tradebus.simulator.market import MarketUpdate, RandomWalk, RecordedBar, Replay, TradePrint
 from tradebus.simulator.rules import FillFees, OrderRules
@@ -71,7 +71,7 @@ class _BarBuilder:
 class PaperConnector(VenueConnector[PaperConfig]):
     capabilities = Capabilities(
         order_types=frozenset(OrderType), time_in_force=frozenset(TimeInForce), modify=True,
-        market_data=frozenset(MarketDataKind) - {MarketDataKind.INSTRUMENT},
+        market_data=frozenset(MarketDataKind) - {MarketDataKind.INSTRUMENT}, order_groups=frozenset(GroupKind),
     )
 
     def __init__(self, **kwargs: object) -> None:
