@@ -145,6 +145,7 @@ class OrderBook:
 
     def close(self, order: Order) -> None:
         order.is_open = False
+        order.held = False  # only an open order waits
         self._core.state.open_orders[order.symbol].remove((order.account, order.client_order_id))
         if order.group_id is not None:  # its group may have to follow (groups.py)
             self._core.ended.append(order)

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
+
 from tradebus.schemas.commands import (
     CancelAllOrders,
     CancelOrder,
@@ -103,7 +105,10 @@ class Commands:
         return [accepted, *self._matcher.work(order)]
 
     def _place_group(self, group: PlaceOrderGroup) -> list[Event]:
-        orders = [_order(place, group.contingent_on(place)) for place in group.placed_orders()]
+        # Each order under the group's account (the one the group was sent to), even one
+        # naming another, which `group_violation` refuses.
+        places = [msgspec.structs.replace(place, account=group.account) for place in group.placed_orders()]
+        orders = [_order(place, group.contingent_on(place)) for place in places]
         violation = self._unknown_account(group)
         if violation is not None:  # not recorded, as for a place
             return [self._events.rejected(order, violation) for order in orders]

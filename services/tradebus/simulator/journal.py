@@ -22,7 +22,8 @@ Journal
     for groups, the cancel (reason CONTINGENT) of an order whose peer filled or whose first
     order ended unfilled, and the OrderModified of a release; and a cancel (reason VENUE) of
     every working order whose work was cut short and may not rest (market, triggered stop,
-    IOC, FOK), then what those cancels do to their groups.
+    IOC, FOK) or a buy trailing stop cut off before its first stop, then what those cancels
+    do to their groups.
 
 Re-delivered commands
     A command re-delivered after a crash may have been executed already. `executed` answers
@@ -58,7 +59,7 @@ from tradebus.schemas.events import (
     OrderTriggered,
     PositionUpdate,
 )
-from tradebus.schemas.values import CancelReason
+from tradebus.schemas.values import CancelReason, OrderType, Side
 
 from .book import OrderBook
 from .events import EventBuilder
@@ -103,17 +104,16 @@ class Journal:
         self._continue_account_ids(replay)
         # A crash may have cut the journal inside one call: settle what that call still owed.
         self._core.now = self._core.clock()
+        # Orders first (a stop-less trailing stop cannot be valued without a market), their
+        # events after the fill's account events, which show the venue as it is after them.
+        settled = self._owed_by_groups()
+        settled += [self._book.cancel(order, CancelReason.VENUE) for order in self._book.open() if _cut_short(order)]
+        settled += self._matcher.follow_groups()
         owed: list[Event] = [
             self._ledger.balance_update(account, currency) for account, currency in replay.unreported_cash
         ]
         owed += [self._ledger.report_position(account, symbol) for account, symbol in replay.unreported_positions]
-        owed += self._owed_by_groups()
-        owed += [
-            self._book.cancel(order, CancelReason.VENUE)
-            for order in self._book.open()
-            if order.cannot_rest and not order.is_pending_stop and not order.held
-        ]
-        return owed + self._matcher.follow_groups()
+        return owed + settled
 
     def _owed_by_groups(self) -> list[Event]:
         """What a cut kept groups from doing: cancels of peers of a filled order and of orders
@@ -234,6 +234,17 @@ class Journal:
         state.epoch = max(epoch for epoch, _ in replay.account_ids.values())
         for name, (epoch, number) in replay.account_ids.items():
             state.accounts[name].event_count = number if epoch == state.epoch else 0
+
+
+def _cut_short(order: Order) -> bool:
+    """Whether the journal ends inside the work of a working order that may not rest, or
+    before a buy trailing stop got its first stop (it has one from its start: without a
+    market, the restored venue could neither set it nor value what it locks)."""
+    if order.held:
+        return False
+    if order.order_type is OrderType.TRAILING_STOP and order.side is Side.BUY and order.stop_price is None:
+        return True
+    return order.cannot_rest and not order.is_pending_stop
 
 
 def _accepted_order(event: OrderAccepted) -> Order:
