@@ -96,7 +96,10 @@ class OrderBook:
             for owner, client_order_id in state.open_orders.get(sym, [])
             if account is None or owner == account
         )
-        return [o for o in orders if (side is None or o.side is side) and not any(o is x for x in excluding)]
+        if not excluding:
+            return [o for o in orders if side is None or o.side is side]
+        excluded = {id(o) for o in excluding}  # by identity: equal terms are not the same order
+        return [o for o in orders if (side is None or o.side is side) and id(o) not in excluded]
 
     def open_order(self, order: Order, venue_order_id: str) -> None:
         """Put an order accepted at `now` on the book."""
