@@ -195,6 +195,18 @@ def test_oto_first_expiring_unfilled_cancels_the_second() -> None:
     ]
 
 
+def test_a_released_order_the_account_cannot_carry_then_is_cancelled() -> None:
+    ex = exchange(cash="200")
+    ex.execute(group(GroupKind.OTO, place("first", BUY, "1", "100"), place("second", BUY, "1.5", "99")))
+    events = ex.on_market(BTC, **book("99", "100"))  # the first spends 100 of 200: 1.5 at 99 is too much
+    assert about(events, "first") == [OrderFilled]
+    assert about(events, "second") == [OrderCancelled] and events[-1].reason is CancelReason.VENUE
+    events = ex.execute(group(GroupKind.OTO, place("f2", BUY, "0.5", "100"),  # takes the ask at 100 at once
+                              place("s2", BUY, "0.1", "100.5", post_only=True), group_id="g2"))
+    assert about(events, "f2") == [OrderAccepted, OrderFilled]  # s2 released with the ask under its price
+    assert about(events, "s2") == [OrderAccepted, OrderCancelled] and events[-1].reason is CancelReason.POST_ONLY_WOULD_TAKE
+
+
 # ---------------------------------------------------------------------------------------
 # Trailing stops
 

@@ -28,7 +28,8 @@ Journal
 Re-delivered commands
     A command re-delivered after a crash may have been executed already. `executed` answers
     from state the journal restores: a place whose client order id is used, a modify its
-    (known) order recorded, applied or refused, a cancel of an order that is no longer open
+    (known) order recorded, applied or refused, a group all of whose client order ids are used
+    (a group is decided whole), a cancel of an order that is no longer open
     (whatever closed it, executing the cancel again could only add an ORDER_NOT_OPEN
     rejection). A cancel-all never counts as executed: running it again cancels only what is
     still open. `execute` itself never consults it: a place arriving as a new delivery is
@@ -123,7 +124,7 @@ class Journal:
         for order in self._book.open():
             if order.group_id is None or not order.is_open:
                 continue
-            first = None if order.contingent_on is None else accounts[order.account].orders[order.contingent_on]
+            first = None if order.contingent_on is None else accounts[order.account].orders.get(order.contingent_on)
             if first is not None and not first.is_open and order.held:
                 owed.append(self._book.cancel(order, CancelReason.CONTINGENT))
                 continue
