@@ -161,7 +161,7 @@ class Commands:
             self._events.command_rejected(
                 group,
                 RejectReason.DUPLICATE_CLIENT_ORDER_ID,
-                f"client order ids already used by other orders: {', '.join(used)}",
+                f"client order ids already used, not by this group with these terms: {', '.join(used)}",
             )
         ]
 

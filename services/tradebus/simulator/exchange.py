@@ -65,7 +65,7 @@ class SimulatedExchange:
         self._state = core.state  # all the exchange's state, one snapshot-able Struct
         self._events = events = EventBuilder(core)
         self._book = book = OrderBook(core, events)
-        groups = Groups(core, events, book)
+        groups = Groups(core, book)
         self._ledger = ledger = Ledger(core, events, book, groups)
         self._matcher = matcher = Matcher(core, events, book, ledger, groups)
         self._commands = Commands(core, events, book, ledger, matcher, groups)

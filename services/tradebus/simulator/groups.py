@@ -32,7 +32,6 @@ from tradebus.schemas.events import OrderModified
 from tradebus.schemas.values import CancelReason, OrderType
 
 from .book import OrderBook
-from .events import EventBuilder
 from .state import Core, Event, Order
 from .trailing import followed_price, improves, trailing_stop
 
@@ -40,9 +39,8 @@ RELEASE_MODIFY_ID = "contingent"  # OrderModified.modify_id of a waiting order's
 
 
 class Groups:
-    def __init__(self, core: Core, events: EventBuilder, book: OrderBook) -> None:
+    def __init__(self, core: Core, book: OrderBook) -> None:
         self._core = core
-        self._events = events
         self._book = book
 
     def legs(self, order: Order) -> list[Order]:
