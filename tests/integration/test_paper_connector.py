@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import decoder, encode, reply_decoder
-from tradebus.schemas.commands import CancelOrder, PlaceOrder
+from tradebus.schemas.commands import CancelOrder, ModifyOrder, PlaceOrder, PlaceOrderGroup
 from tradebus.schemas.control import ListInstruments, Subscribe, Unsubscribe
 from tradebus.schemas.events import (
     BalanceUpdate,
@@ -23,11 +23,21 @@ from tradebus.schemas.events import (
     OrderAccepted,
     OrderCancelled,
     OrderFilled,
+    OrderModified,
     PositionUpdate,
 )
 from tradebus.schemas.market import Bar, BookDelta, BookSnapshot, Instrument, Quote, StreamGap, StreamReconnected, Trade
 from tradebus.schemas.subjects import Family
-from tradebus.schemas.values import MarketDataKind, OrderType, RejectReason, ServiceState, Side, TimeInForce
+from tradebus.schemas.values import (
+    CancelReason,
+    GroupKind,
+    MarketDataKind,
+    OrderType,
+    RejectReason,
+    ServiceState,
+    Side,
+    TimeInForce,
+)
 from tradebus.shared.natsserver import NatsServer
 
 from .helpers import account_decoder, collect, event_decoder, market_decoder, paper_settings, route, running_connector
@@ -161,6 +171,41 @@ async def test_routed_orders_produce_their_lifecycle_and_account_events(nats_ser
     position = next(m for m in account.messages if isinstance(m, PositionUpdate))
     assert position.symbol == "BTC/USDT" and position.quantity == Decimal("0.01")
     assert any(isinstance(m, BalanceUpdate) for m in account.messages)
+
+
+async def test_a_routed_bracket_is_held_by_the_venue_across_a_restart(nats_server: NatsServer) -> None:
+    """One place_group on the route subject: every order accepted at once, the exits released by
+    the entry's fill; after a restart the venue still knows the exits are peers."""
+    nc = await nats.connect(nats_server.url)
+    events = await collect(nc, subjects.order_events("paper", "demo"), event_decoder.decode)
+    bracket = PlaceOrderGroup(group_id="b1", venue="paper", account="demo", kind=GroupKind.BRACKET, orders=[
+        _place("entry"),
+        _place("tp", side=Side.SELL, order_type=OrderType.LIMIT, price=Decimal("600000.00")),
+        _place("sl", side=Side.SELL, order_type=OrderType.TRAILING_STOP, trail_percent=Decimal("50")),
+    ])
+    async with running_connector(paper_settings(nats_server.url)):
+        await route(nc, bracket)
+        await events.wait_for(lambda ms: any(e.client_order_id == "sl" and isinstance(e, OrderModified) for e in ms))
+    accepted = [e for e in events.messages if isinstance(e, OrderAccepted)]
+    assert [(e.client_order_id, e.group_id, e.contingent_on) for e in accepted] == [
+        ("entry", "b1", None), ("tp", "b1", "entry"), ("sl", "b1", "entry"),
+    ]
+    async with running_connector(paper_settings(nats_server.url)):  # restored from its journal
+        await route(nc, ModifyOrder(client_order_id="tp", modify_id="down", venue="paper", account="demo",
+                                    price=Decimal("1000.00")))  # the take-profit now takes
+        await events.wait_for(lambda ms: any(isinstance(e, OrderCancelled) for e in ms))
+    await nc.close()
+    by_order: dict[str, list[str]] = {}
+    for event in events.messages:  # the stop-loss's own moves (modify id `trail`) as the market rose left out
+        if not (isinstance(event, OrderModified) and event.modify_id == "trail"):
+            by_order.setdefault(event.client_order_id, []).append(type(event).__name__)
+    assert by_order == {
+        "entry": ["OrderAccepted", "OrderFilled"],
+        "tp": ["OrderAccepted", "OrderModified", "OrderFilled"],
+        "sl": ["OrderAccepted", "OrderModified", "OrderCancelled"],  # released, then cancelled by the fill
+    }
+    cancelled = events.messages[-1]
+    assert (cancelled.client_order_id, cancelled.reason) == ("sl", CancelReason.CONTINGENT)
 
 
 async def test_events_are_stored_durably_before_the_command_is_acked(nats_server: NatsServer) -> None:

@@ -19,6 +19,7 @@ from tradebus.schemas.commands import (
     ModifyOrder,
     OrderCommand,
     PlaceOrder,
+    PlaceOrderGroup,
     command_dedupe_id,
 )
 from tradebus.schemas.events import (
@@ -38,7 +39,15 @@ from tradebus.schemas.events import (
     OrderTriggered,
     PositionUpdate,
 )
-from tradebus.schemas.values import CancelReason, LiquiditySide, OrderType, RejectReason, Side, TimeInForce
+from tradebus.schemas.values import (
+    CancelReason,
+    GroupKind,
+    LiquiditySide,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
 from tradebus.simulator.exchange import SimulatedExchange
 from tradebus.simulator.rules import (
     FeeSchedule,
@@ -868,23 +877,51 @@ def books(draw: st.DrawFn) -> dict[str, Any]:
     return {"bids": bids, "asks": asks, "trade": trade}
 
 
+trails = st.integers(1, 12).map(lambda n: n * TICK / 2)  # not always a tick multiple
+trail_percents = st.integers(1, 40).map(lambda n: D(n) / 8)
+
+
 @st.composite
-def placements(draw: st.DrawFn) -> dict[str, Any]:
+def placements(draw: st.DrawFn, order_types: list[OrderType] | None = None, side: Side | None = None) -> dict[str, Any]:
     # Weighted towards resting limit orders, the ones later books fill as maker.
-    # (Trailing stops are not simulated yet: the paper venue refuses them as unsupported.)
-    order_type = draw(st.sampled_from([OrderType.LIMIT, OrderType.LIMIT,
-                                       *(kind for kind in OrderType if kind is not OrderType.TRAILING_STOP)]))
+    order_type = draw(st.sampled_from(order_types or [OrderType.LIMIT, OrderType.LIMIT, *OrderType]))
     tif = draw(st.sampled_from([TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY]))
+    trailing = order_type is OrderType.TRAILING_STOP
+    by_amount = draw(st.booleans())
     return {
         "account": draw(st.sampled_from(["a", "b"])),
-        "side": draw(st.sampled_from(Side)),
+        "side": side or draw(st.sampled_from(Side)),
         "order_type": order_type,
         "quantity": draw(quantities),
         "price": draw(prices) if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
         "stop_price": draw(prices) if order_type in (OrderType.STOP, OrderType.STOP_LIMIT) else None,
+        "trail_amount": draw(trails) if trailing and by_amount else None,
+        "trail_percent": draw(trail_percents) if trailing and not by_amount else None,
         "time_in_force": tif,
         "reduce_only": draw(st.booleans()) and draw(st.booleans()),
     }
+
+
+@st.composite
+def group_placements(draw: st.DrawFn) -> tuple[GroupKind, list[dict[str, Any]]]:
+    """A group's kind and its orders' terms, mostly within the rules between them (a bracket's
+    exits on the right side of a priced entry), sometimes not."""
+    kind = draw(st.sampled_from(GroupKind))
+    first = draw(placements([OrderType.LIMIT, OrderType.LIMIT, OrderType.MARKET, OrderType.STOP]))
+    if kind is GroupKind.OCO:
+        return kind, [first, {**draw(placements(side=first["side"])), "account": first["account"]}]
+    if kind is GroupKind.OTO:
+        return kind, [first, {**draw(placements()), "account": first["account"]}]
+    exit_side = Side.SELL if first["side"] is Side.BUY else Side.BUY
+    reference = first["price"] or first["stop_price"] or draw(prices)
+    away = draw(st.integers(1, 20)) * TICK
+    up, down = reference + away, max(reference - away, TICK)
+    take_profit = {**draw(placements([OrderType.LIMIT], side=exit_side)), "price": up if exit_side is Side.SELL else down}
+    stop_loss = draw(placements([OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP], side=exit_side))
+    if stop_loss["stop_price"] is not None:
+        stop_loss["stop_price"] = down if exit_side is Side.SELL else up
+    exits = draw(st.sampled_from([[take_profit], [stop_loss], [take_profit, stop_loss]]))
+    return kind, [first, *({**leg, "quantity": first["quantity"], "account": first["account"]} for leg in exits)]
 
 
 def commands() -> st.SearchStrategy[tuple[str, Any]]:
@@ -893,6 +930,7 @@ def commands() -> st.SearchStrategy[tuple[str, Any]]:
     return st.one_of(
         place,
         place,
+        st.tuples(st.just("group"), group_placements()),
         st.tuples(st.just("duplicate"), st.integers(0, 3)),
         st.tuples(st.just("cancel"), st.integers(0, 3)),
         st.tuples(st.just("modify"), st.tuples(st.integers(0, 3), st.none() | quantities, st.none() | prices)),
@@ -908,6 +946,7 @@ class Session:
     commands: dict[str, PlaceOrder] = field(default_factory=dict)
     events: list[Any] = field(default_factory=list)
     duplicates: list[list[Any]] = field(default_factory=list)  # what each retried placement returned
+    groups: list[PlaceOrderGroup] = field(default_factory=list)
 
 
 @st.composite
@@ -939,6 +978,16 @@ def sessions(draw: st.DrawFn) -> Session:
             command = PlaceOrder(client_order_id=f"o{step}", venue="paper", symbol=BTC, **arg)
             session.commands[command.client_order_id] = command
             session.events += ex.execute(command)
+        elif kind == "group":
+            group_kind, legs = arg
+            group = PlaceOrderGroup(
+                group_id=f"g{step}", venue="paper", account=legs[0]["account"], kind=group_kind,
+                orders=[PlaceOrder(client_order_id=f"o{step}x{n}", venue="paper", symbol=BTC, **leg)
+                        for n, leg in enumerate(legs)],
+            )
+            session.commands.update((leg.client_order_id, leg) for leg in group.placed_orders())
+            session.groups.append(group)
+            session.events += ex.execute(group)
         elif coids and kind == "duplicate":
             original = session.commands[coids[arg % len(coids)]]
             retry = msgspec.structs.replace(original, quantity=original.quantity + LOT)
@@ -1112,6 +1161,38 @@ def test_property_a_duplicate_client_order_id_never_creates_a_second_order(sessi
 
 @PROPERTY_SETTINGS
 @given(sessions())
+def test_property_groups_hold_their_orders_and_peers_never_both_fill(session: Session) -> None:
+    by_order = order_events(session)
+    position = {id(event): n for n, event in enumerate(session.events)}
+    for group in session.groups:
+        filled = {leg.client_order_id for leg in group.orders if fills(by_order[leg.client_order_id])}
+        if group.kind is GroupKind.OCO:
+            assert len(filled) <= 1
+        else:
+            assert len(filled & {leg.client_order_id for leg in group.contingent}) <= 1  # a bracket's exits
+        first = by_order[group.first.client_order_id]
+        ends = [position[id(e)] for e in first if isinstance(e, TERMINAL_EVENTS)]
+        for leg in group.contingent:  # works only once the first is done with a fill
+            leg_fills = fills(by_order[leg.client_order_id])
+            if leg_fills:
+                assert ends and fills(first) and position[id(leg_fills[0])] > ends[0]
+
+
+@PROPERTY_SETTINGS
+@given(sessions())
+def test_property_a_trailing_stop_only_moves_in_its_favour_and_triggers_once(session: Session) -> None:
+    for coid, events in order_events(session).items():
+        command = session.commands[coid]
+        if command.order_type is not OrderType.TRAILING_STOP:
+            continue
+        stops = [e.stop_price for e in events if isinstance(e, OrderModified) and e.stop_price is not None]
+        assert stops == sorted(stops, reverse=command.side is Side.BUY)
+        assert all(is_multiple(stop, TICK) for stop in stops)
+        assert sum(isinstance(e, OrderTriggered) for e in events) <= 1
+
+
+@PROPERTY_SETTINGS
+@given(sessions())
 def test_property_event_ids_are_unique(session: Session) -> None:
     ids = [e.event_id for e in session.events if not isinstance(e, CommandRejected)]
     assert len(ids) == len(set(ids))
@@ -1152,6 +1233,7 @@ def test_property_a_resting_limit_fills_as_maker_at_its_price_within_what_crosse
 
 
 RESTING = (TimeInForce.GTC, TimeInForce.DAY, TimeInForce.GTD)
+STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
 
 
 def replica(session: Session) -> SimulatedExchange:
@@ -1205,8 +1287,9 @@ def test_property_a_journal_cut_anywhere_restores_a_consistent_venue(session: Se
         cash[event.account] += (-notional if event.fill.side is Side.BUY else notional) - event.fill.fee
     for account in ("a", "b"):
         for order in copy.open_orders(account):  # nothing left working that may not rest
-            pending_stop = order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and not order.triggered
-            assert pending_stop or (order.order_type is not OrderType.STOP and order.time_in_force in RESTING)
+            pending_stop = order.order_type in STOP_TYPES and not order.triggered
+            market_like = order.order_type in (OrderType.STOP, OrderType.TRAILING_STOP)
+            assert order.held or pending_stop or (not market_like and order.time_in_force in RESTING)
         # What is published says what the venue holds.
         assert copy.balances(account)[0].total == cash[account]
         reported = [e for e in published if isinstance(e, BalanceUpdate) and e.account == account]

@@ -8,11 +8,11 @@ first UTC midnight after acceptance, GTD orders at `expire_time`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 from typing import Any
 
-from tradebus.schemas.events import OrderCancelled, OrderExpired
+from tradebus.schemas.events import OrderCancelled, OrderExpired, OrderModified
 from tradebus.schemas.values import CancelReason, Side, TimeInForce
 
 from .events import EventBuilder
@@ -83,7 +83,7 @@ class OrderBook:
         account: str | None = None,
         symbol: str | None = None,
         side: Side | None = None,
-        excluding: Order | None = None,
+        excluding: Collection[Order] = (),
     ) -> list[Order]:
         """Open orders, filtered by whatever is given, by symbol in acceptance order.
         A list, so callers may close orders while iterating."""
@@ -96,7 +96,10 @@ class OrderBook:
             for owner, client_order_id in state.open_orders.get(sym, [])
             if account is None or owner == account
         )
-        return [o for o in orders if (side is None or o.side is side) and o is not excluding]
+        if not excluding:
+            return [o for o in orders if side is None or o.side is side]
+        excluded = {id(o) for o in excluding}  # by identity: equal terms are not the same order
+        return [o for o in orders if (side is None or o.side is side) and id(o) not in excluded]
 
     def open_order(self, order: Order, venue_order_id: str) -> None:
         """Put an order accepted at `now` on the book."""
@@ -117,6 +120,16 @@ class OrderBook:
             order.priority = self._next_priority()
         order.quantity, order.price, order.stop_price = quantity, price, stop_price
 
+    def amend(self, order: Order, modify_id: str, quantity: Decimal, stop_price: Decimal | None) -> OrderModified:
+        """The venue's own change of an order's terms (a trailing stop moving, an exit cut to
+        what its entry filled), reported as an OrderModified under `modify_id`."""
+        self.change_terms(order, quantity, order.price, stop_price)
+        self._core.state.accounts[order.account].remember_modify(order.client_order_id, modify_id)
+        modified: OrderModified = self._events.order_event(
+            OrderModified, order, modify_id=modify_id, quantity=quantity, price=order.price, stop_price=stop_price
+        )
+        return modified
+
     def _next_priority(self) -> int:
         self._core.state.priority_count += 1
         return self._core.state.priority_count
@@ -135,7 +148,10 @@ class OrderBook:
 
     def close(self, order: Order) -> None:
         order.is_open = False
+        order.held = False  # only an open order waits
         self._core.state.open_orders[order.symbol].remove((order.account, order.client_order_id))
+        if order.group_id is not None:  # its group may have to follow (groups.py)
+            self._core.ended.append(order)
 
     def cancel(self, order: Order, reason: CancelReason) -> OrderCancelled:
         cancelled: OrderCancelled = self.close_with(

@@ -18,13 +18,17 @@ Placing
 Modify and cancel
     Only open orders: an unknown one gets CommandRejected(UNKNOWN_ORDER), a terminal one
     ORDER_NOT_OPEN. A modify re-runs the placement checks on the new terms (the new quantity
-    must also exceed the filled quantity; a price on an order without one is MALFORMED),
-    emits OrderModified, then works the order again: a price that now crosses takes.
+    must also exceed the filled quantity; a price on an order without one is MALFORMED, as
+    is a stop price on a trailing stop, whose stop follows the market: change its trail by
+    cancelling it and placing a new one), emits OrderModified, then works the order again: a
+    price that now crosses takes. An order held for its group can be modified and cancelled.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+
+import msgspec
 
 from tradebus.schemas.commands import (
     CancelAllOrders,
@@ -33,30 +37,38 @@ from tradebus.schemas.commands import (
     OrderCommand,
     PlaceOrder,
     PlaceOrderGroup,
+    group_violation,
     terms_differences,
 )
-from tradebus.schemas.events import CommandRejected, OrderAccepted, OrderModified, cancel_all_done, group_unsupported
-from tradebus.schemas.values import CancelReason, OrderType, RejectReason, Side
+from tradebus.schemas.events import CommandRejected, OrderAccepted, OrderModified, cancel_all_done
+from tradebus.schemas.values import CancelReason, OrderType, RejectReason
 
 from .book import OrderBook
 from .events import EventBuilder
+from .groups import Groups
 from .ledger import Ledger
 from .matching import Matcher
 from .rules import InstrumentSpec, Violation, check_order
-from .state import ZERO, Account, Core, Event, Order, exact
+from .state import Account, Core, Event, Order, exact
+from .trailing import followed_price, trailing_stop
+
+_NEEDS_A_BOOK = (OrderType.MARKET, OrderType.TRAILING_STOP)  # takes or follows the opposite side
 
 
 class Commands:
-    def __init__(self, core: Core, events: EventBuilder, book: OrderBook, ledger: Ledger, matcher: Matcher) -> None:
+    def __init__(
+        self, core: Core, events: EventBuilder, book: OrderBook, ledger: Ledger, matcher: Matcher, groups: Groups
+    ) -> None:
         self._core = core
         self._events = events
         self._book = book
         self._ledger = ledger
         self._matcher = matcher
+        self._groups = groups
 
     @exact
     def execute(self, command: OrderCommand) -> list[Event]:
-        """Expire what is due, then run the command."""
+        """Expire what is due, then run the command, then let groups follow what closed."""
         self._core.now = self._core.clock()
         events = self._book.expire_due()
         if isinstance(command, PlaceOrder):
@@ -66,26 +78,13 @@ class Commands:
         elif isinstance(command, CancelOrder):
             events += self._cancel_one(command)
         elif isinstance(command, PlaceOrderGroup):
-            events += group_unsupported(command, "the paper venue does not hold order groups yet", self._core.now)
+            events += self._place_group(command)
         else:
             events += self._cancel_all(command)
-        return events
+        return events + self._matcher.follow_groups()
 
     def _place(self, command: PlaceOrder) -> list[Event]:
-        order = Order(
-            account=command.account,
-            client_order_id=command.client_order_id,
-            symbol=command.symbol,
-            side=command.side,
-            order_type=command.order_type,
-            quantity=command.quantity,
-            price=command.price,
-            stop_price=command.stop_price,
-            time_in_force=command.time_in_force,
-            expire_time=command.expire_time,
-            post_only=command.post_only,
-            reduce_only=command.reduce_only,
-        )
+        order = _order(command, None)
         violation = self._unknown_account(command)
         if violation is not None:
             # Not recorded: there is no account to record it in. Its one event has the
@@ -95,12 +94,76 @@ class Commands:
         if account.used(command.client_order_id):
             return self._placed_again(account, command)
         violation = self._check_place(order)
+        if violation is None and order.group_id is not None:
+            violation = Violation(RejectReason.INVALID_ORDER_GROUP, "the orders of a group are placed as a place_group")
         if violation is not None:
             rejected = self._events.rejected(order, violation)
             account.rejected[order.client_order_id] = rejected
             return [rejected]
         account.orders[order.client_order_id] = order
-        return self._accept(order)
+        accepted = self._accept(order)
+        return [accepted, *self._matcher.work(order)]
+
+    def _place_group(self, group: PlaceOrderGroup) -> list[Event]:
+        # Each order under the group's account (the one the group was sent to), even one
+        # naming another, which `group_violation` refuses.
+        places = [msgspec.structs.replace(place, account=group.account) for place in group.placed_orders()]
+        orders = [_order(place, group.contingent_on(place)) for place in places]
+        violation = self._unknown_account(group)
+        if violation is not None:  # not recorded, as for a place
+            return [self._events.rejected(order, violation) for order in orders]
+        account = self._core.state.accounts[group.account]
+        if any(account.used(order.client_order_id) for order in orders):
+            return self._group_again(account, group)
+        violation = self._check_group(account, group, orders)
+        if violation is not None:
+            rejected = [self._events.rejected(order, violation) for order in orders]
+            account.rejected.update((event.client_order_id, event) for event in rejected)
+            return list(rejected)
+        account.groups[group.group_id] = [order.client_order_id for order in orders]
+        events: list[Event] = []
+        for order in orders:
+            account.orders[order.client_order_id] = order
+            events.append(self._accept(order))
+        for order in orders:
+            if order.is_open:  # not one its peer's fill cancelled; held ones do nothing yet
+                events += self._matcher.work(order)
+        return events
+
+    def _check_group(self, account: Account, group: PlaceOrderGroup, orders: list[Order]) -> Violation | None:
+        """The first reason to refuse the whole group, checking every order before placing any."""
+        breach = group_violation(group)
+        if breach is None and group.group_id in account.groups:
+            breach = f"group id {group.group_id} already used"
+        if breach is not None:
+            return Violation(RejectReason.INVALID_ORDER_GROUP, breach)
+        for order in orders:
+            violation = self._check_place(order)
+            if violation is not None:
+                reason, message = violation
+                return Violation(reason, f"{order.client_order_id}: {message}")
+        return None
+
+    def _group_again(self, account: Account, group: PlaceOrderGroup) -> list[Event]:
+        """A group with known client order ids: the same group again, or a duplicate id."""
+        again: list[Event] = []
+        for place in group.placed_orders():
+            order = account.orders.get(place.client_order_id)
+            if order is None or order.accepted is None or order.group_id != group.group_id:
+                break
+            if terms_differences(order.accepted, place) or order.last_event is None:
+                break
+            again.append(order.last_event)
+        else:
+            return again
+        used = [o.client_order_id for o in group.orders if account.used(o.client_order_id)]
+        return [
+            self._events.command_rejected(
+                group,
+                RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                f"client order ids already used, not by this group with these terms: {', '.join(used)}",
+            )
+        ]
 
     def _placed_again(self, account: Account, command: PlaceOrder) -> list[Event]:
         """A place under a used client order id (see Placing)."""
@@ -128,7 +191,7 @@ class Commands:
             return Violation(RejectReason.UNKNOWN_INSTRUMENT, f"no instrument {order.symbol}")
         if order.expire_time is not None and order.expire_time <= self._core.now:
             return Violation(RejectReason.EXPIRED_ON_ARRIVAL, "expire_time has passed")
-        if order.order_type is OrderType.MARKET and not self._book.opposite_levels(order):
+        if order.order_type in _NEEDS_A_BOOK and not self._book.opposite_levels(order):
             return Violation(RejectReason.NO_LIQUIDITY, "the opposite side of the book is empty")
         return self._check_terms(spec, order, quantity=order.quantity, price=order.price, stop_price=order.stop_price)
 
@@ -142,6 +205,8 @@ class Commands:
         stop_price: Decimal | None,
     ) -> Violation | None:
         """The checks a placement and a modify share, on the order's proposed terms."""
+        if stop_price is None and order.order_type is OrderType.TRAILING_STOP:  # valued at its first stop
+            stop_price = self._first_stop(order)
         violation = check_order(
             spec,
             quantity=quantity,
@@ -150,28 +215,23 @@ class Commands:
         )
         if violation is None and self._core.rules is not None:
             violation = self._core.rules(spec, quantity, (price, stop_price), self._core.now)
-        if violation is not None:
+        if violation is not None or order.held:  # a held order's account is judged when it works
             return violation
         leaves = quantity - order.cum_quantity
         if order.post_only and price is not None and self._book.crossing_levels(order, price):
             return Violation(RejectReason.POST_ONLY_WOULD_TAKE, f"a {order.side.value} at {price} would take")
         if order.reduce_only and leaves > self._ledger.reducible(order):
             return Violation(RejectReason.REDUCE_ONLY_VIOLATION, "the order would open or flip the position")
-        if order.side is Side.BUY:
-            cost = self._ledger.locked_by(order, leaves, price, stop_price)
-            available = self._ledger.available(order.account, spec.quote, excluding=order)
-            if cost > available:
-                return Violation(
-                    RejectReason.INSUFFICIENT_FUNDS, f"costs up to {cost} {spec.quote}, {available} available"
-                )
-        elif not self._core.allow_short:
-            other_sells = self._book.open(account=order.account, symbol=order.symbol, side=Side.SELL, excluding=order)
-            sellable = self._ledger.position_quantity(order) - sum((o.leaves for o in other_sells), ZERO)
-            if leaves > sellable:
-                return Violation(RejectReason.INSUFFICIENT_FUNDS, f"only {sellable} can be sold, short selling is off")
-        return None
+        return self._ledger.afford(order, leaves, price, stop_price, excluding=[order, *self._peers(order)])
 
-    def _accept(self, order: Order) -> list[Event]:
+    def _first_stop(self, order: Order) -> Decimal | None:
+        best = followed_price(order, self._book.book(order.symbol), None)
+        return None if best is None else trailing_stop(order, best, self._core.instruments[order.symbol].tick_size)
+
+    def _peers(self, order: Order) -> list[Order]:
+        return [] if order.group_id is None or not order.is_open else self._groups.peers(order)
+
+    def _accept(self, order: Order) -> OrderAccepted:
         state = self._core.state
         state.order_count += 1
         self._book.open_order(order, f"P{state.order_count}")
@@ -187,10 +247,14 @@ class Commands:
             expire_time=order.expire_time,
             post_only=order.post_only,
             reduce_only=order.reduce_only,
+            trail_amount=order.trail_amount,
+            trail_percent=order.trail_percent,
+            group_id=order.group_id,
+            contingent_on=order.contingent_on,
         )
         assert isinstance(accepted, OrderAccepted)
         order.accepted = accepted
-        return [accepted, *self._matcher.work(order)]
+        return accepted
 
     def _modify(self, command: ModifyOrder) -> list[Event]:
         account = self._core.state.accounts.get(command.account)
@@ -227,6 +291,9 @@ class Commands:
     ) -> Violation | None:
         if command.price is not None and order.price is None:
             return Violation(RejectReason.MALFORMED, f"a {order.order_type.value} order has no price")
+        if command.stop_price is not None and order.order_type is OrderType.TRAILING_STOP:
+            return Violation(RejectReason.MALFORMED, "a trailing stop's stop price follows the market: "
+                             "cancel it and place one with the new trail")
         if command.stop_price is not None and order.stop_price is None:
             return Violation(RejectReason.MALFORMED, f"a {order.order_type.value} order has no stop price")
         if quantity <= order.cum_quantity:
@@ -247,7 +314,7 @@ class Commands:
         cancelled = [
             self._book.cancel(order, CancelReason.REQUESTED)
             for order in self._book.open(account=command.account, symbol=command.symbol, side=command.side)
-        ]
+        ]  # an order's group follows after all are cancelled: nothing it releases escapes the cancel
         return [*cancelled, cancel_all_done(command, len(cancelled), self._core.now)]
 
     def _find_open(self, command: ModifyOrder | CancelOrder) -> Order | CommandRejected:
@@ -269,3 +336,26 @@ class Commands:
         if command.account not in self._core.state.accounts:
             return Violation(RejectReason.UNKNOWN_ACCOUNT, f"no account {command.account}")
         return None
+
+
+def _order(place: PlaceOrder, contingent_on: str | None) -> Order:
+    """The order a place asks for; held if it waits for another order of its group."""
+    return Order(
+        account=place.account,
+        client_order_id=place.client_order_id,
+        symbol=place.symbol,
+        side=place.side,
+        order_type=place.order_type,
+        quantity=place.quantity,
+        price=place.price,
+        stop_price=place.stop_price,
+        time_in_force=place.time_in_force,
+        expire_time=place.expire_time,
+        post_only=place.post_only,
+        reduce_only=place.reduce_only,
+        trail_amount=place.trail_amount,
+        trail_percent=place.trail_percent,
+        group_id=place.group_id,
+        contingent_on=contingent_on,
+        held=contingent_on is not None,
+    )

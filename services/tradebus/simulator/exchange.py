@@ -8,6 +8,8 @@ reading of the call in progress):
 
 - book.py: the displayed books, and the open orders on them (priority, expiry, closing);
 - matching.py: taking, resting, stops, reduce-only, and what a market update does;
+- trailing.py: where a trailing stop's stop sits;
+- groups.py: brackets, OCO and OTO groups: held orders, peers, releases;
 - ledger.py: cash, positions, fees, and what open buys lock;
 - commands.py: placing, modifying and cancelling, with their checks (rules.py);
 - events.py: event ids, and the events built under them;
@@ -28,6 +30,7 @@ from tradebus.schemas.events import Balance, PositionUpdate
 from .book import OrderBook
 from .commands import Commands
 from .events import EventBuilder
+from .groups import Groups
 from .journal import Journal
 from .ledger import Ledger
 from .matching import Matcher
@@ -61,11 +64,12 @@ class SimulatedExchange:
         self.venue = venue
         self._state = core.state  # all the exchange's state, one snapshot-able Struct
         self._events = events = EventBuilder(core)
-        self._book = OrderBook(core, events)
-        self._ledger = Ledger(core, events, self._book)
-        self._matcher = Matcher(core, events, self._book, self._ledger)
-        self._commands = Commands(core, events, self._book, self._ledger, self._matcher)
-        self._journal = Journal(core, events, self._book, self._ledger)
+        self._book = book = OrderBook(core, events)
+        groups = Groups(core, book)
+        self._ledger = ledger = Ledger(core, events, book, groups)
+        self._matcher = matcher = Matcher(core, events, book, ledger, groups)
+        self._commands = Commands(core, events, book, ledger, matcher, groups)
+        self._journal = Journal(core, events, book, ledger, matcher, groups)
 
     def execute(self, command: OrderCommand) -> list[Event]:
         return self._commands.execute(command)
@@ -125,6 +129,11 @@ class SimulatedExchange:
                 triggered=o.triggered,
                 cum_quantity=o.cum_quantity,
                 leaves_quantity=o.leaves,
+                trail_amount=o.trail_amount,
+                trail_percent=o.trail_percent,
+                group_id=o.group_id,
+                contingent_on=o.contingent_on,
+                held=o.held,
             )
             for o in self._book.open(account=account)
         ]

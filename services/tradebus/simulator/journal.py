@@ -12,15 +12,24 @@ Journal
     same subjects) and order events whose number was already applied (re-published by
     `reconcile`) change nothing; orders of accounts or instruments no longer configured are
     dropped. Books are not restored: the next market update brings them.
+    Groups come back from OrderAccepted (`group_id`, `contingent_on`: an order waiting for
+    another is held until that one's terminal event shows it done with a fill), released
+    quantities and trailing stops from OrderModified: nothing about them is kept elsewhere.
+    A trailing stop's stop is all its state (trailing.py), so it comes back exactly; no
+    market moved it while the venue was down, since the paper venue's market is its own.
     A crash can cut the journal inside one call's events. `restore` then returns what the
-    venue still owes: the BalanceUpdate and PositionUpdate of a fill stored without them,
-    and a cancel (reason VENUE) of every order whose work was cut short and may not rest
-    (market, triggered stop, IOC, FOK).
+    venue still owes: the BalanceUpdate and PositionUpdate of a fill stored without them;
+    for groups, the cancel (reason CONTINGENT) of an order whose peer filled or whose first
+    order ended unfilled, and the OrderModified of a release; and a cancel (reason VENUE) of
+    every working order whose work was cut short and may not rest (market, triggered stop,
+    IOC, FOK) or a buy trailing stop cut off before its first stop, then what those cancels
+    do to their groups.
 
 Re-delivered commands
     A command re-delivered after a crash may have been executed already. `executed` answers
     from state the journal restores: a place whose client order id is used, a modify its
-    (known) order recorded, applied or refused, a cancel of an order that is no longer open
+    (known) order recorded, applied or refused, a group all of whose client order ids are used
+    (a group is decided whole), a cancel of an order that is no longer open
     (whatever closed it, executing the cancel again could only add an ORDER_NOT_OPEN
     rejection). A cancel-all never counts as executed: running it again cancels only what is
     still open. `execute` itself never consults it: a place arriving as a new delivery is
@@ -51,11 +60,13 @@ from tradebus.schemas.events import (
     OrderTriggered,
     PositionUpdate,
 )
-from tradebus.schemas.values import CancelReason
+from tradebus.schemas.values import CancelReason, OrderType, Side
 
 from .book import OrderBook
 from .events import EventBuilder
+from .groups import RELEASE_MODIFY_ID, Groups
 from .ledger import Ledger
+from .matching import Matcher
 from .state import Core, Event, Order, Position, exact
 
 
@@ -69,11 +80,15 @@ class _Replay(msgspec.Struct):
 
 
 class Journal:
-    def __init__(self, core: Core, events: EventBuilder, book: OrderBook, ledger: Ledger) -> None:
+    def __init__(
+        self, core: Core, events: EventBuilder, book: OrderBook, ledger: Ledger, matcher: Matcher, groups: Groups
+    ) -> None:
         self._core = core
         self._events = events
         self._book = book
         self._ledger = ledger
+        self._matcher = matcher
+        self._groups = groups
 
     @exact
     def restore(self, journal: Iterable[Event]) -> list[Event]:
@@ -90,15 +105,34 @@ class Journal:
         self._continue_account_ids(replay)
         # A crash may have cut the journal inside one call: settle what that call still owed.
         self._core.now = self._core.clock()
+        # Orders first (a stop-less trailing stop cannot be valued without a market), their
+        # events after the fill's account events, which show the venue as it is after them.
+        settled = self._owed_by_groups()
+        settled += [self._book.cancel(order, CancelReason.VENUE) for order in self._book.open() if _cut_short(order)]
+        settled += self._matcher.follow_groups()
         owed: list[Event] = [
             self._ledger.balance_update(account, currency) for account, currency in replay.unreported_cash
         ]
         owed += [self._ledger.report_position(account, symbol) for account, symbol in replay.unreported_positions]
-        owed += [
-            self._book.cancel(order, CancelReason.VENUE)
-            for order in self._book.open()
-            if order.cannot_rest and not order.is_pending_stop
-        ]
+        return owed + settled
+
+    def _owed_by_groups(self) -> list[Event]:
+        """What a cut kept groups from doing: cancels of peers of a filled order and of orders
+        whose first ended unfilled, and releases not reported."""
+        owed: list[Event] = []
+        accounts = self._core.state.accounts
+        for order in self._book.open():
+            if order.group_id is None or not order.is_open:
+                continue
+            first = None if order.contingent_on is None else accounts[order.account].orders.get(order.contingent_on)
+            if first is not None and not first.is_open and order.held:
+                owed.append(self._book.cancel(order, CancelReason.CONTINGENT))
+                continue
+            if first is not None and not first.is_open and RELEASE_MODIFY_ID not in order.modify_ids:
+                owed += self._groups.release(order, first)
+            if any(peer.cum_quantity for peer in self._groups.peers(order)):
+                owed.append(self._book.cancel(order, CancelReason.CONTINGENT))
+        self._core.ended.clear()  # nothing released or cancelled here has orders waiting for it
         return owed
 
     def executed(self, command: OrderCommand) -> bool:
@@ -132,6 +166,16 @@ class Journal:
         order.event_count, order.last_event = number, event
         self._core.now = event.ts_event
         self._replay_on_order(order, event, replay)
+        self._replay_ended()
+
+    def _replay_ended(self) -> None:
+        """An order done with a fill released the orders waiting for it (their events follow)."""
+        ended = self._core.ended
+        while ended:
+            first = ended.pop()
+            if first.cum_quantity:
+                for order in self._groups.waiting_for(first):
+                    order.held = False
 
     def _replay_on_order(self, order: Order, event: OrderEvent, replay: _Replay) -> None:
         """What the event did to its order, as the live path does it."""
@@ -139,6 +183,8 @@ class Journal:
         match event:
             case OrderAccepted():
                 self._book.open_order(order, str(event.venue_order_id))
+                if order.group_id is not None:
+                    state.accounts[order.account].groups.setdefault(order.group_id, []).append(order.client_order_id)
                 state.order_count = max(state.order_count, _number(str(event.venue_order_id), "P"))
             case OrderModified():
                 state.accounts[order.account].remember_modify(order.client_order_id, event.modify_id)
@@ -191,6 +237,17 @@ class Journal:
             state.accounts[name].event_count = number if epoch == state.epoch else 0
 
 
+def _cut_short(order: Order) -> bool:
+    """Whether the journal ends inside the work of a working order that may not rest, or
+    before a buy trailing stop got its first stop (it has one from its start: without a
+    market, the restored venue could neither set it nor value what it locks)."""
+    if order.held:
+        return False
+    if order.order_type is OrderType.TRAILING_STOP and order.side is Side.BUY and order.stop_price is None:
+        return True
+    return order.cannot_rest and not order.is_pending_stop
+
+
 def _accepted_order(event: OrderAccepted) -> Order:
     """An order as its acceptance describes it, before it is put on the book."""
     return Order(
@@ -206,6 +263,11 @@ def _accepted_order(event: OrderAccepted) -> Order:
         expire_time=event.expire_time,
         post_only=event.post_only,
         reduce_only=event.reduce_only,
+        trail_amount=event.trail_amount,
+        trail_percent=event.trail_percent,
+        group_id=event.group_id,
+        contingent_on=event.contingent_on,
+        held=event.contingent_on is not None,
         accepted=event,
     )
 

@@ -13,23 +13,26 @@ BalanceUpdate: `balance` is always current.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from decimal import Decimal
 
 from tradebus.schemas.events import Balance, BalanceUpdate, Fill, OrderFilled, OrderPartiallyFilled, PositionUpdate
-from tradebus.schemas.values import LiquiditySide, OrderType, Side
+from tradebus.schemas.values import LiquiditySide, OrderType, RejectReason, Side
 from tradebus.services.connector.accounts import apply_fill, round_price
 
 from .book import OrderBook
 from .events import EventBuilder
-from .rules import FillTerms
+from .groups import Groups
+from .rules import FillTerms, Violation
 from .state import ZERO, Core, Event, Order, Position
 
 
 class Ledger:
-    def __init__(self, core: Core, events: EventBuilder, book: OrderBook) -> None:
+    def __init__(self, core: Core, events: EventBuilder, book: OrderBook, groups: Groups) -> None:
         self._core = core
         self._events = events
         self._book = book
+        self._groups = groups
 
     def fill(self, order: Order, price: Decimal, quantity: Decimal, liquidity: LiquiditySide) -> list[Event]:
         core = self._core
@@ -61,6 +64,7 @@ class Ledger:
             fill_event,
             self.balance_update(order.account, spec.quote),
             self.report_position(order.account, order.symbol),
+            *self._groups.cancel_peers(order),
         ]
 
     def settle(self, order: Order, fill: Fill) -> None:
@@ -100,15 +104,16 @@ class Ledger:
         total = self._core.state.accounts[account].cash.get(currency, ZERO)
         return Balance(currency=currency, total=total, available=self.available(account, currency))
 
-    def available(self, account: str, currency: str, excluding: Order | None = None) -> Decimal:
+    def available(self, account: str, currency: str, excluding: Collection[Order] = ()) -> Decimal:
         """Cash minus what the account's open buys in `currency` may spend. A market order is
-        open only while it takes, and has spent what it fills by then: it locks nothing."""
+        open only while it takes, and has spent what it fills by then: it locks nothing; nor
+        does an order held for its group (it is not working)."""
         instruments = self._core.instruments
         locked = sum(
             (
                 self.locked_by(o, o.leaves, o.price, o.stop_price)
                 for o in self._book.open(account=account, side=Side.BUY, excluding=excluding)
-                if o.order_type is not OrderType.MARKET and instruments[o.symbol].quote == currency
+                if o.order_type is not OrderType.MARKET and not o.held and instruments[o.symbol].quote == currency
             ),
             ZERO,
         )
@@ -123,6 +128,31 @@ class Ledger:
             price = self._book.slipped(spec, order.side, reference)
         notional = leaves * price
         return notional + self._core.fees.most(spec, notional, self._core.now)
+
+    def afford(
+        self,
+        order: Order,
+        leaves: Decimal,
+        price: Decimal | None,
+        stop_price: Decimal | None,
+        excluding: Collection[Order],
+    ) -> Violation | None:
+        """Whether the account can carry `leaves` more of `order` besides its other open orders
+        but `excluding` (the order itself, and its group peers, which can never fill both):
+        a buy its cost, a sell, without short selling, its quantity."""
+        quote = self._core.instruments[order.symbol].quote
+        if order.side is Side.BUY:
+            cost = self.locked_by(order, leaves, price, stop_price)
+            available = self.available(order.account, quote, excluding=excluding)
+            if cost > available:
+                return Violation(RejectReason.INSUFFICIENT_FUNDS, f"costs up to {cost} {quote}, {available} available")
+        elif not self._core.allow_short:
+            other_sells = self._book.open(account=order.account, symbol=order.symbol, side=Side.SELL, excluding=excluding)
+            pending = sum((o.leaves for o in other_sells if not o.held), ZERO)
+            sellable = self.position_quantity(order) - pending
+            if leaves > sellable:
+                return Violation(RejectReason.INSUFFICIENT_FUNDS, f"only {sellable} can be sold, short selling is off")
+        return None
 
     def position_quantity(self, order: Order) -> Decimal:
         """The signed position of the order's account in its instrument."""

@@ -27,6 +27,16 @@ Stops
     sell stop when the best bid or a print does (<=), including at placement or modify.
     OrderTriggered, then a stop works as a market order (cancelled with NO_LIQUIDITY if
     the opposite side is empty) and a stop-limit as a limit order at its price.
+    A trailing stop triggers the same way, then works as a market order; its stop follows
+    those same prices (trailing.py). Each market update first checks the stop in force,
+    then moves it: a stop never triggers on the update that moved it. Every move is an
+    OrderModified (modify id `trail`), the first at placement from the current book.
+
+Groups
+    Orders held for their group (groups.py) neither fill nor trigger. A fill cancels the
+    filled order's peers at once; an order done (filled, cancelled, expired) releases or
+    cancels the orders waiting for it at the end of the call, after everything else the
+    call did.
 
 Reduce-only
     A reduce-only order never fills beyond the current position; when, at a fill, there is
@@ -38,21 +48,26 @@ from __future__ import annotations
 from decimal import Decimal
 
 from tradebus.schemas.events import OrderTriggered
-from tradebus.schemas.values import CancelReason, LiquiditySide, Side, TimeInForce
+from tradebus.schemas.values import CancelReason, LiquiditySide, OrderType, Side, TimeInForce
 
 from .book import OrderBook
 from .events import EventBuilder
+from .groups import Groups
 from .ledger import Ledger
 from .rules import floor_to
 from .state import ZERO, Book, Core, Event, Level, Order, exact
+from .trailing import followed_price, improves, trailing_stop
+
+TRAIL_MODIFY_ID = "trail"  # OrderModified.modify_id of a trailing stop's move
 
 
 class Matcher:
-    def __init__(self, core: Core, events: EventBuilder, book: OrderBook, ledger: Ledger) -> None:
+    def __init__(self, core: Core, events: EventBuilder, book: OrderBook, ledger: Ledger, groups: Groups) -> None:
         self._core = core
         self._events = events
         self._book = book
         self._ledger = ledger
+        self._groups = groups
 
     @exact
     def work_open_orders(self, symbol: str, trade: Level | None) -> list[Event]:
@@ -62,17 +77,25 @@ class Matcher:
         book = self._book.book(symbol)
         # Taken before triggering: a stop-limit triggered by this update was not resting
         # when it happened, so it does not also fill as maker against it.
-        resting = [o for o in self._book.open(symbol=symbol) if not o.is_pending_stop]
+        resting = [o for o in self._book.open(symbol=symbol) if not o.is_pending_stop and not o.held]
         for order in self._book.open(symbol=symbol):
-            if order.is_pending_stop and self._stop_reached(order, trade):
+            if not order.is_pending_stop or order.held or not order.is_open:  # a peer's fill may have closed it
+                continue
+            if self._stop_reached(order, trade):
                 events += self._trigger(order)
+            elif order.order_type is OrderType.TRAILING_STOP:
+                events += self._follow(order, trade)
         events += self._fill_resting(resting, book, trade)
-        return events
+        return events + self.follow_groups()
 
     def work(self, order: Order) -> list[Event]:
-        """Make a just accepted, modified or triggered order act on the current book."""
+        """Make a just accepted, modified, released or triggered order act on the current book."""
+        if order.held:
+            return []
         if order.is_pending_stop:
-            return self._trigger(order) if self._stop_reached(order, None) else []
+            if self._stop_reached(order, None):
+                return self._trigger(order)
+            return self._follow(order, None) if order.order_type is OrderType.TRAILING_STOP else []
         if order.is_market_like:
             if not self._book.opposite_levels(order):
                 return [self._book.cancel(order, CancelReason.NO_LIQUIDITY)]
@@ -85,6 +108,41 @@ class Matcher:
         if order.is_open and order.cannot_rest:
             events.append(self._book.cancel(order, CancelReason.IOC_REMAINDER))
         return events
+
+    def follow_groups(self) -> list[Event]:
+        """What the grouped orders closed during this call do to the orders waiting for them."""
+        events: list[Event] = []
+        ended = self._core.ended
+        while ended:
+            first = ended.pop(0)
+            for order in self._groups.waiting_for(first):
+                if not (order.is_open and order.held):
+                    continue
+                if first.cum_quantity == 0:
+                    events.append(self._book.cancel(order, CancelReason.CONTINGENT))
+                else:
+                    events += self._release(order, first)
+        return events
+
+    def _release(self, order: Order, first: Order) -> list[Event]:
+        events = self._groups.release(order, first)
+        if order.order_type is not OrderType.MARKET or self._book.opposite_levels(order):  # else: no liquidity
+            peers = [order, *self._groups.peers(order)]
+            if self._ledger.afford(order, order.leaves, order.price, order.stop_price, peers) is not None:
+                return [*events, self._book.cancel(order, CancelReason.VENUE)]
+        if order.post_only and order.price is not None and self._book.crossing_levels(order, order.price):
+            return [*events, self._book.cancel(order, CancelReason.POST_ONLY_WOULD_TAKE)]
+        return [*events, *self.work(order)]
+
+    def _follow(self, order: Order, trade: Level | None) -> list[Event]:
+        """Move a trailing stop after the best price this update shows (trailing.py)."""
+        best = followed_price(order, self._book.book(order.symbol), trade)
+        if best is None:
+            return []
+        stop = trailing_stop(order, best, self._core.instruments[order.symbol].tick_size)
+        if stop is None or not improves(order, stop):
+            return []
+        return [self._book.amend(order, TRAIL_MODIFY_ID, order.quantity, stop)]
 
     def _trigger(self, order: Order) -> list[Event]:
         order.triggered = True
@@ -122,6 +180,8 @@ class Matcher:
         trade_left = {Side.BUY: trade[1], Side.SELL: trade[1]} if trade is not None else {}
         events: list[Event] = []
         for order in sorted(resting, key=_price_time):
+            if not order.is_open:  # cancelled by a peer's fill in this update
+                continue
             assert order.price is not None
             crossing = self._book.crossing_levels(order, order.price)
             from_trade = trade_left[order.side] if trade is not None and _through(order, trade[0]) else ZERO
@@ -147,7 +207,8 @@ class Matcher:
         return events
 
     def _stop_reached(self, order: Order, trade: Level | None) -> bool:
-        assert order.stop_price is not None
+        if order.stop_price is None:  # a trailing stop without a stop yet
+            return False
         book = self._book.book(order.symbol)
         prices = [lv.price for lv in (book.asks if order.side is Side.BUY else book.bids)[:1]]
         if trade is not None:

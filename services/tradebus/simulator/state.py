@@ -26,7 +26,8 @@ Level = tuple[Decimal, Decimal]
 Event = OrderEvent | AccountEvent
 
 ZERO = Decimal(0)
-STOPS = (OrderType.STOP, OrderType.STOP_LIMIT)
+STOPS = (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
+MARKET_LIKE = (OrderType.MARKET, OrderType.STOP, OrderType.TRAILING_STOP)  # once working
 _NEVER_REST = (TimeInForce.IOC, TimeInForce.FOK)
 
 
@@ -48,6 +49,11 @@ class OpenOrder(msgspec.Struct, frozen=True, kw_only=True):
     triggered: bool
     cum_quantity: Decimal
     leaves_quantity: Decimal
+    trail_amount: Decimal | None
+    trail_percent: Decimal | None
+    group_id: str | None
+    contingent_on: str | None
+    held: bool  # waiting for `contingent_on` to be done with a fill: accepted, not working
 
 
 # ---------------------------------------------------------------------------------------
@@ -67,6 +73,11 @@ class Order(msgspec.Struct, kw_only=True):
     expire_time: int | None
     post_only: bool
     reduce_only: bool
+    trail_amount: Decimal | None = None
+    trail_percent: Decimal | None = None
+    group_id: str | None = None
+    contingent_on: str | None = None  # the order of its group it waits for (groups.py)
+    held: bool = False  # open but not working until `contingent_on` is done with a fill
     venue_order_id: str | None = None  # None until accepted; a rejected order keeps None
     is_open: bool = False
     triggered: bool = False
@@ -86,7 +97,7 @@ class Order(msgspec.Struct, kw_only=True):
     @property
     def is_market_like(self) -> bool:
         """Takes without a price limit once working: a market order, or a triggered stop."""
-        return self.order_type is OrderType.MARKET or self.order_type is OrderType.STOP
+        return self.order_type in MARKET_LIKE
 
     @property
     def cannot_rest(self) -> bool:
@@ -113,6 +124,7 @@ class Account(msgspec.Struct, kw_only=True):
     positions: dict[str, Position] = msgspec.field(default_factory=dict)
     orders: dict[str, Order] = msgspec.field(default_factory=dict)  # every order ever accepted
     rejected: dict[str, OrderRejected] = msgspec.field(default_factory=dict)  # refused placements
+    groups: dict[str, list[str]] = msgspec.field(default_factory=dict)  # group id -> its client order ids
     event_count: int = 0
 
     def used(self, client_order_id: str) -> bool:
@@ -183,6 +195,9 @@ class Core:
         self.allow_short = allow_short
         self.clock = clock
         self.now = 0
+        # Grouped orders closed during the call in progress, whose group may have to follow
+        # (groups.py): transient, empty between calls.
+        self.ended: list[Order] = []
         self.state = State(
             epoch=clock(),
             accounts={name: Account(cash=dict(cash)) for name, cash in accounts.items()},

@@ -6,7 +6,8 @@ A feed task advances the market (random walk or replay), lets the matching engin
 books for the subscribed streams. Commands go straight to the matching engine.
 
 The venue keeps its orders, cash and positions nowhere but in its events: on start it
-rebuilds the matching engine from its journal (stream EVENTS) before the first command.
+rebuilds the matching engine from its journal (stream EVENTS) before the first command,
+order groups and trailing stops included (simulator/journal.py).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class _BarBuilder:
 
 
 class PaperConnector(VenueConnector[PaperConfig]):
+    # Every order type, trailing stops included, and every kind of group, held natively by
+    # the simulated exchange (tradebus.simulator: trailing.py, groups.py).
     capabilities = Capabilities(
         order_types=frozenset(OrderType), time_in_force=frozenset(TimeInForce), modify=True,
         market_data=frozenset(MarketDataKind) - {MarketDataKind.INSTRUMENT}, order_groups=frozenset(GroupKind),
