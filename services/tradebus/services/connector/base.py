@@ -15,7 +15,7 @@ from tradebus.schemas.commands import OrderCommand
 from tradebus.schemas.control import VenueSession
 from tradebus.schemas.events import AccountEvent, OrderEvent
 from tradebus.schemas.market import Instrument
-from tradebus.schemas.values import MarketDataKind, OrderType, ServiceState, TimeInForce
+from tradebus.schemas.values import GroupKind, MarketDataKind, OrderType, ServiceState, TimeInForce
 
 from .marketdata import MarketDataPublisher
 
@@ -43,6 +43,9 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     time_in_force: frozenset[TimeInForce]
     modify: bool  # ModifyOrder (natively or as the venue's atomic cancel-replace)
     market_data: frozenset[MarketDataKind]
+    # The order groups (`place_group` kinds) the venue holds natively; a group of another kind
+    # is answered `unsupported_order_group`. The venue's spec line says the same (venuespecs.py).
+    order_groups: frozenset[GroupKind] = frozenset()
 
 
 class VenueConnector(ABC, Generic[ConfigT]):

@@ -223,6 +223,8 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
                 return False
             self.emit(await self._track(snapshot))
             return True
+        if isinstance(command, PlaceOrderGroup):  # placed whole: every order known, or none
+            return all(self.tracker.knows(order.client_order_id) for order in command.orders)
         if isinstance(command, ModifyOrder):
             return self.tracker.modified(command.client_order_id, command.modify_id)
         if isinstance(command, CancelOrder):
@@ -244,8 +246,7 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
             if isinstance(command, CancelOrder):
                 return await self._cancel(command.client_order_id)
             if isinstance(command, PlaceOrderGroup):
-                return list(group_unsupported(command, f"{self.venue} does not hold {command.kind.value} groups",
-                                              time.time_ns()))
+                return await self._group(command)
             return await self._cancel_all(command)
         except AuthFailed as exc:
             self._auth_failed(exc)
@@ -276,6 +277,23 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
         return latest, unknown
 
     # --- commands --------------------------------------------------------------------------------
+    async def _group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
+        """A group of a kind the venue holds natively (the service answers the other kinds by
+        capabilities.order_groups) goes to `place_group`, unless every order of it is known
+        already (a re-delivery: each order answered as a place under a known client order id is)."""
+        orders = group.placed_orders()
+        if all(self.tracker.knows(order.client_order_id) for order in orders):
+            return [event for order in orders
+                    for event in self._placed_again(order, self.tracker.placed(order.client_order_id))]
+        return await self.place_group(group)
+
+    async def place_group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
+        """Place a group natively, as one request or linked orders of the venue's, and return
+        every order's events; an order of it the venue holds already must not be placed again.
+        A venue whose capabilities name group kinds overrides this."""
+        return list(group_unsupported(group, f"{self.venue} holds no {group.kind.value} groups natively",
+                                      time.time_ns()))
+
     async def _modify(self, command: ModifyOrder) -> list[VenueEvent]:
         coid = command.client_order_id
         if not self.tracker.knows(coid):
@@ -322,6 +340,8 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
         return [*events, cancel_all_done(command, cancelled, time.time_ns())]
 
     def _refused(self, command: OrderCommand, reason: RejectReason, message: str) -> list[VenueEvent]:
+        if isinstance(command, PlaceOrderGroup):  # every order answered as its own place would be
+            return [event for order in command.placed_orders() for event in self._refused(order, reason, message)]
         now = time.time_ns()
         if isinstance(command, PlaceOrder):
             if self.tracker.knows(command.client_order_id):  # a genuine duplicate: the order keeps its state

@@ -14,6 +14,8 @@ from importlib import import_module
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
+from tradebus.schemas.values import GroupKind
+
 if TYPE_CHECKING:  # the emulators need aiohttp (an extra): loaded only where a venue is emulated
     from tradebus.emulators.server import Emulator
 
@@ -52,6 +54,10 @@ class VenueSpec:
     environment: str | None = None
     # Its daily login (a LoginFlow, connector/login.py): a venue whose access tokens last a day
     login: str | None = None
+    # The order groups the venue holds natively (its connector's Capabilities.order_groups say
+    # the same): risk routes only these kinds to it and refuses the others (GROUPS: no order
+    # emulation service yet).
+    order_groups: frozenset[GroupKind] = frozenset()
 
     @property
     def needs_credentials(self) -> bool:
@@ -86,12 +92,14 @@ def _ccxt(name: str, emulator: str | None = None) -> VenueSpec:
 
 VENUE_SPECS: dict[str, VenueSpec] = {spec.name: spec for spec in (
     VenueSpec(name="paper", connector=f"{VENUES_PACKAGE}.paper.connector:PaperConnector",
-              config=f"{VENUES_PACKAGE}.paper.config:PaperConfig", embedded=True, section="paper"),
+              config=f"{VENUES_PACKAGE}.paper.config:PaperConfig", embedded=True, section="paper",
+              order_groups=frozenset(GroupKind)),
     _ccxt("binance", emulator=f"{EMULATORS_PACKAGE}.binance:BinanceEmulator"),
     _ccxt("bybit", emulator=f"{EMULATORS_PACKAGE}.bybit:BybitEmulator"),
     VenueSpec(name="alpaca", connector=f"{VENUES_PACKAGE}.alpaca.connector:AlpacaConnector",
               config=f"{VENUES_PACKAGE}.alpaca.config:AlpacaConfig", extra="alpaca", sdk="alpaca",
-              emulator=f"{EMULATORS_PACKAGE}.alpaca:AlpacaEmulator"),
+              emulator=f"{EMULATORS_PACKAGE}.alpaca:AlpacaEmulator",
+              order_groups=frozenset({GroupKind.BRACKET, GroupKind.OCO, GroupKind.OTO})),
     VenueSpec(name="zerodha", connector=f"{VENUES_PACKAGE}.zerodha.connector:ZerodhaConnector",
               config=f"{VENUES_PACKAGE}.zerodha.config:ZerodhaConfig", extra="zerodha", sdk="kiteconnect",
               secret_name="ACCESS_TOKEN", emulator=f"{EMULATORS_PACKAGE}.zerodha:ZerodhaEmulator",
@@ -102,7 +110,7 @@ VENUE_SPECS: dict[str, VenueSpec] = {spec.name: spec for spec in (
               login=f"{VENUES_PACKAGE}.fyers.login:FLOW"),
     VenueSpec(name="ibkr", connector=f"{VENUES_PACKAGE}.ibkr.connector:IbkrConnector",
               config=f"{VENUES_PACKAGE}.ibkr.config:IbkrConfig", extra="ibkr", sdk="ib_async", signs_requests=False,
-              emulator=f"{EMULATORS_PACKAGE}.ibkr:IbkrEmulator"),
+              emulator=f"{EMULATORS_PACKAGE}.ibkr:IbkrEmulator", order_groups=frozenset(GroupKind)),
 )}
 
 # The venue a fleet runs when none is named: it needs nothing installed, configured or reachable.
