@@ -248,6 +248,8 @@ class AlpacaEmulator(Emulator):
         if order_type is OrderType.TRAILING_STOP:  # the engine holds a stop at the trail's price (trailing.py)
             trail = self.trailing.terms(body, side, symbol, tif, lambda name: _optional_decimal(body, name))
             order_type, stop = OrderType.STOP, trail.stop()
+        if order_class == "oco" and limit is None and isinstance(body.get("take_profit"), dict):
+            limit = _optional_decimal(body["take_profit"], "limit_price")  # the oco's own order is its take-profit
         exits = self.classes.check(order_class, body, entry=order_type, side=side, tif=tif, limit=limit,
                                    read=_optional_decimal) if advanced else []
         record = self.venue.place(
