@@ -265,7 +265,7 @@ class AlpacaEmulator(Emulator):
 
     async def _orders(self, account: str, request: web.Request) -> list[dict[str, Any]]:
         status = request.query.get("status", "open")
-        nested = request.query.get("nested") == "true"
+        nested = _nested(request)
         records = [o for o in [*self.venue.orders.values(), *self.classes.held(account)] if o.account == account
                    and (status == "all" or o.is_open == (status == "open"))]
         if nested:  # the children appear under their parent's `legs` only
@@ -282,7 +282,7 @@ class AlpacaEmulator(Emulator):
         record = self._find(account, request.match_info["order_id"])
         if self._id(record) != request.match_info["order_id"]:
             return self._render(record, status="replaced")  # an id a replace superseded
-        return self._render(record, nested=request.query.get("nested") == "true")
+        return self._render(record, nested=_nested(request))
 
     async def _replace(self, account: str, request: web.Request) -> dict[str, Any]:
         record = self._find(account, request.match_info["order_id"])
@@ -414,6 +414,11 @@ def _event(record: EmulatedOrder, fill: EmulatedFill | None) -> str | None:
         return "fill" if record.filled >= record.quantity else "partial_fill"
     return {"new": "new", "canceled": "canceled", "expired": "expired", "rejected": "rejected"}.get(
         render.STATUS[record.status])
+
+
+def _nested(request: web.Request) -> bool:
+    """`nested=true` (alpaca-py sends Python's `True`; Alpaca's Go server parses booleans either way)."""
+    return request.query.get("nested", "").lower() in ("true", "1")
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
