@@ -174,3 +174,4 @@ async def test_a_trailing_stop_follows_the_market_and_triggers_once(
             assert len(marks) < 200, "no trigger within the test's time"
         filled = of(events, OrderFilled, "tr1")
         assert len(filled) == 1 and filled[0].cum_quantity == 5  # triggered once, one market order
+        assert len(marks) > 1, "the mark never moved before the stop triggered"
