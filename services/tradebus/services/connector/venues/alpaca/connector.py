@@ -193,8 +193,11 @@ class AlpacaConnector(RemoteVenueConnector[AlpacaConfig]):
                 self.tracker.submitting(order)
         try:
             parent = await self._placed_group(form, body)
-        except OrderRefused as exc:
-            return [event for order in orders for event in self.tracker.rejected(order, exc.reason, exc.message,
+        except (OrderRefused, VenueBusy) as exc:  # busy: Alpaca did nothing (as for a single place)
+            reason = exc.reason if isinstance(exc, OrderRefused) else RejectReason.VENUE_UNAVAILABLE
+            for order in orders:
+                self.tracker.forget(order.client_order_id)
+            return [event for order in orders for event in self.tracker.rejected(order, reason, exc.message,
                                                                                   time.time_ns())]
         if parent is None:
             return []  # its outcome stays unknown: left for reconciliation (the parent is looked up by its id)
