@@ -138,6 +138,10 @@ async def test_oco_and_oto(emulator: AlpacaEmulator, nats_server: NatsServer) ->
                                   order("t1-tp", Side.SELL, OrderType.LIMIT, 10, price=now - 5)))
         assert of(events, OrderAccepted, "t1-tp")[0].contingent_on == "t1-in"
         await until(events, OrderFilled, "t1-tp", "the oto's second order filled")
+        now = price(emulator)
+        flat = await run(venue, events, group("o0", GroupKind.OCO, order("o0-sl", Side.SELL, OrderType.STOP, stop_price=now - 50),
+                                              order("o0-tp", Side.SELL, OrderType.LIMIT, price=now + 50)))
+        assert {e.reason for e in flat if isinstance(e, OrderRejected)} == {RejectReason.INSUFFICIENT_FUNDS}  # no position
         await run(venue, events, order("pos", Side.BUY, OrderType.MARKET, 5))  # Alpaca's oco is an exit of a position
         await until(events, OrderFilled, "pos", "the position bought")
         now = price(emulator)

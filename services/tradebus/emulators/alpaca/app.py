@@ -250,11 +250,12 @@ class AlpacaEmulator(Emulator):
             order_type, stop = OrderType.STOP, trail.stop()
         if order_class == "oco" and limit is None and isinstance(body.get("take_profit"), dict):
             limit = _optional_decimal(body["take_profit"], "limit_price")  # the oco's own order is its take-profit
-        exits = self.classes.check(order_class, body, entry=order_type, side=side, tif=tif, limit=limit,
-                                   read=_optional_decimal) if advanced else []
+        quantity = _decimal(body, "qty")
+        exits = self.classes.check(order_class, body, account=account, symbol=symbol, entry=order_type, side=side,
+                                   quantity=quantity, tif=tif, limit=limit, read=_optional_decimal) if advanced else []
         record = self.venue.place(
             account, client_order_id=str(body.get("client_order_id") or uuid.uuid4()), symbol=symbol,
-            side=side, order_type=order_type, quantity=_decimal(body, "qty"), price=limit, stop_price=stop,
+            side=side, order_type=order_type, quantity=quantity, price=limit, stop_price=stop,
             time_in_force=render.TIME_IN_FORCE[tif], report_after=ROUTING_DELAY,
         )
         if trail is not None:

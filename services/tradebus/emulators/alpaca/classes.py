@@ -60,11 +60,15 @@ class OrderClasses:
         self.leg_ids: dict[tuple[str, str], str] = {}  # (account, leg client order id) -> the id Alpaca gave it
 
     # --- submission -------------------------------------------------------------------------
-    def check(self, order_class: str, body: dict[str, Any], *, entry: OrderType, side: Side, tif: str,
-              limit: Decimal | None, read: Callable[[dict[str, Any], str], Decimal | None]) -> list[tuple[str, dict[str, Any]]]:
+    def check(self, order_class: str, body: dict[str, Any], *, account: str, symbol: str, entry: OrderType,
+              side: Side, quantity: Decimal, tif: str, limit: Decimal | None,
+              read: Callable[[dict[str, Any], str], Decimal | None]) -> list[tuple[str, dict[str, Any]]]:
         """The exits a request asks for, as (role, object), after Alpaca's rules (Refused otherwise)."""
         if order_class not in CLASSES:
             raise Refused(RejectReason.MALFORMED, f"invalid order_class {order_class}")
+        if order_class == "oco" and self._held_for_exit(account, symbol, side) < quantity:
+            # "currently only exit order is supported": it closes (part of) a position
+            raise Refused(RejectReason.INSUFFICIENT_FUNDS, "insufficient qty available for order")
         if tif not in ("day", "gtc"):
             raise Refused(RejectReason.UNSUPPORTED_TIME_IN_FORCE, f"invalid time_in_force for {order_class} order")
         exits = [(role, body[role]) for role in ("take_profit", "stop_loss") if isinstance(body.get(role), dict)]
@@ -118,6 +122,11 @@ class OrderClasses:
         if not group.held:
             group.legs = [self._release(leg) for leg in group.legs]
         return group
+
+    def _held_for_exit(self, account: str, symbol: str, side: Side) -> Decimal:
+        """The position an exit on `side` would close: long for a sell, short for a buy."""
+        position = next((p.quantity for p in self.venue.positions(account) if p.symbol == symbol), Decimal(0))
+        return position if side is Side.SELL else -position
 
     # --- queries ------------------------------------------------------------------------------
     def group_of(self, record: EmulatedOrder) -> Group | None:
