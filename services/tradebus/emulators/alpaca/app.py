@@ -3,7 +3,8 @@ stream to run the unmodified alpaca-py TradingClient / TradingStream against it.
 
 Served (paths as on paper-api.alpaca.markets):
     GET    /v2/account, /v2/clock, /v2/assets, /v2/positions
-    POST   /v2/orders                      market, limit, stop, stop_limit; day, gtc, ioc, fok
+    POST   /v2/orders                      market, limit, stop, stop_limit, trailing_stop; day, gtc, ioc, fok;
+                                           order_class simple, bracket, oco, oto (classes.py, trailing.py)
     GET    /v2/orders, /v2/orders/{id}, /v2/orders:by_client_order_id
     PATCH  /v2/orders/{id}                 replace: the order gets a new id (as on Alpaca)
     DELETE /v2/orders/{id}
@@ -12,8 +13,8 @@ Served (paths as on paper-api.alpaca.markets):
 Auth: headers APCA-API-KEY-ID / APCA-API-SECRET-KEY; bad keys get 401 {"code": 40110000}.
 
 Simplifications: the market never closes (equities trade 24/7 here, so the conformance
-suite can run at any hour); opg / cls, notional orders, trailing stops, brackets and
-extended hours are refused with 422; positions are the account's non-cash balances.
+suite can run at any hour); opg / cls, notional orders and extended hours are refused with
+422; positions are the account's non-cash balances.
 
 Order lifecycle (alpaca.markets/docs/trading/orders "Order Lifecycle"; alpaca-py's
 OrderStatus and TradeEvent enums): an order is answered `accepted` ("received by Alpaca,
@@ -36,7 +37,7 @@ from typing import Any
 import msgpack
 from aiohttp import WSMsgType, web
 
-from tradebus.schemas.values import RejectReason, Side
+from tradebus.schemas.values import OrderType, RejectReason, Side
 from tradebus.simulator.market import MarketUpdate
 from tradebus.simulator.rules import FeeSchedule, InstrumentSpec
 
@@ -44,6 +45,8 @@ from ..server import Emulator
 from ..streams import Stream, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, Refused
 from . import render
+from .classes import OrderClasses
+from .trailing import TrailingStops
 
 ROUTING_DELAY = 0.05  # seconds from the `accepted` answer to routing (stream `new`, then fills)
 
@@ -82,6 +85,8 @@ class AlpacaEmulator(Emulator):
                                    closed=self._trade_closed)
         self.data_stream = Stream(self._data_request, session=DataSession, decode=msgpack.unpackb,
                                   frames=(WSMsgType.BINARY,), greeting=_greet)
+        self.classes = OrderClasses(venue, lambda record, event: self._publish(record.account, event, self._render(record)))
+        self.trailing = TrailingStops(venue)
         venue.on_order(self._on_order)
         venue.on_market(self._on_market)
 
@@ -138,17 +143,35 @@ class AlpacaEmulator(Emulator):
 
     # --- rendering --------------------------------------------------------------------------
     def _id(self, record: EmulatedOrder) -> str:
-        order_id = render.order_uuid(record.order_id, self._generation.get(record.order_id, 0))
-        self._by_uuid[order_id] = record.order_id
+        generation = self._generation.get(record.order_id, 0)
+        leg_id = self.classes.leg_ids.get((record.account, record.client_order_id))
+        if leg_id is not None and not generation:  # a leg keeps the id Alpaca gave it at submission
+            order_id = leg_id
+        else:
+            order_id = render.order_uuid(record.order_id, generation)
+        if record.order_id:  # not a held leg (the engine has none yet)
+            self._by_uuid[order_id] = record.order_id
         return order_id
 
-    def _render(self, record: EmulatedOrder, **extra: Any) -> dict[str, Any]:
+    def _render(self, record: EmulatedOrder, *, nested: bool = False, **extra: Any) -> dict[str, Any]:
+        """`nested`: a parent's children under `legs` (POST answers, and reads asking nested=true)."""
         generation = self._generation.get(record.order_id, 0)
         replaces = render.order_uuid(record.order_id, generation - 1) if generation else None
         asset_class = "crypto" if self.venue.instruments[record.symbol].asset_class == "crypto" else "us_equity"
-        return render.order(record, order_id=self._id(record), asset_class=asset_class, replaces=replaces, **extra)
+        group = self.classes.group_of(record)
+        if group is not None:
+            extra.setdefault("order_class", group.order_class)
+            if group.held and record in group.legs and record.is_open:
+                extra.setdefault("status", "held")
+            if nested and record is group.parent:
+                extra["legs"] = [self._render(leg) for leg in group.legs]
+        return render.order(record, order_id=self._id(record), asset_class=asset_class, replaces=replaces,
+                            trail=self.trailing.fields(record), **extra)
 
     def _find(self, account: str, order_id: str) -> EmulatedOrder:
+        leg = self.classes.find_leg(account, order_id=order_id)
+        if leg is not None:
+            return leg
         if order_id not in self._by_uuid:
             raise Refused(RejectReason.UNKNOWN_ORDER, "order not found")
         return self.venue.find(account, order_id=self._by_uuid[order_id])
@@ -215,30 +238,52 @@ class AlpacaEmulator(Emulator):
         symbol = str(body.get("symbol", ""))
         if symbol not in self.venue.instruments:
             raise Refused(RejectReason.UNKNOWN_INSTRUMENT, f"asset {symbol} not found")
+        side, order_type = Side.BUY if body.get("side") == "buy" else Side.SELL, render.ORDER_TYPES[kind]
+        limit, stop = _optional_decimal(body, "limit_price"), _optional_decimal(body, "stop_price")
+        order_class = str(body.get("order_class") or "simple")
+        advanced = order_class != "simple"
+        if self.venue.instruments[symbol].asset_class == "crypto" and (advanced or kind == "trailing_stop"):
+            raise Refused(RejectReason.UNSUPPORTED_ORDER_TYPE, f"{order_class} {kind} orders are not supported for crypto")
+        trail = None
+        if order_type is OrderType.TRAILING_STOP:  # the engine holds a stop at the trail's price (trailing.py)
+            trail = self.trailing.terms(body, side, symbol, tif, lambda name: _optional_decimal(body, name))
+            order_type, stop = OrderType.STOP, trail.stop()
+        if order_class == "oco" and limit is None and isinstance(body.get("take_profit"), dict):
+            limit = _optional_decimal(body["take_profit"], "limit_price")  # the oco's own order is its take-profit
+        quantity = _decimal(body, "qty")
+        exits = self.classes.check(order_class, body, account=account, symbol=symbol, entry=order_type, side=side,
+                                   quantity=quantity, tif=tif, limit=limit, read=_optional_decimal) if advanced else []
         record = self.venue.place(
             account, client_order_id=str(body.get("client_order_id") or uuid.uuid4()), symbol=symbol,
-            side=Side.BUY if body.get("side") == "buy" else Side.SELL, order_type=render.ORDER_TYPES[kind],
-            quantity=_decimal(body, "qty"), price=_optional_decimal(body, "limit_price"),
-            stop_price=_optional_decimal(body, "stop_price"), time_in_force=render.TIME_IN_FORCE[tif],
-            report_after=ROUTING_DELAY,
+            side=side, order_type=order_type, quantity=quantity, price=limit, stop_price=stop,
+            time_in_force=render.TIME_IN_FORCE[tif], report_after=ROUTING_DELAY,
         )
-        return self._render(record, status="accepted")
+        if trail is not None:
+            self.trailing.hold(record, trail)
+        if advanced:
+            self.classes.hold(order_class, record, exits, _optional_decimal)
+        return self._render(record, status="accepted", nested=True)
 
     async def _orders(self, account: str, request: web.Request) -> list[dict[str, Any]]:
         status = request.query.get("status", "open")
-        records = [o for o in self.venue.orders.values() if o.account == account
+        nested = _nested(request)
+        records = [o for o in [*self.venue.orders.values(), *self.classes.held(account)] if o.account == account
                    and (status == "all" or o.is_open == (status == "open"))]
+        if nested:  # the children appear under their parent's `legs` only
+            records = [o for o in records if (g := self.classes.group_of(o)) is None or o is g.parent]
         records.sort(key=lambda o: o.created_ns, reverse=request.query.get("direction", "desc") == "desc")
-        return [self._render(o) for o in records[: int(request.query.get("limit", 50))]]
+        return [self._render(o, nested=nested) for o in records[: int(request.query.get("limit", 50))]]
 
     async def _by_client_id(self, account: str, request: web.Request) -> dict[str, Any]:
-        return self._render(self.venue.find(account, client_order_id=request.query.get("client_order_id", "")))
+        coid = request.query.get("client_order_id", "")
+        leg = self.classes.find_leg(account, client_order_id=coid)
+        return self._render(leg if leg is not None else self.venue.find(account, client_order_id=coid))
 
     async def _lookup(self, account: str, request: web.Request) -> dict[str, Any]:
         record = self._find(account, request.match_info["order_id"])
         if self._id(record) != request.match_info["order_id"]:
             return self._render(record, status="replaced")  # an id a replace superseded
-        return self._render(record)
+        return self._render(record, nested=_nested(request))
 
     async def _replace(self, account: str, request: web.Request) -> dict[str, Any]:
         record = self._find(account, request.match_info["order_id"])
@@ -262,7 +307,10 @@ class AlpacaEmulator(Emulator):
         record = self._find(account, request.match_info["order_id"])
         if not record.is_open:
             raise Refused(RejectReason.ORDER_NOT_OPEN, "order is not cancelable")
-        self.venue.cancel(record)
+        if not record.order_id:  # a held leg: cancelling it cancels its group
+            self.classes.cancel_held(record)
+        else:
+            self.venue.cancel(record)
         return web.Response(status=204)
 
     # --- trade_updates stream ---------------------------------------------------------------------
@@ -289,7 +337,7 @@ class AlpacaEmulator(Emulator):
 
     def _on_order(self, record: EmulatedOrder, fill: EmulatedFill | None) -> None:
         event = _event(record, fill)
-        if event is None:
+        if event is None or self.trailing.adjusting:
             return
         extra: dict[str, Any] = {}
         if fill is not None:
@@ -299,6 +347,7 @@ class AlpacaEmulator(Emulator):
             extra = {"execution_id": str(uuid.UUID(int=fill.trade_id)), "price": render.number(fill.price),
                      "qty": render.number(fill.quantity), "position_qty": render.number(position)}
         self._publish(record.account, event, self._render(record), **extra)
+        self.classes.changed(record)
 
     async def _done_for_day(self, request: web.Request) -> web.Response:
         open_orders = [o for o in self.venue.orders.values() if o.is_open]
@@ -331,6 +380,8 @@ class AlpacaEmulator(Emulator):
                                                "trades": sorted(session.channels["trades"]), "bars": []}]))
 
     def _on_market(self, update: MarketUpdate) -> None:
+        if update.trade is not None:
+            self.trailing.on_trade(update.symbol, update.trade.price)
         now = msgpack.Timestamp.from_unix_nano(time.time_ns())
         frames: dict[str, dict[str, Any]] = {}
         if update.bids and update.asks:
@@ -364,6 +415,11 @@ def _event(record: EmulatedOrder, fill: EmulatedFill | None) -> str | None:
         return "fill" if record.filled >= record.quantity else "partial_fill"
     return {"new": "new", "canceled": "canceled", "expired": "expired", "rejected": "rejected"}.get(
         render.STATUS[record.status])
+
+
+def _nested(request: web.Request) -> bool:
+    """`nested=true` (alpaca-py sends Python's `True`; Alpaca's Go server parses booleans either way)."""
+    return request.query.get("nested", "").lower() in ("true", "1")
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

@@ -31,7 +31,7 @@ INVALID = (422, 42210000, None)  # every other refusal: Alpaca answers 422 "inva
 
 TIME_IN_FORCE = {"day": TimeInForce.DAY, "gtc": TimeInForce.GTC, "ioc": TimeInForce.IOC, "fok": TimeInForce.FOK}
 ORDER_TYPES = {"market": OrderType.MARKET, "limit": OrderType.LIMIT, "stop": OrderType.STOP,
-               "stop_limit": OrderType.STOP_LIMIT}
+               "stop_limit": OrderType.STOP_LIMIT, "trailing_stop": OrderType.TRAILING_STOP}
 STATUS = {
     OrderStatus.ACCEPTED: "new", OrderStatus.TRIGGERED: "new", OrderStatus.PARTIALLY_FILLED: "partially_filled",
     OrderStatus.FILLED: "filled", OrderStatus.CANCELLED: "canceled", OrderStatus.REJECTED: "rejected",
@@ -63,7 +63,10 @@ def timestamp(ns: int) -> str:
 
 
 def order(record: EmulatedOrder, *, order_id: str, asset_class: str, replaces: str | None = None,
-          status: str | None = None) -> dict[str, Any]:
+          status: str | None = None, order_class: str = "simple", legs: list[dict[str, Any]] | None = None,
+          trail: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """`legs`: the children of a bracket / oco / oto parent, when nested; `trail`: a trailing
+    stop's `type`, `trail_price`, `trail_percent` and `hwm` (its stop_price is the engine's)."""
     state = status or STATUS[record.status]
     updated = timestamp(record.updated_ns)
     return {
@@ -77,10 +80,10 @@ def order(record: EmulatedOrder, *, order_id: str, asset_class: str, replaces: s
         "asset_id": asset_uuid(record.symbol), "symbol": record.symbol, "asset_class": asset_class,
         "notional": None, "qty": number(record.quantity), "filled_qty": number(record.filled),
         "filled_avg_price": number(record.average_price) if record.filled else None,
-        "order_class": "simple", "order_type": record.order_type.value, "type": record.order_type.value,
+        "order_class": order_class, "order_type": record.order_type.value, "type": record.order_type.value,
         "side": record.side.value, "position_intent": None,
         "time_in_force": record.time_in_force.value.lower(),
         "limit_price": number(record.price), "stop_price": number(record.stop_price),
-        "status": state, "extended_hours": False, "legs": None, "trail_percent": None, "trail_price": None,
-        "hwm": None, "subtag": None, "source": None,
+        "status": state, "extended_hours": False, "legs": legs, "trail_percent": None, "trail_price": None,
+        "hwm": None, "subtag": None, "source": None, **(trail or {}),
     }

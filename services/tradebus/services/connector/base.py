@@ -45,6 +45,8 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     time_in_force: frozenset[TimeInForce]
     modify: bool  # ModifyOrder (natively or as the venue's atomic cancel-replace)
     market_data: frozenset[MarketDataKind]
+    # The order groups (`place_group` kinds) the venue holds natively; a group of another kind
+    # is answered `unsupported_order_group`. The venue's spec line says the same (venuespecs.py).
     order_groups: frozenset[GroupKind] = frozenset()
 
 

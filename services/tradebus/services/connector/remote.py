@@ -255,7 +255,7 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
                 if command.kind not in self.capabilities.order_groups:
                     return list(group_unsupported(command, f"{self.venue} does not hold {command.kind.value} groups",
                                                   time.time_ns()))
-                return await self.place_group(command)
+                return await self._group(command)
             return await self._cancel_all(command)
         except AuthFailed as exc:
             self._auth_failed(exc)
@@ -286,6 +286,16 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
         return latest, unknown
 
     # --- commands --------------------------------------------------------------------------------
+    async def _group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
+        """A group of a kind the venue holds natively (the service answers the other kinds by
+        capabilities.order_groups) goes to `place_group`, unless every order of it is known
+        already (a re-delivery: each order answered as a place under a known client order id is)."""
+        orders = group.placed_orders()
+        if all(self.tracker.knows(order.client_order_id) for order in orders):
+            return [event for order in orders
+                    for event in self._placed_again(order, self.tracker.placed(order.client_order_id))]
+        return await self.place_group(group)
+
     async def _modify(self, command: ModifyOrder) -> list[VenueEvent]:
         coid = command.client_order_id
         if not self.tracker.knows(coid):

@@ -19,7 +19,7 @@ from alpaca.common.exceptions import APIError
 
 from tradebus.schemas.events import Balance
 from tradebus.schemas.market import Instrument, Quote, Trade
-from tradebus.schemas.values import Aggressor, OrderStatus, OrderType, RejectReason, Side, TimeInForce
+from tradebus.schemas.values import Aggressor, CancelReason, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
 from ...accounts import ReportedPosition
 from ...codes import UNKNOWN, refused, taxonomy_error
@@ -32,7 +32,8 @@ TIME_IN_FORCE = {TimeInForce.DAY: "day", TimeInForce.GTC: "gtc", TimeInForce.IOC
 _TIME_IN_FORCE = {value: key for key, value in TIME_IN_FORCE.items()}
 # What Alpaca accepts per asset class (its orders documentation).
 ORDER_TYPES = {
-    "us_equity": frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT}),
+    "us_equity": frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT,
+                            OrderType.TRAILING_STOP}),
     "crypto": frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_LIMIT}),
 }
 TIME_IN_FORCE_BY_CLASS = {
@@ -63,6 +64,11 @@ def slashless(symbols: list[str]) -> dict[str, str]:
     return {symbol.replace("/", ""): symbol for symbol in symbols if "/" in symbol}
 
 
+def order_class(order: dict[str, Any]) -> str:
+    """Alpaca's `order_class` of an order: simple (also written "" by Alpaca), bracket, oco, oto."""
+    return order.get("order_class") or "simple"
+
+
 def order_snapshot(order: dict[str, Any], *, client_order_id: str | None = None, trade: TradeReport | None = None,
                    symbols: Mapping[str, str] | None = None) -> OrderSnapshot:
     """`client_order_id`: ours, when a replace gave the order another one at Alpaca;
@@ -76,11 +82,18 @@ def order_snapshot(order: dict[str, Any], *, client_order_id: str | None = None,
     kind = order.get("type") or order.get("order_type") or "market"
     quantity = decimal(order.get("qty"))
     equity = order.get("asset_class") == "us_equity"
+    trailing = kind == OrderType.TRAILING_STOP.value
+    # An order of a bracket / oco / oto cancelled without our asking was cancelled by its group
+    # ("If any one of the orders is canceled, any remaining open order in the group is canceled").
+    grouped = order_class(order) != "simple" and status is OrderStatus.CANCELLED
     return OrderSnapshot(
         client_order_id=client_order_id or order["client_order_id"], venue_order_id=str(order["id"]),
         symbol=(symbols or {}).get(order["symbol"], order["symbol"]), side=Side(order["side"]),
         order_type=OrderType(kind), quantity=filled if quantity is None else quantity, status=status,
-        price=decimal(order.get("limit_price")), stop_price=decimal(order.get("stop_price")),
+        # a trailing stop's stop_price is Alpaca's, derived from its hwm: not a term of ours
+        price=decimal(order.get("limit_price")), stop_price=None if trailing else decimal(order.get("stop_price")),
+        trail_amount=decimal(order.get("trail_price")), trail_percent=decimal(order.get("trail_percent")),
+        cancel_reason=CancelReason.CONTINGENT if grouped else None,
         time_in_force=_TIME_IN_FORCE.get(order.get("time_in_force") or "", TimeInForce.GTC),
         filled=filled, average_price=decimal(order.get("filled_avg_price")), last_trade=trade,
         cum_fee=ZERO if equity else None, fee_currency="USD" if equity else "",
