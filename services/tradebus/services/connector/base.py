@@ -15,7 +15,7 @@ from tradebus.schemas.commands import OrderCommand
 from tradebus.schemas.control import VenueSession
 from tradebus.schemas.events import AccountEvent, OrderEvent
 from tradebus.schemas.market import Instrument
-from tradebus.schemas.values import MarketDataKind, OrderType, ServiceState, TimeInForce
+from tradebus.schemas.values import GroupKind, MarketDataKind, OrderType, ServiceState, TimeInForce
 
 from .marketdata import MarketDataPublisher
 
@@ -43,6 +43,7 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     time_in_force: frozenset[TimeInForce]
     modify: bool  # ModifyOrder (natively or as the venue's atomic cancel-replace)
     market_data: frozenset[MarketDataKind]
+    order_groups: frozenset[GroupKind] = frozenset()
 
 
 class VenueConnector(ABC, Generic[ConfigT]):

@@ -162,6 +162,12 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
         """The private order stream: yields each order update; raises VenueBusy (or
         AuthFailed) when the stream is lost. Reconnects when iterated again."""
 
+    async def place_group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
+        """Place a group of a kind the venue holds natively (`capabilities.order_groups`): every
+        leg's events; a leg whose client order id is known is answered as a place is
+        (placement.py), never sent twice. A venue that declares no kinds is never asked."""
+        raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_GROUP, f"{self.venue} holds no order groups natively")
+
     async def order_trades(self, snapshot: OrderSnapshot) -> list[TradeReport]:
         """Every trade of the order as the venue lists them ([] where it cannot)."""
         return []
@@ -244,8 +250,10 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
             if isinstance(command, CancelOrder):
                 return await self._cancel(command.client_order_id)
             if isinstance(command, PlaceOrderGroup):
-                return list(group_unsupported(command, f"{self.venue} does not hold {command.kind.value} groups",
-                                              time.time_ns()))
+                if command.kind not in self.capabilities.order_groups:
+                    return list(group_unsupported(command, f"{self.venue} does not hold {command.kind.value} groups",
+                                                  time.time_ns()))
+                return await self.place_group(command)
             return await self._cancel_all(command)
         except AuthFailed as exc:
             self._auth_failed(exc)
@@ -323,6 +331,9 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
 
     def _refused(self, command: OrderCommand, reason: RejectReason, message: str) -> list[VenueEvent]:
         now = time.time_ns()
+        if isinstance(command, PlaceOrderGroup):  # each leg not placed yet is rejected, as a place would be
+            return [event for leg in command.placed_orders() if not self.tracker.knows(leg.client_order_id)
+                    for event in self.tracker.rejected(leg, reason, message, now)]
         if isinstance(command, PlaceOrder):
             if self.tracker.knows(command.client_order_id):  # a genuine duplicate: the order keeps its state
                 return [self._command_rejected(command, CommandAction.PLACE, reason, message, now)]

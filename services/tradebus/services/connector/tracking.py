@@ -105,6 +105,12 @@ class OrderSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     # where its code table says; None: VENUE_REJECTED.
     reject_reason: RejectReason | None = None
     cancel_reason: CancelReason | None = None  # why the venue cancelled the order itself, where it says
+    trail_amount: Decimal | None = None  # a trailing stop's terms
+    trail_percent: Decimal | None = None
+    # Where the venue holds the order's group natively: the group, and the order it waits for
+    # (OrderAccepted.group_id / contingent_on).
+    group_id: str | None = None
+    contingent_on: str | None = None
 
 
 class _EventBase(TypedDict):
@@ -263,6 +269,8 @@ class OrderTracker:
                 **self._base(coid, tracked, "accepted", ts, now), side=snapshot.side, order_type=snapshot.order_type,
                 quantity=snapshot.quantity, price=snapshot.price, stop_price=snapshot.stop_price,
                 time_in_force=snapshot.time_in_force, post_only=snapshot.post_only, reduce_only=snapshot.reduce_only,
+                trail_amount=snapshot.trail_amount, trail_percent=snapshot.trail_percent, group_id=snapshot.group_id,
+                contingent_on=snapshot.contingent_on,
             ))
         tracked.quantity, tracked.price, tracked.stop_price = snapshot.quantity, snapshot.price, snapshot.stop_price
         if snapshot.status is OrderStatus.TRIGGERED and not tracked.triggered:
