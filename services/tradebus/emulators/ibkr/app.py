@@ -208,7 +208,7 @@ class IbkrEmulator(Emulator):
 
     def cancel(self, engine_id: str) -> None:
         """Cancel an open order, working or waiting (groups.py)."""
-        if self.groups.record(engine_id) is not None:
+        if engine_id in self.groups.waiting:
             self.groups.cancel(engine_id)
             return
         if engine_id in self.trailing.working:
@@ -234,7 +234,7 @@ class IbkrEmulator(Emulator):
         order = self.record(engine_id)
         if quantity <= order.filled:
             self.cancel(engine_id)
-        elif self.groups.record(engine_id) is not None:
+        elif engine_id in self.groups.waiting:
             self.groups.resize(engine_id, quantity)
             self.report(order)
         elif engine_id in self.trailing.working:

@@ -49,10 +49,12 @@ class Groups:
         self.emulator = emulator
         self.waiting: dict[str, tuple[Terms, EmulatedOrder]] = {}  # engine id -> terms, the record TWS shows
         self.untransmitted: set[str] = set()
+        self.ended: dict[str, EmulatedOrder] = {}  # cancelled while waiting: never at the engine
+
 
     def record(self, engine_id: str) -> EmulatedOrder | None:
         held = self.waiting.get(engine_id)
-        return None if held is None else held[1]
+        return held[1] if held is not None else self.ended.get(engine_id)
 
     def resize(self, engine_id: str, quantity: Decimal) -> None:
         terms, record = self.waiting[engine_id]
@@ -61,6 +63,9 @@ class Groups:
 
     def submit(self, engine_id: str, ib: IbOrder, terms: Terms) -> None:
         """Place, hold or release an order; Refused when the engine refuses one placed now."""
+        parent = self._parent(ib) if ib.parent_id else None
+        if parent is not None:
+            ib.parent_perm_id = self.emulator.orders[parent].perm_id
         if not ib.transmit:
             self._hold(engine_id, ib, terms)
             self.untransmitted.add(engine_id)
@@ -81,6 +86,7 @@ class Groups:
         """A waiting order cancelled: by its client, its parent's cancel, or its OCA group."""
         terms, record = self.waiting.pop(engine_id)
         self.untransmitted.discard(engine_id)
+        self.ended[engine_id] = record
         record.status = OrderStatus.CANCELLED
         self.emulator.orders[engine_id].held = False
         self.emulator.report(record)

@@ -43,6 +43,7 @@ class IbOrder:
     order_ref: str
     oca_group: str = ""
     parent_id: int = 0
+    parent_perm_id: int = 0  # completedOrder names the parent by its permanent id (it carries no order ids)
     transmit: bool = True
     held: bool = False  # waiting for its bracket's transmit or its parent's fill (groups.py): PreSubmitted
     oca_type: int = 0  # 0: none given (TWS reports its default)
@@ -123,7 +124,7 @@ def completed_order(ib: IbOrder, order: EmulatedOrder) -> list[Field]:
         0, 0, 0, UNSET_INTEGER, UNSET_INTEGER, "", "",  # legs, order legs, routing params, scale, hedgeType
         "", "IB", 0, 0, "", 0,  # clearingAccount, clearingIntent, notHeld, delta-neutral contract, algo, solicited
         status_text(order, ib.held), 0, 0, 0,  # status, randomizeSize, randomizePrice, conditions
-        "", "", 0, 1, 0, "", order.filled, 0, 0, "", 0, 0, UNSET_INTEGER,  # trailStopPrice .. parentPermId
+        "", "", 0, 1, 0, "", order.filled, 0, 0, "", 0, 0, ib.parent_perm_id or UNSET_INTEGER,  # trailStopPrice .. parentPermId
         done, status_text(order, ib.held),  # completedTime, completedStatus
     ]
 

@@ -40,11 +40,11 @@ class Trailing:
     def __init__(self, emulator: IbkrEmulator) -> None:
         self.emulator = emulator
         self.working: dict[str, tuple[Terms, EmulatedOrder, Decimal]] = {}  # engine id -> terms, record, best price
-        self.refused: dict[str, EmulatedOrder] = {}  # elected, but the market order was refused (Inactive)
+        self.ended: dict[str, EmulatedOrder] = {}  # cancelled before electing, or elected and refused (Inactive)
 
     def record(self, engine_id: str) -> EmulatedOrder | None:
         held = self.working.get(engine_id)
-        return held[1] if held is not None else self.refused.get(engine_id)
+        return held[1] if held is not None else self.ended.get(engine_id)
 
     def resize(self, engine_id: str, quantity: Decimal) -> None:
         terms, record, best = self.working[engine_id]
@@ -65,6 +65,7 @@ class Trailing:
 
     def cancel(self, engine_id: str) -> None:
         _, record, _ = self.working.pop(engine_id)
+        self.ended[engine_id] = record
         record.status = OrderStatus.CANCELLED
         self.emulator.orders[engine_id].held = False
         self.emulator.report(record)
@@ -114,6 +115,6 @@ class Trailing:
                                       time_in_force=terms.time_in_force)
         except Refused as exc:
             record.status = OrderStatus.REJECTED
-            self.refused[engine_id] = record
+            self.ended[engine_id] = record
             self.emulator.refuse(ib, exc)
             self.emulator.report(record)

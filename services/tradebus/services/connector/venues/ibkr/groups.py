@@ -58,7 +58,7 @@ def links(trade: Trade, trades: Sequence[Trade]) -> parsing.GroupLinks:
     order = trade.order
     if not order.orderRef:
         return parsing.NO_GROUP
-    parent = _parent(order, trades) if order.parentId else None
+    parent = _parent(order, trades) if order.parentId or order.parentPermId else None
     children = [t for t in trades if order.orderId and _same_client(t.order, order) and t.order.parentId == order.orderId]
     names = [order.ocaGroup, *(child.order.ocaGroup for child in children)]
     group_id = next((name for name in names if GROUP_ID.fullmatch(name or "")), None)
@@ -74,7 +74,10 @@ def links(trade: Trade, trades: Sequence[Trade]) -> parsing.GroupLinks:
 
 
 def _parent(order: Order, trades: Sequence[Trade]) -> Trade | None:
-    return next((t for t in trades if _same_client(t.order, order) and t.order.orderId == order.parentId), None)
+    """By order id while TWS reports them (openOrder); a finished order (completedOrder) names
+    its parent by its permanent id only."""
+    return next((t for t in trades if (_same_client(t.order, order) and t.order.orderId == order.parentId)
+                 or (order.parentPermId and t.order.permId == order.parentPermId)), None)
 
 
 def _same_client(one: Order, other: Order) -> bool:
