@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from tradebus.schemas import subjects
 from tradebus.schemas.events import (
     CommandRejected,
@@ -130,6 +132,8 @@ async def test_order_types_and_time_in_force_outside_the_capabilities_are_refuse
                 terms["price"] = testbed.price(instrument, quote.bid, "0.9")
             if order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
                 terms["stop_price"] = testbed.price(instrument, quote.ask, "1.2")
+            if order_type is OrderType.TRAILING_STOP:
+                terms["trail_percent"] = Decimal(20)
             order = testbed.place(instrument, **terms)
             await testbed.send(order)
             first = (await testbed.until(order.client_order_id, *(["accepted"] if order_type in connector.capabilities.order_types else ["rejected"])))[0]
