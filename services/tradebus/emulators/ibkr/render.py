@@ -99,7 +99,9 @@ def open_order(ib: IbOrder, order: EmulatedOrder, *, commission: Decimal | None 
         status_text(order, ib.held), *[UNSET_DOUBLE] * 9,  # status, then the what-if margins (none)
         "" if commission is None else _double(commission), "", "", "" if commission is None else ib.listing.currency, "",
         0, 0, 0,  # randomizeSize, randomizePrice, conditions
-        "None", *[UNSET_DOUBLE] * 6,  # adjustedOrderType, triggerPrice .. adjustedTrailingAmount
+        # adjustedOrderType, triggerPrice, trailStopPrice (again: the value decoders keep), lmtPriceOffset,
+        # adjustedStopPrice, adjustedStopLimitPrice, adjustedTrailingAmount
+        "None", UNSET_DOUBLE, _trail_fields(ib)[0] or UNSET_DOUBLE, *[UNSET_DOUBLE] * 4,
         0, "", "", "", 0, 1, 0, 0, 0,  # adjustableTrailingUnit, soft dollar tier, cashQty,
         # dontUseAutoPriceForHedge, isOmsContainer, discretionaryUpToLimitPrice, usePriceMgmtAlgo
         "", "", 0,  # duration, postToAts, autoCancelParent
