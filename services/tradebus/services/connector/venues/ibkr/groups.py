@@ -13,7 +13,7 @@ Cancels All"), and back:
 Reading back (after a reconnect, or for a leg the journal lacks): `ocaGroup` names the group
 (an entry or OTO first takes its children's), `parentId` the order a child waits for; a
 cancelled order is `contingent` when an order of its OCA group has fills or its parent ended
-without one.
+without its complete fill.
 """
 
 from __future__ import annotations
@@ -65,12 +65,18 @@ def links(trade: Trade, trades: Sequence[Trade]) -> parsing.GroupLinks:
     if group_id is None:
         return parsing.NO_GROUP
     cancelled = trade.orderStatus.status in ("Cancelled", "ApiCancelled")
-    peers_filled = any(t.fills for t in trades if t is not trade and t.order.ocaGroup == order.ocaGroup
-                       and order.ocaGroup and t.order.account == order.account)
-    parent_ended_unfilled = parent is not None and parent.orderStatus.status in parsing.DONE and not parent.fills
+    peer_filled = any(_filled(t) for t in trades if t is not trade and order.ocaGroup
+                      and t.order.ocaGroup == order.ocaGroup and t.order.account == order.account)
+    # a parent that ended without its complete fill takes its waiting children with it
+    parent_ended = parent is not None and parent.orderStatus.status in parsing.DONE - {"Filled"}
     return parsing.GroupLinks(group_id=group_id,
                               contingent_on=parsing.client_order_id(parent) if parent is not None else None,
-                              cancelled_by_group=cancelled and (peers_filled or parent_ended_unfilled))
+                              cancelled_by_group=cancelled and (peer_filled or parent_ended))
+
+
+def _filled(trade: Trade) -> bool:
+    """Whether TWS reported any fill of the order (its executions, or its status's count)."""
+    return bool(trade.fills) or trade.orderStatus.filled > 0 or trade.orderStatus.status == "Filled"
 
 
 def _parent(order: Order, trades: Sequence[Trade]) -> Trade | None:
