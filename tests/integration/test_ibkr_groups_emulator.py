@@ -12,7 +12,7 @@ from tradebus.emulators.ibkr import IbkrEmulator
 from tradebus.schemas import subjects
 from tradebus.schemas.codecs import encode
 from tradebus.schemas.commands import ModifyOrder, PlaceOrder, PlaceOrderGroup, command_dedupe_id
-from tradebus.schemas.events import OrderAccepted, OrderCancelled, OrderFilled, OrderTriggered
+from tradebus.schemas.events import OrderAccepted, OrderCancelled, OrderFilled, OrderModified, OrderTriggered
 from tradebus.schemas.values import CancelReason, GroupKind, OrderType, Side, TimeInForce
 from tradebus.shared.natsserver import NatsServer
 
@@ -146,6 +146,11 @@ async def test_a_restarted_connector_reads_the_groups_membership_back(emulator: 
     async with connector_on_bus(emulator, nats_server, ready=lambda: ready(emulator)) as (nc, events):
         await route(nc, placed)
         await accepted(events, "g1-in", "g1-tp", "g1-sl")
+        # an exit waiting for its entry takes a modify (TWS keeps its new terms until it works)
+        await route(nc, ModifyOrder(client_order_id="g1-tp", modify_id="m1", venue="ibkr", account=ACCOUNT,
+                                    price=far(bid, "1.4")))
+        modified = await final(events, OrderModified, "g1-tp")
+        assert isinstance(modified, OrderModified) and modified.price == emulator.record("g1-tp").price == far(bid, "1.4")
     await wait_until(lambda: not emulator.connections, "the connector gone", 10)
     emulator.cancel("g1-in")
     async with connector_on_bus(emulator, nats_server, ready=lambda: ready(emulator)) as (nc, events):

@@ -57,9 +57,14 @@ class Groups:
         return held[1] if held is not None else self.ended.get(engine_id)
 
     def resize(self, engine_id: str, quantity: Decimal) -> None:
+        terms, _ = self.waiting[engine_id]
+        self.amend(engine_id, quantity, terms.price, terms.stop_price)
+
+    def amend(self, engine_id: str, quantity: Decimal, price: Decimal | None, stop_price: Decimal | None) -> None:
+        """A waiting order's new terms (a modify, or its OCA group reducing it)."""
         terms, record = self.waiting[engine_id]
-        record.quantity = quantity
-        self.waiting[engine_id] = (replace(terms, quantity=quantity), record)
+        record.quantity, record.price, record.stop_price = quantity, price, stop_price
+        self.waiting[engine_id] = (replace(terms, quantity=quantity, price=price, stop_price=stop_price), record)
 
     def submit(self, engine_id: str, ib: IbOrder, terms: Terms) -> None:
         """Place, hold or release an order; Refused when the engine refuses one placed now."""

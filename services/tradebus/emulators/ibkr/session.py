@@ -256,6 +256,13 @@ class TwsSession:
             return self._refuse(order_id, 104, "Can't modify a filled order.", silent)
         try:
             quantity, limit, stop = Decimal(fields[17]), _price(fields[19]), _price(fields[20])
+            if engine_id in self.emulator.groups.waiting:  # a child waiting for its parent: new terms when it works
+                self.emulator.groups.amend(engine_id, quantity, order.price and limit, order.stop_price and stop)
+                self.emulator.report(order)
+                return None
+            if engine_id in self.emulator.trailing.working:  # a TRAIL's size (its auxPrice is its trail)
+                self.emulator.resize(engine_id, quantity)
+                return None
             self.emulator.venue.modify(
                 order, quantity=quantity if quantity != order.quantity else None,
                 price=limit if order.price is not None and limit != order.price else None,

@@ -247,6 +247,9 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         if trade.orderStatus.status in parsing.DONE:
             raise OrderRefused(RejectReason.ORDER_NOT_OPEN, f"order is {trade.orderStatus.status}")
         order = trade.order
+        if order.orderType == "TRAIL" and (command.price is not None or command.stop_price is not None):
+            # its auxPrice is the trail amount, not a stop: a modify names no trail
+            raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, "a trailing stop's modify changes its quantity only")
         if command.quantity is not None:
             order.totalQuantity = float(command.quantity)
         if command.price is not None:
