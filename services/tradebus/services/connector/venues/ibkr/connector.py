@@ -376,12 +376,13 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             await self.limiter.acquire()
             try:
                 trades.append(self.ib.placeOrder(contract, order))
-            except ConnectionError:  # the rest was not sent; what was is looked up by reconciliation
+            except ConnectionError:  # this leg and the rest never left; what did is looked up by reconciliation
                 log.warning("TWS connection lost while sending a group", extra={"client_order_id": leg.client_order_id})
                 break
         answers = await asyncio.gather(*(self._answer(trade, lambda t: t.orderStatus.status not in PENDING, already=True)
                                          for trade in trades), return_exceptions=True)
-        events: list[VenueEvent] = []
+        events = self._rejected(legs[len(trades):], OrderRefused(
+            RejectReason.VENUE_UNAVAILABLE, "TWS connection lost before this order of the group was sent"))
         for leg, trade, answer in zip(legs, trades, answers, strict=False):
             snapshot = self._snapshot(trade)
             if isinstance(answer, OrderRefused):
