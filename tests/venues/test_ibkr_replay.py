@@ -150,7 +150,7 @@ def test_every_recorded_tws_error_maps_to_its_outcome(recorded: Any) -> None:
 
 def _decoded(frames: list[list[wire.Field]]) -> IB:
     """An ib_async IB that has read the emulator's frames, as from its socket (completedOrder
-    frames answer a reqCompletedOrders)."""
+    frames answer a reqCompletedOrders, whose future needs a running loop)."""
     ib = IB()
     ib.client.decoder.serverVersion = wire.SERVER_VERSION
     ib.wrapper.startReq("completedOrders")
@@ -159,7 +159,7 @@ def _decoded(frames: list[list[wire.Field]]) -> IB:
     return ib
 
 
-def test_a_brackets_trailing_exit_reads_back_through_ib_async_as_its_group() -> None:
+async def test_a_brackets_trailing_exit_reads_back_through_ib_async_as_its_group() -> None:
     """No public recording shows a bracket or a TRAIL (rust-ibapi's tests hold a market order
     only): the emulator's frames for them go through ib_async's decoder, and the connector
     reads the group back from parentId / ocaGroup (and, once finished, parentPermId)."""
