@@ -20,11 +20,12 @@ import pytest
 from ib_async import IB
 
 from tradebus.emulators.ibkr import listings, render, wire
+from tradebus.emulators.ibkr.trailing import Trail
 from tradebus.emulators.venue import EmulatedFill, EmulatedOrder
-from tradebus.schemas.values import OrderStatus, OrderType, Side, TimeInForce
+from tradebus.schemas.values import CancelReason, OrderStatus, OrderType, Side, TimeInForce
 from tradebus.services.connector.errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy
 from tradebus.services.connector.tracking import OrderTracker
-from tradebus.services.connector.venues.ibkr import codes, parsing
+from tradebus.services.connector.venues.ibkr import codes, groups, parsing
 
 from .corpus import check_events, errors
 
@@ -145,3 +146,48 @@ def test_every_recorded_tws_error_maps_to_its_outcome(recorded: Any) -> None:
     assert isinstance(error, expected[recorded.outcome]), error
     if isinstance(error, OrderRefused):
         assert error.reason.value == recorded.reason and error.venue_code == str(code)
+
+
+def _decoded(frames: list[list[wire.Field]]) -> IB:
+    """An ib_async IB that has read the emulator's frames, as from its socket (completedOrder
+    frames answer a reqCompletedOrders, whose future needs a running loop)."""
+    ib = IB()
+    ib.client.decoder.serverVersion = wire.SERVER_VERSION
+    ib.wrapper.startReq("completedOrders")
+    for fields in frames:
+        ib.client.decoder.interpret(_as_sent(fields))
+    return ib
+
+
+async def test_a_brackets_trailing_exit_reads_back_through_ib_async_as_its_group() -> None:
+    """No public recording shows a bracket or a TRAIL (rust-ibapi's tests hold a market order
+    only): the emulator's frames for them go through ib_async's decoder, and the connector
+    reads the group back from parentId / ocaGroup (and, once finished, parentPermId)."""
+    entry, entry_order = _recorded_order()
+    entry.order_ref, entry_order.order_type, entry_order.price = "in", OrderType.LIMIT, Decimal(190)
+    exit_ = render.IbOrder(order_id=14, client_id=100, perm_id=1376327564, account="DU1234567", listing=entry.listing,
+                           tif="GTC", order_ref="sl", oca_group="g1", oca_type=1, parent_id=13, held=True,
+                           parent_perm_id=entry.perm_id,
+                           trail=Trail(amount=Decimal("0.5"), percent=None, stop=Decimal("189.5")))
+    exit_order = EmulatedOrder(order_id=0, client_order_id="sl", account="DU1234567", symbol="TSLA", side=Side.SELL,
+                               order_type=OrderType.TRAILING_STOP, time_in_force=TimeInForce.GTC, quantity=Decimal(100))
+    ib = _decoded([render.open_order(entry, entry_order), render.order_status(entry, entry_order),
+                   render.open_order(exit_, exit_order), render.order_status(exit_, exit_order)])
+    trades = ib.trades()
+    trade = next(t for t in trades if t.order.orderRef == "sl")
+    assert (trade.order.orderType, trade.order.auxPrice, trade.order.trailStopPrice, trade.order.ocaGroup,
+            trade.order.ocaType, trade.order.parentId, trade.orderStatus.status) == (
+        "TRAIL", 0.5, 189.5, "g1", 1, 13, "PreSubmitted")
+    snapshot = parsing.snapshot(trade, "TSLA", groups.links(trade, trades))
+    assert snapshot is not None and (snapshot.order_type, snapshot.trail_amount, snapshot.stop_price) == (
+        OrderType.TRAILING_STOP, Decimal("0.5"), None)
+    assert (snapshot.group_id, snapshot.contingent_on, snapshot.status) == ("g1", "in", OrderStatus.ACCEPTED)
+    entry_snapshot = parsing.snapshot(trades[0], "TSLA", groups.links(trades[0], trades))
+    assert entry_snapshot is not None and (entry_snapshot.group_id, entry_snapshot.contingent_on) == ("g1", None)
+    # both cancelled at IB, as reqCompletedOrders lists them: the exit because its entry ended unfilled
+    entry_order.status = exit_order.status = OrderStatus.CANCELLED
+    finished = _decoded([render.completed_order(entry, entry_order), render.completed_order(exit_, exit_order)])
+    done = {t.order.orderRef: t for t in finished.trades()}
+    found = parsing.snapshot(done["sl"], "TSLA", groups.links(done["sl"], finished.trades()))
+    assert found is not None and (found.status, found.cancel_reason, found.contingent_on) == (
+        OrderStatus.CANCELLED, CancelReason.CONTINGENT, "in")

@@ -13,8 +13,8 @@ reqExecutions.
 Simplifications: the market never closes; futures' and options' cash moves by price x
 quantity without their multiplier (the engine has no multipliers); commissions follow IB's
 fixed schedule (commissions.py) and are taken from the account's cash as TWS reports it; no
-market data permissions are checked; brackets (parentId / transmit) and OCA groups are not
-emulated (the wire contract has no group commands yet).
+market data permissions are checked. Brackets (parentId / transmit) and OCA groups:
+groups.py; TRAIL orders: trailing.py.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from .groups import Groups
 from .listings import LISTINGS, Listing
 from .render import IbOrder
 from .session import TwsSession, refusal_of
+from .trailing import Trailing
 from .wire import Field
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class IbkrEmulator(Emulator):
         self.tws_port = 0
         self.history = BarRecorder()
         self.groups = Groups(self)
+        self.trailing = Trailing(self)
         venue.on_order(self._on_order)
         venue.on_market(self._on_market)
 
@@ -198,7 +200,7 @@ class IbkrEmulator(Emulator):
                      if ib.client_id == client_id and ib.order_id == order_id), None)
 
     def record(self, engine_id: str) -> EmulatedOrder:
-        held = self.groups.record(engine_id)
+        held = self.groups.record(engine_id) or self.trailing.record(engine_id)
         if held is not None:
             return held
         ib = self.orders[engine_id]
@@ -206,8 +208,11 @@ class IbkrEmulator(Emulator):
 
     def cancel(self, engine_id: str) -> None:
         """Cancel an open order, working or waiting (groups.py)."""
-        if self.groups.record(engine_id) is not None:
+        if engine_id in self.groups.waiting:
             self.groups.cancel(engine_id)
+            return
+        if engine_id in self.trailing.working:
+            self.trailing.cancel(engine_id)
             return
         order = self.record(engine_id)
         if order.is_open:
@@ -216,6 +221,27 @@ class IbkrEmulator(Emulator):
     def report(self, order: EmulatedOrder) -> None:
         """openOrder and orderStatus of an order that changed outside the engine (a waiting one)."""
         self._on_order(order, None)
+
+    def show(self, order: EmulatedOrder) -> None:
+        """openOrder alone: a TRAIL's new stop, as TWS reports it."""
+        ib = self.orders[order.client_order_id]
+        for session in list(self.connections):
+            if session.client_id in (0, ib.client_id) and session.api_started:
+                session.send(render.open_order(ib, order))
+
+    def resize(self, engine_id: str, quantity: Decimal) -> None:
+        """An OCA group reduced an open order (groups.py); to nothing, it is cancelled."""
+        order = self.record(engine_id)
+        if quantity <= order.filled:
+            self.cancel(engine_id)
+        elif engine_id in self.groups.waiting:
+            self.groups.resize(engine_id, quantity)
+            self.report(order)
+        elif engine_id in self.trailing.working:
+            self.trailing.resize(engine_id, quantity)
+            self.report(order)
+        else:
+            self.venue.modify(order, quantity=quantity)
 
     def refuse(self, ib: IbOrder, refusal: Refused) -> None:
         """An order released from waiting that the engine refused: its client hears why."""
@@ -244,7 +270,7 @@ class IbkrEmulator(Emulator):
         if fill is not None:
             for session in list(self.connections):
                 session.account_changed(order.account, order.symbol)
-        self.groups.changed(order)
+        self.groups.changed(order, fill)
 
     def _execute(self, order: EmulatedOrder, fill: EmulatedFill) -> Execution:
         ib = self.orders[order.client_order_id]
@@ -300,6 +326,7 @@ class IbkrEmulator(Emulator):
             self.history.record(listing.symbol, (update.bids[0][0] + update.asks[0][0]) / 2, Decimal(0))
         for session in list(self.connections):
             session.market(listing, update)
+        self.trailing.market(update)
 
     async def _end_bars(self) -> None:
         """Every 5 seconds of the clock (…:00, …:05, …): the bar that ended, to reqRealTimeBars subscribers."""

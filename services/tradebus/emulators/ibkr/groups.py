@@ -5,23 +5,32 @@
   with `transmit=True` (a bracket's last child); nothing is reported of it before.
 - `parentId`: a child works only once its parent has filled; until then TWS shows it
   PreSubmitted. A parent cancelled takes its waiting children with it.
-- The children of one parent are one OCA group, as are orders sharing an `ocaGroup`: when
-  one fills, the others are cancelled.
+- A parent ending without its complete fill (cancelled, expired, rejected) takes its waiting
+  children with it: IB activates a bracket's children once the parent has filled (this
+  emulator: completely; a partial fill does not release them).
+- Orders sharing an `ocaGroup` are one OCA group ("One Cancels All"), as are the children of one
+  parent. A fill of one acts on the others by the group's `ocaType`: 1 cancels them (even at a
+  partial fill); 2 and 3 (TWS's default, as openOrder reports it) reduce them proportionately,
+  which cancels them when the order completes. The "block" of types 1 and 2 (overfill
+  protection: one order at a time at the exchange) is not modelled; the engine fills one
+  order at a time anyway.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from tradebus.schemas.values import OrderStatus, OrderType, Side, TimeInForce
+from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
-from ..venue import EmulatedOrder, Refused
+from ..venue import EmulatedFill, EmulatedOrder, Refused
 from .render import IbOrder
 
 if TYPE_CHECKING:
     from .app import IbkrEmulator
+
+CANCEL_WITH_BLOCK = 1  # ocaType 1; 2 and 3 reduce the others
 
 
 @dataclass(frozen=True)
@@ -40,52 +49,82 @@ class Groups:
         self.emulator = emulator
         self.waiting: dict[str, tuple[Terms, EmulatedOrder]] = {}  # engine id -> terms, the record TWS shows
         self.untransmitted: set[str] = set()
+        self.ended: dict[str, EmulatedOrder] = {}  # cancelled while waiting: never at the engine
+
 
     def record(self, engine_id: str) -> EmulatedOrder | None:
         held = self.waiting.get(engine_id)
-        return None if held is None else held[1]
+        return held[1] if held is not None else self.ended.get(engine_id)
+
+    def resize(self, engine_id: str, quantity: Decimal) -> None:
+        terms, _ = self.waiting[engine_id]
+        self.amend(engine_id, quantity, terms.price, terms.stop_price)
+
+    def amend(self, engine_id: str, quantity: Decimal, price: Decimal | None, stop_price: Decimal | None) -> None:
+        """A waiting order's new terms (a modify, or its OCA group reducing it)."""
+        terms, record = self.waiting[engine_id]
+        record.quantity, record.price, record.stop_price = quantity, price, stop_price
+        self.waiting[engine_id] = (replace(terms, quantity=quantity, price=price, stop_price=stop_price), record)
 
     def submit(self, engine_id: str, ib: IbOrder, terms: Terms) -> None:
         """Place, hold or release an order; Refused when the engine refuses one placed now."""
+        parent = self._parent(ib) if ib.parent_id else None
+        if parent is not None:
+            ib.parent_perm_id = self.emulator.orders[parent].perm_id
         if not ib.transmit:
             self._hold(engine_id, ib, terms)
             self.untransmitted.add(engine_id)
             return
-        for key in [key for key in self._bracket(ib) if key in self.untransmitted]:
-            self.untransmitted.discard(key)
-            self._release(key)
+        for key in self._bracket(ib):
+            if key in self.untransmitted:  # (a refused parent cancels its children as it goes)
+                self.untransmitted.discard(key)
+                self._release(key)
+        if ib.parent_id and self._parent(ib) is None:
+            raise Refused(RejectReason.VENUE_REJECTED, "its parent order is not open")
         if ib.parent_id and not self._parent_filled(ib):
             self._hold(engine_id, ib, terms)
             self._report(engine_id)
         else:
-            self._place(engine_id, terms)
+            self._start(engine_id, terms)
 
     def cancel(self, engine_id: str) -> None:
         """A waiting order cancelled: by its client, its parent's cancel, or its OCA group."""
         terms, record = self.waiting.pop(engine_id)
         self.untransmitted.discard(engine_id)
+        self.ended[engine_id] = record
         record.status = OrderStatus.CANCELLED
         self.emulator.orders[engine_id].held = False
         self.emulator.report(record)
 
-    def changed(self, order: EmulatedOrder) -> None:
-        """An engine order changed: a filled parent starts its children, a filled order ends
-        its OCA group, a cancelled parent takes its children with it."""
+    def changed(self, order: EmulatedOrder, fill: EmulatedFill | None) -> None:
+        """An order changed: a filled parent starts its children, one that ended otherwise
+        takes them with it; a fill acts on its OCA group."""
         ib = self.emulator.orders.get(order.client_order_id)
-        if ib is None or order.status not in (OrderStatus.FILLED, OrderStatus.CANCELLED):
+        if ib is None:
             return
-        children = [key for key in self.waiting if self._is_child(key, ib) and key not in self.untransmitted]
-        for key in children:
-            if order.status is OrderStatus.FILLED:
-                terms, _ = self.waiting.pop(key)
-                self.emulator.orders[key].held = False
-                self._place(key, terms)
+        if not order.is_open:
+            children = [key for key in self.waiting if self._is_child(key, ib) and key not in self.untransmitted]
+            for key in children:
+                if order.status is OrderStatus.FILLED:
+                    terms, _ = self.waiting.pop(key)
+                    self.emulator.orders[key].held = False
+                    self._start(key, terms)
+                else:
+                    self.cancel(key)
+        if fill is not None:
+            self._one_cancels_all(order, ib, fill)
+
+    def _one_cancels_all(self, order: EmulatedOrder, ib: IbOrder, fill: EmulatedFill) -> None:
+        peers = [key for key, peer in list(self.emulator.orders.items())
+                 if key != order.client_order_id and self._same_group(ib, peer)]
+        for key in peers:
+            peer = self.emulator.record(key)
+            if not peer.is_open:
+                continue
+            if ib.oca_type == CANCEL_WITH_BLOCK or order.status is OrderStatus.FILLED:
+                self.emulator.cancel(key)
             else:
-                self.cancel(key)
-        if order.status is OrderStatus.FILLED:
-            for key, peer in list(self.emulator.orders.items()):
-                if key != order.client_order_id and self._same_group(ib, peer):
-                    self.emulator.cancel(key)
+                self.emulator.resize(key, peer.quantity - fill.quantity * peer.quantity / order.quantity)
 
     # --- helpers ---------------------------------------------------------------------------------
     def _hold(self, engine_id: str, ib: IbOrder, terms: Terms) -> None:
@@ -103,11 +142,19 @@ class Groups:
         terms, _ = self.waiting.pop(engine_id)
         ib.held = False
         try:
-            self._place(engine_id, terms)
+            self._start(engine_id, terms)
         except Refused as exc:
             self.emulator.refuse(ib, exc)
+            del self.emulator.orders[engine_id]
+            for child in [key for key in self.waiting if self._is_child(key, ib)]:
+                self.untransmitted.discard(child)
+                self.cancel(child)
 
-    def _place(self, engine_id: str, terms: Terms) -> None:
+    def _start(self, engine_id: str, terms: Terms) -> None:
+        """The order works: at the engine, or as a TRAIL this emulator follows (trailing.py)."""
+        if terms.order_type is OrderType.TRAILING_STOP:
+            self.emulator.trailing.start(engine_id, terms)
+            return
         ib = self.emulator.orders[engine_id]
         self.emulator.venue.place(ib.account, client_order_id=engine_id, symbol=terms.symbol, side=terms.side,
                                   order_type=terms.order_type, quantity=terms.quantity, price=terms.price,

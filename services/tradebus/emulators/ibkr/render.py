@@ -19,10 +19,13 @@ from tradebus.schemas.values import OrderStatus, OrderType, Side
 
 from ..venue import EmulatedFill, EmulatedOrder
 from .listings import Listing
+from .trailing import Trail
 from .wire import UNSET_DOUBLE, UNSET_INTEGER, Field, Out
 
 # What each of our order types is on IB's wire.
-IB_ORDER_TYPES = {OrderType.MARKET: "MKT", OrderType.LIMIT: "LMT", OrderType.STOP: "STP", OrderType.STOP_LIMIT: "STP LMT"}
+IB_ORDER_TYPES = {OrderType.MARKET: "MKT", OrderType.LIMIT: "LMT", OrderType.STOP: "STP", OrderType.STOP_LIMIT: "STP LMT",
+                  OrderType.TRAILING_STOP: "TRAIL"}
+DEFAULT_OCA_TYPE = 3  # what openOrder reports of an order without one (the recorded frames)
 ORDER_TYPES_OFFERED = ("ACTIVETIM,AD,ADJUST,ALERT,ALLOC,AVGCOST,BASKET,COND,CONDORDER,DAY,DEACT,GAT,GTC,GTD,GTT,HID,"
                        "IOC,LIT,LMT,MIT,MKT,MTL,NONALGO,OCA,SCALE,STP,STPLMT,TRAIL,TRAILLIT,TRAILLMT,TRAILMIT,WHATIF")
 
@@ -40,8 +43,11 @@ class IbOrder:
     order_ref: str
     oca_group: str = ""
     parent_id: int = 0
+    parent_perm_id: int = 0  # completedOrder names the parent by its permanent id (it carries no order ids)
     transmit: bool = True
     held: bool = False  # waiting for its bracket's transmit or its parent's fill (groups.py): PreSubmitted
+    oca_type: int = 0  # 0: none given (TWS reports its default)
+    trail: Trail | None = None  # a TRAIL order's terms and stop (trailing.py); it stays TRAIL once elected
 
 
 def contract_fields(listing: Listing, *, exchange: str | None = None) -> list[Field]:
@@ -68,10 +74,10 @@ def contract_details(req_id: int, listing: Listing, day: str) -> list[Field]:
 def open_order(ib: IbOrder, order: EmulatedOrder, *, commission: Decimal | None = None) -> list[Field]:
     """openOrder: the order's terms and its state (`status`), laid out as the recorded frames;
     `commission`: what the order has paid so far, once it has fills."""
-    price, aux = _prices(order)
+    price, aux = _prices(ib, order)
     return [
         Out.OPEN_ORDER, ib.order_id, *contract_fields(ib.listing),
-        "BUY" if order.side is Side.BUY else "SELL", order.quantity, IB_ORDER_TYPES[order.order_type], price, aux,
+        "BUY" if order.side is Side.BUY else "SELL", order.quantity, _order_type(ib, order), price, aux,
         ib.tif, ib.oca_group, ib.account, "", 0, ib.order_ref, ib.client_id, ib.perm_id,
         0, 0, 0, "",  # outsideRth, hidden, discretionaryAmt, goodAfterTime
         f"{ib.perm_id}.0/{ib.account}/{ib.client_id}",  # the deprecated shares allocation, as TWS fills it
@@ -80,11 +86,11 @@ def open_order(ib: IbOrder, order: EmulatedOrder, *, commission: Decimal | None 
         # designatedLocation, exemptCode, auctionStrategy
         "", "", "", "", "", UNSET_INTEGER, 0, 0, 0, "",  # startingPrice, stockRefPrice, delta, stockRange
         # lower / upper, displaySize, blockOrder, sweepToFill, allOrNone, minQty
-        3, 0, 0, "",  # ocaType (3: reduce non-block), eTradeOnly, firmQuoteOnly, nbboPriceCap
+        ib.oca_type or DEFAULT_OCA_TYPE, 0, 0, "",  # ocaType, eTradeOnly, firmQuoteOnly, nbboPriceCap
         ib.parent_id, 0, "", 0, "None", "",  # parentId, triggerMethod, volatility, volatilityType,
         # deltaNeutralOrderType, deltaNeutralAuxPrice
         0, "", "", "", "?", 0, 0, "",  # the delta-neutral leg TWS describes even when there is none
-        0, 0, "", "", "", "", "",  # continuousUpdate, referencePriceType, trailStopPrice, trailingPercent,
+        0, 0, *_trail_fields(ib), "", "", "",  # continuousUpdate, referencePriceType, trailStopPrice, trailingPercent,
         # basisPoints, basisPointsType, comboLegsDescrip
         0, 0, 0, UNSET_INTEGER, UNSET_INTEGER, "", "",  # combo legs, order legs, routing params, scale
         # sizes, scalePriceIncrement, hedgeType
@@ -93,7 +99,9 @@ def open_order(ib: IbOrder, order: EmulatedOrder, *, commission: Decimal | None 
         status_text(order, ib.held), *[UNSET_DOUBLE] * 9,  # status, then the what-if margins (none)
         "" if commission is None else _double(commission), "", "", "" if commission is None else ib.listing.currency, "",
         0, 0, 0,  # randomizeSize, randomizePrice, conditions
-        "None", *[UNSET_DOUBLE] * 6,  # adjustedOrderType, triggerPrice .. adjustedTrailingAmount
+        # adjustedOrderType, triggerPrice, trailStopPrice (again: the value decoders keep), lmtPriceOffset,
+        # adjustedStopPrice, adjustedStopLimitPrice, adjustedTrailingAmount
+        "None", UNSET_DOUBLE, _trail_fields(ib)[0] or UNSET_DOUBLE, *[UNSET_DOUBLE] * 4,
         0, "", "", "", 0, 1, 0, 0, 0,  # adjustableTrailingUnit, soft dollar tier, cashQty,
         # dontUseAutoPriceForHedge, isOmsContainer, discretionaryUpToLimitPrice, usePriceMgmtAlgo
         "", "", 0,  # duration, postToAts, autoCancelParent
@@ -102,22 +110,23 @@ def open_order(ib: IbOrder, order: EmulatedOrder, *, commission: Decimal | None 
 
 def completed_order(ib: IbOrder, order: EmulatedOrder) -> list[Field]:
     """completedOrder: a finished order (reqCompletedOrders), which carries no order id."""
-    price, aux = _prices(order)
+    price, aux = _prices(ib, order)
     done = time.strftime("%Y%m%d %H:%M:%S", time.gmtime(order.updated_ns / 1e9))
     return [
         Out.COMPLETED_ORDER, *contract_fields(ib.listing),
-        "BUY" if order.side is Side.BUY else "SELL", order.quantity, IB_ORDER_TYPES[order.order_type], price, aux,
+        "BUY" if order.side is Side.BUY else "SELL", order.quantity, _order_type(ib, order), price, aux,
         ib.tif, ib.oca_group, ib.account, "", 0, ib.order_ref, ib.perm_id, 0, 0, 0, "",  # .. goodAfterTime
         "", "", "", "", "",  # faGroup, faMethod, faPercentage, faProfile, modelCode
         "", "", "", "", 0, "", -1,  # goodTillDate, rule80A, percentOffset, settlingFirm, shortSaleSlot,
         # designatedLocation, exemptCode
-        "", "", "", "", "", UNSET_INTEGER, 0, 0, "", 3, 0,  # startingPrice .. minQty, ocaType, triggerMethod
+        "", "", "", "", "", UNSET_INTEGER, 0, 0, "", ib.oca_type or DEFAULT_OCA_TYPE, 0,  # startingPrice .. minQty,
+        # ocaType, triggerMethod
         "", 0, "None", "", 0, 0, 0, "",  # volatility, volatilityType, delta-neutral type, aux price and leg
-        0, 0, "", "", "",  # continuousUpdate, referencePriceType, trailStopPrice, trailingPercent, legs description
+        0, 0, *_trail_fields(ib), "",  # continuousUpdate, referencePriceType, trailStopPrice, trailingPercent, legs
         0, 0, 0, UNSET_INTEGER, UNSET_INTEGER, "", "",  # legs, order legs, routing params, scale, hedgeType
         "", "IB", 0, 0, "", 0,  # clearingAccount, clearingIntent, notHeld, delta-neutral contract, algo, solicited
         status_text(order, ib.held), 0, 0, 0,  # status, randomizeSize, randomizePrice, conditions
-        "", "", 0, 1, 0, "", order.filled, 0, 0, "", 0, 0, UNSET_INTEGER,  # trailStopPrice .. parentPermId
+        "", "", 0, 1, 0, "", order.filled, 0, 0, "", 0, 0, ib.parent_perm_id or UNSET_INTEGER,  # trailStopPrice .. parentPermId
         done, status_text(order, ib.held),  # completedTime, completedStatus
     ]
 
@@ -204,9 +213,23 @@ def _number(value: Decimal) -> str:
     return "0" if not value else str(value)
 
 
-def _prices(order: EmulatedOrder) -> tuple[str, str]:
-    """lmtPrice and auxPrice (the stop price) as TWS shows them: doubles, 0.0 when unused."""
-    return _double(order.price or Decimal(0)), _double(order.stop_price or Decimal(0))
+def _prices(ib: IbOrder, order: EmulatedOrder) -> tuple[str, str]:
+    """lmtPrice and auxPrice (the stop price, a TRAIL's trail amount) as TWS shows them:
+    doubles, 0.0 when unused."""
+    aux = (ib.trail.amount if ib.trail is not None else order.stop_price) or Decimal(0)
+    return _double(order.price or Decimal(0)), _double(aux)
+
+
+def _order_type(ib: IbOrder, order: EmulatedOrder) -> str:
+    return "TRAIL" if ib.trail is not None else IB_ORDER_TYPES[order.order_type]
+
+
+def _trail_fields(ib: IbOrder) -> tuple[str, str]:
+    """trailStopPrice and trailingPercent: empty for an order that is no TRAIL."""
+    if ib.trail is None:
+        return "", ""
+    return (_double(ib.trail.stop) if ib.trail.stop is not None else "",
+            _double(ib.trail.percent) if ib.trail.percent is not None else "")
 
 
 def _double(value: Decimal) -> str:

@@ -34,13 +34,19 @@ from . import listings, render
 from .groups import Terms
 from .listings import Listing
 from .render import IbOrder
+from .trailing import Trail
 from .wire import SERVER_VERSION, Field, In, Out, frame, read_handshake, read_message
 
 if TYPE_CHECKING:
     from .app import IbkrEmulator
 
 log = logging.getLogger(__name__)
-ORDER_TYPES = {"MKT": OrderType.MARKET, "LMT": OrderType.LIMIT, "STP": OrderType.STOP, "STP LMT": OrderType.STOP_LIMIT}
+ORDER_TYPES = {"MKT": OrderType.MARKET, "LMT": OrderType.LIMIT, "STP": OrderType.STOP, "STP LMT": OrderType.STOP_LIMIT,
+               "TRAIL": OrderType.TRAILING_STOP}
+# placeOrder's fields past the parent id (ib_async's client.placeOrder at SERVER_VERSION, not a BAG):
+OCA_TYPE = 47
+DELTA_NEUTRAL_TYPE = 65  # when set, 8 fields of its leg follow
+TRAILING_PERCENT = 70
 TIFS = {"DAY": TimeInForce.DAY, "GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "": TimeInForce.DAY}
 # TWS's texts for the refusals the engine decides (IBKR message codes; 201's margin text as
 # IB words it, see connector/venues/ibkr/codes.py).
@@ -218,13 +224,18 @@ class TwsSession:
             quantity = Decimal(fields[17])
             limit = _price(fields[19]) if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
             stop = _price(fields[20]) if order_type in (OrderType.STOP, OrderType.STOP_LIMIT) else None
-        except InvalidOperation:
+            trail = _trail(fields) if order_type is OrderType.TRAILING_STOP else None
+            oca_type = int(fields[OCA_TYPE] or 0) if len(fields) > OCA_TYPE else 0
+        except (InvalidOperation, ValueError):
             return self._refuse(order_id, 321, "Error validating request:-'bO' : cause - invalid number", silent)
+        if trail is not None and (trail.amount is None) == (trail.percent is None):
+            return self._refuse(order_id, 321, "Error validating request:-'bO' : cause - a TRAIL order needs a trailing "
+                                              "amount or a trailing percent", silent)
         reference = fields[26]
         engine_id = reference if reference and reference not in self.emulator.orders else f"perm:{order_id}.{self.client_id}"
         ib = IbOrder(order_id=order_id, client_id=self.client_id, perm_id=next(self.emulator.perm_ids),
                      account=account, listing=listing, tif=fields[21] or "DAY", order_ref=reference,
-                     oca_group=fields[22])
+                     oca_group=fields[22], oca_type=oca_type, trail=trail)
         ib.transmit, ib.parent_id = fields[27] != "0", int(fields[28] or 0)
         self.emulator.orders[engine_id] = ib
         if silent:  # carried out, never answered: this connection hears nothing more of it
@@ -245,6 +256,13 @@ class TwsSession:
             return self._refuse(order_id, 104, "Can't modify a filled order.", silent)
         try:
             quantity, limit, stop = Decimal(fields[17]), _price(fields[19]), _price(fields[20])
+            if engine_id in self.emulator.groups.waiting:  # a child waiting for its parent: new terms when it works
+                self.emulator.groups.amend(engine_id, quantity, order.price and limit, order.stop_price and stop)
+                self.emulator.report(order)
+                return None
+            if engine_id in self.emulator.trailing.working:  # a TRAIL's size (its auxPrice is its trail)
+                self.emulator.resize(engine_id, quantity)
+                return None
             self.emulator.venue.modify(
                 order, quantity=quantity if quantity != order.quantity else None,
                 price=limit if order.price is not None and limit != order.price else None,
@@ -470,6 +488,12 @@ def refusal_of(refused: Refused) -> tuple[int, str]:
 
 def _ignore(fields: list[str]) -> None:
     """Requests TWS takes without an answer this emulator needs to give."""
+
+
+def _trail(fields: list[str]) -> Trail:
+    """A TRAIL's trail amount (auxPrice) and trailing percent."""
+    shift = 8 if fields[DELTA_NEUTRAL_TYPE] else 0
+    return Trail(amount=_price(fields[20]), percent=_price(fields[TRAILING_PERCENT + shift]))
 
 
 def _price(text: str) -> Decimal | None:

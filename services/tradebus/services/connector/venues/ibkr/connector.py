@@ -8,14 +8,16 @@ This connector reads that state and follows its events; what only a request answ
 of other programs, the day's finished orders) is asked with reqAllOpenOrders,
 reqCompletedOrders and reqExecutions (`lookup`, `open_orders`, `recent_orders`).
 
-Orders: MKT, LMT, STP and STP LMT, time in force DAY, GTC or IOC; our client order id is the
-order reference (`orderRef`); a modify is IB's own (placeOrder again under the same order id).
+Orders: MKT, LMT, STP, STP LMT and TRAIL, time in force DAY, GTC or IOC; our client order id
+is the order reference (`orderRef`); a modify is IB's own (placeOrder again under the same
+order id).
 IB does not refuse a second order under a used reference, so a place whose client order id
 TWS already shows is refused here as a duplicate (the base class then looks it up).
 A place is answered when TWS acknowledges it (a status beyond PendingSubmit) or refuses it
 (an error for its order id, mapped by codes.py); a lost connection first is an unknown
-outcome, resolved by look-up. TRAIL orders, brackets and OCA groups are not offered: the
-wire contract has neither a trailing type nor order groups (issue 18).
+outcome, resolved by look-up. Brackets, OTO and OCO groups are IB's own (groups.py): every
+leg carries its client order id as its reference, and a group is placed only after reading
+what TWS holds, so a re-delivered group places no leg twice.
 
 Connectivity: TWS unreachable at start or later is reported as the venue being unavailable
 (DEGRADED, "venue unavailable: TWS at host:port unreachable ..."), retried with back-off; a
@@ -36,19 +38,19 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ib_async import IB, AccountValue, Contract, ContractDetails, Trade
+from ib_async import IB, AccountValue, Contract, ContractDetails, Order, Trade
 
-from tradebus.schemas.commands import ModifyOrder, PlaceOrder
+from tradebus.schemas.commands import ModifyOrder, PlaceOrder, PlaceOrderGroup
 from tradebus.schemas.events import Balance
 from tradebus.schemas.market import Instrument
 from tradebus.schemas.values import GroupKind, MarketDataKind, RejectReason, ServiceState
 
 from ...accounts import ReportedPosition
-from ...base import Capabilities
-from ...errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy
+from ...base import Capabilities, VenueEvent
+from ...errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
 from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot
-from . import codes, parsing
+from . import codes, groups, parsing
 from .config import IbkrConfig
 from .feeds import REQUESTS, Feeds
 
@@ -204,7 +206,9 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         return trade.order.account in ("", self._ib_account)
 
     def _snapshot(self, trade: Trade) -> OrderSnapshot | None:
-        return parsing.snapshot(trade, self._symbol(trade.contract)) if self._ours(trade) else None
+        if not self._ours(trade):
+            return None
+        return parsing.snapshot(trade, self._symbol(trade.contract), groups.links(trade, self.ib.trades()))
 
     def _find(self, client_order_id: str) -> Trade | None:
         """The order TWS holds under this client order id; a place TWS refused (it never had
@@ -213,20 +217,27 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
                  and (t.order.permId or t.orderStatus.status not in parsing.DONE)]
         return found[-1] if found else None
 
+    @staticmethod
+    def _refusal(command: PlaceOrder) -> OrderRefused | None:
+        """What IB cannot take of a place, before anything is sent."""
+        if command.post_only or command.reduce_only:
+            return OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, "IB takes no post-only or reduce-only flag")
+        if command.time_in_force not in parsing.TIME_IN_FORCE:
+            return OrderRefused(RejectReason.UNSUPPORTED_TIME_IN_FORCE, f"{command.time_in_force.value} is not offered")
+        return None
+
     async def submit(self, command: PlaceOrder) -> OrderSnapshot:
         contract = self._contract(command.symbol)
-        if command.post_only or command.reduce_only:
-            raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, "IB takes no post-only or reduce-only flag")
-        if command.time_in_force not in parsing.TIME_IN_FORCE:
-            raise OrderRefused(RejectReason.UNSUPPORTED_TIME_IN_FORCE, f"{command.time_in_force.value} is not offered")
+        refusal = self._refusal(command)
+        if refusal is not None:
+            raise refusal
         # IB would take a second order under the same reference: what TWS holds (other programs'
         # orders included, which it reports to this client only when asked) is read first.
         if self._find(command.client_order_id) is None:
             await self._refresh_orders(executions=False)
         if self._find(command.client_order_id) is not None:
             raise OrderRefused(RejectReason.DUPLICATE_CLIENT_ORDER_ID, "TWS holds an order under this client order id")
-        order = parsing.order(command.side, command.quantity, command.order_type, command.price, command.stop_price,
-                              command.time_in_force, command.client_order_id, self._ib_account)
+        order = parsing.order(command, self._ib_account)
         return await self._send(lambda: self.ib.placeOrder(contract, order), modify=False)
 
     async def amend(self, command: ModifyOrder, venue_order_id: str | None) -> OrderSnapshot:
@@ -236,6 +247,9 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         if trade.orderStatus.status in parsing.DONE:
             raise OrderRefused(RejectReason.ORDER_NOT_OPEN, f"order is {trade.orderStatus.status}")
         order = trade.order
+        if order.orderType == "TRAIL" and (command.price is not None or command.stop_price is not None):
+            # its auxPrice is the trail amount, not a stop: a modify names no trail
+            raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_TYPE, "a trailing stop's modify changes its quantity only")
         if command.quantity is not None:
             order.totalQuantity = float(command.quantity)
         if command.price is not None:
@@ -276,8 +290,8 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
         openOrder only: ib_async reports an unchanged status for Submitted ones alone). TWS's
         error for the order raises its taxonomy error, no answer in time OutcomeUnknown."""
         loop = asyncio.get_running_loop()
-        status: asyncio.Future[None] = loop.create_future()
-        error = self._errors[trade.order.orderId] = loop.create_future()
+        status: asyncio.Future[Any] = loop.create_future()
+        error = self._errors.setdefault(trade.order.orderId, loop.create_future())  # a group's: set before sending
 
         def on_status(updated: Trade) -> None:
             if updated is trade and answered(updated) and not status.done():
@@ -301,6 +315,88 @@ class IbkrConnector(RemoteVenueConnector[IbkrConfig]):
             raise codes.venue_error(str(code), message, changes_state=True)
         if not done:
             raise OutcomeUnknown(f"TWS did not answer within {self.config.request_timeout} s")
+
+    # --- order groups (groups.py) ---------------------------------------------------------------------
+    async def place_group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
+        """Legs the connector knows are answered as a place under a known id is; legs TWS
+        already holds (sent before a crash) are taken up as they are; the rest are sent as one
+        IB group. A leg IB cannot take refuses every leg not placed yet (a group is whole)."""
+        events: list[VenueEvent] = []
+        fresh: list[PlaceOrder] = []
+        for leg in group.placed_orders():
+            if self.tracker.knows(leg.client_order_id):
+                events += self._placed_again(leg, self.tracker.placed(leg.client_order_id))
+            else:
+                fresh.append(leg)
+        refusal = next(filter(None, map(self._group_refusal, fresh)), None)
+        if refusal is not None:
+            return events + self._rejected(fresh, refusal)
+        if fresh:
+            await self._call(lambda: self._refresh_orders(executions=False))
+        at_tws = {leg.client_order_id: trade for leg in fresh if (trade := self._find(leg.client_order_id)) is not None}
+        for leg in fresh:
+            if leg.client_order_id in at_tws:
+                events += await self._duplicate_at_venue(leg)
+        to_send = [leg for leg in fresh if leg.client_order_id not in at_tws]
+        if not to_send:
+            return events
+        first = at_tws.get(group.first.client_order_id)
+        if group.kind is GroupKind.OCO:
+            parent_id = 0
+        elif first is None:
+            parent_id = self.ib.client.getReqId()
+        elif first.order.orderId > 0 and first.orderStatus.status not in parsing.DONE:
+            parent_id = first.order.orderId
+        else:
+            return events + self._rejected(to_send, OrderRefused(
+                RejectReason.ORDER_NOT_OPEN, f"the group's first order is {first.orderStatus.status} at TWS"))
+        orders = groups.ib_orders(group, to_send, self._ib_account, parent_id)
+        return events + await self._send_legs(self._contract(group.first.symbol), to_send, orders)
+
+    def _group_refusal(self, leg: PlaceOrder) -> OrderRefused | None:
+        violation = self._instrument_violation(leg)
+        return OrderRefused(*violation) if violation is not None else self._refusal(leg)
+
+    def _rejected(self, legs: list[PlaceOrder], refusal: OrderRefused) -> list[VenueEvent]:
+        now = time.time_ns()
+        return [event for leg in legs for event in self.tracker.rejected(leg, refusal.reason, refusal.message, now)]
+
+    async def _send_legs(self, contract: Contract, legs: list[PlaceOrder], orders: list[Order]) -> list[VenueEvent]:
+        """Send a group's orders, then each leg's answer. TWS's error for any of them may come
+        before the others are sent: every order's error waiter is set first."""
+        if not self.ib.isConnected():
+            return self._rejected(legs, OrderRefused(RejectReason.VENUE_UNAVAILABLE, "TWS not connected"))
+        loop = asyncio.get_running_loop()
+        for order in orders:
+            order.orderId = order.orderId or self.ib.client.getReqId()
+            self._errors[order.orderId] = loop.create_future()
+        trades: list[Trade] = []
+        for leg, order in zip(legs, orders, strict=True):
+            self.tracker.submitting(leg)
+            await self.limiter.acquire()
+            try:
+                trades.append(self.ib.placeOrder(contract, order))
+            except ConnectionError:  # this leg and the rest never left; what did is looked up by reconciliation
+                log.warning("TWS connection lost while sending a group", extra={"client_order_id": leg.client_order_id})
+                break
+        answers = await asyncio.gather(*(self._answer(trade, lambda t: t.orderStatus.status not in PENDING, already=True)
+                                         for trade in trades), return_exceptions=True)
+        events = self._rejected(legs[len(trades):], OrderRefused(
+            RejectReason.VENUE_UNAVAILABLE, "TWS connection lost before this order of the group was sent"))
+        for leg, trade, answer in zip(legs, trades, answers, strict=False):
+            snapshot = self._snapshot(trade)
+            if isinstance(answer, OrderRefused):
+                events += self.tracker.rejected(leg, answer.reason, answer.message, time.time_ns())
+            elif isinstance(answer, VenueError) or snapshot is None:
+                log.warning("group leg's outcome unknown; left for reconciliation",
+                            extra={"client_order_id": leg.client_order_id})
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                events += await self._track(snapshot)
+        for order in orders:
+            self._errors.pop(order.orderId, None)
+        return events
 
     async def lookup(self, client_order_id: str, symbol: str) -> OrderSnapshot | None:
         trade = self._find(client_order_id)

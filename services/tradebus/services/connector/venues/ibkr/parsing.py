@@ -22,17 +22,20 @@ import datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from ib_async import Contract, ContractDetails, Fill, Forex, Future, Option, Order, Stock, Trade
 
+from tradebus.schemas.commands import PlaceOrder
 from tradebus.schemas.market import Instrument
-from tradebus.schemas.values import LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
+from tradebus.schemas.values import CancelReason, LiquiditySide, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
 from ...accounts import ReportedPosition
 from ...errors import OrderRefused
 from ...tracking import OrderSnapshot, TradeReport
 
 ZERO = Decimal(0)
-IB_ORDER_TYPES = {OrderType.MARKET: "MKT", OrderType.LIMIT: "LMT", OrderType.STOP: "STP", OrderType.STOP_LIMIT: "STP LMT"}
+IB_ORDER_TYPES = {OrderType.MARKET: "MKT", OrderType.LIMIT: "LMT", OrderType.STOP: "STP", OrderType.STOP_LIMIT: "STP LMT",
+                  OrderType.TRAILING_STOP: "TRAIL"}
 ORDER_TYPES = {ib: ours for ours, ib in IB_ORDER_TYPES.items()}
 TIME_IN_FORCE = {TimeInForce.DAY: "DAY", TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC"}
 ASSET_CLASSES = {"STK": "equity", "CASH": "fx", "FUT": "future", "OPT": "option"}
@@ -81,21 +84,36 @@ def instrument(venue: str, symbol: str, details: ContractDetails, now: int) -> I
     )
 
 
-def order(command_side: Side, quantity: Decimal, order_type: OrderType, price: Decimal | None,
-          stop_price: Decimal | None, time_in_force: TimeInForce, reference: str, account: str) -> Order:
-    return Order(action="BUY" if command_side is Side.BUY else "SELL", totalQuantity=float(quantity),
-                 orderType=IB_ORDER_TYPES[order_type], lmtPrice=float(price) if price is not None else UNSET_DOUBLE,
-                 auxPrice=float(stop_price) if stop_price is not None else UNSET_DOUBLE,
-                 tif=TIME_IN_FORCE[time_in_force], orderRef=reference, account=account, transmit=True)
+def order(command: PlaceOrder, account: str) -> Order:
+    """IB's order for a place: the client order id as its reference; a TRAIL's trail amount
+    is its auxPrice, a trailing percent its trailingPercent (TWS API "Trailing Stop")."""
+    aux = command.trail_amount if command.order_type is OrderType.TRAILING_STOP else command.stop_price
+    return Order(action="BUY" if command.side is Side.BUY else "SELL", totalQuantity=float(command.quantity),
+                 orderType=IB_ORDER_TYPES[command.order_type], lmtPrice=_double(command.price),
+                 auxPrice=_double(aux), trailingPercent=_double(command.trail_percent),
+                 tif=TIME_IN_FORCE[command.time_in_force], orderRef=command.client_order_id, account=account,
+                 transmit=True)
+
+
+class GroupLinks(msgspec.Struct, frozen=True, kw_only=True):
+    """What TWS shows of an order's group (groups.py reads it from parentId and ocaGroup)."""
+
+    group_id: str | None = None
+    contingent_on: str | None = None  # the client order id of its parent
+    cancelled_by_group: bool = False  # a cancel TWS made because of the group (OCA, or the parent ended unfilled)
+
+
+NO_GROUP = GroupLinks()
 
 
 def client_order_id(trade: Trade) -> str:
     return trade.order.orderRef or f"ib-{trade.order.permId}"
 
 
-def snapshot(trade: Trade, symbol: str) -> OrderSnapshot | None:
+def snapshot(trade: Trade, symbol: str, links: GroupLinks = NO_GROUP) -> OrderSnapshot | None:
     """The order's state with the fills whose commission is known; None for an order TWS has
-    not acknowledged (no permanent id yet) or of a type the bus does not name."""
+    not acknowledged (no permanent id yet) or of a type the bus does not name. A TRAIL that
+    TWS shows Submitted has been elected (PreSubmitted until then: IB simulates it): triggered."""
     ib_order, status = trade.order, trade.orderStatus.status
     order_type = ORDER_TYPES.get(ib_order.orderType)
     if not ib_order.permId or order_type is None:
@@ -111,14 +129,21 @@ def snapshot(trade: Trade, symbol: str) -> OrderSnapshot | None:
         state = OrderStatus.CANCELLED
     elif status == "Inactive" and not trade.fills:
         state = OrderStatus.REJECTED
+    elif filled:
+        state = OrderStatus.PARTIALLY_FILLED
     else:
-        state = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.ACCEPTED
+        trailing = order_type is OrderType.TRAILING_STOP
+        state = OrderStatus.TRIGGERED if trailing and status == "Submitted" else OrderStatus.ACCEPTED
     last_message = trade.log[-1].message if trade.log else ""
     return OrderSnapshot(
         client_order_id=client_order_id(trade), venue_order_id=str(ib_order.permId), symbol=symbol,
         side=Side.BUY if ib_order.action == "BUY" else Side.SELL, order_type=order_type, quantity=quantity,
         status=state, price=_price(ib_order.lmtPrice) if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
         stop_price=_price(ib_order.auxPrice) if order_type in (OrderType.STOP, OrderType.STOP_LIMIT) else None,
+        trail_amount=_price(ib_order.auxPrice) if order_type is OrderType.TRAILING_STOP else None,
+        trail_percent=_price(ib_order.trailingPercent) if order_type is OrderType.TRAILING_STOP else None,
+        group_id=links.group_id, contingent_on=links.contingent_on,
+        cancel_reason=CancelReason.CONTINGENT if links.cancelled_by_group else None,
         time_in_force=_time_in_force(ib_order.tif), filled=filled, average_price=cost / filled if filled else None,
         trades=trades, cum_fee=sum((report.fee for report in trades), ZERO) if trades else None,
         fee_currency=trades[0].fee_currency if trades else "", ts=_ns(trade.log[-1].time) if trade.log else 0,
@@ -148,6 +173,10 @@ def number(value: float | Decimal | str) -> Decimal:
     """A float IB sent as decimal text, as that text (230.19, not its binary expansion)."""
     result = Decimal(str(value))
     return result.quantize(Decimal(1)) if result == result.to_integral_value() else result.normalize()
+
+
+def _double(value: Decimal | None) -> float:
+    return float(value) if value is not None else UNSET_DOUBLE
 
 
 def _price(value: float | Decimal | None) -> Decimal | None:
