@@ -183,28 +183,35 @@ def describe(event: OrderEvent) -> str:
     head = f"{tag:<17} {event.client_order_id}"
     if isinstance(event, OrderAccepted):
         waits = f", works once {event.contingent_on} has filled" if event.contingent_on else ""
-        return (f"{head} {_terms(event.side, event.quantity, event.symbol, event.order_type, event.price)} "
-                f"(venue id {event.venue_order_id}{waits})")
+        return f"{head} {_terms(event)} (venue id {event.venue_order_id}{waits})"
     if isinstance(event, OrderRejected):
-        terms = _terms(event.side, event.quantity, event.symbol, event.order_type, event.price)
-        return f"{head} {terms} {event.reason.value}: {event.message}"
+        return f"{head} {_terms(event)} {event.reason.value}: {event.message}"
     if isinstance(event, FillEventBase):
         fill = event.fill
         return (f"{head} {plain(fill.quantity)} @ {plain(fill.price)} ({fill.liquidity.value}, fee {_fee(fill)}); "
                 f"filled {plain(event.cum_quantity)}, left {plain(event.leaves_quantity)}, avg {derived(event.avg_price)}")
     if isinstance(event, OrderModified):
-        return f"{head} now {plain(event.quantity)} @ {plain(event.price)}"
+        at = f" @ {plain(event.price)}" if event.price is not None else ""
+        stop = f" trigger {plain(event.stop_price)}" if event.stop_price is not None else ""
+        return f"{head} now {plain(event.quantity)}{at}{stop}"
     if isinstance(event, OrderCancelled):
         return f"{head} {event.reason.value}, filled {plain(event.cum_quantity)}"
     return head
 
 
-def _terms(side: Side | None, quantity: Decimal | None, symbol: str, order_type: OrderType | None,
-           price: Decimal | None) -> str:
-    """`buy 0.5 BTC/USDT limit @ 58000`; `?` for what nobody knows."""
+def _terms(order: OrderAccepted | OrderRejected | OrderRecord) -> str:
+    """`buy 0.5 BTC/USDT limit @ 58000`, `sell 10 AAPL stop_limit @ 219 trigger 220`, `sell 1 X
+    trailing_stop trail 2%`; `?` for what nobody knows (a rejection carries no stop or trail)."""
+    side, quantity, order_type = order.side, order.quantity, order.order_type
     kind = f" {order_type.value}" if order_type else ""
-    at = f" @ {plain(price)}" if price is not None else ""
-    return f"{side.value if side else '?'} {plain(quantity) if quantity is not None else '?'} {symbol}{kind}{at}"
+    at = f" @ {plain(order.price)}" if order.price is not None else ""
+    stop_price = getattr(order, "stop_price", None)
+    trail_amount, trail_percent = getattr(order, "trail_amount", None), getattr(order, "trail_percent", None)
+    stop = f" trigger {plain(stop_price)}" if stop_price is not None else ""
+    trail = (f" trail {plain(trail_amount)}" if trail_amount is not None
+             else f" trail {plain(trail_percent)}%" if trail_percent is not None else "")
+    return (f"{side.value if side else '?'} {plain(quantity) if quantity is not None else '?'} "
+            f"{order.symbol}{kind}{at}{stop}{trail}")
 
 
 def _fee(fill: Fill) -> str:
@@ -283,7 +290,7 @@ async def _show_record(client: Client, ticket: OrderTicket, args: argparse.Names
 def _record_line(record: OrderRecord) -> str:
     reason = f" ({record.reject_reason.value})" if record.reject_reason else ""
     return (f"{record.venue:<8} {record.account:<10} {record.client_order_id:<26} {record.status.value:<17}{reason} "
-            f"{_terms(record.side, record.quantity, record.symbol, record.order_type, record.price)}, "
+            f"{_terms(record)}, "
             f"filled {plain(record.cum_quantity)}{_fees(record)}{_grouping(record)}")
 
 
