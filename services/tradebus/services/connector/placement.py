@@ -22,8 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tradebus.schemas.commands import PLACE_TERMS, OrderCommand, PlaceOrder, terms_differences
-from tradebus.schemas.events import CommandAction, CommandRejected
+from tradebus.schemas.commands import PLACE_TERMS, OrderCommand, PlaceOrder, PlaceOrderGroup, terms_differences
+from tradebus.schemas.events import CommandAction, CommandRejected, group_unsupported
 from tradebus.schemas.market import Instrument
 from tradebus.schemas.values import RejectReason
 from tradebus.shared.retry import Backoff
@@ -72,6 +72,24 @@ class Placement:
         except OutcomeUnknown:
             return await self._resolve_unknown_place(command)
         return list(await self._track(snapshot))
+
+    async def _place_group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
+        """A group of a kind the venue holds natively goes to `place_group`, unless every order
+        of it is known already (a re-delivery: each order answered as a place under a known
+        client order id is); another kind is answered `unsupported_order_group`."""
+        if group.kind not in self.capabilities.order_groups:
+            return list(group_unsupported(group, f"{self.venue} does not hold {group.kind.value} groups", time.time_ns()))
+        orders = group.placed_orders()
+        if all(self.tracker.knows(order.client_order_id) for order in orders):
+            return [event for order in orders
+                    for event in self._placed_again(order, self.tracker.placed(order.client_order_id))]
+        return await self.place_group(group)
+
+    async def place_group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
+        """Place a group of a kind the venue holds natively (`capabilities.order_groups`): every
+        order's events; an order whose client order id is known is answered as a place is,
+        never sent twice. A venue that declares no kinds is never asked."""
+        raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_GROUP, f"{self.venue} holds no order groups natively")
 
     def _placed_again(self, command: PlaceOrder, placed: object | None) -> list[VenueEvent]:
         """A place under a known client order id: with the terms it was `placed` with, the

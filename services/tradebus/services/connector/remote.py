@@ -49,7 +49,7 @@ from tradebus.schemas.commands import (
     PlaceOrderGroup,
     command_dedupe_id,
 )
-from tradebus.schemas.events import CommandAction, CommandRejected, cancel_all_done, group_unsupported
+from tradebus.schemas.events import CommandAction, CommandRejected, cancel_all_done
 from tradebus.schemas.values import TERMINAL_STATUSES, MarketDataKind, OrderStatus, RejectReason, ServiceState
 from tradebus.shared.retry import Backoff, retry
 
@@ -162,12 +162,6 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
         """The private order stream: yields each order update; raises VenueBusy (or
         AuthFailed) when the stream is lost. Reconnects when iterated again."""
 
-    async def place_group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
-        """Place a group of a kind the venue holds natively (`capabilities.order_groups`): every
-        leg's events; a leg whose client order id is known is answered as a place is
-        (placement.py), never sent twice. A venue that declares no kinds is never asked."""
-        raise OrderRefused(RejectReason.UNSUPPORTED_ORDER_GROUP, f"{self.venue} holds no order groups natively")
-
     async def order_trades(self, snapshot: OrderSnapshot) -> list[TradeReport]:
         """Every trade of the order as the venue lists them ([] where it cannot)."""
         return []
@@ -252,10 +246,7 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
             if isinstance(command, CancelOrder):
                 return await self._cancel(command.client_order_id)
             if isinstance(command, PlaceOrderGroup):
-                if command.kind not in self.capabilities.order_groups:
-                    return list(group_unsupported(command, f"{self.venue} does not hold {command.kind.value} groups",
-                                                  time.time_ns()))
-                return await self._group(command)
+                return await self._place_group(command)
             return await self._cancel_all(command)
         except AuthFailed as exc:
             self._auth_failed(exc)
@@ -286,16 +277,6 @@ class RemoteVenueConnector(Placement, AccountFeed, SessionHost, VenueConnector[R
         return latest, unknown
 
     # --- commands --------------------------------------------------------------------------------
-    async def _group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
-        """A group of a kind the venue holds natively (the service answers the other kinds by
-        capabilities.order_groups) goes to `place_group`, unless every order of it is known
-        already (a re-delivery: each order answered as a place under a known client order id is)."""
-        orders = group.placed_orders()
-        if all(self.tracker.knows(order.client_order_id) for order in orders):
-            return [event for order in orders
-                    for event in self._placed_again(order, self.tracker.placed(order.client_order_id))]
-        return await self.place_group(group)
-
     async def _modify(self, command: ModifyOrder) -> list[VenueEvent]:
         coid = command.client_order_id
         if not self.tracker.knows(coid):
