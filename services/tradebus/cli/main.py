@@ -17,7 +17,7 @@ from tradebus.shared.version import VERSION
 
 from .busclient import DEFAULT_NATS_URL, run_client
 
-SERVICES = ("connector", "risk", "oms", "audit")
+SERVICES = ("connector", "risk", "oms", "audit", "sizing")
 
 
 @dataclass(frozen=True)
