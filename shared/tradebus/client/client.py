@@ -313,12 +313,12 @@ class Client:
 
     # --- queries --------------------------------------------------------------------------
     async def _request(self, subject: str, request: msgspec.Struct, reply_type: msgspec.json.Decoder[_Reply],
-                       unanswered: str, timeout: float) -> _Reply:
+                       unanswered: str, timeout: float, *, refusal_raises: bool = True) -> _Reply:
         try:
             reply = reply_type.decode((await self.nc.request(subject, encode(request), timeout=timeout)).data)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
             raise Unanswered(unanswered) from exc
-        if not reply.ok:
+        if not reply.ok and refusal_raises:
             unknown = getattr(reply, "unknown_symbols", None)
             if unknown and not reply.error:
                 raise QueryError(f"not listed by the venue: {', '.join(unknown)}")
@@ -372,7 +372,9 @@ class Client:
         return (await self._query(GetBalances(venue=venue, account=account))).balances
 
     async def size(self, request: SizePosition, *, timeout: float = 5.0) -> SizeReply:
-        """Ask the sizing service how much (`SizeReply.quantity`, with its `reasoning`).
-        QueryError, carrying the reply's `error`, if it refuses; Unanswered if none runs."""
+        """Ask the sizing service how much (`SizeReply.quantity`, with its `reasoning`). A
+        refusal is an answer too: `ok` false with its reason code in `refusal`. Unanswered
+        if no sizing service runs."""
         return await self._request(subjects.SIZING, request, _size_reply,
-                                   "the sizing service did not answer (is `sizing` running?)", timeout)
+                                   "the sizing service did not answer (is `sizing` running?)", timeout,
+                                   refusal_raises=False)
