@@ -28,10 +28,10 @@ from .helpers import paper_settings, running_connector, running_service, wait_un
 EQUITY = Decimal(100_000)
 
 
-def ask(symbol: str = "BTC/USDT", account: str = "demo") -> SizePosition:
+def ask(symbol: str = "BTC/USDT", account: str = "demo", stop: int = 58_000) -> SizePosition:
     return SizePosition(venue="paper", account=account, symbol=symbol, side=Side.BUY,
                         method=SizingMethod.FIXED_FRACTIONAL, risk_fraction=Decimal("0.01"),
-                        entry_price=Decimal(60_000), stop_price=Decimal(58_000))
+                        entry_price=Decimal(60_000), stop_price=Decimal(stop))
 
 
 async def test_sizing_answers_from_the_fleets_balances_and_instruments(nats_server: NatsServer,
@@ -52,9 +52,12 @@ async def test_sizing_answers_from_the_fleets_balances_and_instruments(nats_serv
             assert reply.currency == "USDT" and reply.instrument is not None
             assert reply.instrument.lot_size == Decimal("0.00001")
             refusals = [(await client.size(request)).refusal for request in (
-                ask(symbol="NOPE/USDT"), ask(account="ghost"), ask(symbol="AAPL"))]  # AAPL: quoted in USD, none held
+                ask(symbol="NOPE/USDT"), ask(account="ghost"), ask(symbol="AAPL"),  # AAPL: quoted in USD, none held
+                ask(stop=61_000))]  # a buy's stop above its entry
             assert refusals == [SizingRefusal.UNKNOWN_INSTRUMENT, SizingRefusal.UNKNOWN_ACCOUNT,
-                                SizingRefusal.NO_EQUITY]
+                                SizingRefusal.NO_EQUITY, SizingRefusal.INVALID_REQUEST]
+            undecodable = await client.nc.request(subjects.SIZING, b'{"type":"size_position"}', timeout=5)
+            assert b'"refusal":"invalid_request"' in undecodable.data
         finally:
             await client.close()
         shown = await asyncio.to_thread(subprocess.run, [
