@@ -5,9 +5,10 @@ from the order manager's balances (`GetBalances` on `tradebus.ctl.oms`).
 The order manager is the equity source because it already keeps every venue account's latest
 balances, durably, and answers for them: following account events here as risk does would
 hold a second copy that starts empty after every restart until each venue reports again.
-Equity is the account's total balance in the instrument's quote currency; balances in other
-currencies are not converted (the fleet has no conversion rates), so an account holding none
-of the quote currency has no equity for that instrument."""
+Equity is the account's total balance in the instrument's quote currency: cash, without the
+value of positions held (that would need a mark price per position), and without balances in
+other currencies (the fleet has no conversion rates), so it errs small; an account holding
+none of the quote currency has no equity for that instrument."""
 
 from __future__ import annotations
 
