@@ -258,7 +258,7 @@ def service_metrics() -> dict[str, set[str]]:
     built as `tradebus run` builds them."""
     settings = load_settings(env={})
     names: dict[str, set[str]] = {}
-    for name in ("connector", "risk", "oms", "audit"):
+    for name in ("connector", "risk", "oms", "audit", "sizing"):
         service = build_service(name, settings, "paper")
         names[name] = {family.name + suffix for family in service.metrics.registry.collect()
                        for suffix in _SUFFIXES[family.type]}

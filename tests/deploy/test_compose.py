@@ -53,6 +53,7 @@ from .deployfiles import (
 )
 
 ORDER_PATH = ("risk", "oms", "audit")
+BESIDE_THE_ORDER_PATH = ("sizing",)
 MONITORING_SERVICES = {"prometheus", "grafana", *(f"nats-exporter-{node[-1]}" for node in NATS_NODES)}
 ENTRYPOINT = ["tradebus"]
 
@@ -65,7 +66,7 @@ def mounts(spec: dict[str, Any]) -> dict[str, str]:
 def test_a_plain_up_runs_the_cluster_the_order_path_and_the_paper_venue() -> None:
     services = compose()["services"]
     default = {name for name, spec in services.items() if not spec.get("profiles")}
-    assert default == {*NATS_NODES, PROVISION, *ORDER_PATH, "postgres", "connector-paper"}
+    assert default == {*NATS_NODES, PROVISION, *ORDER_PATH, *BESIDE_THE_ORDER_PATH, "postgres", "connector-paper"}
     monitoring = {name for name, spec in services.items() if "monitoring" in spec.get("profiles", [])}
     assert monitoring == MONITORING_SERVICES
 

@@ -78,7 +78,7 @@ def whole_fleet(tmp_path: Path, **env: str) -> Iterator[Fleet]:
     running = Fleet(tmp_path, **env)
     try:
         running.wait_ready()
-        running.wait_services(("risk", "oms", "audit", "connector.paper"))
+        running.wait_services(("risk", "oms", "audit", "sizing", "connector.paper"))
         yield running
     finally:
         if running.process.poll() is None:

@@ -12,7 +12,7 @@ from tradebus.shared.natsserver import free_port
 
 from .test_cli import TRADEBUS, Fleet, tradebus
 
-ORDER_PATH = ("risk", "oms", "audit", "connector.paper")
+FLEET_SERVICES = ("risk", "oms", "audit", "sizing", "connector.paper")
 
 
 class DataDirFleet(Fleet):
@@ -45,7 +45,7 @@ def running(pid: int) -> bool:
 def trade_and_verify(fleet: Fleet, data_dir: Path, client_order_id: str) -> str:
     """Once the fleet is ready, place an order; then the audit report of `data_dir`."""
     fleet.wait_ready()
-    fleet.wait_services(ORDER_PATH)
+    fleet.wait_services(FLEET_SERVICES)
     placed = tradebus("order", "place", "--venue", "paper", "--account", "demo", "--symbol", "BTC/USDT", "--side",
                       "buy", "--qty", "0.5", "--client-order-id", client_order_id, env=fleet.env)
     assert placed.returncode == 0, placed.stdout + placed.stderr
@@ -75,7 +75,7 @@ def test_a_fleet_keeps_every_record_in_its_data_dir_and_the_dir_serves_one_fleet
         # holds the lock) and leaves no stale lock: the next one starts on the same data dir,
         # on the same streams, and its audit logger goes on in the same store.
         fleet_pids = children(first.process.pid)
-        assert len(fleet_pids) == len(ORDER_PATH) + 1  # the services and the nats-server
+        assert len(fleet_pids) == len(FLEET_SERVICES) + 1  # the services and the nats-server
         first.process.send_signal(signal.SIGKILL)
         first.process.wait(10)
         deadline = time.monotonic() + 5

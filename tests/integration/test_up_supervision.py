@@ -19,7 +19,7 @@ from tradebus.schemas.values import OrderStatus, OrderType, Side
 from .test_cli import Fleet, tradebus
 from .test_fleet_status import wait_for
 from .test_order_path_faults import LIMITS
-from .test_up_data_dir import ORDER_PATH, children, running
+from .test_up_data_dir import FLEET_SERVICES, children, running
 
 # Orders acknowledged just before the kill may have been in flight in risk: they come back
 # after its consumer's ack wait (30 s), past the default time to live. They must still run:
@@ -32,7 +32,7 @@ def supervised_fleet(tmp_path: Path) -> Fleet:
     config.write_text(LIMITS)
     fleet = Fleet(tmp_path, "--config", str(config), TRADEBUS_HEARTBEAT_INTERVAL="0.5")
     fleet.wait_ready()
-    fleet.wait_services(ORDER_PATH)
+    fleet.wait_services(FLEET_SERVICES)
     return fleet
 
 
@@ -99,7 +99,7 @@ def test_a_killed_nats_server_is_started_again_and_no_acknowledged_command_is_lo
         os.kill(old_pid, signal.SIGKILL)  # right after the last acknowledgement: work in flight everywhere
         restarted_nats_server(fleet, old_pid, "exited (killed by SIGKILL)")
 
-        fleet.wait_services(ORDER_PATH)  # on the same port: every service reconnected by itself
+        fleet.wait_services(FLEET_SERVICES)  # on the same port: every service reconnected by itself
         place_fills(fleet, "after-the-kill")
         wait_for(lambda: set(statuses(url, acknowledged).values()) == {OrderStatus.FILLED}
                  and len(statuses(url, acknowledged)) == BEFORE_THE_KILL,
@@ -119,7 +119,7 @@ def test_a_frozen_nats_server_is_killed_and_started_again(tmp_path: Path) -> Non
         # detected after its unanswered probes, not at once and not much later
         limit = busguard.UNANSWERED_PROBES * (busguard.PROBE_TIMEOUT + 1)
         assert busguard.UNANSWERED_PROBES * busguard.PROBE_TIMEOUT <= time.monotonic() - stopped_at < limit + 30
-        fleet.wait_services(ORDER_PATH)
+        fleet.wait_services(FLEET_SERVICES)
         place_fills(fleet, "after-the-freeze")
     finally:
         if running(old_pid):

@@ -22,6 +22,7 @@ from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.market import (
     Bar, BookChange, BookDelta, BookLevel, BookSnapshot, Instrument, Quote, StreamGap, StreamReconnected, Trade,
 )
+from tradebus.schemas.sizing import SizePosition, SizeReply, SizingMethod, SizingRefusal
 from tradebus.schemas.values import (
     Aggressor, CancelReason, GroupKind, LiquiditySide, MarketDataKind, OrderStatus, OrderType, RejectReason, ServiceState,
     SessionState, Side, TimeInForce, TradingState,
@@ -118,4 +119,12 @@ EXAMPLES = [
                     defaults=RiskLimitLevel(allowed_symbols=["*"], max_quantity=D("5"), max_open_orders=1000),
                     instruments={"paper:AAPL": RiskLimitLevel(max_position=D("10"))},
                     account_states={"demo": TradingState.REDUCING_ONLY}, rate=RiskRateLimits(per_account=D("10"))),
+    SizePosition(venue="paper", account="demo", symbol="BTC/USDT", side=Side.BUY, method=SizingMethod.FIXED_FRACTIONAL,
+                 entry_price=D("60000"), stop_price=D("58000"), risk_fraction=D("0.01")),
+    SizeReply(ok=True, quantity=D("0.05"), equity=D("10000"), currency="USDT",
+              instrument=Instrument(**MD, venue_symbol="BTCUSDT", asset_class="crypto", base="BTC", quote="USDT",
+                                    tick_size=D("0.01"), lot_size=D("0.00001"), min_quantity=D("0.00001"),
+                                    min_notional=D("5")),
+              reasoning=["equity 10000 USDT", "risk budget = risk fraction 0.01 x equity 10000 = 100"]),
+    SizeReply(ok=False, refusal=SizingRefusal.NO_EQUITY, error="paper/demo holds no USDT (it holds USD)"),
 ]

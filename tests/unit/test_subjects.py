@@ -72,6 +72,7 @@ def test_every_builder_parses_back_to_its_family() -> None:
         subjects.reconcile("binance"): Family.RECONCILE,
         subjects.RISK_CONTROL: Family.RISK_CONTROL,
         subjects.RISK_EVENTS: Family.RISK_EVENT,
+        subjects.SIZING: Family.SIZING,
         subjects.dead_letter("risk", "trading_state"): Family.DEAD_LETTER,
     }
     for subject, family in built.items():
@@ -91,7 +92,8 @@ def test_every_registry_pattern_has_a_builder_that_matches_it() -> None:
              subjects.account_events("v", "a"), subjects.market_data("v", MarketDataKind.QUOTE, "S"),
              subjects.market_data_control("v"), subjects.instruments("v"), subjects.status("s", "i"), subjects.PING,
              subjects.OMS_QUERY, subjects.reconcile("v"), subjects.RISK_CONTROL, subjects.RISK_EVENTS,
-             subjects.dead_letter("s", "f"), subjects.rejections("v", "a"), subjects.oms_tenant_query("t")}
+             subjects.dead_letter("s", "f"), subjects.rejections("v", "a"), subjects.oms_tenant_query("t"),
+                 subjects.SIZING}
     assert patterns == built
 
 

@@ -31,6 +31,7 @@ from .control import (
 )
 from .events import AccountEvent, OrderEvent, RejectionEvent, RiskEvent
 from .market import MarketData
+from .sizing import SizePosition, SizeReply
 from .values import MarketDataKind
 
 PREFIX = "tradebus"
@@ -102,6 +103,7 @@ class Family(enum.Enum):
     OMS_TENANT_QUERY = "oms_tenant_query"
     RECONCILE = "reconcile"
     RISK_CONTROL = "risk_control"
+    SIZING = "sizing"
     DEAD_LETTER = "dead_letter"
 
 
@@ -303,6 +305,21 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         reply_name="trading-state",
     ),
     SubjectSpec(
+        Family.SIZING,
+        f"{PREFIX}.ctl.sizing",
+        SizePosition,
+        "size-position",
+        "clients, tradebus size",
+        "sizing",
+        "Core NATS request/reply (a queue group: any sizing instance answers); read-only, safe to retry.",
+        "Position sizing: a quantity for a venue account and symbol by fixed fractional, Kelly or ATR sizing, "
+        "from the account's equity (the order manager's balances) and the instrument's rules (the connector's "
+        "instruments), rounded down to the lot size, with the steps that led to it. A refusal carries a reason "
+        "code (`refusal`).",
+        reply=SizeReply,
+        reply_name="size-reply",
+    ),
+    SubjectSpec(
         Family.DEAD_LETTER,
         f"{PREFIX}.dlq.{{service}}.{{source}}",
         None,
@@ -397,6 +414,7 @@ OMS_TENANT_QUERIES = f"{PREFIX}.ctl.oms.tenant.*"
 ALL_ANSWERS = (f"{PREFIX}.evt.order.>", f"{PREFIX}.evt.reject.>")
 """Every venue account's answers to commands (`answers` of each)."""
 RISK_CONTROL = f"{PREFIX}.ctl.risk"
+SIZING = f"{PREFIX}.ctl.sizing"
 RISK_EVENTS = f"{PREFIX}.evt.risk"
 
 
@@ -451,6 +469,8 @@ def parse(subject: str) -> ParsedSubject:
             return ParsedSubject(Family.RECONCILE, venue=_name(venue, "venue"))
         case ["ctl", "risk"]:
             return ParsedSubject(Family.RISK_CONTROL)
+        case ["ctl", "sizing"]:
+            return ParsedSubject(Family.SIZING)
         case ["dlq", service, source]:
             return ParsedSubject(Family.DEAD_LETTER, service=_name(service, "service"), source=_name(source, "source"))
     raise ValueError(f"unknown subject {subject!r}")

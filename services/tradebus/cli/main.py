@@ -17,7 +17,7 @@ from tradebus.shared.version import VERSION
 
 from .busclient import DEFAULT_NATS_URL, run_client
 
-SERVICES = ("connector", "risk", "oms", "audit")
+SERVICES = ("connector", "risk", "oms", "audit", "sizing")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ COMMANDS: dict[str, Handler] = {
     "orders": Handler("orders", "orders", client=True),
     "positions": Handler("orders", "positions", client=True),
     "balances": Handler("orders", "balances", client=True),
+    "size": Handler("sizing", "size", client=True),
     "halt": Handler("halt", "set_state", client=True),
     "resume": Handler("halt", "set_state", client=True),
     "risk limits": Handler("risk", "show_limits", client=True),
@@ -135,12 +136,14 @@ def _parser() -> argparse.ArgumentParser:
     from .orders import add_order_commands
     from .provision import add_provision_command
     from .risk import add_risk_commands
+    from .sizing import add_size_command
 
     add_instruments_command(commands, common)
     add_login_command(commands)
     add_order_commands(commands, common)
     add_halt_commands(commands, common)
     add_risk_commands(commands, common)
+    add_size_command(commands, common)
     add_provision_command(commands, common)
 
     audit = commands.add_parser("audit", help="the audit trail")

@@ -26,6 +26,7 @@ SERVICES: dict[str, str] = {
     "risk": "tradebus.services.risk.service:RiskService",
     "oms": "tradebus.services.oms.service:OmsService",
     "audit": "tradebus.services.audit.service:AuditService",
+    "sizing": "tradebus.services.sizing.service:SizingService",
 }
 
 

@@ -57,12 +57,13 @@ def _nats_port(args: argparse.Namespace) -> int:
 
 
 ORDER_PATH = ("risk", "oms", "audit")
+FLEET_SERVICES = (*ORDER_PATH, "sizing")  # the order path and the services beside it
 
 
 def _children(venues: tuple[str, ...], log_dir: Path, nats_url: str, config_path: str | None,
               venue_env: dict[str, dict[str, str]], secure: SecureFleet | None) -> list[Child]:
-    """The order path (risk, order manager, audit logger) and one connector per venue, each
-    with its own bus identity on a secured fleet."""
+    """The order path (risk, order manager, audit logger), the sizing service and one
+    connector per venue, each with its own bus identity on a secured fleet."""
     options = ["--nats-url", nats_url, *(["--config", config_path] if config_path else [])]
 
     def identity(service: str, venue: str = "") -> dict[str, str]:
@@ -74,7 +75,7 @@ def _children(venues: tuple[str, ...], log_dir: Path, nats_url: str, config_path
         return own
 
     services = [Child(name, service_command(name, *options), log_dir / f"{name}.log", own_env=identity(name))
-                for name in ORDER_PATH]
+                for name in FLEET_SERVICES]
     return services + [
         Child(f"connector.{venue}", service_command(f"connector.{venue}", *options, python=connector_python(venue)),
               log_dir / f"connector.{venue}.log", own_env={**venue_env.get(venue, {}), **identity("connector", venue)})

@@ -23,6 +23,7 @@ from .connector.venues.paper.config import PaperConfig
 from .connector.venuespecs import venue_spec
 from .oms.config import OmsConfig
 from .risk.config import RiskConfig
+from .sizing.config import SizingConfig
 
 
 def default_data_dir() -> str:
@@ -37,6 +38,7 @@ class Settings(RuntimeSettings, kw_only=True, forbid_unknown_fields=True):
     audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
     oms: OmsConfig = msgspec.field(default_factory=OmsConfig)
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
+    sizing: SizingConfig = msgspec.field(default_factory=SizingConfig)
     # `[venues.<venue>]` tables: checked against the venue's own config type by the process
     # that runs the venue (each venue's SDK is an optional extra, not imported here).
     venues: dict[str, dict[str, Any]] = {}

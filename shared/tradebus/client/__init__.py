@@ -13,7 +13,8 @@ On a secured bus: `Client.connect(url, credentials="client.creds", tls=TlsFiles(
 from tradebus.shared.busaccess import BusRefused, PermissionRefused
 from tradebus.shared.bustls import TlsFiles
 
-from .client import Client, OrderTicket, QueryError
+from .client import Client, OrderTicket, QueryError, Unanswered
 from .leases import StreamLease
 
-__all__ = ["BusRefused", "Client", "OrderTicket", "PermissionRefused", "QueryError", "StreamLease", "TlsFiles"]
+__all__ = ["BusRefused", "Client", "OrderTicket", "PermissionRefused", "QueryError", "StreamLease", "TlsFiles",
+           "Unanswered"]

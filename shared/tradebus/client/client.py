@@ -48,6 +48,7 @@ from tradebus.schemas.events import (
 )
 from tradebus.schemas.lifecycle import OrderRecord
 from tradebus.schemas.market import Instrument, MarketData
+from tradebus.schemas.sizing import SizePosition, SizeReply
 from tradebus.schemas.subjects import Family
 from tradebus.schemas.values import TICK_KINDS, MarketDataKind
 from tradebus.shared.busaccess import connect_bus
@@ -63,11 +64,16 @@ _ANSWER_DECODERS = {Family.ORDER_EVENT: decoder(Family.ORDER_EVENT), Family.REJE
 _market_data = decoder(Family.MARKET_DATA)
 _oms_reply: msgspec.json.Decoder[OmsReply] = reply_decoder(Family.OMS_QUERY)
 _instruments_reply: msgspec.json.Decoder[InstrumentsReply] = reply_decoder(Family.INSTRUMENTS)
-_Reply = TypeVar("_Reply", OmsReply, InstrumentsReply)  # the query replies: `ok`, else an `error`
+_size_reply: msgspec.json.Decoder[SizeReply] = reply_decoder(Family.SIZING)
+_Reply = TypeVar("_Reply", OmsReply, InstrumentsReply, SizeReply)  # the query replies: `ok`, else an `error`
 
 
 class QueryError(RuntimeError):
     """A service (the order manager, a venue's connector) refused a request or did not answer."""
+
+
+class Unanswered(QueryError):
+    """No service answered the request in time (none running, or too slow)."""
 
 
 def new_id() -> str:
@@ -307,12 +313,12 @@ class Client:
 
     # --- queries --------------------------------------------------------------------------
     async def _request(self, subject: str, request: msgspec.Struct, reply_type: msgspec.json.Decoder[_Reply],
-                       unanswered: str, timeout: float) -> _Reply:
+                       unanswered: str, timeout: float, *, refusal_raises: bool = True) -> _Reply:
         try:
             reply = reply_type.decode((await self.nc.request(subject, encode(request), timeout=timeout)).data)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-            raise QueryError(unanswered) from exc
-        if not reply.ok:
+            raise Unanswered(unanswered) from exc
+        if not reply.ok and refusal_raises:
             unknown = getattr(reply, "unknown_symbols", None)
             if unknown and not reply.error:
                 raise QueryError(f"not listed by the venue: {', '.join(unknown)}")
@@ -364,3 +370,11 @@ class Client:
     async def balances(self, *, venue: str | None = None, account: str | None = None) -> list[VenueBalance]:
         """Every currency of every venue account, as each venue last reported it."""
         return (await self._query(GetBalances(venue=venue, account=account))).balances
+
+    async def size(self, request: SizePosition, *, timeout: float = 5.0) -> SizeReply:
+        """Ask the sizing service how much (`SizeReply.quantity`, with its `reasoning`). A
+        refusal is an answer too: `ok` false with its reason code in `refusal`. Unanswered
+        if no sizing service runs."""
+        return await self._request(subjects.SIZING, request, _size_reply,
+                                   "the sizing service did not answer (is `sizing` running?)", timeout,
+                                   refusal_raises=False)

@@ -148,7 +148,7 @@ def stop_all(children: Sequence[ChildProcess], grace: float) -> list[ChildProces
 
 
 def service_command(name: str, *options: str, python: str = sys.executable) -> list[str]:
-    """`tradebus run` for `name`: "risk", "oms", "audit" or "connector.<venue>", by `python`
+    """`tradebus run` for `name`: "risk", "oms", "audit", "sizing" or "connector.<venue>", by `python`
     (a venue whose SDK needs its own environment runs from that environment's)."""
     service, _, venue = name.partition(".")
     return [python, "-m", "tradebus.cli.main", "run", service, *(("--venue", venue) if venue else ()), *options]

@@ -3,7 +3,7 @@
 natsconf.py renders these into a nats-server configuration; tests/security reads them as
 the expected outcome of its permission matrix. Three kinds of identity:
 
-- Fleet services (risk, oms, audit, connector-<venue>), the operator and the provisioner:
+- Fleet services (risk, oms, audit, sizing, connector-<venue>), the operator and the provisioner:
   users of the FLEET account, where JetStream lives. Each may subscribe only to its own
   inboxes (`_INBOX.<user>.>`) and answers requests through `allow_responses` (a reply to a
   request it received, once), never by a grant on other users' inboxes. No service may
@@ -42,6 +42,7 @@ PROVISION_USER = "provision"
 OPERATOR_USER = "operator"
 READONLY_USER = "readonly"
 ORDER_PATH_USERS = ("risk", "oms", "audit")
+SIZING_USER = "sizing"
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,18 @@ def fleet_grants(venues: tuple[str, ...]) -> dict[str, Grants]:
             deny_publish=(f"{PREFIX}.route.>", f"{PREFIX}.cmd.>", f"{PREFIX}.evt.>"),
             allow_responses=True,
         ),
+        # Sizing answers on its subject and asks the order manager (balances) and connectors
+        # (instruments); it keeps nothing on the bus. Tenants do not reach it: an answer shows the
+        # equity of whichever account is named, and tenants see only their own accounts.
+        SIZING_USER: Grants(
+            publish=(
+                f"{PREFIX}.ctl.oms", f"{PREFIX}.ctl.instruments.>",
+                *_service_base(f"{PREFIX}.status.sizing.>", f"{PREFIX}.dlq.sizing.>"),
+            ),
+            subscribe=_service_subscribe(SIZING_USER, f"{PREFIX}.ctl.sizing"),
+            deny_publish=(f"{PREFIX}.route.>", f"{PREFIX}.cmd.>", f"{PREFIX}.evt.>"),
+            allow_responses=True,
+        ),
         OPERATOR_USER: _operator_grants(venues),
         PROVISION_USER: Grants(
             publish=("$JS.API.>",),
@@ -168,7 +181,7 @@ def _operator_grants(venues: tuple[str, ...]) -> Grants:
     return Grants(
         publish=(
             f"{PREFIX}.cmd.>", f"{PREFIX}.ctl.md.>", f"{PREFIX}.ctl.instruments.>", f"{PREFIX}.ctl.oms",
-            f"{PREFIX}.ctl.ping", f"{PREFIX}.ctl.risk",
+            f"{PREFIX}.ctl.ping", f"{PREFIX}.ctl.risk", f"{PREFIX}.ctl.sizing",
             # `tradebus halt / resume` work while risk is down: the CLI writes the state to the risk
             # bucket and records the change in EVENTS itself (no more power than the bucket gives)
             f"{PREFIX}.evt.risk",

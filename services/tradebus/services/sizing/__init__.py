@@ -1,0 +1,1 @@
+"""Position sizing: a quantity from an account's equity and an instrument's rules, on request."""
