@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from tradebus.schemas.commands import OrderCommand
-from tradebus.schemas.events import Balance, PositionUpdate
+from tradebus.schemas.events import Balance, BalanceUpdate, PositionUpdate
 
 from .book import OrderBook
 from .commands import Commands
@@ -62,6 +62,7 @@ class SimulatedExchange:
             rules=rules,
         )
         self.venue = venue
+        self._core = core
         self._state = core.state  # all the exchange's state, one snapshot-able Struct
         self._events = events = EventBuilder(core)
         self._book = book = OrderBook(core, events)
@@ -142,6 +143,14 @@ class SimulatedExchange:
     def balances(self, account: str) -> list[Balance]:
         state = self._state.accounts.get(account)
         return [] if state is None else [self._ledger.balance(account, currency) for currency in state.cash]
+
+    @exact
+    def balance_report(self, account: str) -> BalanceUpdate:
+        """Every balance of the account as it is now, under a new event id: the opening
+        balances a fresh venue reports before any fill (clients and sizing ask for them)."""
+        now = self._core.now = self._core.clock()
+        return BalanceUpdate(event_id=self._events.account_event_id(account), venue=self._core.venue, account=account,
+                             balances=self.balances(account), ts_event=now, ts_recv=now)
 
     def positions(self, account: str) -> list[PositionUpdate]:
         """The last PositionUpdate of every instrument the account traded (flat ones too)."""

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from tradebus.schemas.commands import OrderCommand
+from tradebus.schemas.events import BalanceUpdate
 from tradebus.schemas.market import Bar, BookChange, BookDelta, BookLevel, BookSnapshot, Instrument, Quote, Trade
 from tradebus.schemas.values import GroupKind, MarketDataKind, OrderType, Side, TimeInForce
 from tradebus.simulator.exchange import SimulatedExchange
@@ -145,6 +146,10 @@ class PaperConnector(VenueConnector[PaperConfig]):
         first, before any command or market update."""
         journal = await self.read_journal()
         owed = self.exchange.restore(journal)
+        # An account that never reported its cash (a fresh venue) reports its opening balances,
+        # so that balances and position sizing work before the first fill.
+        reported = {event.account for event in journal if isinstance(event, BalanceUpdate)}
+        owed += [self.exchange.balance_report(account) for account in sorted(self.accounts) if account not in reported]
         if owed:
             self.emit(owed)
         open_orders = sum(len(self.exchange.open_orders(account)) for account in self.accounts)
