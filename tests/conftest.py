@@ -29,6 +29,27 @@ def _reproducible_property_tests() -> None:
 
 _reproducible_property_tests()
 
+# The longest units of work first (tests/workunits.py; on two cores the chaos flows take about
+# 8 minutes, the Fyers run about 3), so that no worker is left with one at the end while the
+# other idles. In-file order is kept.
+LONGEST_FIRST = ("tests/fault/", "tests/integration/test_chaos.py", "tests/venues/test_fyers_environment.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((n for n, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: .venv-fyers has no xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    if config.getoption("dist") != "loadfile":  # another --dist given on the command line
+        return None
+    from .workunits import FileUnits
+
+    return FileUnits(config, log)
+
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:

@@ -10,8 +10,8 @@ doubled (one venue order per client order id in the paper venue's journal, EVENT
 command in CMD and ROUTE), the same final state in EVENTS, the order manager and the
 client, each account's order kept, `oms rebuild` and `audit verify` clean. No service
 may need a restart: connections move to the surviving nodes by themselves. Per scenario
-the figures (orders in flight, time to recover, lost, duplicated) are printed (`-s`);
-timing is reported, never asserted.
+the figures (orders in flight, time to recover, lost, duplicated) are printed (`-n 0 -s`: an
+xdist worker's output is not shown); timing is reported, never asserted.
 """
 
 from __future__ import annotations

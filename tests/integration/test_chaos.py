@@ -22,7 +22,8 @@ from .chaos_checks import HEADER, judge, measure
 
 # Two seeds (~47 s each): tests/fault runs the same flow and checks through five more fault
 # kinds on a cluster, and `bench/chaos.py --seeds` runs as many more as wanted; a third seed
-# would take the README's test command past 30 minutes on two cores.
+# would lengthen the chaos flows' unit of work, the longest of the README's test command
+# (tests/workunits.py).
 SEEDS = (1, 2)
 
 
