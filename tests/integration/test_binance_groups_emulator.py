@@ -4,25 +4,31 @@ connector level (`execute`), as risk routes a group: one command, every leg's ev
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+import pytest
+from ccxt.base.errors import BaseError
+
 from tradebus.emulators.binance import BinanceEmulator
 from tradebus.schemas.commands import CancelOrder, PlaceOrder, PlaceOrderGroup
 from tradebus.schemas.events import OrderAccepted, OrderCancelled, OrderFilled, OrderPartiallyFilled, OrderRejected
 from tradebus.schemas.values import CancelReason, GroupKind, OrderType, RejectReason, Side, TimeInForce
+from tradebus.services.connector.errors import OrderRefused
 from tradebus.services.connector.marketdata import MarketDataPublisher
+from tradebus.services.connector.venues.ccxt import binance_lists, parsing
 from tradebus.services.connector.venues.ccxt.connector import CcxtConnector
 from tradebus.services.settings import Settings, venue_config
 from tradebus.shared.bus import Bus
 from tradebus.shared.natsserver import NatsServer
 
 from .helpers import wait_until
-from .test_binance_emulator import API_KEY, API_SECRET, SYMBOL, emulator
+from .test_binance_emulator import API_KEY, API_SECRET, SYMBOL, binance, emulator
 
-__all__ = ["emulator"]
+__all__ = ["binance", "emulator"]
 QUANTITY = Decimal("0.01")
 TICK = Decimal("0.01")
 
@@ -147,3 +153,30 @@ async def test_shapes_binance_cannot_hold_are_refused_naming_why(
         assert "one limit (LIMIT_MAKER) and one stop" in refusals[0][1] and "one quantity" in refusals[2][1]
         assert len(emulator.venue.orders) == count  # nothing sent
 
+
+
+async def test_the_emulator_refuses_a_duplicate_list_with_binances_code_and_reports_lists(
+        emulator: BinanceEmulator, binance: Any) -> None:
+    """Through ccxt alone: the order list's answer and `listStatus` / `g` on the stream, and
+    -2010 "Duplicate order sent." for a list whose client id is open, mapped by the code table."""
+    await binance.load_markets()
+    watching = asyncio.ensure_future(binance.watch_orders(SYMBOL))
+    await wait_until(lambda: emulator.user_stream_subscribed(API_KEY), "the user data stream subscribed")
+    bid, ask = book(emulator)
+    group = oco("d1", order("d1-tp", OrderType.LIMIT, price=(ask * Decimal("1.1")).quantize(TICK)),
+                order("d1-sl", OrderType.STOP, stop_price=(bid * Decimal("0.9")).quantize(TICK)))
+    request = binance_lists.oco_request(group, "BTCUSDT")
+    answer = await binance.private_post_orderlist_oco(request)
+    assert (answer["contingencyType"], answer["listStatusType"], answer["listOrderStatus"]) == ("OCO", "EXEC_STARTED",
+                                                                                                "EXECUTING")
+    assert answer["listClientOrderId"] == "d1" and len(answer["orderReports"]) == 2
+    assert {(r["clientOrderId"], r["type"], r["orderListId"]) for r in answer["orderReports"]} == {
+        ("d1-tp", "LIMIT_MAKER", answer["orderListId"]), ("d1-sl", "STOP_LOSS", answer["orderListId"])}
+    reports = await asyncio.wait_for(watching, timeout=10)
+    assert {o["info"]["g"] for o in reports} == {answer["orderListId"]}
+    with pytest.raises(BaseError) as refused:
+        await binance.private_post_orderlist_oco(request)
+    assert '"code":-2010' in str(refused.value).replace(" ", "") and "Duplicate order sent." in str(refused.value)
+    error = parsing.venue_error(refused.value, changes_state=True, retry_after=None, exchange_id="binance",
+                                last_body=binance.last_http_response)
+    assert isinstance(error, OrderRefused) and error.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID

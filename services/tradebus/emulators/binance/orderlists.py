@@ -72,14 +72,16 @@ class OrderLists:
     def __init__(self, venue: EmulatedVenue, publish: Publish) -> None:
         self.venue = venue
         self.publish = publish
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(1)  # order list ids (and the names of lists sent without a client id)
         self._by_order: dict[int, OrderList] = {}  # a leg's order id -> its list
+        # (account, a leg's client order id) -> its list's id, known before the leg is placed:
+        # the leg's first executionReport already carries it
+        self._list_ids: dict[tuple[str, str], int] = {}
         self._open: dict[tuple[str, str], OrderList] = {}  # (account, listClientOrderId) -> a list still executing
         self.expiry_reasons: dict[int, str] = {}  # order id -> `eR` of an expired leg
 
     def list_id(self, order: EmulatedOrder) -> int:
-        found = self._by_order.get(order.order_id)
-        return found.list_id if found is not None else NO_LIST
+        return self._list_ids.get((order.account, order.client_order_id), NO_LIST)
 
     # --- POST /api/v3/orderList/oco ------------------------------------------------------------
     def place(self, account: str, params: dict[str, str], symbol: str) -> dict[str, Any]:
@@ -106,16 +108,24 @@ class OrderLists:
         ids = [params.get(f"{at}ClientOrderId") or f"emu{at}{list_client_id}" for at in (limit_at, stop_at)]
         if (account, list_client_id) in self._open or len(set(ids)) < 2 or any(self._known(account, i) for i in ids):
             raise ListRefusal(DUPLICATE)
-        limit = self.venue.place(account, client_order_id=ids[0], symbol=symbol, side=side, order_type=OrderType.LIMIT,
-                                 quantity=quantity, price=limit_price, post_only=True)
+        list_id = next(self._ids)
+        self._list_ids.update({(account, client_order_id): list_id for client_order_id in ids})
+        try:
+            limit = self.venue.place(account, client_order_id=ids[0], symbol=symbol, side=side,
+                                     order_type=OrderType.LIMIT, quantity=quantity, price=limit_price, post_only=True)
+        except Refused:
+            self._list_ids.pop((account, ids[0]))
+            self._list_ids.pop((account, ids[1]))
+            raise
         try:
             stop = self.venue.place(account, client_order_id=ids[1], symbol=symbol, side=side,
                                     order_type=STOPS[stop_type], quantity=quantity, price=stop_limit,
                                     stop_price=stop_price, time_in_force=TimeInForce.GTC)
         except Refused:
+            self._list_ids.pop((account, ids[1]))
             self.venue.cancel(limit)  # a list is placed whole or not at all
             raise
-        order_list = OrderList(list_id=next(self._ids), client_id=list_client_id, limit=limit, stop=stop,
+        order_list = OrderList(list_id=list_id, client_id=list_client_id, limit=limit, stop=stop,
                                above_first=limit_at == "below")
         self._open[account, list_client_id] = order_list
         for leg in order_list.legs:
