@@ -5,8 +5,6 @@ connector level (`execute`), as risk routes a group: one command, every leg's ev
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -18,13 +16,11 @@ from tradebus.schemas.commands import CancelOrder, PlaceOrder, PlaceOrderGroup
 from tradebus.schemas.events import OrderAccepted, OrderCancelled, OrderFilled, OrderPartiallyFilled, OrderRejected
 from tradebus.schemas.values import CancelReason, GroupKind, OrderType, RejectReason, Side, TimeInForce
 from tradebus.services.connector.errors import OrderRefused
-from tradebus.services.connector.marketdata import MarketDataPublisher
 from tradebus.services.connector.venues.ccxt import binance_lists, parsing
 from tradebus.services.connector.venues.ccxt.connector import CcxtConnector
-from tradebus.services.settings import Settings, venue_config
-from tradebus.shared.bus import Bus
 from tradebus.shared.natsserver import NatsServer
 
+from .emulatortests import started_connector
 from .helpers import wait_until
 from .test_binance_emulator import API_KEY, API_SECRET, SYMBOL, binance, emulator
 
@@ -33,28 +29,13 @@ QUANTITY = Decimal("0.01")
 TICK = Decimal("0.01")
 
 
-@contextlib.asynccontextmanager
-async def connector(emulator: BinanceEmulator, nats_server: NatsServer, events: list[Any],
-                    **resilience: float) -> AsyncIterator[CcxtConnector]:
+def connector(emulator: BinanceEmulator, nats_server: NatsServer, events: list[Any], **resilience: float) -> Any:
     """The ccxt connector for the emulated Binance, started as the service starts it, its
     events (returned and emitted) in `events`."""
     table = {**emulator.connector_config(account="main", api_key=API_KEY, api_secret=API_SECRET),
              "symbols": [SYMBOL], "subscribe": [], "resilience": resilience}
-    config = venue_config(Settings(nats_url=nats_server.url, venues={"binance": table}), "binance", env={})
-    bus = await Bus.connect(nats_server.url, name="binance-groups-test")
-    venue = CcxtConnector(venue="binance", config=config, market_data=MarketDataPublisher(bus, "binance"),
-                          emit=events.extend, read_journal=_no_journal)
-    await venue.start()
-    await wait_until(lambda: emulator.user_stream_subscribed(API_KEY), "the user data stream subscribed", 10)
-    try:
-        yield venue
-    finally:
-        await venue.stop()
-        await bus.drain()
-
-
-async def _no_journal() -> list[Any]:
-    return []
+    return started_connector(CcxtConnector, "binance", table, nats_server, events,
+                             lambda: emulator.user_stream_subscribed(API_KEY))
 
 
 def book(emulator: BinanceEmulator) -> tuple[Decimal, Decimal]:
