@@ -30,10 +30,12 @@ from tradebus.schemas.events import OrderFilled
 from tradebus.schemas.market import Quote
 from tradebus.schemas.values import MarketDataKind, OrderType, Side, TimeInForce
 from tradebus.services.connector.errors import AuthFailed, VenueError
+from tradebus.services.connector.marketdata import MarketDataPublisher
 from tradebus.services.connector.service import ConnectorService
 from tradebus.services.connector.venues.ccxt import parsing as ccxt_parsing
 from tradebus.services.connector.venues.ccxt.connector import rebased
 from tradebus.services.settings import Settings, venue_config
+from tradebus.shared.bus import Bus
 from tradebus.shared.natsserver import NatsServer
 
 from .helpers import Collector, collect, event_decoder, market_decoder, route, running_service, wait_until
@@ -126,6 +128,29 @@ async def connector_on_bus(
             yield nc, events
     finally:
         await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def started_connector(connector_class: type[Any], venue: str, table: dict[str, Any], nats_server: NatsServer,
+                            events: list[Any], ready: Callable[[], bool]) -> AsyncIterator[Any]:
+    """The venue's connector on its settings `table`, started as the service starts it (no
+    journal), driven by the test (`execute`); its emitted events in `events`. The block
+    starts once `ready` holds (its private stream is up)."""
+    config = venue_config(Settings(nats_url=nats_server.url, venues={venue: table}), venue, env={})
+    bus = await Bus.connect(nats_server.url, name=f"{venue}-connector-test")
+    connector = connector_class(venue=venue, config=config, market_data=MarketDataPublisher(bus, venue),
+                                emit=events.extend, read_journal=_no_journal)
+    await connector.start()
+    await wait_until(ready, f"the {venue} connector's private stream", 10)
+    try:
+        yield connector
+    finally:
+        await connector.stop()
+        await bus.drain()
+
+
+async def _no_journal() -> list[Any]:
+    return []
 
 
 async def filled(events: Collector, client_order_id: str) -> None:

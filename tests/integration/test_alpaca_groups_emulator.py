@@ -5,8 +5,6 @@ does not route groups yet. The emulator's orders are read through alpaca-py too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -14,12 +12,10 @@ from tradebus.emulators.alpaca import AlpacaEmulator
 from tradebus.schemas.commands import CancelOrder, PlaceOrder, PlaceOrderGroup
 from tradebus.schemas.events import OrderAccepted, OrderCancelled, OrderFilled, OrderRejected
 from tradebus.schemas.values import CancelReason, GroupKind, OrderType, RejectReason, Side, TimeInForce
-from tradebus.services.connector.marketdata import MarketDataPublisher
 from tradebus.services.connector.venues.alpaca.connector import AlpacaConnector
-from tradebus.services.settings import Settings, venue_config
-from tradebus.shared.bus import Bus
 from tradebus.shared.natsserver import NatsServer
 
+from .emulatortests import started_connector
 from .helpers import wait_until
 from .test_alpaca_emulator import API_KEY, API_SECRET, client, emulator
 
@@ -27,27 +23,13 @@ __all__ = ["emulator"]
 TICK = Decimal("0.01")
 
 
-@contextlib.asynccontextmanager
-async def connector(emulator: AlpacaEmulator, nats_server: NatsServer, events: list[Any]) -> AsyncIterator[AlpacaConnector]:
+def connector(emulator: AlpacaEmulator, nats_server: NatsServer, events: list[Any]) -> Any:
     """The Alpaca connector for the emulator's equities (trailing stops are equity orders),
     started as the service starts it, its events (returned and emitted) in `events`."""
     table = {**emulator.connector_config(account="main", api_key=API_KEY, api_secret=API_SECRET),
              "symbols": ["AAPL", "BRK.B"], "subscribe": []}
-    config = venue_config(Settings(nats_url=nats_server.url, venues={"alpaca": table}), "alpaca", env={})
-    bus = await Bus.connect(nats_server.url, name="alpaca-groups-test")
-    venue = AlpacaConnector(venue="alpaca", config=config, market_data=MarketDataPublisher(bus, "alpaca"),
-                            emit=events.extend, read_journal=_no_journal)
-    await venue.start()
-    await wait_until(lambda: emulator.trade_stream_listening(API_KEY), "trade_updates listening", 10)
-    try:
-        yield venue
-    finally:
-        await venue.stop()
-        await bus.drain()
-
-
-async def _no_journal() -> list[Any]:
-    return []
+    return started_connector(AlpacaConnector, "alpaca", table, nats_server, events,
+                             lambda: emulator.trade_stream_listening(API_KEY))
 
 
 def price(emulator: AlpacaEmulator) -> Decimal:

@@ -82,7 +82,7 @@ def routed_groups(messages: list[nats.aio.msg.Msg], group_id: str) -> int:
 async def test_refused_groups_answer_every_order_and_an_id_in_use_keeps_its_order(nats_server: NatsServer) -> None:
     settings = paper_settings(nats_server.url)
     # binance: a venue risk knows (its connector counts as alive for a moment after risk
-    # starts) that holds no order groups natively
+    # starts) that holds no brackets natively (only OCO)
     settings = msgspec.structs.replace(settings, risk=RiskConfig(venues=["paper", "binance"]))
     async with running_connector(settings), running_service(RiskService(settings)) as risk, \
             await Client.connect(nats_server.url) as client:

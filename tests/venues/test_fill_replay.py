@@ -24,7 +24,8 @@ TRADES = [recorded for venue in VENUES for recorded in trades(venue)]
 # The markets the recorded frames trade (venue id, base, quote), as ccxt's load_markets would
 # give them (ccxt resolves a venue symbol to its unified one through these).
 VENUE_MARKETS = {
-    "binance": [("BNBUSDT", "BNB", "USDT"), ("ETHBTC", "ETH", "BTC"), ("BNBBTC", "BNB", "BTC"), ("BTCUSDT", "BTC", "USDT")],
+    "binance": [("BNBUSDT", "BNB", "USDT"), ("ETHBTC", "ETH", "BTC"), ("BNBBTC", "BNB", "BTC"), ("BTCUSDT", "BTC", "USDT"),
+                ("LTCBTC", "LTC", "BTC")],
     "bybit": [("BNBUSDT", "BNB", "USDT"), ("ETHBTC", "ETH", "BTC"), ("BNBBTC", "BNB", "BTC"), ("QNTUSDT", "QNT", "USDT")],
     "kraken": [("LTCUSDT", "LTC", "USDT")],
     "okx": [("LTC-USDT", "LTC", "USDT"), ("ETH-USDT", "ETH", "USDT")],

@@ -178,6 +178,7 @@ class EmulatedVenue:
         self._feed: asyncio.Task[None] | None = None
         self.requests: list[tuple[float, str]] = []  # (monotonic time, operation): what the control API reports
         self._held: deque[tuple[float, Callable[[], None]]] = deque()  # (due, report): changes not reported yet
+        self._expiring: set[int] = set()  # order ids being expired (`expire`)
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -276,6 +277,15 @@ class EmulatedVenue:
             raise Refused(RejectReason.ORDER_NOT_OPEN, "order is not open")
         self._run(CancelOrder(client_order_id=order.client_order_id, venue=ENGINE_VENUE, account=order.account))
         return order
+
+    def expire(self, order: EmulatedOrder) -> EmulatedOrder:
+        """End an open order as the venue's own doing (Binance expires the other leg of an OCO
+        when one executes): the engine cancels it; its record and listeners read EXPIRED."""
+        self._expiring.add(order.order_id)
+        try:
+            return self.cancel(order)
+        finally:
+            self._expiring.discard(order.order_id)
 
     def find(self, account: str, *, order_id: int | None = None, client_order_id: str | None = None) -> EmulatedOrder:
         order = self.orders.get(order_id) if order_id is not None else self._by_client_id.get((account, client_order_id or ""))
@@ -377,7 +387,7 @@ class EmulatedVenue:
         elif isinstance(event, OrderModified):
             order.quantity, order.price, order.stop_price = event.quantity, event.price, event.stop_price
         elif isinstance(event, OrderCancelled):
-            order.status = OrderStatus.CANCELLED
+            order.status = OrderStatus.EXPIRED if order.order_id in self._expiring else OrderStatus.CANCELLED
         elif isinstance(event, OrderExpired):
             order.status = OrderStatus.EXPIRED
         return None

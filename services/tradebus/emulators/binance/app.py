@@ -4,10 +4,11 @@ WebSocket-API user data stream to run the unmodified ccxt SDK against it.
 Served (paths as on api.binance.com / stream.binance.com / ws-api.binance.com):
     GET  /api/v3/ping, /time, /exchangeInfo, /depth, /ticker/bookTicker
     GET  /api/v3/account, /order, /openOrders, /allOrders, /myTrades (signed)
-    POST /api/v3/order        LIMIT, LIMIT_MAKER, MARKET, STOP_LOSS_LIMIT; GTC, IOC, FOK
+    POST /api/v3/order        LIMIT, LIMIT_MAKER, MARKET, STOP_LOSS, STOP_LOSS_LIMIT; GTC, IOC, FOK
+    POST /api/v3/orderList/oco  LIMIT_MAKER + STOP_LOSS / STOP_LOSS_LIMIT (orderlists.py)
     DELETE /api/v3/order, /openOrders                              (signed)
     WS   /ws        SUBSCRIBE to <symbol>@bookTicker, @trade, @depth / @depth@100ms
-    WS   /ws-api/v3 userDataStream.subscribe.signature -> executionReport events
+    WS   /ws-api/v3 userDataStream.subscribe.signature -> executionReport, listStatus events
 Signed requests are checked as Binance checks them: X-MBX-APIKEY header, HMAC-SHA256 of
 the query (or form body) with the API secret, errors -2015 / -1022 with HTTP 401; then the
 timing rule of rest-api.md "Timing security": a `timestamp` 1 s or more ahead of the
@@ -31,7 +32,7 @@ Fees: 0.1% of each fill, in the asset received (a buy's commission in the base a
 sell's in the quote asset: `n` / `N` of the executionReport, `commission` /
 `commissionAsset` of the order's fills and of myTrades), taken from that asset's balance.
 
-Not emulated: BNB fee discount, margin, futures, order lists (OCO), cancel-replace and amend (Binance spot
+Not emulated: BNB fee discount, margin, futures, order lists other than OCO, cancel-replace and amend (Binance spot
 has no in-place modify of price), weights per endpoint (one request = one unit against
 `requests_per_second`), listenKey streams, klines.
 """
@@ -47,7 +48,7 @@ import string
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -63,6 +64,7 @@ from ..server import Emulator
 from ..streams import Stream, StreamSession
 from ..venue import EmulatedFill, EmulatedOrder, FeeAsset, Refused
 from . import render
+from .orderlists import ListRefusal, OrderLists
 
 BOOK_LEVELS = 10
 DEFAULT_RECV_WINDOW_MS = 5000  # rest-api.md "Timing security": recvWindow defaults to 5000
@@ -97,6 +99,7 @@ class BinanceEmulator(Emulator):
         self._orders_placed: deque[float] = deque()  # monotonic times of accepted places (the longest window)
         self._shutdowns: set[asyncio.Task[None]] = set()
         self._sent_balances: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}  # api key -> what the stream said
+        self.lists = OrderLists(venue, lambda account, event: self._send_user(account, [event]))
         venue.on_market(self._on_market)
         venue.on_order(self._on_order)
 
@@ -141,6 +144,7 @@ class BinanceEmulator(Emulator):
         get("/api/v3/ticker/bookTicker", endpoint("quote", self._book_ticker, keyed=False))
         get("/api/v3/account", endpoint("balance", self._signed(self._account)))
         post("/api/v3/order", endpoint("place", self._signed(self._place)))
+        post("/api/v3/orderList/oco", endpoint("place", self._signed(self._place_oco)))
         get("/api/v3/order", endpoint("lookup", self._signed(self._lookup)))
         delete("/api/v3/order", endpoint("cancel", self._signed(self._cancel)))
         get("/api/v3/openOrders", endpoint("open_orders", self._signed(self._open_orders)))
@@ -167,7 +171,10 @@ class BinanceEmulator(Emulator):
             late = _timing_refusal(params)
             if late is not None:
                 return render.refusal(late)
-            return web.json_response(work(account, params))
+            try:
+                return web.json_response(work(account, params))
+            except ListRefusal as exc:
+                return render.refusal(exc.answer)
 
         return signed
 
@@ -178,8 +185,8 @@ class BinanceEmulator(Emulator):
             symbols.append({
                 "symbol": render.venue_symbol(symbol), "status": "TRADING", "baseAsset": spec.base,
                 "baseAssetPrecision": 8, "quoteAsset": spec.quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
-                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT"], "icebergAllowed": False,
-                "ocoAllowed": False, "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT"],
+                "icebergAllowed": False, "ocoAllowed": True, "otoAllowed": False, "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
                 "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
                 "filters": [
                     {"filterType": "PRICE_FILTER", "minPrice": render.number(spec.tick_size), "maxPrice": "1000000.00000000",
@@ -219,12 +226,15 @@ class BinanceEmulator(Emulator):
         order = self.venue.place(
             account, client_order_id=params.get("newClientOrderId") or f"emu{time.time_ns()}",
             symbol=self._symbol(params.get("symbol", "")), side=render.side(params.get("side", "")),
-            order_type=render.ORDER_TYPES[kind], quantity=_decimal(params, "quantity"),
-            price=_decimal(params, "price") if "price" in params else None,
-            stop_price=_decimal(params, "stopPrice") if "stopPrice" in params else None,
+            order_type=render.ORDER_TYPES[kind], quantity=render.decimal_param(params, "quantity"),
+            price=render.decimal_param(params, "price") if "price" in params else None,
+            stop_price=render.decimal_param(params, "stopPrice") if "stopPrice" in params else None,
             time_in_force=time_in_force, post_only=kind == "LIMIT_MAKER",
         )
         return render.order_result(order)
+
+    def _place_oco(self, account: str, params: dict[str, str]) -> dict[str, Any]:
+        return self.lists.place(account, params, self._symbol(params.get("symbol", "")))
 
     def _find(self, account: str, params: dict[str, str]) -> EmulatedOrder:
         if "orderId" in params:
@@ -232,7 +242,8 @@ class BinanceEmulator(Emulator):
         return self.venue.find(account, client_order_id=params.get("origClientOrderId", ""))
 
     def _lookup(self, account: str, params: dict[str, str]) -> dict[str, Any]:
-        return render.order(self._find(account, params))
+        order = self._find(account, params)
+        return render.order(order, self.lists.list_id(order))
 
     def _cancel(self, account: str, params: dict[str, str]) -> dict[str, Any]:
         order = self._find(account, params)
@@ -244,28 +255,32 @@ class BinanceEmulator(Emulator):
         """Cancel `order` under the cancel request's own client id (Binance generates one when
         none is sent): the answer names it `clientOrderId`, the order's own `origClientOrderId`."""
         self._cancel_ids[order.order_id] = cancel_id or "".join(secrets.choice(ID_CHARACTERS) for _ in range(22))
-        body = render.order(self.venue.cancel(order))
+        body = render.order(self.venue.cancel(order), self.lists.list_id(order))
+        self.lists.cancel_with(order)
         body["origClientOrderId"] = order.client_order_id
         body["clientOrderId"] = self._cancel_ids[order.order_id]
         return body
 
     def _open_orders(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
         symbol = self._symbol(params["symbol"]) if "symbol" in params else None
-        return [render.order(o) for o in self.venue.open_orders(account, symbol)]
+        return [render.order(o, self.lists.list_id(o)) for o in self.venue.open_orders(account, symbol)]
 
     def _all_orders(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
         symbol = self._symbol(params.get("symbol", ""))
         since = int(params.get("startTime", 0)) * 1_000_000
-        return [render.order(o) for o in self.venue.orders.values()
+        return [render.order(o, self.lists.list_id(o)) for o in self.venue.orders.values()
                 if o.account == account and o.symbol == symbol and o.updated_ns >= since]
 
     def _cancel_all(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
-        return [self._cancelled(o, None) for o in self.venue.open_orders(account, self._symbol(params.get("symbol", "")))]
+        # a list leg cancels its list: the other leg is no longer open when its turn comes
+        return [self._cancelled(o, None) for o in self.venue.open_orders(account, self._symbol(params.get("symbol", "")))
+                if o.is_open]
 
     def _my_trades(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
         symbol = self._symbol(params.get("symbol", ""))
         return [
-            {"symbol": render.venue_symbol(symbol), "id": fill.trade_id, "orderId": order.order_id, "orderListId": -1,
+            {"symbol": render.venue_symbol(symbol), "id": fill.trade_id, "orderId": order.order_id,
+             "orderListId": self.lists.list_id(order),
              "price": render.number(fill.price), "qty": render.number(fill.quantity),
              "quoteQty": render.number(fill.price * fill.quantity), "commission": render.number(fill.fee),
              "commissionAsset": fill.fee_currency, "time": fill.ts // 1_000_000, "isBuyer": order.side.value == "buy",
@@ -369,7 +384,9 @@ class BinanceEmulator(Emulator):
         """The executionReport, then (Binance: "sent any time an account balance has
         changed") an outboundAccountPosition of the order's assets whose balance moved."""
         cancel_id = self._cancel_ids.get(order.order_id) if order.status is OrderStatus.CANCELLED else None
-        events = [render.execution_report(order, fill, execution=render.execution_type(order, fill), cancel_id=cancel_id)]
+        events = [render.execution_report(order, fill, execution=render.execution_type(order, fill), cancel_id=cancel_id,
+                                          list_id=self.lists.list_id(order),
+                                          expiry_reason=self.lists.expiry_reasons.get(order.order_id))]
         spec = self.venue.instruments[order.symbol]
         held = self.venue.balances(order.account)
         sent = self._sent_balances.setdefault(order.account, {})
@@ -378,7 +395,11 @@ class BinanceEmulator(Emulator):
         if moved:
             sent.update(moved)
             events.append(render.account_position(moved, order.updated_ns))
-        for session in self._user_sockets.get(order.account, []):
+        self._send_user(order.account, events)
+        self.lists.changed(order, fill)
+
+    def _send_user(self, account: str, events: list[dict[str, Any]]) -> None:
+        for session in self._user_sockets.get(account, []):
             for subscription in session.topics:
                 for event in events:
                     session.send({"subscriptionId": int(subscription), "event": event})
@@ -455,13 +476,6 @@ def _timing_refusal(params: dict[str, str]) -> tuple[int, int, str] | None:
 def _valid_signature(secret: str, payload: str, signature: str) -> bool:
     expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, signature)
-
-
-def _decimal(params: dict[str, str], name: str) -> Decimal:
-    try:
-        return Decimal(params[name])
-    except (KeyError, InvalidOperation):
-        raise Refused(RejectReason.MALFORMED, f"Parameter '{name}' was empty or malformed.") from None
 
 
 def _now_ms() -> int:

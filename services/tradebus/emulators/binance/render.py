@@ -5,14 +5,14 @@ and codes (Binance spot API documentation: REST "Trading endpoints", user data s
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypedDict
 
 from aiohttp import web
 
 from tradebus.schemas.values import OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
-from ..venue import EmulatedFill, EmulatedOrder
+from ..venue import EmulatedFill, EmulatedOrder, Refused
 
 ORDER_TYPES = {"LIMIT": OrderType.LIMIT, "MARKET": OrderType.MARKET, "STOP_LOSS_LIMIT": OrderType.STOP_LIMIT,
                "STOP_LOSS": OrderType.STOP, "LIMIT_MAKER": OrderType.LIMIT}
@@ -102,10 +102,17 @@ def number(value: Decimal | None) -> str:
     return "0.00000000" if value is None else format(value, "f")
 
 
-def order(o: EmulatedOrder) -> dict[str, Any]:
-    """GET /api/v3/order and openOrders shape."""
+def decimal_param(params: dict[str, str], name: str) -> Decimal:
+    try:
+        return Decimal(params[name])
+    except (KeyError, InvalidOperation):
+        raise Refused(RejectReason.MALFORMED, f"Parameter '{name}' was empty or malformed.") from None
+
+
+def order(o: EmulatedOrder, list_id: int = -1) -> dict[str, Any]:
+    """GET /api/v3/order and openOrders shape; `list_id`: its order list's id (-1: none)."""
     return {
-        "symbol": venue_symbol(o.symbol), "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_order_id,
+        "symbol": venue_symbol(o.symbol), "orderId": o.order_id, "orderListId": list_id, "clientOrderId": o.client_order_id,
         "price": number(o.price), "origQty": number(o.quantity), "executedQty": number(o.filled),
         "cummulativeQuoteQty": number(o.cost), "status": STATUS[o.status], "timeInForce": o.time_in_force.value,
         "type": order_type(o), "side": o.side.value.upper(), "stopPrice": number(o.stop_price), "icebergQty": "0.00000000",
@@ -114,9 +121,9 @@ def order(o: EmulatedOrder) -> dict[str, Any]:
     }
 
 
-def order_result(o: EmulatedOrder) -> dict[str, Any]:
-    """POST /api/v3/order with newOrderRespType=FULL."""
-    body = order(o)
+def order_result(o: EmulatedOrder, list_id: int = -1) -> dict[str, Any]:
+    """POST /api/v3/order (and an order list's orderReports) with newOrderRespType=FULL."""
+    body = order(o, list_id)
     body["transactTime"] = o.created_ns // 1_000_000
     body["fills"] = [
         {"price": number(f.price), "qty": number(f.quantity), "commission": number(f.fee),
@@ -132,14 +139,15 @@ def order_type(o: EmulatedOrder) -> str:
     return {OrderType.MARKET: "MARKET", OrderType.STOP_LIMIT: "STOP_LOSS_LIMIT", OrderType.STOP: "STOP_LOSS"}[o.order_type]
 
 
-def execution_report(o: EmulatedOrder, fill: EmulatedFill | None, *, execution: str,
-                     cancel_id: str | None = None) -> dict[str, Any]:
+def execution_report(o: EmulatedOrder, fill: EmulatedFill | None, *, execution: str, cancel_id: str | None = None,
+                     list_id: int = -1, expiry_reason: str | None = None) -> dict[str, Any]:
     """The user data stream's order update (user-data-stream.md "Order Update"). On a cancel
-    `c` is the cancel request's client id (`cancel_id`) and `C` the order's own; else `C` is ""."""
-    return {
+    `c` is the cancel request's client id (`cancel_id`) and `C` the order's own; else `C` is "".
+    `g`: its order list's id; `eR`, a conditional field, why an expired order expired."""
+    report = {
         "e": "executionReport", "E": o.updated_ns // 1_000_000, "s": venue_symbol(o.symbol),
         "c": cancel_id or o.client_order_id, "S": o.side.value.upper(), "o": order_type(o), "f": o.time_in_force.value,
-        "q": number(o.quantity), "p": number(o.price), "P": number(o.stop_price), "F": "0.00000000", "g": -1,
+        "q": number(o.quantity), "p": number(o.price), "P": number(o.stop_price), "F": "0.00000000", "g": list_id,
         "C": o.client_order_id if cancel_id else "", "x": execution,
         "X": STATUS[o.status], "r": "NONE", "i": o.order_id, "l": number(fill.quantity if fill else Decimal(0)),
         "z": number(o.filled), "L": number(fill.price if fill else Decimal(0)), "n": number(fill.fee if fill else Decimal(0)),
@@ -148,6 +156,9 @@ def execution_report(o: EmulatedOrder, fill: EmulatedFill | None, *, execution: 
         "O": o.created_ns // 1_000_000, "Z": number(o.cost),
         "Y": number(fill.price * fill.quantity if fill else Decimal(0)), "Q": "0.00000000",
     }
+    if o.status is OrderStatus.EXPIRED and expiry_reason is not None:
+        report["eR"] = expiry_reason
+    return report
 
 
 def account_position(balances: dict[str, tuple[Decimal, Decimal]], ns: int) -> dict[str, Any]:

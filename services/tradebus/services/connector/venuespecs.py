@@ -84,17 +84,18 @@ class VenueSpec:
         return cls
 
 
-def _ccxt(name: str, emulator: str | None = None) -> VenueSpec:
+def _ccxt(name: str, emulator: str | None = None, order_groups: frozenset[GroupKind] = frozenset()) -> VenueSpec:
     """A venue served by the ccxt connector (one connector for every ccxt exchange id)."""
     return VenueSpec(name=name, connector=f"{VENUES_PACKAGE}.ccxt.connector:CcxtConnector",
-                     config=f"{VENUES_PACKAGE}.ccxt.config:CcxtConfig", extra="ccxt", sdk="ccxt", emulator=emulator)
+                     config=f"{VENUES_PACKAGE}.ccxt.config:CcxtConfig", extra="ccxt", sdk="ccxt", emulator=emulator,
+                     order_groups=order_groups)
 
 
 VENUE_SPECS: dict[str, VenueSpec] = {spec.name: spec for spec in (
     VenueSpec(name="paper", connector=f"{VENUES_PACKAGE}.paper.connector:PaperConnector",
               config=f"{VENUES_PACKAGE}.paper.config:PaperConfig", embedded=True, section="paper",
               order_groups=frozenset(GroupKind)),
-    _ccxt("binance", emulator=f"{EMULATORS_PACKAGE}.binance:BinanceEmulator"),
+    _ccxt("binance", emulator=f"{EMULATORS_PACKAGE}.binance:BinanceEmulator", order_groups=frozenset({GroupKind.OCO})),
     _ccxt("bybit", emulator=f"{EMULATORS_PACKAGE}.bybit:BybitEmulator"),
     VenueSpec(name="alpaca", connector=f"{VENUES_PACKAGE}.alpaca.connector:AlpacaConnector",
               config=f"{VENUES_PACKAGE}.alpaca.config:AlpacaConfig", extra="alpaca", sdk="alpaca",

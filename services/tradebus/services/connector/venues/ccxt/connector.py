@@ -9,10 +9,19 @@ Orders: market and limit, GTC / IOC / FOK, post-only; client order ids are ccxt'
 `clientOrderId`. Modify uses ccxt's `editOrder` where it amends the order in place; where
 an exchange implements it as cancel-and-replace under a new client order id (Binance spot),
 modify is not offered: the order's identity would change under the order manager.
+
+Order groups: Binance spot holds OCO groups as its order lists (binance_lists.py: the request
+through ccxt's implicit `private_post_orderlist_oco`, ccxt having no unified OCO). Our group
+id is the list's client id and our client order ids the legs', so every report of a leg is
+ours; its group id is added from `_group_ids` (set before the list is sent). A re-delivered
+group is answered per known leg (the base class), else refused by Binance as a duplicate
+(-2010 "Duplicate order sent.") or of unknown outcome, and then looked up by the legs' client
+order ids: never placed twice. Other exchanges hold no groups.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -21,17 +30,18 @@ import ccxt.pro as ccxt_pro
 import msgspec
 from ccxt.base.errors import ArgumentsRequired, BaseError
 
-from tradebus.schemas.commands import ModifyOrder, PlaceOrder
-from tradebus.schemas.events import Balance
+from tradebus.schemas.commands import ModifyOrder, PlaceOrder, PlaceOrderGroup
+from tradebus.schemas.events import Balance, group_unsupported
 from tradebus.schemas.market import Instrument
-from tradebus.schemas.values import MarketDataKind, OrderStatus, OrderType, RejectReason, TimeInForce
+from tradebus.schemas.values import GroupKind, MarketDataKind, OrderStatus, OrderType, RejectReason, TimeInForce
+from tradebus.shared.retry import Backoff
 
-from ...base import Capabilities
+from ...base import Capabilities, VenueEvent
 from ...credentials import venue_credentials
-from ...errors import OrderRefused
+from ...errors import OrderRefused, OutcomeUnknown, VenueBusy
 from ...remote import MarketMessage, RemoteVenueConnector
 from ...tracking import OrderSnapshot, TradeReport
-from . import parsing
+from . import binance_lists, parsing
 from .binance_stream import DEPTH_SNAPSHOT_LIMIT, DepthSnapshot
 from .config import CcxtConfig
 from .native_market import NATIVE_EXCHANGES, NativeMarketData
@@ -46,6 +56,8 @@ CANCEL_REPLACE_EDITS = frozenset({"binance"})
 LISTED_CLIENT_IDS = {"bybit": "orderLinkId"}
 ORDER_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
 TIME_IN_FORCE = frozenset({TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK})
+# The order groups an exchange holds natively (binance_lists.py); the others hold none.
+ORDER_GROUPS = {"binance": frozenset({GroupKind.OCO})}
 
 
 def rebased(urls: dict[str, Any], rest: str, ws: str) -> dict[str, Any]:
@@ -101,7 +113,9 @@ class CcxtConnector(RemoteVenueConnector[CcxtConfig]):
             order_types=ORDER_TYPES, time_in_force=TIME_IN_FORCE,
             modify=bool(has.get("editOrder")) and self.exchange_id not in CANCEL_REPLACE_EDITS,
             market_data=frozenset(kind for kind, feature in streams.items() if has.get(feature)),
+            order_groups=ORDER_GROUPS.get(self.exchange_id, frozenset()),
         )
+        self._group_ids: dict[str, str] = {}  # a leg's client order id -> its group id
         self._instruments: list[Instrument] = []
         self._native = NativeMarketData(
             self.exchange_id, self.exchange.urls["api"], self.exchange.implode_hostname, self._depth_snapshot,
@@ -173,6 +187,65 @@ class CcxtConnector(RemoteVenueConnector[CcxtConfig]):
             reduce_only=command.reduce_only,
         )
         return parsing.order_snapshot(order, requested)
+
+    async def place_group(self, group: PlaceOrderGroup) -> list[VenueEvent]:
+        """An OCO as a Binance spot order list (the only group `capabilities` name)."""
+        legs = group.placed_orders()
+        market = self.exchange.market(group.first.symbol)
+        try:
+            if not market.get("spot"):
+                raise binance_lists.Unexpressible("Binance holds order lists on spot markets only")
+            request = binance_lists.oco_request(group, str(market["id"]))
+        except binance_lists.Unexpressible as exc:
+            return list(group_unsupported(group, f"{self.venue}: {exc}", time.time_ns()))
+        for leg in legs:
+            self._group_ids[leg.client_order_id] = group.group_id
+            self.tracker.submitting(leg)
+        try:
+            reports = await self._placed_list(request, legs)
+        except (OrderRefused, VenueBusy) as exc:  # Binance placed neither leg
+            reason = exc.reason if isinstance(exc, OrderRefused) else RejectReason.VENUE_UNAVAILABLE
+            for leg in legs:
+                self.tracker.forget(leg.client_order_id)
+            return [event for leg in legs for event in self.tracker.rejected(leg, reason, exc.message, time.time_ns())]
+        events: list[VenueEvent] = []
+        for snapshot in reports:
+            events += await self._track(snapshot)
+        return events  # none found: the outcome stays unknown, left for reconciliation
+
+    async def _placed_list(self, request: dict[str, Any], legs: list[PlaceOrder]) -> list[OrderSnapshot]:
+        """The legs as Binance holds them. Binance refuses a client order id only while an
+        order holding it is open, so the list is looked up (its first leg: a list is placed
+        whole or not at all) before it is sent, and again after a duplicate refusal or a
+        lost answer: a re-delivered group is never placed twice."""
+        backoff = Backoff(self.settings.lookup_interval)
+        for _ in range(self.settings.lookup_attempts):
+            first = await self._call(functools.partial(self.lookup, legs[0].client_order_id, legs[0].symbol))
+            if first is not None:
+                rest = [await self._call(functools.partial(self.lookup, leg.client_order_id, leg.symbol))
+                        for leg in legs[1:]]
+                return [first, *(snapshot for snapshot in rest if snapshot is not None)]
+            try:
+                answer = await self._call(lambda: self._request(self.exchange.private_post_orderlist_oco(request),
+                                                                changes_state=True))
+            except OrderRefused as exc:
+                if exc.reason is not RejectReason.DUPLICATE_CLIENT_ORDER_ID:
+                    raise
+                continue
+            except OutcomeUnknown:
+                await backoff.wait()
+                continue
+            market = self.exchange.market(legs[0].symbol)
+            return [parsing.order_snapshot(self.exchange.parse_order(report, market)) for report in answer["orderReports"]]
+        return []
+
+    async def _track(self, snapshot: OrderSnapshot, now: int | None = None) -> list[VenueEvent]:
+        """Every report of a leg, from any path (the stream's may come before the list's
+        answer), carries its group id: it goes on the leg's OrderAccepted."""
+        group_id = self._group_ids.get(snapshot.client_order_id)
+        if group_id is not None:
+            snapshot = msgspec.structs.replace(snapshot, group_id=group_id)
+        return await super()._track(snapshot, now)
 
     async def amend(self, command: ModifyOrder, venue_order_id: str | None) -> OrderSnapshot:
         if not self.capabilities.modify:

@@ -31,7 +31,7 @@ from tradebus.schemas.values import (
 from ...codes import CodeTable, taxonomy_error
 from ...errors import AuthFailed, OrderRefused, OutcomeUnknown, VenueBusy, VenueError
 from ...tracking import OrderSnapshot, TradeReport
-from . import binance_codes, bybit_codes, kraken_codes, kucoin_codes, okx_codes
+from . import binance_codes, binance_lists, bybit_codes, kraken_codes, kucoin_codes, okx_codes
 
 ZERO = Decimal(0)
 MS = 1_000_000
@@ -77,6 +77,10 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
     info = order.get("info") or {}
     last_trade = trades[-1] if trades else _binance_stream_trade(info)
     cum_fee, fee_currency = _cumulative_fee(order, info)
+    status = _status(order.get("status"), filled, quantity)
+    cancel_reason = VENUE_CANCEL_REASONS.get(str(info.get("rejectReason")))
+    if status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED) and binance_lists.ended_by_list(info):
+        status, cancel_reason = OrderStatus.CANCELLED, CancelReason.CONTINGENT
     return OrderSnapshot(
         client_order_id=client_order_id(order),
         venue_order_id=str(order["id"]),
@@ -84,7 +88,7 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
         side=Side(order["side"]),
         order_type=order_type,
         quantity=quantity,
-        status=_status(order.get("status"), filled, quantity),
+        status=status,
         # a market order's "price" is its average fill price in ccxt: not a limit
         price=price if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
         stop_price=trigger,
@@ -98,7 +102,7 @@ def order_snapshot(order: dict[str, Any], requested: OrderSnapshot | None = None
         cum_fee=cum_fee,
         fee_currency=fee_currency,
         ts=nanos(order.get("lastUpdateTimestamp") or order.get("lastTradeTimestamp") or order.get("timestamp")),
-        cancel_reason=VENUE_CANCEL_REASONS.get(str((order.get("info") or {}).get("rejectReason"))),
+        cancel_reason=cancel_reason,
     )
 
 
