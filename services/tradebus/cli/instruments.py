@@ -12,6 +12,7 @@ from tradebus.schemas.codecs import encode
 from tradebus.schemas.market import Instrument
 
 from .busclient import connect_client
+from .columns import aligned
 
 COLUMNS = ("symbol", "venue_symbol", "asset_class", "base", "quote", "tick_size", "lot_size", "min_quantity",
            "min_notional")
@@ -29,9 +30,7 @@ def add_instruments_command(
 
 def table(instruments: list[Instrument]) -> list[str]:
     """Aligned columns; decimals exactly as the venue gives them (never through a float)."""
-    rows = [COLUMNS, *(tuple(_cell(getattr(i, column)) for column in COLUMNS) for i in instruments)]
-    widths = [max(len(row[n]) for row in rows) for n in range(len(COLUMNS))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return aligned([COLUMNS, *(tuple(_cell(getattr(i, column)) for column in COLUMNS) for i in instruments)])
 
 
 def _cell(value: object) -> str:

@@ -39,6 +39,7 @@ COMMANDS: dict[str, Handler] = {
     "run": Handler("run", "run"),
     "ticks": Handler("ticks", "ticks", client=True),
     "instruments": Handler("instruments", "instruments", client=True),
+    "venues": Handler("venues", "venues"),
     "status": Handler("status", "status", client=True),
     "login": Handler("login", "login"),
     **{f"order {verb}": Handler("orders", "order", client=True)
@@ -112,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     emulate.add_argument("--api-key", help="the API key it accepts (default: <VENUE>_API_KEY or a demo key)")
     emulate.add_argument("--api-secret", help="its secret (default: <VENUE>_API_SECRET or a demo secret)")
     emulate.add_argument("--seed", type=int, default=None, help="fix the simulated market's random walk")
+
+    commands.add_parser("venues", help="the venues this installation knows: SDK, emulator, native order groups")
 
     run = commands.add_parser("run", parents=[common], help="run one service in the foreground (what a container runs)")
     run.add_argument("service", choices=SERVICES, help="which service: %(choices)s")
